@@ -1,0 +1,74 @@
+/* campaign.h -- outbound campaigns: who to write to, and when.
+ *
+ * A campaign run does not send anything. It picks customers (retention) or
+ * gift orders (gifts), finds or creates their conversation and schedules a
+ * durable timer whose step ("retention.checkin", "gifts.checkin") the flow
+ * runs when it fires. Due times fall inside working hours in each customer's
+ * own time zone and are spread so that at most rate_per_minute check-ins are
+ * due in any minute, across all customers and campaigns. Every contact is
+ * recorded in campaign_contacts, so a second run contacts nobody twice.
+ *
+ * Selection and scheduling happen in one BEGIN IMMEDIATE transaction: two
+ * runs at once serialise instead of both picking the same customers.
+ *
+ * "Open conversation" (retention and gifts skip these; they are picked up by
+ * a later run): a conversation linked to the customer -- conversations.phone
+ * is the customer's phone, or (telegram, telegram_id), or (whatsapp,
+ * whatsapp) -- that is with a human (mode human, handoff or manager), or had
+ * a customer message or a flow step other than "done" in the last 3 days, or
+ * has any pending timer. A linked conversation in mode "blocked" counts as
+ * blocked. */
+#ifndef RT_CAMPAIGN_H
+#define RT_CAMPAIGN_H
+#include "rt.h"
+#include "store.h"
+
+typedef struct {
+  const char *name;          /* "retention" or "gifts" */
+  int64_t now_ms;
+  bool dry_run;              /* compute and report, write nothing */
+  const char *tz;            /* zone of customers without one; NULL: Europe/Moscow */
+  unsigned days_mask;        /* working days: bit d for d = 1 (Monday) .. 7 (Sunday) */
+  int from_min, to_min;      /* working window, minutes after local midnight (to <= 1440) */
+  int idle_days;             /* retention: no purchase for this long */
+  int cooldown_days;         /* retention: not contacted by it for this long */
+  int rate_per_minute;       /* at most this many check-ins due in any minute */
+  int after_days;            /* gifts: days after the order date */
+  int max_age_days;          /* gifts: older orders are left alone; 0 means 60 */
+  const char *phone_channel; /* channel for a contact known only by phone:
+                                "console" (default) or "whatsapp" */
+} rt_campaign_opts;
+
+/* Defaults of shop.schema.json: Mon-Sat 09:00-19:00 Moscow, 90 idle days,
+ * 30 cooldown days, 20 per minute, gifts after 3 days. */
+void rt_campaign_opts_default(rt_campaign_opts *o, const char *name, int64_t now_ms);
+
+typedef struct {
+  char campaign[16];
+  bool dry_run;
+  int64_t candidates;        /* idle customers, or gift orders due */
+  int64_t selected;          /* candidates that passed every rule */
+  int64_t scheduled;         /* timers written (0 in a dry run) */
+  struct {
+    int64_t opted_out, blocked, open_conversation, cooldown, no_channel;
+  } skipped;
+  int64_t first_at, last_at; /* earliest and latest due time, ms; 0 if none */
+  char tz[64];               /* zone used to print times */
+} rt_campaign_report;
+
+/* Runs the campaign o->name. Returns RT_OK, RT_EINVAL (unknown campaign,
+ * no working days, bad zone) or the store's error with an owned *err. */
+int rt_campaign_run(rt_store *s, const rt_campaign_opts *o, rt_campaign_report *rep,
+                    char **err);
+
+/* Owned JSON text: {"campaign": "retention", "candidates": N, "selected": N,
+ * "scheduled": N, "skipped": {"opted_out": N, ...}, "first_at": ISO or null,
+ * "last_at": ISO or null, "dry_run": false}. Times are ISO 8601 with the
+ * offset of rep->tz. */
+char *rt_campaign_report_json(const rt_campaign_report *rep);
+
+/* Writes ms as ISO 8601 local time in tz with its offset
+ * ("2025-03-10T09:00:00+03:00"). */
+void rt_campaign_iso(int64_t ms, const char *tz, char *out, size_t n);
+
+#endif

@@ -1,0 +1,1191 @@
+/* engine.c -- events, turns, group commit, timers and the outbox sender
+ * (see engine.h). */
+#include "engine.h"
+#include "http_client.h"
+#include "log.h"
+#include "lvm.h"
+#include "map.h"
+#include "paths.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TURNS_PER_PUMP 2048
+#define RECEIVES_PER_PUMP 4096
+#define OUTBOX_PER_PUMP 512
+
+typedef struct pending_ev {
+  int64_t id;
+  char *payload;               /* owned; NULL = read from the inbox */
+} pending_ev;
+
+typedef struct turn turn;
+
+/* The queue of one chat: inbox events waiting, at most one turn running. */
+typedef struct conv_q {
+  char *key, *channel, *chat_id;
+  pending_ev *evs;
+  size_t head, len, cap;
+  bool running, in_ready;
+  struct conv_q *next_ready;
+} conv_q;
+
+struct turn {
+  rt_engine *e;
+  conv_q *q;
+  pending_ev ev;
+  json_t *event;
+  rt_conv_row conv;
+  rt_lturn *lt;
+  int status;                   /* RT_LTURN_* or -1: not run (handoff) */
+  int64_t started_ms;
+  rt_http_req *http_req;
+  turn *next;                   /* done list / yielded list */
+  turn *prev_y, *next_y;
+};
+
+typedef struct recv_item {
+  char *channel, *ext_id, *chat_id, *kind, *payload;
+  void (*ack)(void *, int);
+  void *ud;
+} recv_item;
+
+typedef struct mark {
+  int64_t id;
+  int status;
+  char *err;
+  int64_t retry_at;
+} mark;
+
+struct rt_engine {
+  uv_loop_t *loop;
+  rt_config *cfg;
+  rt_store *store;
+  rt_clock clock;
+  bool test_mode;
+  rt_bundle *bundle;
+  rt_bundle_opts bopts;
+  rt_host host;
+  json_t *shop_view;
+  char *flows_dir, *lib_dir, *start_flow;
+  char *reload_error, *store_error;
+  rt_http *http;
+  json_t *(*http_stub)(void *, json_t *);
+  void *http_stub_ud;
+
+  rt_map convs;
+  conv_q *ready_head, *ready_tail;
+  recv_item *recv;
+  size_t nrecv, caprecv;
+  turn *done_head, *done_tail;
+  turn *yielded;
+  turn **resume;
+  size_t nresume, capresume;
+  size_t running;
+  mark *marks;
+  size_t nmarks, capmarks;
+  rt_map inflight;             /* outbox ids being sent */
+  rt_channel *channels[8];
+  int nchannels;
+
+  uv_idle_t pump;
+  uv_timer_t wake;             /* earliest durable timer */
+  uv_timer_t watchdog;         /* step deadlines, store retries, outbox retries */
+  bool pumping, closing;
+  int handles_open;
+  void (*close_done)(void *);
+  void *close_ud;
+  int64_t store_retry_at;
+  int64_t step_timeout_ms;
+  int64_t release_after_s;
+  rt_engine_stats st;
+  char *mgr_channel, *mgr_chat;
+};
+
+static void pump_start(rt_engine *e);
+
+static int64_t now_ms(rt_engine *e) { return rt_clock_now(&e->clock); }
+
+/* ---- queues ---- */
+
+static conv_q *queue_for(rt_engine *e, const char *channel, const char *chat_id) {
+  char key[512];
+  snprintf(key, sizeof key, "%s\x1f%s", channel, chat_id);
+  conv_q *q = rt_map_get(&e->convs, key);
+  if (!q) {
+    q = rt_xcalloc(1, sizeof *q);
+    q->key = rt_xstrdup(key);
+    q->channel = rt_xstrdup(channel);
+    q->chat_id = rt_xstrdup(chat_id);
+    rt_map_set(&e->convs, key, q);
+  }
+  return q;
+}
+
+static void queue_free(conv_q *q) {
+  for (size_t i = q->head; i < q->len; i++) free(q->evs[i].payload);
+  free(q->evs);
+  free(q->key);
+  free(q->channel);
+  free(q->chat_id);
+  free(q);
+}
+
+static void make_ready(rt_engine *e, conv_q *q) {
+  if (q->in_ready || q->running || q->head == q->len) return;
+  q->in_ready = true;
+  q->next_ready = NULL;
+  if (e->ready_tail) e->ready_tail->next_ready = q;
+  else e->ready_head = q;
+  e->ready_tail = q;
+}
+
+static void enqueue(rt_engine *e, const char *channel, const char *chat_id, int64_t id,
+                    char *payload) {
+  conv_q *q = queue_for(e, channel, chat_id);
+  if (q->len == q->cap) {
+    if (q->head > 0) {
+      memmove(q->evs, q->evs + q->head, (q->len - q->head) * sizeof *q->evs);
+      q->len -= q->head;
+      q->head = 0;
+    }
+    if (q->len == q->cap) {
+      q->cap = q->cap ? q->cap * 2 : 4;
+      q->evs = rt_xrealloc(q->evs, q->cap * sizeof *q->evs);
+    }
+  }
+  q->evs[q->len++] = (pending_ev){id, payload};
+  make_ready(e, q);
+}
+
+/* Drops a chat's queue once it has nothing left, so idle chats cost no
+ * memory: their state lives in SQLite only. */
+static void queue_maybe_drop(rt_engine *e, conv_q *q) {
+  if (q->running || q->in_ready || q->head < q->len) return;
+  rt_map_del(&e->convs, q->key);
+  queue_free(q);
+}
+
+/* ---- host callbacks for the Lua side ---- */
+
+static int64_t host_now(void *ud) { return now_ms(ud); }
+
+static json_t *host_customer(void *ud, const char *phone, const char *channel, const char *chat) {
+  rt_engine *e = ud;
+  return rt_store_customer_json(e->store, phone, channel, chat);
+}
+
+static void host_ready(void *ud, rt_lturn *lt) {
+  rt_engine *e = ud;
+  if (e->nresume == e->capresume) {
+    e->capresume = e->capresume ? e->capresume * 2 : 16;
+    e->resume = rt_xrealloc(e->resume, e->capresume * sizeof *e->resume);
+  }
+  e->resume[e->nresume++] = rt_lturn_host(lt);
+  pump_start(e);
+}
+
+static void http_done(rt_http_resp *r, void *ud) {
+  turn *t = ud;
+  t->http_req = NULL;
+  json_t *res;
+  if (r->err != RT_OK) {
+    const char *code = r->err == RT_ETIMEOUT ? "timeout" : r->err == RT_ELIMIT ? "too-large"
+                                                                               : "network";
+    res = json_pack("{s:s, s:s}", "error", code, "detail", r->errmsg);
+  } else {
+    res = json_pack("{s:i, s:s%}", "status", r->status, "body", r->body ? r->body : "",
+                    r->body ? r->body_len : 0);
+    if (!res) res = json_pack("{s:i, s:s}", "status", r->status, "body", "");
+  }
+  rt_lturn_io_done(t->lt, res);
+}
+
+static int host_http(void *ud, rt_lturn *lt, json_t *req) {
+  rt_engine *e = ud;
+  turn *t = rt_lturn_host(lt);
+  if (e->http_stub) {
+    json_t *res = e->http_stub(e->http_stub_ud, req);
+    rt_lturn_io_done(lt, res ? res : json_pack("{s:s, s:s}", "error", "network",
+                                               "detail", "no scripted reply"));
+    return RT_OK;
+  }
+  if (!e->http) return RT_EINVAL;
+  const char *hdrs[34];
+  size_t nh = 0;
+  json_t *h = json_object_get(req, "headers"), *v;
+  size_t i;
+  json_array_foreach(h, i, v) if (nh < 32) hdrs[nh++] = json_string_value(v);
+  if (json_object_get(req, "content_type")) hdrs[nh++] = "Content-Type: application/json";
+  hdrs[nh] = NULL;
+  json_t *body = json_object_get(req, "body");
+  rt_http_opts o = {
+    .method = json_string_value(json_object_get(req, "method")),
+    .url = json_string_value(json_object_get(req, "url")),
+    .body = json_string_value(body),
+    .body_len = body ? json_string_length(body) : 0,
+    .headers = hdrs,
+    .timeout_ms = (long)json_integer_value(json_object_get(req, "timeout_ms")),
+  };
+  return rt_http_request(e->http, &o, http_done, t, &t->http_req);
+}
+
+/* ---- bundle ---- */
+
+static json_t *shop_view(rt_config *cfg) {
+  /* Flows see the shop's facts and settings, never tokens or plumbing. */
+  json_t *v = json_deep_copy(rt_config_json(cfg));
+  static const char *hide[] = {"channels", "llm", "crm", "store", "http", "log", "tests", "limits"};
+  for (size_t i = 0; i < RT_ARRAY_LEN(hide); i++) json_object_del(v, hide[i]);
+  return v;
+}
+
+int rt_engine_reload(rt_engine *e, char **err) {
+  rt_bundle *b;
+  uint64_t t0 = uv_hrtime();
+  int rc = rt_bundle_load(&e->bopts, &b, err);
+  double ms = (double)(uv_hrtime() - t0) / 1e6;
+  if (rc != RT_OK) {
+    e->st.reloads_failed++;
+    free(e->reload_error);
+    e->reload_error = rt_xstrdup(*err);
+    char q[1024];
+    rt_log_quote(*err, q, sizeof q);
+    rt_log(RT_LOG_ERROR, "reload-failed", "err=%s keep=%s", q,
+           e->bundle ? rt_bundle_version(e->bundle) : "none");
+    return rc;
+  }
+  rt_bundle *old = e->bundle;
+  e->bundle = b;
+  free(e->reload_error);
+  e->reload_error = NULL;
+  e->st.reloads_ok++;
+  rt_log(RT_LOG_INFO, "reload", "version=%s flows=%d ms=%.2f", rt_bundle_version(b),
+         rt_bundle_flow_count(b), ms);
+  rt_bundle_unref(old);   /* turns in flight still hold it */
+  return RT_OK;
+}
+
+/* ---- receive ---- */
+
+int rt_engine_receive(rt_engine *e, const rt_event_in *ev,
+                      void (*ack)(void *, int), void *ud) {
+  if (!ev->channel || !ev->chat_id || !*ev->chat_id) return RT_EINVAL;
+  json_t *p = json_object();
+  if (ev->extra_json) {
+    json_t *x = json_loads(ev->extra_json, 0, NULL);
+    if (json_is_object(x)) json_object_update(p, x);
+    json_decref(x);
+  }
+  const char *kind = ev->kind ? ev->kind : "text";
+  json_object_set_new(p, "kind", json_string(kind));
+  if (ev->text) {
+    json_t *s = json_string(ev->text);
+    json_object_set_new(p, "text", s ? s : json_string(""));
+  }
+  if (ev->user_id) json_object_set_new(p, "user", json_string(ev->user_id));
+  if (ev->name) {
+    json_t *s = json_string(ev->name);
+    if (s) json_object_set_new(p, "name", s);
+  }
+  int64_t at = now_ms(e);
+  json_object_set_new(p, "at", json_integer(at / 1000));
+  char *payload = json_dumps(p, JSON_COMPACT);
+  json_decref(p);
+  if (e->nrecv == e->caprecv) {
+    e->caprecv = e->caprecv ? e->caprecv * 2 : 64;
+    e->recv = rt_xrealloc(e->recv, e->caprecv * sizeof *e->recv);
+  }
+  static uint64_t seq;
+  char gen[64];
+  if (!ev->ext_id) snprintf(gen, sizeof gen, "gen:%lld:%llu", (long long)at,
+                            (unsigned long long)++seq);
+  e->recv[e->nrecv++] = (recv_item){
+    rt_xstrdup(ev->channel), rt_xstrdup(ev->ext_id ? ev->ext_id : gen),
+    rt_xstrdup(ev->chat_id), rt_xstrdup(kind), payload, ack, ud};
+  pump_start(e);
+  return RT_OK;
+}
+
+static void recv_free(recv_item *r) {
+  free(r->channel); free(r->ext_id); free(r->chat_id); free(r->kind); free(r->payload);
+}
+
+static void set_store_error(rt_engine *e, const char *what) {
+  char *m = rt_xasprintf("%s: %s", what, rt_store_errmsg(e->store));
+  if (!e->store_error || strcmp(e->store_error, m) != 0) {
+    char q[512];
+    rt_log_quote(m, q, sizeof q);
+    rt_log(RT_LOG_ERROR, "store-error", "err=%s code=%d retry_in_ms=1000", q,
+           rt_store_errcode(e->store));
+  }
+  free(e->store_error);
+  e->store_error = m;
+  e->store_retry_at = now_ms(e) + 1000;
+}
+
+static void clear_store_error(rt_engine *e) {
+  if (e->store_error) rt_log(RT_LOG_INFO, "store-recovered", NULL);
+  free(e->store_error);
+  e->store_error = NULL;
+}
+
+/* Receive commit: every event that came in this loop turn, one
+ * transaction, then the acks. On failure nothing is acked and the batch is
+ * kept for the next try. */
+static void flush_receives(rt_engine *e) {
+  if (!e->nrecv) return;
+  size_t n = e->nrecv < RECEIVES_PER_PUMP ? e->nrecv : RECEIVES_PER_PUMP;
+  int64_t now = now_ms(e);
+  int64_t *ids = rt_xcalloc(n, sizeof *ids);
+  int *res = rt_xcalloc(n, sizeof *res);
+  int rc = rt_store_begin(e->store);
+  for (size_t i = 0; i < n && rc == RT_OK; i++) {
+    recv_item *r = &e->recv[i];
+    rc = rt_store_inbox_add(e->store, r->channel, r->ext_id, r->chat_id, r->kind, r->payload,
+                            now, &ids[i]);
+    if (rc == 1) { res[i] = 1; rc = RT_OK; continue; }
+    if (rc == RT_OK) {
+      rt_conv_row row;
+      rc = rt_store_conv_get(e->store, r->channel, r->chat_id, true, now, &row);
+      rt_conv_row_clear(&row);
+    }
+  }
+  if (rc == RT_OK) rc = rt_store_commit(e->store);
+  else rt_store_rollback(e->store);
+  if (rc != RT_OK) {
+    set_store_error(e, "cannot store received messages");
+    free(ids);
+    free(res);
+    return;
+  }
+  clear_store_error(e);
+  for (size_t i = 0; i < n; i++) {
+    recv_item *r = &e->recv[i];
+    if (res[i] == 0) {
+      enqueue(e, r->channel, r->chat_id, ids[i], r->payload);
+      r->payload = NULL;
+    } else {
+      rt_log(RT_LOG_DEBUG, "duplicate", "channel=%s ext_id=%s", r->channel, r->ext_id);
+    }
+    if (r->ack) r->ack(r->ud, res[i]);
+    recv_free(r);
+  }
+  memmove(e->recv, e->recv + n, (e->nrecv - n) * sizeof *e->recv);
+  e->nrecv -= n;
+  free(ids);
+  free(res);
+}
+
+/* ---- turns ---- */
+
+static void yielded_add(rt_engine *e, turn *t) {
+  t->prev_y = NULL;
+  t->next_y = e->yielded;
+  if (e->yielded) e->yielded->prev_y = t;
+  e->yielded = t;
+}
+
+static void yielded_del(rt_engine *e, turn *t) {
+  if (t->prev_y) t->prev_y->next_y = t->next_y;
+  else if (e->yielded == t) e->yielded = t->next_y;
+  if (t->next_y) t->next_y->prev_y = t->prev_y;
+  t->prev_y = t->next_y = NULL;
+}
+
+static void turn_done(rt_engine *e, turn *t) {
+  t->next = NULL;
+  if (e->done_tail) e->done_tail->next = t;
+  else e->done_head = t;
+  e->done_tail = t;
+}
+
+static void turn_free(turn *t) {
+  if (t->http_req) rt_http_cancel(t->http_req);
+  rt_lturn_free(t->lt);
+  json_decref(t->event);
+  rt_conv_row_clear(&t->conv);
+  free(t->ev.payload);
+  free(t);
+}
+
+static bool is_customer_message(const char *kind) {
+  return strcmp(kind, "wake") != 0 && strcmp(kind, "manager") != 0;
+}
+
+static void start_turn(rt_engine *e, conv_q *q) {
+  turn *t = rt_xcalloc(1, sizeof *t);
+  t->e = e;
+  t->q = q;
+  t->ev = q->evs[q->head];
+  q->evs[q->head].payload = NULL;
+  q->running = true;
+  e->running++;
+  t->started_ms = now_ms(e);
+  if (!t->ev.payload && rt_store_inbox_get(e->store, t->ev.id, &t->ev.payload) != RT_OK)
+    t->ev.payload = rt_xstrdup("{}");
+  t->event = json_loads(t->ev.payload, 0, NULL);
+  if (!json_is_object(t->event)) {
+    json_decref(t->event);
+    t->event = json_pack("{s:s}", "kind", "text");
+  }
+  if (rt_store_conv_get(e->store, q->channel, q->chat_id, false, t->started_ms, &t->conv) != RT_OK) {
+    /* The receive commit always creates the row; this is a store failure. */
+    t->status = -2;
+    turn_done(e, t);
+    return;
+  }
+  const char *kind = json_string_value(json_object_get(t->event, "kind"));
+  if (!kind) kind = "text";
+  const char *mode = t->conv.mode ? t->conv.mode : "bot";
+  const char *wstep = json_string_value(json_object_get(t->event, "step"));
+  bool system_wake = wstep && wstep[0] == '_';
+  /* Handed off: the manager talks, the bot stays silent. Only wake-ups
+   * (the flow's own reminders) still run. */
+  if ((strcmp(mode, "bot") != 0 && is_customer_message(kind)) || system_wake ||
+      strcmp(kind, "manager") == 0) {
+    t->status = -1;
+    turn_done(e, t);
+    return;
+  }
+  json_t *slots = json_loads(t->conv.state ? t->conv.state : "{}", 0, NULL);
+  if (!json_is_object(slots)) {
+    json_decref(slots);
+    slots = json_object();
+  }
+  json_t *conv = json_pack("{s:I, s:s, s:s, s:s, s:o}", "id", (json_int_t)t->conv.id,
+                           "channel", t->conv.channel, "chat", t->conv.chat_id, "mode", mode,
+                           "slots", slots);
+  if (t->conv.flow) json_object_set_new(conv, "flow", json_string(t->conv.flow));
+  if (t->conv.step) json_object_set_new(conv, "step", json_string(t->conv.step));
+  if (t->conv.phone) json_object_set_new(conv, "phone", json_string(t->conv.phone));
+  json_t *user = json_object_get(t->event, "user");
+  if (json_is_string(user)) json_object_set(conv, "user", user);
+  else if (t->conv.user_id) json_object_set_new(conv, "user", json_string(t->conv.user_id));
+  json_t *name = json_object_get(t->event, "name");
+  if (json_is_string(name)) json_object_set(conv, "name", name);
+  t->status = rt_lturn_start(e->bundle, t, conv, t->event, &t->lt);
+  json_decref(conv);
+  if (t->status == RT_LTURN_YIELD) yielded_add(e, t);
+  else turn_done(e, t);
+}
+
+static void resume_turns(rt_engine *e) {
+  size_t n = e->nresume;
+  turn **list = e->resume;
+  e->resume = NULL;
+  e->nresume = e->capresume = 0;
+  for (size_t i = 0; i < n; i++) {
+    turn *t = list[i];
+    if (t->status != RT_LTURN_YIELD) continue;
+    t->status = rt_lturn_resume(t->lt);
+    if (t->status != RT_LTURN_YIELD) {
+      yielded_del(e, t);
+      turn_done(e, t);
+    }
+  }
+  free(list);
+}
+
+/* ---- applying effects ---- */
+
+static const char *jstr(json_t *o, const char *k) {
+  return json_string_value(json_object_get(o, k));
+}
+
+static void free_set(char **p, const char *v) {
+  char *n = v ? rt_xstrdup(v) : NULL;
+  free(*p);
+  *p = n;
+}
+
+static int add_out(rt_engine *e, turn *t, const char *channel, const char *chat,
+                   json_t *payload, int seq, int64_t now) {
+  char idem[96];
+  snprintf(idem, sizeof idem, "c%lld:r%lld:%d", (long long)t->conv.id,
+           (long long)t->conv.rev + 1, seq);
+  char *p = json_dumps(payload, JSON_COMPACT);
+  int rc = rt_store_outbox_add(e->store, t->conv.id, channel, chat, idem, "text", p, now, NULL);
+  free(p);
+  return rc == 1 ? RT_OK : rc;
+}
+
+static int apply_handoff_timer(rt_engine *e, turn *t, int64_t now) {
+  return rt_store_timer_set(e->store, t->conv.id, "_handoff_release",
+                            now + e->release_after_s * 1000, "_release", "{}", now);
+}
+
+static const char *campaign_of(json_t *slots, json_t *data) {
+  const char *c = data ? jstr(data, "campaign") : NULL;
+  if (!c && slots) c = jstr(slots, "campaign");
+  return c;
+}
+
+/* A step that failed: nothing it did is kept; the chat goes to a manager
+ * and the managers hear why. */
+static int apply_error(rt_engine *e, turn *t, int64_t now) {
+  json_t *err = rt_lturn_error(t->lt);
+  e->st.steps_failed++;
+  char *ej = json_dumps(err, JSON_COMPACT);
+  char q[1024];
+  rt_log_quote(jstr(err, "msg") ? jstr(err, "msg") : "?", q, sizeof q);
+  rt_log(RT_LOG_ERROR, "step-failed", "conv=%lld flow=%s step=%s source=%s line=%lld code=%s err=%s",
+         (long long)t->conv.id, jstr(err, "flow") ? jstr(err, "flow") : "-",
+         jstr(err, "step") ? jstr(err, "step") : "-",
+         jstr(err, "source") ? jstr(err, "source") : "-",
+         (long long)json_integer_value(json_object_get(err, "line")), jstr(err, "code"), q);
+  free_set(&t->conv.last_error, ej);
+  free_set(&t->conv.mode, "handoff");
+  int rc = rt_store_event_add(e->store, now, t->conv.id, jstr(err, "flow"), NULL, "step_error", ej);
+  free(ej);
+  if (rc == RT_OK) rc = apply_handoff_timer(e, t, now);
+  if (rc == RT_OK) {
+    char *text = rt_xasprintf(
+        "Бот остановился в чате %s:%s (шаг %s.%s, %s:%lld): %s. Ответьте клиенту, пожалуйста.",
+        t->conv.channel, t->conv.chat_id, jstr(err, "flow") ? jstr(err, "flow") : "?",
+        jstr(err, "step") ? jstr(err, "step") : "?",
+        jstr(err, "source") ? jstr(err, "source") : "?",
+        (long long)json_integer_value(json_object_get(err, "line")),
+        jstr(err, "msg") ? jstr(err, "msg") : "ошибка");
+    json_t *p = json_pack("{s:s, s:s}", "text", text, "about", t->conv.chat_id);
+    if (!p) p = json_pack("{s:s}", "text", "Бот остановился в одном из чатов: ответьте клиенту.");
+    rc = add_out(e, t, e->mgr_channel, e->mgr_chat, p, 0, now);
+    json_decref(p);
+    free(text);
+  }
+  return rc;
+}
+
+/* The bot is not running this chat: manager actions, system wake-ups and
+ * messages that arrive while a manager has it. */
+static int apply_system(rt_engine *e, turn *t, int64_t now) {
+  const char *kind = jstr(t->event, "kind");
+  const char *step = jstr(t->event, "step");
+  const char *text = jstr(t->event, "text");
+  int rc = RT_OK;
+  if (kind && strcmp(kind, "manager") == 0) {
+    if (text && strcmp(text, "release") == 0) {
+      free_set(&t->conv.mode, "bot");
+      free_set(&t->conv.flow, NULL);
+      free_set(&t->conv.step, NULL);
+      rc = rt_store_timer_cancel(e->store, t->conv.id, "_handoff_release");
+      if (rc == RT_OK) rc = rt_store_event_add(e->store, now, t->conv.id, NULL, NULL, "released",
+                                               "{\"by\":\"manager\"}");
+    } else if (text && strcmp(text, "take") == 0) {
+      free_set(&t->conv.mode, "manager");
+      rc = apply_handoff_timer(e, t, now);
+      if (rc == RT_OK) rc = rt_store_event_add(e->store, now, t->conv.id, NULL, NULL, "taken", "{}");
+    }
+  } else if (step && strcmp(step, "_release") == 0) {
+    if (t->conv.mode && strcmp(t->conv.mode, "bot") != 0) {
+      free_set(&t->conv.mode, "bot");
+      free_set(&t->conv.flow, NULL);
+      free_set(&t->conv.step, NULL);
+      rc = rt_store_event_add(e->store, now, t->conv.id, NULL, NULL, "released",
+                              "{\"by\":\"silence\"}");
+    }
+  } else if (kind && is_customer_message(kind)) {
+    t->conv.last_in_at = now;
+    rc = rt_store_event_add(e->store, now, t->conv.id, t->conv.flow, NULL,
+                            "message_while_handoff", "{}");
+    /* The silence that releases the chat counts from the last message. */
+    if (rc == RT_OK) rc = apply_handoff_timer(e, t, now);
+  }
+  return rc;
+}
+
+static int apply_result(rt_engine *e, turn *t, int64_t now) {
+  json_t *r = rt_lturn_result(t->lt);
+  json_t *slots = json_object_get(r, "slots");
+  int rc = RT_OK;
+  const char *kind = jstr(t->event, "kind");
+  if (kind && is_customer_message(kind)) t->conv.last_in_at = now;
+  free_set(&t->conv.flow, jstr(r, "flow"));
+  free_set(&t->conv.step, jstr(r, "step"));
+  if (jstr(r, "phone")) free_set(&t->conv.phone, jstr(r, "phone"));
+  json_t *user = json_object_get(t->event, "user");
+  if (json_is_string(user)) free_set(&t->conv.user_id, json_string_value(user));
+  char *state = json_dumps(json_is_object(slots) ? slots : json_object(), JSON_COMPACT);
+  if (!json_is_object(slots)) state = (free(state), rt_xstrdup("{}"));
+  free(t->conv.state);
+  t->conv.state = state;
+  free_set(&t->conv.last_error, NULL);
+  const char *flow = t->conv.flow;
+  json_t *migrated = json_object_get(r, "migrated");
+  if (json_is_object(migrated) && json_object_get(migrated, "from")) {
+    char *d = json_dumps(migrated, JSON_COMPACT);
+    rc = rt_store_event_add(e->store, now, t->conv.id, flow, NULL, "step_migrated", d);
+    rt_log(RT_LOG_WARN, "step-migrated", "conv=%lld flow=%s from=%s to=%s", (long long)t->conv.id,
+           flow, jstr(migrated, "from"), jstr(migrated, "to"));
+    free(d);
+  }
+
+  json_t *v;
+  size_t i;
+  int seq = 0;
+  json_array_foreach(json_object_get(r, "out"), i, v) {
+    if (rc != RT_OK) break;
+    const char *to = jstr(v, "to");
+    const char *ch = t->conv.channel, *chat = t->conv.chat_id;
+    if (to && strcmp(to, "managers") == 0) { ch = e->mgr_channel; chat = e->mgr_chat; }
+    else if (to && strcmp(to, "chat") == 0) { ch = jstr(v, "channel"); chat = jstr(v, "chat"); }
+    json_t *p = json_pack("{s:O}", "text", json_object_get(v, "text"));
+    if (json_object_get(v, "buttons")) json_object_set(p, "buttons", json_object_get(v, "buttons"));
+    if (ch != t->conv.channel) json_object_set_new(p, "about", json_string(t->conv.chat_id));
+    rc = add_out(e, t, ch, chat, p, seq++, now);
+    json_decref(p);
+  }
+  json_array_foreach(json_object_get(r, "timers"), i, v) {
+    if (rc != RT_OK) break;
+    const char *name = jstr(v, "name");
+    if (strcmp(jstr(v, "op"), "cancel") == 0) {
+      rc = rt_store_timer_cancel(e->store, t->conv.id, name);
+    } else {
+      json_t *data = json_object_get(v, "data");
+      char *d = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+      rc = rt_store_timer_set(e->store, t->conv.id, name,
+                              (int64_t)json_integer_value(json_object_get(v, "at")) * 1000,
+                              jstr(v, "step"), d, now);
+      free(d);
+    }
+  }
+  json_array_foreach(json_object_get(r, "leads"), i, v) {
+    if (rc != RT_OK) break;
+    json_t *parts = json_object_get(v, "parts");
+    char *pj = parts ? json_dumps(parts, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    char *dj = json_dumps(v, JSON_COMPACT);
+    const char *campaign = campaign_of(slots, v);
+    rt_lead_in l = {
+      .conv_id = t->conv.id, .at = now, .flow = flow, .channel = t->conv.channel,
+      .campaign = campaign, .car = jstr(v, "car"), .car_kind = jstr(v, "car_kind"),
+      .parts = pj, .name = jstr(v, "name"), .phone = jstr(v, "phone") ? jstr(v, "phone") : t->conv.phone,
+      .data = dj,
+    };
+    int64_t lead_id = 0;
+    rc = rt_store_lead_add(e->store, &l, &lead_id);
+    if (rc == RT_OK) {
+      char ev[64];
+      snprintf(ev, sizeof ev, "{\"lead_id\":%lld}", (long long)lead_id);
+      rc = rt_store_event_add(e->store, now, t->conv.id, flow, campaign, "lead", ev);
+      rt_log(RT_LOG_INFO, "lead", "conv=%lld lead=%lld flow=%s", (long long)t->conv.id,
+             (long long)lead_id, flow);
+    }
+    free(pj);
+    free(dj);
+  }
+  json_array_foreach(json_object_get(r, "events"), i, v) {
+    if (rc != RT_OK) break;
+    json_t *data = json_object_get(v, "data");
+    char *dj = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    const char *campaign = campaign_of(slots, data);
+    rc = rt_store_event_add(e->store, now, t->conv.id, flow, campaign, jstr(v, "kind"), dj);
+    if (rc == RT_OK && campaign && strcmp(jstr(v, "kind"), "outcome") == 0 && jstr(data, "outcome"))
+      rc = rt_store_campaign_outcome(e->store, campaign, t->conv.phone, jstr(data, "outcome"));
+    free(dj);
+  }
+  json_array_foreach(json_object_get(r, "ops"), i, v) {
+    if (rc != RT_OK) break;
+    const char *op = jstr(v, "op");
+    if (strcmp(op, "handoff") == 0) {
+      json_t *d = json_pack("{s:s?}", "reason", jstr(v, "reason"));
+      char *dj = json_dumps(d, JSON_COMPACT);
+      rc = rt_store_event_add(e->store, now, t->conv.id, flow, campaign_of(slots, NULL), "handoff", dj);
+      free(dj);
+      json_decref(d);
+      if (rc == RT_OK) rc = apply_handoff_timer(e, t, now);
+    } else if (strcmp(op, "release") == 0) {
+      rc = rt_store_timer_cancel(e->store, t->conv.id, "_handoff_release");
+    } else if (strcmp(op, "optout") == 0) {
+      rc = rt_store_customer_optout(e->store, t->conv.phone, t->conv.channel, t->conv.chat_id, now);
+      if (rc == RT_OK) rc = rt_store_event_add(e->store, now, t->conv.id, flow,
+                                               campaign_of(slots, NULL), "optout", "{}");
+    }
+  }
+  const char *mode = jstr(r, "mode");
+  if (mode) free_set(&t->conv.mode, mode);
+  return rc;
+}
+
+static void apply_marks(rt_engine *e, int *rc) {
+  int64_t now = now_ms(e);
+  for (size_t i = 0; i < e->nmarks && *rc == RT_OK; i++) {
+    mark *m = &e->marks[i];
+    if (m->status == RT_OK) *rc = rt_store_outbox_sent(e->store, m->id, now);
+    else if (m->status == RT_EINVAL) *rc = rt_store_outbox_failed(e->store, m->id, m->err, now);
+    else *rc = rt_store_outbox_retry(e->store, m->id, m->retry_at, m->err);
+  }
+}
+
+static void send_outbox(rt_engine *e);
+
+/* Apply commit: every finished turn and send result of this loop turn in
+ * one transaction. On failure everything rolls back and the turns' events
+ * go back to the head of their queues. */
+static void commit_done(rt_engine *e) {
+  if (!e->done_head && !e->nmarks) return;
+  int64_t now = now_ms(e);
+  int rc = rt_store_begin(e->store);
+  for (turn *t = e->done_head; t && rc == RT_OK; t = t->next) {
+    if (t->status == -2) { rc = rt_store_errcode(e->store) ? rt_store_errcode(e->store) : RT_EIO; break; }
+    if (t->status == RT_LTURN_DONE) rc = apply_result(e, t, now);
+    else if (t->status == RT_LTURN_ERROR) rc = apply_error(e, t, now);
+    else rc = apply_system(e, t, now);
+    if (rc == RT_OK) rc = rt_store_conv_save(e->store, &t->conv, now);
+    if (rc == RT_OK)
+      rc = rt_store_inbox_finish(e->store, t->ev.id,
+                                 t->status == RT_LTURN_ERROR ? "failed"
+                                 : t->status == -1 ? "skipped" : "done", now);
+  }
+  apply_marks(e, &rc);
+  if (rc == RT_OK) rc = rt_store_commit(e->store);
+  else rt_store_rollback(e->store);
+  turn *t = e->done_head;
+  e->done_head = e->done_tail = NULL;
+  if (rc != RT_OK) {
+    set_store_error(e, "cannot save conversation state");
+    /* Put each event back where it was; its turn runs again later. */
+    while (t) {
+      turn *next = t->next;
+      conv_q *q = t->q;
+      q->evs[q->head].payload = t->ev.payload;
+      t->ev.payload = NULL;
+      q->running = false;
+      e->running--;
+      make_ready(e, q);
+      turn_free(t);
+      t = next;
+    }
+    return;
+  }
+  clear_store_error(e);
+  for (size_t i = 0; i < e->nmarks; i++) {
+    char k[32];
+    snprintf(k, sizeof k, "%lld", (long long)e->marks[i].id);
+    rt_map_del(&e->inflight, k);
+    free(e->marks[i].err);
+  }
+  e->nmarks = 0;
+  while (t) {
+    turn *next = t->next;
+    conv_q *q = t->q;
+    q->head++;
+    q->running = false;
+    e->running--;
+    e->st.events++;
+    rt_log(RT_LOG_DEBUG, "event", "conv=%lld flow=%s step=%s rev=%lld", (long long)t->conv.id,
+           t->conv.flow ? t->conv.flow : "-", t->conv.step ? t->conv.step : "-",
+           (long long)t->conv.rev);
+    make_ready(e, q);
+    queue_maybe_drop(e, q);
+    turn_free(t);
+    t = next;
+  }
+}
+
+/* ---- outbox ---- */
+
+typedef struct send_ctx {
+  rt_engine *e;
+  int64_t id, attempts;
+} send_ctx;
+
+static rt_channel *channel_by_name(rt_engine *e, const char *name) {
+  for (int i = 0; i < e->nchannels; i++)
+    if (strcmp(e->channels[i]->name, name) == 0) return e->channels[i];
+  return NULL;
+}
+
+static void send_done(void *ud, int status, const char *err, int64_t retry_after_ms) {
+  send_ctx *c = ud;
+  rt_engine *e = c->e;
+  if (e->nmarks == e->capmarks) {
+    e->capmarks = e->capmarks ? e->capmarks * 2 : 64;
+    e->marks = rt_xrealloc(e->marks, e->capmarks * sizeof *e->marks);
+  }
+  int64_t backoff = 1000LL << (c->attempts < 10 ? c->attempts : 10);
+  if (backoff > 600000) backoff = 600000;
+  if (retry_after_ms > 0) backoff = retry_after_ms;
+  e->marks[e->nmarks++] = (mark){c->id, status, err ? rt_xstrdup(err) : NULL,
+                                 now_ms(e) + backoff};
+  if (status == RT_OK) e->st.sent++;
+  else e->st.send_failed++;
+  if (status != RT_OK)
+    rt_log(status == RT_EINVAL ? RT_LOG_ERROR : RT_LOG_WARN, "send-failed",
+           "outbox=%lld permanent=%d err=\"%s\"", (long long)c->id, status == RT_EINVAL,
+           err ? err : "?");
+  free(c);
+  pump_start(e);
+}
+
+static void send_one(void *ud, const rt_outbox_row *r) {
+  rt_engine *e = ud;
+  char k[32];
+  snprintf(k, sizeof k, "%lld", (long long)r->id);
+  if (rt_map_get(&e->inflight, k)) return;
+  rt_channel *ch = channel_by_name(e, r->channel);
+  if (!ch) return;     /* not running in this mode: stays pending */
+  rt_map_set(&e->inflight, k, (void *)1);
+  send_ctx *c = rt_xmalloc(sizeof *c);
+  *c = (send_ctx){e, r->id, r->attempts};
+  ch->send(ch, r->chat_id, r->kind, r->payload, r->idem_key, send_done, c);
+}
+
+static void send_outbox(rt_engine *e) {
+  if (!e->nchannels || e->store_error) return;
+  rt_store_outbox_due(e->store, now_ms(e), OUTBOX_PER_PUMP, send_one, e);
+}
+
+/* ---- durable timers ---- */
+
+typedef struct { rt_engine *e; int rc; int n; } fire_ctx;
+
+static void fire_one(void *ud, const rt_timer_row *r) {
+  fire_ctx *f = ud;
+  if (f->rc != RT_OK) return;
+  rt_engine *e = f->e;
+  rt_conv_row c;
+  if (rt_store_conv_by_id(e->store, r->conv_id, &c) != RT_OK) {
+    f->rc = rt_store_timer_delete(e->store, r->id);
+    return;
+  }
+  json_t *data = json_loads(r->data ? r->data : "{}", JSON_DECODE_ANY, NULL);
+  json_t *p = json_pack("{s:s, s:s, s:s, s:I, s:o}", "kind", "wake", "name", r->name, "step",
+                        r->step, "at", (json_int_t)(r->due_at / 1000),
+                        "data", data ? data : json_object());
+  char *payload = json_dumps(p, JSON_COMPACT);
+  json_decref(p);
+  char ext[96];
+  snprintf(ext, sizeof ext, "timer:%lld:%lld", (long long)r->id, (long long)r->due_at);
+  int64_t id = 0;
+  int rc = rt_store_inbox_add(e->store, c.channel, ext, c.chat_id, "wake", payload, now_ms(e), &id);
+  if (rc == RT_OK || rc == 1) rc = rt_store_timer_delete(e->store, r->id);
+  if (rc == RT_OK && id) {
+    enqueue(e, c.channel, c.chat_id, id, payload);
+    payload = NULL;
+    f->n++;
+  }
+  free(payload);
+  f->rc = rc;
+  rt_conv_row_clear(&c);
+}
+
+int rt_engine_fire_timers(rt_engine *e) {
+  int total = 0;
+  for (;;) {
+    fire_ctx f = {e, RT_OK, 0};
+    int rc = rt_store_begin(e->store);
+    if (rc == RT_OK) rc = rt_store_timers_due(e->store, now_ms(e), 1000, fire_one, &f);
+    if (rc == RT_OK) rc = f.rc;
+    if (rc == RT_OK) rc = rt_store_commit(e->store);
+    else rt_store_rollback(e->store);
+    if (rc != RT_OK) {
+      /* enqueued ids of a rolled-back batch would point nowhere: drop them
+       * by reloading queues from the inbox is overkill; the batch is tiny
+       * and the events are simply re-fired on the next try. */
+      set_store_error(e, "cannot fire timers");
+      return rc;
+    }
+    total += f.n;
+    if (f.n < 1000) break;
+  }
+  if (total) pump_start(e);
+  return RT_OK;
+}
+
+void rt__engine_wake_cb(uv_timer_t *h);
+
+static void arm_wake(rt_engine *e) {
+  if (e->test_mode || e->closing) return;
+  int64_t next = rt_store_timer_next(e->store), now = now_ms(e);
+  /* Poll at least every 5 s: `shopbot campaign` adds timers from another
+   * process. */
+  int64_t in = 5000;
+  if (next >= 0) in = next <= now ? 0 : (next - now < in ? next - now : in);
+  uv_timer_start(&e->wake, rt__engine_wake_cb, (uint64_t)in, 0);
+}
+
+void rt__engine_wake_cb(uv_timer_t *h) {
+  rt_engine *e = h->data;
+  if (!e->store_error) rt_engine_fire_timers(e);
+  arm_wake(e);
+}
+
+/* ---- the pump: one round of work per loop iteration ---- */
+
+static void pump_cb(uv_idle_t *h) {
+  rt_engine *e = h->data;
+  if (e->store_error && now_ms(e) < e->store_retry_at && !e->test_mode) {
+    uv_idle_stop(&e->pump);
+    e->pumping = false;
+    return;
+  }
+  flush_receives(e);
+  resume_turns(e);
+  for (int n = 0; n < TURNS_PER_PUMP && e->ready_head; n++) {
+    conv_q *q = e->ready_head;
+    e->ready_head = q->next_ready;
+    if (!e->ready_head) e->ready_tail = NULL;
+    q->in_ready = false;
+    start_turn(e, q);
+  }
+  commit_done(e);
+  send_outbox(e);
+  if (!e->nrecv && !e->ready_head && !e->done_head && !e->nresume && !e->nmarks) {
+    uv_idle_stop(&e->pump);
+    e->pumping = false;
+  }
+}
+
+static void pump_start(rt_engine *e) {
+  if (e->pumping || e->closing) return;
+  e->pumping = true;
+  uv_idle_start(&e->pump, pump_cb);
+}
+
+/* Every 250 ms: step deadlines, store retries, outbox retries. */
+static void watchdog_cb(uv_timer_t *h) {
+  rt_engine *e = h->data;
+  int64_t now = now_ms(e);
+  for (turn *t = e->yielded; t;) {
+    turn *next = t->next_y;
+    if (now - t->started_ms > e->step_timeout_ms) {
+      if (t->http_req) { rt_http_cancel(t->http_req); t->http_req = NULL; }
+      char msg[128];
+      snprintf(msg, sizeof msg, "step waited longer than %lld ms (limits.step_timeout_ms)",
+               (long long)e->step_timeout_ms);
+      rt_lturn_kill(t->lt, "timeout", msg);
+      t->status = RT_LTURN_ERROR;
+      yielded_del(e, t);
+      turn_done(e, t);
+      pump_start(e);
+    }
+    t = next;
+  }
+  if (e->store_error && now >= e->store_retry_at) pump_start(e);
+  else if (!e->store_error && !e->pumping && e->nchannels) send_outbox(e);
+}
+
+/* ---- setup and teardown ---- */
+
+static void recover_one(void *ud, const rt_inbox_row *r) {
+  enqueue(ud, r->channel, r->chat_id, r->id, NULL);
+}
+
+int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
+  *out = NULL;
+  rt_engine *e = rt_xcalloc(1, sizeof *e);
+  e->loop = o->loop;
+  e->cfg = o->cfg;
+  e->test_mode = o->test_mode;
+  if (o->test_mode) rt_clock_set(&e->clock, o->clock_ms);
+  rt_map_init(&e->convs);
+  rt_map_init(&e->inflight);
+  rt_config *c = o->cfg;
+  e->step_timeout_ms = rt_config_int(c, "limits.step_timeout_ms", 30000);
+  e->release_after_s = rt_config_duration(c, "handoff.release_after", 86400);
+  e->mgr_channel = rt_xstrdup(rt_config_str(c, "managers.channel", "console"));
+  json_t *mc = json_object_get(json_object_get(rt_config_json(c), "managers"), "chat_id");
+  e->mgr_chat = json_is_integer(mc) ? rt_xasprintf("%lld", (long long)json_integer_value(mc))
+                                    : rt_xstrdup(json_is_string(mc) ? json_string_value(mc) : "managers");
+
+  char *store_path = o->store_path ? rt_xstrdup(o->store_path)
+                                   : rt_config_path(c, rt_config_str(c, "store.path", "data/shop.db"));
+  char *sql_dir = rt_paths_schema("sql");
+  rt_store_opts so = {
+    .sql_dir = sql_dir,
+    .sync_full = strcmp(rt_config_str(c, "store.synchronous", "full"), "full") == 0,
+    .sync_off = o->test_mode,
+    .max_pages = o->store_max_pages,
+  };
+  int rc = rt_store_open(store_path, &so, &e->store, err);
+  free(sql_dir);
+  free(store_path);
+  if (rc != RT_OK) {
+    e->store = NULL;
+    goto fail;
+  }
+
+  e->flows_dir = o->flows_dir ? rt_xstrdup(o->flows_dir)
+                              : rt_config_path(c, rt_config_str(c, "flows.dir", "flows"));
+  const char *lib = rt_config_str(c, "flows.lib", NULL);
+  e->lib_dir = lib ? rt_config_path(c, lib) : NULL;
+  e->start_flow = rt_xstrdup(rt_config_str(c, "flows.start", "lead"));
+  e->shop_view = shop_view(c);
+  e->host = (rt_host){.ud = e, .http = host_http, .ready = host_ready,
+                      .customer = host_customer, .now_ms = host_now};
+  e->bopts = (rt_bundle_opts){
+    .flows_dir = e->flows_dir, .lib_dir = e->lib_dir, .start_flow = e->start_flow,
+    .shop = e->shop_view,
+    .mem_limit = (size_t)rt_config_int(c, "limits.lua_memory_mb", 64) << 20,
+    .step_instructions = rt_config_int(c, "limits.step_instructions", 10000000),
+    .load_instructions = 50000000,
+    .max_http_per_turn = (int)rt_config_int(c, "limits.http_requests_per_step", 10),
+    .host = &e->host,
+  };
+  rc = rt_bundle_load(&e->bopts, &e->bundle, err);
+  if (rc != RT_OK) goto fail;
+
+  uv_idle_init(e->loop, &e->pump);
+  e->pump.data = e;
+  uv_timer_init(e->loop, &e->wake);
+  e->wake.data = e;
+  uv_timer_init(e->loop, &e->watchdog);
+  e->watchdog.data = e;
+  e->handles_open = 3;
+  if (!o->test_mode) e->http = rt_http_new(e->loop);
+
+  /* Crash recovery: whatever was received but not applied runs again. */
+  rt_store_inbox_pending(e->store, recover_one, e);
+  *out = e;
+  return RT_OK;
+fail:
+  rt_store_close(e->store);
+  rt_map_free(&e->convs);
+  rt_map_free(&e->inflight);
+  json_decref(e->shop_view);
+  free(e->flows_dir); free(e->lib_dir); free(e->start_flow);
+  free(e->mgr_channel); free(e->mgr_chat);
+  free(e);
+  return rc;
+}
+
+void rt_engine_add_channel(rt_engine *e, rt_channel *ch) {
+  if (e->nchannels < (int)RT_ARRAY_LEN(e->channels)) e->channels[e->nchannels++] = ch;
+}
+
+void rt_engine_start(rt_engine *e) {
+  uv_timer_start(&e->watchdog, watchdog_cb, 250, 250);
+  if (!e->test_mode) {
+    rt_engine_fire_timers(e);
+    arm_wake(e);
+  }
+  pump_start(e);
+}
+
+static void engine_free(rt_engine *e) {
+  void (*done)(void *) = e->close_done;
+  void *ud = e->close_ud;
+  size_t it = 0;
+  const char *k;
+  void *v;
+  while (rt_map_next(&e->convs, &it, &k, &v)) queue_free(v);
+  rt_map_free(&e->convs);
+  rt_map_free(&e->inflight);
+  for (size_t i = 0; i < e->nrecv; i++) recv_free(&e->recv[i]);
+  free(e->recv);
+  for (size_t i = 0; i < e->nmarks; i++) free(e->marks[i].err);
+  free(e->marks);
+  free(e->resume);
+  rt_bundle_unref(e->bundle);
+  rt_store_close(e->store);
+  json_decref(e->shop_view);
+  free(e->flows_dir); free(e->lib_dir); free(e->start_flow);
+  free(e->reload_error); free(e->store_error);
+  free(e->mgr_channel); free(e->mgr_chat);
+  free(e);
+  if (done) done(ud);
+}
+
+static void handle_closed(uv_handle_t *h) {
+  rt_engine *e = h->data;
+  if (--e->handles_open == 0) engine_free(e);
+}
+
+static void http_closed(void *ud) { handle_closed(ud); }
+
+void rt_engine_close(rt_engine *e, void (*done)(void *), void *ud) {
+  e->closing = true;
+  e->close_done = done;
+  e->close_ud = ud;
+  /* Abandon turns in flight: their inbox rows stay 'new' and run again at
+   * the next start. */
+  for (turn *t = e->done_head; t;) { turn *n = t->next; turn_free(t); t = n; }
+  e->done_head = e->done_tail = NULL;
+  while (e->yielded) { turn *t = e->yielded; yielded_del(e, t); turn_free(t); }
+  free(e->resume);
+  e->resume = NULL;
+  e->nresume = 0;
+  uv_close((uv_handle_t *)&e->pump, handle_closed);
+  uv_close((uv_handle_t *)&e->wake, handle_closed);
+  uv_close((uv_handle_t *)&e->watchdog, handle_closed);
+  if (e->http) {
+    e->handles_open++;
+    e->pump.data = e;
+    rt_http *h = e->http;
+    e->http = NULL;
+    /* http_closed receives the handle's data pointer owner: reuse pump's. */
+    rt_http_close(h, http_closed, &e->pump);
+  }
+}
+
+/* ---- accessors ---- */
+
+const char *rt_engine_reload_error(const rt_engine *e) { return e->reload_error; }
+const char *rt_engine_store_error(const rt_engine *e) { return e->store_error; }
+const char *rt_engine_flows_version(const rt_engine *e) { return rt_bundle_version(e->bundle); }
+const char *rt_engine_flows_dir(const rt_engine *e) { return e->flows_dir; }
+json_t *rt_engine_describe(rt_engine *e) { return rt_bundle_describe(e->bundle); }
+rt_clock *rt_engine_clock(rt_engine *e) { return &e->clock; }
+rt_store *rt_engine_store(rt_engine *e) { return e->store; }
+rt_config *rt_engine_config(rt_engine *e) { return e->cfg; }
+uv_loop_t *rt_engine_loop(rt_engine *e) { return e->loop; }
+const rt_engine_stats *rt_engine_get_stats(const rt_engine *e) { return &e->st; }
+
+void rt_engine_set_http_stub(rt_engine *e, json_t *(*fn)(void *, json_t *), void *ud) {
+  e->http_stub = fn;
+  e->http_stub_ud = ud;
+}
+
+bool rt_engine_idle(const rt_engine *e) {
+  return !e->nrecv && !e->ready_head && !e->running && !e->done_head && !e->nmarks &&
+         !e->nresume && e->inflight.len == 0;
+}
+
+char *rt_engine_metrics(rt_engine *e) {
+  rt_store_counts c = {0};
+  rt_store_counts_get(e->store, &c);
+  return rt_xasprintf(
+      "# HELP shopbot_events_processed_total Inbound events applied.\n"
+      "# TYPE shopbot_events_processed_total counter\n"
+      "shopbot_events_processed_total %llu\n"
+      "# HELP shopbot_steps_failed_total Steps that raised, looped or ran out of memory.\n"
+      "# TYPE shopbot_steps_failed_total counter\n"
+      "shopbot_steps_failed_total %llu\n"
+      "# HELP shopbot_reloads_total Flow reloads by result.\n"
+      "# TYPE shopbot_reloads_total counter\n"
+      "shopbot_reloads_total{result=\"ok\"} %llu\n"
+      "shopbot_reloads_total{result=\"failed\"} %llu\n"
+      "# HELP shopbot_messages_sent_total Outbox messages delivered.\n"
+      "# TYPE shopbot_messages_sent_total counter\n"
+      "shopbot_messages_sent_total %llu\n"
+      "# HELP shopbot_conversations Stored conversations.\n"
+      "# TYPE shopbot_conversations gauge\n"
+      "shopbot_conversations %lld\n"
+      "# HELP shopbot_outbox_depth Messages waiting to be sent.\n"
+      "# TYPE shopbot_outbox_depth gauge\n"
+      "shopbot_outbox_depth %lld\n"
+      "# HELP shopbot_timers_pending Durable wake-ups scheduled.\n"
+      "# TYPE shopbot_timers_pending gauge\n"
+      "shopbot_timers_pending %lld\n"
+      "# HELP shopbot_inbox_pending Received events not yet applied.\n"
+      "# TYPE shopbot_inbox_pending gauge\n"
+      "shopbot_inbox_pending %lld\n"
+      "# HELP shopbot_lua_memory_bytes Memory used by the current flows' Lua state.\n"
+      "# TYPE shopbot_lua_memory_bytes gauge\n"
+      "shopbot_lua_memory_bytes %zu\n",
+      (unsigned long long)e->st.events, (unsigned long long)e->st.steps_failed,
+      (unsigned long long)e->st.reloads_ok, (unsigned long long)e->st.reloads_failed,
+      (unsigned long long)e->st.sent, (long long)c.conversations, (long long)c.outbox_pending,
+      (long long)c.timers_pending, (long long)c.inbox_pending, rt_bundle_mem(e->bundle));
+}
+
+json_t *rt_engine_health(rt_engine *e) {
+  return json_pack("{s:b, s:s, s:i, s:s?, s:s?, s:I, s:I}",
+                   "ok", !e->store_error,
+                   "flows_version", rt_bundle_version(e->bundle),
+                   "flows", rt_bundle_flow_count(e->bundle),
+                   "last_reload_error", e->reload_error,
+                   "store_error", e->store_error,
+                   "events_processed", (json_int_t)e->st.events,
+                   "running", (json_int_t)e->running);
+}

@@ -1,0 +1,86 @@
+/* engine.h -- the runtime core: events in, flow steps, effects out.
+ *
+ * The engine owns the store, the current flow bundle, the per-chat event
+ * queues, durable timers and the outbox sender, all on one libuv loop.
+ *
+ * An inbound event passes two commits (ARCHITECTURE.md):
+ *   receive: inbox row (unique per channel id) -> commit -> ack the channel;
+ *   apply:   step runs (may yield on I/O) -> state, outbox, timers, leads,
+ *            stats and the inbox mark written together -> commit -> send.
+ * Both commits are grouped per loop turn: every event received (or step
+ * finished) during one loop iteration shares one transaction, so a burst
+ * of N events costs two fsyncs, not 2N. Nothing is acknowledged or sent
+ * before its commit, so the guarantee is the same as one commit per event.
+ * Events of one chat run strictly one after another; chats interleave. */
+#ifndef RT_ENGINE_H
+#define RT_ENGINE_H
+#include "channel.h"
+#include "clock.h"
+#include "config.h"
+#include "store.h"
+#include <jansson.h>
+#include <uv.h>
+
+typedef struct {
+  uv_loop_t *loop;
+  rt_config *cfg;             /* borrowed; must outlive the engine */
+  const char *store_path;     /* NULL: store.path from the config */
+  bool test_mode;             /* virtual clock, no fsync, no real timers */
+  int64_t clock_ms;           /* start of the virtual clock in test mode */
+  long store_max_pages;       /* tests: simulate a full disk */
+  const char *flows_dir;      /* NULL: flows.dir from the config */
+} rt_engine_opts;
+
+typedef struct rt_engine rt_engine;
+
+/* Opens the store, loads the flows, re-queues events left unfinished by a
+ * crash. Returns RT_E* and an owned message on failure. */
+int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err);
+/* Stops timers and handles; calls done(ud) once everything is closed and
+ * the engine freed. In-flight turns are abandoned: their events stay in
+ * the inbox and run again at the next start. */
+void rt_engine_close(rt_engine *e, void (*done)(void *ud), void *ud);
+
+/* Registers a channel (borrowed; stays valid until close). */
+void rt_engine_add_channel(rt_engine *e, rt_channel *ch);
+/* Arms timers and sends what the outbox holds. */
+void rt_engine_start(rt_engine *e);
+
+/* Queues an inbound event. ack (may be NULL) is called after the receive
+ * commit with RT_OK, 1 for a duplicate, or an error. */
+int rt_engine_receive(rt_engine *e, const rt_event_in *ev,
+                      void (*ack)(void *ud, int status), void *ud);
+
+/* Rebuilds the flows from disk; swaps only when they load and validate.
+ * Returns RT_OK or an error with an owned message (old flows keep
+ * serving). */
+int rt_engine_reload(rt_engine *e, char **err);
+/* The last reload error, or NULL after a good reload. Borrowed. */
+const char *rt_engine_reload_error(const rt_engine *e);
+const char *rt_engine_flows_version(const rt_engine *e);
+const char *rt_engine_flows_dir(const rt_engine *e);
+json_t *rt_engine_describe(rt_engine *e);
+
+/* True when nothing is queued, running, uncommitted or being sent. */
+bool rt_engine_idle(const rt_engine *e);
+rt_clock *rt_engine_clock(rt_engine *e);
+rt_store *rt_engine_store(rt_engine *e);
+rt_config *rt_engine_config(rt_engine *e);
+uv_loop_t *rt_engine_loop(rt_engine *e);
+/* Moves timers that are due now into the inbox (test mode drives this). */
+int rt_engine_fire_timers(rt_engine *e);
+/* The store error that stops commits, or NULL. Borrowed. */
+const char *rt_engine_store_error(const rt_engine *e);
+
+/* Test-mode HTTP: fn answers each request (new reference) synchronously. */
+void rt_engine_set_http_stub(rt_engine *e, json_t *(*fn)(void *ud, json_t *req), void *ud);
+
+/* Prometheus text (owned) and /healthz JSON (new reference). */
+char *rt_engine_metrics(rt_engine *e);
+json_t *rt_engine_health(rt_engine *e);
+
+typedef struct {
+  uint64_t events, steps_failed, reloads_ok, reloads_failed, sent, send_failed;
+} rt_engine_stats;
+const rt_engine_stats *rt_engine_get_stats(const rt_engine *e);
+#endif

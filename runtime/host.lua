@@ -1,0 +1,336 @@
+-- host.lua -- the trusted half of the Lua host, loaded once per bundle.
+--
+-- It builds the locked-down environment flow files run in, registers the
+-- flows, and returns the runner that drives one turn: take the saved
+-- conversation (plain data) and the event, run steps, return the effects.
+-- Flow code never sees this file's locals: the conversation object's
+-- metatable is hidden and its effects live in a private weak table.
+local C, mods, shop_cfg, opts = ...
+
+local FX = setmetatable({}, { __mode = "k" })    -- ctx -> effects of this turn
+local JUMP = {}                                   -- marker of c:go / c:switch
+local flows, modules, loaded = {}, {}, {}
+local budget_msg = C.budget_marker
+
+-- ---- read-only views -------------------------------------------------
+local function readonly(t, name, deep)
+  local view = {}
+  if deep then
+    for k, v in pairs(t) do
+      if type(v) == "table" then view[k] = readonly(v, name .. "." .. tostring(k), true) end
+    end
+  end
+  return setmetatable({}, {
+    __index = function(_, k)
+      local v = view[k]
+      if v ~= nil then return v end
+      return t[k]
+    end,
+    __newindex = function(_, k)
+      error(("%s.%s cannot be changed"):format(name, tostring(k)), 2)
+    end,
+    __pairs = function()
+      local k
+      return function()
+        local v
+        k, v = next(t, k)
+        if type(v) == "table" and view[k] then v = view[k] end
+        return k, v
+      end
+    end,
+    __len = function() return #t end,
+    __metatable = false,
+  })
+end
+
+-- The budget error must not be swallowed by a script's own pcall.
+local function rethrow(ok, ...)
+  if not ok then
+    local e = ...
+    if type(e) == "string" and e:find(budget_msg, 1, true) then error(e, 0) end
+  end
+  return ok, ...
+end
+local function safe_pcall(f, ...) return rethrow(pcall(f, ...)) end
+local function safe_xpcall(f, h, ...) return rethrow(xpcall(f, h, ...)) end
+
+local strmt = getmetatable("")
+strmt.__metatable = false
+
+local string_safe = {}
+for k, v in pairs(string) do if k ~= "dump" then string_safe[k] = v end end
+
+local base = {
+  assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
+  pcall = safe_pcall, xpcall = safe_xpcall, select = select,
+  tonumber = tonumber, tostring = tostring, type = type, rawequal = rawequal,
+  rawlen = rawlen, setmetatable = setmetatable, getmetatable = getmetatable,
+  unpack = table.unpack, _VERSION = _VERSION,
+  string = readonly(string_safe, "string"),
+  table = readonly(table, "table"),
+  math = readonly(math, "math"),
+  utf8 = readonly(utf8, "utf8"),
+}
+for name, m in pairs(mods) do base[name] = readonly(m, name) end
+base.print = function(...)
+  local parts = {}
+  for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
+  mods.log.info(table.concat(parts, " "))
+end
+base.shop = readonly(shop_cfg, "shop", true)
+
+-- flow "lead" { start = function(c, ev) ... end, ... }
+base.flow = function(name)
+  if type(name) ~= "string" then error("flow name must be a string", 2) end
+  return function(def)
+    if type(def) ~= "table" then error("flow '" .. name .. "' must be a table of steps", 2) end
+    def.name = name
+    return def
+  end
+end
+
+base.require = function(name)
+  if loaded[name] ~= nil then return loaded[name] end
+  local loader = modules[name]
+  if not loader then error("module '" .. tostring(name) .. "' not found in the flows' lib folder", 2) end
+  loaded[name] = true     -- cycles see a placeholder instead of looping
+  local v = loader()
+  if v == nil then v = true end
+  loaded[name] = v
+  return v
+end
+
+local env_mt = {
+  __index = function(_, k)
+    local v = base[k]
+    if v == nil then error("unknown name '" .. tostring(k) .. "'", 2) end
+    return v
+  end,
+  __newindex = function(_, k)
+    error("global '" .. tostring(k) .. "' is not allowed; use local or c.slots", 2)
+  end,
+  __metatable = false,
+}
+
+local function new_env() return setmetatable({}, env_mt) end
+
+-- ---- the conversation object -------------------------------------------
+local Ctx = {}
+local ctx_mt = { __index = Ctx, __metatable = false }
+
+local function fx(c)
+  local f = FX[c]
+  if not f then error("this conversation object is from another turn", 3) end
+  return f
+end
+
+local function str(v, what)
+  if type(v) == "number" then return tostring(v) end
+  if type(v) ~= "string" then error(what .. " must be a string", 3) end
+  return v
+end
+
+-- Пишет клиенту в этот чат.
+function Ctx:say(text, o)
+  local f = fx(self)
+  local m = { to = "self", text = str(text, "say: text") }
+  if o and o.buttons then m.buttons = o.buttons end
+  f.out[#f.out + 1] = m
+end
+
+-- Пишет менеджерам магазина (managers в shop.json).
+function Ctx:notify(text)
+  local f = fx(self)
+  f.out[#f.out + 1] = { to = "managers", text = str(text, "notify: text") }
+end
+
+-- Пишет в другой чат: c:send("telegram", "12345", "текст").
+function Ctx:send(channel, chat, text)
+  local f = fx(self)
+  f.out[#f.out + 1] = { to = "chat", channel = str(channel, "send: channel"),
+                        chat = str(chat, "send: chat"), text = str(text, "send: text") }
+end
+
+function Ctx:handoff(reason)
+  local f = fx(self)
+  f.mode = "handoff"
+  f.ops[#f.ops + 1] = { op = "handoff", reason = reason and tostring(reason) or nil }
+end
+
+function Ctx:release()
+  local f = fx(self)
+  f.mode = "bot"
+  f.ops[#f.ops + 1] = { op = "release" }
+end
+
+function Ctx:lead(t)
+  local f = fx(self)
+  if type(t) ~= "table" then error("lead: expects a table", 2) end
+  f.leads[#f.leads + 1] = t
+end
+
+-- c:wake("3d", "silent") or c:wake(time_in_seconds, "retention.remind", {data})
+function Ctx:wake(when, step, data, name)
+  local f = fx(self)
+  local at
+  if type(when) == "number" then at = math.floor(when)
+  elseif type(when) == "string" then
+    local d = C.duration(when)
+    if not d then error("wake: bad duration '" .. when .. "' (use 30m, 24h, 3d)", 2) end
+    at = C.now() + d
+  else error("wake: expects a time or a duration", 2) end
+  step = str(step, "wake: step")
+  f.timers[#f.timers + 1] = { op = "set", name = name or step, at = at, step = step, data = data }
+end
+
+function Ctx:cancel(name)
+  local f = fx(self)
+  f.timers[#f.timers + 1] = { op = "cancel", name = str(name, "cancel: name") }
+end
+
+-- Событие для статистики: c:record("outcome", {campaign = "retention", outcome = "later"})
+function Ctx:record(kind, data)
+  local f = fx(self)
+  f.events[#f.events + 1] = { kind = str(kind, "record: kind"), data = data }
+end
+
+function Ctx:optout()
+  local f = fx(self)
+  f.ops[#f.ops + 1] = { op = "optout" }
+end
+
+function Ctx:customer()
+  return C.customer(self.phone, self.channel, self.chat)
+end
+
+-- return c:go("parts") runs that step now with the same message.
+function Ctx:go(step) return setmetatable({ step = step }, JUMP) end
+function Ctx:switch(flow, step) return setmetatable({ step = flow .. "." .. (step or "start") }, JUMP) end
+
+-- ---- flows ---------------------------------------------------------------
+local RESERVED = { name = true, version = true, migrate = true, description = true }
+
+local function register(file, def)
+  if type(def) ~= "table" then
+    return file .. ": a flow file must return flow \"name\" { steps }"
+  end
+  local name = def.name
+  if name == nil then name = file:match("([^/]+)%.lua$") end
+  if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then
+    return file .. ": flow name must be a word (letters, digits, _)"
+  end
+  if flows[name] then return file .. ": flow '" .. name .. "' is defined twice" end
+  if def.version ~= nil and math.type(def.version) ~= "integer" then
+    return file .. ": flow '" .. name .. "': version must be an integer"
+  end
+  if def.migrate ~= nil and type(def.migrate) ~= "function" then
+    return file .. ": flow '" .. name .. "': migrate must be a function"
+  end
+  local steps, n = {}, 0
+  for k, v in pairs(def) do
+    if not RESERVED[k] then
+      if type(v) ~= "function" then
+        return file .. ": flow '" .. name .. "': step '" .. tostring(k) .. "' must be a function"
+      end
+      steps[k] = v
+      n = n + 1
+    end
+  end
+  if not steps.start then return file .. ": flow '" .. name .. "' has no 'start' step" end
+  flows[name] = { name = name, steps = steps, version = def.version or 1,
+                  migrate = def.migrate, file = file, nsteps = n }
+  return nil
+end
+
+local function describe()
+  local out = {}
+  for name, f in pairs(flows) do
+    local s = {}
+    for k in pairs(f.steps) do s[#s + 1] = k end
+    table.sort(s)
+    out[#out + 1] = { name = name, version = f.version, file = f.file, steps = s }
+  end
+  table.sort(out, function(a, b) return a.name < b.name end)
+  return out
+end
+
+local function resolve(cur_flow, target)
+  local fname, sname = target:match("^([%w_]+)%.([%w_]+)$")
+  if not fname then fname, sname = cur_flow, target end
+  local f = flows[fname]
+  if not f then return nil, "unknown flow '" .. fname .. "'" end
+  if not f.steps[sname] then return nil, "flow '" .. fname .. "' has no step '" .. sname .. "'" end
+  return f, sname
+end
+
+-- ---- one turn --------------------------------------------------------------
+local function run(conv, ev, trace)
+  local f = { out = {}, timers = {}, leads = {}, events = {}, ops = {} }
+  local c = setmetatable({
+    id = conv.id, channel = conv.channel, chat = conv.chat, user = conv.user,
+    phone = conv.phone, name = conv.name, mode = conv.mode or "bot",
+    flow = conv.flow, step = conv.step, slots = conv.slots or {},
+  }, ctx_mt)
+  FX[c] = f
+
+  local flow = flows[conv.flow or ""]
+  local step = conv.step
+  local migrated
+  if not flow then
+    flow, step = flows[opts.start_flow], "start"
+    if not flow then error("start flow '" .. tostring(opts.start_flow) .. "' does not exist", 0) end
+  elseif step == nil or not flow.steps[step] then
+    local old = step
+    if old ~= nil and flow.migrate then
+      trace.flow, trace.step = flow.name, "migrate"
+      step = flow.migrate(c, old)
+    end
+    if type(step) ~= "string" or not flow.steps[step] then step = "start" end
+    migrated = { from = old, to = step }
+  end
+  if ev.kind == "wake" and ev.step then
+    local nf, ns = resolve(flow.name, ev.step)
+    if not nf then error("wake-up names " .. ns, 0) end
+    flow, step = nf, ns
+  end
+
+  local hops = 0
+  while true do
+    trace.flow, trace.step = flow.name, step
+    c.flow, c.step = flow.name, step
+    local r = flow.steps[step](c, ev)
+    if getmetatable(r) == JUMP then
+      hops = hops + 1
+      if hops > 32 then error("steps jumped more than 32 times in one message (a loop of c:go?)", 0) end
+      local nf, ns = resolve(flow.name, tostring(r.step))
+      if not nf then error("c:go: " .. ns, 0) end
+      flow, step = nf, ns
+    else
+      if r ~= nil then
+        if type(r) ~= "string" then
+          error("step must return the name of the next step (a string) or nothing", 0)
+        end
+        local nf, ns = resolve(flow.name, r)
+        if not nf then error("returned " .. ns, 0) end
+        flow, step = nf, ns
+      end
+      break
+    end
+  end
+  FX[c] = nil
+  if type(c.slots) ~= "table" then error("c.slots must stay a table", 0) end
+  return {
+    flow = flow.name, step = step, slots = c.slots, mode = f.mode,
+    phone = c.phone, name = c.name, out = f.out, timers = f.timers,
+    leads = f.leads, events = f.events, ops = f.ops, migrated = migrated,
+  }
+end
+
+return {
+  new_env = new_env,
+  register = register,
+  add_module = function(name, loader) modules[name] = loader end,
+  run = run,
+  describe = describe,
+  count = function() local n = 0 for _ in pairs(flows) do n = n + 1 end return n end,
+}

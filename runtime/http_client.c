@@ -1,0 +1,494 @@
+/* http_client.c -- libcurl multi on the uv loop (see http_client.h).
+ *
+ * curl tells us which sockets to watch (on_socket) and when to wake it up
+ * (on_timer_set); we answer with uv_poll_t and uv_timer_t events that call
+ * curl_multi_socket_action, and after each of those we collect finished
+ * transfers. Finished requests go to a done queue first and their callbacks
+ * run after the queue is filled, outside any curl call, so a callback may
+ * start, cancel or close anything. */
+#include "http_client.h"
+#include "log.h"
+#include "rt.h"
+#include <curl/curl.h>
+#include <ctype.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#ifndef RT_VERSION
+#define RT_VERSION "dev"
+#endif
+
+#define DEFAULT_TIMEOUT_MS 30000L
+#define DEFAULT_MAX_BODY ((size_t)8 << 20)
+
+/* One socket curl asked us to watch. Owned by rt_http (socks list) until
+ * its poll handle's close callback frees it. */
+typedef struct rt_http_sock {
+  uv_poll_t poll;
+  rt_http *h;
+  curl_socket_t fd;
+  struct rt_http_sock *prev, *next;
+} rt_http_sock;
+
+typedef enum { REQ_ACTIVE, REQ_DONE, REQ_DELIVERING } req_state;
+
+struct rt_http_req {
+  rt_http *h;
+  CURL *easy;               /* owned; NULL once the transfer finished */
+  rt_http_cb cb;
+  void *ud;
+  struct curl_slist *hdrs;  /* owned */
+  char *req_body;           /* owned copy of the request body */
+  char *buf;                /* owned response body while receiving */
+  size_t len, cap, max_body;
+  bool too_big;
+  long retry_after;
+  uint64_t start_ns;
+  req_state state;
+  rt_http_resp resp;        /* filled when the transfer finishes */
+  char errbuf[CURL_ERROR_SIZE];
+  rt_http_req *prev, *next; /* in h->active, or in the done queue */
+};
+
+struct rt_http {
+  uv_loop_t *loop;          /* borrowed */
+  CURLM *multi;             /* owned; NULL once closing */
+  uv_timer_t timer;         /* curl's timeout */
+  rt_http_req *active;      /* transfers inside the multi handle */
+  rt_http_req *done_head, *done_tail; /* finished, callback pending */
+  rt_http_sock *socks;
+  size_t inflight;
+  int open_handles;         /* uv handles not yet through their close cb */
+  bool closing;
+  void (*done)(void *ud);
+  void *done_ud;
+};
+
+static void check_multi_info(rt_http *h);
+
+/* ---- lists --------------------------------------------------------------- */
+
+static void active_unlink(rt_http *h, rt_http_req *r) {
+  if (r->prev) r->prev->next = r->next; else h->active = r->next;
+  if (r->next) r->next->prev = r->prev;
+  r->prev = r->next = NULL;
+}
+
+static void done_push(rt_http *h, rt_http_req *r) {
+  r->next = NULL;
+  r->prev = h->done_tail;
+  if (h->done_tail) h->done_tail->next = r; else h->done_head = r;
+  h->done_tail = r;
+}
+
+static rt_http_req *done_pop(rt_http *h) {
+  rt_http_req *r = h->done_head;
+  if (!r) return NULL;
+  h->done_head = r->next;
+  if (h->done_head) h->done_head->prev = NULL; else h->done_tail = NULL;
+  r->prev = r->next = NULL;
+  return r;
+}
+
+static void done_unlink(rt_http *h, rt_http_req *r) {
+  if (r->prev) r->prev->next = r->next; else h->done_head = r->next;
+  if (r->next) r->next->prev = r->prev; else h->done_tail = r->prev;
+  r->prev = r->next = NULL;
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+static void req_free(rt_http_req *r) {
+  if (r->easy) curl_easy_cleanup(r->easy);
+  curl_slist_free_all(r->hdrs);
+  free(r->req_body);
+  free(r->buf);
+  free(r->resp.body);
+  free(r->resp.content_type);
+  free(r);
+}
+
+/* Moves a transfer out of the multi handle into the done queue with its
+ * response filled in. code is curl's result; cancelled means rt_http_close
+ * is tearing it down. */
+static void req_finish(rt_http_req *r, CURLcode code, bool cancelled) {
+  rt_http *h = r->h;
+  rt_http_resp *resp = &r->resp;
+  curl_multi_remove_handle(h->multi, r->easy);
+  active_unlink(h, r);
+
+  memset(resp, 0, sizeof *resp);
+  resp->retry_after = -1;
+  resp->total_ms = (double)(uv_hrtime() - r->start_ns) / 1e6;
+  if (cancelled) {
+    resp->err = RT_ENET;
+    snprintf(resp->errmsg, sizeof resp->errmsg, "cancelled");
+  } else if (code == CURLE_OK) {
+    long status = 0;
+    char *ct = NULL;
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(r->easy, CURLINFO_CONTENT_TYPE, &ct);
+    resp->status = (int)status;
+    resp->content_type = ct ? rt_xstrdup(ct) : NULL;
+    resp->retry_after = r->retry_after;
+    resp->err = RT_OK;
+  } else if ((code == CURLE_WRITE_ERROR && r->too_big) ||
+             code == CURLE_FILESIZE_EXCEEDED) {
+    resp->err = RT_ELIMIT;
+    snprintf(resp->errmsg, sizeof resp->errmsg,
+             "response body over %zu bytes", r->max_body);
+  } else {
+    resp->err = code == CURLE_OPERATION_TIMEDOUT ? RT_ETIMEOUT : RT_ENET;
+    snprintf(resp->errmsg, sizeof resp->errmsg, "%s",
+             r->errbuf[0] ? r->errbuf : curl_easy_strerror(code));
+  }
+  if (resp->err == RT_OK && r->buf) {
+    resp->body = r->buf;
+    resp->body_len = r->len;
+    r->buf = NULL;
+  } else {
+    resp->body = rt_xstrdup("");
+    resp->body_len = 0;
+  }
+  curl_easy_cleanup(r->easy);
+  r->easy = NULL;
+  r->state = REQ_DONE;
+  done_push(h, r);
+}
+
+/* Runs the callbacks of finished requests, in the order they finished. */
+static void deliver_done(rt_http *h) {
+  rt_http_req *r;
+  while ((r = done_pop(h))) {
+    h->inflight--;
+    r->state = REQ_DELIVERING;
+    r->cb(&r->resp, r->ud);
+    req_free(r);
+  }
+}
+
+static size_t on_write(char *p, size_t size, size_t n, void *ud) {
+  rt_http_req *r = ud;
+  size_t k = size * n;
+  if (k > r->max_body - r->len) {
+    r->too_big = true;
+    return 0; /* curl fails the transfer with CURLE_WRITE_ERROR */
+  }
+  if (r->len + k + 1 > r->cap) {
+    size_t cap = r->cap ? r->cap : 4096;
+    while (cap < r->len + k + 1) cap *= 2;
+    r->buf = rt_xrealloc(r->buf, cap);
+    r->cap = cap;
+  }
+  memcpy(r->buf + r->len, p, k);
+  r->len += k;
+  r->buf[r->len] = '\0';
+  return k;
+}
+
+/* Retry-After is either delta-seconds or an HTTP-date. */
+static long parse_retry_after(const char *v, size_t n) {
+  char tmp[128];
+  while (n && isspace((unsigned char)*v)) v++, n--;
+  while (n && isspace((unsigned char)v[n - 1])) n--;
+  if (n == 0 || n >= sizeof tmp) return -1;
+  memcpy(tmp, v, n);
+  tmp[n] = '\0';
+  bool digits = true;
+  for (size_t i = 0; i < n; i++)
+    if (!isdigit((unsigned char)tmp[i])) digits = false;
+  if (digits) {
+    char *end;
+    long s = strtol(tmp, &end, 10);
+    return s < 0 ? -1 : s;
+  }
+  time_t t = curl_getdate(tmp, NULL);
+  if (t == -1) return -1;
+  time_t now = time(NULL);
+  return t > now ? (long)(t - now) : 0;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud) {
+  rt_http_req *r = ud;
+  size_t k = size * n;
+  static const char ra[] = "Retry-After:";
+  if (k >= 5 && strncasecmp(p, "HTTP/", 5) == 0)
+    r->retry_after = -1; /* a new response (after 100 Continue) starts over */
+  else if (k > sizeof ra - 1 && strncasecmp(p, ra, sizeof ra - 1) == 0)
+    r->retry_after = parse_retry_after(p + sizeof ra - 1, k - (sizeof ra - 1));
+  return k;
+}
+
+static bool method_ok(const char *m) {
+  if (!*m || strlen(m) > 16) return false;
+  for (const char *p = m; *p; p++)
+    if (!isupper((unsigned char)*p)) return false;
+  return true;
+}
+
+static struct curl_slist *slist_add(struct curl_slist *l, const char *s) {
+  struct curl_slist *n = curl_slist_append(l, s);
+  if (!n) {
+    fprintf(stderr, "level=fatal msg=\"out of memory\" where=curl_slist_append\n");
+    abort();
+  }
+  return n;
+}
+
+int rt_http_request(rt_http *h, const rt_http_opts *o, rt_http_cb cb, void *ud,
+                    rt_http_req **out) {
+  if (out) *out = NULL;
+  if (!h || !o || !o->url || !*o->url || !cb || h->closing) return RT_EINVAL;
+  const char *method = o->method ? o->method : "GET";
+  if (!method_ok(method) || (o->body_len && !o->body)) return RT_EINVAL;
+
+  rt_http_req *r = rt_xcalloc(1, sizeof *r);
+  r->h = h;
+  r->cb = cb;
+  r->ud = ud;
+  r->retry_after = -1;
+  r->max_body = o->max_body ? o->max_body : DEFAULT_MAX_BODY;
+  r->start_ns = uv_hrtime();
+  r->easy = curl_easy_init();
+  if (!r->easy) {
+    fprintf(stderr, "level=fatal msg=\"out of memory\" where=curl_easy_init\n");
+    abort();
+  }
+  CURL *e = r->easy;
+  curl_easy_setopt(e, CURLOPT_URL, o->url);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(e, CURLOPT_PROXY, "");
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(e, CURLOPT_USERAGENT, "shopbot/" RT_VERSION);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, o->timeout_ms > 0 ? o->timeout_ms
+                                                            : DEFAULT_TIMEOUT_MS);
+  curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_body);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+
+  if (strcmp(method, "HEAD") == 0) {
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  } else if (o->body || strcmp(method, "POST") == 0) {
+    r->req_body = rt_xmalloc(o->body_len + 1);
+    if (o->body_len) memcpy(r->req_body, o->body, o->body_len);
+    r->req_body[o->body_len] = '\0';
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->req_body);
+    if (strcmp(method, "POST") != 0)
+      curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+  } else if (strcmp(method, "GET") != 0) {
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+  }
+
+  /* No "Expect: 100-continue" round trip for large bodies. */
+  r->hdrs = slist_add(NULL, "Expect:");
+  for (const char *const *p = o->headers; p && *p; p++)
+    r->hdrs = slist_add(r->hdrs, *p);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
+
+  /* Adding only arms our timer (curl asks for a 0 ms timeout); the
+   * transfer starts, and the callback can run, only from the loop. */
+  CURLMcode mc = curl_multi_add_handle(h->multi, e);
+  if (mc != CURLM_OK) {
+    rt_log(RT_LOG_WARN, "http.add_failed", "err=\"%s\"", curl_multi_strerror(mc));
+    req_free(r);
+    return RT_ENET;
+  }
+  r->state = REQ_ACTIVE;
+  r->next = h->active;
+  if (h->active) h->active->prev = r;
+  h->active = r;
+  h->inflight++;
+  if (out) *out = r;
+  return RT_OK;
+}
+
+void rt_http_cancel(rt_http_req *r) {
+  if (!r) return;
+  rt_http *h = r->h;
+  switch (r->state) {
+  case REQ_ACTIVE:
+    curl_multi_remove_handle(h->multi, r->easy);
+    active_unlink(h, r);
+    h->inflight--;
+    req_free(r);
+    break;
+  case REQ_DONE:
+    /* Queued for delivery (deliver_done is running another callback, or
+     * rt_http_close is waiting for its handles): drop it from the queue. */
+    done_unlink(h, r);
+    h->inflight--;
+    req_free(r);
+    break;
+  case REQ_DELIVERING:
+    break; /* its own callback is running: nothing left to cancel */
+  }
+}
+
+size_t rt_http_inflight(const rt_http *h) { return h ? h->inflight : 0; }
+
+/* ---- curl <-> uv glue ---------------------------------------------------- */
+
+static void check_multi_info(rt_http *h) {
+  CURLMsg *msg;
+  int left;
+  if (!h->multi) return;
+  while ((msg = curl_multi_info_read(h->multi, &left))) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    rt_http_req *r = NULL;
+    CURLcode code = msg->data.result;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+    req_finish(r, code, false);
+  }
+  deliver_done(h);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events) {
+  rt_http_sock *s = p->data;
+  rt_http *h = s->h;
+  int flags = 0, running;
+  if (!h->multi) return;
+  if (status < 0) {
+    flags = CURL_CSELECT_ERR;
+  } else {
+    if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  }
+  curl_multi_socket_action(h->multi, s->fd, flags, &running);
+  check_multi_info(h);
+}
+
+static void on_timeout(uv_timer_t *t) {
+  rt_http *h = t->data;
+  int running;
+  if (!h->multi) return;
+  curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  check_multi_info(h);
+}
+
+static int on_timer_set(CURLM *m, long ms, void *userp) {
+  rt_http *h = userp;
+  if (h->closing) return 0;
+  if (ms < 0)
+    uv_timer_stop(&h->timer);
+  else /* 0 means "now": let the loop turn once instead of recursing */
+    uv_timer_start(&h->timer, on_timeout, ms ? (uint64_t)ms : 1, 0);
+  return 0;
+}
+
+static void finish_close(rt_http *h);
+
+static void on_handle_closed(uv_handle_t *hd) {
+  rt_http *h;
+  if (hd->type == UV_POLL) {
+    rt_http_sock *s = hd->data;
+    h = s->h;
+    free(s);
+  } else {
+    h = hd->data;
+  }
+  h->open_handles--;
+  if (h->closing && h->open_handles == 0) finish_close(h);
+}
+
+static void sock_close(rt_http *h, rt_http_sock *s) {
+  if (s->prev) s->prev->next = s->next; else h->socks = s->next;
+  if (s->next) s->next->prev = s->prev;
+  s->prev = s->next = NULL;
+  uv_close((uv_handle_t *)&s->poll, on_handle_closed);
+}
+
+static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp,
+                     void *socketp) {
+  rt_http *h = userp;
+  rt_http_sock *s = socketp;
+  if (what == CURL_POLL_REMOVE) {
+    if (s) {
+      sock_close(h, s);
+      if (h->multi && !h->closing) curl_multi_assign(h->multi, fd, NULL);
+    }
+    return 0;
+  }
+  if (h->closing) return 0;
+  if (!s) {
+    s = rt_xcalloc(1, sizeof *s);
+    s->h = h;
+    s->fd = fd;
+    int rc = uv_poll_init_socket(h->loop, &s->poll, fd);
+    if (rc != 0) {
+      rt_log(RT_LOG_WARN, "http.poll_failed", "fd=%d err=%s", (int)fd,
+             uv_strerror(rc));
+      free(s);
+      return -1;
+    }
+    s->poll.data = s;
+    s->next = h->socks;
+    if (h->socks) h->socks->prev = s;
+    h->socks = s;
+    h->open_handles++;
+    curl_multi_assign(h->multi, fd, s);
+  }
+  int ev = 0;
+  if (what & CURL_POLL_IN) ev |= UV_READABLE;
+  if (what & CURL_POLL_OUT) ev |= UV_WRITABLE;
+  uv_poll_start(&s->poll, ev, on_poll);
+  return 0;
+}
+
+/* ---- lifetime ------------------------------------------------------------ */
+
+rt_http *rt_http_new(uv_loop_t *loop) {
+  /* Reference counted by curl itself; balanced in finish_close. */
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    fprintf(stderr, "level=fatal msg=\"curl_global_init failed\"\n");
+    abort();
+  }
+  rt_http *h = rt_xcalloc(1, sizeof *h);
+  h->loop = loop;
+  h->multi = curl_multi_init();
+  if (!h->multi) {
+    fprintf(stderr, "level=fatal msg=\"out of memory\" where=curl_multi_init\n");
+    abort();
+  }
+  uv_timer_init(loop, &h->timer);
+  h->timer.data = h;
+  h->open_handles = 1;
+  curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+  curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+  curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_timer_set);
+  curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+  return h;
+}
+
+void rt_http_close(rt_http *h, void (*done)(void *ud), void *ud) {
+  if (!h || h->closing) return;
+  h->closing = true;
+  h->done = done;
+  h->done_ud = ud;
+  while (h->active) req_finish(h->active, CURLE_OK, true);
+  /* Closes cached connections; curl may report their sockets removed. */
+  curl_multi_cleanup(h->multi);
+  h->multi = NULL;
+  while (h->socks) sock_close(h, h->socks);
+  uv_close((uv_handle_t *)&h->timer, on_handle_closed);
+}
+
+static void finish_close(rt_http *h) {
+  deliver_done(h); /* "cancelled" callbacks, and any finished but queued */
+  void (*done)(void *) = h->done;
+  void *ud = h->done_ud;
+  free(h);
+  curl_global_cleanup();
+  if (done) done(ud);
+}

@@ -1,0 +1,85 @@
+/* http_client.h -- outgoing HTTP requests, libcurl multi driven by the uv loop.
+ *
+ * One rt_http per loop owns a curl multi handle, one uv_timer_t for curl's
+ * timeout and one uv_poll_t per socket curl asks us to watch. Requests run
+ * concurrently on the loop; nothing blocks and nothing runs on another
+ * thread. Each request owns its curl easy handle, its copy of the request
+ * body and headers, and the response buffer until its callback returns.
+ *
+ * Loop assumptions: every function here is called on the loop's thread.
+ * A request's callback is always called from the loop (a socket or timer
+ * event), never from inside rt_http_request, rt_http_cancel or rt_http_close,
+ * and exactly once unless the request is cancelled with rt_http_cancel.
+ *
+ * Defaults: HTTP/1.1, redirects not followed, proxies from the environment
+ * ignored, no signals, http and https only, gzip/deflate accepted (the body
+ * handed to the callback is decoded). An HTTP error status (4xx, 5xx) is not
+ * a transport error: err is RT_OK and status carries it. */
+#ifndef RT_HTTP_CLIENT_H
+#define RT_HTTP_CLIENT_H
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct rt_http rt_http;          /* one per loop: the multi handle */
+typedef struct rt_http_req rt_http_req;  /* one in-flight request */
+
+typedef struct {
+  int status;         /* HTTP status; 0 whenever err != RT_OK */
+  char *body;         /* NUL-terminated (body[body_len] == 0), never NULL;
+                       * empty when err != RT_OK. Owned by the client; the
+                       * callback may take it by setting resp->body = NULL
+                       * and then frees it with free(). */
+  size_t body_len;
+  char *content_type; /* Content-Type value or NULL; same ownership as body */
+  int err;            /* RT_OK, RT_ETIMEOUT, RT_ENET, RT_ELIMIT */
+  char errmsg[256];   /* "" on RT_OK; "cancelled" when rt_http_close
+                       * cancelled the request */
+  double total_ms;    /* wall time from rt_http_request to completion */
+  long retry_after;   /* Retry-After in seconds (an HTTP-date is converted
+                       * to seconds from now), -1 if absent */
+} rt_http_resp;
+
+/* resp is borrowed for the duration of the callback. */
+typedef void (*rt_http_cb)(rt_http_resp *resp, void *ud);
+
+typedef struct {
+  const char *method;   /* "GET" (default when NULL), "POST", "PUT",
+                         * "PATCH", "DELETE", "HEAD" */
+  const char *url;      /* http:// or https:// */
+  const char *body;     /* borrowed, copied by rt_http_request; may be NULL */
+  size_t body_len;
+  const char *const *headers; /* NULL-terminated "Name: value", copied */
+  long timeout_ms;      /* whole request; 0 -> 30000 */
+  size_t max_body;      /* response cap; 0 -> 8 MiB; over it -> RT_ELIMIT */
+} rt_http_opts;
+
+/* Returns a new client on loop (borrowed; must outlive the client).
+ * Never NULL: allocation failure aborts, as everywhere in the host. */
+rt_http *rt_http_new(uv_loop_t *loop);
+
+/* Cancels every in-flight request, closes the uv handles and frees h once
+ * they are closed, then calls done(ud) (done may be NULL). Requests that were
+ * in flight get their callback, from the loop, with err RT_ENET and errmsg
+ * "cancelled" before done is called. After rt_http_close, h must not be used;
+ * rt_http_request on a closing client is a programming error (RT_EINVAL). */
+void rt_http_close(rt_http *h, void (*done)(void *ud), void *ud);
+
+/* Starts a request. On RT_OK the callback will be called later from the
+ * loop, and *out (if out is not NULL) receives a borrowed handle valid until
+ * the callback returns or rt_http_cancel is called. On error nothing is
+ * started and cb is never called: RT_EINVAL for bad options (no url, a
+ * malformed method) or a closing client, RT_ENET if curl refuses the
+ * transfer. */
+int rt_http_request(rt_http *h, const rt_http_opts *o, rt_http_cb cb, void *ud,
+                    rt_http_req **out);
+
+/* Stops a request and frees it. Its callback is NOT called, not even when
+ * the transfer had already finished and the callback was only queued.
+ * Safe from inside any rt_http callback (including for another request);
+ * r must be a live request (NULL is ignored). */
+void rt_http_cancel(rt_http_req *r);
+
+/* Requests started and not yet completed or cancelled. */
+size_t rt_http_inflight(const rt_http *h);
+
+#endif

@@ -1,0 +1,897 @@
+/* import.c -- CSV import of customers and orders (see import.h).
+ *
+ * The file is streamed through a 1 MiB buffer, so a million-row export costs
+ * a few megabytes, not the file's size. A record is parsed into a reused
+ * field buffer (no allocation per row) and written with prepared statements
+ * in batches of 10,000 rows per transaction: that is what keeps the import
+ * above 200,000 rows/s while a running bot can still get the write lock
+ * between batches. */
+#include "import.h"
+#include "text.h"
+#include "tz.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BATCH_ROWS 10000
+#define BUF_INIT (1u << 20)
+
+/* ---- columns and their names ---- */
+
+enum {
+  C_PHONE, C_NAME, C_LAST_PURCHASE, C_BONUS, C_TELEGRAM, C_WHATSAPP, C_TZ, C_CAR,
+  C_ORDER_ID, C_DATE, C_PRODUCT, C_CATEGORY, C_GIFT, C_RCPT_NAME, C_RCPT_PHONE,
+  C_COUNT
+};
+
+static const char *col_key[C_COUNT] = {
+  "phone", "name", "last_purchase", "bonus_balance", "telegram_id", "whatsapp",
+  "timezone", "car", "order_id", "date", "product", "category", "gift",
+  "recipient_name", "recipient_phone",
+};
+
+/* Synonyms in normalised form (see norm_name: lower case, ё as е, '_' and
+ * '-' as spaces, one space between words, no quotes or trailing dot/colon).
+ * Keep in step with schema/import.schema.json and docs/import.md. */
+static const char *const col_syn[C_COUNT][16] = {
+  [C_PHONE] = {"phone", "phone number", "mobile", "телефон", "тел", "мобильный телефон",
+               "номер телефона", "телефон клиента", "телефон покупателя", "сотовый", NULL},
+  [C_NAME] = {"name", "customer", "client", "фио", "имя", "клиент", "контрагент",
+              "покупатель", "наименование контрагента", "фио клиента", NULL},
+  [C_LAST_PURCHASE] = {"last purchase", "last purchase date", "дата последней покупки",
+                       "последняя покупка", "дата последней продажи", "последняя продажа", NULL},
+  [C_BONUS] = {"bonus balance", "bonus", "bonuses", "бонусы", "бонусный баланс", "баллы",
+               "бонусные баллы", "остаток бонусов", "баланс бонусов", NULL},
+  [C_TELEGRAM] = {"telegram id", "telegram", "tg", "телеграм", "телеграмм", "telegram chat id", NULL},
+  [C_WHATSAPP] = {"whatsapp", "whats app", "ватсап", "вотсап", "вацап", NULL},
+  [C_TZ] = {"timezone", "time zone", "tz", "часовой пояс", NULL},
+  [C_CAR] = {"car", "vin", "автомобиль", "номер кузова", "авто", "vin код", "машина", NULL},
+  [C_ORDER_ID] = {"order id", "order", "order number", "номер заказа", "заказ", "документ",
+                  "номер документа", "№ заказа", "заказ покупателя", NULL},
+  [C_DATE] = {"date", "order date", "дата", "дата заказа", "дата документа", "дата продажи", NULL},
+  [C_PRODUCT] = {"product", "item", "товар", "номенклатура", NULL},
+  [C_CATEGORY] = {"category", "категория", "группа", "группа номенклатуры",
+                  "вид номенклатуры", "категория товара", NULL},
+  [C_GIFT] = {"gift", "подарок", "в подарок", NULL},
+  [C_RCPT_NAME] = {"recipient name", "recipient", "получатель", "имя получателя", NULL},
+  [C_RCPT_PHONE] = {"recipient phone", "телефон получателя", NULL},
+};
+
+/* ---- UTF-8 and Windows-1251 ---- */
+
+/* Code points of 0x80..0xFF in Windows-1251; 0x98 is unassigned there and
+ * becomes U+FFFD. 0xC0..0xFF are А..я in order and not listed. */
+static const uint16_t cp1251_hi[64] = {
+  0x0402, 0x0403, 0x201A, 0x0453, 0x201E, 0x2026, 0x2020, 0x2021,
+  0x20AC, 0x2030, 0x0409, 0x2039, 0x040A, 0x040C, 0x040B, 0x040F,
+  0x0452, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
+  0xFFFD, 0x2122, 0x0459, 0x203A, 0x045A, 0x045C, 0x045B, 0x045F,
+  0x00A0, 0x040E, 0x045E, 0x0408, 0x00A4, 0x0490, 0x00A6, 0x00A7,
+  0x0401, 0x00A9, 0x0404, 0x00AB, 0x00AC, 0x00AD, 0x00AE, 0x0407,
+  0x00B0, 0x00B1, 0x0406, 0x0456, 0x0491, 0x00B5, 0x00B6, 0x00B7,
+  0x0451, 0x2116, 0x0454, 0x00BB, 0x0458, 0x0405, 0x0455, 0x0457,
+};
+
+static size_t put_utf8(char *o, unsigned cp) {
+  if (cp < 0x80) { o[0] = (char)cp; return 1; }
+  if (cp < 0x800) {
+    o[0] = (char)(0xC0 | (cp >> 6));
+    o[1] = (char)(0x80 | (cp & 0x3F));
+    return 2;
+  }
+  o[0] = (char)(0xE0 | (cp >> 12));
+  o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+  o[2] = (char)(0x80 | (cp & 0x3F));
+  return 3;
+}
+
+size_t rt_import_cp1251_to_utf8(const char *in, size_t len, char *out) {
+  size_t o = 0;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)in[i];
+    unsigned cp = c < 0x80 ? c : c >= 0xC0 ? 0x0410 + (c - 0xC0) : cp1251_hi[c - 0x80];
+    o += put_utf8(out + o, cp);
+  }
+  out[o] = '\0';
+  return o;
+}
+
+/* Length of the valid UTF-8 prefix of s[0..n). When partial_ok, a sequence
+ * cut by the end of the buffer counts as valid (more bytes are coming). */
+static size_t utf8_valid_prefix(const unsigned char *s, size_t n, bool partial_ok) {
+  size_t i = 0;
+  while (i < n) {
+    unsigned char c = s[i];
+    if (c < 0x80) { i++; continue; }
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) need = 1;
+    else if (c == 0xE0) { need = 2; lo = 0xA0; }
+    else if (c == 0xED) { need = 2; hi = 0x9F; }
+    else if (c >= 0xE1 && c <= 0xEF) need = 2;
+    else if (c == 0xF0) { need = 3; lo = 0x90; }
+    else if (c >= 0xF1 && c <= 0xF3) need = 3;
+    else if (c == 0xF4) { need = 3; hi = 0x8F; }
+    else return i;
+    for (size_t k = 1; k <= need; k++) {
+      if (i + k >= n) return partial_ok ? n : i;
+      unsigned char d = s[i + k];
+      if (d < (k == 1 ? lo : 0x80) || d > (k == 1 ? hi : 0xBF)) return i;
+    }
+    i += need + 1;
+  }
+  return n;
+}
+
+static unsigned utf8_next(const unsigned char **pp) {
+  const unsigned char *p = *pp;
+  unsigned c = p[0];
+  if (c < 0x80) { *pp = p + 1; return c; }
+  if ((c & 0xE0) == 0xC0 && p[1]) { *pp = p + 2; return ((c & 0x1F) << 6) | (p[1] & 0x3F); }
+  if ((c & 0xF0) == 0xE0 && p[1] && p[2]) {
+    *pp = p + 3;
+    return ((c & 0x0F) << 12) | ((p[1] & 0x3F) << 6) | (p[2] & 0x3F);
+  }
+  if ((c & 0xF8) == 0xF0 && p[1] && p[2] && p[3]) { *pp = p + 4; return 0xFFFD; }
+  *pp = p + 1;
+  return 0xFFFD;
+}
+
+/* Normalises a column name or a yes/no word for comparison: lower case
+ * (Latin and Cyrillic), ё as е, '_' and '-' as spaces, whitespace runs as one
+ * space, quotes and '*' dropped, trailing '.' and ':' dropped. */
+static void norm_name(const char *s, char *out, size_t n) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t o = 0;
+  bool space = false;
+  while (*p && o + 4 < n) {
+    unsigned cp = utf8_next(&p);
+    if (cp >= 'A' && cp <= 'Z') cp += 32;
+    else if (cp >= 0x410 && cp <= 0x42F) cp += 0x20;
+    if (cp == 0x401 || cp == 0x451) cp = 0x435;
+    if (cp == '"' || cp == '\'' || cp == '*' || cp == 0xAB || cp == 0xBB) continue;
+    if (cp == '_' || cp == '-' || cp == ' ' || cp == '\t' || cp == 0xA0 || cp == 0x202F ||
+        cp == '\r' || cp == '\n') {
+      space = o > 0;
+      continue;
+    }
+    if (space) { out[o++] = ' '; space = false; }
+    o += put_utf8(out + o, cp);
+  }
+  while (o > 0 && (out[o - 1] == '.' || out[o - 1] == ':' || out[o - 1] == ' ')) o--;
+  out[o] = '\0';
+}
+
+/* ---- the CSV reader ---- */
+
+typedef struct {
+  int fd;
+  char *buf;
+  size_t cap, len, pos;
+  size_t scanned;      /* bytes already checked by the encoding detector */
+  bool eof;
+  int enc;             /* 0 undecided (ASCII so far), 1 UTF-8, 2 cp1251 */
+  char delim;
+  int line;            /* physical line at pos */
+  /* the current record */
+  int rec_line, nf, nfcap;
+  char *fld;           /* field bytes, each NUL-terminated */
+  size_t fcap;
+  size_t *foff;
+  char *conv;          /* fields converted to UTF-8 when needed */
+  size_t ccap;
+  char **val;          /* nf pointers to the fields as UTF-8 */
+  int vcap;
+} csv_reader;
+
+/* Decides the encoding from the first bytes that are not ASCII: valid UTF-8
+ * means UTF-8, anything else Windows-1251 (what 1C writes by default). */
+static void detect_encoding(csv_reader *r) {
+  if (r->enc) return;
+  const unsigned char *b = (const unsigned char *)r->buf;
+  size_t i = r->scanned;
+  while (i < r->len && b[i] < 0x80) i++;
+  if (i == r->len) { r->scanned = i; return; }
+  /* Back up to the start of the line so a sequence cut at i is judged whole. */
+  size_t from = i;
+  while (from > 0 && b[from - 1] != '\n') from--;
+  size_t ok = utf8_valid_prefix(b + from, r->len - from, !r->eof);
+  r->enc = ok == r->len - from ? 1 : 2;
+}
+
+/* Reads more input; returns 0, or -1 with errno on a read error. */
+static int read_more(csv_reader *r) {
+  if (r->pos > 0) {
+    memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+    r->len -= r->pos;
+    r->scanned = r->scanned > r->pos ? r->scanned - r->pos : 0;
+    r->pos = 0;
+  }
+  if (r->len == r->cap) {
+    r->cap *= 2;
+    r->buf = rt_xrealloc(r->buf, r->cap);
+  }
+  ssize_t n;
+  do n = read(r->fd, r->buf + r->len, r->cap - r->len);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return -1;
+  if (n == 0) r->eof = true;
+  r->len += (size_t)n;
+  detect_encoding(r);
+  return 0;
+}
+
+/* Parses one record at pos. Returns 1 when a record is ready, 0 when the
+ * buffer ends inside it (read more and call again), -1 at end of input. */
+static int parse_record(csv_reader *r) {
+  size_t p = r->pos, end = r->len;
+  if (p == end) return r->eof ? -1 : 0;
+  /* Unquoting only shrinks, and each field adds one NUL per delimiter or
+   * end: twice the remaining input always fits. */
+  size_t need = 2 * (end - p) + 2;
+  if (r->fcap < need) {
+    r->fcap = need;
+    free(r->fld);
+    r->fld = rt_xmalloc(r->fcap);
+  }
+  const char *b = r->buf;
+  char *o = r->fld, dl = r->delim;
+  size_t ol = 0;
+  int nf = 0, nl = 0;
+  for (;;) {
+    if (nf == r->nfcap) {
+      r->nfcap = r->nfcap ? r->nfcap * 2 : 32;
+      r->foff = rt_xrealloc(r->foff, r->nfcap * sizeof *r->foff);
+    }
+    r->foff[nf++] = ol;
+    if (p < end && b[p] == '"') {
+      p++;
+      for (;;) {
+        if (p >= end) {
+          if (!r->eof) return 0;
+          break;   /* unterminated quote at the end of the file: keep the text */
+        }
+        char c = b[p];
+        if (c == '"') {
+          if (p + 1 >= end && !r->eof) return 0;
+          if (p + 1 < end && b[p + 1] == '"') { o[ol++] = '"'; p += 2; continue; }
+          p++;
+          break;
+        }
+        if (c == '\n') nl++;
+        o[ol++] = c;
+        p++;
+      }
+    }
+    /* Unquoted text, or what follows a closing quote (kept, leniently). A
+     * quote inside an unquoted field (ООО "Ромашка") is an ordinary char. */
+    while (p < end) {
+      char c = b[p];
+      if (c == dl || c == '\n' || c == '\r') break;
+      o[ol++] = c;
+      p++;
+    }
+    o[ol++] = '\0';
+    if (p >= end) {
+      if (!r->eof) return 0;
+      break;
+    }
+    char c = b[p];
+    if (c == dl) { p++; continue; }
+    if (c == '\r') {
+      if (p + 1 >= end && !r->eof) return 0;
+      p++;
+      if (p < end && b[p] == '\n') p++;
+    } else {
+      p++;
+    }
+    nl++;
+    break;
+  }
+  r->pos = p;
+  r->nf = nf;
+  r->rec_line = r->line;
+  r->line += nl;
+  return 1;
+}
+
+/* Trims spaces, tabs and NBSP in place; returns the start. */
+static char *trim(char *s) {
+  unsigned char *p = (unsigned char *)s;
+  for (;;) {
+    if (*p == ' ' || *p == '\t') p++;
+    else if (p[0] == 0xC2 && p[1] == 0xA0) p += 2;
+    else break;
+  }
+  size_t n = strlen((char *)p);
+  for (;;) {
+    if (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t')) n--;
+    else if (n > 1 && p[n - 2] == 0xC2 && p[n - 1] == 0xA0) n -= 2;
+    else break;
+  }
+  p[n] = '\0';
+  return (char *)p;
+}
+
+/* Makes val[i] point at each field as trimmed UTF-8, converting from
+ * Windows-1251 where the file (or, in a mixed file, the field) needs it. */
+static void record_values(csv_reader *r) {
+  if (r->vcap < r->nf) {
+    r->vcap = r->nfcap;
+    r->val = rt_xrealloc(r->val, (size_t)r->vcap * sizeof *r->val);
+  }
+  size_t total = r->foff[r->nf - 1] + strlen(r->fld + r->foff[r->nf - 1]) + 1;
+  size_t co = 0;
+  for (int i = 0; i < r->nf; i++) {
+    char *f = r->fld + r->foff[i];
+    size_t n = (i + 1 < r->nf ? r->foff[i + 1] - 1 : total - 1) - r->foff[i];
+    bool high = false;
+    for (size_t k = 0; k < n; k++)
+      if ((unsigned char)f[k] >= 0x80) { high = true; break; }
+    if (high && (r->enc == 2 || utf8_valid_prefix((unsigned char *)f, n, false) != n)) {
+      /* Each byte becomes at most 3: the whole record fits in 3 * total. */
+      if (r->ccap < 3 * total + 1) {
+        r->ccap = 3 * total + 1;
+        free(r->conv);
+        r->conv = rt_xmalloc(r->ccap);
+        co = 0;
+        i = -1;   /* fields converted so far pointed into the old buffer */
+        continue;
+      }
+      size_t m = rt_import_cp1251_to_utf8(f, n, r->conv + co);
+      r->val[i] = trim(r->conv + co);
+      co += m + 1;
+    } else {
+      r->val[i] = trim(f);
+    }
+  }
+}
+
+/* Picks the delimiter from the header line: the most frequent of ';', tab
+ * and ',' outside quotes; ';' wins ties, as 1C writes it. */
+static char sniff_delim(const char *b, size_t n) {
+  int sc = 0, tab = 0, com = 0;
+  bool q = false;
+  for (size_t i = 0; i < n && (q || (b[i] != '\n' && b[i] != '\r')); i++) {
+    if (b[i] == '"') q = !q;
+    else if (!q && b[i] == ';') sc++;
+    else if (!q && b[i] == '\t') tab++;
+    else if (!q && b[i] == ',') com++;
+  }
+  if (sc >= tab && sc >= com && sc > 0) return ';';
+  if (tab >= com && tab > 0) return '\t';
+  if (com > 0) return ',';
+  return ';';
+}
+
+/* ---- cells ---- */
+
+static int64_t days_from_civil(int y, int m, int d) {
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  int64_t yoe = y - era * 400;
+  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+static int days_in_month(int y, int m) {
+  static const int dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) return 29;
+  return dm[m - 1];
+}
+
+static int digits(const char **pp, int max, int *v) {
+  const char *p = *pp;
+  int n = 0, x = 0;
+  while (n < max && *p >= '0' && *p <= '9') { x = x * 10 + (*p++ - '0'); n++; }
+  *pp = p;
+  *v = x;
+  return n;
+}
+
+bool rt_import_parse_date(const char *s, int *y, int *m, int *d) {
+  const char *p = s;
+  while (*p == ' ') p++;
+  int a, b, c, na, nb, nc;
+  na = digits(&p, 4, &a);
+  if (na == 4 && *p == '-') {           /* YYYY-MM-DD */
+    p++;
+    nb = digits(&p, 2, &b);
+    if (!nb || *p++ != '-') return false;
+    nc = digits(&p, 2, &c);
+    if (!nc) return false;
+    *y = a; *m = b; *d = c;
+  } else if ((na == 1 || na == 2) && (*p == '.' || *p == '/')) {   /* DD.MM.YY[YY] */
+    char sep = *p++;
+    nb = digits(&p, 2, &b);
+    if (!nb || *p++ != sep) return false;
+    nc = digits(&p, 4, &c);
+    if (nc == 2) c += c < 70 ? 2000 : 1900;
+    else if (nc != 4) return false;
+    *y = c; *m = b; *d = a;
+  } else {
+    return false;
+  }
+  if (*p == ' ' || *p == 'T') {         /* an optional time, ignored */
+    while (*p == ' ' || *p == 'T') p++;
+    int h, mi, sec;
+    if (!digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi) != 2 || h > 23 || mi > 59)
+      return false;
+    if (*p == ':' && (p++, digits(&p, 2, &sec) != 2 || sec > 60)) return false;
+    if (*p == '.') { p++; while (*p >= '0' && *p <= '9') p++; }
+  }
+  while (*p == ' ') p++;
+  if (*p) return false;
+  if (*y < 1900 || *y > 2200 || *m < 1 || *m > 12 || *d < 1 || *d > days_in_month(*y, *m))
+    return false;
+  return true;
+}
+
+bool rt_import_parse_number(const char *s, double *out) {
+  char tmp[64];
+  size_t o = 0;
+  const unsigned char *p = (const unsigned char *)s;
+  while (*p) {
+    if (*p == ' ' || *p == '\'' || *p == '\t') { p++; continue; }
+    if (p[0] == 0xC2 && p[1] == 0xA0) { p += 2; continue; }
+    if (p[0] == 0xE2 && p[1] == 0x80 && p[2] == 0xAF) { p += 3; continue; }
+    if (o + 1 >= sizeof tmp) return false;
+    char c = (char)*p++;
+    if (c == ',') c = '.';
+    if (!((c >= '0' && c <= '9') || c == '.' || c == '-' || c == '+')) return false;
+    tmp[o++] = c;
+  }
+  tmp[o] = '\0';
+  if (!o) return false;
+  char *e;
+  double v = strtod(tmp, &e);
+  if (*e || e == tmp) return false;
+  *out = v;
+  return true;
+}
+
+/* 1 yes, 0 no, -1 not a yes/no word. */
+static int parse_bool(const char *s) {
+  char w[32];
+  norm_name(s, w, sizeof w);
+  static const char *yes[] = {"да", "yes", "y", "1", "true", "+", "истина", "д", "x", "х"};
+  static const char *no[] = {"нет", "no", "n", "0", "false", "-", "ложь", "н"};
+  for (size_t i = 0; i < RT_ARRAY_LEN(yes); i++)
+    if (strcmp(w, yes[i]) == 0) return 1;
+  for (size_t i = 0; i < RT_ARRAY_LEN(no); i++)
+    if (strcmp(w, no[i]) == 0) return 0;
+  if (!w[0] && s[0] == '-') return 0;   /* "-" normalises to "" */
+  return -1;
+}
+
+/* ---- the import ---- */
+
+enum { Q_CUST_INS, Q_CUST_UPD, Q_ORD_INS, Q_ORD_UPD, Q_COUNT };
+
+static const char *q_sql[Q_COUNT] = {
+  [Q_CUST_INS] = "INSERT OR IGNORE INTO customers (phone, name, last_purchase, bonus_balance, "
+                 "telegram_id, whatsapp, timezone, car, updated_at) "
+                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+  /* Empty cells (NULL) keep what is there; last_purchase only moves forward. */
+  [Q_CUST_UPD] = "UPDATE customers SET name = COALESCE(?2, name), "
+                 "last_purchase = CASE WHEN ?3 IS NULL THEN last_purchase "
+                 "WHEN last_purchase IS NULL OR ?3 > last_purchase THEN ?3 "
+                 "ELSE last_purchase END, "
+                 "bonus_balance = COALESCE(?4, bonus_balance), "
+                 "telegram_id = COALESCE(?5, telegram_id), whatsapp = COALESCE(?6, whatsapp), "
+                 "timezone = COALESCE(?7, timezone), car = COALESCE(?8, car), updated_at = ?9 "
+                 "WHERE phone = ?1",
+  [Q_ORD_INS] = "INSERT OR IGNORE INTO orders (order_id, phone, date, product, category, gift, "
+                "recipient_name, recipient_phone) VALUES (?1, ?2, ?3, ?4, ?5, COALESCE(?6, 0), ?7, ?8)",
+  [Q_ORD_UPD] = "UPDATE orders SET phone = ?2, date = COALESCE(?3, date), "
+                "product = COALESCE(?4, product), category = COALESCE(?5, category), "
+                "gift = COALESCE(?6, gift), recipient_name = COALESCE(?7, recipient_name), "
+                "recipient_phone = COALESCE(?8, recipient_phone) WHERE order_id = ?1",
+};
+
+#define TZ_CACHE 32
+#define DAY_CACHE 4096
+
+typedef struct {
+  rt_store *s;
+  sqlite3 *db;
+  sqlite3_stmt *q[Q_COUNT];
+  rt_import_report *rep;
+  const char *default_tz;
+  int64_t now;
+  int col[C_COUNT];          /* field index of each column, or -1 */
+  int ncols;                 /* fields in the header */
+  bool has_orders;
+  struct { char name[64]; bool valid; } tz[TZ_CACHE];
+  int ntz;
+  struct { int tzi; int32_t day; int64_t ms; } days[DAY_CACHE];
+} importer;
+
+static void problem(importer *im, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void problem(importer *im, int line, const char *fmt, ...) {
+  rt_import_report *rep = im->rep;
+  rep->problems_total++;
+  if (rep->nproblems >= RT_IMPORT_MAX_PROBLEMS) return;
+  rt_import_problem *p = &rep->problems[rep->nproblems++];
+  p->line = line;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(p->msg, sizeof p->msg, fmt, ap);
+  va_end(ap);
+}
+
+/* A cell quoted for a message: at most 60 bytes, not cut inside a UTF-8
+ * sequence. */
+static const char *clip(const char *s, char *buf, size_t n) {
+  size_t len = strlen(s);
+  if (len < n) return s;
+  size_t k = n - 4;
+  while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80) k--;
+  memcpy(buf, s, k);
+  memcpy(buf + k, "...", 4);
+  return buf;
+}
+
+/* Index (1-based) of a valid zone in the cache, 0 if invalid, -1 when it
+ * is valid but not cached (too many distinct zones). */
+static int tz_lookup(importer *im, const char *tz) {
+  for (int i = 0; i < im->ntz; i++)
+    if (strcmp(im->tz[i].name, tz) == 0) return im->tz[i].valid ? i + 1 : 0;
+  bool ok = rt_tz_valid(tz);
+  if (im->ntz < TZ_CACHE && strlen(tz) < sizeof im->tz[0].name) {
+    strcpy(im->tz[im->ntz].name, tz);
+    im->tz[im->ntz++].valid = ok;
+    return ok ? im->ntz : 0;
+  }
+  return ok ? -1 : 0;
+}
+
+/* Local midnight of y-m-d in tz, in unix ms. Zone offsets change rarely, so
+ * a small cache keyed by (zone, day) saves the zone lookup on most rows. */
+static int64_t local_midnight(importer *im, const char *tz, int tzi, int y, int m, int d) {
+  int32_t day = (int32_t)days_from_civil(y, m, d);
+  if (tzi < 0) return rt_tz_make(tz, y, m, d, 0, 0) * 1000;
+  unsigned h = ((unsigned)day * 31u + (unsigned)tzi * 7919u) & (DAY_CACHE - 1);
+  if (im->days[h].tzi == tzi + 1 && im->days[h].day == day) return im->days[h].ms;
+  int64_t ms = rt_tz_make(tz, y, m, d, 0, 0) * 1000;
+  im->days[h].tzi = tzi + 1;
+  im->days[h].day = day;
+  im->days[h].ms = ms;
+  return ms;
+}
+
+static void bind_opt(sqlite3_stmt *st, int i, const char *v) {
+  if (v) sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+  else sqlite3_bind_null(st, i);
+}
+
+static int step_done(importer *im, sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+/* Maps the header fields to columns; unknown names become notes. */
+static int map_header(importer *im, csv_reader *r, char **err) {
+  for (int c = 0; c < C_COUNT; c++) im->col[c] = -1;
+  im->ncols = r->nf;
+  for (int i = 0; i < r->nf; i++) {
+    char nm[128], cbuf[64];
+    norm_name(r->val[i], nm, sizeof nm);
+    if (!nm[0]) continue;
+    int found = -1;
+    for (int c = 0; c < C_COUNT && found < 0; c++)
+      for (int k = 0; col_syn[c][k]; k++)
+        if (strcmp(nm, col_syn[c][k]) == 0) { found = c; break; }
+    if (found < 0) {
+      problem(im, 1, "unknown column \"%s\" ignored", clip(r->val[i], cbuf, sizeof cbuf));
+    } else if (im->col[found] >= 0) {
+      problem(im, 1, "column \"%s\" repeats %s, ignored", clip(r->val[i], cbuf, sizeof cbuf),
+              col_key[found]);
+    } else {
+      im->col[found] = i;
+    }
+  }
+  if (im->col[C_PHONE] < 0) {
+    *err = rt_xstrdup("no phone column in the header (expected phone or Телефон)");
+    return RT_EINVAL;
+  }
+  im->has_orders = im->col[C_ORDER_ID] >= 0;
+  return RT_OK;
+}
+
+static const char *cell(importer *im, csv_reader *r, int c) {
+  int i = im->col[c];
+  if (i < 0 || i >= r->nf) return NULL;
+  const char *v = r->val[i];
+  return *v ? v : NULL;
+}
+
+/* Imports one data record. Returns SQLITE_OK, or an SQLite error code. */
+static int import_row(importer *im, csv_reader *r) {
+  rt_import_report *rep = im->rep;
+  int line = r->rec_line;
+  char cbuf[64];
+  if (r->nf != im->ncols) {
+    bool extra_empty = r->nf > im->ncols;
+    for (int i = im->ncols; extra_empty && i < r->nf; i++)
+      if (r->val[i][0]) extra_empty = false;
+    if (!extra_empty) {
+      problem(im, line, "wrong number of fields (%d, header has %d)", r->nf, im->ncols);
+      rep->skipped++;
+      return SQLITE_OK;
+    }
+  }
+  const char *v;
+  char phone[20];
+  if (!(v = cell(im, r, C_PHONE))) {
+    problem(im, line, "no phone");
+    rep->skipped++;
+    return SQLITE_OK;
+  }
+  if (!rt_text_phone_norm(v, phone)) {
+    problem(im, line, "bad phone \"%s\"", clip(v, cbuf, sizeof cbuf));
+    rep->skipped++;
+    return SQLITE_OK;
+  }
+  const char *tz = cell(im, r, C_TZ);
+  int tzi = 0;
+  if (tz) {
+    tzi = tz_lookup(im, tz);
+    if (tzi == 0) {
+      problem(im, line, "unknown time zone \"%s\", %s used", clip(tz, cbuf, sizeof cbuf),
+              im->default_tz);
+      tz = NULL;
+    }
+  }
+  const char *ztz = tz ? tz : im->default_tz;
+  int ztzi = tz ? tzi : 0;
+  int y, mo, d;
+  int64_t lp = 0, odate = 0;
+  bool has_lp = false, has_odate = false;
+  if ((v = cell(im, r, C_LAST_PURCHASE))) {
+    if (!rt_import_parse_date(v, &y, &mo, &d)) {
+      problem(im, line, "bad date \"%s\"", clip(v, cbuf, sizeof cbuf));
+      rep->skipped++;
+      return SQLITE_OK;
+    }
+    lp = local_midnight(im, ztz, ztzi, y, mo, d);
+    has_lp = true;
+  }
+  if ((v = cell(im, r, C_DATE))) {
+    if (!rt_import_parse_date(v, &y, &mo, &d)) {
+      problem(im, line, "bad date \"%s\"", clip(v, cbuf, sizeof cbuf));
+      rep->skipped++;
+      return SQLITE_OK;
+    }
+    odate = local_midnight(im, ztz, ztzi, y, mo, d);
+    has_odate = true;
+    /* Without an order id, a lone date column is the purchase date. */
+    if (!has_lp || odate > lp) { lp = odate; has_lp = true; }
+  }
+  bool has_bonus = false;
+  double bonus = 0;
+  if ((v = cell(im, r, C_BONUS))) {
+    if (rt_import_parse_number(v, &bonus)) has_bonus = true;
+    else problem(im, line, "bad number \"%s\" in bonus_balance, left empty", clip(v, cbuf, sizeof cbuf));
+  }
+  /* WhatsApp chat ids are the phone's digits without '+'. A yes/no cell
+   * means "this phone has WhatsApp". */
+  char wa[20];
+  const char *whatsapp = cell(im, r, C_WHATSAPP);
+  if (whatsapp) {
+    int yn;
+    if (rt_text_phone_norm(whatsapp, wa)) {
+      memmove(wa, wa + (wa[0] == '+'), strlen(wa + (wa[0] == '+')) + 1);
+      whatsapp = wa;
+    } else if ((yn = parse_bool(whatsapp)) >= 0) {
+      if (yn) {
+        strcpy(wa, phone + (phone[0] == '+'));
+        whatsapp = wa;
+      } else {
+        whatsapp = NULL;
+      }
+    }
+  }
+
+  sqlite3_stmt *st = im->q[Q_CUST_INS];
+  sqlite3_bind_text(st, 1, phone, -1, SQLITE_STATIC);
+  bind_opt(st, 2, cell(im, r, C_NAME));
+  if (has_lp) sqlite3_bind_int64(st, 3, lp); else sqlite3_bind_null(st, 3);
+  if (has_bonus) sqlite3_bind_double(st, 4, bonus); else sqlite3_bind_null(st, 4);
+  bind_opt(st, 5, cell(im, r, C_TELEGRAM));
+  bind_opt(st, 6, whatsapp);
+  bind_opt(st, 7, tz);
+  bind_opt(st, 8, cell(im, r, C_CAR));
+  sqlite3_bind_int64(st, 9, im->now);
+  int rc = step_done(im, st);
+  if (rc != SQLITE_OK) return rc;
+  if (sqlite3_changes(im->db) > 0) {
+    rep->customers_inserted++;
+  } else {
+    st = im->q[Q_CUST_UPD];
+    sqlite3_bind_text(st, 1, phone, -1, SQLITE_STATIC);
+    bind_opt(st, 2, cell(im, r, C_NAME));
+    if (has_lp) sqlite3_bind_int64(st, 3, lp); else sqlite3_bind_null(st, 3);
+    if (has_bonus) sqlite3_bind_double(st, 4, bonus); else sqlite3_bind_null(st, 4);
+    bind_opt(st, 5, cell(im, r, C_TELEGRAM));
+    bind_opt(st, 6, whatsapp);
+    bind_opt(st, 7, tz);
+    bind_opt(st, 8, cell(im, r, C_CAR));
+    sqlite3_bind_int64(st, 9, im->now);
+    if ((rc = step_done(im, st)) != SQLITE_OK) return rc;
+    rep->customers_updated++;
+  }
+
+  const char *order_id = im->has_orders ? cell(im, r, C_ORDER_ID) : NULL;
+  if (!order_id) return SQLITE_OK;
+  int gift = -1;
+  if ((v = cell(im, r, C_GIFT)) && (gift = parse_bool(v)) < 0)
+    problem(im, line, "bad gift value \"%s\", left as it was", clip(v, cbuf, sizeof cbuf));
+  char rphone[20];
+  const char *rp = cell(im, r, C_RCPT_PHONE);
+  if (rp && !rt_text_phone_norm(rp, rphone)) {
+    problem(im, line, "bad recipient phone \"%s\", left empty", clip(rp, cbuf, sizeof cbuf));
+    rp = NULL;
+  } else if (rp) {
+    rp = rphone;
+  }
+  for (int pass = 0; pass < 2; pass++) {
+    st = im->q[pass ? Q_ORD_UPD : Q_ORD_INS];
+    sqlite3_bind_text(st, 1, order_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, phone, -1, SQLITE_STATIC);
+    if (has_odate) sqlite3_bind_int64(st, 3, odate); else sqlite3_bind_null(st, 3);
+    bind_opt(st, 4, cell(im, r, C_PRODUCT));
+    bind_opt(st, 5, cell(im, r, C_CATEGORY));
+    if (gift >= 0) sqlite3_bind_int(st, 6, gift); else sqlite3_bind_null(st, 6);
+    bind_opt(st, 7, cell(im, r, C_RCPT_NAME));
+    bind_opt(st, 8, rp);
+    if ((rc = step_done(im, st)) != SQLITE_OK) return rc;
+    if (pass == 0 && sqlite3_changes(im->db) > 0) {
+      rep->orders_inserted++;
+      break;
+    }
+    if (pass == 1) rep->orders_updated++;
+  }
+  return SQLITE_OK;
+}
+
+static void reader_free(csv_reader *r) {
+  if (r->fd >= 0) close(r->fd);
+  free(r->buf);
+  free(r->fld);
+  free(r->foff);
+  free(r->conv);
+  free(r->val);
+}
+
+/* Reads the next record into r->val. 1 record, 0 end, -1 read error. */
+static int next_record(csv_reader *r) {
+  for (;;) {
+    int rc = parse_record(r);
+    if (rc == 1) { record_values(r); return 1; }
+    if (rc < 0) return 0;
+    if (read_more(r) < 0) return -1;
+  }
+}
+
+static bool blank_record(csv_reader *r) {
+  for (int i = 0; i < r->nf; i++)
+    if (r->val[i][0]) return false;
+  return true;
+}
+
+int rt_import_csv(rt_store *s, const char *file, int64_t now_ms, const char *default_tz,
+                  rt_import_report *rep, char **err) {
+  memset(rep, 0, sizeof *rep);
+  *err = NULL;
+  if (!default_tz || !*default_tz) default_tz = "Europe/Moscow";
+  csv_reader r = {.fd = -1, .line = 1};
+  r.fd = open(file, O_RDONLY | O_CLOEXEC);
+  if (r.fd < 0) {
+    *err = rt_xasprintf("%s: %s", file, strerror(errno));
+    return errno == ENOENT ? RT_ENOENT : RT_EIO;
+  }
+  r.cap = BUF_INIT;
+  r.buf = rt_xmalloc(r.cap);
+  importer *im = rt_xcalloc(1, sizeof *im);
+  im->s = s;
+  im->db = rt_store_db(s);
+  im->rep = rep;
+  im->default_tz = default_tz;
+  im->now = now_ms;
+  int ret = RT_OK;
+  bool in_tx = false;
+
+  /* Fill the buffer until it holds the first line (or the whole file). */
+  do {
+    if (read_more(&r) < 0) goto read_error;
+  } while (!r.eof && !memchr(r.buf, '\n', r.len));
+  const unsigned char *u = (const unsigned char *)r.buf;
+  if (r.len >= 2 && ((u[0] == 0xFF && u[1] == 0xFE) || (u[0] == 0xFE && u[1] == 0xFF))) {
+    *err = rt_xasprintf("%s: UTF-16 text; save it as CSV in UTF-8 or Windows-1251", file);
+    ret = RT_EINVAL;
+    goto out;
+  }
+  if (r.len >= 3 && u[0] == 0xEF && u[1] == 0xBB && u[2] == 0xBF) {
+    r.pos = 3;
+    r.enc = 1;
+  }
+  r.delim = sniff_delim(r.buf + r.pos, r.len - r.pos);
+  rep->delimiter = r.delim;
+  int got = next_record(&r);
+  if (got < 0) goto read_error;
+  if (got == 0 || blank_record(&r)) {
+    *err = rt_xasprintf("%s: empty file, expected a header row", file);
+    ret = RT_EINVAL;
+    goto out;
+  }
+  if ((ret = map_header(im, &r, err)) != RT_OK) {
+    char *m = rt_xasprintf("%s: %s", file, *err);
+    free(*err);
+    *err = m;
+    goto out;
+  }
+  for (int i = 0; i < Q_COUNT; i++) {
+    if (sqlite3_prepare_v2(im->db, q_sql[i], -1, &im->q[i], NULL) != SQLITE_OK) {
+      *err = rt_xasprintf("import: %s", sqlite3_errmsg(im->db));
+      ret = RT_EIO;
+      goto out;
+    }
+  }
+  int batch = 0;
+  for (;;) {
+    got = next_record(&r);
+    if (got < 0) goto read_error;
+    if (got == 0) break;
+    if (blank_record(&r)) continue;
+    if (!in_tx) {
+      if ((ret = rt_store_begin(s)) != RT_OK) {
+        *err = rt_xasprintf("%s: line %d: store: %s", file, r.rec_line, rt_store_errmsg(s));
+        goto out;
+      }
+      in_tx = true;
+    }
+    rep->rows++;
+    int rc = import_row(im, &r);
+    if (rc != SQLITE_OK) {
+      *err = rt_xasprintf("%s: line %d: store: %s", file, r.rec_line, sqlite3_errmsg(im->db));
+      ret = rc == SQLITE_FULL ? RT_EFULL : rc == SQLITE_BUSY ? RT_EBUSY
+          : rc == SQLITE_READONLY ? RT_EROFS : RT_EIO;
+      goto out;
+    }
+    if (++batch == BATCH_ROWS) {
+      batch = 0;
+      in_tx = false;
+      if ((ret = rt_store_commit(s)) != RT_OK) {
+        *err = rt_xasprintf("%s: line %d: store: %s", file, r.rec_line, rt_store_errmsg(s));
+        goto out;
+      }
+    }
+  }
+  if (in_tx) {
+    in_tx = false;
+    if ((ret = rt_store_commit(s)) != RT_OK)
+      *err = rt_xasprintf("%s: store: %s", file, rt_store_errmsg(s));
+  }
+  goto out;
+
+read_error:
+  *err = rt_xasprintf("%s: %s", file, strerror(errno));
+  ret = RT_EIO;
+out:
+  if (in_tx) rt_store_rollback(s);
+  snprintf(rep->encoding, sizeof rep->encoding, "%s", r.enc == 2 ? "cp1251" : "utf-8");
+  for (int i = 0; i < Q_COUNT; i++) sqlite3_finalize(im->q[i]);
+  free(im);
+  reader_free(&r);
+  return ret;
+}

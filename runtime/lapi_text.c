@@ -1,0 +1,167 @@
+/* lapi_text.c -- the text helpers as a Lua table (see text.h).
+ *
+ * rt_luaopen_text pushes a fresh table; the host decides under which name a
+ * flow sees it. Only argument misuse raises (luaL_argerror); every text in
+ * gets an answer, possibly nil; an unknown zone name is Moscow, as in C (it
+ * often comes from customer data, not from the flow's author). C strings end at the first NUL, so a Lua
+ * string with embedded zeros is read up to it (norm reads all of it). */
+#include "text.h"
+#include "rt.h"
+#include <lauxlib.h>
+#include <lua.h>
+#include <string.h>
+
+#define CARS_MAX 16
+
+static int l_norm(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  /* the normal form never grows, so it is built straight in a Lua buffer and
+   * nothing leaks if Lua runs out of memory */
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, n + 1);
+  size_t len = rt_text_norm_buf(s, n, out);
+  luaL_pushresultsize(&b, len);
+  return 1;
+}
+
+static void push_car(lua_State *L, const rt_text_car *c) {
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, c->kind == 'v' ? "vin" : "frame");
+  lua_setfield(L, -2, "kind");
+  lua_pushstring(L, c->value);
+  lua_setfield(L, -2, "value");
+  lua_pushboolean(L, c->check_ok);
+  lua_setfield(L, -2, "check_ok");
+  lua_pushboolean(L, c->north_american);
+  lua_setfield(L, -2, "north_american");
+}
+
+static int l_cars(lua_State *L) {
+  const char *s = luaL_checkstring(L, 1);
+  rt_text_car cars[CARS_MAX];
+  int n = rt_text_cars(s, cars, CARS_MAX);
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    push_car(L, &cars[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+static int l_car(lua_State *L) {
+  const char *s = luaL_checkstring(L, 1);
+  rt_text_car car;
+  if (rt_text_cars(s, &car, 1) == 1) push_car(L, &car);
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int l_vin(lua_State *L) {
+  char out[18];
+  if (rt_text_vin(luaL_checkstring(L, 1), out)) lua_pushstring(L, out);
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int l_frame(lua_State *L) {
+  char out[32];
+  if (rt_text_frame(luaL_checkstring(L, 1), out)) lua_pushstring(L, out);
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int l_phone(lua_State *L) {
+  char out[20];
+  if (rt_text_phone(luaL_checkstring(L, 1), out)) lua_pushstring(L, out);
+  else lua_pushnil(L);
+  return 1;
+}
+
+/* opts = {payday = {5, 20}, hour = 10}; every field optional. */
+static void read_opts(lua_State *L, int idx, rt_text_date_opts *o) {
+  if (lua_isnoneornil(L, idx)) return;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  int t = lua_getfield(L, idx, "hour");
+  if (t != LUA_TNIL) {
+    int ok;
+    lua_Integer h = lua_tointegerx(L, -1, &ok);
+    if (!ok || h < 0 || h > 23) luaL_argerror(L, idx, "opts.hour must be an integer 0-23");
+    o->default_hour = (int)h;
+  }
+  lua_pop(L, 1);
+  t = lua_getfield(L, idx, "payday");
+  if (t != LUA_TNIL) {
+    if (t != LUA_TTABLE) luaL_argerror(L, idx, "opts.payday must be a list of days");
+    lua_Integer n = luaL_len(L, -1);
+    if (n < 1 || n > 4) luaL_argerror(L, idx, "opts.payday must list 1 to 4 days");
+    memset(o->payday, 0, sizeof o->payday);
+    for (lua_Integer i = 1; i <= n; i++) {
+      int ok;
+      lua_geti(L, -1, i);
+      lua_Integer d = lua_tointegerx(L, -1, &ok);
+      if (!ok || d < 1 || d > 31) luaL_argerror(L, idx, "opts.payday days must be 1-31");
+      o->payday[i - 1] = (int)d;
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+}
+
+static int l_date(lua_State *L) {
+  const char *s = luaL_checkstring(L, 1);
+  lua_Integer now = luaL_checkinteger(L, 2);
+  const char *tz = luaL_optstring(L, 3, NULL);
+  rt_text_date_opts o = RT_TEXT_DATE_OPTS_DEFAULT;
+  read_opts(L, 4, &o);
+  rt_text_date_res r;
+  if (!rt_text_date(s, (int64_t)now, tz, &o, &r)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushinteger(L, (lua_Integer)r.at);
+  lua_pushstring(L, r.kind);
+  lua_pushstring(L, r.matched);
+  return 3;
+}
+
+static const char *const intent_order[] = {"stop", "later", "declined", "problem", "need",
+                                           "done", "no", "yes", "thanks"};
+
+static int l_intent(lua_State *L) {
+  unsigned bits = rt_text_intents(luaL_checkstring(L, 1));
+  const char *primary = NULL;
+  lua_pushnil(L); /* replaced below */
+  lua_createtable(L, 0, 4);
+  for (size_t i = 0; i < RT_ARRAY_LEN(intent_order); i++) {
+    if (!(bits & rt_text_intent_bit(intent_order[i]))) continue;
+    if (!primary) primary = intent_order[i];
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, intent_order[i]);
+  }
+  if (primary) {
+    lua_pushstring(L, primary);
+    lua_replace(L, -3);
+  }
+  return 2;
+}
+
+static int l_is(lua_State *L) {
+  const char *s = luaL_checkstring(L, 1);
+  const char *name = luaL_checkstring(L, 2);
+  unsigned bit = rt_text_intent_bit(name);
+  if (!bit) return luaL_argerror(L, 2, lua_pushfstring(L, "unknown intent '%s'", name));
+  lua_pushboolean(L, (rt_text_intents(s) & bit) != 0);
+  return 1;
+}
+
+static const luaL_Reg text_funcs[] = {
+  {"norm", l_norm},   {"cars", l_cars}, {"car", l_car},       {"vin", l_vin},
+  {"frame", l_frame}, {"phone", l_phone}, {"date", l_date}, {"intent", l_intent},
+  {"is", l_is},       {NULL, NULL},
+};
+
+int rt_luaopen_text(lua_State *L) {
+  luaL_newlib(L, text_funcs);
+  return 1;
+}

@@ -1,0 +1,721 @@
+/* lvm.c -- Lua state, limits, flow loading and turns (see lvm.h).
+ *
+ * The only place that calls lua_resume/lua_pcall. Every entry into flow
+ * code goes through rt_lturn_start/rt_lturn_resume or the protected loader,
+ * so a panic means a host bug and aborts with a core dump. */
+#include "lvm.h"
+#include "lapi.h"
+#include "log.h"
+#include "host_lua.h"
+#include <dirent.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HOOK_EVERY 1000
+#define REG_BUNDLE "shopbot.bundle"
+
+/* An instruction budget; the first member of a turn so the hook can find
+ * either kind through the coroutine's extra space. */
+typedef struct {
+  int64_t used, limit;
+  bool over;
+  bool is_turn;
+} budget;
+
+typedef struct {
+  size_t used, limit;
+  bool enforce;      /* only while flow code runs: host bookkeeping never fails */
+} lalloc;
+
+struct rt_bundle {
+  lua_State *L;
+  lalloc alloc;
+  budget load_budget;
+  int refs;
+  char version[17];
+  int api_ref;       /* table returned by host.lua */
+  int run_ref;       /* api.run */
+  int nflows;
+  rt_bundle_opts o;
+  char *start_flow;
+  json_t *shop;
+};
+
+struct rt_lturn {
+  budget bg;         /* must stay first */
+  rt_bundle *b;
+  void *host_turn;
+  lua_State *co;
+  int co_ref, trace_ref;
+  int http_count;
+  int status;
+  json_t *io;
+  json_t *result;
+  json_t *error;
+};
+
+/* ---- allocator and hook ---- */
+
+static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  lalloc *a = ud;
+  size_t old = ptr ? osize : 0;
+  if (nsize == 0) {
+    a->used -= old;
+    free(ptr);
+    return NULL;
+  }
+  /* Refuse growth past the cap, always allow shrinking, as ltests.c does. */
+  if (a->enforce && nsize > old && a->used + (nsize - old) > a->limit) return NULL;
+  void *p = realloc(ptr, nsize);
+  if (!p) return NULL;
+  a->used = a->used - old + nsize;
+  return p;
+}
+
+static int l_panic(lua_State *L) {
+  const char *m = lua_tostring(L, -1);
+  rt_log(RT_LOG_ERROR, "lua-panic", "err=\"%s\"", m ? m : "?");
+  abort();
+}
+
+static void hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  budget *bg = *(budget **)lua_getextraspace(L);
+  if (!bg) return;
+  bg->used += HOOK_EVERY;
+  if (bg->over || bg->used > bg->limit) {
+    /* Re-arm at every instruction so a pcall loop cannot outlive the kill. */
+    bg->over = true;
+    lua_sethook(L, hook, LUA_MASKCOUNT, 1);
+    /* No position prefix: the hook's "where" is not the flow's line; the
+     * error record finds the flow line from the stack instead. */
+    lua_pushfstring(L, "step stopped: %s of %I instructions used up (an endless loop?)",
+                    RT_BUDGET_MARK, (lua_Integer)bg->limit);
+    lua_error(L);
+  }
+}
+
+/* ---- registry helpers ---- */
+
+rt_bundle *rt_lvm_bundle(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, REG_BUNDLE);
+  rt_bundle *b = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return b;
+}
+
+const rt_host *rt_lvm_host(lua_State *L) { return rt_lvm_bundle(L)->o.host; }
+json_t *rt_lvm_shop(lua_State *L) { return rt_lvm_bundle(L)->shop; }
+
+rt_lturn *rt_lvm_turn(lua_State *L) {
+  budget *bg = *(budget **)lua_getextraspace(L);
+  return bg && bg->is_turn ? (rt_lturn *)bg : NULL;
+}
+
+bool rt_lvm_turn_http_ok(rt_lturn *t) {
+  return t->http_count++ < t->b->o.max_http_per_turn;
+}
+
+json_t *rt_lvm_turn_take_io(rt_lturn *t) {
+  json_t *j = t->io;
+  t->io = NULL;
+  return j;
+}
+
+/* ---- JSON <-> Lua ---- */
+
+void rt_lvm_push_json(lua_State *L, json_t *j) {
+  luaL_checkstack(L, 4, "json too deep");
+  switch (json_typeof(j)) {
+  case JSON_OBJECT: {
+    lua_createtable(L, 0, (int)json_object_size(j));
+    const char *k;
+    json_t *v;
+    json_object_foreach(j, k, v) {
+      if (json_is_null(v)) continue;
+      rt_lvm_push_json(L, v);
+      lua_setfield(L, -2, k);
+    }
+    break;
+  }
+  case JSON_ARRAY: {
+    lua_createtable(L, (int)json_array_size(j), 0);
+    size_t i;
+    json_t *v;
+    json_array_foreach(j, i, v) {
+      rt_lvm_push_json(L, v);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    break;
+  }
+  case JSON_STRING: lua_pushlstring(L, json_string_value(j), json_string_length(j)); break;
+  case JSON_INTEGER: lua_pushinteger(L, (lua_Integer)json_integer_value(j)); break;
+  case JSON_REAL: lua_pushnumber(L, json_real_value(j)); break;
+  case JSON_TRUE: lua_pushboolean(L, 1); break;
+  case JSON_FALSE: lua_pushboolean(L, 0); break;
+  default: lua_pushnil(L); break;
+  }
+}
+
+/* Customer text may carry broken UTF-8; JSON cannot, so bad bytes become
+ * U+FFFD instead of failing the whole turn. */
+static json_t *json_str(const char *s, size_t n) {
+  json_t *j = json_stringn(s, n);
+  if (j) return j;
+  char *buf = rt_xmalloc(n * 3 + 1);
+  size_t o = 0;
+  for (size_t i = 0; i < n;) {
+    unsigned char c = (unsigned char)s[i];
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    bool ok = len && i + len <= n;
+    for (size_t k = 1; ok && k < len; k++) ok = ((unsigned char)s[i + k] >> 6) == 2;
+    if (ok && c == 0) ok = false;
+    if (ok) {
+      memcpy(buf + o, s + i, len);
+      o += len;
+      i += len;
+    } else {
+      memcpy(buf + o, "\xEF\xBF\xBD", 3);
+      o += 3;
+      i++;
+    }
+  }
+  j = json_stringn(buf, o);
+  free(buf);
+  return j ? j : json_string("");
+}
+
+static json_t *to_json(lua_State *L, int idx, char *path, size_t plen, int depth,
+                       char *err, size_t errn) {
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL: return json_null();
+  case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx)) return json_integer((json_int_t)lua_tointeger(L, idx));
+    return json_real(lua_tonumber(L, idx));
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    return json_str(s, n);
+  }
+  case LUA_TTABLE: break;
+  default:
+    snprintf(err, errn, "%s: a %s cannot be stored (only text, numbers, true/false and tables)",
+             path, luaL_typename(L, idx));
+    return NULL;
+  }
+  if (depth > 16) {
+    snprintf(err, errn, "%s: tables nested deeper than 16 levels (a loop?)", path);
+    return NULL;
+  }
+  luaL_checkstack(L, 6, "json");
+  idx = lua_absindex(L, idx);
+  /* An array is a table whose keys are exactly 1..n. */
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx), count = 0;
+  bool all_str = true;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    count++;
+    if (lua_type(L, -2) != LUA_TSTRING) all_str = false;
+    lua_pop(L, 1);
+  }
+  json_t *out;
+  size_t base = strlen(path);
+  if (count > 0 && count == n && !all_str) {
+    out = json_array();
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_rawgeti(L, idx, i);
+      snprintf(path + base, plen - base, "[%lld]", (long long)i);
+      json_t *v = to_json(L, -1, path, plen, depth + 1, err, errn);
+      lua_pop(L, 1);
+      if (!v) { json_decref(out); return NULL; }
+      json_array_append_new(out, v);
+    }
+  } else {
+    if (!all_str) {
+      snprintf(err, errn, "%s: a table mixes a list and named fields (or has non-text keys)", path);
+      return NULL;
+    }
+    out = json_object();
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      const char *k = lua_tostring(L, -2);
+      snprintf(path + base, plen - base, ".%s", k);
+      json_t *v = to_json(L, -1, path, plen, depth + 1, err, errn);
+      if (!v) { lua_pop(L, 2); json_decref(out); return NULL; }
+      json_object_set_new(out, k, v);
+      lua_pop(L, 1);
+    }
+  }
+  path[base] = '\0';
+  return out;
+}
+
+json_t *rt_lvm_to_json(lua_State *L, int idx, const char *root, char *err, size_t errn) {
+  char path[256];
+  snprintf(path, sizeof path, "%s", root);
+  return to_json(L, idx, path, sizeof path, 0, err, errn);
+}
+
+/* ---- loading ---- */
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted list of *.lua names in dir; NULL with errno when dir is missing. */
+static char **list_lua(const char *dir, size_t *n) {
+  DIR *d = opendir(dir);
+  *n = 0;
+  if (!d) return NULL;
+  char **names = rt_xmalloc(sizeof *names);
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    size_t len = strlen(de->d_name);
+    if (de->d_name[0] == '.' || len < 5 || strcmp(de->d_name + len - 4, ".lua") != 0) continue;
+    names = rt_xrealloc(names, (*n + 2) * sizeof *names);
+    names[(*n)++] = rt_xstrdup(de->d_name);
+  }
+  closedir(d);
+  qsort(names, *n, sizeof *names, cmp_str);
+  return names;
+}
+
+static void free_list(char **names, size_t n) {
+  for (size_t i = 0; i < n; i++) free(names[i]);
+  free(names);
+}
+
+static char *slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  size_t cap = 4096, n = 0;
+  char *buf = rt_xmalloc(cap);
+  size_t got;
+  while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
+    n += got;
+    if (n == cap) buf = rt_xrealloc(buf, cap *= 2);
+  }
+  fclose(f);
+  *len = n;
+  return buf;
+}
+
+/* 64-bit FNV-1a over names and contents: the flows version shown in
+ * /healthz and logs. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+  const unsigned char *s = p;
+  for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ULL;
+  return h;
+}
+
+static int traceback(lua_State *L) {
+  const char *m = lua_tostring(L, 1);
+  if (!m) m = "(error object is not a string)";
+  lua_pushstring(L, m);
+  return 1;
+}
+
+/* Loads one file as a chunk in a fresh sandbox env; leaves the chunk on the
+ * stack. */
+static int load_chunk(rt_bundle *b, const char *dir, const char *rel, const char *name,
+                      uint64_t *hash, char **err) {
+  lua_State *L = b->L;
+  char *path = rt_xasprintf("%s/%s", dir, name);
+  size_t len;
+  char *src = slurp(path, &len);
+  if (!src) {
+    *err = rt_xasprintf("%s: cannot read", path);
+    free(path);
+    return RT_EIO;
+  }
+  *hash = fnv(fnv(*hash, rel, strlen(rel)), src, len);
+  char *chunk = rt_xasprintf("@%s", rel);
+  int rc = luaL_loadbufferx(L, src, len, chunk, "t");
+  free(chunk);
+  free(src);
+  if (rc != LUA_OK) {
+    *err = rt_xasprintf("%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    free(path);
+    return RT_EINVAL;
+  }
+  free(path);
+  /* _ENV of the chunk := api.new_env() */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->api_ref);
+  lua_getfield(L, -1, "new_env");
+  lua_call(L, 0, 1);
+  lua_setupvalue(L, -3, 1);
+  lua_pop(L, 1);
+  return RT_OK;
+}
+
+/* Runs fn (on top) with the load-time budget; returns its one result on
+ * the stack or an error message. */
+static int run_top(rt_bundle *b, char **err) {
+  lua_State *L = b->L;
+  int fn = lua_gettop(L);
+  lua_pushcfunction(L, traceback);
+  lua_insert(L, fn);
+  b->load_budget.used = 0;
+  b->load_budget.over = false;
+  lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_EVERY);
+  b->alloc.enforce = true;
+  int rc = lua_pcall(L, 0, 1, fn);
+  b->alloc.enforce = false;
+  lua_sethook(L, NULL, 0, 0);
+  lua_remove(L, fn);
+  if (rc != LUA_OK) {
+    *err = rt_xasprintf("%s", rc == LUA_ERRMEM ? "not enough memory (lua_memory_mb)"
+                                               : lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return RT_EINVAL;
+  }
+  return RT_OK;
+}
+
+/* Module loader closure: runs the chunk (upvalue 1) once. */
+static int module_loader(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_call(L, 0, 1);
+  return 1;
+}
+
+static int load_modules(rt_bundle *b, const char *dir, const char *prefix, uint64_t *hash,
+                        char **err) {
+  size_t n;
+  char **names = list_lua(dir, &n);
+  if (!names) return RT_OK;   /* a lib folder is optional */
+  int rc = RT_OK;
+  for (size_t i = 0; i < n && rc == RT_OK; i++) {
+    char *rel = rt_xasprintf("%s%s", prefix, names[i]);
+    rc = load_chunk(b, dir, rel, names[i], hash, err);
+    free(rel);
+    if (rc != RT_OK) break;
+    lua_State *L = b->L;
+    lua_pushcclosure(L, module_loader, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->api_ref);
+    lua_getfield(L, -1, "add_module");
+    names[i][strlen(names[i]) - 4] = '\0';
+    lua_pushstring(L, names[i]);
+    lua_pushvalue(L, -4);
+    lua_call(L, 2, 0);
+    lua_pop(L, 2);
+  }
+  free_list(names, n);
+  return rc;
+}
+
+static int open_host(rt_bundle *b, char **err) {
+  lua_State *L = b->L;
+  static const luaL_Reg libs[] = {
+    {LUA_GNAME, luaopen_base}, {LUA_STRLIBNAME, luaopen_string},
+    {LUA_TABLIBNAME, luaopen_table}, {LUA_MATHLIBNAME, luaopen_math},
+    {LUA_UTF8LIBNAME, luaopen_utf8}, {NULL, NULL}};
+  for (const luaL_Reg *l = libs; l->name; l++) {
+    luaL_requiref(L, l->name, l->func, 1);
+    lua_pop(L, 1);
+  }
+  /* Replays of transcripts must pick the same "random" wording. */
+  lua_getglobal(L, "math");
+  lua_getfield(L, -1, "randomseed");
+  lua_pushinteger(L, 42);
+  lua_call(L, 1, 0);
+  lua_pop(L, 1);
+
+  if (luaL_loadbufferx(L, (const char *)rt_host_lua, sizeof rt_host_lua, "=host", "t") != LUA_OK) {
+    *err = rt_xasprintf("internal: host.lua: %s", lua_tostring(L, -1));
+    return RT_EINVAL;
+  }
+  /* arg 1: C helpers for host.lua */
+  lua_newtable(L);
+  lua_pushstring(L, RT_BUDGET_MARK);
+  lua_setfield(L, -2, "budget_marker");
+  extern int rt_lvm_open_hostfns(lua_State *L);
+  rt_lvm_open_hostfns(L);
+  /* arg 2: modules */
+  lua_newtable(L);
+  static const luaL_Reg mods[] = {
+    {"json", rt_luaopen_json}, {"log", rt_luaopen_log}, {"time", rt_luaopen_time},
+    {"http", rt_luaopen_http}, {"text", rt_luaopen_text}, {NULL, NULL}};
+  for (const luaL_Reg *m = mods; m->name; m++) {
+    m->func(L);
+    lua_setfield(L, -2, m->name);
+  }
+  /* arg 3: shop config; arg 4: options */
+  if (b->shop) rt_lvm_push_json(L, b->shop);
+  else lua_newtable(L);
+  lua_newtable(L);
+  lua_pushstring(L, b->start_flow);
+  lua_setfield(L, -2, "start_flow");
+  if (lua_pcall(L, 4, 1, 0) != LUA_OK) {
+    *err = rt_xasprintf("internal: host.lua: %s", lua_tostring(L, -1));
+    return RT_EINVAL;
+  }
+  lua_getfield(L, -1, "run");
+  b->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  b->api_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return RT_OK;
+}
+
+int rt_bundle_load(const rt_bundle_opts *o, rt_bundle **out, char **err) {
+  *out = NULL;
+  *err = NULL;
+  size_t n;
+  char **names = list_lua(o->flows_dir, &n);
+  if (!names) {
+    *err = rt_xasprintf("%s: flows folder not found", o->flows_dir);
+    return RT_ENOENT;
+  }
+  rt_bundle *b = rt_xcalloc(1, sizeof *b);
+  b->o = *o;
+  b->refs = 1;
+  b->start_flow = rt_xstrdup(o->start_flow ? o->start_flow : "lead");
+  b->shop = o->shop ? json_incref(o->shop) : NULL;
+  b->alloc.limit = o->mem_limit ? o->mem_limit : (size_t)64 << 20;
+  b->load_budget.limit = o->load_instructions ? o->load_instructions : 50000000;
+  if (!b->o.max_http_per_turn) b->o.max_http_per_turn = 10;
+  if (!b->o.step_instructions) b->o.step_instructions = 10000000;
+  b->L = lua_newstate(l_alloc, &b->alloc);
+  lua_State *L = b->L;
+  lua_atpanic(L, l_panic);
+  *(budget **)lua_getextraspace(L) = &b->load_budget;
+  lua_pushlightuserdata(L, b);
+  lua_setfield(L, LUA_REGISTRYINDEX, REG_BUNDLE);
+
+  uint64_t hash = 1469598103934665603ULL;
+  int rc = open_host(b, err);
+  if (rc == RT_OK) {
+    char *libdir = rt_xasprintf("%s/lib", o->flows_dir);
+    rc = load_modules(b, libdir, "lib/", &hash, err);
+    free(libdir);
+  }
+  if (rc == RT_OK && o->lib_dir) rc = load_modules(b, o->lib_dir, "lib/", &hash, err);
+  for (size_t i = 0; i < n && rc == RT_OK; i++) {
+    char *rel = rt_xasprintf("flows/%s", names[i]);
+    rc = load_chunk(b, o->flows_dir, rel, names[i], &hash, err);
+    if (rc == RT_OK) rc = run_top(b, err);
+    if (rc == RT_OK) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, b->api_ref);
+      lua_getfield(L, -1, "register");
+      lua_pushstring(L, rel);
+      lua_pushvalue(L, -4);
+      lua_call(L, 2, 1);
+      if (!lua_isnil(L, -1)) {
+        *err = rt_xasprintf("%s", lua_tostring(L, -1));
+        rc = RT_EINVAL;
+      }
+      lua_pop(L, 3);
+    }
+    free(rel);
+  }
+  free_list(names, n);
+  if (rc == RT_OK) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->api_ref);
+    lua_getfield(L, -1, "count");
+    lua_call(L, 0, 1);
+    b->nflows = (int)lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    if (b->nflows == 0) {
+      *err = rt_xasprintf("%s: no flows (*.lua files) found", o->flows_dir);
+      rc = RT_EINVAL;
+    }
+  }
+  if (rc == RT_OK) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->api_ref);
+    lua_getfield(L, -1, "describe");
+    lua_call(L, 0, 1);
+    bool found = false;
+    lua_Integer cnt = (lua_Integer)lua_rawlen(L, -1);
+    for (lua_Integer i = 1; i <= cnt && !found; i++) {
+      lua_rawgeti(L, -1, i);
+      lua_getfield(L, -1, "name");
+      found = strcmp(lua_tostring(L, -1), b->start_flow) == 0;
+      lua_pop(L, 2);
+    }
+    lua_pop(L, 2);
+    if (!found) {
+      *err = rt_xasprintf("%s: the start flow '%s' (flows.start in shop.json) is not defined",
+                          o->flows_dir, b->start_flow);
+      rc = RT_EINVAL;
+    }
+  }
+  if (rc != RT_OK) {
+    rt_bundle_unref(b);
+    return rc;
+  }
+  lua_gc(L, LUA_GCCOLLECT);
+  snprintf(b->version, sizeof b->version, "%016llx", (unsigned long long)hash);
+  *out = b;
+  return RT_OK;
+}
+
+void rt_bundle_ref(rt_bundle *b) { b->refs++; }
+
+void rt_bundle_unref(rt_bundle *b) {
+  if (!b || --b->refs > 0) return;
+  if (b->L) lua_close(b->L);
+  json_decref(b->shop);
+  free(b->start_flow);
+  free(b);
+}
+
+const char *rt_bundle_version(const rt_bundle *b) { return b->version; }
+int rt_bundle_flow_count(const rt_bundle *b) { return b->nflows; }
+size_t rt_bundle_mem(const rt_bundle *b) { return b->alloc.used; }
+
+json_t *rt_bundle_describe(rt_bundle *b) {
+  lua_State *L = b->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->api_ref);
+  lua_getfield(L, -1, "describe");
+  lua_call(L, 0, 1);
+  char err[256];
+  json_t *j = rt_lvm_to_json(L, -1, "flows", err, sizeof err);
+  lua_pop(L, 2);
+  return j ? j : json_array();
+}
+
+/* ---- turns ---- */
+
+/* Fills t->error from a failed coroutine: the message, plus the flow and
+ * step from the runner's trace and the innermost flow-code line. */
+static void turn_error(rt_lturn *t, int st) {
+  lua_State *L = t->b->L, *co = t->co;
+  const char *msg = lua_tostring(co, -1);
+  const char *code = st == LUA_ERRMEM ? "memory"
+                     : t->bg.over ? "budget" : "error";
+  json_t *e = json_object();
+  json_object_set_new(e, "code", json_string(code));
+  const char *m = st == LUA_ERRMEM
+      ? "not enough memory: the step went over the Lua memory cap (limits.lua_memory_mb)"
+      : msg ? msg : "error object is not a string";
+  json_object_set_new(e, "msg", json_str(m, strlen(m)));
+  lua_Debug ar;
+  for (int level = 0; lua_getstack(co, level, &ar); level++) {
+    if (!lua_getinfo(co, "Sl", &ar)) break;
+    if (ar.currentline > 0 && ar.source[0] == '@') {
+      json_object_set_new(e, "source", json_string(ar.source + 1));
+      json_object_set_new(e, "line", json_integer(ar.currentline));
+      break;
+    }
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->trace_ref);
+  lua_getfield(L, -1, "flow");
+  if (lua_isstring(L, -1)) json_object_set_new(e, "flow", json_string(lua_tostring(L, -1)));
+  lua_getfield(L, -2, "step");
+  if (lua_isstring(L, -1)) json_object_set_new(e, "step", json_string(lua_tostring(L, -1)));
+  lua_pop(L, 3);
+  t->error = e;
+}
+
+static void turn_release(rt_lturn *t) {
+  lua_State *L = t->b->L;
+  if (t->co_ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
+    t->co_ref = LUA_NOREF;
+  }
+  if (t->trace_ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, t->trace_ref);
+    t->trace_ref = LUA_NOREF;
+  }
+  t->co = NULL;
+}
+
+static int turn_resume(rt_lturn *t, int nargs) {
+  rt_bundle *b = t->b;
+  int nres = 0;
+  b->alloc.enforce = true;
+  int st = lua_resume(t->co, NULL, nargs, &nres);
+  b->alloc.enforce = false;
+  if (st == LUA_YIELD) {
+    lua_pop(t->co, nres);
+    return t->status = RT_LTURN_YIELD;
+  }
+  if (st == LUA_OK) {
+    char err[512];
+    t->result = rt_lvm_to_json(t->co, -1, "c", err, sizeof err);
+    if (!t->result) {
+      t->error = json_pack("{s:s, s:s}", "code", "state", "msg", err);
+      lua_rawgeti(b->L, LUA_REGISTRYINDEX, t->trace_ref);
+      lua_getfield(b->L, -1, "flow");
+      if (lua_isstring(b->L, -1)) json_object_set_new(t->error, "flow", json_string(lua_tostring(b->L, -1)));
+      lua_getfield(b->L, -2, "step");
+      if (lua_isstring(b->L, -1)) json_object_set_new(t->error, "step", json_string(lua_tostring(b->L, -1)));
+      lua_pop(b->L, 3);
+      t->status = RT_LTURN_ERROR;
+    } else {
+      t->status = RT_LTURN_DONE;
+    }
+  } else {
+    turn_error(t, st);
+    t->status = RT_LTURN_ERROR;
+  }
+  turn_release(t);
+  if (st == LUA_ERRMEM || t->status == RT_LTURN_ERROR) lua_gc(b->L, LUA_GCCOLLECT);
+  return t->status;
+}
+
+int rt_lturn_start(rt_bundle *b, void *host_turn, json_t *conv, json_t *ev, rt_lturn **out) {
+  rt_lturn *t = rt_xcalloc(1, sizeof *t);
+  t->bg.is_turn = true;
+  t->bg.limit = b->o.step_instructions;
+  t->b = b;
+  t->host_turn = host_turn;
+  t->co_ref = t->trace_ref = LUA_NOREF;
+  rt_bundle_ref(b);
+  *out = t;
+  lua_State *L = b->L;
+  t->co = lua_newthread(L);
+  t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  *(budget **)lua_getextraspace(t->co) = &t->bg;
+  lua_sethook(t->co, hook, LUA_MASKCOUNT, HOOK_EVERY);
+  lua_rawgeti(t->co, LUA_REGISTRYINDEX, b->run_ref);
+  rt_lvm_push_json(t->co, conv);
+  rt_lvm_push_json(t->co, ev);
+  lua_newtable(t->co);
+  lua_pushvalue(t->co, -1);
+  t->trace_ref = luaL_ref(t->co, LUA_REGISTRYINDEX);
+  return turn_resume(t, 3);
+}
+
+int rt_lturn_resume(rt_lturn *t) {
+  if (t->status != RT_LTURN_YIELD || !t->co) return t->status;
+  return turn_resume(t, 0);
+}
+
+void *rt_lturn_host(rt_lturn *t) { return t->host_turn; }
+
+void rt_lturn_io_done(rt_lturn *t, json_t *result) {
+  json_decref(t->io);
+  t->io = result;
+  const rt_host *h = t->b->o.host;
+  if (h && h->ready) h->ready(h->ud, t);
+}
+
+json_t *rt_lturn_result(rt_lturn *t) { return t->result; }
+json_t *rt_lturn_error(rt_lturn *t) { return t->error; }
+
+void rt_lturn_kill(rt_lturn *t, const char *code, const char *msg) {
+  if (t->status != RT_LTURN_YIELD) return;
+  t->error = json_pack("{s:s, s:s}", "code", code, "msg", msg);
+  lua_rawgeti(t->b->L, LUA_REGISTRYINDEX, t->trace_ref);
+  lua_getfield(t->b->L, -1, "flow");
+  if (lua_isstring(t->b->L, -1)) json_object_set_new(t->error, "flow", json_string(lua_tostring(t->b->L, -1)));
+  lua_getfield(t->b->L, -2, "step");
+  if (lua_isstring(t->b->L, -1)) json_object_set_new(t->error, "step", json_string(lua_tostring(t->b->L, -1)));
+  lua_pop(t->b->L, 3);
+  t->status = RT_LTURN_ERROR;
+  turn_release(t);
+}
+
+void rt_lturn_free(rt_lturn *t) {
+  if (!t) return;
+  if (t->co) turn_release(t);
+  json_decref(t->io);
+  json_decref(t->result);
+  json_decref(t->error);
+  rt_bundle_unref(t->b);
+  free(t);
+}

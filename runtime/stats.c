@@ -1,0 +1,395 @@
+/* stats.c -- figures from events and leads (see stats.h).
+ *
+ * A handful of GROUP BY queries; the only per-row work in C is the median,
+ * which needs the sorted times. events.data is read with json_extract behind
+ * json_valid, so one malformed row cannot fail the whole report. */
+#include "stats.h"
+#include <math.h>
+#include <stdarg.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *outcomes[] = {"silent", "need", "later", "declined", "optout", "ok", "problem"};
+
+static double round4(double x) { return round(x * 10000.0) / 10000.0; }
+
+static json_t *campaign_obj(json_t *camps, const char *name) {
+  json_t *c = json_object_get(camps, name);
+  if (c) return c;
+  c = json_object();
+  json_object_set_new(c, "contacted", json_integer(0));
+  json_t *oc = json_object();
+  for (size_t i = 0; i < RT_ARRAY_LEN(outcomes); i++)
+    json_object_set_new(oc, outcomes[i], json_pack("{s:I, s:f}", "count", (json_int_t)0, "share", 0.0));
+  json_object_set_new(c, "outcomes", oc);
+  json_object_set_new(c, "later_kept", json_integer(0));
+  json_object_set_new(c, "offers", json_integer(0));
+  json_object_set_new(c, "offers_accepted", json_integer(0));
+  json_object_set_new(c, "offers_expired", json_integer(0));
+  json_object_set_new(c, "leads", json_integer(0));
+  json_object_set_new(camps, name, c);
+  return c;
+}
+
+static json_t *flow_obj(json_t *flows, const char *name) {
+  json_t *f = json_object_get(flows, name);
+  if (f) return f;
+  f = json_pack("{s:I, s:n, s:I}", "leads", (json_int_t)0, "median_time_to_lead_s",
+                "conversations", (json_int_t)0);
+  json_object_set_new(flows, name, f);
+  return f;
+}
+
+static void add_int(json_t *o, const char *key, json_int_t n) {
+  json_t *v = json_object_get(o, key);
+  json_object_set_new(o, key, json_integer((v ? json_integer_value(v) : 0) + n));
+}
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+typedef struct {
+  sqlite3 *db;
+  char **err;
+} q_ctx;
+
+static sqlite3_stmt *prep(q_ctx *q, const char *sql, int64_t since) {
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK) {
+    if (!*q->err) *q->err = rt_xasprintf("stats: %s", sqlite3_errmsg(q->db));
+    return NULL;
+  }
+  sqlite3_bind_int64(st, 1, since);
+  return st;
+}
+
+static int done(q_ctx *q, sqlite3_stmt *st, int rc) {
+  if (rc != SQLITE_DONE && !*q->err) *q->err = rt_xasprintf("stats: %s", sqlite3_errmsg(q->db));
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? RT_OK : RT_EIO;
+}
+
+static const char *text(sqlite3_stmt *st, int i) {
+  const char *t = (const char *)sqlite3_column_text(st, i);
+  return t ? t : "";
+}
+
+static int collect_campaigns(q_ctx *q, int64_t since, json_t *camps) {
+  sqlite3_stmt *st = prep(q,
+    "SELECT campaign, kind, CASE WHEN kind = 'outcome' AND json_valid(data) "
+    "THEN json_extract(data, '$.outcome') END, COUNT(*) FROM events "
+    "WHERE at >= ?1 AND campaign IS NOT NULL AND campaign <> '' AND kind IN "
+    "('contacted', 'outcome', 'later_kept', 'offer', 'offer_accepted', 'offer_expired') "
+    "GROUP BY 1, 2, 3", since);
+  if (!st) return RT_EIO;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    json_t *c = campaign_obj(camps, text(st, 0));
+    const char *kind = text(st, 1);
+    json_int_t n = sqlite3_column_int64(st, 3);
+    if (strcmp(kind, "outcome") == 0) {
+      const char *oc = sqlite3_column_type(st, 2) == SQLITE_NULL ? "unknown" : text(st, 2);
+      json_t *o = json_object_get(json_object_get(c, "outcomes"), oc);
+      if (!o) {
+        o = json_pack("{s:I, s:f}", "count", (json_int_t)0, "share", 0.0);
+        json_object_set_new(json_object_get(c, "outcomes"), oc, o);
+      }
+      add_int(o, "count", n);
+    } else {
+      static const struct { const char *kind, *key; } map[] = {
+        {"contacted", "contacted"}, {"later_kept", "later_kept"}, {"offer", "offers"},
+        {"offer_accepted", "offers_accepted"}, {"offer_expired", "offers_expired"}};
+      for (size_t i = 0; i < RT_ARRAY_LEN(map); i++)
+        if (strcmp(kind, map[i].kind) == 0) add_int(c, map[i].key, n);
+    }
+  }
+  if (done(q, st, rc) != RT_OK) return RT_EIO;
+
+  st = prep(q, "SELECT campaign, COUNT(*) FROM leads WHERE at >= ?1 AND campaign IS NOT NULL "
+               "AND campaign <> '' GROUP BY 1", since);
+  if (!st) return RT_EIO;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    add_int(campaign_obj(camps, text(st, 0)), "leads", sqlite3_column_int64(st, 1));
+  if (done(q, st, rc) != RT_OK) return RT_EIO;
+
+  /* Shares, now that every count is in. */
+  const char *name;
+  json_t *c;
+  json_object_foreach(camps, name, c) {
+    json_int_t contacted = json_integer_value(json_object_get(c, "contacted"));
+    const char *oc;
+    json_t *o;
+    json_object_foreach(json_object_get(c, "outcomes"), oc, o) {
+      json_int_t n = json_integer_value(json_object_get(o, "count"));
+      json_object_set_new(o, "share", json_real(contacted > 0 ? round4((double)n / contacted) : 0.0));
+    }
+  }
+  return RT_OK;
+}
+
+static int collect_flows(q_ctx *q, int64_t since, json_t *flows) {
+  sqlite3_stmt *st = prep(q,
+    "SELECT flow, COUNT(DISTINCT conv_id) FROM ("
+    " SELECT flow, conv_id FROM events WHERE at >= ?1 AND conv_id IS NOT NULL"
+    " AND flow IS NOT NULL AND flow <> ''"
+    " UNION SELECT flow, conv_id FROM leads WHERE at >= ?1 AND flow IS NOT NULL AND flow <> '')"
+    " GROUP BY flow", since);
+  if (!st) return RT_EIO;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    add_int(flow_obj(flows, text(st, 0)), "conversations", sqlite3_column_int64(st, 1));
+  if (done(q, st, rc) != RT_OK) return RT_EIO;
+
+  /* One row per lead with its time to lead in ms (NULL when unknown),
+   * ordered by flow so each flow's times are contiguous. */
+  st = prep(q,
+    "SELECT COALESCE(l.flow, ''), l.at - COALESCE("
+    " (SELECT MIN(i.received_at) FROM inbox i WHERE i.channel = c.channel"
+    "  AND i.chat_id = c.chat_id AND i.received_at <= l.at AND i.received_at > COALESCE("
+    "   (SELECT MAX(p.at) FROM leads p WHERE p.conv_id = l.conv_id AND p.at < l.at), -1)),"
+    " MAX(c.created_at, COALESCE((SELECT MAX(p.at) FROM leads p WHERE p.conv_id = l.conv_id"
+    "  AND p.at < l.at), 0)))"
+    " FROM leads l LEFT JOIN conversations c ON c.id = l.conv_id"
+    " WHERE l.at >= ?1 ORDER BY 1", since);
+  if (!st) return RT_EIO;
+  int64_t *t = NULL;
+  size_t n = 0, cap = 0;
+  char cur[128] = "";
+  bool have = false;
+  json_int_t leads = 0;
+  for (;;) {
+    rc = sqlite3_step(st);
+    const char *flow = rc == SQLITE_ROW ? text(st, 0) : NULL;
+    if (have && (!flow || strcmp(flow, cur) != 0)) {
+      json_t *f = flow_obj(flows, cur[0] ? cur : "unknown");
+      add_int(f, "leads", leads);
+      if (n > 0) {
+        qsort(t, n, sizeof *t, cmp_i64);
+        double med = n % 2 ? (double)t[n / 2] : ((double)t[n / 2 - 1] + (double)t[n / 2]) / 2;
+        json_object_set_new(f, "median_time_to_lead_s", json_real(med / 1000.0));
+      }
+      n = 0;
+      leads = 0;
+      have = false;
+    }
+    if (rc != SQLITE_ROW) break;
+    if (!have) {
+      snprintf(cur, sizeof cur, "%s", flow);
+      have = true;
+    }
+    leads++;
+    if (sqlite3_column_type(st, 1) != SQLITE_NULL && sqlite3_column_int64(st, 1) >= 0) {
+      if (n == cap) {
+        cap = cap ? cap * 2 : 64;
+        t = rt_xrealloc(t, cap * sizeof *t);
+      }
+      t[n++] = sqlite3_column_int64(st, 1);
+    }
+  }
+  free(t);
+  return done(q, st, rc);
+}
+
+static int collect_llm(q_ctx *q, int64_t since, json_t *root) {
+  sqlite3_stmt *st = prep(q,
+    "SELECT COUNT(*), COUNT(DISTINCT conv_id),"
+    " COALESCE(SUM(COALESCE(json_extract(data, '$.prompt_tokens'), 0) +"
+    "              COALESCE(json_extract(data, '$.completion_tokens'), 0)), 0),"
+    " COALESCE(SUM(COALESCE(json_extract(data, '$.cost'), 0)), 0),"
+    " (SELECT COUNT(*) FROM leads WHERE at >= ?1)"
+    " FROM events WHERE kind = 'llm' AND at >= ?1 AND json_valid(data)", since);
+  if (!st) return RT_EIO;
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    json_int_t calls = sqlite3_column_int64(st, 0), dialogs = sqlite3_column_int64(st, 1);
+    json_int_t tokens = sqlite3_column_int64(st, 2), leads = sqlite3_column_int64(st, 4);
+    double cost = sqlite3_column_double(st, 3);
+    double dd = dialogs ? (double)dialogs : 0, ld = leads ? (double)leads : 0;
+    json_object_set_new(root, "llm", json_pack(
+      "{s:I, s:I, s:I, s:f, s:{s:f, s:f}, s:{s:f, s:f}}",
+      "calls", calls, "dialogs", dialogs, "tokens", tokens, "cost", round4(cost),
+      "per_dialog", "tokens", dd ? round4(tokens / dd) : 0.0, "cost", dd ? round4(cost / dd) : 0.0,
+      "per_lead", "tokens", ld ? round4(tokens / ld) : 0.0, "cost", ld ? round4(cost / ld) : 0.0));
+    rc = SQLITE_DONE;
+  }
+  return done(q, st, rc);
+}
+
+static int collect_events(q_ctx *q, int64_t since, json_t *root) {
+  sqlite3_stmt *st = prep(q,
+    "SELECT kind, COUNT(*) FROM events WHERE at >= ?1 AND kind IN ('handoff', 'step_error') "
+    "GROUP BY kind", since);
+  if (!st) return RT_EIO;
+  json_t *ev = json_pack("{s:I, s:I}", "handoff", (json_int_t)0, "step_error", (json_int_t)0);
+  json_object_set_new(root, "events", ev);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    json_object_set_new(ev, text(st, 0), json_integer(sqlite3_column_int64(st, 1)));
+  return done(q, st, rc);
+}
+
+int rt_stats_collect(rt_store *s, int64_t since_ms, json_t **out, char **err) {
+  *out = NULL;
+  *err = NULL;
+  q_ctx q = {.db = rt_store_db(s), .err = err};
+  json_t *root = json_object();
+  json_object_set_new(root, "since", json_integer(since_ms));
+  json_t *camps = json_object(), *flows = json_object();
+  json_object_set_new(root, "campaigns", camps);
+  json_object_set_new(root, "flows", flows);
+  campaign_obj(camps, "retention");
+  campaign_obj(camps, "gifts");
+  /* One read transaction: the figures describe one moment. */
+  sqlite3_exec(q.db, "BEGIN", NULL, NULL, NULL);
+  int rc = collect_campaigns(&q, since_ms, camps);
+  if (rc == RT_OK) rc = collect_flows(&q, since_ms, flows);
+  if (rc == RT_OK) rc = collect_events(&q, since_ms, root);
+  if (rc == RT_OK) rc = collect_llm(&q, since_ms, root);
+  sqlite3_exec(q.db, "COMMIT", NULL, NULL, NULL);
+  if (rc != RT_OK) {
+    json_decref(root);
+    return rc;
+  }
+  *out = root;
+  return RT_OK;
+}
+
+/* ---- text table ---- */
+
+typedef struct {
+  char *s;
+  size_t len, cap;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_add(sbuf *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *t = NULL;
+  int n = vasprintf(&t, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if (b->len + (size_t)n + 1 > b->cap) {
+    b->cap = (b->len + (size_t)n + 1) * 2;
+    b->s = rt_xrealloc(b->s, b->cap);
+  }
+  memcpy(b->s + b->len, t, (size_t)n + 1);
+  b->len += (size_t)n;
+  free(t);
+}
+
+/* Display width of UTF-8 text: one column per code point. */
+static int width(const char *s) {
+  int w = 0;
+  for (; *s; s++)
+    if (((unsigned char)*s & 0xC0) != 0x80) w++;
+  return w;
+}
+
+/* Adds s padded to w columns, left- or right-aligned. */
+static void sb_cell(sbuf *b, const char *s, int w, bool right) {
+  int pad = w - width(s);
+  if (right)
+    for (int i = 0; i < pad; i++) sb_add(b, " ");
+  sb_add(b, "%s", s);
+  if (!right)
+    for (int i = 0; i < pad; i++) sb_add(b, " ");
+}
+
+static json_int_t geti(json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
+
+static void fmt_duration(double sec, char *out, size_t n) {
+  long s = lround(sec);
+  if (s < 60) snprintf(out, n, "%ld с", s);
+  else if (s < 3600) snprintf(out, n, "%ld мин %ld с", s / 60, s % 60);
+  else if (s < 86400) snprintf(out, n, "%ld ч %ld мин", s / 3600, s / 60 % 60);
+  else snprintf(out, n, "%ld д %ld ч", s / 86400, s / 3600 % 24);
+}
+
+char *rt_stats_table(json_t *stats) {
+  sbuf b = {0};
+  json_int_t since = json_integer_value(json_object_get(stats, "since"));
+  if (since > 0) {
+    time_t t = (time_t)(since / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    sb_add(&b, "Статистика с %04d-%02d-%02d %02d:%02d UTC\n\n", tm.tm_year + 1900,
+           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min);
+  } else {
+    sb_add(&b, "Статистика за всё время\n\n");
+  }
+
+  static const struct { const char *key, *label; } rows[] = {
+    {"contacted", "написали"},
+    {"o:silent", "  молчат"}, {"o:need", "  нужна деталь"}, {"o:later", "  попросили позже"},
+    {"o:declined", "  не нужно"}, {"o:optout", "  отписались"}, {"o:ok", "  всё хорошо"},
+    {"o:problem", "  проблема"},
+    {"later_kept", "вернулись после «позже»"}, {"offers", "предложена скидка"},
+    {"offers_accepted", "скидка принята"}, {"offers_expired", "скидка истекла"},
+    {"leads", "заявок"},
+  };
+  json_t *camps = json_object_get(stats, "campaigns");
+  const int lw = 26, cw = 16;
+  sb_cell(&b, "Кампания", lw, false);
+  const char *name;
+  json_t *c;
+  json_object_foreach(camps, name, c) sb_cell(&b, name, cw, true);
+  sb_add(&b, "\n");
+  for (size_t r = 0; r < RT_ARRAY_LEN(rows); r++) {
+    sb_cell(&b, rows[r].label, lw, false);
+    json_object_foreach(camps, name, c) {
+      char cell[64];
+      if (strncmp(rows[r].key, "o:", 2) == 0) {
+        json_t *o = json_object_get(json_object_get(c, "outcomes"), rows[r].key + 2);
+        snprintf(cell, sizeof cell, "%lld (%.0f%%)", (long long)geti(o, "count"),
+                 json_real_value(json_object_get(o, "share")) * 100);
+      } else {
+        snprintf(cell, sizeof cell, "%lld", (long long)geti(c, rows[r].key));
+      }
+      sb_cell(&b, cell, cw, true);
+    }
+    sb_add(&b, "\n");
+  }
+
+  json_t *flows = json_object_get(stats, "flows");
+  sb_add(&b, "\n");
+  sb_cell(&b, "Сценарий", lw, false);
+  sb_cell(&b, "заявок", 10, true);
+  sb_cell(&b, "диалогов", 10, true);
+  sb_cell(&b, "медиана до заявки", 20, true);
+  sb_add(&b, "\n");
+  if (!json_object_size(flows)) sb_add(&b, "  (нет данных)\n");
+  json_t *f;
+  json_object_foreach(flows, name, f) {
+    char n1[32], n2[32], med[48];
+    snprintf(n1, sizeof n1, "%lld", (long long)geti(f, "leads"));
+    snprintf(n2, sizeof n2, "%lld", (long long)geti(f, "conversations"));
+    json_t *m = json_object_get(f, "median_time_to_lead_s");
+    if (json_is_number(m)) fmt_duration(json_number_value(m), med, sizeof med);
+    else snprintf(med, sizeof med, "—");
+    sb_cell(&b, name, lw, false);
+    sb_cell(&b, n1, 10, true);
+    sb_cell(&b, n2, 10, true);
+    sb_cell(&b, med, 20, true);
+    sb_add(&b, "\n");
+  }
+
+  json_t *ev = json_object_get(stats, "events");
+  sb_add(&b, "\nПередано менеджеру: %lld, ошибок в шагах: %lld\n", (long long)geti(ev, "handoff"),
+         (long long)geti(ev, "step_error"));
+  json_t *llm = json_object_get(stats, "llm");
+  json_t *pd = json_object_get(llm, "per_dialog"), *pl = json_object_get(llm, "per_lead");
+  sb_add(&b, "\nLLM: вызовов %lld, диалогов %lld, токенов %lld, стоимость %.2f\n",
+         (long long)geti(llm, "calls"), (long long)geti(llm, "dialogs"),
+         (long long)geti(llm, "tokens"), json_number_value(json_object_get(llm, "cost")));
+  sb_add(&b, "  на диалог: %.0f токенов, %.4f\n", json_number_value(json_object_get(pd, "tokens")),
+         json_number_value(json_object_get(pd, "cost")));
+  sb_add(&b, "  на заявку: %.0f токенов, %.4f\n", json_number_value(json_object_get(pl, "tokens")),
+         json_number_value(json_object_get(pl, "cost")));
+  return b.s;
+}

@@ -1,0 +1,37 @@
+/* stats.h -- campaign funnels, lead times and LLM spend, from the store.
+ *
+ * Everything is computed from the events and leads tables (plus inbox and
+ * conversations for the time to lead); nothing is kept in memory between
+ * runs, so `shopbot stats` can read a live store next to a running bot. */
+#ifndef RT_STATS_H
+#define RT_STATS_H
+#include "rt.h"
+#include "store.h"
+#include <jansson.h>
+
+/* Collects figures for events and leads at or after since_ms (0: all) into
+ * a new object *out:
+ *   {"since": ms,
+ *    "campaigns": {"retention": {"contacted": N,
+ *        "outcomes": {"silent": {"count": n, "share": 0.25}, "need": ..., "later": ...,
+ *                     "declined": ..., "optout": ..., "ok": ..., "problem": ...},
+ *        "later_kept": n, "offers": n, "offers_accepted": n, "offers_expired": n,
+ *        "leads": n}, "gifts": {...}},
+ *    "flows": {"lead": {"leads": n, "median_time_to_lead_s": x or null,
+ *                       "conversations": n}},
+ *    "events": {"handoff": n, "step_error": n},
+ *    "llm": {"calls": n, "dialogs": n, "tokens": n, "cost": x,
+ *            "per_dialog": {"tokens": x, "cost": x},
+ *            "per_lead": {"tokens": x, "cost": x}}}
+ * share = count / contacted (0 when nothing was contacted). retention and
+ * gifts are always present. Time to lead: from the first inbox message of
+ * the conversation after its previous lead (or, with none, from the later of
+ * conversations.created_at and that previous lead) to the lead. per_dialog
+ * divides by the conversations that used the LLM, per_lead by all leads.
+ * Returns RT_OK or RT_EIO with an owned *err. */
+int rt_stats_collect(rt_store *s, int64_t since_ms, json_t **out, char **err);
+
+/* The same figures as an aligned text table in Russian (owned string). */
+char *rt_stats_table(json_t *stats);
+
+#endif

@@ -1,0 +1,672 @@
+/* store.c -- SQLite store (see store.h).
+ *
+ * Statements are prepared once at open and reset after each use. The file
+ * is in WAL mode so readers (stats, check) never block the bot; the one
+ * writer is this process, guarded by the shop lock in main.c. */
+#include "store.h"
+#include "log.h"
+#include <dirent.h>
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+  S_INBOX_ADD, S_INBOX_PENDING, S_INBOX_GET, S_INBOX_FINISH,
+  S_CONV_GET, S_CONV_BY_ID, S_CONV_CREATE, S_CONV_SAVE,
+  S_OUT_ADD, S_OUT_DUE, S_OUT_SENT, S_OUT_RETRY, S_OUT_FAILED,
+  S_TIMER_SET, S_TIMER_CANCEL, S_TIMER_NEXT, S_TIMER_DUE, S_TIMER_DEL,
+  S_EVENT_ADD, S_LEAD_ADD,
+  S_BEGIN, S_COMMIT, S_ROLLBACK,
+  S_COUNT
+};
+
+#define CONV_COLS "id, channel, chat_id, user_id, phone, flow, step, state, mode, " \
+                  "last_error, rev, created_at, updated_at, last_in_at"
+
+static const char *stmt_sql[S_COUNT] = {
+  [S_INBOX_ADD] = "INSERT INTO inbox (channel, ext_id, chat_id, kind, payload, received_at) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+  [S_INBOX_PENDING] = "SELECT id, channel, chat_id, kind, payload FROM inbox "
+                      "WHERE status = 'new' ORDER BY id",
+  [S_INBOX_GET] = "SELECT payload FROM inbox WHERE id = ?1",
+  [S_INBOX_FINISH] = "UPDATE inbox SET status = ?2, done_at = ?3 WHERE id = ?1",
+  [S_CONV_GET] = "SELECT " CONV_COLS " FROM conversations WHERE channel = ?1 AND chat_id = ?2",
+  [S_CONV_BY_ID] = "SELECT " CONV_COLS " FROM conversations WHERE id = ?1",
+  [S_CONV_CREATE] = "INSERT INTO conversations (channel, chat_id, created_at, updated_at) "
+                    "VALUES (?1, ?2, ?3, ?3)",
+  [S_CONV_SAVE] = "UPDATE conversations SET flow = ?2, step = ?3, state = ?4, mode = ?5, "
+                  "phone = ?6, user_id = ?7, last_in_at = ?8, last_error = ?9, "
+                  "rev = rev + 1, updated_at = ?10 WHERE id = ?1",
+  [S_OUT_ADD] = "INSERT INTO outbox (conv_id, channel, chat_id, idem_key, kind, payload, "
+                "next_try_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) "
+                "ON CONFLICT (idem_key) DO NOTHING",
+  [S_OUT_DUE] = "SELECT id, conv_id, attempts, channel, chat_id, kind, payload, idem_key "
+                "FROM outbox WHERE status = 'pending' AND next_try_at <= ?1 "
+                "ORDER BY id LIMIT ?2",
+  [S_OUT_SENT] = "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1 "
+                 "WHERE id = ?1",
+  [S_OUT_RETRY] = "UPDATE outbox SET attempts = attempts + 1, next_try_at = ?2, error = ?3 "
+                  "WHERE id = ?1",
+  [S_OUT_FAILED] = "UPDATE outbox SET status = 'failed', attempts = attempts + 1, "
+                   "error = ?2, sent_at = ?3 WHERE id = ?1",
+  [S_TIMER_SET] = "INSERT INTO timers (conv_id, name, due_at, step, data, created_at) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (conv_id, name) DO UPDATE "
+                  "SET due_at = excluded.due_at, step = excluded.step, data = excluded.data",
+  [S_TIMER_CANCEL] = "DELETE FROM timers WHERE conv_id = ?1 AND name = ?2",
+  [S_TIMER_NEXT] = "SELECT MIN(due_at) FROM timers",
+  [S_TIMER_DUE] = "SELECT id, conv_id, due_at, name, step, data FROM timers "
+                  "WHERE due_at <= ?1 ORDER BY due_at, id LIMIT ?2",
+  [S_TIMER_DEL] = "DELETE FROM timers WHERE id = ?1",
+  [S_EVENT_ADD] = "INSERT INTO events (at, conv_id, flow, campaign, kind, data) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+  [S_LEAD_ADD] = "INSERT INTO leads (conv_id, at, flow, channel, campaign, car, car_kind, "
+                 "parts, name, phone, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+                 "?10, ?11)",
+  [S_BEGIN] = "BEGIN IMMEDIATE",
+  [S_COMMIT] = "COMMIT",
+  [S_ROLLBACK] = "ROLLBACK",
+};
+
+struct rt_store {
+  sqlite3 *db;
+  sqlite3_stmt *st[S_COUNT];
+  int last_rc;
+};
+
+/* ---- helpers ---- */
+
+static int fail(rt_store *s, int rc) {
+  s->last_rc = rc;
+  return rt_store_errcode(s);
+}
+
+int rt_store_errcode(rt_store *s) {
+  switch (s->last_rc & 0xff) {
+  case SQLITE_OK: case SQLITE_DONE: case SQLITE_ROW: return RT_OK;
+  case SQLITE_FULL: return RT_EFULL;
+  case SQLITE_READONLY: case SQLITE_CANTOPEN: case SQLITE_PERM: return RT_EROFS;
+  case SQLITE_BUSY: case SQLITE_LOCKED: return RT_EBUSY;
+  default: return RT_EIO;
+  }
+}
+
+const char *rt_store_errmsg(rt_store *s) {
+  return s->db ? sqlite3_errmsg(s->db) : "store not open";
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v) {
+  if (v) sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+  else sqlite3_bind_null(st, i);
+}
+
+static char *col_dup(sqlite3_stmt *st, int i) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  return t ? rt_xstrdup((const char *)t) : NULL;
+}
+
+/* Runs a write statement to completion and resets it. */
+static int run(rt_store *s, sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return fail(s, rc);
+  s->last_rc = SQLITE_OK;
+  return RT_OK;
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char *read_file(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *buf = rt_xmalloc((size_t)n + 1);
+  size_t got = fread(buf, 1, (size_t)n, f);
+  buf[got] = '\0';
+  fclose(f);
+  return buf;
+}
+
+/* Applies schema/sql/NNN_*.sql files whose number is above user_version,
+ * each in its own transaction together with the version bump. */
+static int migrate(rt_store *s, const char *dir, char **err) {
+  sqlite3_stmt *st;
+  int version = 0;
+  if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
+    if (sqlite3_step(st) == SQLITE_ROW) version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+  }
+  DIR *d = opendir(dir);
+  if (!d) {
+    *err = rt_xasprintf("%s: cannot read migrations: %s", dir, strerror(errno));
+    return RT_ENOENT;
+  }
+  char **names = NULL;
+  size_t n = 0;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    size_t len = strlen(de->d_name);
+    if (len > 4 && strcmp(de->d_name + len - 4, ".sql") == 0 &&
+        de->d_name[0] >= '0' && de->d_name[0] <= '9') {
+      names = rt_xrealloc(names, (n + 1) * sizeof *names);
+      names[n++] = rt_xstrdup(de->d_name);
+    }
+  }
+  closedir(d);
+  qsort(names, n, sizeof *names, cmp_str);
+  int rc = RT_OK;
+  for (size_t i = 0; i < n && rc == RT_OK; i++) {
+    int num = atoi(names[i]);
+    if (num <= version) continue;
+    char *path = rt_xasprintf("%s/%s", dir, names[i]);
+    char *sql = read_file(path);
+    char *msg = NULL;
+    char *full = sql ? rt_xasprintf("BEGIN;\n%s\n;PRAGMA user_version = %d;\nCOMMIT;", sql, num) : NULL;
+    if (!full) {
+      *err = rt_xasprintf("%s: cannot read", path);
+      rc = RT_EIO;
+    } else if (sqlite3_exec(s->db, full, NULL, NULL, &msg) != SQLITE_OK) {
+      *err = rt_xasprintf("%s: %s", path, msg ? msg : "migration failed");
+      s->last_rc = sqlite3_errcode(s->db);
+      rc = rt_store_errcode(s) ? rt_store_errcode(s) : RT_EIO;
+      sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    } else {
+      version = num;
+    }
+    sqlite3_free(msg);
+    free(full);
+    free(sql);
+    free(path);
+  }
+  for (size_t i = 0; i < n; i++) free(names[i]);
+  free(names);
+  return rc;
+}
+
+/* ---- open / close ---- */
+
+int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char **err) {
+  rt_store *s = rt_xcalloc(1, sizeof *s);
+  *out = NULL;
+  int rc = sqlite3_open_v2(path, &s->db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc != SQLITE_OK) {
+    s->last_rc = rc;
+    *err = rt_xasprintf("%s: cannot open store: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
+    int code = rt_store_errcode(s);
+    rt_store_close(s);
+    return code;
+  }
+  sqlite3_busy_timeout(s->db, 2000);
+  char pragmas[256];
+  snprintf(pragmas, sizeof pragmas,
+           "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;"
+           "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-2000;",
+           o->sync_off ? "OFF" : o->sync_full ? "FULL" : "NORMAL");
+  char *msg = NULL;
+  if (sqlite3_exec(s->db, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
+    s->last_rc = sqlite3_errcode(s->db);
+    *err = rt_xasprintf("%s: %s", path, msg ? msg : "cannot set up the store");
+    sqlite3_free(msg);
+    int code = rt_store_errcode(s);
+    rt_store_close(s);
+    return code ? code : RT_EIO;
+  }
+  if (o->max_pages > 0) {
+    char q[64];
+    snprintf(q, sizeof q, "PRAGMA max_page_count=%ld", o->max_pages);
+    sqlite3_exec(s->db, q, NULL, NULL, NULL);
+  }
+  char *merr = NULL;
+  rc = migrate(s, o->sql_dir, &merr);
+  if (rc != RT_OK) {
+    *err = merr;
+    rt_store_close(s);
+    return rc;
+  }
+  for (int i = 0; i < S_COUNT; i++) {
+    if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL) != SQLITE_OK) {
+      *err = rt_xasprintf("%s: internal statement %d: %s", path, i, sqlite3_errmsg(s->db));
+      rt_store_close(s);
+      return RT_EIO;
+    }
+  }
+  *out = s;
+  return RT_OK;
+}
+
+void rt_store_close(rt_store *s) {
+  if (!s) return;
+  for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(s->st[i]);
+  if (s->db) sqlite3_close(s->db);
+  free(s);
+}
+
+sqlite3 *rt_store_db(rt_store *s) { return s->db; }
+
+int rt_store_begin(rt_store *s) { return run(s, s->st[S_BEGIN]); }
+
+int rt_store_commit(rt_store *s) {
+  int rc = run(s, s->st[S_COMMIT]);
+  /* A failed COMMIT (disk full) may leave the transaction open; roll it back
+   * so the next batch starts clean and nothing half-written stays. */
+  if (rc != RT_OK && !sqlite3_get_autocommit(s->db)) {
+    int keep = s->last_rc;
+    rt_store_rollback(s);
+    s->last_rc = keep;
+  }
+  return rc;
+}
+
+void rt_store_rollback(rt_store *s) {
+  if (!sqlite3_get_autocommit(s->db)) run(s, s->st[S_ROLLBACK]);
+}
+
+int rt_store_exec(rt_store *s, const char *sql) {
+  int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+  if (rc != SQLITE_OK) return fail(s, rc);
+  return RT_OK;
+}
+
+/* ---- inbox ---- */
+
+int rt_store_inbox_add(rt_store *s, const char *channel, const char *ext_id,
+                       const char *chat_id, const char *kind, const char *payload,
+                       int64_t now, int64_t *id) {
+  sqlite3_stmt *st = s->st[S_INBOX_ADD];
+  bind_text(st, 1, channel);
+  bind_text(st, 2, ext_id);
+  bind_text(st, 3, chat_id);
+  bind_text(st, 4, kind);
+  bind_text(st, 5, payload);
+  sqlite3_bind_int64(st, 6, now);
+  int rc = run(s, st);
+  if (rc != RT_OK) return rc;
+  if (sqlite3_changes(s->db) == 0) return 1;
+  if (id) *id = sqlite3_last_insert_rowid(s->db);
+  return RT_OK;
+}
+
+int rt_store_inbox_pending(rt_store *s, void (*fn)(void *, const rt_inbox_row *), void *ud) {
+  sqlite3_stmt *st = s->st[S_INBOX_PENDING];
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    rt_inbox_row r = {
+      .id = sqlite3_column_int64(st, 0),
+      .channel = (const char *)sqlite3_column_text(st, 1),
+      .chat_id = (const char *)sqlite3_column_text(st, 2),
+      .kind = (const char *)sqlite3_column_text(st, 3),
+      .payload = (const char *)sqlite3_column_text(st, 4),
+    };
+    fn(ud, &r);
+  }
+  sqlite3_reset(st);
+  return rc == SQLITE_DONE ? RT_OK : fail(s, rc);
+}
+
+int rt_store_inbox_get(rt_store *s, int64_t id, char **payload) {
+  sqlite3_stmt *st = s->st[S_INBOX_GET];
+  sqlite3_bind_int64(st, 1, id);
+  int rc = sqlite3_step(st);
+  int ret = RT_ENOENT;
+  if (rc == SQLITE_ROW) {
+    *payload = col_dup(st, 0);
+    ret = RT_OK;
+  } else if (rc != SQLITE_DONE) {
+    ret = fail(s, rc);
+  }
+  sqlite3_reset(st);
+  return ret;
+}
+
+int rt_store_inbox_finish(rt_store *s, int64_t id, const char *status, int64_t now) {
+  sqlite3_stmt *st = s->st[S_INBOX_FINISH];
+  sqlite3_bind_int64(st, 1, id);
+  bind_text(st, 2, status);
+  sqlite3_bind_int64(st, 3, now);
+  return run(s, st);
+}
+
+/* ---- conversations ---- */
+
+void rt_conv_row_clear(rt_conv_row *r) {
+  free(r->channel); free(r->chat_id); free(r->user_id); free(r->phone);
+  free(r->flow); free(r->step); free(r->state); free(r->mode); free(r->last_error);
+  memset(r, 0, sizeof *r);
+}
+
+static void conv_from(sqlite3_stmt *st, rt_conv_row *r) {
+  r->id = sqlite3_column_int64(st, 0);
+  r->channel = col_dup(st, 1);
+  r->chat_id = col_dup(st, 2);
+  r->user_id = col_dup(st, 3);
+  r->phone = col_dup(st, 4);
+  r->flow = col_dup(st, 5);
+  r->step = col_dup(st, 6);
+  r->state = col_dup(st, 7);
+  r->mode = col_dup(st, 8);
+  r->last_error = col_dup(st, 9);
+  r->rev = sqlite3_column_int64(st, 10);
+  r->created_at = sqlite3_column_int64(st, 11);
+  r->updated_at = sqlite3_column_int64(st, 12);
+  r->last_in_at = sqlite3_column_int64(st, 13);
+}
+
+static int conv_query(rt_store *s, sqlite3_stmt *st, rt_conv_row *out) {
+  int rc = sqlite3_step(st);
+  int ret = RT_ENOENT;
+  if (rc == SQLITE_ROW) {
+    conv_from(st, out);
+    ret = RT_OK;
+  } else if (rc != SQLITE_DONE) {
+    ret = fail(s, rc);
+  }
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return ret;
+}
+
+int rt_store_conv_get(rt_store *s, const char *channel, const char *chat_id,
+                      bool create, int64_t now, rt_conv_row *out) {
+  memset(out, 0, sizeof *out);
+  sqlite3_stmt *st = s->st[S_CONV_GET];
+  bind_text(st, 1, channel);
+  bind_text(st, 2, chat_id);
+  int rc = conv_query(s, st, out);
+  if (rc != RT_ENOENT || !create) return rc;
+  st = s->st[S_CONV_CREATE];
+  bind_text(st, 1, channel);
+  bind_text(st, 2, chat_id);
+  sqlite3_bind_int64(st, 3, now);
+  if ((rc = run(s, st)) != RT_OK) return rc;
+  return rt_store_conv_by_id(s, sqlite3_last_insert_rowid(s->db), out);
+}
+
+int rt_store_conv_by_id(rt_store *s, int64_t id, rt_conv_row *out) {
+  memset(out, 0, sizeof *out);
+  sqlite3_stmt *st = s->st[S_CONV_BY_ID];
+  sqlite3_bind_int64(st, 1, id);
+  return conv_query(s, st, out);
+}
+
+int rt_store_conv_save(rt_store *s, rt_conv_row *r, int64_t now) {
+  sqlite3_stmt *st = s->st[S_CONV_SAVE];
+  sqlite3_bind_int64(st, 1, r->id);
+  bind_text(st, 2, r->flow);
+  bind_text(st, 3, r->step);
+  bind_text(st, 4, r->state ? r->state : "{}");
+  bind_text(st, 5, r->mode ? r->mode : "bot");
+  bind_text(st, 6, r->phone);
+  bind_text(st, 7, r->user_id);
+  if (r->last_in_at) sqlite3_bind_int64(st, 8, r->last_in_at);
+  else sqlite3_bind_null(st, 8);
+  bind_text(st, 9, r->last_error);
+  sqlite3_bind_int64(st, 10, now);
+  int rc = run(s, st);
+  if (rc == RT_OK) {
+    r->rev++;
+    r->updated_at = now;
+  }
+  return rc;
+}
+
+/* ---- outbox ---- */
+
+int rt_store_outbox_add(rt_store *s, int64_t conv_id, const char *channel,
+                        const char *chat_id, const char *idem_key, const char *kind,
+                        const char *payload, int64_t now, int64_t *id) {
+  sqlite3_stmt *st = s->st[S_OUT_ADD];
+  if (conv_id) sqlite3_bind_int64(st, 1, conv_id);
+  else sqlite3_bind_null(st, 1);
+  bind_text(st, 2, channel);
+  bind_text(st, 3, chat_id);
+  bind_text(st, 4, idem_key);
+  bind_text(st, 5, kind);
+  bind_text(st, 6, payload);
+  sqlite3_bind_int64(st, 7, now);
+  int rc = run(s, st);
+  if (rc != RT_OK) return rc;
+  if (sqlite3_changes(s->db) == 0) return 1;
+  if (id) *id = sqlite3_last_insert_rowid(s->db);
+  return RT_OK;
+}
+
+int rt_store_outbox_due(rt_store *s, int64_t now, int limit,
+                        void (*fn)(void *, const rt_outbox_row *), void *ud) {
+  sqlite3_stmt *st = s->st[S_OUT_DUE];
+  sqlite3_bind_int64(st, 1, now);
+  sqlite3_bind_int(st, 2, limit);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    rt_outbox_row r = {
+      .id = sqlite3_column_int64(st, 0),
+      .conv_id = sqlite3_column_int64(st, 1),
+      .attempts = sqlite3_column_int64(st, 2),
+      .channel = (const char *)sqlite3_column_text(st, 3),
+      .chat_id = (const char *)sqlite3_column_text(st, 4),
+      .kind = (const char *)sqlite3_column_text(st, 5),
+      .payload = (const char *)sqlite3_column_text(st, 6),
+      .idem_key = (const char *)sqlite3_column_text(st, 7),
+    };
+    fn(ud, &r);
+  }
+  sqlite3_reset(st);
+  return rc == SQLITE_DONE ? RT_OK : fail(s, rc);
+}
+
+int rt_store_outbox_sent(rt_store *s, int64_t id, int64_t now) {
+  sqlite3_stmt *st = s->st[S_OUT_SENT];
+  sqlite3_bind_int64(st, 1, id);
+  sqlite3_bind_int64(st, 2, now);
+  return run(s, st);
+}
+
+int rt_store_outbox_retry(rt_store *s, int64_t id, int64_t next_try, const char *err) {
+  sqlite3_stmt *st = s->st[S_OUT_RETRY];
+  sqlite3_bind_int64(st, 1, id);
+  sqlite3_bind_int64(st, 2, next_try);
+  bind_text(st, 3, err);
+  return run(s, st);
+}
+
+int rt_store_outbox_failed(rt_store *s, int64_t id, const char *err, int64_t now) {
+  sqlite3_stmt *st = s->st[S_OUT_FAILED];
+  sqlite3_bind_int64(st, 1, id);
+  bind_text(st, 2, err);
+  sqlite3_bind_int64(st, 3, now);
+  return run(s, st);
+}
+
+/* ---- timers ---- */
+
+int rt_store_timer_set(rt_store *s, int64_t conv_id, const char *name, int64_t due_at,
+                       const char *step, const char *data, int64_t now) {
+  sqlite3_stmt *st = s->st[S_TIMER_SET];
+  sqlite3_bind_int64(st, 1, conv_id);
+  bind_text(st, 2, name);
+  sqlite3_bind_int64(st, 3, due_at);
+  bind_text(st, 4, step);
+  bind_text(st, 5, data ? data : "{}");
+  sqlite3_bind_int64(st, 6, now);
+  return run(s, st);
+}
+
+int rt_store_timer_cancel(rt_store *s, int64_t conv_id, const char *name) {
+  sqlite3_stmt *st = s->st[S_TIMER_CANCEL];
+  sqlite3_bind_int64(st, 1, conv_id);
+  bind_text(st, 2, name);
+  return run(s, st);
+}
+
+int64_t rt_store_timer_next(rt_store *s) {
+  sqlite3_stmt *st = s->st[S_TIMER_NEXT];
+  int64_t due = -1;
+  if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+    due = sqlite3_column_int64(st, 0);
+  sqlite3_reset(st);
+  return due;
+}
+
+int rt_store_timers_due(rt_store *s, int64_t now, int limit,
+                        void (*fn)(void *, const rt_timer_row *), void *ud) {
+  sqlite3_stmt *st = s->st[S_TIMER_DUE];
+  sqlite3_bind_int64(st, 1, now);
+  sqlite3_bind_int(st, 2, limit);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    rt_timer_row r = {
+      .id = sqlite3_column_int64(st, 0),
+      .conv_id = sqlite3_column_int64(st, 1),
+      .due_at = sqlite3_column_int64(st, 2),
+      .name = (const char *)sqlite3_column_text(st, 3),
+      .step = (const char *)sqlite3_column_text(st, 4),
+      .data = (const char *)sqlite3_column_text(st, 5),
+    };
+    fn(ud, &r);
+  }
+  sqlite3_reset(st);
+  return rc == SQLITE_DONE ? RT_OK : fail(s, rc);
+}
+
+int rt_store_timer_delete(rt_store *s, int64_t id) {
+  sqlite3_stmt *st = s->st[S_TIMER_DEL];
+  sqlite3_bind_int64(st, 1, id);
+  return run(s, st);
+}
+
+/* ---- events and leads ---- */
+
+int rt_store_event_add(rt_store *s, int64_t at, int64_t conv_id, const char *flow,
+                       const char *campaign, const char *kind, const char *data) {
+  sqlite3_stmt *st = s->st[S_EVENT_ADD];
+  sqlite3_bind_int64(st, 1, at);
+  if (conv_id) sqlite3_bind_int64(st, 2, conv_id);
+  else sqlite3_bind_null(st, 2);
+  bind_text(st, 3, flow);
+  bind_text(st, 4, campaign);
+  bind_text(st, 5, kind);
+  bind_text(st, 6, data ? data : "{}");
+  return run(s, st);
+}
+
+int rt_store_lead_add(rt_store *s, const rt_lead_in *l, int64_t *id) {
+  sqlite3_stmt *st = s->st[S_LEAD_ADD];
+  sqlite3_bind_int64(st, 1, l->conv_id);
+  sqlite3_bind_int64(st, 2, l->at);
+  bind_text(st, 3, l->flow);
+  bind_text(st, 4, l->channel);
+  bind_text(st, 5, l->campaign);
+  bind_text(st, 6, l->car);
+  bind_text(st, 7, l->car_kind);
+  bind_text(st, 8, l->parts ? l->parts : "[]");
+  bind_text(st, 9, l->name);
+  bind_text(st, 10, l->phone);
+  bind_text(st, 11, l->data ? l->data : "{}");
+  int rc = run(s, st);
+  if (rc == RT_OK && id) *id = sqlite3_last_insert_rowid(s->db);
+  return rc;
+}
+
+/* ---- figures ---- */
+
+static int64_t count(rt_store *s, const char *sql) {
+  sqlite3_stmt *st;
+  int64_t n = -1;
+  if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) == SQLITE_OK) {
+    if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+  }
+  return n;
+}
+
+int rt_store_counts_get(rt_store *s, rt_store_counts *c) {
+  c->conversations = count(s, "SELECT COUNT(*) FROM conversations");
+  c->outbox_pending = count(s, "SELECT COUNT(*) FROM outbox WHERE status = 'pending'");
+  c->timers_pending = count(s, "SELECT COUNT(*) FROM timers");
+  c->inbox_pending = count(s, "SELECT COUNT(*) FROM inbox WHERE status = 'new'");
+  c->leads = count(s, "SELECT COUNT(*) FROM leads");
+  return RT_OK;
+}
+
+/* ---- customers ---- */
+
+static sqlite3_stmt *prep(rt_store *s, const char *sql) {
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+    s->last_rc = sqlite3_errcode(s->db);
+    return NULL;
+  }
+  return st;
+}
+
+json_t *rt_store_customer_json(rt_store *s, const char *phone, const char *channel,
+                               const char *chat_id) {
+  const char *sql =
+    "SELECT phone, name, last_purchase, bonus_balance, telegram_id, whatsapp, timezone, car, "
+    "opted_out, blocked FROM customers WHERE phone = ?1 "
+    "OR (?2 = 'telegram' AND telegram_id = ?3) OR (?2 = 'whatsapp' AND whatsapp = ?3) "
+    "OR (?2 = 'console' AND phone = ?3) LIMIT 1";
+  sqlite3_stmt *st = prep(s, sql);
+  if (!st) return NULL;
+  bind_text(st, 1, phone);
+  bind_text(st, 2, channel);
+  bind_text(st, 3, chat_id);
+  json_t *j = NULL;
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    j = json_object();
+    static const char *names[] = {"phone", "name", "last_purchase", "bonus_balance",
+                                  "telegram_id", "whatsapp", "timezone", "car",
+                                  "opted_out", "blocked"};
+    for (int i = 0; i < 10; i++) {
+      switch (sqlite3_column_type(st, i)) {
+      case SQLITE_INTEGER:
+        if (i == 2) json_object_set_new(j, names[i], json_integer(sqlite3_column_int64(st, i) / 1000));
+        else if (i >= 8) json_object_set_new(j, names[i], json_boolean(sqlite3_column_int(st, i)));
+        else json_object_set_new(j, names[i], json_integer(sqlite3_column_int64(st, i)));
+        break;
+      case SQLITE_FLOAT: json_object_set_new(j, names[i], json_real(sqlite3_column_double(st, i))); break;
+      case SQLITE_TEXT: json_object_set_new(j, names[i], json_string((const char *)sqlite3_column_text(st, i))); break;
+      default: break;
+      }
+    }
+  }
+  sqlite3_finalize(st);
+  return j;
+}
+
+int rt_store_customer_optout(rt_store *s, const char *phone, const char *channel,
+                             const char *chat_id, int64_t now) {
+  sqlite3_stmt *st = prep(s,
+    "UPDATE customers SET opted_out = 1, updated_at = ?4 WHERE phone = ?1 "
+    "OR (?2 = 'telegram' AND telegram_id = ?3) OR (?2 = 'whatsapp' AND whatsapp = ?3) "
+    "OR (?2 = 'console' AND phone = ?3)");
+  if (!st) return rt_store_errcode(s);
+  bind_text(st, 1, phone);
+  bind_text(st, 2, channel);
+  bind_text(st, 3, chat_id);
+  sqlite3_bind_int64(st, 4, now);
+  int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? RT_OK : fail(s, rc);
+}
+
+int rt_store_campaign_outcome(rt_store *s, const char *campaign, const char *phone,
+                              const char *outcome) {
+  if (!phone) return RT_OK;
+  sqlite3_stmt *st = prep(s,
+    "UPDATE campaign_contacts SET outcome = ?3 WHERE rowid = (SELECT rowid FROM "
+    "campaign_contacts WHERE campaign = ?1 AND phone = ?2 ORDER BY at DESC LIMIT 1)");
+  if (!st) return rt_store_errcode(s);
+  bind_text(st, 1, campaign);
+  bind_text(st, 2, phone);
+  bind_text(st, 3, outcome);
+  int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? RT_OK : fail(s, rc);
+}

@@ -1,0 +1,128 @@
+/* store.h -- the shop's durable store: one SQLite file in WAL mode.
+ *
+ * Owns the sqlite3 handle and its prepared statements. Everything runs on
+ * the loop thread; every statement is short. Migrations are the files
+ * schema/sql/NNN_*.sql applied in order at open, tracked by PRAGMA
+ * user_version. Writes happen between rt_store_begin and rt_store_commit;
+ * the engine groups the work of one loop turn into one transaction. */
+#ifndef RT_STORE_H
+#define RT_STORE_H
+#include "rt.h"
+#include <jansson.h>
+
+typedef struct rt_store rt_store;
+typedef struct sqlite3 sqlite3;
+
+typedef struct {
+  const char *sql_dir;      /* folder with NNN_*.sql migrations */
+  bool sync_full;           /* PRAGMA synchronous=FULL (default) or NORMAL */
+  bool sync_off;            /* transcript tests: no fsync at all */
+  long max_pages;           /* tests: PRAGMA max_page_count to simulate a full disk */
+} rt_store_opts;
+
+/* Opens (creating if needed) the store at path and applies migrations. On
+ * failure returns RT_E* and an owned message in *err. */
+int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char **err);
+void rt_store_close(rt_store *s);
+/* The raw handle, for the modules that run their own SQL (import, campaign,
+ * stats). Borrowed. */
+sqlite3 *rt_store_db(rt_store *s);
+/* Last error message of the store; borrowed, valid until the next call. */
+const char *rt_store_errmsg(rt_store *s);
+/* Maps the last SQLite failure to RT_EFULL, RT_EROFS or RT_EIO. */
+int rt_store_errcode(rt_store *s);
+
+int rt_store_begin(rt_store *s);
+int rt_store_commit(rt_store *s);
+void rt_store_rollback(rt_store *s);
+/* Runs a statement with no results (used by tests and tools). */
+int rt_store_exec(rt_store *s, const char *sql);
+
+/* ---- inbox ---- */
+/* Inserts a received event. Returns RT_OK and its id, or 1 when the
+ * (channel, ext_id) pair was already there (a redelivery: nothing to do). */
+int rt_store_inbox_add(rt_store *s, const char *channel, const char *ext_id,
+                       const char *chat_id, const char *kind, const char *payload,
+                       int64_t now, int64_t *id);
+typedef struct {
+  int64_t id;
+  const char *channel, *chat_id, *kind, *payload;   /* borrowed for the callback */
+} rt_inbox_row;
+/* Calls fn for every event not yet processed, oldest first. */
+int rt_store_inbox_pending(rt_store *s, void (*fn)(void *ud, const rt_inbox_row *r), void *ud);
+/* Loads one inbox row; *payload is owned by the caller. */
+int rt_store_inbox_get(rt_store *s, int64_t id, char **payload);
+int rt_store_inbox_finish(rt_store *s, int64_t id, const char *status, int64_t now);
+
+/* ---- conversations ---- */
+typedef struct {
+  int64_t id;
+  char *channel, *chat_id, *user_id, *phone, *flow, *step, *state, *mode, *last_error;
+  int64_t rev, created_at, updated_at, last_in_at;
+} rt_conv_row;
+void rt_conv_row_clear(rt_conv_row *r);
+/* Loads the conversation of a chat, creating it when create is set.
+ * Returns RT_ENOENT when it does not exist and create is not set. */
+int rt_store_conv_get(rt_store *s, const char *channel, const char *chat_id,
+                      bool create, int64_t now, rt_conv_row *out);
+int rt_store_conv_by_id(rt_store *s, int64_t id, rt_conv_row *out);
+/* Writes flow, step, state, mode, phone, user_id, last_in_at, last_error
+ * and bumps rev. */
+int rt_store_conv_save(rt_store *s, rt_conv_row *r, int64_t now);
+
+/* ---- outbox ---- */
+int rt_store_outbox_add(rt_store *s, int64_t conv_id, const char *channel,
+                        const char *chat_id, const char *idem_key, const char *kind,
+                        const char *payload, int64_t now, int64_t *id);
+typedef struct {
+  int64_t id, conv_id, attempts;
+  const char *channel, *chat_id, *kind, *payload, *idem_key;
+} rt_outbox_row;
+/* Calls fn for up to limit pending rows due at or before now, oldest first. */
+int rt_store_outbox_due(rt_store *s, int64_t now, int limit,
+                        void (*fn)(void *ud, const rt_outbox_row *r), void *ud);
+int rt_store_outbox_sent(rt_store *s, int64_t id, int64_t now);
+int rt_store_outbox_retry(rt_store *s, int64_t id, int64_t next_try, const char *err);
+int rt_store_outbox_failed(rt_store *s, int64_t id, const char *err, int64_t now);
+
+/* ---- timers ---- */
+int rt_store_timer_set(rt_store *s, int64_t conv_id, const char *name, int64_t due_at,
+                       const char *step, const char *data, int64_t now);
+int rt_store_timer_cancel(rt_store *s, int64_t conv_id, const char *name);
+/* Earliest due time, or -1 when no timer is pending. */
+int64_t rt_store_timer_next(rt_store *s);
+typedef struct {
+  int64_t id, conv_id, due_at;
+  const char *name, *step, *data;
+} rt_timer_row;
+int rt_store_timers_due(rt_store *s, int64_t now, int limit,
+                        void (*fn)(void *ud, const rt_timer_row *r), void *ud);
+int rt_store_timer_delete(rt_store *s, int64_t id);
+
+/* ---- events and leads ---- */
+int rt_store_event_add(rt_store *s, int64_t at, int64_t conv_id, const char *flow,
+                       const char *campaign, const char *kind, const char *data);
+typedef struct {
+  int64_t conv_id, at;
+  const char *flow, *channel, *campaign, *car, *car_kind, *parts, *name, *phone, *data;
+} rt_lead_in;
+int rt_store_lead_add(rt_store *s, const rt_lead_in *l, int64_t *id);
+
+/* ---- figures for /metrics ---- */
+typedef struct {
+  int64_t conversations, outbox_pending, timers_pending, inbox_pending, leads;
+} rt_store_counts;
+int rt_store_counts_get(rt_store *s, rt_store_counts *c);
+#endif
+
+/* ---- customers (read by flows, written by import) ---- */
+/* The customer by phone, else by the chat's telegram/whatsapp id: a new
+ * JSON object {phone, name, bonus_balance, last_purchase (s), car, ...} or
+ * NULL. */
+json_t *rt_store_customer_json(rt_store *s, const char *phone, const char *channel,
+                               const char *chat_id);
+int rt_store_customer_optout(rt_store *s, const char *phone, const char *channel,
+                             const char *chat_id, int64_t now);
+/* Records a campaign outcome on the newest contact row of that phone. */
+int rt_store_campaign_outcome(rt_store *s, const char *campaign, const char *phone,
+                              const char *outcome);

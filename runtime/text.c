@@ -1,0 +1,1481 @@
+/* text.c -- normal form, car ids, phones, dates and intents (see text.h).
+ *
+ * Car ids and phones are found by small hand-written scanners over code
+ * points, dates by rules over word tokens of the normal form, intents by
+ * pcre2 patterns over the normal form. Each part starts with a comment on
+ * the choices that are not obvious from the code. */
+#include "text.h"
+#include "rt.h"
+#include "tz.h"
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ======================================================================
+ * UTF-8
+ * ====================================================================== */
+
+#define BAD_CP 0xFFFFFFFFu
+
+/* Decodes the code point at s[0..n), n >= 1. Overlong forms, surrogates and
+ * truncated sequences are invalid: BAD_CP with *len = 1, so a scanner always
+ * advances and never reads past n. */
+static uint32_t u8dec(const unsigned char *s, size_t n, size_t *len) {
+  unsigned c = s[0];
+  *len = 1;
+  if (c < 0x80) return c;
+  size_t need;
+  uint32_t cp;
+  unsigned lo = 0x80, hi = 0xBF;
+  if (c >= 0xC2 && c <= 0xDF) {
+    need = 1; cp = c & 0x1F;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    need = 2; cp = c & 0x0F;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    need = 3; cp = c & 0x07;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return BAD_CP;
+  }
+  if (n <= need) return BAD_CP;
+  for (size_t i = 1; i <= need; i++) {
+    unsigned b = s[i];
+    unsigned l = i == 1 ? lo : 0x80, h = i == 1 ? hi : 0xBF;
+    if (b < l || b > h) return BAD_CP;
+    cp = (cp << 6) | (b & 0x3F);
+  }
+  *len = need + 1;
+  return cp;
+}
+
+static size_t u8enc(uint32_t cp, char *out) {
+  if (cp < 0x80) { out[0] = (char)cp; return 1; }
+  if (cp < 0x800) {
+    out[0] = (char)(0xC0 | (cp >> 6));
+    out[1] = (char)(0x80 | (cp & 0x3F));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    out[0] = (char)(0xE0 | (cp >> 12));
+    out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[2] = (char)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  out[0] = (char)(0xF0 | (cp >> 18));
+  out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+  out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+  out[3] = (char)(0x80 | (cp & 0x3F));
+  return 4;
+}
+
+static bool is_space(uint32_t cp) {
+  return cp == 0 || cp == ' ' || (cp >= '\t' && cp <= '\r') || cp == 0x85 ||
+         cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200B) ||
+         cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+         cp == 0x3000 || cp == 0xFEFF;
+}
+
+/* Every case pair we map keeps its UTF-8 length, which is what lets
+ * rt_text_norm_buf promise an output no longer than its input. */
+static uint32_t lower(uint32_t cp) {
+  if (cp >= 'A' && cp <= 'Z') return cp + 32;
+  if (cp >= 0xC0 && cp <= 0xDE && cp != 0xD7) return cp + 32;
+  if (cp >= 0x410 && cp <= 0x42F) return cp + 32;
+  if (cp == 0x401 || cp == 0x451) return 0x435; /* Ё ё -> е */
+  if (cp >= 0x400 && cp <= 0x40F) return cp + 0x50;
+  return cp;
+}
+
+static bool is_cyr(uint32_t cp) { return cp >= 0x400 && cp <= 0x4FF; }
+static bool is_latin_ext(uint32_t cp) {
+  return cp >= 0xC0 && cp <= 0x24F && cp != 0xD7 && cp != 0xF7;
+}
+
+/* ======================================================================
+ * Normal form
+ * ====================================================================== */
+
+size_t rt_text_norm_buf(const char *s, size_t n, char *out) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t o = 0;
+  bool gap = false;
+  for (size_t i = 0; i < n;) {
+    size_t l;
+    uint32_t cp = u8dec(u + i, n - i, &l);
+    i += l;
+    if (cp == BAD_CP) {
+      cp = '?';
+    } else if (is_space(cp)) {
+      gap = o > 0;
+      continue;
+    }
+    if (gap) { out[o++] = ' '; gap = false; }
+    o += u8enc(lower(cp), out + o);
+  }
+  out[o] = '\0';
+  return o;
+}
+
+char *rt_text_norm(const char *s) {
+  if (!s) s = "";
+  size_t n = strlen(s);
+  char *out = rt_xmalloc(n + 1);
+  rt_text_norm_buf(s, n, out);
+  return out;
+}
+
+/* ======================================================================
+ * Code point view shared by the car and phone scanners
+ * ====================================================================== */
+
+typedef struct {
+  size_t n;        /* code points */
+  uint32_t *cp;    /* BAD_CP for invalid bytes */
+  size_t *off;     /* byte offset of each code point; off[n] = strlen */
+} cpview;
+
+static void cpview_init(cpview *v, const char *s) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t len = strlen(s);
+  v->cp = rt_xmalloc((len + 1) * sizeof *v->cp);
+  v->off = rt_xmalloc((len + 1) * sizeof *v->off);
+  v->n = 0;
+  for (size_t i = 0; i < len;) {
+    size_t l;
+    v->off[v->n] = i;
+    v->cp[v->n++] = u8dec(u + i, len - i, &l);
+    i += l;
+  }
+  v->off[v->n] = len;
+  v->cp[v->n] = 0;
+}
+
+static void cpview_free(cpview *v) {
+  free(v->cp);
+  free(v->off);
+}
+
+static bool is_dash(uint32_t cp) {
+  return cp == '-' || (cp >= 0x2010 && cp <= 0x2015) || cp == 0x2212;
+}
+
+static bool is_hspace(uint32_t cp) {
+  return cp == ' ' || cp == '\t' || cp == 0xA0 || (cp >= 0x2000 && cp <= 0x200A) ||
+         cp == 0x202F;
+}
+
+/* ======================================================================
+ * Car identifiers
+ *
+ * The text is mapped to one character per code point: Latin letters and
+ * digits upper-cased, Cyrillic letters that look like Latin ones (what a
+ * customer types copying from a registration certificate on a Russian
+ * keyboard) mapped to them, any other letter to '#' (it poisons the word it
+ * is in), spaces and dashes to ' ' (may sit inside an id), everything else
+ * to '.' (ends an id). Ids are then built from whole "groups" (maximal runs
+ * of letters/digits): a VIN is one or more groups joined by at most three
+ * separators that add up to exactly 17 characters, so a VIN is never cut out
+ * of a longer word and a word is never glued onto a VIN.
+ *
+ * VIN rules: 17 characters, at least one letter, the last four digits (ISO
+ * 3779 requires a numeric serial end). I, O and Q are not VIN characters;
+ * typed where a digit belongs they are read as 1, 0 and 0, and the result
+ * must still satisfy the rules above. The check digit is reported, never
+ * required: outside North America it is often not a check digit at all.
+ *
+ * Frame rules: MODEL SEP SERIAL where MODEL is 1-4 letters, 1-3 digits and
+ * up to 2 letters (GX110, JZX100, CN9A, JB23W) and SERIAL 4-7 digits. A
+ * Russian plate body (A123BC) is never a model, a serial followed by "км",
+ * "р", "руб", "тыс" is a mileage or a price, and a 4-digit serial after a
+ * space that reads as a year 1900-2099 is a year ("E39 2001 года").
+ * ====================================================================== */
+
+static char car_class(uint32_t cp) {
+  if (cp >= '0' && cp <= '9') return (char)cp;
+  if (cp >= 'a' && cp <= 'z') return (char)(cp - 32);
+  if (cp >= 'A' && cp <= 'Z') return (char)cp;
+  if (cp >= 0x430 && cp <= 0x44F) cp -= 0x20;
+  switch (cp) {
+  case 0x410: return 'A';
+  case 0x412: return 'B';
+  case 0x415: return 'E';
+  case 0x41A: return 'K';
+  case 0x41C: return 'M';
+  case 0x41D: return 'H';
+  case 0x41E: return 'O';
+  case 0x420: return 'P';
+  case 0x421: return 'C';
+  case 0x422: return 'T';
+  case 0x423: return 'Y';
+  case 0x425: return 'X';
+  default: break;
+  }
+  if (cp != BAD_CP && (is_cyr(cp) || is_latin_ext(cp))) return '#';
+  if (cp != BAD_CP && (is_hspace(cp) || is_dash(cp))) return ' ';
+  return '.';
+}
+
+static bool up(char c) { return c >= 'A' && c <= 'Z'; }
+static bool dig(char c) { return c >= '0' && c <= '9'; }
+
+typedef struct { size_t a, b; bool poisoned; } cgroup; /* map[a..b) */
+typedef struct { size_t b, e; } span;                /* byte range */
+
+typedef struct {
+  char *map;
+  cgroup *g;
+  size_t ng;
+  bool *used;
+} carscan;
+
+/* Groups i and i+1 are separated by 1-3 separators only. */
+static bool joined(const carscan *c, size_t i) {
+  if (i + 1 >= c->ng) return false;
+  size_t gap = c->g[i + 1].a - c->g[i].b;
+  if (gap < 1 || gap > 3) return false;
+  for (size_t k = c->g[i].b; k < c->g[i + 1].a; k++)
+    if (c->map[k] != ' ') return false;
+  return true;
+}
+
+static size_t glen(const carscan *c, size_t i) { return c->g[i].b - c->g[i].a; }
+
+static int vin_value(char ch) {
+  static const signed char v[26] = {1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 2, 3, 4,
+                                    5, 0, 7, 0, 9, 2, 3, 4, 5, 6, 7, 8, 9};
+  return dig(ch) ? ch - '0' : v[ch - 'A'];
+}
+
+static bool vin_check(const char *v) {
+  static const int w[17] = {8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2};
+  int sum = 0;
+  for (int i = 0; i < 17; i++) sum += vin_value(v[i]) * w[i];
+  int r = sum % 11;
+  return v[8] == (r == 10 ? 'X' : '0' + r);
+}
+
+static bool vin_fix(char *v) {
+  int letters = 0;
+  for (int i = 0; i < 17; i++) {
+    if (v[i] == 'O' || v[i] == 'Q') v[i] = '0';
+    else if (v[i] == 'I') v[i] = '1';
+    if (up(v[i])) letters++;
+  }
+  if (!letters) return false;
+  for (int i = 13; i < 17; i++)
+    if (!dig(v[i])) return false;
+  return true;
+}
+
+static bool plate_letter(char ch) { return ch && strchr("ABEKMHOPCTYX", ch); }
+
+static bool frame_model(const char *m, size_t n) {
+  if (n < 2 || n > 7) return false;
+  size_t i = 0, l, d, s;
+  while (i < n && up(m[i])) i++;
+  l = i;
+  while (i < n && dig(m[i])) i++;
+  d = i - l;
+  while (i < n && up(m[i])) i++;
+  s = i - l - d;
+  if (i != n || l < 1 || l > 4 || d < 1 || d > 3 || s > 2) return false;
+  if (l == 1 && d == 3 && s == 2 && plate_letter(m[0]) && plate_letter(m[4]) &&
+      plate_letter(m[5]))
+    return false;
+  return true;
+}
+
+static bool group_is(const carscan *c, size_t i, const char *w, bool prefix) {
+  size_t n = strlen(w), gl = glen(c, i);
+  if (prefix ? gl < n : gl != n) return false;
+  return memcmp(c->map + c->g[i].a, w, n) == 0;
+}
+
+static bool add_car(rt_text_car *out, span *spans, int *cnt, int max, char kind,
+                    const char *val, bool ok, bool na, span sp) {
+  for (int i = 0; i < *cnt; i++)
+    if (out[i].kind == kind && strcmp(out[i].value, val) == 0) return true;
+  if (*cnt >= max) return false;
+  rt_text_car *r = &out[*cnt];
+  memset(r, 0, sizeof *r);
+  r->kind = kind;
+  snprintf(r->value, sizeof r->value, "%s", val);
+  r->check_ok = ok;
+  r->north_american = na;
+  if (spans) spans[*cnt] = sp;
+  (*cnt)++;
+  return true;
+}
+
+/* Finds up to max ids; spans (optional) gets their byte ranges in s. */
+static int cars_scan(const char *s, rt_text_car *out, int max, span *spans) {
+  if (!s || max <= 0) return 0;
+  cpview v;
+  cpview_init(&v, s);
+  carscan c;
+  c.map = rt_xmalloc(v.n + 1);
+  c.g = rt_xmalloc((v.n + 1) * sizeof *c.g);
+  c.used = rt_xcalloc(v.n + 1, sizeof *c.used);
+  c.ng = 0;
+  for (size_t i = 0; i < v.n; i++) c.map[i] = car_class(v.cp[i]);
+  c.map[v.n] = '.';
+  for (size_t i = 0; i < v.n;) {
+    char ch = c.map[i];
+    if (!(up(ch) || dig(ch) || ch == '#')) { i++; continue; }
+    cgroup g = {i, i, false};
+    while (g.b < v.n && (up(c.map[g.b]) || dig(c.map[g.b]) || c.map[g.b] == '#')) {
+      if (c.map[g.b] == '#') g.poisoned = true;
+      g.b++;
+    }
+    c.g[c.ng++] = g;
+    i = g.b;
+  }
+
+  int cnt = 0;
+  /* VINs first: their pieces must not be taken for frames. */
+  for (size_t k = 0; k < c.ng && cnt < max; k++) {
+    if (c.g[k].poisoned) continue;
+    size_t acc = glen(&c, k), j = k;
+    while (acc < 17 && joined(&c, j) && !c.g[j + 1].poisoned) acc += glen(&c, ++j);
+    if (acc != 17) continue;
+    char vin[18];
+    size_t o = 0;
+    for (size_t x = k; x <= j; x++)
+      for (size_t p = c.g[x].a; p < c.g[x].b; p++) vin[o++] = c.map[p];
+    vin[17] = '\0';
+    if (!vin_fix(vin)) continue;
+    span sp = {v.off[c.g[k].a], v.off[c.g[j].b]};
+    if (!add_car(out, spans, &cnt, max, 'v', vin, vin_check(vin),
+                 vin[0] >= '1' && vin[0] <= '5', sp))
+      break;
+    for (size_t x = k; x <= j; x++) c.used[x] = true;
+    k = j;
+  }
+  for (size_t k = 0; k + 1 < c.ng && cnt < max; k++) {
+    const cgroup *m = &c.g[k], *sr = &c.g[k + 1];
+    if (c.used[k] || c.used[k + 1] || m->poisoned || sr->poisoned) continue;
+    if (!frame_model(c.map + m->a, glen(&c, k)) || !joined(&c, k)) continue;
+    size_t sl = glen(&c, k + 1);
+    if (sl < 4 || sl > 7) continue;
+    bool digits = true, dash = false;
+    for (size_t p = sr->a; p < sr->b; p++) digits = digits && dig(c.map[p]);
+    if (!digits) continue;
+    for (size_t p = m->b; p < sr->a; p++) dash = dash || is_dash(v.cp[p]);
+    if (sl == 4 && !dash) {
+      int year = 0;
+      for (size_t p = sr->a; p < sr->b; p++) year = year * 10 + (c.map[p] - '0');
+      if (year >= 1900 && year <= 2099) continue;
+    }
+    if (joined(&c, k + 1) && (group_is(&c, k + 2, "KM", false) ||
+                              group_is(&c, k + 2, "P", false) ||
+                              group_is(&c, k + 2, "PY#", true) ||
+                              group_is(&c, k + 2, "T#C", true)))
+      continue;
+    char val[32];
+    int ml = (int)glen(&c, k);
+    snprintf(val, sizeof val, "%.*s-%.*s", ml, c.map + m->a, (int)sl, c.map + sr->a);
+    span sp = {v.off[m->a], v.off[sr->b]};
+    if (!add_car(out, spans, &cnt, max, 'f', val, false, false, sp)) break;
+    c.used[k] = c.used[k + 1] = true;
+    k++;
+  }
+  free(c.map);
+  free(c.g);
+  free(c.used);
+  cpview_free(&v);
+  return cnt;
+}
+
+int rt_text_cars(const char *s, rt_text_car *out, int max) {
+  if (!out) return 0;
+  return cars_scan(s, out, max, NULL);
+}
+
+static bool first_car(const char *s, char kind, char *out, size_t n) {
+  rt_text_car cars[16];
+  int cnt = cars_scan(s, cars, (int)RT_ARRAY_LEN(cars), NULL);
+  for (int i = 0; i < cnt; i++) {
+    if (cars[i].kind == kind) {
+      snprintf(out, n, "%s", cars[i].value);
+      return true;
+    }
+  }
+  out[0] = '\0';
+  return false;
+}
+
+bool rt_text_vin(const char *s, char out[18]) { return first_car(s, 'v', out, 18); }
+bool rt_text_frame(const char *s, char out[32]) { return first_car(s, 'f', out, 32); }
+
+/* ======================================================================
+ * Phones
+ *
+ * A candidate is digit groups joined by up to three of " -()" (and Unicode
+ * dashes/spaces), not glued to a letter or digit on either side, not after
+ * "№"/"#" and not inside a car id. Dots are not separators: "15.12.2026"
+ * must stay a date. If the whole candidate is not a phone, shorter runs of
+ * its groups are tried ("2 шт 8 912 ..." loses the "2"). Russian numbers need
+ * a plausible second digit (3, 4, 7, 8, 9: regional, Kazakh, 8-800, mobile);
+ * bare 10-digit numbers must start with 9 in free text, and the 5-5 shape of
+ * Toyota part numbers (90919-01253) is refused. "+8 9xx" is the common typo
+ * for "+7 9xx" and is corrected.
+ * ====================================================================== */
+
+static bool ru_second(char ch) { return ch && strchr("34789", ch); }
+
+static bool phone_make(const char *d, size_t n, bool plus, bool field, bool five_five,
+                       char out[20]) {
+  if (plus) {
+    if (n < 10 || n > 15) return false;
+    if (d[0] == '8' && n == 11 && d[1] == '9') {
+      snprintf(out, 20, "+7%s", d + 1);
+      return true;
+    }
+    if (d[0] == '7' && (n != 11 || !ru_second(d[1]))) return false;
+    if (d[0] == '0') return false;
+    snprintf(out, 20, "+%s", d);
+    return true;
+  }
+  if (n == 11 && (d[0] == '7' || d[0] == '8') && ru_second(d[1])) {
+    snprintf(out, 20, "+7%s", d + 1);
+    return true;
+  }
+  if (n == 10 && !five_five && (d[0] == '9' || (field && strchr("348", d[0])))) {
+    snprintf(out, 20, "+7%s", d);
+    return true;
+  }
+  return false;
+}
+
+static bool is_letter(uint32_t cp) {
+  return (cp < 0x80 && ((cp | 32) >= 'a' && (cp | 32) <= 'z')) || is_cyr(cp) ||
+         is_latin_ext(cp);
+}
+
+static bool is_digit_cp(uint32_t cp) { return cp >= '0' && cp <= '9'; }
+
+static bool phone_sep(uint32_t cp) {
+  return is_hspace(cp) || is_dash(cp) || cp == '(' || cp == ')';
+}
+
+#define PHONE_MAX_GROUPS 12
+
+bool rt_text_phone(const char *s, char out[20]) {
+  out[0] = '\0';
+  if (!s) return false;
+  span cars[16];
+  rt_text_car tmp[16];
+  int ncars = cars_scan(s, tmp, 16, cars);
+  cpview v;
+  cpview_init(&v, s);
+  bool found = false;
+  for (size_t i = 0; i < v.n && !found;) {
+    uint32_t c0 = v.cp[i];
+    bool plus = c0 == '+';
+    size_t p = i + (plus ? 1 : 0);
+    if (plus && p < v.n && is_hspace(v.cp[p])) p++;
+    if (!is_digit_cp(v.cp[p]) ||
+        (i > 0 && (is_letter(v.cp[i - 1]) || is_digit_cp(v.cp[i - 1])))) {
+      i++;
+      continue;
+    }
+    /* "№ 9123456789" is an order, whatever it looks like. */
+    bool numbered = false;
+    for (size_t k = i; k > 0; k--) {
+      uint32_t pc = v.cp[k - 1];
+      if (is_hspace(pc)) continue;
+      numbered = pc == 0x2116 || pc == '#';
+      break;
+    }
+    size_t ga[PHONE_MAX_GROUPS], gb[PHONE_MAX_GROUPS];
+    int ng = 0;
+    while (ng < PHONE_MAX_GROUPS) {
+      ga[ng] = p;
+      while (p < v.n && is_digit_cp(v.cp[p])) p++;
+      gb[ng++] = p;
+      size_t k = p;
+      while (k < v.n && k - p < 3 && phone_sep(v.cp[k])) k++;
+      if (k == p || k >= v.n || !is_digit_cp(v.cp[k])) break;
+      p = k;
+    }
+    size_t next = gb[ng - 1];
+    if (next < v.n && is_letter(v.cp[next])) ng--; /* "...89р": a word, not ours */
+    for (int a = 0; a < ng && !found; a++) {
+      if (a == 0 && numbered) continue;
+      for (int b = ng - 1; b >= a && !found; b--) {
+        char d[20];
+        size_t nd = 0;
+        bool fits = true;
+        for (int g = a; g <= b && fits; g++) {
+          for (size_t k = ga[g]; k < gb[g]; k++) {
+            if (nd >= 16) { fits = false; break; }
+            d[nd++] = (char)v.cp[k];
+          }
+        }
+        if (!fits || nd < 10) continue;
+        d[nd] = '\0';
+        bool ff = b == a + 1 && gb[a] - ga[a] == 5 && gb[b] - ga[b] == 5;
+        if (!phone_make(d, nd, plus && a == 0, false, ff, out)) continue;
+        size_t sb = v.off[a == 0 ? i : ga[a]], se = v.off[gb[b]];
+        bool in_car = false;
+        for (int x = 0; x < ncars; x++)
+          in_car = in_car || (sb < cars[x].e && cars[x].b < se);
+        if (in_car) { out[0] = '\0'; continue; }
+        found = true;
+      }
+    }
+    i = next > i ? next : i + 1;
+  }
+  cpview_free(&v);
+  return found;
+}
+
+bool rt_text_phone_norm(const char *s, char out[20]) {
+  out[0] = '\0';
+  if (!s) return false;
+  const unsigned char *u = (const unsigned char *)s;
+  size_t n = strlen(s);
+  char d[20];
+  size_t nd = 0;
+  bool plus = false, any = false;
+  for (size_t i = 0; i < n;) {
+    size_t l;
+    uint32_t cp = u8dec(u + i, n - i, &l);
+    i += l;
+    if (is_digit_cp(cp)) {
+      if (nd >= 16) return false;
+      d[nd++] = (char)cp;
+      any = true;
+    } else if (cp == '+' && !any && !plus) {
+      plus = true;
+    } else if (!(is_space(cp) || phone_sep(cp) || cp == '.')) {
+      return false;
+    }
+  }
+  d[nd] = '\0';
+  return phone_make(d, nd, plus, true, false, out);
+}
+
+/* ======================================================================
+ * Dates
+ *
+ * The normal form is cut into tokens (words, digit runs, single other
+ * characters, each knowing whether a space preceded it) and a list of rules
+ * is tried at every token, left to right; the first rule that matches at the
+ * leftmost position wins. A rule may be preceded by a preposition ("в", "к",
+ * "до", "после", ...), which becomes part of the match and which some rules
+ * need: weekday abbreviations ("в пт") and "в декабре" only count after one.
+ * Words are matched by exact forms or stems, which covers declension and the
+ * cheap typos ("черз", "зафтра", "питницу", "недельки"). Rules describe a
+ * date (dspec) without computing it, so intent detection can ask "is there a
+ * date here" without knowing today.
+ * ====================================================================== */
+
+typedef struct {
+  size_t b, e;   /* bytes in the normal form */
+  char type;     /* 'w' word, 'n' digits, 'p' anything else */
+  bool sp;       /* a space precedes it */
+  int val;       /* digits: value, -1 when longer than 9 digits */
+  int ndig;
+} tok;
+
+typedef struct {
+  const char *s;
+  tok *t;
+  int n;
+} dctx;
+
+static bool word_cp(uint32_t cp) {
+  return (cp < 0x80 && (cp | 32) >= 'a' && (cp | 32) <= 'z') || is_cyr(cp) ||
+         is_latin_ext(cp);
+}
+
+static void tokenize(dctx *c, const char *norm) {
+  const unsigned char *u = (const unsigned char *)norm;
+  size_t len = strlen(norm);
+  c->s = norm;
+  c->t = rt_xmalloc((len + 1) * sizeof *c->t);
+  c->n = 0;
+  bool sp = false;
+  for (size_t i = 0; i < len;) {
+    size_t l;
+    uint32_t cp = u8dec(u + i, len - i, &l);
+    if (cp == ' ') { sp = true; i += l; continue; }
+    tok t = {i, i + l, 'p', sp, 0, 0};
+    sp = false;
+    if (is_digit_cp(cp)) {
+      size_t j = i;
+      long v = 0;
+      while (j < len && u[j] >= '0' && u[j] <= '9') {
+        if (t.ndig < 9) v = v * 10 + (u[j] - '0');
+        t.ndig++;
+        j++;
+      }
+      t.type = 'n';
+      t.e = j;
+      t.val = t.ndig <= 9 ? (int)v : -1;
+    } else if (word_cp(cp)) {
+      size_t j = i + l, l2;
+      while (j < len && word_cp(u8dec(u + j, len - j, &l2))) j += l2;
+      t.type = 'w';
+      t.e = j;
+    }
+    c->t[c->n++] = t;
+    i = t.e;
+  }
+}
+
+static bool tw(const dctx *c, int i) { return i >= 0 && i < c->n && c->t[i].type == 'w'; }
+static size_t tlen(const dctx *c, int i) { return c->t[i].e - c->t[i].b; }
+static const char *tstr(const dctx *c, int i) { return c->s + c->t[i].b; }
+
+static bool weq(const dctx *c, int i, const char *w) {
+  size_t n = strlen(w);
+  return tw(c, i) && tlen(c, i) == n && memcmp(tstr(c, i), w, n) == 0;
+}
+
+static bool wpre(const dctx *c, int i, const char *p) {
+  size_t n = strlen(p);
+  return tw(c, i) && tlen(c, i) >= n && memcmp(tstr(c, i), p, n) == 0;
+}
+
+static bool wany(const dctx *c, int i, const char *const *ws) {
+  for (; *ws; ws++)
+    if (weq(c, i, *ws)) return true;
+  return false;
+}
+
+static bool tnum(const dctx *c, int i) {
+  return i >= 0 && i < c->n && c->t[i].type == 'n' && c->t[i].val >= 0;
+}
+
+static bool tp(const dctx *c, int i, char ch) {
+  return i >= 0 && i < c->n && c->t[i].type == 'p' && tlen(c, i) == 1 && tstr(c, i)[0] == ch;
+}
+
+static bool glued(const dctx *c, int i) { return i >= 0 && i < c->n && !c->t[i].sp; }
+
+enum {
+  OP_DAYS, OP_MONTHS, OP_WEEKDAY, OP_NEXT_WEEK, OP_WEEKEND, OP_MONTHDAY, OP_DATE,
+  OP_MONTH_END, OP_MONTH_START, OP_MONTH_MID, OP_NEXT_MONTH, OP_MONTH, OP_SEASON,
+  OP_PAYDAY
+};
+
+typedef struct {
+  int op;
+  const char *kind;
+  int n;      /* days, months, weekday 1-7, day of month */
+  int mon;    /* 1-12, 0 = relative to today */
+  int year;   /* 0 = the next such date */
+  bool next;  /* "следующ..." */
+} dspec;
+
+enum { U_NONE, U_DAY, U_WEEK, U_MONTH, U_YEAR };
+
+static const char *const W_PREP[] = {"в", "во", "к", "ко", "до", "на", "с", "со", "после", NULL};
+static const char *const W_DEADLINE[] = {"к", "ко", "до", NULL};
+static const char *const W_VIA[] = {"через", "черз", "чрез", "черес", "чериз", "чирез",
+                                    "черех", "черезз", NULL};
+static const char *const W_TOMORROW[] = {"завтра", "завтро", "зафтра", "завтраа", "зовтра",
+                                         NULL};
+static const char *const W_AFTER_TOMORROW[] = {"послезавтра", "послезавтро", "послезафтра",
+                                               NULL};
+static const char *const W_THIS[] = {"эту", "этот", "эта", "этой", "ближайшую", "ближайший",
+                                     "ближайшая", NULL};
+static const char *const W_THIS_PL[] = {"эти", "этих", "ближайшие", "ближайших", NULL};
+static const char *const W_THIS_MONTH[] = {"этого", "текущего", "этом", NULL};
+static const char *const W_DAY_SUFFIX[] = {"го", "ого", "му", "ому", NULL};
+static const char *const W_CHISLO[] = {"числа", "число", "числу", NULL};
+static const char *const W_NUM_SUFFIX[] = {"х", "ух", "ех", "ти", "ю", NULL};
+static const char *const W_YEAR[] = {"г", "года", "год", "гг", NULL};
+static const char *const W_PAY_PREP[] = {"после", "как", "когда", "с", "со", "до", "к", "ко",
+                                         NULL};
+static const char *const W_PAY_VERB[] = {"придет", "прийдет", "будет", "получу", "дадут",
+                                         "выдадут", "пришла", "поступит", "упадет", NULL};
+
+static bool next_at(const dctx *c, int i) {
+  return wpre(c, i, "следующ") || wpre(c, i, "следущ") || wpre(c, i, "будущ") ||
+         weq(c, i, "след");
+}
+
+/* Skips "следующ..." (and the dot of "след."); sets *nx. */
+static int skip_next(const dctx *c, int j, bool *nx) {
+  *nx = false;
+  if (!next_at(c, j)) return j;
+  *nx = true;
+  j++;
+  return tp(c, j, '.') ? j + 1 : j;
+}
+
+static int num_word(const dctx *c, int i) {
+  static const struct { const char *w; int n; } nums[] = {
+    {"один", 1}, {"одну", 1}, {"одна", 1}, {"одного", 1}, {"одной", 1},
+    {"два", 2}, {"две", 2}, {"двое", 2}, {"двух", 2},
+    {"пару", 2}, {"пара", 2}, {"пары", 2}, {"парочку", 2},
+    {"три", 3}, {"трое", 3}, {"трех", 3}, {"тройку", 3}, {"несколько", 3},
+    {"четыре", 4}, {"четырех", 4}, {"пять", 5}, {"пяти", 5}, {"шесть", 6},
+    {"шести", 6}, {"семь", 7}, {"восемь", 8}, {"девять", 9}, {"десять", 10},
+  };
+  for (size_t k = 0; k < RT_ARRAY_LEN(nums); k++)
+    if (weq(c, i, nums[k].w)) return nums[k].n;
+  return 0;
+}
+
+static bool str_in(const char *w, size_t n, const char *const *list) {
+  for (; *list; list++)
+    if (strlen(*list) == n && memcmp(w, *list, n) == 0) return true;
+  return false;
+}
+
+static bool str_pre(const char *w, size_t n, const char *p) {
+  size_t pn = strlen(p);
+  return n >= pn && memcmp(w, p, pn) == 0;
+}
+
+static int unit_word(const char *w, size_t n) {
+  static const char *const days[] = {"день", "дня", "дней", "дн", "денек", "денька",
+                                     "деньков", "денечек", "денечка", "деньки", "сутки",
+                                     "суток", NULL};
+  static const char *const years[] = {"год", "года", "лет", "годик", "годика", NULL};
+  if (str_in(w, n, days)) return U_DAY;
+  if (str_pre(w, n, "недел") || str_pre(w, n, "нидел") || str_in(w, n, (const char *const[]){"нед", NULL}))
+    return U_WEEK;
+  if (str_pre(w, n, "месяц") || str_pre(w, n, "месяч") || str_pre(w, n, "мисяц") ||
+      str_in(w, n, (const char *const[]){"мес", NULL}))
+    return U_MONTH;
+  if (str_in(w, n, years)) return U_YEAR;
+  return U_NONE;
+}
+
+/* A unit word at i; "полгода", "полмесяца" set *half. */
+static int unit_at(const dctx *c, int i, bool *half) {
+  *half = false;
+  if (!tw(c, i)) return U_NONE;
+  const char *w = tstr(c, i);
+  size_t n = tlen(c, i);
+  int u = unit_word(w, n);
+  if (u) return u;
+  static const char pol[] = "пол";
+  size_t pl = sizeof pol - 1;
+  if (n > pl && memcmp(w, pol, pl) == 0 && (u = unit_word(w + pl, n - pl))) *half = true;
+  return u;
+}
+
+/* A quantity at i in halves ("2" = 4, "полторы" = 3); next index or -1. */
+static int qty(const dctx *c, int i, int *halves) {
+  int j;
+  if (weq(c, i, "полтора") || weq(c, i, "полторы")) {
+    *halves = 3;
+    return i + 1;
+  }
+  if (tnum(c, i) && c->t[i].val >= 1 && c->t[i].val <= 999) {
+    *halves = 2 * c->t[i].val;
+  } else {
+    int n = num_word(c, i);
+    if (!n) return -1;
+    *halves = 2 * n;
+  }
+  j = i + 1;
+  /* "2-3 дня", "пару-тройку дней": the first number counts. */
+  if (tp(c, j, '-') && glued(c, j + 1) && (tnum(c, j + 1) || num_word(c, j + 1))) j += 2;
+  /* "2-х недель", "2х недель" */
+  if (tp(c, j, '-') && glued(c, j + 1) && wany(c, j + 1, W_NUM_SUFFIX)) j += 2;
+  else if (glued(c, j) && wany(c, j, W_NUM_SUFFIX)) j++;
+  return j;
+}
+
+static bool rel_spec(int u, int halves, dspec *d) {
+  d->kind = "relative";
+  switch (u) {
+  case U_DAY: d->op = OP_DAYS; d->n = (halves + 1) / 2; break;
+  case U_WEEK: d->op = OP_DAYS; d->n = halves * 7 / 2; break;
+  case U_MONTH:
+    if (halves % 2 == 0) { d->op = OP_MONTHS; d->n = halves / 2; }
+    else { d->op = OP_DAYS; d->n = halves * 15; }
+    break;
+  case U_YEAR: d->op = OP_MONTHS; d->n = halves * 6; break;
+  default: return false;
+  }
+  if (d->n < 1) d->n = 1;
+  return d->op == OP_DAYS ? d->n <= 1100 : d->n <= 36;
+}
+
+static int weekday_at(const dctx *c, int i, bool abbr) {
+  static const struct { const char *w; int wd; bool prefix; } wds[] = {
+    {"понедельн", 1, true}, {"понед", 1, false}, {"пнд", 1, false},
+    {"вторник", 2, true}, {"вторн", 2, false},
+    {"среда", 3, false}, {"среду", 3, false}, {"среды", 3, false}, {"среде", 3, false},
+    {"четверг", 4, true}, {"четв", 4, false},
+    {"пятниц", 5, true}, {"питниц", 5, true}, {"пятн", 5, false},
+    {"суббот", 6, true}, {"субот", 6, true}, {"субб", 6, false},
+    {"воскрес", 7, true}, {"воскр", 7, false},
+  };
+  static const char *const ab[] = {"пн", "вт", "ср", "чт", "пт", "сб", "вс"};
+  for (size_t k = 0; k < RT_ARRAY_LEN(wds); k++)
+    if (wds[k].prefix ? wpre(c, i, wds[k].w) : weq(c, i, wds[k].w)) return wds[k].wd;
+  if (abbr)
+    for (int k = 0; k < 7; k++)
+      if (weq(c, i, ab[k])) return k + 1;
+  return 0;
+}
+
+static int month_of(const dctx *c, int i) {
+  static const struct { const char *w; int m; bool prefix; } ms[] = {
+    {"январ", 1, true}, {"янв", 1, false}, {"феврал", 2, true}, {"фев", 2, false},
+    {"февр", 2, false}, {"март", 3, true}, {"мар", 3, false}, {"апрел", 4, true},
+    {"апр", 4, false}, {"мая", 5, false}, {"май", 5, false}, {"маю", 5, false},
+    {"мае", 5, false}, {"июн", 6, true}, {"июл", 7, true}, {"август", 8, true},
+    {"авг", 8, false}, {"сентябр", 9, true}, {"сен", 9, false}, {"сент", 9, false},
+    {"октябр", 10, true}, {"окт", 10, false}, {"ноябр", 11, true}, {"ноя", 11, false},
+    {"нояб", 11, false}, {"декабр", 12, true}, {"дек", 12, false},
+  };
+  for (size_t k = 0; k < RT_ARRAY_LEN(ms); k++)
+    if (ms[k].prefix ? wpre(c, i, ms[k].w) : weq(c, i, ms[k].w)) return ms[k].m;
+  return 0;
+}
+
+static bool leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+static int mdays(int y, int m) {
+  static const int d[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  return m == 2 && leap(y) ? 29 : d[m - 1];
+}
+
+/* ---- the rules: (ctx, index, preposition index or -1, out) -> end ---- */
+
+static int r_tomorrow(const dctx *c, int i, int pi, dspec *d) {
+  if (!wany(c, i, W_TOMORROW)) return 0;
+  *d = (dspec){OP_DAYS, "tomorrow", 1, 0, 0, false};
+  return i + 1;
+}
+
+static int r_after_tomorrow(const dctx *c, int i, int pi, dspec *d) {
+  int e = 0;
+  if (wany(c, i, W_AFTER_TOMORROW)) e = i + 1;
+  else if (weq(c, i, "после") && wany(c, i + 1, W_TOMORROW)) e = i + 2;
+  if (e) *d = (dspec){OP_DAYS, "after_tomorrow", 2, 0, 0, false};
+  return e;
+}
+
+static int r_relative(const dctx *c, int i, int pi, dspec *d) {
+  if (!wany(c, i, W_VIA)) return 0;
+  int halves = 2, j = i + 1, q = qty(c, j, &halves);
+  bool half = false, h2;
+  if (q > 0) j = q;
+  if (weq(c, j, "пол")) {
+    half = true;
+    j++;
+    if (tp(c, j, '-')) j++;
+  }
+  int u = unit_at(c, j, &h2);
+  if (!u) return 0;
+  if (half || h2) halves = 1;
+  return rel_spec(u, halves, d) ? j + 1 : 0;
+}
+
+/* "дня через два", "недельки через две" */
+static int r_rel_inverted(const dctx *c, int i, int pi, dspec *d) {
+  bool half;
+  int u = unit_at(c, i, &half), halves;
+  if (!u || half || !wany(c, i + 1, W_VIA)) return 0;
+  int q = qty(c, i + 2, &halves);
+  if (q < 0) return 0;
+  return rel_spec(u, halves, d) ? q : 0;
+}
+
+static int r_next_week(const dctx *c, int i, int pi, dspec *d) {
+  bool nx;
+  int j = skip_next(c, i, &nx);
+  if (!nx) {
+    if (!(weq(c, i, "той") && weq(c, pi, "на"))) return 0; /* "на той неделе" */
+    j = i + 1;
+  }
+  if (!(wpre(c, j, "недел") || weq(c, j, "нед"))) return 0;
+  j++;
+  /* "на следующей неделе в среду" */
+  int k = (weq(c, j, "в") || weq(c, j, "во")) ? j + 1 : j;
+  int wd = weekday_at(c, k, k > j);
+  if (wd) {
+    *d = (dspec){OP_WEEKDAY, "weekday", wd, 0, 0, true};
+    return k + 1;
+  }
+  *d = (dspec){OP_NEXT_WEEK, "next_week", 0, 0, 0, true};
+  return j;
+}
+
+static int r_weekend(const dctx *c, int i, int pi, dspec *d) {
+  bool nx;
+  int j = skip_next(c, i, &nx);
+  if (!nx && wany(c, j, W_THIS_PL)) j++;
+  if (!wpre(c, j, "выходн")) return 0;
+  *d = (dspec){OP_WEEKEND, "weekend", 6, 0, 0, nx};
+  return j + 1;
+}
+
+static int r_weekday(const dctx *c, int i, int pi, dspec *d) {
+  bool nx;
+  int j = skip_next(c, i, &nx);
+  if (!nx && wany(c, j, W_THIS)) j++;
+  int wd = weekday_at(c, j, pi >= 0);
+  if (!wd) return 0;
+  *d = (dspec){OP_WEEKDAY, "weekday", wd, 0, 0, nx};
+  return j + 1;
+}
+
+/* "15 декабря", "1-го января 2027 г." */
+static int r_date_words(const dctx *c, int i, int pi, dspec *d) {
+  if (!tnum(c, i) || c->t[i].ndig > 2 || c->t[i].val < 1 || c->t[i].val > 31) return 0;
+  int j = i + 1;
+  if (tp(c, j, '-') && glued(c, j + 1) &&
+      (wany(c, j + 1, W_DAY_SUFFIX) || weq(c, j + 1, "е") || weq(c, j + 1, "ое")))
+    j += 2;
+  else if (glued(c, j) && (wany(c, j, W_DAY_SUFFIX) || weq(c, j, "е")))
+    j++;
+  int mon = month_of(c, j);
+  if (!mon) return 0;
+  j++;
+  if (tp(c, j, '.') && glued(c, j)) j++;
+  int year = 0;
+  if (tnum(c, j) && c->t[j].ndig == 4 && c->t[j].val >= 2000 && c->t[j].val <= 2100) {
+    year = c->t[j].val;
+    j++;
+    if (wany(c, j, W_YEAR)) {
+      j++;
+      if (tp(c, j, '.') && glued(c, j)) j++;
+    }
+  }
+  if (c->t[i].val > mdays(year ? year : 2024, mon)) return 0;
+  *d = (dspec){OP_DATE, "date", c->t[i].val, mon, year, false};
+  return j;
+}
+
+/* "15.12", "15/12", "15.12.2026", "15.12.26"; "1.5" and "2.0" are numbers. */
+static int r_date_num(const dctx *c, int i, int pi, dspec *d) {
+  if (!tnum(c, i) || c->t[i].ndig > 2) return 0;
+  if (!(tp(c, i + 1, '.') || tp(c, i + 1, '/'))) return 0;
+  char sep = tstr(c, i + 1)[0];
+  if (!glued(c, i + 1) || !glued(c, i + 2) || !tnum(c, i + 2) || c->t[i + 2].ndig > 2) return 0;
+  /* part of a longer dotted number: "1.15.12", "192.168.1.1" */
+  if (i >= 2 && glued(c, i) && (tp(c, i - 1, '.') || tp(c, i - 1, '/') || tp(c, i - 1, ',')) &&
+      tnum(c, i - 2))
+    return 0;
+  int day = c->t[i].val, mon = c->t[i + 2].val, year = 0, j = i + 3;
+  if (tp(c, j, sep) && glued(c, j) && glued(c, j + 1) && tnum(c, j + 1) &&
+      (c->t[j + 1].ndig == 2 || c->t[j + 1].ndig == 4)) {
+    year = c->t[j + 1].val;
+    if (c->t[j + 1].ndig == 2) year += 2000;
+    j += 2;
+    if (year < 2000 || year > 2100) return 0;
+  } else if (c->t[i + 2].ndig != 2) {
+    return 0;
+  }
+  if ((tp(c, j, '.') || tp(c, j, '/')) && glued(c, j) && glued(c, j + 1) && tnum(c, j + 1))
+    return 0;
+  if (mon < 1 || mon > 12 || day < 1 || day > mdays(year ? year : 2024, mon)) return 0;
+  *d = (dspec){OP_DATE, "date", day, mon, year, false};
+  return j;
+}
+
+/* "15-го", "15го", "к 15-му", "20 числа", "на 5-е число" */
+static int r_monthday(const dctx *c, int i, int pi, dspec *d) {
+  if (!tnum(c, i) || c->t[i].ndig > 2 || c->t[i].val < 1 || c->t[i].val > 31) return 0;
+  int j = i + 1, e = 0;
+  if (tp(c, j, '-') && glued(c, j + 1)) j++;
+  if (wany(c, j, W_DAY_SUFFIX)) {
+    e = j + 1;
+    if (wany(c, e, W_CHISLO)) e++;
+  } else if (wany(c, j, W_CHISLO)) {
+    e = j + 1;
+  } else if (weq(c, j, "е") || weq(c, j, "ое")) {
+    if (wany(c, j + 1, W_CHISLO)) e = j + 2;
+    else if (pi >= 0) e = j + 1;
+  }
+  if (e) *d = (dspec){OP_MONTHDAY, "monthday", c->t[i].val, 0, 0, false};
+  return e;
+}
+
+/* "в конце месяца", "в начале следующего месяца", "в середине декабря" */
+static int r_month_part(const dctx *c, int i, int pi, dspec *d) {
+  int op;
+  const char *kind;
+  if (wpre(c, i, "конц") || weq(c, i, "конец")) { op = OP_MONTH_END; kind = "month_end"; }
+  else if (wpre(c, i, "начал")) { op = OP_MONTH_START; kind = "month_start"; }
+  else if (wpre(c, i, "середин")) { op = OP_MONTH_MID; kind = "month_mid"; }
+  else return 0;
+  bool nx;
+  int j = skip_next(c, i + 1, &nx), mon = 0;
+  if (!nx && wany(c, j, W_THIS_MONTH)) j++;
+  if (!(wpre(c, j, "месяц") || weq(c, j, "мес"))) {
+    if (nx || !(mon = month_of(c, j))) return 0;
+  }
+  *d = (dspec){op, kind, 0, mon, 0, nx};
+  return j + 1;
+}
+
+static int r_next_month(const dctx *c, int i, int pi, dspec *d) {
+  bool nx;
+  int j = skip_next(c, i, &nx);
+  if (!nx || !(wpre(c, j, "месяц") || weq(c, j, "мес"))) return 0;
+  *d = (dspec){OP_NEXT_MONTH, "next_month", 0, 0, 0, true};
+  return j + 1;
+}
+
+/* "в декабре": the prepositional case ends in "е". */
+static int r_month_in(const dctx *c, int i, int pi, dspec *d) {
+  if (!(weq(c, pi, "в") || weq(c, pi, "во"))) return 0;
+  int mon = month_of(c, i);
+  static const char e[] = "е";
+  if (!mon || tlen(c, i) < 4 || memcmp(tstr(c, i) + tlen(c, i) - 2, e, 2) != 0) return 0;
+  *d = (dspec){OP_MONTH, "month", 0, mon, 0, false};
+  return i + 1;
+}
+
+static int r_season(const dctx *c, int i, int pi, dspec *d) {
+  static const struct { const char *w; int m; } ss[] = {
+    {"весной", 3}, {"весна", 3}, {"весну", 3}, {"весне", 3},
+    {"летом", 6}, {"лету", 6}, {"лето", 6},
+    {"осенью", 9}, {"осени", 9}, {"осень", 9},
+    {"зимой", 12}, {"зиме", 12}, {"зиму", 12}, {"зима", 12},
+  };
+  for (size_t k = 0; k < RT_ARRAY_LEN(ss); k++) {
+    if (weq(c, i, ss[k].w)) {
+      *d = (dspec){OP_SEASON, "season", 0, ss[k].m, 0, false};
+      return i + 1;
+    }
+  }
+  return 0;
+}
+
+/* "аванс" is also a prepayment, "зп" also an abbreviation: both only after a
+ * preposition. */
+static bool pay_at(const dctx *c, int i, bool prep) {
+  return wpre(c, i, "зарпл") || wpre(c, i, "зряплат") || wpre(c, i, "получк") ||
+         (prep && (weq(c, i, "зп") || wpre(c, i, "аванс")));
+}
+
+static int r_payday(const dctx *c, int i, int pi, dspec *d) {
+  int j;
+  if (wany(c, i, W_PAY_PREP) && pay_at(c, i + 1, true)) j = i + 2;
+  else if (pay_at(c, i, pi >= 0)) j = i + 1;
+  else return 0;
+  if (wany(c, j, W_PAY_VERB)) j++;
+  *d = (dspec){OP_PAYDAY, "payday", 0, 0, 0, false};
+  return j;
+}
+
+typedef int (*drule)(const dctx *, int, int, dspec *);
+/* Order matters only among rules that can start at the same token: the
+ * numeric ones, longest form first. */
+static const drule date_rules[] = {
+  r_date_words, r_date_num, r_monthday, r_relative, r_rel_inverted, r_after_tomorrow,
+  r_tomorrow, r_next_week, r_weekend, r_weekday, r_month_part, r_next_month,
+  r_month_in, r_season, r_payday,
+};
+
+/* ---- calendar arithmetic (proleptic Gregorian, days since 1970-01-01) ---- */
+
+typedef struct { int y, m, d; } ymd;
+
+static int64_t days_from_civil(int y, int m, int d) {
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  int64_t yoe = y - era * 400;
+  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+static ymd civil_from_days(int64_t z) {
+  z += 719468;
+  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  int64_t doe = z - era * 146097;
+  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  int64_t mp = (5 * doy + 2) / 153;
+  int d = (int)(doy - (153 * mp + 2) / 5 + 1);
+  int m = (int)(mp < 10 ? mp + 3 : mp - 9);
+  return (ymd){(int)(yoe + era * 400 + (m <= 2)), m, d};
+}
+
+static ymd add_days(ymd a, int n) { return civil_from_days(days_from_civil(a.y, a.m, a.d) + n); }
+
+static ymd add_months(ymd a, int n) {
+  int t = a.y * 12 + (a.m - 1) + n;
+  ymd r = {t / 12, t % 12 + 1, a.d};
+  if (r.d > mdays(r.y, r.m)) r.d = mdays(r.y, r.m);
+  return r;
+}
+
+static ymd next_month_1st(ymd t) { return add_months((ymd){t.y, t.m, 1}, 1); }
+
+/* 1 = Monday ... 7 = Sunday; 1970-01-01 was a Thursday. */
+static int wday(ymd a) {
+  int64_t z = days_from_civil(a.y, a.m, a.d);
+  return (int)(((z % 7) + 7 + 3) % 7) + 1;
+}
+
+static int cmp_ymd(ymd a, ymd b) {
+  if (a.y != b.y) return a.y < b.y ? -1 : 1;
+  if (a.m != b.m) return a.m < b.m ? -1 : 1;
+  return a.d < b.d ? -1 : a.d > b.d;
+}
+
+static bool in_season(int start, int m) {
+  return start == 12 ? (m == 12 || m <= 2) : (m >= start && m < start + 3);
+}
+
+static bool date_eval(const dspec *d, ymd t, const rt_text_date_opts *o, ymd *out) {
+  ymd r = t;
+  switch (d->op) {
+  case OP_DAYS: *out = add_days(t, d->n); return true;
+  case OP_MONTHS: *out = add_months(t, d->n); return true;
+  case OP_WEEKDAY:
+  case OP_WEEKEND: {
+    int w = wday(t), target = d->n;
+    if (d->next) {
+      *out = add_days(t, 7 - w + target); /* that day of next week */
+    } else {
+      int delta = (target - w + 7) % 7;
+      *out = add_days(t, delta ? delta : 7);
+    }
+    return true;
+  }
+  case OP_NEXT_WEEK: *out = add_days(t, 8 - wday(t)); return true;
+  case OP_MONTHDAY: {
+    int dd = d->n < mdays(t.y, t.m) ? d->n : mdays(t.y, t.m);
+    if (dd > t.d) {
+      *out = (ymd){t.y, t.m, dd};
+    } else {
+      r = next_month_1st(t);
+      r.d = d->n < mdays(r.y, r.m) ? d->n : mdays(r.y, r.m);
+      *out = r;
+    }
+    return true;
+  }
+  case OP_DATE:
+    r = (ymd){d->year ? d->year : t.y, d->mon, d->n};
+    if (!d->year && cmp_ymd(r, t) < 0) r.y++;
+    if (r.d > mdays(r.y, r.m)) return false;
+    *out = r;
+    return true;
+  case OP_MONTH_END:
+    if (d->mon) {
+      r = (ymd){t.y + (d->mon < t.m), d->mon, 1};
+    } else {
+      r = (ymd){t.y, t.m, 1};
+      /* on the last two days "the end of the month" is already here */
+      if (d->next || t.d >= mdays(t.y, t.m) - 1) r = add_months(r, 1);
+    }
+    r.d = mdays(r.y, r.m);
+    *out = r;
+    return true;
+  case OP_MONTH_START:
+    if (d->mon) {
+      r = (ymd){t.y, d->mon, 1};
+      if (cmp_ymd(r, t) <= 0) r.y++;
+    } else {
+      r = next_month_1st(t);
+    }
+    *out = r;
+    return true;
+  case OP_MONTH_MID:
+    if (d->mon) {
+      r = (ymd){t.y, d->mon, 15};
+      if (cmp_ymd(r, t) <= 0) r.y++;
+    } else {
+      r = (ymd){t.y, t.m, 15};
+      if (d->next || cmp_ymd(r, t) <= 0) r = add_months(r, 1);
+    }
+    *out = r;
+    return true;
+  case OP_NEXT_MONTH: *out = next_month_1st(t); return true;
+  case OP_MONTH:
+    if (d->mon == t.m) return false; /* "в ноябре" in November says nothing */
+    *out = (ymd){t.y + (d->mon < t.m), d->mon, 1};
+    return true;
+  case OP_SEASON:
+    if (in_season(d->mon, t.m)) {
+      r = next_month_1st(t);
+      *out = in_season(d->mon, r.m) ? r : add_days(t, 7);
+    } else {
+      *out = (ymd){t.y + (d->mon < t.m), d->mon, 1};
+    }
+    return true;
+  case OP_PAYDAY: {
+    int days[4], nd = 0;
+    for (int k = 0; k < 4; k++)
+      if (o && o->payday[k] >= 1 && o->payday[k] <= 31) days[nd++] = o->payday[k];
+    if (!nd) { days[0] = 5; days[1] = 20; nd = 2; }
+    bool have = false;
+    for (int k = 0; k < 3; k++) {
+      ymd m = add_months((ymd){t.y, t.m, 1}, k);
+      for (int x = 0; x < nd; x++) {
+        ymd cand = {m.y, m.m, days[x] < mdays(m.y, m.m) ? days[x] : mdays(m.y, m.m)};
+        if (cmp_ymd(cand, t) > 0 && (!have || cmp_ymd(cand, r) < 0)) { r = cand; have = true; }
+      }
+    }
+    if (have) *out = r;
+    return have;
+  }
+  default: return false;
+  }
+}
+
+typedef struct {
+  int b, e, pi;  /* tokens [b, e); pi = preposition token or -1 */
+  dspec d;
+  ymd day;
+} dmatch;
+
+/* Leftmost date expression; with today == NULL only its presence. */
+static bool date_find(const dctx *c, const ymd *today, const rt_text_date_opts *o, dmatch *m) {
+  for (int i = 0; i < c->n; i++) {
+    for (int pass = 0; pass < 2; pass++) {
+      int at = i, pi = -1;
+      if (pass == 1) {
+        if (!wany(c, i, W_PREP)) break;
+        at = i + 1;
+        pi = i;
+      }
+      for (size_t r = 0; r < RT_ARRAY_LEN(date_rules); r++) {
+        dspec d;
+        memset(&d, 0, sizeof d);
+        int e = date_rules[r](c, at, pi, &d);
+        if (e <= at) continue;
+        if (today && !date_eval(&d, *today, o, &m->day)) continue;
+        m->b = i;
+        m->e = e;
+        m->pi = pi;
+        m->d = d;
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+int rt_text_date(const char *s, int64_t now, const char *tz, const rt_text_date_opts *opts,
+                 rt_text_date_res *out) {
+  if (!s || !out) return 0;
+  if (tz && !rt_tz_valid(tz)) tz = NULL;
+  static const rt_text_date_opts defaults = RT_TEXT_DATE_OPTS_DEFAULT;
+  if (!opts) opts = &defaults;
+  struct tm tm;
+  if (rt_tz_local_tm(tz, now, &tm) != RT_OK) return 0;
+  ymd today = {tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday};
+  char *norm = rt_text_norm(s);
+  dctx c;
+  tokenize(&c, norm);
+  dmatch m;
+  int found = date_find(&c, &today, opts, &m) ? 1 : 0;
+  if (found) {
+    int hour = opts->default_hour >= 0 && opts->default_hour <= 23 ? opts->default_hour : 10;
+    memset(out, 0, sizeof *out);
+    out->at = rt_tz_make(tz, m.day.y, m.day.m, m.day.d, hour, 0);
+    snprintf(out->kind, sizeof out->kind, "%s", m.d.kind);
+    size_t b = c.t[m.b].b, n = c.t[m.e - 1].e - b;
+    if (n > sizeof out->matched - 1) {
+      n = sizeof out->matched - 1;
+      while (n > 0 && ((unsigned char)norm[b + n] & 0xC0) == 0x80) n--; /* whole code points */
+    }
+    memcpy(out->matched, norm + b, n);
+    out->matched[n] = '\0';
+  }
+  free(c.t);
+  free(norm);
+  return found;
+}
+
+/* ======================================================================
+ * Intents
+ *
+ * One pcre2 pattern per intent over the normal form (lower case, ё = е,
+ * single spaces), with PCRE2_UCP so that \b and \w know Cyrillic. Negation
+ * is handled in the patterns with fixed-length look-behinds: "не нужно" is
+ * DECLINED and never NEED, "больше ничего не надо" is DONE and not DECLINED,
+ * "нет проблем" is YES and neither NO nor PROBLEM. Then:
+ *  - naming a part ("колодки", "фильтр") is NEED unless the reply declines,
+ *    complains or unsubscribes ("колодки не нужны");
+ *  - any date expression is LATER, except a short-term or deadline date next
+ *    to a NEED ("нужны колодки к пятнице", "нужен стартер завтра"): that is
+ *    when the part is wanted, not when to write again;
+ *  - NEED clears DONE ("нет, нужны ещё свечи" is NEED and NO, not DONE).
+ * "всё" alone is DONE; "всё хорошо" is YES (and "всё хорошо, спасибо" YES and
+ * THANKS), never DONE. "спасибо" alone is DONE and THANKS.
+ * ====================================================================== */
+
+enum { P_STOP, P_LATER, P_DECLINED, P_PROBLEM, P_NEED, P_PART, P_DONE, P_NO, P_YES, P_THANKS,
+       P_COUNT };
+
+static const char *const intent_src[P_COUNT] = {
+  [P_STOP] =
+    "\\bстоп\\b(?![ -]?сигнал)|\\bstop\\b|\\bunsubscribe\\b|\\bспам\\w*|\\bspam\\b"
+    "|\\bне (?:надо |нужно )?(?:мне |нам )?(?:больше |сюда )?(?:пиши|пишите|писать|присылайте"
+    "|присылать|беспокой\\w*|звоните|звонить|надоедайте|спамьте|тревожьте)\\b"
+    "|\\bотпиш\\w*|\\bотписа\\w*|\\bотписк\\w*"
+    "|\\bхватит (?:мне |нам )?(?:писать|присылать|спамить|слать|доставать|названивать)\\b"
+    "|\\bудалите (?:мой |мои |меня )?(?:номер|телефон|контакт|данные|меня|из)"
+    "|\\bуберите (?:меня|мой номер)|\\bотстаньте\\b|\\bотвалите\\b|\\bзаблокир\\w*"
+    "|\\bпрекратите\\b",
+  [P_LATER] =
+    "\\b(?:позже|попозже|позднее|попозжа|потом|опосля)\\b"
+    "|\\bне (?:сейчас|щас|сегодня)\\b|\\bсейчас не (?:до этого|время|могу|актуально)\\b"
+    "|\\bпока рано\\b|\\bрановато\\b|\\bв (?:другой|следующий) раз\\b"
+    "|\\bнапиш\\w* (?:мне |нам )?(?:через|после|ближе|позже|попозже|как|когда|в |на |к )"
+    "|\\bподумаю\\b|\\bнадо подумать\\b|\\bпосоветуюсь\\b|\\bпосмотрим\\b"
+    "|\\bсам (?:напишу|позвоню|свяжусь)\\b|\\bпозвоню сам\\b|\\bкак[ -]нибудь\\b"
+    "|\\bне до этого\\b|\\bнекогда\\b|\\bпока не время\\b",
+  [P_DECLINED] =
+    "(?<!\\bбольше )\\bничего (?:мне |нам |пока |уже )*(?:не )?(?:нужно|надо|требуется"
+    "|интересует)\\b"
+    "|(?<!\\bничего )(?<!\\bбольше )\\bне (?:очень |особо |сильно )?(?:нужно|надо|нужны|нужна"
+    "|нужен|требуется|требуются|интересно|интересует|интересуют|актуально|актуален|актуальна"
+    "|актуальны|пригодится|нуждаюсь)\\b"
+    "|\\bпока ничего\\b|\\b(?:у (?:меня|нас) )?(?:уже )?все есть\\b"
+    "|\\bнет\\W*(?:спасибо|спс|благодарю)\\b"
+    "|\\bмашин\\w* (?:уже )?продал\\w*|\\bпродал\\w* (?:уже )?(?:машин|авто|тачк)\\w*"
+    "|\\b(?:авто|тачку) (?:уже )?продал\\w*"
+    "|\\bуже (?:купил|заказал|нашел|поменял|сделал|взял|приобрел|починил)\\w*"
+    "|\\bобойдусь\\b|\\bбез надобности\\b|\\bнеактуально\\b",
+  [P_PROBLEM] =
+    "\\bне (?:работает|работают|работал|работала|включается|включаются|заводится"
+    "|подош(?:ел|ла|ли|ло)|подходит|подходят|пришел|пришла|пришло|пришли|тот|та|те)\\b"
+    "|\\bне то прислали\\b|\\bслома\\w*|\\bбрак\\w*|(?<!\\bнет )(?<!\\bбез )\\bпроблем\\w*"
+    "|\\bвернуть\\b|\\bверните\\b|\\bвозврат\\w*|\\bжалоб\\w*|\\bпретензи\\w*"
+    "|\\bнеисправ\\w*|\\bдефект\\w*",
+  [P_NEED] =
+    "(?<!\\bне )\\b(?:нужн[оаы]|нужен|надо(?! подума)|требуется|требуются|подбер\\w*"
+    "|подобра\\w*|ищу|ищем|есть ли|есть у вас|хочу (?:заказать|купить|взять|поменять|заменить)"
+    "|хотел\\w* (?:бы )?(?:заказать|купить|взять)|закаж\\w*|заказать|купить|интересу\\w*"
+    "|сколько стоит|сколько стоят|почем|посчитайте|в наличии)\\b",
+  [P_PART] =
+    "\\b(?:колодк|диск|фильтр|масл|свеч|ремн|ремен|амортиз|стойк|подшипник|ступиц|рычаг"
+    "|сайлентблок|шрус|гранат|пыльник|наконечник|тяг|помп|термостат|радиатор|аккумулятор"
+    "|акб|ламп|фар|зеркал|лобов|стекл|дворник|щетк|сцеплени|грм|ролик|натяжител|генератор"
+    "|стартер|датчик|катушк|форсунк|насос|прокладк|сальник|глушител|бампер|крыл|капот|шин"
+    "|резин|антифриз|тосол|тормоз|суппорт|пружин|опор|втулк|цеп|запчаст|детал|патрубк"
+    "|маховик|тнвд|трос|шланг|рейк)\\w*",
+  [P_DONE] =
+    "^\\W*(?:нет|неа|все|no|nope|ничего|достаточно|хватит|спасибо|спс|пожалуй все|вроде все"
+    "|это все|пока все|на этом все|больше ничего|ничего больше|больше нет|нет больше"
+    "|все на этом)(?:\\W+(?:спасибо|спс|благодарю|все|нет|большое|вам))*\\W*$"
+    "|\\bбольше ничего\\b|\\bничего больше\\b|\\bэто все\\b"
+    "|\\bпока все\\b(?! (?:хорошо|нормально|отлично|ок|норм|работает))|\\bвроде все\\b"
+    "|\\bна этом все\\b|\\bвсе,? спасибо\\b|\\bдостаточно\\b"
+    "|\\bбольше не (?:надо|нужно|требуется)\\b|\\bбольше нет\\b"
+    "|\\bхватит\\b(?! (?:мне |нам )?(?:писать|присылать|спамить|слать|доставать|названивать))",
+  [P_NO] =
+    "\\b(?:нет|неа|нее|не-а|нету|no|nope|nah)\\b(?! проблем)|^\\W*не\\W*$|\\x{1F44E}",
+  [P_YES] =
+    "(?<!\\bне )\\b(?:да|ага|угу|конечно|канешно|давайте|давай|хорошо|ок|окей|ok|okay|yes|yep"
+    "|ладно|согласен|согласна|верно|отлично|норм|нормально|подходит|супер|годится|пойдет"
+    "|актуально|договорились)\\b|\\b(?:нет|без) проблем\\b|^\\s*\\++\\s*$"
+    "|[\\x{1F44D}\\x{1F44C}\\x{2705}\\x{1F197}]",
+  [P_THANKS] =
+    "\\b(?:спасибо|спасибки|спасиб|пасиб\\w*|спс|сенкс|благодарю|благодарим|благодарен"
+    "|благодарна|thanks|thank you|thx|мерси)\\b|\\x{1F64F}",
+};
+
+static pcre2_code *intent_re[P_COUNT];
+static bool intent_broken[P_COUNT];
+static pcre2_match_data *intent_md;
+
+static bool re_match(int id, const char *s, size_t n) {
+  if (!intent_re[id] && !intent_broken[id]) {
+    int err;
+    PCRE2_SIZE eoff;
+    intent_re[id] = pcre2_compile((PCRE2_SPTR)intent_src[id], PCRE2_ZERO_TERMINATED,
+                                  PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS, &err, &eoff, NULL);
+    if (!intent_re[id]) {
+      /* A bug in the table above; say so once and treat it as no match. */
+      PCRE2_UCHAR msg[160];
+      pcre2_get_error_message(err, msg, sizeof msg);
+      fprintf(stderr, "level=error msg=\"text: intent pattern %d: %s at %zu\"\n", id,
+              (const char *)msg, (size_t)eoff);
+      intent_broken[id] = true;
+      return false;
+    }
+  }
+  if (!intent_re[id]) return false;
+  if (!intent_md && !(intent_md = pcre2_match_data_create(4, NULL))) return false;
+  /* the normal form is valid UTF-8 by construction */
+  return pcre2_match(intent_re[id], (PCRE2_SPTR)s, n, 0, PCRE2_NO_UTF_CHECK, intent_md,
+                     NULL) >= 0;
+}
+
+static const struct { unsigned bit; const char *name; } intent_names[] = {
+  {RT_INTENT_STOP, "stop"},       {RT_INTENT_LATER, "later"}, {RT_INTENT_DECLINED, "declined"},
+  {RT_INTENT_PROBLEM, "problem"}, {RT_INTENT_NEED, "need"},   {RT_INTENT_DONE, "done"},
+  {RT_INTENT_NO, "no"},           {RT_INTENT_YES, "yes"},     {RT_INTENT_THANKS, "thanks"},
+};
+
+unsigned rt_text_intents(const char *s) {
+  if (!s) return 0;
+  static const unsigned bit_of[P_COUNT] = {
+    [P_STOP] = RT_INTENT_STOP, [P_LATER] = RT_INTENT_LATER, [P_DECLINED] = RT_INTENT_DECLINED,
+    [P_PROBLEM] = RT_INTENT_PROBLEM, [P_NEED] = RT_INTENT_NEED, [P_PART] = 0,
+    [P_DONE] = RT_INTENT_DONE, [P_NO] = RT_INTENT_NO, [P_YES] = RT_INTENT_YES,
+    [P_THANKS] = RT_INTENT_THANKS,
+  };
+  char *n = rt_text_norm(s);
+  size_t len = strlen(n);
+  unsigned bits = 0;
+  bool part = false;
+  for (int i = 0; i < P_COUNT; i++) {
+    if (!re_match(i, n, len)) continue;
+    if (i == P_PART) part = true;
+    else bits |= bit_of[i];
+  }
+  if (part && !(bits & (RT_INTENT_DECLINED | RT_INTENT_STOP | RT_INTENT_PROBLEM)))
+    bits |= RT_INTENT_NEED;
+  dctx c;
+  tokenize(&c, n);
+  dmatch m;
+  if (date_find(&c, NULL, NULL, &m)) {
+    const char *k = m.d.kind;
+    bool deadline = m.pi >= 0 && wany(&c, m.pi, W_DEADLINE);
+    bool soon = !strcmp(k, "tomorrow") || !strcmp(k, "after_tomorrow") ||
+                !strcmp(k, "weekday") || !strcmp(k, "weekend") || !strcmp(k, "next_week");
+    if (!((bits & RT_INTENT_NEED) && (deadline || soon))) bits |= RT_INTENT_LATER;
+  }
+  if (bits & RT_INTENT_NEED) bits &= ~(unsigned)RT_INTENT_DONE;
+  free(c.t);
+  free(n);
+  return bits;
+}
+
+const char *rt_text_intent(const char *s) {
+  unsigned bits = rt_text_intents(s);
+  for (size_t i = 0; i < RT_ARRAY_LEN(intent_names); i++)
+    if (bits & intent_names[i].bit) return intent_names[i].name;
+  return NULL;
+}
+
+const char *rt_text_intent_name(unsigned bit) {
+  for (size_t i = 0; i < RT_ARRAY_LEN(intent_names); i++)
+    if (bit == intent_names[i].bit) return intent_names[i].name;
+  return NULL;
+}
+
+unsigned rt_text_intent_bit(const char *name) {
+  if (!name) return 0;
+  for (size_t i = 0; i < RT_ARRAY_LEN(intent_names); i++)
+    if (!strcmp(name, intent_names[i].name)) return intent_names[i].bit;
+  return 0;
+}
+
+void rt_text_cleanup(void) {
+  for (int i = 0; i < P_COUNT; i++) {
+    pcre2_code_free(intent_re[i]);
+    intent_re[i] = NULL;
+    intent_broken[i] = false;
+  }
+  pcre2_match_data_free(intent_md);
+  intent_md = NULL;
+}

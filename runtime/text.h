@@ -1,0 +1,115 @@
+/* text.h -- understanding what customers type.
+ *
+ * Everything a flow needs to read free Russian text: a normal form for
+ * matching, car identifiers (VIN and Japanese frame numbers), phone numbers,
+ * "when" expressions ("через две недели", "после зарплаты", "15-го") and the
+ * coarse intent of a reply (stop, later, declined, need, done, yes, ...).
+ * All functions take arbitrary bytes: invalid UTF-8, emoji and very long
+ * strings are handled without reading past the terminating NUL. The rules are
+ * hand-written and deliberately conservative: a missed VIN makes the flow ask
+ * again, a wrong one orders the wrong part.
+ *
+ * Compiled regular expressions are cached in static storage on first use
+ * (the runtime is single-threaded); rt_text_cleanup frees them at exit. */
+#ifndef RT_TEXT_H
+#define RT_TEXT_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- normal form ------------------------------------------------------ */
+
+/* New string (caller frees): Latin and Cyrillic lower-cased, ё/Ё -> е,
+ * whitespace runs (incl. NBSP and Unicode spaces) collapsed to one space and
+ * trimmed. Invalid UTF-8 bytes become '?', so the result is valid UTF-8 and
+ * never longer than the input. */
+char *rt_text_norm(const char *s);
+/* Same over s[0..n) (NUL bytes count as whitespace) into out, which must
+ * hold n + 1 bytes. Returns the length written (out is NUL-terminated). */
+size_t rt_text_norm_buf(const char *s, size_t n, char *out);
+
+/* ---- car identifiers ------------------------------------------------- */
+
+typedef struct {
+  char kind;            /* 'v' VIN, 'f' frame (body) number */
+  char value[32];       /* "XW8ZZZ614BG012345", "GX110-6012345" */
+  bool check_ok;        /* VIN check digit (position 9) verifies */
+  bool north_american;  /* VIN starts with 1-5: the check digit is mandatory */
+} rt_text_car;
+
+/* Finds VINs and frame numbers in free text, in order of appearance, equal
+ * values once. Stores at most max and returns how many were stored. */
+int rt_text_cars(const char *s, rt_text_car *out, int max);
+/* The first VIN / frame number in s. */
+bool rt_text_vin(const char *s, char out[18]);
+bool rt_text_frame(const char *s, char out[32]);
+
+/* ---- phones ------------------------------------------------------------ */
+
+/* The first phone number in free text, as E.164 ("+79123456789"). */
+bool rt_text_phone(const char *s, char out[20]);
+/* The whole of s as a phone field (CSV import): only digits, one leading +
+ * and separators " -().". False on anything else. */
+bool rt_text_phone_norm(const char *s, char out[20]);
+
+/* ---- dates ------------------------------------------------------------- */
+
+typedef struct {
+  int payday[4];     /* days of month; 0 = unused; all 0 = {5, 20} */
+  int default_hour;  /* local hour of the result, 0-23; otherwise 10 */
+} rt_text_date_opts;
+
+#define RT_TEXT_DATE_OPTS_DEFAULT {{5, 20, 0, 0}, 10}
+
+/* (Named *_res because the function below already owns rt_text_date.) */
+typedef struct {
+  int64_t at;        /* unix seconds of that local day at default_hour:00 */
+  char kind[16];     /* "relative", "tomorrow", "after_tomorrow", "next_week",
+                        "weekday", "weekend", "monthday", "date", "month",
+                        "month_end", "month_start", "month_mid", "next_month",
+                        "season", "payday" */
+  char matched[64];  /* the expression as found in the normal form of s */
+} rt_text_date_res;
+
+/* Finds the first (leftmost) date expression in s relative to now, in zone
+ * tz (NULL or unknown: Europe/Moscow). opts may be NULL. Returns 1 and fills
+ * out when found, else 0. */
+int rt_text_date(const char *s, int64_t now, const char *tz,
+                 const rt_text_date_opts *opts, rt_text_date_res *out);
+
+/* ---- intents ----------------------------------------------------------- */
+
+enum {
+  RT_INTENT_YES = 1u << 0,
+  RT_INTENT_NO = 1u << 1,
+  RT_INTENT_DONE = 1u << 2,      /* finished listing parts */
+  RT_INTENT_STOP = 1u << 3,      /* unsubscribe */
+  RT_INTENT_LATER = 1u << 4,     /* ask again later / names a date */
+  RT_INTENT_NEED = 1u << 5,      /* wants a part */
+  RT_INTENT_DECLINED = 1u << 6,  /* needs nothing */
+  RT_INTENT_PROBLEM = 1u << 7,   /* complaint, return */
+  RT_INTENT_THANKS = 1u << 8,
+};
+#define RT_INTENT_ALL 0x1ffu
+
+/* Every intent the text expresses, as a bit set. */
+unsigned rt_text_intents(const char *s);
+/* The one that decides the flow, by priority stop > later > declined >
+ * problem > need > done > no > yes > thanks; NULL when none. */
+const char *rt_text_intent(const char *s);
+/* "stop", "later", ... for one bit; NULL for anything else. */
+const char *rt_text_intent_name(unsigned bit);
+/* The bit for a name, 0 if unknown. */
+unsigned rt_text_intent_bit(const char *name);
+
+/* Frees the cached compiled patterns (tests and leak checkers). */
+void rt_text_cleanup(void);
+
+/* ---- Lua --------------------------------------------------------------- */
+
+struct lua_State;
+/* Pushes a new table {norm, cars, car, vin, frame, phone, date, intent, is};
+ * sets no globals. */
+int rt_luaopen_text(struct lua_State *L);
+
+#endif

@@ -1,0 +1,39 @@
+/* tz.h -- local time in a shop's or customer's IANA time zone.
+ *
+ * Reminders are scheduled "at 10:00 the customer's time", so the runtime needs
+ * to turn a unix time into a local calendar date and a local wall-clock time
+ * back into a unix time for zones other than the process's own. We lean on
+ * the C library: each call points TZ at the zone's TZif file, asks
+ * localtime_r/mktime, and puts the previous TZ back. That is correct for every
+ * historical rule libc knows, and safe because the runtime is single-threaded
+ * (do not call these from another thread). When the zone file is missing
+ * (no tzdata installed, or a stripped container) the Russian zones still work
+ * from a built-in table of their current fixed offsets; other zones are then
+ * unknown.
+ *
+ * A NULL zone means "Europe/Moscow", the shop's home zone. Functions that
+ * cannot report an error treat an unknown zone as Moscow too; validate zone
+ * names once at configuration time with rt_tz_valid. */
+#ifndef RT_TZ_H
+#define RT_TZ_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#define RT_TZ_DEFAULT "Europe/Moscow"
+
+/* True when tz names a zone we can compute (TZif file or built-in table). */
+bool rt_tz_valid(const char *tz);
+/* UTC offset of tz at unix time t, in seconds east of UTC (Moscow: 10800).
+ * Returns 0 or RT_EINVAL for an unknown zone (*off_sec untouched). */
+int rt_tz_offset(const char *tz, int64_t t, int *off_sec);
+/* Local broken-down time of t (tm_year since 1900, tm_mon 0-11, tm_wday
+ * 0=Sunday, tm_gmtoff set). Returns 0 or RT_EINVAL for an unknown zone. */
+int rt_tz_local_tm(const char *tz, int64_t t, struct tm *out);
+/* Unix time of the local midnight starting the local day that contains t. */
+int64_t rt_tz_local_midnight(const char *tz, int64_t t);
+/* Unix time of local wall-clock y-mon-day h:min (mon 1-12). Out-of-range
+ * fields are normalised as mktime does (day 32 = 1st of next month). */
+int64_t rt_tz_make(const char *tz, int y, int mon, int day, int h, int min);
+
+#endif

@@ -1,0 +1,184 @@
+/* test_stats.c -- campaign funnels, shares, median time to lead, LLM cost. */
+#include "t.h"
+#include "stats.h"
+#include "store.h"
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+static rt_store *open_store(void) {
+  char path[512], dir[512];
+  const char *src = getenv("RT_SOURCE_DIR");
+  snprintf(dir, sizeof dir, "%s/schema/sql", src && *src ? src : RT_SOURCE_DIR);
+  snprintf(path, sizeof path, "%s/stats.db", tmpdir);
+  unlink(path);
+  rt_store_opts o = {.sql_dir = dir, .sync_off = true};
+  rt_store *s = NULL;
+  char *err = NULL;
+  if (rt_store_open(path, &o, &s, &err) != RT_OK) {
+    fprintf(stderr, "store: %s\n", err);
+    exit(1);
+  }
+  return s;
+}
+
+static void ev(rt_store *s, int64_t at, int64_t conv, const char *flow, const char *camp,
+               const char *kind, const char *data) {
+  CHECK_INT(rt_store_event_add(s, at, conv, flow, camp, kind, data), RT_OK);
+}
+
+static void lead(rt_store *s, int64_t at, int64_t conv, const char *flow, const char *camp) {
+  rt_lead_in l = {.conv_id = conv, .at = at, .flow = flow, .campaign = camp};
+  CHECK_INT(rt_store_lead_add(s, &l, NULL), RT_OK);
+}
+
+static int64_t conv(rt_store *s, const char *chat, int64_t created) {
+  rt_conv_row r;
+  rt_store_conv_get(s, "console", chat, true, created, &r);
+  int64_t id = r.id;
+  rt_conv_row_clear(&r);
+  return id;
+}
+
+static void msg(rt_store *s, const char *chat, int64_t at) {
+  static int n;
+  char ext[32];
+  snprintf(ext, sizeof ext, "m%d", n++);
+  rt_store_inbox_add(s, "console", ext, chat, "text", "{}", at, NULL);
+}
+
+#define GET(o, ...) json_path(o, __VA_ARGS__, NULL)
+static json_t *json_path(json_t *o, ...) {
+  va_list ap;
+  va_start(ap, o);
+  const char *k;
+  while (o && (k = va_arg(ap, const char *))) o = json_object_get(o, k);
+  va_end(ap);
+  return o;
+}
+
+static double num(json_t *o) { return o ? json_number_value(o) : -1; }
+
+T(funnels_and_median) {
+  rt_store *s = open_store();
+  const int64_t T0 = 1741600000000LL, S = 1000;
+  int64_t c1 = conv(s, "c1", T0), c2 = conv(s, "c2", T0), c3 = conv(s, "c3", T0);
+  /* retention: 4 contacted, outcomes 1 silent, 2 need, 1 later */
+  for (int i = 0; i < 4; i++) ev(s, T0, c1, "retention", "retention", "contacted", NULL);
+  ev(s, T0, c1, "retention", "retention", "outcome", "{\"outcome\":\"silent\"}");
+  ev(s, T0, c1, "retention", "retention", "outcome", "{\"outcome\":\"need\"}");
+  ev(s, T0, c2, "retention", "retention", "outcome", "{\"outcome\":\"need\"}");
+  ev(s, T0, c3, "retention", "retention", "outcome", "{\"outcome\":\"later\"}");
+  ev(s, T0, c3, "retention", "retention", "later_kept", NULL);
+  ev(s, T0, c1, "retention", "retention", "offer", NULL);
+  ev(s, T0, c2, "retention", "retention", "offer", NULL);
+  ev(s, T0, c2, "retention", "retention", "offer_accepted", NULL);
+  ev(s, T0, c2, "retention", "retention", "outcome", "not json");   /* ignored safely */
+  /* gifts: 2 contacted, 1 ok */
+  ev(s, T0, c1, "gifts", "gifts", "contacted", NULL);
+  ev(s, T0, c2, "gifts", "gifts", "contacted", NULL);
+  ev(s, T0, c2, "gifts", "gifts", "outcome", "{\"outcome\":\"ok\"}");
+  /* before since: not counted */
+  ev(s, T0 - 100 * S, c1, "retention", "retention", "contacted", NULL);
+  ev(s, T0, c1, "lead", NULL, "handoff", NULL);
+  ev(s, T0, c1, "lead", NULL, "step_error", "{}");
+
+  /* Times to lead: c1 60 s (first message at +10, lead at +70); c2 200 s
+   * (no messages: from creation); c3 30 s and then 40 s (second episode
+   * starts at the first message after the first lead). */
+  msg(s, "c1", T0 + 10 * S);
+  msg(s, "c1", T0 + 20 * S);
+  lead(s, T0 + 70 * S, c1, "lead", "retention");
+  lead(s, T0 + 200 * S, c2, "lead", NULL);
+  msg(s, "c3", T0 + 5 * S);
+  lead(s, T0 + 35 * S, c3, "lead", "retention");
+  msg(s, "c3", T0 + 100 * S);
+  lead(s, T0 + 140 * S, c3, "lead", "gifts");
+  ev(s, T0, c1, "lead", NULL, "lead", "{\"lead_id\":1}");
+
+  /* LLM: 3 calls in 2 dialogs */
+  ev(s, T0, c1, "lead", NULL, "llm", "{\"prompt_tokens\":100,\"completion_tokens\":20,\"cost\":0.5}");
+  ev(s, T0, c1, "lead", NULL, "llm", "{\"prompt_tokens\":50,\"completion_tokens\":30,\"cost\":0.25}");
+  ev(s, T0, c2, "lead", NULL, "llm", "{\"prompt_tokens\":200,\"completion_tokens\":0,\"cost\":1.25}");
+
+  json_t *st = NULL;
+  char *err = NULL;
+  CHECK_INT(rt_stats_collect(s, T0, &st, &err), RT_OK);
+  CHECK(st != NULL);
+  free(err);
+  if (!st) return;
+  json_t *r = GET(st, "campaigns", "retention");
+  CHECK_INT(json_integer_value(GET(r, "contacted")), 4);
+  CHECK_INT(json_integer_value(GET(r, "outcomes", "silent", "count")), 1);
+  CHECK(fabs(num(GET(r, "outcomes", "silent", "share")) - 0.25) < 1e-9);
+  CHECK_INT(json_integer_value(GET(r, "outcomes", "need", "count")), 2);
+  CHECK(fabs(num(GET(r, "outcomes", "need", "share")) - 0.5) < 1e-9);
+  CHECK_INT(json_integer_value(GET(r, "outcomes", "later", "count")), 1);
+  CHECK_INT(json_integer_value(GET(r, "outcomes", "declined", "count")), 0);
+  CHECK(fabs(num(GET(r, "outcomes", "optout", "share"))) < 1e-9);
+  CHECK_INT(json_integer_value(GET(r, "later_kept")), 1);
+  CHECK_INT(json_integer_value(GET(r, "offers")), 2);
+  CHECK_INT(json_integer_value(GET(r, "offers_accepted")), 1);
+  CHECK_INT(json_integer_value(GET(r, "leads")), 2);
+  json_t *g = GET(st, "campaigns", "gifts");
+  CHECK_INT(json_integer_value(GET(g, "contacted")), 2);
+  CHECK(fabs(num(GET(g, "outcomes", "ok", "share")) - 0.5) < 1e-9);
+  CHECK_INT(json_integer_value(GET(g, "leads")), 1);
+  json_t *f = GET(st, "flows", "lead");
+  CHECK_INT(json_integer_value(GET(f, "leads")), 4);
+  CHECK(fabs(num(GET(f, "median_time_to_lead_s")) - 50.0) < 1e-9);   /* 30 40 60 200 */
+  CHECK_INT(json_integer_value(GET(f, "conversations")), 3);
+  CHECK_INT(json_integer_value(GET(st, "events", "handoff")), 1);
+  json_t *l = GET(st, "llm");
+  CHECK_INT(json_integer_value(GET(l, "tokens")), 400);
+  CHECK(fabs(num(GET(l, "cost")) - 2.0) < 1e-9);
+  CHECK_INT(json_integer_value(GET(l, "dialogs")), 2);
+  CHECK(fabs(num(GET(l, "per_dialog", "tokens")) - 200) < 1e-9);
+  CHECK(fabs(num(GET(l, "per_dialog", "cost")) - 1.0) < 1e-9);
+  CHECK(fabs(num(GET(l, "per_lead", "tokens")) - 100) < 1e-9);
+  CHECK(fabs(num(GET(l, "per_lead", "cost")) - 0.5) < 1e-9);
+
+  char *table = rt_stats_table(st);
+  CHECK(table && strstr(table, "retention") && strstr(table, "2 (50%)") && strstr(table, "50 с"));
+  if (getenv("T_VERBOSE")) fputs(table, stderr);
+  free(table);
+  json_decref(st);
+
+  /* All time: the early contact is counted too. */
+  CHECK_INT(rt_stats_collect(s, 0, &st, &err), RT_OK);
+  CHECK_INT(json_integer_value(GET(st, "campaigns", "retention", "contacted")), 5);
+  json_decref(st);
+  rt_store_close(s);
+}
+
+T(empty_store) {
+  rt_store *s = open_store();
+  json_t *st = NULL;
+  char *err = NULL;
+  CHECK_INT(rt_stats_collect(s, 0, &st, &err), RT_OK);
+  CHECK_INT(json_integer_value(GET(st, "campaigns", "retention", "contacted")), 0);
+  CHECK(fabs(num(GET(st, "campaigns", "gifts", "outcomes", "silent", "share"))) < 1e-9);
+  CHECK_INT(json_object_size(GET(st, "flows")), 0);
+  CHECK(fabs(num(GET(st, "llm", "per_lead", "cost"))) < 1e-9);
+  char *table = rt_stats_table(st);
+  CHECK(table != NULL);
+  free(table);
+  json_decref(st);
+  rt_store_close(s);
+}
+
+int main(void) {
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/test_stats.XXXXXX");
+  if (!mkdtemp(tmpdir)) return 1;
+  T_RUN(funnels_and_median);
+  T_RUN(empty_store);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+  if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmpdir);
+  return T_DONE();
+}
