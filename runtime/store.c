@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum {
   S_INBOX_ADD, S_INBOX_PENDING, S_INBOX_GET, S_INBOX_FINISH,
@@ -191,8 +192,21 @@ static int migrate(rt_store *s, const char *dir, char **err) {
 
 /* ---- open / close ---- */
 
+/* Creates the folders above path ("data/" of a new shop). */
+static void mkdir_parents(const char *path) {
+  char *p = rt_xstrdup(path);
+  for (char *q = p + 1; *q; q++) {
+    if (*q != '/') continue;
+    *q = '\0';
+    mkdir(p, 0755);
+    *q = '/';
+  }
+  free(p);
+}
+
 int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char **err) {
   rt_store *s = rt_xcalloc(1, sizeof *s);
+  if (strcmp(path, ":memory:") != 0) mkdir_parents(path);
   *out = NULL;
   int rc = sqlite3_open_v2(path, &s->db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);

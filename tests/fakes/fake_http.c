@@ -645,7 +645,13 @@ static int load_script(server *s, const char *file) {
     } else if (j) {
       u->body = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
       u->body_len = u->body ? strlen(u->body) : 0;
-      if (!u->headers || !json_object_get(u->headers, "Content-Type")) {
+      bool has_ct = false;
+      const char *hk;
+      json_t *hv;
+      if (u->headers)
+        json_object_foreach(u->headers, hk, hv)
+          if (strcasecmp(hk, "Content-Type") == 0) has_ct = true;
+      if (!has_ct) {
         /* a "json" rule is served as JSON unless told otherwise */
         json_t *hh = u->headers ? json_deep_copy(u->headers) : json_object();
         json_object_set_new(hh, "Content-Type", json_string("application/json"));

@@ -569,6 +569,37 @@ T(server_close_while_busy) {
   env_done(&e);
 }
 
+T(server_two_on_one_loop) {
+  env e;
+  env_init(&e, true);
+  rt_httpd *s2 = NULL;
+  char *err = NULL;
+  CHECK_INT(rt_httpd_new(&e.loop, ":0", &s2, &err), RT_OK);
+  free(err);
+  seen a = {0}, b = {0};
+  rt_httpd_route(e.httpd, "/", h_health, &a);
+  rt_httpd_route(s2, "/", h_health, &b);
+  int count = 0;
+  slot r1, r2;
+  get(&e, e.port, "/one", 0, 0, &r1, &count, NULL);
+  get(&e, rt_httpd_port(s2), "/two", 0, 0, &r2, &count, NULL);
+  CHECK(run_until(&e, &count, 2, 5000));
+  CHECK_INT(r1.status, 200);
+  CHECK_INT(r2.status, 200);
+  CHECK_STR(a.path, "/one");
+  CHECK_STR(b.path, "/two");
+  int closed2 = 0;
+  rt_httpd_close(s2, on_closed, &closed2);
+  CHECK(run_until(&e, &closed2, 1, 5000));
+  /* the first one still serves */
+  slot_free(&r2);
+  get(&e, e.port, "/again", 0, 0, &r2, &count, NULL);
+  CHECK(run_until(&e, &count, 3, 5000));
+  CHECK_INT(r2.status, 200);
+  slot_free(&r1), slot_free(&r2);
+  env_done(&e);
+}
+
 /* ---- tests: rt_http against fake_http --------------------------------------------- */
 
 T(client_concurrent_order) {
@@ -827,6 +858,7 @@ int main(void) {
   T_RUN(server_raw_requests);
   T_RUN(server_large_reply);
   T_RUN(server_close_while_busy);
+  T_RUN(server_two_on_one_loop);
   if (fake_start() != 0) {
     fprintf(stderr, "FAIL cannot start fake_http (set FAKE_HTTP)\n");
     t_tests_failed++;

@@ -1,0 +1,134 @@
+/* test_lapi_text.c -- the text table as flows see it. */
+#include "t.h"
+#include "text.h"
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+static lua_State *new_state(void) {
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  CHECK_INT(rt_luaopen_text(L), 1);
+  lua_setglobal(L, "text");
+  return L;
+}
+
+/* Runs a chunk; a failing assert fails the test with Lua's message. */
+static void run(lua_State *L, const char *code) {
+  if (luaL_dostring(L, code) != LUA_OK) {
+    fprintf(stderr, "  lua: %s\n", lua_tostring(L, -1));
+    CHECK(!"lua chunk failed");
+  }
+  lua_settop(L, 0);
+}
+
+T(table_shape) {
+  lua_State *L = luaL_newstate();
+  rt_luaopen_text(L);
+  CHECK(lua_istable(L, -1));
+  lua_getglobal(L, "text");
+  CHECK(lua_isnil(L, -1)); /* no globals set */
+  lua_close(L);
+  L = new_state();
+  run(L, "for _, f in ipairs{'norm','cars','car','vin','frame','phone','date','intent','is'} do\n"
+         "  assert(type(text[f]) == 'function', f) end");
+  lua_close(L);
+}
+
+T(norm_and_cars) {
+  lua_State *L = new_state();
+  run(L, "assert(text.norm('  ВСЁ  Хорошо ') == 'все хорошо')\n"
+         "assert(text.norm('a\\0B') == 'a b')\n"
+         "assert(text.norm('') == '')");
+  run(L, "local cs = text.cars('вин XW8ZZZ614BG012345, кузов GX110-6012345')\n"
+         "assert(#cs == 2)\n"
+         "assert(cs[1].kind == 'vin' and cs[1].value == 'XW8ZZZ614BG012345')\n"
+         "assert(cs[1].check_ok == true and cs[1].north_american == false)\n"
+         "assert(cs[2].kind == 'frame' and cs[2].value == 'GX110-6012345')\n"
+         "assert(cs[2].check_ok == false)\n"
+         "assert(next(text.cars('А123ВС77')) == nil)\n"
+         "local c = text.car('1HGCM82633A004352')\n"
+         "assert(c.kind == 'vin' and c.north_american and c.check_ok)\n"
+         "assert(text.car('привет') == nil)\n"
+         "assert(text.vin('xw8-zzz61-4bg012345') == 'XW8ZZZ614BG012345')\n"
+         "assert(text.vin('GX110-6012345') == nil)\n"
+         "assert(text.frame('DBA-NZE141-1234567') == 'NZE141-1234567')\n"
+         "assert(text.frame('04465-33450') == nil)");
+  lua_close(L);
+}
+
+T(phone_and_date) {
+  lua_State *L = new_state();
+  run(L, "assert(text.phone('звоните 8 912 345-67-89') == '+79123456789')\n"
+         "assert(text.phone('+380 67 123 45 67') == '+380671234567')\n"
+         "assert(text.phone('заказ 12345') == nil)");
+  /* 2026-11-23 12:00 Moscow, a Monday */
+  run(L, "local now = 1795424400\n"
+         "local at, kind, m = text.date('напишите через две недели', now)\n"
+         "assert(kind == 'relative' and m == 'через две недели', kind)\n"
+         "assert(at == 1796626800, at)\n" /* 2026-12-07 10:00 MSK */
+         "at, kind = text.date('после зарплаты', now, 'Europe/Moscow', {payday = {10, 25}, hour = 9})\n"
+         "assert(kind == 'payday' and at == 1795586400, at)\n" /* 2026-11-25 09:00 MSK */
+         "at = text.date('завтра', now, 'Asia/Vladivostok')\n"
+         "assert(at == 1795478400, at)\n" /* 2026-11-24 10:00 VLAT */
+         "at = text.date('завтра', now, nil, {})\n"
+         "assert(at == 1795503600, at)\n"
+         "assert(text.date('нужны колодки', now) == nil)\n"
+         "assert(select('#', text.date('нужны колодки', now)) == 1)");
+  lua_close(L);
+}
+
+T(intents) {
+  lua_State *L = new_state();
+  run(L, "local p, set = text.intent('пока не надо, может через месяц')\n"
+         "assert(p == 'later', p)\n"
+         "assert(set.later and set.declined and not set.need)\n"
+         "p, set = text.intent('здравствуйте')\n"
+         "assert(p == nil and next(set) == nil)\n"
+         "assert(text.intent('Не пишите мне больше') == 'stop')\n"
+         "assert(text.intent('нет, нужны ещё свечи') == 'need')\n"
+         "assert(text.is('нет спасибо', 'done'))\n"
+         "assert(text.is('нет спасибо', 'thanks'))\n"
+         "assert(not text.is('не нужно', 'need'))\n"
+         "assert(text.is('👍', 'yes'))");
+  lua_close(L);
+}
+
+T(misuse) {
+  lua_State *L = new_state();
+  static const char *const bad[] = {
+    "text.norm()", "text.norm({})", "text.cars(nil)", "text.vin()", "text.phone(true)",
+    "text.date('завтра')", "text.date('завтра', 1.5)", "text.date('завтра', 0, {})",
+    "text.date('завтра', 0, nil, 5)", "text.date('завтра', 0, nil, {hour = 25})",
+    "text.date('завтра', 0, nil, {hour = 'x'})", "text.date('завтра', 0, nil, {payday = 5})",
+    "text.date('завтра', 0, nil, {payday = {1,2,3,4,5}})",
+    "text.date('завтра', 0, nil, {payday = {0}})", "text.date('завтра', 0, nil, {payday = {}})",
+    "text.intent()", "text.is('да')", "text.is('да', 'maybe')",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char code[256];
+    snprintf(code, sizeof code,
+             "local ok, err = pcall(function() return %s end)\n"
+             "assert(not ok and tostring(err):find('bad argument', 1, true), tostring(err))",
+             bad[i]);
+    if (luaL_dostring(L, code) != LUA_OK) {
+      fprintf(stderr, "  %s: %s\n", bad[i], lua_tostring(L, -1));
+      CHECK(!"misuse not reported as an argument error");
+    }
+    lua_settop(L, 0);
+  }
+  /* numbers are strings to Lua, and an unknown zone is Moscow */
+  run(L, "assert(text.norm(42) == '42')\n"
+         "assert(text.date('завтра', 1795424400, 'Mars/Olympus') == 1795503600)");
+  lua_close(L);
+}
+
+int main(void) {
+  T_RUN(table_shape);
+  T_RUN(norm_and_cars);
+  T_RUN(phone_and_date);
+  T_RUN(intents);
+  T_RUN(misuse);
+  rt_text_cleanup();
+  return T_DONE();
+}
