@@ -218,7 +218,7 @@ static int app_run(const char *cmd, const char *shop_dir, const char *user) {
     } else {
       rt_httpd_route(a.httpd, "/healthz", on_health, &a);
       rt_httpd_route(a.httpd, "/metrics", on_metrics, &a);
-      rt_log(RT_LOG_INFO, "http", "listen=%s", listen);
+      rt_log(RT_LOG_INFO, "http", "listen=%s port=%d", listen, rt_httpd_port(a.httpd));
     }
   }
   if (rt_watch_new(&a.loop, a.e, rt_engine_flows_dir(a.e),

@@ -689,7 +689,7 @@ static const char *const W_AFTER_TOMORROW[] = {"послезавтра", "пос
 static const char *const W_THIS[] = {"эту", "этот", "эта", "этой", "ближайшую", "ближайший",
                                      "ближайшая", NULL};
 static const char *const W_THIS_PL[] = {"эти", "этих", "ближайшие", "ближайших", NULL};
-static const char *const W_THIS_MONTH[] = {"этого", "текущего", "этом", NULL};
+static const char *const W_THIS_MONTH[] = {"этого", "текущего", "этом", "этой", NULL};
 static const char *const W_DAY_SUFFIX[] = {"го", "ого", "му", "ому", NULL};
 static const char *const W_CHISLO[] = {"числа", "число", "числу", NULL};
 static const char *const W_NUM_SUFFIX[] = {"х", "ух", "ех", "ти", "ю", NULL};
@@ -1000,7 +1000,8 @@ static int r_monthday(const dctx *c, int i, int pi, dspec *d) {
   return e;
 }
 
-/* "в конце месяца", "в начале следующего месяца", "в середине декабря" */
+/* "в конце месяца", "в начале следующего месяца", "в середине декабря",
+ * "в конце недели" */
 static int r_month_part(const dctx *c, int i, int pi, dspec *d) {
   int op;
   const char *kind;
@@ -1011,6 +1012,12 @@ static int r_month_part(const dctx *c, int i, int pi, dspec *d) {
   bool nx;
   int j = skip_next(c, i + 1, &nx), mon = 0;
   if (!nx && wany(c, j, W_THIS_MONTH)) j++;
+  if (wpre(c, j, "недел")) {
+    /* "в конце недели" = Friday, "в начале следующей недели" = Monday */
+    if (op == OP_MONTH_START) *d = (dspec){OP_NEXT_WEEK, "next_week", 0, 0, 0, true};
+    else *d = (dspec){OP_WEEKDAY, "weekday", op == OP_MONTH_END ? 5 : 3, 0, 0, nx};
+    return j + 1;
+  }
   if (!(wpre(c, j, "месяц") || weq(c, j, "мес"))) {
     if (nx || !(mon = month_of(c, j))) return 0;
   }
@@ -1330,7 +1337,8 @@ static const char *const intent_src[P_COUNT] = {
     "|\\bнапиш\\w* (?:мне |нам )?(?:через|после|ближе|позже|попозже|как|когда|в |на |к )"
     "|\\bподумаю\\b|\\bнадо подумать\\b|\\bпосоветуюсь\\b|\\bпосмотрим\\b"
     "|\\bсам (?:напишу|позвоню|свяжусь)\\b|\\bпозвоню сам\\b|\\bкак[ -]нибудь\\b"
-    "|\\bне до этого\\b|\\bнекогда\\b|\\bпока не время\\b",
+    "|\\bне до этого\\b|\\bнекогда\\b|\\bпока не время\\b|\\bвечером\\b"
+    "|\\bчерез (?:\\w+ )?(?:час|часа|часов|часик|полчаса|минут\\w*)\\b",
   [P_DECLINED] =
     "(?<!\\bбольше )\\bничего (?:мне |нам |пока |уже )*(?:не )?(?:нужно|надо|требуется"
     "|интересует)\\b"

@@ -22,7 +22,8 @@
 
 #define RT_TZ_DEFAULT "Europe/Moscow"
 
-/* True when tz names a zone we can compute (TZif file or built-in table). */
+/* True when tz names a zone we can compute (TZif file or built-in table);
+ * NULL is not a name and gives false. */
 bool rt_tz_valid(const char *tz);
 /* UTC offset of tz at unix time t, in seconds east of UTC (Moscow: 10800).
  * Returns 0 or RT_EINVAL for an unknown zone (*off_sec untouched). */

@@ -1,0 +1,325 @@
+-- Заявка на запчасти (сценарий lead).
+--
+-- Виталий здоровается, просит VIN или номер кузова, собирает запчасти
+-- («Что-нибудь ещё?»), пока клиент не скажет «всё», показывает итог и
+-- передаёт заявку менеджеру. Все тексты — в lib/say.lua.
+--
+-- Шаги (где ждём следующее сообщение клиента):
+--   start     — первое сообщение разговора: приветствие и разбор сообщения
+--   intake    — то же без приветствия (сюда переходят из рассылок)
+--   car       — ждём VIN или номер кузова
+--   check_vin — в VIN, похоже, опечатка: ждём «да» или исправленный
+--   which_car — в сообщении два разных VIN: ждём, какой из них
+--   parts     — машина есть, ждём список запчастей
+--   more      — спросили «Что-нибудь ещё?»
+--   done      — заявка у менеджера
+--   remind    — будильник: менеджер не ответил за полчаса
+--   stopped   — клиент попросил не писать
+
+local say = require("say")
+local common = require("common")
+local parts = require("parts")
+local car = require("car")
+local words = require("words")
+
+-- Сколько сообщений без VIN терпим, прежде чем передать заявку менеджеру как есть.
+local CAR_TRIES = 3
+
+-- ---- Машина ----------------------------------------------------------------
+
+-- Запомнить машину. Новая — в список «Записал: …», замена — отдельной фразой.
+local function save_car(c, found, reply, saved)
+  local changed = c.slots.car ~= nil and c.slots.car ~= found.value
+  c.slots.car, c.slots.car_kind = found.value, found.kind
+  c.slots.vin_check, c.slots.choices = nil, nil
+  local name = car.describe(found.value, found.kind)
+  if changed then
+    say.add(reply, say.text("car_changed", { car = name }))
+  else
+    table.insert(saved, 1, name)
+  end
+end
+
+-- Принять найденную машину. Если это VIN Северной Америки с неверной
+-- контрольной цифрой, сначала просим проверить (второй раз тот же VIN —
+-- принимаем). Возвращает "check_vin", если переспросили.
+local function take_car(c, found, reply, saved)
+  if car.suspicious(found) and c.slots.vin_check ~= found.value then
+    c.slots.vin_check = found.value
+    return "check_vin"
+  end
+  save_car(c, found, reply, saved)
+  return nil
+end
+
+-- Несколько машин в одном сообщении: спрашиваем, какая.
+local function ask_which(c, cars, reply)
+  c.slots.choices = {}
+  local list = {}
+  for i, found in ipairs(cars) do
+    c.slots.choices[i] = { value = found.value, kind = found.kind,
+                           suspicious = car.suspicious(found) }
+    list[i] = i .. ") " .. car.describe(found.value, found.kind)
+  end
+  say.add(reply, say.text("which_car", { list = table.concat(list, " ") }))
+  return "which_car"
+end
+
+-- ---- Разбор сообщения ---------------------------------------------------------
+
+-- Читает из сообщения машину и запчасти, дописывает в reply/saved, что
+-- записали. Возвращает {next = шаг, если надо переспросить про машину,
+-- cars = сколько машин, parts = сколько новых запчастей, asked = был вопрос}.
+local function read_message(c, t, reply, saved)
+  local cars = car.find(t)
+  -- Пока машины нет, берём только явные запчасти («нужна ...», «колодки»).
+  local strict = c.slots.car == nil and #cars == 0
+  local found, asked = parts.extract(t, strict)
+  local added = {}
+  c.slots.parts = c.slots.parts or {}
+  for _, p in ipairs(found) do
+    if parts.add(c.slots.parts, p) then added[#added + 1] = p end
+  end
+  local m = { cars = #cars, parts = #added, asked = asked }
+  if #cars == 1 then m.next = take_car(c, cars[1], reply, saved) end
+  for _, p in ipairs(added) do saved[#saved + 1] = p end
+  if #saved > 0 then say.add(reply, say.text("saved", { what = parts.list(saved) })) end
+  if #cars > 1 then m.next = ask_which(c, cars, reply) end
+  if m.next == "check_vin" then say.add(reply, say.text("check_vin", { car = c.slots.vin_check })) end
+  return m
+end
+
+-- Клиент закончил перечислять: «нет», «всё», «больше ничего», «спасибо», «no».
+local function finished(t)
+  return text.is(t, "done") or text.is(t, "no") or text.is(t, "declined") or text.is(t, "thanks")
+end
+
+-- ---- Итог и передача менеджеру ------------------------------------------------
+
+-- Заявка готова: итог клиенту, заявка в базу, карточка менеджерам.
+local function finish(c, reply)
+  local list = c.slots.parts or {}
+  local car_name = car.describe(c.slots.car, c.slots.car_kind)
+  if c.slots.car_kind == "text" then
+    say.add(reply, say.text("no_car_handoff"))
+    car_name = "со слов клиента: «" .. c.slots.car .. "»"
+  elseif #list > 0 then
+    say.add(reply, say.text("summary", { car = car_name, parts = parts.list(list) }))
+  else
+    say.add(reply, say.text("summary_no_parts", { car = car_name }))
+  end
+  if c.slots.discount then
+    say.add(reply, say.text("discount_kept", { discount = common.number(c.slots.discount) }))
+  end
+  say.add(reply, common.manager_when())
+  c:say(say.join(reply))
+
+  c:lead({ car = c.slots.car, car_kind = c.slots.car_kind, parts = list, name = c.name,
+           phone = c.phone, discount = c.slots.discount, photos = c.slots.photos })
+  local photos = c.slots.photos and #c.slots.photos or 0
+  local card = common.card(c, {
+    { "Авто", car_name },
+    { "Запчасти", #list > 0 and parts.list(list) or "не названы" },
+    { "Фото", photos > 0 and (photos .. " шт.") or nil },
+    { "Скидка", c.slots.discount and (common.number(c.slots.discount) .. "%") or nil },
+    { "Рассылка", c.slots.campaign },
+  })
+  return common.handoff(c, "lead", "card_lead", card, "lead.remind")
+end
+
+-- Машины так и нет: берём то, что клиент написал о машине, и передаём.
+local function finish_without_car(c, reply)
+  c.slots.car = table.concat(c.slots.car_notes or {}, "; ")
+  c.slots.car_kind = "text"
+  return finish(c, reply)
+end
+
+-- ---- Следующий вопрос ---------------------------------------------------------
+
+-- Машина есть: спрашиваем запчасти или «Что-нибудь ещё?».
+local function after_car(c, reply, m)
+  if m.asked then say.add(reply, say.text("question_later")) end
+  if #(c.slots.parts or {}) == 0 then
+    say.add(reply, say.text("ask_parts"))
+    c:say(say.join(reply))
+    return "parts"
+  end
+  say.add(reply, say.text("ask_more"))
+  c:say(say.join(reply))
+  return "more"
+end
+
+-- Машины нет: просим VIN — с подсказкой, почему не подошло то, что прислали.
+local function ask_car(c, ev, reply, m, first)
+  local t = ev.text or ""
+  if text.phone(t) and m.parts == 0 then
+    say.add(reply, say.text("not_vin_phone"))
+  elseif car.has_plate(t) then
+    say.add(reply, say.text("not_vin_plate"))
+  elseif first or m.parts > 0 then
+    say.add(reply, say.text("ask_car"))
+  elseif ev.kind == "photo" then
+    say.add(reply, say.text("car_as_text"))
+  elseif common.blank(t) then
+    say.add(reply, say.text("blank_car"))
+  elseif m.asked or words.has_phrase(text.norm(t), words.vin_help) then
+    say.add(reply, say.text("car_where"))
+  else
+    c.slots.car_tries = (c.slots.car_tries or 0) + 1
+    c.slots.car_notes = c.slots.car_notes or {}
+    table.insert(c.slots.car_notes, utf8.len(t) > 100 and t:sub(1, utf8.offset(t, 101) - 1) or t)
+    if c.slots.car_tries >= CAR_TRIES then return finish_without_car(c, reply) end
+    say.add(reply, say.text("no_car"))
+  end
+  c:say(say.join(reply))
+  return "car"
+end
+
+-- Разобрать сообщение, пока ждём машину (и в самом первом сообщении).
+local function intake(c, ev, prefix, first)
+  local reply, saved = {}, {}
+  say.add(reply, prefix)
+  local stop = common.pre(c, ev, reply)
+  if stop then return stop end
+  local m = read_message(c, ev.text or "", reply, saved)
+  if m.next then
+    c:say(say.join(reply))
+    return m.next
+  end
+  if c.slots.car then return after_car(c, reply, m) end
+  return ask_car(c, ev, reply, m, first)
+end
+
+-- Номер варианта в ответе на «для какой машины?»: «2», «второй», «первая».
+local function choice_number(t)
+  local n = text.norm(t)
+  local digit = n:match("^%D*(%d)%D*$")
+  if digit then return tonumber(digit) end
+  if n:find("перв") then return 1 end
+  if n:find("втор") then return 2 end
+  if n:find("трет") then return 3 end
+  return nil
+end
+
+return flow "lead" {
+  version = 1,
+
+  -- Первое сообщение: забываем прошлый разговор, здороваемся, читаем сообщение.
+  start = function(c, ev)
+    common.reset(c)
+    c:cancel("lead.remind")
+    return intake(c, ev, say.text("hello"), true)
+  end,
+
+  -- Вход из рассылки: без приветствия и с тем, что уже записано (скидка,
+  -- рассылка). c.slots.intro — фраза перед ответом, если рассылка её задала.
+  intake = function(c, ev)
+    local intro = c.slots.intro
+    c.slots.intro = nil
+    return intake(c, ev, intro, true)
+  end,
+
+  -- Ждём VIN или номер кузова.
+  car = function(c, ev)
+    return intake(c, ev, nil, false)
+  end,
+
+  -- В VIN опечатка? Ждём «да» или исправленный VIN.
+  check_vin = function(c, ev)
+    local reply, saved = {}, {}
+    local stop = common.pre(c, ev, reply)
+    if stop then return stop end
+    local t = ev.text or ""
+    if #car.find(t) == 0 and text.is(t, "yes") then
+      save_car(c, { value = c.slots.vin_check, kind = "vin" }, reply, saved)
+      say.add(reply, say.text("saved", { what = parts.list(saved) }))
+      return after_car(c, reply, {})
+    end
+    local m = read_message(c, t, reply, saved)
+    if m.next then
+      c:say(say.join(reply))
+      return m.next
+    end
+    if m.cars > 0 then return after_car(c, reply, m) end
+    say.add(reply, say.text("check_vin_again", { car = c.slots.vin_check }))
+    c:say(say.join(reply))
+    return "check_vin"
+  end,
+
+  -- Два VIN в одном сообщении: ждём номер варианта или сам VIN.
+  which_car = function(c, ev)
+    local t = ev.text or ""
+    if #car.find(t) > 0 then return intake(c, ev, nil, false) end
+    local reply, saved = {}, {}
+    local stop = common.pre(c, ev, reply)
+    if stop then return stop end
+    local pick = c.slots.choices and c.slots.choices[choice_number(t) or 0]
+    if not pick then
+      local list = {}
+      for i, ch in ipairs(c.slots.choices or {}) do
+        list[i] = i .. ") " .. car.describe(ch.value, ch.kind)
+      end
+      say.add(reply, say.text("which_car", { list = table.concat(list, " ") }))
+      c:say(say.join(reply))
+      return "which_car"
+    end
+    local found = { value = pick.value, kind = pick.kind,
+                    north_american = pick.suspicious, check_ok = not pick.suspicious }
+    if take_car(c, found, reply, saved) then
+      say.add(reply, say.text("check_vin", { car = c.slots.vin_check }))
+      c:say(say.join(reply))
+      return "check_vin"
+    end
+    say.add(reply, say.text("saved", { what = parts.list(saved) }))
+    return after_car(c, reply, {})
+  end,
+
+  -- Машина есть, запчастей ещё нет.
+  parts = function(c, ev)
+    local reply, saved = {}, {}
+    local stop = common.pre(c, ev, reply)
+    if stop then return stop end
+    local t = ev.text or ""
+    local m = read_message(c, t, reply, saved)
+    if m.next then
+      c:say(say.join(reply))
+      return m.next
+    end
+    local nothing = m.parts == 0 and m.cars == 0
+    if nothing and finished(t) then return finish(c, reply) end
+    if nothing and common.blank(t) and ev.kind ~= "photo" then
+      say.add(reply, say.text("blank_parts"))
+      c:say(say.join(reply))
+      return "parts"
+    end
+    return after_car(c, reply, m)
+  end,
+
+  -- «Что-нибудь ещё?»
+  more = function(c, ev)
+    local reply, saved = {}, {}
+    local stop = common.pre(c, ev, reply)
+    if stop then return stop end
+    local t = ev.text or ""
+    local m = read_message(c, t, reply, saved)
+    if m.next then
+      c:say(say.join(reply))
+      return m.next
+    end
+    if m.parts > 0 or m.cars > 0 or m.asked then return after_car(c, reply, m) end
+    if finished(t) then return finish(c, reply) end
+    if text.is(t, "yes") then
+      say.add(reply, say.text("more_which"))
+    elseif ev.kind == "photo" then
+      say.add(reply, say.text("ask_more"))
+    else
+      say.add(reply, say.text("blank_more"))
+    end
+    c:say(say.join(reply))
+    return "more"
+  end,
+
+  done = common.done,
+  remind = common.remind,
+  stopped = common.stopped,
+}

@@ -1,0 +1,239 @@
+-- Общие помощники для всех сценариев Виталия: отписка, фото, телефон,
+-- передача менеджеру, напоминание, итоги рассылок, даты словами.
+
+local say = require("say")
+local words = require("words")
+local parts = require("parts")
+
+local M = {}
+
+-- Все будильники, которые ставят сценарии. При отписке отменяем их все.
+M.TIMERS = { "lead.remind", "inquiry.remind", "gifts.remind", "retention.silent",
+             "retention.remind", "retention.offer_expired", "gifts.silent" }
+
+-- Забыть всё о прошлом разговоре (новая заявка, новая рассылка).
+function M.reset(c)
+  for k in pairs(c.slots) do c.slots[k] = nil end
+end
+
+-- Пустое сообщение: ни букв, ни цифр, ни понятного смайлика вроде 👍.
+function M.blank(t)
+  return parts.letters(t or "") == 0 and text.intent(t or "") == nil
+end
+
+-- Клиент просит не писать: «стоп», «не пишите», «отпишитесь».
+function M.wants_stop(t)
+  return text.is(t or "", "stop")
+end
+
+-- Записать итог рассылки для статистики. Итог у контакта один — первый;
+-- отписка записывается всегда, интерес к аксессуарам — вдобавок к «ok».
+function M.outcome(c, name, extra)
+  local campaign = c.slots.campaign
+  if not campaign then return end
+  local first = c.slots.outcome == nil
+  if first or name == "optout" or name == "accessory_interest" then
+    local data = { campaign = campaign, outcome = name }
+    for k, v in pairs(extra or {}) do data[k] = v end
+    c:record("outcome", data)
+  end
+  if first then c.slots.outcome = name end
+end
+
+-- Клиент отписался: говорим один раз и больше не пишем.
+function M.optout(c)
+  c:optout()
+  c:say(say.text("optout"))
+  M.outcome(c, "optout")
+  for _, name in ipairs(M.TIMERS) do c:cancel(name) end
+  c.slots.optout = true
+  return "stopped"
+end
+
+-- Запоминаем фото (их номера уйдут в заявку) и благодарим.
+function M.keep_photos(c, ev, reply)
+  c.slots.photos = c.slots.photos or {}
+  for _, p in ipairs(ev.photos or {}) do
+    if type(p) == "table" and p.id then
+      c.slots.photos[#c.slots.photos + 1] = tostring(p.id)
+    end
+  end
+  say.add(reply, say.text("photo_thanks"))
+end
+
+-- Общее начало каждого шага, где ждём ответа клиента: отписка, телефон,
+-- фото. reply — список кусков ответа (туда добавится «спасибо за фото»).
+-- Возвращает "stopped", если клиент отписался (шаг должен вернуть это).
+function M.pre(c, ev, reply)
+  local t = ev.text or ""
+  if M.wants_stop(t) then return M.optout(c) end
+  local phone = text.phone(t)
+  if not phone and type(ev.contact) == "table" and ev.contact.phone then
+    phone = text.phone(tostring(ev.contact.phone))
+  end
+  if phone then c.phone = phone end
+  if ev.kind == "photo" then M.keep_photos(c, ev, reply) end
+  return nil
+end
+
+-- Шаг после отписки: молчим. Если клиент сам пришёл за покупкой
+-- (прислал VIN или написал, что нужно), начинаем заново.
+function M.stopped(c, ev)
+  local t = ev.text or ""
+  if ev.kind ~= "wake" and not M.wants_stop(t) and (#text.cars(t) > 0 or text.is(t, "need")) then
+    c.slots.optout = nil
+    return c:switch(shop.flows.start)
+  end
+  return "stopped"
+end
+
+-- ---- Даты словами -----------------------------------------------------------
+
+-- «9:00»
+local function clock(t)
+  local d = time["local"](t)
+  return string.format("%d:%02d", d.hour, d.min)
+end
+
+-- Тот же день?
+local function same_day(a, b)
+  local x, y = time["local"](a), time["local"](b)
+  return x.year == y.year and x.month == y.month and x.day == y.day
+end
+
+-- Когда ответит менеджер: «сегодня с 9:00», «завтра с 9:00»,
+-- «в понедельник, 9 марта, с 9:00».
+function M.when(t)
+  local now = time.now()
+  if same_day(t, now) then return "сегодня с " .. clock(t) end
+  if same_day(t, now + 86400) then return "завтра с " .. clock(t) end
+  local wday = time["local"](t).wday
+  return say.WEEKDAYS[wday] .. ", " .. time.human(t) .. ", с " .. clock(t)
+end
+
+-- До какого времени действует предложение: «3 марта, 10:00».
+function M.until_text(t)
+  return time.human(t) .. ", " .. clock(t)
+end
+
+-- Число по-русски: 5 -> «5», 7.5 -> «7,5», 12500 -> «12 500».
+function M.number(n)
+  local s
+  if n == math.floor(n) then s = string.format("%d", math.floor(n))
+  else s = string.format("%.1f", n):gsub("%.", ",") end
+  local int, rest = s:match("^(%d+)(.*)$")
+  if int and #int > 4 then
+    int = int:reverse():gsub("(%d%d%d)", "%1 "):reverse():gsub("^ ", "")
+    s = int .. rest
+  end
+  return s
+end
+
+-- Слово после числа: plural(5, "бонус", "бонуса", "бонусов") -> «бонусов».
+function M.plural(n, one, few, many)
+  if n ~= math.floor(n) then return few end
+  local n10, n100 = n % 10, n % 100
+  if n10 == 1 and n100 ~= 11 then return one end
+  if n10 >= 2 and n10 <= 4 and (n100 < 12 or n100 > 14) then return few end
+  return many
+end
+
+-- ---- Имя клиента --------------------------------------------------------------
+
+-- Как обратиться: «Иванов Иван Петрович» -> «Иван Петрович»,
+-- «Иванов Иван» -> «Иван», «Анна» -> «Анна». Без имени — nil.
+function M.call_name(full)
+  if type(full) ~= "string" then return nil end
+  local list = {}
+  for w in full:gmatch("%S+") do list[#list + 1] = w end
+  if #list >= 3 then return list[2] .. " " .. list[3] end
+  if #list == 2 then
+    local first = text.norm(list[1])
+    for _, ending in ipairs(words.surname_endings) do
+      if first:sub(-#ending) == ending then return list[2] end
+    end
+    return list[1]
+  end
+  return list[1]
+end
+
+-- Приветствие: «Здравствуйте, Иван Петрович!» или просто «Здравствуйте!».
+function M.hi(full_name)
+  local name = M.call_name(full_name)
+  if name then return say.text("hi_name", { name = name }) end
+  return say.text("hi")
+end
+
+-- ---- Передача менеджеру ---------------------------------------------------
+
+-- Кто клиент, одной строкой для менеджера: «Иван, +79121234567».
+function M.who(c)
+  local list = {}
+  if c.name then list[#list + 1] = c.name end
+  if c.phone then list[#list + 1] = c.phone end
+  if #list == 0 then return "имя и телефон не указаны" end
+  return table.concat(list, ", ")
+end
+
+-- Строки карточки для менеджеров: «Поле: значение» (пустые пропускаем),
+-- затем кто клиент и где его чат.
+function M.card(c, fields)
+  local lines = {}
+  for _, f in ipairs(fields) do
+    if f[2] ~= nil and f[2] ~= "" then lines[#lines + 1] = f[1] .. ": " .. tostring(f[2]) end
+  end
+  lines[#lines + 1] = "Клиент: " .. M.who(c)
+  lines[#lines + 1] = "Чат: " .. c.channel .. ":" .. c.chat
+  return table.concat(lines, "\n")
+end
+
+-- «30m» из shop.json -> «30 минут», «2h» -> «2 часа».
+function M.duration_text(d)
+  local minutes = math.floor((time.duration(d) or 0) / 60)
+  if minutes < 60 or minutes % 60 ~= 0 then
+    return minutes .. " " .. M.plural(minutes, "минуту", "минуты", "минут")
+  end
+  local hours = minutes // 60
+  return hours .. " " .. M.plural(hours, "час", "часа", "часов")
+end
+
+-- Что сказать клиенту о том, когда ответит менеджер.
+function M.manager_when()
+  if time.is_open() then return say.text("handoff_open") end
+  return say.text("handoff_closed", { when = M.when(time.next_open()) })
+end
+
+-- Передать разговор менеджеру: карточка в чат менеджеров (title — имя
+-- заголовка в say.lua, card — строки из M.card) и будильник remind_step
+-- через handoff.remind_after из shop.json. Клиенту пишет сам сценарий.
+function M.handoff(c, reason, title, card, remind_step)
+  c.slots.card = card
+  c:handoff(reason)
+  c:notify(say.text(title) .. "\n" .. card)
+  c:wake(shop.handoff.remind_after, remind_step)
+  return "done"
+end
+
+-- Шаг-будильник после передачи менеджеру (lead.remind и т. п.).
+-- Если менеджер так и не взял разговор и магазин открыт — извиняемся перед
+-- клиентом и напоминаем менеджерам. Если закрыт — переносим на открытие.
+function M.remind(c, ev)
+  if c.mode ~= "handoff" then return "done" end
+  if not time.is_open() then
+    c:wake(time.next_open(), c.flow .. "." .. c.step)
+    return "done"
+  end
+  c:say(say.text("hold"))
+  local head = say.text("card_remind", { after = M.duration_text(shop.handoff.remind_after) })
+  c:notify(head .. "\n" .. (c.slots.card or ("Чат: " .. c.channel .. ":" .. c.chat)))
+  return "done"
+end
+
+-- Шаг done: разговор у менеджера. Сюда попадает только следующее
+-- сообщение после того, как менеджер вернул разговор боту, — начинаем
+-- сначала.
+function M.done(c, ev)
+  return c:switch(shop.flows.start)
+end
+
+return M

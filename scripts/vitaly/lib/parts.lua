@@ -1,0 +1,172 @@
+-- Список запчастей (или товаров) из свободного текста клиента.
+--
+-- «здравствуйте, вин XW8ZZZ614BG012345, нужны колодки и масляный фильтр»
+--   -> {"колодки", "масляный фильтр"}
+-- Как это делается:
+--   1. из текста убираем VIN, номер кузова, госномер и телефон;
+--   2. режем на кусочки по строкам, запятым, точкам и союзу «и»;
+--   3. у каждого кусочка отрезаем слова-связки («нужны», «ещё», «вин» —
+--      список в lib/words.lua);
+--   4. оставляем то, что похоже на название: короткое, с буквами, и не
+--      «нет» / «всё» / «спасибо».
+
+local words = require("words")
+local car = require("car")
+
+local M = {}
+
+M.MAX_CHARS = 600        -- из очень длинного сообщения читаем только начало
+M.MAX_ITEM = 60          -- длиннее 60 знаков — уже не название запчасти
+M.MAX_WORDS = 8          -- и больше 8 слов тоже
+M.MAX_PER_MESSAGE = 10   -- больше 10 позиций из одного сообщения не берём
+
+-- Сколько в строке букв и цифр (русских и латинских).
+function M.letters(s)
+  local n = 0
+  for _, cp in utf8.codes(text.norm(s)) do
+    if (cp >= 48 and cp <= 57) or (cp >= 97 and cp <= 122) or (cp >= 0x430 and cp <= 0x44F) then
+      n = n + 1
+    end
+  end
+  return n
+end
+
+-- Первые n символов строки (букву пополам не режет).
+local function head(s, n)
+  local cut = utf8.offset(s, n + 1)
+  if cut then return s:sub(1, cut - 1) end
+  return s
+end
+
+-- Слова строки списком.
+local function split(s)
+  local list = {}
+  for w in s:gmatch("%S+") do list[#list + 1] = w end
+  return list
+end
+
+-- Убирает из списка слов самую короткую цепочку подряд, для которой
+-- matches(цепочка) истинно: из «вин XW8 ZZZ 614BG012345 колодки» уходит
+-- сам VIN, «вин» и «колодки» остаются.
+local function remove_run(list, matches)
+  for len = 1, math.min(#list, 17) do
+    for i = 1, #list - len + 1 do
+      if matches(table.concat(list, " ", i, i + len - 1)) then
+        for _ = 1, len do table.remove(list, i) end
+        return true
+      end
+    end
+  end
+  return false
+end
+
+-- Убирает из списка слов все VIN и номера кузова.
+local function drop_cars(list)
+  for _, found in ipairs(car.find(table.concat(list, " "))) do
+    remove_run(list, function(run)
+      for _, c in ipairs(car.find(run)) do
+        if c.value == found.value then return true end
+      end
+      return false
+    end)
+  end
+end
+
+-- Убирает из списка слов телефоны и госномера (не больше трёх каждого).
+local function drop_phones_and_plates(list)
+  for _ = 1, 3 do
+    local phone = text.phone(table.concat(list, " "))
+    if not phone then break end
+    if not remove_run(list, function(run) return text.phone(run) == phone end) then break end
+  end
+  for _ = 1, 3 do
+    if not remove_run(list, car.is_plate) then break end
+  end
+end
+
+-- Слово-связка? (сравниваем без знаков препинания по краям)
+local function is_filler(w, set)
+  local n = text.norm(w):gsub("^%p+", ""):gsub("%p+$", "")
+  return n == "" or set[n] == true or M.letters(n) == 0
+end
+
+-- Отрезает связки в начале и в конце кусочка.
+local function trim(s)
+  local list = split(s)
+  while #list > 0 and is_filler(list[1], words.lead_in_set) do table.remove(list, 1) end
+  while #list > 0 and is_filler(list[#list], words.tail_set) do table.remove(list) end
+  local r = table.concat(list, " ")
+  r = r:gsub("^[%s,%.:;!%?%-]+", ""):gsub("[%s,%.:;!%?%-]+$", "")
+  return r
+end
+
+-- Режет текст на кусочки: {text = «нужны колодки», question = false}.
+local function pieces(s)
+  s = s:gsub("%?", "?\n"):gsub("[!;]", "\n"):gsub("%.%s", "\n"):gsub("%.$", "")
+  local out = {}
+  for line in (s .. "\n"):gmatch("([^\n]*)\n") do
+    local question = line:find("?", 1, true) ~= nil
+    for chunk in (line .. ","):gmatch("([^,]*),") do
+      local cur = {}
+      for _, w in ipairs(split(chunk)) do
+        local n = text.norm(w)
+        if n == "и" or n == "+" or n == "плюс" or n == "&" then
+          out[#out + 1] = { text = table.concat(cur, " "), question = question }
+          cur = {}
+        else
+          cur[#cur + 1] = w
+        end
+      end
+      out[#out + 1] = { text = table.concat(cur, " "), question = question }
+    end
+  end
+  return out
+end
+
+-- Похоже ли на название запчасти?
+--   item — кусочек без связок, piece — он же со связками;
+--   strict — брать только явные запчасти («нужна крестовина», «колодки»),
+--   так делаем, пока ждём VIN: иначе «как дела» попадёт в заявку.
+local function looks_like_part(item, piece, strict)
+  if M.letters(item) < 2 then return false end
+  if utf8.len(item) > M.MAX_ITEM or #split(item) > M.MAX_WORDS then return false end
+  if strict or piece.question then return text.is(piece.text, "need") end
+  if text.is(item, "need") then return true end
+  return text.intent(item) == nil
+end
+
+-- Главная функция: список запчастей из текста и был ли в нём вопрос,
+-- из которого запчасть не вышла («а доставка есть?»).
+function M.extract(s, strict)
+  s = head(s or "", M.MAX_CHARS):gsub("[\r\n]+", " , ")
+  local list = split(s)
+  drop_cars(list)
+  drop_phones_and_plates(list)
+  local found, asked = {}, false
+  for _, piece in ipairs(pieces(table.concat(list, " "))) do
+    local item = trim(piece.text)
+    if #found < M.MAX_PER_MESSAGE and looks_like_part(item, piece, strict) then
+      M.add(found, item)
+    elseif piece.question and M.letters(piece.text) > 0 then
+      asked = true
+    end
+  end
+  return found, asked
+end
+
+-- Добавляет запчасть в список, если такой ещё нет. Возвращает true, если добавил.
+function M.add(list, item)
+  local n = text.norm(item)
+  for _, have in ipairs(list) do
+    if text.norm(have) == n then return false end
+  end
+  list[#list + 1] = item
+  return true
+end
+
+-- Список через запятую: «колодки, свечи».
+function M.list(list)
+  return table.concat(list, ", ")
+end
+
+return M
