@@ -11,7 +11,7 @@
 set -eu
 cd "$(dirname "$0")"
 
-PKGS="build-essential cmake pkg-config liblua5.4-dev libwebsockets-dev libcurl4-openssl-dev \
+PKGS="build-essential cmake pkg-config sqlite3 liblua5.4-dev libwebsockets-dev libcurl4-openssl-dev \
 libjansson-dev libpcre2-dev libuv1-dev libsqlite3-dev curl procps"
 
 install_missing() {

@@ -20,7 +20,9 @@
 
 #define BATCH_ROWS 10000
 #define BUF_INIT (1u << 20)
+#ifndef IMPORT_CACHE_KB
 #define IMPORT_CACHE_KB (-65536LL)   /* 64 MiB of page cache while importing */
+#endif
 
 /* ---- columns and their names ---- */
 
@@ -511,7 +513,9 @@ static const char *q_sql[Q_COUNT] = {
  * order id. Stable order (seq) keeps the file's order among rows of one key,
  * so the last row of a phone still wins. */
 
+#ifndef CHUNK_BYTES
 #define CHUNK_BYTES (96u << 20)   /* arena size that triggers a write-out */
+#endif
 #define BLOCK_BYTES (4u << 20)
 
 enum { S_PHONE, S_NAME, S_TG, S_WA, S_TZ, S_CAR, S_ORDER, S_PRODUCT, S_CATEGORY,

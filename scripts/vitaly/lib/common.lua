@@ -54,9 +54,7 @@ end
 function M.keep_photos(c, ev, reply)
   c.slots.photos = c.slots.photos or {}
   for _, p in ipairs(ev.photos or {}) do
-    if type(p) == "table" and p.id then
-      c.slots.photos[#c.slots.photos + 1] = tostring(p.id)
-    end
+    if type(p) == "table" and p.id then parts.add(c.slots.photos, tostring(p.id)) end
   end
   say.add(reply, say.text("photo_thanks"))
 end
@@ -197,9 +195,10 @@ function M.duration_text(d)
   return hours .. " " .. M.plural(hours, "час", "часа", "часов")
 end
 
--- Что сказать клиенту о том, когда ответит менеджер.
-function M.manager_when()
-  if time.is_open() then return say.text("handoff_open") end
+-- Что сказать клиенту о том, когда ответит менеджер. open_key — текст для
+-- рабочего времени (по умолчанию handoff_open).
+function M.manager_when(open_key)
+  if time.is_open() then return say.text(open_key or "handoff_open") end
   return say.text("handoff_closed", { when = M.when(time.next_open()) })
 end
 

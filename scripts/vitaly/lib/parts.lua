@@ -48,11 +48,13 @@ end
 -- Убирает из списка слов самую короткую цепочку подряд, для которой
 -- matches(цепочка) истинно: из «вин XW8 ZZZ 614BG012345 колодки» уходит
 -- сам VIN, «вин» и «колодки» остаются.
-local function remove_run(list, matches)
+-- where(i), если задана, узнаёт, с какого места убрали.
+local function remove_run(list, matches, where)
   for len = 1, math.min(#list, 17) do
     for i = 1, #list - len + 1 do
       if matches(table.concat(list, " ", i, i + len - 1)) then
         for _ = 1, len do table.remove(list, i) end
+        if where then where(i) end
         return true
       end
     end
@@ -72,12 +74,27 @@ local function drop_cars(list)
   end
 end
 
--- Убирает из списка слов телефоны и госномера (не больше трёх каждого).
+-- Слова, которые стоят перед номером телефона: «мой телефон 8912…».
+local PHONE_WORDS = { ["мой"] = true, ["телефон"] = true, ["тел"] = true, ["номер"] = true,
+                      ["телефона"] = true, ["моб"] = true, ["звоните"] = true, ["на"] = true }
+
+-- Убирает из списка слов телефоны (вместе с «мой телефон» перед ними)
+-- и госномера — не больше трёх каждого.
 local function drop_phones_and_plates(list)
   for _ = 1, 3 do
     local phone = text.phone(table.concat(list, " "))
     if not phone then break end
-    if not remove_run(list, function(run) return text.phone(run) == phone end) then break end
+    local at
+    local removed = remove_run(list, function(run)
+      return text.phone(run) == phone
+    end, function(i) at = i end)
+    if not removed then break end
+    while at and at > 1 do
+      local w = text.norm(list[at - 1]):gsub("%p+$", "")
+      if not PHONE_WORDS[w] then break end
+      table.remove(list, at - 1)
+      at = at - 1
+    end
   end
   for _ = 1, 3 do
     if not remove_run(list, car.is_plate) then break end

@@ -32,6 +32,11 @@ return flow "main" {
       if r then c:say("цена " .. tostring(r.json and r.json.price)) else c:say("нет связи: " .. err) end
       return
     end
+    if t == "slow" then
+      local r, err = http.get(shop.shop.slow_url)
+      c:say("медленный ответ: " .. (r and r.body or tostring(err)))
+      return
+    end
     if t == "handoff" then c:say("зову менеджера") c:handoff("asked") return end
     if t == "notify" then c:notify("менеджерам: " .. c.chat) c:say("сообщил") return end
     if t == "lead" then

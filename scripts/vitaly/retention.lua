@@ -1,0 +1,287 @@
+-- Возврат постоянных клиентов (сценарий retention).
+--
+-- Рассылка (shopbot campaign retention) будит разговор в шаге checkin.
+-- Виталий благодарит клиента за покупки и спрашивает, не нужны ли
+-- запчасти. Итоги для статистики (c:record "outcome"):
+--   need     — нужны: переходим к заявке (lead), заявка помечается рассылкой
+--   later    — «позже»: договариваемся о дате и напоминаем в этот день
+--   declined — ничего не нужно: говорим про бонусы и предлагаем скидку
+--   silent   — не ответил за retention.silent_after (3 дня)
+--   problem  — жалоба: передаём менеджеру
+--   optout   — «стоп»: больше не пишем
+-- Итог у контакта один (первый), кроме отписки. Дополнительно пишутся
+-- contacted, later_kept (после напоминания всё-таки что-то нужно), offer,
+-- offer_accepted, offer_expired.
+--
+-- Шаги:
+--   checkin       — будильник рассылки: первое сообщение
+--   answer        — ждём ответа (и после напоминания тоже)
+--   when          — клиент сказал «позже», спросили когда
+--   later_wait    — дата назначена, ждём её
+--   remind        — будильник: назначенный день настал
+--   silent        — будильник: клиент так и не ответил
+--   offer         — предложили скидку, ждём «хочу»
+--   offer_expired — будильник: срок скидки вышел
+--   hold          — будильник: менеджер не ответил на жалобу за полчаса
+--   done, stopped — у менеджера / клиент отписался
+
+local say = require("say")
+local common = require("common")
+local words = require("words")
+
+local CAMPAIGN = "retention"
+
+-- Приветствие по имени из базы клиентов, если оно там есть.
+local function hi(c)
+  local customer = c:customer()
+  return common.hi(customer and customer.name)
+end
+
+-- Настройки для text.date: дни зарплаты из shop.json, напоминаем в 11:00.
+local function date_opts()
+  local paydays = {}
+  for i = 1, math.min(#shop.payday, 4) do paydays[i] = shop.payday[i] end
+  return { payday = paydays, hour = 11 }
+end
+
+-- Дата из ответа («через две недели», «после зарплаты», «15-го»),
+-- сдвинутая в рабочее время магазина, или nil.
+local function date_in(t)
+  local at = text.date(t, time.now(), shop.timezone, date_opts())
+  if at then return time.next_open(at) end
+  return nil
+end
+
+-- Через две недели в 11:00 (или ближайшее рабочее время после).
+local function two_weeks()
+  local d = time["local"](time.now() + 14 * 86400)
+  return time.next_open(time.make(d.year, d.month, d.day, 11, 0))
+end
+
+-- Клиент что-то ответил по делу: будильник «молчит» больше не нужен.
+local function answered(c)
+  c:cancel("retention.silent")
+end
+
+-- Договорились о дате: будильник и ответ клиенту.
+local function schedule(c, at, key)
+  answered(c)
+  c:wake(at, "retention.remind")
+  common.outcome(c, "later", { at = time.format(at) })
+  c:say(say.text(key, { date = time.human(at) }))
+  return "later_wait"
+end
+
+-- Клиенту что-то нужно: переходим к заявке с этим же сообщением
+-- («да, нужны колодки» — колодки уже будут в заявке).
+local function to_lead(c, intro)
+  answered(c)
+  c:cancel("retention.remind")
+  if c.slots.reminded then
+    c:record("later_kept", { campaign = CAMPAIGN })
+    c.slots.reminded = nil
+  end
+  common.outcome(c, "need")
+  c.slots.intro = intro
+  return c:switch("lead", "intake")
+end
+
+-- Сколько бонусов на счёте, словами: «350 бонусов», или nil.
+local function bonus_text(c)
+  local customer = c:customer()
+  local bonus = customer and tonumber(customer.bonus_balance)
+  if not bonus or bonus <= 0 then return nil end
+  return common.number(bonus) .. " " .. common.plural(bonus, "бонус", "бонуса", "бонусов")
+end
+
+-- Ничего не нужно: благодарим, напоминаем про бонусы, предлагаем скидку
+-- на retention.offer_valid (24 часа).
+local function declined(c, reply)
+  answered(c)
+  c:cancel("retention.remind")
+  common.outcome(c, "declined")
+  say.add(reply, say.text("ret_declined"))
+  local bonus = bonus_text(c)
+  if bonus then say.add(reply, say.text("ret_bonus", { bonus = bonus })) end
+  local percent = shop.retention.discount_percent
+  if percent and percent > 0 then
+    local valid = shop.retention.offer_valid
+    c.slots.offer_until = time.now() + time.duration(valid)
+    c.slots.offer_percent = percent
+    c:record("offer", { campaign = CAMPAIGN, percent = percent, valid = valid })
+    c:wake(valid, "retention.offer_expired")
+    say.add(reply, say.text("ret_offer", { till = common.until_text(c.slots.offer_until),
+                                           percent = common.number(percent) }))
+  end
+  c:say(say.join(reply))
+  return "offer"
+end
+
+-- Передать менеджеру: жалоба или вопрос, который бот не понял.
+local function to_manager(c, reply, t, key, title, reason)
+  answered(c)
+  c:cancel("retention.remind")
+  say.add(reply, say.text(key))
+  say.add(reply, common.manager_when("handoff_help_open"))
+  c:say(say.join(reply))
+  local card = common.card(c, { { "Рассылка", "возврат клиентов" }, { "Сообщение", t } })
+  return common.handoff(c, reason, title, card, "retention.hold")
+end
+
+-- Жалоба на товар или магазин?
+local function complains(t)
+  return text.is(t, "problem") or words.has_phrase(text.norm(t), words.problem)
+end
+
+-- Согласие: «да», «давайте», «хочу», «нужны колодки».
+local function agrees(t)
+  return text.is(t, "yes") or text.is(t, "need") or words.has_phrase(text.norm(t), words.accept)
+end
+
+-- Отказ: «нет», «ничего не нужно», «спасибо, не надо».
+local function refuses(t)
+  return text.is(t, "declined") or text.is(t, "no") or text.is(t, "done")
+end
+
+return flow "retention" {
+  version = 1,
+
+  -- Сюда попадают, только если шаг разговора потерялся: считаем ответом.
+  start = function(c, ev)
+    if ev.kind == "wake" then return "answer" end
+    return c:go("answer")
+  end,
+
+  -- Будильник рассылки: первое сообщение клиенту.
+  checkin = function(c, ev)
+    if c.slots.optout then return "stopped" end
+    common.reset(c)
+    c.slots.campaign = CAMPAIGN
+    c:record("contacted", { campaign = CAMPAIGN })
+    c:say(say.text("ret_checkin", { hi = hi(c) }))
+    c:wake(shop.retention.silent_after, "retention.silent")
+    return "answer"
+  end,
+
+  -- Ответ на первое сообщение или на напоминание.
+  answer = function(c, ev)
+    local reply = {}
+    local stop = common.pre(c, ev, reply)
+    if stop then return stop end
+    local t = ev.text or ""
+    local intent = text.intent(t)
+    if intent == "later" then
+      local at = date_in(t)
+      if at then return schedule(c, at, "ret_later_ok") end
+      answered(c)
+      say.add(reply, say.text("ret_when"))
+      c:say(say.join(reply))
+      return "when"
+    end
+    if complains(t) then
+      common.outcome(c, "problem")
+      return to_manager(c, reply, t, "ret_problem", "card_complaint", "retention-problem")
+    end
+    if intent == "declined" then return declined(c, reply) end
+    if agrees(t) and not text.is(t, "no") then return to_lead(c) end
+    if refuses(t) or text.is(t, "thanks") then return declined(c, reply) end
+    -- Непонятно: переспрашиваем один раз, потом зовём менеджера.
+    if c.slots.unclear then
+      return to_manager(c, reply, t, "pass_question", "card_question", "retention-question")
+    end
+    c.slots.unclear = true
+    say.add(reply, say.text("ret_unclear"))
+    c:say(say.join(reply))
+    return "answer"
+  end,
+
+  -- Спросили, когда напомнить. Не поняли дату — напомним через две недели.
+  when = function(c, ev)
+    local reply = {}
+    local stop = common.pre(c, ev, reply)
+    if stop then return stop end
+    local t = ev.text or ""
+    local at = date_in(t)
+    if at then return schedule(c, at, "ret_later_ok") end
+    if text.is(t, "declined") or text.is(t, "no") then return declined(c, reply) end
+    if text.is(t, "need") then return to_lead(c) end
+    return schedule(c, two_weeks(), "ret_later_default")
+  end,
+
+  -- Дата назначена. «Спасибо», «ок» — не отвечаем; новая дата — переносим;
+  -- понадобилось раньше — заявка; вопрос — менеджеру.
+  later_wait = function(c, ev)
+    local reply = {}
+    local stop = common.pre(c, ev, reply)
+    if stop then return stop end
+    local t = ev.text or ""
+    local at = date_in(t)
+    if at then return schedule(c, at, "ret_later_ok") end
+    if text.is(t, "need") then return to_lead(c) end
+    if t:find("?", 1, true) then
+      return to_manager(c, reply, t, "pass_question", "card_question", "retention-question")
+    end
+    if #reply > 0 then c:say(say.join(reply)) end
+    return "later_wait"
+  end,
+
+  -- Будильник: клиент просил напомнить — напоминаем.
+  remind = function(c, ev)
+    if c.slots.optout then return "stopped" end
+    if c.mode ~= "bot" then return "done" end
+    c.slots.reminded = true
+    c.slots.unclear = nil
+    c:say(say.text("ret_remind", { hi = hi(c) }))
+    return "answer"
+  end,
+
+  -- Будильник: клиент не ответил. Ничего не пишем, только итог «silent».
+  silent = function(c, ev)
+    common.outcome(c, "silent")
+    return "answer"
+  end,
+
+  -- Предложили скидку. «Хочу» / «давайте» в срок — заявка со скидкой,
+  -- после срока — заявка без скидки.
+  offer = function(c, ev)
+    local reply = {}
+    local stop = common.pre(c, ev, reply)
+    if stop then return stop end
+    local t = ev.text or ""
+    local valid = c.slots.offer_until ~= nil and time.now() < c.slots.offer_until
+    local percent = common.number(c.slots.offer_percent or shop.retention.discount_percent)
+    if agrees(t) and not refuses(t) then
+      if valid then
+        c:cancel("retention.offer_expired")
+        c:record("offer_accepted", { campaign = CAMPAIGN, percent = c.slots.offer_percent })
+        c.slots.discount = c.slots.offer_percent
+        c.slots.offer_until = nil
+        c.slots.intro = say.text("ret_offer_taken", { percent = percent })
+      else
+        c.slots.intro = say.text("ret_offer_over")
+      end
+      return c:switch("lead", "intake")
+    end
+    if valid and not refuses(t) and not text.is(t, "thanks") then
+      say.add(reply, say.text("ret_offer_hint", { percent = percent,
+                                                  till = common.until_text(c.slots.offer_until) }))
+    else
+      say.add(reply, say.text("ret_bye"))
+    end
+    c:say(say.join(reply))
+    return "offer"
+  end,
+
+  -- Будильник: срок скидки вышел. Клиенту не пишем.
+  offer_expired = function(c, ev)
+    if c.slots.offer_until and not c.slots.discount then
+      c:record("offer_expired", { campaign = CAMPAIGN })
+    end
+    c.slots.offer_until = nil
+    return "offer"
+  end,
+
+  hold = common.remind,
+  done = common.done,
+  stopped = common.stopped,
+}
