@@ -146,6 +146,7 @@ end
 --   так делаем, пока ждём VIN: иначе «как дела» попадёт в заявку.
 local function looks_like_part(item, piece, strict)
   if M.letters(item) < 2 then return false end
+  if words.not_items_set[text.norm(item):gsub("%p", "")] then return false end
   if utf8.len(item) > M.MAX_ITEM or #split(item) > M.MAX_WORDS then return false end
   if strict or piece.question then return text.is(piece.text, "need") end
   if text.is(item, "need") then return true end
