@@ -104,7 +104,7 @@ local function interest(c, reply, items)
   c:say(say.join(reply))
   c:lead({ parts = items, name = c.name or c.slots.person, phone = c.phone,
            product = c.slots.product, order_id = c.slots.order_id })
-  local card = gift_card(c, { { "Аксессуары", parts.list(items) }, { "Рассылка", "подарки" } })
+  local card = gift_card(c, { { "Аксессуары", parts.list(items) }, { "Рассылка", say.CAMPAIGNS.gifts } })
   return common.handoff(c, "gift-accessory", "card_lead", card, "gifts.remind")
 end
 

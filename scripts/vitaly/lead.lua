@@ -122,7 +122,7 @@ local function finish(c, reply)
     { "Запчасти", #list > 0 and parts.list(list) or "не названы" },
     { "Фото", photos > 0 and (photos .. " шт.") or nil },
     { "Скидка", c.slots.discount and (common.number(c.slots.discount) .. "%") or nil },
-    { "Рассылка", c.slots.campaign },
+    { "Рассылка", c.slots.campaign and (say.CAMPAIGNS[c.slots.campaign] or c.slots.campaign) },
   })
   return common.handoff(c, "lead", "card_lead", card, "lead.remind")
 end

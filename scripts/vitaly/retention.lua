@@ -124,7 +124,7 @@ local function to_manager(c, reply, t, key, title, reason)
   say.add(reply, say.text(key))
   say.add(reply, common.manager_when("handoff_help_open"))
   c:say(say.join(reply))
-  local card = common.card(c, { { "Рассылка", "возврат клиентов" }, { "Сообщение", t } })
+  local card = common.card(c, { { "Рассылка", say.CAMPAIGNS.retention }, { "Сообщение", t } })
   return common.handoff(c, reason, title, card, "retention.hold")
 end
 

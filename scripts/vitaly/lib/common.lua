@@ -164,10 +164,13 @@ end
 
 -- ---- Передача менеджеру ---------------------------------------------------
 
--- Кто клиент, одной строкой для менеджера: «Иван, +79121234567».
+-- Кто клиент, одной строкой для менеджера: «Иван, +79121234567». Имя —
+-- из мессенджера или из базы клиентов.
 function M.who(c)
   local list = {}
-  if c.name then list[#list + 1] = c.name end
+  local customer = c:customer()
+  local name = c.name or (customer and customer.name) or nil
+  if name then list[#list + 1] = name end
   if c.phone then list[#list + 1] = c.phone end
   if #list == 0 then return "имя и телефон не указаны" end
   return table.concat(list, ", ")
