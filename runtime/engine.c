@@ -345,11 +345,7 @@ static void flush_receives(rt_engine *e) {
     rc = rt_store_inbox_add(e->store, r->channel, r->ext_id, r->chat_id, r->kind, r->payload,
                             now, &ids[i]);
     if (rc == 1) { res[i] = 1; rc = RT_OK; continue; }
-    if (rc == RT_OK) {
-      rt_conv_row row;
-      rc = rt_store_conv_get(e->store, r->channel, r->chat_id, true, now, &row);
-      rt_conv_row_clear(&row);
-    }
+    if (rc == RT_OK) rc = rt_store_conv_ensure(e->store, r->channel, r->chat_id, now);
   }
   if (rc == RT_OK) rc = rt_store_commit(e->store);
   else rt_store_rollback(e->store);
@@ -772,9 +768,14 @@ static void commit_done(rt_engine *e) {
     q->running = false;
     e->running--;
     e->st.events++;
-    rt_log(RT_LOG_DEBUG, "event", "conv=%lld flow=%s step=%s rev=%lld", (long long)t->conv.id,
+    const char *kind = jstr(t->event, "kind");
+    rt_log(RT_LOG_INFO, "event", "conv=%lld channel=%s chat=%s kind=%s flow=%s step=%s mode=%s "
+           "result=%s ms=%lld",
+           (long long)t->conv.id, t->conv.channel, t->conv.chat_id, kind ? kind : "-",
            t->conv.flow ? t->conv.flow : "-", t->conv.step ? t->conv.step : "-",
-           (long long)t->conv.rev);
+           t->conv.mode ? t->conv.mode : "bot",
+           t->status == RT_LTURN_DONE ? "ok" : t->status == RT_LTURN_ERROR ? "failed" : "skipped",
+           (long long)(now - t->started_ms));
     make_ready(e, q);
     queue_maybe_drop(e, q);
     turn_free(t);

@@ -8,6 +8,45 @@
 #include <time.h>
 
 static rt_log_level log_level = RT_LOG_INFO;
+static bool log_json;
+
+void rt_log_set_json(bool on) { log_json = on; }
+
+/* Rewrites one logfmt line (key=value, values maybe quoted) as a JSON
+ * object, so operators who ship logs to a collector get JSON lines. */
+static void to_json(const char *in, char *out, size_t n) {
+  size_t o = 0;
+  const char *p = in;
+  out[o++] = '{';
+  bool first = true;
+  while (*p && o + 8 < n) {
+    while (*p == ' ') p++;
+    const char *k = p;
+    while (*p && *p != '=' && *p != ' ') p++;
+    if (*p != '=') break;
+    size_t klen = (size_t)(p - k);
+    p++;
+    if (!first) out[o++] = ',';
+    first = false;
+    o += (size_t)snprintf(out + o, n - o, "\"%.*s\":\"", (int)klen, k);
+    if (*p == '"') {
+      p++;
+      while (*p && *p != '"' && o + 4 < n) {
+        if (*p == '\\' && p[1]) { out[o++] = *p++; out[o++] = *p++; continue; }
+        out[o++] = *p++;
+      }
+      if (*p == '"') p++;
+    } else {
+      while (*p && *p != ' ' && o + 4 < n) {
+        if (*p == '"' || *p == '\\') out[o++] = '\\';
+        out[o++] = *p++;
+      }
+    }
+    if (o + 2 < n) out[o++] = '"';
+  }
+  if (o + 2 < n) out[o++] = '}';
+  out[o < n ? o : n - 1] = '\0';
+}
 
 void rt_log_set_level(rt_log_level lvl) { log_level = lvl; }
 
@@ -42,7 +81,13 @@ void rt_log(rt_log_level lvl, const char *msg, const char *fmt, ...) {
    * leak a customer's phone into the log. */
   char masked[4096];
   rt_log_mask_phone(line, masked, sizeof masked);
-  fprintf(stderr, "%s\n", masked);
+  if (log_json) {
+    char js[8192];
+    to_json(masked, js, sizeof js);
+    fprintf(stderr, "%s\n", js);
+  } else {
+    fprintf(stderr, "%s\n", masked);
+  }
 }
 
 char *rt_log_mask_phone(const char *s, char *out, size_t n) {

@@ -7,11 +7,14 @@
  * set once at start; it is the one piece of static state besides the loop. */
 #ifndef RT_LOG_H
 #define RT_LOG_H
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef enum { RT_LOG_DEBUG, RT_LOG_INFO, RT_LOG_WARN, RT_LOG_ERROR, RT_LOG_OFF } rt_log_level;
 
 void rt_log_set_level(rt_log_level lvl);
+/* JSON lines instead of logfmt (log.format = "json"). */
+void rt_log_set_json(bool on);
 /* Parses "debug", "info", "warn", "error", "off"; returns -1 on anything else. */
 int rt_log_parse_level(const char *s);
 void rt_log(rt_log_level lvl, const char *msg, const char *fmt, ...)

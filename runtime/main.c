@@ -71,6 +71,7 @@ static int load_config(const char *cmd, const char *shop_dir, rt_config **cfg) {
   }
   int lvl = rt_log_parse_level(rt_config_str(*cfg, "log.level", "info"));
   if (lvl >= 0) rt_log_set_level((rt_log_level)lvl);
+  rt_log_set_json(strcmp(rt_config_str(*cfg, "log.format", "logfmt"), "json") == 0);
   return RT_OK;
 }
 
@@ -190,8 +191,11 @@ static int app_run(const char *cmd, const char *shop_dir, const char *user) {
     free(err);
     goto out;
   }
-  rt_log(RT_LOG_INFO, "start", "shop=%s flows=%s version=%s", rt_config_str(a.cfg, "name", "?"),
-         rt_engine_flows_dir(a.e), rt_engine_flows_version(a.e));
+  char qname[256], qdir[1024];
+  rt_log_quote(rt_config_str(a.cfg, "name", "?"), qname, sizeof qname);
+  rt_log_quote(rt_engine_flows_dir(a.e), qdir, sizeof qdir);
+  rt_log(RT_LOG_INFO, "start", "shop=%s flows=%s version=%s pid=%d", qname, qdir,
+         rt_engine_flows_version(a.e), (int)getpid());
   if (user) {
     a.console = rt_console_new(&a.loop, user);
     rt_engine_add_channel(a.e, rt_console_channel(a.console));

@@ -36,7 +36,7 @@ static const char *stmt_sql[S_COUNT] = {
   [S_CONV_GET] = "SELECT " CONV_COLS " FROM conversations WHERE channel = ?1 AND chat_id = ?2",
   [S_CONV_BY_ID] = "SELECT " CONV_COLS " FROM conversations WHERE id = ?1",
   [S_CONV_CREATE] = "INSERT INTO conversations (channel, chat_id, created_at, updated_at) "
-                    "VALUES (?1, ?2, ?3, ?3)",
+                    "VALUES (?1, ?2, ?3, ?3) ON CONFLICT DO NOTHING",
   [S_CONV_SAVE] = "UPDATE conversations SET flow = ?2, step = ?3, state = ?4, mode = ?5, "
                   "phone = ?6, user_id = ?7, last_in_at = ?8, last_error = ?9, "
                   "rev = rev + 1, updated_at = ?10 WHERE id = ?1",
@@ -221,7 +221,7 @@ int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char
   char pragmas[256];
   snprintf(pragmas, sizeof pragmas,
            "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;"
-           "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-2000;",
+           "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-8192;",
            o->sync_off ? "OFF" : o->sync_full ? "FULL" : "NORMAL");
   char *msg = NULL;
   if (sqlite3_exec(s->db, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
@@ -400,6 +400,14 @@ int rt_store_conv_get(rt_store *s, const char *channel, const char *chat_id,
   sqlite3_bind_int64(st, 3, now);
   if ((rc = run(s, st)) != RT_OK) return rc;
   return rt_store_conv_by_id(s, sqlite3_last_insert_rowid(s->db), out);
+}
+
+int rt_store_conv_ensure(rt_store *s, const char *channel, const char *chat_id, int64_t now) {
+  sqlite3_stmt *st = s->st[S_CONV_CREATE];
+  bind_text(st, 1, channel);
+  bind_text(st, 2, chat_id);
+  sqlite3_bind_int64(st, 3, now);
+  return run(s, st);
 }
 
 int rt_store_conv_by_id(rt_store *s, int64_t id, rt_conv_row *out) {

@@ -65,6 +65,8 @@ void rt_conv_row_clear(rt_conv_row *r);
  * Returns RT_ENOENT when it does not exist and create is not set. */
 int rt_store_conv_get(rt_store *s, const char *channel, const char *chat_id,
                       bool create, int64_t now, rt_conv_row *out);
+/* Creates the conversation row of a chat if there is none. */
+int rt_store_conv_ensure(rt_store *s, const char *channel, const char *chat_id, int64_t now);
 int rt_store_conv_by_id(rt_store *s, int64_t id, rt_conv_row *out);
 /* Writes flow, step, state, mode, phone, user_id, last_in_at, last_error
  * and bumps rev. */

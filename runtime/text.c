@@ -1409,6 +1409,9 @@ static bool re_match(int id, const char *s, size_t n) {
       intent_broken[id] = true;
       return false;
     }
+    /* JIT makes the ten intent patterns several times cheaper per message;
+     * where JIT is unavailable the interpreter still works. */
+    pcre2_jit_compile(intent_re[id], PCRE2_JIT_COMPLETE);
   }
   if (!intent_re[id]) return false;
   if (!intent_md && !(intent_md = pcre2_match_data_create(4, NULL))) return false;

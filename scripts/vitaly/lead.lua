@@ -73,7 +73,7 @@ end
 local function read_message(c, t, reply, saved)
   local cars = car.find(t)
   -- Пока машины нет, берём только явные запчасти («нужна ...», «колодки»).
-  local strict = c.slots.car == nil and #cars == 0
+  local strict = c.slots.car == nil
   local found, asked = parts.extract(t, strict)
   local added = {}
   c.slots.parts = c.slots.parts or {}

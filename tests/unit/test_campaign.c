@@ -398,13 +398,19 @@ T(concurrent_runs_do_not_double_contact) {
   snprintf(path, sizeof path, "%s", new_path());
   rt_store *s = open_path(path);
   int64_t now = monday10();
-  for (int i = 0; i < 60; i++) {
+  /* Enough customers that the two runs overlap in time. */
+  exec(s, "BEGIN");
+  for (int i = 0; i < 3000; i++) {
     char phone[20];
     snprintf(phone, sizeof phone, "+7918%07d", i);
     cust(s, now, phone, 100, NULL, NULL, NULL, 0, 0);
   }
+  exec(s, "COMMIT");
   rt_campaign_opts o;
   rt_campaign_opts_default(&o, "retention", now);
+  /* An SQLite connection must not cross fork(): the child would believe it
+   * holds the parent's file locks. Both sides open their own after it. */
+  rt_store_close(s);
   fflush(NULL);
   pid_t pid = fork();
   if (pid == 0) {
@@ -414,17 +420,19 @@ T(concurrent_runs_do_not_double_contact) {
     int rc = rt_campaign_run(c, &o, &r, &err);
     free(err);
     rt_store_close(c);
-    _exit(rc == RT_OK ? (int)r.scheduled : 255);
+    _exit(rc == RT_OK ? (r.scheduled > 0 ? 1 : 0) : 255);
   }
+  s = open_path(path);
   rt_campaign_report r;
   CHECK_INT(run(s, &o, &r), RT_OK);
   int status = 0;
   waitpid(pid, &status, 0);
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) != 255);
-  CHECK_INT(r.scheduled + WEXITSTATUS(status), 60);
-  CHECK_INT(q_int(s, "SELECT COUNT(*) FROM campaign_contacts"), 60);
-  CHECK_INT(q_int(s, "SELECT COUNT(DISTINCT phone) FROM campaign_contacts"), 60);
-  CHECK_INT(q_int(s, "SELECT COUNT(*) FROM timers"), 60);
+  /* One run took them all (the other found them in cooldown), or they
+   * shared them; either way each customer exactly once. */
+  CHECK_INT(q_int(s, "SELECT COUNT(*) FROM campaign_contacts"), 3000);
+  CHECK_INT(q_int(s, "SELECT COUNT(DISTINCT phone) FROM campaign_contacts"), 3000);
+  CHECK_INT(q_int(s, "SELECT COUNT(*) FROM timers"), 3000);
   rt_store_close(s);
 }
 

@@ -117,40 +117,70 @@ local function trim(s)
   return r
 end
 
--- Режет текст на кусочки: {text = «нужны колодки», question = false}.
+-- Режет текст на кусочки: {text = «нужны колодки», question = false,
+-- line = номер предложения}.
 local function pieces(s)
   s = s:gsub("%?", "?\n"):gsub("[!;]", "\n"):gsub("%.%s", "\n"):gsub("%.$", "")
   local out = {}
+  local number = 0
   for line in (s .. "\n"):gmatch("([^\n]*)\n") do
+    number = number + 1
     local question = line:find("?", 1, true) ~= nil
     for chunk in (line .. ","):gmatch("([^,]*),") do
       local cur = {}
       for _, w in ipairs(split(chunk)) do
         local n = text.norm(w)
         if n == "и" or n == "+" or n == "плюс" or n == "&" then
-          out[#out + 1] = { text = table.concat(cur, " "), question = question }
+          out[#out + 1] = { text = table.concat(cur, " "), question = question, line = number }
           cur = {}
         else
           cur[#cur + 1] = w
         end
       end
-      out[#out + 1] = { text = table.concat(cur, " "), question = question }
+      out[#out + 1] = { text = table.concat(cur, " "), question = question, line = number }
     end
   end
   return out
 end
 
+-- Похоже на рассказ о машине, а не на запчасть: «это октавия 2011»,
+-- «у меня приора», «машина 2008 года».
+local function about_car(s)
+  local n = " " .. text.norm(s) .. " "
+  if n:find("[^%d]19[5-9]%d[^%d]") or n:find("[^%d]20[0-4]%d[^%d]") then return true end
+  for _, start in ipairs(words.car_talk) do
+    if n:sub(1, #start + 2) == " " .. start .. " " then return true end
+  end
+  return false
+end
+
+-- «Нужны колодки»: слово «нужны» стоит в начале и отрезано как связка —
+-- значит, дальше в этом предложении перечисляют запчасти. А в «сказали, что
+-- надо менять» слово в середине — это рассказ, а не список.
+local function opens_list(piece_text, item)
+  return words.has_phrase(text.norm(piece_text), words.need)
+     and not words.has_phrase(text.norm(item), words.need)
+end
+
+-- Явная запчасть: известное название («колодки передние») без «надо» внутри,
+-- или то, что идёт после «нужны / ищу» («нужна крестовина кардана»).
+local function clearly_part(item, piece, after_need)
+  if after_need or opens_list(piece.text, item) then return true end
+  return text.is(item, "need") and not words.has_phrase(text.norm(item), words.need)
+end
+
 -- Похоже ли на название запчасти?
 --   item — кусочек без связок, piece — он же со связками;
---   strict — брать только явные запчасти («нужна крестовина», «колодки»),
---   так делаем, пока ждём VIN: иначе «как дела» попадёт в заявку.
-local function looks_like_part(item, piece, strict)
+--   strict — брать только явные запчасти (см. clearly_part). Так делаем,
+--   пока машины нет: иначе «марк 2» или «как дела» попадут в заявку.
+--   after_need — в этом предложении раньше уже было «нужны: …».
+local function looks_like_part(item, piece, strict, after_need)
   if M.letters(item) < 2 then return false end
   if words.not_items_set[text.norm(item):gsub("%p", "")] then return false end
   if utf8.len(item) > M.MAX_ITEM or #split(item) > M.MAX_WORDS then return false end
-  if strict or piece.question then return text.is(piece.text, "need") end
+  if strict or piece.question then return clearly_part(item, piece, after_need) end
   if text.is(item, "need") then return true end
-  return text.intent(item) == nil
+  return text.intent(item) == nil and not about_car(piece.text)
 end
 
 -- Главная функция: список запчастей из текста и был ли в нём вопрос,
@@ -161,13 +191,16 @@ function M.extract(s, strict)
   drop_cars(list)
   drop_phones_and_plates(list)
   local found, asked = {}, false
+  local after_need, line = false, nil
   for _, piece in ipairs(pieces(table.concat(list, " "))) do
+    if piece.line ~= line then after_need, line = false, piece.line end
     local item = trim(piece.text)
-    if #found < M.MAX_PER_MESSAGE and looks_like_part(item, piece, strict) then
+    if #found < M.MAX_PER_MESSAGE and looks_like_part(item, piece, strict, after_need) then
       M.add(found, item)
     elseif piece.question and M.letters(piece.text) > 0 then
       asked = true
     end
+    if opens_list(piece.text, item) then after_need = true end
   end
   return found, asked
 end
