@@ -107,9 +107,23 @@ local function is_filler(w, set)
   return n == "" or set[n] == true or M.letters(n) == 0
 end
 
+-- «теперь нужны свечи»: если «нужны» среди первых трёх слов, всё до него
+-- вместе с ним — связка.
+local function cut_need(list)
+  for k = 1, math.min(3, #list) do
+    local w = text.norm(list[k]):gsub("%p+$", "")
+    if words.need_set[w] then
+      for _ = 1, k do table.remove(list, 1) end
+      return
+    end
+  end
+end
+
 -- Отрезает связки в начале и в конце кусочка.
 local function trim(s)
   local list = split(s)
+  while #list > 0 and is_filler(list[1], words.lead_in_set) do table.remove(list, 1) end
+  cut_need(list)
   while #list > 0 and is_filler(list[1], words.lead_in_set) do table.remove(list, 1) end
   while #list > 0 and is_filler(list[#list], words.tail_set) do table.remove(list) end
   local r = table.concat(list, " ")

@@ -73,6 +73,7 @@ M.tail_set = set_of(M.tail)
 M.accept_set = set_of(M.accept)
 M.all_set = set_of(M.all)
 M.not_items_set = set_of(M.not_items)
+M.need_set = set_of(M.need)
 
 -- Есть ли в тексте одна из фраз списка (текст уже в нормальной форме).
 function M.has_phrase(norm, list)
