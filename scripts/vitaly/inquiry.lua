@@ -60,7 +60,7 @@ local function step(c, ev, waiting)
   if asked then say.add(reply, say.text("question_later")) end
   if added > 0 or #c.slots.items > 0 then
     if added == 0 and text.is(t, "yes") then
-      say.add(reply, say.text("more_which"))
+      say.add(reply, say.text("inq_more_which"))
     elseif added == 0 and not asked and ev.kind ~= "photo" then
       say.add(reply, say.text("blank_more"))
     else

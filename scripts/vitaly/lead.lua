@@ -169,7 +169,11 @@ local function ask_car(c, ev, reply, m, first)
     c.slots.car_notes = c.slots.car_notes or {}
     table.insert(c.slots.car_notes, utf8.len(t) > 100 and t:sub(1, utf8.offset(t, 101) - 1) or t)
     if c.slots.car_tries >= CAR_TRIES then return finish_without_car(c, reply) end
-    say.add(reply, say.text("no_car"))
+    if c.slots.car_tries == CAR_TRIES - 1 then
+      say.add(reply, say.text("no_car_last"))
+    else
+      say.add(reply, say.text("no_car"))
+    end
   end
   c:say(say.join(reply))
   return "car"

@@ -74,7 +74,7 @@ end
 
 -- Клиенту что-то нужно: переходим к заявке с этим же сообщением
 -- («да, нужны колодки» — колодки уже будут в заявке).
-local function to_lead(c, intro)
+local function to_lead(c)
   answered(c)
   c:cancel("retention.remind")
   if c.slots.reminded then
@@ -82,7 +82,7 @@ local function to_lead(c, intro)
     c.slots.reminded = nil
   end
   common.outcome(c, "need")
-  c.slots.intro = intro
+  c.slots.intro = say.text("ret_need")
   return c:switch("lead", "intake")
 end
 

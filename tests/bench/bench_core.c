@@ -13,6 +13,8 @@
 #include "rt.h"
 #include "log.h"
 #include "watch.h"
+#include <malloc.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,7 +155,10 @@ int main(int argc, char **argv) {
   rt_store_exec(rt_engine_store(e), "PRAGMA wal_checkpoint(TRUNCATE)");
   printf("core.stored_conversations: %ld (%.0f new conversations/s)\n", stored,
          more > 0 ? more / (s1 - s0) : 0.0);
-  printf("core.rss_with_stored: %ld KB\n", rss_kb());
+  long rss_stored = rss_kb();
+  malloc_trim(0);
+  printf("core.rss_with_stored: %ld KB (%ld KB after malloc_trim; SQLite page cache %lld KB)\n",
+         rss_stored, rss_kb(), (long long)sqlite3_memory_used() / 1024);
   printf("core.db_size: %ld KB (+ wal %ld KB)\n", file_kb(db), file_kb(wal));
   free(db);
   free(wal);

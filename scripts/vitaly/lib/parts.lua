@@ -197,6 +197,15 @@ local function looks_like_part(item, piece, strict, after_need)
   return text.intent(item) == nil and not about_car(piece.text)
 end
 
+-- «до 5 тысяч», «цвет чёрный» — уточнение к предыдущей позиции.
+local function refines(piece_text)
+  local n = text.norm(piece_text)
+  for _, m in ipairs(words.modifiers) do
+    if n:sub(1, #m + 1) == m .. " " then return true end
+  end
+  return false
+end
+
 -- Главная функция: список запчастей из текста и был ли в нём вопрос,
 -- из которого запчасть не вышла («а доставка есть?»).
 function M.extract(s, strict)
@@ -209,7 +218,9 @@ function M.extract(s, strict)
   for _, piece in ipairs(pieces(table.concat(list, " "))) do
     if piece.line ~= line then after_need, line = false, piece.line end
     local item = trim(piece.text)
-    if #found < M.MAX_PER_MESSAGE and looks_like_part(item, piece, strict, after_need) then
+    if #found > 0 and refines(piece.text) then
+      found[#found] = found[#found] .. ", " .. item
+    elseif #found < M.MAX_PER_MESSAGE and looks_like_part(item, piece, strict, after_need) then
       M.add(found, item)
     elseif piece.question and M.letters(piece.text) > 0 then
       asked = true
