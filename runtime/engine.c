@@ -290,7 +290,7 @@ int rt_engine_receive(rt_engine *e, const rt_event_in *ev,
   }
   int64_t at = now_ms(e);
   json_object_set_new(p, "at", json_integer(at / 1000));
-  char *payload = json_dumps(p, JSON_COMPACT);
+  char *payload = json_dumps(p, JSON_COMPACT | JSON_SORT_KEYS);
   json_decref(p);
   if (e->nrecv == e->caprecv) {
     e->caprecv = e->caprecv ? e->caprecv * 2 : 64;
@@ -500,7 +500,7 @@ static int add_out(rt_engine *e, turn *t, const char *channel, const char *chat,
   char idem[96];
   snprintf(idem, sizeof idem, "c%lld:r%lld:%d", (long long)t->conv.id,
            (long long)t->conv.rev + 1, seq);
-  char *p = json_dumps(payload, JSON_COMPACT);
+  char *p = json_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS);
   int rc = rt_store_outbox_add(e->store, t->conv.id, channel, chat, idem, "text", p, now, NULL);
   free(p);
   return rc == 1 ? RT_OK : rc;
@@ -522,7 +522,7 @@ static const char *campaign_of(json_t *slots, json_t *data) {
 static int apply_error(rt_engine *e, turn *t, int64_t now) {
   json_t *err = rt_lturn_error(t->lt);
   e->st.steps_failed++;
-  char *ej = json_dumps(err, JSON_COMPACT);
+  char *ej = json_dumps(err, JSON_COMPACT | JSON_SORT_KEYS);
   char q[1024];
   rt_log_quote(jstr(err, "msg") ? jstr(err, "msg") : "?", q, sizeof q);
   rt_log(RT_LOG_ERROR, "step-failed", "conv=%lld flow=%s step=%s source=%s line=%lld code=%s err=%s",
@@ -601,7 +601,7 @@ static int apply_result(rt_engine *e, turn *t, int64_t now) {
   if (jstr(r, "phone")) free_set(&t->conv.phone, jstr(r, "phone"));
   json_t *user = json_object_get(t->event, "user");
   if (json_is_string(user)) free_set(&t->conv.user_id, json_string_value(user));
-  char *state = json_dumps(json_is_object(slots) ? slots : json_object(), JSON_COMPACT);
+  char *state = json_dumps(json_is_object(slots) ? slots : json_object(), JSON_COMPACT | JSON_SORT_KEYS);
   if (!json_is_object(slots)) state = (free(state), rt_xstrdup("{}"));
   free(t->conv.state);
   t->conv.state = state;
@@ -609,7 +609,7 @@ static int apply_result(rt_engine *e, turn *t, int64_t now) {
   const char *flow = t->conv.flow;
   json_t *migrated = json_object_get(r, "migrated");
   if (json_is_object(migrated) && json_object_get(migrated, "from")) {
-    char *d = json_dumps(migrated, JSON_COMPACT);
+    char *d = json_dumps(migrated, JSON_COMPACT | JSON_SORT_KEYS);
     rc = rt_store_event_add(e->store, now, t->conv.id, flow, NULL, "step_migrated", d);
     rt_log(RT_LOG_WARN, "step-migrated", "conv=%lld flow=%s from=%s to=%s", (long long)t->conv.id,
            flow, jstr(migrated, "from"), jstr(migrated, "to"));
@@ -638,7 +638,7 @@ static int apply_result(rt_engine *e, turn *t, int64_t now) {
       rc = rt_store_timer_cancel(e->store, t->conv.id, name);
     } else {
       json_t *data = json_object_get(v, "data");
-      char *d = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+      char *d = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS) : NULL;
       rc = rt_store_timer_set(e->store, t->conv.id, name,
                               (int64_t)json_integer_value(json_object_get(v, "at")) * 1000,
                               jstr(v, "step"), d, now);
@@ -648,8 +648,8 @@ static int apply_result(rt_engine *e, turn *t, int64_t now) {
   json_array_foreach(json_object_get(r, "leads"), i, v) {
     if (rc != RT_OK) break;
     json_t *parts = json_object_get(v, "parts");
-    char *pj = parts ? json_dumps(parts, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    char *dj = json_dumps(v, JSON_COMPACT);
+    char *pj = parts ? json_dumps(parts, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS) : NULL;
+    char *dj = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
     const char *campaign = campaign_of(slots, v);
     rt_lead_in l = {
       .conv_id = t->conv.id, .at = now, .flow = flow, .channel = t->conv.channel,
@@ -672,7 +672,7 @@ static int apply_result(rt_engine *e, turn *t, int64_t now) {
   json_array_foreach(json_object_get(r, "events"), i, v) {
     if (rc != RT_OK) break;
     json_t *data = json_object_get(v, "data");
-    char *dj = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    char *dj = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS) : NULL;
     const char *campaign = campaign_of(slots, data);
     rc = rt_store_event_add(e->store, now, t->conv.id, flow, campaign, jstr(v, "kind"), dj);
     if (rc == RT_OK && campaign && strcmp(jstr(v, "kind"), "outcome") == 0 && jstr(data, "outcome"))
@@ -684,7 +684,7 @@ static int apply_result(rt_engine *e, turn *t, int64_t now) {
     const char *op = jstr(v, "op");
     if (strcmp(op, "handoff") == 0) {
       json_t *d = json_pack("{s:s?}", "reason", jstr(v, "reason"));
-      char *dj = json_dumps(d, JSON_COMPACT);
+      char *dj = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
       rc = rt_store_event_add(e->store, now, t->conv.id, flow, campaign_of(slots, NULL), "handoff", dj);
       free(dj);
       json_decref(d);
@@ -853,7 +853,7 @@ static void fire_one(void *ud, const rt_timer_row *r) {
   json_t *p = json_pack("{s:s, s:s, s:s, s:I, s:o}", "kind", "wake", "name", r->name, "step",
                         r->step, "at", (json_int_t)(r->due_at / 1000),
                         "data", data ? data : json_object());
-  char *payload = json_dumps(p, JSON_COMPACT);
+  char *payload = json_dumps(p, JSON_COMPACT | JSON_SORT_KEYS);
   json_decref(p);
   char ext[96];
   snprintf(ext, sizeof ext, "timer:%lld:%lld", (long long)r->id, (long long)r->due_at);

@@ -201,7 +201,13 @@ end
 -- Что сказать клиенту о том, когда ответит менеджер. open_key — текст для
 -- рабочего времени (по умолчанию handoff_open).
 function M.manager_when(open_key)
-  if time.is_open() then return say.text(open_key or "handoff_open") end
+  if time.is_open() then
+    local text_open = say.text(open_key or "handoff_open")
+    if open_key == "handoff_help_open" and shop.shop.phone then
+      text_open = text_open .. " " .. say.text("call_us")
+    end
+    return text_open
+  end
   return say.text("handoff_closed", { when = M.when(time.next_open()) })
 end
 

@@ -197,7 +197,8 @@ local function looks_like_part(item, piece, strict, after_need)
   return text.intent(item) == nil and not about_car(piece.text)
 end
 
--- «до 5 тысяч», «цвет чёрный» — уточнение к предыдущей позиции.
+-- «до 5 тысяч», «цвет чёрный» — уточнение к предыдущей позиции:
+-- «наушники, до 5 тысяч» -> «наушники (до 5 тысяч)».
 local function refines(piece_text)
   local n = text.norm(piece_text)
   for _, m in ipairs(words.modifiers) do
@@ -219,7 +220,7 @@ function M.extract(s, strict)
     if piece.line ~= line then after_need, line = false, piece.line end
     local item = trim(piece.text)
     if #found > 0 and refines(piece.text) then
-      found[#found] = found[#found] .. ", " .. item
+      found[#found] = found[#found] .. " (" .. item .. ")"
     elseif #found < M.MAX_PER_MESSAGE and looks_like_part(item, piece, strict, after_need) then
       M.add(found, item)
     elseif piece.question and M.letters(piece.text) > 0 then
