@@ -12,7 +12,7 @@ set -eu
 cd "$(dirname "$0")"
 
 PKGS="build-essential cmake pkg-config sqlite3 liblua5.4-dev libwebsockets-dev libcurl4-openssl-dev \
-libjansson-dev libpcre2-dev libuv1-dev libsqlite3-dev curl procps"
+libjansson-dev libpcre2-dev libuv1-dev libsqlite3-dev curl procps valgrind"
 
 install_missing() {
   missing=""
@@ -44,6 +44,10 @@ case "$cmd" in
     ;;
   test)
     install_missing
+    # valgrind needs a build without sanitizers; it runs first so ctest's
+    # summary is the last line
+    build build
+    ./tests/valgrind.sh build
     build build-asan -DRT_SANITIZE=ON
     cd build-asan
     # lws and curl keep a few global allocations until exit: leak checks

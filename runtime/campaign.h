@@ -9,7 +9,12 @@
  * recorded in campaign_contacts, so a second run contacts nobody twice.
  *
  * Selection and scheduling happen in one BEGIN IMMEDIATE transaction: two
- * runs at once serialise instead of both picking the same customers.
+ * runs at once serialise instead of both picking the same customers (the
+ * later one waits up to the store's busy timeout, then fails with RT_EBUSY).
+ * Retention takes customers in phone order (a sequential scan; see
+ * 002_campaigns.sql), gifts in order date order; earlier ones get earlier
+ * slots. Schedules may run weeks ahead for a large, slow campaign: the
+ * check-in step should look at the customer afresh when it fires.
  *
  * "Open conversation" (retention and gifts skip these; they are picked up by
  * a later run): a conversation linked to the customer -- conversations.phone

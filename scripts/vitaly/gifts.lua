@@ -71,6 +71,19 @@ local function mentioned(t, list)
   return out
 end
 
+-- Название товара внутри фразы: «Смартфон Samsung» -> «смартфон Samsung»
+-- («iPhone», «JBL» не трогаем).
+local function product_name(p)
+  if type(p) ~= "string" or p == "" then return "товар" end
+  local first = utf8.codepoint(p, 1)
+  local second_at = utf8.offset(p, 2)
+  local second = second_at and second_at <= #p and utf8.codepoint(p, second_at) or 0
+  if first >= 0x410 and first <= 0x42F and second >= 0x430 and second <= 0x44F then
+    return utf8.char(first + 0x20) .. p:sub(second_at)
+  end
+  return p
+end
+
 -- Что-то не так с подарком: «не работает», «не заряжается», «нет».
 local function complains(t)
   if text.is(t, "problem") or words.has_phrase(text.norm(t), words.problem) then return true end
@@ -146,7 +159,7 @@ return flow "gifts" {
     local d = ev.data or {}
     c.slots.campaign = CAMPAIGN
     c.slots.order_id = d.order_id
-    c.slots.product = d.product or "товар"
+    c.slots.product = product_name(d.product)
     c.slots.category = d.category
     c.slots.recipient = d.recipient == true
     local key

@@ -90,7 +90,8 @@ end
 local function bonus_text(c)
   local customer = c:customer()
   local bonus = customer and tonumber(customer.bonus_balance)
-  if not bonus or bonus <= 0 then return nil end
+  if not bonus or bonus < 1 then return nil end
+  bonus = math.floor(bonus)
   return common.number(bonus) .. " " .. common.plural(bonus, "бонус", "бонуса", "бонусов")
 end
 

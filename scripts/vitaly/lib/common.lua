@@ -114,13 +114,13 @@ function M.until_text(t)
   return time.human(t) .. ", " .. clock(t)
 end
 
--- Число по-русски: 5 -> «5», 7.5 -> «7,5», 12500 -> «12 500».
+-- Число по-русски: 5 -> «5», 7.5 -> «7,5», 2100 -> «2 100».
 function M.number(n)
   local s
   if n == math.floor(n) then s = string.format("%d", math.floor(n))
   else s = string.format("%.1f", n):gsub("%.", ",") end
   local int, rest = s:match("^(%d+)(.*)$")
-  if int and #int > 4 then
+  if int and #int > 3 then
     int = int:reverse():gsub("(%d%d%d)", "%1 "):reverse():gsub("^ ", "")
     s = int .. rest
   end
@@ -139,18 +139,21 @@ end
 -- ---- Имя клиента --------------------------------------------------------------
 
 -- Как обратиться: «Иванов Иван Петрович» -> «Иван Петрович»,
--- «Иванов Иван» -> «Иван», «Анна» -> «Анна». Без имени — nil.
+-- «Иванов Иван» -> «Иван», «Анна» -> «Анна», «Громов Илья (сын)» -> «Илья».
+-- Организация («ООО "Уралтранс"») или пусто — nil, тогда без имени.
 function M.call_name(full)
   if type(full) ~= "string" then return nil end
+  full = full:gsub("%b()", " ")
+  if full:find('"', 1, true) or full:find("«", 1, true) then return nil end
   local list = {}
   for w in full:gmatch("%S+") do list[#list + 1] = w end
+  if #list == 0 or words.company_set[text.norm(list[1])] then return nil end
   if #list >= 3 then return list[2] .. " " .. list[3] end
   if #list == 2 then
     local first = text.norm(list[1])
     for _, ending in ipairs(words.surname_endings) do
       if first:sub(-#ending) == ending then return list[2] end
     end
-    return list[1]
   end
   return list[1]
 end

@@ -1,0 +1,24 @@
+#!/bin/sh
+# tests/valgrind.sh BUILD_DIR -- the core under valgrind (no sanitizers in
+# that build): the engine with real HTTP and reload, the sandbox table, a
+# chat session with a failing step. Any error or definite leak fails.
+set -eu
+B=$1
+cd "$(dirname "$0")/.."
+export RT_SOURCE_DIR=$PWD
+vg="valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite -q"
+fails=0
+run() {
+  name=$1; shift
+  if "$@" >/tmp/vg.$$ 2>&1; then echo "ok   valgrind $name"; else echo "FAIL valgrind $name"; cat /tmp/vg.$$; fails=$((fails + 1)); fi
+}
+run engine $vg "$B/test_engine"
+run sandbox $vg "$B/test_sandbox"
+run text $vg "$B/test_text"
+run config $vg "$B/test_config"
+d=$(mktemp -d)
+cp -r tests/flows/shop/. "$d/"
+run chat sh -c "printf 'привет\nraise\nlater\n' | $vg $B/shopbot chat $d"
+rm -rf "$d" /tmp/vg.$$
+echo "$((6 - 1 - fails)) passed, $fails failed"
+[ $fails -eq 0 ]
