@@ -92,6 +92,9 @@ struct rt_engine {
   uv_timer_t wake;             /* earliest durable timer */
   uv_timer_t watchdog;         /* step deadlines, store retries, outbox retries */
   bool pumping, closing;
+  bool outbox_dirty;           /* a commit queued messages */
+  int outbox_seen;
+  int64_t next_retry_scan;
   int handles_open;
   void (*close_done)(void *);
   void *close_ud;
@@ -503,6 +506,7 @@ static int add_out(rt_engine *e, turn *t, const char *channel, const char *chat,
   char *p = json_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS);
   int rc = rt_store_outbox_add(e->store, t->conv.id, channel, chat, idem, "text", p, now, NULL);
   free(p);
+  e->outbox_dirty = true;
   return rc == 1 ? RT_OK : rc;
 }
 
@@ -826,14 +830,26 @@ static void send_one(void *ud, const rt_outbox_row *r) {
   rt_channel *ch = channel_by_name(e, r->channel);
   if (!ch) return;     /* not running in this mode: stays pending */
   rt_map_set(&e->inflight, k, (void *)1);
+  e->outbox_seen++;
   send_ctx *c = rt_xmalloc(sizeof *c);
   *c = (send_ctx){e, r->id, r->attempts};
   ch->send(ch, r->chat_id, r->kind, r->payload, r->idem_key, send_done, c);
 }
 
+/* Sends what is due. Runs after a commit that queued messages and on the
+ * watchdog's retry tick, not on every loop turn. */
 static void send_outbox(rt_engine *e) {
   if (!e->nchannels || e->store_error) return;
-  rt_store_outbox_due(e->store, now_ms(e), OUTBOX_PER_PUMP, send_one, e);
+  e->outbox_dirty = false;
+  for (int i = 0; i < e->nchannels; i++) {
+    e->outbox_seen = 0;
+    rt_store_outbox_due(e->store, e->channels[i]->name, now_ms(e), OUTBOX_PER_PUMP, send_one, e);
+    /* A full page means more is due: go on next loop turn. */
+    if (e->outbox_seen >= OUTBOX_PER_PUMP) {
+      e->outbox_dirty = true;
+      pump_start(e);
+    }
+  }
 }
 
 /* ---- durable timers ---- */
@@ -930,8 +946,9 @@ static void pump_cb(uv_idle_t *h) {
     start_turn(e, q);
   }
   commit_done(e);
-  send_outbox(e);
-  if (!e->nrecv && !e->ready_head && !e->done_head && !e->nresume && !e->nmarks) {
+  if (e->outbox_dirty) send_outbox(e);
+  if (!e->nrecv && !e->ready_head && !e->done_head && !e->nresume && !e->nmarks &&
+      !e->outbox_dirty) {
     uv_idle_stop(&e->pump);
     e->pumping = false;
   }
@@ -963,7 +980,10 @@ static void watchdog_cb(uv_timer_t *h) {
     t = next;
   }
   if (e->store_error && now >= e->store_retry_at) pump_start(e);
-  else if (!e->store_error && !e->pumping && e->nchannels) send_outbox(e);
+  else if (!e->store_error && !e->pumping && (e->outbox_dirty || now >= e->next_retry_scan)) {
+    e->next_retry_scan = now + 1000;
+    send_outbox(e);
+  }
 }
 
 /* ---- setup and teardown ---- */
@@ -1056,6 +1076,7 @@ void rt_engine_add_channel(rt_engine *e, rt_channel *ch) {
 
 void rt_engine_start(rt_engine *e) {
   uv_timer_start(&e->watchdog, watchdog_cb, 250, 250);
+  e->outbox_dirty = true;     /* whatever a previous run left unsent */
   if (!e->test_mode) {
     rt_engine_fire_timers(e);
     arm_wake(e);
@@ -1139,7 +1160,7 @@ void rt_engine_set_http_stub(rt_engine *e, json_t *(*fn)(void *, json_t *), void
 
 bool rt_engine_idle(const rt_engine *e) {
   return !e->nrecv && !e->ready_head && !e->running && !e->done_head && !e->nmarks &&
-         !e->nresume && e->inflight.len == 0;
+         !e->nresume && e->inflight.len == 0 && (!e->outbox_dirty || !e->nchannels);
 }
 
 char *rt_engine_metrics(rt_engine *e) {

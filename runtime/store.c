@@ -44,7 +44,7 @@ static const char *stmt_sql[S_COUNT] = {
                 "next_try_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) "
                 "ON CONFLICT (idem_key) DO NOTHING",
   [S_OUT_DUE] = "SELECT id, conv_id, attempts, channel, chat_id, kind, payload, idem_key "
-                "FROM outbox WHERE status = 'pending' AND next_try_at <= ?1 "
+                "FROM outbox WHERE status = 'pending' AND channel = ?3 AND next_try_at <= ?1 "
                 "ORDER BY id LIMIT ?2",
   [S_OUT_SENT] = "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1 "
                  "WHERE id = ?1",
@@ -459,11 +459,12 @@ int rt_store_outbox_add(rt_store *s, int64_t conv_id, const char *channel,
   return RT_OK;
 }
 
-int rt_store_outbox_due(rt_store *s, int64_t now, int limit,
+int rt_store_outbox_due(rt_store *s, const char *channel, int64_t now, int limit,
                         void (*fn)(void *, const rt_outbox_row *), void *ud) {
   sqlite3_stmt *st = s->st[S_OUT_DUE];
   sqlite3_bind_int64(st, 1, now);
   sqlite3_bind_int(st, 2, limit);
+  bind_text(st, 3, channel);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     rt_outbox_row r = {

@@ -80,8 +80,9 @@ typedef struct {
   int64_t id, conv_id, attempts;
   const char *channel, *chat_id, *kind, *payload, *idem_key;
 } rt_outbox_row;
-/* Calls fn for up to limit pending rows due at or before now, oldest first. */
-int rt_store_outbox_due(rt_store *s, int64_t now, int limit,
+/* Calls fn for up to limit pending rows of channel due at or before now,
+ * oldest first. */
+int rt_store_outbox_due(rt_store *s, const char *channel, int64_t now, int limit,
                         void (*fn)(void *ud, const rt_outbox_row *r), void *ud);
 int rt_store_outbox_sent(rt_store *s, int64_t id, int64_t now);
 int rt_store_outbox_retry(rt_store *s, int64_t id, int64_t next_try, const char *err);

@@ -107,12 +107,22 @@ local function is_filler(w, set)
   return n == "" or set[n] == true or M.letters(n) == 0
 end
 
--- «теперь нужны свечи»: если «нужны» среди первых трёх слов, всё до него
--- вместе с ним — связка.
+-- Слова строки без «нужен / нужны / надо».
+local function without_need(s)
+  local rest = {}
+  for _, w in ipairs(split(s)) do
+    if not words.need_set[text.norm(w):gsub("%p+$", "")] then rest[#rest + 1] = w end
+  end
+  return table.concat(rest, " ")
+end
+
+-- «теперь нужны свечи»: если «нужны» среди первых трёх слов, а до него не
+-- запчасть (не «колодки нужны»), то всё до него вместе с ним — связка.
 local function cut_need(list)
-  for k = 1, math.min(3, #list) do
+  for k = 1, math.min(3, #list - 1) do
     local w = text.norm(list[k]):gsub("%p+$", "")
     if words.need_set[w] then
+      if k > 1 and text.is(table.concat(list, " ", 1, k - 1), "need") then return end
       for _ = 1, k do table.remove(list, 1) end
       return
     end
@@ -180,7 +190,7 @@ end
 -- или то, что идёт после «нужны / ищу» («нужна крестовина кардана»).
 local function clearly_part(item, piece, after_need)
   if after_need or opens_list(piece.text, item) then return true end
-  return text.is(item, "need") and not words.has_phrase(text.norm(item), words.need)
+  return text.is(without_need(item), "need")
 end
 
 -- Похоже ли на название запчасти?
