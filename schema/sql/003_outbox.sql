@@ -1,4 +1,4 @@
 -- 003_outbox.sql -- the sender asks per channel, so rows waiting for a
 -- channel that is not running (say, telegram while `shopbot chat` runs)
 -- never hide the rows of one that is.
-CREATE INDEX outbox_channel_due ON outbox (channel, next_try_at) WHERE status = 'pending';
+CREATE INDEX outbox_channel_pending ON outbox (channel, id) WHERE status = 'pending';
