@@ -6,6 +6,8 @@
 #include "lvm.h"
 #include "map.h"
 #include "paths.h"
+#include "transcript.h"
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,10 +245,49 @@ static json_t *shop_view(rt_config *cfg) {
   return v;
 }
 
+/* tests.on_reload: the shop's transcripts must pass on the new flows before
+ * they serve customers. Runs them in place (the loop waits), so it is meant
+ * for small test sets. Returns RT_OK or RT_EINVAL with a message. */
+static int reload_tests(rt_engine *e, char **err) {
+  if (e->test_mode || !rt_config_bool(e->cfg, "tests.on_reload", 0)) return RT_OK;
+  char *dir = rt_config_path(e->cfg, rt_config_str(e->cfg, "tests.dir", "tests"));
+  DIR *d = opendir(dir);
+  int failed = 0, ran = 0;
+  struct dirent *de;
+  char *report = NULL;
+  size_t report_len = 0;
+  FILE *out = open_memstream(&report, &report_len);
+  rt_log_level keep = rt_log_get_level();
+  rt_log_set_level(RT_LOG_OFF);
+  while (d && (de = readdir(d))) {
+    size_t n = strlen(de->d_name);
+    if (n < 6 || strcmp(de->d_name + n - 5, ".chat") != 0) continue;
+    char *f = rt_xasprintf("%s/%s", dir, de->d_name);
+    rt_transcript_opts o = {.shop_dir = rt_config_dir(e->cfg), .out = out};
+    if (rt_transcript_run(&o, f) != 0) failed++;
+    ran++;
+    free(f);
+  }
+  rt_log_set_level(keep);
+  if (d) closedir(d);
+  fclose(out);
+  free(dir);
+  int rc = RT_OK;
+  if (failed) {
+    char *first = strstr(report, "FAIL");
+    *err = rt_xasprintf("%d of %d transcript tests fail on the new flows: %.*s", failed, ran,
+                        first ? (int)strcspn(first, "\n") : 0, first ? first : "");
+    rc = RT_EINVAL;
+  }
+  free(report);
+  return rc;
+}
+
 int rt_engine_reload(rt_engine *e, char **err) {
   rt_bundle *b;
   uint64_t t0 = uv_hrtime();
   int rc = rt_bundle_load(&e->bopts, &b, err);
+  if (rc == RT_OK && (rc = reload_tests(e, err)) != RT_OK) rt_bundle_unref(b);
   double ms = (double)(uv_hrtime() - t0) / 1e6;
   if (rc != RT_OK) {
     e->st.reloads_failed++;

@@ -49,6 +49,7 @@ static void to_json(const char *in, char *out, size_t n) {
 }
 
 void rt_log_set_level(rt_log_level lvl) { log_level = lvl; }
+rt_log_level rt_log_get_level(void) { return log_level; }
 
 int rt_log_parse_level(const char *s) {
   static const char *names[] = {"debug", "info", "warn", "error", "off"};

@@ -13,6 +13,7 @@
 typedef enum { RT_LOG_DEBUG, RT_LOG_INFO, RT_LOG_WARN, RT_LOG_ERROR, RT_LOG_OFF } rt_log_level;
 
 void rt_log_set_level(rt_log_level lvl);
+rt_log_level rt_log_get_level(void);
 /* JSON lines instead of logfmt (log.format = "json"). */
 void rt_log_set_json(bool on);
 /* Parses "debug", "info", "warn", "error", "off"; returns -1 on anything else. */

@@ -92,7 +92,8 @@ local function bonus_text(c)
   local bonus = customer and tonumber(customer.bonus_balance)
   if not bonus or bonus < 1 then return nil end
   bonus = math.floor(bonus)
-  return common.number(bonus) .. " " .. common.plural(bonus, "бонус", "бонуса", "бонусов")
+  local w = say.BONUS_WORDS
+  return common.number(bonus) .. " " .. common.plural(bonus, w[1], w[2], w[3])
 end
 
 -- Ничего не нужно: благодарим, напоминаем про бонусы, предлагаем скидку

@@ -103,10 +103,10 @@ end
 -- «в понедельник, 9 марта, с 9:00».
 function M.when(t)
   local now = time.now()
-  if same_day(t, now) then return "сегодня с " .. clock(t) end
-  if same_day(t, now + 86400) then return "завтра с " .. clock(t) end
-  local wday = time["local"](t).wday
-  return say.WEEKDAYS[wday] .. ", " .. time.human(t) .. ", с " .. clock(t)
+  if same_day(t, now) then return say.text("when_today", { time = clock(t) }) end
+  if same_day(t, now + 86400) then return say.text("when_tomorrow", { time = clock(t) }) end
+  local weekday = say.WEEKDAYS[time["local"](t).wday]
+  return say.text("when_later", { weekday = weekday, date = time.human(t), time = clock(t) })
 end
 
 -- До какого времени действует предложение: «3 марта, 10:00».

@@ -167,16 +167,23 @@ T.inq_summary = "Записал: {items}."
 -- Итог, когда ничего не назвали.
 T.inq_summary_empty = "Хорошо, менеджер уточнит, что вам подобрать."
 
--- ==== Дни недели для «ответит в понедельник с 9:00» ======================
+-- ==== Когда ответит менеджер ({when} в handoff_closed) ===================
+-- {time} — «9:00», {date} — «9 марта», {weekday} — «в понедельник».
+T.when_today = "сегодня с {time}"
+T.when_tomorrow = "завтра с {time}"
+T.when_later = "{weekday}, {date}, с {time}"
 local WEEKDAYS = { "в понедельник", "во вторник", "в среду", "в четверг",
                    "в пятницу", "в субботу", "в воскресенье" }
+
+-- Слово после числа бонусов: 1 бонус, 2 бонуса, 5 бонусов.
+local BONUS_WORDS = { "бонус", "бонуса", "бонусов" }
 
 -- ==== Названия рассылок в карточках менеджерам ===========================
 local CAMPAIGNS = { retention = "возврат клиентов", gifts = "подарки" }
 
 -- ---- Ниже — механика подстановок, менять не нужно --------------------------
 
-local M = { WEEKDAYS = WEEKDAYS, CAMPAIGNS = CAMPAIGNS }
+local M = { WEEKDAYS = WEEKDAYS, CAMPAIGNS = CAMPAIGNS, BONUS_WORDS = BONUS_WORDS }
 
 -- Текст по имени с подстановками: say.text("saved", {what = "колодки"}).
 function M.text(key, vars)
