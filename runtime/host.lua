@@ -288,10 +288,15 @@ local function run(conv, ev, trace)
     if type(step) ~= "string" or not flow.steps[step] then step = "start" end
     migrated = { from = old, to = step }
   end
+  -- A wake-up runs the step it names; if that step returns nothing, the
+  -- chat goes back to the step it was waiting in.
+  local back_flow, back_step = flow, step
+  local waking = false
   if ev.kind == "wake" and ev.step then
     local nf, ns = resolve(flow.name, ev.step)
     if not nf then error("wake-up names " .. ns, 0) end
     flow, step = nf, ns
+    waking = true
   end
 
   local hops = 0
@@ -306,7 +311,9 @@ local function run(conv, ev, trace)
       if not nf then error("c:go: " .. ns, 0) end
       flow, step = nf, ns
     else
-      if r ~= nil then
+      if r == nil and waking and hops == 0 then
+        flow, step = back_flow, back_step
+      elseif r ~= nil then
         if type(r) ~= "string" then
           error("step must return the name of the next step (a string) or nothing", 0)
         end

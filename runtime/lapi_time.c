@@ -36,7 +36,7 @@ static int local_tm(lua_State *L, int64_t t, const char *tz, struct tm *tm) {
   return 0;
 }
 
-/* time.local(t, tz) -> {year, month, day, hour, min, sec, wday (1 = Monday)} */
+/* time.split(t, tz) -> {year, month, day, hour, min, sec, wday (1 = Monday)} */
 static int l_time_local(lua_State *L) {
   int64_t t = luaL_optinteger(L, 1, now_sec(L));
   const char *tz = opt_tz(L, 2);
@@ -169,7 +169,8 @@ static int l_time_format(lua_State *L) {
 
 static const luaL_Reg time_funcs[] = {
   {"now", l_time_now},
-  {"local", l_time_local},
+  {"split", l_time_local},
+  {"local", l_time_local},   /* same as split; time["local"] since local is a keyword */
   {"make", l_time_make},
   {"duration", l_time_duration},
   {"is_open", l_time_is_open},

@@ -364,7 +364,14 @@ static int cmd_test(int argc, char **argv) {
     else if (argv[i][0] == '-') { for (size_t k = 0; k < n; k++) free(files[k]); free(files);
                                   return bad_usage("test", "unknown option", test_usage); }
     else if (!shop) shop = argv[i];
-    else collect(argv[i], &files, &n);
+    else {
+      /* A file may be named from here or from the shop folder
+       * (tests/lead.chat), as a marketer would write it. */
+      struct stat st;
+      char *alt = rt_xasprintf("%s/%s", shop, argv[i]);
+      collect(stat(argv[i], &st) != 0 && stat(alt, &st) == 0 ? alt : argv[i], &files, &n);
+      free(alt);
+    }
   }
   if (!shop) return bad_usage("test", "SHOP_DIR is required", test_usage);
   rt_log_set_level(verbose ? RT_LOG_INFO : RT_LOG_OFF);

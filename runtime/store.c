@@ -676,6 +676,19 @@ int rt_store_customer_optout(rt_store *s, const char *phone, const char *channel
   sqlite3_bind_int64(st, 4, now);
   int rc = sqlite3_step(st);
   sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return fail(s, rc);
+  /* Someone never imported (a walk-in, a gift's recipient) is remembered
+   * too, so no later campaign writes to them. */
+  const char *p = phone ? phone : (channel && strcmp(channel, "console") == 0 &&
+                                   chat_id && chat_id[0] == '+') ? chat_id : NULL;
+  if (!p || sqlite3_changes(s->db) > 0) return RT_OK;
+  st = prep(s, "INSERT INTO customers (phone, opted_out, updated_at) VALUES (?1, 1, ?2) "
+               "ON CONFLICT (phone) DO UPDATE SET opted_out = 1, updated_at = ?2");
+  if (!st) return rt_store_errcode(s);
+  bind_text(st, 1, p);
+  sqlite3_bind_int64(st, 2, now);
+  rc = sqlite3_step(st);
+  sqlite3_finalize(st);
   return rc == SQLITE_DONE ? RT_OK : fail(s, rc);
 }
 

@@ -54,7 +54,7 @@ end
 
 -- Через две недели в 11:00 (или ближайшее рабочее время после).
 local function two_weeks()
-  local d = time["local"](time.now() + 14 * 86400)
+  local d = time.split(time.now() + 14 * 86400)
   return time.next_open(time.make(d.year, d.month, d.day, 11, 0))
 end
 

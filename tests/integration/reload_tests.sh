@@ -14,11 +14,11 @@ PIDS=$!
 exec 3>"$TMP/in"
 echo "привет" >&3
 check "greeting" wait_for "$TMP/out" "Привет, Тест!"
-sed -i 's/"эхо "/"ЭХО "/' "$d/flows/main.lua"
+sed -i 's/"эхо "/"повтор "/' "$d/flows/main.lua"
 check "edit that breaks a transcript is refused" wait_for "$TMP/err" "msg=reload-failed err=.*transcript tests fail.*echo.chat:4"
 echo "раз" >&3
 check "old flows keep serving" wait_for "$TMP/out" "^эхо 1: раз$"
-sed -i 's/"ЭХО "/"эхо "/; s/"Привет, "/"Привет, "/' "$d/flows/main.lua"
+sed -i 's/"повтор "/"эхо "/' "$d/flows/main.lua"
 sed -i 's/c:say("прыгнул/c:say("Прыгнул/' "$d/flows/main.lua"
 check "harmless edit is swapped in" wait_for "$TMP/err" "msg=reload version="
 exec 3>&-

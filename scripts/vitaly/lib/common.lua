@@ -89,13 +89,13 @@ end
 
 -- «9:00»
 local function clock(t)
-  local d = time["local"](t)
+  local d = time.split(t)
   return string.format("%d:%02d", d.hour, d.min)
 end
 
 -- Тот же день?
 local function same_day(a, b)
-  local x, y = time["local"](a), time["local"](b)
+  local x, y = time.split(a), time.split(b)
   return x.year == y.year and x.month == y.month and x.day == y.day
 end
 
@@ -105,7 +105,7 @@ function M.when(t)
   local now = time.now()
   if same_day(t, now) then return say.text("when_today", { time = clock(t) }) end
   if same_day(t, now + 86400) then return say.text("when_tomorrow", { time = clock(t) }) end
-  local weekday = say.WEEKDAYS[time["local"](t).wday]
+  local weekday = say.WEEKDAYS[time.split(t).wday]
   return say.text("when_later", { weekday = weekday, date = time.human(t), time = clock(t) })
 end
 

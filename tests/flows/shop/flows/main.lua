@@ -21,6 +21,7 @@ return flow "main" {
     if t == "bad state" then c.slots.f = function() end end
     if t == "badstep" then return "nowhere" end
     if t == "wake" then c:wake("2h", "woken") c:say("жду 2 часа") return end
+    if t == "ping" then c:wake("1h", "ping") c:say("пингану через час") return end
     if t == "later" then
       local at = text.date("через две недели", time.now(), shop.timezone)
       c:wake(at, "woken", { why = "later" }, "later")
@@ -53,6 +54,11 @@ return flow "main" {
   jumped = function(c, ev)
     c:say("прыгнул с «" .. ev.text .. "»")
     return "echo"
+  end,
+
+  -- returns nothing: the chat goes back to the step it was waiting in
+  ping = function(c, ev)
+    c:say("пинг")
   end,
 
   woken = function(c, ev)
