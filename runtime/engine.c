@@ -95,6 +95,7 @@ struct rt_engine {
   uv_timer_t watchdog;         /* step deadlines, store retries, outbox retries */
   bool pumping, closing;
   bool outbox_dirty;           /* a commit queued messages */
+  int64_t next_prune;
   int outbox_seen;
   int64_t next_retry_scan;
   int handles_open;
@@ -1020,6 +1021,16 @@ static void watchdog_cb(uv_timer_t *h) {
     }
     t = next;
   }
+  /* Old processed inbox and sent outbox rows go, a slice at a time, so the
+   * file does not grow with every message ever handled. */
+  if (!e->test_mode && now >= e->next_prune && !e->store_error) {
+    int64_t keep = rt_config_int(e->cfg, "store.keep_days", 30);
+    e->next_prune = now + 60000;
+    if (keep > 0) {
+      int64_t n = rt_store_prune(e->store, now - keep * 86400000LL, 2000);
+      if (n > 0) rt_log(RT_LOG_INFO, "pruned", "rows=%lld keep_days=%lld", (long long)n, (long long)keep);
+    }
+  }
   if (e->store_error && now >= e->store_retry_at) pump_start(e);
   else if (!e->store_error && !e->pumping && (e->outbox_dirty || now >= e->next_retry_scan)) {
     e->next_retry_scan = now + 1000;
@@ -1058,6 +1069,7 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
     .sync_full = strcmp(rt_config_str(c, "store.synchronous", "full"), "full") == 0,
     .sync_off = o->test_mode,
     .max_pages = o->store_max_pages,
+    .cache_mb = (int)rt_config_int(c, "store.cache_mb", 16),
   };
   int rc = rt_store_open(store_path, &so, &e->store, err);
   free(sql_dir);

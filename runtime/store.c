@@ -78,6 +78,8 @@ struct rt_store {
 
 /* ---- helpers ---- */
 
+static sqlite3_stmt *prep(rt_store *s, const char *sql);
+
 static int fail(rt_store *s, int rc) {
   s->last_rc = rc;
   return rt_store_errcode(s);
@@ -221,8 +223,9 @@ int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char
   char pragmas[256];
   snprintf(pragmas, sizeof pragmas,
            "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;"
-           "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-8192;",
-           o->sync_off ? "OFF" : o->sync_full ? "FULL" : "NORMAL");
+           "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%d;",
+           o->sync_off ? "OFF" : o->sync_full ? "FULL" : "NORMAL",
+           (o->cache_mb > 0 ? o->cache_mb : 16) * 1024);
   char *msg = NULL;
   if (sqlite3_exec(s->db, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
     s->last_rc = sqlite3_errcode(s->db);
@@ -594,6 +597,25 @@ int rt_store_lead_add(rt_store *s, const rt_lead_in *l, int64_t *id) {
   int rc = run(s, st);
   if (rc == RT_OK && id) *id = sqlite3_last_insert_rowid(s->db);
   return rc;
+}
+
+int64_t rt_store_prune(rt_store *s, int64_t before, int limit) {
+  static const char *sql[] = {
+    "DELETE FROM inbox WHERE rowid IN (SELECT rowid FROM inbox WHERE status != 'new' "
+    "AND received_at < ?1 LIMIT ?2)",
+    "DELETE FROM outbox WHERE rowid IN (SELECT rowid FROM outbox WHERE status != 'pending' "
+    "AND created_at < ?1 LIMIT ?2)",
+  };
+  int64_t n = 0;
+  for (size_t i = 0; i < 2; i++) {
+    sqlite3_stmt *st = prep(s, sql[i]);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, before);
+    sqlite3_bind_int(st, 2, limit);
+    if (sqlite3_step(st) == SQLITE_DONE) n += sqlite3_changes(s->db);
+    sqlite3_finalize(st);
+  }
+  return n;
 }
 
 /* ---- figures ---- */

@@ -18,6 +18,7 @@ typedef struct {
   bool sync_full;           /* PRAGMA synchronous=FULL (default) or NORMAL */
   bool sync_off;            /* transcript tests: no fsync at all */
   long max_pages;           /* tests: PRAGMA max_page_count to simulate a full disk */
+  int cache_mb;             /* page cache; 0 = 16 MB */
 } rt_store_opts;
 
 /* Opens (creating if needed) the store at path and applies migrations. On
@@ -110,6 +111,10 @@ typedef struct {
   const char *flow, *channel, *campaign, *car, *car_kind, *parts, *name, *phone, *data;
 } rt_lead_in;
 int rt_store_lead_add(rt_store *s, const rt_lead_in *l, int64_t *id);
+
+/* Deletes inbox rows processed and outbox rows sent or failed before
+ * `before` (ms), at most limit rows of each per call; returns how many. */
+int64_t rt_store_prune(rt_store *s, int64_t before, int limit);
 
 /* ---- figures for /metrics ---- */
 typedef struct {

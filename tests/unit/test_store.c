@@ -1,0 +1,127 @@
+/* test_store.c -- the store's own contract: migrations, inbox dedup,
+ * conversation rows and revisions, per-channel outbox, timers, pruning. */
+#include "paths.h"
+#include "rt.h"
+#include "store.h"
+#include "t.h"
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static rt_store *s;
+static int counted;
+static void count_out(void *ud, const rt_outbox_row *r) { (void)ud; (void)r; counted++; }
+static void count_timer(void *ud, const rt_timer_row *r) { (void)ud; (void)r; counted++; }
+
+static int64_t q(const char *sql) {
+  sqlite3_stmt *st;
+  int64_t v = -1;
+  sqlite3_prepare_v2(rt_store_db(s), sql, -1, &st, NULL);
+  if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+T(migrations) {
+  CHECK(q("PRAGMA user_version") >= 3);
+  CHECK_STR((const char *)"wal", "wal");
+  CHECK(q("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_channel_pending'") == 1);
+}
+
+T(inbox_dedup) {
+  int64_t id = 0;
+  CHECK_INT(rt_store_inbox_add(s, "telegram", "u1", "c1", "text", "{}", 1, &id), RT_OK);
+  CHECK(id > 0);
+  CHECK_INT(rt_store_inbox_add(s, "telegram", "u1", "c1", "text", "{}", 2, &id), 1);
+  CHECK_INT(rt_store_inbox_add(s, "whatsapp", "u1", "c1", "text", "{}", 2, &id), RT_OK);
+  CHECK_INT(q("SELECT count(*) FROM inbox WHERE status = 'new'"), 2);
+}
+
+T(conversations) {
+  rt_conv_row r;
+  CHECK_INT(rt_store_conv_get(s, "console", "a", false, 1, &r), RT_ENOENT);
+  CHECK_INT(rt_store_conv_ensure(s, "console", "a", 5), RT_OK);
+  CHECK_INT(rt_store_conv_ensure(s, "console", "a", 6), RT_OK);
+  CHECK_INT(q("SELECT count(*) FROM conversations WHERE chat_id = 'a'"), 1);
+  CHECK_INT(rt_store_conv_get(s, "console", "a", false, 7, &r), RT_OK);
+  CHECK_INT(r.rev, 0);
+  CHECK_INT(r.created_at, 5);
+  free(r.state);
+  r.state = rt_xstrdup("{\"car\":\"X\"}");
+  r.flow = rt_xstrdup("lead");
+  r.step = rt_xstrdup("parts");
+  CHECK_INT(rt_store_conv_save(s, &r, 9), RT_OK);
+  CHECK_INT(r.rev, 1);
+  rt_conv_row_clear(&r);
+  CHECK_INT(rt_store_conv_get(s, "console", "a", false, 7, &r), RT_OK);
+  CHECK_STR(r.state, "{\"car\":\"X\"}");
+  CHECK_STR(r.step, "parts");
+  CHECK_INT(r.rev, 1);
+  rt_conv_row_clear(&r);
+}
+
+T(outbox_per_channel) {
+  for (int i = 0; i < 600; i++) {
+    char k[32];
+    snprintf(k, sizeof k, "tg%d", i);
+    CHECK_INT(rt_store_outbox_add(s, 1, "telegram", "c", k, "text", "{}", 1, NULL), RT_OK);
+  }
+  CHECK_INT(rt_store_outbox_add(s, 1, "console", "c", "con1", "text", "{}", 1, NULL), RT_OK);
+  CHECK_INT(rt_store_outbox_add(s, 1, "console", "c", "con1", "text", "{}", 1, NULL), 1);
+  counted = 0;
+  /* 600 rows for a channel that is not running do not hide this one */
+  rt_store_outbox_due(s, "console", 10, 512, count_out, NULL);
+  CHECK_INT(counted, 1);
+  counted = 0;
+  rt_store_outbox_due(s, "telegram", 10, 512, count_out, NULL);
+  CHECK_INT(counted, 512);
+  counted = 0;
+  rt_store_outbox_due(s, "telegram", 0, 512, count_out, NULL);
+  CHECK_INT(counted, 0);
+}
+
+T(timers) {
+  CHECK_INT(rt_store_timer_next(s), -1);
+  CHECK_INT(rt_store_timer_set(s, 1, "remind", 5000, "lead.remind", NULL, 1), RT_OK);
+  CHECK_INT(rt_store_timer_set(s, 1, "remind", 7000, "lead.remind", NULL, 1), RT_OK);
+  CHECK_INT(rt_store_timer_set(s, 2, "remind", 6000, "lead.remind", NULL, 1), RT_OK);
+  CHECK_INT(rt_store_timer_next(s), 6000);
+  counted = 0;
+  rt_store_timers_due(s, 6500, 100, count_timer, NULL);
+  CHECK_INT(counted, 1);
+  CHECK_INT(rt_store_timer_cancel(s, 2, "remind"), RT_OK);
+  CHECK_INT(rt_store_timer_next(s), 7000);
+}
+
+T(prune) {
+  CHECK_INT(rt_store_exec(s, "UPDATE inbox SET status = 'done'"), RT_OK);
+  CHECK_INT(rt_store_exec(s, "UPDATE outbox SET status = 'sent' WHERE channel = 'console'"), RT_OK);
+  int64_t n = rt_store_prune(s, 100, 1000);
+  CHECK_INT(n, 2 + 1);
+  CHECK_INT(q("SELECT count(*) FROM inbox"), 0);
+  CHECK_INT(q("SELECT count(*) FROM outbox"), 600);   /* pending rows stay */
+}
+
+int main(void) {
+  char path[] = "/tmp/test_store.XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) return 1;
+  close(fd);
+  unlink(path);
+  char *sql = rt_paths_schema("sql"), *err = NULL;
+  rt_store_opts o = {.sql_dir = sql, .sync_off = true};
+  if (rt_store_open(path, &o, &s, &err) != RT_OK) { fprintf(stderr, "%s\n", err); return 1; }
+  free(sql);
+  T_RUN(migrations);
+  T_RUN(inbox_dedup);
+  T_RUN(conversations);
+  T_RUN(outbox_per_channel);
+  T_RUN(timers);
+  T_RUN(prune);
+  rt_store_close(s);
+  char p2[64];
+  unlink(path);
+  snprintf(p2, sizeof p2, "%s-wal", path); unlink(p2);
+  snprintf(p2, sizeof p2, "%s-shm", path); unlink(p2);
+  return T_DONE();
+}
