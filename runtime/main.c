@@ -226,7 +226,7 @@ static int app_run(const char *cmd, const char *shop_dir, const char *user) {
     }
   }
   if (rt_watch_new(&a.loop, a.e, rt_engine_flows_dir(a.e),
-                   (int)rt_config_int(a.cfg, "flows.reload_debounce_ms", 200), &a.watch, &err) != RT_OK) {
+                   (int)rt_config_int(a.cfg, "flows.reload_debounce_ms", 15), &a.watch, &err) != RT_OK) {
     rt_log(RT_LOG_WARN, "watch-disabled", "err=\"%s\"", err);
     free(err);
     err = NULL;

@@ -126,23 +126,30 @@ int main(int argc, char **argv) {
          (r1 - r0) * 1e3, convs);
   rt_watch *w;
   char *flows = rt_config_path(cfg, "flows");
-  rt_watch_new(&loop, e, flows, 20, &w, &err);
+  rt_watch_new(&loop, e, flows, (int)rt_config_int(cfg, "flows.reload_debounce_ms", 15), &w, &err);
   double best = 1e9, sum = 0;
+  char path[512];
+  snprintf(path, sizeof path, "%s/lead.lua", flows);
+  FILE *src = fopen(path, "rb");
+  char *code = rt_xmalloc(1 << 20);
+  size_t len = src ? fread(code, 1, (1 << 20) - 1, src) : 0;
+  if (src) fclose(src);
+  code[len] = '\0';
   for (int k = 0; k < 5; k++) {
     unsigned before = rt_watch_reloads(w);
-    char path[512];
-    snprintf(path, sizeof path, "%s/lead.lua", flows);
-    snprintf(cmd, sizeof cmd, "sed -i 's/Записал: /Записал%s: /' %s", k % 2 ? "" : "!", path);
-    if (k % 2) snprintf(cmd, sizeof cmd, "sed -i 's/Записал!: /Записал: /' %s", path);
+    /* The write an editor makes: the whole file, with one comment changed. */
     double w0 = now_s();
-    if (system(cmd) != 0) break;
+    FILE *f = fopen(path, "wb");
+    fprintf(f, "-- edit %d\n%s", k, code);
+    fclose(f);
     while (rt_watch_reloads(w) == before) uv_run(&loop, UV_RUN_ONCE);
     double dt = (now_s() - w0) * 1e3;
     sum += dt;
     if (dt < best) best = dt;
   }
-  printf("core.reload_write_to_swap_ms: %.1f ms mean, %.1f ms best (includes the 20 ms debounce and sed)\n",
-         sum / 5, best);
+  free(code);
+  printf("core.reload_write_to_swap_ms: %.1f ms mean, %.1f ms best (flows.reload_debounce_ms %lld ms included; write of the file to swap)\n",
+         sum / 5, best, (long long)rt_config_int(cfg, "flows.reload_debounce_ms", 15));
   rt_watch_close(w, NULL, NULL);
   free(flows);
 
