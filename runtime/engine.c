@@ -896,7 +896,8 @@ static void send_outbox(rt_engine *e) {
 
 /* ---- durable timers ---- */
 
-typedef struct { rt_engine *e; int rc; int n; } fire_ctx;
+typedef struct { char *channel, *chat_id, *payload; int64_t id; } fired;
+typedef struct { rt_engine *e; int rc; int n; fired *list; } fire_ctx;
 
 static void fire_one(void *ud, const rt_timer_row *r) {
   fire_ctx *f = ud;
@@ -919,9 +920,11 @@ static void fire_one(void *ud, const rt_timer_row *r) {
   int rc = rt_store_inbox_add(e->store, c.channel, ext, c.chat_id, "wake", payload, now_ms(e), &id);
   if (rc == RT_OK || rc == 1) rc = rt_store_timer_delete(e->store, r->id);
   if (rc == RT_OK && id) {
-    enqueue(e, c.channel, c.chat_id, id, payload);
+    /* Queued only once the batch commits: a rolled-back wake-up must not
+     * run, its timer is still there and fires again. */
+    f->list = rt_xrealloc(f->list, (size_t)(f->n + 1) * sizeof *f->list);
+    f->list[f->n++] = (fired){rt_xstrdup(c.channel), rt_xstrdup(c.chat_id), payload, id};
     payload = NULL;
-    f->n++;
   }
   free(payload);
   f->rc = rc;
@@ -931,19 +934,27 @@ static void fire_one(void *ud, const rt_timer_row *r) {
 int rt_engine_fire_timers(rt_engine *e) {
   int total = 0;
   for (;;) {
-    fire_ctx f = {e, RT_OK, 0};
+    fire_ctx f = {e, RT_OK, 0, NULL};
     int rc = rt_store_begin(e->store);
     if (rc == RT_OK) rc = rt_store_timers_due(e->store, now_ms(e), 1000, fire_one, &f);
     if (rc == RT_OK) rc = f.rc;
     if (rc == RT_OK) rc = rt_store_commit(e->store);
     else rt_store_rollback(e->store);
+    for (int i = 0; i < f.n; i++) {
+      if (rc == RT_OK) {
+        enqueue(e, f.list[i].channel, f.list[i].chat_id, f.list[i].id, f.list[i].payload);
+        f.list[i].payload = NULL;
+      }
+      free(f.list[i].channel);
+      free(f.list[i].chat_id);
+      free(f.list[i].payload);
+    }
+    free(f.list);
     if (rc != RT_OK) {
-      /* enqueued ids of a rolled-back batch would point nowhere: drop them
-       * by reloading queues from the inbox is overkill; the batch is tiny
-       * and the events are simply re-fired on the next try. */
       set_store_error(e, "cannot fire timers");
       return rc;
     }
+    clear_store_error(e);
     total += f.n;
     if (f.n < 1000) break;
   }
@@ -965,7 +976,7 @@ static void arm_wake(rt_engine *e) {
 
 void rt__engine_wake_cb(uv_timer_t *h) {
   rt_engine *e = h->data;
-  if (!e->store_error) rt_engine_fire_timers(e);
+  if (!e->store_error || now_ms(e) >= e->store_retry_at) rt_engine_fire_timers(e);
   arm_wake(e);
 }
 
