@@ -465,7 +465,7 @@ T(load_minimal_applies_defaults) {
   CHECK_STR(rt_config_str(c, "log.format", NULL), "logfmt");
   CHECK_STR(rt_config_str(c, "flows.dir", NULL), "flows");
   CHECK_STR(rt_config_str(c, "flows.start", NULL), "lead");
-  CHECK_INT(rt_config_int(c, "flows.reload_debounce_ms", 0), 200);
+  CHECK_INT(rt_config_int(c, "flows.reload_debounce_ms", 0), 15);
   CHECK_STR(rt_config_str(c, "store.path", NULL), "data/shop.db");
   CHECK_STR(rt_config_str(c, "store.synchronous", NULL), "full");
   CHECK_INT(rt_config_int(c, "limits.step_instructions", 0), 10000000);
