@@ -37,7 +37,7 @@ cmd=${1:-}
 case "$cmd" in
   demo)
     install_missing
-    build build
+    build build -DRT_SANITIZE=OFF
     shop=${2:-examples/autoparts}
     echo "--- $shop: write as a customer; Ctrl-D ends. /manager release gives the chat back to the bot." >&2
     exec ./build/shopbot chat "$shop"
@@ -46,7 +46,7 @@ case "$cmd" in
     install_missing
     # valgrind needs a build without sanitizers; it runs first so ctest's
     # summary is the last line
-    build build
+    build build -DRT_SANITIZE=OFF
     ./tests/valgrind.sh build
     build build-asan -DRT_SANITIZE=ON
     cd build-asan
@@ -59,12 +59,12 @@ case "$cmd" in
     ;;
   build)
     install_missing
-    build build
+    build build -DRT_SANITIZE=OFF
     echo "built: build/shopbot" >&2
     ;;
   bench)
     install_missing
-    build build
+    build build -DRT_SANITIZE=OFF
     ./tests/bench/run
     ;;
   *)
