@@ -3,9 +3,12 @@
 #include "campaign_cfg.h"
 #include <stdio.h>
 
+/* "09:00" -> 540; "24:00" -> 1440; -1 on anything else. */
 static int hhmm(const char *s) {
-  int h, m;
-  if (!s || sscanf(s, "%d:%d", &h, &m) != 2 || h < 0 || h > 24 || m < 0 || m > 59) return -1;
+  int h, m, n = 0;
+  if (!s || sscanf(s, "%d:%d%n", &h, &m, &n) != 2 || s[n] || h < 0 || m < 0 || m > 59 ||
+      h * 60 + m > 1440)
+    return -1;
   return h * 60 + m;
 }
 

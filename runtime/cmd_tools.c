@@ -1,6 +1,7 @@
 /* cmd_tools.c -- `shopbot import|campaign|stats` (see cmd_tools.h). */
 #include "cmd_tools.h"
 #include "campaign.h"
+#include "campaign_cfg.h"
 #include "clock.h"
 #include "config.h"
 #include "import.h"
@@ -135,46 +136,6 @@ static const char campaign_usage[] =
   "  --json      print the report as JSON\n"
   "  --now T     pretend the time is T (2025-03-10T10:00:00+03:00, 2025-03-10 10:00)\n";
 
-/* "09:00" -> 540; "24:00" -> 1440; -1 on anything else. */
-static int parse_hhmm(const char *s) {
-  int h, m, n = 0;
-  if (!s || sscanf(s, "%d:%d%n", &h, &m, &n) != 2 || s[n] || h < 0 || m < 0 || m > 59 ||
-      h * 60 + m > 1440)
-    return -1;
-  return h * 60 + m;
-}
-
-/* Fills campaign options from shop.json. */
-static int campaign_opts(const rt_config *cfg, rt_campaign_opts *o, char **err) {
-  o->tz = rt_config_str(cfg, "timezone", RT_TZ_DEFAULT);
-  json_t *days = rt_config_get(cfg, "working_hours.days");
-  if (json_is_array(days)) {
-    o->days_mask = 0;
-    size_t i;
-    json_t *d;
-    json_array_foreach(days, i, d) {
-      json_int_t v = json_integer_value(d);
-      if (v >= 1 && v <= 7) o->days_mask |= 1u << v;
-    }
-  }
-  const char *from = rt_config_str(cfg, "working_hours.from", "09:00");
-  const char *to = rt_config_str(cfg, "working_hours.to", "19:00");
-  o->from_min = parse_hhmm(from);
-  o->to_min = parse_hhmm(to);
-  if (o->from_min < 0 || o->to_min < 0) {
-    *err = rt_xasprintf("working_hours: bad time \"%s\"", o->from_min < 0 ? from : to);
-    return RT_EINVAL;
-  }
-  o->idle_days = (int)rt_config_int(cfg, "retention.idle_days", 90);
-  o->cooldown_days = (int)rt_config_int(cfg, "retention.cooldown_days", 30);
-  o->rate_per_minute = (int)rt_config_int(cfg, "retention.rate_per_minute", 20);
-  o->after_days = (int)rt_config_int(cfg, "gifts.after_days", 3);
-  /* Only a WhatsApp channel that is switched on can reach a bare phone;
-   * otherwise such contacts go to the console, where a person plays them. */
-  o->phone_channel = rt_config_bool(cfg, "channels.whatsapp.enabled", 0) ? "whatsapp" : "console";
-  return RT_OK;
-}
-
 static void print_campaign(const rt_campaign_report *r) {
   printf("campaign %s%s: %lld candidates, %lld selected, %lld scheduled\n", r->campaign,
          r->dry_run ? " (dry run, nothing written)" : "", (long long)r->candidates,
@@ -221,10 +182,9 @@ int rt_cmd_campaign(int argc, char **argv) {
   shop sh;
   if (shop_open("campaign", pos[0], &sh) != RT_OK) return 1;
   rt_campaign_opts o;
-  rt_campaign_opts_default(&o, pos[1], rt_clock_now(NULL));
-  o.dry_run = dry;
   char *err = NULL;
-  int rc = campaign_opts(sh.cfg, &o, &err);
+  int rc = rt_campaign_opts_config(&o, sh.cfg, pos[1], rt_clock_now(NULL), &err);
+  o.dry_run = dry;
   if (rc == RT_OK && now_s && rt_clock_parse(now_s, o.tz, &o.now_ms) != RT_OK) {
     fprintf(stderr, "shopbot campaign: bad --now \"%s\"\n%s", now_s, campaign_usage);
     shop_close(&sh);
