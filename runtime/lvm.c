@@ -187,8 +187,24 @@ static json_t *json_str(const char *s, size_t n) {
   return j ? j : json_string("");
 }
 
-static json_t *to_json(lua_State *L, int idx, char *path, size_t plen, int depth,
-                       char *err, size_t errn) {
+/* The path to the value being converted, kept as a stack of keys and
+ * formatted only when there is an error to report. */
+typedef struct {
+  const char *root;
+  const char *keys[20];
+  lua_Integer idx[20];
+  int depth;
+} jpath;
+
+static void path_text(const jpath *p, char *out, size_t n) {
+  size_t o = (size_t)snprintf(out, n, "%s", p->root);
+  for (int i = 0; i < p->depth && o < n; i++)
+    o += p->keys[i] ? (size_t)snprintf(out + o, n - o, ".%s", p->keys[i])
+                    : (size_t)snprintf(out + o, n - o, "[%lld]", (long long)p->idx[i]);
+}
+
+static json_t *to_json(lua_State *L, int idx, jpath *p, char *err, size_t errn) {
+  char where[256];
   switch (lua_type(L, idx)) {
   case LUA_TNIL: return json_null();
   case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
@@ -202,12 +218,14 @@ static json_t *to_json(lua_State *L, int idx, char *path, size_t plen, int depth
   }
   case LUA_TTABLE: break;
   default:
+    path_text(p, where, sizeof where);
     snprintf(err, errn, "%s: a %s cannot be stored (only text, numbers, true/false and tables)",
-             path, luaL_typename(L, idx));
+             where, luaL_typename(L, idx));
     return NULL;
   }
-  if (depth > 16) {
-    snprintf(err, errn, "%s: tables nested deeper than 16 levels (a loop?)", path);
+  if (p->depth >= 16) {
+    path_text(p, where, sizeof where);
+    snprintf(err, errn, "%s: tables nested deeper than 16 levels (a loop?)", where);
     return NULL;
   }
   luaL_checkstack(L, 6, "json");
@@ -222,41 +240,44 @@ static json_t *to_json(lua_State *L, int idx, char *path, size_t plen, int depth
     lua_pop(L, 1);
   }
   json_t *out;
-  size_t base = strlen(path);
+  int d = p->depth++;
   if (count > 0 && count == n && !all_str) {
     out = json_array();
     for (lua_Integer i = 1; i <= n; i++) {
       lua_rawgeti(L, idx, i);
-      snprintf(path + base, plen - base, "[%lld]", (long long)i);
-      json_t *v = to_json(L, -1, path, plen, depth + 1, err, errn);
+      p->keys[d] = NULL;
+      p->idx[d] = i;
+      json_t *v = to_json(L, -1, p, err, errn);
       lua_pop(L, 1);
-      if (!v) { json_decref(out); return NULL; }
+      if (!v) { json_decref(out); p->depth = d; return NULL; }
       json_array_append_new(out, v);
     }
   } else {
     if (!all_str) {
-      snprintf(err, errn, "%s: a table mixes a list and named fields (or has non-text keys)", path);
+      p->depth = d;
+      path_text(p, where, sizeof where);
+      snprintf(err, errn, "%s: a table mixes a list and named fields (or has non-text keys)", where);
       return NULL;
     }
     out = json_object();
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-      const char *k = lua_tostring(L, -2);
-      snprintf(path + base, plen - base, ".%s", k);
-      json_t *v = to_json(L, -1, path, plen, depth + 1, err, errn);
-      if (!v) { lua_pop(L, 2); json_decref(out); return NULL; }
-      json_object_set_new(out, k, v);
+      size_t klen;
+      const char *k = lua_tolstring(L, -2, &klen);
+      p->keys[d] = k;
+      json_t *v = to_json(L, -1, p, err, errn);
+      if (!v) { lua_pop(L, 2); json_decref(out); p->depth = d; return NULL; }
+      json_object_setn_new(out, k, klen, v);
       lua_pop(L, 1);
     }
   }
-  path[base] = '\0';
+  p->depth = d;
   return out;
 }
 
 json_t *rt_lvm_to_json(lua_State *L, int idx, const char *root, char *err, size_t errn) {
-  char path[256];
-  snprintf(path, sizeof path, "%s", root);
-  return to_json(L, idx, path, sizeof path, 0, err, errn);
+  jpath p = {.root = root};
+  return to_json(L, idx, &p, err, errn);
 }
 
 /* ---- loading ---- */
