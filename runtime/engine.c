@@ -96,6 +96,7 @@ struct rt_engine {
   bool pumping, closing;
   bool outbox_dirty;           /* a commit queued messages */
   int64_t next_prune;
+  uint64_t gen_seq;            /* ids for events a channel gave none */
   int outbox_seen;
   int64_t next_retry_scan;
   int handles_open;
@@ -341,10 +342,9 @@ int rt_engine_receive(rt_engine *e, const rt_event_in *ev,
     e->caprecv = e->caprecv ? e->caprecv * 2 : 64;
     e->recv = rt_xrealloc(e->recv, e->caprecv * sizeof *e->recv);
   }
-  static uint64_t seq;
   char gen[64];
   if (!ev->ext_id) snprintf(gen, sizeof gen, "gen:%lld:%llu", (long long)at,
-                            (unsigned long long)++seq);
+                            (unsigned long long)++e->gen_seq);
   e->recv[e->nrecv++] = (recv_item){
     rt_xstrdup(ev->channel), rt_xstrdup(ev->ext_id ? ev->ext_id : gen),
     rt_xstrdup(ev->chat_id), rt_xstrdup(kind), payload, ack, ud};

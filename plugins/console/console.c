@@ -16,6 +16,7 @@ struct rt_console {
   bool in_open, is_file;
   char *buf;
   size_t len, cap;
+  char chunk[65536];          /* read buffer: the data is copied out at once */
   uint64_t seq;
   void (*on_eof)(void *);
   void *eof_ud;
@@ -119,9 +120,9 @@ static void finish_input(rt_console *c) {
 }
 
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b) {
-  (void)h; (void)hint;
-  static char chunk[65536];   /* one reader on one loop */
-  *b = uv_buf_init(chunk, sizeof chunk);
+  (void)hint;
+  rt_console *c = h->data;
+  *b = uv_buf_init(c->chunk, sizeof c->chunk);
 }
 
 static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
