@@ -906,7 +906,7 @@ static int flush_stage(importer *im, const char *file, char **err) {
   int rc = RT_OK;
   const stage_rec *rec = NULL;
   const char *what = "store";
-  qsort(im->ix, im->nix, sizeof *im->ix, cmp_phone);
+  if (im->nix) qsort(im->ix, im->nix, sizeof *im->ix, cmp_phone);
   for (size_t i = 0; i < im->nix && rc == RT_OK; i++) {
     rec = im->ix[i].r;
     const char *sv[S_COUNT];
@@ -930,7 +930,7 @@ static int flush_stage(importer *im, const char *file, char **err) {
     size_t n = 0;
     for (size_t i = 0; i < im->nix; i++)
       if (im->ix[i].r->present & (1u << S_ORDER)) im->ix[n++] = im->ix[i];
-    qsort(im->ix, n, sizeof *im->ix, cmp_order);
+    if (n) qsort(im->ix, n, sizeof *im->ix, cmp_order);
     for (size_t i = 0; i < n && rc == RT_OK; i++) {
       rec = im->ix[i].r;
       const char *sv[S_COUNT];

@@ -346,7 +346,7 @@ static void collect(const char *path, char ***files, size_t *n) {
       }
     }
     if (d) closedir(d);
-    qsort(*files + start, *n - start, sizeof **files, cmp_str);
+    if (*n > start) qsort(*files + start, *n - start, sizeof **files, cmp_str);
   } else {
     *files = rt_xrealloc(*files, (*n + 1) * sizeof **files);
     (*files)[(*n)++] = rt_xstrdup(path);

@@ -162,7 +162,7 @@ static int migrate(rt_store *s, const char *dir, char **err) {
     }
   }
   closedir(d);
-  qsort(names, n, sizeof *names, cmp_str);
+  if (n) qsort(names, n, sizeof *names, cmp_str);
   int rc = RT_OK;
   for (size_t i = 0; i < n && rc == RT_OK; i++) {
     int num = atoi(names[i]);
