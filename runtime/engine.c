@@ -691,14 +691,19 @@ static int apply_result(rt_engine *e, turn *t, int64_t now) {
       free(d);
     }
   }
-  json_array_foreach(json_object_get(r, "leads"), i, v) {
+  json_t *entry;
+  json_array_foreach(json_object_get(r, "leads"), i, entry) {
     if (rc != RT_OK) break;
+    /* Attributed to the flow that recorded it, even if the step then
+     * switched flows. */
+    json_t *v = json_object_get(entry, "lead");
+    const char *lflow = jstr(entry, "flow") ? jstr(entry, "flow") : flow;
     json_t *parts = json_object_get(v, "parts");
     char *pj = parts ? json_dumps(parts, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS) : NULL;
     char *dj = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
     const char *campaign = campaign_of(slots, v);
     rt_lead_in l = {
-      .conv_id = t->conv.id, .at = now, .flow = flow, .channel = t->conv.channel,
+      .conv_id = t->conv.id, .at = now, .flow = lflow, .channel = t->conv.channel,
       .campaign = campaign, .car = jstr(v, "car"), .car_kind = jstr(v, "car_kind"),
       .parts = pj, .name = jstr(v, "name"), .phone = jstr(v, "phone") ? jstr(v, "phone") : t->conv.phone,
       .data = dj,
@@ -708,9 +713,9 @@ static int apply_result(rt_engine *e, turn *t, int64_t now) {
     if (rc == RT_OK) {
       char ev[64];
       snprintf(ev, sizeof ev, "{\"lead_id\":%lld}", (long long)lead_id);
-      rc = rt_store_event_add(e->store, now, t->conv.id, flow, campaign, "lead", ev);
+      rc = rt_store_event_add(e->store, now, t->conv.id, lflow, campaign, "lead", ev);
       rt_log(RT_LOG_INFO, "lead", "conv=%lld lead=%lld flow=%s", (long long)t->conv.id,
-             (long long)lead_id, flow);
+             (long long)lead_id, lflow);
     }
     free(pj);
     free(dj);
@@ -720,7 +725,8 @@ static int apply_result(rt_engine *e, turn *t, int64_t now) {
     json_t *data = json_object_get(v, "data");
     char *dj = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS) : NULL;
     const char *campaign = campaign_of(slots, data);
-    rc = rt_store_event_add(e->store, now, t->conv.id, flow, campaign, jstr(v, "kind"), dj);
+    const char *eflow = jstr(v, "flow") ? jstr(v, "flow") : flow;
+    rc = rt_store_event_add(e->store, now, t->conv.id, eflow, campaign, jstr(v, "kind"), dj);
     if (rc == RT_OK && campaign && strcmp(jstr(v, "kind"), "outcome") == 0 && jstr(data, "outcome"))
       rc = rt_store_campaign_outcome(e->store, campaign, t->conv.phone, jstr(data, "outcome"));
     free(dj);

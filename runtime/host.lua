@@ -166,7 +166,7 @@ end
 function Ctx:lead(t)
   local f = fx(self)
   if type(t) ~= "table" then error("lead: expects a table", 2) end
-  f.leads[#f.leads + 1] = t
+  f.leads[#f.leads + 1] = { lead = t, flow = self.flow }
 end
 
 -- c:wake("3d", "silent") or c:wake(time_in_seconds, "retention.remind", {data})
@@ -191,7 +191,7 @@ end
 -- Событие для статистики: c:record("outcome", {campaign = "retention", outcome = "later"})
 function Ctx:record(kind, data)
   local f = fx(self)
-  f.events[#f.events + 1] = { kind = str(kind, "record: kind"), data = data }
+  f.events[#f.events + 1] = { kind = str(kind, "record: kind"), data = data, flow = self.flow }
 end
 
 function Ctx:optout()
