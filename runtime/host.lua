@@ -124,6 +124,14 @@ local function fx(c)
   return f
 end
 
+-- Appends to one of the turn's effect lists, made on first use: most
+-- steps only say something.
+local function add(f, name, item)
+  local l = f[name]
+  if not l then l = {}; f[name] = l end
+  l[#l + 1] = item
+end
+
 local function str(v, what)
   if type(v) == "number" then return tostring(v) end
   if type(v) ~= "string" then error(what .. " must be a string", 3) end
@@ -135,38 +143,38 @@ function Ctx:say(text, o)
   local f = fx(self)
   local m = { to = "self", text = str(text, "say: text") }
   if o and o.buttons then m.buttons = o.buttons end
-  f.out[#f.out + 1] = m
+  add(f, "out", m)
 end
 
 -- Пишет менеджерам магазина (managers в shop.json).
 function Ctx:notify(text)
   local f = fx(self)
-  f.out[#f.out + 1] = { to = "managers", text = str(text, "notify: text") }
+  add(f, "out", { to = "managers", text = str(text, "notify: text") })
 end
 
 -- Пишет в другой чат: c:send("telegram", "12345", "текст").
 function Ctx:send(channel, chat, text)
   local f = fx(self)
-  f.out[#f.out + 1] = { to = "chat", channel = str(channel, "send: channel"),
-                        chat = str(chat, "send: chat"), text = str(text, "send: text") }
+  add(f, "out", { to = "chat", channel = str(channel, "send: channel"),
+                  chat = str(chat, "send: chat"), text = str(text, "send: text") })
 end
 
 function Ctx:handoff(reason)
   local f = fx(self)
   f.mode = "handoff"
-  f.ops[#f.ops + 1] = { op = "handoff", reason = reason and tostring(reason) or nil }
+  add(f, "ops", { op = "handoff", reason = reason and tostring(reason) or nil })
 end
 
 function Ctx:release()
   local f = fx(self)
   f.mode = "bot"
-  f.ops[#f.ops + 1] = { op = "release" }
+  add(f, "ops", { op = "release" })
 end
 
 function Ctx:lead(t)
   local f = fx(self)
   if type(t) ~= "table" then error("lead: expects a table", 2) end
-  f.leads[#f.leads + 1] = { lead = t, flow = self.flow }
+  add(f, "leads", { lead = t, flow = self.flow })
 end
 
 -- c:wake("3d", "silent") or c:wake(time_in_seconds, "retention.remind", {data})
@@ -180,23 +188,23 @@ function Ctx:wake(when, step, data, name)
     at = C.now() + d
   else error("wake: expects a time or a duration", 2) end
   step = str(step, "wake: step")
-  f.timers[#f.timers + 1] = { op = "set", name = name or step, at = at, step = step, data = data }
+  add(f, "timers", { op = "set", name = name or step, at = at, step = step, data = data })
 end
 
 function Ctx:cancel(name)
   local f = fx(self)
-  f.timers[#f.timers + 1] = { op = "cancel", name = str(name, "cancel: name") }
+  add(f, "timers", { op = "cancel", name = str(name, "cancel: name") })
 end
 
 -- Событие для статистики: c:record("outcome", {campaign = "retention", outcome = "later"})
 function Ctx:record(kind, data)
   local f = fx(self)
-  f.events[#f.events + 1] = { kind = str(kind, "record: kind"), data = data, flow = self.flow }
+  add(f, "events", { kind = str(kind, "record: kind"), data = data, flow = self.flow })
 end
 
 function Ctx:optout()
   local f = fx(self)
-  f.ops[#f.ops + 1] = { op = "optout" }
+  add(f, "ops", { op = "optout" })
 end
 
 function Ctx:customer()
@@ -265,7 +273,7 @@ end
 
 -- ---- one turn --------------------------------------------------------------
 local function run(conv, ev, trace)
-  local f = { out = {}, timers = {}, leads = {}, events = {}, ops = {} }
+  local f = {}
   local c = setmetatable({
     id = conv.id, channel = conv.channel, chat = conv.chat, user = conv.user,
     phone = conv.phone, name = conv.name, mode = conv.mode or "bot",
