@@ -217,6 +217,9 @@ static int host_http(void *ud, rt_lturn *lt, json_t *req) {
                                                "detail", "no scripted reply"));
     return RT_OK;
   }
+  /* curl (and the TLS library under it) starts on the first request: a bot
+   * whose flows never call out does not pay its memory. */
+  if (!e->http && !e->closing) e->http = rt_http_new(e->loop);
   if (!e->http) return RT_EINVAL;
   const char *hdrs[34];
   size_t nh = 0;
@@ -1123,7 +1126,6 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
   uv_timer_init(e->loop, &e->watchdog);
   e->watchdog.data = e;
   e->handles_open = 3;
-  if (!o->test_mode) e->http = rt_http_new(e->loop);
 
   /* Crash recovery: whatever was received but not applied runs again. */
   rt_store_inbox_pending(e->store, recover_one, e);

@@ -9,7 +9,9 @@
 #include "http_client.h"
 #include "log.h"
 #include "rt.h"
+#define CURL_DISABLE_TYPECHECK
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -17,6 +19,69 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <stddef.h>
+
+/* ---- libcurl, loaded on first use ----------------------------------------
+ *
+ * libcurl pulls in some thirty libraries (TLS, LDAP, RTMP, Kerberos...)
+ * whose constructors run and touch memory at load. A shop's bot that never
+ * calls out should not pay for that in every process, so the library is
+ * opened when the first client is created. The table below is a cache of
+ * the loaded library, the same for every loop. */
+
+static struct {
+  bool loaded;
+  CURLcode (*global_init)(long);
+  void (*global_cleanup)(void);
+  CURL *(*easy_init)(void);
+  CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+  CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+  void (*easy_cleanup)(CURL *);
+  const char *(*easy_strerror)(CURLcode);
+  time_t (*getdate)(const char *, const time_t *);
+  CURLM *(*multi_init)(void);
+  CURLMcode (*multi_add_handle)(CURLM *, CURL *);
+  CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
+  CURLMcode (*multi_assign)(CURLM *, curl_socket_t, void *);
+  CURLMcode (*multi_cleanup)(CURLM *);
+  CURLMsg *(*multi_info_read)(CURLM *, int *);
+  CURLMcode (*multi_setopt)(CURLM *, CURLMoption, ...);
+  CURLMcode (*multi_socket_action)(CURLM *, curl_socket_t, int, int *);
+  const char *(*multi_strerror)(CURLMcode);
+  struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+  void (*slist_free_all)(struct curl_slist *);
+} cu;
+
+/* Loads libcurl once; aborts with the package to install if it is missing,
+ * as a missing shared library at start would. */
+static void curl_load(void) {
+  if (cu.loaded) return;
+  void *lib = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+  if (!lib) {
+    fprintf(stderr, "level=fatal msg=\"cannot load libcurl (apt-get install libcurl4)\" err=\"%s\"\n",
+            dlerror());
+    abort();
+  }
+  static const struct { const char *name; size_t off; } syms[] = {
+#define SYM(f) {"curl_" #f, offsetof(__typeof__(cu), f)}
+    SYM(global_init), SYM(global_cleanup), SYM(easy_init), SYM(easy_setopt),
+    SYM(easy_getinfo), SYM(easy_cleanup), SYM(easy_strerror), SYM(getdate),
+    SYM(multi_init), SYM(multi_add_handle), SYM(multi_remove_handle), SYM(multi_assign),
+    SYM(multi_cleanup), SYM(multi_info_read), SYM(multi_setopt), SYM(multi_socket_action),
+    SYM(multi_strerror), SYM(slist_append), SYM(slist_free_all),
+#undef SYM
+  };
+  for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
+    void *f = dlsym(lib, syms[i].name);
+    if (!f) {
+      fprintf(stderr, "level=fatal msg=\"libcurl lacks %s\"\n", syms[i].name);
+      abort();
+    }
+    memcpy((char *)&cu + syms[i].off, &f, sizeof f);
+  }
+  cu.loaded = true;
+}
+
 
 #ifndef RT_VERSION
 #define RT_VERSION "dev"
@@ -103,8 +168,8 @@ static void done_unlink(rt_http *h, rt_http_req *r) {
 /* ---- requests ------------------------------------------------------------ */
 
 static void req_free(rt_http_req *r) {
-  if (r->easy) curl_easy_cleanup(r->easy);
-  curl_slist_free_all(r->hdrs);
+  if (r->easy) cu.easy_cleanup(r->easy);
+  cu.slist_free_all(r->hdrs);
   free(r->req_body);
   free(r->buf);
   free(r->resp.body);
@@ -118,7 +183,7 @@ static void req_free(rt_http_req *r) {
 static void req_finish(rt_http_req *r, CURLcode code, bool cancelled) {
   rt_http *h = r->h;
   rt_http_resp *resp = &r->resp;
-  curl_multi_remove_handle(h->multi, r->easy);
+  cu.multi_remove_handle(h->multi, r->easy);
   active_unlink(h, r);
 
   memset(resp, 0, sizeof *resp);
@@ -130,8 +195,8 @@ static void req_finish(rt_http_req *r, CURLcode code, bool cancelled) {
   } else if (code == CURLE_OK) {
     long status = 0;
     char *ct = NULL;
-    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_getinfo(r->easy, CURLINFO_CONTENT_TYPE, &ct);
+    cu.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    cu.easy_getinfo(r->easy, CURLINFO_CONTENT_TYPE, &ct);
     resp->status = (int)status;
     resp->content_type = ct ? rt_xstrdup(ct) : NULL;
     resp->retry_after = r->retry_after;
@@ -144,7 +209,7 @@ static void req_finish(rt_http_req *r, CURLcode code, bool cancelled) {
   } else {
     resp->err = code == CURLE_OPERATION_TIMEDOUT ? RT_ETIMEOUT : RT_ENET;
     snprintf(resp->errmsg, sizeof resp->errmsg, "%s",
-             r->errbuf[0] ? r->errbuf : curl_easy_strerror(code));
+             r->errbuf[0] ? r->errbuf : cu.easy_strerror(code));
   }
   if (resp->err == RT_OK && r->buf) {
     resp->body = r->buf;
@@ -154,7 +219,7 @@ static void req_finish(rt_http_req *r, CURLcode code, bool cancelled) {
     resp->body = rt_xstrdup("");
     resp->body_len = 0;
   }
-  curl_easy_cleanup(r->easy);
+  cu.easy_cleanup(r->easy);
   r->easy = NULL;
   r->state = REQ_DONE;
   done_push(h, r);
@@ -206,7 +271,7 @@ static long parse_retry_after(const char *v, size_t n) {
     long s = strtol(tmp, &end, 10);
     return s < 0 ? -1 : s;
   }
-  time_t t = curl_getdate(tmp, NULL);
+  time_t t = cu.getdate(tmp, NULL);
   if (t == -1) return -1;
   time_t now = time(NULL);
   return t > now ? (long)(t - now) : 0;
@@ -231,7 +296,7 @@ static bool method_ok(const char *m) {
 }
 
 static struct curl_slist *slist_add(struct curl_slist *l, const char *s) {
-  struct curl_slist *n = curl_slist_append(l, s);
+  struct curl_slist *n = cu.slist_append(l, s);
   if (!n) {
     fprintf(stderr, "level=fatal msg=\"out of memory\" where=curl_slist_append\n");
     abort();
@@ -253,55 +318,55 @@ int rt_http_request(rt_http *h, const rt_http_opts *o, rt_http_cb cb, void *ud,
   r->retry_after = -1;
   r->max_body = o->max_body ? o->max_body : DEFAULT_MAX_BODY;
   r->start_ns = uv_hrtime();
-  r->easy = curl_easy_init();
+  r->easy = cu.easy_init();
   if (!r->easy) {
     fprintf(stderr, "level=fatal msg=\"out of memory\" where=curl_easy_init\n");
     abort();
   }
   CURL *e = r->easy;
-  curl_easy_setopt(e, CURLOPT_URL, o->url);
-  curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(e, CURLOPT_PROXY, "");
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-  curl_easy_setopt(e, CURLOPT_USERAGENT, "shopbot/" RT_VERSION);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, o->timeout_ms > 0 ? o->timeout_ms
+  cu.easy_setopt(e, CURLOPT_URL, o->url);
+  cu.easy_setopt(e, CURLOPT_PRIVATE, r);
+  cu.easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+  cu.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  cu.easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+  cu.easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+  cu.easy_setopt(e, CURLOPT_PROXY, "");
+  cu.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  cu.easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+  cu.easy_setopt(e, CURLOPT_USERAGENT, "shopbot/" RT_VERSION);
+  cu.easy_setopt(e, CURLOPT_TIMEOUT_MS, o->timeout_ms > 0 ? o->timeout_ms
                                                             : DEFAULT_TIMEOUT_MS);
-  curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_body);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+  cu.easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_body);
+  cu.easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+  cu.easy_setopt(e, CURLOPT_WRITEDATA, r);
+  cu.easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  cu.easy_setopt(e, CURLOPT_HEADERDATA, r);
 
   if (strcmp(method, "HEAD") == 0) {
-    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    cu.easy_setopt(e, CURLOPT_NOBODY, 1L);
   } else if (o->body || strcmp(method, "POST") == 0) {
     r->req_body = rt_xmalloc(o->body_len + 1);
     if (o->body_len) memcpy(r->req_body, o->body, o->body_len);
     r->req_body[o->body_len] = '\0';
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->req_body);
+    cu.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
+    cu.easy_setopt(e, CURLOPT_POSTFIELDS, r->req_body);
     if (strcmp(method, "POST") != 0)
-      curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+      cu.easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
   } else if (strcmp(method, "GET") != 0) {
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    cu.easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
   }
 
   /* No "Expect: 100-continue" round trip for large bodies. */
   r->hdrs = slist_add(NULL, "Expect:");
   for (const char *const *p = o->headers; p && *p; p++)
     r->hdrs = slist_add(r->hdrs, *p);
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
+  cu.easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
 
   /* Adding only arms our timer (curl asks for a 0 ms timeout); the
    * transfer starts, and the callback can run, only from the loop. */
-  CURLMcode mc = curl_multi_add_handle(h->multi, e);
+  CURLMcode mc = cu.multi_add_handle(h->multi, e);
   if (mc != CURLM_OK) {
-    rt_log(RT_LOG_WARN, "http.add_failed", "err=\"%s\"", curl_multi_strerror(mc));
+    rt_log(RT_LOG_WARN, "http.add_failed", "err=\"%s\"", cu.multi_strerror(mc));
     req_free(r);
     return RT_ENET;
   }
@@ -319,7 +384,7 @@ void rt_http_cancel(rt_http_req *r) {
   rt_http *h = r->h;
   switch (r->state) {
   case REQ_ACTIVE:
-    curl_multi_remove_handle(h->multi, r->easy);
+    cu.multi_remove_handle(h->multi, r->easy);
     active_unlink(h, r);
     h->inflight--;
     req_free(r);
@@ -344,11 +409,11 @@ static void check_multi_info(rt_http *h) {
   CURLMsg *msg;
   int left;
   if (!h->multi) return;
-  while ((msg = curl_multi_info_read(h->multi, &left))) {
+  while ((msg = cu.multi_info_read(h->multi, &left))) {
     if (msg->msg != CURLMSG_DONE) continue;
     rt_http_req *r = NULL;
     CURLcode code = msg->data.result;
-    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+    cu.easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
     req_finish(r, code, false);
   }
   deliver_done(h);
@@ -365,7 +430,7 @@ static void on_poll(uv_poll_t *p, int status, int events) {
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
   }
-  curl_multi_socket_action(h->multi, s->fd, flags, &running);
+  cu.multi_socket_action(h->multi, s->fd, flags, &running);
   check_multi_info(h);
 }
 
@@ -373,7 +438,7 @@ static void on_timeout(uv_timer_t *t) {
   rt_http *h = t->data;
   int running;
   if (!h->multi) return;
-  curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  cu.multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   check_multi_info(h);
 }
 
@@ -416,7 +481,7 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp,
   if (what == CURL_POLL_REMOVE) {
     if (s) {
       sock_close(h, s);
-      if (h->multi && !h->closing) curl_multi_assign(h->multi, fd, NULL);
+      if (h->multi && !h->closing) cu.multi_assign(h->multi, fd, NULL);
     }
     return 0;
   }
@@ -437,7 +502,7 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp,
     if (h->socks) h->socks->prev = s;
     h->socks = s;
     h->open_handles++;
-    curl_multi_assign(h->multi, fd, s);
+    cu.multi_assign(h->multi, fd, s);
   }
   int ev = 0;
   if (what & CURL_POLL_IN) ev |= UV_READABLE;
@@ -449,14 +514,15 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp,
 /* ---- lifetime ------------------------------------------------------------ */
 
 rt_http *rt_http_new(uv_loop_t *loop) {
+  curl_load();
   /* Reference counted by curl itself; balanced in finish_close. */
-  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+  if (cu.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
     fprintf(stderr, "level=fatal msg=\"curl_global_init failed\"\n");
     abort();
   }
   rt_http *h = rt_xcalloc(1, sizeof *h);
   h->loop = loop;
-  h->multi = curl_multi_init();
+  h->multi = cu.multi_init();
   if (!h->multi) {
     fprintf(stderr, "level=fatal msg=\"out of memory\" where=curl_multi_init\n");
     abort();
@@ -464,10 +530,10 @@ rt_http *rt_http_new(uv_loop_t *loop) {
   uv_timer_init(loop, &h->timer);
   h->timer.data = h;
   h->open_handles = 1;
-  curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-  curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
-  curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_timer_set);
-  curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+  cu.multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+  cu.multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+  cu.multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_timer_set);
+  cu.multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
   return h;
 }
 
@@ -478,7 +544,7 @@ void rt_http_close(rt_http *h, void (*done)(void *ud), void *ud) {
   h->done_ud = ud;
   while (h->active) req_finish(h->active, CURLE_OK, true);
   /* Closes cached connections; curl may report their sockets removed. */
-  curl_multi_cleanup(h->multi);
+  cu.multi_cleanup(h->multi);
   h->multi = NULL;
   while (h->socks) sock_close(h, h->socks);
   uv_close((uv_handle_t *)&h->timer, on_handle_closed);
@@ -489,6 +555,6 @@ static void finish_close(rt_http *h) {
   void (*done)(void *) = h->done;
   void *ud = h->done_ud;
   free(h);
-  curl_global_cleanup();
+  cu.global_cleanup();
   if (done) done(ud);
 }
