@@ -473,8 +473,9 @@ static void start_turn(rt_engine *e, conv_q *q) {
     json_decref(t->event);
     t->event = json_pack("{s:s}", "kind", "text");
   }
-  if (rt_store_conv_get(e->store, q->channel, q->chat_id, false, t->started_ms, &t->conv) != RT_OK) {
-    /* The receive commit always creates the row; this is a store failure. */
+  /* The receive commit creates the row; create=true only covers a row
+   * removed by hand since, so the chat starts over instead of sticking. */
+  if (rt_store_conv_get(e->store, q->channel, q->chat_id, true, t->started_ms, &t->conv) != RT_OK) {
     t->status = -2;
     turn_done(e, t);
     return;
