@@ -18,6 +18,10 @@ check "another user starts fresh" contains "$TMP/o3" "^Привет, Тест!$"
 printf 'notify\n' | $S chat "$d" --user u2 >"$TMP/o4" 2>/dev/null
 check "messages to managers are marked" contains "$TMP/o4" "^\[to managers\] менеджерам: u2$"
 
+printf 'мой номер +7 912 345-67-89\n' | $S chat "$d" --user 89123456789 >/dev/null 2>"$TMP/e5"
+check "phone numbers are masked in logs" contains "$TMP/e5" "chat=8\*+89 "
+check "no phone number in clear in logs" sh -c "! grep -Eq '89123456789|912 345' '$TMP/e5'"
+
 # Live: a FIFO keeps chat running while we edit the flow.
 mkfifo "$TMP/in"
 $S chat "$d" --user live <"$TMP/in" >"$TMP/out" 2>"$TMP/err" &
