@@ -163,9 +163,12 @@ int main(int argc, char **argv) {
   printf("core.stored_conversations: %ld (%.0f new conversations/s)\n", stored,
          more > 0 ? more / (s1 - s0) : 0.0);
   long rss_stored = rss_kb();
+  char *m = rt_engine_metrics(e), *lm = strstr(m, "\nshopbot_lua_memory_bytes ");
+  long long lua_bytes = lm ? atoll(lm + 26) : -1;
+  free(m);
   malloc_trim(0);
-  printf("core.rss_with_stored: %ld KB (%ld KB after malloc_trim; SQLite page cache %lld KB)\n",
-         rss_stored, rss_kb(), (long long)sqlite3_memory_used() / 1024);
+  printf("core.rss_with_stored: %ld KB (%ld KB after malloc_trim; SQLite %lld KB; Lua %lld KB)\n",
+         rss_stored, rss_kb(), (long long)sqlite3_memory_used() / 1024, lua_bytes / 1024);
   printf("core.db_size: %ld KB (+ wal %ld KB)\n", file_kb(db), file_kb(wal));
   free(db);
   free(wal);
