@@ -47,3 +47,36 @@ char *rt_xasprintf(const char *fmt, ...) {
   va_end(ap);
   return s;
 }
+
+char *rt_utf8_clean(const char *s, size_t n, size_t *out_n) {
+  char *buf = rt_xmalloc(n * 3 + 1);
+  size_t o = 0;
+  for (size_t i = 0; i < n;) {
+    unsigned char c = (unsigned char)s[i];
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    bool ok = len && i + len <= n && c != 0;
+    for (size_t k = 1; ok && k < len; k++) ok = ((unsigned char)s[i + k] >> 6) == 2;
+    /* overlong forms and surrogates are not valid UTF-8 either */
+    if (ok && len == 2 && c < 0xC2) ok = false;
+    if (ok && len == 3) {
+      unsigned char d = (unsigned char)s[i + 1];
+      if ((c == 0xE0 && d < 0xA0) || (c == 0xED && d >= 0xA0)) ok = false;
+    }
+    if (ok && len == 4) {
+      unsigned char d = (unsigned char)s[i + 1];
+      if ((c == 0xF0 && d < 0x90) || c > 0xF4 || (c == 0xF4 && d >= 0x90)) ok = false;
+    }
+    if (ok) {
+      memcpy(buf + o, s + i, len);
+      o += len;
+      i += len;
+    } else {
+      memcpy(buf + o, "\xEF\xBF\xBD", 3);
+      o += 3;
+      i++;
+    }
+  }
+  buf[o] = '\0';
+  *out_n = o;
+  return buf;
+}

@@ -329,13 +329,18 @@ int rt_engine_receive(rt_engine *e, const rt_event_in *ev,
   const char *kind = ev->kind ? ev->kind : "text";
   json_object_set_new(p, "kind", json_string(kind));
   if (ev->text) {
-    json_t *s = json_string(ev->text);
-    json_object_set_new(p, "text", s ? s : json_string(""));
+    /* Broken UTF-8 from a channel keeps its readable part. */
+    size_t n;
+    char *clean = rt_utf8_clean(ev->text, strlen(ev->text), &n);
+    json_object_set_new(p, "text", json_stringn(clean, n));
+    free(clean);
   }
   if (ev->user_id) json_object_set_new(p, "user", json_string(ev->user_id));
   if (ev->name) {
-    json_t *s = json_string(ev->name);
-    if (s) json_object_set_new(p, "name", s);
+    size_t n;
+    char *clean = rt_utf8_clean(ev->name, strlen(ev->name), &n);
+    json_object_set_new(p, "name", json_stringn(clean, n));
+    free(clean);
   }
   int64_t at = now_ms(e);
   json_object_set_new(p, "at", json_integer(at / 1000));

@@ -164,25 +164,9 @@ void rt_lvm_push_json(lua_State *L, json_t *j) {
 static json_t *json_str(const char *s, size_t n) {
   json_t *j = json_stringn(s, n);
   if (j) return j;
-  char *buf = rt_xmalloc(n * 3 + 1);
-  size_t o = 0;
-  for (size_t i = 0; i < n;) {
-    unsigned char c = (unsigned char)s[i];
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    bool ok = len && i + len <= n;
-    for (size_t k = 1; ok && k < len; k++) ok = ((unsigned char)s[i + k] >> 6) == 2;
-    if (ok && c == 0) ok = false;
-    if (ok) {
-      memcpy(buf + o, s + i, len);
-      o += len;
-      i += len;
-    } else {
-      memcpy(buf + o, "\xEF\xBF\xBD", 3);
-      o += 3;
-      i++;
-    }
-  }
-  j = json_stringn(buf, o);
+  size_t m;
+  char *buf = rt_utf8_clean(s, n, &m);
+  j = json_stringn(buf, m);
   free(buf);
   return j ? j : json_string("");
 }

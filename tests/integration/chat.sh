@@ -22,6 +22,11 @@ printf 'мой номер +7 912 345-67-89\n' | $S chat "$d" --user 89123456789 
 check "phone numbers are masked in logs" contains "$TMP/e5" "chat=8\*+89 "
 check "no phone number in clear in logs" sh -c "! grep -Eq '89123456789|912 345' '$TMP/e5'"
 
+printf 'привет\n\377\376битый\300 текст\n\n' | $S chat "$d" --user bad >"$TMP/o6" 2>"$TMP/e6"
+check "broken UTF-8 does not break the chat" [ $? -eq 0 ]
+check "its readable part reaches the flow" contains "$TMP/o6" "^эхо 1: .*битый.* текст$"
+check "an empty line is a message too" contains "$TMP/o6" "^эхо 2: $"
+
 # Live: a FIFO keeps chat running while we edit the flow.
 mkfifo "$TMP/in"
 $S chat "$d" --user live <"$TMP/in" >"$TMP/out" 2>"$TMP/err" &
