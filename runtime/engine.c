@@ -498,14 +498,8 @@ static void start_turn(rt_engine *e, conv_q *q) {
     turn_done(e, t);
     return;
   }
-  json_t *slots = json_loads(t->conv.state ? t->conv.state : "{}", 0, NULL);
-  if (!json_is_object(slots)) {
-    json_decref(slots);
-    slots = json_object();
-  }
-  json_t *conv = json_pack("{s:I, s:s, s:s, s:s, s:o}", "id", (json_int_t)t->conv.id,
-                           "channel", t->conv.channel, "chat", t->conv.chat_id, "mode", mode,
-                           "slots", slots);
+  json_t *conv = json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)t->conv.id,
+                           "channel", t->conv.channel, "chat", t->conv.chat_id, "mode", mode);
   if (t->conv.flow) json_object_set_new(conv, "flow", json_string(t->conv.flow));
   if (t->conv.step) json_object_set_new(conv, "step", json_string(t->conv.step));
   if (t->conv.phone) json_object_set_new(conv, "phone", json_string(t->conv.phone));
@@ -514,7 +508,7 @@ static void start_turn(rt_engine *e, conv_q *q) {
   else if (t->conv.user_id) json_object_set_new(conv, "user", json_string(t->conv.user_id));
   json_t *name = json_object_get(t->event, "name");
   if (json_is_string(name)) json_object_set(conv, "name", name);
-  t->status = rt_lturn_start(e->bundle, t, conv, t->event, &t->lt);
+  t->status = rt_lturn_start(e->bundle, t, conv, t->conv.state, t->event, &t->lt);
   json_decref(conv);
   if (t->status == RT_LTURN_YIELD) yielded_add(e, t);
   else turn_done(e, t);
@@ -566,9 +560,11 @@ static int apply_handoff_timer(rt_engine *e, turn *t, int64_t now) {
                             now + e->release_after_s * 1000, "_release", "{}", now);
 }
 
-static const char *campaign_of(json_t *slots, json_t *data) {
+/* The campaign an effect belongs to: named in its data, else the one the
+ * conversation is in (c.slots.campaign, reported by host.lua). */
+static const char *campaign_of(json_t *result, json_t *data) {
   const char *c = data ? jstr(data, "campaign") : NULL;
-  if (!c && slots) c = jstr(slots, "campaign");
+  if (!c && result) c = jstr(result, "campaign");
   return c;
 }
 
@@ -647,7 +643,7 @@ static int apply_system(rt_engine *e, turn *t, int64_t now) {
 
 static int apply_result(rt_engine *e, turn *t, int64_t now) {
   json_t *r = rt_lturn_result(t->lt);
-  json_t *slots = json_object_get(r, "slots");
+  json_t *slots = r;   /* campaign_of() reads the conversation's campaign from it */
   int rc = RT_OK;
   const char *kind = jstr(t->event, "kind");
   if (kind && is_customer_message(kind)) t->conv.last_in_at = now;
@@ -656,10 +652,8 @@ static int apply_result(rt_engine *e, turn *t, int64_t now) {
   if (jstr(r, "phone")) free_set(&t->conv.phone, jstr(r, "phone"));
   json_t *user = json_object_get(t->event, "user");
   if (json_is_string(user)) free_set(&t->conv.user_id, json_string_value(user));
-  char *state = json_dumps(json_is_object(slots) ? slots : json_object(), JSON_COMPACT | JSON_SORT_KEYS);
-  if (!json_is_object(slots)) state = (free(state), rt_xstrdup("{}"));
   free(t->conv.state);
-  t->conv.state = state;
+  t->conv.state = rt_xstrdup(rt_lturn_slots(t->lt) ? rt_lturn_slots(t->lt) : "{}");
   free_set(&t->conv.last_error, NULL);
   const char *flow = t->conv.flow;
   json_t *migrated = json_object_get(r, "migrated");

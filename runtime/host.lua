@@ -334,8 +334,10 @@ local function run(conv, ev, trace)
   end
   FX[c] = nil
   if type(c.slots) ~= "table" then error("c.slots must stay a table", 0) end
+  local campaign = c.slots.campaign
   return {
     flow = flow.name, step = step, slots = c.slots, mode = f.mode,
+    campaign = type(campaign) == "string" and campaign or nil,
     phone = c.phone, name = c.name, out = f.out, timers = f.timers,
     leads = f.leads, events = f.events, ops = f.ops, migrated = migrated,
   }

@@ -7,7 +7,10 @@
 #include "lapi.h"
 #include "log.h"
 #include "host_lua.h"
+#include <ctype.h>
 #include <dirent.h>
+#include <errno.h>
+#include <math.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +56,7 @@ struct rt_lturn {
   int status;
   json_t *io;
   json_t *result;
+  char *slots;       /* the new state as JSON text */
   json_t *error;
 };
 
@@ -262,6 +266,324 @@ static json_t *to_json(lua_State *L, int idx, jpath *p, char *err, size_t errn) 
 json_t *rt_lvm_to_json(lua_State *L, int idx, const char *root, char *err, size_t errn) {
   jpath p = {.root = root};
   return to_json(L, idx, &p, err, errn);
+}
+
+
+/* ---- conversation state: JSON text <-> Lua, without a tree between ----
+ *
+ * The state is read and written once per message, so it skips jansson:
+ * the text is decoded straight into Lua tables and encoded straight from
+ * them, keys sorted so the stored text is the same for the same data. */
+
+typedef struct {
+  const char *p, *end;
+  int depth;
+} jdec;
+
+static void jd_ws(jdec *d) {
+  while (d->p < d->end && (*d->p == ' ' || *d->p == '\n' || *d->p == '\r' || *d->p == '\t')) d->p++;
+}
+
+static void put_utf8(luaL_Buffer *b, unsigned long cp) {
+  char u[4];
+  int n;
+  if (cp < 0x80) { u[0] = (char)cp; n = 1; }
+  else if (cp < 0x800) { u[0] = (char)(0xC0 | (cp >> 6)); u[1] = (char)(0x80 | (cp & 0x3F)); n = 2; }
+  else if (cp < 0x10000) {
+    u[0] = (char)(0xE0 | (cp >> 12)); u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    u[2] = (char)(0x80 | (cp & 0x3F)); n = 3;
+  } else {
+    u[0] = (char)(0xF0 | (cp >> 18)); u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    u[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); u[3] = (char)(0x80 | (cp & 0x3F)); n = 4;
+  }
+  luaL_addlstring(b, u, (size_t)n);
+}
+
+static int jd_hex4(jdec *d, unsigned long *out) {
+  if (d->end - d->p < 4) return -1;
+  unsigned long v = 0;
+  for (int i = 0; i < 4; i++) {
+    char c = d->p[i];
+    v <<= 4;
+    if (c >= '0' && c <= '9') v |= (unsigned long)(c - '0');
+    else if (c >= 'a' && c <= 'f') v |= (unsigned long)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F') v |= (unsigned long)(c - 'A' + 10);
+    else return -1;
+  }
+  d->p += 4;
+  *out = v;
+  return 0;
+}
+
+/* [-0, +1] on success */
+static int jd_string(lua_State *L, jdec *d) {
+  d->p++;  /* opening quote */
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  while (d->p < d->end && *d->p != '"') {
+    const char *run = d->p;
+    while (d->p < d->end && *d->p != '"' && *d->p != '\\') d->p++;
+    luaL_addlstring(&b, run, (size_t)(d->p - run));
+    if (d->p >= d->end || *d->p == '"') break;
+    d->p++;
+    if (d->p >= d->end) return -1;
+    char c = *d->p++;
+    switch (c) {
+    case '"': case '\\': case '/': luaL_addchar(&b, c); break;
+    case 'b': luaL_addchar(&b, '\b'); break;
+    case 'f': luaL_addchar(&b, '\f'); break;
+    case 'n': luaL_addchar(&b, '\n'); break;
+    case 'r': luaL_addchar(&b, '\r'); break;
+    case 't': luaL_addchar(&b, '\t'); break;
+    case 'u': {
+      unsigned long cp, lo;
+      if (jd_hex4(d, &cp)) return -1;
+      if (cp >= 0xD800 && cp < 0xDC00 && d->end - d->p >= 6 && d->p[0] == '\\' && d->p[1] == 'u') {
+        d->p += 2;
+        if (jd_hex4(d, &lo) || lo < 0xDC00 || lo > 0xDFFF) return -1;
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+      } else if (cp >= 0xD800 && cp < 0xE000) {
+        cp = 0xFFFD;
+      }
+      put_utf8(&b, cp);
+      break;
+    }
+    default: return -1;
+    }
+  }
+  if (d->p >= d->end) return -1;
+  d->p++;
+  luaL_pushresult(&b);
+  return 0;
+}
+
+static int jd_value(lua_State *L, jdec *d) {
+  jd_ws(d);
+  if (d->p >= d->end || ++d->depth > 64) return -1;
+  luaL_checkstack(L, 4, "state too deep");
+  int rc = 0;
+  char c = *d->p;
+  if (c == '{') {
+    d->p++;
+    lua_newtable(L);
+    jd_ws(d);
+    if (d->p < d->end && *d->p == '}') d->p++;
+    else for (;;) {
+      jd_ws(d);
+      if (d->p >= d->end || *d->p != '"' || jd_string(L, d)) return -1;
+      jd_ws(d);
+      if (d->p >= d->end || *d->p++ != ':') return -1;
+      if (jd_value(L, d)) return -1;
+      lua_rawset(L, -3);
+      jd_ws(d);
+      if (d->p < d->end && *d->p == ',') { d->p++; continue; }
+      if (d->p < d->end && *d->p == '}') { d->p++; break; }
+      return -1;
+    }
+  } else if (c == '[') {
+    d->p++;
+    lua_newtable(L);
+    jd_ws(d);
+    lua_Integer i = 0;
+    if (d->p < d->end && *d->p == ']') d->p++;
+    else for (;;) {
+      if (jd_value(L, d)) return -1;
+      lua_rawseti(L, -2, ++i);
+      jd_ws(d);
+      if (d->p < d->end && *d->p == ',') { d->p++; continue; }
+      if (d->p < d->end && *d->p == ']') { d->p++; break; }
+      return -1;
+    }
+  } else if (c == '"') {
+    rc = jd_string(L, d);
+  } else if (d->end - d->p >= 4 && memcmp(d->p, "true", 4) == 0) {
+    d->p += 4; lua_pushboolean(L, 1);
+  } else if (d->end - d->p >= 5 && memcmp(d->p, "false", 5) == 0) {
+    d->p += 5; lua_pushboolean(L, 0);
+  } else if (d->end - d->p >= 4 && memcmp(d->p, "null", 4) == 0) {
+    d->p += 4; lua_pushnil(L);
+  } else {
+    char num[64];
+    size_t n = 0;
+    bool real = false;
+    while (d->p < d->end && n < sizeof num - 1 &&
+           (isdigit((unsigned char)*d->p) || strchr("+-.eE", *d->p))) {
+      if (strchr(".eE", *d->p)) real = true;
+      num[n++] = *d->p++;
+    }
+    num[n] = '\0';
+    if (!n) return -1;
+    char *endp;
+    if (!real) {
+      errno = 0;
+      long long v = strtoll(num, &endp, 10);
+      if (*endp == '\0' && errno == 0) { lua_pushinteger(L, (lua_Integer)v); d->depth--; return 0; }
+    }
+    double v = strtod(num, &endp);
+    if (*endp) return -1;
+    lua_pushnumber(L, v);
+  }
+  d->depth--;
+  return rc;
+}
+
+/* Pushes the Lua value of a JSON text; an unreadable text (a store edited
+ * by hand) becomes an empty table rather than a dead conversation.
+ * [-0, +1] */
+static void push_state(lua_State *L, const char *s) {
+  int top = lua_gettop(L);
+  jdec d = {s ? s : "{}", (s ? s : "{}") + strlen(s ? s : "{}"), 0};
+  if (jd_value(L, &d) == 0 && lua_istable(L, -1)) {
+    jd_ws(&d);
+    if (d.p == d.end) return;
+  }
+  lua_settop(L, top);
+  lua_newtable(L);
+}
+
+typedef struct {
+  char *s;
+  size_t n, cap;
+} jbuf;
+
+static void jb_add(jbuf *b, const char *s, size_t n) {
+  if (b->n + n + 1 > b->cap) {
+    b->cap = (b->n + n + 1) * 2;
+    b->s = rt_xrealloc(b->s, b->cap);
+  }
+  memcpy(b->s + b->n, s, n);
+  b->n += n;
+  b->s[b->n] = '\0';
+}
+
+static void jb_str(jbuf *b, const char *s, size_t n) {
+  size_t m;
+  char *clean = NULL;
+  for (size_t i = 0; i < n; i++) {
+    if ((unsigned char)s[i] >= 0x80 || s[i] == '\0') { clean = rt_utf8_clean(s, n, &m); break; }
+  }
+  if (clean) { s = clean; n = m; }
+  jb_add(b, "\"", 1);
+  size_t run = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c != '"' && c != '\\' && c >= 0x20) continue;
+    jb_add(b, s + run, i - run);
+    char esc[8];
+    int k = c == '"' ? snprintf(esc, sizeof esc, "\\\"") : c == '\\' ? snprintf(esc, sizeof esc, "\\\\")
+            : c == '\n' ? snprintf(esc, sizeof esc, "\\n") : c == '\t' ? snprintf(esc, sizeof esc, "\\t")
+            : c == '\r' ? snprintf(esc, sizeof esc, "\\r") : snprintf(esc, sizeof esc, "\\u%04x", c);
+    jb_add(b, esc, (size_t)k);
+    run = i + 1;
+  }
+  jb_add(b, s + run, n - run);
+  jb_add(b, "\"", 1);
+  free(clean);
+}
+
+typedef struct { const char *k; size_t n; } jkey;
+
+static int cmp_jkey(const void *a, const void *b) {
+  const jkey *x = a, *y = b;
+  int c = memcmp(x->k, y->k, x->n < y->n ? x->n : y->n);
+  return c ? c : (x->n > y->n) - (x->n < y->n);
+}
+
+static bool encode(lua_State *L, int idx, jbuf *b, jpath *p, char *err, size_t errn) {
+  char where[256];
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL: jb_add(b, "null", 4); return true;
+  case LUA_TBOOLEAN: lua_toboolean(L, idx) ? jb_add(b, "true", 4) : jb_add(b, "false", 5); return true;
+  case LUA_TNUMBER: {
+    char num[40];
+    int k;
+    if (lua_isinteger(L, idx)) {
+      k = snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, idx));
+    } else {
+      double v = lua_tonumber(L, idx);
+      if (!isfinite(v)) {
+        path_text(p, where, sizeof where);
+        snprintf(err, errn, "%s: NaN or infinity cannot be stored", where);
+        return false;
+      }
+      k = snprintf(num, sizeof num, "%.17g", v);
+      if (!strpbrk(num, ".eE")) k += snprintf(num + k, sizeof num - (size_t)k, ".0");
+    }
+    jb_add(b, num, (size_t)k);
+    return true;
+  }
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    jb_str(b, s, n);
+    return true;
+  }
+  case LUA_TTABLE: break;
+  default:
+    path_text(p, where, sizeof where);
+    snprintf(err, errn, "%s: a %s cannot be stored (only text, numbers, true/false and tables)",
+             where, luaL_typename(L, idx));
+    return false;
+  }
+  if (p->depth >= 16) {
+    path_text(p, where, sizeof where);
+    snprintf(err, errn, "%s: tables nested deeper than 16 levels (a loop?)", where);
+    return false;
+  }
+  luaL_checkstack(L, 6, "state");
+  idx = lua_absindex(L, idx);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx), count = 0;
+  bool all_str = true;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    count++;
+    if (lua_type(L, -2) != LUA_TSTRING) all_str = false;
+    lua_pop(L, 1);
+  }
+  int d = p->depth++;
+  bool ok = true;
+  if (count > 0 && count == n && !all_str) {
+    jb_add(b, "[", 1);
+    for (lua_Integer i = 1; i <= n && ok; i++) {
+      if (i > 1) jb_add(b, ",", 1);
+      lua_rawgeti(L, idx, i);
+      p->keys[d] = NULL;
+      p->idx[d] = i;
+      ok = encode(L, -1, b, p, err, errn);
+      lua_pop(L, 1);
+    }
+    if (ok) jb_add(b, "]", 1);
+  } else if (!all_str) {
+    p->depth = d;
+    path_text(p, where, sizeof where);
+    snprintf(err, errn, "%s: a table mixes a list and named fields (or has non-text keys)", where);
+    return false;
+  } else {
+    jkey *keys = count ? rt_xmalloc((size_t)count * sizeof *keys) : NULL;
+    size_t nk = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      keys[nk].k = lua_tolstring(L, -2, &keys[nk].n);   /* the table keeps the string alive */
+      nk++;
+      lua_pop(L, 1);
+    }
+    if (nk > 1) qsort(keys, nk, sizeof *keys, cmp_jkey);
+    jb_add(b, "{", 1);
+    for (size_t i = 0; i < nk && ok; i++) {
+      if (i) jb_add(b, ",", 1);
+      jb_str(b, keys[i].k, keys[i].n);
+      jb_add(b, ":", 1);
+      lua_pushlstring(L, keys[i].k, keys[i].n);
+      lua_rawget(L, idx);
+      p->keys[d] = keys[i].k;
+      ok = encode(L, -1, b, p, err, errn);
+      lua_pop(L, 1);
+    }
+    if (ok) jb_add(b, "}", 1);
+    free(keys);
+  }
+  p->depth = d;
+  return ok;
 }
 
 /* ---- loading ---- */
@@ -640,7 +962,21 @@ static int turn_resume(rt_lturn *t, int nargs) {
   }
   if (st == LUA_OK) {
     char err[512];
-    t->result = rt_lvm_to_json(t->co, -1, "c", err, sizeof err);
+    /* The state goes to text directly; the rest of the result to JSON. */
+    lua_getfield(t->co, -1, "slots");
+    jbuf jb = {0};
+    jpath jp = {.root = "c.slots"};
+    bool ok = lua_istable(t->co, -1) && encode(t->co, -1, &jb, &jp, err, sizeof err);
+    if (!lua_istable(t->co, -1)) snprintf(err, sizeof err, "c.slots must stay a table");
+    lua_pop(t->co, 1);
+    if (ok) {
+      t->slots = jb.s;
+      lua_pushnil(t->co);
+      lua_setfield(t->co, -2, "slots");
+      t->result = rt_lvm_to_json(t->co, -1, "c", err, sizeof err);
+    } else {
+      free(jb.s);
+    }
     if (!t->result) {
       t->error = json_pack("{s:s, s:s}", "code", "state", "msg", err);
       lua_rawgeti(b->L, LUA_REGISTRYINDEX, t->trace_ref);
@@ -662,7 +998,8 @@ static int turn_resume(rt_lturn *t, int nargs) {
   return t->status;
 }
 
-int rt_lturn_start(rt_bundle *b, void *host_turn, json_t *conv, json_t *ev, rt_lturn **out) {
+int rt_lturn_start(rt_bundle *b, void *host_turn, json_t *conv, const char *slots, json_t *ev,
+                   rt_lturn **out) {
   rt_lturn *t = rt_xcalloc(1, sizeof *t);
   t->bg.is_turn = true;
   t->bg.limit = b->o.step_instructions;
@@ -678,6 +1015,8 @@ int rt_lturn_start(rt_bundle *b, void *host_turn, json_t *conv, json_t *ev, rt_l
   lua_sethook(t->co, hook, LUA_MASKCOUNT, HOOK_EVERY);
   lua_rawgeti(t->co, LUA_REGISTRYINDEX, b->run_ref);
   rt_lvm_push_json(t->co, conv);
+  push_state(t->co, slots);
+  lua_setfield(t->co, -2, "slots");
   rt_lvm_push_json(t->co, ev);
   lua_newtable(t->co);
   lua_pushvalue(t->co, -1);
@@ -700,6 +1039,7 @@ void rt_lturn_io_done(rt_lturn *t, json_t *result) {
 }
 
 json_t *rt_lturn_result(rt_lturn *t) { return t->result; }
+const char *rt_lturn_slots(rt_lturn *t) { return t->slots; }
 json_t *rt_lturn_error(rt_lturn *t) { return t->error; }
 
 void rt_lturn_kill(rt_lturn *t, const char *code, const char *msg) {
@@ -720,6 +1060,7 @@ void rt_lturn_free(rt_lturn *t) {
   if (t->co) turn_release(t);
   json_decref(t->io);
   json_decref(t->result);
+  free(t->slots);
   json_decref(t->error);
   rt_bundle_unref(t->b);
   free(t);

@@ -65,18 +65,21 @@ size_t rt_bundle_mem(const rt_bundle *b);
 /* Turn status. */
 enum { RT_LTURN_DONE = 0, RT_LTURN_YIELD = 1, RT_LTURN_ERROR = 2 };
 
-/* Starts a turn. conv: {id, channel, chat, user, phone, flow, step, mode,
- * slots}; ev: the event object. Both borrowed. host_turn is the engine's
- * handle, returned by rt_lturn_host. */
-int rt_lturn_start(rt_bundle *b, void *host_turn, json_t *conv, json_t *ev, rt_lturn **out);
+/* Starts a turn. conv: {id, channel, chat, user, phone, flow, step, mode};
+ * slots: the saved state as JSON text (NULL = {}); ev: the event object.
+ * All borrowed. host_turn is the engine's handle (rt_lturn_host). */
+int rt_lturn_start(rt_bundle *b, void *host_turn, json_t *conv, const char *slots, json_t *ev,
+                   rt_lturn **out);
 /* Resumes after rt_lturn_io_done. */
 int rt_lturn_resume(rt_lturn *t);
 void *rt_lturn_host(rt_lturn *t);
 /* Hands the I/O result (new reference stolen) to a yielded turn. */
 void rt_lturn_io_done(rt_lturn *t, json_t *result);
-/* Result of a finished turn (borrowed): {flow, step, slots, mode, phone,
- * out:[], timers:[], leads:[], events:[], ops:[]}. */
+/* Result of a finished turn (borrowed): {flow, step, mode, phone, campaign,
+ * out:[], timers:[], leads:[], events:[], ops:[]}; lists may be absent. */
 json_t *rt_lturn_result(rt_lturn *t);
+/* The new state of a finished turn as JSON text, keys sorted (borrowed). */
+const char *rt_lturn_slots(rt_lturn *t);
 /* Error of a failed turn (borrowed): {code, msg, flow, step, source, line}. */
 json_t *rt_lturn_error(rt_lturn *t);
 /* Stops a yielded turn for good (step timeout); it becomes an error. */

@@ -37,11 +37,11 @@ static rt_bundle *load(void) {
 }
 
 static int run_step(rt_bundle *b, const char *step, json_t **err_out) {
-  json_t *conv = json_pack("{s:i, s:s, s:s, s:s, s:s, s:{}}", "id", 1, "channel", "t", "chat", "1",
-                           "flow", "main", "step", step, "slots");
+  json_t *conv = json_pack("{s:i, s:s, s:s, s:s, s:s}", "id", 1, "channel", "t", "chat", "1",
+                           "flow", "main", "step", step);
   json_t *ev = json_pack("{s:s, s:s}", "kind", "text", "text", "x");
   rt_lturn *t = NULL;
-  int st = rt_lturn_start(b, NULL, conv, ev, &t);
+  int st = rt_lturn_start(b, NULL, conv, "{}", ev, &t);
   if (err_out) *err_out = st == RT_LTURN_ERROR ? json_incref(rt_lturn_error(t)) : NULL;
   rt_lturn_free(t);
   json_decref(conv);
