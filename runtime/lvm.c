@@ -433,7 +433,8 @@ static int jd_value(lua_State *L, jdec *d) {
 static void push_state(lua_State *L, const char *s) {
   int top = lua_gettop(L);
   jdec d = {s ? s : "{}", (s ? s : "{}") + strlen(s ? s : "{}"), 0};
-  if (jd_value(L, &d) == 0 && lua_istable(L, -1)) {
+  jd_ws(&d);
+  if (d.p < d.end && *d.p == '{' && jd_value(L, &d) == 0) {
     jd_ws(&d);
     if (d.p == d.end) return;
   }
