@@ -1433,8 +1433,26 @@ static const struct { unsigned bit; const char *name; } intent_names[] = {
   {RT_INTENT_NO, "no"},           {RT_INTENT_YES, "yes"},     {RT_INTENT_THANKS, "thanks"},
 };
 
+/* The last message and its intents: flows ask text.is() several times
+ * about the same message ("declined" or "no" or "done"), and one full
+ * check is ten regular expressions and a date scan. A cache of the loaded
+ * patterns' result, like the compiled patterns themselves. */
+static char *intent_last;
+static unsigned intent_last_bits;
+
+static unsigned intents_uncached(const char *s);
+
 unsigned rt_text_intents(const char *s) {
   if (!s) return 0;
+  if (intent_last && strcmp(intent_last, s) == 0) return intent_last_bits;
+  unsigned bits = intents_uncached(s);
+  free(intent_last);
+  intent_last = rt_xstrdup(s);
+  intent_last_bits = bits;
+  return bits;
+}
+
+static unsigned intents_uncached(const char *s) {
   static const unsigned bit_of[P_COUNT] = {
     [P_STOP] = RT_INTENT_STOP, [P_LATER] = RT_INTENT_LATER, [P_DECLINED] = RT_INTENT_DECLINED,
     [P_PROBLEM] = RT_INTENT_PROBLEM, [P_NEED] = RT_INTENT_NEED, [P_PART] = 0,
@@ -1496,4 +1514,6 @@ void rt_text_cleanup(void) {
   }
   pcre2_match_data_free(intent_md);
   intent_md = NULL;
+  free(intent_last);
+  intent_last = NULL;
 }
