@@ -151,7 +151,7 @@ static int l_is(lua_State *L) {
   const char *name = luaL_checkstring(L, 2);
   unsigned bit = rt_text_intent_bit(name);
   if (!bit) return luaL_argerror(L, 2, lua_pushfstring(L, "unknown intent '%s'", name));
-  lua_pushboolean(L, (rt_text_intents(s) & bit) != 0);
+  lua_pushboolean(L, rt_text_is(s, bit));
   return 1;
 }
 

@@ -1433,56 +1433,90 @@ static const struct { unsigned bit; const char *name; } intent_names[] = {
   {RT_INTENT_NO, "no"},           {RT_INTENT_YES, "yes"},     {RT_INTENT_THANKS, "thanks"},
 };
 
-/* The last message and its intents: flows ask text.is() several times
- * about the same message ("declined" or "no" or "done"), and one full
- * check is ten regular expressions and a date scan. A cache of the loaded
- * patterns' result, like the compiled patterns themselves. */
-static char *intent_last;
-static unsigned intent_last_bits;
+/* The last message, normalised, with the patterns tried on it so far.
+ * Flows ask text.is() several times about one message ("declined" or
+ * "no" or "done"), and text.is() needs only the patterns its intent
+ * depends on: "done" on a parts list is usually one pattern, not ten plus
+ * a date scan. A cache beside the compiled patterns, for the same reason. */
+static struct {
+  char *s, *norm;
+  size_t len;
+  unsigned tried, hit;
+  int later;          /* -1 not computed, else 0/1 */
+} memo;
 
-static unsigned intents_uncached(const char *s);
+static void memo_for(const char *s) {
+  if (memo.s && strcmp(memo.s, s) == 0) return;
+  free(memo.s);
+  free(memo.norm);
+  memo.s = rt_xstrdup(s);
+  memo.norm = rt_text_norm(s);
+  memo.len = strlen(memo.norm);
+  memo.tried = memo.hit = 0;
+  memo.later = -1;
+}
+
+static bool pat(int id) {
+  unsigned bit = 1u << id;
+  if (!(memo.tried & bit)) {
+    memo.tried |= bit;
+    if (re_match(id, memo.norm, memo.len)) memo.hit |= bit;
+  }
+  return (memo.hit & bit) != 0;
+}
+
+/* NEED: asked for something, or named a part without refusing. */
+static bool is_need(void) {
+  return pat(P_NEED) || (pat(P_PART) && !pat(P_DECLINED) && !pat(P_STOP) && !pat(P_PROBLEM));
+}
+
+/* LATER: said so, or named a date that is not a deadline of a request. */
+static bool is_later(void) {
+  if (pat(P_LATER)) return true;
+  if (memo.later < 0) {
+    dctx c;
+    tokenize(&c, memo.norm);
+    dmatch m;
+    memo.later = 0;
+    if (date_find(&c, NULL, NULL, &m)) {
+      const char *k = m.d.kind;
+      bool deadline = m.pi >= 0 && wany(&c, m.pi, W_DEADLINE);
+      bool soon = !strcmp(k, "tomorrow") || !strcmp(k, "after_tomorrow") ||
+                  !strcmp(k, "weekday") || !strcmp(k, "weekend") || !strcmp(k, "next_week");
+      memo.later = !(is_need() && (deadline || soon));
+    }
+    free(c.t);
+  }
+  return memo.later == 1;
+}
+
+static bool intent_is(unsigned bit) {
+  switch (bit) {
+  case RT_INTENT_STOP: return pat(P_STOP);
+  case RT_INTENT_LATER: return is_later();
+  case RT_INTENT_DECLINED: return pat(P_DECLINED);
+  case RT_INTENT_PROBLEM: return pat(P_PROBLEM);
+  case RT_INTENT_NEED: return is_need();
+  case RT_INTENT_DONE: return pat(P_DONE) && !is_need();
+  case RT_INTENT_NO: return pat(P_NO);
+  case RT_INTENT_YES: return pat(P_YES);
+  case RT_INTENT_THANKS: return pat(P_THANKS);
+  default: return false;
+  }
+}
+
+bool rt_text_is(const char *s, unsigned bit) {
+  if (!s) return false;
+  memo_for(s);
+  return intent_is(bit);
+}
 
 unsigned rt_text_intents(const char *s) {
   if (!s) return 0;
-  if (intent_last && strcmp(intent_last, s) == 0) return intent_last_bits;
-  unsigned bits = intents_uncached(s);
-  free(intent_last);
-  intent_last = rt_xstrdup(s);
-  intent_last_bits = bits;
-  return bits;
-}
-
-static unsigned intents_uncached(const char *s) {
-  static const unsigned bit_of[P_COUNT] = {
-    [P_STOP] = RT_INTENT_STOP, [P_LATER] = RT_INTENT_LATER, [P_DECLINED] = RT_INTENT_DECLINED,
-    [P_PROBLEM] = RT_INTENT_PROBLEM, [P_NEED] = RT_INTENT_NEED, [P_PART] = 0,
-    [P_DONE] = RT_INTENT_DONE, [P_NO] = RT_INTENT_NO, [P_YES] = RT_INTENT_YES,
-    [P_THANKS] = RT_INTENT_THANKS,
-  };
-  char *n = rt_text_norm(s);
-  size_t len = strlen(n);
+  memo_for(s);
   unsigned bits = 0;
-  bool part = false;
-  for (int i = 0; i < P_COUNT; i++) {
-    if (!re_match(i, n, len)) continue;
-    if (i == P_PART) part = true;
-    else bits |= bit_of[i];
-  }
-  if (part && !(bits & (RT_INTENT_DECLINED | RT_INTENT_STOP | RT_INTENT_PROBLEM)))
-    bits |= RT_INTENT_NEED;
-  dctx c;
-  tokenize(&c, n);
-  dmatch m;
-  if (date_find(&c, NULL, NULL, &m)) {
-    const char *k = m.d.kind;
-    bool deadline = m.pi >= 0 && wany(&c, m.pi, W_DEADLINE);
-    bool soon = !strcmp(k, "tomorrow") || !strcmp(k, "after_tomorrow") ||
-                !strcmp(k, "weekday") || !strcmp(k, "weekend") || !strcmp(k, "next_week");
-    if (!((bits & RT_INTENT_NEED) && (deadline || soon))) bits |= RT_INTENT_LATER;
-  }
-  if (bits & RT_INTENT_NEED) bits &= ~(unsigned)RT_INTENT_DONE;
-  free(c.t);
-  free(n);
+  for (unsigned bit = 1; bit & RT_INTENT_ALL; bit <<= 1)
+    if (intent_is(bit)) bits |= bit;
   return bits;
 }
 
@@ -1514,6 +1548,7 @@ void rt_text_cleanup(void) {
   }
   pcre2_match_data_free(intent_md);
   intent_md = NULL;
-  free(intent_last);
-  intent_last = NULL;
+  free(memo.s);
+  free(memo.norm);
+  memset(&memo, 0, sizeof memo);
 }

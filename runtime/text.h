@@ -94,6 +94,9 @@ enum {
 
 /* Every intent the text expresses, as a bit set. */
 unsigned rt_text_intents(const char *s);
+/* Whether s has one intent (an RT_INTENT_* bit); the same answer as
+ * (rt_text_intents(s) & bit) != 0, computing only what that intent needs. */
+bool rt_text_is(const char *s, unsigned bit);
 /* The one that decides the flow, by priority stop > later > declined >
  * problem > need > done > no > yes > thanks; NULL when none. */
 const char *rt_text_intent(const char *s);

@@ -638,6 +638,31 @@ T(robust) {
   run_all("👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍");
 }
 
+/* text.is() computes only what one intent needs; it must agree with the
+ * full set whatever order intents are asked in. */
+T(is_agrees_with_intents) {
+  static const char *msgs[] = {
+    "нет", "нет, нужны ещё свечи", "всё, спасибо", "через две недели", "нужны колодки к пятнице",
+    "не надо ничего", "стоп", "колодки", "не работает чехол", "хочу чехол", "после зарплаты",
+    "да", "👍", "спасибо", "больше ничего не надо", "продал машину", "позже, в конце месяца",
+    "масло 5w30", "", "не пишите мне", "вернуть товар", "ок", "в следующем месяце напишите"};
+  for (size_t i = 0; i < sizeof msgs / sizeof msgs[0]; i++) {
+    unsigned all = rt_text_intents(msgs[i]);
+    for (unsigned first = 1; first & RT_INTENT_ALL; first <<= 1) {
+      rt_text_is("-", RT_INTENT_YES);               /* forget the message */
+      for (unsigned k = 0, bit = first; k < 9; k++) {
+        bool got = rt_text_is(msgs[i], bit), want = (all & bit) != 0;
+        if (got != want) {
+          fprintf(stderr, "  \"%s\": is(%s) = %d, intents says %d\n", msgs[i],
+                  rt_text_intent_name(bit), got, want);
+          CHECK(got == want);
+        }
+        bit = bit << 1 & RT_INTENT_ALL ? bit << 1 : 1;
+      }
+    }
+  }
+}
+
 int main(void) {
   T_RUN(norm);
   T_RUN(cars_table);
@@ -647,6 +672,7 @@ int main(void) {
   T_RUN(date_table);
   T_RUN(date_edges);
   T_RUN(intent_table);
+  T_RUN(is_agrees_with_intents);
   T_RUN(intent_names);
   T_RUN(robust);
   rt_text_cleanup();
