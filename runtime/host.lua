@@ -126,9 +126,14 @@ end
 
 -- Appends to one of the turn's effect lists, made on first use: most
 -- steps only say something.
+local MAX_EFFECTS = 50   -- per list and step: a loop that spams a chat is a bug
+
 local function add(f, name, item)
   local l = f[name]
   if not l then l = {}; f[name] = l end
+  if #l >= MAX_EFFECTS then
+    error(("one step may do at most %d of these (%s); is a loop sending them?"):format(MAX_EFFECTS, name), 3)
+  end
   l[#l + 1] = item
 end
 
