@@ -173,11 +173,26 @@ static void on_eof(void *ud) {
   uv_timer_start(&a->eof_check, eof_tick, 1, 10);
 }
 
+/* chat in a terminal: a plain line about each reload, since the log
+ * level there is kept at warn so logs do not drown the conversation. */
+static void tell_reload(void *ud, int rc, const char *err) {
+  app *a = ud;
+  if (rc == RT_OK)
+    fprintf(stderr, "-- сценарии обновлены (версия %s)\n", rt_engine_flows_version(a->e));
+  else
+    fprintf(stderr, "-- сценарии НЕ обновлены, работают прежние: %s\n", err ? err : "?");
+}
+
 static int app_run(const char *cmd, const char *shop_dir, const char *user) {
   app a;
   memset(&a, 0, sizeof a);
   a.lock_fd = -1;
   if (load_config(cmd, shop_dir, &a.cfg) != RT_OK) return 1;
+  /* Talking to a person in a terminal: only warnings and errors go to the
+   * same screen (set log.level to debug/info and redirect stderr to see
+   * every event). */
+  bool tty_chat = user && isatty(0) && isatty(2);
+  if (tty_chat && rt_log_get_level() < RT_LOG_WARN) rt_log_set_level(RT_LOG_WARN);
   if (take_lock(cmd, a.cfg, &a.lock_fd) != RT_OK) {
     rt_config_free(a.cfg);
     return 1;
@@ -230,6 +245,8 @@ static int app_run(const char *cmd, const char *shop_dir, const char *user) {
     rt_log(RT_LOG_WARN, "watch-disabled", "err=\"%s\"", err);
     free(err);
     err = NULL;
+  } else if (tty_chat) {
+    rt_watch_on_reload(a.watch, tell_reload, &a);
   }
   uv_signal_init(&a.loop, &a.sigint);
   uv_signal_init(&a.loop, &a.sigterm);

@@ -16,7 +16,14 @@ struct rt_watch {
   uint64_t first_change;     /* hrtime of the first change of this burst */
   void (*done)(void *);
   void *ud;
+  void (*on_reload)(void *, int, const char *);
+  void *on_reload_ud;
 };
+
+void rt_watch_on_reload(rt_watch *w, void (*fn)(void *, int, const char *), void *ud) {
+  w->on_reload = fn;
+  w->on_reload_ud = ud;
+}
 
 static void reload_cb(uv_timer_t *t) {
   rt_watch *w = t->data;
@@ -28,6 +35,7 @@ static void reload_cb(uv_timer_t *t) {
          "ok=%d load_ms=%.2f since_change_ms=%.1f", rc == RT_OK,
          (double)(uv_hrtime() - t0) / 1e6, (double)(uv_hrtime() - w->first_change) / 1e6);
   w->first_change = 0;
+  if (w->on_reload) w->on_reload(w->on_reload_ud, rc, err);
   free(err);
 }
 
