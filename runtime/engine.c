@@ -543,12 +543,64 @@ static void free_set(char **p, const char *v) {
   *p = n;
 }
 
+static void json_raw(char **buf, size_t *len, size_t *cap, const char *s) {
+  size_t n = strlen(s);
+  if (*len + n + 1 > *cap) {
+    *cap = *len + n + 64;
+    *buf = rt_xrealloc(*buf, *cap);
+  }
+  memcpy(*buf + *len, s, n + 1);
+  *len += n;
+}
+
+/* Appends s as a JSON string; s is valid UTF-8 (it came out of jansson). */
+static void json_text(char **buf, size_t *len, size_t *cap, const char *s) {
+  size_t n = strlen(s);
+  if (*len + n * 6 + 3 > *cap) {
+    *cap = *len + n * 6 + 64;
+    *buf = rt_xrealloc(*buf, *cap);
+  }
+  char *o = *buf + *len;
+  *o++ = '"';
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '"' || *p == '\\') { *o++ = '\\'; *o++ = (char)*p; }
+    else if (*p == '\n') { *o++ = '\\'; *o++ = 'n'; }
+    else if (*p < 0x20) o += sprintf(o, "\\u%04x", *p);
+    else *o++ = (char)*p;
+  }
+  *o++ = '"';
+  *len = (size_t)(o - *buf);
+  (*buf)[*len] = '\0';
+}
+
+/* Queues one message. The payload of a plain message is written as text
+ * directly ({"about":..,"text":..}, keys sorted like every stored JSON);
+ * one with buttons goes through jansson. */
 static int add_out(rt_engine *e, turn *t, const char *channel, const char *chat,
-                   json_t *payload, int seq, int64_t now) {
+                   json_t *msg, bool other_chat, int seq, int64_t now) {
   char idem[96];
   snprintf(idem, sizeof idem, "c%lld:r%lld:%d", (long long)t->conv.id,
            (long long)t->conv.rev + 1, seq);
-  char *p = json_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS);
+  char *p = NULL;
+  const char *text = jstr(msg, "text");
+  if (!json_object_get(msg, "buttons") && text) {
+    size_t len = 0, cap = 0;
+    json_raw(&p, &len, &cap, "{");
+    if (other_chat) {
+      json_raw(&p, &len, &cap, "\"about\":");
+      json_text(&p, &len, &cap, t->conv.chat_id);
+      json_raw(&p, &len, &cap, ",");
+    }
+    json_raw(&p, &len, &cap, "\"text\":");
+    json_text(&p, &len, &cap, text);
+    json_raw(&p, &len, &cap, "}");
+  } else {
+    json_t *j = json_pack("{s:s?}", "text", text);
+    if (json_object_get(msg, "buttons")) json_object_set(j, "buttons", json_object_get(msg, "buttons"));
+    if (other_chat) json_object_set_new(j, "about", json_string(t->conv.chat_id));
+    p = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(j);
+  }
   int rc = rt_store_outbox_add(e->store, t->conv.id, channel, chat, idem, "text", p, now, NULL);
   free(p);
   e->outbox_dirty = true;
@@ -594,9 +646,9 @@ static int apply_error(rt_engine *e, turn *t, int64_t now) {
         jstr(err, "source") ? jstr(err, "source") : "?",
         (long long)json_integer_value(json_object_get(err, "line")),
         jstr(err, "msg") ? jstr(err, "msg") : "ошибка");
-    json_t *p = json_pack("{s:s, s:s}", "text", text, "about", t->conv.chat_id);
+    json_t *p = json_pack("{s:s}", "text", text);
     if (!p) p = json_pack("{s:s}", "text", "Бот остановился в одном из чатов: ответьте клиенту.");
-    rc = add_out(e, t, e->mgr_channel, e->mgr_chat, p, 0, now);
+    rc = add_out(e, t, e->mgr_channel, e->mgr_chat, p, true, 0, now);
     json_decref(p);
     free(text);
   }
@@ -674,11 +726,7 @@ static int apply_result(rt_engine *e, turn *t, int64_t now) {
     const char *ch = t->conv.channel, *chat = t->conv.chat_id;
     if (to && strcmp(to, "managers") == 0) { ch = e->mgr_channel; chat = e->mgr_chat; }
     else if (to && strcmp(to, "chat") == 0) { ch = jstr(v, "channel"); chat = jstr(v, "chat"); }
-    json_t *p = json_pack("{s:O}", "text", json_object_get(v, "text"));
-    if (json_object_get(v, "buttons")) json_object_set(p, "buttons", json_object_get(v, "buttons"));
-    if (ch != t->conv.channel) json_object_set_new(p, "about", json_string(t->conv.chat_id));
-    rc = add_out(e, t, ch, chat, p, seq++, now);
-    json_decref(p);
+    rc = add_out(e, t, ch, chat, v, ch != t->conv.channel, seq++, now);
   }
   json_array_foreach(json_object_get(r, "timers"), i, v) {
     if (rc != RT_OK) break;

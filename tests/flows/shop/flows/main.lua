@@ -21,6 +21,7 @@ return flow "main" {
     if t == "bad state" then c.slots.f = function() end end
     if t == "badstep" then return "nowhere" end
     if t == "wake" then c:wake("2h", "woken") c:say("жду 2 часа") return end
+    if t == "quote" then c:say('он сказал "да" \\ C:\\путь\nвторая строка\tтаб') c:notify('менеджерам "тоже"') return end
     if t == "ping" then c:wake("1h", "ping") c:say("пингану через час") return end
     if t == "later" then
       local at = text.date("через две недели", time.now(), shop.timezone)
