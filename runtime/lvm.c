@@ -191,8 +191,46 @@ static void path_text(const jpath *p, char *out, size_t n) {
                     : (size_t)snprintf(out + o, n - o, "[%lld]", (long long)p->idx[i]);
 }
 
-static json_t *to_json(lua_State *L, int idx, jpath *p, char *err, size_t errn) {
+/* The rules both converters (to jansson, to state text) keep. */
+static void unstorable(lua_State *L, int idx, const jpath *p, char *err, size_t errn) {
   char where[256];
+  path_text(p, where, sizeof where);
+  snprintf(err, errn, "%s: a %s cannot be stored (only text, numbers, true/false and tables)",
+           where, luaL_typename(L, idx));
+}
+
+enum { SHAPE_BAD = -1, SHAPE_OBJECT, SHAPE_ARRAY };
+
+/* Classifies the table at idx (absolute): an array is a table whose keys
+ * are exactly 1..n (*n set), an object one whose keys are all strings (an
+ * empty table is an object). Anything else, or nesting past 16 levels, is
+ * SHAPE_BAD with a message naming the path. */
+static int table_shape(lua_State *L, int idx, const jpath *p, lua_Integer *n, char *err,
+                       size_t errn) {
+  char where[256];
+  if (p->depth >= 16) {
+    path_text(p, where, sizeof where);
+    snprintf(err, errn, "%s: tables nested deeper than 16 levels (a loop?)", where);
+    return SHAPE_BAD;
+  }
+  luaL_checkstack(L, 6, "stored value");
+  lua_Integer count = 0;
+  bool all_str = true;
+  *n = (lua_Integer)lua_rawlen(L, idx);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    count++;
+    if (lua_type(L, -2) != LUA_TSTRING) all_str = false;
+    lua_pop(L, 1);
+  }
+  if (count > 0 && count == *n && !all_str) return SHAPE_ARRAY;
+  if (all_str) return SHAPE_OBJECT;
+  path_text(p, where, sizeof where);
+  snprintf(err, errn, "%s: a table mixes a list and named fields (or has non-text keys)", where);
+  return SHAPE_BAD;
+}
+
+static json_t *to_json(lua_State *L, int idx, jpath *p, char *err, size_t errn) {
   switch (lua_type(L, idx)) {
   case LUA_TNIL: return json_null();
   case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
@@ -206,30 +244,16 @@ static json_t *to_json(lua_State *L, int idx, jpath *p, char *err, size_t errn) 
   }
   case LUA_TTABLE: break;
   default:
-    path_text(p, where, sizeof where);
-    snprintf(err, errn, "%s: a %s cannot be stored (only text, numbers, true/false and tables)",
-             where, luaL_typename(L, idx));
+    unstorable(L, idx, p, err, errn);
     return NULL;
   }
-  if (p->depth >= 16) {
-    path_text(p, where, sizeof where);
-    snprintf(err, errn, "%s: tables nested deeper than 16 levels (a loop?)", where);
-    return NULL;
-  }
-  luaL_checkstack(L, 6, "json");
   idx = lua_absindex(L, idx);
-  /* An array is a table whose keys are exactly 1..n. */
-  lua_Integer n = (lua_Integer)lua_rawlen(L, idx), count = 0;
-  bool all_str = true;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    count++;
-    if (lua_type(L, -2) != LUA_TSTRING) all_str = false;
-    lua_pop(L, 1);
-  }
+  lua_Integer n;
+  int shape = table_shape(L, idx, p, &n, err, errn);
+  if (shape == SHAPE_BAD) return NULL;
   json_t *out;
   int d = p->depth++;
-  if (count > 0 && count == n && !all_str) {
+  if (shape == SHAPE_ARRAY) {
     out = json_array();
     for (lua_Integer i = 1; i <= n; i++) {
       lua_rawgeti(L, idx, i);
@@ -241,12 +265,6 @@ static json_t *to_json(lua_State *L, int idx, jpath *p, char *err, size_t errn) 
       json_array_append_new(out, v);
     }
   } else {
-    if (!all_str) {
-      p->depth = d;
-      path_text(p, where, sizeof where);
-      snprintf(err, errn, "%s: a table mixes a list and named fields (or has non-text keys)", where);
-      return NULL;
-    }
     out = json_object();
     lua_pushnil(L);
     while (lua_next(L, idx)) {
@@ -521,29 +539,16 @@ static bool encode(lua_State *L, int idx, jbuf *b, jpath *p, char *err, size_t e
   }
   case LUA_TTABLE: break;
   default:
-    path_text(p, where, sizeof where);
-    snprintf(err, errn, "%s: a %s cannot be stored (only text, numbers, true/false and tables)",
-             where, luaL_typename(L, idx));
+    unstorable(L, idx, p, err, errn);
     return false;
   }
-  if (p->depth >= 16) {
-    path_text(p, where, sizeof where);
-    snprintf(err, errn, "%s: tables nested deeper than 16 levels (a loop?)", where);
-    return false;
-  }
-  luaL_checkstack(L, 6, "state");
   idx = lua_absindex(L, idx);
-  lua_Integer n = (lua_Integer)lua_rawlen(L, idx), count = 0;
-  bool all_str = true;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    count++;
-    if (lua_type(L, -2) != LUA_TSTRING) all_str = false;
-    lua_pop(L, 1);
-  }
+  lua_Integer n;
+  int shape = table_shape(L, idx, p, &n, err, errn);
+  if (shape == SHAPE_BAD) return false;
   int d = p->depth++;
   bool ok = true;
-  if (count > 0 && count == n && !all_str) {
+  if (shape == SHAPE_ARRAY) {
     jb_add(b, "[", 1);
     for (lua_Integer i = 1; i <= n && ok; i++) {
       if (i > 1) jb_add(b, ",", 1);
@@ -554,16 +559,12 @@ static bool encode(lua_State *L, int idx, jbuf *b, jpath *p, char *err, size_t e
       lua_pop(L, 1);
     }
     if (ok) jb_add(b, "]", 1);
-  } else if (!all_str) {
-    p->depth = d;
-    path_text(p, where, sizeof where);
-    snprintf(err, errn, "%s: a table mixes a list and named fields (or has non-text keys)", where);
-    return false;
   } else {
-    jkey *keys = count ? rt_xmalloc((size_t)count * sizeof *keys) : NULL;
-    size_t nk = 0;
+    jkey *keys = NULL;
+    size_t nk = 0, cap = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
+      if (nk == cap) keys = rt_xrealloc(keys, (cap = cap ? cap * 2 : 8) * sizeof *keys);
       keys[nk].k = lua_tolstring(L, -2, &keys[nk].n);   /* the table keeps the string alive */
       nk++;
       lua_pop(L, 1);
@@ -907,10 +908,22 @@ json_t *rt_bundle_describe(rt_bundle *b) {
 
 /* ---- turns ---- */
 
+/* Adds the flow and step the runner was in (its trace table) to an error
+ * record. */
+static void add_trace(rt_lturn *t, json_t *e) {
+  lua_State *L = t->b->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->trace_ref);
+  lua_getfield(L, -1, "flow");
+  if (lua_isstring(L, -1)) json_object_set_new(e, "flow", json_string(lua_tostring(L, -1)));
+  lua_getfield(L, -2, "step");
+  if (lua_isstring(L, -1)) json_object_set_new(e, "step", json_string(lua_tostring(L, -1)));
+  lua_pop(L, 3);
+}
+
 /* Fills t->error from a failed coroutine: the message, plus the flow and
  * step from the runner's trace and the innermost flow-code line. */
 static void turn_error(rt_lturn *t, int st) {
-  lua_State *L = t->b->L, *co = t->co;
+  lua_State *co = t->co;
   const char *msg = lua_tostring(co, -1);
   const char *code = st == LUA_ERRMEM ? "memory"
                      : t->bg.over ? "budget" : "error";
@@ -929,12 +942,7 @@ static void turn_error(rt_lturn *t, int st) {
       break;
     }
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->trace_ref);
-  lua_getfield(L, -1, "flow");
-  if (lua_isstring(L, -1)) json_object_set_new(e, "flow", json_string(lua_tostring(L, -1)));
-  lua_getfield(L, -2, "step");
-  if (lua_isstring(L, -1)) json_object_set_new(e, "step", json_string(lua_tostring(L, -1)));
-  lua_pop(L, 3);
+  add_trace(t, e);
   t->error = e;
 }
 
@@ -980,12 +988,7 @@ static int turn_resume(rt_lturn *t, int nargs) {
     }
     if (!t->result) {
       t->error = json_pack("{s:s, s:s}", "code", "state", "msg", err);
-      lua_rawgeti(b->L, LUA_REGISTRYINDEX, t->trace_ref);
-      lua_getfield(b->L, -1, "flow");
-      if (lua_isstring(b->L, -1)) json_object_set_new(t->error, "flow", json_string(lua_tostring(b->L, -1)));
-      lua_getfield(b->L, -2, "step");
-      if (lua_isstring(b->L, -1)) json_object_set_new(t->error, "step", json_string(lua_tostring(b->L, -1)));
-      lua_pop(b->L, 3);
+      add_trace(t, t->error);
       t->status = RT_LTURN_ERROR;
     } else {
       t->status = RT_LTURN_DONE;
@@ -1046,12 +1049,7 @@ json_t *rt_lturn_error(rt_lturn *t) { return t->error; }
 void rt_lturn_kill(rt_lturn *t, const char *code, const char *msg) {
   if (t->status != RT_LTURN_YIELD) return;
   t->error = json_pack("{s:s, s:s}", "code", code, "msg", msg);
-  lua_rawgeti(t->b->L, LUA_REGISTRYINDEX, t->trace_ref);
-  lua_getfield(t->b->L, -1, "flow");
-  if (lua_isstring(t->b->L, -1)) json_object_set_new(t->error, "flow", json_string(lua_tostring(t->b->L, -1)));
-  lua_getfield(t->b->L, -2, "step");
-  if (lua_isstring(t->b->L, -1)) json_object_set_new(t->error, "step", json_string(lua_tostring(t->b->L, -1)));
-  lua_pop(t->b->L, 3);
+  add_trace(t, t->error);
   t->status = RT_LTURN_ERROR;
   turn_release(t);
 }
