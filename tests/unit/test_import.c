@@ -1,6 +1,7 @@
 /* test_import.c -- CSV import: encodings, delimiters, quoting, Russian
  * headers, bad rows with line numbers, upserts, orders. */
 #include "t.h"
+#include "tstore.h"
 #include "import.h"
 #include "store.h"
 #include "tz.h"
@@ -52,33 +53,6 @@ static int import(rt_store *s, const char *path, rt_import_report *rep) {
   if (err) fprintf(stderr, "  import: %s\n", err);
   free(err);
   return rc;
-}
-
-static long long q_int(rt_store *s, const char *sql) {
-  sqlite3_stmt *st;
-  long long v = -1;
-  if (sqlite3_prepare_v2(rt_store_db(s), sql, -1, &st, NULL) != SQLITE_OK) {
-    fprintf(stderr, "  sql: %s: %s\n", sql, sqlite3_errmsg(rt_store_db(s)));
-    return -1;
-  }
-  if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  return v;
-}
-
-static const char *q_text(rt_store *s, const char *sql) {
-  static char buf[4][512];
-  static int k;
-  char *out = buf[k++ % 4];
-  sqlite3_stmt *st;
-  snprintf(out, 512, "(none)");
-  if (sqlite3_prepare_v2(rt_store_db(s), sql, -1, &st, NULL) != SQLITE_OK) return out;
-  if (sqlite3_step(st) == SQLITE_ROW) {
-    const char *t = (const char *)sqlite3_column_text(st, 0);
-    snprintf(out, 512, "%s", t ? t : "(null)");
-  }
-  sqlite3_finalize(st);
-  return out;
 }
 
 /* The message reported for line, or NULL. */
