@@ -72,8 +72,8 @@ struct rt_engine {
   char *flows_dir, *lib_dir, *start_flow;
   char *reload_error, *store_error;
   rt_http *http;
-  json_t *(*http_stub)(void *, json_t *);
-  void *http_stub_ud;
+  json_t *(*http_script)(void *, json_t *);
+  void *http_script_ud;
 
   rt_map convs;
   conv_q *ready_head, *ready_tail;
@@ -211,8 +211,8 @@ static void http_done(rt_http_resp *r, void *ud) {
 static int host_http(void *ud, rt_lturn *lt, json_t *req) {
   rt_engine *e = ud;
   turn *t = rt_lturn_host(lt);
-  if (e->http_stub) {
-    json_t *res = e->http_stub(e->http_stub_ud, req);
+  if (e->http_script) {
+    json_t *res = e->http_script(e->http_script_ud, req);
     rt_lturn_io_done(lt, res ? res : json_pack("{s:s, s:s}", "error", "network",
                                                "detail", "no scripted reply"));
     return RT_OK;
@@ -1273,9 +1273,9 @@ rt_config *rt_engine_config(rt_engine *e) { return e->cfg; }
 uv_loop_t *rt_engine_loop(rt_engine *e) { return e->loop; }
 const rt_engine_stats *rt_engine_get_stats(const rt_engine *e) { return &e->st; }
 
-void rt_engine_set_http_stub(rt_engine *e, json_t *(*fn)(void *, json_t *), void *ud) {
-  e->http_stub = fn;
-  e->http_stub_ud = ud;
+void rt_engine_set_http_script(rt_engine *e, json_t *(*fn)(void *, json_t *), void *ud) {
+  e->http_script = fn;
+  e->http_script_ud = ud;
 }
 
 bool rt_engine_idle(const rt_engine *e) {

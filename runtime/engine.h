@@ -72,8 +72,9 @@ int rt_engine_fire_timers(rt_engine *e);
 /* The store error that stops commits, or NULL. Borrowed. */
 const char *rt_engine_store_error(const rt_engine *e);
 
-/* Test-mode HTTP: fn answers each request (new reference) synchronously. */
-void rt_engine_set_http_stub(rt_engine *e, json_t *(*fn)(void *ud, json_t *req), void *ud);
+/* Transcript tests: fn answers each HTTP request from the replies the
+ * transcript scripted (new reference), instead of the network. */
+void rt_engine_set_http_script(rt_engine *e, json_t *(*fn)(void *ud, json_t *req), void *ud);
 
 /* Prometheus text (owned) and /healthz JSON (new reference). */
 char *rt_engine_metrics(rt_engine *e);

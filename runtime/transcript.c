@@ -26,7 +26,7 @@ typedef struct {
   char *method, *url, *body;
   int status;
   bool timeout, used;
-} stub;
+} scripted_reply;
 
 typedef struct tr {
   const rt_transcript_opts *o;
@@ -39,8 +39,8 @@ typedef struct tr {
   rt_channel chans[5];
   captured *msgs;
   size_t nmsgs;
-  stub *stubs;
-  size_t nstubs;
+  scripted_reply *replies;
+  size_t nreplies;
   json_t *requests;           /* every HTTP request made */
   char channel[64], chat[128];
   int64_t clock_ms;
@@ -93,13 +93,13 @@ static bool glob(const char *p, const char *s) {
   return *s && *p == *s && glob(p + 1, s + 1);
 }
 
-static json_t *http_stub(void *ud, json_t *req) {
+static json_t *http_scripted(void *ud, json_t *req) {
   tr *t = ud;
   json_array_append(t->requests, req);
   const char *m = json_string_value(json_object_get(req, "method"));
   const char *u = json_string_value(json_object_get(req, "url"));
-  for (size_t i = 0; i < t->nstubs; i++) {
-    stub *s = &t->stubs[i];
+  for (size_t i = 0; i < t->nreplies; i++) {
+    scripted_reply *s = &t->replies[i];
     if (s->used || strcmp(s->method, m) != 0 || !glob(s->url, u)) continue;
     s->used = true;
     if (s->timeout) return json_pack("{s:s, s:s}", "error", "timeout", "detail", "scripted timeout");
@@ -134,7 +134,7 @@ static int engine_up(tr *t) {
     t->chans[i] = (rt_channel){.name = names[i], .impl = t, .send = cap_send};
     rt_engine_add_channel(t->e, &t->chans[i]);
   }
-  rt_engine_set_http_stub(t->e, http_stub, t);
+  rt_engine_set_http_script(t->e, http_scripted, t);
   rt_engine_start(t->e);
   settle(t);
   return RT_OK;
@@ -546,7 +546,7 @@ static void do_http(tr *t, char *spec) {
   char *m = strtok(spec, " "), *url = strtok(NULL, " ");
   char *res = trim(arrow + 2);
   if (!m || !url) { fail(t, "http: METHOD URL -> STATUS BODY"); return; }
-  stub s = {rt_xstrdup(m), rt_xstrdup(url), NULL, 0, false, false};
+  scripted_reply s = {rt_xstrdup(m), rt_xstrdup(url), NULL, 0, false, false};
   if (strncmp(res, "timeout", 7) == 0) {
     s.timeout = true;
     s.body = rt_xstrdup("");
@@ -569,8 +569,8 @@ static void do_http(tr *t, char *spec) {
       s.body = rt_xstrdup(body);
     }
   }
-  t->stubs = rt_xrealloc(t->stubs, (t->nstubs + 1) * sizeof *t->stubs);
-  t->stubs[t->nstubs++] = s;
+  t->replies = rt_xrealloc(t->replies, (t->nreplies + 1) * sizeof *t->replies);
+  t->replies[t->nreplies++] = s;
 }
 
 static void do_line(tr *t, char *s) {
@@ -729,10 +729,10 @@ int rt_transcript_run(const rt_transcript_opts *o, const char *file) {
     free(t.msgs[i].channel); free(t.msgs[i].chat); free(t.msgs[i].text);
   }
   free(t.msgs);
-  for (size_t i = 0; i < t.nstubs; i++) {
-    free(t.stubs[i].method); free(t.stubs[i].url); free(t.stubs[i].body);
+  for (size_t i = 0; i < t.nreplies; i++) {
+    free(t.replies[i].method); free(t.replies[i].url); free(t.replies[i].body);
   }
-  free(t.stubs);
+  free(t.replies);
   json_decref(t.requests);
   rm_rf(t.tmp);
   free(t.tmp); free(t.flows); free(t.store_path); free(t.dir);
