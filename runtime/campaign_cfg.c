@@ -3,15 +3,6 @@
 #include "campaign_cfg.h"
 #include <stdio.h>
 
-/* "09:00" -> 540; "24:00" -> 1440; -1 on anything else. */
-static int hhmm(const char *s) {
-  int h, m, n = 0;
-  if (!s || sscanf(s, "%d:%d%n", &h, &m, &n) != 2 || s[n] || h < 0 || m < 0 || m > 59 ||
-      h * 60 + m > 1440)
-    return -1;
-  return h * 60 + m;
-}
-
 int rt_campaign_opts_config(rt_campaign_opts *o, const rt_config *cfg, const char *name,
                             int64_t now_ms, char **err) {
   rt_campaign_opts_default(o, name, now_ms);
@@ -28,8 +19,8 @@ int rt_campaign_opts_config(rt_campaign_opts *o, const rt_config *cfg, const cha
   }
   const char *from = rt_config_str(cfg, "working_hours.from", "09:00");
   const char *to = rt_config_str(cfg, "working_hours.to", "19:00");
-  o->from_min = hhmm(from);
-  o->to_min = hhmm(to);
+  o->from_min = rt_parse_hhmm(from);
+  o->to_min = rt_parse_hhmm(to);
   if (o->from_min < 0 || o->to_min < 0) {
     if (err) *err = rt_xasprintf("working_hours: bad time \"%s\"", o->from_min < 0 ? from : to);
     return RT_EINVAL;

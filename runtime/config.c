@@ -494,3 +494,11 @@ char *rt_config_redacted(const rt_config *c) {
   json_decref(r);
   return s;
 }
+
+int rt_parse_hhmm(const char *s) {
+  int h, m, n = 0;
+  if (!s || sscanf(s, "%d:%d%n", &h, &m, &n) != 2 || s[n] || h < 0 || m < 0 || m > 59 ||
+      h * 60 + m > 1440)
+    return -1;
+  return h * 60 + m;
+}

@@ -48,6 +48,8 @@ int64_t rt_config_duration(const rt_config *c, const char *path, int64_t dflt_se
  * and returns 0, or returns RT_EINVAL (empty, unknown unit, bare number,
  * overflow). */
 int rt_parse_duration(const char *s, int64_t *sec);
+/* "09:00" -> 540, "24:00" -> 1440; -1 for anything else (NULL too). */
+int rt_parse_hhmm(const char *s);
 
 /* Owned JSON text (2-space indent) with secrets replaced by "***". */
 char *rt_config_redacted(const rt_config *c);

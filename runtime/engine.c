@@ -695,7 +695,6 @@ static int apply_system(rt_engine *e, turn *t, int64_t now) {
 
 static int apply_result(rt_engine *e, turn *t, int64_t now) {
   json_t *r = rt_lturn_result(t->lt);
-  json_t *slots = r;   /* campaign_of() reads the conversation's campaign from it */
   int rc = RT_OK;
   const char *kind = jstr(t->event, "kind");
   if (kind && is_customer_message(kind)) t->conv.last_in_at = now;
@@ -752,7 +751,7 @@ static int apply_result(rt_engine *e, turn *t, int64_t now) {
     json_t *parts = json_object_get(v, "parts");
     char *pj = parts ? json_dumps(parts, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS) : NULL;
     char *dj = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
-    const char *campaign = campaign_of(slots, v);
+    const char *campaign = campaign_of(r, v);
     rt_lead_in l = {
       .conv_id = t->conv.id, .at = now, .flow = lflow, .channel = t->conv.channel,
       .campaign = campaign, .car = jstr(v, "car"), .car_kind = jstr(v, "car_kind"),
@@ -775,7 +774,7 @@ static int apply_result(rt_engine *e, turn *t, int64_t now) {
     if (rc != RT_OK) break;
     json_t *data = json_object_get(v, "data");
     char *dj = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS) : NULL;
-    const char *campaign = campaign_of(slots, data);
+    const char *campaign = campaign_of(r, data);
     const char *eflow = jstr(v, "flow") ? jstr(v, "flow") : flow;
     rc = rt_store_event_add(e->store, now, t->conv.id, eflow, campaign, jstr(v, "kind"), dj);
     if (rc == RT_OK && campaign && strcmp(jstr(v, "kind"), "outcome") == 0 && jstr(data, "outcome"))
@@ -788,7 +787,7 @@ static int apply_result(rt_engine *e, turn *t, int64_t now) {
     if (strcmp(op, "handoff") == 0) {
       json_t *d = json_pack("{s:s?}", "reason", jstr(v, "reason"));
       char *dj = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
-      rc = rt_store_event_add(e->store, now, t->conv.id, flow, campaign_of(slots, NULL), "handoff", dj);
+      rc = rt_store_event_add(e->store, now, t->conv.id, flow, campaign_of(r, NULL), "handoff", dj);
       free(dj);
       json_decref(d);
       if (rc == RT_OK) rc = apply_handoff_timer(e, t, now);
@@ -797,7 +796,7 @@ static int apply_result(rt_engine *e, turn *t, int64_t now) {
     } else if (strcmp(op, "optout") == 0) {
       rc = rt_store_customer_optout(e->store, t->conv.phone, t->conv.channel, t->conv.chat_id, now);
       if (rc == RT_OK) rc = rt_store_event_add(e->store, now, t->conv.id, flow,
-                                               campaign_of(slots, NULL), "optout", "{}");
+                                               campaign_of(r, NULL), "optout", "{}");
     }
   }
   const char *mode = jstr(r, "mode");

@@ -73,10 +73,10 @@ static int l_time_duration(lua_State *L) {
 /* Working hours from shop.json: days (1 = Monday), from and to minutes. */
 typedef struct { bool days[8]; int from, to; } hours;
 
+/* A working-hours bound, or dflt when absent or unreadable. */
 static int hhmm(const char *s, int dflt) {
-  int h, m;
-  if (!s || sscanf(s, "%d:%d", &h, &m) != 2) return dflt;
-  return h * 60 + m;
+  int m = rt_parse_hhmm(s);
+  return m < 0 ? dflt : m;
 }
 
 static void shop_hours(lua_State *L, hours *wh) {
