@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define HOOK_EVERY 1000
 #define REG_BUNDLE "shopbot.bundle"
@@ -23,7 +24,10 @@
  * either kind through the coroutine's extra space. */
 typedef struct {
   int64_t used, limit;
-  bool over;
+  uint64_t deadline_ns;  /* monotonic; 0 = none. Checked by the hook and by
+                          * rt_lvm_charge, so time spent in C counts too. */
+  int64_t timeout_ms;    /* for the message */
+  bool over, late;
   bool is_turn;
 } budget;
 
@@ -84,21 +88,43 @@ static int l_panic(lua_State *L) {
   abort();
 }
 
+static uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void hook(lua_State *L, lua_Debug *ar);
+
+/* Adds n units to the budget of the code running on L and raises the
+ * budget (or timeout) error once it is spent. Re-arms the hook at every
+ * instruction so a pcall loop cannot outlive the kill. */
+static void budget_add(lua_State *L, budget *bg, int64_t n) {
+  bg->used += n;
+  if (!bg->over && !bg->late && bg->deadline_ns && mono_ns() > bg->deadline_ns) bg->late = true;
+  if (!bg->over && !bg->late && bg->used <= bg->limit) return;
+  if (!bg->late) bg->over = true;
+  lua_sethook(L, hook, LUA_MASKCOUNT, 1);
+  /* No position prefix: the hook's "where" is not the flow's line; the
+   * error record finds the flow line from the stack instead. */
+  if (bg->late)
+    lua_pushfstring(L, "step stopped: it ran longer than %I ms (limits.step_timeout_ms)",
+                    (lua_Integer)bg->timeout_ms);
+  else
+    lua_pushfstring(L, "step stopped: %s of %I instructions used up (an endless loop?)",
+                    RT_BUDGET_MARK, (lua_Integer)bg->limit);
+  lua_error(L);
+}
+
 static void hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   budget *bg = *(budget **)lua_getextraspace(L);
-  if (!bg) return;
-  bg->used += HOOK_EVERY;
-  if (bg->over || bg->used > bg->limit) {
-    /* Re-arm at every instruction so a pcall loop cannot outlive the kill. */
-    bg->over = true;
-    lua_sethook(L, hook, LUA_MASKCOUNT, 1);
-    /* No position prefix: the hook's "where" is not the flow's line; the
-     * error record finds the flow line from the stack instead. */
-    lua_pushfstring(L, "step stopped: %s of %I instructions used up (an endless loop?)",
-                    RT_BUDGET_MARK, (lua_Integer)bg->limit);
-    lua_error(L);
-  }
+  if (bg) budget_add(L, bg, HOOK_EVERY);
+}
+
+void rt_lvm_charge(lua_State *L, int64_t units) {
+  budget *bg = *(budget **)lua_getextraspace(L);
+  if (bg && units > 0) budget_add(L, bg, units);
 }
 
 /* ---- registry helpers ---- */
@@ -926,7 +952,7 @@ static void turn_error(rt_lturn *t, int st) {
   lua_State *co = t->co;
   const char *msg = lua_tostring(co, -1);
   const char *code = st == LUA_ERRMEM ? "memory"
-                     : t->bg.over ? "budget" : "error";
+                     : t->bg.over ? "budget" : t->bg.late ? "timeout" : "error";
   json_t *e = json_object();
   json_object_set_new(e, "code", json_string(code));
   const char *m = st == LUA_ERRMEM
@@ -1007,6 +1033,10 @@ int rt_lturn_start(rt_bundle *b, void *host_turn, json_t *conv, const char *slot
   rt_lturn *t = rt_xcalloc(1, sizeof *t);
   t->bg.is_turn = true;
   t->bg.limit = b->o.step_instructions;
+  if (b->o.step_timeout_ms > 0) {
+    t->bg.timeout_ms = b->o.step_timeout_ms;
+    t->bg.deadline_ns = mono_ns() + (uint64_t)b->o.step_timeout_ms * 1000000u;
+  }
   t->b = b;
   t->host_turn = host_turn;
   t->co_ref = t->trace_ref = LUA_NOREF;

@@ -46,6 +46,7 @@ typedef struct {
   json_t *shop;              /* borrowed: config shown to flows as `shop` */
   size_t mem_limit;          /* bytes */
   int64_t step_instructions;
+  int64_t step_timeout_ms;   /* wall time of a turn, checked inside Lua and C work too; 0 = none */
   int64_t load_instructions;
   int max_http_per_turn;
   const rt_host *host;       /* borrowed, must outlive the bundle */
@@ -85,4 +86,11 @@ json_t *rt_lturn_error(rt_lturn *t);
 /* Stops a yielded turn for good (step timeout); it becomes an error. */
 void rt_lturn_kill(rt_lturn *t, const char *code, const char *msg);
 void rt_lturn_free(rt_lturn *t);
+
+/* For C functions flows call that do work not counted by the instruction
+ * hook (pattern matching, conversions): adds units (about one per
+ * elementary step) to the running turn's or load's budget, and raises the
+ * budget or step-timeout error when it is spent. Never returns then. */
+struct lua_State;
+void rt_lvm_charge(struct lua_State *L, int64_t units);
 #endif
