@@ -19,6 +19,7 @@ typedef struct {
   bool sync_off;            /* transcript tests: no fsync at all */
   long max_pages;           /* tests: PRAGMA max_page_count to simulate a full disk */
   int cache_mb;             /* page cache; 0 = 16 MB */
+  int check_ms;             /* time budget of the quick_check at open; 0 = 3000 */
 } rt_store_opts;
 
 /* Opens (creating if needed) the store at path and applies migrations. On
