@@ -1160,6 +1160,7 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
     .mem_limit = (size_t)rt_config_int(c, "limits.lua_memory_mb", 64) << 20,
     .step_instructions = rt_config_int(c, "limits.step_instructions", 10000000),
     .step_timeout_ms = e->step_timeout_ms,
+    .state_max_bytes = (size_t)rt_config_int(c, "limits.state_max_kb", 1024) << 10,
     .load_instructions = 50000000,
     .max_http_per_turn = (int)rt_config_int(c, "limits.http_requests_per_step", 10),
     .host = &e->host,

@@ -8,7 +8,9 @@
 local C, mods, shop_cfg, opts = ...
 
 local FX = setmetatable({}, { __mode = "k" })    -- ctx -> effects of this turn
-local JUMP = {}                                   -- marker of c:go / c:switch
+-- The values c:go / c:switch return, known by identity: a flow gets a fresh
+-- plain table, never a host table it could change for other chats.
+local JUMPS = setmetatable({}, { __mode = "k" })
 local flows, modules, loaded = {}, {}, {}
 local budget_msg = C.budget_marker
 
@@ -64,7 +66,17 @@ local base = {
   assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
   pcall = safe_pcall, xpcall = safe_xpcall, select = select,
   tonumber = tonumber, tostring = tostring, type = type, rawequal = rawequal,
-  rawlen = rawlen, setmetatable = setmetatable, getmetatable = getmetatable,
+  rawlen = rawlen, setmetatable = function(t, mt)
+    -- Finalizers run inside the collector, where Lua turns the count hook
+    -- off: a __gc loop would be an endless loop no budget stops. Lua marks
+    -- a table for finalization only if its metatable has __gc when it is
+    -- set, so refusing that here closes the door for good.
+    if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+      error("__gc is not allowed in flows (finalizers run outside the step's limits)", 2)
+    end
+    return setmetatable(t, mt)
+  end,
+  getmetatable = getmetatable,
   unpack = table.unpack, _VERSION = _VERSION,
   string = readonly(string_safe, "string"),
   table = readonly(table, "table"),
@@ -72,11 +84,7 @@ local base = {
   utf8 = readonly(utf8, "utf8"),
 }
 for name, m in pairs(mods) do base[name] = readonly(m, name) end
-base.print = function(...)
-  local parts = {}
-  for i = 1, select("#", ...) do parts[#parts + 1] = tostring((select(i, ...))) end
-  mods.log.info(table.concat(parts, " "))
-end
+base.print = mods.log.info   -- the same line, cut at the same length
 base.shop = readonly(shop_cfg, "shop", true)
 
 -- flow "lead" { start = function(c, ev) ... end, ... }
@@ -217,8 +225,13 @@ function Ctx:customer()
 end
 
 -- return c:go("parts") runs that step now with the same message.
-function Ctx:go(step) return setmetatable({ step = step }, JUMP) end
-function Ctx:switch(flow, step) return setmetatable({ step = flow .. "." .. (step or "start") }, JUMP) end
+local function jump(step)
+  local j = { step = step }
+  JUMPS[j] = true
+  return j
+end
+function Ctx:go(step) return jump(step) end
+function Ctx:switch(flow, step) return jump(flow .. "." .. (step or "start")) end
 
 -- ---- flows ---------------------------------------------------------------
 local RESERVED = { name = true, version = true, migrate = true, description = true }
@@ -317,7 +330,7 @@ local function run(conv, ev, trace)
     trace.flow, trace.step = flow.name, step
     c.flow, c.step = flow.name, step
     local r = flow.steps[step](c, ev)
-    if getmetatable(r) == JUMP then
+    if JUMPS[r] then
       hops = hops + 1
       if hops > 32 then error("steps jumped more than 32 times in one message (a loop of c:go?)", 0) end
       local nf, ns = resolve(flow.name, tostring(r.step))

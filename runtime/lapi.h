@@ -28,7 +28,12 @@ json_t *rt_lvm_turn_take_io(rt_lturn *t);
  * with a message in err naming the path ("slots.car.f: functions cannot be
  * stored"). */
 void rt_lvm_push_json(lua_State *L, json_t *j);
+/* Lua value -> owned jansson tree; NULL with a message naming the path.
+ * Bounded: the written-out size may not pass the Lua memory cap. */
 json_t *rt_lvm_to_json(lua_State *L, int idx, const char *root, char *err, size_t errn);
+/* JSON text -> Lua value, straight into Lua memory (so under the Lua cap).
+ * 0 and one value pushed, or -1, nothing pushed and *bad_at = byte offset. */
+int rt_lvm_push_json_text(lua_State *L, const char *s, size_t n, size_t *bad_at);
 
 int rt_luaopen_json(lua_State *L);
 int rt_luaopen_log(lua_State *L);

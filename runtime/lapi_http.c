@@ -60,7 +60,12 @@ static int l_http_request(lua_State *L) {
   lua_getfield(L, 1, "method");
   json_object_set_new(req, "method", json_string(luaL_optstring(L, -1, "GET")));
   lua_getfield(L, 1, "timeout");
-  json_object_set_new(req, "timeout_ms", json_integer((json_int_t)(luaL_optnumber(L, -1, 10) * 1000)));
+  lua_Number tmo = luaL_optnumber(L, -1, 10);
+  if (!(tmo > 0 && tmo <= 3600)) {   /* also NaN: the product below must fit */
+    json_decref(req);
+    return luaL_error(L, "http: timeout must be more than 0 and at most 3600 seconds");
+  }
+  json_object_set_new(req, "timeout_ms", json_integer((json_int_t)(tmo * 1000)));
   lua_getfield(L, 1, "body");
   if (lua_isstring(L, -1)) json_object_set_new(req, "body", json_string(lua_tostring(L, -1)));
   lua_getfield(L, 1, "json");

@@ -15,21 +15,17 @@ static int l_json_encode(lua_State *L) {
   return 1;
 }
 
-/* json.decode(text) -> value | nil, "bad-json", detail. [-1, +1..3] */
+/* json.decode(text) -> value | nil, "bad-json", detail. Decoded straight
+ * into Lua memory, so a big text cannot grow a host-side tree outside the
+ * Lua cap. [-1, +1..3] */
 static int l_json_decode(lua_State *L) {
-  size_t n;
+  size_t n, at = 0;
   const char *s = luaL_checklstring(L, 1, &n);
-  json_error_t e;
-  json_t *j = json_loadb(s, n, JSON_DECODE_ANY, &e);
-  if (!j) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "bad-json");
-    lua_pushfstring(L, "line %d: %s", e.line, e.text);
-    return 3;
-  }
-  rt_lvm_push_json(L, j);
-  json_decref(j);
-  return 1;
+  if (rt_lvm_push_json_text(L, s, n, &at) == 0) return 1;
+  lua_pushnil(L);
+  lua_pushliteral(L, "bad-json");
+  lua_pushfstring(L, "not valid JSON at byte %I (or nested deeper than 64)", (lua_Integer)at + 1);
+  return 3;
 }
 
 static const luaL_Reg json_funcs[] = {

@@ -2,19 +2,41 @@
  * each, tagged with the flow and step when called inside a turn. */
 #include "lapi.h"
 #include "log.h"
+#include <stdbool.h>
+#include <string.h>
 
+/* The text of one log line is cut at this many bytes: a log line is for
+ * reading, and a flow logging a customer's 1 MB message must not write it. */
+#define LOG_TEXT_MAX 1000
+
+/* Joins the arguments with spaces into a fixed buffer. No luaL_Buffer: its
+ * box lives on the Lua stack, and values pushed while it is open (as
+ * luaL_tolstring does) corrupt it once it outgrows its first block. */
 static int emit(lua_State *L, rt_log_level lvl) {
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
+  char text[LOG_TEXT_MAX + 4];
+  size_t len = 0;
+  bool cut = false;
   int n = lua_gettop(L);
-  for (int i = 1; i <= n; i++) {
-    if (i > 1) luaL_addchar(&b, ' ');
-    luaL_addstring(&b, luaL_tolstring(L, i, NULL));
+  for (int i = 1; i <= n && !cut; i++) {
+    size_t sl;
+    const char *s = luaL_tolstring(L, i, &sl);
+    if (i > 1 && len < LOG_TEXT_MAX) text[len++] = ' ';
+    size_t take = sl < LOG_TEXT_MAX - len ? sl : LOG_TEXT_MAX - len;
+    memcpy(text + len, s, take);
+    len += take;
+    if (take < sl) cut = true;
     lua_pop(L, 1);
   }
-  luaL_pushresult(&b);
-  char q[1024];
-  rt_log_quote(lua_tostring(L, -1), q, sizeof q);
+  if (cut) {
+    /* do not end inside a UTF-8 sequence */
+    while (len > 0 && ((unsigned char)text[len - 1] & 0xC0) == 0x80) len--;
+    if (len > 0 && (unsigned char)text[len - 1] >= 0xC0) len--;
+    memcpy(text + len, "...", 3);
+    len += 3;
+  }
+  text[len] = '\0';
+  char q[2 * LOG_TEXT_MAX + 64];
+  rt_log_quote(text, q, sizeof q);
   lua_Debug ar;
   const char *src = "?";
   int line = 0;

@@ -20,6 +20,31 @@ static const char *opt_tz(lua_State *L, int idx) {
   return tz;
 }
 
+/* Times flows pass in are unix seconds of years 1..9999: the calendar code
+ * below multiplies them, and a huge integer (math.maxinteger) must be a
+ * clear error, not an overflow. */
+#define TIME_MIN (-62135596800LL)   /* 0001-01-01 */
+#define TIME_MAX 253402300799LL     /* 9999-12-31 23:59:59 */
+
+static int64_t check_time(lua_State *L, int idx) {
+  lua_Integer t = luaL_checkinteger(L, idx);
+  if (t < TIME_MIN || t > TIME_MAX)
+    luaL_argerror(L, idx, "time out of range (unix seconds of years 1-9999)");
+  return (int64_t)t;
+}
+
+static int64_t opt_time(lua_State *L, int idx, int64_t dflt) {
+  return lua_isnoneornil(L, idx) ? dflt : check_time(L, idx);
+}
+
+/* A calendar field of time.make: wide enough for "day + 30" style sums,
+ * narrow enough that no arithmetic on it can overflow. */
+static int check_field(lua_State *L, int idx, lua_Integer lo, lua_Integer hi, lua_Integer dflt) {
+  lua_Integer v = lua_isnoneornil(L, idx) ? dflt : luaL_checkinteger(L, idx);
+  if (v < lo || v > hi) luaL_argerror(L, idx, "out of range");
+  return (int)v;
+}
+
 static int64_t now_sec(lua_State *L) {
   const rt_host *h = rt_lvm_host(L);
   return (h && h->now_ms ? h->now_ms(h->ud) : (int64_t)time(NULL) * 1000) / 1000;
@@ -38,7 +63,7 @@ static int local_tm(lua_State *L, int64_t t, const char *tz, struct tm *tm) {
 
 /* time.split(t, tz) -> {year, month, day, hour, min, sec, wday (1 = Monday)} */
 static int l_time_local(lua_State *L) {
-  int64_t t = luaL_optinteger(L, 1, now_sec(L));
+  int64_t t = opt_time(L, 1, now_sec(L));
   const char *tz = opt_tz(L, 2);
   struct tm tm;
   local_tm(L, t, tz, &tm);
@@ -55,10 +80,14 @@ static int l_time_local(lua_State *L) {
 
 /* time.make(year, month, day, hour, min, tz) -> seconds */
 static int l_time_make(lua_State *L) {
-  int y = (int)luaL_checkinteger(L, 1), mo = (int)luaL_checkinteger(L, 2);
-  int d = (int)luaL_checkinteger(L, 3), h = (int)luaL_optinteger(L, 4, 0);
-  int mi = (int)luaL_optinteger(L, 5, 0);
-  lua_pushinteger(L, (lua_Integer)rt_tz_make(opt_tz(L, 6), y, mo, d, h, mi));
+  luaL_checkinteger(L, 2);
+  luaL_checkinteger(L, 3);
+  int y = check_field(L, 1, 1, 9999, 0), mo = check_field(L, 2, -1200, 1200, 1);
+  int d = check_field(L, 3, -36600, 36600, 1), h = check_field(L, 4, -87840, 87840, 0);
+  int mi = check_field(L, 5, -5270400, 5270400, 0);
+  int64_t t = rt_tz_make(opt_tz(L, 6), y, mo, d, h, mi);
+  if (t < TIME_MIN || t > TIME_MAX) return luaL_error(L, "time.make: the date is out of range");
+  lua_pushinteger(L, (lua_Integer)t);
   return 1;
 }
 
@@ -108,7 +137,7 @@ static bool is_open(lua_State *L, const hours *wh, int64_t t, const char *tz) {
 static int l_time_is_open(lua_State *L) {
   hours wh;
   shop_hours(L, &wh);
-  lua_pushboolean(L, is_open(L, &wh, luaL_optinteger(L, 1, now_sec(L)), opt_tz(L, 2)));
+  lua_pushboolean(L, is_open(L, &wh, opt_time(L, 1, now_sec(L)), opt_tz(L, 2)));
   return 1;
 }
 
@@ -117,7 +146,9 @@ static int l_time_is_open(lua_State *L) {
 static int l_time_next_open(lua_State *L) {
   hours wh;
   shop_hours(L, &wh);
-  int64_t t = luaL_optinteger(L, 1, now_sec(L));
+  /* 8 days are searched ahead: stay clear of the end of the range */
+  int64_t t = opt_time(L, 1, now_sec(L));
+  if (t > TIME_MAX - 9 * 86400) luaL_argerror(L, 1, "time out of range");
   const char *tz = opt_tz(L, 2);
   if (is_open(L, &wh, t, tz)) {
     lua_pushinteger(L, (lua_Integer)t);
@@ -143,7 +174,7 @@ static const char *months_gen[] = {"января", "февраля", "марта
 
 /* time.human(t, tz) -> "16 марта" (with the year when it is not this year) */
 static int l_time_human(lua_State *L) {
-  int64_t t = luaL_checkinteger(L, 1);
+  int64_t t = check_time(L, 1);
   const char *tz = opt_tz(L, 2);
   struct tm tm, now;
   local_tm(L, t, tz, &tm);
@@ -157,7 +188,7 @@ static int l_time_human(lua_State *L) {
 
 /* time.format(t, tz) -> "2026-03-16 10:00" */
 static int l_time_format(lua_State *L) {
-  int64_t t = luaL_checkinteger(L, 1);
+  int64_t t = check_time(L, 1);
   struct tm tm;
   local_tm(L, t, opt_tz(L, 2), &tm);
   char buf[64];

@@ -208,6 +208,11 @@ typedef struct {
   const char *keys[20];
   lua_Integer idx[20];
   int depth;
+  /* Bytes of output still allowed. One string referenced a thousand times
+   * is stored a thousand times, so without this bound 4 MB of Lua could
+   * become gigabytes of host memory, outside the Lua cap. */
+  size_t left, cap;
+  const char *cap_name;
 } jpath;
 
 static void path_text(const jpath *p, char *out, size_t n) {
@@ -215,6 +220,18 @@ static void path_text(const jpath *p, char *out, size_t n) {
   for (int i = 0; i < p->depth && o < n; i++)
     o += p->keys[i] ? (size_t)snprintf(out + o, n - o, ".%s", p->keys[i])
                     : (size_t)snprintf(out + o, n - o, "[%lld]", (long long)p->idx[i]);
+}
+
+/* Counts n bytes of output against the bound; false with a message naming
+ * the path and the limit once it is passed. */
+static bool out_charge(jpath *p, size_t n, char *err, size_t errn) {
+  if (n <= p->left) { p->left -= n; return true; }
+  char where[256];
+  path_text(p, where, sizeof where);
+  snprintf(err, errn, "%s: the value is too big: over %zu KB when written out (%s)", where,
+           p->cap / 1024, p->cap_name ? p->cap_name : "limits.lua_memory_mb");
+  p->left = 0;
+  return false;
 }
 
 /* The rules both converters (to jansson, to state text) keep. */
@@ -257,15 +274,26 @@ static int table_shape(lua_State *L, int idx, const jpath *p, lua_Integer *n, ch
 }
 
 static json_t *to_json(lua_State *L, int idx, jpath *p, char *err, size_t errn) {
+  /* Every node costs host memory: a few bytes of output plus jansson's node. */
+  if (!out_charge(p, 8, err, errn)) return NULL;
   switch (lua_type(L, idx)) {
   case LUA_TNIL: return json_null();
   case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
-  case LUA_TNUMBER:
+  case LUA_TNUMBER: {
     if (lua_isinteger(L, idx)) return json_integer((json_int_t)lua_tointeger(L, idx));
-    return json_real(lua_tonumber(L, idx));
+    double v = lua_tonumber(L, idx);
+    if (!isfinite(v)) {   /* JSON has no NaN or infinity; jansson refuses them */
+      char where[256];
+      path_text(p, where, sizeof where);
+      snprintf(err, errn, "%s: NaN or infinity cannot be stored", where);
+      return NULL;
+    }
+    return json_real(v);
+  }
   case LUA_TSTRING: {
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
+    if (!out_charge(p, n, err, errn)) return NULL;
     return json_str(s, n);
   }
   case LUA_TTABLE: break;
@@ -308,7 +336,11 @@ static json_t *to_json(lua_State *L, int idx, jpath *p, char *err, size_t errn) 
 }
 
 json_t *rt_lvm_to_json(lua_State *L, int idx, const char *root, char *err, size_t errn) {
-  jpath p = {.root = root};
+  /* Bounded by the Lua memory cap: a step cannot hand the host more than it
+   * was allowed to hold itself. */
+  size_t cap = rt_lvm_bundle(L)->alloc.limit;
+  jpath p = {.root = root, .left = cap, .cap = cap};
+  snprintf(err, errn, "%s: cannot be converted", root);   /* never left unset */
   return to_json(L, idx, &p, err, errn);
 }
 
@@ -471,6 +503,18 @@ static int jd_value(lua_State *L, jdec *d) {
   return rc;
 }
 
+int rt_lvm_push_json_text(lua_State *L, const char *s, size_t n, size_t *bad_at) {
+  int top = lua_gettop(L);
+  jdec d = {s, s + n, 0};
+  if (jd_value(L, &d) == 0) {
+    jd_ws(&d);
+    if (d.p == d.end) return 0;
+  }
+  if (bad_at) *bad_at = (size_t)(d.p - s);
+  lua_settop(L, top);
+  return -1;
+}
+
 /* Pushes the Lua value of a JSON text; an unreadable text (a store edited
  * by hand) becomes an empty table rather than a dead conversation.
  * [-0, +1] */
@@ -536,6 +580,7 @@ static int cmp_jkey(const void *a, const void *b) {
 
 static bool encode(lua_State *L, int idx, jbuf *b, jpath *p, char *err, size_t errn) {
   char where[256];
+  if (!out_charge(p, 8, err, errn)) return false;
   switch (lua_type(L, idx)) {
   case LUA_TNIL: jb_add(b, "null", 4); return true;
   case LUA_TBOOLEAN: lua_toboolean(L, idx) ? jb_add(b, "true", 4) : jb_add(b, "false", 5); return true;
@@ -560,6 +605,7 @@ static bool encode(lua_State *L, int idx, jbuf *b, jpath *p, char *err, size_t e
   case LUA_TSTRING: {
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
+    if (!out_charge(p, n, err, errn)) return false;
     jb_str(b, s, n);
     return true;
   }
@@ -773,6 +819,8 @@ static int open_host(rt_bundle *b, char **err) {
     luaL_requiref(L, l->name, l->func, 1);
     lua_pop(L, 1);
   }
+  /* Patterns charged to the step's budget, and no string.dump. */
+
   /* Replays of transcripts must pick the same "random" wording. */
   lua_getglobal(L, "math");
   lua_getfield(L, -1, "randomseed");
@@ -997,10 +1045,12 @@ static int turn_resume(rt_lturn *t, int nargs) {
   }
   if (st == LUA_OK) {
     char err[512];
+    snprintf(err, sizeof err, "the step's result cannot be stored");   /* never left unset */
     /* The state goes to text directly; the rest of the result to JSON. */
     lua_getfield(t->co, -1, "slots");
     jbuf jb = {0};
-    jpath jp = {.root = "c.slots"};
+    size_t scap = b->o.state_max_bytes ? b->o.state_max_bytes : (size_t)1 << 20;
+    jpath jp = {.root = "c.slots", .left = scap, .cap = scap, .cap_name = "limits.state_max_kb"};
     bool ok = lua_istable(t->co, -1) && encode(t->co, -1, &jb, &jp, err, sizeof err);
     if (!lua_istable(t->co, -1)) snprintf(err, sizeof err, "c.slots must stay a table");
     lua_pop(t->co, 1);

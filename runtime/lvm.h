@@ -45,6 +45,7 @@ typedef struct {
   const char *start_flow;    /* flow a new conversation starts in */
   json_t *shop;              /* borrowed: config shown to flows as `shop` */
   size_t mem_limit;          /* bytes */
+  size_t state_max_bytes;    /* c.slots written out; 0 = 1 MB */
   int64_t step_instructions;
   int64_t step_timeout_ms;   /* wall time of a turn, checked inside Lua and C work too; 0 = none */
   int64_t load_instructions;

@@ -52,7 +52,8 @@ typedef struct app {
   rt_watch *watch;
   rt_console *console;
   rt_channel *console_out;
-  uv_signal_t sigint, sigterm, sighup;
+  uv_signal_t sighup;
+  uv_async_t stop_async;       /* SIGINT/SIGTERM, from our own handler */
   uv_timer_t eof_check;
   int lock_fd;
   bool stopping, eof;
@@ -125,6 +126,10 @@ static void on_metrics(void *ud, const char *method, const char *path, const cha
   r->body = rt_engine_metrics(a->e);
 }
 
+/* See on_stop_signal. */
+static volatile sig_atomic_t stop_requested;
+static uv_async_t *volatile stop_async_now;
+
 static void closed_one(void *ud) {
   app *a = ud;
   a->closing--;
@@ -135,7 +140,8 @@ static void closed_handle(uv_handle_t *h) { closed_one(h->data); }
 static void app_stop(app *a) {
   if (a->stopping) return;
   a->stopping = true;
-  uv_handle_t *hs[] = {(uv_handle_t *)&a->sigint, (uv_handle_t *)&a->sigterm,
+  stop_async_now = NULL;   /* a later signal must not touch a closing handle */
+  uv_handle_t *hs[] = {(uv_handle_t *)&a->stop_async,
                        (uv_handle_t *)&a->sighup, (uv_handle_t *)&a->eof_check};
   for (size_t i = 0; i < RT_ARRAY_LEN(hs); i++) {
     if (!hs[i]->loop || uv_is_closing(hs[i])) continue;
@@ -151,14 +157,60 @@ static void app_stop(app *a) {
 
 static void on_signal(uv_signal_t *s, int signum) {
   app *a = s->data;
-  if (signum == SIGHUP) {
-    char *err = NULL;
-    rt_engine_reload(a->e, &err);
-    free(err);
-    return;
-  }
-  rt_log(RT_LOG_INFO, "shutdown", "signal=%d", signum);
+  (void)signum;
+  char *err = NULL;
+  rt_engine_reload(a->e, &err);
+  free(err);
+}
+
+/* SIGINT/SIGTERM: a stop the loop carries out, and a way out when the loop
+ * cannot. uv_signal would deliver the signal through the loop only, so a
+ * loop stuck in C (a library call, a hostile step) would ignore it. Our
+ * handler wakes the loop with uv_async_send (async-signal-safe) and arms a
+ * grace alarm; a second signal, or the alarm, ends the process at once.
+ * That is safe: nothing is acknowledged or sent before it is committed.
+ * These are the only process globals: a signal is process-wide. */
+#define STOP_GRACE_S 5
+
+static void hard_exit(const char *why) {
+  ssize_t w = write(2, why, strlen(why));
+  (void)w;
+  _exit(1);
+}
+
+static void on_stop_signal(int sig) {
+  if (stop_requested)
+    hard_exit("level=error msg=shutdown-forced reason=\"second stop signal\"\n");
+  stop_requested = sig;
+  alarm(STOP_GRACE_S);
+  uv_async_t *as = stop_async_now;
+  if (as) uv_async_send(as);
+}
+
+static void on_stop_alarm(int sig) {
+  (void)sig;
+  hard_exit("level=error msg=shutdown-forced reason=\"the loop did not stop within "
+            "5 s of the stop signal\"\n");
+}
+
+static void on_stop_async(uv_async_t *h) {
+  app *a = h->data;
+  rt_log(RT_LOG_INFO, "shutdown", "signal=%d", (int)stop_requested);
   app_stop(a);
+}
+
+static void stop_signals_install(app *a) {
+  uv_async_init(&a->loop, &a->stop_async, on_stop_async);
+  a->stop_async.data = a;
+  stop_async_now = &a->stop_async;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sigemptyset(&sa.sa_mask);
+  sa.sa_handler = on_stop_signal;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sa.sa_handler = on_stop_alarm;
+  sigaction(SIGALRM, &sa, NULL);
 }
 
 /* After stdin ends, `chat` waits until every reply is out, then exits. */
@@ -248,12 +300,9 @@ static int app_run(const char *cmd, const char *shop_dir, const char *user) {
   } else if (tty_chat) {
     rt_watch_on_reload(a.watch, tell_reload, &a);
   }
-  uv_signal_init(&a.loop, &a.sigint);
-  uv_signal_init(&a.loop, &a.sigterm);
+  stop_signals_install(&a);
   uv_signal_init(&a.loop, &a.sighup);
-  a.sigint.data = a.sigterm.data = a.sighup.data = &a;
-  uv_signal_start(&a.sigint, on_signal, SIGINT);
-  uv_signal_start(&a.sigterm, on_signal, SIGTERM);
+  a.sighup.data = &a;
   uv_signal_start(&a.sighup, on_signal, SIGHUP);
   uv_timer_init(&a.loop, &a.eof_check);
   a.eof_check.data = &a;
