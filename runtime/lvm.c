@@ -5,6 +5,7 @@
  * so a panic means a host bug and aborts with a core dump. */
 #include "lvm.h"
 #include "lapi.h"
+#include "lfreeze.h"
 #include "log.h"
 #include "host_lua.h"
 #include <ctype.h>
@@ -62,6 +63,7 @@ struct rt_lturn {
   json_t *result;
   char *slots;       /* the new state as JSON text */
   json_t *error;
+  json_t *module_err;   /* a module-level value the step changed (lfreeze.h) */
 };
 
 /* ---- allocator and hook ---- */
@@ -793,13 +795,14 @@ static int load_modules(rt_bundle *b, const char *dir, const char *prefix, uint6
   for (size_t i = 0; i < n && rc == RT_OK; i++) {
     char *rel = rt_xasprintf("%s%s", prefix, names[i]);
     rc = load_chunk(b, dir, rel, names[i], hash, err);
-    free(rel);
-    if (rc != RT_OK) break;
+    if (rc != RT_OK) { free(rel); break; }
     lua_State *L = b->L;
     lua_pushcclosure(L, module_loader, 1);
     lua_rawgeti(L, LUA_REGISTRYINDEX, b->api_ref);
     lua_getfield(L, -1, "add_module");
     names[i][strlen(names[i]) - 4] = '\0';
+    rt_lfreeze_module(L, names[i], rel);
+    free(rel);
     lua_pushstring(L, names[i]);
     lua_pushvalue(L, -4);
     lua_call(L, 2, 0);
@@ -819,8 +822,10 @@ static int open_host(rt_bundle *b, char **err) {
     luaL_requiref(L, l->name, l->func, 1);
     lua_pop(L, 1);
   }
+  rt_lfreeze_open(L);   /* next/rawlen that see through sealed module tables */
   /* Patterns charged to the step's budget, and no string.dump. */
-
+  extern void rt_lapi_pattern_install(lua_State *L);
+  rt_lapi_pattern_install(L);
   /* Replays of transcripts must pick the same "random" wording. */
   lua_getglobal(L, "math");
   lua_getfield(L, -1, "randomseed");
@@ -860,6 +865,7 @@ static int open_host(rt_bundle *b, char **err) {
   lua_getfield(L, -1, "run");
   b->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   b->api_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  rt_lfreeze_mark_host(L);   /* what exists now is the host's, never sealed */
   return RT_OK;
 }
 
@@ -909,6 +915,8 @@ int rt_bundle_load(const rt_bundle_opts *o, rt_bundle **out, char **err) {
       if (!lua_isnil(L, -1)) {
         *err = rt_xasprintf("%s", lua_tostring(L, -1));
         rc = RT_EINVAL;
+      } else {
+        rt_lfreeze_root(L, -3, rel);
       }
       lua_pop(L, 3);
     }
@@ -945,10 +953,27 @@ int rt_bundle_load(const rt_bundle_opts *o, rt_bundle **out, char **err) {
       rc = RT_EINVAL;
     }
   }
+  if (rc == RT_OK) {
+    /* Every lib module runs its top level now, not in some chat's first
+     * step, so all module-level data exists when it is sealed. */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->api_ref);
+    lua_getfield(L, -1, "new_env");
+    lua_call(L, 0, 1);
+    lua_getfield(L, -1, "require");
+    lua_pushcclosure(L, rt_lfreeze_preload, 1);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    rc = run_top(b, err);
+    if (rc == RT_OK) lua_pop(L, 1);
+  }
   if (rc != RT_OK) {
     rt_bundle_unref(b);
     return rc;
   }
+  /* One state serves every chat: module-level data is read-only from now. */
+  int ntables, nvalues;
+  rt_lfreeze_seal(L, &ntables, &nvalues);
+  rt_log(RT_LOG_DEBUG, "flows-sealed", "tables=%d values=%d", ntables, nvalues);
   lua_gc(L, LUA_GCCOLLECT);
   snprintf(b->version, sizeof b->version, "%016llx", (unsigned long long)hash);
   *out = b;
@@ -1033,12 +1058,26 @@ static void turn_release(rt_lturn *t) {
   t->co = NULL;
 }
 
+/* Module-level values are read-only after load (lfreeze.h). A step that
+ * changed one anyway (`count = count + 1` on a file-top local) fails, and
+ * the loaded value is back before any other chat's step runs, also when
+ * this one only yielded. */
+static void check_module_state(rt_lturn *t) {
+  char msg[512];
+  if (!rt_lfreeze_check(t->b->L, msg, sizeof msg) || t->module_err) return;
+  t->module_err = json_object();
+  json_object_set_new(t->module_err, "code", json_string("module"));
+  json_object_set_new(t->module_err, "msg", json_str(msg, strlen(msg)));
+  add_trace(t, t->module_err);
+}
+
 static int turn_resume(rt_lturn *t, int nargs) {
   rt_bundle *b = t->b;
   int nres = 0;
   b->alloc.enforce = true;
   int st = lua_resume(t->co, NULL, nargs, &nres);
   b->alloc.enforce = false;
+  check_module_state(t);
   if (st == LUA_YIELD) {
     lua_pop(t->co, nres);
     return t->status = RT_LTURN_YIELD;
@@ -1071,6 +1110,16 @@ static int turn_resume(rt_lturn *t, int nargs) {
     }
   } else {
     turn_error(t, st);
+    t->status = RT_LTURN_ERROR;
+  }
+  if (t->module_err && t->status != RT_LTURN_ERROR) {
+    /* its effects rest on a value shared by every chat */
+    json_decref(t->result);
+    t->result = NULL;
+    free(t->slots);
+    t->slots = NULL;
+    t->error = t->module_err;
+    t->module_err = NULL;
     t->status = RT_LTURN_ERROR;
   }
   turn_release(t);
@@ -1141,6 +1190,7 @@ void rt_lturn_free(rt_lturn *t) {
   json_decref(t->result);
   free(t->slots);
   json_decref(t->error);
+  json_decref(t->module_err);
   rt_bundle_unref(t->b);
   free(t);
 }

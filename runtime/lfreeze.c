@@ -1,0 +1,512 @@
+/* lfreeze.c -- module-level data of the flows is read-only after load (see
+ * lfreeze.h). */
+#include "lfreeze.h"
+#include <stdio.h>
+#include <string.h>
+
+/* Registry and metatable keys: the addresses matter, not the values. */
+static const char k_host = 'h';    /* set of host-owned tables */
+static const char k_roots = 'r';   /* {value, file, value, file, ...} */
+static const char k_mods = 'm';    /* {name, file, ...} */
+static const char k_snap = 's';    /* {fn, upvalue index, value, ...} */
+static const char k_fields = 'f';  /* {table, key, value, ...}: metamethod fields */
+static const char k_hidden = 'H';  /* in a seal metatable: the contents */
+static const char k_file = 'F';    /* in a seal metatable: the file, for messages */
+
+/* The names Lua (and lauxlib) look up raw in a metatable; they stay in a
+ * sealed table so it keeps working as a metatable itself. */
+static bool meta_key(lua_State *L, int idx) {
+  static const char *const names[] = {
+    "__index", "__newindex", "__gc", "__mode", "__len", "__eq", "__add", "__sub", "__mul",
+    "__mod", "__pow", "__div", "__idiv", "__band", "__bor", "__bxor", "__shl", "__shr",
+    "__unm", "__bnot", "__lt", "__le", "__concat", "__call", "__close", "__tostring",
+    "__name", "__pairs", "__metatable", NULL};
+  if (lua_type(L, idx) != LUA_TSTRING) return false;
+  const char *s = lua_tostring(L, idx);
+  if (s[0] != '_' || s[1] != '_') return false;
+  for (int i = 0; names[i]; i++)
+    if (strcmp(s, names[i]) == 0) return true;
+  return false;
+}
+
+int rt_lfreeze_contents(lua_State *L, int idx) {
+  if (!lua_getmetatable(L, idx)) return 0;
+  if (lua_rawgetp(L, -1, &k_hidden) == LUA_TTABLE) {
+    lua_remove(L, -2);
+    return 1;
+  }
+  lua_pop(L, 2);
+  return 0;
+}
+
+/* ---- what flows call on sealed tables ---- */
+
+static int l_next(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 2);
+  if (rt_lfreeze_contents(L, 1)) lua_replace(L, 1);
+  if (lua_next(L, 1)) return 2;
+  lua_pushnil(L);
+  return 1;
+}
+
+static int l_rawlen(lua_State *L) {
+  int t = lua_type(L, 1);
+  luaL_argexpected(L, t == LUA_TTABLE || t == LUA_TSTRING, 1, "table or string");
+  if (t == LUA_TTABLE && rt_lfreeze_contents(L, 1)) lua_replace(L, 1);
+  lua_pushinteger(L, (lua_Integer)lua_rawlen(L, 1));
+  return 1;
+}
+
+static int ro_len(lua_State *L) {
+  if (rt_lfreeze_contents(L, 1)) lua_replace(L, 1);
+  lua_pushinteger(L, (lua_Integer)lua_rawlen(L, 1));
+  return 1;
+}
+
+static int ro_pairs(lua_State *L) {
+  lua_pushcfunction(L, l_next);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+static int ro_newindex(lua_State *L) {
+  const char *file = "?";
+  if (lua_getmetatable(L, 1) && lua_rawgetp(L, -1, &k_file) == LUA_TSTRING) file = lua_tostring(L, -1);
+  char key[64];
+  if (lua_type(L, 2) == LUA_TSTRING) snprintf(key, sizeof key, "'%s'", lua_tostring(L, 2));
+  else if (lua_type(L, 2) == LUA_TNUMBER) snprintf(key, sizeof key, "[%s]", lua_tostring(L, 2));
+  else snprintf(key, sizeof key, "a %s key", luaL_typename(L, 2));
+  return luaL_error(L, "module-level table (%s) is read-only after load (setting %s): keep "
+                       "per-conversation data in c.slots", file, key);
+}
+
+/* __index of a sealed table whose own metatable had an __index function:
+ * the contents first, then that function with the table the flow used. */
+static int ro_index_fn(lua_State *L) {
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+  lua_pop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  lua_call(L, 2, 1);
+  return 1;
+}
+
+void rt_lfreeze_open(lua_State *L) {
+  lua_pushcfunction(L, l_next);
+  lua_setglobal(L, "next");
+  lua_pushcfunction(L, l_rawlen);
+  lua_setglobal(L, "rawlen");
+}
+
+/* ---- registry lists ---- */
+
+/* Pushes the registry list at key, made on first use. */
+static void reg_list(lua_State *L, const void *key) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
+/* Appends the two values on top to the list below them. [-2, +0] */
+static void append2(lua_State *L, int list) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+  lua_rawseti(L, list, n + 2);
+  lua_rawseti(L, list, n + 1);
+}
+
+void rt_lfreeze_module(lua_State *L, const char *name, const char *file) {
+  reg_list(L, &k_mods);
+  lua_pushstring(L, name);
+  lua_pushstring(L, file);
+  append2(L, lua_gettop(L) - 2);
+  lua_pop(L, 1);
+}
+
+void rt_lfreeze_root(lua_State *L, int idx, const char *file) {
+  idx = lua_absindex(L, idx);
+  reg_list(L, &k_roots);
+  lua_pushvalue(L, idx);
+  lua_pushstring(L, file);
+  append2(L, lua_gettop(L) - 2);
+  lua_pop(L, 1);
+}
+
+int rt_lfreeze_preload(lua_State *L) {
+  reg_list(L, &k_mods);
+  int mods = lua_gettop(L);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, mods);
+  for (lua_Integer i = 1; i + 1 <= n; i += 2) {
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_rawgeti(L, mods, i);
+    lua_call(L, 1, 1);
+    lua_rawgeti(L, mods, i + 1);
+    rt_lfreeze_root(L, -2, lua_tostring(L, -1));
+    lua_pop(L, 2);
+  }
+  return 0;
+}
+
+/* ---- walking ---- */
+
+/* A work list of {value, file} pairs in a Lua table, so deep data cannot
+ * overflow the C stack. */
+typedef struct {
+  int list;
+  lua_Integer n;
+} work;
+
+static void work_push(lua_State *L, work *w, int v, int file) {
+  int t = lua_type(L, v);
+  if (t != LUA_TTABLE && t != LUA_TFUNCTION && t != LUA_TUSERDATA) return;
+  lua_pushvalue(L, v);
+  lua_rawseti(L, w->list, ++w->n);
+  lua_pushvalue(L, file);
+  lua_rawseti(L, w->list, ++w->n);
+}
+
+/* Pops the next pair onto the stack (value, file); false when empty. */
+static bool work_pop(lua_State *L, work *w) {
+  if (w->n == 0) return false;
+  lua_rawgeti(L, w->list, w->n - 1);
+  lua_rawgeti(L, w->list, w->n);
+  lua_pushnil(L);
+  lua_rawseti(L, w->list, w->n--);
+  lua_pushnil(L);
+  lua_rawseti(L, w->list, w->n--);
+  return true;
+}
+
+/* true if v was in the set; adds it. */
+static bool seen(lua_State *L, int set, int v) {
+  lua_pushvalue(L, v);
+  if (lua_rawget(L, set) != LUA_TNIL) {
+    lua_pop(L, 1);
+    return true;
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, v);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, set);
+  return false;
+}
+
+void rt_lfreeze_mark_host(lua_State *L) {
+  luaL_checkstack(L, 12, "lfreeze");
+  int top = lua_gettop(L);
+  reg_list(L, &k_host);
+  int host = top + 1;
+  lua_newtable(L);
+  work w = {lua_gettop(L), 0};
+  lua_pushnil(L);   /* no file while marking */
+  int nofile = lua_gettop(L);
+  lua_pushvalue(L, LUA_REGISTRYINDEX);
+  work_push(L, &w, -1, nofile);
+  lua_pop(L, 1);
+  lua_pushliteral(L, "");
+  if (lua_getmetatable(L, -1)) work_push(L, &w, -1, nofile);
+  lua_settop(L, nofile);
+  while (work_pop(L, &w)) {
+    int v = lua_gettop(L) - 1;
+    if (!seen(L, host, v)) {
+      if (lua_getmetatable(L, v)) {
+        work_push(L, &w, -1, nofile);
+        lua_pop(L, 1);
+      }
+      if (lua_type(L, v) == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (lua_next(L, v)) {
+          work_push(L, &w, -2, nofile);
+          work_push(L, &w, -1, nofile);
+          lua_pop(L, 1);
+        }
+      } else if (lua_type(L, v) == LUA_TFUNCTION) {
+        for (int i = 1; lua_getupvalue(L, v, i); i++) {
+          work_push(L, &w, -1, nofile);
+          lua_pop(L, 1);
+        }
+      }
+    }
+    lua_settop(L, nofile);
+  }
+  lua_settop(L, top);
+}
+
+typedef struct {
+  int host, seen, snap, fields, ids;
+  work w;
+  int ntables, nvalues;
+} sealer;
+
+static void list_add3(lua_State *L, int list, int a, int b, int c) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+  lua_pushvalue(L, a);
+  lua_rawseti(L, list, n + 1);
+  lua_pushvalue(L, b);
+  lua_rawseti(L, list, n + 2);
+  lua_pushvalue(L, c);
+  lua_rawseti(L, list, n + 3);
+}
+
+/* Seals table t (absolute index) in place; file at index file. */
+static void seal_table(lua_State *L, sealer *s, int t, int file) {
+  int top = lua_gettop(L);
+  lua_createtable(L, (int)lua_rawlen(L, t), 0);
+  int h = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    if (meta_key(L, -2)) {
+      /* kept raw, and watched: a step must not change it either */
+      list_add3(L, s->fields, t, -2, -1);
+      s->nvalues++;
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, h);
+    lua_pushvalue(L, -1);
+    lua_pushnil(L);
+    lua_rawset(L, t);   /* clearing a field while traversing is allowed */
+  }
+  int m0 = 0;
+  if (lua_getmetatable(L, t)) m0 = lua_gettop(L);
+  lua_createtable(L, 0, 8);
+  int mt = lua_gettop(L);
+  if (m0) {
+    /* The flow's own metamethods stay in effect (__call, __tostring, ...). */
+    lua_pushnil(L);
+    while (lua_next(L, m0)) {
+      if (meta_key(L, -2) && strcmp(lua_tostring(L, -2), "__gc") != 0) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, mt);
+      } else {
+        lua_pop(L, 1);
+      }
+    }
+  }
+  /* The flow's __index (a parent class, a default) still answers what the
+   * contents do not have; the contents' own metatable keeps __mode too. */
+  int ti = LUA_TNIL, mode = LUA_TNIL;
+  if (m0) {
+    lua_pushliteral(L, "__index");
+    ti = lua_rawget(L, m0);
+    lua_pushliteral(L, "__mode");
+    mode = lua_rawget(L, m0);
+  } else {
+    lua_pushnil(L);
+    lua_pushnil(L);
+  }
+  /* stack: ... h [m0] mt index mode */
+  if (ti == LUA_TTABLE || mode != LUA_TNIL) {
+    lua_createtable(L, 0, 2);   /* the contents' own metatable */
+    if (ti == LUA_TTABLE) {
+      lua_pushvalue(L, -3);
+      lua_setfield(L, -2, "__index");
+    }
+    if (mode != LUA_TNIL) {
+      lua_pushvalue(L, -2);
+      lua_setfield(L, -2, "__mode");
+    }
+    lua_setmetatable(L, h);
+  }
+  lua_pop(L, 1);   /* mode */
+  if (ti != LUA_TNIL && ti != LUA_TTABLE) {
+    lua_pushvalue(L, h);
+    lua_insert(L, -2);
+    lua_pushcclosure(L, ro_index_fn, 2);
+  } else {
+    lua_pop(L, 1);
+    lua_pushvalue(L, h);
+  }
+  lua_setfield(L, mt, "__index");
+  lua_pushcfunction(L, ro_newindex);
+  lua_setfield(L, mt, "__newindex");
+  if (lua_getfield(L, mt, "__len") == LUA_TNIL) {
+    lua_pushcfunction(L, ro_len);
+    lua_setfield(L, mt, "__len");
+  }
+  if (lua_getfield(L, mt, "__pairs") == LUA_TNIL) {
+    lua_pushcfunction(L, ro_pairs);
+    lua_setfield(L, mt, "__pairs");
+  }
+  lua_pop(L, 2);
+  /* getmetatable keeps answering what it did; nobody can swap the proxy's */
+  if (m0) {
+    lua_pushliteral(L, "__metatable");
+    if (lua_rawget(L, m0) == LUA_TNIL) {
+      lua_pop(L, 1);
+      lua_pushvalue(L, m0);
+    }
+  } else {
+    lua_pushboolean(L, 0);
+  }
+  lua_setfield(L, mt, "__metatable");
+  lua_pushvalue(L, h);
+  lua_rawsetp(L, mt, &k_hidden);
+  lua_pushvalue(L, file);
+  lua_rawsetp(L, mt, &k_file);
+  lua_setmetatable(L, t);
+  lua_settop(L, top);
+  s->ntables++;
+}
+
+/* Lua functions from flow files ("@flows/x.lua", "@lib/y.lua"); host.lua
+ * is "=host". Pushes the file name and returns true for those. */
+static bool flow_function(lua_State *L, int f) {
+  if (lua_iscfunction(L, f)) return false;
+  lua_Debug ar;
+  lua_pushvalue(L, f);
+  if (!lua_getinfo(L, ">S", &ar) || ar.source[0] != '@') return false;
+  lua_pushstring(L, ar.source + 1);
+  return true;
+}
+
+static void seal_one(lua_State *L, sealer *s, int v, int file) {
+  if (seen(L, s->seen, v)) return;
+  if (lua_type(L, v) == LUA_TTABLE) {
+    lua_pushvalue(L, v);
+    bool host = lua_rawget(L, s->host) != LUA_TNIL;
+    lua_pop(L, 1);
+    if (host) return;
+    if (lua_getmetatable(L, v)) {
+      lua_pushvalue(L, -1);
+      host = lua_rawget(L, s->host) != LUA_TNIL;   /* an environment, a library view */
+      lua_pop(L, 1);
+      if (!host) work_push(L, &s->w, -1, file);
+      lua_pop(L, 1);
+      if (host) return;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, v)) {
+      work_push(L, &s->w, -2, file);
+      work_push(L, &s->w, -1, file);
+      lua_pop(L, 1);
+    }
+    seal_table(L, s, v, file);
+  } else if (lua_type(L, v) == LUA_TFUNCTION && flow_function(L, v)) {
+    int src = lua_gettop(L);
+    for (int i = 1; lua_getupvalue(L, v, i); i++) {
+      lua_pushlightuserdata(L, lua_upvalueid(L, v, i));
+      if (lua_rawget(L, s->ids) == LUA_TNIL) {   /* shared upvalues once */
+        lua_pushlightuserdata(L, lua_upvalueid(L, v, i));
+        lua_pushboolean(L, 1);
+        lua_rawset(L, s->ids);
+        lua_pushinteger(L, i);
+        list_add3(L, s->snap, v, -1, -3);
+        lua_pop(L, 1);
+        s->nvalues++;
+      }
+      lua_pop(L, 1);
+      work_push(L, &s->w, -1, src);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+void rt_lfreeze_seal(lua_State *L, int *ntables, int *nvalues) {
+  luaL_checkstack(L, 24, "lfreeze");
+  int top = lua_gettop(L);
+  sealer s = {0};
+  reg_list(L, &k_host);
+  s.host = lua_gettop(L);
+  lua_newtable(L);
+  s.seen = lua_gettop(L);
+  lua_newtable(L);
+  s.ids = lua_gettop(L);
+  reg_list(L, &k_snap);
+  s.snap = lua_gettop(L);
+  reg_list(L, &k_fields);
+  s.fields = lua_gettop(L);
+  lua_newtable(L);
+  s.w.list = lua_gettop(L);
+  reg_list(L, &k_roots);
+  int roots = lua_gettop(L);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, roots);
+  for (lua_Integer i = 1; i + 1 <= n; i += 2) {
+    lua_rawgeti(L, roots, i);
+    lua_rawgeti(L, roots, i + 1);
+    work_push(L, &s.w, -2, -1);
+    lua_pop(L, 2);
+  }
+  int base = lua_gettop(L);
+  while (work_pop(L, &s.w)) {
+    seal_one(L, &s, base + 1, base + 2);
+    lua_settop(L, base);
+  }
+  lua_settop(L, top);
+  /* Only the snapshots are needed from now on. */
+  static const char *const done[] = {&k_host, &k_roots, &k_mods};
+  for (size_t i = 0; i < sizeof done / sizeof *done; i++) {
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, done[i]);
+  }
+  if (ntables) *ntables = s.ntables;
+  if (nvalues) *nvalues = s.nvalues;
+}
+
+/* ---- after each turn ---- */
+
+static const char *advice = "module-level values are read-only after load; keep "
+                            "per-conversation data in c.slots";
+
+int rt_lfreeze_check(lua_State *L, char *msg, size_t n) {
+  int changed = 0;
+  luaL_checkstack(L, 8, "lfreeze");
+  int top = lua_gettop(L);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &k_snap) == LUA_TTABLE) {
+    int snap = top + 1;
+    lua_Integer len = (lua_Integer)lua_rawlen(L, snap);
+    for (lua_Integer i = 1; i + 2 <= len; i += 3) {
+      lua_rawgeti(L, snap, i);
+      int uv = (int)(lua_rawgeti(L, snap, i + 1), lua_tointeger(L, -1));
+      const char *name = lua_getupvalue(L, snap + 1, uv);
+      lua_rawgeti(L, snap, i + 2);
+      if (!lua_rawequal(L, -1, -2)) {
+        if (!changed++ && msg) {
+          lua_Debug ar;
+          lua_pushvalue(L, snap + 1);
+          const char *file = lua_getinfo(L, ">S", &ar) ? ar.source + 1 : "?";
+          snprintf(msg, n, "module-level variable '%s' (%s) was changed by a step: %s",
+                   name ? name : "?", file, advice);
+        }
+        lua_setupvalue(L, snap + 1, uv);   /* pops the saved value */
+      }
+      lua_settop(L, snap);
+    }
+  }
+  lua_settop(L, top);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &k_fields) == LUA_TTABLE) {
+    int fields = top + 1;
+    lua_Integer len = (lua_Integer)lua_rawlen(L, fields);
+    for (lua_Integer i = 1; i + 2 <= len; i += 3) {
+      lua_rawgeti(L, fields, i);
+      lua_rawgeti(L, fields, i + 1);
+      lua_pushvalue(L, -1);
+      lua_rawget(L, fields + 1);
+      lua_rawgeti(L, fields, i + 2);
+      if (!lua_rawequal(L, -1, -2)) {
+        if (!changed++ && msg) {
+          const char *file = "?";
+          if (lua_getmetatable(L, fields + 1) && lua_rawgetp(L, -1, &k_file) == LUA_TSTRING)
+            file = lua_tostring(L, -1);
+          snprintf(msg, n, "module-level table field '%s' (%s) was changed by a step: %s",
+                   lua_tostring(L, fields + 2), file, advice);
+        }
+        lua_pushvalue(L, fields + 2);
+        lua_pushvalue(L, fields + 4);
+        lua_rawset(L, fields + 1);
+      }
+      lua_settop(L, fields);
+    }
+  }
+  lua_settop(L, top);
+  return changed;
+}
