@@ -328,13 +328,24 @@ static void check_string(vctx *c, json_t *s, json_t *v) {
   if ((k = json_object_get(s, "format")) && json_is_string(k)) {
     const char *f = json_string_value(k);
     int64_t sec;
+    int rc = RT_OK;
     if (!strcmp(f, "time") && !valid_time(str))
       fail(c, NULL, "not a valid time, expected HH:MM like 09:00");
     else if (!strcmp(f, "date") && !valid_date(str))
       fail(c, NULL, "not a valid date, expected YYYY-MM-DD like 2024-03-08");
-    else if (!strcmp(f, "duration") && rt_parse_duration(str, &sec) != RT_OK)
+    else if (!strcmp(f, "duration") && (rc = rt_parse_duration(str, &sec)) == RT_ELIMIT)
+      fail(c, NULL, "duration too long, at most %lldd",
+           (long long)(RT_DURATION_MAX_SEC / 86400));
+    else if (!strcmp(f, "duration") && rc != RT_OK)
       fail(c, NULL, "not a valid duration, expected like 30m, 24h, 3d, 1h30m");
   }
+  /* Not JSON Schema: the largest duration a key takes ("maxDuration": "30d").
+   * It sits beside "$ref": "#/$defs/duration", which checks the syntax. */
+  int64_t sec, max;
+  if ((k = json_object_get(s, "maxDuration")) && json_is_string(k) &&
+      rt_parse_duration(json_string_value(k), &max) == RT_OK &&
+      rt_parse_duration(str, &sec) == RT_OK && sec > max)
+    fail(c, NULL, "must be <= %s", json_string_value(k));
 }
 
 static void check_number(vctx *c, json_t *s, json_t *v) {

@@ -106,6 +106,66 @@ static void tz_pop(tz_saved s) {
   free(s.old);
 }
 
+/* ---- calendar arithmetic ---------------------------------------------
+ * Proleptic Gregorian days since 1970-01-01 and back (H. Hinnant's
+ * days_from_civil / civil_from_days). Inputs are bounded before they get
+ * here, so the plain arithmetic inside cannot overflow. */
+
+static int64_t floor_div(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+/* |y| <= YEAR_LIMIT, 1 <= m <= 12: every product below stays under 2^50. */
+#define YEAR_LIMIT INT64_C(1000000000000)
+
+static int64_t days_from_civil(int64_t y, int m, int64_t d) {
+  y -= m <= 2;
+  int64_t era = floor_div(y, 400);
+  int64_t yoe = y - era * 400;
+  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+/* z within the days of RT_TZ_MIN..RT_TZ_MAX (plus a little). */
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
+  z += 719468;
+  int64_t era = floor_div(z, 146097);
+  int64_t doe = z - era * 146097;
+  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  int64_t mp = (5 * doy + 2) / 153;
+  *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+  *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+  *y = yoe + era * 400 + (*m <= 2);
+}
+
+/* Wall-clock fields -> seconds since 1970-01-01 00:00 on that wall clock,
+ * every step checked. */
+static int civil_seconds(int64_t y, int64_t mon, int64_t day, int64_t h, int64_t min,
+                         int64_t sec, int64_t *out) {
+  int64_t m0, days, s;
+  if (__builtin_sub_overflow(mon, 1, &m0) ||
+      __builtin_add_overflow(y, floor_div(m0, 12), &y))
+    return RT_ELIMIT;
+  if (y > YEAR_LIMIT || y < -YEAR_LIMIT) return RT_ELIMIT;
+  days = days_from_civil(y, (int)(m0 - floor_div(m0, 12) * 12) + 1, 1);
+  if (day == INT64_MIN || __builtin_add_overflow(days, day - 1, &days) ||
+      __builtin_mul_overflow(days, 86400, &s) ||
+      __builtin_mul_overflow(h, 3600, &h) || __builtin_add_overflow(s, h, &s) ||
+      __builtin_mul_overflow(min, 60, &min) || __builtin_add_overflow(s, min, &s) ||
+      __builtin_add_overflow(s, sec, &s))
+    return RT_ELIMIT;
+  *out = s;
+  return RT_OK;
+}
+
+static bool in_range(int64_t t) { return t >= RT_TZ_MIN && t <= RT_TZ_MAX; }
+
+/* ---- zones ----------------------------------------------------------- */
+
+/* t must be in range (callers check): then time_t and tm_year hold it. */
 static void zone_tm(const zone *z, int64_t t, struct tm *out) {
   memset(out, 0, sizeof *out);
   if (z->file) {
@@ -121,20 +181,38 @@ static void zone_tm(const zone *z, int64_t t, struct tm *out) {
   }
 }
 
-static int64_t zone_make(const zone *z, int y, int mon, int day, int h, int min) {
-  struct tm tm;
-  memset(&tm, 0, sizeof tm);
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mon - 1;
-  tm.tm_mday = day;
-  tm.tm_hour = h;
-  tm.tm_min = min;
-  tm.tm_isdst = -1;
-  if (!z->file) return (int64_t)timegm(&tm) - z->off;
-  tz_saved s = tz_push(z->spec);
-  time_t r = mktime(&tm);
-  tz_pop(s);
-  return (int64_t)r;
+static int zone_make(const zone *z, int64_t y, int64_t mon, int64_t day, int64_t h,
+                     int64_t min, int64_t *out) {
+  int64_t wall, r;
+  /* A wall time more than a day outside the range cannot land inside it
+   * whatever the zone's offset. */
+  if (civil_seconds(y, mon, day, h, min, 0, &wall) != RT_OK ||
+      wall < RT_TZ_MIN - 86400 || wall > RT_TZ_MAX + 86400)
+    return RT_ELIMIT;
+  if (!z->file) {
+    r = wall - z->off;
+  } else {
+    /* mktime does the zone's rules (DST gaps and overlaps); it gets the
+     * fields already normalised, so each fits an int. */
+    int64_t days = floor_div(wall, 86400), rem = wall - days * 86400, ly;
+    int lm, ld;
+    civil_from_days(days, &ly, &lm, &ld);
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    tm.tm_year = (int)(ly - 1900);
+    tm.tm_mon = lm - 1;
+    tm.tm_mday = ld;
+    tm.tm_hour = (int)(rem / 3600);
+    tm.tm_min = (int)(rem % 3600 / 60);
+    tm.tm_isdst = -1;
+    tz_saved s = tz_push(z->spec);
+    time_t tt = mktime(&tm);
+    tz_pop(s);
+    r = (int64_t)tt;
+  }
+  if (!in_range(r)) return RT_ELIMIT;
+  *out = r;
+  return RT_OK;
 }
 
 bool rt_tz_valid(const char *tz) {
@@ -145,6 +223,7 @@ bool rt_tz_valid(const char *tz) {
 int rt_tz_offset(const char *tz, int64_t t, int *off_sec) {
   zone z;
   if (!resolve(tz, &z)) return RT_EINVAL;
+  if (!in_range(t)) return RT_ELIMIT;
   struct tm tm;
   zone_tm(&z, t, &tm);
   *off_sec = (int)tm.tm_gmtoff;
@@ -154,6 +233,7 @@ int rt_tz_offset(const char *tz, int64_t t, int *off_sec) {
 int rt_tz_local_tm(const char *tz, int64_t t, struct tm *out) {
   zone z;
   if (!resolve(tz, &z)) return RT_EINVAL;
+  if (!in_range(t)) return RT_ELIMIT;
   zone_tm(&z, t, out);
   return RT_OK;
 }
@@ -161,13 +241,31 @@ int rt_tz_local_tm(const char *tz, int64_t t, struct tm *out) {
 int64_t rt_tz_local_midnight(const char *tz, int64_t t) {
   zone z;
   resolve_or_default(tz, &z);
+  if (!in_range(t)) return -1;
   struct tm tm;
   zone_tm(&z, t, &tm);
-  return zone_make(&z, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, 0, 0);
+  int64_t r;
+  if (zone_make(&z, (int64_t)tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, 0, 0, &r) != RT_OK)
+    return -1;
+  return r;
+}
+
+int rt_tz_make_checked(const char *tz, int64_t y, int64_t mon, int64_t day, int64_t h,
+                       int64_t min, int64_t *out) {
+  zone z;
+  resolve_or_default(tz, &z);
+  return zone_make(&z, y, mon, day, h, min, out);
 }
 
 int64_t rt_tz_make(const char *tz, int y, int mon, int day, int h, int min) {
-  zone z;
-  resolve_or_default(tz, &z);
-  return zone_make(&z, y, mon, day, h, min);
+  int64_t r;
+  return rt_tz_make_checked(tz, y, mon, day, h, min, &r) == RT_OK ? r : -1;
+}
+
+int rt_tz_utc_make(int64_t y, int64_t mon, int64_t day, int64_t h, int64_t min,
+                   int64_t sec, int64_t *out) {
+  int64_t r;
+  if (civil_seconds(y, mon, day, h, min, sec, &r) != RT_OK || !in_range(r)) return RT_ELIMIT;
+  *out = r;
+  return RT_OK;
 }

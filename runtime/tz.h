@@ -25,16 +25,37 @@
 /* True when tz names a zone we can compute (TZif file or built-in table);
  * NULL is not a name and gives false. */
 bool rt_tz_valid(const char *tz);
+/* The times these functions compute: 0001-01-01 00:00:00 UTC to
+ * 9999-12-31 23:59:59 UTC. Anything a shop schedules is far inside, and
+ * keeping to it means t * 1000 (unix ms) can never overflow an int64_t. */
+#define RT_TZ_MIN INT64_C(-62135596800)
+#define RT_TZ_MAX INT64_C(253402300799)
+
 /* UTC offset of tz at unix time t, in seconds east of UTC (Moscow: 10800).
- * Returns 0 or RT_EINVAL for an unknown zone (*off_sec untouched). */
+ * Returns 0, RT_EINVAL for an unknown zone or RT_ELIMIT for t outside
+ * RT_TZ_MIN..RT_TZ_MAX (*off_sec untouched on error). */
 int rt_tz_offset(const char *tz, int64_t t, int *off_sec);
 /* Local broken-down time of t (tm_year since 1900, tm_mon 0-11, tm_wday
- * 0=Sunday, tm_gmtoff set). Returns 0 or RT_EINVAL for an unknown zone. */
+ * 0=Sunday, tm_gmtoff set). Returns 0, RT_EINVAL for an unknown zone or
+ * RT_ELIMIT for t outside RT_TZ_MIN..RT_TZ_MAX. */
 int rt_tz_local_tm(const char *tz, int64_t t, struct tm *out);
-/* Unix time of the local midnight starting the local day that contains t. */
+/* Unix time of the local midnight starting the local day that contains t;
+ * -1 when t is outside RT_TZ_MIN..RT_TZ_MAX. */
 int64_t rt_tz_local_midnight(const char *tz, int64_t t);
-/* Unix time of local wall-clock y-mon-day h:min (mon 1-12). Out-of-range
- * fields are normalised as mktime does (day 32 = 1st of next month). */
+
+/* Unix time of local wall-clock y-mon-day h:min (mon 1-12) in *out.
+ * Out-of-range fields are normalised as mktime does (day 32 = 1st of next
+ * month, min -1 = the minute before), in 64-bit checked arithmetic, so any
+ * values may come in: returns 0, or RT_ELIMIT when the result is outside
+ * RT_TZ_MIN..RT_TZ_MAX (*out untouched). An unknown zone is Moscow. */
+int rt_tz_make_checked(const char *tz, int64_t y, int64_t mon, int64_t day, int64_t h,
+                       int64_t min, int64_t *out);
+/* rt_tz_make_checked for callers whose fields are known to be sane; -1 (as
+ * mktime) when the result would be out of range. */
 int64_t rt_tz_make(const char *tz, int y, int mon, int day, int h, int min);
+/* Unix time of UTC y-mon-day h:min:sec, normalised and checked like
+ * rt_tz_make_checked: pure calendar arithmetic, no zone files. */
+int rt_tz_utc_make(int64_t y, int64_t mon, int64_t day, int64_t h, int64_t min,
+                   int64_t sec, int64_t *out);
 
 #endif

@@ -441,8 +441,8 @@ T(durations) {
   CHECK_INT(rt_parse_duration("30m ", &s), RT_EINVAL);
   CHECK_INT(rt_parse_duration("-5m", &s), RT_EINVAL);
   CHECK_INT(rt_parse_duration("1.5h", &s), RT_EINVAL);
-  CHECK_INT(rt_parse_duration("99999999999999999999s", &s), RT_EINVAL);
-  CHECK_INT(rt_parse_duration("999999999999999d", &s), RT_EINVAL);
+  CHECK_INT(rt_parse_duration("99999999999999999999s", &s), RT_ELIMIT);
+  CHECK_INT(rt_parse_duration("999999999999999d", &s), RT_ELIMIT);
   CHECK_INT(s, 7); /* untouched on error */
 }
 
@@ -936,6 +936,151 @@ T(schema_has_descriptions) {
   json_decref(s);
 }
 
+/* ---- numeric limits (huge values must be refused, never wrapped) -------- */
+
+T(duration_limits) {
+  static const struct { const char *in; int rc; int64_t sec; } cases[] = {
+    {"36500d", RT_OK, INT64_C(36500) * 86400},
+    {"36499d23h59m60s", RT_OK, INT64_C(36500) * 86400},
+    {"3153600000s", RT_OK, INT64_C(3153600000)},
+    {"3153600001s", RT_ELIMIT, 0},
+    {"36500d1s", RT_ELIMIT, 0},
+    {"36501d", RT_ELIMIT, 0},
+    {"876001h", RT_ELIMIT, 0},
+    {"100000000000000d", RT_ELIMIT, 0},       /* handoff.release_after in the review */
+    {"106751991167000d", RT_ELIMIT, 0},       /* c:wake(...) in the review */
+    {"106751991167d", RT_ELIMIT, 0},          /* transcript "clock: +..." */
+    {"9223372036854775807s", RT_ELIMIT, 0},   /* INT64_MAX */
+    {"9223372036854775808s", RT_ELIMIT, 0},   /* INT64_MAX + 1 */
+    {"18446744073709551616d", RT_ELIMIT, 0},
+    {"9223372036854775807d9223372036854775807h9223372036854775807m9223372036854775807s",
+     RT_ELIMIT, 0},
+    {"00000000000000000000000000000000000000001s", RT_OK, 1},
+    {"99999999999999999999x", RT_EINVAL, 0},  /* syntax first */
+    {"99999999999999999999", RT_EINVAL, 0},
+    {"-9223372036854775808s", RT_EINVAL, 0},
+  };
+  for (size_t i = 0; i < RT_ARRAY_LEN(cases); i++) {
+    int64_t sec = -7;
+    int rc = rt_parse_duration(cases[i].in, &sec);
+    if (rc != cases[i].rc || (rc == RT_OK && sec != cases[i].sec) || (rc != RT_OK && sec != -7)) {
+      fprintf(stderr, "  rt_parse_duration(\"%s\") = %d, %lld\n", cases[i].in, rc, (long long)sec);
+      CHECK(0);
+    }
+  }
+}
+
+T(hhmm) {
+  static const struct { const char *in; int want; } cases[] = {
+    {"09:00", 540}, {"9:00", 540}, {"00:00", 0}, {"23:59", 1439}, {"24:00", 1440},
+    {"0:05", 5},
+    {"0777777777:7", -1},  /* found by fuzzing: signed overflow in h * 60 */
+    {"2147483647:00", -1}, {"2147483648:00", -1}, {"9223372036854775807:59", -1},
+    {"99999999999999999999:00", -1}, {"00:2147483647", -1}, {"-1:00", -1}, {"-0:00", -1},
+    {"+9:00", -1}, {" 9:00", -1}, {"9:00 ", -1}, {"9:5", -1}, {"9:005", -1}, {"24:01", -1},
+    {"25:00", -1}, {"23:60", -1}, {"100:00", -1}, {"09", -1}, {"09:", -1}, {":00", -1},
+    {"", -1}, {"0x9:00", -1}, {"09:00:00", -1},
+  };
+  for (size_t i = 0; i < RT_ARRAY_LEN(cases); i++) {
+    int got = rt_parse_hhmm(cases[i].in);
+    if (got != cases[i].want) {
+      fprintf(stderr, "  rt_parse_hhmm(\"%s\") = %d, want %d\n", cases[i].in, got, cases[i].want);
+      CHECK(0);
+    }
+  }
+  CHECK_INT(rt_parse_hhmm(NULL), -1);
+}
+
+/* Every count and duration in shop.json has a maximum, so no value a file
+ * can hold overflows the C that multiplies it (days -> ms, MB -> bytes) or
+ * narrows it to an int. A key added without one fails here. Ids (a type
+ * that also allows strings, like managers.chat_id) are not quantities. */
+static int unbounded(json_t *n, char *path, size_t plen) {
+  int bad = 0;
+  if (json_is_array(n)) {
+    size_t i;
+    json_t *v;
+    json_array_foreach(n, i, v) bad += unbounded(v, path, plen);
+    return bad;
+  }
+  if (!json_is_object(n)) return 0;
+  const char *type = json_string_value(json_object_get(n, "type"));
+  if (type && (!strcmp(type, "integer") || !strcmp(type, "number"))) {
+    json_t *mx = json_object_get(n, "maximum"), *mn = json_object_get(n, "minimum");
+    if (!json_is_number(mx) || !json_is_number(mn) || json_number_value(mx) > 2147483647.0 ||
+        json_number_value(mn) < -2147483648.0) {
+      fprintf(stderr, "  %s: %s without minimum and maximum within int\n", path, type);
+      bad++;
+    }
+  }
+  const char *ref = json_string_value(json_object_get(n, "$ref"));
+  if (ref && !strcmp(ref, "#/$defs/duration")) {
+    int64_t sec;
+    if (rt_parse_duration(json_string_value(json_object_get(n, "maxDuration")), &sec) != RT_OK) {
+      fprintf(stderr, "  %s: duration without a valid maxDuration\n", path);
+      bad++;
+    }
+  }
+  const char *k;
+  json_t *v;
+  json_object_foreach(n, k, v) {
+    if (!strcmp(k, "default") || !strcmp(k, "enum") || !strcmp(k, "const")) continue;
+    size_t nl = rt_jschema_path_key(path, 1024, plen, k);
+    bad += unbounded(v, path, nl);
+    path[plen] = '\0';
+  }
+  return bad;
+}
+
+T(schema_bounds_every_number) {
+  json_error_t je;
+  json_t *s = json_load_file(schema_path(), 0, &je);
+  CHECK(s != NULL);
+  if (!s) return;
+  char path[1024] = "schema";
+  CHECK_INT(unbounded(s, path, strlen(path)), 0);
+  json_decref(s);
+}
+
+/* Schema-valid but absurd values are refused at load with the key's path,
+ * before any of them can reach the engine. */
+T(huge_values_refused_at_load) {
+  static const struct { const char *json, *want; } cases[] = {
+    {"{\"name\":\"T\",\"persona\":{},\"store\":{\"keep_days\":200000000000}}",
+     "shop.json: $.store.keep_days: must be <= 36500"},
+    {"{\"name\":\"T\",\"persona\":{},\"store\":{\"keep_days\":9223372036854775807}}",
+     "shop.json: $.store.keep_days: must be <= 36500"},
+    {"{\"name\":\"T\",\"persona\":{},\"handoff\":{\"release_after\":\"100000000000000d\"}}",
+     "shop.json: $.handoff.release_after: duration too long, at most 36500d"},
+    {"{\"name\":\"T\",\"persona\":{},\"handoff\":{\"release_after\":\"366d\"}}",
+     "shop.json: $.handoff.release_after: must be <= 365d"},
+    {"{\"name\":\"T\",\"persona\":{},\"limits\":{\"step_timeout_ms\":9223372036854775807}}",
+     "shop.json: $.limits.step_timeout_ms: must be <= 3600000"},
+    {"{\"name\":\"T\",\"persona\":{},\"retention\":{\"idle_days\":4294967297}}",
+     "shop.json: $.retention.idle_days: must be <= 36500"},
+  };
+  for (size_t i = 0; i < RT_ARRAY_LEN(cases); i++) {
+    rt_config *c = NULL;
+    char *err = NULL;
+    CHECK_INT(load(cases[i].json, &c, &err), RT_EINVAL);
+    CHECK_STR(err, cases[i].want);
+    rt_config_free(c);
+    free(err);
+  }
+  /* at the maxima it loads, and the values come out unchanged */
+  rt_config *c = NULL;
+  char *err = NULL;
+  CHECK_INT(load("{\"name\":\"T\",\"persona\":{},\"store\":{\"keep_days\":36500},"
+                 "\"handoff\":{\"release_after\":\"365d\"},"
+                 "\"managers\":{\"chat_id\":9000000000000000000}}", &c, &err), RT_OK);
+  if (!c) { free(err); return; }
+  CHECK_INT(rt_config_int(c, "store.keep_days", 0), 36500);
+  CHECK_INT(rt_config_duration(c, "handoff.release_after", 0), 365 * 86400);
+  /* an integer read as a duration keeps to the same cap */
+  CHECK_INT(rt_config_duration(c, "managers.chat_id", 5), 5);
+  rt_config_free(c);
+}
+
 int main(void) {
   T_RUN(type_basic);
   T_RUN(type_integer);
@@ -981,5 +1126,9 @@ int main(void) {
   T_RUN(expanded_value_failing_schema_is_not_echoed);
   T_RUN(redaction);
   T_RUN(schema_has_descriptions);
+  T_RUN(duration_limits);
+  T_RUN(hhmm);
+  T_RUN(schema_bounds_every_number);
+  T_RUN(huge_values_refused_at_load);
   return T_DONE();
 }

@@ -2,6 +2,8 @@
 #include "t.h"
 #include "rt.h"
 #include "tz.h"
+#include "clock.h"
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -126,6 +128,160 @@ T(fallback_table) {
   unsetenv("TZDIR");
 }
 
+/* ---- huge and boundary values: refused, never wrapped (runs under UBSan) ---- */
+
+#define I64MAX INT64_MAX
+#define I64MIN INT64_MIN
+
+/* Both with the zone files and with the built-in table (TZDIR pointing
+ * nowhere), since the two take different paths through tz.c. */
+static void make_table(const char *zone) {
+  static const struct { int64_t y, mo, d, h, mi; int rc; int64_t want; } cases[] = {
+    /* time.make(2^31, 2^31, 2^31, 2^31, 2^31) from the review */
+    {INT64_C(2147483648), INT64_C(2147483648), INT64_C(2147483648), INT64_C(2147483648),
+     INT64_C(2147483648), RT_ELIMIT, 0},
+    {INT_MIN, INT_MIN, INT_MIN, INT_MIN, INT_MIN, RT_ELIMIT, 0},
+    {INT_MAX, INT_MAX, INT_MAX, INT_MAX, INT_MAX, RT_ELIMIT, 0},
+    {I64MAX, I64MAX, I64MAX, I64MAX, I64MAX, RT_ELIMIT, 0},
+    {I64MIN, I64MIN, I64MIN, I64MIN, I64MIN, RT_ELIMIT, 0},
+    {I64MAX, 1, 1, 0, 0, RT_ELIMIT, 0},
+    {I64MIN, 1, 1, 0, 0, RT_ELIMIT, 0},
+    {2026, I64MAX, 1, 0, 0, RT_ELIMIT, 0},
+    {2026, I64MIN, 1, 0, 0, RT_ELIMIT, 0},
+    {2026, 1, I64MAX, 0, 0, RT_ELIMIT, 0},
+    {2026, 1, I64MIN, 0, 0, RT_ELIMIT, 0},
+    {2026, 1, 1, I64MAX, 0, RT_ELIMIT, 0},
+    {2026, 1, 1, I64MIN, 0, RT_ELIMIT, 0},
+    {2026, 1, 1, 0, I64MAX, RT_ELIMIT, 0},
+    {2026, 1, 1, 0, I64MIN, RT_ELIMIT, 0},
+    {10000, 1, 2, 0, 0, RT_ELIMIT, 0},
+    {-1, 1, 1, 0, 0, RT_ELIMIT, 0},
+    {INT64_C(1000000000001), 1, 1, 0, 0, RT_ELIMIT, 0},
+    /* normalisation, as mktime does it */
+    {2026, 14, 1, 0, 0, RT_OK, -1},     /* = 2027-02-01 */
+    {2026, 1, 0, 0, 0, RT_OK, -2},      /* = 2025-12-31 */
+    {2026, 1, 1, 0, -1, RT_OK, -3},     /* = 2025-12-31 23:59 */
+    {2026, -11, 1, 0, 0, RT_OK, -4},    /* = 2025-01-01 */
+    {1970, 1, 20455, 0, 0, RT_OK, -5},  /* = 2026-01-01 */
+    {2026, 1, 1, 24 * 365, 0, RT_OK, -6}, /* = 2027-01-01 */
+  };
+  static const int norm[][5] = {{2027, 2, 1, 0, 0}, {2025, 12, 31, 0, 0}, {2025, 12, 31, 23, 59},
+                                {2025, 1, 1, 0, 0}, {2026, 1, 1, 0, 0}, {2027, 1, 1, 0, 0}};
+  for (size_t i = 0; i < RT_ARRAY_LEN(cases); i++) {
+    int64_t got = 12345;
+    int rc = rt_tz_make_checked(zone, cases[i].y, cases[i].mo, cases[i].d, cases[i].h,
+                                cases[i].mi, &got);
+    int64_t want = cases[i].want;
+    if (want < 0) {
+      const int *n = norm[-want - 1];
+      want = rt_tz_make(zone, n[0], n[1], n[2], n[3], n[4]);
+    }
+    if (rc != cases[i].rc || (rc == RT_OK && got != want) || (rc != RT_OK && got != 12345)) {
+      fprintf(stderr, "  %s case %zu: rc %d, %lld (want %lld)\n", zone, i, rc, (long long)got,
+              (long long)want);
+      CHECK(0);
+    }
+  }
+  /* the int wrapper says -1, as mktime would */
+  CHECK_INT(rt_tz_make(zone, INT_MAX, INT_MAX, INT_MAX, INT_MAX, INT_MAX), -1);
+  CHECK_INT(rt_tz_make(zone, INT_MIN, INT_MIN, INT_MIN, INT_MIN, INT_MIN), -1);
+  /* and times outside years 1..9999 have no local calendar */
+  struct tm tm;
+  int off = 7;
+  static const int64_t outside[] = {I64MAX, I64MIN, RT_TZ_MAX + 1, RT_TZ_MIN - 1,
+                                    I64MAX / 1000, -(I64MAX / 1000)};
+  for (size_t i = 0; i < RT_ARRAY_LEN(outside); i++) {
+    CHECK_INT(rt_tz_local_tm(zone, outside[i], &tm), RT_ELIMIT);
+    CHECK_INT(rt_tz_offset(zone, outside[i], &off), RT_ELIMIT);
+    CHECK_INT(rt_tz_local_midnight(zone, outside[i]), -1);
+  }
+  CHECK_INT(off, 7);
+  CHECK_INT(rt_tz_local_tm(zone, RT_TZ_MAX, &tm), RT_OK);
+  CHECK_INT(rt_tz_local_tm(zone, RT_TZ_MIN, &tm), RT_OK);
+}
+
+T(make_huge_fields) {
+  make_table("Europe/Moscow");
+  make_table("UTC");
+  make_table("Asia/Vladivostok");
+  setenv("TZDIR", "/nonexistent-zoneinfo", 1);
+  make_table("Europe/Moscow");
+  make_table("Asia/Kamchatka");
+  unsetenv("TZDIR");
+}
+
+T(utc_make_bounds) {
+  int64_t t = 0;
+  CHECK_INT(rt_tz_utc_make(1, 1, 1, 0, 0, 0, &t), RT_OK);
+  CHECK_INT(t, RT_TZ_MIN);
+  CHECK_INT(rt_tz_utc_make(9999, 12, 31, 23, 59, 59, &t), RT_OK);
+  CHECK_INT(t, RT_TZ_MAX);
+  CHECK_INT(rt_tz_utc_make(1970, 1, 1, 0, 0, 0, &t), RT_OK);
+  CHECK_INT(t, 0);
+  CHECK_INT(rt_tz_utc_make(2026, 11, 23, 9, 0, 0, &t), RT_OK);
+  CHECK_INT(t, T0);
+  CHECK_INT(rt_tz_utc_make(2024, 2, 29, 0, 0, 0, &t), RT_OK); /* leap day */
+  CHECK_INT(t, INT64_C(1709164800));
+  CHECK_INT(rt_tz_utc_make(1900, 3, 1, 0, 0, 0, &t), RT_OK);  /* 1900 is not leap */
+  CHECK_INT(t, INT64_C(-2203891200));
+  t = 5;
+  CHECK_INT(rt_tz_utc_make(9999, 12, 31, 23, 59, 60, &t), RT_ELIMIT);
+  CHECK_INT(rt_tz_utc_make(0, 12, 31, 23, 59, 59, &t), RT_ELIMIT);
+  CHECK_INT(rt_tz_utc_make(2026, 1, 1, 0, 0, I64MAX, &t), RT_ELIMIT);
+  CHECK_INT(rt_tz_utc_make(2026, 1, 1, 0, 0, I64MIN, &t), RT_ELIMIT);
+  CHECK_INT(t, 5);
+}
+
+T(clock_parse_and_format) {
+  static const struct { const char *in; int rc; int64_t ms; } cases[] = {
+    {"2026-11-23 12:00", RT_OK, T0 * 1000},
+    {"2026-11-23T12:00", RT_OK, T0 * 1000},
+    {"2026-11-23T12:00:30", RT_OK, (T0 + 30) * 1000},
+    {"2026-11-23T09:00:00Z", RT_OK, T0 * 1000},
+    {"2026-11-23T12:00:00+03:00", RT_OK, T0 * 1000},
+    {"2026-11-23T12:00+0300", RT_OK, T0 * 1000},
+    {"2026-11-23T04:00-05", RT_OK, T0 * 1000},
+    {"2026-11-23T12:00+3", RT_OK, T0 * 1000},
+    {"2026-11-23", RT_OK, (T0 - 12 * 3600) * 1000},
+    {"0001-01-01T00:00Z", RT_OK, RT_TZ_MIN * 1000},
+    {"9999-12-31T23:59:59Z", RT_OK, RT_TZ_MAX * 1000},
+    {"2147483648-01-01", RT_EINVAL, 0},
+    {"9223372036854775807-01-01 00:00", RT_EINVAL, 0},
+    {"2026-2147483648-01", RT_EINVAL, 0},
+    {"2026-01-2147483648", RT_EINVAL, 0},
+    {"2026-01-01 2147483648:00", RT_EINVAL, 0},
+    {"2026-01-01 00:00:2147483648", RT_EINVAL, 0},
+    {"2026-01-01T00:00+2147483647:00", RT_EINVAL, 0},
+    {"2026-01-01T00:00+99:00", RT_EINVAL, 0},
+    {"2026-01-01T00:00+03:00junk", RT_EINVAL, 0},
+    {"2026-01-01 00:00junk", RT_EINVAL, 0},
+    {"-2026-01-01", RT_EINVAL, 0},
+    {" 2026-01-01", RT_EINVAL, 0},
+    {"2026-13-01", RT_EINVAL, 0},
+    {"2026-01-01 24:00", RT_EINVAL, 0},
+    {"", RT_EINVAL, 0},
+  };
+  for (size_t i = 0; i < RT_ARRAY_LEN(cases); i++) {
+    int64_t ms = 42;
+    int rc = rt_clock_parse(cases[i].in, "Europe/Moscow", &ms);
+    if (rc != cases[i].rc || (rc == RT_OK && ms != cases[i].ms) || (rc != RT_OK && ms != 42)) {
+      fprintf(stderr, "  rt_clock_parse(\"%s\") = %d, %lld\n", cases[i].in, rc, (long long)ms);
+      CHECK(0);
+    }
+  }
+  char out[64];
+  rt_clock_format(T0 * 1000, "Europe/Moscow", out, sizeof out);
+  CHECK_STR(out, "2026-11-23 12:00");
+  rt_clock_format(T0 * 1000, "No/Such_Zone", out, sizeof out);
+  CHECK_STR(out, "2026-11-23 09:00"); /* unknown zone: UTC */
+  rt_clock_format(-1, "UTC", out, sizeof out);
+  CHECK_STR(out, "1969-12-31 23:59");
+  rt_clock_format(I64MAX, "Europe/Moscow", out, sizeof out);
+  CHECK_STR(out, "(out of range)");
+  rt_clock_format(I64MIN, "Europe/Moscow", out, sizeof out);
+  CHECK_STR(out, "(out of range)");
+}
+
 int main(void) {
   T_RUN(offsets);
   T_RUN(history);
@@ -133,5 +289,8 @@ int main(void) {
   T_RUN(midnight);
   T_RUN(tz_env_restored);
   T_RUN(fallback_table);
+  T_RUN(make_huge_fields);
+  T_RUN(utc_make_bounds);
+  T_RUN(clock_parse_and_format);
   return T_DONE();
 }
