@@ -353,7 +353,8 @@ static const char chat_usage[] =
   "end of input ends it once every reply is out. The store is the shop's,\n"
   "so the conversation continues across runs, and flows reload on edit.\n"
   "\n"
-  "  --user ID   chat as this customer (default: local)\n"
+  "  --user ID   chat as this customer (default: local); 1-512 characters\n"
+  "              of A-Z a-z 0-9 . _ - + @\n"
   "\n"
   "Lines starting with a slash:\n"
   "  /manager take      act as the shop's manager taking the chat\n"
@@ -378,6 +379,8 @@ static int cmd_chat(int argc, char **argv) {
     }
   }
   if (!shop) return bad_usage("chat", "SHOP_DIR is required", chat_usage);
+  const char *bad_user = rt_console_user_problem(user);
+  if (bad_user) return bad_usage("chat", bad_user, chat_usage);
   return app_run("chat", shop, user);
 }
 

@@ -24,14 +24,87 @@ struct rt_console {
   void *close_ud;
 };
 
-/* ---- output ---- */
+/* ---- output ----
+ *
+ * Everything printed here came from outside: customers' words, flow output
+ * quoting them, lead fields, chat ids. On a terminal a control character is
+ * a command (ESC [2J clears the screen, ESC ]0; sets the title, CR and BS
+ * overwrite what the operator sees), so none reaches stdout raw:
+ *   - C0 controls and DEL become their visible pictures (ESC -> U+241B "␛",
+ *     CR -> U+240D "␍", BEL -> U+2407 "␇"), so the operator sees that
+ *     something was there and what;
+ *   - C1 controls (U+0080-U+009F, which some terminals obey as CSI and OSC),
+ *     bidi overrides and isolates (which reorder what follows them on the
+ *     line, so "[to managers]" text can look like something else) and bytes
+ *     that are not UTF-8 become U+FFFD;
+ *   - a newline in a message body stays a line break, indented by two spaces
+ *     as the channel always did, so a continuation can never look like a
+ *     line of its own; in one-line fields (chat id, button) it is "␤";
+ *   - tab stays. */
 
-static void print_msg(const char *prefix, const char *text) {
-  if (prefix) fputs(prefix, stdout);
-  for (const char *p = text; *p; p++) {
-    fputc(*p, stdout);
-    if (*p == '\n') fputs("  ", stdout);
+static bool is_bidi_control(uint32_t c) {
+  return c == 0x061C || c == 0x200E || c == 0x200F || (c >= 0x202A && c <= 0x202E) ||
+         (c >= 0x2066 && c <= 0x2069);
+}
+
+static void put_cp(FILE *f, uint32_t c) {
+  char u[4];
+  if (c < 0x800) {
+    u[0] = (char)(0xC0 | (c >> 6));
+    u[1] = (char)(0x80 | (c & 0x3F));
+    fwrite(u, 1, 2, f);
+  } else {
+    u[0] = (char)(0xE0 | (c >> 12));
+    u[1] = (char)(0x80 | ((c >> 6) & 0x3F));
+    u[2] = (char)(0x80 | (c & 0x3F));
+    fwrite(u, 1, 3, f);
   }
+}
+
+/* Writes text to f made safe for a terminal (see above). */
+static void put_safe(FILE *f, const char *text, bool multiline) {
+  size_t n;
+  char *clean = rt_utf8_clean(text, strlen(text), &n); /* valid UTF-8 from here on */
+  const unsigned char *p = (const unsigned char *)clean, *end = p + n;
+  while (p < end) {
+    unsigned char b = *p;
+    if (b == '\n') {
+      if (multiline) fputs("\n  ", f);
+      else put_cp(f, 0x2424);
+      p++;
+    } else if (b == '\t') {
+      fputc('\t', f);
+      p++;
+    } else if (b < 0x20) {
+      put_cp(f, 0x2400 + b);
+      p++;
+    } else if (b == 0x7F) {
+      put_cp(f, 0x2421);
+      p++;
+    } else if (b < 0x80) {
+      fputc(b, f);
+      p++;
+    } else {
+      size_t len = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+      uint32_t c = len == 2   ? (uint32_t)(b & 0x1F) << 6 | (p[1] & 0x3F)
+                   : len == 3 ? (uint32_t)(b & 0x0F) << 12 | (uint32_t)(p[1] & 0x3F) << 6 |
+                                    (p[2] & 0x3F)
+                              : 0x10000; /* above the BMP: no controls there */
+      if ((c >= 0x80 && c <= 0x9F) || is_bidi_control(c)) put_cp(f, 0xFFFD);
+      else fwrite(p, 1, len, f);
+      p += len;
+    }
+  }
+  free(clean);
+}
+
+static void print_msg(const char *to, const char *text) {
+  if (to) {
+    fputs("[to ", stdout);
+    put_safe(stdout, to, false);
+    fputs("] ", stdout);
+  }
+  put_safe(stdout, text, true);
   fputc('\n', stdout);
   fflush(stdout);
 }
@@ -42,13 +115,7 @@ static void console_send(rt_channel *ch, const char *chat_id, const char *kind,
   json_t *p = json_loads(payload, 0, NULL);
   const char *text = json_string_value(json_object_get(p, "text"));
   if (!text) text = "";
-  if (strcmp(chat_id, c->user) == 0) {
-    print_msg(NULL, text);
-  } else {
-    char prefix[300];
-    snprintf(prefix, sizeof prefix, "[to %s] ", chat_id);
-    print_msg(prefix, text);
-  }
+  print_msg(strcmp(chat_id, c->user) == 0 ? NULL : chat_id, text);
   json_t *buttons = json_object_get(p, "buttons");
   if (json_array_size(buttons)) {
     size_t i;
@@ -57,7 +124,8 @@ static void console_send(rt_channel *ch, const char *chat_id, const char *kind,
     json_array_foreach(buttons, i, b) {
       const char *t = json_is_string(b) ? json_string_value(b)
                                         : json_string_value(json_object_get(b, "text"));
-      printf("%s%s", i ? "] [" : "", t ? t : "?");
+      if (i) fputs("] [", stdout);
+      put_safe(stdout, t ? t : "?", false);
     }
     fputs("]\n", stdout);
     fflush(stdout);
@@ -66,14 +134,34 @@ static void console_send(rt_channel *ch, const char *chat_id, const char *kind,
   done(ud, RT_OK, NULL, 0);
 }
 
+/* ---- customer ids ---- */
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+const char *rt_console_user_problem(const char *user) {
+  size_t n = user ? strlen(user) : 0;
+  if (n == 0) return "--user needs an ID";
+  if (n > RT_CONSOLE_USER_MAX)
+    return "--user ID is too long (at most " STR(RT_CONSOLE_USER_MAX) " characters)";
+  for (const char *p = user; *p; p++) {
+    char ch = *p;
+    if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+          ch == '.' || ch == '_' || ch == '-' || ch == '+' || ch == '@'))
+      return "--user ID may only contain letters A-Z a-z, digits and . _ - + @";
+  }
+  return NULL;
+}
+
 /* ---- input ---- */
 
 static void line(rt_console *c, char *s) {
   size_t n = strlen(s);
   while (n && (s[n - 1] == '\r' || s[n - 1] == '\n')) s[--n] = '\0';
-  char ext[96];
-  snprintf(ext, sizeof ext, "console:%s:%llu:%llu", c->user,
-           (unsigned long long)uv_hrtime(), (unsigned long long)++c->seq);
+  /* The whole user id is in the event id, however long: a truncated id
+   * would make every later line a "duplicate" of the first. */
+  char *ext = rt_xasprintf("console:%s:%llu:%llu", c->user,
+                           (unsigned long long)uv_hrtime(), (unsigned long long)++c->seq);
   rt_event_in ev = {.channel = "console", .ext_id = ext, .chat_id = c->user,
                     .user_id = c->user, .kind = "text", .text = s};
   if (strncmp(s, "/manager ", 9) == 0) {
@@ -81,11 +169,17 @@ static void line(rt_console *c, char *s) {
     ev.text = s + 9;
   } else if (strcmp(s, "/reload") == 0) {
     char *err = NULL;
-    if (rt_engine_reload(c->e, &err) != RT_OK) fprintf(stderr, "reload failed: %s\n", err);
+    if (rt_engine_reload(c->e, &err) != RT_OK) {
+      fputs("reload failed: ", stderr);
+      put_safe(stderr, err ? err : "?", true);
+      fputc('\n', stderr);
+    }
     free(err);
+    free(ext);
     return;
   }
   rt_engine_receive(c->e, &ev, NULL, NULL);
+  free(ext);
 }
 
 static void feed(rt_console *c, const char *data, size_t n) {
