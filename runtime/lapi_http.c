@@ -5,6 +5,7 @@
  * yield; the continuation turns the host's result into (resp) or
  * (nil, err, detail). Other conversations go on while this one waits. */
 #include "lapi.h"
+#include "lfreeze.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,6 +82,7 @@ static int l_http_request(lua_State *L) {
   }
   lua_getfield(L, 1, "headers");
   if (lua_istable(L, -1)) {
+    if (rt_lfreeze_contents(L, -1)) lua_replace(L, -2);   /* a module-level table */
     json_t *h = json_array();
     lua_pushnil(L);
     while (lua_next(L, -2)) {

@@ -304,6 +304,11 @@ static json_t *to_json(lua_State *L, int idx, jpath *p, char *err, size_t errn) 
     return NULL;
   }
   idx = lua_absindex(L, idx);
+  if (rt_lfreeze_contents(L, idx)) {   /* a module-level table: what it holds */
+    json_t *j = to_json(L, -1, p, err, errn);
+    lua_pop(L, 1);
+    return j;
+  }
   lua_Integer n;
   int shape = table_shape(L, idx, p, &n, err, errn);
   if (shape == SHAPE_BAD) return NULL;
@@ -617,6 +622,11 @@ static bool encode(lua_State *L, int idx, jbuf *b, jpath *p, char *err, size_t e
     return false;
   }
   idx = lua_absindex(L, idx);
+  if (rt_lfreeze_contents(L, idx)) {   /* a module-level table: what it holds */
+    bool ok = encode(L, -1, b, p, err, errn);
+    lua_pop(L, 1);
+    return ok;
+  }
   lua_Integer n;
   int shape = table_shape(L, idx, p, &n, err, errn);
   if (shape == SHAPE_BAD) return false;
