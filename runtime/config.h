@@ -38,6 +38,9 @@ json_t *rt_config_json(const rt_config *c);
  * an array). Missing or of another type: the default. */
 json_t *rt_config_get(const rt_config *c, const char *path); /* borrowed or NULL */
 const char *rt_config_str(const rt_config *c, const char *path, const char *dflt);
+/* Every integer key of the shop schema has a maximum that fits an int and
+ * keeps day/ms/MB conversions far from overflow (unit.config checks the
+ * schema for it), so a loaded config never hands out an absurd count. */
 long long rt_config_int(const rt_config *c, const char *path, long long dflt);
 int rt_config_bool(const rt_config *c, const char *path, int dflt);
 /* Durations are capped at 100 years: enough for any schedule, and small
