@@ -4,13 +4,16 @@
 #include "config.h"
 #include "engine.h"
 #include "import.h"
+#include "jschema.h"
 #include "log.h"
 #include "paths.h"
 #include "text.h"
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pcre2.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +45,9 @@ typedef struct tr {
   scripted_reply *replies;
   size_t nreplies;
   json_t *requests;           /* every HTTP request made */
-  char channel[64], chat[128];
+  char *channel, *chat;       /* the current chat (owned, any length) */
+  unsigned long seq;          /* ids of the events the transcript sends */
+  json_t *schema;             /* shop.schema.json, loaded by the first config: line */
   int64_t clock_ms;
   int64_t leads_seen;
   int line;
@@ -82,15 +87,34 @@ static void cap_send(rt_channel *ch, const char *chat_id, const char *kind, cons
 
 /* ---- scripted HTTP ---- */
 
-static bool glob(const char *p, const char *s) {
-  if (!*p) return !*s;
-  if (*p == '*') {
-    for (;; s++) {
-      if (glob(p + 1, s)) return true;
-      if (!*s) return false;
+/* `*` is the only wildcard; every other byte stands for itself and the
+ * whole text must match. Greedy with one resume point: with `*` alone,
+ * taking the earliest place each literal run matches is never worse than a
+ * later one, so on a mismatch only the last star needs to take one byte
+ * more. That is O(len(p) * len(s)) at worst, without recursion (a
+ * backtracking matcher is exponential in the stars: "*a*a*a*b" against a
+ * long reply of a's). */
+bool rt_transcript_glob(const char *p, const char *s) {
+  if (!p || !s) return false;
+  const char *star = NULL, *resume = NULL;
+  while (*s) {
+    if (*p == '*') {
+      while (*p == '*') p++;
+      if (!*p) return true;
+      star = p;
+      resume = s;
+    } else if (*p && *p == *s) {
+      p++;
+      s++;
+    } else if (star) {
+      p = star;
+      s = ++resume;
+    } else {
+      return false;
     }
   }
-  return *s && *p == *s && glob(p + 1, s + 1);
+  while (*p == '*') p++;
+  return !*p;
 }
 
 static json_t *http_scripted(void *ud, json_t *req) {
@@ -100,7 +124,7 @@ static json_t *http_scripted(void *ud, json_t *req) {
   const char *u = json_string_value(json_object_get(req, "url"));
   for (size_t i = 0; i < t->nreplies; i++) {
     scripted_reply *s = &t->replies[i];
-    if (s->used || strcmp(s->method, m) != 0 || !glob(s->url, u)) continue;
+    if (s->used || strcmp(s->method, m) != 0 || !rt_transcript_glob(s->url, u)) continue;
     s->used = true;
     if (s->timeout) return json_pack("{s:s, s:s}", "error", "timeout", "detail", "scripted timeout");
     return json_pack("{s:i, s:s}", "status", s->status, "body", s->body);
@@ -164,11 +188,17 @@ static char *trim(char *s) {
  * so a pattern need not copy a multi-line message's line breaks. */
 static bool text_matches(const char *pattern, const char *text) {
   char *p = rt_text_norm(pattern), *s = rt_text_norm(text);
-  bool ok = glob(p, s);
+  bool ok = rt_transcript_glob(p, s);
   free(p);
   free(s);
   return ok;
 }
+
+/* A backtracking regular expression can be as slow as the old glob was, so
+ * the match has a budget; running out of it fails the test with a clear
+ * message instead of passing for a mismatch or stalling the runner. */
+#define RE_MATCH_LIMIT 1000000
+#define RE_DEPTH_LIMIT 100000
 
 static bool re_matches(tr *t, const char *re, const char *text) {
   int ec;
@@ -181,10 +211,19 @@ static bool re_matches(tr *t, const char *re, const char *text) {
     fail(t, "bad regular expression at offset %zu: %s", (size_t)eo, (char *)msg);
     return false;
   }
+  pcre2_match_context *mc = pcre2_match_context_create(NULL);
+  pcre2_set_match_limit(mc, RE_MATCH_LIMIT);
+  pcre2_set_depth_limit(mc, RE_DEPTH_LIMIT);
   pcre2_match_data *md = pcre2_match_data_create_from_pattern(c, NULL);
-  int rc = pcre2_match(c, (PCRE2_SPTR)text, PCRE2_ZERO_TERMINATED, 0, 0, md, NULL);
+  int rc = pcre2_match(c, (PCRE2_SPTR)text, PCRE2_ZERO_TERMINATED, 0, 0, md, mc);
   pcre2_match_data_free(md);
+  pcre2_match_context_free(mc);
   pcre2_code_free(c);
+  if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(rc, msg, sizeof msg);
+    fail(t, "regular expression %s cannot be matched: %s (simplify it)", re, (char *)msg);
+  }
   return rc >= 0;
 }
 
@@ -221,14 +260,23 @@ static void check_no_pending(tr *t) {
   if (m) fail(t, "unexpected bot message (no bot: line for it):\n  got: %s", m->text);
 }
 
-static void set_chat(tr *t, const char *spec) {
+/* "ID" or "channel:ID" becomes the current chat. Neither part may be empty:
+ * an empty chat would only show up later as a missing reply. */
+static bool set_chat(tr *t, const char *line, const char *spec) {
   const char *colon = strchr(spec, ':');
-  if (colon) {
-    snprintf(t->channel, sizeof t->channel, "%.*s", (int)(colon - spec), spec);
-    snprintf(t->chat, sizeof t->chat, "%s", colon + 1);
-  } else {
-    snprintf(t->chat, sizeof t->chat, "%s", spec);
+  const char *id = colon ? colon + 1 : spec;
+  if (colon == spec || !*id) {
+    fail(t, "%s: the chat %s is empty in '%s' (use ID or channel:ID)", line,
+         colon == spec ? "channel" : "ID", spec);
+    return false;
   }
+  if (colon) {
+    free(t->channel);
+    t->channel = rt_xstrndup(spec, (size_t)(colon - spec));
+  }
+  free(t->chat);
+  t->chat = rt_xstrdup(id);
+  return true;
 }
 
 static int64_t q_int(tr *t, const char *sql, const char *arg) {
@@ -264,10 +312,47 @@ static char *slot_text(tr *t, const char *path) {
   return out;
 }
 
-static int64_t parse_delta(const char *s) {
-  int64_t sec;
-  if (rt_parse_duration(s, &sec) != RT_OK) return -1;
-  return sec * 1000;
+/* The virtual clock stays within the years the date code can show
+ * (rt_clock_format: 1..9999); 9999-12-31 23:59:59.999 UTC. */
+#define CLOCK_MAX_MS INT64_C(253402300799999)
+/* One move is at most 100 years, as a duration in shop.json may be. */
+#define CLOCK_STEP_MAX_SEC (INT64_C(36500) * 86400)
+
+/* `clock: +DURATION` or `clock: DATE` -> the target time in unix ms. Every
+ * step is checked: a duration is at most CLOCK_STEP_MAX_SEC (100 years),
+ * and the sum must stay below CLOCK_MAX_MS, so no value of the line can
+ * overflow. False after fail(). */
+static bool clock_target(tr *t, const char *rest, int64_t *target) {
+  const char *tz = rt_config_str(t->cfg, "timezone", "Europe/Moscow");
+  int64_t now = t->e ? rt_clock_now(rt_engine_clock(t->e)) : t->clock_ms;
+  if (rest[0] == '+') {
+    int64_t sec, ms;
+    int rc = rt_parse_duration(rest + 1, &sec);
+    if (rc == RT_ELIMIT || (rc == RT_OK && sec > CLOCK_STEP_MAX_SEC)) {
+      fail(t, "clock: '%s' is too far (at most %lldd at a time)", rest + 1,
+           (long long)(CLOCK_STEP_MAX_SEC / 86400));
+      return false;
+    }
+    if (rc != RT_OK || sec < 0) {
+      fail(t, "clock: bad duration '%s' (use +30m, +2h, +14d)", rest + 1);
+      return false;
+    }
+    if (__builtin_mul_overflow(sec, 1000, &ms) || __builtin_add_overflow(now, ms, target) ||
+        *target > CLOCK_MAX_MS) {
+      fail(t, "clock: +%s goes past the year 9999", rest + 1);
+      return false;
+    }
+    return true;
+  }
+  if (rt_clock_parse(rest, tz, target) != RT_OK) {
+    fail(t, "clock: bad date '%s' (use 2026-03-02 10:00 or +14d)", rest);
+    return false;
+  }
+  if (*target > CLOCK_MAX_MS) {
+    fail(t, "clock: '%s' is past the year 9999", rest);
+    return false;
+  }
+  return true;
 }
 
 /* Advances the virtual clock to target, firing every timer due on the way
@@ -284,17 +369,26 @@ static void advance(tr *t, int64_t target) {
   if (target > rt_clock_now(c)) rt_clock_set(c, target);
 }
 
+/* Copies a regular file (a folder or a device named *.lua is refused, not
+ * copied as an empty file). */
 static int copy_file(const char *from, const char *to) {
-  FILE *a = fopen(from, "rb");
-  if (!a) return RT_ENOENT;
+  int in = open(from, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  struct stat st;
+  if (in < 0) return RT_ENOENT;
+  if (fstat(in, &st) != 0 || !S_ISREG(st.st_mode)) { close(in); return RT_EINVAL; }
+  FILE *a = fdopen(in, "rb");
+  if (!a) { close(in); return RT_EIO; }
   FILE *b = fopen(to, "wb");
   if (!b) { fclose(a); return RT_EIO; }
   char buf[8192];
   size_t n;
-  while ((n = fread(buf, 1, sizeof buf, a)) > 0) fwrite(buf, 1, n, b);
+  int rc = RT_OK;
+  while (rc == RT_OK && (n = fread(buf, 1, sizeof buf, a)) > 0)
+    if (fwrite(buf, 1, n, b) != n) rc = RT_EIO;
+  if (ferror(a)) rc = RT_EIO;
   fclose(a);
-  fclose(b);
-  return RT_OK;
+  if (fclose(b) != 0) rc = RT_EIO;
+  return rc;
 }
 
 /* Copies *.lua files (and lib/) of from into to. */
@@ -349,43 +443,136 @@ static void rm_rf(const char *path) {
   }
 }
 
-/* Sets a dotted path in the config to a JSON value ("persona.name = \"Олег\""). */
+static bool config_path_ok(const char *path) {
+  if (!*path || *path == '.') return false;
+  for (const char *p = path; *p; p++) {
+    if (*p == '.' && (p[1] == '.' || p[1] == '\0')) return false;
+    if (*p != '.' && *p != '_' && *p != '-' && !(*p >= '0' && *p <= '9') &&
+        !(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z'))
+      return false;
+  }
+  return true;
+}
+
+/* Puts v (taken) at the dotted path under root: missing objects on the way
+ * are made, a numeric segment indexes an existing array item (as
+ * rt_config_get reads it). Returns false, with the failing prefix in
+ * *where (owned), when the path runs into a value that is neither. */
+static bool json_set_path(json_t *root, const char *path, json_t *v, char **where) {
+  char *p = rt_xstrdup(path), *save = NULL;
+  json_t *o = root;
+  char *k = strtok_r(p, ".", &save), *next;
+  bool ok = true;
+  for (; (next = strtok_r(NULL, ".", &save)); k = next) {
+    json_t *c = NULL;
+    if (json_is_object(o)) {
+      c = json_object_get(o, k);
+      if (!c) { c = json_object(); json_object_set_new(o, k, c); }
+    } else if (json_is_array(o)) {
+      char *e;
+      unsigned long i = strtoul(k, &e, 10);
+      c = *e || !(*k >= '0' && *k <= '9') ? NULL : json_array_get(o, i);
+    }
+    if (!json_is_object(c) && !json_is_array(c)) {
+      *where = rt_xstrndup(path, (size_t)(next - 1 - p));
+      ok = false;
+      break;
+    }
+    o = c;
+  }
+  if (ok && json_is_object(o)) {
+    json_object_set_new(o, k, v);
+    v = NULL;
+  } else if (ok) {
+    char *e;
+    unsigned long i = strtoul(k, &e, 10);
+    if (json_is_array(o) && !*e && *k >= '0' && *k <= '9' && i < json_array_size(o)) {
+      json_array_set_new(o, i, v);
+      v = NULL;
+    } else {
+      *where = rt_xstrdup(path);
+      ok = false;
+    }
+  }
+  json_decref(v);
+  free(p);
+  return ok;
+}
+
+/* `config: path = JSON`: the value must be JSON (text in quotes), and the
+ * changed config must pass the shop schema, as shop.json itself must. A
+ * line that did not would silently test a config no shop can have. */
 static void config_set(tr *t, char *spec) {
+  static const char usage[] = "config: expects path = JSON, e.g. persona.name = \"Олег\"";
   char *eq = strchr(spec, '=');
-  if (!eq) { fail(t, "config: expects path = json"); return; }
+  if (!eq) { fail(t, "%s", usage); return; }
   *eq = '\0';
   char *path = trim(spec), *val = trim(eq + 1);
-  json_t *v = json_loads(val, JSON_DECODE_ANY, NULL);
-  if (!v) v = json_string(val);
-  json_t *o = rt_config_json(t->cfg);
-  char *p = rt_xstrdup(path), *save = NULL, *k = strtok_r(p, ".", &save), *next;
-  while ((next = strtok_r(NULL, ".", &save))) {
-    json_t *c = json_object_get(o, k);
-    if (!json_is_object(c)) { c = json_object(); json_object_set_new(o, k, c); }
-    o = c;
-    k = next;
+  if (!config_path_ok(path)) {
+    fail(t, "config: bad path '%s' (dotted keys: limits.step_timeout_ms); %s", path, usage);
+    return;
   }
-  json_object_set_new(o, k, v);
-  free(p);
+  json_error_t je;
+  json_t *v = json_loads(val, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+  if (!v) {
+    fail(t, "config: %s: the value is not JSON (column %d: %s); text needs quotes: \"...\"",
+         path, je.column, je.text);
+    return;
+  }
+  if (!t->schema) {
+    char *sp = rt_paths_schema("shop.schema.json");
+    t->schema = json_load_file(sp, 0, &je);
+    if (!t->schema) {
+      fail(t, "config: cannot read the shop schema %s: %s", sp, je.text);
+      free(sp);
+      json_decref(v);
+      return;
+    }
+    free(sp);
+  }
+  json_t *root = rt_config_json(t->cfg);
+  char *where = NULL;
+  if (!json_set_path(root, path, v, &where)) {
+    fail(t, "config: %s: %s is not an object in shop.json", path, where);
+    free(where);
+    return;
+  }
+  rt_jschema_err errs[4];
+  int n = rt_jschema_validate(t->schema, root, errs, (int)RT_ARRAY_LEN(errs));
+  if (n > 0) {
+    char msg[1024];
+    size_t len = 0;
+    for (int i = 0; i < n && len < sizeof msg; i++)
+      len += (size_t)snprintf(msg + len, sizeof msg - len, "%s%s: %s", i ? "; " : "",
+                              errs[i].path, errs[i].msg);
+    fail(t, "config: %s: the result is not a valid shop.json: %s", path, msg);
+    return;
+  }
+  /* A new section gets its inner defaults, as at load. */
+  rt_jschema_apply_defaults(t->schema, root);
 }
 
 /* ---- directives ---- */
 
-static void do_user(tr *t, const char *who, const char *text, const char *kind) {
-  if (who) set_chat(t, who);
+static void do_user(tr *t, const char *head, const char *who, const char *text,
+                    const char *kind) {
+  if (who && !set_chat(t, head, who)) return;
   check_no_pending(t);
   if (t->failed || engine_up(t) != RT_OK) return;
   char ext[64];
-  static unsigned long seq;
-  snprintf(ext, sizeof ext, "t%lu", ++seq);
+  snprintf(ext, sizeof ext, "t%lu", ++t->seq);
   char *extra = NULL;
   if (strcmp(kind, "photo") == 0)
-    extra = rt_xasprintf("{\"photos\":[{\"id\":\"test-photo-%lu\"}]}", seq);
+    extra = rt_xasprintf("{\"photos\":[{\"id\":\"test-photo-%lu\"}]}", t->seq);
   rt_event_in ev = {.channel = t->channel, .ext_id = ext, .chat_id = t->chat,
                     .user_id = t->chat, .kind = kind, .text = text, .extra_json = extra};
   if (t->o->verbose) fprintf(t->o->out, "    %s> %s\n", t->chat, text);
-  rt_engine_receive(t->e, &ev, NULL, NULL);
+  int rc = rt_engine_receive(t->e, &ev, NULL, NULL);
   free(extra);
+  if (rc != RT_OK) {
+    fail(t, "the bot refused the message to chat %s:%s (error %d)", t->channel, t->chat, rc);
+    return;
+  }
   settle(t);
 }
 
@@ -521,7 +708,7 @@ static void do_expect(tr *t, char *s) {
     json_array_foreach(t->requests, i, r) {
       if (!m || !url) break;
       if (strcmp(json_string_value(json_object_get(r, "method")), m) != 0) continue;
-      if (!glob(url, json_string_value(json_object_get(r, "url")))) continue;
+      if (!rt_transcript_glob(url, json_string_value(json_object_get(r, "url")))) continue;
       const char *body = json_string_value(json_object_get(r, "body"));
       if (tilde && re && !re_matches(t, trim(re), body ? body : "")) continue;
       found = true;
@@ -538,37 +725,107 @@ static void do_expect(tr *t, char *s) {
   }
 }
 
+/* A reply body travels as a JSON string: it must be UTF-8 without NULs. */
+static bool is_text(const char *s, size_t n) {
+  size_t m;
+  char *clean = rt_utf8_clean(s, n, &m);
+  bool ok = m == n && memcmp(clean, s, n) == 0;
+  free(clean);
+  return ok;
+}
+
+/* Scripted bodies are test fixtures: a few KB of JSON. The cap keeps a wrong
+ * path (a log, a disk image) from eating the runner's memory. */
+#define BODY_FILE_MAX (8u << 20)
+
+/* Reads a body file: a regular file (checked on the open descriptor, so
+ * what is checked is what is read) of at most BODY_FILE_MAX bytes of UTF-8
+ * text. Owned text, or NULL after fail() said why. O_NONBLOCK: opening a
+ * FIFO must not wait for a writer; it is refused by the S_ISREG check. */
+static char *read_body_file(tr *t, const char *shown, const char *path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    fail(t, "http: cannot read %s: %s", shown, strerror(errno));
+    if (fd >= 0) close(fd);
+    return NULL;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    fail(t, "http: cannot read %s: not a regular file", shown);
+    close(fd);
+    return NULL;
+  }
+  if (st.st_size > (off_t)BODY_FILE_MAX) {
+    fail(t, "http: %s is too large (%lld bytes, at most %u)", shown, (long long)st.st_size,
+         BODY_FILE_MAX);
+    close(fd);
+    return NULL;
+  }
+  size_t want = (size_t)st.st_size, len = 0;
+  char *buf = rt_xmalloc(want + 1);
+  while (len < want) {
+    ssize_t n = read(fd, buf + len, want - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      fail(t, "http: cannot read %s: %s", shown, strerror(errno));
+      free(buf);
+      close(fd);
+      return NULL;
+    }
+    if (n == 0) break;   /* the file shrank while we read it: keep what is there */
+    len += (size_t)n;
+  }
+  close(fd);
+  buf[len] = '\0';
+  if (!is_text(buf, len)) {
+    fail(t, "http: %s is not UTF-8 text", shown);
+    free(buf);
+    return NULL;
+  }
+  return buf;
+}
+
 static void do_http(tr *t, char *spec) {
-  /* METHOD URL -> STATUS BODY | METHOD URL -> timeout */
+  static const char usage[] = "http: METHOD URL -> STATUS BODY | http: METHOD URL -> timeout";
   char *arrow = strstr(spec, "->");
-  if (!arrow) { fail(t, "http: METHOD URL -> STATUS BODY"); return; }
+  if (!arrow) { fail(t, "%s", usage); return; }
   *arrow = '\0';
-  char *m = strtok(spec, " "), *url = strtok(NULL, " ");
+  char *save = NULL;
+  char *m = strtok_r(spec, " \t", &save), *url = strtok_r(NULL, " \t", &save);
+  char *extra = strtok_r(NULL, " \t", &save);
   char *res = trim(arrow + 2);
-  if (!m || !url) { fail(t, "http: METHOD URL -> STATUS BODY"); return; }
-  scripted_reply s = {rt_xstrdup(m), rt_xstrdup(url), NULL, 0, false, false};
-  if (strncmp(res, "timeout", 7) == 0) {
+  if (!m || !url || extra) { fail(t, "%s", usage); return; }
+  scripted_reply s = {NULL, NULL, NULL, 0, false, false};
+  if (strcmp(res, "timeout") == 0) {
     s.timeout = true;
     s.body = rt_xstrdup("");
   } else {
     char *body = NULL;
-    s.status = (int)strtol(res, &body, 10);
+    errno = 0;
+    long status = strtol(res, &body, 10);
+    if (body == res || errno || status < 100 || status > 599 || (*body && *body != ' ' && *body != '\t')) {
+      fail(t, "http: the status must be a number from 100 to 599 or 'timeout' (%s)", usage);
+      return;
+    }
+    s.status = (int)status;
     body = trim(body);
     if (body[0] == '@') {
+      if (!body[1]) { fail(t, "http: @ needs a file name"); return; }
       char *path = resolve(t, body + 1);
-      FILE *f = fopen(path, "rb");
-      if (!f) { fail(t, "http: cannot read %s", path); free(path); free(s.method); free(s.url); return; }
-      fseek(f, 0, SEEK_END);
-      long n = ftell(f);
-      fseek(f, 0, SEEK_SET);
-      s.body = rt_xmalloc((size_t)n + 1);
-      s.body[fread(s.body, 1, (size_t)n, f)] = '\0';
-      fclose(f);
+      s.body = read_body_file(t, body + 1, path);
       free(path);
+      if (!s.body) return;
     } else {
       s.body = rt_xstrdup(body);
     }
+    if (!is_text(s.body, strlen(s.body))) {
+      fail(t, "http: the reply body is not UTF-8 text");
+      free(s.body);
+      return;
+    }
   }
+  s.method = rt_xstrdup(m);
+  s.url = rt_xstrdup(url);
   t->replies = rt_xrealloc(t->replies, (t->nreplies + 1) * sizeof *t->replies);
   t->replies[t->nreplies++] = s;
 }
@@ -599,33 +856,30 @@ static void do_line(tr *t, char *s) {
   }
   if (strcmp(head, "user") == 0 || strcmp(head, "photo") == 0) {
     if (op == '~') { fail(t, "user lines take ':'"); return; }
-    do_user(t, who, rest, strcmp(head, "photo") == 0 ? "photo" : "text");
+    do_user(t, head, who, rest, strcmp(head, "photo") == 0 ? "photo" : "text");
   } else if (strcmp(head, "bot") == 0) {
-    if (who) set_chat(t, who);
+    if (who && !set_chat(t, "bot", who)) return;
     do_expect_bot(t, t->channel, t->chat, op == '~', rest, "bot");
   } else if (strcmp(head, "managers") == 0) {
     do_expect_bot(t, rt_config_str(t->cfg, "managers.channel", "console"),
                   rt_config_str(t->cfg, "managers.chat_id", "managers"), op == '~', rest, "managers");
   } else if (strcmp(head, "to") == 0 && who) {
     const char *colon = strchr(who, ':');
-    char ch[64] = "";
-    if (colon) snprintf(ch, sizeof ch, "%.*s", (int)(colon - who), who);
-    do_expect_bot(t, colon ? ch : NULL, colon ? colon + 1 : who, op == '~', rest, "to");
-  } else if (strcmp(head, "chat") == 0) {
-    set_chat(t, rest);
-  } else if (strcmp(head, "manager") == 0) {
-    do_user(t, who, rest, "manager");
-  } else if (strcmp(head, "clock") == 0) {
-    const char *tz = rt_config_str(t->cfg, "timezone", "Europe/Moscow");
-    int64_t target;
-    if (rest[0] == '+') {
-      int64_t d = parse_delta(rest + 1);
-      if (d < 0) { fail(t, "clock: bad duration '%s' (use +30m, +2h, +14d)", rest + 1); return; }
-      target = (t->e ? rt_clock_now(rt_engine_clock(t->e)) : t->clock_ms) + d;
-    } else if (rt_clock_parse(rest, tz, &target) != RT_OK) {
-      fail(t, "clock: bad date '%s' (use 2026-03-02 10:00 or +14d)", rest);
+    if (colon == who || !*(colon ? colon + 1 : who)) {
+      fail(t, "to: the chat %s is empty in '%s' (use ID or channel:ID)",
+           colon == who ? "channel" : "ID", who);
       return;
     }
+    char *ch = colon ? rt_xstrndup(who, (size_t)(colon - who)) : NULL;
+    do_expect_bot(t, ch, colon ? colon + 1 : who, op == '~', rest, "to");
+    free(ch);
+  } else if (strcmp(head, "chat") == 0) {
+    set_chat(t, "chat", rest);
+  } else if (strcmp(head, "manager") == 0) {
+    do_user(t, head, who, rest, "manager");
+  } else if (strcmp(head, "clock") == 0) {
+    int64_t target;
+    if (!clock_target(t, rest, &target)) return;
     if (!t->e) { t->clock_ms = target; return; }
     if (target < rt_clock_now(rt_engine_clock(t->e))) { fail(t, "clock: cannot go back in time"); return; }
     check_no_pending(t);
@@ -673,17 +927,25 @@ int rt_transcript_run(const rt_transcript_opts *o, const char *file) {
   memset(&t, 0, sizeof t);
   t.o = o;
   t.file = file;
-  snprintf(t.channel, sizeof t.channel, "console");
-  snprintf(t.chat, sizeof t.chat, "customer");
   FILE *f = fopen(file, "r");
-  if (!f) {
-    fprintf(o->out, "FAIL %s: cannot open: %s\n", file, strerror(errno));
+  struct stat st;
+  if (!f || fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    /* A folder opens fine and reads as empty: it would pass with 0 checks. */
+    fprintf(o->out, "FAIL %s: cannot open: %s\n", file, f ? "not a regular file" : strerror(errno));
+    if (f) fclose(f);
     return RT_ENOENT;
   }
+  char tmpl[] = "/tmp/shopbot-test-XXXXXX";
+  if (!mkdtemp(tmpl)) {
+    fprintf(o->out, "FAIL %s: cannot make a temporary folder: %s\n", file, strerror(errno));
+    fclose(f);
+    return RT_EIO;
+  }
+  t.tmp = rt_xstrdup(tmpl);
+  t.channel = rt_xstrdup("console");
+  t.chat = rt_xstrdup("customer");
   const char *slash = strrchr(file, '/');
   t.dir = slash ? rt_xstrndup(file, (size_t)(slash - file)) : rt_xstrdup(".");
-  char tmpl[] = "/tmp/shopbot-test-XXXXXX";
-  t.tmp = rt_xstrdup(mkdtemp(tmpl) ? tmpl : "/tmp");
   t.flows = rt_xasprintf("%s/flows", t.tmp);
   t.store_path = rt_xasprintf("%s/shop.db", t.tmp);
   t.requests = json_array();
@@ -735,7 +997,207 @@ int rt_transcript_run(const rt_transcript_opts *o, const char *file) {
   free(t.replies);
   json_decref(t.requests);
   rm_rf(t.tmp);
+  json_decref(t.schema);
+  free(t.channel); free(t.chat);
   free(t.tmp); free(t.flows); free(t.store_path); free(t.dir);
   if (rc != RT_OK) return rc;
   return t.failed ? 1 : 0;
+}
+
+/* ---- a shop's transcripts in a child process ---- */
+
+struct rt_transcript_check {
+  uv_process_t proc;
+  uv_pipe_t out;               /* the child's stdout: its PASS/FAIL report */
+  uv_timer_t timer;            /* the time limit */
+  int open;                    /* handles not closed yet */
+  bool exited, eof, timed_out, cancelled, finished;
+  int64_t exit_status;
+  int term_signal;
+  int64_t timeout_ms;
+  rt_transcript_check_done done;
+  void *ud;
+  void (*closed)(void *);
+  void *closed_ud;
+  char rbuf[4096];
+  char line[1024];             /* the report line being read; longer ones are cut */
+  size_t line_len;
+  char *first_fail;            /* the first "FAIL ..." line */
+  long passed, failed;
+  bool summary;                /* "N passed, N failed" was seen */
+};
+
+static void check_handle_closed(uv_handle_t *h) {
+  rt_transcript_check *c = h->data;
+  if (--c->open > 0) return;
+  void (*closed)(void *) = c->closed;
+  void *ud = c->closed_ud;
+  free(c->first_fail);
+  free(c);
+  if (closed) closed(ud);
+}
+
+static void check_close(rt_transcript_check *c) {
+  uv_handle_t *hs[] = {(uv_handle_t *)&c->proc, (uv_handle_t *)&c->out, (uv_handle_t *)&c->timer};
+  for (size_t i = 0; i < RT_ARRAY_LEN(hs); i++)
+    if (!uv_is_closing(hs[i])) uv_close(hs[i], check_handle_closed);
+}
+
+/* "N passed, N failed", nothing else (no sscanf: %d on a huge number is
+ * undefined behaviour). */
+static bool summary_line(const char *s, long *passed, long *failed) {
+  char *e;
+  if (!(*s >= '0' && *s <= '9')) return false;
+  *passed = strtol(s, &e, 10);
+  if (strncmp(e, " passed, ", 9) != 0 || !(e[9] >= '0' && e[9] <= '9')) return false;
+  *failed = strtol(e + 9, &e, 10);
+  return strcmp(e, " failed") == 0;
+}
+
+static void check_line(rt_transcript_check *c) {
+  c->line[c->line_len] = '\0';
+  c->line_len = 0;
+  long p, f;
+  if (!c->first_fail && strncmp(c->line, "FAIL ", 5) == 0) {
+    c->first_fail = rt_xstrdup(c->line);
+  } else if (summary_line(c->line, &p, &f)) {
+    c->summary = true;
+    c->passed = p;
+    c->failed = f;
+  }
+}
+
+static void check_finish(rt_transcript_check *c) {
+  if (c->finished || !c->exited || !(c->eof || c->timed_out || c->cancelled)) return;
+  c->finished = true;
+  uv_timer_stop(&c->timer);
+  if (!c->cancelled) {
+    if (c->line_len) check_line(c);
+    char *msg = NULL;
+    int rc;
+    const char *ff = c->first_fail ? c->first_fail : "";
+    if (c->timed_out) {
+      rc = RT_ETIMEOUT;
+      bool whole = c->timeout_ms % 1000 == 0;
+      msg = rt_xasprintf("transcript tests on the new flows did not finish within %lld %s "
+                         "(tests.reload_timeout_s); the test process was stopped%s%s",
+                         (long long)(whole ? c->timeout_ms / 1000 : c->timeout_ms),
+                         whole ? "s" : "ms", *ff ? "; first failure: " : "", ff);
+    } else if (c->term_signal) {
+      rc = RT_EIO;
+      msg = rt_xasprintf("transcript tests on the new flows could not run: the test process "
+                         "died of signal %d", c->term_signal);
+    } else if (c->exit_status == 0) {
+      rc = RT_OK;
+    } else if (c->summary && c->failed > 0) {
+      rc = RT_EINVAL;
+      msg = rt_xasprintf("%ld of %ld transcript tests fail on the new flows: %s", c->failed,
+                         c->passed + c->failed, ff);
+    } else {
+      rc = RT_EIO;
+      msg = rt_xasprintf("transcript tests on the new flows could not run (exit status %lld)%s%s",
+                         (long long)c->exit_status, *ff ? ": " : "", ff);
+    }
+    c->done(c->ud, rc, msg);
+    free(msg);
+  }
+  check_close(c);
+}
+
+static void check_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
+  (void)suggested;
+  rt_transcript_check *c = h->data;
+  *b = uv_buf_init(c->rbuf, sizeof c->rbuf);
+}
+
+static void check_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  rt_transcript_check *c = s->data;
+  for (ssize_t i = 0; i < n; i++) {
+    if (b->base[i] == '\n') check_line(c);
+    else if (c->line_len < sizeof c->line - 1) c->line[c->line_len++] = b->base[i];
+  }
+  if (n < 0) {   /* UV_EOF, or the pipe broke: the report is complete either way */
+    uv_read_stop(s);
+    c->eof = true;
+    check_finish(c);
+  }
+}
+
+static void check_exit(uv_process_t *p, int64_t status, int sig) {
+  rt_transcript_check *c = p->data;
+  c->exited = true;
+  c->exit_status = status;
+  c->term_signal = sig;
+  check_finish(c);
+}
+
+static void check_timeout(uv_timer_t *t) {
+  rt_transcript_check *c = t->data;
+  c->timed_out = true;
+  /* Killed, the child is reaped by check_exit; if it had exited already,
+   * something else holds its stdout open, and that is not waited for. */
+  if (!c->exited) uv_process_kill(&c->proc, SIGKILL);
+  check_finish(c);
+}
+
+int rt_transcript_check_start(uv_loop_t *loop, const char *shop_dir, const char *tests_dir,
+                              int64_t timeout_ms, rt_transcript_check_done done, void *ud,
+                              rt_transcript_check **out, char **err) {
+  *out = NULL;
+  char exe[4096];
+  size_t len = sizeof exe;
+  int r = uv_exepath(exe, &len);
+  if (r != 0) {
+    *err = rt_xasprintf("transcript tests on the new flows could not run: cannot find the "
+                        "running program: %s", uv_strerror(r));
+    return RT_EIO;
+  }
+  rt_transcript_check *c = rt_xcalloc(1, sizeof *c);
+  c->done = done;
+  c->ud = ud;
+  c->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
+  uv_pipe_init(loop, &c->out, 0);
+  uv_timer_init(loop, &c->timer);
+  c->out.data = c->timer.data = c->proc.data = c;
+  c->open = 3;
+  char *args[] = {exe, (char *)"test", (char *)shop_dir, (char *)tests_dir, NULL};
+  uv_stdio_container_t io[3];
+  io[0].flags = UV_IGNORE;
+  io[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+  io[1].data.stream = (uv_stream_t *)&c->out;
+  io[2].flags = UV_INHERIT_FD;   /* the child's own errors land in our log stream */
+  io[2].data.fd = 2;
+  uv_process_options_t po;
+  memset(&po, 0, sizeof po);
+  po.exit_cb = check_exit;
+  po.file = exe;
+  po.args = args;
+  po.stdio = io;
+  po.stdio_count = 3;
+  r = uv_spawn(loop, &c->proc, &po);
+  c->proc.data = c;
+  if (r != 0) {
+    *err = rt_xasprintf("transcript tests on the new flows could not run: cannot start %s: %s",
+                        exe, uv_strerror(r));
+    /* The handles were initialised and must be closed; nothing is called. */
+    c->cancelled = c->finished = true;
+    check_close(c);
+    return RT_EIO;
+  }
+  uv_read_start((uv_stream_t *)&c->out, check_alloc, check_read);
+  uv_timer_start(&c->timer, check_timeout, (uint64_t)c->timeout_ms, 0);
+  *out = c;
+  return RT_OK;
+}
+
+void rt_transcript_check_cancel(rt_transcript_check *c, void (*closed)(void *), void *ud) {
+  c->cancelled = true;
+  c->closed = closed;
+  c->closed_ud = ud;
+  uv_read_stop((uv_stream_t *)&c->out);
+  uv_timer_stop(&c->timer);
+  if (!c->exited) uv_process_kill(&c->proc, SIGKILL);
+  /* Closed only once the child is reaped (check_exit): a process handle
+   * closed before that leaves a zombie. */
+  check_finish(c);
 }
