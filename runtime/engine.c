@@ -71,6 +71,9 @@ struct rt_engine {
   json_t *shop_view;
   char *flows_dir, *lib_dir, *start_flow;
   char *reload_error, *store_error;
+  rt_transcript_check *check;   /* tests.on_reload: the child checking `pending` */
+  rt_bundle *pending;
+  uint64_t pending_t0;
   rt_http *http;
   json_t *(*http_script)(void *, json_t *);
   void *http_script_ud;
@@ -251,58 +254,87 @@ static json_t *shop_view(rt_config *cfg) {
 }
 
 /* tests.on_reload: the shop's transcripts must pass on the new flows before
- * they serve customers. Runs them in place (the loop waits), so it is meant
- * for small test sets. Returns RT_OK or RT_EINVAL with a message. */
-static int reload_tests(rt_engine *e, char **err) {
-  if (e->test_mode || !rt_config_bool(e->cfg, "tests.on_reload", 0)) return RT_OK;
-  char *dir = rt_config_path(e->cfg, rt_config_str(e->cfg, "tests.dir", "tests"));
+ * they serve customers. They run in a child process (rt_transcript_check),
+ * never on this loop, so the old flows keep serving and /healthz answers
+ * while they run; a child that outlives tests.reload_timeout_s is killed and
+ * the reload fails. The checked bundle waits in e->pending; a newer reload
+ * cancels the check (its flows are no longer the newest), so only the
+ * latest save can be swapped in. */
+static void reload_finish(rt_engine *e, rt_bundle *b, uint64_t t0, const char *err);
+
+static bool has_transcripts(const char *dir) {
   DIR *d = opendir(dir);
-  int failed = 0, ran = 0;
   struct dirent *de;
-  char *report = NULL;
-  size_t report_len = 0;
-  FILE *out = open_memstream(&report, &report_len);
-  rt_log_level keep = rt_log_get_level();
-  rt_log_set_level(RT_LOG_OFF);
-  while (d && (de = readdir(d))) {
+  bool any = false;
+  while (d && !any && (de = readdir(d))) {
     size_t n = strlen(de->d_name);
-    if (n < 6 || strcmp(de->d_name + n - 5, ".chat") != 0) continue;
-    char *f = rt_xasprintf("%s/%s", dir, de->d_name);
-    rt_transcript_opts o = {.shop_dir = rt_config_dir(e->cfg), .out = out};
-    if (rt_transcript_run(&o, f) != 0) failed++;
-    ran++;
-    free(f);
+    any = n > 5 && strcmp(de->d_name + n - 5, ".chat") == 0;
   }
-  rt_log_set_level(keep);
   if (d) closedir(d);
-  fclose(out);
-  free(dir);
-  int rc = RT_OK;
-  if (failed) {
-    char *first = strstr(report, "FAIL");
-    *err = rt_xasprintf("%d of %d transcript tests fail on the new flows: %.*s", failed, ran,
-                        first ? (int)strcspn(first, "\n") : 0, first ? first : "");
-    rc = RT_EINVAL;
-  }
-  free(report);
-  return rc;
+  return any;
 }
 
-int rt_engine_reload(rt_engine *e, char **err) {
-  rt_bundle *b;
-  uint64_t t0 = uv_hrtime();
-  int rc = rt_bundle_load(&e->bopts, &b, err);
-  if (rc == RT_OK && (rc = reload_tests(e, err)) != RT_OK) rt_bundle_unref(b);
-  double ms = (double)(uv_hrtime() - t0) / 1e6;
+static void reload_checked(void *ud, int rc, const char *err) {
+  rt_engine *e = ud;
+  rt_bundle *b = e->pending;
+  e->pending = NULL;
+  e->check = NULL;
   if (rc != RT_OK) {
+    rt_bundle_unref(b);
+    b = NULL;
+  }
+  reload_finish(e, b, e->pending_t0, err);
+}
+
+/* Stops a check still running; closed(ud) once its child is reaped. */
+static void reload_cancel(rt_engine *e, void (*closed)(void *), void *ud) {
+  if (!e->check) return;
+  rt_log(RT_LOG_INFO, "reload-check-cancelled", "version=%s reason=%s",
+         rt_bundle_version(e->pending), e->closing ? "shutdown" : "newer-reload");
+  rt_transcript_check_cancel(e->check, closed, ud);
+  e->check = NULL;
+  rt_bundle_unref(e->pending);
+  e->pending = NULL;
+}
+
+/* Starts the check of b when the shop asks for one: then RT_OK with
+ * *started, and b is kept in e->pending. RT_OK without *started: nothing
+ * to check. Else RT_EIO and a message (the child could not start). */
+static int reload_tests(rt_engine *e, rt_bundle *b, uint64_t t0, bool *started, char **err) {
+  *started = false;
+  if (e->test_mode || !rt_config_bool(e->cfg, "tests.on_reload", 0)) return RT_OK;
+  char *dir = rt_config_path(e->cfg, rt_config_str(e->cfg, "tests.dir", "tests"));
+  if (!has_transcripts(dir)) {
+    free(dir);
+    return RT_OK;
+  }
+  int64_t limit_s = rt_config_int(e->cfg, "tests.reload_timeout_s", 60);
+  if (limit_s < 1 || limit_s > 3600) limit_s = 60;   /* the schema keeps it in 1..3600 */
+  int rc = rt_transcript_check_start(e->loop, rt_config_dir(e->cfg), dir, limit_s * 1000,
+                                     reload_checked, e, &e->check, err);
+  free(dir);
+  if (rc != RT_OK) return rc;
+  e->pending = b;
+  e->pending_t0 = t0;
+  *started = true;
+  rt_log(RT_LOG_INFO, "reload-check", "version=%s timeout_s=%lld", rt_bundle_version(b),
+         (long long)limit_s);
+  return RT_OK;
+}
+
+/* The end of every reload, at once or after its check: swaps b in, or
+ * (b NULL) records err and keeps the old flows. */
+static void reload_finish(rt_engine *e, rt_bundle *b, uint64_t t0, const char *err) {
+  double ms = (double)(uv_hrtime() - t0) / 1e6;
+  if (!b) {
     e->st.reloads_failed++;
     free(e->reload_error);
-    e->reload_error = rt_xstrdup(*err);
+    e->reload_error = rt_xstrdup(err ? err : "reload failed");
     char q[1024];
-    rt_log_quote(*err, q, sizeof q);
+    rt_log_quote(e->reload_error, q, sizeof q);
     rt_log(RT_LOG_ERROR, "reload-failed", "err=%s keep=%s", q,
            e->bundle ? rt_bundle_version(e->bundle) : "none");
-    return rc;
+    return;
   }
   rt_bundle *old = e->bundle;
   e->bundle = b;
@@ -312,7 +344,18 @@ int rt_engine_reload(rt_engine *e, char **err) {
   rt_log(RT_LOG_INFO, "reload", "version=%s flows=%d ms=%.2f", rt_bundle_version(b),
          rt_bundle_flow_count(b), ms);
   rt_bundle_unref(old);   /* turns in flight still hold it */
-  return RT_OK;
+}
+
+int rt_engine_reload(rt_engine *e, char **err) {
+  rt_bundle *b;
+  uint64_t t0 = uv_hrtime();
+  reload_cancel(e, NULL, NULL);
+  bool started = false;
+  int rc = rt_bundle_load(&e->bopts, &b, err);
+  if (rc == RT_OK && (rc = reload_tests(e, b, t0, &started, err)) != RT_OK) rt_bundle_unref(b);
+  if (started) return RT_OK;   /* the result comes with the check: reload_checked */
+  reload_finish(e, rc == RT_OK ? b : NULL, t0, rc == RT_OK ? NULL : *err);
+  return rc;
 }
 
 /* ---- receive ---- */
@@ -1236,10 +1279,21 @@ static void handle_closed(uv_handle_t *h) {
 
 static void http_closed(void *ud) { handle_closed(ud); }
 
+static void check_closed(void *ud) {
+  rt_engine *e = ud;
+  if (--e->handles_open == 0) engine_free(e);
+}
+
 void rt_engine_close(rt_engine *e, void (*done)(void *), void *ud) {
   e->closing = true;
   e->close_done = done;
   e->close_ud = ud;
+  /* A reload check still running: its child is killed, and the engine is
+   * freed only once it has been reaped (no zombie, no orphan). */
+  if (e->check) {
+    e->handles_open++;
+    reload_cancel(e, check_closed, e);
+  }
   /* Abandon turns in flight: their inbox rows stay 'new' and run again at
    * the next start. */
   for (turn *t = e->done_head; t;) { turn *n = t->next; turn_free(t); t = n; }
