@@ -1039,7 +1039,8 @@ static void turn_error(rt_lturn *t, int st) {
   json_t *e = json_object();
   json_object_set_new(e, "code", json_string(code));
   const char *m = st == LUA_ERRMEM
-      ? "not enough memory: the step went over the Lua memory cap (limits.lua_memory_mb)"
+      ? "not enough memory: the flows' Lua memory is used up (limits.lua_memory_mb, one cap "
+        "for the flows and the steps running now)"
       : msg ? msg : "error object is not a string";
   json_object_set_new(e, "msg", json_str(m, strlen(m)));
   lua_Debug ar;
