@@ -4,24 +4,81 @@
  * flow sees it. Only argument misuse raises (luaL_argerror); every text in
  * gets an answer, possibly nil; an unknown zone name is Moscow, as in C (it
  * often comes from customer data, not from the flow's author). C strings end at the first NUL, so a Lua
- * string with embedded zeros is read up to it (norm reads all of it). */
+ * string with embedded zeros is read up to it (norm reads all of it).
+ *
+ * Every call charges the step's instruction budget for the bytes it reads
+ * (rt_lvm_charge, before the work): about one unit per byte for the linear
+ * scanners, four for intents and dates, whose patterns and rules look at a
+ * byte several times. So a flow that calls these on a long text in a loop
+ * runs out of budget, and the step timeout is checked on every call, instead
+ * of the loop stalling with the instruction count barely moving. */
 #include "text.h"
+#include "lvm.h"
 #include "rt.h"
 #include <lauxlib.h>
 #include <lua.h>
 #include <string.h>
 
 #define CARS_MAX 16
+#define COST_SCAN 1     /* budget units per byte read */
+#define COST_RULES 4
+
+/* The string argument at idx, its budget paid. */
+static const char *paid(lua_State *L, int idx, size_t *n, int64_t per_byte) {
+  size_t len;
+  const char *s = luaL_checklstring(L, idx, &len);
+  rt_lvm_charge(L, (int64_t)len * per_byte + 1);
+  if (n) *n = len;
+  return s;
+}
 
 static int l_norm(lua_State *L) {
   size_t n;
-  const char *s = luaL_checklstring(L, 1, &n);
+  const char *s = paid(L, 1, &n, COST_SCAN);
   /* the normal form never grows, so it is built straight in a Lua buffer and
    * nothing leaks if Lua runs out of memory */
   luaL_Buffer b;
   char *out = luaL_buffinitsize(L, &b, n + 1);
   size_t len = rt_text_norm_buf(s, n, out);
   luaL_pushresultsize(&b, len);
+  return 1;
+}
+
+static int l_plain(lua_State *L) {
+  size_t n;
+  const char *s = paid(L, 1, &n, COST_SCAN);
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, n + 1);  /* never grows, as norm */
+  size_t len = rt_text_plain_buf(s, n, out);
+  luaL_pushresultsize(&b, len);
+  return 1;
+}
+
+static int l_head(lua_State *L) {
+  size_t n;
+  const char *s = paid(L, 1, &n, COST_SCAN);
+  lua_Integer max = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, max >= 0, 2, "must be 0 or more characters");
+  bool cut;
+  size_t len = rt_text_head(s, n, (size_t)max, &cut);
+  if (cut) lua_pushlstring(L, s, len);
+  else lua_pushvalue(L, 1);
+  lua_pushboolean(L, cut);
+  return 2;
+}
+
+static int l_letters(lua_State *L) {
+  size_t n;
+  const char *s = paid(L, 1, &n, COST_SCAN);
+  lua_pushinteger(L, (lua_Integer)rt_text_letters(s, n));
+  return 1;
+}
+
+static int l_plate(lua_State *L) {
+  const char *s = paid(L, 1, NULL, COST_SCAN);
+  char out[16];
+  if (rt_text_plate(s, lua_toboolean(L, 2), out)) lua_pushstring(L, out);
+  else lua_pushnil(L);
   return 1;
 }
 
@@ -38,7 +95,7 @@ static void push_car(lua_State *L, const rt_text_car *c) {
 }
 
 static int l_cars(lua_State *L) {
-  const char *s = luaL_checkstring(L, 1);
+  const char *s = paid(L, 1, NULL, COST_SCAN);
   rt_text_car cars[CARS_MAX];
   int n = rt_text_cars(s, cars, CARS_MAX);
   lua_createtable(L, n, 0);
@@ -50,7 +107,7 @@ static int l_cars(lua_State *L) {
 }
 
 static int l_car(lua_State *L) {
-  const char *s = luaL_checkstring(L, 1);
+  const char *s = paid(L, 1, NULL, COST_SCAN);
   rt_text_car car;
   if (rt_text_cars(s, &car, 1) == 1) push_car(L, &car);
   else lua_pushnil(L);
@@ -59,21 +116,21 @@ static int l_car(lua_State *L) {
 
 static int l_vin(lua_State *L) {
   char out[18];
-  if (rt_text_vin(luaL_checkstring(L, 1), out)) lua_pushstring(L, out);
+  if (rt_text_vin(paid(L, 1, NULL, COST_SCAN), out)) lua_pushstring(L, out);
   else lua_pushnil(L);
   return 1;
 }
 
 static int l_frame(lua_State *L) {
   char out[32];
-  if (rt_text_frame(luaL_checkstring(L, 1), out)) lua_pushstring(L, out);
+  if (rt_text_frame(paid(L, 1, NULL, COST_SCAN), out)) lua_pushstring(L, out);
   else lua_pushnil(L);
   return 1;
 }
 
 static int l_phone(lua_State *L) {
   char out[20];
-  if (rt_text_phone(luaL_checkstring(L, 1), out)) lua_pushstring(L, out);
+  if (rt_text_phone(paid(L, 1, NULL, COST_SCAN), out)) lua_pushstring(L, out);
   else lua_pushnil(L);
   return 1;
 }
@@ -109,7 +166,7 @@ static void read_opts(lua_State *L, int idx, rt_text_date_opts *o) {
 }
 
 static int l_date(lua_State *L) {
-  const char *s = luaL_checkstring(L, 1);
+  const char *s = paid(L, 1, NULL, COST_RULES);
   lua_Integer now = luaL_checkinteger(L, 2);
   const char *tz = luaL_optstring(L, 3, NULL);
   rt_text_date_opts o = RT_TEXT_DATE_OPTS_DEFAULT;
@@ -129,7 +186,7 @@ static const char *const intent_order[] = {"stop", "later", "declined", "problem
                                            "done", "no", "yes", "thanks"};
 
 static int l_intent(lua_State *L) {
-  unsigned bits = rt_text_intents(luaL_checkstring(L, 1));
+  unsigned bits = rt_text_intents(paid(L, 1, NULL, COST_RULES));
   const char *primary = NULL;
   lua_pushnil(L); /* replaced below */
   lua_createtable(L, 0, 4);
@@ -147,7 +204,7 @@ static int l_intent(lua_State *L) {
 }
 
 static int l_is(lua_State *L) {
-  const char *s = luaL_checkstring(L, 1);
+  const char *s = paid(L, 1, NULL, COST_RULES);
   const char *name = luaL_checkstring(L, 2);
   unsigned bit = rt_text_intent_bit(name);
   if (!bit) return luaL_argerror(L, 2, lua_pushfstring(L, "unknown intent '%s'", name));
@@ -156,9 +213,10 @@ static int l_is(lua_State *L) {
 }
 
 static const luaL_Reg text_funcs[] = {
-  {"norm", l_norm},   {"cars", l_cars}, {"car", l_car},       {"vin", l_vin},
-  {"frame", l_frame}, {"phone", l_phone}, {"date", l_date}, {"intent", l_intent},
-  {"is", l_is},       {NULL, NULL},
+  {"norm", l_norm},       {"plain", l_plain}, {"head", l_head},     {"letters", l_letters},
+  {"plate", l_plate},     {"cars", l_cars},   {"car", l_car},       {"vin", l_vin},
+  {"frame", l_frame},     {"phone", l_phone}, {"date", l_date},     {"intent", l_intent},
+  {"is", l_is},           {NULL, NULL},
 };
 
 int rt_luaopen_text(lua_State *L) {

@@ -1,7 +1,7 @@
 /* text.c -- normal form, car ids, phones, dates and intents (see text.h).
  *
- * Car ids and phones are found by small hand-written scanners over code
- * points, dates by rules over word tokens of the normal form, intents by
+ * Car ids, phones and plates are found by small hand-written scanners over
+ * code points, dates by rules over word tokens of the normal form, intents by
  * pcre2 patterns over the normal form. Each part starts with a comment on
  * the choices that are not obvious from the code. */
 #include "text.h"
@@ -560,6 +560,191 @@ bool rt_text_phone_norm(const char *s, char out[20]) {
   }
   d[nd] = '\0';
   return phone_make(d, nd, plus, true, false, out);
+}
+
+/* ======================================================================
+ * Plates, letter counts, plain words, bounded heads
+ *
+ * What the flows used to do character by character in Lua, done once and
+ * linearly here.
+ *
+ * A plate is read the way a customer types it: Cyrillic or Latin letters
+ * of the plate alphabet (АВЕКМНОРСТУХ / ABEKMHOPCTYX), spaces and hyphens (any dash)
+ * anywhere in it, an optional "RUS" after the region, ASCII punctuation
+ * around it ("(а123вс96)."). In free text it must stand as whole words and
+ * span at most PLATE_WORDS of them, so digits of a phone number and the
+ * letters of neighbouring words are never glued into one. The scan feeds
+ * each word to a small state machine for the windows that start at most
+ * PLATE_WORDS - 1 words earlier, so every byte is looked at at most
+ * PLATE_WORDS times.
+ * ====================================================================== */
+
+#define PLATE_WORDS 5
+#define PLATE_CORE 12    /* A123BC196 + RUS */
+#define HEAD_WORD_BACK 32
+
+static bool ascii_punct(uint32_t cp) {
+  return cp > ' ' && cp < 0x7F && !(cp >= '0' && cp <= '9') && !((cp | 32) >= 'a' && (cp | 32) <= 'z');
+}
+
+/* One code point in plate terms: a Latin capital or digit, '.' for ASCII
+ * punctuation (and invalid bytes, which the normal form shows as '?'), 0 for
+ * a hyphen (dropped), '#' for anything else. */
+static char plate_class(uint32_t cp) {
+  if (is_dash(cp)) return 0;
+  if (cp == BAD_CP || ascii_punct(cp)) return '.';
+  char c = car_class(lower(cp));   /* lower: Ё and ё are Е */
+  return (dig(c) || up(c)) && cp < 0x80 ? c : plate_letter(c) ? c : '#';
+}
+
+typedef struct {
+  int phase;          /* 0 leading punctuation, 1 the plate, 2 trailing punctuation */
+  bool fail;
+  size_t n;
+  char core[PLATE_CORE + 1];
+} platem;
+
+static void plate_feed(platem *m, char c) {
+  if (m->fail) return;
+  if (m->phase == 0 && c != '.') m->phase = 1;
+  if (m->phase == 1) {
+    if (c == '.') m->phase = 2;
+    else if (c == '#' || m->n >= PLATE_CORE) m->fail = true;
+    else m->core[m->n++] = c;
+  } else if (m->phase == 2 && c != '.') {
+    m->fail = true;
+  }
+}
+
+/* The fed text so far is a plate: writes it (without RUS) to out. */
+static bool plate_accept(const platem *m, char out[16]) {
+  if (m->fail) return false;
+  size_t n = m->n;
+  if (n >= 3 && memcmp(m->core + n - 3, "RUS", 3) == 0) n -= 3;
+  if (n != 8 && n != 9) return false;
+  const char *p = m->core;
+  if (!plate_letter(p[0]) || !plate_letter(p[4]) || !plate_letter(p[5])) return false;
+  for (size_t i = 1; i < n; i++)
+    if ((i < 4 || i > 5) && !dig(p[i])) return false;
+  memcpy(out, p, n);
+  out[n] = '\0';
+  return true;
+}
+
+/* Feeds the word at u[*pos..) (while the machine lives) and moves *pos to
+ * the space after it. */
+static void plate_word(const unsigned char *u, size_t n, size_t *pos, platem *m) {
+  size_t i = *pos;
+  while (i < n) {
+    size_t l;
+    uint32_t cp = u8dec(u + i, n - i, &l);
+    if (cp != BAD_CP && is_space(cp)) break;
+    i += l;
+    char c = plate_class(cp);
+    if (c && !m->fail) plate_feed(m, c);
+  }
+  *pos = i;
+}
+
+static size_t skip_spaces(const unsigned char *u, size_t n, size_t i) {
+  while (i < n) {
+    size_t l;
+    uint32_t cp = u8dec(u + i, n - i, &l);
+    if (cp == BAD_CP || !is_space(cp)) break;
+    i += l;
+  }
+  return i;
+}
+
+bool rt_text_plate(const char *s, bool whole, char out[16]) {
+  out[0] = '\0';
+  if (!s) return false;
+  const unsigned char *u = (const unsigned char *)s;
+  size_t n = strlen(s);
+  size_t start = skip_spaces(u, n, 0);
+  if (whole) {
+    platem m = {0};
+    size_t p = start;
+    while (p < n && !m.fail) {
+      plate_word(u, n, &p, &m);
+      p = skip_spaces(u, n, p);
+    }
+    return p >= n && plate_accept(&m, out);
+  }
+  while (start < n) {
+    platem m = {0};
+    size_t p = start, next = start;
+    for (int w = 0; w < PLATE_WORDS && p < n; w++) {
+      plate_word(u, n, &p, &m);
+      if (w == 0) next = p;
+      if (m.fail) break;
+      if (plate_accept(&m, out)) return true;
+      p = skip_spaces(u, n, p);
+    }
+    if (next == start) plate_word(u, n, &next, &(platem){.fail = true});
+    start = skip_spaces(u, n, next);
+  }
+  return false;
+}
+
+size_t rt_text_letters(const char *s, size_t n) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t count = 0;
+  for (size_t i = 0; i < n;) {
+    size_t l;
+    uint32_t cp = u8dec(u + i, n - i, &l);
+    i += l;
+    if (cp == BAD_CP) continue;
+    cp = lower(cp);
+    if ((cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 0x430 && cp <= 0x44F))
+      count++;
+  }
+  return count;
+}
+
+size_t rt_text_plain_buf(const char *s, size_t n, char *out) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t o = 0;
+  bool gap = false;
+  for (size_t i = 0; i < n;) {
+    size_t l;
+    uint32_t cp = u8dec(u + i, n - i, &l);
+    i += l;
+    if (cp == BAD_CP || is_space(cp) || ascii_punct(cp)) {
+      gap = o > 0;
+      continue;
+    }
+    if (gap) { out[o++] = ' '; gap = false; }
+    o += u8enc(lower(cp), out + o);
+  }
+  out[o] = '\0';
+  return o;
+}
+
+size_t rt_text_head(const char *s, size_t n, size_t max_chars, bool *cut) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t i = 0, chars = 0, word = 0, word_chars = 0;  /* the last word: start, length */
+  while (i < n && chars < max_chars) {
+    size_t l;
+    uint32_t cp = u8dec(u + i, n - i, &l);
+    if (cp != BAD_CP && is_space(cp)) {
+      word_chars = 0;
+    } else if (word_chars++ == 0) {
+      word = i;
+    }
+    i += l;
+    chars++;
+  }
+  *cut = i < n;
+  if (!*cut || word_chars == 0) return i;
+  size_t l;
+  uint32_t next = u8dec(u + i, n - i, &l);
+  if (next != BAD_CP && is_space(next)) return i;
+  /* The cut falls inside a word: leave that word out, so half a VIN or
+   * frame number is never read as a whole one, unless the head is nothing
+   * but that word or it is too long to be an id. */
+  if (word > 0 && word_chars <= HEAD_WORD_BACK) return word;
+  return i;
 }
 
 /* ======================================================================

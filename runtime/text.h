@@ -52,6 +52,30 @@ bool rt_text_phone(const char *s, char out[20]);
  * and separators " -().". False on anything else. */
 bool rt_text_phone_norm(const char *s, char out[20]);
 
+/* ---- plates ------------------------------------------------------------ */
+
+/* A Russian registration plate (letter, three digits, two letters, a 2-3
+ * digit region: "А123ВС96", "a 123 bc 196 rus", "(А123ВС-96).") as "A123BC96"
+ * in Latin capitals. whole: s must be the plate and nothing else (ASCII
+ * punctuation around it allowed); otherwise the first plate standing as
+ * whole words, at most 5 of them, in free text. Linear in strlen(s). */
+bool rt_text_plate(const char *s, bool whole, char out[16]);
+
+/* ---- counting, plain words and bounded views -------------------------- */
+
+/* Letters and digits in s[0..n): 0-9, a-z, а-я (either case, ё as е). */
+size_t rt_text_letters(const char *s, size_t n);
+/* The normal form of s[0..n) with ASCII punctuation as spaces: only words
+ * of letters, digits and other symbols, one space apart ("Нужны: колодки,
+ * фильтр!" -> "нужны колодки фильтр"). out must hold n + 1 bytes; returns
+ * the length written. */
+size_t rt_text_plain_buf(const char *s, size_t n, char *out);
+/* The byte length of the first max_chars characters of s[0..n) (an invalid
+ * byte is one character). *cut tells whether anything was left out; a word
+ * the cut would split (up to 32 characters long) is left out whole, so the
+ * head never ends in half a VIN. */
+size_t rt_text_head(const char *s, size_t n, size_t max_chars, bool *cut);
+
 /* ---- dates ------------------------------------------------------------- */
 
 typedef struct {
@@ -111,7 +135,8 @@ void rt_text_cleanup(void);
 /* ---- Lua --------------------------------------------------------------- */
 
 struct lua_State;
-/* Pushes a new table {norm, cars, car, vin, frame, phone, date, intent, is};
+/* Pushes a new table {norm, plain, head, letters, plate, cars, car, vin,
+ * frame, phone, date, intent, is};
  * sets no globals. */
 int rt_luaopen_text(struct lua_State *L);
 

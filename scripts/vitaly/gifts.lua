@@ -25,6 +25,7 @@ local say = require("say")
 local common = require("common")
 local parts = require("parts")
 local words = require("words")
+local msg = require("msg")
 
 local CAMPAIGN = "gifts"
 
@@ -51,20 +52,15 @@ local function stem(word)
   return word:sub(1, utf8.offset(word, keep + 1) - 1)
 end
 
--- Какие аксессуары из списка клиент назвал.
+-- Какие аксессуары из списка клиент назвал: есть ли в тексте слово,
+-- которое начинается с начала слова из названия аксессуара.
 local function mentioned(t, list)
-  local said = {}
-  for w in text.norm(t):gmatch("[^%s%p]+") do said[#said + 1] = w end
+  local said = " " .. text.plain(t) .. " "
   local out = {}
   for _, item in ipairs(list) do
     local hit = false
-    for w in text.norm(item):gmatch("[^%s%p]+") do
-      if utf8.len(w) >= 4 then
-        local s = stem(w)
-        for _, x in ipairs(said) do
-          if x:sub(1, #s) == s then hit = true end
-        end
-      end
+    for w in text.plain(item):gmatch("%S+") do
+      if utf8.len(w) >= 4 and said:find(" " .. stem(w), 1, true) then hit = true end
     end
     if hit then out[#out + 1] = item end
   end
@@ -121,24 +117,25 @@ local function interest(c, reply, items)
   return common.handoff(c, "gift-accessory", "card_lead", card, "gifts.remind")
 end
 
--- С подарком что-то не так: извиняемся и зовём менеджера.
-local function problem(c, reply, t)
+-- С подарком что-то не так: извиняемся и зовём менеджера. ev — то
+-- сообщение: оно идёт в карточку.
+local function problem(c, reply, ev)
   c:cancel("gifts.silent")
   common.outcome(c, "problem")
   say.add(reply, say.text("gift_problem"))
   say.add(reply, common.manager_when("handoff_help_open"))
   c:say(say.join(reply))
-  local card = gift_card(c, { { "Сообщение", t } })
+  local card = gift_card(c, { { "Сообщение", msg.quote(ev) } })
   return common.handoff(c, "gift-problem", "card_gift_problem", card, "gifts.remind")
 end
 
 -- Вопрос, который бот не понял: к менеджеру.
-local function question(c, reply, t)
+local function question(c, reply, ev)
   c:cancel("gifts.silent")
   say.add(reply, say.text("pass_question"))
   say.add(reply, common.manager_when("handoff_help_open"))
   c:say(say.join(reply))
-  local card = gift_card(c, { { "Сообщение", t } })
+  local card = gift_card(c, { { "Сообщение", msg.quote(ev) } })
   return common.handoff(c, "gift-question", "card_question", card, "gifts.remind")
 end
 
@@ -182,17 +179,17 @@ return flow "gifts" {
     local reply = {}
     local stop = common.pre(c, ev, reply)
     if stop then return stop end
-    local t = ev.text or ""
+    local t = msg.text(ev)
     if common.blank(t) then
       say.add(reply, say.text("gift_unclear"))
       c:say(say.join(reply))
       return "answer"
     end
-    if complains(t) then return problem(c, reply, t) end
+    if complains(t) then return problem(c, reply, ev) end
     local list = accessories_for(c.slots.category)
     local picked = mentioned(t, list)
     if #picked > 0 then return interest(c, reply, picked) end
-    if t:find("?", 1, true) then return question(c, reply, t) end
+    if t:find("?", 1, true) then return question(c, reply, ev) end
     c:cancel("gifts.silent")
     common.outcome(c, "ok")
     if #list == 0 then
@@ -210,12 +207,12 @@ return flow "gifts" {
     local reply = {}
     local stop = common.pre(c, ev, reply)
     if stop then return stop end
-    local t = ev.text or ""
+    local t = msg.text(ev)
     local list = accessories_for(c.slots.category)
     local picked = mentioned(t, list)
     if #picked == 0 and words.has_phrase(text.norm(t), words.all) then picked = list end
     if #picked > 0 then return interest(c, reply, picked) end
-    if complains(t) and not text.is(t, "declined") then return problem(c, reply, t) end
+    if complains(t) and not text.is(t, "declined") then return problem(c, reply, ev) end
     if text.is(t, "declined") or text.is(t, "no") or text.is(t, "done") then
       say.add(reply, say.text("gift_no"))
       c:say(say.join(reply))
@@ -223,7 +220,7 @@ return flow "gifts" {
     end
     local wants = text.is(t, "yes") or text.is(t, "need") or words.has_phrase(text.norm(t), words.accept)
     if wants and c.slots.asked_which then return interest(c, reply, list) end
-    if t:find("?", 1, true) then return question(c, reply, t) end
+    if t:find("?", 1, true) then return question(c, reply, ev) end
     if wants or not text.is(t, "thanks") then
       c.slots.asked_which = true
       say.add(reply, say.text("gift_which", { list = parts.list(list) }))
@@ -240,7 +237,7 @@ return flow "gifts" {
     local reply = {}
     local stop = common.pre(c, ev, reply)
     if stop then return stop end
-    local t = ev.text or ""
+    local t = msg.text(ev)
     local picked = mentioned(t, accessories_for(c.slots.category))
     if #picked > 0 then return interest(c, reply, picked) end
     if common.blank(t) or text.is(t, "thanks") or text.is(t, "yes") then

@@ -13,6 +13,7 @@
 local say = require("say")
 local common = require("common")
 local parts = require("parts")
+local msg = require("msg")
 
 -- Дописывает в список всё, что клиент назвал. Возвращает, сколько нового
 -- и был ли вопрос.
@@ -52,7 +53,7 @@ local function step(c, ev, waiting)
   local reply = {}
   local stop = common.pre(c, ev, reply)
   if stop then return stop end
-  local t = ev.text or ""
+  local t = msg.text(ev)
   local added, asked = read_items(c, t, reply)
   if added == 0 and finished(t) and (waiting == "more" or not text.is(t, "thanks")) then
     return finish(c, reply)
@@ -88,7 +89,7 @@ return flow "inquiry" {
     local reply = { say.text("hello") }
     local stop = common.pre(c, ev, reply)
     if stop then return stop end
-    local added, asked = read_items(c, ev.text or "", reply)
+    local added, asked = read_items(c, msg.text(ev), reply)
     if asked then say.add(reply, say.text("question_later")) end
     if added > 0 then
       say.add(reply, say.text("ask_more"))

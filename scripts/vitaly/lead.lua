@@ -21,6 +21,7 @@ local common = require("common")
 local parts = require("parts")
 local car = require("car")
 local words = require("words")
+local msg = require("msg")
 
 -- Сколько сообщений без VIN терпим, прежде чем передать заявку менеджеру как есть.
 local CAR_TRIES = 3
@@ -151,11 +152,13 @@ end
 
 -- Машины нет: просим VIN — с подсказкой, почему не подошло то, что прислали.
 local function ask_car(c, ev, reply, m, first)
-  local t = ev.text or ""
+  local t, long = msg.text(ev)
   if text.phone(t) and m.parts == 0 then
     say.add(reply, say.text("not_vin_phone"))
   elseif car.has_plate(t) then
     say.add(reply, say.text("not_vin_plate"))
+  elseif long then
+    say.add(reply, say.text("long_no_car"))
   elseif first or m.parts > 0 then
     say.add(reply, say.text("ask_car"))
   elseif ev.kind == "photo" then
@@ -167,7 +170,7 @@ local function ask_car(c, ev, reply, m, first)
   else
     c.slots.car_tries = (c.slots.car_tries or 0) + 1
     c.slots.car_notes = c.slots.car_notes or {}
-    table.insert(c.slots.car_notes, utf8.len(t) > 100 and t:sub(1, utf8.offset(t, 101) - 1) or t)
+    table.insert(c.slots.car_notes, (text.head(t, 100)))
     if c.slots.car_tries >= CAR_TRIES then return finish_without_car(c, reply) end
     if c.slots.car_tries == CAR_TRIES - 1 then
       say.add(reply, say.text("no_car_last"))
@@ -185,7 +188,7 @@ local function intake(c, ev, prefix, first)
   say.add(reply, prefix)
   local stop = common.pre(c, ev, reply)
   if stop then return stop end
-  local m = read_message(c, ev.text or "", reply, saved)
+  local m = read_message(c, msg.text(ev), reply, saved)
   if m.next then
     c:say(say.join(reply))
     return m.next
@@ -233,7 +236,7 @@ return flow "lead" {
     local reply, saved = {}, {}
     local stop = common.pre(c, ev, reply)
     if stop then return stop end
-    local t = ev.text or ""
+    local t = msg.text(ev)
     if #car.find(t) == 0 and text.is(t, "yes") then
       save_car(c, { value = c.slots.vin_check, kind = "vin" }, reply, saved)
       say.add(reply, say.text("saved", { what = parts.list(saved) }))
@@ -252,7 +255,7 @@ return flow "lead" {
 
   -- Два VIN в одном сообщении: ждём номер варианта или сам VIN.
   which_car = function(c, ev)
-    local t = ev.text or ""
+    local t = msg.text(ev)
     if #car.find(t) > 0 then return intake(c, ev, nil, false) end
     local reply, saved = {}, {}
     local stop = common.pre(c, ev, reply)
@@ -283,7 +286,7 @@ return flow "lead" {
     local reply, saved = {}, {}
     local stop = common.pre(c, ev, reply)
     if stop then return stop end
-    local t = ev.text or ""
+    local t = msg.text(ev)
     local m = read_message(c, t, reply, saved)
     if m.next then
       c:say(say.join(reply))
@@ -304,7 +307,7 @@ return flow "lead" {
     local reply, saved = {}, {}
     local stop = common.pre(c, ev, reply)
     if stop then return stop end
-    local t = ev.text or ""
+    local t = msg.text(ev)
     local m = read_message(c, t, reply, saved)
     if m.next then
       c:say(say.join(reply))

@@ -28,6 +28,7 @@
 local say = require("say")
 local common = require("common")
 local words = require("words")
+local msg = require("msg")
 
 local CAMPAIGN = "retention"
 
@@ -119,14 +120,15 @@ local function declined(c, reply)
   return "offer"
 end
 
--- Передать менеджеру: жалоба или вопрос, который бот не понял.
-local function to_manager(c, reply, t, key, title, reason)
+-- Передать менеджеру: жалоба или вопрос, который бот не понял. ev — то
+-- сообщение: оно идёт в карточку.
+local function to_manager(c, reply, ev, key, title, reason)
   answered(c)
   c:cancel("retention.remind")
   say.add(reply, say.text(key))
   say.add(reply, common.manager_when("handoff_help_open"))
   c:say(say.join(reply))
-  local card = common.card(c, { { "Рассылка", say.CAMPAIGNS.retention }, { "Сообщение", t } })
+  local card = common.card(c, { { "Рассылка", say.CAMPAIGNS.retention }, { "Сообщение", msg.quote(ev) } })
   return common.handoff(c, reason, title, card, "retention.hold")
 end
 
@@ -170,7 +172,7 @@ return flow "retention" {
     local reply = {}
     local stop = common.pre(c, ev, reply)
     if stop then return stop end
-    local t = ev.text or ""
+    local t = msg.text(ev)
     local intent = text.intent(t)
     if intent == "later" then
       local at = date_in(t)
@@ -182,14 +184,14 @@ return flow "retention" {
     end
     if complains(t) then
       common.outcome(c, "problem")
-      return to_manager(c, reply, t, "ret_problem", "card_complaint", "retention-problem")
+      return to_manager(c, reply, ev, "ret_problem", "card_complaint", "retention-problem")
     end
     if intent == "declined" then return declined(c, reply) end
     if agrees(t) and not text.is(t, "no") then return to_lead(c) end
     if refuses(t) or text.is(t, "thanks") then return declined(c, reply) end
     -- Непонятно: переспрашиваем один раз, потом зовём менеджера.
     if c.slots.unclear then
-      return to_manager(c, reply, t, "pass_question", "card_question", "retention-question")
+      return to_manager(c, reply, ev, "pass_question", "card_question", "retention-question")
     end
     c.slots.unclear = true
     say.add(reply, say.text("ret_unclear"))
@@ -202,7 +204,7 @@ return flow "retention" {
     local reply = {}
     local stop = common.pre(c, ev, reply)
     if stop then return stop end
-    local t = ev.text or ""
+    local t = msg.text(ev)
     local at = date_in(t)
     if at then return schedule(c, at, "ret_later_ok") end
     if text.is(t, "declined") or text.is(t, "no") then return declined(c, reply) end
@@ -216,12 +218,12 @@ return flow "retention" {
     local reply = {}
     local stop = common.pre(c, ev, reply)
     if stop then return stop end
-    local t = ev.text or ""
+    local t = msg.text(ev)
     local at = date_in(t)
     if at then return schedule(c, at, "ret_later_ok") end
     if text.is(t, "need") then return to_lead(c) end
     if t:find("?", 1, true) then
-      return to_manager(c, reply, t, "pass_question", "card_question", "retention-question")
+      return to_manager(c, reply, ev, "pass_question", "card_question", "retention-question")
     end
     if #reply > 0 then c:say(say.join(reply)) end
     return "later_wait"
@@ -249,7 +251,7 @@ return flow "retention" {
     local reply = {}
     local stop = common.pre(c, ev, reply)
     if stop then return stop end
-    local t = ev.text or ""
+    local t = msg.text(ev)
     local valid = c.slots.offer_until ~= nil and time.now() < c.slots.offer_until
     local percent = common.number(c.slots.offer_percent or shop.retention.discount_percent)
     if agrees(t) and not refuses(t) then

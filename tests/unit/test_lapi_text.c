@@ -7,6 +7,8 @@
 
 static lua_State *new_state(void) {
   lua_State *L = luaL_newstate();
+  /* No budget: rt_lvm_charge is a no-op outside a bundle's turn or load. */
+  *(void **)lua_getextraspace(L) = NULL;
   luaL_openlibs(L);
   CHECK_INT(rt_luaopen_text(L), 1);
   lua_setglobal(L, "text");
@@ -24,13 +26,15 @@ static void run(lua_State *L, const char *code) {
 
 T(table_shape) {
   lua_State *L = luaL_newstate();
+  *(void **)lua_getextraspace(L) = NULL;
   rt_luaopen_text(L);
   CHECK(lua_istable(L, -1));
   lua_getglobal(L, "text");
   CHECK(lua_isnil(L, -1)); /* no globals set */
   lua_close(L);
   L = new_state();
-  run(L, "for _, f in ipairs{'norm','cars','car','vin','frame','phone','date','intent','is'} do\n"
+  run(L, "for _, f in ipairs{'norm','plain','head','letters','plate','cars','car','vin','frame',\n"
+         "                   'phone','date','intent','is'} do\n"
          "  assert(type(text[f]) == 'function', f) end");
   lua_close(L);
 }
@@ -54,6 +58,26 @@ T(norm_and_cars) {
          "assert(text.vin('GX110-6012345') == nil)\n"
          "assert(text.frame('DBA-NZE141-1234567') == 'NZE141-1234567')\n"
          "assert(text.frame('04465-33450') == nil)");
+  lua_close(L);
+}
+
+T(plates_and_views) {
+  lua_State *L = new_state();
+  run(L, "assert(text.plate('мой номер а 123 вс 96, vin потом') == 'A123BC96')\n"
+         "assert(text.plate('а123вс96') == 'A123BC96')\n"
+         "assert(text.plate('номер а123вс96', true) == nil)\n"
+         "assert(text.plate('(а123вс196 rus)', true) == 'A123BC196')\n"
+         "assert(text.plate('89123456789') == nil)\n"
+         "assert(text.letters('Ёж, 42 👍') == 4)\n"
+         "assert(text.plain('Нужны: колодки, фильтр!') == 'нужны колодки фильтр')\n"
+         "local h, cut = text.head('нужны колодки', 8)\n"
+         "assert(h == 'нужны ' and cut == true, h)\n"
+         "local s = 'короткое'\n"
+         "h, cut = text.head(s, 100)\n"
+         "assert(h == s and cut == false)\n"
+         "h, cut = text.head(string.rep('я ', 600000) .. 'XW8ZZZ614BG012345', 4096)\n"
+         "assert(utf8.len(h) <= 4096 and cut and text.vin(h) == nil)\n"
+         "assert(text.head('', 0) == '')");
   lua_close(L);
 }
 
@@ -104,6 +128,8 @@ T(misuse) {
     "text.date('завтра', 0, nil, {payday = {1,2,3,4,5}})",
     "text.date('завтра', 0, nil, {payday = {0}})", "text.date('завтра', 0, nil, {payday = {}})",
     "text.intent()", "text.is('да')", "text.is('да', 'maybe')",
+    "text.plain()", "text.letters({})", "text.plate()", "text.head('x')", "text.head('x', -1)",
+    "text.head(nil, 5)",
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     char code[256];
@@ -126,6 +152,7 @@ T(misuse) {
 int main(void) {
   T_RUN(table_shape);
   T_RUN(norm_and_cars);
+  T_RUN(plates_and_views);
   T_RUN(phone_and_date);
   T_RUN(intents);
   T_RUN(misuse);

@@ -591,6 +591,15 @@ static void run_all(const char *s) {
   rt_text_phone_norm(s, buf);
   rt_text_date(s, NOW, "Asia/Vladivostok", NULL, &r);
   rt_text_intents(s);
+  rt_text_plate(s, false, buf);
+  rt_text_plate(s, true, buf);
+  size_t n = strlen(s);
+  char *out = malloc(n + 1);
+  rt_text_plain_buf(s, n, out);
+  free(out);
+  bool cut;
+  CHECK(rt_text_head(s, n, 7, &cut) <= n);
+  CHECK(rt_text_letters(s, n) <= n);
 }
 
 T(robust) {
@@ -638,6 +647,127 @@ T(robust) {
   run_all("👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍👍");
 }
 
+/* ---- plates, letters, plain words, heads -------------------------------- */
+
+T(plate_table) {
+  static const struct { const char *in; bool whole; const char *want; } rows[] = {
+    {"А123ВС96", true, "A123BC96"},
+    {"а 123 вс 196 rus", true, "A123BC196"},
+    {"а123вс-96", true, "A123BC96"},
+    {"(А123ВС96).", true, "A123BC96"},
+    {"A123BC96", true, "A123BC96"},
+    {"ё123ех77", true, "E123EX77"},
+    {"а123вс96rus", true, "A123BC96"},
+    {"а123вс96 рус", true, ""},          /* only the Latin RUS, as before */
+    {"а123вс9", true, ""},
+    {"а123вс9612", true, ""},
+    {"я123вс96", true, ""},
+    {"а123вс96!rus", true, ""},
+    {"а12.3вс96", true, ""},
+    {"номер а123вс96", true, ""},
+    {"", true, ""},
+    {"мой номер а123вс96, vin потом", false, "A123BC96"},
+    {"номер: а 123 вс 96", false, "A123BC96"},
+    {"а 1 2 3 в с 9 6", false, ""},      /* 8 words: more than 5 */
+    {"а1 2 3в с96", false, "A123BC96"},  /* 5 words */
+    {"тел 89123456789", false, ""},
+    {"xа123вс96", false, ""},            /* glued to a word */
+    {"а123вс96x", false, ""},
+    {"колодки а123вс96", false, "A123BC96"},
+    {"ХW8 а123вс77", false, "A123BC77"},
+    {"\xff а123вс77 \xff", false, "A123BC77"},
+    {"а123вс77\xff", false, "A123BC77"}, /* an invalid byte reads as '?' */
+    {"а123вс\xc2\xa0" "96", false, "A123BC96"},
+    {"а123вс–96", false, "A123BC96"},
+  };
+  for (size_t i = 0; i < RT_ARRAY_LEN(rows); i++) {
+    char out[16] = "junk";
+    bool got = rt_text_plate(rows[i].in, rows[i].whole, out);
+    CHECK_INT(got, rows[i].want[0] != '\0');
+    ROW_STR(rows[i].in, out, rows[i].want);
+  }
+  char out[16];
+  CHECK(!rt_text_plate(NULL, false, out));
+}
+
+T(letters_plain_head) {
+  static const struct { const char *in; size_t want; } letters[] = {
+    {"", 0}, {"👍👍", 0}, {"Привет!", 6}, {"Ёж ё", 3}, {"a1 B2", 4}, {"àé", 0},
+    {"\xff\xd0", 0}, {"...", 0},
+  };
+  for (size_t i = 0; i < RT_ARRAY_LEN(letters); i++)
+    CHECK_INT(rt_text_letters(letters[i].in, strlen(letters[i].in)), letters[i].want);
+
+  static const struct { const char *in, *want; } plain[] = {
+    {"", ""}, {"Нужны: колодки, фильтр!", "нужны колодки фильтр"},
+    {"  ...  ", ""}, {"«Чехол»", "«чехол»"}, {"a\xff" "b", "a b"}, {"5w-30", "5w 30"},
+    {"ВСЁ,спасибо", "все спасибо"},
+  };
+  for (size_t i = 0; i < RT_ARRAY_LEN(plain); i++) {
+    size_t n = strlen(plain[i].in);
+    char out[64];
+    CHECK_INT(rt_text_plain_buf(plain[i].in, n, out), strlen(plain[i].want));
+    ROW_STR(plain[i].in, out, plain[i].want);
+  }
+
+  static const struct { const char *in; size_t max; size_t want; bool cut; } heads[] = {
+    {"", 5, 0, false},
+    {"колодки", 7, 14, false},          /* 7 characters, 14 bytes */
+    {"колодки", 3, 6, true},            /* one word only: cut inside it */
+    {"нужны колодки", 8, 11, true},     /* "нужны " -- half a word is dropped */
+    {"нужны колодки", 6, 11, true},     /* the cut after a space */
+    {"нужны колодки", 5, 10, true},     /* the cut before a space */
+    {"a\xff\xff\xff", 3, 3, true},       /* an invalid byte is one character */
+    {"a \xff\xff\xff", 3, 2, true},      /* ... and the cut word is left out */
+    {"vin XW8ZZZ614BG012345 и ещё", 12, 4, true},
+  };
+  for (size_t i = 0; i < RT_ARRAY_LEN(heads); i++) {
+    bool cut;
+    size_t got = rt_text_head(heads[i].in, strlen(heads[i].in), heads[i].max, &cut);
+    if (got != heads[i].want || cut != heads[i].cut)
+      fprintf(stderr, "  input: \"%s\" max %zu\n", heads[i].in, heads[i].max);
+    CHECK_INT(got, heads[i].want);
+    CHECK_INT(cut, heads[i].cut);
+  }
+  /* a word longer than any id is cut, not dropped */
+  char longw[100];
+  memset(longw, 'x', 99);
+  longw[0] = 'a'; longw[1] = ' ';
+  longw[99] = '\0';
+  bool cut;
+  CHECK_INT(rt_text_head(longw, 99, 50, &cut), 50);
+}
+
+/* The helpers the flows call on every message stay linear: a plate at the
+ * end of 1 MB of words (or of one 1 MB word, or of 1 MB of punctuation) is
+ * found in one pass. Times are not asserted; a quadratic scan would make
+ * this test take minutes. */
+T(long_inputs) {
+  size_t n = 1 << 20;
+  char *big = malloc(n + 64);
+  static const char *units[] = {"а ", "колодки ", ".", "x", "а1 "};
+  for (size_t u = 0; u < RT_ARRAY_LEN(units); u++) {
+    size_t ul = strlen(units[u]), o = 0;
+    while (o + ul < n) { memcpy(big + o, units[u], ul); o += ul; }
+    strcpy(big + o, " а123вс96");
+    char out[16];
+    CHECK(rt_text_plate(big, false, out));
+    CHECK_INT(rt_text_plate(big, true, out), u == 2);   /* only punctuation before it */
+    if (u == 3) {
+      strcpy(big + o, "а123вс96");                       /* glued to the 1 MB word */
+      CHECK(!rt_text_plate(big, false, out));
+    }
+    CHECK(rt_text_letters(big, strlen(big)) > 0);
+    char *pl = malloc(strlen(big) + 1);
+    CHECK(rt_text_plain_buf(big, strlen(big), pl) <= strlen(big));
+    free(pl);
+    bool cut;
+    CHECK(rt_text_head(big, strlen(big), 4096, &cut) <= 4096 * 4);
+    CHECK(cut);
+  }
+  free(big);
+}
+
 /* text.is() computes only what one intent needs; it must agree with the
  * full set whatever order intents are asked in. */
 T(is_agrees_with_intents) {
@@ -675,6 +805,9 @@ int main(void) {
   T_RUN(is_agrees_with_intents);
   T_RUN(intent_names);
   T_RUN(robust);
+  T_RUN(plate_table);
+  T_RUN(letters_plain_head);
+  T_RUN(long_inputs);
   rt_text_cleanup();
   return T_DONE();
 }

@@ -4,6 +4,7 @@
 local say = require("say")
 local words = require("words")
 local parts = require("parts")
+local msg = require("msg")
 
 local M = {}
 
@@ -63,7 +64,7 @@ end
 -- фото. reply — список кусков ответа (туда добавится «спасибо за фото»).
 -- Возвращает "stopped", если клиент отписался (шаг должен вернуть это).
 function M.pre(c, ev, reply)
-  local t = ev.text or ""
+  local t = msg.text(ev)
   if M.wants_stop(t) then return M.optout(c) end
   local phone = text.phone(t)
   if not phone and type(ev.contact) == "table" and ev.contact.phone then
@@ -77,7 +78,7 @@ end
 -- Шаг после отписки: молчим. Если клиент сам пришёл за покупкой
 -- (прислал VIN или написал, что нужно), начинаем заново.
 function M.stopped(c, ev)
-  local t = ev.text or ""
+  local t = msg.text(ev)
   if ev.kind ~= "wake" and not M.wants_stop(t) and (#text.cars(t) > 0 or text.is(t, "need")) then
     c.slots.optout = nil
     return c:switch(shop.flows.start)

@@ -15,27 +15,14 @@ local car = require("car")
 
 local M = {}
 
-M.MAX_CHARS = 600        -- из очень длинного сообщения читаем только начало
+M.MAX_CHARS = 600        -- запчасти ищем в начале сообщения (оно и так не длиннее msg.MAX_CHARS)
 M.MAX_ITEM = 60          -- длиннее 60 знаков — уже не название запчасти
 M.MAX_WORDS = 8          -- и больше 8 слов тоже
 M.MAX_PER_MESSAGE = 10   -- больше 10 позиций из одного сообщения не берём
 
 -- Сколько в строке букв и цифр (русских и латинских).
 function M.letters(s)
-  local n = 0
-  for _, cp in utf8.codes(text.norm(s)) do
-    if (cp >= 48 and cp <= 57) or (cp >= 97 and cp <= 122) or (cp >= 0x430 and cp <= 0x44F) then
-      n = n + 1
-    end
-  end
-  return n
-end
-
--- Первые n символов строки (букву пополам не режет).
-local function head(s, n)
-  local cut = utf8.offset(s, n + 1)
-  if cut then return s:sub(1, cut - 1) end
-  return s
+  return text.letters(s)
 end
 
 -- Слова строки списком.
@@ -96,7 +83,10 @@ local function drop_phones_and_plates(list)
       at = at - 1
     end
   end
+  -- text.plate читает весь текст за один проход; перебор цепочек слов
+  -- нужен, только если госномер там есть.
   for _ = 1, 3 do
+    if not car.has_plate(table.concat(list, " ")) then break end
     if not remove_run(list, car.is_plate) then break end
   end
 end
@@ -220,7 +210,7 @@ end
 -- Главная функция: список запчастей из текста и был ли в нём вопрос,
 -- из которого запчасть не вышла («а доставка есть?»).
 function M.extract(s, strict)
-  s = head(s or "", M.MAX_CHARS):gsub("[\r\n]+", " , ")
+  s = text.head(s or "", M.MAX_CHARS):gsub("[\r\n]+", " , ")
   local list = split(s)
   drop_cars(list)
   drop_phones_and_plates(list)

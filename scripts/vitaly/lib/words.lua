@@ -88,8 +88,7 @@ M.company_set = set_of(M.company)
 
 -- Есть ли в тексте одна из фраз списка (текст уже в нормальной форме).
 function M.has_phrase(norm, list)
-  local padded = " " .. norm:gsub("[%p]", " ") .. " "
-  padded = padded:gsub("%s+", " ")
+  local padded = " " .. text.plain(norm) .. " "
   for _, phrase in ipairs(list) do
     if padded:find(" " .. phrase .. " ", 1, true) then return true end
   end
