@@ -85,8 +85,9 @@ static int l_time_make(lua_State *L) {
   int y = check_field(L, 1, 1, 9999, 0), mo = check_field(L, 2, -1200, 1200, 1);
   int d = check_field(L, 3, -36600, 36600, 1), h = check_field(L, 4, -87840, 87840, 0);
   int mi = check_field(L, 5, -5270400, 5270400, 0);
-  int64_t t = rt_tz_make(opt_tz(L, 6), y, mo, d, h, mi);
-  if (t < TIME_MIN || t > TIME_MAX) return luaL_error(L, "time.make: the date is out of range");
+  int64_t t;
+  if (rt_tz_make_checked(opt_tz(L, 6), y, mo, d, h, mi, &t) != RT_OK || t < TIME_MIN || t > TIME_MAX)
+    return luaL_error(L, "time.make: the date is out of range (years 1-9999)");
   lua_pushinteger(L, (lua_Integer)t);
   return 1;
 }

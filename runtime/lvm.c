@@ -125,6 +125,12 @@ static void hook(lua_State *L, lua_Debug *ar) {
 }
 
 void rt_lvm_charge(lua_State *L, int64_t units) {
+  /* Only states made here keep a budget in their extra space; a plain
+   * state (a unit test's) has whatever was there. */
+  lua_getfield(L, LUA_REGISTRYINDEX, REG_BUNDLE);
+  bool ours = lua_touserdata(L, -1) != NULL;
+  lua_pop(L, 1);
+  if (!ours) return;
   budget *bg = *(budget **)lua_getextraspace(L);
   if (bg && units > 0) budget_add(L, bg, units);
 }
