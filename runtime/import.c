@@ -12,11 +12,13 @@
 #include "tz.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <iconv.h>
 #include <stdarg.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define BATCH_ROWS 10000
@@ -65,19 +67,6 @@ static const char *const col_syn[C_COUNT][16] = {
 
 /* ---- UTF-8 and Windows-1251 ---- */
 
-/* Code points of 0x80..0xFF in Windows-1251; 0x98 is unassigned there and
- * becomes U+FFFD. 0xC0..0xFF are А..я in order and not listed. */
-static const uint16_t cp1251_hi[64] = {
-  0x0402, 0x0403, 0x201A, 0x0453, 0x201E, 0x2026, 0x2020, 0x2021,
-  0x20AC, 0x2030, 0x0409, 0x2039, 0x040A, 0x040C, 0x040B, 0x040F,
-  0x0452, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
-  0xFFFD, 0x2122, 0x0459, 0x203A, 0x045A, 0x045C, 0x045B, 0x045F,
-  0x00A0, 0x040E, 0x045E, 0x0408, 0x00A4, 0x0490, 0x00A6, 0x00A7,
-  0x0401, 0x00A9, 0x0404, 0x00AB, 0x00AC, 0x00AD, 0x00AE, 0x0407,
-  0x00B0, 0x00B1, 0x0406, 0x0456, 0x0491, 0x00B5, 0x00B6, 0x00B7,
-  0x0451, 0x2116, 0x0454, 0x00BB, 0x0458, 0x0405, 0x0455, 0x0457,
-};
-
 static size_t put_utf8(char *o, unsigned cp) {
   if (cp < 0x80) { o[0] = (char)cp; return 1; }
   if (cp < 0x800) {
@@ -91,15 +80,32 @@ static size_t put_utf8(char *o, unsigned cp) {
   return 3;
 }
 
-size_t rt_import_cp1251_to_utf8(const char *in, size_t len, char *out) {
-  size_t o = 0;
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)in[i];
-    unsigned cp = c < 0x80 ? c : c >= 0xC0 ? 0x0410 + (c - 0xC0) : cp1251_hi[c - 0x80];
-    o += put_utf8(out + o, cp);
+/* Windows-1251 to UTF-8 through iconv(3); a byte iconv rejects (0x98 is
+ * unassigned in Windows-1251) becomes U+FFFD. out holds 3 * len + 1 bytes:
+ * every cp1251 byte is at most 3 bytes of UTF-8. */
+static size_t cp1251_conv(iconv_t cd, const char *in, size_t len, char *out) {
+  char *ip = (char *)in, *op = out;
+  size_t il = len, ol = 3 * len;
+  iconv(cd, NULL, NULL, NULL, NULL);
+  while (il > 0) {
+    if (iconv(cd, &ip, &il, &op, &ol) != (size_t)-1) break;
+    if (errno == E2BIG || ol < 3) break;   /* cannot happen with 3 * len */
+    memcpy(op, "\xEF\xBF\xBD", 3);
+    op += 3;
+    ol -= 3;
+    ip++;
+    il--;
   }
-  out[o] = '\0';
-  return o;
+  *op = '\0';
+  return (size_t)(op - out);
+}
+
+size_t rt_import_cp1251_to_utf8(const char *in, size_t len, char *out) {
+  iconv_t cd = iconv_open("UTF-8", "CP1251");
+  if (cd == (iconv_t)-1) { out[0] = '\0'; return 0; }
+  size_t n = cp1251_conv(cd, in, len, out);
+  iconv_close(cd);
+  return n;
 }
 
 /* Length of the valid UTF-8 prefix of s[0..n). When partial_ok, a sequence
@@ -174,13 +180,18 @@ typedef struct {
   int fd;
   char *buf;
   size_t cap, len, pos;
-  size_t scanned;      /* bytes already checked by the encoding detector */
   bool eof;
-  int enc;             /* 0 undecided (ASCII so far), 1 UTF-8, 2 cp1251 */
+  int enc;             /* 1 UTF-8 (or ASCII), 2 cp1251: see scan_encoding */
+  iconv_t cd;          /* cp1251 to UTF-8, opened when first needed */
+  size_t raw_from;     /* quotes at or past pos + raw_from are text (SIZE_MAX: none) */
   char delim;
   int line;            /* physical line at pos */
   /* the current record */
   int rec_line, nf, nfcap;
+  int quote_line;      /* line of a quote that is never closed, or 0 */
+  int quote_close;     /* line of the quote that closed it wrongly, or 0 (at the end) */
+  int span_line;       /* line of the first quoted cell spanning lines, or 0 */
+  bool rec_cp1251;     /* a field of this UTF-8 record was read as Windows-1251 */
   char *fld;           /* field bytes, each NUL-terminated */
   size_t fcap;
   size_t *foff;
@@ -190,19 +201,63 @@ typedef struct {
   int vcap;
 } csv_reader;
 
-/* Decides the encoding from the first bytes that are not ASCII: valid UTF-8
- * means UTF-8, anything else Windows-1251 (what 1C writes by default). */
-static void detect_encoding(csv_reader *r) {
-  if (r->enc) return;
-  const unsigned char *b = (const unsigned char *)r->buf;
-  size_t i = r->scanned;
-  while (i < r->len && b[i] < 0x80) i++;
-  if (i == r->len) { r->scanned = i; return; }
-  /* Back up to the start of the line so a sequence cut at i is judged whole. */
-  size_t from = i;
-  while (from > 0 && b[from - 1] != '\n') from--;
-  size_t ok = utf8_valid_prefix(b + from, r->len - from, !r->eof);
-  r->enc = ok == r->len - from ? 1 : 2;
+/* What the encoding scan found, per physical line. */
+typedef struct {
+  int64_t utf8_lines;   /* lines with non-ASCII bytes, all valid UTF-8 */
+  int64_t bad_lines;    /* lines that are not valid UTF-8 */
+} enc_scan;
+
+/* Reads the whole file once and sorts its lines with non-ASCII bytes into
+ * valid UTF-8 and not. The encoding is a property of the file, so it is
+ * decided from all of it: a sample (the first buffer, the first non-ASCII
+ * line) lets one odd row decide for a million good ones. Leaves the file
+ * offset at 0. Returns 0, or -1 with errno. */
+static int scan_encoding(int fd, enc_scan *out) {
+  memset(out, 0, sizeof *out);
+  enum { BUF = 1 << 16 };
+  unsigned char *buf = rt_xmalloc(BUF);
+  int need = 0;                       /* continuation bytes still expected */
+  unsigned char lo = 0x80, hi = 0xBF; /* range of the next continuation byte */
+  bool high = false, bad = false;     /* of the current line */
+  ssize_t n;
+  for (;;) {
+    do n = read(fd, buf, BUF);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) break;
+    for (ssize_t i = 0; i < n; i++) {
+      unsigned char c = buf[i];
+      if (need) {
+        if (c >= lo && c <= hi) { need--; lo = 0x80; hi = 0xBF; continue; }
+        bad = true;
+        need = 0;
+        lo = 0x80; hi = 0xBF;
+        /* c starts afresh below */
+      }
+      if (c < 0x80) {
+        if (c == '\n') {
+          if (bad) out->bad_lines++;
+          else if (high) out->utf8_lines++;
+          high = bad = false;
+        }
+        continue;
+      }
+      high = true;
+      if (c >= 0xC2 && c <= 0xDF) need = 1;
+      else if (c == 0xE0) { need = 2; lo = 0xA0; }
+      else if (c == 0xED) { need = 2; hi = 0x9F; }
+      else if (c >= 0xE1 && c <= 0xEF) need = 2;
+      else if (c == 0xF0) { need = 3; lo = 0x90; }
+      else if (c >= 0xF1 && c <= 0xF3) need = 3;
+      else if (c == 0xF4) { need = 3; hi = 0x8F; }
+      else bad = true;
+    }
+  }
+  free(buf);
+  if (n < 0) return -1;
+  if (need) bad = true;
+  if (bad) out->bad_lines++;
+  else if (high) out->utf8_lines++;
+  return lseek(fd, 0, SEEK_SET) < 0 ? -1 : 0;
 }
 
 /* Reads more input; returns 0, or -1 with errno on a read error. */
@@ -210,7 +265,6 @@ static int read_more(csv_reader *r) {
   if (r->pos > 0) {
     memmove(r->buf, r->buf + r->pos, r->len - r->pos);
     r->len -= r->pos;
-    r->scanned = r->scanned > r->pos ? r->scanned - r->pos : 0;
     r->pos = 0;
   }
   if (r->len == r->cap) {
@@ -223,8 +277,29 @@ static int read_more(csv_reader *r) {
   if (n < 0) return -1;
   if (n == 0) r->eof = true;
   r->len += (size_t)n;
-  detect_encoding(r);
   return 0;
+}
+
+static int parse_record(csv_reader *r);
+
+/* A quote at the start of a cell (at buffer offset q, on line qline) is
+ * never closed: it reaches the end of the file, or its "closing" quote,
+ * lines later, is followed by more text -- the opening quote of a cell of
+ * a later row. Reading on would swallow every row up to there into one
+ * cell. Instead the record is parsed again with that quote and every one
+ * after it on the line as plain text, so the record ends at its own line
+ * end and the rows after it are read as rows; the caller reports the quote
+ * and skips this record. close_line is the line of the quote that closed it
+ * wrongly, or 0 at the end of the file. */
+static int quote_fallback(csv_reader *r, size_t q, int qline, int close_line) {
+  r->raw_from = q - r->pos;
+  int rc = parse_record(r);
+  r->raw_from = SIZE_MAX;
+  if (rc == 1) {
+    r->quote_line = qline;
+    r->quote_close = close_line;
+  }
+  return rc;
 }
 
 /* Parses one record at pos. Returns 1 when a record is ready, 0 when the
@@ -232,6 +307,7 @@ static int read_more(csv_reader *r) {
 static int parse_record(csv_reader *r) {
   size_t p = r->pos, end = r->len;
   if (p == end) return r->eof ? -1 : 0;
+  int span = 0;
   /* Unquoting only shrinks, and each field adds one NUL per delimiter or
    * end: twice the remaining input always fits. */
   size_t need = 2 * (end - p) + 2;
@@ -250,12 +326,14 @@ static int parse_record(csv_reader *r) {
       r->foff = rt_xrealloc(r->foff, r->nfcap * sizeof *r->foff);
     }
     r->foff[nf++] = ol;
-    if (p < end && b[p] == '"') {
+    if (p < end && b[p] == '"' && p - r->pos < r->raw_from) {
+      size_t q = p;
+      int qline = r->line + nl, nl0 = nl;
       p++;
       for (;;) {
         if (p >= end) {
           if (!r->eof) return 0;
-          break;   /* unterminated quote at the end of the file: keep the text */
+          return quote_fallback(r, q, qline, 0);
         }
         char c = b[p];
         if (c == '"') {
@@ -267,6 +345,11 @@ static int parse_record(csv_reader *r) {
         if (c == '\n') nl++;
         o[ol++] = c;
         p++;
+      }
+      if (nl > nl0) {
+        if (p < end && b[p] != dl && b[p] != '\n' && b[p] != '\r')
+          return quote_fallback(r, q, qline, r->line + nl);
+        if (!span) span = qline;
       }
     }
     /* Unquoted text, or what follows a closing quote (kept, leniently). A
@@ -298,6 +381,8 @@ static int parse_record(csv_reader *r) {
   r->nf = nf;
   r->rec_line = r->line;
   r->line += nl;
+  r->span_line = span;
+  if (r->raw_from == SIZE_MAX) r->quote_line = r->quote_close = 0;
   return 1;
 }
 
@@ -320,7 +405,9 @@ static char *trim(char *s) {
 }
 
 /* Makes val[i] point at each field as trimmed UTF-8, converting from
- * Windows-1251 where the file (or, in a mixed file, the field) needs it. */
+ * Windows-1251 where the file needs it -- or, in a UTF-8 file with a few
+ * rows that are not, the fields of those rows that are not valid UTF-8
+ * (rec_cp1251 tells the caller, who notes the line). */
 static void record_values(csv_reader *r) {
   if (r->vcap < r->nf) {
     r->vcap = r->nfcap;
@@ -328,6 +415,7 @@ static void record_values(csv_reader *r) {
   }
   size_t total = r->foff[r->nf - 1] + strlen(r->fld + r->foff[r->nf - 1]) + 1;
   size_t co = 0;
+  r->rec_cp1251 = false;
   for (int i = 0; i < r->nf; i++) {
     char *f = r->fld + r->foff[i];
     size_t n = (i + 1 < r->nf ? r->foff[i + 1] - 1 : total - 1) - r->foff[i];
@@ -344,7 +432,8 @@ static void record_values(csv_reader *r) {
         i = -1;   /* fields converted so far pointed into the old buffer */
         continue;
       }
-      size_t m = rt_import_cp1251_to_utf8(f, n, r->conv + co);
+      size_t m = cp1251_conv(r->cd, f, n, r->conv + co);
+      if (r->enc == 1) r->rec_cp1251 = true;
       r->val[i] = trim(r->conv + co);
       co += m + 1;
     } else {
@@ -704,7 +793,11 @@ static void stage_row(importer *im, csv_reader *r) {
     for (int i = im->ncols; extra_empty && i < r->nf; i++)
       if (r->val[i][0]) extra_empty = false;
     if (!extra_empty) {
-      problem(im, line, "wrong number of fields (%d, header has %d)", r->nf, im->ncols);
+      if (r->span_line)
+        problem(im, line, "wrong number of fields (%d, header has %d); its quoted cell from "
+                "line %d runs over line ends: check the quotes", r->nf, im->ncols, r->span_line);
+      else
+        problem(im, line, "wrong number of fields (%d, header has %d)", r->nf, im->ncols);
       rep->skipped++;
       return;
     }
@@ -970,6 +1063,21 @@ static void reader_free(csv_reader *r) {
   free(r->foff);
   free(r->conv);
   free(r->val);
+  if (r->cd != (iconv_t)-1) iconv_close(r->cd);
+}
+
+/* Notes on the record just read that are not about its cells. Returns
+ * false when the record must be skipped. */
+static bool record_notes(importer *im, csv_reader *r) {
+  if (r->rec_cp1251)
+    problem(im, r->rec_line, "not valid UTF-8 (the rest of the file is), read as Windows-1251");
+  if (!r->quote_line) return true;
+  if (r->quote_close)
+    problem(im, r->quote_line, "the quote opened here is never closed (the quote on line %d "
+            "that would close it starts a cell of a later row)", r->quote_close);
+  else
+    problem(im, r->quote_line, "the quote opened here is never closed");
+  return false;
 }
 
 /* Reads the next record into r->val. 1 record, 0 end, -1 read error. */
@@ -993,11 +1101,36 @@ int rt_import_csv(rt_store *s, const char *file, int64_t now_ms, const char *def
   memset(rep, 0, sizeof *rep);
   *err = NULL;
   if (!default_tz || !*default_tz) default_tz = "Europe/Moscow";
-  csv_reader r = {.fd = -1, .line = 1};
+  csv_reader r = {.fd = -1, .line = 1, .raw_from = SIZE_MAX, .cd = (iconv_t)-1};
   r.fd = open(file, O_RDONLY | O_CLOEXEC);
   if (r.fd < 0) {
     *err = rt_xasprintf("%s: %s", file, strerror(errno));
     return errno == ENOENT ? RT_ENOENT : RT_EIO;
+  }
+  /* The encoding scan reads the file twice; a pipe or a device (/dev/zero)
+   * cannot be, and would not end. */
+  struct stat sb;
+  if (fstat(r.fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    *err = rt_xasprintf("%s: not a regular file", file);
+    close(r.fd);
+    return RT_EINVAL;
+  }
+  enc_scan es;
+  if (scan_encoding(r.fd, &es) < 0) {
+    *err = rt_xasprintf("%s: %s", file, strerror(errno));
+    close(r.fd);
+    return RT_EIO;
+  }
+  /* UTF-8 unless most lines with non-ASCII text are not UTF-8. A UTF-8
+   * file's odd rows are read as Windows-1251 one by one, each with a note
+   * (record_notes); Windows-1251 text is almost never valid UTF-8 by
+   * chance, so a line that is valid UTF-8 is taken as UTF-8. */
+  r.enc = es.bad_lines > es.utf8_lines ? 2 : 1;
+  r.cd = iconv_open("UTF-8", "CP1251");
+  if (r.cd == (iconv_t)-1) {
+    *err = rt_xasprintf("%s: no Windows-1251 converter in iconv: %s", file, strerror(errno));
+    close(r.fd);
+    return RT_EIO;
   }
   r.cap = BUF_INIT;
   r.buf = rt_xmalloc(r.cap);
@@ -1021,7 +1154,7 @@ int rt_import_csv(rt_store *s, const char *file, int64_t now_ms, const char *def
   }
   if (r.len >= 3 && u[0] == 0xEF && u[1] == 0xBB && u[2] == 0xBF) {
     r.pos = 3;
-    r.enc = 1;
+    r.enc = 1;   /* the BOM says so, whatever the lines say */
   }
   r.delim = sniff_delim(r.buf + r.pos, r.len - r.pos);
   rep->delimiter = r.delim;
@@ -1032,6 +1165,7 @@ int rt_import_csv(rt_store *s, const char *file, int64_t now_ms, const char *def
     ret = RT_EINVAL;
     goto out;
   }
+  record_notes(im, &r);
   if ((ret = map_header(im, &r, err)) != RT_OK) {
     char *m = rt_xasprintf("%s: %s", file, *err);
     free(*err);
@@ -1051,6 +1185,7 @@ int rt_import_csv(rt_store *s, const char *file, int64_t now_ms, const char *def
     if (got == 0) break;
     if (blank_record(&r)) continue;
     rep->rows++;
+    if (!record_notes(im, &r)) { rep->skipped++; continue; }
     stage_row(im, &r);
     if (im->ar.total >= CHUNK_BYTES && (ret = flush_stage(im, file, err)) != RT_OK) goto out;
   }

@@ -4,8 +4,8 @@
  * E.164 phone is the key, so importing the same export again (or a newer one)
  * updates rows and never duplicates them. The reader copes with what 1C and
  * Excel actually write: Russian column names, ';' or ',' or tab, RFC 4180
- * quoting, UTF-8 with or without BOM or Windows-1251, CRLF. A row with a bad
- * phone or date is reported with its physical line number and skipped; the
+ * quoting, UTF-8 with or without BOM or Windows-1251 (decided per file from
+ * all its lines), CRLF. A row with a bad phone or date is reported with its physical line number and skipped; the
  * good rows around it are kept. See docs/import.md for the format. */
 #ifndef RT_IMPORT_H
 #define RT_IMPORT_H
@@ -34,7 +34,8 @@ typedef struct {
 /* Imports file into s. now_ms stamps customers.updated_at; default_tz is the
  * zone for dates of customers without a valid timezone cell. Returns RT_OK
  * when the file was read (problems, if any, are in rep), or RT_ENOENT/RT_EIO
- * (unreadable file), RT_EINVAL (empty, no header, no phone column, UTF-16),
+ * (unreadable file), RT_EINVAL (empty, no header, no phone column, UTF-16,
+ * not a regular file),
  * or the store's error, with an owned message in *err. Rows committed before
  * a store failure stay imported (one transaction per 10,000 rows). */
 int rt_import_csv(rt_store *s, const char *file, int64_t now_ms, const char *default_tz,

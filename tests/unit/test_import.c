@@ -352,6 +352,112 @@ T(cells) {
   CHECK(!rt_import_parse_number("", &v));
 }
 
+/* Encodings decided per file, and quotes that are never closed: each case is
+ * a file, what the import must count, the problems it must report by line
+ * (a substring of the message), and one customer's name as stored. */
+#define HDR "Контрагент;Телефон;Дата последней продажи;Бонусные баллы\n"
+#define IVAN_1251 "\xC8\xE2\xE0\xED"   /* "Иван" in Windows-1251 */
+#define PETR_1251 "\xCF\xB8\xF2\xF0"   /* "Пётр" */
+typedef struct { int line; const char *msg; } want_problem;
+static const struct {
+  const char *what, *csv, *enc;
+  int rows, inserted, skipped, nproblems;
+  want_problem p[2];
+  const char *phone, *name;
+} file_cases[] = {
+  {"one cp1251 row in a UTF-8 file is read as cp1251, with a note",
+   HDR IVAN_1251 ";+7 912 604-11-23;14.03.2026;10\n"
+       "Пётр;+7 912 604-11-24;14.03.2026;10\n",
+   "utf-8", 2, 2, 0, 1, {{2, "not valid UTF-8"}}, "+79126041123", "Иван"},
+  {"the UTF-8 rows of that file are UTF-8",
+   HDR IVAN_1251 ";+7 912 604-11-23;14.03.2026;10\n"
+       "Пётр;+7 912 604-11-24;14.03.2026;10\n",
+   "utf-8", 2, 2, 0, 1, {{2, "not valid UTF-8"}}, "+79126041124", "Пётр"},
+  {"a cp1251 row before the first non-ASCII UTF-8 line does not flip the file",
+   "phone;name\n+79126041120;John\n+79126041123;" IVAN_1251 "\n+79126041124;Пётр\n"
+       "+79126041125;Семён\n",
+   "utf-8", 4, 4, 0, 1, {{3, "not valid UTF-8"}}, "+79126041125", "Семён"},
+  {"a cp1251 file with a UTF-8-looking row stays cp1251",
+   "phone;name\n+79126041123;" IVAN_1251 "\n+79126041124;" PETR_1251 "\n+79126041125;Ян\n",
+   "cp1251", 3, 3, 0, 0, {{0, NULL}}, "+79126041124", "Пётр"},
+  {"ASCII only is UTF-8",
+   "phone;name\n+79126041123;Ivan\n", "utf-8", 1, 1, 0, 0, {{0, NULL}}, "+79126041123", "Ivan"},
+  {"an unterminated quote is reported where it opens; the rows after it are read",
+   HDR "\"Иван;+7 912 604-11-23;14.03.2026;10\nПётр;+7 912 604-11-24;14.03.2026;10\n"
+       "Семён;+7 912 604-11-25;14.03.2026;10\n",
+   "utf-8", 3, 2, 1, 1, {{2, "the quote opened here is never closed"}}, "+79126041124", "Пётр"},
+  {"an unterminated quote in the last row",
+   HDR "Пётр;+7 912 604-11-24;14.03.2026;10\nИван;+7 912 604-11-23;\"14.03.2026;10\n",
+   "utf-8", 2, 1, 1, 1, {{3, "the quote opened here is never closed"}}, "+79126041124", "Пётр"},
+  {"a quote closed by the quote of a later row's cell",
+   HDR "\"Иван;+7 912 604-11-23;14.03.2026;10\n"
+       "ООО \"Ромашка\";+7 912 604-11-24;14.03.2026;10\n"
+       "\"Семён\";+7 912 604-11-25;14.03.2026;10\n",
+   "utf-8", 3, 2, 1, 1, {{2, "never closed (the quote on line 3"}}, "+79126041125", "Семён"},
+  {"a quoted cell over line ends, then too many fields: the message points at the quote",
+   "phone;name;car\n+79126041123;\"Иван\nИванов\";VW;x\n+79126041124;Пётр;Kia\n",
+   "utf-8", 2, 1, 1, 1, {{2, "quoted cell from line 2 runs over line ends"}},
+   "+79126041124", "Пётр"},
+  {"a legal quoted cell over line ends is fine",
+   "phone;name;car\n+79126041123;\"Иван\nИванов\";VW\n", "utf-8", 1, 1, 0, 0, {{0, NULL}},
+   "+79126041123", "Иван\nИванов"},
+};
+
+T(encoding_and_quotes_table) {
+  for (size_t i = 0; i < RT_ARRAY_LEN(file_cases); i++) {
+    __typeof__(file_cases[0]) *c = &file_cases[i];
+    rt_store *s = open_store();
+    rt_import_report rep;
+    int fails = t_cur_failed;
+    CHECK_INT(import(s, write_text(c->csv), &rep), RT_OK);
+    CHECK_STR(rep.encoding, c->enc);
+    CHECK_INT(rep.rows, c->rows);
+    CHECK_INT(rep.customers_inserted, c->inserted);
+    CHECK_INT(rep.skipped, c->skipped);
+    CHECK_INT(rep.problems_total, c->nproblems);
+    for (int k = 0; k < 2 && c->p[k].msg; k++) {
+      const char *m = problem_at(&rep, c->p[k].line);
+      CHECK(m && strstr(m, c->p[k].msg));
+    }
+    char q[128];
+    snprintf(q, sizeof q, "SELECT name FROM customers WHERE phone = '%s'", c->phone);
+    CHECK_STR(q_text(s, q), c->name);
+    if (t_cur_failed != fails) {
+      fprintf(stderr, "  in case %zu: %s\n", i, c->what);
+      for (int k = 0; k < rep.nproblems; k++)
+        fprintf(stderr, "    line %d: %s\n", rep.problems[k].line, rep.problems[k].msg);
+    }
+    rt_store_close(s);
+  }
+}
+
+/* A UTF-8 file whose one cp1251 row comes after the first buffer (1 MiB),
+ * and a non-regular file. */
+T(encoding_far_and_not_regular) {
+  rt_store *s = open_store();
+  rt_import_report rep;
+  size_t cap = 4u << 20, n = 0;
+  char *buf = malloc(cap);
+  n += (size_t)sprintf(buf + n, "phone;name\n");
+  for (int i = 0; i < 60000; i++) {
+    if (i == 50000) n += (size_t)sprintf(buf + n, "+7906%07d;" IVAN_1251 "\n", i);
+    else n += (size_t)sprintf(buf + n, "+7906%07d;Имя %d\n", i, i);
+  }
+  CHECK_INT(import(s, write_bytes(buf, n), &rep), RT_OK);
+  free(buf);
+  CHECK_STR(rep.encoding, "utf-8");
+  CHECK_INT(rep.customers_inserted, 60000);
+  CHECK_INT(rep.problems_total, 1);
+  CHECK(problem_at(&rep, 50002) && strstr(problem_at(&rep, 50002), "not valid UTF-8"));
+  CHECK_STR(q_text(s, "SELECT name FROM customers WHERE phone = '+79060050000'"), "Иван");
+  CHECK_STR(q_text(s, "SELECT name FROM customers WHERE phone = '+79060000001'"), "Имя 1");
+  char *err = NULL;
+  CHECK_INT(rt_import_csv(s, "/dev/zero", 0, NULL, &rep, &err), RT_EINVAL);
+  CHECK(err && strstr(err, "not a regular file"));
+  free(err);
+  rt_store_close(s);
+}
+
 int main(void) {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/test_import.XXXXXX");
   if (!mkdtemp(tmpdir)) return 1;
@@ -366,6 +472,8 @@ int main(void) {
   T_RUN(many_rows_and_big_field);
   T_RUN(errors);
   T_RUN(cells);
+  T_RUN(encoding_and_quotes_table);
+  T_RUN(encoding_far_and_not_regular);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
   if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmpdir);
