@@ -5,8 +5,8 @@
  * updates rows and never duplicates them. The reader copes with what 1C and
  * Excel actually write: Russian column names, ';' or ',' or tab, RFC 4180
  * quoting, UTF-8 with or without BOM or Windows-1251 (decided per file from
- * all its lines), CRLF. A row with a bad phone or date is reported with its physical line number and skipped; the
- * good rows around it are kept. See docs/import.md for the format. */
+ * all its lines), CRLF. A row with a bad phone or date is reported with its
+ * physical line number and skipped; the good rows around it are kept. See docs/import.md for the format. */
 #ifndef RT_IMPORT_H
 #define RT_IMPORT_H
 #include "rt.h"
