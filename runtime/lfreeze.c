@@ -58,14 +58,25 @@ static int l_rawlen(lua_State *L) {
   return 1;
 }
 
+/* __len and the pairs iterator hold the contents as an upvalue: # and a
+ * pairs step then cost one C call, no metatable lookup. */
 static int ro_len(lua_State *L) {
-  if (rt_lfreeze_contents(L, 1)) lua_replace(L, 1);
-  lua_pushinteger(L, (lua_Integer)lua_rawlen(L, 1));
+  lua_pushinteger(L, (lua_Integer)lua_rawlen(L, lua_upvalueindex(1)));
   return 1;
 }
 
+static int ro_iter(lua_State *L) {
+  lua_settop(L, 2);
+  if (lua_next(L, lua_upvalueindex(1))) return 2;
+  lua_pushnil(L);
+  return 1;
+}
+
+/* The iterator is a closure, so the contents are never the loop's state
+ * value a flow could get hold of (`local f, s = pairs(t)`). */
 static int ro_pairs(lua_State *L) {
-  lua_pushcfunction(L, l_next);
+  if (!rt_lfreeze_contents(L, 1)) return luaL_error(L, "not a module-level table");
+  lua_pushcclosure(L, ro_iter, 1);
   lua_pushvalue(L, 1);
   lua_pushnil(L);
   return 3;
@@ -329,7 +340,8 @@ static void seal_table(lua_State *L, sealer *s, int t, int file) {
   lua_pushcfunction(L, ro_newindex);
   lua_setfield(L, mt, "__newindex");
   if (lua_getfield(L, mt, "__len") == LUA_TNIL) {
-    lua_pushcfunction(L, ro_len);
+    lua_pushvalue(L, h);
+    lua_pushcclosure(L, ro_len, 1);
     lua_setfield(L, mt, "__len");
   }
   if (lua_getfield(L, mt, "__pairs") == LUA_TNIL) {

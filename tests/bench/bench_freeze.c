@@ -4,8 +4,11 @@
  *  - the check after every turn, per watched module-level value (a noop
  *    step in a bundle with 2000 watched values against one with none);
  *  - a short-message Vitaly step (lead.start), the whole turn.
- * usage: bench_freeze [TURNS]. Figures only, never pass/fail on time. */
+ * usage: bench_freeze [TURNS [vitaly]] (vitaly: that part alone, e.g. under
+ * valgrind --tool=callgrind to count instructions on a busy machine).
+ * Figures only, never pass/fail on time. */
 #include "config.h"
+#include "log.h"
 #include "lvm.h"
 #include "rt.h"
 #include <stdio.h>
@@ -89,6 +92,7 @@ int main(int argc, char **argv) {
   snprintf(dir, sizeof dir, "/tmp/bench_freeze.XXXXXX");
   if (!mkdtemp(dir)) return 1;
   json_t *shop = json_pack("{s:s}", "name", "b");
+  if (argc > 2 && strcmp(argv[2], "vitaly") == 0) goto vitaly;
 
   put(dir, "m.lua", lookup_flow);
   rt_bundle *b = load(dir, "m", shop);
@@ -107,7 +111,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < 2000; i++)
     n += (size_t)snprintf(src + n, cap - n, "do local v%d = %d F[%d] = function() return v%d end end\n",
                           i, i, i + 1, i);
-  snprintf(src + n, cap - n, "return flow 'm' { start = function(c, ev) return F[1]() end }\n");
+  snprintf(src + n, cap - n, "return flow 'm' { start = function(c, ev) F[1]() end }\n");
   put(dir, "m.lua", src);
   free(src);
   b = load(dir, "m", shop);
@@ -120,11 +124,14 @@ int main(int argc, char **argv) {
   printf("freeze.check: %.2f us per turn with 2000 watched values, %.2f us with none "
          "(%.1f ns per value)\n", many, none, (many - none) * 1e3 / 2000);
 
+vitaly:;
   rt_config *cfg;
   char *err;
   if (rt_config_load(RT_SOURCE_DIR "/examples/autoparts", RT_SOURCE_DIR "/schema/shop.schema.json",
                      &cfg, &err) == RT_OK) {
+    rt_log_set_level(RT_LOG_DEBUG);   /* the load's count of sealed tables and watched values */
     b = load(RT_SOURCE_DIR "/scripts/vitaly", "lead", rt_config_json(cfg));
+    rt_log_set_level(RT_LOG_WARN);
     printf("freeze.vitaly.lead.start: %.1f us per turn (short message)\n",
            turn_us(b, "lead", "start", "Здравствуйте, нужны колодки передние на Гранту", turns));
     rt_bundle_unref(b);
