@@ -16,9 +16,24 @@
 #define RECEIVES_PER_PUMP 4096
 #define OUTBOX_PER_PUMP 512
 
+/* Due times a flow may set, in seconds: from the epoch to the end of the
+ * year 9999. Far past any real reminder, and small enough that the
+ * milliseconds the store keeps, plus any now, fit an int64_t. */
+#define MAX_DUE_S INT64_C(253402300799)
+#define MAX_DUE_MS (MAX_DUE_S * 1000)
+
+/* After an unclean stop, an event that was running alone when the process
+ * died this many times is quarantined. One is not enough: a kill -9 or a
+ * power cut in the middle of an innocent event must not set it aside. */
+#define CRASHES_TO_QUARANTINE 2
+
 typedef struct pending_ev {
   int64_t id;
   char *payload;               /* owned; NULL = read from the inbox */
+  bool wake;                   /* a wake-up (counts toward limits.wakeups_pending) */
+  bool isolate;                /* pending at an unclean start: runs alone */
+  bool marked;                 /* its attempt is counted in the store */
+  int64_t attempts;            /* earlier attempts (when marked) */
 } pending_ev;
 
 typedef struct turn turn;
@@ -28,6 +43,7 @@ typedef struct conv_q {
   char *key, *channel, *chat_id;
   pending_ev *evs;
   size_t head, len, cap;
+  size_t nwake;                /* wake-ups among evs[head..len) */
   bool running, in_ready;
   struct conv_q *next_ready;
 } conv_q;
@@ -39,7 +55,9 @@ struct turn {
   json_t *event;
   rt_conv_row conv;
   rt_lturn *lt;
-  int status;                   /* RT_LTURN_* or -1: not run (handoff) */
+  int status;                   /* RT_LTURN_* or -1: not run (handoff), -2: store
+                                 * error, -3: quarantined (not run) */
+  json_t *limit_err;            /* the step went over a limit of its effects */
   int64_t started_ms;
   rt_http_req *http_req;
   turn *next;                   /* done list / yielded list */
@@ -98,6 +116,7 @@ struct rt_engine {
   uv_timer_t watchdog;         /* step deadlines, store retries, outbox retries */
   bool pumping, closing;
   bool outbox_dirty;           /* a commit queued messages */
+  bool timers_dirty;           /* a turn being applied set timers */
   int64_t next_prune;
   uint64_t gen_seq;            /* ids for events a channel gave none */
   int outbox_seen;
@@ -107,7 +126,12 @@ struct rt_engine {
   void *close_ud;
   int64_t store_retry_at;
   int64_t step_timeout_ms;
-  int64_t release_after_s;
+  int64_t release_after_ms;
+  int64_t wakeups_per_step, wakeups_pending;   /* limits.* */
+  int64_t message_max, step_output_max;       /* bytes */
+  bool isolating;              /* running the events of an unclean stop one by one */
+  char **iso_keys;             /* their queues, in order */
+  size_t niso, iso_pos;
   rt_engine_stats st;
   char *mgr_channel, *mgr_chat;
 };
@@ -116,18 +140,48 @@ static void pump_start(rt_engine *e);
 
 static int64_t now_ms(rt_engine *e) { return rt_clock_now(&e->clock); }
 
+/* Checked arithmetic for durations and counts that come from config, flows
+ * or channels: the result saturates instead of overflowing. */
+static int64_t sat_add(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_add_overflow(a, b, &r)) return b > 0 ? INT64_MAX : INT64_MIN;
+  return r;
+}
+
+static int64_t sat_mul(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_mul_overflow(a, b, &r)) return (a < 0) != (b < 0) ? INT64_MIN : INT64_MAX;
+  return r;
+}
+
+/* A config integer kept within [lo, hi]. The schema has its own bounds;
+ * this keeps the arithmetic below safe whatever the file says. */
+static int64_t cfg_int(rt_config *c, const char *key, int64_t dflt, int64_t lo, int64_t hi) {
+  int64_t v = rt_config_int(c, key, dflt);
+  if (v < lo || v > hi) {
+    int64_t k = v < lo ? lo : hi;
+    rt_log(RT_LOG_WARN, "config-clamped", "key=%s value=%lld used=%lld", key, (long long)v,
+           (long long)k);
+    v = k;
+  }
+  return v;
+}
+
 /* ---- queues ---- */
 
+/* The key is the whole channel and chat id, however long: a cut key would
+ * put two chats in one queue. */
 static conv_q *queue_for(rt_engine *e, const char *channel, const char *chat_id) {
-  char key[512];
-  snprintf(key, sizeof key, "%s\x1f%s", channel, chat_id);
+  char *key = rt_xasprintf("%s\x1f%s", channel, chat_id);
   conv_q *q = rt_map_get(&e->convs, key);
   if (!q) {
     q = rt_xcalloc(1, sizeof *q);
-    q->key = rt_xstrdup(key);
+    q->key = key;
     q->channel = rt_xstrdup(channel);
     q->chat_id = rt_xstrdup(chat_id);
     rt_map_set(&e->convs, key, q);
+  } else {
+    free(key);
   }
   return q;
 }
@@ -150,8 +204,8 @@ static void make_ready(rt_engine *e, conv_q *q) {
   e->ready_tail = q;
 }
 
-static void enqueue(rt_engine *e, const char *channel, const char *chat_id, int64_t id,
-                    char *payload) {
+static conv_q *enqueue(rt_engine *e, const char *channel, const char *chat_id, int64_t id,
+                       char *payload, bool wake, bool isolate) {
   conv_q *q = queue_for(e, channel, chat_id);
   if (q->len == q->cap) {
     if (q->head > 0) {
@@ -164,8 +218,10 @@ static void enqueue(rt_engine *e, const char *channel, const char *chat_id, int6
       q->evs = rt_xrealloc(q->evs, q->cap * sizeof *q->evs);
     }
   }
-  q->evs[q->len++] = (pending_ev){id, payload};
+  q->evs[q->len++] = (pending_ev){.id = id, .payload = payload, .wake = wake, .isolate = isolate};
+  if (wake) q->nwake++;
   make_ready(e, q);
+  return q;
 }
 
 /* Drops a chat's queue once it has nothing left, so idle chats cost no
@@ -455,7 +511,7 @@ static void flush_receives(rt_engine *e) {
   for (size_t i = 0; i < n; i++) {
     recv_item *r = &e->recv[i];
     if (res[i] == 0) {
-      enqueue(e, r->channel, r->chat_id, ids[i], r->payload);
+      enqueue(e, r->channel, r->chat_id, ids[i], r->payload, strcmp(r->kind, "wake") == 0, false);
       r->payload = NULL;
     } else {
       rt_log(RT_LOG_DEBUG, "duplicate", "channel=%s ext_id=%s", r->channel, r->ext_id);
@@ -495,6 +551,7 @@ static void turn_done(rt_engine *e, turn *t) {
 static void turn_free(turn *t) {
   if (t->http_req) rt_http_cancel(t->http_req);
   rt_lturn_free(t->lt);
+  json_decref(t->limit_err);
   json_decref(t->event);
   rt_conv_row_clear(&t->conv);
   free(t->ev.payload);
@@ -505,7 +562,9 @@ static bool is_customer_message(const char *kind) {
   return strcmp(kind, "wake") != 0 && strcmp(kind, "manager") != 0;
 }
 
-static void start_turn(rt_engine *e, conv_q *q) {
+/* Starts the event at the head of q. quarantine: do not run it, set it
+ * aside (crash recovery). */
+static void start_turn(rt_engine *e, conv_q *q, bool quarantine) {
   turn *t = rt_xcalloc(1, sizeof *t);
   t->e = e;
   t->q = q;
@@ -514,9 +573,12 @@ static void start_turn(rt_engine *e, conv_q *q) {
   q->running = true;
   e->running++;
   t->started_ms = now_ms(e);
-  if (!t->ev.payload && rt_store_inbox_get(e->store, t->ev.id, &t->ev.payload) != RT_OK)
+  /* A quarantined event is not even parsed: whatever in it brought the
+   * process down stays untouched. */
+  if (quarantine) t->event = json_object();
+  else if (!t->ev.payload && rt_store_inbox_get(e->store, t->ev.id, &t->ev.payload) != RT_OK)
     t->ev.payload = rt_xstrdup("{}");
-  t->event = json_loads(t->ev.payload, 0, NULL);
+  if (!quarantine) t->event = json_loads(t->ev.payload, 0, NULL);
   if (!json_is_object(t->event)) {
     json_decref(t->event);
     t->event = json_pack("{s:s}", "kind", "text");
@@ -528,15 +590,23 @@ static void start_turn(rt_engine *e, conv_q *q) {
     turn_done(e, t);
     return;
   }
+  if (quarantine) {
+    t->status = -3;
+    turn_done(e, t);
+    return;
+  }
   const char *kind = json_string_value(json_object_get(t->event, "kind"));
   if (!kind) kind = "text";
   const char *mode = t->conv.mode ? t->conv.mode : "bot";
   const char *wstep = json_string_value(json_object_get(t->event, "step"));
   bool system_wake = wstep && wstep[0] == '_';
   /* Handed off: the manager talks, the bot stays silent. Only wake-ups
-   * (the flow's own reminders) still run. */
+   * (the flow's own reminders) still run, and not after a failed step: the
+   * flow broke, and a broken flow's reminders could talk over the manager or
+   * keep a runaway going (a step over limits.wakeups_pending). */
+  bool failed = strcmp(mode, "bot") != 0 && t->conv.last_error;
   if ((strcmp(mode, "bot") != 0 && is_customer_message(kind)) || system_wake ||
-      strcmp(kind, "manager") == 0) {
+      strcmp(kind, "manager") == 0 || (failed && strcmp(kind, "wake") == 0)) {
     t->status = -1;
     turn_done(e, t);
     return;
@@ -651,8 +721,11 @@ static int add_out(rt_engine *e, turn *t, const char *channel, const char *chat,
 }
 
 static int apply_handoff_timer(rt_engine *e, turn *t, int64_t now) {
-  return rt_store_timer_set(e->store, t->conv.id, "_handoff_release",
-                            now + e->release_after_s * 1000, "_release", "{}", now);
+  /* handoff.release_after may be "never" in practice (years): the sum
+   * saturates at the latest due time instead of wrapping into the past. */
+  int64_t due = sat_add(now, e->release_after_ms);
+  if (due > MAX_DUE_MS) due = MAX_DUE_MS;
+  return rt_store_timer_set(e->store, t->conv.id, "_handoff_release", due, "_release", "{}", now);
 }
 
 /* The campaign an effect belongs to: named in its data, else the one the
@@ -663,12 +736,41 @@ static const char *campaign_of(json_t *result, json_t *data) {
   return c;
 }
 
+/* The chat goes to a manager and the managers hear why: the common end of
+ * a failed step and of a quarantined event. err: {code, msg, flow, step,
+ * source, line}; event_kind names the statistics event. */
+static int hand_over(rt_engine *e, turn *t, json_t *err, const char *event_kind, int64_t now) {
+  char *ej = json_dumps(err, JSON_COMPACT | JSON_SORT_KEYS);
+  free_set(&t->conv.last_error, ej);
+  free_set(&t->conv.mode, "handoff");
+  int rc = rt_store_event_add(e->store, now, t->conv.id, jstr(err, "flow"), NULL, event_kind, ej);
+  free(ej);
+  if (rc == RT_OK) rc = apply_handoff_timer(e, t, now);
+  if (rc == RT_OK) {
+    const char *src = jstr(err, "source");
+    char *where = src ? rt_xasprintf(", %s:%lld", src,
+                                     (long long)json_integer_value(json_object_get(err, "line")))
+                      : rt_xstrdup("");
+    char *text = rt_xasprintf(
+        "Бот остановился в чате %s:%s (шаг %s.%s%s): %s. Ответьте клиенту, пожалуйста.",
+        t->conv.channel, t->conv.chat_id, jstr(err, "flow") ? jstr(err, "flow") : "?",
+        jstr(err, "step") ? jstr(err, "step") : "?", where,
+        jstr(err, "msg") ? jstr(err, "msg") : "ошибка");
+    json_t *p = json_pack("{s:s}", "text", text);
+    if (!p) p = json_pack("{s:s}", "text", "Бот остановился в одном из чатов: ответьте клиенту.");
+    rc = add_out(e, t, e->mgr_channel, e->mgr_chat, p, true, 0, now);
+    json_decref(p);
+    free(text);
+    free(where);
+  }
+  return rc;
+}
+
 /* A step that failed: nothing it did is kept; the chat goes to a manager
  * and the managers hear why. */
 static int apply_error(rt_engine *e, turn *t, int64_t now) {
-  json_t *err = rt_lturn_error(t->lt);
+  json_t *err = t->limit_err ? t->limit_err : rt_lturn_error(t->lt);
   e->st.steps_failed++;
-  char *ej = json_dumps(err, JSON_COMPACT | JSON_SORT_KEYS);
   char q[1024];
   rt_log_quote(jstr(err, "msg") ? jstr(err, "msg") : "?", q, sizeof q);
   rt_log(RT_LOG_ERROR, "step-failed", "conv=%lld flow=%s step=%s source=%s line=%lld code=%s err=%s",
@@ -676,26 +778,130 @@ static int apply_error(rt_engine *e, turn *t, int64_t now) {
          jstr(err, "step") ? jstr(err, "step") : "-",
          jstr(err, "source") ? jstr(err, "source") : "-",
          (long long)json_integer_value(json_object_get(err, "line")), jstr(err, "code"), q);
-  free_set(&t->conv.last_error, ej);
-  free_set(&t->conv.mode, "handoff");
-  int rc = rt_store_event_add(e->store, now, t->conv.id, jstr(err, "flow"), NULL, "step_error", ej);
-  free(ej);
-  if (rc == RT_OK) rc = apply_handoff_timer(e, t, now);
-  if (rc == RT_OK) {
-    char *text = rt_xasprintf(
-        "Бот остановился в чате %s:%s (шаг %s.%s, %s:%lld): %s. Ответьте клиенту, пожалуйста.",
-        t->conv.channel, t->conv.chat_id, jstr(err, "flow") ? jstr(err, "flow") : "?",
-        jstr(err, "step") ? jstr(err, "step") : "?",
-        jstr(err, "source") ? jstr(err, "source") : "?",
-        (long long)json_integer_value(json_object_get(err, "line")),
-        jstr(err, "msg") ? jstr(err, "msg") : "ошибка");
-    json_t *p = json_pack("{s:s}", "text", text);
-    if (!p) p = json_pack("{s:s}", "text", "Бот остановился в одном из чатов: ответьте клиенту.");
-    rc = add_out(e, t, e->mgr_channel, e->mgr_chat, p, true, 0, now);
-    json_decref(p);
-    free(text);
+  return hand_over(e, t, err, "step_error", now);
+}
+
+/* The flow and step an event would have run in: the wake-up's step, else
+ * where the conversation waits (the start flow for a new one). */
+static void event_step(rt_engine *e, turn *t, json_t *err) {
+  const char *ws = strcmp(jstr(t->event, "kind") ? jstr(t->event, "kind") : "", "wake") == 0
+                       ? jstr(t->event, "step") : NULL;
+  const char *flow = t->conv.flow ? t->conv.flow : e->start_flow;
+  const char *step = t->conv.flow ? t->conv.step : "start";
+  const char *dot = ws ? strchr(ws, '.') : NULL;
+  if (dot) {
+    json_object_set_new(err, "flow", json_stringn(ws, (size_t)(dot - ws)));
+    json_object_set_new(err, "step", json_string(dot + 1));
+    return;
   }
+  json_object_set_new(err, "flow", json_string(flow));
+  if (ws || step) json_object_set_new(err, "step", json_string(ws ? ws : step));
+}
+
+/* An event that took the process down with it: not run again, recorded,
+ * and its chat handed to a manager. */
+static int apply_quarantine(rt_engine *e, turn *t, int64_t now) {
+  char *msg = rt_xasprintf("this message stopped the bot %d times while it ran alone; it was "
+                           "set aside (quarantined, inbox id %lld) and will not run again",
+                           CRASHES_TO_QUARANTINE, (long long)t->ev.id);
+  json_t *err = json_pack("{s:s, s:s, s:I}", "code", "crash", "msg", msg,
+                          "inbox_id", (json_int_t)t->ev.id);
+  free(msg);
+  event_step(e, t, err);
+  rt_log(RT_LOG_ERROR, "quarantined", "conv=%lld inbox=%lld attempts=%lld flow=%s step=%s",
+         (long long)t->conv.id, (long long)t->ev.id, (long long)t->ev.attempts,
+         jstr(err, "flow") ? jstr(err, "flow") : "-", jstr(err, "step") ? jstr(err, "step") : "-");
+  int rc = hand_over(e, t, err, "quarantined", now);
+  if (rc == RT_OK) rc = rt_store_inbox_quarantine(e->store, t->ev.id, jstr(err, "msg"), now);
+  json_decref(err);
   return rc;
+}
+
+/* ---- limits on a step's effects ----
+ * Checked before anything of the step is written: a step over a limit
+ * fails like one that ran out of memory or time, and keeps nothing. */
+
+static json_t *limit_error(rt_engine *e, turn *t, char *msg) {
+  json_t *err = json_pack("{s:s, s:s}", "code", "limit", "msg", msg);
+  free(msg);
+  event_step(e, t, err);
+  return err;
+}
+
+/* Bytes one queued message stands for: its text and its buttons. */
+static int64_t message_size(json_t *m) {
+  const char *text = jstr(m, "text");
+  int64_t n = text ? (int64_t)strlen(text) : 0;
+  json_t *b = json_object_get(m, "buttons");
+  if (b) n += (int64_t)json_dumpb(b, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
+  return n;
+}
+
+static json_t *check_limits(rt_engine *e, turn *t) {
+  json_t *r = rt_lturn_result(t->lt), *v;
+  size_t i;
+  int64_t total = 0;
+  json_array_foreach(json_object_get(r, "out"), i, v) {
+    int64_t n = message_size(v);
+    if (n > e->message_max)
+      return limit_error(e, t, rt_xasprintf(
+          "message %zu of the step is %lld bytes; one message may be at most %lld KB "
+          "(limits.message_max_kb)", i + 1, (long long)n, (long long)(e->message_max >> 10)));
+    total += n;
+    if (total > e->step_output_max)
+      return limit_error(e, t, rt_xasprintf(
+          "the step's messages come to more than %lld KB (limits.step_output_kb)",
+          (long long)(e->step_output_max >> 10)));
+  }
+  json_t *timers = json_object_get(r, "timers");
+  int64_t sets = 0;
+  json_array_foreach(timers, i, v) {
+    if (strcmp(jstr(v, "op"), "set") != 0) continue;
+    json_t *at = json_object_get(v, "at");
+    if (!json_is_integer(at) || json_integer_value(at) < 0 || json_integer_value(at) > MAX_DUE_S) {
+      char shown[64];
+      if (json_is_integer(at)) snprintf(shown, sizeof shown, "%lld", (long long)json_integer_value(at));
+      else snprintf(shown, sizeof shown, "%g", json_number_value(at));
+      return limit_error(e, t, rt_xasprintf(
+          "wake: due time %s is out of range: whole unix seconds from 0 to %lld (the end of "
+          "the year 9999)", shown, (long long)MAX_DUE_S));
+    }
+    if (++sets > e->wakeups_per_step)
+      return limit_error(e, t, rt_xasprintf(
+          "a step may set at most %lld wake-ups (limits.wakeups_per_step)",
+          (long long)e->wakeups_per_step));
+  }
+  if (!sets) return NULL;
+  /* Wake-ups pending after this step: the flow's timers in the store, the
+   * fired ones waiting in this chat's queue (not this event), and what the
+   * step's sets and cancels change, in order. */
+  int64_t pending = rt_store_timer_count(e->store, t->conv.id);
+  if (pending < 0) return NULL;   /* the write below reports the store error */
+  pending += (int64_t)t->q->nwake - (t->ev.wake ? 1 : 0);
+  int64_t added = 0;
+  const char *names[64];
+  bool exists[64];
+  size_t nn = 0;
+  json_array_foreach(timers, i, v) {
+    const char *name = jstr(v, "name");
+    if (!name || name[0] == '_') continue;
+    size_t k = 0;
+    while (k < nn && strcmp(names[k], name) != 0) k++;
+    if (k == nn) {
+      if (nn == RT_ARRAY_LEN(names)) break;
+      names[nn] = name;
+      exists[nn++] = rt_store_timer_exists(e->store, t->conv.id, name) == 1;
+    }
+    bool set = strcmp(jstr(v, "op"), "set") == 0;
+    if (set && !exists[k]) added++;
+    else if (!set && exists[k]) added--;
+    exists[k] = set;
+  }
+  if (added > 0 && pending + added > e->wakeups_pending)
+    return limit_error(e, t, rt_xasprintf(
+        "the conversation would have %lld wake-ups pending; at most %lld "
+        "(limits.wakeups_pending)", (long long)(pending + added), (long long)e->wakeups_pending));
+  return NULL;
 }
 
 /* The bot is not running this chat: manager actions, system wake-ups and
@@ -772,14 +978,16 @@ static int apply_result(rt_engine *e, turn *t, int64_t now) {
   }
   json_array_foreach(json_object_get(r, "timers"), i, v) {
     if (rc != RT_OK) break;
+    e->timers_dirty = true;
     const char *name = jstr(v, "name");
     if (strcmp(jstr(v, "op"), "cancel") == 0) {
       rc = rt_store_timer_cancel(e->store, t->conv.id, name);
     } else {
       json_t *data = json_object_get(v, "data");
       char *d = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS) : NULL;
+      /* check_limits has kept "at" within [0, MAX_DUE_S]. */
       rc = rt_store_timer_set(e->store, t->conv.id, name,
-                              (int64_t)json_integer_value(json_object_get(v, "at")) * 1000,
+                              sat_mul((int64_t)json_integer_value(json_object_get(v, "at")), 1000),
                               jstr(v, "step"), d, now);
       free(d);
     }
@@ -858,6 +1066,7 @@ static void apply_marks(rt_engine *e, int *rc) {
 }
 
 static void send_outbox(rt_engine *e);
+static void arm_wake(rt_engine *e);
 
 /* Apply commit: every finished turn and send result of this loop turn in
  * one transaction. On failure everything rolls back and the turns' events
@@ -865,14 +1074,18 @@ static void send_outbox(rt_engine *e);
 static void commit_done(rt_engine *e) {
   if (!e->done_head && !e->nmarks) return;
   int64_t now = now_ms(e);
+  e->timers_dirty = false;
   int rc = rt_store_begin(e->store);
   for (turn *t = e->done_head; t && rc == RT_OK; t = t->next) {
     if (t->status == -2) { rc = rt_store_errcode(e->store) ? rt_store_errcode(e->store) : RT_EIO; break; }
+    if (t->status == RT_LTURN_DONE && !t->limit_err && (t->limit_err = check_limits(e, t)))
+      t->status = RT_LTURN_ERROR;
     if (t->status == RT_LTURN_DONE) rc = apply_result(e, t, now);
     else if (t->status == RT_LTURN_ERROR) rc = apply_error(e, t, now);
+    else if (t->status == -3) rc = apply_quarantine(e, t, now);
     else rc = apply_system(e, t, now);
     if (rc == RT_OK) rc = rt_store_conv_save(e->store, &t->conv, now);
-    if (rc == RT_OK)
+    if (rc == RT_OK && t->status != -3)
       rc = rt_store_inbox_finish(e->store, t->ev.id,
                                  t->status == RT_LTURN_ERROR ? "failed"
                                  : t->status == -1 ? "skipped" : "done", now);
@@ -899,6 +1112,9 @@ static void commit_done(rt_engine *e) {
     return;
   }
   clear_store_error(e);
+  /* A wake-up set for now fires now, not at the next poll. */
+  if (e->timers_dirty) arm_wake(e);
+  e->timers_dirty = false;
   for (size_t i = 0; i < e->nmarks; i++) {
     char k[32];
     snprintf(k, sizeof k, "%lld", (long long)e->marks[i].id);
@@ -909,6 +1125,7 @@ static void commit_done(rt_engine *e) {
   while (t) {
     turn *next = t->next;
     conv_q *q = t->q;
+    if (q->evs[q->head].wake) q->nwake--;
     q->head++;
     q->running = false;
     e->running--;
@@ -919,7 +1136,8 @@ static void commit_done(rt_engine *e) {
            (long long)t->conv.id, t->conv.channel, t->conv.chat_id, kind ? kind : "-",
            t->conv.flow ? t->conv.flow : "-", t->conv.step ? t->conv.step : "-",
            t->conv.mode ? t->conv.mode : "bot",
-           t->status == RT_LTURN_DONE ? "ok" : t->status == RT_LTURN_ERROR ? "failed" : "skipped",
+           t->status == RT_LTURN_DONE ? "ok" : t->status == RT_LTURN_ERROR ? "failed"
+           : t->status == -3 ? "quarantined" : "skipped",
            (long long)(now - t->started_ms));
     make_ready(e, q);
     queue_maybe_drop(e, q);
@@ -952,7 +1170,7 @@ static void send_done(void *ud, int status, const char *err, int64_t retry_after
   if (backoff > 600000) backoff = 600000;
   if (retry_after_ms > 0) backoff = retry_after_ms;
   e->marks[e->nmarks++] = (mark){c->id, status, err ? rt_xstrdup(err) : NULL,
-                                 now_ms(e) + backoff};
+                                 sat_add(now_ms(e), backoff)};
   if (status == RT_OK) e->st.sent++;
   else e->st.send_failed++;
   if (status != RT_OK)
@@ -1013,10 +1231,17 @@ static void fire_one(void *ud, const rt_timer_row *r) {
                         "data", data ? data : json_object());
   char *payload = json_dumps(p, JSON_COMPACT | JSON_SORT_KEYS);
   json_decref(p);
-  char ext[96];
-  snprintf(ext, sizeof ext, "timer:%lld:%lld", (long long)r->id, (long long)r->due_at);
+  /* The wake-up's identity is its timer's id, which is never reused
+   * (AUTOINCREMENT, 004_wakeups.sql), and moving a timer keeps it unfired.
+   * So the inbox already holding this key means this very row was fired,
+   * in the same transaction that deleted it: a store edited by hand. */
+  char ext[32];
+  snprintf(ext, sizeof ext, "wake:%lld", (long long)r->id);
   int64_t id = 0;
   int rc = rt_store_inbox_add(e->store, c.channel, ext, c.chat_id, "wake", payload, now_ms(e), &id);
+  if (rc == 1)
+    rt_log(RT_LOG_WARN, "wake-duplicate", "timer=%lld conv=%lld: already in the inbox",
+           (long long)r->id, (long long)r->conv_id);
   if (rc == RT_OK || rc == 1) rc = rt_store_timer_delete(e->store, r->id);
   if (rc == RT_OK && id) {
     /* Queued only once the batch commits: a rolled-back wake-up must not
@@ -1041,7 +1266,8 @@ int rt_engine_fire_timers(rt_engine *e) {
     else rt_store_rollback(e->store);
     for (int i = 0; i < f.n; i++) {
       if (rc == RT_OK) {
-        enqueue(e, f.list[i].channel, f.list[i].chat_id, f.list[i].id, f.list[i].payload);
+        enqueue(e, f.list[i].channel, f.list[i].chat_id, f.list[i].id, f.list[i].payload, true,
+                false);
         f.list[i].payload = NULL;
       }
       free(f.list[i].channel);
@@ -1081,6 +1307,42 @@ void rt__engine_wake_cb(uv_timer_t *h) {
 
 /* ---- the pump: one round of work per loop iteration ---- */
 
+/* After an unclean stop: the next left-over event runs alone, its attempt
+ * committed first; one that was running alone at CRASHES_TO_QUARANTINE
+ * crashes already is set aside instead. Events received meanwhile wait. */
+static void iso_pump(rt_engine *e) {
+  if (e->running || e->done_head) return;
+  while (e->iso_pos < e->niso) {
+    conv_q *q = rt_map_get(&e->convs, e->iso_keys[e->iso_pos]);
+    if (!q || q->running || q->head == q->len || !q->evs[q->head].isolate) {
+      e->iso_pos++;
+      continue;
+    }
+    pending_ev *ev = &q->evs[q->head];
+    if (!ev->marked) {
+      int64_t before = 0;
+      int rc = rt_store_begin(e->store);
+      if (rc == RT_OK) rc = rt_store_inbox_attempt(e->store, ev->id, &before);
+      if (rc == RT_OK) rc = rt_store_commit(e->store);
+      else rt_store_rollback(e->store);
+      if (rc != RT_OK && rc != RT_ENOENT) {
+        set_store_error(e, "cannot count a recovered event's attempt");
+        return;
+      }
+      ev->marked = true;
+      ev->attempts = before;
+    }
+    start_turn(e, q, ev->attempts >= CRASHES_TO_QUARANTINE);
+    return;
+  }
+  e->isolating = false;
+  for (size_t i = 0; i < e->niso; i++) free(e->iso_keys[i]);
+  free(e->iso_keys);
+  e->iso_keys = NULL;
+  e->niso = e->iso_pos = 0;
+  rt_log(RT_LOG_INFO, "recovered", "the events left by the unclean stop are done");
+}
+
 static void pump_cb(uv_idle_t *h) {
   rt_engine *e = h->data;
   if (e->store_error && now_ms(e) < e->store_retry_at && !e->test_mode) {
@@ -1090,17 +1352,24 @@ static void pump_cb(uv_idle_t *h) {
   }
   flush_receives(e);
   resume_turns(e);
-  for (int n = 0; n < TURNS_PER_PUMP && e->ready_head; n++) {
+  if (e->isolating) iso_pump(e);
+  for (int n = 0; !e->isolating && n < TURNS_PER_PUMP && e->ready_head; n++) {
     conv_q *q = e->ready_head;
     e->ready_head = q->next_ready;
     if (!e->ready_head) e->ready_tail = NULL;
     q->in_ready = false;
-    start_turn(e, q);
+    /* iso_pump may have run it meanwhile: still running (back in the list
+     * when done), or with nothing left. */
+    if (q->running) continue;
+    if (q->head == q->len) { queue_maybe_drop(e, q); continue; }
+    start_turn(e, q, false);
   }
   commit_done(e);
   if (e->outbox_dirty) send_outbox(e);
-  if (!e->nrecv && !e->ready_head && !e->done_head && !e->nresume && !e->nmarks &&
-      !e->outbox_dirty) {
+  /* While one recovered event runs alone, the ready chats wait: nothing to
+   * do until it finishes (and its finish restarts the pump). */
+  bool waiting = e->isolating ? e->running > 0 : !e->ready_head;
+  if (!e->nrecv && waiting && !e->done_head && !e->nresume && !e->nmarks && !e->outbox_dirty) {
     uv_idle_stop(&e->pump);
     e->pumping = false;
   }
@@ -1136,8 +1405,9 @@ static void watchdog_cb(uv_timer_t *h) {
   if (!e->test_mode && now >= e->next_prune && !e->store_error) {
     int64_t keep = rt_config_int(e->cfg, "store.keep_days", 30);
     e->next_prune = now + 60000;
-    if (keep > 0) {
-      int64_t n = rt_store_prune(e->store, now - keep * 86400000LL, 2000);
+    int64_t span;   /* keep_days in ms; more than the clock's past: nothing is old enough */
+    if (keep > 0 && !__builtin_mul_overflow(keep, INT64_C(86400000), &span) && span < now) {
+      int64_t n = rt_store_prune(e->store, now - span, 2000);
       if (n > 0) rt_log(RT_LOG_INFO, "pruned", "rows=%lld keep_days=%lld", (long long)n, (long long)keep);
     }
   }
@@ -1150,8 +1420,28 @@ static void watchdog_cb(uv_timer_t *h) {
 
 /* ---- setup and teardown ---- */
 
+/* Crash recovery: whatever was received but not applied runs again. After
+ * an unclean stop those events run one at a time (iso_pump), so an event
+ * that takes the process down is known exactly. */
 static void recover_one(void *ud, const rt_inbox_row *r) {
-  enqueue(ud, r->channel, r->chat_id, r->id, NULL);
+  rt_engine *e = ud;
+  conv_q *q = enqueue(e, r->channel, r->chat_id, r->id, NULL, strcmp(r->kind, "wake") == 0,
+                      e->isolating);
+  if (e->isolating && q->len - q->head == 1) {
+    e->iso_keys = rt_xrealloc(e->iso_keys, (e->niso + 1) * sizeof *e->iso_keys);
+    e->iso_keys[e->niso++] = rt_xstrdup(q->key);
+  }
+}
+
+/* "engine.running" in the meta table is 1 from start to a clean close; 1 at
+ * a start means the last run died (crash, kill -9, power). Two writes per
+ * run, none per event. */
+static int set_running_mark(rt_engine *e, const char *v) {
+  int rc = rt_store_begin(e->store);
+  if (rc == RT_OK) rc = rt_store_meta_set(e->store, "engine.running", v);
+  if (rc == RT_OK) rc = rt_store_commit(e->store);
+  else rt_store_rollback(e->store);
+  return rc;
 }
 
 int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
@@ -1164,8 +1454,14 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
   rt_map_init(&e->convs);
   rt_map_init(&e->inflight);
   rt_config *c = o->cfg;
-  e->step_timeout_ms = rt_config_int(c, "limits.step_timeout_ms", 30000);
-  e->release_after_s = rt_config_duration(c, "handoff.release_after", 86400);
+  /* The bounds keep every product below in int64_t (the step deadline is
+   * counted in ns): a year of step time, a TB of Lua memory. */
+  e->step_timeout_ms = cfg_int(c, "limits.step_timeout_ms", 30000, 1, INT64_C(365) * 86400000);
+  e->release_after_ms = sat_mul(rt_config_duration(c, "handoff.release_after", 86400), 1000);
+  e->wakeups_per_step = cfg_int(c, "limits.wakeups_per_step", 10, 1, 1000000);
+  e->wakeups_pending = cfg_int(c, "limits.wakeups_pending", 1000, 1, INT64_C(1) << 40);
+  e->message_max = cfg_int(c, "limits.message_max_kb", 16, 1, INT64_C(1) << 30) << 10;
+  e->step_output_max = cfg_int(c, "limits.step_output_kb", 64, 1, INT64_C(1) << 30) << 10;
   e->mgr_channel = rt_xstrdup(rt_config_str(c, "managers.channel", "console"));
   json_t *mc = json_object_get(json_object_get(rt_config_json(c), "managers"), "chat_id");
   e->mgr_chat = json_is_integer(mc) ? rt_xasprintf("%lld", (long long)json_integer_value(mc))
@@ -1179,7 +1475,7 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
     .sync_full = strcmp(rt_config_str(c, "store.synchronous", "full"), "full") == 0,
     .sync_off = o->test_mode,
     .max_pages = o->store_max_pages,
-    .cache_mb = (int)rt_config_int(c, "store.cache_mb", 16),
+    .cache_mb = (int)cfg_int(c, "store.cache_mb", 16, 1, 1 << 20),
   };
   int rc = rt_store_open(store_path, &so, &e->store, err);
   free(sql_dir);
@@ -1200,12 +1496,12 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
   e->bopts = (rt_bundle_opts){
     .flows_dir = e->flows_dir, .lib_dir = e->lib_dir, .start_flow = e->start_flow,
     .shop = e->shop_view,
-    .mem_limit = (size_t)rt_config_int(c, "limits.lua_memory_mb", 64) << 20,
-    .step_instructions = rt_config_int(c, "limits.step_instructions", 10000000),
+    .mem_limit = (size_t)cfg_int(c, "limits.lua_memory_mb", 64, 1, 1 << 20) << 20,
+    .step_instructions = cfg_int(c, "limits.step_instructions", 10000000, 1000, INT64_C(1) << 60),
     .step_timeout_ms = e->step_timeout_ms,
-    .state_max_bytes = (size_t)rt_config_int(c, "limits.state_max_kb", 1024) << 10,
+    .state_max_bytes = (size_t)cfg_int(c, "limits.state_max_kb", 1024, 1, INT64_C(1) << 30) << 10,
     .load_instructions = 50000000,
-    .max_http_per_turn = (int)rt_config_int(c, "limits.http_requests_per_step", 10),
+    .max_http_per_turn = (int)cfg_int(c, "limits.http_requests_per_step", 10, 0, 1000000),
     .host = &e->host,
   };
   rc = rt_bundle_load(&e->bopts, &e->bundle, err);
@@ -1219,8 +1515,25 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
   e->watchdog.data = e;
   e->handles_open = 3;
 
-  /* Crash recovery: whatever was received but not applied runs again. */
+  if (!e->test_mode) {
+    char *mark = NULL;
+    if (rt_store_meta_get(e->store, "engine.running", &mark) == RT_OK && mark &&
+        strcmp(mark, "1") == 0)
+      e->isolating = true;
+    free(mark);
+    /* Not fatal (a full disk must not stop the bot from starting and
+     * reporting it): this run then goes without crash detection. */
+    if (set_running_mark(e, "1") != RT_OK) {
+      char q[512];
+      rt_log_quote(rt_store_errmsg(e->store), q, sizeof q);
+      rt_log(RT_LOG_ERROR, "store-error", "err=%s what=running-mark", q);
+    }
+  }
   rt_store_inbox_pending(e->store, recover_one, e);
+  if (e->isolating && !e->niso) e->isolating = false;
+  if (e->isolating)
+    rt_log(RT_LOG_WARN, "unclean-stop", "chats=%zu: the events left over run one at a time",
+           e->niso);
   *out = e;
   return RT_OK;
 fail:
@@ -1254,6 +1567,11 @@ static void engine_free(rt_engine *e) {
   size_t it = 0;
   const char *k;
   void *v;
+  /* A clean stop. While recovered events still wait to run alone, the mark
+   * stays: the next start isolates them again. */
+  if (!e->test_mode && !e->isolating && !e->store_error) set_running_mark(e, "0");
+  for (size_t i = 0; i < e->niso; i++) free(e->iso_keys[i]);
+  free(e->iso_keys);
   while (rt_map_next(&e->convs, &it, &k, &v)) queue_free(v);
   rt_map_free(&e->convs);
   rt_map_free(&e->inflight);
@@ -1334,8 +1652,13 @@ void rt_engine_set_http_script(rt_engine *e, json_t *(*fn)(void *, json_t *), vo
 }
 
 bool rt_engine_idle(const rt_engine *e) {
-  return !e->nrecv && !e->ready_head && !e->running && !e->done_head && !e->nmarks &&
-         !e->nresume && e->inflight.len == 0 && (!e->outbox_dirty || !e->nchannels);
+  if (!(!e->nrecv && !e->ready_head && !e->running && !e->done_head && !e->nmarks &&
+        !e->nresume && e->inflight.len == 0 && (!e->outbox_dirty || !e->nchannels)))
+    return false;
+  /* A wake-up already due is work too (test mode fires timers itself). */
+  if (e->test_mode || e->store_error) return true;
+  int64_t next = rt_store_timer_next(e->store);
+  return next < 0 || next > rt_clock_now(&e->clock);
 }
 
 char *rt_engine_metrics(rt_engine *e) {

@@ -15,10 +15,11 @@
 #include <time.h>
 
 enum {
-  S_INBOX_ADD, S_INBOX_PENDING, S_INBOX_GET, S_INBOX_FINISH,
+  S_INBOX_ADD, S_INBOX_PENDING, S_INBOX_GET, S_INBOX_FINISH, S_INBOX_ATTEMPT, S_INBOX_QUARANTINE,
   S_CONV_GET, S_CONV_BY_ID, S_CONV_CREATE, S_CONV_SAVE,
   S_OUT_ADD, S_OUT_DUE, S_OUT_SENT, S_OUT_RETRY, S_OUT_FAILED,
-  S_TIMER_SET, S_TIMER_CANCEL, S_TIMER_NEXT, S_TIMER_DUE, S_TIMER_DEL,
+  S_TIMER_SET, S_TIMER_CANCEL, S_TIMER_NEXT, S_TIMER_DUE, S_TIMER_DEL, S_TIMER_COUNT,
+  S_TIMER_EXISTS, S_META_GET, S_META_SET,
   S_EVENT_ADD, S_LEAD_ADD,
   S_BEGIN, S_COMMIT, S_ROLLBACK,
   S_COUNT
@@ -34,6 +35,10 @@ static const char *stmt_sql[S_COUNT] = {
                       "WHERE status = 'new' ORDER BY id",
   [S_INBOX_GET] = "SELECT payload FROM inbox WHERE id = ?1",
   [S_INBOX_FINISH] = "UPDATE inbox SET status = ?2, done_at = ?3 WHERE id = ?1",
+  [S_INBOX_ATTEMPT] = "UPDATE inbox SET attempts = attempts + 1 WHERE id = ?1 "
+                      "RETURNING attempts - 1",
+  [S_INBOX_QUARANTINE] = "UPDATE inbox SET status = 'quarantined', done_at = ?2, reason = ?3 "
+                         "WHERE id = ?1",
   [S_CONV_GET] = "SELECT " CONV_COLS " FROM conversations WHERE channel = ?1 AND chat_id = ?2",
   [S_CONV_BY_ID] = "SELECT " CONV_COLS " FROM conversations WHERE id = ?1",
   [S_CONV_CREATE] = "INSERT INTO conversations (channel, chat_id, created_at, updated_at) "
@@ -61,6 +66,12 @@ static const char *stmt_sql[S_COUNT] = {
   [S_TIMER_DUE] = "SELECT id, conv_id, due_at, name, step, data FROM timers "
                   "WHERE due_at <= ?1 ORDER BY due_at, id LIMIT ?2",
   [S_TIMER_DEL] = "DELETE FROM timers WHERE id = ?1",
+  /* The flow's own wake-ups: names starting with _ are the runtime's. */
+  [S_TIMER_COUNT] = "SELECT COUNT(*) FROM timers WHERE conv_id = ?1 AND substr(name, 1, 1) != '_'",
+  [S_TIMER_EXISTS] = "SELECT 1 FROM timers WHERE conv_id = ?1 AND name = ?2",
+  [S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+  [S_META_SET] = "INSERT INTO meta (key, value) VALUES (?1, ?2) "
+                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
   [S_EVENT_ADD] = "INSERT INTO events (at, conv_id, flow, campaign, kind, data) "
                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
   [S_LEAD_ADD] = "INSERT INTO leads (conv_id, at, flow, channel, campaign, car, car_kind, "
@@ -418,6 +429,53 @@ int rt_store_inbox_finish(rt_store *s, int64_t id, const char *status, int64_t n
   return run(s, st);
 }
 
+int rt_store_inbox_attempt(rt_store *s, int64_t id, int64_t *before) {
+  sqlite3_stmt *st = s->st[S_INBOX_ATTEMPT];
+  sqlite3_bind_int64(st, 1, id);
+  int rc = sqlite3_step(st);
+  int ret;
+  if (rc == SQLITE_ROW) {
+    *before = sqlite3_column_int64(st, 0);
+    rc = sqlite3_step(st);   /* RETURNING: the write is complete at SQLITE_DONE */
+    ret = rc == SQLITE_DONE ? RT_OK : fail(s, rc);
+  } else {
+    ret = rc == SQLITE_DONE ? RT_ENOENT : fail(s, rc);
+  }
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return ret;
+}
+
+int rt_store_inbox_quarantine(rt_store *s, int64_t id, const char *reason, int64_t now) {
+  sqlite3_stmt *st = s->st[S_INBOX_QUARANTINE];
+  sqlite3_bind_int64(st, 1, id);
+  sqlite3_bind_int64(st, 2, now);
+  bind_text(st, 3, reason);
+  return run(s, st);
+}
+
+/* ---- meta ---- */
+
+int rt_store_meta_get(rt_store *s, const char *key, char **value) {
+  sqlite3_stmt *st = s->st[S_META_GET];
+  bind_text(st, 1, key);
+  *value = NULL;
+  int rc = sqlite3_step(st);
+  int ret = RT_OK;
+  if (rc == SQLITE_ROW) *value = col_dup(st, 0);
+  else if (rc != SQLITE_DONE) ret = fail(s, rc);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return ret;
+}
+
+int rt_store_meta_set(rt_store *s, const char *key, const char *value) {
+  sqlite3_stmt *st = s->st[S_META_SET];
+  bind_text(st, 1, key);
+  bind_text(st, 2, value);
+  return run(s, st);
+}
+
 /* ---- conversations ---- */
 
 void rt_conv_row_clear(rt_conv_row *r) {
@@ -632,6 +690,29 @@ int rt_store_timer_delete(rt_store *s, int64_t id) {
   sqlite3_stmt *st = s->st[S_TIMER_DEL];
   sqlite3_bind_int64(st, 1, id);
   return run(s, st);
+}
+
+int64_t rt_store_timer_count(rt_store *s, int64_t conv_id) {
+  sqlite3_stmt *st = s->st[S_TIMER_COUNT];
+  sqlite3_bind_int64(st, 1, conv_id);
+  int rc = sqlite3_step(st);
+  int64_t n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+  if (n < 0) fail(s, rc);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return n;
+}
+
+int rt_store_timer_exists(rt_store *s, int64_t conv_id, const char *name) {
+  sqlite3_stmt *st = s->st[S_TIMER_EXISTS];
+  sqlite3_bind_int64(st, 1, conv_id);
+  bind_text(st, 2, name);
+  int rc = sqlite3_step(st);
+  int ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+  if (ret < 0) fail(s, rc);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return ret;
 }
 
 /* ---- events and leads ---- */

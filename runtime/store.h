@@ -55,6 +55,16 @@ int rt_store_inbox_pending(rt_store *s, void (*fn)(void *ud, const rt_inbox_row 
 /* Loads one inbox row; *payload is owned by the caller. */
 int rt_store_inbox_get(rt_store *s, int64_t id, char **payload);
 int rt_store_inbox_finish(rt_store *s, int64_t id, const char *status, int64_t now);
+/* Counts one more start of an event (crash recovery); *before is the count
+ * before this one. RT_ENOENT when there is no such event. */
+int rt_store_inbox_attempt(rt_store *s, int64_t id, int64_t *before);
+/* Sets an event aside for good: status 'quarantined' and the reason. */
+int rt_store_inbox_quarantine(rt_store *s, int64_t id, const char *reason, int64_t now);
+
+/* ---- meta (small runtime facts, e.g. whether the last run stopped cleanly) ---- */
+/* *value is owned, NULL when the key is not set. */
+int rt_store_meta_get(rt_store *s, const char *key, char **value);
+int rt_store_meta_set(rt_store *s, const char *key, const char *value);
 
 /* ---- conversations ---- */
 typedef struct {
@@ -103,6 +113,11 @@ typedef struct {
 int rt_store_timers_due(rt_store *s, int64_t now, int limit,
                         void (*fn)(void *ud, const rt_timer_row *r), void *ud);
 int rt_store_timer_delete(rt_store *s, int64_t id);
+/* Wake-ups of a conversation set by flows (names not starting with _), or
+ * -1 on a store error. */
+int64_t rt_store_timer_count(rt_store *s, int64_t conv_id);
+/* 1 when the conversation has a timer of that name, 0 when not, -1 on error. */
+int rt_store_timer_exists(rt_store *s, int64_t conv_id, const char *name);
 
 /* ---- events and leads ---- */
 int rt_store_event_add(rt_store *s, int64_t at, int64_t conv_id, const char *flow,

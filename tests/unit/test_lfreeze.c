@@ -12,7 +12,10 @@
 #include <unistd.h>
 
 static int64_t fake_now(void *ud) { (void)ud; return 1772434800000LL; }
-static rt_host host = {.now_ms = fake_now};
+/* HTTP that never answers by itself: the test hands the reply over. */
+static int fake_http(void *ud, rt_lturn *t, json_t *req) { (void)ud; (void)t; (void)req; return RT_OK; }
+static void fake_ready(void *ud, rt_lturn *t) { (void)ud; (void)t; }
+static rt_host host = {.now_ms = fake_now, .http = fake_http, .ready = fake_ready};
 static char dir[64];
 static rt_bundle *b;
 
@@ -104,6 +107,34 @@ T(module_scalar_is_put_back) {
   CHECK_HAS(run("lib", "a", "x"), "ERR: module-level variable 'n' (lib/counter.lua) was changed");
   CHECK_HAS(run("lib", "b", "x"), "ERR: module-level variable 'n' (lib/counter.lua)");
   CHECK_HAS(run("local_ok", "b", "x"), "{\"n\":6}");
+}
+
+/* A step that changes a file-top local and then waits for HTTP: while it
+ * waits, other chats see the loaded value; when it ends, it fails. */
+T(module_scalar_during_http_wait) {
+  put("main.lua",
+      "local owner = 'nobody'\n"
+      "return flow 'main' {\n"
+      "  start = function(c, ev) owner = c.user http.get('http://127.0.0.1:9/') c.slots.o = owner end,\n"
+      "  peek = function(c, ev) c.slots.o = owner end,\n"
+      "}\n");
+  load(8);
+  CHECK(b != NULL);
+  if (!b) return;
+  json_t *conv = json_pack("{s:i, s:s, s:s, s:s, s:s}", "id", 1, "channel", "t", "chat", "a",
+                           "flow", "main", "step", "start");
+  json_t *ev = json_pack("{s:s, s:s}", "kind", "text", "text", "x");
+  rt_lturn *t = NULL;
+  CHECK(rt_lturn_start(b, NULL, conv, "{}", ev, &t) == RT_LTURN_YIELD);
+  CHECK_HAS(run("peek", "b", "x"), "{\"o\":\"nobody\"}");
+  rt_lturn_io_done(t, json_pack("{s:i, s:s}", "status", 200, "body", ""));
+  CHECK(rt_lturn_resume(t) == RT_LTURN_ERROR);
+  const char *msg = json_string_value(json_object_get(rt_lturn_error(t), "msg"));
+  CHECK(msg && strstr(msg, "module-level variable 'owner' (flows/main.lua) was changed by a step"));
+  rt_lturn_free(t);
+  json_decref(conv);
+  json_decref(ev);
+  CHECK_HAS(run("peek", "b", "x"), "{\"o\":\"nobody\"}");
 }
 
 /* Reads of sealed tables behave as before, also through C (json, c.slots);
@@ -242,6 +273,7 @@ int main(void) {
   mkdir(lib, 0700);
   T_RUN(hog_cannot_crowd_out_other_chats);
   T_RUN(module_scalar_is_put_back);
+  T_RUN(module_scalar_during_http_wait);
   T_RUN(reads_work_writes_fail);
   T_RUN(class_like_tables);
   T_RUN(host_untouched);

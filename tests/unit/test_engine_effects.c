@@ -1,0 +1,312 @@
+/* test_engine_effects.c -- what a step may ask of the engine, on a real
+ * (non-test) engine over a temporary shop:
+ *
+ * - wake-ups keep their identity: three messages that each set a wake-up
+ *   for the same fixed second (long past) all get it (the timer ids of the
+ *   first ones, fired and deleted, must not make the later ones duplicates);
+ * - the limits on a step's effects (limits.wakeups_per_step,
+ *   limits.wakeups_pending, limits.message_max_kb, limits.step_output_kb)
+ *   fail the step with a message naming the limit, and a wake-up fan-out
+ *   (each wake-up sets more) stops with bounded counts;
+ * - absurd due times (math.maxinteger, a float, a huge duration) fail the
+ *   step instead of overflowing;
+ * - absurd config values (store.keep_days: 2e11, huge step timeout and
+ *   memory) are loaded through a schema that does not bound them, and the
+ *   engine's arithmetic stays defined (UBSan) and prunes nothing;
+ * - chat ids of 520+ bytes that share a prefix keep separate queues and
+ *   conversations. */
+#include "config.h"
+#include "engine.h"
+#include "rt.h"
+#include "t.h"
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char dir[64];
+
+typedef struct { char *chat; char *text; } msg;
+static msg msgs[512];
+static int nmsgs;
+
+static void cap_send(rt_channel *ch, const char *chat, const char *kind, const char *payload,
+                     const char *idem, rt_send_done done, void *ud) {
+  json_t *p = json_loads(payload, 0, NULL);
+  if (nmsgs < (int)RT_ARRAY_LEN(msgs)) {
+    msgs[nmsgs].chat = rt_xstrdup(chat);
+    msgs[nmsgs].text = rt_xstrdup(json_string_value(json_object_get(p, "text")) ?
+                                  json_string_value(json_object_get(p, "text")) : "");
+    nmsgs++;
+  }
+  json_decref(p);
+  done(ud, RT_OK, NULL, 0);
+}
+
+static rt_channel chan = {.name = "console", .send = cap_send};
+
+static void write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  fputs(text, f);
+  fclose(f);
+}
+
+static const char *flow =
+  "return flow 'main' {\n"
+  "  start = function(c, ev)\n"
+  "    local t = ev.text\n"
+  "    c.slots.t = c.slots.t or {}\n"
+  "    c.slots.t[#c.slots.t + 1] = t\n"
+  "    if t:sub(1, 5) == 'fixed' then c:wake(1700000000, 'woke', {k = t}, 'w' .. t)\n"
+  "    elseif t == 'maxint' then c:wake(math.maxinteger, 'woke')\n"
+  "    elseif t == 'float' then c:wake(1e300, 'woke')\n"
+  "    elseif t == 'negative' then c:wake(-5, 'woke')\n"
+  "    elseif t == 'duration' then c:wake('106751991167000d', 'woke')\n"
+  "    elseif t == 'eleven' then for i = 1, 11 do c:wake('1h', 'woke', nil, 'e' .. i) end\n"
+  "    elseif t == 'ten' then for i = 1, 10 do c:wake('1h', 'woke', nil, 'e' .. i) end\n"
+  "    elseif t == 'boom' then return c:go('boom')\n"
+  "    elseif t == 'big' then c:say(string.rep('я', 10000)) return\n"
+  "    elseif t == 'much' then for i = 1, 5 do c:say(string.rep('a', 15000)) end return\n"
+  "    elseif t == 'handoff' then c:handoff('asked') end\n"
+  "    c:say('got ' .. t)\n"
+  "  end,\n"
+  "  woke = function(c, ev) c:say('woke ' .. tostring(ev.data.k)) end,\n"
+  "  boom = function(c, ev)\n"
+  "    for i = 1, 10 do c:wake(time.now(), 'boom', nil, 'b' .. i .. math.random(1e9)) end\n"
+  "  end,\n"
+  "}\n";
+
+static void receive(rt_engine *e, const char *chat, const char *ext, const char *text) {
+  rt_event_in ev = {.channel = "console", .ext_id = ext, .chat_id = chat, .user_id = "u",
+                    .kind = "text", .text = text};
+  CHECK(rt_engine_receive(e, &ev, NULL, NULL) == RT_OK);
+}
+
+/* Runs until the engine is idle (due wake-ups included) or max_s passed. */
+static bool settle(uv_loop_t *loop, rt_engine *e, double max_s) {
+  uint64_t t0 = uv_hrtime();
+  uv_run(loop, UV_RUN_NOWAIT);
+  while ((uv_hrtime() - t0) / 1e9 < max_s) {
+    if (rt_engine_idle(e)) return true;
+    uv_run(loop, UV_RUN_ONCE);
+  }
+  return rt_engine_idle(e);
+}
+
+static int count_to(const char *chat, const char *text) {
+  int n = 0;
+  for (int i = 0; i < nmsgs; i++)
+    if (strcmp(msgs[i].chat, chat) == 0 && (!text || strcmp(msgs[i].text, text) == 0)) n++;
+  return n;
+}
+
+static long long q_int(rt_engine *e, const char *sql) {
+  sqlite3_stmt *st;
+  long long v = -1;
+  if (sqlite3_prepare_v2(rt_store_db(rt_engine_store(e)), sql, -1, &st, NULL) != SQLITE_OK)
+    return -2;
+  if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+/* The conversation's last_error message contains want. */
+static bool error_says(rt_engine *e, const char *chat, const char *want) {
+  sqlite3_stmt *st;
+  bool ok = false;
+  sqlite3_prepare_v2(rt_store_db(rt_engine_store(e)),
+                     "SELECT json_extract(last_error, '$.msg') FROM conversations "
+                     "WHERE chat_id = ?1", -1, &st, NULL);
+  sqlite3_bind_text(st, 1, chat, -1, SQLITE_STATIC);
+  if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+    ok = strstr((const char *)sqlite3_column_text(st, 0), want) != NULL;
+  if (!ok) fprintf(stderr, "  %s: last_error lacks \"%s\"\n", chat, want);
+  sqlite3_finalize(st);
+  return ok;
+}
+
+static void closed(void *ud) { *(bool *)ud = true; }
+
+typedef struct { uv_loop_t loop; rt_config *cfg; rt_engine *e; } env;
+
+/* schema: NULL = the shop schema; else a path to a looser one. */
+static bool open_env(env *v, const char *shop_json, const char *schema) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/shop.json", dir);
+  write_file(path, shop_json);
+  char *sp = schema ? rt_xstrdup(schema) : rt_xasprintf("%s/schema/shop.schema.json",
+                                                        getenv("RT_SOURCE_DIR"));
+  char *err = NULL;
+  int rc = rt_config_load(dir, sp, &v->cfg, &err);
+  free(sp);
+  if (rc != RT_OK) { fprintf(stderr, "config: %s\n", err); free(err); v->e = NULL; return false; }
+  uv_loop_init(&v->loop);
+  rt_engine_opts o = {.loop = &v->loop, .cfg = v->cfg};
+  rc = rt_engine_new(&o, &v->e, &err);
+  if (rc != RT_OK) { fprintf(stderr, "engine: %s\n", err); free(err); return false; }
+  rt_engine_add_channel(v->e, &chan);
+  rt_engine_start(v->e);
+  return true;
+}
+
+static void close_env(env *v) {
+  bool done = false;
+  rt_engine_close(v->e, closed, &done);
+  while (!done) uv_run(&v->loop, UV_RUN_ONCE);
+  uv_run(&v->loop, UV_RUN_DEFAULT);
+  rt_config_free(v->cfg);
+  CHECK(uv_loop_close(&v->loop) == 0);
+  for (int i = 0; i < nmsgs; i++) { free(msgs[i].chat); free(msgs[i].text); }
+  nmsgs = 0;
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s/data", dir);
+  if (system(cmd) != 0) { /* best effort */ }
+}
+
+#define SHOP(extra) "{\"name\":\"t\",\"persona\":{},\"flows\":{\"start\":\"main\"}," \
+  "\"http\":{\"enabled\":false},\"log\":{\"level\":\"error\"}" extra "}"
+
+T(wakeups_same_due_second) {
+  env v = {0};
+  CHECK(open_env(&v, SHOP(""), NULL));
+  if (!v.e) return;
+  const char *ids[] = {"fixed1", "fixed2", "fixed3"};
+  for (int i = 0; i < 3; i++) {
+    receive(v.e, "r3", ids[i], ids[i]);
+    CHECK(settle(&v.loop, v.e, 10));
+    /* Each wake-up fires before the next message sets its own: the table
+     * is empty again each time, as after a restart. */
+    rt_engine_fire_timers(v.e);
+    CHECK(settle(&v.loop, v.e, 10));
+  }
+  CHECK_INT(count_to("r3", "woke fixed1"), 1);
+  CHECK_INT(count_to("r3", "woke fixed2"), 1);
+  CHECK_INT(count_to("r3", "woke fixed3"), 1);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM timers"), 0);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND status = 'done'"), 3);
+  close_env(&v);
+}
+
+T(limits_fail_the_step) {
+  env v = {0};
+  CHECK(open_env(&v, SHOP(""), NULL));
+  if (!v.e) return;
+  receive(v.e, "maxint", "a1", "maxint");
+  receive(v.e, "float", "a2", "float");
+  receive(v.e, "negative", "a3", "negative");
+  receive(v.e, "duration", "a4", "duration");
+  receive(v.e, "eleven", "a5", "eleven");
+  receive(v.e, "ten", "a6", "ten");
+  receive(v.e, "big", "a7", "big");
+  receive(v.e, "much", "a8", "much");
+  receive(v.e, "handoff", "a9", "handoff");
+  CHECK(settle(&v.loop, v.e, 10));
+  CHECK(error_says(v.e, "maxint", "out of range"));
+  CHECK(error_says(v.e, "float", "out of range"));
+  CHECK(error_says(v.e, "negative", "out of range"));
+  CHECK(error_says(v.e, "duration", "duration"));
+  CHECK(error_says(v.e, "eleven", "limits.wakeups_per_step"));
+  CHECK_INT(count_to("ten", "got ten"), 1);
+  CHECK(error_says(v.e, "big", "limits.message_max_kb"));
+  CHECK(error_says(v.e, "much", "limits.step_output_kb"));
+  /* A failed step keeps nothing: no reply, no timer; the managers hear. */
+  CHECK_INT(count_to("maxint", NULL) + count_to("big", NULL) + count_to("much", NULL), 0);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM timers t JOIN conversations c ON c.id = t.conv_id "
+                       "WHERE c.chat_id = 'eleven' AND t.name NOT LIKE '\\_%' ESCAPE '\\'"), 0);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM timers t JOIN conversations c ON c.id = t.conv_id "
+                       "WHERE c.chat_id = 'ten'"), 10);
+  CHECK(count_to("managers", NULL) >= 7);
+  /* The release of a handoff is within the due-time range. */
+  CHECK(q_int(v.e, "SELECT MAX(due_at) FROM timers WHERE name = '_handoff_release'") > 0);
+  CHECK(q_int(v.e, "SELECT MAX(due_at) FROM timers") <= 253402300799000LL);
+  close_env(&v);
+}
+
+T(fanout_is_bounded) {
+  env v = {0};
+  CHECK(open_env(&v, SHOP(",\"limits\":{\"wakeups_pending\":50}"), NULL));
+  if (!v.e) return;
+  receive(v.e, "r11", "b1", "boom");
+  CHECK(settle(&v.loop, v.e, 20));
+  long long timers = q_int(v.e, "SELECT COUNT(*) FROM timers WHERE name NOT LIKE '\\_%' ESCAPE '\\'");
+  long long wakes = q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake'");
+  fprintf(stderr, "  fan-out: timers=%lld wake-ups=%lld\n", timers, wakes);
+  CHECK_INT(timers, 0);    /* all fired, and skipped after the failure */
+  CHECK(wakes <= 10 + 50 + 10);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM events WHERE kind = 'step_error'"), 1);
+  CHECK(error_says(v.e, "r11", "limits.wakeups_pending"));
+  close_env(&v);
+}
+
+T(absurd_config_values) {
+  char schema[128];
+  snprintf(schema, sizeof schema, "%s/loose.schema.json", dir);
+  write_file(schema, "{\"type\":\"object\"}");
+  env v = {0};
+  CHECK(open_env(&v, SHOP(",\"limits\":{\"step_timeout_ms\":9223372036854775807,"
+                          "\"lua_memory_mb\":9223372036854775807,"
+                          "\"message_max_kb\":9223372036854775807},"
+                          "\"handoff\":{\"release_after\":9223372036854775807}"),
+                 schema));
+  if (!v.e) return;
+  receive(v.e, "cfg", "c1", "handoff");
+  receive(v.e, "cfg2", "c2", "ten");
+  CHECK(settle(&v.loop, v.e, 10));
+  CHECK_INT(count_to("cfg", "got handoff"), 1);
+  CHECK_INT(count_to("cfg2", "got ten"), 1);
+  CHECK(q_int(v.e, "SELECT MAX(due_at) FROM timers") <= 253402300799000LL);
+  close_env(&v);
+
+  CHECK(open_env(&v, SHOP(",\"store\":{\"keep_days\":200000000000}"), schema));
+  if (!v.e) return;
+  receive(v.e, "old", "d1", "hello");
+  CHECK(settle(&v.loop, v.e, 10));
+  rt_store_exec(rt_engine_store(v.e), "UPDATE inbox SET received_at = 0; "
+                                      "UPDATE outbox SET created_at = 0");
+  /* The watchdog prunes on its first tick (250 ms). */
+  uint64_t t0 = uv_hrtime();
+  while ((uv_hrtime() - t0) / 1e9 < 0.6) uv_run(&v.loop, UV_RUN_ONCE);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox"), 1);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM outbox"), 1);
+  close_env(&v);
+}
+
+T(long_chat_ids) {
+  env v = {0};
+  CHECK(open_env(&v, SHOP(""), NULL));
+  if (!v.e) return;
+  char a[600], b[600];
+  memset(a, 'x', 520);
+  memset(b, 'x', 520);
+  strcpy(a + 520, "AAAAAA");
+  strcpy(b + 520, "BBBBBB");
+  receive(v.e, a, "l1", "secret of A");
+  receive(v.e, b, "l2", "message of B");
+  CHECK(settle(&v.loop, v.e, 10));
+  CHECK_INT(count_to(a, "got secret of A"), 1);
+  CHECK_INT(count_to(b, "got message of B"), 1);
+  CHECK_INT(count_to(a, NULL), 1);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM conversations WHERE length(chat_id) > 500 "
+                       "AND json_array_length(state, '$.t') = 1"), 2);
+  close_env(&v);
+}
+
+int main(void) {
+  snprintf(dir, sizeof dir, "/tmp/test_engine_effects.XXXXXX");
+  if (!mkdtemp(dir)) return 1;
+  if (!getenv("RT_SOURCE_DIR")) setenv("RT_SOURCE_DIR", RT_SOURCE_DIR, 1);
+  char path[128];
+  snprintf(path, sizeof path, "%s/flows", dir);
+  mkdir(path, 0755);
+  snprintf(path, sizeof path, "%s/flows/main.lua", dir);
+  write_file(path, flow);
+  T_RUN(wakeups_same_due_second);
+  T_RUN(limits_fail_the_step);
+  T_RUN(fanout_is_bounded);
+  T_RUN(absurd_config_values);
+  T_RUN(long_chat_ids);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  if (system(cmd) != 0) { /* best effort */ }
+  return T_DONE();
+}
