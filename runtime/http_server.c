@@ -36,12 +36,36 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define DISCARD_MAX ((long long)64 << 20) /* bigger bodies: 413 and close */
 #define WCHUNK 16384
 #define TEARDOWN_WARN_MS 10000
+#define LISTEN_BACKLOG 511
+#define ACCEPT_BATCH 64      /* accepts per listen-socket wakeup */
+#define FD_RESERVE 64        /* descriptors kept for the rest of the process */
+/* Connections over the cap while idle ones they replace are closing. */
+#define EVICT_SLACK 16
+#define FULL_WARN_MS 60000   /* "at the cap" warning at most this often */
+#define BACKOFF_MIN_MS 50u   /* accept back-off on EMFILE and the like */
+#define BACKOFF_MAX_MS 1000u
+/* lws's descriptors besides connections (its cancel pipe) plus slack, so
+ * that its own table never refuses a connection we have counted in. */
+#define LWS_FD_EXTRA 16
+
+/* One accepted connection (lws's network wsi). The idle list, oldest
+ * first, holds those not inside a request: just accepted, sending headers
+ * slowly, or quiet between keep-alive requests. At the cap, each new
+ * connection closes the head of that list, so idle connections cannot
+ * lock out requests; connections inside a request are never closed for
+ * room. */
+typedef struct conn_rec {
+  struct lws *wsi;                   /* NULL: on the free list */
+  struct conn_rec *prev, *next;      /* idle list, or next free */
+  bool idle, evicting;
+} conn_rec;
 
 typedef struct {
   char *prefix;
@@ -56,8 +80,20 @@ struct rt_httpd {
   struct lws_context *ctx_watch;     /* lws writes NULL here when freed */
   struct lws_vhost *vh;
   struct lws_protocols protocols[2]; /* [1] zeroed: end of list */
-  char *iface;                       /* owned; lws keeps the pointer */
   int port;
+  int lfd;                           /* listening socket, owned */
+  uv_poll_t lpoll;                   /* readable lfd -> on_listen */
+  uv_timer_t retry;                  /* accept back-off */
+  bool handles_init;                 /* lpoll and retry are on the loop */
+  bool listening, retry_pending;
+  unsigned backoff_ms;
+  int nconn, max_conn;               /* accepted connections open, cap */
+  conn_rec *recs;                    /* max_conn + EVICT_SLACK, owned */
+  size_t nrecs;
+  conn_rec *free_recs, *idle_head, *idle_tail;
+  uint64_t full_warned_ms;
+  bool full_warned;
+  int pending_closes;                /* our handles not closed yet */
   route *routes;
   size_t nroutes, routes_cap;
   uv_timer_t reap;                   /* teardown driver */
@@ -87,6 +123,15 @@ typedef struct {
   char *out;                /* owned, reply body */
   size_t out_len, sent;
 } rt_httpd_conn;
+
+typedef struct {
+  struct sockaddr_storage ss;
+  socklen_t len;
+} listen_addr;
+
+static void on_listen(uv_poll_t *h, int status, int events);
+static void conn_gone(rt_httpd *s, struct lws *wsi);
+static void conn_busy(rt_httpd *s, struct lws *wsi, bool busy);
 
 static void conn_reset(rt_httpd_conn *c) {
   free(c->path);
@@ -313,6 +358,7 @@ static int on_writeable(rt_httpd *s, struct lws *wsi, rt_httpd_conn *c) {
     return 0;
   }
   conn_reset(c);
+  conn_busy(s, wsi, false);
   return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -324,6 +370,7 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason,
   switch (reason) {
   case LWS_CALLBACK_HTTP:
     if (!s || !c) return -1;
+    conn_busy(s, wsi, true);
     return on_request(s, wsi, c, in, len);
   case LWS_CALLBACK_HTTP_BODY:
     if (c) on_body(c, in, len);
@@ -351,6 +398,9 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason,
   case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     if (c) conn_reset(c);
     return 0;
+  case LWS_CALLBACK_WSI_DESTROY:
+    if (s) conn_gone(s, wsi);
+    return 0;
   default:
     return lws_callback_http_dummy(wsi, reason, user, in, len);
   }
@@ -358,16 +408,34 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason,
 
 /* ---- listen address -------------------------------------------------------- */
 
-/* Parses listen into an IPv4 address (INADDR_ANY when the host part is
- * empty, "*" or "0.0.0.0") and a port. Returns false on a malformed string. */
-static bool parse_listen(const char *listen, struct sockaddr_in *sa, bool *any) {
+/* Parses listen: "PORT", ":PORT", "*:PORT", "0.0.0.0:PORT" (every IPv4
+ * interface), "IPv4:PORT", "localhost:PORT" (127.0.0.1) or "[IPv6]:PORT"
+ * ("[::]" is every IPv6 interface). Host names are refused: the server binds
+ * one address and must not depend on DNS at start. On error *why says what
+ * was expected. */
+static bool parse_listen(const char *listen, listen_addr *a, const char **why) {
+  *why = "expected IPv4:PORT, [IPv6]:PORT, :PORT or PORT";
+  memset(a, 0, sizeof *a);
+  if (!listen) return false;
   const char *colon = strrchr(listen, ':');
   const char *ps = colon ? colon + 1 : listen;
   char host[64] = "";
+  bool v6 = false;
   if (colon) {
+    const char *h = listen;
     size_t hl = (size_t)(colon - listen);
+    if (hl > 0 && listen[0] == '[') {
+      if (listen[hl - 1] != ']') return false;
+      h++;
+      hl -= 2;
+      v6 = true;
+      if (hl == 0) return false;
+    } else if (memchr(listen, ':', hl)) {
+      *why = "an IPv6 address goes in brackets, like [::1]:8080";
+      return false;
+    }
     if (hl >= sizeof host) return false;
-    memcpy(host, listen, hl);
+    memcpy(host, h, hl);
     host[hl] = '\0';
   }
   if (!*ps || strlen(ps) > 5) return false;
@@ -376,29 +444,65 @@ static bool parse_listen(const char *listen, struct sockaddr_in *sa, bool *any) 
     if (*p < '0' || *p > '9') return false;
     port = port * 10 + (*p - '0');
   }
-  if (port > 65535) return false;
-  memset(sa, 0, sizeof *sa);
-  sa->sin_family = AF_INET;
-  sa->sin_port = htons((uint16_t)port);
-  *any = !*host || strcmp(host, "*") == 0 || strcmp(host, "0.0.0.0") == 0;
-  if (*any) {
-    sa->sin_addr.s_addr = htonl(INADDR_ANY);
+  if (port > 65535) {
+    *why = "port must be 0..65535";
+    return false;
+  }
+  if (v6) {
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&a->ss;
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons((uint16_t)port);
+    a->len = sizeof *s6;
+    if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1) {
+      *why = "not an IPv6 address in the brackets";
+      return false;
+    }
+    return true;
+  }
+  struct sockaddr_in *s4 = (struct sockaddr_in *)&a->ss;
+  s4->sin_family = AF_INET;
+  s4->sin_port = htons((uint16_t)port);
+  a->len = sizeof *s4;
+  if (!*host || strcmp(host, "*") == 0) {
+    s4->sin_addr.s_addr = htonl(INADDR_ANY);
     return true;
   }
   if (strcmp(host, "localhost") == 0) strcpy(host, "127.0.0.1");
-  return inet_pton(AF_INET, host, &sa->sin_addr) == 1;
+  return inet_pton(AF_INET, host, &s4->sin_addr) == 1;
 }
 
-/* Binds (and drops) a socket the way lws will, to report a clear reason
- * before lws gets involved. Returns 0 or an errno. */
-static int probe_bind(const struct sockaddr_in *sa) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+int rt_httpd_check_listen(const char *listen, char **err) {
+  listen_addr a;
+  const char *why;
+  if (err) *err = NULL;
+  if (parse_listen(listen, &a, &why)) return RT_OK;
+  if (err) *err = rt_xasprintf("cannot listen on %s: %s", listen ? listen : "(null)", why);
+  return RT_EINVAL;
+}
+
+/* Binds and listens on a non-blocking socket. Returns 0 or an errno. The
+ * socket is ours, not lws's: we accept ourselves (see on_listen) so that
+ * the connection cap and the back-off on EMFILE are in our hands. */
+static int open_listener(const listen_addr *a, int *fd_out, int *port_out) {
+  int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return errno;
-  int one = 1, rc = 0;
+  int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (bind(fd, (const struct sockaddr *)sa, sizeof *sa) != 0) rc = errno;
-  close(fd);
-  return rc;
+  /* [::] means IPv6 only, so that it never takes an IPv4 port by surprise */
+  if (a->ss.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  struct sockaddr_storage got;
+  socklen_t gl = sizeof got;
+  if (bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0 ||
+      listen(fd, LISTEN_BACKLOG) != 0 ||
+      getsockname(fd, (struct sockaddr *)&got, &gl) != 0) {
+    int e = errno;
+    close(fd);
+    return e;
+  }
+  *port_out = ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
+                                              : ((struct sockaddr_in *)&got)->sin_port);
+  *fd_out = fd;
+  return 0;
 }
 
 static const char *errno_text(int e) {
@@ -406,8 +510,188 @@ static const char *errno_text(int e) {
   case EADDRINUSE: return "address in use";
   case EADDRNOTAVAIL: return "address not available on this host";
   case EACCES: return "permission denied";
+  case EAFNOSUPPORT: return "address family not supported on this host";
   default: return strerror(e);
   }
+}
+
+/* ---- connection cap and accept ------------------------------------------- */
+
+/* Makes room for max connections under RLIMIT_NOFILE, keeping FD_RESERVE
+ * descriptors for everything else the process opens (SQLite and its WAL,
+ * curl's sockets, the watcher, libuv's own). The soft limit is raised only
+ * as far as needed (up to the hard limit): a soft limit above 1024 can break
+ * select() users we do not know about. Returns the cap that fits. */
+static int fit_fd_limit(int want, rlim_t *limit) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    *limit = 0;
+    return want;
+  }
+  rlim_t need = (rlim_t)want + EVICT_SLACK + FD_RESERVE;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+    rlim_t to = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+    if (to > rl.rlim_cur) {
+      struct rlimit nl = {to, rl.rlim_max};
+      if (setrlimit(RLIMIT_NOFILE, &nl) == 0) rl.rlim_cur = to;
+    }
+  }
+  *limit = rl.rlim_cur;
+  if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need) return want;
+  rlim_t reserve = rl.rlim_cur / 2 < FD_RESERVE + EVICT_SLACK ? rl.rlim_cur / 2
+                                                               : FD_RESERVE + EVICT_SLACK;
+  rlim_t fit = rl.rlim_cur - reserve;
+  return fit < 1 ? 1 : (int)fit;
+}
+
+static void listen_start(rt_httpd *s) {
+  if (s->closing || s->listening || s->retry_pending) return;
+  if (s->nconn >= s->max_conn && !(s->idle_head && s->free_recs)) return;
+  uv_poll_start(&s->lpoll, UV_READABLE, on_listen);
+  s->listening = true;
+}
+
+static void listen_stop(rt_httpd *s) {
+  if (!s->listening) return;
+  uv_poll_stop(&s->lpoll);
+  s->listening = false;
+}
+
+static void on_retry(uv_timer_t *t) {
+  rt_httpd *s = t->data;
+  s->retry_pending = false;
+  listen_start(s);
+}
+
+/* accept failed for want of a resource (EMFILE, ENFILE, ENOBUFS, ENOMEM):
+ * the connection stays in the kernel's queue and the socket stays
+ * readable, so polling again at once would spin. Stop polling and retry
+ * after a delay that doubles up to BACKOFF_MAX_MS; an accept that works
+ * resets it. One log line per pause. */
+static void accept_backoff(rt_httpd *s, int e) {
+  s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : BACKOFF_MIN_MS;
+  if (s->backoff_ms > BACKOFF_MAX_MS) s->backoff_ms = BACKOFF_MAX_MS;
+  listen_stop(s);
+  s->retry_pending = true;
+  uv_timer_start(&s->retry, on_retry, s->backoff_ms, 0);
+  rt_log(RT_LOG_WARN, "httpd.accept", "errno=%d err=\"%s\" open=%d retry_ms=%u", e,
+         strerror(e), s->nconn, s->backoff_ms);
+}
+
+static void idle_push(rt_httpd *s, conn_rec *r) {
+  r->idle = true;
+  r->next = NULL;
+  r->prev = s->idle_tail;
+  if (s->idle_tail) s->idle_tail->next = r;
+  else s->idle_head = r;
+  s->idle_tail = r;
+}
+
+static void idle_remove(rt_httpd *s, conn_rec *r) {
+  if (!r->idle) return;
+  if (r->prev) r->prev->next = r->next;
+  else s->idle_head = r->next;
+  if (r->next) r->next->prev = r->prev;
+  else s->idle_tail = r->prev;
+  r->prev = r->next = NULL;
+  r->idle = false;
+}
+
+/* The record of the connection wsi belongs to (h2 streams belong to their
+ * network connection), or NULL. */
+static conn_rec *rec_of(rt_httpd *s, struct lws *wsi) {
+  struct lws *nw = lws_get_network_wsi(wsi);
+  conn_rec *r = nw ? lws_get_opaque_user_data(nw) : NULL;
+  if (!r || r < s->recs || r >= s->recs + s->nrecs || r->wsi != nw) return NULL;
+  return r;
+}
+
+/* A request starts (busy) or the connection waits for the next (idle). */
+static void conn_busy(rt_httpd *s, struct lws *wsi, bool busy) {
+  conn_rec *r = rec_of(s, wsi);
+  if (!r || r->evicting) return;
+  if (busy) {
+    idle_remove(s, r);
+  } else if (!r->idle) {
+    idle_push(s, r);
+    listen_start(s); /* at the cap, an idle connection makes room */
+  }
+}
+
+static void note_full(rt_httpd *s) {
+  uint64_t now = uv_now(s->loop);
+  if (s->full_warned && now - s->full_warned_ms < FULL_WARN_MS) return;
+  s->full_warned = true;
+  s->full_warned_ms = now;
+  rt_log(RT_LOG_WARN, "httpd.full", "max_connections=%d detail=\"at the cap: the oldest idle "
+         "connection is closed for each new one, or new ones wait\"", s->max_conn);
+}
+
+static void on_listen(uv_poll_t *h, int status, int events) {
+  (void)events;
+  rt_httpd *s = h->data;
+  if (status < 0) {
+    accept_backoff(s, -status);
+    return;
+  }
+  /* A batch per wakeup, so a connect storm cannot hold the loop. */
+  for (int i = 0; i < ACCEPT_BATCH; i++) {
+    if (s->closing) return;
+    if (s->nconn >= s->max_conn) {
+      note_full(s);
+      if (!s->idle_head || !s->free_recs) {
+        /* Every connection is inside a request (or closing): stop
+         * accepting; new connects wait in the kernel's backlog until one
+         * finishes (conn_busy) or closes (conn_gone). */
+        listen_stop(s);
+        return;
+      }
+    }
+    int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      int e = errno;
+      if (e == EAGAIN || e == EWOULDBLOCK) return;
+      if (e == EINTR || e == ECONNABORTED || e == EPROTO || e == EPERM) continue;
+      accept_backoff(s, e);
+      return;
+    }
+    s->backoff_ms = 0;
+    /* On failure lws closes fd itself. */
+    struct lws *wsi = lws_adopt_socket_vhost(s->vh, fd);
+    if (!wsi) continue;
+    conn_rec *r = s->free_recs;
+    s->free_recs = r->next;
+    memset(r, 0, sizeof *r);
+    r->wsi = wsi;
+    /* The mark tells conn_gone which wsis are our accepted connections
+     * (h2 streams and the like are wsis without a socket of their own). */
+    lws_set_opaque_user_data(wsi, r);
+    s->nconn++;
+    idle_push(s, r);
+    if (s->nconn > s->max_conn) {
+      /* Make room: close the connection idle for the longest. We are in
+       * our own uv callback, not inside lws, so a synchronous close is
+       * allowed; its record goes back in conn_gone. */
+      conn_rec *v = s->idle_head;
+      idle_remove(s, v);
+      v->evicting = true;
+      lws_set_timeout(v->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+    }
+  }
+}
+
+/* LWS_CALLBACK_WSI_DESTROY: lws has closed the socket. */
+static void conn_gone(rt_httpd *s, struct lws *wsi) {
+  conn_rec *r = lws_get_opaque_user_data(wsi);
+  if (!r || r < s->recs || r >= s->recs + s->nrecs || r->wsi != wsi) return;
+  lws_set_opaque_user_data(wsi, NULL);
+  idle_remove(s, r);
+  r->wsi = NULL;
+  r->evicting = false;
+  r->next = s->free_recs;
+  s->free_recs = r;
+  s->nconn--;
+  listen_start(s);
 }
 
 /* Handles on the loop, by address only: the data field of a handle someone
@@ -462,38 +746,51 @@ static bool lws_on_loop(rt_httpd *s) {
 
 /* ---- lifetime ---------------------------------------------------------------- */
 
-static void set_err(char **err, const char *fmt, const char *listen,
-                    const char *why) {
-  if (err) *err = rt_xasprintf(fmt, listen, why);
-}
-
 static void start_teardown(rt_httpd *s);
 
 int rt_httpd_new(uv_loop_t *loop, const char *listen, rt_httpd **out,
                  char **err) {
-  struct sockaddr_in sa;
-  bool any;
+  rt_httpd_opts o = {.listen = listen};
+  return rt_httpd_start(loop, &o, out, err);
+}
+
+int rt_httpd_start(uv_loop_t *loop, const rt_httpd_opts *o, rt_httpd **out,
+                   char **err) {
   *out = NULL;
   if (err) *err = NULL;
-  if (!listen || !parse_listen(listen, &sa, &any)) {
-    set_err(err, "cannot listen on %s: %s", listen ? listen : "(null)",
-            "expected IPv4:PORT, :PORT or PORT");
+  const char *listen = o->listen;
+  listen_addr la;
+  const char *why;
+  if (!parse_listen(listen, &la, &why)) {
+    if (err) *err = rt_xasprintf("cannot listen on %s: %s", listen ? listen : "(null)", why);
     return RT_EINVAL;
   }
-  int e = probe_bind(&sa);
+  int want = o->max_connections > 0 ? o->max_connections : RT_HTTPD_DEFAULT_MAX_CONN;
+  rlim_t limit;
+  int cap = fit_fd_limit(want, &limit);
+  int lfd, port;
+  int e = open_listener(&la, &lfd, &port);
   if (e) {
-    set_err(err, "cannot listen on %s: %s", listen, errno_text(e));
+    if (err) *err = rt_xasprintf("cannot listen on %s: %s", listen, errno_text(e));
     return RT_ENET;
   }
+  if (cap < want)
+    rt_log(RT_LOG_WARN, "httpd.max_connections", "wanted=%d max_connections=%d fd_limit=%llu "
+           "detail=\"lowered to fit the open-files limit (ulimit -n)\"", want, cap,
+           (unsigned long long)limit);
 
   lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
 
   rt_httpd *s = rt_xcalloc(1, sizeof *s);
   s->loop = loop;
-  if (!any) {
-    char ip[INET_ADDRSTRLEN];
-    inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof ip);
-    s->iface = rt_xstrdup(ip);
+  s->lfd = lfd;
+  s->port = port;
+  s->max_conn = cap;
+  s->nrecs = (size_t)cap + EVICT_SLACK;
+  s->recs = rt_xcalloc(s->nrecs, sizeof *s->recs);
+  for (size_t i = s->nrecs; i > 0; i--) {
+    s->recs[i - 1].next = s->free_recs;
+    s->free_recs = &s->recs[i - 1];
   }
   s->protocols[0].name = "http";
   s->protocols[0].callback = lws_cb;
@@ -503,23 +800,26 @@ int rt_httpd_new(uv_loop_t *loop, const char *listen, rt_httpd **out,
   void *loops[1] = {loop};
   struct lws_context_creation_info info;
   memset(&info, 0, sizeof info);
-  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
-                 LWS_SERVER_OPTION_DISABLE_IPV6 |
-                 LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
+  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
   info.foreign_loops = loops;
   info.pcontext = &s->ctx_watch;
   info.port = CONTEXT_PORT_NO_LISTEN;
   info.user = s;
   info.server_string = "shopbot";
   info.max_http_header_data = 8192;
+  /* Sizes lws's fd table by our cap, not by the process limit. */
+  info.fd_limit_per_thread = (unsigned)s->nrecs + LWS_FD_EXTRA;
+  /* A connection that sends nothing, or stalls in a body, for this long */
+  info.timeout_secs = RT_HTTPD_SILENT_TIMEOUT_S;
   handle_set before = {0};
   uv_walk(loop, collect_cb, &before);
   s->ctx = lws_create_context(&info);
   if (!s->ctx) {
     /* lws cleaned up after itself */
     free(before.v);
-    set_err(err, "cannot listen on %s: %s", listen, "lws_create_context failed");
-    free(s->iface);
+    if (err) *err = rt_xasprintf("cannot listen on %s: %s", listen, "lws_create_context failed");
+    close(lfd);
+    free(s->recs);
     free(s);
     return RT_ENET;
   }
@@ -530,22 +830,26 @@ int rt_httpd_new(uv_loop_t *loop, const char *listen, rt_httpd **out,
   s->reap.data = s;
 
   memset(&info, 0, sizeof info);
-  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6 |
-                 LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
+  info.options = LWS_SERVER_OPTION_LIBUV;
   info.vhost_name = "shopbot";
-  info.port = ntohs(sa.sin_port);
-  info.iface = s->iface;
+  info.port = CONTEXT_PORT_NO_LISTEN; /* we listen and hand lws the sockets */
   info.protocols = s->protocols;
-  info.keepalive_timeout = 30;
+  info.keepalive_timeout = RT_HTTPD_KEEPALIVE_S;
+  info.timeout_secs_ah_idle = RT_HTTPD_HEADER_TIMEOUT_S;
   s->vh = lws_create_vhost(s->ctx, &info);
   if (!s->vh) {
-    /* Lost a race for the port after the probe. lws already put handles on
-     * the loop: let the teardown timer remove them and free s. */
-    set_err(err, "cannot listen on %s: %s", listen, "bind failed");
+    /* lws already put handles on the loop: let the teardown timer remove
+     * them and free s. */
+    if (err) *err = rt_xasprintf("cannot listen on %s: %s", listen, "lws_create_vhost failed");
     start_teardown(s);
     return RT_ENET;
   }
-  s->port = lws_get_vhost_listen_port(s->vh);
+  uv_poll_init_socket(loop, &s->lpoll, lfd);
+  s->lpoll.data = s;
+  uv_timer_init(loop, &s->retry);
+  s->retry.data = s;
+  s->handles_init = true;
+  listen_start(s);
   *out = s;
   return RT_OK;
 }
@@ -573,13 +877,20 @@ int rt_httpd_route(rt_httpd *s, const char *path_prefix, rt_httpd_handler fn,
 
 int rt_httpd_port(const rt_httpd *s) { return s ? s->port : 0; }
 
-static void on_reap_closed(uv_handle_t *h) {
+int rt_httpd_connections(const rt_httpd *s) { return s ? s->nconn : 0; }
+
+int rt_httpd_max_connections(const rt_httpd *s) { return s ? s->max_conn : 0; }
+
+/* Frees s once the reap timer and our own handles are all closed. */
+static void handle_closed(uv_handle_t *h) {
   rt_httpd *s = h->data;
+  if (h == (uv_handle_t *)&s->lpoll) close(s->lfd);
+  if (--s->pending_closes > 0) return;
   void (*done)(void *) = s->done;
   void *ud = s->done_ud;
   for (size_t i = 0; i < s->nroutes; i++) free(s->routes[i].prefix);
   free(s->routes);
-  free(s->iface);
+  free(s->recs);
   free(s);
   if (done) done(ud);
 }
@@ -607,11 +918,22 @@ static void on_reap(uv_timer_t *t) {
     rt_log(RT_LOG_WARN, "httpd.teardown", "detail=\"lws context not freed\"");
   s->ctx = NULL;
   uv_timer_stop(t);
-  uv_close((uv_handle_t *)t, on_reap_closed);
+  uv_close((uv_handle_t *)t, handle_closed);
 }
 
 static void start_teardown(rt_httpd *s) {
   s->closing = 1;
+  s->pending_closes = 1; /* reap */
+  if (s->handles_init) {
+    /* Stop accepting at once; the listening socket closes with its handle. */
+    listen_stop(s);
+    uv_timer_stop(&s->retry);
+    s->pending_closes += 2;
+    uv_close((uv_handle_t *)&s->lpoll, handle_closed);
+    uv_close((uv_handle_t *)&s->retry, handle_closed);
+  } else {
+    close(s->lfd);
+  }
   uv_timer_start(&s->reap, on_reap, 0, 1);
 }
 

@@ -1,11 +1,25 @@
 /* http_server.h -- the HTTP server: libwebsockets on the runtime's uv loop.
  *
- * One rt_httpd owns an lws context with one vhost listening on one IPv4
- * address (HTTP/1.1, keep-alive, no TLS), its routing table and the uv timer
- * that drives teardown. lws runs on the caller's loop as a "foreign" loop:
- * it adds its own uv handles (listen socket, connections, an idle and a timer
- * handle) and removes them all during rt_httpd_close. Nothing blocks and
- * nothing runs on another thread; handlers are called on the loop.
+ * One rt_httpd owns a listening socket on one IPv4 or IPv6 address, an lws
+ * context with one vhost that serves the connections accepted on it
+ * (HTTP/1.1, keep-alive, no TLS), its routing table and the uv handles that
+ * drive accepting and teardown. lws runs on the caller's loop as a "foreign"
+ * loop: it adds its own uv handles (connections, an idle and a timer handle)
+ * and removes them all during rt_httpd_close. Nothing blocks and nothing runs
+ * on another thread; handlers are called on the loop.
+ *
+ * Limits. At most max_connections connections are open at once; at the cap
+ * the server stops accepting and new connects wait in the kernel's backlog
+ * until one closes. The cap is lowered, with a warning, to fit under the
+ * open-files limit (RLIMIT_NOFILE, whose soft limit is raised toward the hard
+ * one if that is needed) minus a reserve for the rest of the process, so the
+ * server never runs the process out of descriptors. If accept still fails
+ * for want of a resource (EMFILE, ENFILE...), it pauses accepting with a
+ * back-off of 50 ms doubling to 1 s instead of retrying at once.
+ * Idle and slow connections are closed: no byte for
+ * RT_HTTPD_SILENT_TIMEOUT_S after connecting (or in the middle of a body),
+ * request headers not complete RT_HTTPD_HEADER_TIMEOUT_S after they start,
+ * and RT_HTTPD_KEEPALIVE_S of quiet between keep-alive requests.
  *
  * Requests are routed by path prefix (see rt_httpd_route); a path with no
  * route gets 404 {"error":"not found"}. Request bodies (POST, PUT, PATCH)
@@ -19,6 +33,10 @@
 #include <uv.h>
 
 #define RT_HTTPD_MAX_BODY ((size_t)1 << 20)
+#define RT_HTTPD_DEFAULT_MAX_CONN 256
+#define RT_HTTPD_SILENT_TIMEOUT_S 5
+#define RT_HTTPD_HEADER_TIMEOUT_S 10
+#define RT_HTTPD_KEEPALIVE_S 30
 
 typedef struct rt_httpd rt_httpd;
 
@@ -47,15 +65,34 @@ typedef void (*rt_httpd_handler)(void *ud, const char *method, const char *path,
                                  const char *query, const char *body,
                                  size_t body_len, rt_httpd_reply *reply);
 
-/* Starts listening on loop (borrowed; must outlive the server). listen is
- * "IP:PORT", ":PORT" or "PORT" (all interfaces), "localhost:PORT"; IPv4
- * only; PORT 0 picks an ephemeral port (see rt_httpd_port).
+typedef struct {
+  const char *listen;  /* see rt_httpd_check_listen */
+  int max_connections; /* 0: RT_HTTPD_DEFAULT_MAX_CONN */
+} rt_httpd_opts;
+
+/* Checks a listen address the way rt_httpd_start reads it: "IPv4:PORT",
+ * "[IPv6]:PORT", "localhost:PORT" (127.0.0.1), ":PORT", "*:PORT" or "PORT"
+ * (every IPv4 interface); "[::]:PORT" is every IPv6 interface (IPv6 only).
+ * Host names are refused. PORT is 0..65535; 0 picks an ephemeral port.
+ * Returns RT_OK, or RT_EINVAL with *err (if err is not NULL; the caller
+ * frees it) set to the very message rt_httpd_start gives, like
+ * "cannot listen on ::1:80: an IPv6 address goes in brackets, like [::1]:8080".
+ * `shopbot check` uses it so that it refuses exactly what `run` refuses. */
+int rt_httpd_check_listen(const char *listen, char **err);
+
+/* Starts listening on loop (borrowed; must outlive the server) on o->listen.
  * On RT_OK *out is the new server. On error *out is NULL and *err (if err is
  * not NULL) gets a message the caller frees, like "cannot listen on
- * 127.0.0.1:8080: address in use": RT_EINVAL for a malformed listen string,
- * RT_ENET when the address cannot be bound. In the rare case lws fails after
- * it has already attached handles to the loop, they are torn down on later
- * loop turns by themselves; nothing else is left behind. */
+ * 127.0.0.1:8080: address in use": RT_EINVAL for a malformed listen string
+ * (the message of rt_httpd_check_listen), RT_ENET when the address cannot be
+ * bound. In the rare case lws fails after it has already attached handles to
+ * the loop, they are torn down on later loop turns by themselves; nothing
+ * else is left behind. May raise the process's soft RLIMIT_NOFILE (see
+ * Limits above). */
+int rt_httpd_start(uv_loop_t *loop, const rt_httpd_opts *o, rt_httpd **out,
+                   char **err);
+
+/* rt_httpd_start with default options. */
 int rt_httpd_new(uv_loop_t *loop, const char *listen, rt_httpd **out,
                  char **err);
 
@@ -69,6 +106,10 @@ int rt_httpd_route(rt_httpd *s, const char *path_prefix, rt_httpd_handler fn,
 
 /* The port actually bound (the ephemeral one when PORT was 0). */
 int rt_httpd_port(const rt_httpd *s);
+/* Accepted connections open now, and the cap in force (after fitting it
+ * under the open-files limit). */
+int rt_httpd_connections(const rt_httpd *s);
+int rt_httpd_max_connections(const rt_httpd *s);
 
 /* Stops listening, drops open connections, destroys the lws context and,
  * once lws has closed every uv handle it added to the loop, frees s and

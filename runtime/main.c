@@ -73,6 +73,7 @@ static int load_config(const char *cmd, const char *shop_dir, rt_config **cfg) {
   int lvl = rt_log_parse_level(rt_config_str(*cfg, "log.level", "info"));
   if (lvl >= 0) rt_log_set_level((rt_log_level)lvl);
   rt_log_set_json(strcmp(rt_config_str(*cfg, "log.format", "logfmt"), "json") == 0);
+  rt_log_set_rate((unsigned)rt_config_int(*cfg, "log.max_lines_per_s", RT_LOG_DEFAULT_PER_S));
   return RT_OK;
 }
 
@@ -273,7 +274,9 @@ static int app_run(const char *cmd, const char *shop_dir, const char *user) {
   }
   if (rt_config_bool(a.cfg, "http.enabled", 1)) {
     const char *listen = rt_config_str(a.cfg, "http.listen", "127.0.0.1:8080");
-    if (rt_httpd_new(&a.loop, listen, &a.httpd, &err) != RT_OK) {
+    rt_httpd_opts ho = {.listen = listen,
+                        .max_connections = (int)rt_config_int(a.cfg, "http.max_connections", 0)};
+    if (rt_httpd_start(&a.loop, &ho, &a.httpd, &err) != RT_OK) {
       if (!user) {
         fprintf(stderr, "shopbot %s: %s\n", cmd, err);
         free(err);
@@ -500,6 +503,15 @@ static int cmd_check(int argc, char **argv) {
   if (rc != RT_OK) {
     fprintf(stderr, "%s\n", err);
     free(err);
+    return 1;
+  }
+  /* What the schema cannot say about http.listen, said by the parser that
+   * `run` uses, with its message. */
+  if (rt_config_bool(cfg, "http.enabled", 1) &&
+      rt_httpd_check_listen(rt_config_str(cfg, "http.listen", "127.0.0.1:8080"), &err) != RT_OK) {
+    fprintf(stderr, "shop.json: $.http.listen: %s\n", err);
+    free(err);
+    rt_config_free(cfg);
     return 1;
   }
   printf("shop.json: ok (%s)\n", rt_config_str(cfg, "name", "?"));
