@@ -266,8 +266,10 @@ static bool set_chat(tr *t, const char *line, const char *spec) {
   const char *colon = strchr(spec, ':');
   const char *id = colon ? colon + 1 : spec;
   if (colon == spec || !*id) {
-    fail(t, "%s: the chat %s is empty in '%s' (use ID or channel:ID)", line,
-         colon == spec ? "channel" : "ID", spec);
+    /* "user(): the chat ID is empty", "chat: ..." */
+    bool paren = strcmp(line, "chat") != 0;
+    fail(t, "%s%s%s%s: the chat %s is empty (use ID or channel:ID)", line, paren ? "(" : " ",
+         spec, paren ? ")" : "", colon == spec ? "channel" : "ID");
     return false;
   }
   if (colon) {

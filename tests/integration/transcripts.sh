@@ -16,6 +16,25 @@ $S test "$shop" "$f/unexpected.chat" >"$TMP/o"; check "unmatched bot message fai
 $S test "$shop" "$f/wrong_slot.chat" >"$TMP/o"; check "wrong slot fails" contains "$TMP/o" "expected slot count = 7"
 check "wrong slot shows value" contains "$TMP/o" "got: 0"
 $S test "$shop" "$f/bad_line.chat" >"$TMP/o"; check "bad clock line fails clearly" contains "$TMP/o" "bad_line.chat:3: clock: bad duration"
-$S test "$shop" "$f" >"$TMP/o"; check "a folder runs every file" contains "$TMP/o" "^0 passed, 4 failed$"
+# Malformed or hostile lines fail at their line with a clear message, and
+# never hang, abort or pass (each is bounded: a regression would hang).
+t() { # t FILE "what" PATTERN
+  timeout -s KILL 30 $S test "$shop" "$f/$1" >"$TMP/o" 2>"$TMP/e"
+  rc=$?
+  check "$2: exits 1" [ $rc -eq 1 ]
+  check "$2: says so" contains "$TMP/o" "$3"
+}
+t glob_slow.chat "glob with many stars on a long reply (was exponential)" "^FAIL .*glob_slow.chat:4: expected bot : \*a\*a\*a\*b$"
+t regex_budget.chat "backtracking regex" "regex_budget.chat:5: regular expression .* cannot be matched: match limit exceeded"
+t http_dir.chat "a folder as a body file" "http_dir.chat:2: http: cannot read \.: not a regular file"
+t http_status.chat "a status that is no number" "http_status.chat:1: http: the status must be a number from 100 to 599"
+t config_bad_json.chat "config: value that is not JSON" "config_bad_json.chat:1: config: persona.name: the value is not JSON"
+t config_no_path.chat "config: without a path" "config_no_path.chat:1: config: bad path ''"
+t config_schema.chat "config: against the schema" "config_schema.chat:1: config: limits.lua_memory_mb: the result is not a valid shop.json: \\$\.limits\.lua_memory_mb: must be >= 1"
+t user_empty.chat "user() without an id" "user_empty.chat:1: user\(\): the chat ID is empty"
+t clock_huge.chat "a clock move that overflowed" "clock_huge.chat:3: clock: '106751991167d' is too far \(at most 36500d at a time\)"
+t clock_9999.chat "a clock past the year 9999" "clock_9999.chat:4: clock: \+1d goes past the year 9999"
+$S test "$shop" "$f" >"$TMP/o"; check "a folder runs every file" contains "$TMP/o" "^0 passed, $(ls "$f"/*.chat | wc -l) failed$"
+$S test "$shop" /dev/null >"$TMP/o"; check "a device given as a transcript fails" contains "$TMP/o" "^FAIL /dev/null: cannot open: not a regular file"
 $S test "$shop" "$TMP/missing.chat" >"$TMP/o"; check "missing file fails" [ $? -eq 1 ]
 done_tests
