@@ -53,7 +53,11 @@ int rt_engine_receive(rt_engine *e, const rt_event_in *ev,
 
 /* Rebuilds the flows from disk; swaps only when they load and validate.
  * Returns RT_OK or an error with an owned message (old flows keep
- * serving). */
+ * serving). With tests.on_reload the loaded flows are first checked by the
+ * shop's transcripts in a child process: RT_OK then means the check has
+ * started, and its result comes later on the loop (the "reload" or
+ * "reload-failed" log line, rt_engine_reload_error). A newer reload cancels
+ * a check still running. */
 int rt_engine_reload(rt_engine *e, char **err);
 /* The last reload error, or NULL after a good reload. Borrowed. */
 const char *rt_engine_reload_error(const rt_engine *e);
