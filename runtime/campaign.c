@@ -15,11 +15,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MIN_MS 60000LL
 #define DAY_MS 86400000LL
 #define RECENT_MS (3 * DAY_MS)     /* activity that makes a conversation "open" */
 #define MAX_MINUTES (5LL * 366 * 1440)
+/* Candidates per write transaction: about 40 ms of work, so a running bot
+ * is never kept from the write lock for long (see campaign.h). */
+#define CHUNK_ROWS 2000
+/* Pause after each chunk's commit: longer than the serving loop's retry
+ * interval when it finds the store busy (engine.c), so a bot waiting for
+ * the lock gets it before the next chunk takes it. */
+#define CHUNK_PAUSE_US 12000
 
 void rt_campaign_opts_default(rt_campaign_opts *o, const char *name, int64_t now_ms) {
   memset(o, 0, sizeof *o);
@@ -123,26 +131,44 @@ static void planner_init(planner *p, const rt_campaign_opts *o, const char *dflt
   p->cnt[0] = (uint16_t)(past > p->rate ? p->rate : past);
 }
 
+/* *seen = the newest contact row, counted already (see planner_seed). */
+static int planner_mark(sqlite3 *db, int64_t *seen) {
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(rowid), 0) FROM campaign_contacts", -1, &st,
+                         NULL) != SQLITE_OK)
+    return sqlite3_errcode(db);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) *seen = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
 static void planner_free(planner *p) {
   free(p->cnt);
   free(p->z);
 }
 
-/* Counts check-ins already planned by earlier runs (any campaign), so the
- * rate holds across runs. */
-static int planner_seed(planner *p, sqlite3 *db) {
+/* Counts check-ins planned by others (earlier runs, or a run going on at
+ * the same time, of any campaign) so the rate holds across runs: the rows
+ * of campaign_contacts past *seen, which is the newest rowid already
+ * counted. Called at the start of each chunk's transaction; planner_mark
+ * moves *seen past this run's own rows before the chunk commits. Contact
+ * rows are never deleted, so rowids only grow. */
+static int planner_seed(planner *p, sqlite3 *db, int64_t *seen) {
   sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(db, "SELECT at FROM campaign_contacts WHERE at >= ?1", -1, &st, NULL) !=
-      SQLITE_OK)
+  if (sqlite3_prepare_v2(db, "SELECT rowid, at FROM campaign_contacts WHERE rowid > ?2 "
+                         "AND at >= ?1", -1, &st, NULL) != SQLITE_OK)
     return sqlite3_errcode(db);
   sqlite3_bind_int64(st, 1, p->now);
+  sqlite3_bind_int64(st, 2, *seen);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    int64_t idx = floor_div(sqlite3_column_int64(st, 0), MIN_MS) - p->base;
+    int64_t idx = floor_div(sqlite3_column_int64(st, 1), MIN_MS) - p->base;
     if (ensure(p, idx) && p->cnt[idx] < 65535) p->cnt[idx]++;
   }
   sqlite3_finalize(st);
-  return rc == SQLITE_DONE ? SQLITE_OK : rc;
+  if (rc != SQLITE_DONE) return rc;
+  return planner_mark(db, seen);
 }
 
 static zone *zone_get(planner *p, const char *tz) {
@@ -247,8 +273,10 @@ static const char *retention_sql =
   "AND k.campaign = 'retention' AND k.at > ?2) THEN 3 "
   "ELSE CASE " SEVERITY("c.phone", "c.telegram_id", "c.whatsapp")
   " WHEN 2 THEN 2 WHEN 1 THEN 4 ELSE 0 END END "
-  /* A plain scan in phone order: see 002_campaigns.sql. */
-  "FROM customers c NOT INDEXED WHERE c.last_purchase <= ?1";
+  /* A plain scan in phone order (see 002_campaigns.sql), a chunk at a time
+   * from the phone after the last one read. */
+  "FROM customers c NOT INDEXED WHERE c.last_purchase <= ?1 AND c.phone > ?4 "
+  "ORDER BY c.phone LIMIT ?5";
 
 static const char *severity_sql = "SELECT " SEVERITY("?1", "?2", "?4");
 
@@ -257,11 +285,12 @@ static const char *gifts_sql =
   "b.telegram_id, b.whatsapp, b.timezone, COALESCE(b.opted_out, 0), COALESCE(b.blocked, 0), "
   "r.telegram_id, r.whatsapp, r.timezone, COALESCE(r.opted_out, 0), COALESCE(r.blocked, 0), "
   "EXISTS (SELECT 1 FROM campaign_contacts k WHERE k.campaign = 'gifts' "
-  "AND k.phone IN (o.phone, o.recipient_phone) AND k.ref = o.order_id) "
+  "AND k.phone IN (o.phone, o.recipient_phone) AND k.ref = o.order_id), o.date "
   "FROM orders o LEFT JOIN customers b ON b.phone = o.phone "
   "LEFT JOIN customers r ON r.phone = o.recipient_phone "
   "WHERE o.gift = 1 AND o.followup_at IS NULL AND o.date <= ?1 AND o.date >= ?2 "
-  "ORDER BY o.date, o.order_id";
+  "AND (o.date > ?3 OR (o.date = ?3 AND o.order_id > ?4)) "
+  "ORDER BY o.date, o.order_id LIMIT ?5";
 
 enum { W_CONV, W_CONTACT, W_ORDER, W_COUNT };
 static const char *write_sql[W_COUNT] = {
@@ -284,6 +313,11 @@ typedef struct {
   sqlite3_stmt *w[W_COUNT];
   sqlite3_stmt *sev;
   char **err;
+  /* where the next chunk starts: after this phone (retention), after this
+   * (date, order id) (gifts) */
+  char *last_phone, *last_order;
+  int64_t last_date;
+  int64_t read;      /* candidates read by the current chunk */
 } run_ctx;
 
 static int sql_fail(run_ctx *c, const char *what) {
@@ -364,9 +398,15 @@ static int run_retention(run_ctx *c) {
   sqlite3_bind_int64(st, 1, o->now_ms - (int64_t)o->idle_days * DAY_MS);
   sqlite3_bind_int64(st, 2, o->now_ms - (int64_t)o->cooldown_days * DAY_MS);
   sqlite3_bind_int64(st, 3, o->now_ms - RECENT_MS);
+  sqlite3_bind_text(st, 4, c->last_phone ? c->last_phone : "", -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int(st, 5, CHUNK_ROWS);
   int rc, ret = RT_OK;
   while (ret == RT_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
     rep->candidates++;
+    c->read++;
+    const char *ph = (const char *)sqlite3_column_text(st, 0);
+    free(c->last_phone);
+    c->last_phone = rt_xstrdup(ph ? ph : "");
     switch (sqlite3_column_int(st, 4)) {
     case R_OPTED_OUT: rep->skipped.opted_out++; continue;
     case R_BLOCKED: rep->skipped.blocked++; continue;
@@ -477,15 +517,18 @@ static int run_gifts(run_ctx *c) {
   sqlite3_stmt *st;
   if (sqlite3_prepare_v2(c->db, gifts_sql, -1, &st, NULL) != SQLITE_OK)
     return sql_fail(c, "select");
-  if (sqlite3_prepare_v2(c->db, severity_sql, -1, &c->sev, NULL) != SQLITE_OK) {
+  if (!c->sev && sqlite3_prepare_v2(c->db, severity_sql, -1, &c->sev, NULL) != SQLITE_OK) {
     sqlite3_finalize(st);
     return sql_fail(c, "select");
   }
   int max_age = o->max_age_days > 0 ? o->max_age_days : 60;
   sqlite3_bind_int64(st, 1, o->now_ms - (int64_t)o->after_days * DAY_MS);
   sqlite3_bind_int64(st, 2, o->now_ms - (int64_t)max_age * DAY_MS);
-  /* The rows are read first and written after: the loop updates orders,
-   * the table the query walks. Gift orders of 60 days are few. */
+  sqlite3_bind_int64(st, 3, c->last_order ? c->last_date : INT64_MIN);
+  sqlite3_bind_text(st, 4, c->last_order ? c->last_order : "", -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int(st, 5, CHUNK_ROWS);
+  /* The rows of a chunk are read first and written after: the loop updates
+   * orders, the table the query walks. */
   gift_row *rows = NULL;
   size_t n = 0, cap = 0;
   int rc;
@@ -506,10 +549,14 @@ static int run_gifts(run_ctx *c) {
     g->opt_r = sqlite3_column_int(st, G_R_OPT);
     g->blk_r = sqlite3_column_int(st, G_R_BLK);
     g->done = sqlite3_column_int(st, G_DONE);
+    c->last_date = sqlite3_column_int64(st, G_NCOL);
+    free(c->last_order);
+    c->last_order = rt_xstrdup(g->v[G_ORDER] ? g->v[G_ORDER] : "");
   }
   int ret = rc == SQLITE_DONE ? RT_OK : sql_fail(c, "select");
   sqlite3_finalize(st);
-  c->rep->candidates = (int64_t)n;
+  c->rep->candidates += (int64_t)n;
+  c->read = (int64_t)n;
   for (size_t i = 0; i < n && ret == RT_OK; i++) ret = gift_one(c, &rows[i]);
   for (size_t i = 0; i < n; i++)
     for (int k = 0; k < G_NCOL; k++) free(rows[i].v[k]);
@@ -552,29 +599,51 @@ int rt_campaign_run(rt_store *s, const rt_campaign_opts *o, rt_campaign_report *
   }
   run_ctx c = {.s = s, .db = rt_store_db(s), .o = o, .rep = rep, .err = err};
   planner_init(&c.pl, o, tz);
-  /* A dry run still reads in one transaction, for a consistent picture. */
-  int ret = o->dry_run ? (sqlite3_exec(c.db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK
-                              ? RT_OK : sql_fail(&c, "begin"))
-                       : rt_store_begin(s);
-  if (ret != RT_OK) {
-    if (!*err) *err = rt_xasprintf("campaign %s: %s", o->name, rt_store_errmsg(s));
-    planner_free(&c.pl);
-    return ret;
-  }
-  if (planner_seed(&c.pl, c.db) != SQLITE_OK) ret = sql_fail(&c, "campaign_contacts");
+  int ret = RT_OK;
   for (int i = 0; i < W_COUNT && ret == RT_OK && !o->dry_run; i++)
     if (sqlite3_prepare_v2(c.db, write_sql[i], -1, &c.w[i], NULL) != SQLITE_OK)
       ret = sql_fail(&c, "prepare");
-  if (ret == RT_OK) ret = retention ? run_retention(&c) : run_gifts(&c);
+  /* A dry run reads in one transaction, for a consistent picture; it takes
+   * no lock a writer waits for (WAL). A real run works in chunks of
+   * CHUNK_ROWS candidates, each in its own BEGIN IMMEDIATE transaction that
+   * checks its candidates afresh -- against contacts another run committed
+   * meanwhile too -- and writes them, so two runs at once contact nobody
+   * twice and a kill leaves whole chunks only. */
+  if (ret == RT_OK && o->dry_run && sqlite3_exec(c.db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+    ret = sql_fail(&c, "begin");
+  bool in_tx = o->dry_run && ret == RT_OK;
+  int64_t seen = 0, committed = 0;
+  for (int chunk = 0; ret == RT_OK; chunk++) {
+    if (!o->dry_run) {
+      if (chunk > 0) usleep(CHUNK_PAUSE_US);
+      if ((ret = rt_store_begin(s)) != RT_OK) {
+        if (!*err) *err = rt_xasprintf("campaign %s: %s", o->name, rt_store_errmsg(s));
+        break;
+      }
+      in_tx = true;
+    }
+    if (planner_seed(&c.pl, c.db, &seen) != SQLITE_OK) ret = sql_fail(&c, "campaign_contacts");
+    c.read = 0;
+    if (ret == RT_OK) ret = retention ? run_retention(&c) : run_gifts(&c);
+    if (ret == RT_OK && !o->dry_run && planner_mark(c.db, &seen) != SQLITE_OK)
+      ret = sql_fail(&c, "campaign_contacts");
+    if (ret == RT_OK && !o->dry_run) {
+      in_tx = false;
+      if ((ret = rt_store_commit(s)) != RT_OK)
+        *err = rt_xasprintf("campaign %s: commit: %s", o->name, rt_store_errmsg(s));
+      else
+        committed = rep->scheduled;
+    }
+    if (c.read < CHUNK_ROWS) break;
+  }
+  if (in_tx) rt_store_rollback(s);
+  /* What earlier chunks committed stays scheduled; a later run goes on
+   * from there (the cooldown rule skips whoever was contacted). */
+  if (ret != RT_OK && !o->dry_run) rep->scheduled = committed;
   for (int i = 0; i < W_COUNT; i++) sqlite3_finalize(c.w[i]);
   sqlite3_finalize(c.sev);
-  if (ret == RT_OK && !o->dry_run) {
-    if ((ret = rt_store_commit(s)) != RT_OK)
-      *err = rt_xasprintf("campaign %s: commit: %s", o->name, rt_store_errmsg(s));
-  } else {
-    rt_store_rollback(s);
-  }
-  if (ret != RT_OK) rep->scheduled = 0;
+  free(c.last_phone);
+  free(c.last_order);
   planner_free(&c.pl);
   return ret;
 }

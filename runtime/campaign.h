@@ -8,9 +8,17 @@
  * due in any minute, across all customers and campaigns. Every contact is
  * recorded in campaign_contacts, so a second run contacts nobody twice.
  *
- * Selection and scheduling happen in one BEGIN IMMEDIATE transaction: two
- * runs at once serialise instead of both picking the same customers (the
- * later one waits up to the store's busy timeout, then fails with RT_EBUSY).
+ * Selection and scheduling happen in chunks of a few thousand candidates,
+ * each one BEGIN IMMEDIATE transaction that checks its candidates afresh
+ * (also against contacts that another run committed since) and writes
+ * them: two runs at once interleave chunk by chunk and contact nobody
+ * twice, a kill -9 leaves whole chunks only (each contact with its
+ * conversation, timer and campaign_contacts row; a later run goes on from
+ * there), and a running bot never waits for the write lock longer than one
+ * chunk (tens of ms) -- one transaction for 300,000 contacts held it for
+ * 6 s. A chunk's begin waits up to the store's busy timeout, then fails
+ * with RT_EBUSY. The rate per minute also holds against a run going on at
+ * the same time: each chunk first counts the contact rows others added.
  * Retention takes customers in phone order (a sequential scan; see
  * 002_campaigns.sql), gifts in order date order; earlier ones get earlier
  * slots. Schedules may run weeks ahead for a large, slow campaign: the
@@ -62,7 +70,8 @@ typedef struct {
 } rt_campaign_report;
 
 /* Runs the campaign o->name. Returns RT_OK, RT_EINVAL (unknown campaign,
- * no working days, bad zone) or the store's error with an owned *err. */
+ * no working days, bad zone) or the store's error with an owned *err; then
+ * rep->scheduled counts the contacts of the chunks committed before it. */
 int rt_campaign_run(rt_store *s, const rt_campaign_opts *o, rt_campaign_report *rep,
                     char **err);
 

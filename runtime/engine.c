@@ -125,6 +125,7 @@ struct rt_engine {
   void (*close_done)(void *);
   void *close_ud;
   int64_t store_retry_at;
+  int64_t store_busy_since;    /* store_error is "locked" (a tool's write) since; 0: not */
   int64_t step_timeout_ms;
   int64_t release_after_ms;
   int64_t wakeups_per_step, wakeups_pending;   /* limits.* */
@@ -463,7 +464,29 @@ static void recv_free(recv_item *r) {
   free(r->channel); free(r->ext_id); free(r->chat_id); free(r->kind); free(r->payload);
 }
 
+void rt__engine_wake_cb(uv_timer_t *h);
+
+/* A tool (`shopbot campaign`, `import`) holding the write lock: the store
+ * fails at once (no_busy_wait) and the loop retries soon, from a timer. For
+ * up to STORE_BUSY_OK_MS this is normal operation, not an error. */
+#define STORE_BUSY_RETRY_MS 10
+#define STORE_BUSY_OK_MS 5000
+
 static void set_store_error(rt_engine *e, const char *what) {
+  if (rt_store_errcode(e->store) == RT_EBUSY) {
+    int64_t now = now_ms(e);
+    if (!e->store_busy_since) e->store_busy_since = now;
+    if (now - e->store_busy_since < STORE_BUSY_OK_MS) {
+      free(e->store_error);
+      e->store_error = rt_xasprintf("%s: %s", what, rt_store_errmsg(e->store));
+      e->store_retry_at = now + STORE_BUSY_RETRY_MS;
+      if (!e->test_mode && !e->closing)
+        uv_timer_start(&e->wake, rt__engine_wake_cb, STORE_BUSY_RETRY_MS, 0);
+      return;
+    }
+  } else {
+    e->store_busy_since = 0;
+  }
   char *m = rt_xasprintf("%s: %s", what, rt_store_errmsg(e->store));
   if (!e->store_error || strcmp(e->store_error, m) != 0) {
     char q[512];
@@ -477,7 +500,10 @@ static void set_store_error(rt_engine *e, const char *what) {
 }
 
 static void clear_store_error(rt_engine *e) {
-  if (e->store_error) rt_log(RT_LOG_INFO, "store-recovered", NULL);
+  /* A short wait for a tool's lock was never logged as an error. */
+  bool quiet = e->store_busy_since && now_ms(e) - e->store_busy_since < STORE_BUSY_OK_MS;
+  e->store_busy_since = 0;
+  if (e->store_error && !quiet) rt_log(RT_LOG_INFO, "store-recovered", NULL);
   free(e->store_error);
   e->store_error = NULL;
 }
@@ -1296,11 +1322,15 @@ static void arm_wake(rt_engine *e) {
    * process. */
   int64_t in = 5000;
   if (next >= 0) in = next <= now ? 0 : (next - now < in ? next - now : in);
+  /* After a store failure, at its retry time: sooner would spin on due
+   * timers that cannot fire yet. */
+  if (e->store_error) in = e->store_retry_at > now ? e->store_retry_at - now : 0;
   uv_timer_start(&e->wake, rt__engine_wake_cb, (uint64_t)in, 0);
 }
 
 void rt__engine_wake_cb(uv_timer_t *h) {
   rt_engine *e = h->data;
+  if (e->store_error && now_ms(e) >= e->store_retry_at) pump_start(e);
   if (!e->store_error || now_ms(e) >= e->store_retry_at) rt_engine_fire_timers(e);
   arm_wake(e);
 }
@@ -1476,6 +1506,7 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
     .sync_off = o->test_mode,
     .max_pages = o->store_max_pages,
     .cache_mb = (int)cfg_int(c, "store.cache_mb", 16, 1, 1 << 20),
+    .no_busy_wait = true,
   };
   int rc = rt_store_open(store_path, &so, &e->store, err);
   free(sql_dir);
@@ -1701,7 +1732,8 @@ char *rt_engine_metrics(rt_engine *e) {
 
 json_t *rt_engine_health(rt_engine *e) {
   return json_pack("{s:b, s:s, s:i, s:s?, s:s?, s:I, s:I}",
-                   "ok", !e->store_error,
+                   "ok", !e->store_error || (e->store_busy_since &&
+                                             now_ms(e) - e->store_busy_since < STORE_BUSY_OK_MS),
                    "flows_version", rt_bundle_version(e->bundle),
                    "flows", rt_bundle_flow_count(e->bundle),
                    "last_reload_error", e->reload_error,

@@ -20,6 +20,9 @@ typedef struct {
   long max_pages;           /* tests: PRAGMA max_page_count to simulate a full disk */
   int cache_mb;             /* page cache; 0 = 16 MB */
   int check_ms;             /* time budget of the quick_check at open; 0 = 3000 */
+  bool no_busy_wait;        /* the serving loop: a locked store fails at once with
+                               RT_EBUSY and the loop retries (engine.c) instead of
+                               sleeping in SQLite's busy handler; tools wait 2 s */
 } rt_store_opts;
 
 /* Opens (creating if needed) the store at path and applies migrations. On
