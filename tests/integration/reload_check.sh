@@ -7,7 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 S=$SHOPBOT
 # A transcript line that keeps a CPU busy for seconds (SQLite counting).
-SLOW='expect sql: WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 15000000) SELECT count(*) FROM c = 15000000'
+SLOW='expect sql: WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 20000000) SELECT count(*) FROM c = 20000000'
 
 # shop NAME PORT TIMEOUT_S: a shop whose transcripts take seconds.
 shop() {
@@ -45,6 +45,7 @@ sed -i 's/"эхо "/"повтор "/' "$d/flows/main.lua"
 check "the reload check starts" wait_for "$TMP/err" "msg=reload-check version="
 t0=$(date +%s%N)
 check "/healthz answers during the check" health "$port"
+check "... with the old flows' version" contains "$TMP/h" '"flows_version": ?"[0-9a-f]{16}"'
 echo "раз" >&3
 check "a chat is answered during the check, by the old flows" wait_for "$TMP/out" "^эхо 1: раз$" 3
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
