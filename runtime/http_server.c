@@ -809,8 +809,8 @@ int rt_httpd_start(uv_loop_t *loop, const rt_httpd_opts *o, rt_httpd **out,
   info.max_http_header_data = 8192;
   /* Sizes lws's fd table by our cap, not by the process limit. */
   info.fd_limit_per_thread = (unsigned)s->nrecs + LWS_FD_EXTRA;
-  /* A connection that sends nothing, or stalls in a body, for this long */
-  info.timeout_secs = RT_HTTPD_SILENT_TIMEOUT_S;
+  /* lws's general network timeout; for a server that is a stalled body */
+  info.timeout_secs = RT_HTTPD_BODY_TIMEOUT_S;
   handle_set before = {0};
   uv_walk(loop, collect_cb, &before);
   s->ctx = lws_create_context(&info);
@@ -835,6 +835,8 @@ int rt_httpd_start(uv_loop_t *loop, const rt_httpd_opts *o, rt_httpd **out,
   info.port = CONTEXT_PORT_NO_LISTEN; /* we listen and hand lws the sockets */
   info.protocols = s->protocols;
   info.keepalive_timeout = RT_HTTPD_KEEPALIVE_S;
+  /* an accepted socket holds a header table from the start, so this is
+   * also the limit for a connection that sends nothing */
   info.timeout_secs_ah_idle = RT_HTTPD_HEADER_TIMEOUT_S;
   s->vh = lws_create_vhost(s->ctx, &info);
   if (!s->vh) {

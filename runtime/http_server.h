@@ -16,9 +16,9 @@
  * server never runs the process out of descriptors. If accept still fails
  * for want of a resource (EMFILE, ENFILE...), it pauses accepting with a
  * back-off of 50 ms doubling to 1 s instead of retrying at once.
- * Idle and slow connections are closed: no byte for
- * RT_HTTPD_SILENT_TIMEOUT_S after connecting (or in the middle of a body),
- * request headers not complete RT_HTTPD_HEADER_TIMEOUT_S after they start,
+ * Idle and slow connections are closed: request headers not complete
+ * RT_HTTPD_HEADER_TIMEOUT_S after connecting (silent or slowloris
+ * connections), a request body that stalls for RT_HTTPD_BODY_TIMEOUT_S,
  * and RT_HTTPD_KEEPALIVE_S of quiet between keep-alive requests.
  *
  * Requests are routed by path prefix (see rt_httpd_route); a path with no
@@ -34,7 +34,7 @@
 
 #define RT_HTTPD_MAX_BODY ((size_t)1 << 20)
 #define RT_HTTPD_DEFAULT_MAX_CONN 256
-#define RT_HTTPD_SILENT_TIMEOUT_S 5
+#define RT_HTTPD_BODY_TIMEOUT_S 5
 #define RT_HTTPD_HEADER_TIMEOUT_S 10
 #define RT_HTTPD_KEEPALIVE_S 30
 
