@@ -138,6 +138,12 @@ static const char *item_end(mstate *m, const char *p) {
   return p;
 }
 
+/* Extra units for testing one character against the item [p, ep): a long
+ * set costs in proportion to its length, anything else nothing extra. */
+static inline int64_t item_cost(const char *p, const char *ep) {
+  return (ep - p) / 16;
+}
+
 /* Does the subject character at s match the item [p, ep)? */
 static inline int item_has(const mstate *m, const char *s, const char *p, const char *ep) {
   if (s >= m->src_end) return 0;
@@ -158,7 +164,7 @@ static const char *match(mstate *m, const char *s, const char *p);
 static const char *rep_greedy(mstate *m, const char *s, const char *p, const char *ep) {
   ptrdiff_t n = 0;
   while (item_has(m, s + n, p, ep)) n++;
-  spend(m, n);
+  spend(m, n * (1 + item_cost(p, ep)));
   for (; n >= 0; n--) {
     const char *r = match(m, s + n, ep + 1);
     if (r) return r;
@@ -171,6 +177,7 @@ static const char *rep_lazy(mstate *m, const char *s, const char *p, const char 
   for (;;) {
     const char *r = match(m, s, ep + 1);
     if (r) return r;
+    spend(m, item_cost(p, ep));
     if (!item_has(m, s, p, ep)) return NULL;
     s++;
   }
@@ -263,6 +270,7 @@ static const char *match(mstate *m, const char *s, const char *p) {
             p += 2;
             if (*p != '[') luaL_error(m->L, "missing '[' after '%%f' in pattern");
             const char *ep = item_end(m, p);
+            spend(m, 2 * item_cost(p, ep));
             int prev = s == m->src ? 0 : uc(s[-1]);
             int cur = s < m->src_end ? uc(*s) : 0;
             if (set_has(prev, p, ep - 1) || !set_has(cur, p, ep - 1)) {
@@ -287,6 +295,7 @@ static const char *match(mstate *m, const char *s, const char *p) {
     }
     /* One single-character item and its optional repetition suffix. */
     const char *ep = item_end(m, p);
+    spend(m, item_cost(p, ep));   /* for item_end and item_has both */
     if (!item_has(m, s, p, ep)) {
       if (*ep == '*' || *ep == '?' || *ep == '-') {   /* zero times is fine */
         p = ep + 1;
@@ -507,6 +516,7 @@ static void add_template(mstate *m, luaL_Buffer *b, const char *s, const char *e
   lua_State *L = m->L;
   size_t l;
   const char *r = lua_tolstring(L, 3, &l);
+  spend(m, (int64_t)(l / BYTES_PER_UNIT));
   const char *pct;
   while ((pct = memchr(r, '%', l)) != NULL) {
     luaL_addlstring(b, r, (size_t)(pct - r));
@@ -552,11 +562,15 @@ static int add_replacement(mstate *m, luaL_Buffer *b, const char *s, const char 
   if (!lua_toboolean(L, -1)) {   /* nil or false: keep the match */
     lua_pop(L, 1);
     luaL_addlstring(b, s, (size_t)(e - s));
+    spend(m, (int64_t)((size_t)(e - s) / BYTES_PER_UNIT));
     return 0;
   }
   if (!lua_isstring(L, -1))
     return luaL_error(L, "invalid replacement value (a %s)", luaL_typename(L, -1));
+  size_t rl;
+  lua_tolstring(L, -1, &rl);
   luaL_addvalue(b);
+  spend(m, (int64_t)(rl / BYTES_PER_UNIT));
   return 1;
 }
 

@@ -451,6 +451,12 @@ T(budget) {
               "x", 10000000, 0, "instruction budget", 5);
   expect_stop("local s = string.rep('a', 1 << 16) local r = s:find('(.*)%1b')", "x", 10000000, 0,
               "instruction budget", 5);
+  /* a long set costs in proportion to its length at every character */
+  expect_stop("local s = string.rep('b', 1 << 20) local r = s:find('[' .. string.rep('%d', 4000)"
+              " .. ']c')", "x", 10000000, 0, "instruction budget", 5);
+  /* a long replacement text is copied at every match */
+  expect_stop("local s = string.rep('a', 1 << 10) local r = string.rep('x', 1 << 12)"
+              " for i = 1, 1e9 do s:gsub('a', r) end", "x", 10000000, 0, "instruction budget", 5);
   /* the step timeout applies inside the matcher too */
   expect_stop("local r = string.rep('a', 200):find('.-.-.-.-b')", "x", INT64_MAX / 2, 300,
               "ran longer than 300 ms", 5);
