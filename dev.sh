@@ -3,6 +3,7 @@
 #
 #   ./dev.sh demo [SHOP_DIR]   install what is missing, build, chat with the example shop
 #   ./dev.sh test              install what is missing, build with ASan+UBSan, run every test
+#                              (and each libFuzzer target for 12 s)
 #   ./dev.sh build             just the release build (build/shopbot)
 #   ./dev.sh bench             build and print the benchmark figures
 #
@@ -12,7 +13,8 @@ set -eu
 cd "$(dirname "$0")"
 
 PKGS="build-essential cmake pkg-config sqlite3 liblua5.4-dev libwebsockets-dev libcurl4-openssl-dev \
-libjansson-dev libpcre2-dev libuv1-dev libsqlite3-dev curl procps valgrind"
+libjansson-dev libpcre2-dev libuv1-dev libsqlite3-dev curl procps valgrind python3 \
+clang libclang-rt-dev"
 
 install_missing() {
   missing=""
@@ -48,6 +50,10 @@ case "$cmd" in
     # summary is the last line
     build build -DRT_SANITIZE=OFF
     ./tests/valgrind.sh build
+    # The parsers of outside input (shop.json, CSV, stored state, customer
+    # text) under libFuzzer, 12 s each, in build-fuzz with clang
+    # (libclang-rt-dev has its runtime); a finding stops here.
+    ./tests/fuzz/run 12
     build build-asan -DRT_SANITIZE=ON
     cd build-asan
     # lws and curl keep a few global allocations until exit: leak checks

@@ -509,7 +509,7 @@ static int jd_value(lua_State *L, jdec *d) {
       if (*endp == '\0' && errno == 0) { lua_pushinteger(L, (lua_Integer)v); d->depth--; return 0; }
     }
     double v = strtod(num, &endp);
-    if (*endp) return -1;
+    if (*endp || !isfinite(v)) return -1;   /* 1e999: not storable again, so not readable */
     lua_pushnumber(L, v);
   }
   d->depth--;
