@@ -228,6 +228,30 @@ static int check_deadline(void *ud) {
   return mono_ms() > *deadline;
 }
 
+/* The message for a damaged file, whichever step of opening found it. */
+static char *damaged(const char *path, const char *detail) {
+  return rt_xasprintf(
+      "%s: the database file is damaged (%s). Stop every shopbot using it, keep a copy of the "
+      "file, then restore the latest backup, or salvage what is readable with "
+      "`sqlite3 %s .recover | sqlite3 recovered.db` and put recovered.db in its place",
+      path, detail, path);
+}
+
+/* Replaces *err by the damaged-file message when SQLite's last error says
+ * the file is damaged or not a database at all. */
+static void name_damage(rt_store *s, const char *path, char **err) {
+  int a = s->last_rc & 0xff, b = sqlite3_errcode(s->db) & 0xff;
+  if (a != SQLITE_CORRUPT && a != SQLITE_NOTADB && b != SQLITE_CORRUPT && b != SQLITE_NOTADB)
+    return;
+  /* *err says what failed; a ROLLBACK since may have reset the handle's. */
+  const char *detail = *err ? *err : sqlite3_errmsg(s->db);
+  size_t n = strlen(path);
+  if (strncmp(detail, path, n) == 0 && strncmp(detail + n, ": ", 2) == 0) detail += n + 2;
+  char *m = damaged(path, detail);
+  free(*err);
+  *err = m;
+}
+
 /* PRAGMA quick_check: catches damaged interior pages that opening the file
  * does not touch (the header and page 1 can be intact), before the bot
  * writes into them. It reads every page once: 0.2 s for a 100 MB store in
@@ -256,11 +280,9 @@ static int check_pages(rt_store *s, const char *path, int budget_ms, char **err)
            path, (long long)(mono_ms() - t0));
   } else if (rc != SQLITE_ROW || !res || strcmp(res, "ok") != 0) {
     s->last_rc = rc == SQLITE_ROW ? SQLITE_CORRUPT : rc;
-    *err = rt_xasprintf(
-        "%s: the database file is damaged (quick_check: %s). Stop every shopbot using it, keep "
-        "a copy of the file, then restore the latest backup, or salvage what is readable with "
-        "`sqlite3 %s .recover | sqlite3 recovered.db` and put recovered.db in its place",
-        path, res ? res : sqlite3_errmsg(s->db), path);
+    char *detail = rt_xasprintf("quick_check: %s", res ? res : sqlite3_errmsg(s->db));
+    *err = damaged(path, detail);
+    free(detail);
     ret = RT_EIO;
   }
   free(res);
@@ -307,6 +329,7 @@ int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char
     s->last_rc = sqlite3_errcode(s->db);
     *err = rt_xasprintf("%s: %s", path, msg ? msg : "cannot set up the store");
     sqlite3_free(msg);
+    name_damage(s, path, err);
     int code = rt_store_errcode(s);
     rt_store_close(s);
     return code ? code : RT_EIO;
@@ -326,12 +349,15 @@ int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char
   if (rc != RT_OK) {
     *err = rc == RT_EINVAL ? rt_xasprintf("%s: %s", path, merr) : merr;
     if (rc == RT_EINVAL) free(merr);
+    else name_damage(s, path, err);
     rt_store_close(s);
     return rc;
   }
   for (int i = 0; i < S_COUNT; i++) {
     if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL) != SQLITE_OK) {
       *err = rt_xasprintf("%s: internal statement %d: %s", path, i, sqlite3_errmsg(s->db));
+      s->last_rc = sqlite3_errcode(s->db);
+      name_damage(s, path, err);
       rt_store_close(s);
       return RT_EIO;
     }
