@@ -48,34 +48,55 @@ char *rt_xasprintf(const char *fmt, ...) {
   return s;
 }
 
-char *rt_utf8_clean(const char *s, size_t n, size_t *out_n) {
-  char *buf = rt_xmalloc(n * 3 + 1);
+/* Length of the valid UTF-8 sequence at s[i] (NUL counts as invalid), or 0.
+ * Overlong forms and surrogates are not valid UTF-8 either. */
+static size_t utf8_seq(const char *s, size_t n, size_t i) {
+  unsigned char c = (unsigned char)s[i];
+  size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+  bool ok = len && i + len <= n && c != 0;
+  for (size_t k = 1; ok && k < len; k++) ok = ((unsigned char)s[i + k] >> 6) == 2;
+  if (ok && len == 2 && c < 0xC2) ok = false;
+  if (ok && len == 3) {
+    unsigned char d = (unsigned char)s[i + 1];
+    if ((c == 0xE0 && d < 0xA0) || (c == 0xED && d >= 0xA0)) ok = false;
+  }
+  if (ok && len == 4) {
+    unsigned char d = (unsigned char)s[i + 1];
+    if ((c == 0xF0 && d < 0x90) || c > 0xF4 || (c == 0xF4 && d >= 0x90)) ok = false;
+  }
+  return ok ? len : 0;
+}
+
+bool rt_utf8_valid(const char *s, size_t n) {
+  for (size_t i = 0; i < n;) {
+    if ((unsigned char)s[i] - 1u < 0x7Fu) { i++; continue; }   /* ASCII, not NUL */
+    size_t len = utf8_seq(s, n, i);
+    if (!len) return false;
+    i += len;
+  }
+  return true;
+}
+
+size_t rt_utf8_clean_buf(const char *s, size_t n, char *out) {
   size_t o = 0;
   for (size_t i = 0; i < n;) {
-    unsigned char c = (unsigned char)s[i];
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    bool ok = len && i + len <= n && c != 0;
-    for (size_t k = 1; ok && k < len; k++) ok = ((unsigned char)s[i + k] >> 6) == 2;
-    /* overlong forms and surrogates are not valid UTF-8 either */
-    if (ok && len == 2 && c < 0xC2) ok = false;
-    if (ok && len == 3) {
-      unsigned char d = (unsigned char)s[i + 1];
-      if ((c == 0xE0 && d < 0xA0) || (c == 0xED && d >= 0xA0)) ok = false;
-    }
-    if (ok && len == 4) {
-      unsigned char d = (unsigned char)s[i + 1];
-      if ((c == 0xF0 && d < 0x90) || c > 0xF4 || (c == 0xF4 && d >= 0x90)) ok = false;
-    }
-    if (ok) {
-      memcpy(buf + o, s + i, len);
+    size_t len = utf8_seq(s, n, i);
+    if (len) {
+      memcpy(out + o, s + i, len);
       o += len;
       i += len;
     } else {
-      memcpy(buf + o, "\xEF\xBF\xBD", 3);
+      memcpy(out + o, "\xEF\xBF\xBD", 3);
       o += 3;
       i++;
     }
   }
+  return o;
+}
+
+char *rt_utf8_clean(const char *s, size_t n, size_t *out_n) {
+  char *buf = rt_xmalloc(n * 3 + 1);
+  size_t o = rt_utf8_clean_buf(s, n, buf);
   buf[o] = '\0';
   *out_n = o;
   return buf;

@@ -768,7 +768,7 @@ int rt_httpd_start(uv_loop_t *loop, const rt_httpd_opts *o, rt_httpd **out,
   int want = o->max_connections > 0 ? o->max_connections : RT_HTTPD_DEFAULT_MAX_CONN;
   rlim_t limit;
   int cap = fit_fd_limit(want, &limit);
-  int lfd, port;
+  int lfd = -1, port = 0;
   int e = open_listener(&la, &lfd, &port);
   if (e) {
     if (err) *err = rt_xasprintf("cannot listen on %s: %s", listen, errno_text(e));

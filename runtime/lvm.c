@@ -269,10 +269,24 @@ static int table_shape(lua_State *L, int idx, const jpath *p, lua_Integer *n, ch
   bool all_str = true;
   *n = (lua_Integer)lua_rawlen(L, idx);
   lua_pushnil(L);
+  bool bad_key = false;
   while (lua_next(L, idx)) {
     count++;
-    if (lua_type(L, -2) != LUA_TSTRING) all_str = false;
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      all_str = false;
+    } else if (!bad_key) {
+      /* Values with broken UTF-8 keep their readable part (U+FFFD), but two
+       * keys cleaned that way could become one key and lose a value. */
+      size_t kl;
+      const char *k = lua_tolstring(L, -2, &kl);
+      bad_key = !rt_utf8_valid(k, kl);
+    }
     lua_pop(L, 1);
+  }
+  if (all_str && bad_key) {
+    path_text(p, where, sizeof where);
+    snprintf(err, errn, "%s: a key is not valid UTF-8 text (or holds a NUL byte)", where);
+    return SHAPE_BAD;
   }
   if (count > 0 && count == *n && !all_str) return SHAPE_ARRAY;
   if (all_str) return SHAPE_OBJECT;
@@ -443,6 +457,18 @@ static int jd_string(lua_State *L, jdec *d) {
   if (d->p >= d->end) return -1;
   d->p++;
   luaL_pushresult(&b);
+  /* Stored text is input too: bytes the encoder would clean (broken UTF-8,
+   * NUL from \u0000) are cleaned here, so a decoded state can always be
+   * stored again and reads back the same. */
+  size_t n;
+  const char *s = lua_tolstring(L, -1, &n);
+  if (!rt_utf8_valid(s, n)) {
+    /* cleaned in Lua memory: an allocation error raises without a leak */
+    luaL_Buffer cb;
+    char *out = luaL_buffinitsize(L, &cb, n * 3);
+    luaL_pushresultsize(&cb, rt_utf8_clean_buf(s, n, out));
+    lua_remove(L, -2);
+  }
   return 0;
 }
 
