@@ -4,6 +4,7 @@
  * runs with are what the schema checks; defaults are filled last, after
  * validation, so errors point only at what the operator wrote. */
 #include "config.h"
+#include "buf.h"
 #include "jschema.h"
 #include "rt.h"
 #include <ctype.h>
@@ -32,21 +33,13 @@ struct rt_config {
 /* ---- error text -------------------------------------------------------- */
 
 typedef struct errbuf {
-  char *s;
-  size_t len, cap;
+  rt_buf b;
   int lines;
 } errbuf;
 
 static void eb_line(errbuf *b, const char *line) {
-  size_t n = strlen(line);
-  if (b->len + n + 2 > b->cap) {
-    b->cap = (b->len + n + 2) * 2;
-    b->s = rt_xrealloc(b->s, b->cap);
-  }
-  if (b->len) b->s[b->len++] = '\n';
-  memcpy(b->s + b->len, line, n);
-  b->len += n;
-  b->s[b->len] = '\0';
+  if (b->b.len) rt_buf_addc(&b->b, '\n');
+  rt_buf_adds(&b->b, line);
   b->lines++;
 }
 
@@ -101,38 +94,22 @@ static int is_expanded(const rt_config *c, json_t *v) {
   return 0;
 }
 
-typedef struct sbuf {
-  char *s;
-  size_t len, cap;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    b->cap = (b->len + n + 1) * 2;
-    b->s = rt_xrealloc(b->s, b->cap);
-  }
-  memcpy(b->s + b->len, s, n);
-  b->len += n;
-  b->s[b->len] = '\0';
-}
-
 /* Expands ${NAME} and ${NAME:-default} in s ("$${" is a literal "${").
  * Returns 0 and an owned *out (with *refs set when any reference was seen),
  * or writes a problem into problem (without any value in it) and returns -1.
  * Like the shell, ":-" also applies when the variable is set but empty. */
 static int expand_str(const char *s, char **out, int *refs, char *problem,
                       size_t plen) {
-  sbuf b = {0};
-  sb_add(&b, "", 0);
+  rt_buf b = RT_BUF_INIT;
   *refs = 0;
   for (const char *p = s; *p;) {
     if (p[0] == '$' && p[1] == '$' && p[2] == '{') {
-      sb_add(&b, "${", 2);
+      rt_buf_add(&b, "${", 2);
       p += 3;
       continue;
     }
     if (p[0] != '$' || p[1] != '{') {
-      sb_add(&b, p, 1);
+      rt_buf_add(&b, p, 1);
       p++;
       continue;
     }
@@ -151,29 +128,29 @@ static int expand_str(const char *s, char **out, int *refs, char *problem,
       snprintf(problem, plen,
                "malformed ${...} reference: use ${NAME} or ${NAME:-default}, "
                "or $${ for a literal ${");
-      free(b.s);
+      rt_buf_free(&b);
       return -1;
     }
     char var[128];
     if (nlen >= sizeof var) {
       snprintf(problem, plen, "environment variable name is too long");
-      free(b.s);
+      rt_buf_free(&b);
       return -1;
     }
     memcpy(var, name, nlen);
     var[nlen] = '\0';
     const char *val = getenv(var);
-    if (dflt && (!val || !*val)) sb_add(&b, dflt, (size_t)(end - dflt));
-    else if (val) sb_add(&b, val, strlen(val));
+    if (dflt && (!val || !*val)) rt_buf_add(&b, dflt, (size_t)(end - dflt));
+    else if (val) rt_buf_add(&b, val, strlen(val));
     else {
       snprintf(problem, plen, "environment variable %s is not set", var);
-      free(b.s);
+      rt_buf_free(&b);
       return -1;
     }
     *refs = 1;
     p = end + 1;
   }
-  *out = b.s;
+  *out = rt_buf_take(&b, NULL);
   return 0;
 }
 
@@ -344,11 +321,11 @@ int rt_config_load(const char *shop_dir, const char *schema_path, rt_config **ou
   c->dir = rt_xstrdup(abs);
   c->root = root;
 
-  errbuf eb = {0};
+  errbuf eb = {RT_BUF_INIT, 0};
   char path[1024] = "$";
   expand_value(c, root, path, 1, &eb);
   if (eb.lines) {
-    *err = eb.s;
+    *err = rt_buf_take(&eb.b, NULL);
     json_decref(schema);
     rt_config_free(c);
     return RT_EINVAL;
@@ -365,7 +342,7 @@ int rt_config_load(const char *shop_dir, const char *schema_path, rt_config **ou
     }
     if (n > MAX_ERRORS)
       eb_line(&eb, "shop.json: more errors not shown; fix these first");
-    *err = eb.s;
+    *err = rt_buf_take(&eb.b, NULL);
     json_decref(schema);
     rt_config_free(c);
     return RT_EINVAL;

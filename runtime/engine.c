@@ -7,6 +7,7 @@
 #include "map.h"
 #include "paths.h"
 #include "transcript.h"
+#include "utf8.h"
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>

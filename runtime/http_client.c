@@ -7,6 +7,7 @@
  * run after the queue is filled, outside any curl call, so a callback may
  * start, cancel or close anything. */
 #include "http_client.h"
+#include "buf.h"
 #include "log.h"
 #include "rt.h"
 #define CURL_DISABLE_TYPECHECK
@@ -108,8 +109,8 @@ struct rt_http_req {
   void *ud;
   struct curl_slist *hdrs;  /* owned */
   char *req_body;           /* owned copy of the request body */
-  char *buf;                /* owned response body while receiving */
-  size_t len, cap, max_body;
+  rt_buf body;              /* owned response body while receiving */
+  size_t max_body;
   bool too_big;
   long retry_after;
   uint64_t start_ns;
@@ -171,7 +172,7 @@ static void req_free(rt_http_req *r) {
   if (r->easy) cu.easy_cleanup(r->easy);
   cu.slist_free_all(r->hdrs);
   free(r->req_body);
-  free(r->buf);
+  rt_buf_free(&r->body);
   free(r->resp.body);
   free(r->resp.content_type);
   free(r);
@@ -211,10 +212,8 @@ static void req_finish(rt_http_req *r, CURLcode code, bool cancelled) {
     snprintf(resp->errmsg, sizeof resp->errmsg, "%s",
              r->errbuf[0] ? r->errbuf : cu.easy_strerror(code));
   }
-  if (resp->err == RT_OK && r->buf) {
-    resp->body = r->buf;
-    resp->body_len = r->len;
-    r->buf = NULL;
+  if (resp->err == RT_OK && r->body.s) {
+    resp->body = rt_buf_take(&r->body, &resp->body_len);
   } else {
     resp->body = rt_xstrdup("");
     resp->body_len = 0;
@@ -239,19 +238,11 @@ static void deliver_done(rt_http *h) {
 static size_t on_write(char *p, size_t size, size_t n, void *ud) {
   rt_http_req *r = ud;
   size_t k = size * n;
-  if (k > r->max_body - r->len) {
+  if (k > r->max_body - r->body.len) {
     r->too_big = true;
     return 0; /* curl fails the transfer with CURLE_WRITE_ERROR */
   }
-  if (r->len + k + 1 > r->cap) {
-    size_t cap = r->cap ? r->cap : 4096;
-    while (cap < r->len + k + 1) cap *= 2;
-    r->buf = rt_xrealloc(r->buf, cap);
-    r->cap = cap;
-  }
-  memcpy(r->buf + r->len, p, k);
-  r->len += k;
-  r->buf[r->len] = '\0';
+  rt_buf_add(&r->body, p, k);
   return k;
 }
 

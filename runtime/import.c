@@ -10,6 +10,7 @@
 #include "import.h"
 #include "text.h"
 #include "tz.h"
+#include "utf8.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <iconv.h>
@@ -67,19 +68,6 @@ static const char *const col_syn[C_COUNT][16] = {
 
 /* ---- UTF-8 and Windows-1251 ---- */
 
-static size_t put_utf8(char *o, unsigned cp) {
-  if (cp < 0x80) { o[0] = (char)cp; return 1; }
-  if (cp < 0x800) {
-    o[0] = (char)(0xC0 | (cp >> 6));
-    o[1] = (char)(0x80 | (cp & 0x3F));
-    return 2;
-  }
-  o[0] = (char)(0xE0 | (cp >> 12));
-  o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-  o[2] = (char)(0x80 | (cp & 0x3F));
-  return 3;
-}
-
 /* Windows-1251 to UTF-8 through iconv(3); a byte iconv rejects (0x98 is
  * unassigned in Windows-1251) becomes U+FFFD. out holds 3 * len + 1 bytes:
  * every cp1251 byte is at most 3 bytes of UTF-8. */
@@ -108,56 +96,17 @@ size_t rt_import_cp1251_to_utf8(const char *in, size_t len, char *out) {
   return n;
 }
 
-/* Length of the valid UTF-8 prefix of s[0..n). When partial_ok, a sequence
- * cut by the end of the buffer counts as valid (more bytes are coming). */
-static size_t utf8_valid_prefix(const unsigned char *s, size_t n, bool partial_ok) {
-  size_t i = 0;
-  while (i < n) {
-    unsigned char c = s[i];
-    if (c < 0x80) { i++; continue; }
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) need = 1;
-    else if (c == 0xE0) { need = 2; lo = 0xA0; }
-    else if (c == 0xED) { need = 2; hi = 0x9F; }
-    else if (c >= 0xE1 && c <= 0xEF) need = 2;
-    else if (c == 0xF0) { need = 3; lo = 0x90; }
-    else if (c >= 0xF1 && c <= 0xF3) need = 3;
-    else if (c == 0xF4) { need = 3; hi = 0x8F; }
-    else return i;
-    for (size_t k = 1; k <= need; k++) {
-      if (i + k >= n) return partial_ok ? n : i;
-      unsigned char d = s[i + k];
-      if (d < (k == 1 ? lo : 0x80) || d > (k == 1 ? hi : 0xBF)) return i;
-    }
-    i += need + 1;
-  }
-  return n;
-}
-
-static unsigned utf8_next(const unsigned char **pp) {
-  const unsigned char *p = *pp;
-  unsigned c = p[0];
-  if (c < 0x80) { *pp = p + 1; return c; }
-  if ((c & 0xE0) == 0xC0 && p[1]) { *pp = p + 2; return ((c & 0x1F) << 6) | (p[1] & 0x3F); }
-  if ((c & 0xF0) == 0xE0 && p[1] && p[2]) {
-    *pp = p + 3;
-    return ((c & 0x0F) << 12) | ((p[1] & 0x3F) << 6) | (p[2] & 0x3F);
-  }
-  if ((c & 0xF8) == 0xF0 && p[1] && p[2] && p[3]) { *pp = p + 4; return 0xFFFD; }
-  *pp = p + 1;
-  return 0xFFFD;
-}
-
 /* Normalises a column name or a yes/no word for comparison: lower case
  * (Latin and Cyrillic), ё as е, '_' and '-' as spaces, whitespace runs as one
  * space, quotes and '*' dropped, trailing '.' and ':' dropped. */
 static void norm_name(const char *s, char *out, size_t n) {
-  const unsigned char *p = (const unsigned char *)s;
-  size_t o = 0;
+  size_t o = 0, len = strlen(s);
   bool space = false;
-  while (*p && o + 4 < n) {
-    unsigned cp = utf8_next(&p);
+  for (size_t i = 0; i < len && o + 4 < n;) {
+    size_t l;
+    uint32_t cp = rt_utf8_decode(s + i, len - i, &l);
+    i += l;
+    if (cp == RT_UTF8_BAD) cp = 0xFFFD;
     if (cp >= 'A' && cp <= 'Z') cp += 32;
     else if (cp >= 0x410 && cp <= 0x42F) cp += 0x20;
     if (cp == 0x401 || cp == 0x451) cp = 0x435;
@@ -168,7 +117,7 @@ static void norm_name(const char *s, char *out, size_t n) {
       continue;
     }
     if (space) { out[o++] = ' '; space = false; }
-    o += put_utf8(out + o, cp);
+    o += rt_utf8_encode(cp, out + o);
   }
   while (o > 0 && (out[o - 1] == '.' || out[o - 1] == ':' || out[o - 1] == ' ')) o--;
   out[o] = '\0';
@@ -422,7 +371,7 @@ static void record_values(csv_reader *r) {
     bool high = false;
     for (size_t k = 0; k < n; k++)
       if ((unsigned char)f[k] >= 0x80) { high = true; break; }
-    if (high && (r->enc == 2 || utf8_valid_prefix((unsigned char *)f, n, false) != n)) {
+    if (high && (r->enc == 2 || !rt_utf8_valid(f, n))) {
       /* Each byte becomes at most 3: the whole record fits in 3 * total. */
       if (r->ccap < 3 * total + 1) {
         r->ccap = 3 * total + 1;
@@ -700,8 +649,7 @@ static void problem(importer *im, int line, const char *fmt, ...) {
 static const char *clip(const char *s, char *buf, size_t n) {
   size_t len = strlen(s);
   if (len < n) return s;
-  size_t k = n - 4;
-  while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80) k--;
+  size_t k = rt_utf8_floor(s, len, n - 4);
   memcpy(buf, s, k);
   memcpy(buf + k, "...", 4);
   return buf;

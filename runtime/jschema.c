@@ -10,6 +10,7 @@
 #include "jschema.h"
 #include "config.h"
 #include "rt.h"
+#include "utf8.h"
 #include <ctype.h>
 #include <math.h>
 #include <pcre2.h>
@@ -151,13 +152,6 @@ static void render(json_t *v, char *out, size_t n) {
   size_t r = json_dumpb(v, out, n - 1, JSON_ENCODE_ANY | JSON_COMPACT);
   if (r == 0 || r >= n) snprintf(out, n, "(%s)", type_name(v));
   else out[r] = '\0';
-}
-
-static size_t utf8_len(const char *s, size_t n) {
-  size_t cps = 0;
-  for (size_t i = 0; i < n; i++)
-    if (((unsigned char)s[i] & 0xC0) != 0x80) cps++;
-  return cps;
 }
 
 /* Returns 1 match, 0 no match, -1 bad pattern (message in emsg). */
@@ -312,11 +306,11 @@ static void check_string(vctx *c, json_t *s, json_t *v) {
   size_t blen = json_string_length(v);
   json_t *k;
   if ((k = json_object_get(s, "minLength")) && json_is_integer(k) &&
-      utf8_len(str, blen) < (size_t)json_integer_value(k))
+      rt_utf8_count(str, blen) < (size_t)json_integer_value(k))
     fail(c, NULL, "must be at least %lld characters long",
          (long long)json_integer_value(k));
   if ((k = json_object_get(s, "maxLength")) && json_is_integer(k) &&
-      utf8_len(str, blen) > (size_t)json_integer_value(k))
+      rt_utf8_count(str, blen) > (size_t)json_integer_value(k))
     fail(c, NULL, "must be at most %lld characters long",
          (long long)json_integer_value(k));
   if ((k = json_object_get(s, "pattern")) && json_is_string(k)) {

@@ -2,6 +2,7 @@
  * each, tagged with the flow and step when called inside a turn. */
 #include "lapi.h"
 #include "log.h"
+#include "utf8.h"
 #include <stdbool.h>
 #include <string.h>
 
@@ -21,16 +22,13 @@ static int emit(lua_State *L, rt_log_level lvl) {
     size_t sl;
     const char *s = luaL_tolstring(L, i, &sl);
     if (i > 1 && len < LOG_TEXT_MAX) text[len++] = ' ';
-    size_t take = sl < LOG_TEXT_MAX - len ? sl : LOG_TEXT_MAX - len;
+    size_t take = rt_utf8_floor(s, sl, LOG_TEXT_MAX - len); /* whole code points */
     memcpy(text + len, s, take);
     len += take;
     if (take < sl) cut = true;
     lua_pop(L, 1);
   }
   if (cut) {
-    /* do not end inside a UTF-8 sequence */
-    while (len > 0 && ((unsigned char)text[len - 1] & 0xC0) == 0x80) len--;
-    if (len > 0 && (unsigned char)text[len - 1] >= 0xC0) len--;
     memcpy(text + len, "...", 3);
     len += 3;
   }

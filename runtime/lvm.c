@@ -7,6 +7,8 @@
 #include "lapi.h"
 #include "lfreeze.h"
 #include "log.h"
+#include "buf.h"
+#include "utf8.h"
 #include "host_lua.h"
 #include <ctype.h>
 #include <dirent.h>
@@ -387,21 +389,6 @@ static void jd_ws(jdec *d) {
   while (d->p < d->end && (*d->p == ' ' || *d->p == '\n' || *d->p == '\r' || *d->p == '\t')) d->p++;
 }
 
-static void put_utf8(luaL_Buffer *b, unsigned long cp) {
-  char u[4];
-  int n;
-  if (cp < 0x80) { u[0] = (char)cp; n = 1; }
-  else if (cp < 0x800) { u[0] = (char)(0xC0 | (cp >> 6)); u[1] = (char)(0x80 | (cp & 0x3F)); n = 2; }
-  else if (cp < 0x10000) {
-    u[0] = (char)(0xE0 | (cp >> 12)); u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    u[2] = (char)(0x80 | (cp & 0x3F)); n = 3;
-  } else {
-    u[0] = (char)(0xF0 | (cp >> 18)); u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    u[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); u[3] = (char)(0x80 | (cp & 0x3F)); n = 4;
-  }
-  luaL_addlstring(b, u, (size_t)n);
-}
-
 static int jd_hex4(jdec *d, unsigned long *out) {
   if (d->end - d->p < 4) return -1;
   unsigned long v = 0;
@@ -448,7 +435,8 @@ static int jd_string(lua_State *L, jdec *d) {
       } else if (cp >= 0xD800 && cp < 0xE000) {
         cp = 0xFFFD;
       }
-      put_utf8(&b, cp);
+      char u[4];
+      luaL_addlstring(&b, u, rt_utf8_encode((uint32_t)cp, u));
       break;
     }
     default: return -1;
@@ -569,43 +557,28 @@ static void push_state(lua_State *L, const char *s) {
   lua_newtable(L);
 }
 
-typedef struct {
-  char *s;
-  size_t n, cap;
-} jbuf;
-
-static void jb_add(jbuf *b, const char *s, size_t n) {
-  if (b->n + n + 1 > b->cap) {
-    b->cap = (b->n + n + 1) * 2;
-    b->s = rt_xrealloc(b->s, b->cap);
-  }
-  memcpy(b->s + b->n, s, n);
-  b->n += n;
-  b->s[b->n] = '\0';
-}
-
-static void jb_str(jbuf *b, const char *s, size_t n) {
+static void jb_str(rt_buf *b, const char *s, size_t n) {
   size_t m;
   char *clean = NULL;
   for (size_t i = 0; i < n; i++) {
     if ((unsigned char)s[i] >= 0x80 || s[i] == '\0') { clean = rt_utf8_clean(s, n, &m); break; }
   }
   if (clean) { s = clean; n = m; }
-  jb_add(b, "\"", 1);
+  rt_buf_add(b, "\"", 1);
   size_t run = 0;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     if (c != '"' && c != '\\' && c >= 0x20) continue;
-    jb_add(b, s + run, i - run);
+    rt_buf_add(b, s + run, i - run);
     char esc[8];
     int k = c == '"' ? snprintf(esc, sizeof esc, "\\\"") : c == '\\' ? snprintf(esc, sizeof esc, "\\\\")
             : c == '\n' ? snprintf(esc, sizeof esc, "\\n") : c == '\t' ? snprintf(esc, sizeof esc, "\\t")
             : c == '\r' ? snprintf(esc, sizeof esc, "\\r") : snprintf(esc, sizeof esc, "\\u%04x", c);
-    jb_add(b, esc, (size_t)k);
+    rt_buf_add(b, esc, (size_t)k);
     run = i + 1;
   }
-  jb_add(b, s + run, n - run);
-  jb_add(b, "\"", 1);
+  rt_buf_add(b, s + run, n - run);
+  rt_buf_add(b, "\"", 1);
   free(clean);
 }
 
@@ -617,12 +590,12 @@ static int cmp_jkey(const void *a, const void *b) {
   return c ? c : (x->n > y->n) - (x->n < y->n);
 }
 
-static bool encode(lua_State *L, int idx, jbuf *b, jpath *p, char *err, size_t errn) {
+static bool encode(lua_State *L, int idx, rt_buf *b, jpath *p, char *err, size_t errn) {
   char where[256];
   if (!out_charge(p, 8, err, errn)) return false;
   switch (lua_type(L, idx)) {
-  case LUA_TNIL: jb_add(b, "null", 4); return true;
-  case LUA_TBOOLEAN: lua_toboolean(L, idx) ? jb_add(b, "true", 4) : jb_add(b, "false", 5); return true;
+  case LUA_TNIL: rt_buf_add(b, "null", 4); return true;
+  case LUA_TBOOLEAN: lua_toboolean(L, idx) ? rt_buf_add(b, "true", 4) : rt_buf_add(b, "false", 5); return true;
   case LUA_TNUMBER: {
     char num[40];
     int k;
@@ -638,7 +611,7 @@ static bool encode(lua_State *L, int idx, jbuf *b, jpath *p, char *err, size_t e
       k = snprintf(num, sizeof num, "%.17g", v);
       if (!strpbrk(num, ".eE")) k += snprintf(num + k, sizeof num - (size_t)k, ".0");
     }
-    jb_add(b, num, (size_t)k);
+    rt_buf_add(b, num, (size_t)k);
     return true;
   }
   case LUA_TSTRING: {
@@ -665,16 +638,16 @@ static bool encode(lua_State *L, int idx, jbuf *b, jpath *p, char *err, size_t e
   int d = p->depth++;
   bool ok = true;
   if (shape == SHAPE_ARRAY) {
-    jb_add(b, "[", 1);
+    rt_buf_add(b, "[", 1);
     for (lua_Integer i = 1; i <= n && ok; i++) {
-      if (i > 1) jb_add(b, ",", 1);
+      if (i > 1) rt_buf_add(b, ",", 1);
       lua_rawgeti(L, idx, i);
       p->keys[d] = NULL;
       p->idx[d] = i;
       ok = encode(L, -1, b, p, err, errn);
       lua_pop(L, 1);
     }
-    if (ok) jb_add(b, "]", 1);
+    if (ok) rt_buf_add(b, "]", 1);
   } else {
     jkey *keys = NULL;
     size_t nk = 0, cap = 0;
@@ -686,18 +659,18 @@ static bool encode(lua_State *L, int idx, jbuf *b, jpath *p, char *err, size_t e
       lua_pop(L, 1);
     }
     if (nk > 1) qsort(keys, nk, sizeof *keys, cmp_jkey);
-    jb_add(b, "{", 1);
+    rt_buf_add(b, "{", 1);
     for (size_t i = 0; i < nk && ok; i++) {
-      if (i) jb_add(b, ",", 1);
+      if (i) rt_buf_add(b, ",", 1);
       jb_str(b, keys[i].k, keys[i].n);
-      jb_add(b, ":", 1);
+      rt_buf_add(b, ":", 1);
       lua_pushlstring(L, keys[i].k, keys[i].n);
       lua_rawget(L, idx);
       p->keys[d] = keys[i].k;
       ok = encode(L, -1, b, p, err, errn);
       lua_pop(L, 1);
     }
-    if (ok) jb_add(b, "}", 1);
+    if (ok) rt_buf_add(b, "}", 1);
     free(keys);
   }
   p->depth = d;
@@ -1130,19 +1103,19 @@ static int turn_resume(rt_lturn *t, int nargs) {
     snprintf(err, sizeof err, "the step's result cannot be stored");   /* never left unset */
     /* The state goes to text directly; the rest of the result to JSON. */
     lua_getfield(t->co, -1, "slots");
-    jbuf jb = {0};
+    rt_buf jb = RT_BUF_INIT;
     size_t scap = b->o.state_max_bytes ? b->o.state_max_bytes : (size_t)1 << 20;
     jpath jp = {.root = "c.slots", .left = scap, .cap = scap, .cap_name = "limits.state_max_kb"};
     bool ok = lua_istable(t->co, -1) && encode(t->co, -1, &jb, &jp, err, sizeof err);
     if (!lua_istable(t->co, -1)) snprintf(err, sizeof err, "c.slots must stay a table");
     lua_pop(t->co, 1);
     if (ok) {
-      t->slots = jb.s;
+      t->slots = rt_buf_take(&jb, NULL);
       lua_pushnil(t->co);
       lua_setfield(t->co, -2, "slots");
       t->result = rt_lvm_to_json(t->co, -1, "c", err, sizeof err);
     } else {
-      free(jb.s);
+      rt_buf_free(&jb);
     }
     if (!t->result) {
       t->error = json_pack("{s:s, s:s}", "code", "state", "msg", err);

@@ -31,15 +31,6 @@ char *rt_xstrndup(const char *s, size_t n);
 /* printf into a new string the caller frees. */
 char *rt_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Copy of s (n bytes) where every byte that is not part of valid UTF-8
- * (and every NUL) becomes U+FFFD; *out_n gets the new length. Customers'
- * text can carry broken bytes, and JSON cannot. */
-char *rt_utf8_clean(const char *s, size_t n, size_t *out_n);
-/* The same into out, which has room for 3 * n bytes; returns the length. */
-size_t rt_utf8_clean_buf(const char *s, size_t n, char *out);
-/* True when s[0..n) is valid UTF-8 with no NUL byte. */
-bool rt_utf8_valid(const char *s, size_t n);
-
 #define RT_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif

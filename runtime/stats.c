@@ -4,6 +4,8 @@
  * which needs the sorted times. events.data is read with json_extract behind
  * json_valid, so one malformed row cannot fail the whole report. */
 #include "stats.h"
+#include "buf.h"
+#include "utf8.h"
 #include <math.h>
 #include <stdarg.h>
 #include <sqlite3.h>
@@ -261,44 +263,19 @@ int rt_stats_collect(rt_store *s, int64_t since_ms, json_t **out, char **err) {
 
 /* ---- text table ---- */
 
-typedef struct {
-  char *s;
-  size_t len, cap;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_add(sbuf *b, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  char *t = NULL;
-  int n = vasprintf(&t, fmt, ap);
-  va_end(ap);
-  if (n < 0) return;
-  if (b->len + (size_t)n + 1 > b->cap) {
-    b->cap = (b->len + (size_t)n + 1) * 2;
-    b->s = rt_xrealloc(b->s, b->cap);
-  }
-  memcpy(b->s + b->len, t, (size_t)n + 1);
-  b->len += (size_t)n;
-  free(t);
-}
-
 /* Display width of UTF-8 text: one column per code point. */
 static int width(const char *s) {
-  int w = 0;
-  for (; *s; s++)
-    if (((unsigned char)*s & 0xC0) != 0x80) w++;
-  return w;
+  return (int)rt_utf8_count(s, strlen(s));
 }
 
 /* Adds s padded to w columns, left- or right-aligned. */
-static void sb_cell(sbuf *b, const char *s, int w, bool right) {
+static void sb_cell(rt_buf *b, const char *s, int w, bool right) {
   int pad = w - width(s);
   if (right)
-    for (int i = 0; i < pad; i++) sb_add(b, " ");
-  sb_add(b, "%s", s);
+    for (int i = 0; i < pad; i++) rt_buf_addc(b, ' ');
+  rt_buf_adds(b, s);
   if (!right)
-    for (int i = 0; i < pad; i++) sb_add(b, " ");
+    for (int i = 0; i < pad; i++) rt_buf_addc(b, ' ');
 }
 
 static json_int_t geti(json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
@@ -312,16 +289,16 @@ static void fmt_duration(double sec, char *out, size_t n) {
 }
 
 char *rt_stats_table(json_t *stats) {
-  sbuf b = {0};
+  rt_buf b = RT_BUF_INIT;
   json_int_t since = json_integer_value(json_object_get(stats, "since"));
   if (since > 0) {
     time_t t = (time_t)(since / 1000);
     struct tm tm;
     gmtime_r(&t, &tm);
-    sb_add(&b, "Статистика с %04d-%02d-%02d %02d:%02d UTC\n\n", tm.tm_year + 1900,
+    rt_buf_printf(&b, "Статистика с %04d-%02d-%02d %02d:%02d UTC\n\n", tm.tm_year + 1900,
            tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min);
   } else {
-    sb_add(&b, "Статистика за всё время\n\n");
+    rt_buf_printf(&b, "Статистика за всё время\n\n");
   }
 
   static const struct { const char *key, *label; } rows[] = {
@@ -339,7 +316,7 @@ char *rt_stats_table(json_t *stats) {
   const char *name;
   json_t *c;
   json_object_foreach(camps, name, c) sb_cell(&b, name, cw, true);
-  sb_add(&b, "\n");
+  rt_buf_printf(&b, "\n");
   for (size_t r = 0; r < RT_ARRAY_LEN(rows); r++) {
     sb_cell(&b, rows[r].label, lw, false);
     json_object_foreach(camps, name, c) {
@@ -353,17 +330,17 @@ char *rt_stats_table(json_t *stats) {
       }
       sb_cell(&b, cell, cw, true);
     }
-    sb_add(&b, "\n");
+    rt_buf_printf(&b, "\n");
   }
 
   json_t *flows = json_object_get(stats, "flows");
-  sb_add(&b, "\n");
+  rt_buf_printf(&b, "\n");
   sb_cell(&b, "Сценарий", lw, false);
   sb_cell(&b, "заявок", 10, true);
   sb_cell(&b, "диалогов", 10, true);
   sb_cell(&b, "медиана до заявки", 20, true);
-  sb_add(&b, "\n");
-  if (!json_object_size(flows)) sb_add(&b, "  (нет данных)\n");
+  rt_buf_printf(&b, "\n");
+  if (!json_object_size(flows)) rt_buf_printf(&b, "  (нет данных)\n");
   json_t *f;
   json_object_foreach(flows, name, f) {
     char n1[32], n2[32], med[48];
@@ -376,20 +353,20 @@ char *rt_stats_table(json_t *stats) {
     sb_cell(&b, n1, 10, true);
     sb_cell(&b, n2, 10, true);
     sb_cell(&b, med, 20, true);
-    sb_add(&b, "\n");
+    rt_buf_printf(&b, "\n");
   }
 
   json_t *ev = json_object_get(stats, "events");
-  sb_add(&b, "\nПередано менеджеру: %lld, ошибок в шагах: %lld\n", (long long)geti(ev, "handoff"),
+  rt_buf_printf(&b, "\nПередано менеджеру: %lld, ошибок в шагах: %lld\n", (long long)geti(ev, "handoff"),
          (long long)geti(ev, "step_error"));
   json_t *llm = json_object_get(stats, "llm");
   json_t *pd = json_object_get(llm, "per_dialog"), *pl = json_object_get(llm, "per_lead");
-  sb_add(&b, "\nLLM: вызовов %lld, диалогов %lld, токенов %lld, стоимость %.2f\n",
+  rt_buf_printf(&b, "\nLLM: вызовов %lld, диалогов %lld, токенов %lld, стоимость %.2f\n",
          (long long)geti(llm, "calls"), (long long)geti(llm, "dialogs"),
          (long long)geti(llm, "tokens"), json_number_value(json_object_get(llm, "cost")));
-  sb_add(&b, "  на диалог: %.0f токенов, %.4f\n", json_number_value(json_object_get(pd, "tokens")),
+  rt_buf_printf(&b, "  на диалог: %.0f токенов, %.4f\n", json_number_value(json_object_get(pd, "tokens")),
          json_number_value(json_object_get(pd, "cost")));
-  sb_add(&b, "  на заявку: %.0f токенов, %.4f\n", json_number_value(json_object_get(pl, "tokens")),
+  rt_buf_printf(&b, "  на заявку: %.0f токенов, %.4f\n", json_number_value(json_object_get(pl, "tokens")),
          json_number_value(json_object_get(pl, "cost")));
-  return b.s;
+  return rt_buf_take(&b, NULL);
 }

@@ -7,6 +7,7 @@
 #include "text.h"
 #include "rt.h"
 #include "tz.h"
+#include "utf8.h"
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <stdio.h>
@@ -18,61 +19,8 @@
  * UTF-8
  * ====================================================================== */
 
-#define BAD_CP 0xFFFFFFFFu
-
-/* Decodes the code point at s[0..n), n >= 1. Overlong forms, surrogates and
- * truncated sequences are invalid: BAD_CP with *len = 1, so a scanner always
- * advances and never reads past n. */
-static uint32_t u8dec(const unsigned char *s, size_t n, size_t *len) {
-  unsigned c = s[0];
-  *len = 1;
-  if (c < 0x80) return c;
-  size_t need;
-  uint32_t cp;
-  unsigned lo = 0x80, hi = 0xBF;
-  if (c >= 0xC2 && c <= 0xDF) {
-    need = 1; cp = c & 0x1F;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    need = 2; cp = c & 0x0F;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    need = 3; cp = c & 0x07;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return BAD_CP;
-  }
-  if (n <= need) return BAD_CP;
-  for (size_t i = 1; i <= need; i++) {
-    unsigned b = s[i];
-    unsigned l = i == 1 ? lo : 0x80, h = i == 1 ? hi : 0xBF;
-    if (b < l || b > h) return BAD_CP;
-    cp = (cp << 6) | (b & 0x3F);
-  }
-  *len = need + 1;
-  return cp;
-}
-
-static size_t u8enc(uint32_t cp, char *out) {
-  if (cp < 0x80) { out[0] = (char)cp; return 1; }
-  if (cp < 0x800) {
-    out[0] = (char)(0xC0 | (cp >> 6));
-    out[1] = (char)(0x80 | (cp & 0x3F));
-    return 2;
-  }
-  if (cp < 0x10000) {
-    out[0] = (char)(0xE0 | (cp >> 12));
-    out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[2] = (char)(0x80 | (cp & 0x3F));
-    return 3;
-  }
-  out[0] = (char)(0xF0 | (cp >> 18));
-  out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-  out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-  out[3] = (char)(0x80 | (cp & 0x3F));
-  return 4;
-}
+/* The codec is utf8.h's; BAD_CP names its "invalid byte" here. */
+#define BAD_CP RT_UTF8_BAD
 
 static bool is_space(uint32_t cp) {
   return cp == 0 || cp == ' ' || (cp >= '\t' && cp <= '\r') || cp == 0x85 ||
@@ -107,7 +55,7 @@ size_t rt_text_norm_buf(const char *s, size_t n, char *out) {
   bool gap = false;
   for (size_t i = 0; i < n;) {
     size_t l;
-    uint32_t cp = u8dec(u + i, n - i, &l);
+    uint32_t cp = rt_utf8_decode((const char *)u + i, n - i, &l);
     i += l;
     if (cp == BAD_CP) {
       cp = '?';
@@ -116,7 +64,7 @@ size_t rt_text_norm_buf(const char *s, size_t n, char *out) {
       continue;
     }
     if (gap) { out[o++] = ' '; gap = false; }
-    o += u8enc(lower(cp), out + o);
+    o += rt_utf8_encode(lower(cp), out + o);
   }
   out[o] = '\0';
   return o;
@@ -149,7 +97,7 @@ static void cpview_init(cpview *v, const char *s) {
   for (size_t i = 0; i < len;) {
     size_t l;
     v->off[v->n] = i;
-    v->cp[v->n++] = u8dec(u + i, len - i, &l);
+    v->cp[v->n++] = rt_utf8_decode((const char *)u + i, len - i, &l);
     i += l;
   }
   v->off[v->n] = len;
@@ -546,7 +494,7 @@ bool rt_text_phone_norm(const char *s, char out[20]) {
   bool plus = false, any = false;
   for (size_t i = 0; i < n;) {
     size_t l;
-    uint32_t cp = u8dec(u + i, n - i, &l);
+    uint32_t cp = rt_utf8_decode((const char *)u + i, n - i, &l);
     i += l;
     if (is_digit_cp(cp)) {
       if (nd >= 16) return false;
@@ -637,7 +585,7 @@ static void plate_word(const unsigned char *u, size_t n, size_t *pos, platem *m)
   size_t i = *pos;
   while (i < n) {
     size_t l;
-    uint32_t cp = u8dec(u + i, n - i, &l);
+    uint32_t cp = rt_utf8_decode((const char *)u + i, n - i, &l);
     if (cp != BAD_CP && is_space(cp)) break;
     i += l;
     char c = plate_class(cp);
@@ -649,7 +597,7 @@ static void plate_word(const unsigned char *u, size_t n, size_t *pos, platem *m)
 static size_t skip_spaces(const unsigned char *u, size_t n, size_t i) {
   while (i < n) {
     size_t l;
-    uint32_t cp = u8dec(u + i, n - i, &l);
+    uint32_t cp = rt_utf8_decode((const char *)u + i, n - i, &l);
     if (cp == BAD_CP || !is_space(cp)) break;
     i += l;
   }
@@ -692,7 +640,7 @@ size_t rt_text_letters(const char *s, size_t n) {
   size_t count = 0;
   for (size_t i = 0; i < n;) {
     size_t l;
-    uint32_t cp = u8dec(u + i, n - i, &l);
+    uint32_t cp = rt_utf8_decode((const char *)u + i, n - i, &l);
     i += l;
     if (cp == BAD_CP) continue;
     cp = lower(cp);
@@ -708,14 +656,14 @@ size_t rt_text_plain_buf(const char *s, size_t n, char *out) {
   bool gap = false;
   for (size_t i = 0; i < n;) {
     size_t l;
-    uint32_t cp = u8dec(u + i, n - i, &l);
+    uint32_t cp = rt_utf8_decode((const char *)u + i, n - i, &l);
     i += l;
     if (cp == BAD_CP || is_space(cp) || ascii_punct(cp)) {
       gap = o > 0;
       continue;
     }
     if (gap) { out[o++] = ' '; gap = false; }
-    o += u8enc(lower(cp), out + o);
+    o += rt_utf8_encode(lower(cp), out + o);
   }
   out[o] = '\0';
   return o;
@@ -726,7 +674,7 @@ size_t rt_text_head(const char *s, size_t n, size_t max_chars, bool *cut) {
   size_t i = 0, chars = 0, word = 0, word_chars = 0;  /* the last word: start, length */
   while (i < n && chars < max_chars) {
     size_t l;
-    uint32_t cp = u8dec(u + i, n - i, &l);
+    uint32_t cp = rt_utf8_decode((const char *)u + i, n - i, &l);
     if (cp != BAD_CP && is_space(cp)) {
       word_chars = 0;
     } else if (word_chars++ == 0) {
@@ -738,7 +686,7 @@ size_t rt_text_head(const char *s, size_t n, size_t max_chars, bool *cut) {
   *cut = i < n;
   if (!*cut || word_chars == 0) return i;
   size_t l;
-  uint32_t next = u8dec(u + i, n - i, &l);
+  uint32_t next = rt_utf8_decode((const char *)u + i, n - i, &l);
   if (next != BAD_CP && is_space(next)) return i;
   /* The cut falls inside a word: leave that word out, so half a VIN or
    * frame number is never read as a whole one, unless the head is nothing
@@ -790,7 +738,7 @@ static void tokenize(dctx *c, const char *norm) {
   bool sp = false;
   for (size_t i = 0; i < len;) {
     size_t l;
-    uint32_t cp = u8dec(u + i, len - i, &l);
+    uint32_t cp = rt_utf8_decode((const char *)u + i, len - i, &l);
     if (cp == ' ') { sp = true; i += l; continue; }
     tok t = {i, i + l, 'p', sp, 0, 0};
     sp = false;
@@ -807,7 +755,7 @@ static void tokenize(dctx *c, const char *norm) {
       t.val = t.ndig <= 9 ? (int)v : -1;
     } else if (word_cp(cp)) {
       size_t j = i + l, l2;
-      while (j < len && word_cp(u8dec(u + j, len - j, &l2))) j += l2;
+      while (j < len && word_cp(rt_utf8_decode((const char *)u + j, len - j, &l2))) j += l2;
       t.type = 'w';
       t.e = j;
     }
@@ -1472,10 +1420,7 @@ int rt_text_date(const char *s, int64_t now, const char *tz, const rt_text_date_
     out->at = rt_tz_make(tz, m.day.y, m.day.m, m.day.d, hour, 0);
     snprintf(out->kind, sizeof out->kind, "%s", m.d.kind);
     size_t b = c.t[m.b].b, n = c.t[m.e - 1].e - b;
-    if (n > sizeof out->matched - 1) {
-      n = sizeof out->matched - 1;
-      while (n > 0 && ((unsigned char)norm[b + n] & 0xC0) == 0x80) n--; /* whole code points */
-    }
+    n = rt_utf8_floor(norm + b, n, sizeof out->matched - 1); /* whole code points */
     memcpy(out->matched, norm + b, n);
     out->matched[n] = '\0';
   }

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "paths.h"
 #include "text.h"
+#include "utf8.h"
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <dirent.h>
 #include <errno.h>

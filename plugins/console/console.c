@@ -1,7 +1,9 @@
 /* console.c -- see console.h. */
 #include "console.h"
 #include "engine.h"
+#include "buf.h"
 #include "log.h"
+#include "utf8.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +16,7 @@ struct rt_console {
   char *user;
   union { uv_tty_t tty; uv_pipe_t pipe; } in;
   bool in_open, is_file;
-  char *buf;
-  size_t len, cap;
+  rt_buf in_line;             /* input after the last newline */
   char chunk[65536];          /* read buffer: the data is copied out at once */
   uint64_t seq;
   void (*on_eof)(void *);
@@ -49,16 +50,7 @@ static bool is_bidi_control(uint32_t c) {
 
 static void put_cp(FILE *f, uint32_t c) {
   char u[4];
-  if (c < 0x800) {
-    u[0] = (char)(0xC0 | (c >> 6));
-    u[1] = (char)(0x80 | (c & 0x3F));
-    fwrite(u, 1, 2, f);
-  } else {
-    u[0] = (char)(0xE0 | (c >> 12));
-    u[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-    u[2] = (char)(0x80 | (c & 0x3F));
-    fwrite(u, 1, 3, f);
-  }
+  fwrite(u, 1, rt_utf8_encode(c, u), f);
 }
 
 /* Writes text to f made safe for a terminal (see above). */
@@ -85,11 +77,8 @@ static void put_safe(FILE *f, const char *text, bool multiline) {
       fputc(b, f);
       p++;
     } else {
-      size_t len = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
-      uint32_t c = len == 2   ? (uint32_t)(b & 0x1F) << 6 | (p[1] & 0x3F)
-                   : len == 3 ? (uint32_t)(b & 0x0F) << 12 | (uint32_t)(p[1] & 0x3F) << 6 |
-                                    (p[2] & 0x3F)
-                              : 0x10000; /* above the BMP: no controls there */
+      size_t len;
+      uint32_t c = rt_utf8_decode((const char *)p, (size_t)(end - p), &len); /* valid here */
       if ((c >= 0x80 && c <= 0x9F) || is_bidi_control(c)) put_cp(f, 0xFFFD);
       else fwrite(p, 1, len, f);
       p += len;
@@ -183,28 +172,22 @@ static void line(rt_console *c, char *s) {
 }
 
 static void feed(rt_console *c, const char *data, size_t n) {
-  if (c->len + n + 1 > c->cap) {
-    c->cap = (c->len + n + 1) * 2;
-    c->buf = rt_xrealloc(c->buf, c->cap);
-  }
-  memcpy(c->buf + c->len, data, n);
-  c->len += n;
-  c->buf[c->len] = '\0';
-  char *start = c->buf, *nl;
-  while ((nl = memchr(start, '\n', c->len - (size_t)(start - c->buf)))) {
+  rt_buf *b = &c->in_line;
+  rt_buf_add(b, data, n);
+  if (!b->s) return;
+  char *start = b->s, *nl;
+  while ((nl = memchr(start, '\n', b->len - (size_t)(start - b->s)))) {
     *nl = '\0';
     line(c, start);
     start = nl + 1;
   }
-  c->len -= (size_t)(start - c->buf);
-  memmove(c->buf, start, c->len);
+  rt_buf_consume(b, (size_t)(start - b->s));
 }
 
 static void finish_input(rt_console *c) {
-  if (c->len) {
-    c->buf[c->len] = '\0';
-    line(c, c->buf);
-    c->len = 0;
+  if (c->in_line.len) {
+    line(c, c->in_line.s);
+    rt_buf_reset(&c->in_line);
   }
   if (c->on_eof) {
     void (*cb)(void *) = c->on_eof;
@@ -276,7 +259,7 @@ rt_channel *rt_console_channel(rt_console *c) { return &c->ch; }
 static void console_free(rt_console *c) {
   void (*done)(void *) = c->close_done;
   void *ud = c->close_ud;
-  free(c->buf);
+  rt_buf_free(&c->in_line);
   free(c->user);
   free(c);
   if (done) done(ud);
