@@ -45,35 +45,8 @@ void rt_campaign_opts_default(rt_campaign_opts *o, const char *name, int64_t now
   o->phone_channel = "console";
 }
 
-/* ---- calendar ---- */
-
-static int64_t days_from_civil(int y, int m, int d) {
-  y -= m <= 2;
-  int64_t era = (y >= 0 ? y : y - 399) / 400;
-  int64_t yoe = y - era * 400;
-  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int *y, int *m, int *d) {
-  z += 719468;
-  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  int64_t doe = z - era * 146097;
-  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  int64_t mp = (5 * doy + 2) / 153;
-  *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-  *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-  *y = (int)(yoe + era * 400 + (*m <= 2));
-}
-
-static int64_t floor_div(int64_t a, int64_t b) {
-  return a / b - (a % b != 0 && (a < 0) != (b < 0));
-}
-
 void rt_campaign_iso(int64_t ms, const char *tz, char *out, size_t n) {
-  int64_t sec = floor_div(ms, 1000);
+  int64_t sec = rt_tz_floor_div(ms, 1000);
   int off = 0;
   if (!tz || rt_tz_offset(tz, sec, &off) != RT_OK) off = 0;
   time_t t = (time_t)(sec + off);
@@ -121,7 +94,7 @@ static void planner_init(planner *p, const rt_campaign_opts *o, const char *dflt
   p->o = o;
   p->dflt = dflt;
   p->now = o->now_ms;
-  p->base = floor_div(o->now_ms, MIN_MS);
+  p->base = rt_tz_floor_div(o->now_ms, MIN_MS);
   p->rate = o->rate_per_minute;
   p->step = MIN_MS / p->rate;
   ensure(p, 0);
@@ -163,7 +136,7 @@ static int planner_seed(planner *p, sqlite3 *db, int64_t *seen) {
   sqlite3_bind_int64(st, 2, *seen);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    int64_t idx = floor_div(sqlite3_column_int64(st, 1), MIN_MS) - p->base;
+    int64_t idx = rt_tz_floor_div(sqlite3_column_int64(st, 1), MIN_MS) - p->base;
     if (ensure(p, idx) && p->cnt[idx] < 65535) p->cnt[idx]++;
   }
   sqlite3_finalize(st);
@@ -188,9 +161,8 @@ static zone *zone_get(planner *p, const char *tz) {
 }
 
 static int64_t tz_local(const char *tz, int y, int m, int d, int min) {
-  if (min >= 1440) {   /* "24:00": the next midnight */
-    int64_t dn = days_from_civil(y, m, d) + 1;
-    civil_from_days(dn, &y, &m, &d);
+  if (min >= 1440) {   /* "24:00": the next midnight (rt_tz_make normalises day + 1) */
+    d++;
     min = 0;
   }
   return rt_tz_make(tz, y, m, d, min / 60, min % 60) * 1000;
@@ -200,16 +172,17 @@ static int64_t tz_local(const char *tz, int y, int m, int d, int min) {
 static int next_window(planner *p, zone *z, int64_t t) {
   const rt_campaign_opts *o = p->o;
   struct tm lt;
-  if (rt_tz_local_tm(z->name, floor_div(t, 1000), &lt) != RT_OK) return RT_EINVAL;
-  int64_t day0 = days_from_civil(lt.tm_year + 1900, lt.tm_mon + 1, lt.tm_mday);
+  if (rt_tz_local_tm(z->name, rt_tz_floor_div(t, 1000), &lt) != RT_OK) return RT_EINVAL;
+  int64_t day0 = rt_tz_days_from_civil(lt.tm_year + 1900, lt.tm_mon + 1, lt.tm_mday);
   for (int i = 0; i < 9; i++) {
     int64_t dn = day0 + i;
     int wd = (int)(((dn % 7) + 7 + 3) % 7) + 1;   /* 1970-01-01 was a Thursday */
     if (!(o->days_mask & (1u << wd))) continue;
-    int y, m, d;
-    civil_from_days(dn, &y, &m, &d);
-    int64_t open = tz_local(z->name, y, m, d, o->from_min);
-    int64_t close = tz_local(z->name, y, m, d, o->to_min);
+    int64_t y;
+    int m, d;
+    rt_tz_civil_from_days(dn, &y, &m, &d);
+    int64_t open = tz_local(z->name, (int)y, m, d, o->from_min);
+    int64_t close = tz_local(z->name, (int)y, m, d, o->to_min);
     if (close > t && close > open) {
       z->open = open;
       z->close = close;
@@ -228,8 +201,8 @@ static int take_slot(planner *p, zone *z, int64_t *due) {
     if (z->close == 0 || t >= z->close) {
       if (next_window(p, z, t) != RT_OK) return RT_EINVAL;
     }
-    int64_t first = floor_div(z->open + MIN_MS - 1, MIN_MS);
-    int64_t last = floor_div(z->close, MIN_MS) - 1;   /* whole minutes before close */
+    int64_t first = rt_tz_floor_div(z->open + MIN_MS - 1, MIN_MS);
+    int64_t last = rt_tz_floor_div(z->close, MIN_MS) - 1;   /* whole minutes before close */
     if (m < first) m = first;
     for (; m <= last; m++) {
       int64_t idx = m - p->base;
@@ -243,7 +216,7 @@ static int take_slot(planner *p, zone *z, int64_t *due) {
     }
     /* The window is full: go on from its end (which also moves past a
      * window too short to hold a whole minute). */
-    if (m * MIN_MS < z->close) m = floor_div(z->close + MIN_MS - 1, MIN_MS);
+    if (m * MIN_MS < z->close) m = rt_tz_floor_div(z->close + MIN_MS - 1, MIN_MS);
     if (m - p->base >= MAX_MINUTES) return RT_ELIMIT;
     z->close = 0;
     z->cursor = m;

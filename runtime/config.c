@@ -43,41 +43,6 @@ static void eb_line(errbuf *b, const char *line) {
   b->lines++;
 }
 
-/* ---- durations --------------------------------------------------------- */
-
-/* Every number is capped while it is read, so no intermediate value can get
- * anywhere near INT64_MAX: a digit run stops growing once it is past the
- * cap, and the cap times the largest unit is far below it. The syntax is
- * checked to the end first, so "99999999999999999999x" is a syntax error,
- * not a size error. */
-int rt_parse_duration(const char *s, int64_t *sec) {
-  static const char units[] = "dhms";
-  static const int64_t mult[] = {86400, 3600, 60, 1};
-  if (!s || !*s) return RT_EINVAL;
-  int64_t total = 0;
-  bool big = false;
-  int next = 0; /* units come largest first, each at most once */
-  while (*s) {
-    if (!isdigit((unsigned char)*s)) return RT_EINVAL;
-    int64_t n = 0;
-    while (isdigit((unsigned char)*s)) {
-      if (n <= RT_DURATION_MAX_SEC) n = n * 10 + (*s - '0');
-      s++;
-    }
-    int u = next;
-    while (u < 4 && units[u] != *s) u++;
-    if (u == 4 || !*s) return RT_EINVAL;
-    if (n > RT_DURATION_MAX_SEC / mult[u]) big = true;
-    else total += n * mult[u];
-    if (total > RT_DURATION_MAX_SEC) big = true;
-    next = u + 1;
-    s++;
-  }
-  if (big) return RT_ELIMIT;
-  *sec = total;
-  return RT_OK;
-}
-
 /* ---- ${VAR} expansion -------------------------------------------------- */
 
 static void remember_expanded(rt_config *c, json_t *v) {
@@ -483,16 +448,3 @@ char *rt_config_redacted(const rt_config *c) {
   return s;
 }
 
-/* Digits are read one by one (no sscanf: "%d" on "0777777777" is undefined
- * behaviour once it does not fit an int, and h * 60 overflowed after it). */
-int rt_parse_hhmm(const char *s) {
-  if (!s) return -1;
-  int h = 0, m = 0, i = 0;
-  for (; i < 2 && isdigit((unsigned char)s[i]); i++) h = h * 10 + (s[i] - '0');
-  if (i == 0 || s[i] != ':') return -1;
-  s += i + 1;
-  if (!isdigit((unsigned char)s[0]) || !isdigit((unsigned char)s[1]) || s[2]) return -1;
-  m = (s[0] - '0') * 10 + (s[1] - '0');
-  if (m > 59 || h * 60 + m > 1440) return -1;
-  return h * 60 + m;
-}

@@ -15,6 +15,7 @@
 #define RT_CONFIG_H
 #include <stdint.h>
 #include <jansson.h>
+#include "tz.h"   /* rt_parse_duration, RT_DURATION_MAX_SEC */
 
 typedef struct rt_config rt_config;
 
@@ -43,9 +44,6 @@ const char *rt_config_str(const rt_config *c, const char *path, const char *dflt
  * schema for it), so a loaded config never hands out an absurd count. */
 long long rt_config_int(const rt_config *c, const char *path, long long dflt);
 int rt_config_bool(const rt_config *c, const char *path, int dflt);
-/* Durations are capped at 100 years: enough for any schedule, and small
- * enough that seconds * 1000 plus any unix-ms "now" fits an int64_t. */
-#define RT_DURATION_MAX_SEC (INT64_C(36500) * 86400)
 
 /* A duration string ("30m") or an integer number of seconds, at most
  * RT_DURATION_MAX_SEC. Missing, of another type, malformed or too big: the
@@ -53,16 +51,6 @@ int rt_config_bool(const rt_config *c, const char *path, int dflt);
  * says the key is a duration). */
 int64_t rt_config_duration(const rt_config *c, const char *path, int64_t dflt_sec);
 
-/* "90d", "24h", "30m", "45s", "1h30m", "1d12h": one or more <digits><unit>,
- * units d/h/m/s each at most once and in that order. Stores seconds in *sec
- * and returns 0; returns RT_EINVAL for bad syntax (empty, unknown unit, bare
- * number) and RT_ELIMIT when the total is above RT_DURATION_MAX_SEC. *sec is
- * untouched on error. */
-int rt_parse_duration(const char *s, int64_t *sec);
-/* "09:00" -> 540, "9:00" -> 540, "24:00" -> 1440: one or two digits of
- * hours, a colon, two digits of minutes, nothing else (no sign, no spaces).
- * -1 for anything else, NULL too. */
-int rt_parse_hhmm(const char *s);
 
 /* Owned JSON text (2-space indent) with secrets replaced by "***". */
 char *rt_config_redacted(const rt_config *c);

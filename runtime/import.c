@@ -410,21 +410,6 @@ static char sniff_delim(const char *b, size_t n) {
 
 /* ---- cells ---- */
 
-static int64_t days_from_civil(int y, int m, int d) {
-  y -= m <= 2;
-  int64_t era = (y >= 0 ? y : y - 399) / 400;
-  int64_t yoe = y - era * 400;
-  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
-static int days_in_month(int y, int m) {
-  static const int dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) return 29;
-  return dm[m - 1];
-}
-
 static int digits(const char **pp, int max, int *v) {
   const char *p = *pp;
   int n = 0, x = 0;
@@ -467,7 +452,7 @@ bool rt_import_parse_date(const char *s, int *y, int *m, int *d) {
   }
   while (*p == ' ') p++;
   if (*p) return false;
-  if (*y < 1900 || *y > 2200 || *m < 1 || *m > 12 || *d < 1 || *d > days_in_month(*y, *m))
+  if (*y < 1900 || *y > 2200 || *m < 1 || *m > 12 || *d < 1 || *d > rt_tz_days_in_month(*y, *m))
     return false;
   return true;
 }
@@ -672,7 +657,7 @@ static int tz_lookup(importer *im, const char *tz) {
 /* Local midnight of y-m-d in tz, in unix ms. Zone offsets change rarely, so
  * a small cache keyed by (zone, day) saves the zone lookup on most rows. */
 static int64_t local_midnight(importer *im, const char *tz, int tzi, int y, int m, int d) {
-  int32_t day = (int32_t)days_from_civil(y, m, d);
+  int32_t day = (int32_t)rt_tz_days_from_civil(y, m, d);
   if (tzi < 0) return rt_tz_make(tz, y, m, d, 0, 0) * 1000;
   unsigned h = ((unsigned)day * 31u + (unsigned)tzi * 7919u) & (DAY_CACHE - 1);
   if (im->days[h].tzi == tzi + 1 && im->days[h].day == day) return im->days[h].ms;

@@ -8,7 +8,7 @@
  * first thing to add if lead imports ever show up in a profile. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "jschema.h"
-#include "config.h"
+#include "tz.h"
 #include "rt.h"
 #include "utf8.h"
 #include <ctype.h>
@@ -197,10 +197,8 @@ static int valid_date(const char *s) {
       !is_digits(s + 5, 2) || !is_digits(s + 8, 2))
     return 0;
   int y = atoi(s), m = atoi(s + 5), d = atoi(s + 8);
-  static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   if (m < 1 || m > 12 || d < 1) return 0;
-  int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  return d <= mdays[m - 1] + (m == 2 && leap);
+  return d <= rt_tz_days_in_month(y, m);
 }
 
 /* "#" or "#/a/b~1c": a JSON pointer into the root schema. */

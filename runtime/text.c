@@ -973,12 +973,7 @@ static int month_of(const dctx *c, int i) {
   return 0;
 }
 
-static bool leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
-
-static int mdays(int y, int m) {
-  static const int d[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  return m == 2 && leap(y) ? 29 : d[m - 1];
-}
+static int mdays(int y, int m) { return rt_tz_days_in_month(y, m); }
 
 /* ---- the rules: (ctx, index, preposition index or -1, out) -> end ---- */
 
@@ -1222,28 +1217,14 @@ static const drule date_rules[] = {
 
 typedef struct { int y, m, d; } ymd;
 
-static int64_t days_from_civil(int y, int m, int d) {
-  y -= m <= 2;
-  int64_t era = (y >= 0 ? y : y - 399) / 400;
-  int64_t yoe = y - era * 400;
-  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + doe - 719468;
-}
-
 static ymd civil_from_days(int64_t z) {
-  z += 719468;
-  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  int64_t doe = z - era * 146097;
-  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  int64_t mp = (5 * doy + 2) / 153;
-  int d = (int)(doy - (153 * mp + 2) / 5 + 1);
-  int m = (int)(mp < 10 ? mp + 3 : mp - 9);
-  return (ymd){(int)(yoe + era * 400 + (m <= 2)), m, d};
+  int64_t y;
+  int m, d;
+  rt_tz_civil_from_days(z, &y, &m, &d);
+  return (ymd){(int)y, m, d};
 }
 
-static ymd add_days(ymd a, int n) { return civil_from_days(days_from_civil(a.y, a.m, a.d) + n); }
+static ymd add_days(ymd a, int n) { return civil_from_days(rt_tz_days_from_civil(a.y, a.m, a.d) + n); }
 
 static ymd add_months(ymd a, int n) {
   int t = a.y * 12 + (a.m - 1) + n;
@@ -1256,7 +1237,7 @@ static ymd next_month_1st(ymd t) { return add_months((ymd){t.y, t.m, 1}, 1); }
 
 /* 1 = Monday ... 7 = Sunday; 1970-01-01 was a Thursday. */
 static int wday(ymd a) {
-  int64_t z = days_from_civil(a.y, a.m, a.d);
+  int64_t z = rt_tz_days_from_civil(a.y, a.m, a.d);
   return (int)(((z % 7) + 7 + 3) % 7) + 1;
 }
 

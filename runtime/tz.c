@@ -2,6 +2,7 @@
  * for Russian zones (see tz.h). */
 #include "tz.h"
 #include "rt.h"
+#include <ctype.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,27 +112,21 @@ static void tz_pop(tz_saved s) {
  * days_from_civil / civil_from_days). Inputs are bounded before they get
  * here, so the plain arithmetic inside cannot overflow. */
 
-static int64_t floor_div(int64_t a, int64_t b) {
-  int64_t q = a / b;
-  return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
-
 /* |y| <= YEAR_LIMIT, 1 <= m <= 12: every product below stays under 2^50. */
 #define YEAR_LIMIT INT64_C(1000000000000)
 
-static int64_t days_from_civil(int64_t y, int m, int64_t d) {
+int64_t rt_tz_days_from_civil(int64_t y, int m, int64_t d) {
   y -= m <= 2;
-  int64_t era = floor_div(y, 400);
+  int64_t era = rt_tz_floor_div(y, 400);
   int64_t yoe = y - era * 400;
   int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
   int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
   return era * 146097 + doe - 719468;
 }
 
-/* z within the days of RT_TZ_MIN..RT_TZ_MAX (plus a little). */
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
+void rt_tz_civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
   z += 719468;
-  int64_t era = floor_div(z, 146097);
+  int64_t era = rt_tz_floor_div(z, 146097);
   int64_t doe = z - era * 146097;
   int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
   int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
@@ -141,16 +136,22 @@ static void civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
   *y = yoe + era * 400 + (*m <= 2);
 }
 
+int rt_tz_days_in_month(int64_t y, int m) {
+  static const int dm[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  return m == 2 && leap ? 29 : dm[m - 1];
+}
+
 /* Wall-clock fields -> seconds since 1970-01-01 00:00 on that wall clock,
  * every step checked. */
 static int civil_seconds(int64_t y, int64_t mon, int64_t day, int64_t h, int64_t min,
                          int64_t sec, int64_t *out) {
   int64_t m0, days, s;
   if (__builtin_sub_overflow(mon, 1, &m0) ||
-      __builtin_add_overflow(y, floor_div(m0, 12), &y))
+      __builtin_add_overflow(y, rt_tz_floor_div(m0, 12), &y))
     return RT_ELIMIT;
   if (y > YEAR_LIMIT || y < -YEAR_LIMIT) return RT_ELIMIT;
-  days = days_from_civil(y, (int)(m0 - floor_div(m0, 12) * 12) + 1, 1);
+  days = rt_tz_days_from_civil(y, (int)(m0 - rt_tz_floor_div(m0, 12) * 12) + 1, 1);
   if (day == INT64_MIN || __builtin_add_overflow(days, day - 1, &days) ||
       __builtin_mul_overflow(days, 86400, &s) ||
       __builtin_mul_overflow(h, 3600, &h) || __builtin_add_overflow(s, h, &s) ||
@@ -194,9 +195,9 @@ static int zone_make(const zone *z, int64_t y, int64_t mon, int64_t day, int64_t
   } else {
     /* mktime does the zone's rules (DST gaps and overlaps); it gets the
      * fields already normalised, so each fits an int. */
-    int64_t days = floor_div(wall, 86400), rem = wall - days * 86400, ly;
+    int64_t days = rt_tz_floor_div(wall, 86400), rem = wall - days * 86400, ly;
     int lm, ld;
-    civil_from_days(days, &ly, &lm, &ld);
+    rt_tz_civil_from_days(days, &ly, &lm, &ld);
     struct tm tm;
     memset(&tm, 0, sizeof tm);
     tm.tm_year = (int)(ly - 1900);
@@ -268,4 +269,53 @@ int rt_tz_utc_make(int64_t y, int64_t mon, int64_t day, int64_t h, int64_t min,
   if (civil_seconds(y, mon, day, h, min, sec, &r) != RT_OK || !in_range(r)) return RT_ELIMIT;
   *out = r;
   return RT_OK;
+}
+
+/* ---- durations --------------------------------------------------------- */
+
+/* Every number is capped while it is read, so no intermediate value can get
+ * anywhere near INT64_MAX: a digit run stops growing once it is past the
+ * cap, and the cap times the largest unit is far below it. The syntax is
+ * checked to the end first, so "99999999999999999999x" is a syntax error,
+ * not a size error. */
+int rt_parse_duration(const char *s, int64_t *sec) {
+  static const char units[] = "dhms";
+  static const int64_t mult[] = {86400, 3600, 60, 1};
+  if (!s || !*s) return RT_EINVAL;
+  int64_t total = 0;
+  bool big = false;
+  int next = 0; /* units come largest first, each at most once */
+  while (*s) {
+    if (!isdigit((unsigned char)*s)) return RT_EINVAL;
+    int64_t n = 0;
+    while (isdigit((unsigned char)*s)) {
+      if (n <= RT_DURATION_MAX_SEC) n = n * 10 + (*s - '0');
+      s++;
+    }
+    int u = next;
+    while (u < 4 && units[u] != *s) u++;
+    if (u == 4 || !*s) return RT_EINVAL;
+    if (n > RT_DURATION_MAX_SEC / mult[u]) big = true;
+    else total += n * mult[u];
+    if (total > RT_DURATION_MAX_SEC) big = true;
+    next = u + 1;
+    s++;
+  }
+  if (big) return RT_ELIMIT;
+  *sec = total;
+  return RT_OK;
+}
+
+/* Digits are read one by one (no sscanf: "%d" on "0777777777" is undefined
+ * behaviour once it does not fit an int, and h * 60 overflowed after it). */
+int rt_parse_hhmm(const char *s) {
+  if (!s) return -1;
+  int h = 0, m = 0, i = 0;
+  for (; i < 2 && isdigit((unsigned char)s[i]); i++) h = h * 10 + (s[i] - '0');
+  if (i == 0 || s[i] != ':') return -1;
+  s += i + 1;
+  if (!isdigit((unsigned char)s[0]) || !isdigit((unsigned char)s[1]) || s[2]) return -1;
+  m = (s[0] - '0') * 10 + (s[1] - '0');
+  if (m > 59 || h * 60 + m > 1440) return -1;
+  return h * 60 + m;
 }

@@ -1,4 +1,6 @@
-/* tz.h -- local time in a shop's or customer's IANA time zone.
+/* tz.h -- the runtime's time and calendar: local time in a shop's or
+ * customer's IANA time zone, civil-day arithmetic, and the duration ("30m")
+ * and HH:MM parsers every config, flow and tool uses.
  *
  * Reminders are scheduled "at 10:00 the customer's time", so the runtime needs
  * to turn a unix time into a local calendar date and a local wall-clock time
@@ -57,5 +59,39 @@ int64_t rt_tz_make(const char *tz, int y, int mon, int day, int h, int min);
  * rt_tz_make_checked: pure calendar arithmetic, no zone files. */
 int rt_tz_utc_make(int64_t y, int64_t mon, int64_t day, int64_t h, int64_t min,
                    int64_t sec, int64_t *out);
+
+
+/* ---- calendar arithmetic (proleptic Gregorian, no zone) ---- */
+
+/* Days since 1970-01-01 of y-m-d (m 1-12, d may run past the month: day 32
+ * is the 1st of the next); |y| <= 10^12 keeps the arithmetic exact. */
+int64_t rt_tz_days_from_civil(int64_t y, int m, int64_t d);
+/* The date of day z since 1970-01-01 (z within the days of years
+ * -10^12..10^12). */
+void rt_tz_civil_from_days(int64_t z, int64_t *y, int *m, int *d);
+/* Days in month m (1-12) of year y. */
+int rt_tz_days_in_month(int64_t y, int m);
+/* Floor division (b > 0): the unix-ms to seconds or minutes step that
+ * rounds towards the past for times before 1970 too. */
+static inline int64_t rt_tz_floor_div(int64_t a, int64_t b) {
+  return a / b - (a % b != 0 && (a < 0) != (b < 0));
+}
+
+/* ---- durations and times of day ---- */
+
+/* Durations are capped at 100 years: enough for any schedule, and small
+ * enough that seconds * 1000 plus any unix-ms "now" fits an int64_t. */
+#define RT_DURATION_MAX_SEC (INT64_C(36500) * 86400)
+
+/* "90d", "24h", "30m", "45s", "1h30m", "1d12h": one or more <digits><unit>,
+ * units d/h/m/s each at most once and in that order. Stores seconds in *sec
+ * and returns 0; returns RT_EINVAL for bad syntax (empty, unknown unit, bare
+ * number) and RT_ELIMIT when the total is above RT_DURATION_MAX_SEC. *sec is
+ * untouched on error. */
+int rt_parse_duration(const char *s, int64_t *sec);
+/* "09:00" -> 540, "9:00" -> 540, "24:00" -> 1440: one or two digits of
+ * hours, a colon, two digits of minutes, nothing else (no sign, no spaces).
+ * -1 for anything else, NULL too. */
+int rt_parse_hhmm(const char *s);
 
 #endif

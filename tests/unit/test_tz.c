@@ -282,6 +282,35 @@ T(clock_parse_and_format) {
   CHECK_STR(out, "(out of range)");
 }
 
+/* The calendar arithmetic every module uses (tz.h). */
+T(calendar) {
+  static const struct { int64_t y; int m, d; int64_t days; } c[] = {
+    {1970, 1, 1, 0}, {1969, 12, 31, -1}, {2000, 2, 29, 11016}, {2000, 3, 1, 11017},
+    {1900, 3, 1, -25508}, {2024, 12, 31, 20088}, {1, 1, 1, -719162}, {9999, 12, 31, 2932896},
+  };
+  for (size_t i = 0; i < RT_ARRAY_LEN(c); i++) {
+    CHECK_INT(rt_tz_days_from_civil(c[i].y, c[i].m, c[i].d), c[i].days);
+    int64_t y;
+    int m, d;
+    rt_tz_civil_from_days(c[i].days, &y, &m, &d);
+    CHECK(y == c[i].y && m == c[i].m && d == c[i].d);
+  }
+  CHECK_INT(rt_tz_days_from_civil(2026, 1, 32), rt_tz_days_from_civil(2026, 2, 1));
+  CHECK_INT(rt_tz_days_in_month(2024, 2), 29);
+  CHECK_INT(rt_tz_days_in_month(2100, 2), 28);
+  CHECK_INT(rt_tz_days_in_month(2000, 2), 29);
+  CHECK_INT(rt_tz_days_in_month(2026, 4), 30);
+  CHECK_INT(rt_tz_days_in_month(2026, 12), 31);
+  CHECK_INT(rt_tz_floor_div(-1, 1000), -1);
+  CHECK_INT(rt_tz_floor_div(-1000, 1000), -1);
+  CHECK_INT(rt_tz_floor_div(999, 1000), 0);
+  /* the parsers live here now; unit.config covers them whole */
+  int64_t sec = 0;
+  CHECK_INT(rt_parse_duration("1d12h", &sec), RT_OK);
+  CHECK_INT(sec, 129600);
+  CHECK_INT(rt_parse_hhmm("9:30"), 570);
+}
+
 int main(void) {
   T_RUN(offsets);
   T_RUN(history);
@@ -292,5 +321,6 @@ int main(void) {
   T_RUN(make_huge_fields);
   T_RUN(utc_make_bounds);
   T_RUN(clock_parse_and_format);
+  T_RUN(calendar);
   return T_DONE();
 }
