@@ -1,6 +1,7 @@
 /* engine.c -- events, turns, group commit, timers and the outbox sender
  * (see engine.h). */
 #include "engine.h"
+#include "deliver.h"
 #include "http_client.h"
 #include "log.h"
 #include "lvm.h"
@@ -15,7 +16,6 @@
 
 #define TURNS_PER_PUMP 2048
 #define RECEIVES_PER_PUMP 4096
-#define OUTBOX_PER_PUMP 512
 
 /* Due times a flow may set, in seconds: from the epoch to the end of the
  * year 9999. Far past any real reminder, and small enough that the
@@ -71,13 +71,6 @@ typedef struct recv_item {
   void *ud;
 } recv_item;
 
-typedef struct mark {
-  int64_t id;
-  int status;
-  char *err;
-  int64_t retry_at;
-} mark;
-
 struct rt_engine {
   uv_loop_t *loop;
   rt_config *cfg;
@@ -106,22 +99,16 @@ struct rt_engine {
   turn **resume;
   size_t nresume, capresume;
   size_t running;
-  mark *marks;
-  size_t nmarks, capmarks;
-  rt_map inflight;             /* outbox ids being sent */
-  rt_channel *channels[8];
-  int nchannels;
+  rt_deliver *dl;               /* committed outbox rows to the channels */
 
   uv_idle_t pump;
   uv_timer_t wake;             /* earliest durable timer */
-  uv_timer_t watchdog;         /* step deadlines, store retries, outbox retries */
+  uv_timer_t watchdog;         /* step deadlines, store retries */
   bool pumping, closing;
   bool outbox_dirty;           /* a commit queued messages */
   bool timers_dirty;           /* a turn being applied set timers */
   int64_t next_prune;
   uint64_t gen_seq;            /* ids for events a channel gave none */
-  int outbox_seen;
-  int64_t next_retry_scan;
   int handles_open;
   void (*close_done)(void *);
   void *close_ud;
@@ -139,6 +126,8 @@ struct rt_engine {
 };
 
 static void pump_start(rt_engine *e);
+/* Send results wait for the next apply commit. */
+static void deliver_wake(void *ud) { pump_start(ud); }
 
 static int64_t now_ms(rt_engine *e) { return rt_clock_now(&e->clock); }
 
@@ -741,7 +730,12 @@ static int add_out(rt_engine *e, turn *t, const char *channel, const char *chat,
     p = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(j);
   }
-  int rc = rt_store_outbox_add(e->store, t->conv.id, channel, chat, idem, "text", p, now, NULL);
+  /* Replies and notes to the managers go before what nobody waits for: a
+   * wake-up's (or a campaign's) messages queue behind them across chats. */
+  const char *ek = jstr(t->event, "kind");
+  int prio = !other_chat && ek && strcmp(ek, "wake") == 0 ? 1 : 0;
+  int rc = rt_store_outbox_add_prio(e->store, t->conv.id, channel, chat, idem, "text", p, prio,
+                                    now, NULL);
   free(p);
   e->outbox_dirty = true;
   return rc == 1 ? RT_OK : rc;
@@ -1082,24 +1076,13 @@ static int apply_result(rt_engine *e, turn *t, int64_t now) {
   return rc;
 }
 
-static void apply_marks(rt_engine *e, int *rc) {
-  int64_t now = now_ms(e);
-  for (size_t i = 0; i < e->nmarks && *rc == RT_OK; i++) {
-    mark *m = &e->marks[i];
-    if (m->status == RT_OK) *rc = rt_store_outbox_sent(e->store, m->id, now);
-    else if (m->status == RT_EINVAL) *rc = rt_store_outbox_failed(e->store, m->id, m->err, now);
-    else *rc = rt_store_outbox_retry(e->store, m->id, m->retry_at, m->err);
-  }
-}
-
-static void send_outbox(rt_engine *e);
 static void arm_wake(rt_engine *e);
 
 /* Apply commit: every finished turn and send result of this loop turn in
  * one transaction. On failure everything rolls back and the turns' events
  * go back to the head of their queues. */
 static void commit_done(rt_engine *e) {
-  if (!e->done_head && !e->nmarks) return;
+  if (!e->done_head && !rt_deliver_has_results(e->dl)) return;
   int64_t now = now_ms(e);
   e->timers_dirty = false;
   int rc = rt_store_begin(e->store);
@@ -1117,9 +1100,11 @@ static void commit_done(rt_engine *e) {
                                  t->status == RT_LTURN_ERROR ? "failed"
                                  : t->status == -1 ? "skipped" : "done", now);
   }
-  apply_marks(e, &rc);
+  /* Send results ride in the same transaction: no fsync of their own. */
+  if (rc == RT_OK) rc = rt_deliver_save(e->dl);
   if (rc == RT_OK) rc = rt_store_commit(e->store);
   else rt_store_rollback(e->store);
+  rt_deliver_saved(e->dl, rc == RT_OK);
   turn *t = e->done_head;
   e->done_head = e->done_tail = NULL;
   if (rc != RT_OK) {
@@ -1142,13 +1127,6 @@ static void commit_done(rt_engine *e) {
   /* A wake-up set for now fires now, not at the next poll. */
   if (e->timers_dirty) arm_wake(e);
   e->timers_dirty = false;
-  for (size_t i = 0; i < e->nmarks; i++) {
-    char k[32];
-    snprintf(k, sizeof k, "%lld", (long long)e->marks[i].id);
-    rt_map_del(&e->inflight, k);
-    free(e->marks[i].err);
-  }
-  e->nmarks = 0;
   while (t) {
     turn *next = t->next;
     conv_q *q = t->q;
@@ -1170,71 +1148,6 @@ static void commit_done(rt_engine *e) {
     queue_maybe_drop(e, q);
     turn_free(t);
     t = next;
-  }
-}
-
-/* ---- outbox ---- */
-
-typedef struct send_ctx {
-  rt_engine *e;
-  int64_t id, attempts;
-} send_ctx;
-
-static rt_channel *channel_by_name(rt_engine *e, const char *name) {
-  for (int i = 0; i < e->nchannels; i++)
-    if (strcmp(e->channels[i]->name, name) == 0) return e->channels[i];
-  return NULL;
-}
-
-static void send_done(void *ud, int status, const char *err, int64_t retry_after_ms) {
-  send_ctx *c = ud;
-  rt_engine *e = c->e;
-  if (e->nmarks == e->capmarks) {
-    e->capmarks = e->capmarks ? e->capmarks * 2 : 64;
-    e->marks = rt_xrealloc(e->marks, e->capmarks * sizeof *e->marks);
-  }
-  int64_t backoff = 1000LL << (c->attempts < 10 ? c->attempts : 10);
-  if (backoff > 600000) backoff = 600000;
-  if (retry_after_ms > 0) backoff = retry_after_ms;
-  e->marks[e->nmarks++] = (mark){c->id, status, err ? rt_xstrdup(err) : NULL,
-                                 sat_add(now_ms(e), backoff)};
-  if (status == RT_OK) e->st.sent++;
-  else e->st.send_failed++;
-  if (status != RT_OK)
-    rt_log(status == RT_EINVAL ? RT_LOG_ERROR : RT_LOG_WARN, "send-failed",
-           "outbox=%lld permanent=%d err=\"%s\"", (long long)c->id, status == RT_EINVAL,
-           err ? err : "?");
-  free(c);
-  pump_start(e);
-}
-
-static void send_one(void *ud, const rt_outbox_row *r) {
-  rt_engine *e = ud;
-  char k[32];
-  snprintf(k, sizeof k, "%lld", (long long)r->id);
-  if (rt_map_get(&e->inflight, k)) return;
-  rt_channel *ch = channel_by_name(e, r->channel);
-  if (!ch) return;     /* not running in this mode: stays pending */
-  rt_map_set(&e->inflight, k, (void *)1);
-  e->outbox_seen++;
-  send_ctx *c = rt_xmalloc(sizeof *c);
-  *c = (send_ctx){e, r->id, r->attempts};
-  ch->send(ch, r->chat_id, r->kind, r->payload, r->idem_key, send_done, c);
-}
-
-/* Sends what is due. Runs after a commit that queued messages and on the
- * watchdog's retry tick, not on every loop turn. */
-static void send_outbox(rt_engine *e) {
-  if (!e->nchannels || e->store_error) return;
-  e->outbox_dirty = false;
-  for (int i = 0; i < e->nchannels; i++) {
-    e->outbox_seen = 0;
-    rt_store_outbox_due(e->store, e->channels[i]->name, now_ms(e), OUTBOX_PER_PUMP, send_one, e);
-    /* A full page means more is due: go on next loop turn. */
-    if (e->outbox_seen >= OUTBOX_PER_PUMP) {
-      e->outbox_dirty = true;
-      pump_start(e);
-    }
   }
 }
 
@@ -1396,11 +1309,18 @@ static void pump_cb(uv_idle_t *h) {
     start_turn(e, q, false);
   }
   commit_done(e);
-  if (e->outbox_dirty) send_outbox(e);
+  if (e->outbox_dirty && !e->store_error) {
+    e->outbox_dirty = false;
+    rt_deliver_committed(e->dl);
+  }
+  const rt_deliver_stats *ds = rt_deliver_get_stats(e->dl);
+  e->st.sent = ds->sent;
+  e->st.send_failed = ds->failed;
   /* While one recovered event runs alone, the ready chats wait: nothing to
    * do until it finishes (and its finish restarts the pump). */
   bool waiting = e->isolating ? e->running > 0 : !e->ready_head;
-  if (!e->nrecv && waiting && !e->done_head && !e->nresume && !e->nmarks && !e->outbox_dirty) {
+  if (!e->nrecv && waiting && !e->done_head && !e->nresume && !rt_deliver_has_results(e->dl) &&
+      !e->outbox_dirty) {
     uv_idle_stop(&e->pump);
     e->pumping = false;
   }
@@ -1412,7 +1332,7 @@ static void pump_start(rt_engine *e) {
   uv_idle_start(&e->pump, pump_cb);
 }
 
-/* Every 250 ms: step deadlines, store retries, outbox retries. */
+/* Every 250 ms: step deadlines, store retries. */
 static void watchdog_cb(uv_timer_t *h) {
   rt_engine *e = h->data;
   int64_t now = now_ms(e);
@@ -1443,10 +1363,6 @@ static void watchdog_cb(uv_timer_t *h) {
     }
   }
   if (e->store_error && now >= e->store_retry_at) pump_start(e);
-  else if (!e->store_error && !e->pumping && (e->outbox_dirty || now >= e->next_retry_scan)) {
-    e->next_retry_scan = now + 1000;
-    send_outbox(e);
-  }
 }
 
 /* ---- setup and teardown ---- */
@@ -1483,7 +1399,6 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
   e->test_mode = o->test_mode;
   if (o->test_mode) rt_clock_set(&e->clock, o->clock_ms);
   rt_map_init(&e->convs);
-  rt_map_init(&e->inflight);
   rt_config *c = o->cfg;
   /* The bounds keep every product below in int64_t (the step deadline is
    * counted in ns): a year of step time, a TB of Lua memory. */
@@ -1546,6 +1461,10 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
   uv_timer_init(e->loop, &e->watchdog);
   e->watchdog.data = e;
   e->handles_open = 3;
+  rt_deliver_opts dopts = {.loop = e->loop, .store = e->store, .clock = &e->clock,
+                           .wake = deliver_wake, .wake_ud = e};
+  e->dl = rt_deliver_new(&dopts);
+  e->handles_open++;
 
   if (!e->test_mode) {
     char *mark = NULL;
@@ -1571,7 +1490,6 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
 fail:
   rt_store_close(e->store);
   rt_map_free(&e->convs);
-  rt_map_free(&e->inflight);
   json_decref(e->shop_view);
   free(e->flows_dir); free(e->lib_dir); free(e->start_flow);
   free(e->mgr_channel); free(e->mgr_chat);
@@ -1579,13 +1497,11 @@ fail:
   return rc;
 }
 
-void rt_engine_add_channel(rt_engine *e, rt_channel *ch) {
-  if (e->nchannels < (int)RT_ARRAY_LEN(e->channels)) e->channels[e->nchannels++] = ch;
-}
+void rt_engine_add_channel(rt_engine *e, rt_channel *ch) { rt_deliver_add_channel(e->dl, ch); }
 
 void rt_engine_start(rt_engine *e) {
   uv_timer_start(&e->watchdog, watchdog_cb, 250, 250);
-  e->outbox_dirty = true;     /* whatever a previous run left unsent */
+  rt_deliver_start(e->dl);    /* whatever a previous run left unsent */
   if (!e->test_mode) {
     rt_engine_fire_timers(e);
     arm_wake(e);
@@ -1606,11 +1522,8 @@ static void engine_free(rt_engine *e) {
   free(e->iso_keys);
   while (rt_map_next(&e->convs, &it, &k, &v)) queue_free(v);
   rt_map_free(&e->convs);
-  rt_map_free(&e->inflight);
   for (size_t i = 0; i < e->nrecv; i++) recv_free(&e->recv[i]);
   free(e->recv);
-  for (size_t i = 0; i < e->nmarks; i++) free(e->marks[i].err);
-  free(e->marks);
   free(e->resume);
   rt_bundle_unref(e->bundle);
   rt_store_close(e->store);
@@ -1655,6 +1568,8 @@ void rt_engine_close(rt_engine *e, void (*done)(void *), void *ud) {
   uv_close((uv_handle_t *)&e->pump, handle_closed);
   uv_close((uv_handle_t *)&e->wake, handle_closed);
   uv_close((uv_handle_t *)&e->watchdog, handle_closed);
+  rt_deliver_close(e->dl, check_closed, e);
+  e->dl = NULL;
   if (e->http) {
     e->handles_open++;
     e->pump.data = e;
@@ -1684,8 +1599,8 @@ void rt_engine_set_http_script(rt_engine *e, json_t *(*fn)(void *, json_t *), vo
 }
 
 bool rt_engine_idle(const rt_engine *e) {
-  if (!(!e->nrecv && !e->ready_head && !e->running && !e->done_head && !e->nmarks &&
-        !e->nresume && e->inflight.len == 0 && (!e->outbox_dirty || !e->nchannels)))
+  if (!(!e->nrecv && !e->ready_head && !e->running && !e->done_head && !e->nresume &&
+        rt_deliver_idle(e->dl) && (!e->outbox_dirty || !rt_deliver_nchannels(e->dl))))
     return false;
   /* A wake-up already due is work too (test mode fires timers itself). */
   if (e->test_mode || e->store_error) return true;

@@ -51,7 +51,7 @@ typedef struct app {
   rt_httpd *httpd;
   rt_watch *watch;
   rt_console *console;
-  rt_channel *console_out;
+  rt_channel_env chan_env;     /* lent to the channels until they are closed */
   uv_signal_t sighup;
   uv_async_t stop_async;       /* SIGINT/SIGTERM, from our own handler */
   uv_timer_t eof_check;
@@ -152,8 +152,14 @@ static void app_stop(app *a) {
   }
   if (a->watch) { a->closing++; rt_watch_close(a->watch, closed_one, a); a->watch = NULL; }
   if (a->httpd) { a->closing++; rt_httpd_close(a->httpd, closed_one, a); a->httpd = NULL; }
-  if (a->console) { a->closing++; rt_console_close(a->console, closed_one, a); a->console = NULL; }
+  /* Deliveries stop first, then the channels close (channel.h). */
   if (a->e) { a->closing++; rt_engine_close(a->e, closed_one, a); a->e = NULL; }
+  if (a->console) {
+    rt_channel *ch = rt_console_channel(a->console);
+    a->closing++;
+    ch->close(ch, closed_one, a);
+    a->console = NULL;
+  }
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -236,6 +242,26 @@ static void tell_reload(void *ud, int rc, const char *err) {
     fprintf(stderr, "-- сценарии НЕ обновлены, работают прежние: %s\n", err ? err : "?");
 }
 
+/* What a channel may do to the host (channel.h's rt_channel_env). */
+static int chan_receive(void *host, const rt_event_in *ev, void (*ack)(void *, int), void *ud) {
+  app *a = host;
+  return a->e ? rt_engine_receive(a->e, ev, ack, ud) : RT_EINVAL;
+}
+
+static int chan_command(void *host, const char *cmd, char **err) {
+  app *a = host;
+  if (a->e && strcmp(cmd, "reload") == 0) return rt_engine_reload(a->e, err);
+  *err = rt_xasprintf("unknown command: %s", cmd);
+  return RT_EINVAL;
+}
+
+static void chan_started(void *ud, int status, const char *err) {
+  app *a = ud;
+  if (status == RT_OK) return;
+  fprintf(stderr, "shopbot: console: %s\n", err ? err : "cannot start");
+  app_stop(a);
+}
+
 static int app_run(const char *cmd, const char *shop_dir, const char *user) {
   app a;
   memset(&a, 0, sizeof a);
@@ -265,11 +291,11 @@ static int app_run(const char *cmd, const char *shop_dir, const char *user) {
   rt_log(RT_LOG_INFO, "start", "shop=%s flows=%s version=%s pid=%d", qname, qdir,
          rt_engine_flows_version(a.e), (int)getpid());
   if (user) {
-    a.console = rt_console_new(&a.loop, user);
+    a.console = rt_console_new(user, on_eof, &a);
     rt_engine_add_channel(a.e, rt_console_channel(a.console));
   } else if (rt_config_bool(a.cfg, "channels.console.enabled", 1)) {
     /* run: the console channel prints what the bot sends (no stdin). */
-    a.console = rt_console_new(&a.loop, "-");
+    a.console = rt_console_new("-", NULL, NULL);
     rt_engine_add_channel(a.e, rt_console_channel(a.console));
   }
   if (rt_config_bool(a.cfg, "http.enabled", 1)) {
@@ -310,10 +336,11 @@ static int app_run(const char *cmd, const char *shop_dir, const char *user) {
   uv_timer_init(&a.loop, &a.eof_check);
   a.eof_check.data = &a;
   rt_engine_start(a.e);
-  if (user && rt_console_start(a.console, a.e, on_eof, &a, &err) != RT_OK) {
-    fprintf(stderr, "shopbot %s: %s\n", cmd, err);
-    free(err);
-    app_stop(&a);
+  a.chan_env = (rt_channel_env){.loop = &a.loop, .name = "console", .receive = chan_receive,
+                                .command = chan_command, .host = &a};
+  if (a.console) {
+    rt_channel *ch = rt_console_channel(a.console);
+    ch->start(ch, &a.chan_env, chan_started, &a);
   }
   uv_run(&a.loop, UV_RUN_DEFAULT);
   rc = RT_OK;

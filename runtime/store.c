@@ -17,7 +17,7 @@
 enum {
   S_INBOX_ADD, S_INBOX_PENDING, S_INBOX_GET, S_INBOX_FINISH, S_INBOX_ATTEMPT, S_INBOX_QUARANTINE,
   S_CONV_GET, S_CONV_BY_ID, S_CONV_CREATE, S_CONV_SAVE,
-  S_OUT_ADD, S_OUT_DUE, S_OUT_SENT, S_OUT_RETRY, S_OUT_FAILED,
+  S_OUT_ADD, S_OUT_DUE, S_OUT_SENT, S_OUT_RETRY, S_OUT_FAILED, S_OUT_HEADS,
   S_TIMER_SET, S_TIMER_CANCEL, S_TIMER_NEXT, S_TIMER_DUE, S_TIMER_DEL, S_TIMER_COUNT,
   S_TIMER_EXISTS, S_META_GET, S_META_SET,
   S_EVENT_ADD, S_LEAD_ADD,
@@ -47,8 +47,15 @@ static const char *stmt_sql[S_COUNT] = {
                   "phone = ?6, user_id = ?7, last_in_at = ?8, last_error = ?9, "
                   "rev = rev + 1, updated_at = ?10 WHERE id = ?1",
   [S_OUT_ADD] = "INSERT INTO outbox (conv_id, channel, chat_id, idem_key, kind, payload, "
-                "next_try_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) "
+                "next_try_at, created_at, priority) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8) "
                 "ON CONFLICT (idem_key) DO NOTHING",
+  /* The first pending row of each chat (per-chat order), if it is due,
+   * most urgent first (005_outbox_order.sql has the indexes). */
+  [S_OUT_HEADS] = "SELECT id, conv_id, attempts, channel, chat_id, kind, payload, idem_key, "
+                  "priority FROM outbox AS o WHERE status = 'pending' AND channel = ?1 "
+                  "AND next_try_at <= ?2 AND id = (SELECT MIN(id) FROM outbox WHERE "
+                  "status = 'pending' AND channel = o.channel AND chat_id = o.chat_id) "
+                  "ORDER BY priority, id LIMIT ?3",
   [S_OUT_DUE] = "SELECT id, conv_id, attempts, channel, chat_id, kind, payload, idem_key "
                 "FROM outbox WHERE status = 'pending' AND channel = ?3 AND next_try_at <= ?1 "
                 "ORDER BY id LIMIT ?2",
@@ -57,7 +64,7 @@ static const char *stmt_sql[S_COUNT] = {
   [S_OUT_RETRY] = "UPDATE outbox SET attempts = attempts + 1, next_try_at = ?2, error = ?3 "
                   "WHERE id = ?1",
   [S_OUT_FAILED] = "UPDATE outbox SET status = 'failed', attempts = attempts + 1, "
-                   "error = ?2, sent_at = ?3 WHERE id = ?1",
+                   "error = ?2, sent_at = ?3, fail_reason = ?4 WHERE id = ?1",
   [S_TIMER_SET] = "INSERT INTO timers (conv_id, name, due_at, step, data, created_at) "
                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (conv_id, name) DO UPDATE "
                   "SET due_at = excluded.due_at, step = excluded.step, data = excluded.data",
@@ -601,7 +608,15 @@ int rt_store_conv_save(rt_store *s, rt_conv_row *r, int64_t now) {
 int rt_store_outbox_add(rt_store *s, int64_t conv_id, const char *channel,
                         const char *chat_id, const char *idem_key, const char *kind,
                         const char *payload, int64_t now, int64_t *id) {
+  return rt_store_outbox_add_prio(s, conv_id, channel, chat_id, idem_key, kind, payload, 0,
+                                  now, id);
+}
+
+int rt_store_outbox_add_prio(rt_store *s, int64_t conv_id, const char *channel,
+                             const char *chat_id, const char *idem_key, const char *kind,
+                             const char *payload, int priority, int64_t now, int64_t *id) {
   sqlite3_stmt *st = s->st[S_OUT_ADD];
+  sqlite3_bind_int(st, 8, priority);
   if (conv_id) sqlite3_bind_int64(st, 1, conv_id);
   else sqlite3_bind_null(st, 1);
   bind_text(st, 2, channel);
@@ -641,6 +656,32 @@ int rt_store_outbox_due(rt_store *s, const char *channel, int64_t now, int limit
   return rc == SQLITE_DONE ? RT_OK : fail(s, rc);
 }
 
+int rt_store_outbox_heads(rt_store *s, const char *channel, int64_t now, int limit,
+                          bool (*fn)(void *, const rt_outbox_row *), void *ud) {
+  sqlite3_stmt *st = s->st[S_OUT_HEADS];
+  bind_text(st, 1, channel);
+  sqlite3_bind_int64(st, 2, now);
+  sqlite3_bind_int(st, 3, limit);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    rt_outbox_row r = {
+      .id = sqlite3_column_int64(st, 0),
+      .conv_id = sqlite3_column_int64(st, 1),
+      .attempts = sqlite3_column_int64(st, 2),
+      .channel = (const char *)sqlite3_column_text(st, 3),
+      .chat_id = (const char *)sqlite3_column_text(st, 4),
+      .kind = (const char *)sqlite3_column_text(st, 5),
+      .payload = (const char *)sqlite3_column_text(st, 6),
+      .idem_key = (const char *)sqlite3_column_text(st, 7),
+      .priority = sqlite3_column_int(st, 8),
+    };
+    if (!fn(ud, &r)) { rc = SQLITE_DONE; break; }
+  }
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return rc == SQLITE_DONE ? RT_OK : fail(s, rc);
+}
+
 int rt_store_outbox_sent(rt_store *s, int64_t id, int64_t now) {
   sqlite3_stmt *st = s->st[S_OUT_SENT];
   sqlite3_bind_int64(st, 1, id);
@@ -657,10 +698,16 @@ int rt_store_outbox_retry(rt_store *s, int64_t id, int64_t next_try, const char 
 }
 
 int rt_store_outbox_failed(rt_store *s, int64_t id, const char *err, int64_t now) {
+  return rt_store_outbox_failed_why(s, id, "other", err, now);
+}
+
+int rt_store_outbox_failed_why(rt_store *s, int64_t id, const char *reason, const char *err,
+                               int64_t now) {
   sqlite3_stmt *st = s->st[S_OUT_FAILED];
   sqlite3_bind_int64(st, 1, id);
   bind_text(st, 2, err);
   sqlite3_bind_int64(st, 3, now);
+  bind_text(st, 4, reason);
   return run(s, st);
 }
 

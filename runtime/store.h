@@ -91,17 +91,32 @@ int rt_store_conv_save(rt_store *s, rt_conv_row *r, int64_t now);
 int rt_store_outbox_add(rt_store *s, int64_t conv_id, const char *channel,
                         const char *chat_id, const char *idem_key, const char *kind,
                         const char *payload, int64_t now, int64_t *id);
+/* priority: 0 = a reply to a customer (or a note to the managers), 1 = a
+ * message nobody is waiting for (wake-ups, campaigns); lower goes first
+ * across chats, never within one. rt_store_outbox_add queues priority 0. */
+int rt_store_outbox_add_prio(rt_store *s, int64_t conv_id, const char *channel,
+                             const char *chat_id, const char *idem_key, const char *kind,
+                             const char *payload, int priority, int64_t now, int64_t *id);
 typedef struct {
   int64_t id, conv_id, attempts;
   const char *channel, *chat_id, *kind, *payload, *idem_key;
+  int priority;
 } rt_outbox_row;
 /* Calls fn for up to limit pending rows of channel due at or before now,
  * oldest first. */
 int rt_store_outbox_due(rt_store *s, const char *channel, int64_t now, int limit,
                         void (*fn)(void *ud, const rt_outbox_row *r), void *ud);
+/* The deliveries' scan: for each chat of channel, its oldest pending row
+ * if it is due at now (a chat whose first row waits hides the rest), by
+ * priority then id, up to limit; fn returns false to stop. */
+int rt_store_outbox_heads(rt_store *s, const char *channel, int64_t now, int limit,
+                          bool (*fn)(void *ud, const rt_outbox_row *r), void *ud);
 int rt_store_outbox_sent(rt_store *s, int64_t id, int64_t now);
 int rt_store_outbox_retry(rt_store *s, int64_t id, int64_t next_try, const char *err);
 int rt_store_outbox_failed(rt_store *s, int64_t id, const char *err, int64_t now);
+/* Failed for good, with the reason code (blocked, chat_not_found, ...). */
+int rt_store_outbox_failed_why(rt_store *s, int64_t id, const char *reason, const char *err,
+                               int64_t now);
 
 /* ---- timers ---- */
 int rt_store_timer_set(rt_store *s, int64_t conv_id, const char *name, int64_t due_at,

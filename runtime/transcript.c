@@ -73,17 +73,13 @@ static void fail(tr *t, const char *fmt, ...) {
 
 /* ---- capture channels ---- */
 
-static void cap_send(rt_channel *ch, const char *chat_id, const char *kind, const char *payload,
-                     const char *idem, rt_send_done done, void *ud) {
+static void cap_send(rt_channel *ch, const rt_out_msg *m, rt_send_done done, void *ud) {
   tr *t = ch->impl;
-  json_t *p = json_loads(payload, 0, NULL);
-  const char *text = json_string_value(json_object_get(p, "text"));
   t->msgs = rt_xrealloc(t->msgs, (t->nmsgs + 1) * sizeof *t->msgs);
-  t->msgs[t->nmsgs++] = (captured){rt_xstrdup(ch->name), rt_xstrdup(chat_id),
-                                   rt_xstrdup(text ? text : ""), false};
-  if (t->o->verbose) fprintf(t->o->out, "    [%s:%s] %s\n", ch->name, chat_id, text ? text : "");
-  json_decref(p);
-  done(ud, RT_OK, NULL, 0);
+  t->msgs[t->nmsgs++] = (captured){rt_xstrdup(ch->name), rt_xstrdup(m->chat_id),
+                                   rt_xstrdup(m->text), false};
+  if (t->o->verbose) fprintf(t->o->out, "    [%s:%s] %s\n", ch->name, m->chat_id, m->text);
+  done(ud, &(rt_send_result){.verdict = RT_SEND_DELIVERED});
 }
 
 /* ---- scripted HTTP ---- */
@@ -156,7 +152,8 @@ static int engine_up(tr *t) {
   }
   static const char *names[] = {"console", "telegram", "whatsapp", "webchat", "test"};
   for (int i = 0; i < 5; i++) {
-    t->chans[i] = (rt_channel){.name = names[i], .impl = t, .send = cap_send};
+    t->chans[i] = (rt_channel){.name = names[i], .impl = t, .send = cap_send,
+                               .caps = RT_CH_BUTTONS | RT_CH_MEDIA | RT_CH_TEMPLATES};
     rt_engine_add_channel(t->e, &t->chans[i]);
   }
   rt_engine_set_http_script(t->e, http_scripted, t);

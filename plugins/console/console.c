@@ -1,6 +1,5 @@
 /* console.c -- see console.h. */
 #include "console.h"
-#include "engine.h"
 #include "buf.h"
 #include "log.h"
 #include "utf8.h"
@@ -12,7 +11,7 @@
 struct rt_console {
   rt_channel ch;
   uv_loop_t *loop;
-  rt_engine *e;
+  const rt_channel_env *env;  /* the host's, lent at start */
   char *user;
   union { uv_tty_t tty; uv_pipe_t pipe; } in;
   bool in_open, is_file;
@@ -98,29 +97,19 @@ static void print_msg(const char *to, const char *text) {
   fflush(stdout);
 }
 
-static void console_send(rt_channel *ch, const char *chat_id, const char *kind,
-                         const char *payload, const char *idem, rt_send_done done, void *ud) {
+static void console_send(rt_channel *ch, const rt_out_msg *m, rt_send_done done, void *ud) {
   rt_console *c = ch->impl;
-  json_t *p = json_loads(payload, 0, NULL);
-  const char *text = json_string_value(json_object_get(p, "text"));
-  if (!text) text = "";
-  print_msg(strcmp(chat_id, c->user) == 0 ? NULL : chat_id, text);
-  json_t *buttons = json_object_get(p, "buttons");
-  if (json_array_size(buttons)) {
-    size_t i;
-    json_t *b;
+  print_msg(strcmp(m->chat_id, c->user) == 0 ? NULL : m->chat_id, m->text);
+  if (m->nbuttons) {
     fputs("  [", stdout);
-    json_array_foreach(buttons, i, b) {
-      const char *t = json_is_string(b) ? json_string_value(b)
-                                        : json_string_value(json_object_get(b, "text"));
+    for (size_t i = 0; i < m->nbuttons; i++) {
       if (i) fputs("] [", stdout);
-      put_safe(stdout, t ? t : "?", false);
+      put_safe(stdout, m->buttons[i], false);
     }
     fputs("]\n", stdout);
     fflush(stdout);
   }
-  json_decref(p);
-  done(ud, RT_OK, NULL, 0);
+  done(ud, &(rt_send_result){.verdict = RT_SEND_DELIVERED});
 }
 
 /* ---- customer ids ---- */
@@ -158,7 +147,7 @@ static void line(rt_console *c, char *s) {
     ev.text = s + 9;
   } else if (strcmp(s, "/reload") == 0) {
     char *err = NULL;
-    if (rt_engine_reload(c->e, &err) != RT_OK) {
+    if (c->env->command(c->env->host, "reload", &err) != RT_OK) {
       fputs("reload failed: ", stderr);
       put_safe(stderr, err ? err : "?", true);
       fputc('\n', stderr);
@@ -167,7 +156,8 @@ static void line(rt_console *c, char *s) {
     free(ext);
     return;
   }
-  rt_engine_receive(c->e, &ev, NULL, NULL);
+  if (c->env->receive(c->env->host, &ev, NULL, NULL) != RT_OK)
+    rt_log(RT_LOG_WARN, "console-line-dropped", NULL);
   free(ext);
 }
 
@@ -211,10 +201,8 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
   }
 }
 
-int rt_console_start(rt_console *c, rt_engine *e, void (*on_eof)(void *), void *ud, char **err) {
-  c->e = e;
-  c->on_eof = on_eof;
-  c->eof_ud = ud;
+/* Reads stdin in `chat` (on_eof given); `run` only prints. */
+static int console_read(rt_console *c, char **err) {
   uv_handle_type t = uv_guess_handle(0);
   int rc;
   if (t == UV_TTY) {
@@ -246,11 +234,27 @@ int rt_console_start(rt_console *c, rt_engine *e, void (*on_eof)(void *), void *
   return RT_OK;
 }
 
-rt_console *rt_console_new(uv_loop_t *loop, const char *user) {
+static void console_start(rt_channel *ch, const rt_channel_env *env,
+                          void (*done)(void *, int, const char *), void *ud) {
+  rt_console *c = ch->impl;
+  c->env = env;
+  c->loop = env->loop;
+  char *err = NULL;
+  int rc = c->on_eof ? console_read(c, &err) : RT_OK;
+  done(ud, rc, err);
+  free(err);
+}
+
+static void console_close(rt_channel *ch, void (*done)(void *), void *ud);
+
+rt_console *rt_console_new(const char *user, void (*on_eof)(void *), void *ud) {
   rt_console *c = rt_xcalloc(1, sizeof *c);
-  c->loop = loop;
   c->user = rt_xstrdup(user);
-  c->ch = (rt_channel){.name = "console", .impl = c, .send = console_send};
+  c->on_eof = on_eof;
+  c->eof_ud = ud;
+  /* A terminal shows buttons as [text]; nothing is rate-limited. */
+  c->ch = (rt_channel){.name = "console", .impl = c, .caps = RT_CH_BUTTONS,
+                       .start = console_start, .send = console_send, .close = console_close};
   return c;
 }
 
@@ -267,7 +271,8 @@ static void console_free(rt_console *c) {
 
 static void closed(uv_handle_t *h) { console_free(h->data); }
 
-void rt_console_close(rt_console *c, void (*done)(void *), void *ud) {
+static void console_close(rt_channel *ch, void (*done)(void *), void *ud) {
+  rt_console *c = ch->impl;
   c->close_done = done;
   c->close_ud = ud;
   if (c->in_open) {

@@ -9,7 +9,6 @@
 #ifndef RT_CONSOLE_H
 #define RT_CONSOLE_H
 #include "channel.h"
-#include <uv.h>
 
 typedef struct rt_console rt_console;
 
@@ -21,10 +20,10 @@ typedef struct rt_console rt_console;
 /* NULL when user is a valid id, else a static message for a usage error. */
 const char *rt_console_user_problem(const char *user);
 
-rt_console *rt_console_new(uv_loop_t *loop, const char *user);
+/* A console channel for the customer user. With on_eof, start reads stdin
+ * (`chat`) and on_eof(ud) runs once input ends; without, it only prints
+ * (`run`). The rest goes through the channel (channel.h): the host starts
+ * and closes it; close frees it. */
+rt_console *rt_console_new(const char *user, void (*on_eof)(void *ud), void *ud);
 rt_channel *rt_console_channel(rt_console *c);
-/* Starts reading stdin into the engine; on_eof(ud) runs once input ends. */
-int rt_console_start(rt_console *c, rt_engine *e, void (*on_eof)(void *ud), void *ud, char **err);
-/* Closes the stdin handle; done(ud) after it is closed. */
-void rt_console_close(rt_console *c, void (*done)(void *ud), void *ud);
 #endif

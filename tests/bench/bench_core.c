@@ -23,12 +23,13 @@
 #include <unistd.h>
 
 static long sent;
-static void null_send(rt_channel *ch, const char *chat, const char *kind, const char *payload,
-                      const char *idem, rt_send_done done, void *ud) {
+static void null_send(rt_channel *ch, const rt_out_msg *m, rt_send_done done, void *ud) {
+  (void)ch;
+  (void)m;
   sent++;
-  done(ud, RT_OK, NULL, 0);
+  done(ud, &(rt_send_result){.verdict = RT_SEND_DELIVERED});
 }
-static rt_channel chan = {.name = "console", .send = null_send};
+static rt_channel chan = {.name = "console", .caps = RT_CH_BUTTONS, .send = null_send};
 
 static double now_s(void) { return (double)uv_hrtime() / 1e9; }
 

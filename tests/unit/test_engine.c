@@ -32,18 +32,15 @@ typedef struct { char chat[32]; char text[256]; uint64_t at; } msg;
 static msg msgs[64];
 static int nmsgs;
 
-static void cap_send(rt_channel *ch, const char *chat, const char *kind, const char *payload,
-                     const char *idem, rt_send_done done, void *ud) {
-  json_t *p = json_loads(payload, 0, NULL);
+static void cap_send(rt_channel *ch, const rt_out_msg *m, rt_send_done done, void *ud) {
+  (void)ch;
   if (nmsgs < 64) {
-    snprintf(msgs[nmsgs].chat, sizeof msgs[nmsgs].chat, "%s", chat);
-    snprintf(msgs[nmsgs].text, sizeof msgs[nmsgs].text, "%s",
-             json_string_value(json_object_get(p, "text")));
+    snprintf(msgs[nmsgs].chat, sizeof msgs[nmsgs].chat, "%s", m->chat_id);
+    snprintf(msgs[nmsgs].text, sizeof msgs[nmsgs].text, "%s", m->text);
     msgs[nmsgs].at = uv_hrtime();
     nmsgs++;
   }
-  json_decref(p);
-  done(ud, RT_OK, NULL, 0);
+  done(ud, &(rt_send_result){.verdict = RT_SEND_DELIVERED});
 }
 
 static void write_file(const char *path, const char *text) {
@@ -94,7 +91,7 @@ static int start_fake(void) {
   return -1;
 }
 
-static rt_channel chan = {.name = "console", .send = cap_send};
+static rt_channel chan = {.name = "console", .caps = RT_CH_BUTTONS, .send = cap_send};
 
 static void receive(rt_engine *e, const char *chat, const char *ext, const char *text) {
   rt_event_in ev = {.channel = "console", .ext_id = ext, .chat_id = chat, .user_id = chat,

@@ -30,20 +30,17 @@ typedef struct { char *chat; char *text; } msg;
 static msg msgs[512];
 static int nmsgs;
 
-static void cap_send(rt_channel *ch, const char *chat, const char *kind, const char *payload,
-                     const char *idem, rt_send_done done, void *ud) {
-  json_t *p = json_loads(payload, 0, NULL);
+static void cap_send(rt_channel *ch, const rt_out_msg *m, rt_send_done done, void *ud) {
+  (void)ch;
   if (nmsgs < (int)RT_ARRAY_LEN(msgs)) {
-    msgs[nmsgs].chat = rt_xstrdup(chat);
-    msgs[nmsgs].text = rt_xstrdup(json_string_value(json_object_get(p, "text")) ?
-                                  json_string_value(json_object_get(p, "text")) : "");
+    msgs[nmsgs].chat = rt_xstrdup(m->chat_id);
+    msgs[nmsgs].text = rt_xstrdup(m->text);
     nmsgs++;
   }
-  json_decref(p);
-  done(ud, RT_OK, NULL, 0);
+  done(ud, &(rt_send_result){.verdict = RT_SEND_DELIVERED});
 }
 
-static rt_channel chan = {.name = "console", .send = cap_send};
+static rt_channel chan = {.name = "console", .caps = RT_CH_BUTTONS, .send = cap_send};
 
 static void write_file(const char *path, const char *text) {
   FILE *f = fopen(path, "w");

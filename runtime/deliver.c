@@ -1,0 +1,531 @@
+/* deliver.c -- see deliver.h. */
+#include "deliver.h"
+#include "log.h"
+#include "map.h"
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_SCAN_LIMIT 512
+#define DEFAULT_IN_FLIGHT 64
+#define POLL_MS 1000            /* rows a previous run left in backoff become due */
+#define BACKOFF_BASE_MS 1000
+#define BACKOFF_MAX_MS 600000
+
+const char *rt_fail_reason_name(rt_fail_reason r) {
+  switch (r) {
+  case RT_FAIL_BLOCKED: return "blocked";
+  case RT_FAIL_CHAT_NOT_FOUND: return "chat_not_found";
+  case RT_FAIL_OUTSIDE_WINDOW: return "outside_window";
+  case RT_FAIL_TOO_LONG: return "too_long";
+  case RT_FAIL_UNSUPPORTED: return "unsupported";
+  case RT_FAIL_OTHER: break;
+  }
+  return "other";
+}
+
+/* ---- token bucket ----
+ * rate tokens per second, at most burst of them (one second's worth, at
+ * least one); rate 0 = no limit. Time in the host clock's ms. */
+
+typedef struct {
+  double tokens, rate, burst;
+  int64_t at;
+} bucket;
+
+static void bucket_init(bucket *b, double rate, int64_t now) {
+  b->rate = rate > 0 ? rate : 0;
+  b->burst = rate > 1 ? floor(rate) : 1;
+  b->tokens = b->burst;
+  b->at = now;
+}
+
+static void bucket_fill(bucket *b, int64_t now) {
+  if (b->rate <= 0) return;
+  if (now > b->at) {
+    b->tokens += (double)(now - b->at) * b->rate / 1000.0;
+    if (b->tokens > b->burst) b->tokens = b->burst;
+  }
+  b->at = now;   /* a clock that went back refills nothing */
+}
+
+static bool bucket_ok(bucket *b, int64_t now) {
+  if (b->rate <= 0) return true;
+  bucket_fill(b, now);
+  return b->tokens >= 1.0;
+}
+
+/* ms until one token is there (after bucket_ok said no). */
+static int64_t bucket_wait(const bucket *b) {
+  double ms = ceil((1.0 - b->tokens) * 1000.0 / b->rate);
+  return ms < 1 ? 1 : (int64_t)ms;
+}
+
+static void bucket_take(bucket *b) {
+  if (b->rate > 0) b->tokens -= 1.0;
+}
+
+/* ---- state ---- */
+
+typedef struct chat {
+  bool busy;                 /* a row in flight, or its result not committed */
+  bucket b;
+} chat;
+
+typedef struct target {
+  rt_channel *ch;
+  bucket b;
+  int64_t paused_until;
+  int in_flight, max_in_flight;
+  rt_map chats;              /* chat id -> chat */
+} target;
+
+typedef struct job {
+  rt_deliver *d;
+  target *t;
+  chat *c;
+  int64_t id, attempts;
+} job;
+
+typedef struct result {
+  int64_t id;
+  chat *c;
+  rt_send_verdict verdict;
+  const char *reason;        /* static */
+  char *err;
+  int64_t retry_at, at;
+} result;
+
+struct rt_deliver {
+  rt_deliver_opts o;
+  target **ts;
+  size_t nts;
+  result *res;
+  size_t nres, capres, nsaved;
+  uv_timer_t timer;          /* the next known due time, at most POLL_MS away */
+  uv_timer_t flush;          /* own commit when the host gives no wake */
+  bool started, closing, scanning, rescan, held, flush_armed;
+  int handles, jobs;
+  int64_t next_trim;
+  uint64_t rng;
+  rt_deliver_stats st;
+  void (*close_done)(void *);
+  void *close_ud;
+};
+
+static int64_t now_ms(rt_deliver *d) { return rt_clock_now(d->o.clock); }
+
+static uint64_t rnd(rt_deliver *d) {
+  /* xorshift64*: jitter only, no need for more */
+  d->rng ^= d->rng >> 12;
+  d->rng ^= d->rng << 25;
+  d->rng ^= d->rng >> 27;
+  return d->rng * 2685821657736338717ULL;
+}
+
+/* Exponential backoff with "equal jitter": half fixed, half random, so a
+ * burst of failures does not come back as a burst. */
+static int64_t backoff(rt_deliver *d, int64_t attempts) {
+  int64_t base = (int64_t)BACKOFF_BASE_MS << (attempts < 10 ? attempts : 10);
+  if (base > BACKOFF_MAX_MS) base = BACKOFF_MAX_MS;
+  return base / 2 + (int64_t)(rnd(d) % (uint64_t)(base / 2 + 1));
+}
+
+static chat *chat_get(target *t, const char *id, int64_t now) {
+  chat *c = rt_map_get(&t->chats, id);
+  if (c) return c;
+  c = rt_xcalloc(1, sizeof *c);
+  double rate = t->ch->limits.per_chat;
+  if (t->ch->is_group && t->ch->limits.per_group > 0 && t->ch->is_group(t->ch, id))
+    rate = t->ch->limits.per_group;
+  bucket_init(&c->b, rate, now);
+  rt_map_set(&t->chats, id, c);
+  return c;
+}
+
+/* Chats idle with a full bucket carry nothing worth keeping. */
+static void trim_chats(target *t, int64_t now) {
+  size_t it = 0;
+  const char *k;
+  void *v;
+  char **drop = NULL;
+  size_t n = 0;
+  while (rt_map_next(&t->chats, &it, &k, &v)) {
+    chat *c = v;
+    if (c->busy) continue;
+    bucket_fill(&c->b, now);
+    if (c->b.rate > 0 && c->b.tokens < c->b.burst) continue;
+    drop = rt_xrealloc(drop, (n + 1) * sizeof *drop);
+    drop[n++] = rt_xstrdup(k);
+  }
+  for (size_t i = 0; i < n; i++) {
+    free(rt_map_del(&t->chats, drop[i]));
+    free(drop[i]);
+  }
+  free(drop);
+}
+
+/* ---- the typed message ---- */
+
+typedef struct {
+  json_t *doc;
+  const char **buttons, **params;
+  rt_out_msg m;
+} parsed;
+
+static const char *str_of(json_t *v) {
+  if (json_is_string(v)) return json_string_value(v);
+  return json_string_value(json_object_get(v, "text"));
+}
+
+/* The stored payload ({text, buttons, about, media, template}) parsed once;
+ * NULL with *why set when it cannot be sent as it is. */
+static bool parse_msg(const rt_outbox_row *r, const rt_channel *ch, parsed *p, const char **why) {
+  memset(p, 0, sizeof *p);
+  p->doc = json_loads(r->payload, 0, NULL);
+  if (!json_is_object(p->doc)) { *why = "the stored payload is not a JSON object"; return false; }
+  rt_out_msg *m = &p->m;
+  m->id = r->id;
+  m->chat_id = r->chat_id;
+  m->idem_key = r->idem_key;
+  m->attempt = (int)r->attempts;
+  m->about = json_string_value(json_object_get(p->doc, "about"));
+  m->text = json_string_value(json_object_get(p->doc, "text"));
+  if (!m->text) m->text = "";
+  m->kind = RT_MSG_TEXT;
+  json_t *b = json_object_get(p->doc, "buttons");
+  if (json_array_size(b)) {
+    p->buttons = rt_xcalloc(json_array_size(b), sizeof *p->buttons);
+    size_t i;
+    json_t *v;
+    json_array_foreach(b, i, v) {
+      const char *s = str_of(v);
+      if (s) p->buttons[m->nbuttons++] = s;
+    }
+    m->buttons = p->buttons;
+    if (m->nbuttons) m->kind = RT_MSG_BUTTONS;
+  }
+  json_t *media = json_object_get(p->doc, "media");
+  if (json_is_object(media)) {
+    m->media_ref = json_string_value(json_object_get(media, "ref"));
+    m->media_kind = json_string_value(json_object_get(media, "kind"));
+    if (!m->media_kind) m->media_kind = "photo";
+    if (!m->media_ref) { *why = "media without ref"; return false; }
+    m->kind = RT_MSG_MEDIA;
+  }
+  json_t *tpl = json_object_get(p->doc, "template");
+  if (json_is_object(tpl)) {
+    m->template_name = json_string_value(json_object_get(tpl, "name"));
+    if (!m->template_name) { *why = "template without name"; return false; }
+    json_t *ps = json_object_get(tpl, "params");
+    if (json_array_size(ps)) {
+      p->params = rt_xcalloc(json_array_size(ps), sizeof *p->params);
+      size_t i;
+      json_t *v;
+      json_array_foreach(ps, i, v) p->params[m->ntemplate_params++] = str_of(v) ? str_of(v) : "";
+      m->template_params = p->params;
+    }
+    m->kind = RT_MSG_TEMPLATE;
+  }
+  unsigned need = m->kind == RT_MSG_BUTTONS ? RT_CH_BUTTONS : m->kind == RT_MSG_MEDIA ? RT_CH_MEDIA
+                  : m->kind == RT_MSG_TEMPLATE ? RT_CH_TEMPLATES : 0;
+  if (need && !(ch->caps & need)) {
+    *why = m->kind == RT_MSG_BUTTONS ? "the channel has no buttons"
+           : m->kind == RT_MSG_MEDIA ? "the channel sends no media" : "the channel has no templates";
+    return false;
+  }
+  return true;
+}
+
+static void parsed_free(parsed *p) {
+  free(p->buttons);
+  free(p->params);
+  json_decref(p->doc);
+}
+
+/* ---- results ---- */
+
+static void flush_cb(uv_timer_t *h);
+
+static void results_waiting(rt_deliver *d) {
+  if (d->o.wake) d->o.wake(d->o.wake_ud);
+  else if (!d->flush_armed) {
+    d->flush_armed = true;
+    uv_timer_start(&d->flush, flush_cb, 0, 0);
+  }
+}
+
+static void maybe_free(rt_deliver *d);
+
+static void send_done(void *ud, const rt_send_result *r) {
+  job *j = ud;
+  rt_deliver *d = j->d;
+  target *t = j->t;
+  d->jobs--;
+  t->in_flight--;
+  if (d->closing) {
+    free(j);
+    maybe_free(d);
+    return;
+  }
+  int64_t now = now_ms(d);
+  result x = {.id = j->id, .c = j->c, .verdict = r->verdict, .at = now,
+              .err = r->text ? rt_xstrdup(r->text) : NULL};
+  char q[256];
+  rt_log_quote(r->text ? r->text : "", q, sizeof q);
+  switch (r->verdict) {
+  case RT_SEND_DELIVERED:
+    d->st.sent++;
+    break;
+  case RT_SEND_RETRY_LATER:
+    x.retry_at = now + (r->after_ms > 0 ? r->after_ms : backoff(d, j->attempts));
+    d->st.retried++;
+    rt_log(RT_LOG_WARN, "send-retry", "channel=%s outbox=%lld in_ms=%lld err=%s", t->ch->name,
+           (long long)j->id, (long long)(x.retry_at - now), q);
+    break;
+  case RT_SEND_PAUSE_CHANNEL: {
+    int64_t until = r->until_ms > 0 ? r->until_ms
+                    : now + (r->after_ms > 0 ? r->after_ms : backoff(d, j->attempts));
+    if (until > t->paused_until) t->paused_until = until;
+    x.retry_at = until;
+    d->st.paused++;
+    rt_log(RT_LOG_WARN, "channel-paused", "channel=%s outbox=%lld for_ms=%lld err=%s",
+           t->ch->name, (long long)j->id, (long long)(until - now), q);
+    break;
+  }
+  case RT_SEND_FAILED:
+  default:
+    x.verdict = RT_SEND_FAILED;
+    x.reason = rt_fail_reason_name(r->reason);
+    d->st.failed++;
+    rt_log(RT_LOG_ERROR, "send-failed", "channel=%s outbox=%lld reason=%s err=%s", t->ch->name,
+           (long long)j->id, x.reason, q);
+    break;
+  }
+  if (d->nres == d->capres) {
+    d->capres = d->capres ? d->capres * 2 : 64;
+    d->res = rt_xrealloc(d->res, d->capres * sizeof *d->res);
+  }
+  d->res[d->nres++] = x;
+  free(j);
+  results_waiting(d);
+}
+
+bool rt_deliver_has_results(const rt_deliver *d) { return d->nres > 0; }
+
+int rt_deliver_save(rt_deliver *d) {
+  int rc = RT_OK;
+  for (size_t i = 0; i < d->nres && rc == RT_OK; i++) {
+    result *x = &d->res[i];
+    if (x->verdict == RT_SEND_DELIVERED) rc = rt_store_outbox_sent(d->o.store, x->id, x->at);
+    else if (x->verdict == RT_SEND_FAILED)
+      rc = rt_store_outbox_failed_why(d->o.store, x->id, x->reason, x->err, x->at);
+    else rc = rt_store_outbox_retry(d->o.store, x->id, x->retry_at, x->err);
+  }
+  d->nsaved = rc == RT_OK ? d->nres : 0;
+  return rc;
+}
+
+static void scan(rt_deliver *d);
+
+void rt_deliver_saved(rt_deliver *d, bool committed) {
+  size_t n = committed ? d->nsaved : 0;
+  d->nsaved = 0;
+  if (!n) return;   /* kept: written again with the host's next commit */
+  for (size_t i = 0; i < n; i++) {
+    d->res[i].c->busy = false;
+    free(d->res[i].err);
+  }
+  memmove(d->res, d->res + n, (d->nres - n) * sizeof *d->res);
+  d->nres -= n;
+  scan(d);
+}
+
+static void flush_cb(uv_timer_t *h) {
+  rt_deliver *d = h->data;
+  d->flush_armed = false;
+  if (!d->nres || d->closing) return;
+  int rc = rt_store_begin(d->o.store);
+  if (rc == RT_OK) rc = rt_deliver_save(d);
+  if (rc == RT_OK) rc = rt_store_commit(d->o.store);
+  else rt_store_rollback(d->o.store);
+  if (rc != RT_OK) {
+    rt_log(RT_LOG_ERROR, "store-error", "what=delivery-results err=\"%s\"",
+           rt_store_errmsg(d->o.store));
+    d->flush_armed = true;
+    uv_timer_start(&d->flush, flush_cb, POLL_MS, 0);
+  }
+  rt_deliver_saved(d, rc == RT_OK);
+}
+
+/* ---- the scan ---- */
+
+typedef struct {
+  rt_deliver *d;
+  target *t;
+  int64_t now, *next;
+  int seen;
+  bool stopped;
+} scan_ctx;
+
+static void at_least(int64_t *next, int64_t at) {
+  if (at < *next) *next = at;
+}
+
+static bool channel_can(scan_ctx *s) {
+  target *t = s->t;
+  if (t->paused_until > s->now) { at_least(s->next, t->paused_until); return false; }
+  if (t->in_flight >= t->max_in_flight) return false;   /* an answer scans again */
+  if (!bucket_ok(&t->b, s->now)) {
+    at_least(s->next, s->now + bucket_wait(&t->b));
+    s->d->held = true;
+    return false;
+  }
+  return true;
+}
+
+static bool head_cb(void *ud, const rt_outbox_row *r) {
+  scan_ctx *s = ud;
+  rt_deliver *d = s->d;
+  target *t = s->t;
+  s->seen++;
+  chat *c = chat_get(t, r->chat_id, s->now);
+  if (c->busy) return true;
+  if (!bucket_ok(&c->b, s->now)) {
+    at_least(s->next, s->now + bucket_wait(&c->b));
+    d->held = true;
+    return true;
+  }
+  if (!channel_can(s)) { s->stopped = true; return false; }
+  job *j = rt_xmalloc(sizeof *j);
+  *j = (job){d, t, c, r->id, r->attempts};
+  c->busy = true;
+  t->in_flight++;
+  d->jobs++;
+  parsed p;
+  const char *why = NULL;
+  if (!parse_msg(r, t->ch, &p, &why)) {
+    rt_send_result fr = {.verdict = RT_SEND_FAILED,
+                         .reason = strstr(why, "the channel") ? RT_FAIL_UNSUPPORTED : RT_FAIL_OTHER,
+                         .text = why};
+    send_done(j, &fr);
+  } else {
+    bucket_take(&t->b);
+    bucket_take(&c->b);
+    t->ch->send(t->ch, &p.m, send_done, j);
+  }
+  parsed_free(&p);
+  return true;
+}
+
+static void scan_target(rt_deliver *d, target *t, int64_t now, int64_t *next) {
+  scan_ctx s = {d, t, now, next, 0, false};
+  if (!channel_can(&s)) return;
+  int limit = d->o.scan_limit > 0 ? d->o.scan_limit : DEFAULT_SCAN_LIMIT;
+  if (rt_store_outbox_heads(d->o.store, t->ch->name, now, limit, head_cb, &s) != RT_OK) {
+    char q[256];
+    rt_log_quote(rt_store_errmsg(d->o.store), q, sizeof q);
+    rt_log(RT_LOG_ERROR, "store-error", "what=outbox-scan channel=%s err=%s", t->ch->name, q);
+    return;
+  }
+  /* A full page of chats that could not go: more may be behind it. */
+  if (s.seen >= limit && !s.stopped) at_least(next, now + 100);
+}
+
+static void timer_cb(uv_timer_t *h);
+
+static void scan(rt_deliver *d) {
+  if (!d->started || d->closing) return;
+  if (d->scanning) { d->rescan = true; return; }   /* a send answered inside the scan */
+  d->scanning = true;
+  int64_t now, next;
+  do {
+    d->rescan = false;
+    d->held = false;
+    now = now_ms(d);
+    next = now + POLL_MS;
+    for (size_t i = 0; i < d->nts && !d->closing; i++) scan_target(d, d->ts[i], now, &next);
+  } while (d->rescan && !d->closing);
+  d->scanning = false;
+  if (d->closing) return;
+  if (now >= d->next_trim) {
+    d->next_trim = now + 10 * POLL_MS;
+    for (size_t i = 0; i < d->nts; i++) trim_chats(d->ts[i], now);
+  }
+  uv_timer_start(&d->timer, timer_cb, (uint64_t)(next > now ? next - now : 0), 0);
+}
+
+static void timer_cb(uv_timer_t *h) { scan(h->data); }
+
+/* ---- lifecycle ---- */
+
+rt_deliver *rt_deliver_new(const rt_deliver_opts *o) {
+  rt_deliver *d = rt_xcalloc(1, sizeof *d);
+  d->o = *o;
+  d->rng = o->seed ? o->seed : (uv_hrtime() ^ (uint64_t)(uintptr_t)d) | 1;
+  uv_timer_init(o->loop, &d->timer);
+  uv_timer_init(o->loop, &d->flush);
+  d->timer.data = d->flush.data = d;
+  d->handles = 2;
+  return d;
+}
+
+void rt_deliver_add_channel(rt_deliver *d, rt_channel *ch) {
+  target *t = rt_xcalloc(1, sizeof *t);
+  t->ch = ch;
+  bucket_init(&t->b, ch->limits.per_sec, now_ms(d));
+  t->max_in_flight = ch->limits.in_flight > 0 ? ch->limits.in_flight : DEFAULT_IN_FLIGHT;
+  rt_map_init(&t->chats);
+  d->ts = rt_xrealloc(d->ts, (d->nts + 1) * sizeof *d->ts);
+  d->ts[d->nts++] = t;
+}
+
+size_t rt_deliver_nchannels(const rt_deliver *d) { return d->nts; }
+
+void rt_deliver_start(rt_deliver *d) {
+  d->started = true;
+  scan(d);
+}
+
+void rt_deliver_committed(rt_deliver *d) { scan(d); }
+
+bool rt_deliver_idle(const rt_deliver *d) {
+  return d->jobs == 0 && d->nres == 0 && !d->held;
+}
+
+const rt_deliver_stats *rt_deliver_get_stats(const rt_deliver *d) { return &d->st; }
+
+static void maybe_free(rt_deliver *d) {
+  if (d->handles || d->jobs) return;
+  for (size_t i = 0; i < d->nts; i++) {
+    size_t it = 0;
+    const char *k;
+    void *v;
+    while (rt_map_next(&d->ts[i]->chats, &it, &k, &v)) free(v);
+    rt_map_free(&d->ts[i]->chats);
+    free(d->ts[i]);
+  }
+  free(d->ts);
+  for (size_t i = 0; i < d->nres; i++) free(d->res[i].err);
+  free(d->res);
+  free(d);
+}
+
+static void closed(uv_handle_t *h) {
+  rt_deliver *d = h->data;
+  if (--d->handles) return;
+  void (*done)(void *) = d->close_done;
+  void *ud = d->close_ud;
+  maybe_free(d);
+  if (done) done(ud);
+}
+
+void rt_deliver_close(rt_deliver *d, void (*done)(void *), void *ud) {
+  d->closing = true;
+  d->close_done = done;
+  d->close_ud = ud;
+  uv_close((uv_handle_t *)&d->timer, closed);
+  uv_close((uv_handle_t *)&d->flush, closed);
+}
