@@ -1,0 +1,263 @@
+/* test_deliver.c -- the delivery queue against a fake asynchronous channel.
+ *
+ * The channel answers from uv timers after 1-12 ms, so answers come back
+ * out of order across chats; it fails some sends transiently, asks once to
+ * pause the whole channel, and refuses some rows for good. Checked from
+ * its own log of sends: order in every chat and never two rows of a chat
+ * at once, the declared rates never exceeded (token bucket with one second
+ * of burst), no send while paused, every row delivered or failed exactly
+ * once, high priority first. */
+#include "deliver.h"
+#include "paths.h"
+#include "t.h"
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static rt_store *s;
+static uv_loop_t loop;
+static rt_clock clk;
+
+typedef struct { int64_t id, at; char chat[16]; } sendrec;
+typedef struct fake {
+  rt_channel ch;
+  sendrec log[1024];
+  int nlog;
+  int64_t delivered[1024];     /* by row id: times delivered */
+  int in_chat[16];             /* sends in flight per chat index */
+  int overlap;                 /* a chat had two sends at once */
+  int64_t pause_from, pause_to;
+  bool paused_once, sync;
+  uint64_t rng;
+} fake;
+
+typedef struct pend {
+  uv_timer_t t;
+  fake *f;
+  int64_t id;
+  int chat, attempt;
+  rt_send_done done;
+  void *ud;
+} pend;
+
+static uint64_t frnd(fake *f) {
+  f->rng ^= f->rng << 13;
+  f->rng ^= f->rng >> 7;
+  f->rng ^= f->rng << 17;
+  return f->rng;
+}
+
+static void pend_closed(uv_handle_t *h) { free(h->data); }
+
+static void answer(uv_timer_t *t) {
+  pend *p = t->data;
+  fake *f = p->f;
+  f->in_chat[p->chat]--;
+  rt_send_result r = {.verdict = RT_SEND_DELIVERED};
+  if (p->id % 13 == 0) {
+    r = (rt_send_result){.verdict = RT_SEND_FAILED, .reason = RT_FAIL_BLOCKED, .text = "blocked"};
+  } else if (p->id == 20 && !f->paused_once) {
+    f->paused_once = true;
+    f->pause_from = rt_clock_now(&clk);
+    f->pause_to = f->pause_from + 150;
+    r = (rt_send_result){.verdict = RT_SEND_PAUSE_CHANNEL, .until_ms = f->pause_to,
+                         .text = "Too Many Requests"};
+  } else if (p->attempt < 2 && frnd(f) % 6 == 0) {
+    r = (rt_send_result){.verdict = RT_SEND_RETRY_LATER, .after_ms = 5, .text = "502"};
+  }
+  if (r.verdict == RT_SEND_DELIVERED && p->id < 1024) f->delivered[p->id]++;
+  p->done(p->ud, &r);
+  uv_close((uv_handle_t *)&p->t, pend_closed);
+}
+
+static void fake_send(rt_channel *ch, const rt_out_msg *m, rt_send_done done, void *ud) {
+  fake *f = ch->impl;
+  int chat = atoi(m->chat_id + 1);
+  if (f->in_chat[chat]++) f->overlap++;
+  if (f->nlog < 1024) {
+    sendrec *r = &f->log[f->nlog++];
+    r->id = m->id;
+    r->at = rt_clock_now(&clk);
+    snprintf(r->chat, sizeof r->chat, "%s", m->chat_id);
+  }
+  pend *p = rt_xcalloc(1, sizeof *p);
+  *p = (pend){.f = f, .id = m->id, .chat = chat, .attempt = m->attempt, .done = done, .ud = ud};
+  uv_timer_init(&loop, &p->t);
+  p->t.data = p;
+  uv_timer_start(&p->t, answer, f->sync ? 0 : 1 + frnd(f) % 12, 0);
+}
+
+static int64_t q(const char *sql) {
+  sqlite3_stmt *st;
+  int64_t v = -1;
+  sqlite3_prepare_v2(rt_store_db(s), sql, -1, &st, NULL);
+  if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+static void run_until_done(rt_deliver *d) {
+  int64_t t0 = rt_clock_now(&clk);
+  while (rt_clock_now(&clk) - t0 < 20000) {
+    uv_run(&loop, UV_RUN_ONCE);
+    if (q("SELECT count(*) FROM outbox WHERE status = 'pending'") == 0 && rt_deliver_idle(d)) break;
+  }
+}
+
+static void closed(void *ud) { *(bool *)ud = true; }
+
+static void finish(rt_deliver *d) {
+  bool done = false;
+  rt_deliver_close(d, closed, &done);
+  while (!done) uv_run(&loop, UV_RUN_ONCE);
+  uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+/* In every window of sends, count <= burst + rate * span. */
+static bool rate_ok(const int64_t *at, int n, double rate) {
+  double burst = rate > 1 ? (double)(int64_t)rate : 1;
+  for (int i = 0; i < n; i++)
+    for (int j = i; j < n; j++)
+      if ((double)(j - i + 1) > burst + rate * (double)(at[j] - at[i]) / 1000.0 + 1e-6) return false;
+  return true;
+}
+
+#define CHATS 6
+#define PER_CHAT 10
+
+T(order_rates_pause) {
+  fake *f = rt_xcalloc(1, sizeof *f);
+  f->rng = 88172645463325252ULL;
+  f->ch = (rt_channel){.name = "fake", .impl = f, .send = fake_send,
+                       .limits = {.per_sec = 30, .per_chat = 10, .in_flight = 4}};
+  for (int k = 0; k < PER_CHAT; k++)
+    for (int c = 0; c < CHATS; c++) {
+      char chat[16], idem[32];
+      snprintf(chat, sizeof chat, "c%d", c);
+      snprintf(idem, sizeof idem, "t1:%d:%d", c, k);
+      CHECK_INT(rt_store_outbox_add(s, 0, "fake", chat, idem, "text", "{\"text\":\"hi\"}", 0, NULL),
+                RT_OK);
+    }
+  rt_deliver_opts o = {.loop = &loop, .store = s, .clock = &clk, .seed = 7};
+  rt_deliver *d = rt_deliver_new(&o);
+  rt_deliver_add_channel(d, &f->ch);
+  rt_deliver_start(d);
+  run_until_done(d);
+  CHECK_INT(q("SELECT count(*) FROM outbox WHERE status = 'pending'"), 0);
+  int64_t total = CHATS * PER_CHAT;
+  int64_t nfailed = q("SELECT count(*) FROM outbox WHERE status = 'failed' AND fail_reason = 'blocked'");
+  CHECK_INT(nfailed, q("SELECT count(*) FROM outbox WHERE id % 13 = 0"));
+  CHECK_INT(q("SELECT count(*) FROM outbox WHERE status = 'sent'"), total - nfailed);
+  /* nothing delivered twice, everything sent delivered once */
+  for (int64_t id = 1; id <= total; id++) CHECK(f->delivered[id] == (id % 13 == 0 ? 0 : 1));
+  CHECK_INT(f->overlap, 0);
+  CHECK(f->paused_once);
+  int64_t all[1024];
+  int nall = 0;
+  for (int c = 0; c < CHATS; c++) {
+    char chat[16];
+    snprintf(chat, sizeof chat, "c%d", c);
+    int64_t at[1024], last = 0;
+    int n = 0;
+    for (int i = 0; i < f->nlog; i++) {
+      if (strcmp(f->log[i].chat, chat) != 0) continue;
+      CHECK(f->log[i].id >= last);    /* a retry repeats the row, never jumps back */
+      last = f->log[i].id;
+      at[n++] = f->log[i].at;
+    }
+    CHECK(rate_ok(at, n, 10));
+  }
+  for (int i = 0; i < f->nlog; i++) {
+    all[nall++] = f->log[i].at;
+    /* no send started while the channel was paused */
+    CHECK(!(f->log[i].at >= f->pause_from + 1 && f->log[i].at < f->pause_to));
+  }
+  CHECK(rate_ok(all, nall, 30));
+  CHECK(f->nlog > total);   /* the transient failures were retried */
+  finish(d);
+  free(f);
+}
+
+T(priority_first) {
+  CHECK_INT(rt_store_exec(s, "DELETE FROM outbox"), RT_OK);
+  fake *f = rt_xcalloc(1, sizeof *f);
+  f->rng = 1;
+  f->sync = true;
+  f->ch = (rt_channel){.name = "prio", .impl = f, .send = fake_send, .limits = {.in_flight = 1}};
+  for (int c = 0; c < 4; c++) {
+    char chat[16], idem[32];
+    snprintf(chat, sizeof chat, "c%d", c);
+    snprintf(idem, sizeof idem, "low:%d", c);
+    rt_store_outbox_add_prio(s, 0, "prio", chat, idem, "text", "{\"text\":\"campaign\"}", 1, 0, NULL);
+  }
+  for (int c = 4; c < 8; c++) {
+    char chat[16], idem[32];
+    snprintf(chat, sizeof chat, "c%d", c);
+    snprintf(idem, sizeof idem, "high:%d", c);
+    rt_store_outbox_add_prio(s, 0, "prio", chat, idem, "text", "{\"text\":\"reply\"}", 0, 0, NULL);
+  }
+  /* a chat's own order beats priority: its low row goes before its high one */
+  rt_store_outbox_add_prio(s, 0, "prio", "c0", "high:c0", "text", "{\"text\":\"r\"}", 0, 0, NULL);
+  rt_deliver_opts o = {.loop = &loop, .store = s, .clock = &clk, .seed = 3};
+  rt_deliver *d = rt_deliver_new(&o);
+  rt_deliver_add_channel(d, &f->ch);
+  rt_deliver_start(d);
+  run_until_done(d);
+  CHECK_INT(f->nlog, 9);
+  for (int i = 0; i < 4 && i < f->nlog; i++) CHECK(atoi(f->log[i].chat + 1) >= 4);
+  int seen_low_c0 = 0;
+  for (int i = 0; i < f->nlog; i++) {
+    if (strcmp(f->log[i].chat, "c0") != 0) continue;
+    if (!seen_low_c0) CHECK(f->log[i].id < q("SELECT id FROM outbox WHERE idem_key = 'high:c0'"));
+    seen_low_c0 = 1;
+  }
+  finish(d);
+  free(f);
+}
+
+static void unsup_send(rt_channel *ch, const rt_out_msg *m, rt_send_done done, void *ud) {
+  (void)ch; (void)m;
+  done(ud, &(rt_send_result){.verdict = RT_SEND_DELIVERED});
+}
+
+T(typed_and_unsupported) {
+  CHECK_INT(rt_store_exec(s, "DELETE FROM outbox"), RT_OK);
+  rt_channel ch = {.name = "plain", .send = unsup_send};
+  rt_store_outbox_add(s, 0, "plain", "a", "u1", "text", "{\"text\":\"x\",\"buttons\":[\"Да\"]}", 0, NULL);
+  rt_store_outbox_add(s, 0, "plain", "b", "u2", "text", "not json", 0, NULL);
+  rt_store_outbox_add(s, 0, "plain", "c", "u3", "text", "{\"text\":\"ok\"}", 0, NULL);
+  rt_deliver_opts o = {.loop = &loop, .store = s, .clock = &clk};
+  rt_deliver *d = rt_deliver_new(&o);
+  rt_deliver_add_channel(d, &ch);
+  rt_deliver_start(d);
+  run_until_done(d);
+  CHECK_INT(q("SELECT count(*) FROM outbox WHERE idem_key = 'u1' AND fail_reason = 'unsupported'"), 1);
+  CHECK_INT(q("SELECT count(*) FROM outbox WHERE idem_key = 'u2' AND fail_reason = 'other'"), 1);
+  CHECK_INT(q("SELECT count(*) FROM outbox WHERE idem_key = 'u3' AND status = 'sent'"), 1);
+  finish(d);
+}
+
+int main(void) {
+  char path[] = "/tmp/test_deliver.XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) return 1;
+  close(fd);
+  unlink(path);
+  char *sql = rt_paths_schema("sql"), *err = NULL;
+  rt_store_opts o = {.sql_dir = sql, .sync_off = true};
+  if (rt_store_open(path, &o, &s, &err) != RT_OK) { fprintf(stderr, "%s\n", err); return 1; }
+  free(sql);
+  uv_loop_init(&loop);
+  T_RUN(order_rates_pause);
+  T_RUN(priority_first);
+  T_RUN(typed_and_unsupported);
+  rt_store_close(s);
+  uv_loop_close(&loop);
+  unlink(path);
+  char side[64];
+  snprintf(side, sizeof side, "%s-wal", path);
+  unlink(side);
+  snprintf(side, sizeof side, "%s-shm", path);
+  unlink(side);
+  return T_DONE();
+}
