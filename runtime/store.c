@@ -20,7 +20,7 @@ enum {
   S_OUT_ADD, S_OUT_DUE, S_OUT_SENT, S_OUT_RETRY, S_OUT_FAILED, S_OUT_HEADS,
   S_TIMER_SET, S_TIMER_CANCEL, S_TIMER_NEXT, S_TIMER_DUE, S_TIMER_DEL, S_TIMER_COUNT,
   S_TIMER_EXISTS, S_META_GET, S_META_SET,
-  S_EVENT_ADD, S_LEAD_ADD,
+  S_EVENT_ADD, S_LEAD_ADD, S_CUSTOMER_GET,
   S_BEGIN, S_COMMIT, S_ROLLBACK,
   S_COUNT
 };
@@ -84,6 +84,16 @@ static const char *stmt_sql[S_COUNT] = {
   [S_LEAD_ADD] = "INSERT INTO leads (conv_id, at, flow, channel, campaign, car, car_kind, "
                  "parts, name, phone, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
                  "?10, ?11)",
+  /* Each OR term has an index (the primary key, or 006_customer_lookup.sql),
+   * so SQLite looks up each and merges: no scan of the customers table.
+   * When several customers match (the phone is one customer's, the chat id
+   * another's), the one with the lowest phone wins, as it did when this was
+   * a scan in primary-key order. */
+  [S_CUSTOMER_GET] = "SELECT phone, name, last_purchase, bonus_balance, telegram_id, whatsapp, "
+                     "timezone, car, opted_out, blocked FROM customers WHERE phone = ?1 "
+                     "OR (?2 = 'telegram' AND telegram_id = ?3) "
+                     "OR (?2 = 'whatsapp' AND whatsapp = ?3) "
+                     "OR (?2 = 'console' AND phone = ?3) ORDER BY phone LIMIT 1",
   [S_BEGIN] = "BEGIN IMMEDIATE",
   [S_COMMIT] = "COMMIT",
   [S_ROLLBACK] = "ROLLBACK",
@@ -877,13 +887,7 @@ static sqlite3_stmt *prep(rt_store *s, const char *sql) {
 
 json_t *rt_store_customer_json(rt_store *s, const char *phone, const char *channel,
                                const char *chat_id) {
-  const char *sql =
-    "SELECT phone, name, last_purchase, bonus_balance, telegram_id, whatsapp, timezone, car, "
-    "opted_out, blocked FROM customers WHERE phone = ?1 "
-    "OR (?2 = 'telegram' AND telegram_id = ?3) OR (?2 = 'whatsapp' AND whatsapp = ?3) "
-    "OR (?2 = 'console' AND phone = ?3) LIMIT 1";
-  sqlite3_stmt *st = prep(s, sql);
-  if (!st) return NULL;
+  sqlite3_stmt *st = s->st[S_CUSTOMER_GET];
   bind_text(st, 1, phone);
   bind_text(st, 2, channel);
   bind_text(st, 3, chat_id);
@@ -906,7 +910,7 @@ json_t *rt_store_customer_json(rt_store *s, const char *phone, const char *chann
       }
     }
   }
-  sqlite3_finalize(st);
+  sqlite3_reset(st);
   return j;
 }
 
