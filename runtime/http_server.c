@@ -2,16 +2,24 @@
  * (see http_server.h).
  *
  * Request flow, per connection (lws per-session data is our rt_httpd_conn):
- *   LWS_CALLBACK_HTTP            copy method, path, query; decide about body
- *   LWS_CALLBACK_HTTP_BODY       append (or discard when over the cap)
- *   LWS_CALLBACK_HTTP_BODY_COMPLETION / no body: dispatch -> handler fills
- *                                the reply, conn_ready() asks for WRITEABLE
+ *   LWS_CALLBACK_HTTP            copy method, path, query; find the route
+ *                                (or decide 404/405/426) and the body limit
+ *   LWS_CALLBACK_HTTP_BODY       append (or discard when over the limit)
+ *   LWS_CALLBACK_HTTP_BODY_COMPLETION / no body: finish() -> dispatch()
+ *                                hands the handler an rt_httpd_req
+ *   rt_httpd_respond             now or later: fills the reply in the conn,
+ *                                conn_ready() asks for WRITEABLE
  *   LWS_CALLBACK_HTTP_WRITEABLE  headers, then the body in chunks, then
  *                                lws_http_transaction_completed (keep-alive)
- * Async replies (webhooks) fit in later without changing this flow: the
- * dispatch step would hand the handler a reply object that points back at
- * the conn, and conn_ready() would run when the handler completes it; the
- * conn's CLOSED_HTTP would have to detach such a pending reply.
+ * A request that waits for its answer is on s->pending with a deadline (a
+ * 50 ms uv timer answers 504 when it passes); the conn and the request
+ * point at each other until one of them goes (req_detach).
+ *
+ * Websockets: LWS_CALLBACK_HTTP_CONFIRM_UPGRADE accepts "websocket" on a
+ * websocket route whose on_open agrees and refuses every other upgrade
+ * (h2c included) with an HTTP status. The rt_httpd_ws lives in our
+ * conn_rec of the connection; frames to send queue there and leave one per
+ * SERVER_WRITEABLE.
  *
  * Teardown with a foreign libuv loop in lws 4.1: lws_context_destroy() only
  * starts closing the handles lws put on our loop; when the last one is
@@ -30,12 +38,14 @@
 #include "rt.h"
 #include <libwebsockets.h>
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -55,24 +65,90 @@
  * that its own table never refuses a connection we have counted in. */
 #define LWS_FD_EXTRA 16
 
+typedef struct rt_httpd_conn rt_httpd_conn;
+
 /* One accepted connection (lws's network wsi). The idle list, oldest
  * first, holds those not inside a request: just accepted, sending headers
  * slowly, or quiet between keep-alive requests. At the cap, each new
  * connection closes the head of that list, so idle connections cannot
- * lock out requests; connections inside a request are never closed for
- * room. */
+ * lock out requests; connections inside a request, and websockets, are
+ * never closed for room. */
 typedef struct conn_rec {
   struct lws *wsi;                   /* NULL: on the free list */
   struct conn_rec *prev, *next;      /* idle list, or next free */
   bool idle, evicting;
+  rt_httpd_ws *ws;                   /* the websocket on it, owned, or NULL */
 } conn_rec;
 
 typedef struct {
-  char *prefix;
+  char *method;                      /* NULL: any */
+  char *path;                        /* a prefix route: without its slash-star */
   size_t len;
+  bool prefix, ws;
   rt_httpd_handler fn;
+  rt_httpd_ws_callbacks wcb;
   void *ud;
+  size_t max_body;                   /* 0: the server's */
+  unsigned timeout_ms;               /* 0: the server's */
 } route;
+
+typedef struct {
+  char *name, *value;                /* owned; request names in lower case */
+} hdr;
+
+typedef struct {
+  hdr *v;
+  size_t n, cap, bytes;
+} hdr_list;
+
+/* A request handed to a handler. While attached (c != NULL) the
+ * connection's rt_httpd_conn points back at it (c->req); whichever side
+ * goes first cuts both links (req_detach), so the holder's later
+ * rt_httpd_respond sees c == NULL and only frees. The server never frees a
+ * request that a handler may still hold: it is freed by rt_httpd_respond,
+ * or by dispatch when the handler answered during its call. */
+struct rt_httpd_req {
+  rt_httpd *s;                       /* NULL once detached */
+  struct lws *wsi;
+  rt_httpd_conn *c;
+  const char *method;                /* static string */
+  char *path, *query;                /* owned */
+  unsigned char *body;               /* owned, NUL after body_len bytes */
+  size_t body_len;
+  hdr_list h;                        /* request headers */
+  hdr_list rh;                       /* reply headers */
+  char remote[64];
+  bool in_call;                      /* inside the handler (or on_open) */
+  bool answered, borrowed;           /* borrowed: on_open's, not answerable */
+  uint64_t deadline;                 /* uv_now ms, while pending */
+  struct rt_httpd_req *prev, *next;  /* s->pending */
+  bool pending;
+};
+
+typedef struct frame {
+  struct frame *next;
+  size_t len;
+  bool binary;
+  unsigned char buf[];               /* LWS_PRE + len */
+} frame;
+
+/* A websocket connection: owned by its conn_rec from the upgrade until
+ * lws closes it (ws_finish). */
+struct rt_httpd_ws {
+  rt_httpd *s;
+  struct lws *wsi;                   /* NULL once gone */
+  rt_httpd_ws_callbacks cb;
+  void *ud, *user;
+  size_t max_message, max_queued;
+  unsigned char *msg;                /* the message being reassembled */
+  size_t msg_len, msg_cap;
+  bool msg_binary;
+  frame *head, *tail;
+  size_t queued;
+  bool accepted, established, closing, killed;
+  int close_code;
+  char close_reason[124];            /* a close frame holds 123 bytes */
+};
 
 struct rt_httpd {
   uv_loop_t *loop;                   /* borrowed */
@@ -80,12 +156,14 @@ struct rt_httpd {
   struct lws_context *ctx_watch;     /* lws writes NULL here when freed */
   struct lws_vhost *vh;
   struct lws_protocols protocols[2]; /* [1] zeroed: end of list */
+  lws_retry_bo_t idle_policy;        /* websocket ping / hang-up */
   int port;
   int lfd;                           /* listening socket, owned */
   uv_poll_t lpoll;                   /* readable lfd -> on_listen */
   uv_timer_t retry;                  /* accept back-off */
-  bool handles_init;                 /* lpoll and retry are on the loop */
-  bool listening, retry_pending;
+  uv_timer_t deadlines;              /* deferred answers' timeouts */
+  bool handles_init;                 /* lpoll, retry, deadlines on the loop */
+  bool listening, retry_pending, deadlines_on;
   unsigned backoff_ms;
   int nconn, max_conn;               /* accepted connections open, cap */
   conn_rec *recs;                    /* max_conn + EVICT_SLACK, owned */
@@ -96,6 +174,9 @@ struct rt_httpd {
   int pending_closes;                /* our handles not closed yet */
   route *routes;
   size_t nroutes, routes_cap;
+  rt_httpd_req *pending;             /* deferred answers, attached */
+  size_t max_body, ws_max_message, ws_max_queued;
+  unsigned reply_timeout_ms;
   uv_timer_t reap;                   /* teardown driver */
   uv_handle_t *lws_handles[8];       /* lws's static handles (borrowed) */
   size_t nlws;
@@ -109,12 +190,18 @@ struct rt_httpd {
 
 /* lws per-session data: zeroed by lws, lives as long as the connection;
  * with keep-alive it serves one request after another (conn_reset). */
-typedef struct {
+struct rt_httpd_conn {
   const char *method;       /* static string */
-  char *path, *query;       /* owned */
-  char *body;               /* owned, request body */
-  size_t body_len, body_cap;
+  char *path, *query;       /* owned until dispatch hands them on */
+  unsigned char *body;      /* owned, request body */
+  size_t body_len, body_cap, body_max;
   bool want_body, too_big;
+  int reject;               /* 404/405/426 decided at the headers */
+  char *allow;              /* owned, the Allow header of a 405 */
+  rt_httpd_handler fn;      /* the route's, copied at the headers */
+  void *ud;
+  unsigned timeout_ms;
+  rt_httpd_req *req;        /* the request a handler holds, or NULL */
   bool ready;               /* reply filled, waiting for WRITEABLE */
   bool hdr_sent, close_after, close_now;
   int spurious;             /* repeated BODY_COMPLETIONs (see lws_cb) */
@@ -122,7 +209,8 @@ typedef struct {
   char *ctype;              /* owned */
   char *out;                /* owned, reply body */
   size_t out_len, sent;
-} rt_httpd_conn;
+  hdr_list rh;              /* reply headers, owned */
+};
 
 typedef struct {
   struct sockaddr_storage ss;
@@ -132,13 +220,38 @@ typedef struct {
 static void on_listen(uv_poll_t *h, int status, int events);
 static void conn_gone(rt_httpd *s, struct lws *wsi);
 static void conn_busy(rt_httpd *s, struct lws *wsi, bool busy);
+static conn_rec *rec_of(rt_httpd *s, struct lws *wsi);
+static void req_detach(rt_httpd_req *q);
+
+static void hdrs_free(hdr_list *l) {
+  for (size_t i = 0; i < l->n; i++) {
+    free(l->v[i].name);
+    free(l->v[i].value);
+  }
+  free(l->v);
+  memset(l, 0, sizeof *l);
+}
+
+static void hdrs_add(hdr_list *l, char *name, char *value) {
+  if (l->n == l->cap) {
+    l->cap = l->cap ? l->cap * 2 : 16;
+    l->v = rt_xrealloc(l->v, l->cap * sizeof *l->v);
+  }
+  l->v[l->n].name = name;
+  l->v[l->n].value = value;
+  l->bytes += strlen(name) + strlen(value) + 4;
+  l->n++;
+}
 
 static void conn_reset(rt_httpd_conn *c) {
+  if (c->req) req_detach(c->req);
   free(c->path);
   free(c->query);
   free(c->body);
+  free(c->allow);
   free(c->ctype);
   free(c->out);
+  hdrs_free(&c->rh);
   memset(c, 0, sizeof *c);
 }
 
@@ -211,16 +324,197 @@ static char *query_of(struct lws *wsi) {
   return q;
 }
 
-static const route *route_find(const rt_httpd *s, const char *path) {
+
+/* ---- routes ------------------------------------------------------------------ */
+
+static bool method_ok(const route *r, const char *method) {
+  return !r->method || strcmp(r->method, method) == 0 ||
+         (strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0);
+}
+
+/* How well r's path matches: 0 not at all; an exact route beats every
+ * prefix, a longer prefix beats a shorter one. */
+static size_t path_score(const route *r, const char *path) {
+  if (!r->prefix) return strcmp(path, r->path) == 0 ? SIZE_MAX : 0;
+  if (strncmp(path, r->path, r->len) != 0) return 0;
+  char next = path[r->len];
+  return next == '\0' || next == '/' ? r->len + 1 : 0;
+}
+
+/* The HTTP route for method and path, or NULL with *status 404, 405 (and
+ * *allow, owned by the caller: the methods the path takes) or 426 (only a
+ * websocket lives there). */
+static const route *route_match(const rt_httpd *s, const char *method, const char *path,
+                                int *status, char **allow) {
   const route *best = NULL;
+  size_t best_score = 0;
+  bool path_seen = false, ws_seen = false;
+  *allow = NULL;
   for (size_t i = 0; i < s->nroutes; i++) {
     const route *r = &s->routes[i];
-    if (strncmp(path, r->prefix, r->len) != 0) continue;
-    char next = path[r->len];
-    if (next != '\0' && next != '/' && r->prefix[r->len - 1] != '/') continue;
-    if (!best || r->len > best->len) best = r;
+    size_t sc = path_score(r, path);
+    if (!sc) continue;
+    if (r->ws) {
+      ws_seen = true;
+      continue;
+    }
+    path_seen = true;
+    if (method_ok(r, method) && sc > best_score) {
+      best = r;
+      best_score = sc;
+    }
   }
-  return best;
+  if (best) return best;
+  if (path_seen) {
+    /* Allow: the methods of every route that matches the path */
+    size_t cap = 64, o = 0;
+    char *a = rt_xmalloc(cap);
+    a[0] = '\0';
+    for (size_t i = 0; i < s->nroutes; i++) {
+      const route *r = &s->routes[i];
+      if (r->ws || !path_score(r, path) || !r->method) continue;
+      size_t ml = strlen(r->method);
+      if (strstr(a, r->method)) continue;
+      if (o + ml + 3 > cap) a = rt_xrealloc(a, cap = (o + ml + 3) * 2);
+      o += (size_t)sprintf(a + o, "%s%s", o ? ", " : "", r->method);
+    }
+    *allow = a;
+    *status = 405;
+  } else {
+    *status = ws_seen ? 426 : 404;
+  }
+  return NULL;
+}
+
+static route *route_slot(rt_httpd *s, const char *method, const char *path, bool ws) {
+  size_t pl = strlen(path);
+  bool prefix = !ws && pl >= 2 && strcmp(path + pl - 2, "/*") == 0;
+  size_t len = prefix ? pl - 2 : pl;
+  if (method && strcmp(method, "*") == 0) method = NULL;
+  for (size_t i = 0; i < s->nroutes; i++) {
+    route *r = &s->routes[i];
+    if (r->ws == ws && r->prefix == prefix && r->len == len &&
+        strncmp(r->path, path, len) == 0 &&
+        (r->method == method || (r->method && method && strcmp(r->method, method) == 0)))
+      return r;
+  }
+  if (s->nroutes == s->routes_cap) {
+    s->routes_cap = s->routes_cap ? s->routes_cap * 2 : 8;
+    s->routes = rt_xrealloc(s->routes, s->routes_cap * sizeof *s->routes);
+  }
+  route *r = &s->routes[s->nroutes++];
+  memset(r, 0, sizeof *r);
+  r->method = method ? rt_xstrdup(method) : NULL;
+  r->path = rt_xstrndup(path, len);
+  r->len = len;
+  r->prefix = prefix;
+  r->ws = ws;
+  return r;
+}
+
+/* ---- request headers ----------------------------------------------------------- */
+
+/* The headers lws parsed into its table ("content-type:" and the like; the
+ * method and pseudo-header tokens are not headers). */
+static void snapshot_headers(hdr_list *l, struct lws *wsi) {
+  for (int t = 0; t < (int)WSI_TOKEN_COUNT; t++) {
+    const char *nm = (const char *)lws_token_to_string((enum lws_token_indexes)t);
+    size_t nl = nm ? strlen(nm) : 0;
+    if (nl < 2 || nm[nl - 1] != ':' || nm[0] == ':') continue;
+    int tl = lws_hdr_total_length(wsi, (enum lws_token_indexes)t);
+    if (tl <= 0) continue;
+    int cap = tl * 2 + 2; /* room for the separators lws puts between repeats */
+    char *v = rt_xmalloc((size_t)cap);
+    if (lws_hdr_copy(wsi, v, cap, (enum lws_token_indexes)t) < 0) {
+      free(v);
+      continue;
+    }
+    hdrs_add(l, rt_xstrndup(nm, nl - 1), v);
+  }
+}
+
+static bool known_header(const char *lname_colon) {
+  for (int t = 0; t < (int)WSI_TOKEN_COUNT; t++) {
+    const char *nm = (const char *)lws_token_to_string((enum lws_token_indexes)t);
+    if (nm && strcmp(nm, lname_colon) == 0) return true;
+  }
+  return false;
+}
+
+static void req_fill(rt_httpd_req *q, rt_httpd *s, struct lws *wsi) {
+  q->s = s;
+  q->wsi = wsi;
+  lws_get_peer_simple(wsi, q->remote, sizeof q->remote);
+  snapshot_headers(&q->h, wsi);
+}
+
+static void req_free(rt_httpd_req *q) {
+  free(q->path);
+  free(q->query);
+  free(q->body);
+  hdrs_free(&q->h);
+  hdrs_free(&q->rh);
+  free(q);
+}
+
+const char *rt_httpd_req_method(const rt_httpd_req *q) { return q->method; }
+const char *rt_httpd_req_path(const rt_httpd_req *q) { return q->path; }
+const char *rt_httpd_req_query(const rt_httpd_req *q) { return q->query; }
+const char *rt_httpd_req_remote(const rt_httpd_req *q) { return q->remote; }
+bool rt_httpd_req_gone(const rt_httpd_req *q) { return q->c == NULL; }
+
+const unsigned char *rt_httpd_req_body(const rt_httpd_req *q, size_t *len) {
+  if (len) *len = q->body_len;
+  return q->body ? q->body : (const unsigned char *)"";
+}
+
+const char *rt_httpd_req_header(rt_httpd_req *q, const char *name) {
+  if (!name) return NULL;
+  for (size_t i = 0; i < q->h.n; i++)
+    if (strcasecmp(q->h.v[i].name, name) == 0) return q->h.v[i].value;
+  /* Not one lws keeps in its table: ask lws by name while its header
+   * table is surely there (during the call), and keep the answer. */
+  size_t nl = strlen(name);
+  if (!q->in_call || !q->wsi || nl == 0 || nl > 120) return NULL;
+  char lname[124];
+  for (size_t i = 0; i < nl; i++) lname[i] = (char)tolower((unsigned char)name[i]);
+  lname[nl] = ':';
+  lname[nl + 1] = '\0';
+  if (known_header(lname)) return NULL;
+  int n = lws_hdr_custom_length(q->wsi, lname, (int)nl + 1);
+  if (n < 0) return NULL;
+  char *v = rt_xmalloc((size_t)n + 1);
+  if (lws_hdr_custom_copy(q->wsi, v, n + 1, lname, (int)nl + 1) < 0) {
+    free(v);
+    return NULL;
+  }
+  hdrs_add(&q->h, rt_xstrndup(lname, nl), v);
+  return v;
+}
+
+bool rt_httpd_req_header_at(const rt_httpd_req *q, size_t i, const char **name,
+                            const char **value) {
+  if (i >= q->h.n) return false;
+  if (name) *name = q->h.v[i].name;
+  if (value) *value = q->h.v[i].value;
+  return true;
+}
+
+/* ---- replies ------------------------------------------------------------------ */
+
+#define REPLY_HDR_MAX 3072 /* reply headers a handler may add, in bytes */
+
+int rt_httpd_reply_header(rt_httpd_req *q, const char *name, const char *value) {
+  if (!q || !name || !*name || !value) return RT_EINVAL;
+  for (const char *p = name; *p; p++)
+    if (!isalnum((unsigned char)*p) && !strchr("!#$%&'*+-.^_`|~", *p)) return RT_EINVAL;
+  if (strpbrk(value, "\r\n")) return RT_EINVAL;
+  if (strcasecmp(name, "content-length") == 0 || strcasecmp(name, "connection") == 0 ||
+      strcasecmp(name, "transfer-encoding") == 0)
+    return RT_EINVAL;
+  if (q->rh.bytes + strlen(name) + strlen(value) + 4 > REPLY_HDR_MAX) return RT_ELIMIT;
+  hdrs_add(&q->rh, rt_xasprintf("%s:", name), rt_xstrdup(value));
+  return RT_OK;
 }
 
 /* The reply is in c: ask lws for a WRITEABLE callback to send it. */
@@ -232,6 +526,8 @@ static void conn_ready(struct lws *wsi, rt_httpd_conn *c) {
 static void conn_error(struct lws *wsi, rt_httpd_conn *c, int status,
                        const char *msg, bool close_after) {
   c->status = status;
+  free(c->ctype);
+  free(c->out);
   c->ctype = rt_xstrdup("application/json");
   c->out = rt_xasprintf("{\"error\":\"%s\"}", msg);
   c->out_len = strlen(c->out);
@@ -239,21 +535,145 @@ static void conn_error(struct lws *wsi, rt_httpd_conn *c, int status,
   conn_ready(wsi, c);
 }
 
+static void pending_remove(rt_httpd *s, rt_httpd_req *q) {
+  if (!q->pending) return;
+  if (q->prev) q->prev->next = q->next;
+  else s->pending = q->next;
+  if (q->next) q->next->prev = q->prev;
+  q->prev = q->next = NULL;
+  q->pending = false;
+}
+
+/* Cuts the request off its connection: the connection closed, the answer
+ * timed out, or it was answered. */
+static void req_detach(rt_httpd_req *q) {
+  if (q->s) pending_remove(q->s, q);
+  if (q->c && q->c->req == q) q->c->req = NULL;
+  q->c = NULL;
+  q->wsi = NULL;
+  q->s = NULL;
+}
+
+/* True when the client of a waiting request has closed or reset its side.
+ * lws reads nothing more from a connection inside a request, so it would
+ * only notice when the answer is written; peeking tells at once. */
+static bool client_left(struct lws *wsi) {
+  int fd = (int)lws_get_socket_fd(wsi);
+  if (fd < 0) return true;
+  char b;
+  ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+static void on_deadlines(uv_timer_t *t) {
+  rt_httpd *s = t->data;
+  uint64_t now = uv_now(s->loop);
+  rt_httpd_req *next;
+  for (rt_httpd_req *q = s->pending; q; q = next) {
+    next = q->next;
+    if (client_left(q->wsi)) {
+      /* the late answer becomes a no-op; lws closes the socket */
+      struct lws *wsi = q->wsi;
+      req_detach(q);
+      lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+      continue;
+    }
+    if (q->deadline > now) continue;
+    char qp[300];
+    rt_log_quote(q->path, qp, sizeof qp);
+    rt_log(RT_LOG_WARN, "httpd.reply_timeout", "path=%s", qp);
+    struct lws *wsi = q->wsi;
+    rt_httpd_conn *c = q->c;
+    req_detach(q);
+    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+    conn_error(wsi, c, 504, "timeout", false);
+  }
+  if (!s->pending) {
+    uv_timer_stop(t);
+    s->deadlines_on = false;
+  }
+}
+
+#define DEADLINE_TICK_MS 50
+
+static void pending_add(rt_httpd *s, rt_httpd_req *q, unsigned timeout_ms) {
+  q->deadline = uv_now(s->loop) + timeout_ms;
+  q->pending = true;
+  q->prev = NULL;
+  q->next = s->pending;
+  if (s->pending) s->pending->prev = q;
+  s->pending = q;
+  /* lws must not close the connection first on a timer of its own; this
+   * one is only a backstop behind ours. */
+  lws_set_timeout(q->wsi, PENDING_TIMEOUT_USER_OK, (int)(timeout_ms / 1000) + 5);
+  if (!s->deadlines_on && s->handles_init && !s->closing) {
+    uv_timer_start(&s->deadlines, on_deadlines, DEADLINE_TICK_MS, DEADLINE_TICK_MS);
+    s->deadlines_on = true;
+  }
+}
+
+void rt_httpd_respond(rt_httpd_req *q, int status, const char *content_type,
+                      const void *body, size_t len) {
+  if (!q || q->borrowed) return;
+  if (q->c && !q->answered) {
+    rt_httpd_conn *c = q->c;
+    struct lws *wsi = q->wsi;
+    bool deferred = q->pending;
+    c->status = status >= 100 && status <= 599 ? status : 500;
+    c->ctype = content_type ? rt_xstrdup(content_type) : NULL;
+    c->out_len = body ? len : 0;
+    c->out = c->out_len ? rt_xmalloc(c->out_len) : NULL;
+    if (c->out_len) memcpy(c->out, body, c->out_len);
+    c->rh = q->rh;
+    memset(&q->rh, 0, sizeof q->rh);
+    req_detach(q);
+    if (deferred) lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+    conn_ready(wsi, c);
+  }
+  q->answered = true;
+  if (!q->in_call) req_free(q);
+}
+
 static void dispatch(rt_httpd *s, struct lws *wsi, rt_httpd_conn *c) {
-  const route *r = route_find(s, c->path);
-  if (!r) {
-    conn_error(wsi, c, 404, "not found", false);
+  rt_httpd_req *q = rt_xcalloc(1, sizeof *q);
+  req_fill(q, s, wsi);
+  q->c = c;
+  c->req = q;
+  q->method = c->method;
+  q->path = c->path;
+  q->query = c->query;
+  q->body = c->body;
+  q->body_len = c->body_len;
+  c->path = c->query = NULL;
+  c->body = NULL;
+  c->body_len = c->body_cap = 0;
+  q->in_call = true;
+  c->fn(c->ud, q);
+  q->in_call = false;
+  if (q->answered) {
+    req_free(q);
     return;
   }
-  rt_httpd_reply reply = {200, "application/json", NULL, 0};
-  r->fn(r->ud, c->method, c->path, c->query, c->body ? c->body : "",
-        c->body_len, &reply);
-  c->status = reply.status >= 100 && reply.status <= 599 ? reply.status : 500;
-  c->ctype = reply.content_type ? rt_xstrdup(reply.content_type) : NULL;
-  c->out = reply.body;
-  c->out_len = reply.body && !reply.len ? strlen(reply.body) : reply.len;
-  if (!c->out) c->out_len = 0;
-  conn_ready(wsi, c);
+  if (q->c) pending_add(s, q, c->timeout_ms);
+}
+
+/* Headers and body are in: reply with what was decided at the headers,
+ * or run the handler. */
+static void finish(rt_httpd *s, struct lws *wsi, rt_httpd_conn *c) {
+  if (c->reject == 405) {
+    if (c->allow && *c->allow)
+      hdrs_add(&c->rh, rt_xstrdup("allow:"), rt_xstrdup(c->allow));
+    conn_error(wsi, c, 405, "method not allowed", false);
+  } else if (c->reject == 426) {
+    hdrs_add(&c->rh, rt_xstrdup("upgrade:"), rt_xstrdup("websocket"));
+    conn_error(wsi, c, 426, "upgrade required", false);
+  } else if (c->reject) {
+    conn_error(wsi, c, c->reject, "not found", false);
+  } else if (c->too_big) {
+    conn_error(wsi, c, 413, "body too large", false);
+  } else {
+    dispatch(s, wsi, c);
+  }
 }
 
 static int on_request(rt_httpd *s, struct lws *wsi, rt_httpd_conn *c,
@@ -268,8 +688,16 @@ static int on_request(rt_httpd *s, struct lws *wsi, rt_httpd_conn *c,
     conn_error(wsi, c, 405, "method not allowed", true);
     return 0;
   }
+  const route *r = route_match(s, c->method, c->path, &c->reject, &c->allow);
+  if (r) {
+    c->reject = 0;
+    c->fn = r->fn;
+    c->ud = r->ud;
+    c->timeout_ms = r->timeout_ms ? r->timeout_ms : s->reply_timeout_ms;
+    c->body_max = r->max_body ? r->max_body : s->max_body;
+  }
   if (!has_body) {
-    dispatch(s, wsi, c);
+    finish(s, wsi, c);
     return 0;
   }
   char cl[32];
@@ -285,13 +713,16 @@ static int on_request(rt_httpd *s, struct lws *wsi, rt_httpd_conn *c,
     return 0;
   }
   if (n > DISCARD_MAX) {
-    conn_error(wsi, c, 413, "body too large", true);
+    /* too much to read and drop for the sake of keep-alive */
+    if (c->reject) finish(s, wsi, c);
+    else conn_error(wsi, c, 413, "body too large", true);
+    c->close_after = true;
     return 0;
   }
-  c->too_big = n > (long long)RT_HTTPD_MAX_BODY;
+  c->too_big = !c->reject && (unsigned long long)n > (unsigned long long)c->body_max;
   if (n == 0 && strcmp(c->method, "POST") != 0) {
     /* lws sends BODY_COMPLETION for an empty POST only */
-    dispatch(s, wsi, c);
+    finish(s, wsi, c);
     return 0;
   }
   c->want_body = true;
@@ -299,8 +730,8 @@ static int on_request(rt_httpd *s, struct lws *wsi, rt_httpd_conn *c,
 }
 
 static void on_body(rt_httpd_conn *c, const void *in, size_t len) {
-  if (!c->want_body || c->too_big || !len) return;
-  if (c->body_len + len > RT_HTTPD_MAX_BODY) {
+  if (!c->want_body || c->too_big || c->reject || !len) return;
+  if (c->body_len + len > c->body_max) {
     c->too_big = true;
     return;
   }
@@ -321,11 +752,16 @@ static int on_writeable(rt_httpd *s, struct lws *wsi, rt_httpd_conn *c) {
   if (!c->ready) return 0;
   bool head = c->method && strcmp(c->method, "HEAD") == 0;
   if (!c->hdr_sent) {
-    unsigned char buf[LWS_PRE + 1024];
+    unsigned char buf[LWS_PRE + 1024 + REPLY_HDR_MAX];
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
     if (lws_add_http_common_headers(wsi, (unsigned)c->status, c->ctype,
                                     head ? 0 : c->out_len, &p, end))
       return -1;
+    for (size_t i = 0; i < c->rh.n; i++)
+      if (lws_add_http_header_by_name(wsi, (const unsigned char *)c->rh.v[i].name,
+                                      (const unsigned char *)c->rh.v[i].value,
+                                      (int)strlen(c->rh.v[i].value), &p, end))
+        return -1;
     if (c->close_after &&
         lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
                                      (const unsigned char *)"close", 5, &p, end))
@@ -362,11 +798,181 @@ static int on_writeable(rt_httpd *s, struct lws *wsi, rt_httpd_conn *c) {
   return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+/* ---- websockets ------------------------------------------------------------- */
+
+static void ws_free(rt_httpd_ws *ws) {
+  for (frame *f = ws->head, *n; f; f = n) {
+    n = f->next;
+    free(f);
+  }
+  free(ws->msg);
+  free(ws);
+}
+
+/* The websocket's connection is closing or closed: tell the plugin once,
+ * then free. */
+static void ws_finish(conn_rec *r) {
+  rt_httpd_ws *ws = r->ws;
+  if (!ws) return;
+  r->ws = NULL;
+  ws->wsi = NULL;
+  ws->closing = true;
+  if (ws->accepted && ws->cb.on_close) ws->cb.on_close(ws->ud, ws);
+  ws_free(ws);
+}
+
+/* Closes at lws's next service, without a close frame: for a client that
+ * does not read (its socket would never turn writeable for one). */
+static void ws_kill(rt_httpd_ws *ws) {
+  if (ws->killed || !ws->wsi) return;
+  ws->killed = ws->closing = true;
+  lws_set_timeout(ws->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+int rt_httpd_ws_send(rt_httpd_ws *ws, const void *data, size_t len, bool binary) {
+  if (!ws || !ws->wsi || ws->closing) return RT_ENET;
+  if (ws->queued + len > ws->max_queued) {
+    rt_log(RT_LOG_WARN, "httpd.ws_slow", "queued=%zu max=%zu detail=\"client does not "
+           "keep up: disconnected\"", ws->queued, ws->max_queued);
+    ws_kill(ws);
+    return RT_ELIMIT;
+  }
+  frame *f = rt_xmalloc(sizeof *f + LWS_PRE + len);
+  f->next = NULL;
+  f->len = len;
+  f->binary = binary;
+  if (len) memcpy(f->buf + LWS_PRE, data, len);
+  if (ws->tail) ws->tail->next = f;
+  else ws->head = f;
+  ws->tail = f;
+  ws->queued += len;
+  if (ws->established) lws_callback_on_writable(ws->wsi);
+  return RT_OK;
+}
+
+void rt_httpd_ws_close(rt_httpd_ws *ws, int code, const char *reason) {
+  if (!ws || !ws->wsi || ws->closing) return;
+  ws->closing = true;
+  ws->close_code = code >= 1000 && code <= 4999 ? code : 1000;
+  snprintf(ws->close_reason, sizeof ws->close_reason, "%s", reason ? reason : "");
+  if (ws->established) lws_callback_on_writable(ws->wsi);
+  else ws_kill(ws);
+}
+
+void rt_httpd_ws_set_user(rt_httpd_ws *ws, void *user) { ws->user = user; }
+void *rt_httpd_ws_user(const rt_httpd_ws *ws) { return ws->user; }
+size_t rt_httpd_ws_queued(const rt_httpd_ws *ws) { return ws ? ws->queued : 0; }
+
+/* Refuses an upgrade with an HTTP status; >0 tells lws we answered. */
+static int upgrade_refuse(struct lws *wsi, int status) {
+  if (status < 400 || status > 599) status = 403;
+  return lws_return_http_status(wsi, (unsigned)status, NULL) ? -1 : 1;
+}
+
+/* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: only "websocket", only on a websocket
+ * route, only if the plugin's on_open agrees. */
+static int on_upgrade(rt_httpd *s, struct lws *wsi, const char *proto) {
+  if (!s || s->closing || !proto || strcasecmp(proto, "websocket") != 0)
+    return upgrade_refuse(wsi, 403);
+  char path[1024];
+  if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0)
+    return upgrade_refuse(wsi, 403);
+  const route *r = NULL;
+  for (size_t i = 0; i < s->nroutes && !r; i++)
+    if (s->routes[i].ws && strcmp(s->routes[i].path, path) == 0) r = &s->routes[i];
+  if (!r) return upgrade_refuse(wsi, 403);
+  conn_rec *cr = rec_of(s, wsi);
+  if (!cr || cr->ws) return -1;
+  rt_httpd_ws *ws = rt_xcalloc(1, sizeof *ws);
+  ws->s = s;
+  ws->wsi = wsi;
+  ws->cb = r->wcb;
+  ws->ud = r->ud;
+  ws->max_message = r->wcb.max_message ? r->wcb.max_message : s->ws_max_message;
+  ws->max_queued = r->wcb.max_queued ? r->wcb.max_queued : s->ws_max_queued;
+  cr->ws = ws;
+  if (ws->cb.on_open) {
+    rt_httpd_req q;
+    memset(&q, 0, sizeof q);
+    req_fill(&q, s, wsi);
+    q.method = "GET";
+    q.path = rt_xstrdup(path);
+    q.query = query_of(wsi);
+    q.in_call = q.borrowed = true;
+    int st = ws->cb.on_open(ws->ud, ws, &q);
+    free(q.path);
+    free(q.query);
+    hdrs_free(&q.h);
+    hdrs_free(&q.rh);
+    if (st != 0) {
+      cr->ws = NULL;
+      ws_free(ws);
+      return upgrade_refuse(wsi, st);
+    }
+  }
+  ws->accepted = true;
+  return 0;
+}
+
+static int ws_receive(rt_httpd_ws *ws, struct lws *wsi, const void *in, size_t len) {
+  if (ws->closing) return 0; /* dropping input until the close goes out */
+  if (lws_is_first_fragment(wsi) && ws->msg_len == 0)
+    ws->msg_binary = lws_frame_is_binary(wsi);
+  /* The frame's announced length counts at once, so a huge frame is
+   * refused at its first bytes. */
+  size_t rest = lws_remaining_packet_payload(wsi);
+  if (ws->msg_len + len > ws->max_message || rest > ws->max_message - ws->msg_len - len) {
+    static const char why[] = "message too large";
+    lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why,
+                     sizeof why - 1);
+    return -1;
+  }
+  if (ws->msg_len + len + 1 > ws->msg_cap) {
+    size_t cap = ws->msg_cap ? ws->msg_cap : 256;
+    while (cap < ws->msg_len + len + 1) cap *= 2;
+    ws->msg = rt_xrealloc(ws->msg, cap);
+    ws->msg_cap = cap;
+  }
+  if (len) memcpy(ws->msg + ws->msg_len, in, len);
+  ws->msg_len += len;
+  ws->msg[ws->msg_len] = '\0';
+  if (!lws_is_final_fragment(wsi)) return 0;
+  size_t n = ws->msg_len;
+  ws->msg_len = 0;
+  if (ws->cb.on_message) ws->cb.on_message(ws->ud, ws, ws->msg, n, ws->msg_binary);
+  return 0;
+}
+
+static int ws_writeable(rt_httpd_ws *ws, struct lws *wsi) {
+  frame *f = ws->head;
+  if (f && !ws->killed) {
+    ws->head = f->next;
+    if (!ws->head) ws->tail = NULL;
+    ws->queued -= f->len;
+    int n = lws_write(wsi, f->buf + LWS_PRE, f->len,
+                      f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+    bool ok = n >= 0 && (size_t)n >= f->len;
+    free(f);
+    if (!ok) return -1;
+    if (ws->head || ws->closing) lws_callback_on_writable(wsi);
+    return 0;
+  }
+  if (ws->closing) {
+    lws_close_reason(wsi, (enum lws_close_status)ws->close_code,
+                     (unsigned char *)ws->close_reason, strlen(ws->close_reason));
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- the lws callback ---------------------------------------------------------- */
+
 static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason,
                   void *user, void *in, size_t len) {
   struct lws_context *cx = lws_get_context(wsi);
   rt_httpd *s = cx ? lws_context_user(cx) : NULL;
   rt_httpd_conn *c = user;
+  conn_rec *r;
   switch (reason) {
   case LWS_CALLBACK_HTTP:
     if (!s || !c) return -1;
@@ -386,10 +992,7 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason,
       return ++c->spurious > 16 ? -1 : 0;
     }
     c->want_body = false;
-    if (c->too_big)
-      conn_error(wsi, c, 413, "body too large", false);
-    else
-      dispatch(s, wsi, c);
+    finish(s, wsi, c);
     return 0;
   case LWS_CALLBACK_HTTP_WRITEABLE:
     if (!s || !c) return -1;
@@ -397,6 +1000,27 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason,
   case LWS_CALLBACK_CLOSED_HTTP:
   case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     if (c) conn_reset(c);
+    return 0;
+  case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+    return on_upgrade(s, wsi, in);
+  case LWS_CALLBACK_ESTABLISHED:
+    r = s ? rec_of(s, wsi) : NULL;
+    if (!r || !r->ws) return -1;
+    r->ws->established = true;
+    conn_busy(s, wsi, true); /* a websocket is never closed for room */
+    if (r->ws->head || r->ws->closing) lws_callback_on_writable(wsi);
+    return 0;
+  case LWS_CALLBACK_RECEIVE:
+    r = s ? rec_of(s, wsi) : NULL;
+    if (!r || !r->ws) return -1;
+    return ws_receive(r->ws, wsi, in, len);
+  case LWS_CALLBACK_SERVER_WRITEABLE:
+    r = s ? rec_of(s, wsi) : NULL;
+    if (!r || !r->ws) return -1;
+    return ws_writeable(r->ws, wsi);
+  case LWS_CALLBACK_CLOSED:
+    r = s ? rec_of(s, wsi) : NULL;
+    if (r) ws_finish(r);
     return 0;
   case LWS_CALLBACK_WSI_DESTROY:
     if (s) conn_gone(s, wsi);
@@ -684,6 +1308,7 @@ static void on_listen(uv_poll_t *h, int status, int events) {
 static void conn_gone(rt_httpd *s, struct lws *wsi) {
   conn_rec *r = lws_get_opaque_user_data(wsi);
   if (!r || r < s->recs || r >= s->recs + s->nrecs || r->wsi != wsi) return;
+  ws_finish(r); /* lws said CLOSED first, unless the upgrade never finished */
   lws_set_opaque_user_data(wsi, NULL);
   idle_remove(s, r);
   r->wsi = NULL;
@@ -786,6 +1411,10 @@ int rt_httpd_start(uv_loop_t *loop, const rt_httpd_opts *o, rt_httpd **out,
   s->lfd = lfd;
   s->port = port;
   s->max_conn = cap;
+  s->max_body = o->max_body ? o->max_body : RT_HTTPD_MAX_BODY;
+  s->reply_timeout_ms = o->reply_timeout_ms ? o->reply_timeout_ms : RT_HTTPD_REPLY_TIMEOUT_MS;
+  s->ws_max_message = o->ws_max_message ? o->ws_max_message : RT_HTTPD_WS_MAX_MESSAGE;
+  s->ws_max_queued = o->ws_max_queued ? o->ws_max_queued : RT_HTTPD_WS_MAX_QUEUED;
   s->nrecs = (size_t)cap + EVICT_SLACK;
   s->recs = rt_xcalloc(s->nrecs, sizeof *s->recs);
   for (size_t i = s->nrecs; i > 0; i--) {
@@ -800,13 +1429,17 @@ int rt_httpd_start(uv_loop_t *loop, const rt_httpd_opts *o, rt_httpd **out,
   void *loops[1] = {loop};
   struct lws_context_creation_info info;
   memset(&info, 0, sizeof info);
-  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+  /* UTF-8 checking of websocket text is read from the context's options */
+  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+                 LWS_SERVER_OPTION_VALIDATE_UTF8;
   info.foreign_loops = loops;
   info.pcontext = &s->ctx_watch;
   info.port = CONTEXT_PORT_NO_LISTEN;
   info.user = s;
   info.server_string = "shopbot";
-  info.max_http_header_data = 8192;
+  /* every request header together, and the most lws holds per connection */
+  info.max_http_header_data = (unsigned short)(o->max_header > 0 && o->max_header < 65535
+                                                   ? o->max_header : RT_HTTPD_MAX_HEADER);
   /* Sizes lws's fd table by our cap, not by the process limit. */
   info.fd_limit_per_thread = (unsigned)s->nrecs + LWS_FD_EXTRA;
   /* lws's general network timeout; for a server that is a stalled body */
@@ -830,8 +1463,13 @@ int rt_httpd_start(uv_loop_t *loop, const rt_httpd_opts *o, rt_httpd **out,
   s->reap.data = s;
 
   memset(&info, 0, sizeof info);
-  info.options = LWS_SERVER_OPTION_LIBUV;
+  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
   info.vhost_name = "shopbot";
+  /* Websockets: a ping after RT_HTTPD_WS_PING_S of silence, hang up 10 s
+   * later without an answer. */
+  s->idle_policy.secs_since_valid_ping = RT_HTTPD_WS_PING_S;
+  s->idle_policy.secs_since_valid_hangup = RT_HTTPD_WS_PING_S + 10;
+  info.retry_and_idle_policy = &s->idle_policy;
   info.port = CONTEXT_PORT_NO_LISTEN; /* we listen and hand lws the sockets */
   info.protocols = s->protocols;
   info.keepalive_timeout = RT_HTTPD_KEEPALIVE_S;
@@ -850,29 +1488,35 @@ int rt_httpd_start(uv_loop_t *loop, const rt_httpd_opts *o, rt_httpd **out,
   s->lpoll.data = s;
   uv_timer_init(loop, &s->retry);
   s->retry.data = s;
+  uv_timer_init(loop, &s->deadlines);
+  s->deadlines.data = s;
   s->handles_init = true;
   listen_start(s);
   *out = s;
   return RT_OK;
 }
 
-int rt_httpd_route(rt_httpd *s, const char *path_prefix, rt_httpd_handler fn,
-                   void *ud) {
-  if (!s || !path_prefix || path_prefix[0] != '/' || !fn) return RT_EINVAL;
-  for (size_t i = 0; i < s->nroutes; i++)
-    if (strcmp(s->routes[i].prefix, path_prefix) == 0) {
-      s->routes[i].fn = fn;
-      s->routes[i].ud = ud;
-      return RT_OK;
-    }
-  if (s->nroutes == s->routes_cap) {
-    s->routes_cap = s->routes_cap ? s->routes_cap * 2 : 8;
-    s->routes = rt_xrealloc(s->routes, s->routes_cap * sizeof *s->routes);
-  }
-  route *r = &s->routes[s->nroutes++];
-  r->prefix = rt_xstrdup(path_prefix);
-  r->len = strlen(path_prefix);
+int rt_httpd_route_ex(rt_httpd *s, const char *method, const char *path,
+                      const rt_httpd_route_opts *o, rt_httpd_handler fn, void *ud) {
+  if (!s || !path || path[0] != '/' || !fn) return RT_EINVAL;
+  route *r = route_slot(s, method, path, false);
   r->fn = fn;
+  r->ud = ud;
+  r->max_body = o ? o->max_body : 0;
+  r->timeout_ms = o ? o->timeout_ms : 0;
+  return RT_OK;
+}
+
+int rt_httpd_route(rt_httpd *s, const char *method, const char *path,
+                   rt_httpd_handler fn, void *ud) {
+  return rt_httpd_route_ex(s, method, path, NULL, fn, ud);
+}
+
+int rt_httpd_ws_route(rt_httpd *s, const char *path, const rt_httpd_ws_callbacks *cb,
+                      void *ud) {
+  if (!s || !path || path[0] != '/' || !cb) return RT_EINVAL;
+  route *r = route_slot(s, NULL, path, true);
+  r->wcb = *cb;
   r->ud = ud;
   return RT_OK;
 }
@@ -890,7 +1534,12 @@ static void handle_closed(uv_handle_t *h) {
   if (--s->pending_closes > 0) return;
   void (*done)(void *) = s->done;
   void *ud = s->done_ud;
-  for (size_t i = 0; i < s->nroutes; i++) free(s->routes[i].prefix);
+  /* Requests still held by handlers outlive the server: cut them loose. */
+  while (s->pending) req_detach(s->pending);
+  for (size_t i = 0; i < s->nroutes; i++) {
+    free(s->routes[i].method);
+    free(s->routes[i].path);
+  }
   free(s->routes);
   free(s->recs);
   free(s);
@@ -930,9 +1579,12 @@ static void start_teardown(rt_httpd *s) {
     /* Stop accepting at once; the listening socket closes with its handle. */
     listen_stop(s);
     uv_timer_stop(&s->retry);
-    s->pending_closes += 2;
+    uv_timer_stop(&s->deadlines);
+    s->deadlines_on = false;
+    s->pending_closes += 3;
     uv_close((uv_handle_t *)&s->lpoll, handle_closed);
     uv_close((uv_handle_t *)&s->retry, handle_closed);
+    uv_close((uv_handle_t *)&s->deadlines, handle_closed);
   } else {
     close(s->lfd);
   }

@@ -111,20 +111,21 @@ static int take_lock(const char *cmd, rt_config *cfg, int *fd_out) {
   return RT_OK;
 }
 
-static void on_health(void *ud, const char *method, const char *path, const char *query,
-                      const char *body, size_t len, rt_httpd_reply *r) {
+static void on_health(void *ud, rt_httpd_req *req) {
   app *a = ud;
   json_t *h = rt_engine_health(a->e);
-  r->status = json_is_true(json_object_get(h, "ok")) ? 200 : 503;
-  r->body = json_dumps(h, JSON_COMPACT);
+  char *body = json_dumps(h, JSON_COMPACT);
+  rt_httpd_respond(req, json_is_true(json_object_get(h, "ok")) ? 200 : 503,
+                   "application/json", body, body ? strlen(body) : 0);
+  free(body);
   json_decref(h);
 }
 
-static void on_metrics(void *ud, const char *method, const char *path, const char *query,
-                       const char *body, size_t len, rt_httpd_reply *r) {
+static void on_metrics(void *ud, rt_httpd_req *req) {
   app *a = ud;
-  r->content_type = "text/plain; version=0.0.4";
-  r->body = rt_engine_metrics(a->e);
+  char *body = rt_engine_metrics(a->e);
+  rt_httpd_respond(req, 200, "text/plain; version=0.0.4", body, body ? strlen(body) : 0);
+  free(body);
 }
 
 /* See on_stop_signal. */
@@ -316,8 +317,8 @@ static int app_run(const char *cmd, const char *shop_dir, const char *user) {
       free(err);
       err = NULL;
     } else {
-      rt_httpd_route(a.httpd, "/healthz", on_health, &a);
-      rt_httpd_route(a.httpd, "/metrics", on_metrics, &a);
+      rt_httpd_route(a.httpd, "GET", "/healthz", on_health, &a);
+      rt_httpd_route(a.httpd, "GET", "/metrics", on_metrics, &a);
       rt_log(RT_LOG_INFO, "http", "listen=%s port=%d", listen, rt_httpd_port(a.httpd));
     }
   }

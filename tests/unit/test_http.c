@@ -236,29 +236,23 @@ typedef struct {
   size_t body_len;
 } seen;
 
-static void h_health(void *ud, const char *method, const char *path,
-                     const char *query, const char *body, size_t body_len,
-                     rt_httpd_reply *reply) {
+static void h_health(void *ud, rt_httpd_req *req) {
   seen *s = ud;
   s->calls++;
-  snprintf(s->path, sizeof s->path, "%s", path);
-  reply->body = rt_xstrdup("{\"ok\":true}");
+  snprintf(s->path, sizeof s->path, "%s", rt_httpd_req_path(req));
+  rt_httpd_respond(req, 200, "application/json", "{\"ok\":true}", 11);
 }
 
-static void h_echo(void *ud, const char *method, const char *path,
-                   const char *query, const char *body, size_t body_len,
-                   rt_httpd_reply *reply) {
+static void h_echo(void *ud, rt_httpd_req *req) {
   seen *s = ud;
   s->calls++;
-  snprintf(s->method, sizeof s->method, "%s", method);
-  snprintf(s->path, sizeof s->path, "%s", path);
-  snprintf(s->query, sizeof s->query, "%s", query);
+  snprintf(s->method, sizeof s->method, "%s", rt_httpd_req_method(req));
+  snprintf(s->path, sizeof s->path, "%s", rt_httpd_req_path(req));
+  snprintf(s->query, sizeof s->query, "%s", rt_httpd_req_query(req));
+  size_t body_len;
+  const unsigned char *body = rt_httpd_req_body(req, &body_len);
   s->body_len = body_len;
-  reply->status = 201;
-  reply->content_type = "text/plain";
-  reply->body = rt_xmalloc(body_len + 1);
-  memcpy(reply->body, body, body_len + 1);
-  reply->len = body_len;
+  rt_httpd_respond(req, 201, "text/plain", body, body_len);
 }
 
 /* ---- tests: rt_httpd through rt_http -------------------------------------------------- */
@@ -267,8 +261,8 @@ T(server_json_route) {
   env e;
   env_init(&e, true);
   seen sn = {0};
-  CHECK_INT(rt_httpd_route(e.httpd, "/healthz", h_health, &sn), RT_OK);
-  CHECK_INT(rt_httpd_route(e.httpd, "healthz", h_health, &sn), RT_EINVAL);
+  CHECK_INT(rt_httpd_route(e.httpd, NULL, "/healthz/*", h_health, &sn), RT_OK);
+  CHECK_INT(rt_httpd_route(e.httpd, NULL, "healthz", h_health, &sn), RT_EINVAL);
   int count = 0;
   slot a, b, c;
   CHECK_INT(get(&e, e.port, "/healthz", 0, 0, &a, &count, NULL), RT_OK);
@@ -294,7 +288,7 @@ T(server_post_echo) {
   env e;
   env_init(&e, true);
   seen sn = {0};
-  rt_httpd_route(e.httpd, "/echo", h_echo, &sn);
+  rt_httpd_route(e.httpd, NULL, "/echo/*", h_echo, &sn);
   char url[128];
   snprintf(url, sizeof url, "http://127.0.0.1:%d/echo/x?a=1&b=x%%20y&c", e.port);
   const char *hdrs[] = {"Content-Type: application/json", NULL};
@@ -335,7 +329,7 @@ T(server_body_limit) {
   env e;
   env_init(&e, true);
   seen sn = {0};
-  rt_httpd_route(e.httpd, "/", h_echo, &sn);
+  rt_httpd_route(e.httpd, NULL, "/*", h_echo, &sn);
   size_t n = RT_HTTPD_MAX_BODY;
   char *big = rt_xmalloc(n + 1);
   memset(big, 'a', n + 1);
@@ -362,7 +356,7 @@ T(server_many_connections) {
   env e;
   env_init(&e, true);
   seen sn = {0};
-  rt_httpd_route(e.httpd, "/healthz", h_health, &sn);
+  rt_httpd_route(e.httpd, NULL, "/healthz", h_health, &sn);
   enum { N = 40 };
   static slot s[N];
   int count = 0;
@@ -471,8 +465,8 @@ T(server_raw_requests) {
   env e;
   env_init(&e, true);
   seen sn = {0}, en = {0};
-  rt_httpd_route(e.httpd, "/healthz", h_health, &sn);
-  rt_httpd_route(e.httpd, "/echo", h_echo, &en);
+  rt_httpd_route(e.httpd, NULL, "/healthz", h_health, &sn);
+  rt_httpd_route(e.httpd, NULL, "/echo/*", h_echo, &en);
   static raw_conn r;
   const char *out;
   out = raw_http(&e, &r, "POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -507,20 +501,18 @@ T(server_raw_requests) {
   env_done(&e);
 }
 
-static void h_large(void *ud, const char *method, const char *path,
-                    const char *query, const char *body, size_t body_len,
-                    rt_httpd_reply *reply) {
+static void h_large(void *ud, rt_httpd_req *req) {
   size_t n = 3u << 20;
-  reply->content_type = "application/octet-stream";
-  reply->body = rt_xmalloc(n);
-  for (size_t i = 0; i < n; i++) reply->body[i] = (char)('a' + i % 26);
-  reply->len = n;
+  char *body = rt_xmalloc(n);
+  for (size_t i = 0; i < n; i++) body[i] = (char)('a' + i % 26);
+  rt_httpd_respond(req, 200, "application/octet-stream", body, n);
+  free(body);
 }
 
 T(server_large_reply) {
   env e;
   env_init(&e, true);
-  rt_httpd_route(e.httpd, "/large", h_large, NULL);
+  rt_httpd_route(e.httpd, "GET", "/large", h_large, NULL);
   int count = 0;
   slot s;
   CHECK_INT(get(&e, e.port, "/large", 0, 0, &s, &count, NULL), RT_OK);
@@ -536,12 +528,10 @@ T(server_large_reply) {
 
 typedef struct { env *e; int calls; } closer;
 
-static void h_close_me(void *ud, const char *method, const char *path,
-                       const char *query, const char *body, size_t body_len,
-                       rt_httpd_reply *reply) {
+static void h_close_me(void *ud, rt_httpd_req *req) {
   closer *c = ud;
   if (c->calls++ == 0) rt_httpd_close(c->e->httpd, on_closed, &c->e->httpd_closed);
-  reply->body = rt_xstrdup("{}");
+  rt_httpd_respond(req, 200, "application/json", "{}", 2);
 }
 
 T(server_close_while_busy) {
@@ -550,7 +540,7 @@ T(server_close_while_busy) {
   env e;
   env_init(&e, true);
   closer cl = {&e, 0};
-  rt_httpd_route(e.httpd, "/", h_close_me, &cl);
+  rt_httpd_route(e.httpd, NULL, "/*", h_close_me, &cl);
   enum { N = 8 };
   slot s[N];
   int count = 0;
@@ -577,8 +567,8 @@ T(server_two_on_one_loop) {
   CHECK_INT(rt_httpd_new(&e.loop, ":0", &s2, &err), RT_OK);
   free(err);
   seen a = {0}, b = {0};
-  rt_httpd_route(e.httpd, "/", h_health, &a);
-  rt_httpd_route(s2, "/", h_health, &b);
+  rt_httpd_route(e.httpd, NULL, "/*", h_health, &a);
+  rt_httpd_route(s2, NULL, "/*", h_health, &b);
   int count = 0;
   slot r1, r2;
   get(&e, e.port, "/one", 0, 0, &r1, &count, NULL);

@@ -50,10 +50,8 @@ static bool spin(uv_loop_t *loop, int ms, bool (*done)(void *), void *ud) {
   return done ? c.met || done(ud) : true;
 }
 
-static void on_ok(void *ud, const char *method, const char *path, const char *query,
-                  const char *body, size_t len, rt_httpd_reply *r) {
-  r->content_type = "text/plain";
-  r->body = rt_xstrdup("ok");
+static void on_ok(void *ud, rt_httpd_req *req) {
+  rt_httpd_respond(req, 200, "text/plain", "ok", 2);
 }
 
 static void on_closed(void *ud) { (*(int *)ud)++; }
@@ -188,7 +186,7 @@ T(listen_ipv6) {
   if (err) fprintf(stderr, "  %s\n", err);
   free(err);
   if (!s) return;
-  rt_httpd_route(s, "/", on_ok, NULL);
+  rt_httpd_route(s, NULL, "/*", on_ok, NULL);
   int port = rt_httpd_port(s);
   CHECK(port > 0);
   int fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -222,7 +220,7 @@ T(cap_closes_idle_for_room) {
   CHECK_INT(rt_httpd_start(&loop, &o, &s, &err), RT_OK);
   free(err);
   if (!s) return;
-  rt_httpd_route(s, "/", on_ok, NULL);
+  rt_httpd_route(s, NULL, "/*", on_ok, NULL);
   CHECK_INT(rt_httpd_max_connections(s), 4);
   int port = rt_httpd_port(s);
   int idle[12];
@@ -304,7 +302,7 @@ T(emfile_backs_off) {
   CHECK_INT(rt_httpd_start(&loop, &o, &s, &err), RT_OK);
   free(err);
   if (!s) return;
-  rt_httpd_route(s, "/", on_ok, NULL);
+  rt_httpd_route(s, NULL, "/*", on_ok, NULL);
   int port = rt_httpd_port(s);
   /* the clients' sockets first, then fill every free descriptor */
   int cl[4];
