@@ -234,7 +234,10 @@ function Ctx:go(step) return jump(step) end
 function Ctx:switch(flow, step) return jump(flow .. "." .. (step or "start")) end
 
 -- ---- flows ---------------------------------------------------------------
-local RESERVED = { name = true, version = true, migrate = true, description = true }
+-- Not steps: the flow's name and version, migrate (a saved step that no
+-- longer exists), before (runs ahead of the flow's steps, see run).
+local RESERVED = { name = true, version = true, migrate = true, description = true,
+                   before = true }
 
 local function register(file, def)
   if type(def) ~= "table" then
@@ -252,6 +255,9 @@ local function register(file, def)
   if def.migrate ~= nil and type(def.migrate) ~= "function" then
     return file .. ": flow '" .. name .. "': migrate must be a function"
   end
+  if def.before ~= nil and type(def.before) ~= "function" then
+    return file .. ": flow '" .. name .. "': before must be a function"
+  end
   local steps, n = {}, 0
   for k, v in pairs(def) do
     if not RESERVED[k] then
@@ -264,7 +270,7 @@ local function register(file, def)
   end
   if not steps.start then return file .. ": flow '" .. name .. "' has no 'start' step" end
   flows[name] = { name = name, steps = steps, version = def.version or 1,
-                  migrate = def.migrate, file = file, nsteps = n }
+                  migrate = def.migrate, before = def.before, file = file, nsteps = n }
   return nil
 end
 
@@ -296,6 +302,7 @@ local function run(conv, ev, trace)
     id = conv.id, channel = conv.channel, chat = conv.chat, user = conv.user,
     phone = conv.phone, name = conv.name, mode = conv.mode or "bot",
     flow = conv.flow, step = conv.step, slots = conv.slots or {},
+    turn = {},   -- this event only, never saved: what before leaves for the steps
   }, ctx_mt)
   FX[c] = f
 
@@ -325,11 +332,25 @@ local function run(conv, ev, trace)
     waking = true
   end
 
+  -- before(c, ev) runs once per event in each flow the event reaches: ahead
+  -- of the first step of that flow it runs (the waiting step, a wake-up's
+  -- step, the step a c:switch enters), not again on c:go hops inside the
+  -- flow. c.step names the step it runs ahead of. What it returns works as
+  -- a step's return (a step name or c:go), and then that step does not run;
+  -- nothing lets the step run.
   local hops = 0
+  local before_ran = {}
   while true do
     trace.flow, trace.step = flow.name, step
     c.flow, c.step = flow.name, step
-    local r = flow.steps[step](c, ev)
+    local r
+    if flow.before and not before_ran[flow] then
+      before_ran[flow] = true
+      trace.step = "before"
+      r = flow.before(c, ev)
+      trace.step = step
+    end
+    if r == nil then r = flow.steps[step](c, ev) end
     if JUMPS[r] then
       hops = hops + 1
       if hops > 32 then error("steps jumped more than 32 times in one message (a loop of c:go?)", 0) end
@@ -341,7 +362,7 @@ local function run(conv, ev, trace)
         flow, step = back_flow, back_step
       elseif r ~= nil then
         if type(r) ~= "string" then
-          error("step must return the name of the next step (a string) or nothing", 0)
+          error("a step (and before) must return the name of the next step (a string) or nothing", 0)
         end
         local nf, ns = resolve(flow.name, r)
         if not nf then error("returned " .. ns, 0) end

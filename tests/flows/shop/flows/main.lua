@@ -51,6 +51,7 @@ return flow "main" {
     end
     if t == "go" then return c:go("jumped") end
     if t == "sub" then return "other.start" end
+    if t == "hooks" then return c:switch("hooks") end
     if t == "stop" then c:optout() c:say("отписал") return end
     c:say("эхо " .. c.slots.count .. ": " .. t)
   end,
