@@ -6,6 +6,7 @@
 #include "lvm.h"
 #include "lapi.h"
 #include "lfreeze.h"
+#include "paths.h"
 #include "log.h"
 #include "buf.h"
 #include "utf8.h"
@@ -911,6 +912,14 @@ int rt_bundle_load(const rt_bundle_opts *o, rt_bundle **out, char **err) {
 
   uint64_t hash = 1469598103934665603ULL;
   int rc = open_host(b, err);
+  if (rc == RT_OK) {
+    /* scripts/lib: the persona-neutral modules every shop gets. First, so
+     * that a module of the same name in the shop's lib/ (or flows.lib,
+     * loaded last) replaces it: add_module keeps the last one loaded. */
+    char *shared = rt_paths_scripts("lib");
+    rc = load_modules(b, shared, "scripts/lib/", &hash, err);
+    free(shared);
+  }
   if (rc == RT_OK) {
     char *libdir = rt_xasprintf("%s/lib", o->flows_dir);
     rc = load_modules(b, libdir, "lib/", &hash, err);

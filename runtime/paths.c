@@ -11,3 +11,7 @@ const char *rt_paths_home(void) {
 char *rt_paths_schema(const char *rel) {
   return rt_xasprintf("%s/schema/%s", rt_paths_home(), rel);
 }
+
+char *rt_paths_scripts(const char *rel) {
+  return rt_xasprintf("%s/scripts/%s", rt_paths_home(), rel);
+}

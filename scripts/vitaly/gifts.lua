@@ -125,7 +125,7 @@ local function problem(c, reply, ev)
   say.add(reply, say.text("gift_problem"))
   say.add(reply, common.manager_when("handoff_help_open"))
   c:say(say.join(reply))
-  local card = gift_card(c, { { "Сообщение", msg.quote(ev) } })
+  local card = gift_card(c, { { "Сообщение", msg.quote(ev, say.text("quote_cut")) } })
   return common.handoff(c, "gift-problem", "card_gift_problem", card, "gifts.remind")
 end
 
@@ -135,12 +135,17 @@ local function question(c, reply, ev)
   say.add(reply, say.text("pass_question"))
   say.add(reply, common.manager_when("handoff_help_open"))
   c:say(say.join(reply))
-  local card = gift_card(c, { { "Сообщение", msg.quote(ev) } })
+  local card = gift_card(c, { { "Сообщение", msg.quote(ev, say.text("quote_cut")) } })
   return common.handoff(c, "gift-question", "card_question", card, "gifts.remind")
 end
 
 return flow "gifts" {
   version = 1,
+
+  -- Перед каждым сообщением клиента (кроме шагов из списка — они читают
+  -- сообщение сами): отписка, телефон, фото; шаги берут готовые
+  -- c.turn.reply и c.turn.text. См. common.before.
+  before = common.before { "done", "stopped" },
 
   -- Сюда попадают, только если шаг разговора потерялся: считаем ответом.
   start = function(c, ev)
@@ -176,11 +181,8 @@ return flow "gifts" {
 
   -- Ответ на «всё ли в порядке?».
   answer = function(c, ev)
-    local reply = {}
-    local stop = common.pre(c, ev, reply)
-    if stop then return stop end
-    local t = msg.text(ev)
-    if common.blank(t) then
+    local reply, t = c.turn.reply, c.turn.text
+    if msg.blank(t) then
       say.add(reply, say.text("gift_unclear"))
       c:say(say.join(reply))
       return "answer"
@@ -204,10 +206,7 @@ return flow "gifts" {
 
   -- Предложили аксессуары: какие интересны?
   accessory = function(c, ev)
-    local reply = {}
-    local stop = common.pre(c, ev, reply)
-    if stop then return stop end
-    local t = msg.text(ev)
+    local reply, t = c.turn.reply, c.turn.text
     local list = accessories_for(c.slots.category)
     local picked = mentioned(t, list)
     if #picked == 0 and words.has_phrase(text.norm(t), words.all) then picked = list end
@@ -234,13 +233,10 @@ return flow "gifts" {
 
   -- Всё обсудили. «Спасибо» — не отвечаем, новый вопрос — к обычному подбору.
   closed = function(c, ev)
-    local reply = {}
-    local stop = common.pre(c, ev, reply)
-    if stop then return stop end
-    local t = msg.text(ev)
+    local reply, t = c.turn.reply, c.turn.text
     local picked = mentioned(t, accessories_for(c.slots.category))
     if #picked > 0 then return interest(c, reply, picked) end
-    if common.blank(t) or text.is(t, "thanks") or text.is(t, "yes") then
+    if msg.blank(t) or text.is(t, "thanks") or text.is(t, "yes") then
       if #reply > 0 then c:say(say.join(reply)) end
       return "closed"
     end

@@ -50,10 +50,7 @@ end
 
 -- Общий разбор ответа в шагах items и more.
 local function step(c, ev, waiting)
-  local reply = {}
-  local stop = common.pre(c, ev, reply)
-  if stop then return stop end
-  local t = msg.text(ev)
+  local reply, t = c.turn.reply, c.turn.text
   local added, asked = read_items(c, t, reply)
   if added == 0 and finished(t) and (waiting == "more" or not text.is(t, "thanks")) then
     return finish(c, reply)
@@ -70,7 +67,7 @@ local function step(c, ev, waiting)
     c:say(say.join(reply))
     return "more"
   end
-  if common.blank(t) and ev.kind ~= "photo" then
+  if msg.blank(t) and ev.kind ~= "photo" then
     say.add(reply, say.text("inq_blank"))
   else
     say.add(reply, say.text("inq_ask"))
@@ -82,7 +79,13 @@ end
 return flow "inquiry" {
   version = 1,
 
-  -- Первое сообщение: забываем прошлый разговор, здороваемся.
+  -- Перед каждым сообщением клиента (кроме шагов из списка — они читают
+  -- сообщение сами): отписка, телефон, фото; шаги берут готовые
+  -- c.turn.reply и c.turn.text. См. common.before.
+  before = common.before { "start", "done", "stopped" },
+
+  -- Первое сообщение: забываем прошлый разговор, здороваемся. before здесь
+  -- не работает: сначала забываем, потом разбираем сообщение.
   start = function(c, ev)
     common.reset(c)
     c:cancel("inquiry.remind")

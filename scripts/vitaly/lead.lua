@@ -22,6 +22,7 @@ local parts = require("parts")
 local car = require("car")
 local words = require("words")
 local msg = require("msg")
+local ru = require("ru")
 
 -- Сколько сообщений без VIN терпим, прежде чем передать заявку менеджеру как есть.
 local CAR_TRIES = 3
@@ -110,7 +111,7 @@ local function finish(c, reply)
     say.add(reply, say.text("summary_no_parts", { car = car_name }))
   end
   if c.slots.discount then
-    say.add(reply, say.text("discount_kept", { discount = common.number(c.slots.discount) }))
+    say.add(reply, say.text("discount_kept", { discount = ru.number(c.slots.discount) }))
   end
   say.add(reply, common.manager_when())
   c:say(say.join(reply))
@@ -122,7 +123,7 @@ local function finish(c, reply)
     { "Авто", car_name },
     { "Запчасти", #list > 0 and parts.list(list) or "не названы" },
     { "Фото", photos > 0 and (photos .. " шт.") or nil },
-    { "Скидка", c.slots.discount and (common.number(c.slots.discount) .. "%") or nil },
+    { "Скидка", c.slots.discount and (ru.number(c.slots.discount) .. "%") or nil },
     { "Рассылка", c.slots.campaign and (say.CAMPAIGNS[c.slots.campaign] or c.slots.campaign) },
   })
   return common.handoff(c, "lead", "card_lead", card, "lead.remind")
@@ -163,7 +164,7 @@ local function ask_car(c, ev, reply, m, first)
     say.add(reply, say.text("ask_car"))
   elseif ev.kind == "photo" then
     say.add(reply, say.text("car_as_text"))
-  elseif common.blank(t) then
+  elseif msg.blank(t) then
     say.add(reply, say.text("blank_car"))
   elseif m.asked or words.has_phrase(text.norm(t), words.vin_help) then
     say.add(reply, say.text("car_where"))
@@ -183,11 +184,9 @@ local function ask_car(c, ev, reply, m, first)
 end
 
 -- Разобрать сообщение, пока ждём машину (и в самом первом сообщении).
-local function intake(c, ev, prefix, first)
-  local reply, saved = {}, {}
-  say.add(reply, prefix)
-  local stop = common.pre(c, ev, reply)
-  if stop then return stop end
+-- reply — куски ответа, которые уже есть (приветствие, «спасибо за фото»).
+local function intake(c, ev, reply, first)
+  local saved = {}
   local m = read_message(c, msg.text(ev), reply, saved)
   if m.next then
     c:say(say.join(reply))
@@ -211,11 +210,20 @@ end
 return flow "lead" {
   version = 1,
 
+  -- Перед каждым сообщением клиента (кроме шагов из списка — они читают
+  -- сообщение сами): отписка, телефон, фото; шаги берут готовые
+  -- c.turn.reply и c.turn.text. См. common.before.
+  before = common.before { "start", "done", "stopped" },
+
   -- Первое сообщение: забываем прошлый разговор, здороваемся, читаем сообщение.
+  -- before здесь не работает: сначала забываем, потом разбираем сообщение.
   start = function(c, ev)
     common.reset(c)
     c:cancel("lead.remind")
-    return intake(c, ev, say.text("hello"), true)
+    local reply = { say.text("hello") }
+    local stop = common.pre(c, ev, reply)
+    if stop then return stop end
+    return intake(c, ev, reply, true)
   end,
 
   -- Вход из рассылки: без приветствия и с тем, что уже записано (скидка,
@@ -223,20 +231,19 @@ return flow "lead" {
   intake = function(c, ev)
     local intro = c.slots.intro
     c.slots.intro = nil
-    return intake(c, ev, intro, true)
+    local reply = c.turn.reply
+    if intro ~= nil and intro ~= "" then table.insert(reply, 1, intro) end
+    return intake(c, ev, reply, true)
   end,
 
   -- Ждём VIN или номер кузова.
   car = function(c, ev)
-    return intake(c, ev, nil, false)
+    return intake(c, ev, c.turn.reply, false)
   end,
 
   -- В VIN опечатка? Ждём «да» или исправленный VIN.
   check_vin = function(c, ev)
-    local reply, saved = {}, {}
-    local stop = common.pre(c, ev, reply)
-    if stop then return stop end
-    local t = msg.text(ev)
+    local reply, saved, t = c.turn.reply, {}, c.turn.text
     if #car.find(t) == 0 and text.is(t, "yes") then
       save_car(c, { value = c.slots.vin_check, kind = "vin" }, reply, saved)
       say.add(reply, say.text("saved", { what = parts.list(saved) }))
@@ -255,11 +262,8 @@ return flow "lead" {
 
   -- Два VIN в одном сообщении: ждём номер варианта или сам VIN.
   which_car = function(c, ev)
-    local t = msg.text(ev)
-    if #car.find(t) > 0 then return intake(c, ev, nil, false) end
-    local reply, saved = {}, {}
-    local stop = common.pre(c, ev, reply)
-    if stop then return stop end
+    local reply, saved, t = c.turn.reply, {}, c.turn.text
+    if #car.find(t) > 0 then return intake(c, ev, reply, false) end
     local pick = c.slots.choices and c.slots.choices[choice_number(t) or 0]
     if not pick then
       local list = {}
@@ -283,10 +287,7 @@ return flow "lead" {
 
   -- Машина есть, запчастей ещё нет.
   parts = function(c, ev)
-    local reply, saved = {}, {}
-    local stop = common.pre(c, ev, reply)
-    if stop then return stop end
-    local t = msg.text(ev)
+    local reply, saved, t = c.turn.reply, {}, c.turn.text
     local m = read_message(c, t, reply, saved)
     if m.next then
       c:say(say.join(reply))
@@ -294,7 +295,7 @@ return flow "lead" {
     end
     local nothing = m.parts == 0 and m.cars == 0
     if nothing and finished(t) then return finish(c, reply) end
-    if nothing and common.blank(t) and ev.kind ~= "photo" then
+    if nothing and msg.blank(t) and ev.kind ~= "photo" then
       say.add(reply, say.text("blank_parts"))
       c:say(say.join(reply))
       return "parts"
@@ -304,10 +305,7 @@ return flow "lead" {
 
   -- «Что-нибудь ещё?»
   more = function(c, ev)
-    local reply, saved = {}, {}
-    local stop = common.pre(c, ev, reply)
-    if stop then return stop end
-    local t = msg.text(ev)
+    local reply, saved, t = c.turn.reply, {}, c.turn.text
     local m = read_message(c, t, reply, saved)
     if m.next then
       c:say(say.join(reply))

@@ -29,6 +29,8 @@ local say = require("say")
 local common = require("common")
 local words = require("words")
 local msg = require("msg")
+local ru = require("ru")
+local dates = require("dates")
 
 local CAMPAIGN = "retention"
 
@@ -94,7 +96,7 @@ local function bonus_text(c)
   if not bonus or bonus < 1 then return nil end
   bonus = math.floor(bonus)
   local w = say.BONUS_WORDS
-  return common.number(bonus) .. " " .. common.plural(bonus, w[1], w[2], w[3])
+  return ru.number(bonus) .. " " .. ru.plural(bonus, w[1], w[2], w[3])
 end
 
 -- Ничего не нужно: благодарим, напоминаем про бонусы, предлагаем скидку
@@ -113,8 +115,8 @@ local function declined(c, reply)
     c.slots.offer_percent = percent
     c:record("offer", { campaign = CAMPAIGN, percent = percent, valid = valid })
     c:wake(valid, "retention.offer_expired")
-    say.add(reply, say.text("ret_offer", { till = common.until_text(c.slots.offer_until),
-                                           percent = common.number(percent) }))
+    say.add(reply, say.text("ret_offer", { till = dates.day_time(c.slots.offer_until),
+                                           percent = ru.number(percent) }))
   end
   c:say(say.join(reply))
   return "offer"
@@ -128,7 +130,8 @@ local function to_manager(c, reply, ev, key, title, reason)
   say.add(reply, say.text(key))
   say.add(reply, common.manager_when("handoff_help_open"))
   c:say(say.join(reply))
-  local card = common.card(c, { { "Рассылка", say.CAMPAIGNS.retention }, { "Сообщение", msg.quote(ev) } })
+  local card = common.card(c, { { "Рассылка", say.CAMPAIGNS.retention },
+                                { "Сообщение", msg.quote(ev, say.text("quote_cut")) } })
   return common.handoff(c, reason, title, card, "retention.hold")
 end
 
@@ -150,6 +153,11 @@ end
 return flow "retention" {
   version = 1,
 
+  -- Перед каждым сообщением клиента (кроме шагов из списка — они читают
+  -- сообщение сами): отписка, телефон, фото; шаги берут готовые
+  -- c.turn.reply и c.turn.text. См. common.before.
+  before = common.before { "done", "stopped" },
+
   -- Сюда попадают, только если шаг разговора потерялся: считаем ответом.
   start = function(c, ev)
     if ev.kind == "wake" then return "answer" end
@@ -169,10 +177,7 @@ return flow "retention" {
 
   -- Ответ на первое сообщение или на напоминание.
   answer = function(c, ev)
-    local reply = {}
-    local stop = common.pre(c, ev, reply)
-    if stop then return stop end
-    local t = msg.text(ev)
+    local reply, t = c.turn.reply, c.turn.text
     local intent = text.intent(t)
     if intent == "later" then
       local at = date_in(t)
@@ -201,10 +206,7 @@ return flow "retention" {
 
   -- Спросили, когда напомнить. Не поняли дату — напомним через две недели.
   when = function(c, ev)
-    local reply = {}
-    local stop = common.pre(c, ev, reply)
-    if stop then return stop end
-    local t = msg.text(ev)
+    local reply, t = c.turn.reply, c.turn.text
     local at = date_in(t)
     if at then return schedule(c, at, "ret_later_ok") end
     if text.is(t, "declined") or text.is(t, "no") then return declined(c, reply) end
@@ -215,10 +217,7 @@ return flow "retention" {
   -- Дата назначена. «Спасибо», «ок» — не отвечаем; новая дата — переносим;
   -- понадобилось раньше — заявка; вопрос — менеджеру.
   later_wait = function(c, ev)
-    local reply = {}
-    local stop = common.pre(c, ev, reply)
-    if stop then return stop end
-    local t = msg.text(ev)
+    local reply, t = c.turn.reply, c.turn.text
     local at = date_in(t)
     if at then return schedule(c, at, "ret_later_ok") end
     if text.is(t, "need") then return to_lead(c) end
@@ -248,12 +247,9 @@ return flow "retention" {
   -- Предложили скидку. «Хочу» / «давайте» в срок — заявка со скидкой,
   -- после срока — заявка без скидки.
   offer = function(c, ev)
-    local reply = {}
-    local stop = common.pre(c, ev, reply)
-    if stop then return stop end
-    local t = msg.text(ev)
+    local reply, t = c.turn.reply, c.turn.text
     local valid = c.slots.offer_until ~= nil and time.now() < c.slots.offer_until
-    local percent = common.number(c.slots.offer_percent or shop.retention.discount_percent)
+    local percent = ru.number(c.slots.offer_percent or shop.retention.discount_percent)
     if agrees(t) and not refuses(t) then
       if valid then
         c:cancel("retention.offer_expired")
@@ -268,7 +264,7 @@ return flow "retention" {
     end
     if valid and not refuses(t) and not text.is(t, "thanks") then
       say.add(reply, say.text("ret_offer_hint", { percent = percent,
-                                                  till = common.until_text(c.slots.offer_until) }))
+                                                  till = dates.day_time(c.slots.offer_until) }))
     else
       say.add(reply, say.text("ret_bye"))
     end

@@ -1,10 +1,12 @@
 -- Общие помощники для всех сценариев Виталия: отписка, фото, телефон,
 -- передача менеджеру, напоминание, итоги рассылок, даты словами.
+-- msg, ru, dates, list — общие модули всех магазинов (scripts/lib).
 
 local say = require("say")
 local words = require("words")
 local parts = require("parts")
 local msg = require("msg")
+local dates = require("dates")
 
 local M = {}
 
@@ -15,11 +17,6 @@ M.TIMERS = { "lead.remind", "inquiry.remind", "gifts.remind", "retention.silent"
 -- Забыть всё о прошлом разговоре (новая заявка, новая рассылка).
 function M.reset(c)
   for k in pairs(c.slots) do c.slots[k] = nil end
-end
-
--- Пустое сообщение: ни букв, ни цифр, ни понятного смайлика вроде 👍.
-function M.blank(t)
-  return parts.letters(t or "") == 0 and text.intent(t or "") == nil
 end
 
 -- Клиент просит не писать: «стоп», «не пишите», «отпишитесь».
@@ -75,6 +72,25 @@ function M.pre(c, ev, reply)
   return nil
 end
 
+-- before для сценария: before = common.before { "start", "done", "stopped" }.
+-- Перед шагом, который ждёт ответа клиента, делает M.pre и кладёт в
+-- c.turn.reply куски ответа (там уже может быть «спасибо за фото»), а в
+-- c.turn.text — текст сообщения (msg.text). Отписался — шаг не запускается,
+-- разговор переходит в stopped. Шаги из списка разбирают сообщение сами
+-- (start — после того, как забыл прошлый разговор; stopped молчит даже на
+-- «стоп»; done отдаёт сообщение start). Будильники (ev.kind == "wake") не
+-- сообщения клиента: для них ничего не делает.
+function M.before(own_steps)
+  local own = {}
+  for _, s in ipairs(own_steps or {}) do own[s] = true end
+  return function(c, ev)
+    if ev.kind == "wake" or own[c.step] then return nil end
+    local reply = {}
+    c.turn.reply, c.turn.text = reply, msg.text(ev)
+    return M.pre(c, ev, reply)
+  end
+end
+
 -- Шаг после отписки: молчим. Если клиент сам пришёл за покупкой
 -- (прислал VIN или написал, что нужно), начинаем заново.
 function M.stopped(c, ev)
@@ -88,53 +104,16 @@ end
 
 -- ---- Даты словами -----------------------------------------------------------
 
--- «9:00»
-local function clock(t)
-  local d = time.split(t)
-  return string.format("%d:%02d", d.hour, d.min)
-end
-
--- Тот же день?
-local function same_day(a, b)
-  local x, y = time.split(a), time.split(b)
-  return x.year == y.year and x.month == y.month and x.day == y.day
-end
-
 -- Когда ответит менеджер: «сегодня с 9:00», «завтра с 9:00»,
 -- «в понедельник, 9 марта, с 9:00».
 function M.when(t)
   local now = time.now()
-  if same_day(t, now) then return say.text("when_today", { time = clock(t) }) end
-  if same_day(t, now + 86400) then return say.text("when_tomorrow", { time = clock(t) }) end
-  local weekday = say.WEEKDAYS[time.split(t).wday]
-  return say.text("when_later", { weekday = weekday, date = time.human(t), time = clock(t) })
-end
-
--- До какого времени действует предложение: «3 марта, 10:00».
-function M.until_text(t)
-  return time.human(t) .. ", " .. clock(t)
-end
-
--- Число по-русски: 5 -> «5», 7.5 -> «7,5», 2100 -> «2 100».
-function M.number(n)
-  local s
-  if n == math.floor(n) then s = string.format("%d", math.floor(n))
-  else s = string.format("%.1f", n):gsub("%.", ",") end
-  local int, rest = s:match("^(%d+)(.*)$")
-  if int and #int > 3 then
-    int = int:reverse():gsub("(%d%d%d)", "%1 "):reverse():gsub("^ ", "")
-    s = int .. rest
+  if dates.same_day(t, now) then return say.text("when_today", { time = dates.hhmm(t) }) end
+  if dates.same_day(t, now + 86400) then
+    return say.text("when_tomorrow", { time = dates.hhmm(t) })
   end
-  return s
-end
-
--- Слово после числа: plural(5, "бонус", "бонуса", "бонусов") -> «бонусов».
-function M.plural(n, one, few, many)
-  if n ~= math.floor(n) then return few end
-  local n10, n100 = n % 10, n % 100
-  if n10 == 1 and n100 ~= 11 then return one end
-  if n10 >= 2 and n10 <= 4 and (n100 < 12 or n100 > 14) then return few end
-  return many
+  local weekday = say.WEEKDAYS[time.split(t).wday]
+  return say.text("when_later", { weekday = weekday, date = time.human(t), time = dates.hhmm(t) })
 end
 
 -- ---- Имя клиента --------------------------------------------------------------
@@ -192,16 +171,6 @@ function M.card(c, fields)
   return table.concat(lines, "\n")
 end
 
--- «30m» из shop.json -> «30 минут», «2h» -> «2 часа».
-function M.duration_text(d)
-  local minutes = math.floor((time.duration(d) or 0) / 60)
-  if minutes < 60 or minutes % 60 ~= 0 then
-    return minutes .. " " .. M.plural(minutes, "минуту", "минуты", "минут")
-  end
-  local hours = minutes // 60
-  return hours .. " " .. M.plural(hours, "час", "часа", "часов")
-end
-
 -- Что сказать клиенту о том, когда ответит менеджер. open_key — текст для
 -- рабочего времени (по умолчанию handoff_open).
 function M.manager_when(open_key)
@@ -236,7 +205,7 @@ function M.remind(c, ev)
     return "done"
   end
   c:say(say.text("hold"))
-  local head = say.text("card_remind", { after = M.duration_text(shop.handoff.remind_after) })
+  local head = say.text("card_remind", { after = dates.duration(shop.handoff.remind_after) })
   c:notify(head .. "\n" .. (c.slots.card or ("Чат: " .. c.channel .. ":" .. c.chat)))
   return "done"
 end

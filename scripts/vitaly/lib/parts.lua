@@ -12,6 +12,7 @@
 
 local words = require("words")
 local car = require("car")
+local names = require("list")   -- общий модуль scripts/lib/list.lua
 
 local M = {}
 
@@ -231,19 +232,9 @@ function M.extract(s, strict)
   return found, asked
 end
 
--- Добавляет запчасть в список, если такой ещё нет. Возвращает true, если добавил.
-function M.add(list, item)
-  local n = text.norm(item)
-  for _, have in ipairs(list) do
-    if text.norm(have) == n then return false end
-  end
-  list[#list + 1] = item
-  return true
-end
-
--- Список через запятую: «колодки, свечи».
-function M.list(list)
-  return table.concat(list, ", ")
-end
+-- Добавляет запчасть в список, если такой ещё нет. Возвращает true, если
+-- добавил. Список через запятую: «колодки, свечи». (Общий модуль list.)
+M.add = names.add
+M.list = names.join
 
 return M

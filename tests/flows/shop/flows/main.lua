@@ -1,5 +1,7 @@
 -- Core test flow: every runtime feature a transcript can poke at.
 local words = require("words")
+local list = require("list")   -- the shop's lib/list.lua, over scripts/lib/list.lua
+local ru = require("ru")       -- scripts/lib, shared by every shop
 
 return flow "main" {
   version = 1,
@@ -52,6 +54,7 @@ return flow "main" {
     if t == "go" then return c:go("jumped") end
     if t == "sub" then return "other.start" end
     if t == "hooks" then return c:switch("hooks") end
+    if t == "libs" then c:say(list.join({ "a", "b" }) .. ", " .. ru.number(2100)) return end
     if t == "stop" then c:optout() c:say("отписал") return end
     c:say("эхо " .. c.slots.count .. ": " .. t)
   end,
