@@ -642,6 +642,20 @@ int rt_store_outbox_add_prio(rt_store *s, int64_t conv_id, const char *channel,
   return RT_OK;
 }
 
+/* The outbox columns both outbox queries select first, in this order. */
+static void outbox_row(sqlite3_stmt *st, rt_outbox_row *r) {
+  *r = (rt_outbox_row){
+    .id = sqlite3_column_int64(st, 0),
+    .conv_id = sqlite3_column_int64(st, 1),
+    .attempts = sqlite3_column_int64(st, 2),
+    .channel = (const char *)sqlite3_column_text(st, 3),
+    .chat_id = (const char *)sqlite3_column_text(st, 4),
+    .kind = (const char *)sqlite3_column_text(st, 5),
+    .payload = (const char *)sqlite3_column_text(st, 6),
+    .idem_key = (const char *)sqlite3_column_text(st, 7),
+  };
+}
+
 int rt_store_outbox_due(rt_store *s, const char *channel, int64_t now, int limit,
                         void (*fn)(void *, const rt_outbox_row *), void *ud) {
   sqlite3_stmt *st = s->st[S_OUT_DUE];
@@ -650,16 +664,8 @@ int rt_store_outbox_due(rt_store *s, const char *channel, int64_t now, int limit
   bind_text(st, 3, channel);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    rt_outbox_row r = {
-      .id = sqlite3_column_int64(st, 0),
-      .conv_id = sqlite3_column_int64(st, 1),
-      .attempts = sqlite3_column_int64(st, 2),
-      .channel = (const char *)sqlite3_column_text(st, 3),
-      .chat_id = (const char *)sqlite3_column_text(st, 4),
-      .kind = (const char *)sqlite3_column_text(st, 5),
-      .payload = (const char *)sqlite3_column_text(st, 6),
-      .idem_key = (const char *)sqlite3_column_text(st, 7),
-    };
+    rt_outbox_row r;
+    outbox_row(st, &r);
     fn(ud, &r);
   }
   sqlite3_reset(st);
@@ -674,17 +680,9 @@ int rt_store_outbox_heads(rt_store *s, const char *channel, int64_t now, int lim
   sqlite3_bind_int(st, 3, limit);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    rt_outbox_row r = {
-      .id = sqlite3_column_int64(st, 0),
-      .conv_id = sqlite3_column_int64(st, 1),
-      .attempts = sqlite3_column_int64(st, 2),
-      .channel = (const char *)sqlite3_column_text(st, 3),
-      .chat_id = (const char *)sqlite3_column_text(st, 4),
-      .kind = (const char *)sqlite3_column_text(st, 5),
-      .payload = (const char *)sqlite3_column_text(st, 6),
-      .idem_key = (const char *)sqlite3_column_text(st, 7),
-      .priority = sqlite3_column_int(st, 8),
-    };
+    rt_outbox_row r;
+    outbox_row(st, &r);
+    r.priority = sqlite3_column_int(st, 8);
     if (!fn(ud, &r)) { rc = SQLITE_DONE; break; }
   }
   sqlite3_reset(st);
