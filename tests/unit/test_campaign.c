@@ -15,23 +15,9 @@
 #define DAY 86400000LL
 static char tmpdir[256];
 
-static const char *sql_dir(void) {
-  static char buf[512];
-  const char *src = getenv("RT_SOURCE_DIR");
-  snprintf(buf, sizeof buf, "%s/schema/sql", src && *src ? src : RT_SOURCE_DIR);
-  return buf;
-}
 
 static rt_store *open_path(const char *path) {
-  rt_store_opts o = {.sql_dir = sql_dir(), .sync_off = true};
-  rt_store *s = NULL;
-  char *err = NULL;
-  if (rt_store_open(path, &o, &s, &err) != RT_OK) {
-    fprintf(stderr, "store: %s\n", err);
-    free(err);
-    exit(1);
-  }
-  return s;
+  return tstore_open(path);
 }
 
 static const char *new_path(void) {

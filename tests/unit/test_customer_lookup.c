@@ -12,19 +12,9 @@
 static char tmpdir[] = "/tmp/test_customer_lookup.XXXXXX";
 
 static rt_store *open_store(void) {
-  char path[512], sql[512];
-  const char *src = getenv("RT_SOURCE_DIR");
+  char path[512];
   snprintf(path, sizeof path, "%s/shop.db", tmpdir);
-  snprintf(sql, sizeof sql, "%s/schema/sql", src && *src ? src : RT_SOURCE_DIR);
-  rt_store_opts o = {.sql_dir = sql, .sync_off = true};
-  rt_store *s = NULL;
-  char *err = NULL;
-  if (rt_store_open(path, &o, &s, &err) != RT_OK) {
-    fprintf(stderr, "store: %s\n", err);
-    free(err);
-    exit(1);
-  }
-  return s;
+  return tstore_open(path);
 }
 
 /* The phone of the customer found, "(none)" when none is. */

@@ -5,6 +5,24 @@
 #include "store.h"
 #include <sqlite3.h>
 #include <stdio.h>
+#include <stdlib.h>
+
+/* Opens (creating and migrating) a test store at path, durability off;
+ * exits the test on failure. The migrations come from $RT_SOURCE_DIR. */
+static inline rt_store *tstore_open(const char *path) {
+  char sql[512];
+  const char *src = getenv("RT_SOURCE_DIR");
+  snprintf(sql, sizeof sql, "%s/schema/sql", src && *src ? src : RT_SOURCE_DIR);
+  rt_store_opts o = {.sql_dir = sql, .sync_off = true};
+  rt_store *s = NULL;
+  char *err = NULL;
+  if (rt_store_open(path, &o, &s, &err) != RT_OK) {
+    fprintf(stderr, "store: %s\n", err);
+    free(err);
+    exit(1);
+  }
+  return s;
+}
 
 /* The first column of the first row as an integer; -1 on a bad query. */
 static inline long long q_int(rt_store *s, const char *sql) {
