@@ -1,50 +1,23 @@
 /* channel.h -- the interface every messenger plugin implements.
  *
  * A channel turns the outside world's messages into normalised inbound
- * events (handed to the host through rt_channel_env.receive) and delivers
+ * events (handed to the host through rt_plugin_env.receive) and delivers
  * committed outbox rows (send). console, the transcript test channel, and
  * later telegram, whatsapp and webchat all sit behind this one struct. A
  * plugin includes this header, never the engine's: the host lends it what
- * it needs in rt_channel_env. Everything runs on the loop.
+ * it needs in rt_plugin_env (plugin.h). Everything runs on the loop.
  *
  * The delivery side is driven by runtime/deliver.c, which keeps per-chat
  * order, the rate limits declared here and the channel pauses; a channel
  * only sends one message and says how it went (plugins/README.md). */
 #ifndef RT_CHANNEL_H
 #define RT_CHANNEL_H
-#include "rt.h"
-#include <uv.h>
+#include "plugin.h"
 
 typedef struct rt_channel rt_channel;
 
-/* ---- inbound ---- */
-
-/* A normalised inbound event. Strings are borrowed for the call. */
-typedef struct {
-  const char *channel;
-  const char *ext_id;        /* the channel's own id: dedup key; NULL = generated */
-  const char *chat_id;
-  const char *user_id;
-  const char *kind;          /* text, photo, contact, button, manager */
-  const char *text;
-  const char *name;          /* the user's display name, if known */
-  const char *extra_json;    /* optional JSON object merged into the event */
-} rt_event_in;
-
-/* What the host lends a channel at start; borrowed until close's done. */
-typedef struct {
-  uv_loop_t *loop;
-  const char *name;
-  /* Queues an inbound event; ack (may be NULL) runs after the receive
-   * commit with RT_OK, 1 for a duplicate, or an error. Returns RT_EINVAL
-   * for an event without a chat. */
-  int (*receive)(void *host, const rt_event_in *ev, void (*ack)(void *ud, int status),
-                 void *ud);
-  /* An operator command typed into the channel ("reload"); RT_OK or an
-   * error with an owned message. */
-  int (*command)(void *host, const char *cmd, char **err);
-  void *host;
-} rt_channel_env;
+/* Inbound events (rt_event_in) and what the host lends at start
+ * (rt_plugin_env) are in plugin.h: they are the same for every plugin. */
 
 /* ---- outbound ---- */
 
@@ -129,7 +102,7 @@ struct rt_channel {
   /* Optional. Called once by the host before any send, in registration
    * order; done(ud, RT_OK or an error, message) when ready, possibly before
    * returning. env is borrowed until close's done. */
-  void (*start)(rt_channel *ch, const rt_channel_env *env,
+  void (*start)(rt_channel *ch, const rt_plugin_env *env,
                 void (*done)(void *ud, int status, const char *err), void *ud);
   /* Sends one message; calls done exactly once. */
   void (*send)(rt_channel *ch, const rt_out_msg *m, rt_send_done done, void *ud);

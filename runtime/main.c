@@ -51,7 +51,7 @@ typedef struct app {
   rt_httpd *httpd;
   rt_watch *watch;
   rt_console *console;
-  rt_channel_env chan_env;     /* lent to the channels until they are closed */
+  rt_plugin_env chan_env;     /* lent to the channels until they are closed */
   uv_signal_t sighup;
   uv_async_t stop_async;       /* SIGINT/SIGTERM, from our own handler */
   uv_timer_t eof_check;
@@ -243,7 +243,7 @@ static void tell_reload(void *ud, int rc, const char *err) {
     fprintf(stderr, "-- сценарии НЕ обновлены, работают прежние: %s\n", err ? err : "?");
 }
 
-/* What a channel may do to the host (channel.h's rt_channel_env). */
+/* What a channel may do to the host (channel.h's rt_plugin_env). */
 static int chan_receive(void *host, const rt_event_in *ev, void (*ack)(void *, int), void *ud) {
   app *a = host;
   return a->e ? rt_engine_receive(a->e, ev, ack, ud) : RT_EINVAL;
@@ -337,7 +337,7 @@ static int app_run(const char *cmd, const char *shop_dir, const char *user) {
   uv_timer_init(&a.loop, &a.eof_check);
   a.eof_check.data = &a;
   rt_engine_start(a.e);
-  a.chan_env = (rt_channel_env){.loop = &a.loop, .name = "console", .receive = chan_receive,
+  a.chan_env = (rt_plugin_env){.loop = &a.loop, .name = "console", .receive = chan_receive,
                                 .command = chan_command, .host = &a};
   if (a.console) {
     rt_channel *ch = rt_console_channel(a.console);

@@ -11,7 +11,7 @@
 struct rt_console {
   rt_channel ch;
   uv_loop_t *loop;
-  const rt_channel_env *env;  /* the host's, lent at start */
+  const rt_plugin_env *env;  /* the host's, lent at start */
   char *user;
   union { uv_tty_t tty; uv_pipe_t pipe; } in;
   bool in_open, is_file;
@@ -234,7 +234,7 @@ static int console_read(rt_console *c, char **err) {
   return RT_OK;
 }
 
-static void console_start(rt_channel *ch, const rt_channel_env *env,
+static void console_start(rt_channel *ch, const rt_plugin_env *env,
                           void (*done)(void *, int, const char *), void *ud) {
   rt_console *c = ch->impl;
   c->env = env;

@@ -1,0 +1,95 @@
+/* plugin.h -- what a plugin is, and what the host lends it.
+ *
+ * A plugin lives in its own folder under plugins/ (Kong's handler + schema):
+ * <name>.c, schema.json (the JSON Schema of its section of shop.json,
+ * merged into the validation so `shopbot check` names its keys with paths)
+ * and README.md. plugins/plugins.c lists every plugin built in; the host
+ * (runtime/plugin.c) validates each configured section against its
+ * schema, creates the instances, starts them in order, and closes them in
+ * reverse order at shutdown. A plugin includes this header, channel.h or
+ * integration.h, and the leaves (log.h, http_client.h, http_server.h,
+ * rt.h...), never the engine's: everything else is lent to it here.
+ *
+ * Kinds: a channel (channel.h: a messenger; its section is
+ * channels.<name>) or a provider (integration.h: a service used inside a
+ * step, the LLM or a CRM; its section is the plugin's own top-level key,
+ * e.g. "llm"). */
+#ifndef RT_PLUGIN_H
+#define RT_PLUGIN_H
+#include "rt.h"
+#include <jansson.h>
+#include <uv.h>
+
+struct rt_http;
+struct rt_httpd;
+struct rt_channel;
+struct rt_provider;
+
+/* A normalised inbound event. Strings are borrowed for the call. */
+typedef struct {
+  const char *channel;
+  const char *ext_id;        /* the channel's own id: dedup key; NULL = generated */
+  const char *chat_id;
+  const char *user_id;
+  const char *kind;          /* text, photo, contact, button, manager */
+  const char *text;
+  const char *name;          /* the user's display name, if known */
+  const char *extra_json;    /* optional JSON object merged into the event */
+} rt_event_in;
+
+/* What the host lends a plugin at start; everything is borrowed until the
+ * plugin's close has called its done. All callbacks run on the loop. */
+typedef struct rt_plugin_env {
+  uv_loop_t *loop;
+  const char *name;          /* the plugin's name ("console", "telegram") */
+  const json_t *conf;        /* its section of shop.json, validated, defaults filled;
+                              * never NULL (an empty object when absent) */
+  struct rt_http *http;      /* the process's HTTP client (http_client.h) */
+  struct rt_httpd *httpd;    /* the HTTP server for routes and websockets
+                              * (http_server.h); NULL when http.listen is off */
+  const char *data_dir;      /* where the plugin may keep files (photos), created */
+  /* Host clock, unix ms (virtual in tests). */
+  int64_t (*now_ms)(void *host);
+  /* Queues an inbound event; ack (may be NULL) runs after the receive
+   * commit with RT_OK, 1 for a duplicate, or an error: answer a webhook or
+   * move a long-poll offset only then. RT_EINVAL for an event without a
+   * chat. */
+  int (*receive)(void *host, const rt_event_in *ev, void (*ack)(void *ud, int status),
+                 void *ud);
+  /* The plugin's own durable values (a webhook secret, a migrated group
+   * id): kv_get returns an owned copy or NULL; kv_set writes at once
+   * (durable when it returns RT_OK); val NULL deletes. Keys are the
+   * plugin's own namespace. */
+  char *(*kv_get)(void *host, const char *name, const char *key);
+  int (*kv_set)(void *host, const char *name, const char *key, const char *val);
+  /* Reports the plugin's health for /healthz: status NULL = fine, else a
+   * short sentence saying what is wrong and what to do (copied). */
+  void (*set_health)(void *host, const char *name, const char *problem);
+  /* An operator command typed into the channel ("reload"); RT_OK or an
+   * error with an owned message. */
+  int (*command)(void *host, const char *cmd, char **err);
+  void *host;
+} rt_plugin_env;
+
+typedef enum { RT_PLUGIN_CHANNEL, RT_PLUGIN_PROVIDER } rt_plugin_kind;
+
+/* One built-in plugin (static, listed in plugins/plugins.c). */
+typedef struct rt_plugin {
+  const char *name;          /* folder name; the config section's name */
+  const char *version;       /* x.y.z */
+  rt_plugin_kind kind;
+  /* The schema fragment (plugins/<name>/schema.json, compiled in at build
+   * time) for the plugin's section. */
+  const char *schema_json;
+  /* True when the section asks for the plugin to run (e.g. a token is
+   * set, or enabled is true); conf never NULL. NULL = always. */
+  bool (*wanted)(const json_t *conf);
+  /* Creates an instance from its validated section. Exactly one of the
+   * outputs is set according to kind. Returns RT_OK or an error with an
+   * owned message for `shopbot check` and the log. */
+  int (*create)(const json_t *conf, struct rt_channel **ch, struct rt_provider **pv, char **err);
+} rt_plugin;
+
+/* plugins/plugins.c: NULL-terminated. */
+extern const rt_plugin *const rt_plugins[];
+#endif
