@@ -1,5 +1,6 @@
 /* main.c -- the shopbot command line: run, chat, test, check, import,
  * campaign, stats. The only file outside the rtcore library. */
+#include "cmd_new.h"
 #include "cmd_tools.h"
 #include "config.h"
 #include "console/console.h"
@@ -31,6 +32,7 @@ static const char usage[] =
   "  import   SHOP_DIR FILE.csv        import customers and orders\n"
   "  campaign SHOP_DIR retention|gifts schedule check-ins\n"
   "  stats    SHOP_DIR                 campaign funnels, leads, LLM cost\n"
+  "  new      SHOP_DIR [--name TEXT]   make a new shop folder from a persona\n"
   "\n"
   "  shopbot COMMAND --help   help on one command\n"
   "  shopbot --version        print the version\n";
@@ -609,6 +611,7 @@ int main(int argc, char **argv) {
   static const struct { const char *name; int (*fn)(int, char **); } cmds[] = {
     {"run", cmd_run}, {"chat", cmd_chat}, {"test", cmd_test}, {"check", cmd_check},
     {"import", rt_cmd_import}, {"campaign", rt_cmd_campaign}, {"stats", rt_cmd_stats},
+    {"new", rt_cmd_new},
   };
   for (size_t i = 0; i < RT_ARRAY_LEN(cmds); i++)
     if (strcmp(cmd, cmds[i].name) == 0) return cmds[i].fn(argc - 1, argv + 1);
