@@ -1,8 +1,9 @@
 /* main.c -- the shopbot command line: argv to a command. The commands'
- * work is elsewhere: run and chat in app.c, check in app.c, test in
- * transcript.c, import, campaign and stats in cmd_tools.c. The only file
- * outside the rtcore library. */
+ * work is elsewhere: run, chat and check in app.c, test in transcript.c,
+ * import, campaign, stats and new in tools/. The only file outside the
+ * libraries. */
 #include "app.h"
+#include "cmd_new.h"
 #include "cmd_tools.h"
 #include "config.h"
 #include "console/console.h"
@@ -27,6 +28,7 @@ static const char usage[] =
   "  import   SHOP_DIR FILE.csv        import customers and orders\n"
   "  campaign SHOP_DIR retention|gifts schedule check-ins\n"
   "  stats    SHOP_DIR                 campaign funnels, leads, LLM cost\n"
+  "  new      SHOP_DIR [--name TEXT]   make a new shop folder from a persona\n"
   "  schema                            print the shop.json schema (with the plugins')\n"
   "\n"
   "  shopbot COMMAND --help   help on one command\n"
@@ -260,6 +262,7 @@ int main(int argc, char **argv) {
   static const struct { const char *name; int (*fn)(int, char **); } cmds[] = {
     {"run", cmd_run}, {"chat", cmd_chat}, {"test", cmd_test}, {"check", cmd_check},
     {"import", rt_cmd_import}, {"campaign", rt_cmd_campaign}, {"stats", rt_cmd_stats},
+    {"new", rt_cmd_new},
     {"schema", cmd_schema},
   };
   for (size_t i = 0; i < RT_ARRAY_LEN(cmds); i++)
