@@ -42,8 +42,6 @@ struct rt_engine {
   json_t *shop_view;
   char *flows_dir, *lib_dir, *start_flow;
   char *reload_error, *store_error;
-  rt_engine_reloader reloader;
-  void *reloader_ud;
 
   rt_convq queues;
   rt_inbox *inbox;
@@ -163,13 +161,7 @@ void rt_engine_reload_failed(rt_engine *e, const char *err) {
          e->bundle ? rt_bundle_version(e->bundle) : "none");
 }
 
-void rt_engine_set_reloader(rt_engine *e, rt_engine_reloader fn, void *ud) {
-  e->reloader = fn;
-  e->reloader_ud = ud;
-}
-
 int rt_engine_reload(rt_engine *e, char **err) {
-  if (e->reloader) return e->reloader(e->reloader_ud, err);
   uint64_t t0 = uv_hrtime();
   rt_bundle *b;
   int rc = rt_engine_load(e, &b, err);
@@ -378,7 +370,7 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
   }
 
   e->flows_dir = o->flows_dir ? rt_xstrdup(o->flows_dir)
-                              : rt_config_path(c, rt_config_str(c, "flows.dir", "flows"));
+                              : rt_paths_flows(rt_config_dir(c), rt_config_str(c, "flows.dir", "flows"));
   const char *lib = rt_config_str(c, "flows.lib", NULL);
   e->lib_dir = lib ? rt_config_path(c, lib) : NULL;
   e->start_flow = rt_xstrdup(rt_config_str(c, "flows.start", "lead"));
@@ -401,7 +393,9 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
     .max_http_per_turn = (int)cfg_int(c, "limits.http_requests_per_step", 10, 0, 1000000),
     .host = rt_turns_host(e->turns),
   };
-  rc = rt_bundle_load(&e->bopts, &e->bundle, err);
+  if (o->flows_dir || (rc = rt_paths_flows_check(rt_config_dir(c), rt_config_str(c, "flows.dir",
+                                                 "flows"), e->flows_dir, err)) == RT_OK)
+    rc = rt_bundle_load(&e->bopts, &e->bundle, err);
   if (rc != RT_OK) {
     rt_turns_close(e->turns, NULL, NULL);
     rt_store_close(e->store);
