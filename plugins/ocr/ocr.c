@@ -2,7 +2,7 @@
  *
  * One call reads one photo: `convert` enlarges a small photo and makes it
  * grey, `tesseract` reads it, both in one sh pipeline under an address-space
- * limit, in a process group killed at the deadline (runtime/spawn.h). The
+ * limit, in a process group killed at the deadline (runtime/subproc.h). The
  * first reading is in `lang` (eng: measured on this machine, tesseract 5.3
  * reads a VIN right with eng and returns Cyrillic look-alikes and digit
  * confusions for the same VIN with rus+eng); only when it finds no car id,
@@ -10,9 +10,10 @@
  * At most max_in_flight processes run at once (the machine's cores are the
  * bots' too); further calls wait in a FIFO of max_queue, then "limit". */
 #include "ocr.h"
+#include "plugins/ocr_schema.h" /* generated from schema.json (CMakeLists.txt) */
 #include "log.h"
 #include "rt.h"
-#include "spawn.h"
+#include "subproc.h"
 #include "utf8.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +28,7 @@ struct rt_call {
   bool running;
   char *path;
   int stage;                /* 0: lang, 1: retry_lang */
-  rt_spawn *sp;
+  rt_subproc *sp;
   rt_call_done done;
   void *ud;
   double ms;
@@ -337,7 +338,7 @@ static void last_line(const char *s, char *out, size_t n) {
   snprintf(out, n, "%.*s", (int)(end - b), b);
 }
 
-static void on_read_done(rt_spawn_result *sr, void *ud) {
+static void on_read_done(rt_subproc_result *sr, void *ud) {
   rt_call *c = ud;
   ocr *o = c->o;
   c->sp = NULL;
@@ -409,8 +410,8 @@ static int run(rt_call *c, char *errmsg) {
   const char *argv[] = {"/bin/sh", "-c", OCR_SCRIPT, "ocr", c->path,
                         c->stage ? o->retry_lang : o->lang, kb, scale, o->convert, o->tesseract,
                         NULL};
-  rt_spawn_opts so = {.argv = argv, .timeout_ms = o->timeout_ms, .max_out = (size_t)1 << 20};
-  return rt_spawn_start(o->env->loop, &so, on_read_done, c, &c->sp, errmsg);
+  rt_subproc_opts so = {.argv = argv, .timeout_ms = o->timeout_ms, .max_out = (size_t)1 << 20};
+  return rt_subproc_start(o->env->loop, &so, on_read_done, c, &c->sp, errmsg);
 }
 
 /* Starts queued calls while there is room. A call that cannot start fails
@@ -501,7 +502,7 @@ static void ocr_cancel(rt_provider *p, rt_call *c) {
   ocr *o = p->impl;
   if (!c) return;
   if (c->running) {
-    if (c->sp) rt_spawn_cancel(c->sp);
+    if (c->sp) rt_subproc_cancel(c->sp);
     list_del(&o->running, c);
   } else {
     list_del(&o->queue, c);
@@ -545,7 +546,7 @@ static bool has_lang(const char *list, const char *langs, char *missing, size_t 
   return true;
 }
 
-static void on_langs(rt_spawn_result *sr, void *ud) {
+static void on_langs(rt_subproc_result *sr, void *ud) {
   start_ctx *sc = ud;
   ocr *o = sc->o;
   char missing[64], problem[256];
@@ -579,9 +580,9 @@ static void ocr_start(rt_provider *p, const rt_plugin_env *env,
   /* --list-langs prints to stdout in 5.x. A missing tesseract is a health
    * problem, not a failed start: the bot runs, flows get "unavailable". */
   const char *argv[] = {o->tesseract, "--list-langs", NULL};
-  rt_spawn_opts so = {.argv = argv, .timeout_ms = 10000};
+  rt_subproc_opts so = {.argv = argv, .timeout_ms = 10000};
   char errmsg[160];
-  if (rt_spawn_start(env->loop, &so, on_langs, sc, NULL, errmsg) != RT_OK) {
+  if (rt_subproc_start(env->loop, &so, on_langs, sc, NULL, errmsg) != RT_OK) {
     char problem[256];
     snprintf(problem, sizeof problem, "%s: apt-get install tesseract-ocr", errmsg);
     set_problem(o, problem);
@@ -654,7 +655,8 @@ const rt_plugin rt_plugin_ocr = {
     .name = "ocr",
     .version = "1.0.0",
     .kind = RT_PLUGIN_PROVIDER,
-    .schema_json = NULL,
+    .schema_json = (const char *)rt_ocr_schema_json,
+    .no_http = true,
     .wanted = ocr_wanted,
     .create = ocr_create,
 };

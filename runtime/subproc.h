@@ -1,19 +1,19 @@
-/* spawn.h -- running a helper program off the loop (OCR, image scaling).
+/* subproc.h -- running a helper program off the loop (OCR, image scaling).
  *
- * One rt_spawn is one child process started with uv_spawn, its stdout and
+ * One rt_subproc is one child process started with uv_spawn, its stdout and
  * stderr read into buffers on the loop, and a wall-clock limit: when it runs
  * out the whole process group gets SIGKILL (a pipeline under sh dies with
  * it). A memory limit is set by running the program under
  * `sh -c 'ulimit -v KB; exec "$0" "$@"'` (uv_spawn has no pre-exec hook and
  * no threads are allowed here). The callback runs exactly once, from the
- * loop, unless rt_spawn_cancel came first. */
-#ifndef RT_SPAWN_H
-#define RT_SPAWN_H
+ * loop, unless rt_subproc_cancel came first. */
+#ifndef RT_SUBPROC_H
+#define RT_SUBPROC_H
 #include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
-typedef struct rt_spawn rt_spawn;
+typedef struct rt_subproc rt_subproc;
 
 typedef struct {
   int err;            /* RT_OK (the program ran and exited), RT_ETIMEOUT,
@@ -27,9 +27,9 @@ typedef struct {
   const char *errout; /* the last 4 KiB of stderr, NUL-terminated */
   char errmsg[160];
   double ms;          /* wall time from start to exit */
-} rt_spawn_result;
+} rt_subproc_result;
 
-typedef void (*rt_spawn_cb)(rt_spawn_result *r, void *ud);
+typedef void (*rt_subproc_cb)(rt_subproc_result *r, void *ud);
 
 typedef struct {
   const char *const *argv;  /* argv[0] is looked up in PATH; NULL-terminated */
@@ -38,16 +38,16 @@ typedef struct {
   long timeout_ms;          /* 0 -> 10000 */
   long mem_kb;              /* address-space limit; 0 = none */
   size_t max_out;           /* stdout cap; 0 -> 4 MiB */
-} rt_spawn_opts;
+} rt_subproc_opts;
 
 /* Starts the child. On RT_OK cb will be called later from the loop and *out
- * (may be NULL) is valid until then or until rt_spawn_cancel. On error
+ * (may be NULL) is valid until then or until rt_subproc_cancel. On error
  * nothing is started, cb is never called and errmsg (160 bytes, may be
  * NULL) says why. */
-int rt_spawn_start(uv_loop_t *loop, const rt_spawn_opts *o, rt_spawn_cb cb, void *ud,
-                   rt_spawn **out, char *errmsg);
+int rt_subproc_start(uv_loop_t *loop, const rt_subproc_opts *o, rt_subproc_cb cb, void *ud,
+                   rt_subproc **out, char *errmsg);
 
 /* Kills the child (its process group) and frees the spawn once its handles
  * are closed; cb is not called. Safe from inside any loop callback. */
-void rt_spawn_cancel(rt_spawn *s);
+void rt_subproc_cancel(rt_subproc *s);
 #endif

@@ -1,5 +1,5 @@
-/* spawn.c -- see spawn.h. */
-#include "spawn.h"
+/* subproc.c -- see subproc.h. */
+#include "subproc.h"
 #include "buf.h"
 #include "rt.h"
 #include <signal.h>
@@ -11,7 +11,7 @@
 
 extern char **environ;
 
-struct rt_spawn {
+struct rt_subproc {
   uv_loop_t *loop;
   uv_process_t proc;
   uv_pipe_t outp, errp;
@@ -23,27 +23,27 @@ struct rt_spawn {
   size_t max_out;
   rt_buf out, err;
   uint64_t t0;
-  rt_spawn_cb cb;
+  rt_subproc_cb cb;
   void *ud;
   char rbuf[65536];
 };
 
 static void on_closed(uv_handle_t *h) {
-  rt_spawn *s = h->data;
+  rt_subproc *s = h->data;
   if (--s->open > 0) return;
   rt_buf_free(&s->out);
   rt_buf_free(&s->err);
   free(s);
 }
 
-static void close_all(rt_spawn *s) {
+static void close_all(rt_subproc *s) {
   uv_close((uv_handle_t *)&s->proc, on_closed);
   uv_close((uv_handle_t *)&s->timer, on_closed);
   if (!uv_is_closing((uv_handle_t *)&s->outp)) uv_close((uv_handle_t *)&s->outp, on_closed);
   if (!uv_is_closing((uv_handle_t *)&s->errp)) uv_close((uv_handle_t *)&s->errp, on_closed);
 }
 
-static void kill_group(rt_spawn *s) {
+static void kill_group(rt_subproc *s) {
   if (s->reported) return;
   /* UV_PROCESS_DETACHED made the child a group leader: the whole pipeline,
    * also what is left of it after the leader exited. */
@@ -52,12 +52,12 @@ static void kill_group(rt_spawn *s) {
 
 /* Done once the child is reaped and both pipes hit EOF (so no output is
  * lost and no zombie is left behind, even after a cancel). */
-static void maybe_finish(rt_spawn *s) {
+static void maybe_finish(rt_subproc *s) {
   if (!s->exited || !s->out_eof || !s->err_eof || s->reported) return;
   s->reported = true;
   uv_timer_stop(&s->timer);
   if (!s->cancelled) {
-    rt_spawn_result r;
+    rt_subproc_result r;
     memset(&r, 0, sizeof r);
     r.ms = (double)(uv_hrtime() - s->t0) / 1e6;
     r.exit_status = (int)s->status;
@@ -82,7 +82,7 @@ static void maybe_finish(rt_spawn *s) {
 }
 
 static void on_exit_cb(uv_process_t *p, int64_t status, int sig) {
-  rt_spawn *s = p->data;
+  rt_subproc *s = p->data;
   s->exited = true;
   s->status = status;
   s->term_signal = sig;
@@ -90,13 +90,13 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int sig) {
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
-  rt_spawn *s = h->data;
+  rt_subproc *s = h->data;
   b->base = s->rbuf;
   b->len = sizeof s->rbuf;
 }
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
-  rt_spawn *s = st->data;
+  rt_subproc *s = st->data;
   bool is_out = st == (uv_stream_t *)&s->outp;
   if (n < 0) {
     uv_read_stop(st);
@@ -120,13 +120,13 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
 }
 
 static void on_timeout(uv_timer_t *t) {
-  rt_spawn *s = t->data;
+  rt_subproc *s = t->data;
   s->timed_out = true;
   kill_group(s);
 }
 
-int rt_spawn_start(uv_loop_t *loop, const rt_spawn_opts *o, rt_spawn_cb cb, void *ud,
-                   rt_spawn **out, char *errmsg) {
+int rt_subproc_start(uv_loop_t *loop, const rt_subproc_opts *o, rt_subproc_cb cb, void *ud,
+                   rt_subproc **out, char *errmsg) {
   if (errmsg) errmsg[0] = '\0';
   if (!o || !o->argv || !o->argv[0] || !cb) {
     if (errmsg) snprintf(errmsg, 160, "no program");
@@ -160,7 +160,7 @@ int rt_spawn_start(uv_loop_t *loop, const rt_spawn_opts *o, rt_spawn_cb cb, void
     env[k] = NULL;
   }
 
-  rt_spawn *s = rt_xcalloc(1, sizeof *s);
+  rt_subproc *s = rt_xcalloc(1, sizeof *s);
   s->loop = loop;
   s->cb = cb;
   s->ud = ud;
@@ -207,7 +207,7 @@ int rt_spawn_start(uv_loop_t *loop, const rt_spawn_opts *o, rt_spawn_cb cb, void
   return RT_OK;
 }
 
-void rt_spawn_cancel(rt_spawn *s) {
+void rt_subproc_cancel(rt_subproc *s) {
   if (!s || s->cancelled) return;
   s->cancelled = true;
   kill_group(s);
