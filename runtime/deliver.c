@@ -329,6 +329,7 @@ int rt_deliver_save(rt_deliver *d) {
 }
 
 static void scan(rt_deliver *d);
+static void timer_cb(uv_timer_t *h);
 
 void rt_deliver_saved(rt_deliver *d, bool committed) {
   size_t n = committed ? d->nsaved : 0;
@@ -340,7 +341,10 @@ void rt_deliver_saved(rt_deliver *d, bool committed) {
   }
   memmove(d->res, d->res + n, (d->nres - n) * sizeof *d->res);
   d->nres -= n;
-  scan(d);
+  /* The chats are free to send their next row: scan on the next loop
+   * turn, so that a commit that also queued rows (rt_deliver_committed
+   * right after) costs one scan, not two. */
+  if (d->started && !d->closing) uv_timer_start(&d->timer, timer_cb, 0, 0);
 }
 
 static void flush_cb(uv_timer_t *h) {
