@@ -262,6 +262,7 @@ static void app_stop(app *a) {
   if (a->reload) { a->closing++; rt_reload_close(a->reload, closed_one, a); a->reload = NULL; }
   /* Deliveries stop first, then the channels close (channel.h); the store
    * goes with the engine, so plugins lose receive and kv from here on. */
+  if (a->plugins) rt_plugin_host_stopping(a->plugins);
   if (a->e) { a->closing++; rt_engine_close(a->e, closed_one, a); a->e = NULL; }
   if (a->httpd) {
     a->closing++;
