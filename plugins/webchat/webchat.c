@@ -5,7 +5,8 @@
 #include "log.h"
 #include "map.h"
 #include "utf8.h"
-#include "webchat_static.h"   /* generated from static/ by CMakeLists.txt */
+#include "plugins/webchat_schema.h" /* generated from schema.json (CMakeLists.txt) */
+#include "webchat_static.h"          /* generated from static/ (CMakeLists.txt) */
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
@@ -219,6 +220,8 @@ static int64_t token_wait_ms(rt_webchat *w, visitor *v) {
 
 /* ---- inbound ---- */
 
+static void close_finish(rt_webchat *w);
+
 static void on_received(void *ud, int status) {
   ticket *t = ud;
   rt_webchat *w = t->w;
@@ -236,11 +239,7 @@ static void on_received(void *ud, int status) {
     free(s);
   }
   free(t);
-  if (!w->tickets && w->close_done && !w->sweep_on) {
-    void (*done)(void *) = w->close_done;
-    w->close_done = NULL;
-    done(w->close_ud);
-  }
+  close_finish(w);
 }
 
 static bool id_ok(const char *id) {
@@ -784,15 +783,21 @@ static void wc_free(rt_webchat *w) {
   free(w);
 }
 
+/* The instance frees itself once the sweep timer is closed and every
+ * receive ack has come (channel.h: close may free). */
+static void close_finish(rt_webchat *w) {
+  if (w->sweep_on || w->tickets || !w->close_done) return;
+  void (*done)(void *) = w->close_done;
+  void *ud = w->close_ud;
+  w->close_done = NULL;
+  wc_free(w);
+  done(ud);
+}
+
 static void sweep_closed(uv_handle_t *h) {
   rt_webchat *w = h->data;
   w->sweep_on = false;
-  if (!w->tickets && w->close_done) {
-    void (*done)(void *) = w->close_done;
-    void *ud = w->close_ud;
-    w->close_done = NULL;
-    done(ud);
-  }
+  close_finish(w);
 }
 
 static void wc_close(rt_channel *ch, void (*done)(void *), void *ud) {
@@ -814,12 +819,13 @@ static void wc_close(rt_channel *ch, void (*done)(void *), void *ud) {
   }
   w->close_done = done;
   w->close_ud = ud;
-  if (w->sweep_on) uv_close((uv_handle_t *)&w->sweep, sweep_closed);
-  else sweep_closed((uv_handle_t *)&w->sweep);
+  if (w->sweep_on && !uv_is_closing((uv_handle_t *)&w->sweep))
+    uv_close((uv_handle_t *)&w->sweep, sweep_closed);
+  else
+    close_finish(w);
 }
 
-/* The host frees nothing of ours: the instance goes with the process
- * (console does the same). rt_webchat_free is for tests. */
+/* For a channel never started and never closed (tests). */
 void rt_webchat_free(rt_webchat *w);
 void rt_webchat_free(rt_webchat *w) { if (w) wc_free(w); }
 
@@ -885,7 +891,9 @@ const rt_plugin rt_plugin_webchat = {
   .name = "webchat",
   .version = "0.1.0",
   .kind = RT_PLUGIN_CHANNEL,
-  .schema_json = rt_webchat_schema_json,
+  .schema_json = (const char *)rt_webchat_schema_json,
   .wanted = wc_wanted,
+  .fallback = true,
+  .no_http = true,
   .create = wc_create,
 };

@@ -317,8 +317,7 @@ T(plugin_on_server) {
     free(m->chat); free(m->text); free(m->buttons[0]); free(m->buttons[1]);
     free(m);
   }
-  CHECK_INT(uv_loop_close(&h.loop), 0);
-  rt_webchat_free(h.w);
+  CHECK_INT(uv_loop_close(&h.loop), 0);   /* close freed the channel */
   size_t it = 0;
   const char *k;
   void *v;
