@@ -729,7 +729,15 @@ static void wc_start(rt_channel *ch, const rt_plugin_env *env,
   rt_webchat *w = ch->impl;
   w->env = env;
   if (!env->httpd) {
-    done(ud, RT_EINVAL, "the web chat needs the HTTP server: set http.listen (and http.enabled)");
+    /* On by default only: a shop without the HTTP server has no web chat,
+     * which is no fault unless it asked for one. */
+    if (json_is_true(json_object_get(env->conf, "enabled"))) {
+      done(ud, RT_EINVAL, "the web chat needs the HTTP server: set http.listen and "
+                          "http.enabled");
+      return;
+    }
+    rt_log(RT_LOG_INFO, "webchat", "off=\"http is disabled\"");
+    done(ud, RT_OK, NULL);
     return;
   }
   if (!env->data_dir) {
