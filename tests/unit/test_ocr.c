@@ -315,6 +315,5 @@ int main(void) {
   T_RUN(missing_tesseract_is_a_health_problem);
   T_RUN(timeout_and_cancel);
   run_cmd("rm -rf '%s'", tmpdir);
-  rt_text_cleanup();
   return T_DONE();
 }
