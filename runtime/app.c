@@ -309,6 +309,7 @@ static void on_stop_async(uv_async_t *h) {
 }
 
 static void stop_signals_install(app *a) {
+  stop_requested = 0;
   uv_async_init(&a->loop, &a->stop_async, on_stop_async);
   a->stop_async.data = a;
   stop_async_now = &a->stop_async;
@@ -448,6 +449,7 @@ out:
   app_stop(&a);
   uv_run(&a.loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&a.loop) != 0) rt_log(RT_LOG_WARN, "loop-not-empty", NULL);
+  alarm(0);   /* stopped in time: the grace alarm has nothing left to do */
   for (size_t i = 0; i < RT_ARRAY_LEN(a.watch_dirs); i++) free(a.watch_dirs[i]);
   free(a.files_dir);
   rt_config_free(a.cfg);
