@@ -1433,7 +1433,7 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
   }
 
   e->flows_dir = o->flows_dir ? rt_xstrdup(o->flows_dir)
-                              : rt_config_path(c, rt_config_str(c, "flows.dir", "flows"));
+                              : rt_paths_flows(rt_config_dir(c), rt_config_str(c, "flows.dir", "flows"));
   const char *lib = rt_config_str(c, "flows.lib", NULL);
   e->lib_dir = lib ? rt_config_path(c, lib) : NULL;
   e->start_flow = rt_xstrdup(rt_config_str(c, "flows.start", "lead"));
@@ -1451,6 +1451,9 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
     .max_http_per_turn = (int)cfg_int(c, "limits.http_requests_per_step", 10, 0, 1000000),
     .host = &e->host,
   };
+  if (!o->flows_dir && (rc = rt_paths_flows_check(rt_config_dir(c), rt_config_str(c, "flows.dir",
+                                                  "flows"), e->flows_dir, err)) != RT_OK)
+    goto fail;
   rc = rt_bundle_load(&e->bopts, &e->bundle, err);
   if (rc != RT_OK) goto fail;
 

@@ -944,7 +944,7 @@ int rt_transcript_run(const rt_transcript_opts *o, const char *file) {
     fprintf(o->out, "FAIL %s: %s\n", file, err);
     free(err);
   } else {
-    char *src = rt_config_path(t.cfg, rt_config_str(t.cfg, "flows.dir", "flows"));
+    char *src = rt_paths_flows(rt_config_dir(t.cfg), rt_config_str(t.cfg, "flows.dir", "flows"));
     if (copy_flows(src, t.flows) != RT_OK) {
       fprintf(o->out, "FAIL %s: cannot copy flows from %s\n", file, src);
       rc = RT_ENOENT;
