@@ -327,13 +327,13 @@ static bool retention_row(void *ud, const rt_store_row *r) {
   const char *packed = rt_store_row_text(r, RT_RET_ADDRS);
   char *addrs = packed ? rt_xstrdup(packed) : NULL, chat[64];
   const char *why;
-  const char *channel = pick_chat(c, phone, addrs, chat, &why);
-  free(addrs);
+  const char *channel = pick_chat(c, phone, addrs, chat, &why);   /* why points into addrs */
   if (!channel) {
     if (!phone) rep->skipped.no_channel++;
     else note_unreachable(rep, phone, why);
-    return true;
   }
+  free(addrs);
+  if (!channel) return true;
   int64_t due;
   if ((c->ret = take_slot(&c->pl, zone_get(&c->pl, nonempty(rt_store_row_text(r, RT_RET_TZ))),
                           &due)) != RT_OK) {
