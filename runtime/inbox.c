@@ -153,7 +153,7 @@ void rt_inbox_staged(rt_inbox *in, bool committed) {
   in->nstaged = 0;
   /* Rolled back: the batch comes again, unacked (the host drops the steps
    * it started for it). */
-  if (!committed) return;
+  if (!committed || !n) return;
   for (size_t i = 0; i < n; i++) {
     recv_item *r = &in->recv[i];
     if (in->res[i] == 0) {
