@@ -8,6 +8,7 @@
 #include "http_server.h"
 #include "log.h"
 #include "paths.h"
+#include "reload.h"
 #include "rt.h"
 #include "transcript.h"
 #include "watch.h"
@@ -50,6 +51,7 @@ typedef struct app {
   uv_loop_t loop;
   rt_config *cfg;
   rt_engine *e;
+  rt_reload *reload;
   rt_httpd *httpd;
   rt_watch *watch;
   rt_console *console;
@@ -155,6 +157,12 @@ static void app_stop(app *a) {
   }
   if (a->watch) { a->closing++; rt_watch_close(a->watch, closed_one, a); a->watch = NULL; }
   if (a->httpd) { a->closing++; rt_httpd_close(a->httpd, closed_one, a); a->httpd = NULL; }
+  if (a->reload) {
+    if (a->e) rt_engine_set_reloader(a->e, NULL, NULL);
+    a->closing++;
+    rt_reload_close(a->reload, closed_one, a);
+    a->reload = NULL;
+  }
   /* Deliveries stop first, then the channels close (channel.h). */
   if (a->e) { a->closing++; rt_engine_close(a->e, closed_one, a); a->e = NULL; }
   if (a->console) {
@@ -288,6 +296,8 @@ static int app_run(const char *cmd, const char *shop_dir, const char *user) {
     free(err);
     goto out;
   }
+  a.reload = rt_reload_new(&a.loop, a.cfg, a.e);
+  rt_engine_set_reloader(a.e, rt_reload_run, a.reload);
   char qname[256], qdir[1024];
   rt_log_quote(rt_config_str(a.cfg, "name", "?"), qname, sizeof qname);
   rt_log_quote(rt_engine_flows_dir(a.e), qdir, sizeof qdir);
