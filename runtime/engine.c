@@ -8,6 +8,7 @@
  * This file wires them, keeps the order of the pump, and decides what a
  * store failure means (retry later, health). */
 #include "engine.h"
+#include "http_client.h"
 #include "convq.h"
 #include "deliver.h"
 #include "effects.h"
@@ -230,6 +231,8 @@ static void commit_done(rt_engine *e) {
            t->status == RT_LTURN_DONE ? "ok" : t->status == RT_LTURN_ERROR ? "failed"
            : t->status == RT_TURN_QUARANTINED ? "quarantined" : "skipped",
            (long long)(now - t->started_ms));
+    /* Committed: the new state stays a Lua table for the chat's next event. */
+    if (t->status == RT_LTURN_DONE && t->lt) rt_lturn_keep_state(t->lt, t->conv.rev);
     rt_convq_done(&e->queues, t->chat);
     rt_turn_free(t);
     t = next;
@@ -400,11 +403,12 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
     .load_instructions = 50000000,
     .max_http_per_turn = (int)cfg_int(c, "limits.http_requests_per_step", 10, 0, 1000000),
     .host = rt_turns_host(e->turns),
+    .http = rt_turns_http(e->turns),
+    .providers = o->providers, .nproviders = o->nproviders,
   };
-  if (!o->flows_dir && (rc = rt_paths_flows_check(rt_config_dir(c), rt_config_str(c, "flows.dir",
-                                                  "flows"), e->flows_dir, err)) != RT_OK)
-    goto fail;
-  rc = rt_bundle_load(&e->bopts, &e->bundle, err);
+  if (!o->flows_dir) rc = rt_paths_flows_check(rt_config_dir(c), rt_config_str(c, "flows.dir",
+                                               "flows"), e->flows_dir, err);
+  if (rc == RT_OK) rc = rt_bundle_load(&e->bopts, &e->bundle, err);
   if (rc != RT_OK) {
     rt_turns_close(e->turns, NULL, NULL);
     rt_store_close(e->store);
@@ -516,9 +520,7 @@ rt_config *rt_engine_config(rt_engine *e) { return e->cfg; }
 uv_loop_t *rt_engine_loop(rt_engine *e) { return e->loop; }
 const rt_engine_stats *rt_engine_get_stats(const rt_engine *e) { return &e->st; }
 
-void rt_engine_set_http_script(rt_engine *e, json_t *(*fn)(void *, json_t *), void *ud) {
-  rt_turns_set_http_script(e->turns, fn, ud);
-}
+rt_http *rt_engine_http(rt_engine *e) { return rt_turns_http(e->turns); }
 
 bool rt_engine_idle(const rt_engine *e) {
   if (!(!rt_inbox_waiting(e->inbox) && !rt_convq_any_ready(&e->queues) &&
