@@ -248,8 +248,8 @@ static int write_value(lua_State *L, int idx, rt_buf *b, wctx *w) {
 
 int rt_lconv_encode(lua_State *L, int idx, rt_buf *out, const rt_lconv_lim *lim, char *err,
                     size_t errn) {
+  /* err is written only on a refusal: this runs for every state. */
   wctx w = {.lim = lim, .left = lim->cap, .err = err, .errn = errn};
-  snprintf(err, errn, "%s: cannot be converted", lim->root ? lim->root : "value");
   return write_value(L, lua_absindex(L, idx), out, &w);
 }
 

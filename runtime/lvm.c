@@ -70,6 +70,7 @@ struct rt_bundle {
   cache_slot *ring;
   size_t ring_cap, ring_head, ring_len;
   uint64_t cache_seq;
+  rt_buf jb;         /* the turns' JSON writer, reused */
 };
 
 /* The turn's strings and arrays (rt_fx), freed at once. */
@@ -567,6 +568,7 @@ void rt_bundle_unref(rt_bundle *b) {
   if (!b || --b->refs > 0) return;
   if (b->L) lua_close(b->L);
   free(b->ring);
+  rt_buf_free(&b->jb);
   json_decref(b->shop);
   free(b->start_flow);
   free(b);
@@ -981,8 +983,8 @@ static void turn_finish(rt_lturn *t, const char *about) {
   rt_bundle *b = t->b;
   lua_State *co = t->co;
   int res = lua_gettop(co);
-  fxb f = {.t = t, .L = co, .left = b->alloc.limit};
-  snprintf(f.err, sizeof f.err, "the step's result cannot be stored");   /* never left unset */
+  fxb f = {.t = t, .L = co, .jb = b->jb, .left = b->alloc.limit};
+  f.err[0] = '\0';
   bool ok = false;
   lua_getfield(co, res, "slots");
   if (!lua_istable(co, -1)) {
@@ -999,11 +1001,16 @@ static void turn_finish(rt_lturn *t, const char *about) {
     }
   }
   lua_settop(co, res);
-  rt_buf_free(&f.jb);
+  /* The buffer stays with the bundle for the next turn, unless a big
+   * state made it big. */
+  if (f.jb.cap > 65536) rt_buf_free(&f.jb);
+  rt_buf_reset(&f.jb);
+  b->jb = f.jb;
   if (ok) {
     t->status = RT_LTURN_DONE;
     return;
   }
+  if (!f.err[0]) snprintf(f.err, sizeof f.err, "the step's result cannot be stored");
   t->error = json_pack("{s:s, s:s}", "code", "state", "msg", f.err);
   if (!t->error) t->error = json_pack("{s:s, s:s}", "code", "state", "msg", "the step's result cannot be stored");
   add_trace(t, t->error);
