@@ -43,8 +43,6 @@ struct rt_engine {
   json_t *shop_view;
   char *flows_dir, *lib_dir, *start_flow;
   char *reload_error, *store_error;
-  rt_engine_reloader reloader;
-  void *reloader_ud;
 
   rt_convq queues;
   rt_inbox *inbox;
@@ -164,13 +162,7 @@ void rt_engine_reload_failed(rt_engine *e, const char *err) {
          e->bundle ? rt_bundle_version(e->bundle) : "none");
 }
 
-void rt_engine_set_reloader(rt_engine *e, rt_engine_reloader fn, void *ud) {
-  e->reloader = fn;
-  e->reloader_ud = ud;
-}
-
 int rt_engine_reload(rt_engine *e, char **err) {
-  if (e->reloader) return e->reloader(e->reloader_ud, err);
   uint64_t t0 = uv_hrtime();
   rt_bundle *b;
   int rc = rt_engine_load(e, &b, err);
@@ -392,6 +384,7 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
   e->turns = rt_turns_new(&(rt_turns_opts){.loop = e->loop, .store = e->store,
                                            .clock = &e->clock,
                                            .step_timeout_ms = step_timeout_ms,
+                                           .http = o->http,
                                            .kick = kick, .kick_ud = e});
   e->bopts = (rt_bundle_opts){
     .flows_dir = e->flows_dir, .lib_dir = e->lib_dir, .start_flow = e->start_flow,
@@ -406,9 +399,9 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
     .http = rt_turns_http(e->turns),
     .providers = o->providers, .nproviders = o->nproviders,
   };
-  if (!o->flows_dir) rc = rt_paths_flows_check(rt_config_dir(c), rt_config_str(c, "flows.dir",
-                                               "flows"), e->flows_dir, err);
-  if (rc == RT_OK) rc = rt_bundle_load(&e->bopts, &e->bundle, err);
+  if (o->flows_dir || (rc = rt_paths_flows_check(rt_config_dir(c), rt_config_str(c, "flows.dir",
+                                                 "flows"), e->flows_dir, err)) == RT_OK)
+    rc = rt_bundle_load(&e->bopts, &e->bundle, err);
   if (rc != RT_OK) {
     rt_turns_close(e->turns, NULL, NULL);
     rt_store_close(e->store);

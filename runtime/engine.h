@@ -31,8 +31,11 @@ typedef struct {
   int64_t clock_ms;           /* start of the virtual clock in test mode */
   long store_max_pages;       /* tests: simulate a full disk */
   const char *flows_dir;      /* NULL: flows.dir from the config */
-  /* Started providers lent to the flows (integration.h), borrowed until
-   * close: each is the Lua module of its name. */
+  /* The process's HTTP client, lent to the flows' http module; NULL: the
+   * engine makes its own (tools, tests). Borrowed until close. */
+  struct rt_http *http;
+  /* Providers lent to the flows (integration.h), borrowed until close:
+   * each is the Lua module of its name. */
   struct rt_provider *const *providers;
   size_t nproviders;
 } rt_engine_opts;
@@ -57,13 +60,11 @@ void rt_engine_start(rt_engine *e);
 int rt_engine_receive(rt_engine *e, const rt_event_in *ev,
                       void (*ack)(void *ud, int status), void *ud);
 
-/* Rebuilds the flows from disk; swaps only when they load and validate.
+/* Rebuilds the flows from disk and swaps them in when they load and
+ * validate (no transcript check: that is the process's, reload.h).
  * Returns RT_OK or an error with an owned message (old flows keep
- * serving). With a reloader set (the process's reload.h, which checks the
- * new flows with the shop's transcripts first) the reload is its. */
+ * serving). */
 int rt_engine_reload(rt_engine *e, char **err);
-typedef int (*rt_engine_reloader)(void *ud, char **err);
-void rt_engine_set_reloader(rt_engine *e, rt_engine_reloader fn, void *ud);
 /* The parts of a reload: loads the flows with the engine's settings (not
  * swapped in; the caller owns *out) ... */
 int rt_engine_load(rt_engine *e, rt_bundle **out, char **err);

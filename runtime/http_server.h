@@ -144,6 +144,8 @@ typedef struct {
   unsigned reply_timeout_ms; /* 0: RT_HTTPD_REPLY_TIMEOUT_MS */
   size_t ws_max_message;   /* 0: RT_HTTPD_WS_MAX_MESSAGE */
   size_t ws_max_queued;    /* 0: RT_HTTPD_WS_MAX_QUEUED */
+  int header_timeout_s;    /* 0: RT_HTTPD_HEADER_TIMEOUT_S, headers complete after connect */
+  int idle_timeout_s;      /* 0: RT_HTTPD_KEEPALIVE_S, quiet between keep-alive requests */
 } rt_httpd_opts;
 /* Checks a listen address the way rt_httpd_start reads it: "IPv4:PORT",
  * "[IPv6]:PORT", "localhost:PORT" (127.0.0.1), ":PORT", "*:PORT" or "PORT"

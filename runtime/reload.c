@@ -86,8 +86,7 @@ static int start_check(rt_reload *r, rt_bundle *b, uint64_t t0, bool *started, c
   return RT_OK;
 }
 
-int rt_reload_run(void *ud, char **err) {
-  rt_reload *r = ud;
+int rt_reload_run(rt_reload *r, char **err) {
   uint64_t t0 = uv_hrtime();
   cancel(r, NULL, NULL);
   rt_bundle *b = NULL;

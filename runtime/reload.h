@@ -21,8 +21,8 @@ rt_reload *rt_reload_new(uv_loop_t *loop, rt_config *cfg, rt_engine *e);
  * tests.dir) checks them first. RT_OK: swapped, or the check has started
  * (its result comes later on the loop: the "reload" or "reload-failed"
  * log line, rt_engine_reload_error). Else an error with an owned message;
- * the old flows keep serving. Matches rt_engine_reloader. */
-int rt_reload_run(void *r, char **err);
+ * the old flows keep serving. */
+int rt_reload_run(rt_reload *r, char **err);
 /* Cancels a check still running; done(ud) once its child is reaped (maybe
  * at once); frees. */
 void rt_reload_close(rt_reload *r, void (*done)(void *ud), void *ud);

@@ -10,6 +10,7 @@ struct rt_turns {
   rt_turns_opts o;
   rt_host host;
   rt_http *http;              /* lent to bundles (rt_bundle_opts.http) */
+  bool own_http;              /* made here (none was lent): closed here */
   rt_turn *done_head, *done_tail;
   rt_turn *yielded;
   rt_turn **resume;
@@ -86,7 +87,8 @@ rt_turns *rt_turns_new(const rt_turns_opts *o) {
   ts->host = (rt_host){.ud = ts, .ready = host_ready, .customer = host_customer,
                        .now_ms = host_now};
   /* Cheap: curl is set up by the first request that goes out. */
-  ts->http = rt_http_new(o->loop);
+  ts->own_http = !o->http;
+  ts->http = o->http ? o->http : rt_http_new(o->loop);
   return ts;
 }
 
@@ -102,9 +104,10 @@ void rt_turns_close(rt_turns *ts, void (*done)(void *), void *ud) {
   ts->done_head = ts->done_tail = NULL;
   while (ts->yielded) { rt_turn *t = ts->yielded; yielded_del(ts, t); rt_turn_free(t); }
   free(ts->resume);
-  rt_http *h = ts->http;
+  rt_http *h = ts->own_http ? ts->http : NULL;
   free(ts);
-  rt_http_close(h, done, ud);
+  if (h) rt_http_close(h, done, ud);
+  else if (done) done(ud);
 }
 
 bool rt_turns_any_done(const rt_turns *ts) { return ts->done_head != NULL; }

@@ -48,6 +48,7 @@ typedef struct {
   rt_store *store;
   rt_clock *clock;
   int64_t step_timeout_ms;
+  struct rt_http *http;      /* lent to bundles; NULL: the turns make their own */
   void (*kick)(void *ud);    /* a turn is done or can be resumed: run the pump */
   void *kick_ud;
 } rt_turns_opts;
@@ -58,7 +59,7 @@ rt_turns *rt_turns_new(const rt_turns_opts *o);
 void rt_turns_close(rt_turns *ts, void (*done)(void *ud), void *ud);
 /* The host calls bundles get (rt_bundle_opts.host); valid until close. */
 const rt_host *rt_turns_host(rt_turns *ts);
-/* The HTTP client lent to bundles (rt_bundle_opts.http); owned. */
+/* The HTTP client lent to bundles (rt_bundle_opts.http). */
 struct rt_http *rt_turns_http(rt_turns *ts);
 
 /* Runs the head event of chat in bundle b (quarantine: do not run it, set
