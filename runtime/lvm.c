@@ -982,6 +982,7 @@ static bool build_effects(rt_lturn *t, int res, const char *about, fxb *f) {
 static void turn_finish(rt_lturn *t, const char *about) {
   rt_bundle *b = t->b;
   lua_State *co = t->co;
+  luaL_checkstack(co, 24, "effects");
   int res = lua_gettop(co);
   fxb f = {.t = t, .L = co, .jb = b->jb, .left = b->alloc.limit};
   f.err[0] = '\0';
