@@ -376,8 +376,13 @@ static void close_next(rt_plugin_host *h) {
   host_free(h);
 }
 
-void rt_plugin_host_close(rt_plugin_host *h, void (*done)(void *), void *ud) {
+void rt_plugin_host_stopping(rt_plugin_host *h) {
   h->closing = true;
+  h->store = NULL;
+}
+
+void rt_plugin_host_close(rt_plugin_host *h, void (*done)(void *), void *ud) {
+  rt_plugin_host_stopping(h);
   h->done = done;
   h->done_ud = ud;
   h->close_at = h->n;

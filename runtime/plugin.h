@@ -153,6 +153,10 @@ struct rt_http *rt_plugin_host_http(rt_plugin_host *h);
  * {"state": "failed", "problem": "..."}} (new reference); *ok is false when
  * any plugin failed or reports a problem. */
 json_t *rt_plugin_host_health(const rt_plugin_host *h, bool *ok);
+/* Shutdown began: from now receive refuses (RT_EINVAL) and kv_get/kv_set
+ * answer NULL/RT_EINVAL, since the store closes with the engine, before
+ * the plugins are closed. */
+void rt_plugin_host_stopping(rt_plugin_host *h);
 /* Closes the instances in reverse order, then frees h and calls done(ud)
  * (may be NULL) from the loop or before returning. */
 void rt_plugin_host_close(rt_plugin_host *h, void (*done)(void *ud), void *ud);
