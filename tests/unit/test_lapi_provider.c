@@ -19,8 +19,8 @@
 #include "paths.h"
 #include "rt.h"
 #include "store.h"
+#include "store_tools.h"
 #include "t.h"
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -267,21 +267,27 @@ static void cap_send(rt_channel *ch, const rt_out_msg *m, rt_send_done done, voi
 static rt_channel chan = {.name = "console", .send = cap_send};
 static void closed(void *ud) { *(bool *)ud = true; }
 
-static int64_t count_events(rt_engine *e, const char *kind, char *data, size_t n) {
-  sqlite3_stmt *st;
-  int64_t k = -1;
-  if (sqlite3_prepare_v2(rt_store_db(rt_engine_store(e)),
-                         "SELECT count(*), max(data) FROM events WHERE kind = ?1", -1, &st,
-                         NULL) != SQLITE_OK)
-    return -1;
-  sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
-  if (sqlite3_step(st) == SQLITE_ROW) {
-    k = sqlite3_column_int64(st, 0);
-    const char *d = (const char *)sqlite3_column_text(st, 1);
-    snprintf(data, n, "%s", d ? d : "");
+typedef struct { int64_t n; char *data; size_t cap; } evq;
+
+static bool one_row(void *ud, int ncols, const char *const *vals) {
+  evq *q = ud;
+  if (ncols >= 2) {
+    q->n = vals[0] ? atoll(vals[0]) : 0;
+    snprintf(q->data, q->cap, "%s", vals[1] ? vals[1] : "");
   }
-  sqlite3_finalize(st);
-  return k;
+  return false;
+}
+
+/* The number of events of kind, and the data of the largest. */
+static int64_t count_events(rt_engine *e, const char *kind, char *data, size_t n) {
+  evq q = {-1, data, n};
+  char *err = NULL;
+  if (rt_store_query_text(rt_engine_store(e), "SELECT count(*), max(data) FROM events WHERE kind = ?1",
+                          kind, 1, one_row, &q, &err) != RT_OK) {
+    free(err);
+    return -1;
+  }
+  return q.n;
 }
 
 T(engine_deadline_and_usage) {
