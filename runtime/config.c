@@ -6,6 +6,7 @@
 #include "config.h"
 #include "buf.h"
 #include "jschema.h"
+#include "plugin.h"
 #include "rt.h"
 #include <ctype.h>
 #include <errno.h>
@@ -241,6 +242,41 @@ static json_t *load_schema(const char *schema_path, int *rc, char **err) {
   return schema;
 }
 
+/* obj[key] as an object, created when missing or of another type. */
+static json_t *object_at(json_t *obj, const char *key) {
+  json_t *v = json_object_get(obj, key);
+  if (!json_is_object(v)) {
+    v = json_object();
+    json_object_set_new(obj, key, v);
+  }
+  return v;
+}
+
+int rt_config_schema(const char *schema_path, json_t **out, char **err) {
+  int rc;
+  *out = NULL;
+  json_t *schema = load_schema(schema_path, &rc, err);
+  if (!schema) return rc;
+  json_t *props = object_at(schema, "properties");
+  for (const rt_plugin *const *pp = rt_plugins; *pp; pp++) {
+    const rt_plugin *p = *pp;
+    char *label = rt_xasprintf("plugins/%s/schema.json", p->name);
+    json_t *frag = NULL;
+    rc = parse_json(p->schema_json, strlen(p->schema_json), label, &frag, err);
+    free(label);
+    if (rc != RT_OK) {
+      json_decref(schema);
+      return rc;
+    }
+    json_t *at = p->kind == RT_PLUGIN_CHANNEL
+                     ? object_at(object_at(props, "channels"), "properties")
+                     : props;
+    json_object_set_new(at, p->name, frag);
+  }
+  *out = schema;
+  return RT_OK;
+}
+
 int rt_config_load(const char *shop_dir, const char *schema_path, rt_config **out,
                    char **err) {
   *out = NULL;
@@ -276,8 +312,8 @@ int rt_config_load(const char *shop_dir, const char *schema_path, rt_config **ou
   free(data);
   if (rc != RT_OK) return rc;
 
-  json_t *schema = load_schema(schema_path, &rc, err);
-  if (!schema) {
+  json_t *schema = NULL;
+  if ((rc = rt_config_schema(schema_path, &schema, err)) != RT_OK) {
     json_decref(root);
     return rc;
   }

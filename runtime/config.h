@@ -2,7 +2,8 @@
  *
  * rt_config_load reads the file, fills ${VAR} and ${VAR:-default} references
  * in string values from the environment, validates the result against the
- * shop schema (schema/shop.schema.json) and fills the schema's defaults, so
+ * shop schema (schema/shop.schema.json with the plugins' fragments merged
+ * in, rt_config_schema) and fills the schema's defaults, so
  * every reader sees one complete document and no module keeps its own idea of
  * a default. The config is immutable after load; a reload is a new
  * rt_config.
@@ -30,6 +31,16 @@ typedef struct rt_config rt_config;
 int rt_config_load(const char *shop_dir, const char *schema_path, rt_config **out,
                    char **err);
 void rt_config_free(rt_config *c);
+
+/* The shop schema rt_config_load validates with: the file at schema_path
+ * (schema/shop.schema.json) with the schema fragment of every plugin built
+ * in (plugins/plugins.c, plugin.h) put in its place -- a channel's at
+ * properties.channels.properties.<name>, a provider's at
+ * properties.<name> -- replacing what the file says there (the file keeps
+ * loose sections for plugins not built, so their shop.json stays valid).
+ * Fragments may $ref the file's "#/$defs/...". Returns RT_OK and a new
+ * reference, or RT_ENOENT/RT_EIO/RT_EINVAL and an owned message. */
+int rt_config_schema(const char *schema_path, json_t **out, char **err);
 
 /* The whole document: defaults applied, ${VAR} expanded. Borrowed; do not
  * modify it. */

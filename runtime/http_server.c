@@ -1472,10 +1472,11 @@ int rt_httpd_start(uv_loop_t *loop, const rt_httpd_opts *o, rt_httpd **out,
   info.retry_and_idle_policy = &s->idle_policy;
   info.port = CONTEXT_PORT_NO_LISTEN; /* we listen and hand lws the sockets */
   info.protocols = s->protocols;
-  info.keepalive_timeout = RT_HTTPD_KEEPALIVE_S;
+  info.keepalive_timeout = o->idle_timeout_s > 0 ? o->idle_timeout_s : RT_HTTPD_KEEPALIVE_S;
   /* an accepted socket holds a header table from the start, so this is
    * also the limit for a connection that sends nothing */
-  info.timeout_secs_ah_idle = RT_HTTPD_HEADER_TIMEOUT_S;
+  info.timeout_secs_ah_idle =
+      o->header_timeout_s > 0 ? o->header_timeout_s : RT_HTTPD_HEADER_TIMEOUT_S;
   s->vh = lws_create_vhost(s->ctx, &info);
   if (!s->vh) {
     /* lws already put handles on the loop: let the teardown timer remove

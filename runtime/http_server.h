@@ -17,9 +17,11 @@
  * for want of a resource (EMFILE, ENFILE...), it pauses accepting with a
  * back-off of 50 ms doubling to 1 s instead of retrying at once.
  * Idle and slow connections are closed: request headers not complete
- * RT_HTTPD_HEADER_TIMEOUT_S after connecting (silent or slowloris
- * connections), a request body that stalls for RT_HTTPD_BODY_TIMEOUT_S,
- * and RT_HTTPD_KEEPALIVE_S of quiet between keep-alive requests.
+ * header_timeout_s (RT_HTTPD_HEADER_TIMEOUT_S) after connecting (silent or
+ * slowloris connections), a request body that stalls for
+ * RT_HTTPD_BODY_TIMEOUT_S, and idle_timeout_s (RT_HTTPD_KEEPALIVE_S) of
+ * quiet between keep-alive requests. The shop sets these and the other
+ * limits in shop.json's http section (app.c, docs/http.md).
  *
  * Routes. Plugins register HTTP routes (method + exact path or prefix) and
  * websocket endpoints (exact path) at any time, also after start. A path
@@ -144,6 +146,8 @@ typedef struct {
   unsigned reply_timeout_ms; /* 0: RT_HTTPD_REPLY_TIMEOUT_MS */
   size_t ws_max_message;   /* 0: RT_HTTPD_WS_MAX_MESSAGE */
   size_t ws_max_queued;    /* 0: RT_HTTPD_WS_MAX_QUEUED */
+  int header_timeout_s;    /* 0: RT_HTTPD_HEADER_TIMEOUT_S, headers complete after connect */
+  int idle_timeout_s;      /* 0: RT_HTTPD_KEEPALIVE_S, quiet between keep-alive requests */
 } rt_httpd_opts;
 /* Checks a listen address the way rt_httpd_start reads it: "IPv4:PORT",
  * "[IPv6]:PORT", "localhost:PORT" (127.0.0.1), ":PORT", "*:PORT" or "PORT"

@@ -17,6 +17,7 @@
 #include "rt.h"
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define CARS_MAX 16
@@ -182,11 +183,116 @@ static int l_date(lua_State *L) {
   return 3;
 }
 
+/* ---- the vocabulary --------------------------------------------------- */
+
+#define VOCAB_KEY "rt.text.vocab"
+#define VOCAB_MT "rt.text.vocab.mt"
+
+static int vocab_gc(lua_State *L) {
+  rt_text_vocab **box = luaL_checkudata(L, 1, VOCAB_MT);
+  rt_text_vocab_free(*box);
+  *box = NULL;
+  return 0;
+}
+
+/* The bundle's vocabulary; NULL when the flows never built one (then no
+ * intent is read: a shop without words understands none). */
+rt_text_vocab *rt_lapi_text_vocab(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, VOCAB_KEY);
+  rt_text_vocab **box = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return box ? *box : NULL;
+}
+
+/* One class: spec[name] is a list of pattern strings. */
+static void vocab_class(lua_State *L, rt_text_vocab *v, const char *name, int list) {
+  if (!lua_istable(L, list))
+    luaL_error(L, "text.vocab: %s must be a list of patterns", name);
+  lua_Integer n = luaL_len(L, list);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, list, i);
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "text.vocab: %s[%d] is not a string", name, (int)i);
+    const char *pat = lua_tostring(L, -1);
+    char *err;
+    if (rt_text_vocab_add(v, name, pat, &err) != RT_OK) {
+      luaL_where(L, 1);
+      lua_pushfstring(L, "text.vocab: %s[%d] «%s»: %s", name, (int)i, pat, err);
+      lua_concat(L, 2);
+      free(err);
+      lua_error(L);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* text.vocab{class = {pattern, ...}, ..., models = {"GX110", ...}}: builds
+ * the vocabulary and makes it the one text.is/intent/cars read. Called at a
+ * lib module's top level, so a broken pattern fails the load (or the
+ * reload, and the old flows keep serving) with its file and line. */
+static int l_vocab(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  rt_lvm_charge(L, 100000);   /* compiling is a one-off, but not free */
+  rt_text_vocab **box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = NULL;
+  if (luaL_newmetatable(L, VOCAB_MT)) {
+    lua_pushcfunction(L, vocab_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  int ud = lua_gettop(L);
+  *box = rt_text_vocab_new();
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "text.vocab: keys must be class names");
+    const char *name = lua_tostring(L, -2);
+    if (!strcmp(name, "models")) {
+      if (!lua_istable(L, -1)) luaL_error(L, "text.vocab: models must be a list of codes");
+      lua_Integer n = luaL_len(L, -1);
+      for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, -1, i);
+        const char *code = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        if (!code || rt_text_vocab_model(*box, code) != RT_OK)
+          luaL_error(L, "text.vocab: models[%d] «%s»: a model code is 2-8 letters and digits",
+                     (int)i, code ? code : "?");
+        lua_pop(L, 1);
+      }
+    } else {
+      vocab_class(L, *box, name, lua_gettop(L));
+    }
+    lua_pop(L, 1);
+  }
+  char *err;
+  if (rt_text_vocab_build(*box, &err) != RT_OK) {
+    luaL_where(L, 1);
+    lua_pushfstring(L, "text.vocab: %s", err);
+    lua_concat(L, 2);
+    free(err);
+    lua_error(L);
+  }
+  lua_pushvalue(L, ud);
+  lua_setfield(L, LUA_REGISTRYINDEX, VOCAB_KEY);
+  return 0;
+}
+
+static int l_ru(lua_State *L) {
+  size_t n;
+  const char *s = paid(L, 1, &n, COST_SCAN);
+  luaL_Buffer b;
+  char *norm = luaL_buffinitsize(L, &b, 3 * n + 2);
+  size_t len = rt_text_norm_buf(s, n, norm);
+  size_t out = rt_text_ru_buf(norm, len, norm + len + 1);
+  memmove(norm, norm + len + 1, out);
+  luaL_pushresultsize(&b, out);
+  return 1;
+}
+
 static const char *const intent_order[] = {"stop", "later", "declined", "problem", "need",
                                            "done", "no", "yes", "thanks"};
 
 static int l_intent(lua_State *L) {
-  unsigned bits = rt_text_intents(paid(L, 1, NULL, COST_RULES));
+  const char *s = paid(L, 1, NULL, COST_RULES);
+  unsigned bits = rt_text_vocab_intents(rt_lapi_text_vocab(L), s);
   const char *primary = NULL;
   lua_pushnil(L); /* replaced below */
   lua_createtable(L, 0, 4);
@@ -203,12 +309,15 @@ static int l_intent(lua_State *L) {
   return 2;
 }
 
+/* text.is(s, name): an intent, or any class of the vocabulary by name. */
 static int l_is(lua_State *L) {
   const char *s = paid(L, 1, NULL, COST_RULES);
   const char *name = luaL_checkstring(L, 2);
+  rt_text_vocab *v = rt_lapi_text_vocab(L);
   unsigned bit = rt_text_intent_bit(name);
-  if (!bit) return luaL_argerror(L, 2, lua_pushfstring(L, "unknown intent '%s'", name));
-  lua_pushboolean(L, rt_text_is(s, bit));
+  if (bit) lua_pushboolean(L, rt_text_vocab_is(v, s, bit));
+  else if (rt_text_vocab_has(v, name)) lua_pushboolean(L, rt_text_vocab_match(v, s, name));
+  else return luaL_argerror(L, 2, lua_pushfstring(L, "unknown intent or word class '%s'", name));
   return 1;
 }
 
@@ -216,7 +325,7 @@ static const luaL_Reg text_funcs[] = {
   {"norm", l_norm},       {"plain", l_plain}, {"head", l_head},     {"letters", l_letters},
   {"plate", l_plate},     {"cars", l_cars},   {"car", l_car},       {"vin", l_vin},
   {"frame", l_frame},     {"phone", l_phone}, {"date", l_date},     {"intent", l_intent},
-  {"is", l_is},           {NULL, NULL},
+  {"is", l_is},           {"vocab", l_vocab}, {"ru", l_ru},  {NULL, NULL},
 };
 
 int rt_luaopen_text(lua_State *L) {

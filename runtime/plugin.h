@@ -44,10 +44,12 @@ typedef struct rt_plugin_env {
   const char *name;          /* the plugin's name ("console", "telegram") */
   const json_t *conf;        /* its section of shop.json, validated, defaults filled;
                               * never NULL (an empty object when absent) */
-  struct rt_http *http;      /* the process's HTTP client (http_client.h) */
+  struct rt_http *http;      /* the process's HTTP client (http_client.h); NULL
+                              * for a plugin that says no_http */
   struct rt_httpd *httpd;    /* the HTTP server for routes and websockets
                               * (http_server.h); NULL when http.listen is off */
-  const char *data_dir;      /* where the plugin may keep files (photos), created */
+  const char *data_dir;      /* where the plugin may keep files (photos): <the
+                              * store's folder>/files/<name>, created before start */
   /* Host clock, unix ms (virtual in tests). */
   int64_t (*now_ms)(void *host);
   /* Queues an inbound event; ack (may be NULL) runs after the receive
@@ -81,6 +83,10 @@ typedef struct rt_plugin {
   /* The schema fragment (plugins/<name>/schema.json, compiled in at build
    * time) for the plugin's section. */
   const char *schema_json;
+  /* True for a plugin that never calls out (the console): when no running
+   * plugin needs it the host creates no HTTP client, so a bot without
+   * outside services does not load libcurl. Otherwise env.http is set. */
+  bool no_http;
   /* True when the section asks for the plugin to run (e.g. a token is
    * set, or enabled is true); conf never NULL. NULL = always. */
   bool (*wanted)(const json_t *conf);
@@ -90,6 +96,71 @@ typedef struct rt_plugin {
   int (*create)(const json_t *conf, struct rt_channel **ch, struct rt_provider **pv, char **err);
 } rt_plugin;
 
-/* plugins/plugins.c: NULL-terminated. */
+/* plugins/plugins.c: NULL-terminated, in start order. */
 extern const rt_plugin *const rt_plugins[];
+
+/* ---- the host side (runtime/plugin.c; app.c drives it, plugins never) ----
+ *
+ * rt_plugin_host owns the plugin instances of one process and what it
+ * lends them: each instance's env, data folder, health and, when a running
+ * plugin needs it, the shared HTTP client. Lifecycle:
+ *   new -> [adopt] -> create (each wanted plugin, list order) ->
+ *   start (list order: a start is called once and answers through done;
+ *   a channel reaches deliveries, opts.channel_ready, only after its
+ *   done(RT_OK)) -> close (reverse order, each after the previous one's
+ *   done; then the HTTP client).
+ * A plugin whose create or start fails is logged (plugin-failed, with the
+ * plugin's message) and reported by health; the other plugins and the bot
+ * go on (a Telegram token the service refuses stops Telegram, not the shop). */
+struct rt_config;
+struct rt_store;
+
+typedef struct rt_plugin_host rt_plugin_host;
+
+typedef struct {
+  uv_loop_t *loop;
+  const struct rt_config *cfg;       /* borrowed: sections are read from it */
+  const rt_plugin *const *plugins;   /* NULL: rt_plugins */
+  const char *files_dir;             /* data folders go in <files_dir>/<name> */
+  /* The app's half of rt_plugin_env, all called with ud. */
+  int64_t (*now_ms)(void *ud);
+  int (*receive)(void *ud, const rt_event_in *ev, void (*ack)(void *, int), void *ack_ud);
+  int (*command)(void *ud, const char *cmd, char **err);
+  /* A channel finished starting: deliveries to it may begin. */
+  void (*channel_ready)(void *ud, struct rt_channel *ch);
+  /* Optional: a plugin's create or start failed (after it was logged). */
+  void (*failed)(void *ud, const char *name, const char *err);
+  void *ud;
+} rt_plugin_host_opts;
+
+rt_plugin_host *rt_plugin_host_new(const rt_plugin_host_opts *o);
+/* Takes ch (made by the app: chat's console) as the instance of the
+ * plugin name; create then makes no other of that name. Before create. */
+void rt_plugin_host_adopt(rt_plugin_host *h, const char *name, struct rt_channel *ch);
+/* Creates an instance of every plugin of the list whose section is wanted
+ * (adopted ones excepted); with only_adopted, none. Returns how many
+ * failed (each logged and in health). */
+int rt_plugin_host_create(rt_plugin_host *h, bool only_adopted);
+/* Starts the instances in order, lending them the store (kv values; the
+ * store must stay open until close is done) and the HTTP server (NULL: off). */
+void rt_plugin_host_start(rt_plugin_host *h, struct rt_store *store, struct rt_httpd *httpd);
+/* The providers created (integration.h), in list order; borrowed. */
+struct rt_provider *const *rt_plugin_host_providers(const rt_plugin_host *h, size_t *n);
+/* {"console": {"state": "running", "version": "1.0.0"}, "telegram":
+ * {"state": "failed", "problem": "..."}} (new reference); *ok is false when
+ * any plugin failed or reports a problem. */
+json_t *rt_plugin_host_health(const rt_plugin_host *h, bool *ok);
+/* Shutdown began: from now receive refuses (RT_EINVAL) and kv_get/kv_set
+ * answer NULL/RT_EINVAL, since the store closes with the engine, before
+ * the plugins are closed. */
+void rt_plugin_host_stopping(rt_plugin_host *h);
+/* Closes the instances in reverse order, then frees h and calls done(ud)
+ * (may be NULL) from the loop or before returning. */
+void rt_plugin_host_close(rt_plugin_host *h, void (*done)(void *ud), void *ud);
+
+/* `shopbot check`: creates every wanted plugin of the list (NULL:
+ * rt_plugins) from cfg and closes it again, starting nothing. Returns RT_OK,
+ * or RT_EINVAL and an owned message, one line per plugin that refused its
+ * section: "shop.json: $.channels.telegram: token: ...". */
+int rt_plugin_check(const struct rt_config *cfg, const rt_plugin *const *plugins, char **err);
 #endif

@@ -955,3 +955,37 @@ int rt_store_campaign_outcome(rt_store *s, const char *campaign, const char *pho
   sqlite3_finalize(st);
   return rc == SQLITE_DONE ? RT_OK : fail(s, rc);
 }
+
+/* ---- plugin values ----
+ *
+ * Rare (a plugin's start, a secret rotated): prepared per call. */
+
+int rt_store_plugin_get(rt_store *s, const char *plugin, const char *key, char **value) {
+  *value = NULL;
+  sqlite3_stmt *st = prep(s, "SELECT value FROM plugin_values WHERE plugin = ?1 AND key = ?2");
+  if (!st) return rt_store_errcode(s);
+  bind_text(st, 1, plugin);
+  bind_text(st, 2, key);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) *value = col_dup(st, 0);
+  sqlite3_finalize(st);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? RT_OK : fail(s, rc);
+}
+
+int rt_store_plugin_set(rt_store *s, const char *plugin, const char *key, const char *value,
+                        int64_t now) {
+  sqlite3_stmt *st = prep(s, value ? "INSERT INTO plugin_values (plugin, key, value, updated_at) "
+                                     "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (plugin, key) DO "
+                                     "UPDATE SET value = ?3, updated_at = ?4"
+                                   : "DELETE FROM plugin_values WHERE plugin = ?1 AND key = ?2");
+  if (!st) return rt_store_errcode(s);
+  bind_text(st, 1, plugin);
+  bind_text(st, 2, key);
+  if (value) {
+    bind_text(st, 3, value);
+    sqlite3_bind_int64(st, 4, now);
+  }
+  int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? RT_OK : fail(s, rc);
+}

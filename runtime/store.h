@@ -168,3 +168,11 @@ int rt_store_customer_optout(rt_store *s, const char *phone, const char *channel
 /* Records a campaign outcome on the newest contact row of that phone. */
 int rt_store_campaign_outcome(rt_store *s, const char *campaign, const char *phone,
                               const char *outcome);
+
+/* ---- plugin values (rt_plugin_env.kv_get/kv_set, 009_plugin_values.sql) ---- */
+/* *value is owned, NULL when the plugin has no such key. */
+int rt_store_plugin_get(rt_store *s, const char *plugin, const char *key, char **value);
+/* Sets (value NULL: deletes) a plugin's value. Outside a transaction it is
+ * its own, durable when RT_OK returns; inside one it commits with it. */
+int rt_store_plugin_set(rt_store *s, const char *plugin, const char *key, const char *value,
+                        int64_t now);

@@ -1381,6 +1381,19 @@ static bool date_find(const dctx *c, const ymd *today, const rt_text_date_opts *
   return false;
 }
 
+bool rt_text_date_in_norm(const char *norm, const char **kind, bool *deadline) {
+  dctx c;
+  tokenize(&c, norm);
+  dmatch m;
+  bool found = date_find(&c, NULL, NULL, &m);
+  if (found) {
+    *kind = m.d.kind;
+    *deadline = m.pi >= 0 && wany(&c, m.pi, W_DEADLINE);
+  }
+  free(c.t);
+  return found;
+}
+
 int rt_text_date(const char *s, int64_t now, const char *tz, const rt_text_date_opts *opts,
                  rt_text_date_res *out) {
   if (!s || !out) return 0;
@@ -1410,256 +1423,110 @@ int rt_text_date(const char *s, int64_t now, const char *tz, const rt_text_date_
   return found;
 }
 
+
 /* ======================================================================
- * Intents
+ * Russian reading of Latin letters
  *
- * One pcre2 pattern per intent over the normal form (lower case, ё = е,
- * single spaces), with PCRE2_UCP so that \b and \w know Cyrillic. Negation
- * is handled in the patterns with fixed-length look-behinds: "не нужно" is
- * DECLINED and never NEED, "больше ничего не надо" is DONE and not DECLINED,
- * "нет проблем" is YES and neither NO nor PROBLEM. Then:
- *  - naming a part ("колодки", "фильтр") is NEED unless the reply declines,
- *    complains or unsubscribes ("колодки не нужны");
- *  - any date expression is LATER, except a short-term or deadline date next
- *    to a NEED ("нужны колодки к пятнице", "нужен стартер завтра"): that is
- *    when the part is wanted, not when to write again;
- *  - NEED clears DONE ("нет, нужны ещё свечи" is NEED and NO, not DONE).
- * "всё" alone is DONE; "всё хорошо" is YES (and "всё хорошо, спасибо" YES and
- * THANKS), never DONE. "спасибо" alone is DONE and THANKS.
+ * Customers on a phone without a Russian layout write Russian in Latin
+ * letters ("net, spasibo", "nuzhen akkumulyator"), and customers who switch
+ * layouts mid-word leave Latin look-alikes inside Russian words ("cтоп" with
+ * a Latin c). The Russian reading of a normal form rewrites both: a word of
+ * Latin letters only is transliterated by the common informal scheme
+ * (zh, kh, ch, sh, shch/sch, ts, ya/yu/yo, y as ы or й, ' as ь), a word with
+ * both alphabets gets its Latin look-alikes replaced. Words with digits
+ * (VINs, part numbers, "5w30") are left alone. The intent patterns are
+ * tried on the normal form and on this reading, so English words keep
+ * working ("ok", "stop") and transliterated Russian reads like Russian.
  * ====================================================================== */
 
-enum { P_STOP, P_LATER, P_DECLINED, P_PROBLEM, P_NEED, P_PART, P_DONE, P_NO, P_YES, P_THANKS,
-       P_COUNT };
+static bool lat(char ch) { return ch >= 'a' && ch <= 'z'; }
+static bool lat_vowel(char ch) { return ch && strchr("aeiouy", ch) != NULL; }
 
-static const char *const intent_src[P_COUNT] = {
-  [P_STOP] =
-    "\\bстоп\\b(?![ -]?сигнал)|\\bstop\\b|\\bunsubscribe\\b|\\bспам\\w*|\\bspam\\b"
-    "|\\bне (?:надо |нужно )?(?:мне |нам )?(?:больше |сюда )?(?:пиши|пишите|писать|присылайте"
-    "|присылать|беспокой\\w*|звоните|звонить|надоедайте|спамьте|тревожьте)\\b"
-    "|\\bотпиш\\w*|\\bотписа\\w*|\\bотписк\\w*"
-    "|\\bхватит (?:мне |нам )?(?:писать|присылать|спамить|слать|доставать|названивать)\\b"
-    "|\\bудалите (?:мой |мои |меня )?(?:номер|телефон|контакт|данные|меня|из)"
-    "|\\bуберите (?:меня|мой номер)|\\bотстаньте\\b|\\bотвалите\\b|\\bзаблокир\\w*"
-    "|\\bпрекратите\\b",
-  [P_LATER] =
-    "\\b(?:позже|попозже|позднее|попозжа|потом|опосля)\\b"
-    "|\\bне (?:сейчас|щас|сегодня)\\b|\\bсейчас не (?:до этого|время|могу|актуально)\\b"
-    "|\\bпока рано\\b|\\bрановато\\b|\\bв (?:другой|следующий) раз\\b"
-    "|\\bнапиш\\w* (?:мне |нам )?(?:через|после|ближе|позже|попозже|как|когда|в |на |к )"
-    "|\\bподумаю\\b|\\bнадо подумать\\b|\\bпосоветуюсь\\b|\\bпосмотрим\\b"
-    "|\\bсам (?:напишу|позвоню|свяжусь)\\b|\\bпозвоню сам\\b|\\bкак[ -]нибудь\\b"
-    "|\\bне до этого\\b|\\bнекогда\\b|\\bпока не время\\b|\\bвечером\\b"
-    "|\\bчерез (?:\\w+ )?(?:час|часа|часов|часик|полчаса|минут\\w*)\\b",
-  [P_DECLINED] =
-    "(?<!\\bбольше )\\bничего (?:мне |нам |пока |уже )*(?:не )?(?:нужно|надо|требуется"
-    "|интересует)\\b"
-    "|(?<!\\bничего )(?<!\\bбольше )\\bне (?:очень |особо |сильно )?(?:нужно|надо|нужны|нужна"
-    "|нужен|требуется|требуются|интересно|интересует|интересуют|актуально|актуален|актуальна"
-    "|актуальны|пригодится|нуждаюсь)\\b"
-    "|\\bпока ничего\\b|\\b(?:у (?:меня|нас) )?(?:уже )?все есть\\b"
-    "|\\bнет\\W*(?:спасибо|спс|благодарю)\\b"
-    "|\\bмашин\\w* (?:уже )?продал\\w*|\\bпродал\\w* (?:уже )?(?:машин|авто|тачк)\\w*"
-    "|\\b(?:авто|тачку) (?:уже )?продал\\w*"
-    "|\\bуже (?:купил|заказал|нашел|поменял|сделал|взял|приобрел|починил)\\w*"
-    "|\\bобойдусь\\b|\\bбез надобности\\b|\\bнеактуально\\b|\\bне хочу\\b",
-  [P_PROBLEM] =
-    "\\bне (?:работает|работают|работал|работала|включается|включаются|заводится"
-    "|подош(?:ел|ла|ли|ло)|подходит|подходят|пришел|пришла|пришло|пришли|тот|та|те)\\b"
-    "|\\bне то прислали\\b|\\bслома\\w*|\\bбрак\\w*|(?<!\\bнет )(?<!\\bбез )\\bпроблем\\w*"
-    "|\\bвернуть\\b|\\bверните\\b|\\bвозврат\\w*|\\bжалоб\\w*|\\bпретензи\\w*"
-    "|\\bнеисправ\\w*|\\bдефект\\w*"
-    "|\\bне (?:заряжает\\w*|загружает\\w*|грузит|горит|светит|греет|держит|ловит|показывает"
-    "|слышно|звонит|крутит|тянет|пахнет|очень)\\b"
-    "|\\b(?:треснул\\w*|трещин\\w*|разбил\\w*|разбит\\w*|царапин\\w*|поцарапан\\w*"
-    "|погнут\\w*|протека\\w*|течет|гудит|греется|перегрева\\w*|глючит|зависает"
-    "|отвалил\\w*|сгорел\\w*)",
-  [P_NEED] =
-    "(?<!\\bне )\\b(?:нужн[оаы]|нужен|надо(?! подума)|требуется|требуются|подбер\\w*"
-    "|подобра\\w*|ищу|ищем|есть ли|есть у вас|хочу (?:заказать|купить|взять|поменять|заменить)"
-    "|хотел\\w* (?:бы )?(?:заказать|купить|взять)|закаж\\w*|заказать|купить|интересу\\w*"
-    "|сколько стоит|сколько стоят|почем|посчитайте|в наличии)\\b"
-    "|(?<!\\bне )\\bхочу (?!подумать|посмотреть|отказаться|отписаться)\\w{3,}",
-  [P_PART] =
-    "\\b(?:колодк|диск|фильтр|масл|свеч|ремн|ремен|амортиз|стойк|подшипник|ступиц|рычаг"
-    "|сайлентблок|шрус|гранат|пыльник|наконечник|тяг|помп|термостат|радиатор|аккумулятор"
-    "|акб|ламп|фар|зеркал|лобов|стекл|дворник|щетк|сцеплени|грм|ролик|натяжител|генератор"
-    "|стартер|датчик|катушк|форсунк|насос|прокладк|сальник|глушител|бампер|крыл|капот|шин"
-    "|резин|антифриз|тосол|тормоз|суппорт|пружин|опор|втулк|цеп|запчаст|детал|патрубк"
-    "|маховик|тнвд|трос|шланг|рейк)\\w*",
-  [P_DONE] =
-    "^\\W*(?:нет|неа|все|no|nope|ничего|достаточно|хватит|спасибо|спс|пожалуй все|вроде все|не все"
-    "|это все|пока все|на этом все|больше ничего|ничего больше|больше нет|нет больше"
-    "|все на этом)(?:\\W+(?:спасибо|спс|благодарю|все|нет|большое|вам))*\\W*$"
-    "|\\bбольше ничего\\b|\\bничего больше\\b|\\bэто все\\b"
-    "|\\bпока все\\b(?! (?:хорошо|нормально|отлично|ок|норм|работает))|\\bвроде все\\b"
-    "|\\bна этом все\\b|\\bвсе,? спасибо\\b|\\bдостаточно\\b"
-    "|\\bбольше не (?:надо|нужно|требуется)\\b|\\bбольше нет\\b"
-    "|\\bхватит\\b(?! (?:мне |нам )?(?:писать|присылать|спамить|слать|доставать|названивать))",
-  [P_NO] =
-    "\\b(?:нет|неа|нее|не-а|нету|no|nope|nah)\\b(?! проблем)|^\\W*не\\W*$|\\x{1F44E}",
-  [P_YES] =
-    "(?<!\\bне )\\b(?:да|ага|угу|конечно|канешно|давайте|давай|хорошо|ок|окей|ok|okay|yes|yep"
-    "|ладно|согласен|согласна|верно|отлично|норм|нормально|подходит|супер|годится|пойдет"
-    "|актуально|договорились)\\b|\\b(?:нет|без) проблем\\b|^\\s*\\++\\s*$"
-    "|^\\W*(?:хочу|беру|возьму|интересно|интересует|было бы здорово|можно)\\W*$"
-    "|[\\x{1F44D}\\x{1F44C}\\x{2705}\\x{1F197}]",
-  [P_THANKS] =
-    "\\b(?:спасибо|спасибки|спасиб|пасиб\\w*|спс|сенкс|благодарю|благодарим|благодарен"
-    "|благодарна|thanks|thank you|thx|мерси)\\b|\\x{1F64F}",
-};
+static size_t put(char *out, size_t o, const char *s) {
+  size_t n = strlen(s);
+  memcpy(out + o, s, n);
+  return o + n;
+}
 
-static pcre2_code *intent_re[P_COUNT];
-static bool intent_broken[P_COUNT];
-static pcre2_match_data *intent_md;
-
-static bool re_match(int id, const char *s, size_t n) {
-  if (!intent_re[id] && !intent_broken[id]) {
-    int err;
-    PCRE2_SIZE eoff;
-    intent_re[id] = pcre2_compile((PCRE2_SPTR)intent_src[id], PCRE2_ZERO_TERMINATED,
-                                  PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS, &err, &eoff, NULL);
-    if (!intent_re[id]) {
-      /* A bug in the table above; say so once and treat it as no match. */
-      PCRE2_UCHAR msg[160];
-      pcre2_get_error_message(err, msg, sizeof msg);
-      fprintf(stderr, "level=error msg=\"text: intent pattern %d: %s at %zu\"\n", id,
-              (const char *)msg, (size_t)eoff);
-      intent_broken[id] = true;
-      return false;
+/* One all-Latin word w[0..n) into out at o. */
+static size_t translit_word(const char *w, size_t n, char *out, size_t o) {
+  static const struct { const char *lat, *cyr; } multi[] = {
+    {"shch", "щ"}, {"sch", "щ"}, {"zh", "ж"}, {"kh", "х"}, {"ch", "ч"}, {"sh", "ш"},
+    {"ts", "ц"},   {"ya", "я"},  {"yu", "ю"}, {"yo", "е"}, {"ja", "я"}, {"ju", "ю"},
+    {"jo", "е"},
+  };
+  static const char *const one[26] = {
+    "а", "б", "ц", "д", "е", "ф", "г", "х", "и", "й", "к", "л", "м",
+    "н", "о", "п", "к", "р", "с", "т", "у", "в", "в", "х", "ы", "з"};
+  if (n == 4 && memcmp(w, "eshe", 4) == 0) return put(out, o, "еще");
+  for (size_t i = 0; i < n;) {
+    bool after_vowel = i > 0 && lat_vowel(w[i - 1]);
+    if (i == 0 && n > 2 && w[0] == 'e' && w[1] == 't') { o = put(out, o, "э"); i++; continue; }
+    if (w[i] == '\'') { o = put(out, o, "ь"); i++; continue; }
+    if (w[i] == 'y' && i + 1 < n && w[i + 1] == 'e') {
+      o = put(out, o, i == 0 || after_vowel ? "е" : "ы");
+      i += i == 0 || after_vowel ? 2 : 1;
+      continue;
     }
-    /* JIT makes the ten intent patterns several times cheaper per message;
-     * where JIT is unavailable the interpreter still works. */
-    pcre2_jit_compile(intent_re[id], PCRE2_JIT_COMPLETE);
-  }
-  if (!intent_re[id]) return false;
-  if (!intent_md && !(intent_md = pcre2_match_data_create(4, NULL))) return false;
-  /* the normal form is valid UTF-8 by construction */
-  return pcre2_match(intent_re[id], (PCRE2_SPTR)s, n, 0, PCRE2_NO_UTF_CHECK, intent_md,
-                     NULL) >= 0;
-}
-
-static const struct { unsigned bit; const char *name; } intent_names[] = {
-  {RT_INTENT_STOP, "stop"},       {RT_INTENT_LATER, "later"}, {RT_INTENT_DECLINED, "declined"},
-  {RT_INTENT_PROBLEM, "problem"}, {RT_INTENT_NEED, "need"},   {RT_INTENT_DONE, "done"},
-  {RT_INTENT_NO, "no"},           {RT_INTENT_YES, "yes"},     {RT_INTENT_THANKS, "thanks"},
-};
-
-/* The last message, normalised, with the patterns tried on it so far.
- * Flows ask text.is() several times about one message ("declined" or
- * "no" or "done"), and text.is() needs only the patterns its intent
- * depends on: "done" on a parts list is usually one pattern, not ten plus
- * a date scan. A cache beside the compiled patterns, for the same reason. */
-static struct {
-  char *s, *norm;
-  size_t len;
-  unsigned tried, hit;
-  int later;          /* -1 not computed, else 0/1 */
-} memo;
-
-static void memo_for(const char *s) {
-  if (memo.s && strcmp(memo.s, s) == 0) return;
-  free(memo.s);
-  free(memo.norm);
-  memo.s = rt_xstrdup(s);
-  memo.norm = rt_text_norm(s);
-  memo.len = strlen(memo.norm);
-  memo.tried = memo.hit = 0;
-  memo.later = -1;
-}
-
-static bool pat(int id) {
-  unsigned bit = 1u << id;
-  if (!(memo.tried & bit)) {
-    memo.tried |= bit;
-    if (re_match(id, memo.norm, memo.len)) memo.hit |= bit;
-  }
-  return (memo.hit & bit) != 0;
-}
-
-/* NEED: asked for something, or named a part without refusing. */
-static bool is_need(void) {
-  return pat(P_NEED) || (pat(P_PART) && !pat(P_DECLINED) && !pat(P_STOP) && !pat(P_PROBLEM));
-}
-
-/* LATER: said so, or named a date that is not a deadline of a request. */
-static bool is_later(void) {
-  if (pat(P_LATER)) return true;
-  if (memo.later < 0) {
-    dctx c;
-    tokenize(&c, memo.norm);
-    dmatch m;
-    memo.later = 0;
-    if (date_find(&c, NULL, NULL, &m)) {
-      const char *k = m.d.kind;
-      bool deadline = m.pi >= 0 && wany(&c, m.pi, W_DEADLINE);
-      bool soon = !strcmp(k, "tomorrow") || !strcmp(k, "after_tomorrow") ||
-                  !strcmp(k, "weekday") || !strcmp(k, "weekend") || !strcmp(k, "next_week");
-      memo.later = !(is_need() && (deadline || soon));
+    bool done = false;
+    for (size_t k = 0; k < RT_ARRAY_LEN(multi) && !done; k++) {
+      size_t l = strlen(multi[k].lat);
+      if (i + l <= n && memcmp(w + i, multi[k].lat, l) == 0) {
+        o = put(out, o, multi[k].cyr);
+        i += l;
+        done = true;
+      }
     }
-    free(c.t);
+    if (done) continue;
+    if (w[i] == 'y' && after_vowel) o = put(out, o, "й");
+    else o = put(out, o, one[w[i] - 'a']);
+    i++;
   }
-  return memo.later == 1;
+  return o;
 }
 
-static bool intent_is(unsigned bit) {
-  switch (bit) {
-  case RT_INTENT_STOP: return pat(P_STOP);
-  case RT_INTENT_LATER: return is_later();
-  case RT_INTENT_DECLINED: return pat(P_DECLINED);
-  case RT_INTENT_PROBLEM: return pat(P_PROBLEM);
-  case RT_INTENT_NEED: return is_need();
-  case RT_INTENT_DONE: return pat(P_DONE) && !is_need();
-  case RT_INTENT_NO: return pat(P_NO);
-  case RT_INTENT_YES: return pat(P_YES);
-  case RT_INTENT_THANKS: return pat(P_THANKS);
-  default: return false;
+static const char *lookalike(char ch) {
+  switch (ch) {
+  case 'a': return "а"; case 'b': return "в"; case 'c': return "с"; case 'e': return "е";
+  case 'h': return "н"; case 'k': return "к"; case 'm': return "м"; case 'o': return "о";
+  case 'p': return "р"; case 't': return "т"; case 'x': return "х"; case 'y': return "у";
+  default: return NULL;
   }
 }
 
-bool rt_text_is(const char *s, unsigned bit) {
-  if (!s) return false;
-  memo_for(s);
-  return intent_is(bit);
-}
-
-unsigned rt_text_intents(const char *s) {
-  if (!s) return 0;
-  memo_for(s);
-  unsigned bits = 0;
-  for (unsigned bit = 1; bit & RT_INTENT_ALL; bit <<= 1)
-    if (intent_is(bit)) bits |= bit;
-  return bits;
-}
-
-const char *rt_text_intent(const char *s) {
-  unsigned bits = rt_text_intents(s);
-  for (size_t i = 0; i < RT_ARRAY_LEN(intent_names); i++)
-    if (bits & intent_names[i].bit) return intent_names[i].name;
-  return NULL;
-}
-
-const char *rt_text_intent_name(unsigned bit) {
-  for (size_t i = 0; i < RT_ARRAY_LEN(intent_names); i++)
-    if (bit == intent_names[i].bit) return intent_names[i].name;
-  return NULL;
-}
-
-unsigned rt_text_intent_bit(const char *name) {
-  if (!name) return 0;
-  for (size_t i = 0; i < RT_ARRAY_LEN(intent_names); i++)
-    if (!strcmp(name, intent_names[i].name)) return intent_names[i].bit;
-  return 0;
-}
-
-void rt_text_cleanup(void) {
-  for (int i = 0; i < P_COUNT; i++) {
-    pcre2_code_free(intent_re[i]);
-    intent_re[i] = NULL;
-    intent_broken[i] = false;
+size_t rt_text_ru_buf(const char *norm, size_t n, char *out) {
+  size_t o = 0;
+  for (size_t i = 0; i < n;) {
+    /* a word: up to a space or ASCII punctuation other than ' */
+    size_t j = i;
+    bool latin = false, cyr = false, other = false;
+    while (j < n && norm[j] != ' ') {
+      unsigned char ch = (unsigned char)norm[j];
+      if (ch < 0x80 && ch != '\'' && !lat((char)ch)) {
+        if (j == i) break;
+        if (!(ch >= '0' && ch <= '9')) break;
+        other = true;
+      }
+      if (lat((char)ch)) latin = true;
+      else if (ch == 0xD0 || ch == 0xD1) cyr = true;
+      else if (ch >= 0x80 && (ch & 0xC0) != 0x80) other = true;
+      j++;
+    }
+    if (j == i) { out[o++] = norm[i++]; continue; }
+    if (latin && !cyr && !other) {
+      o = translit_word(norm + i, j - i, out, o);
+    } else if (latin && cyr && !other) {
+      for (size_t k = i; k < j; k++) {
+        const char *c = lat(norm[k]) ? lookalike(norm[k]) : NULL;
+        if (c) o = put(out, o, c);
+        else out[o++] = norm[k];
+      }
+    } else {
+      memcpy(out + o, norm + i, j - i);
+      o += j - i;
+    }
+    i = j;
   }
-  pcre2_match_data_free(intent_md);
-  intent_md = NULL;
-  free(memo.s);
-  free(memo.norm);
-  memset(&memo, 0, sizeof memo);
+  out[o] = '\0';
+  return o;
 }

@@ -9,8 +9,8 @@
  * hand-written and deliberately conservative: a missed VIN makes the flow ask
  * again, a wrong one orders the wrong part.
  *
- * Compiled regular expressions are cached in static storage on first use
- * (the runtime is single-threaded); rt_text_cleanup frees them at exit. */
+ * The words of intents (what "stop" or "a part" is) are not here: they are
+ * the persona's vocabulary (rt_text_vocab below, filled from Lua data). */
 #ifndef RT_TEXT_H
 #define RT_TEXT_H
 #include <stdbool.h>
@@ -116,28 +116,67 @@ enum {
 };
 #define RT_INTENT_ALL 0x1ffu
 
-/* Every intent the text expresses, as a bit set. */
-unsigned rt_text_intents(const char *s);
+/* ---- vocabulary --------------------------------------------------------- */
+
+/* A persona's words: named classes of pcre2 alternatives over the normal
+ * form (text_vocab.c). The host knows no word of its own; the persona's Lua
+ * data fills a vocabulary when the flows load (text.vocab). The classes
+ * the intents are made of: stop, later, declined, problem, need, part,
+ * done, no, yes, thanks, circumstance (a refusal by circumstance: "машину
+ * продал"); any other class can be asked by name (rt_text_vocab_match). */
+typedef struct rt_text_vocab rt_text_vocab;
+
+rt_text_vocab *rt_text_vocab_new(void);
+void rt_text_vocab_free(rt_text_vocab *v);
+/* Adds one alternative to class name (a-z, 0-9, _). RT_EINVAL and an owned
+ * message when pcre2 refuses the pattern ("missing closing parenthesis (at
+ * character 12)") or the vocabulary is already built. */
+int rt_text_vocab_add(rt_text_vocab *v, const char *name, const char *pattern, char **err);
+/* A Japanese frame model code ("GX110", "NZE141"): frame numbers typed
+ * without a separator are split after it. RT_EINVAL if not 2-8 letters and
+ * digits. */
+int rt_text_vocab_model(rt_text_vocab *v, const char *code);
+const char *const *rt_text_vocab_models(const rt_text_vocab *v, size_t *n);
+/* Compiles every class; after it nothing can be added. */
+int rt_text_vocab_build(rt_text_vocab *v, char **err);
+bool rt_text_vocab_has(const rt_text_vocab *v, const char *name);
+
+/* Every intent the text expresses, as a bit set (0 before build). Each
+ * class is tried on the normal form and on its Russian reading. */
+unsigned rt_text_vocab_intents(rt_text_vocab *v, const char *s);
 /* Whether s has one intent (an RT_INTENT_* bit); the same answer as
- * (rt_text_intents(s) & bit) != 0, computing only what that intent needs. */
-bool rt_text_is(const char *s, unsigned bit);
+ * (intents & bit) != 0, computing only what that intent needs. */
+bool rt_text_vocab_is(rt_text_vocab *v, const char *s, unsigned bit);
 /* The one that decides the flow, by priority stop > later > declined >
  * problem > need > done > no > yes > thanks; NULL when none. */
-const char *rt_text_intent(const char *s);
+const char *rt_text_vocab_intent(rt_text_vocab *v, const char *s);
+/* Whether the named class matches s (false for an unknown class). */
+bool rt_text_vocab_match(rt_text_vocab *v, const char *s, const char *name);
 /* "stop", "later", ... for one bit; NULL for anything else. */
 const char *rt_text_intent_name(unsigned bit);
 /* The bit for a name, 0 if unknown. */
 unsigned rt_text_intent_bit(const char *name);
 
-/* Frees the cached compiled patterns (tests and leak checkers). */
-void rt_text_cleanup(void);
+/* ---- generic pieces the vocabulary uses ---------------------------------- */
+
+/* The Russian reading of a normal form: words of Latin letters only are
+ * transliterated ("net spasibo" -> "нет спасибо"), Latin look-alikes inside
+ * Cyrillic words replaced; words with digits are kept. out must hold
+ * 2 * n + 1 bytes; returns the length written. */
+size_t rt_text_ru_buf(const char *norm, size_t n, char *out);
+/* The leftmost date expression in a normal form, not computed: its kind
+ * and whether a deadline preposition ("к", "до") opens it. */
+bool rt_text_date_in_norm(const char *norm, const char **kind, bool *deadline);
 
 /* ---- Lua --------------------------------------------------------------- */
 
 struct lua_State;
-/* Pushes a new table {norm, plain, head, letters, plate, cars, car, vin,
- * frame, phone, date, intent, is};
- * sets no globals. */
+/* Pushes a new table {norm, plain, ru, head, letters, plate, cars, car,
+ * vin, frame, phone, date, vocab, intent, is}; sets no globals. The
+ * vocabulary text.vocab builds is kept in the state's registry: each flow
+ * bundle has its own, and a reload builds a new one with the new bundle. */
 int rt_luaopen_text(struct lua_State *L);
+/* The vocabulary text.vocab built in this state, or NULL. */
+rt_text_vocab *rt_lapi_text_vocab(struct lua_State *L);
 
 #endif

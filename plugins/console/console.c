@@ -1,5 +1,6 @@
 /* console.c -- see console.h. */
 #include "console.h"
+#include "plugins/console_schema.h" /* generated from schema.json (CMakeLists.txt) */
 #include "buf.h"
 #include "log.h"
 #include "utf8.h"
@@ -14,7 +15,7 @@ struct rt_console {
   const rt_plugin_env *env;  /* the host's, lent at start */
   char *user;
   union { uv_tty_t tty; uv_pipe_t pipe; } in;
-  bool in_open, is_file;
+  bool in_open;
   rt_buf in_line;             /* input after the last newline */
   char chunk[65536];          /* read buffer: the data is copied out at once */
   uint64_t seq;
@@ -215,7 +216,6 @@ static int console_read(rt_console *c, char **err) {
     }
   } else {
     /* A regular file (or /dev/null): read it whole; it cannot block. */
-    c->is_file = true;
     char chunk[65536];
     ssize_t n;
     while ((n = read(0, chunk, sizeof chunk)) > 0) feed(c, chunk, (size_t)n);
@@ -282,3 +282,32 @@ static void console_close(rt_channel *ch, void (*done)(void *), void *ud) {
     console_free(c);
   }
 }
+
+/* ---- the plugin (plugins/plugins.c) ----
+ *
+ * In `shopbot run` the registry creates the console from its section when
+ * channels.console.enabled is true: it only prints what the bot sends to
+ * stdout. `shopbot chat` makes its own with rt_console_new (the customer at
+ * the terminal, stdin read) and lends it to the host in place of this one. */
+
+static bool console_wanted(const json_t *conf) {
+  return !json_is_false(json_object_get(conf, "enabled"));
+}
+
+static int console_create(const json_t *conf, rt_channel **ch, rt_provider **pv, char **err) {
+  (void)conf;
+  (void)pv;
+  (void)err;
+  *ch = rt_console_channel(rt_console_new("-", NULL, NULL));
+  return RT_OK;
+}
+
+const rt_plugin rt_plugin_console = {
+  .name = "console",
+  .version = "1.0.0",
+  .kind = RT_PLUGIN_CHANNEL,
+  .schema_json = (const char *)rt_console_schema_json,
+  .no_http = true,
+  .wanted = console_wanted,
+  .create = console_create,
+};

@@ -9,6 +9,7 @@
 #ifndef RT_CONSOLE_H
 #define RT_CONSOLE_H
 #include "channel.h"
+#include "integration.h"
 
 typedef struct rt_console rt_console;
 
@@ -26,4 +27,8 @@ const char *rt_console_user_problem(const char *user);
  * and closes it; close frees it. */
 rt_console *rt_console_new(const char *user, void (*on_eof)(void *ud), void *ud);
 rt_channel *rt_console_channel(rt_console *c);
+
+/* The plugin (plugins/plugins.c): `run`'s printing console, created when
+ * channels.console.enabled (default true). */
+extern const rt_plugin rt_plugin_console;
 #endif

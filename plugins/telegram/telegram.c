@@ -1795,8 +1795,8 @@ static int tg_create(const json_t *conf, rt_channel **ch, struct rt_provider **p
   return rt_telegram_new(conf, ch, err);
 }
 
-#include "telegram_schema.h"
+#include "plugins/telegram_schema.h"
 
-const rt_plugin rt_telegram_plugin = {
+const rt_plugin rt_plugin_telegram = {
     .name = "telegram", .version = "0.1.0", .kind = RT_PLUGIN_CHANNEL,
-    .schema_json = rt_telegram_schema, .wanted = tg_wanted, .create = tg_create};
+    .schema_json = (const char *)rt_telegram_schema_json, .wanted = tg_wanted, .create = tg_create};

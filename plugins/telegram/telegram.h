@@ -19,7 +19,7 @@
 #include "channel.h"
 
 /* The plugin (plugins/plugins.c lists it). */
-extern const rt_plugin rt_telegram_plugin;
+extern const rt_plugin rt_plugin_telegram;
 
 /* Creates the channel from its validated section (token, api_base, ...).
  * RT_OK, or RT_EINVAL with an owned message. The host starts and closes it

@@ -33,7 +33,7 @@ check "secret shown as ***" contains "$TMP/o" '"token": "\*\*\*"'
 
 printf '{ "name": "x", "persona": {}, "flows": {"dir": "nope", "start": "main"}, "http": {"enabled": false} }' > "$d/shop.json"
 $S run "$d" 2>"$TMP/e" </dev/null; check "missing flows folder -> refuse" [ $? -eq 1 ]
-check "missing flows folder named" contains "$TMP/e" "nope: flows folder not found"
+check "missing flows folder named" contains "$TMP/e" "flows.dir: the flows folder \"nope\" of .* is /.*/nope, which does not exist"
 
 printf '{ "name": "x", "persona": {}, "flows": {"start": "main"}, "http": {"enabled": false} }' > "$d/shop.json"
 printf 'return flow "main" {\n  start = function(c, ev)\n    c:say("hi"\n  end,\n}\n' > "$d/flows/main.lua"

@@ -1,6 +1,7 @@
 /* test_lapi_text.c -- the text table as flows see it. */
 #include "t.h"
 #include "text.h"
+#include "tvocab.h"
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
@@ -34,7 +35,7 @@ T(table_shape) {
   lua_close(L);
   L = new_state();
   run(L, "for _, f in ipairs{'norm','plain','head','letters','plate','cars','car','vin','frame',\n"
-         "                   'phone','date','intent','is'} do\n"
+         "                   'phone','date','intent','is','vocab','ru'} do\n"
          "  assert(type(text[f]) == 'function', f) end");
   lua_close(L);
 }
@@ -103,7 +104,8 @@ T(phone_and_date) {
 }
 
 T(intents) {
-  lua_State *L = new_state();
+  CHECK(tvocab_vitaly() != NULL);
+  lua_State *L = tvocab_L;
   run(L, "local p, set = text.intent('пока не надо, может через месяц')\n"
          "assert(p == 'later', p)\n"
          "assert(set.later and set.declined and not set.need)\n"
@@ -114,7 +116,53 @@ T(intents) {
          "assert(text.is('нет спасибо', 'done'))\n"
          "assert(text.is('нет спасибо', 'thanks'))\n"
          "assert(not text.is('не нужно', 'need'))\n"
-         "assert(text.is('👍', 'yes'))");
+         "assert(text.is('👍', 'yes'))\n"
+         "assert(text.is('net, spasibo', 'declined'))");
+  tvocab_close();
+  /* without a vocabulary nothing is understood, and nothing fails */
+  L = new_state();
+  run(L, "local p, set = text.intent('стоп')\n"
+         "assert(p == nil and next(set) == nil)\n"
+         "assert(text.is('стоп', 'stop') == false)");
+  lua_close(L);
+}
+
+T(vocab) {
+  lua_State *L = new_state();
+  run(L, "text.vocab{stop = {[[\\bстоп\\b]]}, closing = {[[^все\\b]], [[хватит]]},\n"
+         "           models = {'gx110', 'NZE141'}}\n"
+         "assert(text.intent('СТОП') == 'stop')\n"
+         "assert(text.is('всё, отправляйте', 'closing'))\n"
+         "assert(not text.is('и всё', 'closing'))\n"
+         "local ok, err = pcall(text.is, 'x', 'nope')\n"
+         "assert(not ok and err:find('unknown intent or word class', 1, true), err)");
+  /* a broken pattern is an error with the caller's line, the class and the
+   * pattern; the vocabulary before it stays */
+  run(L, "local ok, err = pcall(load('\\n\\ntext.vocab{stop = {[[a]], [[(стоп]]}}', '=lib/words.lua'))\n"
+         "assert(not ok, 'no error')\n"
+         "assert(err:find('lib/words.lua:3: text.vocab: stop[2] «(стоп»: missing closing parenthesis', 1, true), err)\n"
+         "assert(text.intent('стоп') == 'stop')");
+  static const char *const bad[] = {
+    "text.vocab(5)", "text.vocab{stop = 5}", "text.vocab{stop = {5}}", "text.vocab{[1] = {}}",
+    "text.vocab{['Bad Name'] = {'x'}}", "text.vocab{stop = {''}}", "text.vocab{models = {'x'}}",
+    "text.vocab{models = {'GX-110'}}",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char code[256];
+    snprintf(code, sizeof code, "local ok, err = pcall(function() return %s end)\n"
+                                "assert(not ok and tostring(err):find('text.vocab', 1, true) or"
+                                " tostring(err):find('bad argument', 1, true), tostring(err))",
+             bad[i]);
+    if (luaL_dostring(L, code) != LUA_OK) {
+      fprintf(stderr, "  %s: %s\n", bad[i], lua_tostring(L, -1));
+      CHECK(!"vocabulary misuse not reported");
+    }
+    lua_settop(L, 0);
+  }
+  run(L, "assert(text.ru('Net, SPASIBO') == 'нет, спасибо')\n"
+         "assert(text.ru('nuzhen akkumulyator') == 'нужен аккумулятор')\n"
+         "assert(text.ru('cтоп') == 'стоп')\n"
+         "assert(text.ru('масло 5w30 XW8ZZZ614BG012345') == 'масло 5w30 xw8zzz614bg012345')");
   lua_close(L);
 }
 
@@ -155,7 +203,8 @@ int main(void) {
   T_RUN(plates_and_views);
   T_RUN(phone_and_date);
   T_RUN(intents);
+  T_RUN(vocab);
   T_RUN(misuse);
-  rt_text_cleanup();
+
   return T_DONE();
 }

@@ -367,9 +367,9 @@ T(config_errors) {
   free(err);
   json_decref(conf);
   conf = json_pack("{s:s}", "token", "");
-  CHECK(rt_telegram_plugin.wanted(conf) == false);
+  CHECK(rt_plugin_telegram.wanted(conf) == false);
   json_decref(conf);
-  json_t *sch = json_loads(rt_telegram_plugin.schema_json, 0, NULL);
+  json_t *sch = json_loads(rt_plugin_telegram.schema_json, 0, NULL);
   CHECK(json_is_object(json_object_get(json_object_get(sch, "properties"), "token")));
   json_decref(sch);
 }

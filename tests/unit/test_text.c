@@ -1,6 +1,7 @@
 /* test_text.c -- car ids, phones, dates, intents and the normal form, each
  * driven by a table of what real customers type. */
 #include "t.h"
+#include "tvocab.h"
 #include "rt.h"
 #include "text.h"
 #include "tz.h"
@@ -435,6 +436,9 @@ T(date_edges) {
 
 /* ---- intents --------------------------------------------------------------- */
 
+/* The persona's vocabulary (scripts/vitaly/lib/words.lua), loaded in main. */
+static rt_text_vocab *V;
+
 #define Y RT_INTENT_YES
 #define N RT_INTENT_NO
 #define D RT_INTENT_DONE
@@ -551,8 +555,8 @@ T(intent_table) {
     {"\xff\xfe\xd0", NULL, 0, RT_INTENT_ALL},
   };
   for (size_t i = 0; i < RT_ARRAY_LEN(rows); i++) {
-    unsigned bits = rt_text_intents(rows[i].in);
-    const char *p = rt_text_intent(rows[i].in);
+    unsigned bits = rt_text_vocab_intents(V, rows[i].in);
+    const char *p = rt_text_vocab_intent(V, rows[i].in);
     bool ok = (rows[i].primary ? p && !strcmp(p, rows[i].primary) : !p) &&
               (bits & rows[i].must) == rows[i].must && !(bits & rows[i].mustnt);
     if (!ok) {
@@ -573,8 +577,8 @@ T(intent_names) {
   CHECK_INT(rt_text_intent_bit("declined"), RT_INTENT_DECLINED);
   CHECK_INT(rt_text_intent_bit("nonsense"), 0);
   CHECK_INT(rt_text_intent_bit(NULL), 0);
-  CHECK_INT(rt_text_intents(NULL), 0);
-  CHECK(rt_text_intent(NULL) == NULL);
+  CHECK_INT(rt_text_vocab_intents(V, NULL), 0);
+  CHECK(rt_text_vocab_intent(V, NULL) == NULL);
 }
 
 /* ---- robustness: nothing crashes or reads out of bounds -------------------- */
@@ -590,7 +594,7 @@ static void run_all(const char *s) {
   rt_text_phone(s, buf);
   rt_text_phone_norm(s, buf);
   rt_text_date(s, NOW, "Asia/Vladivostok", NULL, &r);
-  rt_text_intents(s);
+  rt_text_vocab_intents(V, s);
   rt_text_plate(s, false, buf);
   rt_text_plate(s, true, buf);
   size_t n = strlen(s);
@@ -616,7 +620,7 @@ T(robust) {
   CHECK(rt_text_phone(big, ph));
   rt_text_date_res r;
   CHECK_INT(rt_text_date(big, NOW, NULL, NULL, &r), 1);
-  CHECK(rt_text_intents(big) & RT_INTENT_DECLINED);
+  CHECK(rt_text_vocab_intents(V, big) & RT_INTENT_DECLINED);
   char *nb = rt_text_norm(big);
   CHECK(strlen(nb) <= strlen(big));
   free(nb);
@@ -777,11 +781,11 @@ T(is_agrees_with_intents) {
     "да", "👍", "спасибо", "больше ничего не надо", "продал машину", "позже, в конце месяца",
     "масло 5w30", "", "не пишите мне", "вернуть товар", "ок", "в следующем месяце напишите"};
   for (size_t i = 0; i < sizeof msgs / sizeof msgs[0]; i++) {
-    unsigned all = rt_text_intents(msgs[i]);
+    unsigned all = rt_text_vocab_intents(V, msgs[i]);
     for (unsigned first = 1; first & RT_INTENT_ALL; first <<= 1) {
-      rt_text_is("-", RT_INTENT_YES);               /* forget the message */
+      rt_text_vocab_is(V, "-", RT_INTENT_YES);               /* forget the message */
       for (unsigned k = 0, bit = first; k < 9; k++) {
-        bool got = rt_text_is(msgs[i], bit), want = (all & bit) != 0;
+        bool got = rt_text_vocab_is(V, msgs[i], bit), want = (all & bit) != 0;
         if (got != want) {
           fprintf(stderr, "  \"%s\": is(%s) = %d, intents says %d\n", msgs[i],
                   rt_text_intent_name(bit), got, want);
@@ -794,6 +798,8 @@ T(is_agrees_with_intents) {
 }
 
 int main(void) {
+  V = tvocab_vitaly();
+  if (!V) return 1;
   T_RUN(norm);
   T_RUN(cars_table);
   T_RUN(cars_helpers);
@@ -808,6 +814,7 @@ int main(void) {
   T_RUN(plate_table);
   T_RUN(letters_plain_head);
   T_RUN(long_inputs);
-  rt_text_cleanup();
+
+  tvocab_close();
   return T_DONE();
 }
