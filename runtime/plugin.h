@@ -90,6 +90,10 @@ typedef struct rt_plugin {
   /* True when the section asks for the plugin to run (e.g. a token is
    * set, or enabled is true); conf never NULL. NULL = always. */
   bool (*wanted)(const json_t *conf);
+  /* A channel for shops without a messenger (the web chat): while its
+   * section says nothing of "enabled" it runs only when no other channel
+   * but the console is wanted, and wanted decides otherwise. */
+  bool fallback;
   /* Creates an instance from its validated section. Exactly one of the
    * outputs is set according to kind. Returns RT_OK or an error with an
    * owned message for `shopbot check` and the log. */
