@@ -380,8 +380,9 @@ static char *files_dir(rt_config *cfg) {
   return dir;
 }
 
-/* Created before the engine: providers are handed to the flows' bundle
- * when it loads; started once the store and the HTTP server are there. */
+/* Created before the engine: providers (a Lua module each) and the
+ * process's HTTP client are lent to the flows' bundle when it loads;
+ * started once the store and the HTTP server are there. */
 static void create_plugins(app *a) {
   a->files_dir = files_dir(a->cfg);
   rt_plugin_host_opts po = {
@@ -416,7 +417,10 @@ int rt_app_run(const rt_app_opts *o) {
   char *err = NULL;
   int status = 0;
   create_plugins(&a);
-  rt_engine_opts eo = {.loop = &a.loop, .cfg = a.cfg};
+  size_t npv = 0;
+  rt_provider *const *pvs = rt_plugin_host_providers(a.plugins, &npv);
+  rt_engine_opts eo = {.loop = &a.loop, .cfg = a.cfg, .http = rt_plugin_host_http(a.plugins),
+                       .providers = pvs, .nproviders = npv};
   if (rt_engine_new(&eo, &a.e, &err) != RT_OK) {
     fprintf(stderr, "shopbot %s: %s\n", cmd, err);
     free(err);
