@@ -402,6 +402,10 @@ static bool head_cb(void *ud, const rt_outbox_row *r) {
   rt_deliver *d = s->d;
   target *t = s->t;
   s->seen++;
+  /* The buckets count at the moment of each send, not at the start of a
+   * long scan: else a later send could use tokens refilled for time that
+   * had not passed yet when an earlier one went. */
+  s->now = now_ms(d);
   chat *c = chat_get(t, r->chat_id, s->now);
   if (c->busy) return true;
   if (!bucket_ok(&c->b, s->now)) {
