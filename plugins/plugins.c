@@ -3,9 +3,11 @@
  * (plugins/README.md); its schema.json is compiled in by CMakeLists.txt. */
 #include "console/console.h"
 #include "ocr/ocr.h"
+#include "llm/llm.h"
 
 const rt_plugin *const rt_plugins[] = {
   &rt_plugin_console,
   &rt_plugin_ocr,
+  &rt_plugin_llm,
   NULL,
 };

@@ -433,20 +433,6 @@ static void on_idle_pump(uv_timer_t *t) {
   pump(o);
 }
 
-/* Photo paths come from channel plugins (their data_dir); anything a shell
- * or ImageMagick could read as more than a file name ("text:/etc/passwd",
- * "a[1]", "-write") is refused. */
-static bool safe_path(const char *p) {
-  if (!p[0] || strstr(p, "..")) return false;
-  for (const char *s = p; *s; s++) {
-    char ch = *s;
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-          ch == '/' || ch == '.' || ch == '_' || ch == '-' || ch == '+'))
-      return false;
-  }
-  return true;
-}
-
 static int ocr_call(rt_provider *p, const char *op, const json_t *args, rt_call_done done,
                     void *ud, rt_call **out, char **err) {
   ocr *o = p->impl;
@@ -462,7 +448,7 @@ static int ocr_call(rt_provider *p, const char *op, const json_t *args, rt_call_
     *err = rt_xstrdup("ocr.read: the photo has no path (a file the channel saved)");
     return RT_EINVAL;
   }
-  if (!safe_path(path)) {
+  if (!rt_subproc_plain_file(path)) {
     *err = rt_xstrdup("ocr.read: the photo's path has characters a file name of ours never has");
     return RT_EINVAL;
   }
