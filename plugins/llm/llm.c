@@ -58,7 +58,8 @@ struct rt_call {
   int attempts, repairs;
   bool json_object, probe;
   uint64_t deadline;        /* uv_now */
-  uint64_t sent_ns;
+  uint64_t sent_ns, called_ns;
+  double http_ms, wait_ms;  /* the server's time and backoff: not ours */
   rt_call_done done;
   void *ud;
   rt_call_usage usage;
@@ -93,7 +94,13 @@ struct llm {
   pcre2_match_data *md;
   rt_call *head;
   rt_llm_stats st;
+  /* the client's own time per call (wall minus the server's and the
+   * backoff), the last OVERHEAD_N samples */
+  double *overhead;
+  size_t noverhead;
 };
+
+#define OVERHEAD_N 8192
 
 static uint64_t now_ms(llm *l) { return uv_now(l->env->loop); }
 
@@ -360,6 +367,11 @@ static void call_free(rt_call *c) {
 
 static void finish(rt_call *c, const json_t *value, const char *code, const char *detail) {
   llm *l = c->l;
+  if (c->http_ms > 0 && json_array_size(c->images) == 0) {
+    double own = (double)(uv_hrtime() - c->called_ns) / 1e6 - c->http_ms - c->wait_ms;
+    if (!l->overhead) l->overhead = rt_xcalloc(OVERHEAD_N, sizeof *l->overhead);
+    l->overhead[l->noverhead++ % OVERHEAD_N] = own < 0 ? 0 : own;
+  }
   rt_call_result r;
   memset(&r, 0, sizeof r);
   r.status = code ? RT_EIO : RT_OK;
@@ -432,6 +444,7 @@ static void retry_or_fail(rt_call *c, const char *code, const char *detail, long
     return;
   }
   l->st.retries++;
+  c->wait_ms += (double)wait;
   uv_timer_start(c->timer, on_timer, (uint64_t)wait, 0);
 }
 
@@ -580,8 +593,7 @@ static void on_http(rt_http_resp *resp, void *ud) {
   rt_call *c = ud;
   llm *l = c->l;
   c->req = NULL;
-  double client_ms = (double)(uv_hrtime() - c->sent_ns) / 1e6 - resp->total_ms;
-  (void)client_ms;
+  c->http_ms += resp->total_ms;
   if (resp->err != RT_OK) {
     char d[300];
     snprintf(d, sizeof d, "%s", resp->errmsg);
@@ -774,6 +786,7 @@ static int llm_call(rt_provider *p, const char *opname, const json_t *args, rt_c
   }
 
   rt_call *c = rt_xcalloc(1, sizeof *c);
+  c->called_ns = uv_hrtime();
   c->l = l;
   c->op = op;
   c->done = done;
@@ -883,6 +896,7 @@ static void llm_close(rt_provider *p, void (*done)(void *ud), void *ud) {
     json_decref(l->schemas[i].schema);
   }
   free(l->schemas);
+  free(l->overhead);
   pcre2_code_free(l->re_price);
   pcre2_code_free(l->re_stock);
   pcre2_code_free(l->re_delivery);
@@ -900,7 +914,24 @@ static void llm_close(rt_provider *p, void (*done)(void *ud), void *ud) {
   if (done) done(ud);
 }
 
-void rt_llm_get_stats(rt_provider *p, rt_llm_stats *out) { *out = ((llm *)p->impl)->st; }
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+void rt_llm_get_stats(rt_provider *p, rt_llm_stats *out) {
+  llm *l = p->impl;
+  *out = l->st;
+  size_t n = l->noverhead < OVERHEAD_N ? l->noverhead : OVERHEAD_N;
+  if (n == 0) return;
+  double *v = rt_xmalloc(n * sizeof *v);
+  memcpy(v, l->overhead, n * sizeof *v);
+  qsort(v, n, sizeof *v, cmp_double);
+  out->overhead_ms_p50 = v[n / 2];
+  out->overhead_ms_p99 = v[(size_t)((double)(n - 1) * 0.99)];
+  out->overhead_ms_max = v[n - 1];
+  free(v);
+}
 
 static const char *str_or(const json_t *conf, const char *key, const char *def) {
   const char *s = json_string_value(json_object_get(conf, key));

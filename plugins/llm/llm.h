@@ -21,7 +21,9 @@ typedef struct {
   int64_t tokens_in, tokens_out, tokens_cached, cost_micro;
   size_t in_flight, max_in_flight_seen;
   bool breaker_open;
-  double overhead_ms_max;   /* the client's own time per attempt, worst */
+  /* the client's own time per call: wall time minus the server's answer
+   * time and backoff waits (calls without photos), last 8192 calls */
+  double overhead_ms_p50, overhead_ms_p99, overhead_ms_max;
 } rt_llm_stats;
 void rt_llm_get_stats(rt_provider *p, rt_llm_stats *out);
 #endif

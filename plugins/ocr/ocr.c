@@ -159,15 +159,17 @@ static bool fix17(const char *in, rt_text_car *car) {
     if (v[i] == 'O' || v[i] == 'Q') v[i] = '0';
     else if (v[i] == 'I') v[i] = '1';
   }
-  if (v[0] >= '1' && v[0] <= '5' && !check_ok(v)) {
+  /* OCR also reads a leading 1 as L ("LHGYF..." for "1HGYF..."): that
+   * swap is tried too, and a variant counts only if it is North American. */
+  if (!check_ok(v) && ((v[0] >= '1' && v[0] <= '5') || v[0] == 'L')) {
     int hits = 0, at = -1;
     char to = 0;
     for (int i = 0; i < 13; i++) {
-      char t = twin(v[i]);
+      char t = i == 0 && v[0] == 'L' ? '1' : twin(v[i]);
       if (!t || t == 'O' || t == 'I') continue;
       char keep = v[i];
       v[i] = t;
-      if (check_ok(v)) { hits++; at = i; to = t; }
+      if (v[0] >= '1' && v[0] <= '5' && check_ok(v)) { hits++; at = i; to = t; }
       v[i] = keep;
     }
     if (hits == 1) v[at] = to;

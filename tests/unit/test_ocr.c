@@ -45,6 +45,7 @@ T(cars_ocr_confusions) {
   CHECK_STR(ocr_vin("ХТА2МZVЕ6FL48244З"), "XTA2MZVE6FL482443");
   /* North American VIN: the check digit is mandatory and picks the swap */
   CHECK_STR(ocr_vin("1HG9P5482HB620278"), "1HG9P54B2HB620278");
+  CHECK_STR(ocr_vin("LHGYFWYA7PH231007"), "1HGYFWYA7PH231007");  /* 1 read as L */
   rt_text_car cars[4];
   CHECK_INT(rt_ocr_cars("1HG9P54B2HB620278", cars, 4), 1);
   CHECK(cars[0].check_ok);
