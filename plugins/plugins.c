@@ -4,10 +4,12 @@
 #include "console/console.h"
 #include "ocr/ocr.h"
 #include "llm/llm.h"
+#include "webchat/webchat.h"
 
 const rt_plugin *const rt_plugins[] = {
   &rt_plugin_console,
   &rt_plugin_ocr,
   &rt_plugin_llm,
+  &rt_plugin_webchat,
   NULL,
 };

@@ -262,6 +262,7 @@ static void app_stop(app *a) {
   if (a->reload) { a->closing++; rt_reload_close(a->reload, closed_one, a); a->reload = NULL; }
   /* Deliveries stop first, then the channels close (channel.h); the store
    * goes with the engine, so plugins lose receive and kv from here on. */
+  if (a->plugins) rt_plugin_host_stopping(a->plugins);
   if (a->e) { a->closing++; rt_engine_close(a->e, closed_one, a); a->e = NULL; }
   if (a->httpd) {
     a->closing++;
@@ -309,6 +310,7 @@ static void on_stop_async(uv_async_t *h) {
 }
 
 static void stop_signals_install(app *a) {
+  stop_requested = 0;
   uv_async_init(&a->loop, &a->stop_async, on_stop_async);
   a->stop_async.data = a;
   stop_async_now = &a->stop_async;
@@ -370,7 +372,10 @@ static char *files_dir(rt_config *cfg) {
   return dir;
 }
 
-static void start_plugins(app *a) {
+/* Created before the engine: providers are handed to the flows' bundle
+ * when it loads; started once the store and the HTTP server are there. */
+static void create_plugins(app *a) {
+  a->files_dir = files_dir(a->cfg);
   rt_plugin_host_opts po = {
     .loop = &a->loop, .cfg = a->cfg, .plugins = a->o->plugins, .files_dir = a->files_dir,
     .now_ms = host_now, .receive = host_receive, .command = host_command,
@@ -381,7 +386,6 @@ static void start_plugins(app *a) {
     rt_plugin_host_adopt(a->plugins, "console",
                          rt_console_channel(rt_console_new(a->o->chat_user, on_eof, a)));
   rt_plugin_host_create(a->plugins, a->o->chat_user != NULL);
-  rt_plugin_host_start(a->plugins, rt_engine_store(a->e), a->httpd);
 }
 
 int rt_app_run(const rt_app_opts *o) {
@@ -403,6 +407,7 @@ int rt_app_run(const rt_app_opts *o) {
   uv_loop_init(&a.loop);
   char *err = NULL;
   int status = 0;
+  create_plugins(&a);
   rt_engine_opts eo = {.loop = &a.loop, .cfg = a.cfg};
   if (rt_engine_new(&eo, &a.e, &err) != RT_OK) {
     fprintf(stderr, "shopbot %s: %s\n", cmd, err);
@@ -437,10 +442,9 @@ int rt_app_run(const rt_app_opts *o) {
   uv_signal_start(&a.sighup, on_sighup, SIGHUP);
   uv_timer_init(&a.loop, &a.eof_check);
   a.eof_check.data = &a;
-  a.files_dir = files_dir(a.cfg);
   /* Plugins start before the engine, so a channel that is ready at once
    * is there for the first deliveries (whatever the last run left). */
-  start_plugins(&a);
+  rt_plugin_host_start(a.plugins, rt_engine_store(a.e), a.httpd);
   if (a.e) rt_engine_start(a.e);
   if (a.e && !a.stopping) start_watch(&a);
   uv_run(&a.loop, UV_RUN_DEFAULT);
@@ -448,6 +452,7 @@ out:
   app_stop(&a);
   uv_run(&a.loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&a.loop) != 0) rt_log(RT_LOG_WARN, "loop-not-empty", NULL);
+  alarm(0);   /* stopped in time: the grace alarm has nothing left to do */
   for (size_t i = 0; i < RT_ARRAY_LEN(a.watch_dirs); i++) free(a.watch_dirs[i]);
   free(a.files_dir);
   rt_config_free(a.cfg);
