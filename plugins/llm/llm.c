@@ -372,18 +372,22 @@ static void finish(rt_call *c, const json_t *value, const char *code, const char
     if (!l->overhead) l->overhead = rt_xcalloc(OVERHEAD_N, sizeof *l->overhead);
     l->overhead[l->noverhead++ % OVERHEAD_N] = own < 0 ? 0 : own;
   }
+  /* detail and the model may live in the call, which is freed before done */
+  char why[512], model[64];
+  snprintf(why, sizeof why, "%s", detail ? detail : "");
+  snprintf(model, sizeof model, "%s", c->model);
   rt_call_result r;
   memset(&r, 0, sizeof r);
   r.status = code ? RT_EIO : RT_OK;
   r.value = value;
   r.error = code;
-  r.detail = detail;
+  r.detail = detail ? why : NULL;
   r.usage = c->usage;
-  r.usage.model = c->model[0] ? c->model : NULL;
+  r.usage.model = model[0] ? model : NULL;
   if (code) {
     l->st.failed++;
     rt_log(RT_LOG_WARN, "llm-call-failed", "error=%s attempts=%d detail=\"%.160s\"", code,
-           c->attempts, detail ? detail : "");
+           c->attempts, why);
   } else {
     l->st.ok++;
   }
