@@ -108,11 +108,84 @@ static void run(uv_loop_t *loop, rt_provider *p, int n, int at_once, int *failed
   json_decref(args);
 }
 
+/* ---- every customer message sent to the LLM, as the seed shop does ----
+ *
+ * For each transcript in dir: every user: line is one llm.chat call with
+ * the persona prompt and the dialog so far (the transcript's bot: lines as
+ * the assistant's), every photo: line one call with a photo. The fake bills
+ * prompt tokens by the request's text (fake_openai.py, prompt_estimate) and
+ * 85 per photo. Leads: transcripts that expect a lead; retention dialogs:
+ * ret_*.chat. */
+typedef struct { int64_t tokens, cost_micro; int calls; } tally;
+static tally g_tally;
+static int g_left;
+static void on_counted(void *ud, const rt_call_result *r) {
+  g_tally.tokens += r->usage.tokens_in + r->usage.tokens_out;
+  g_tally.cost_micro += r->usage.cost_micro;
+  g_tally.calls++;
+  g_left--;
+}
+
+static void all_llm(uv_loop_t *loop, rt_provider *p, const char *dir, const char *photo) {
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "ls %s/*.chat 2>/dev/null", dir);
+  FILE *ls = popen(cmd, "r");
+  char file[512];
+  int leads = 0, rets = 0;
+  int64_t lead_tokens = 0, lead_cost = 0, ret_tokens = 0, ret_cost = 0;
+  int dialogs = 0, calls = 0;
+  while (ls && fgets(file, sizeof file, ls)) {
+    file[strcspn(file, "\n")] = '\0';
+    FILE *f = fopen(file, "r");
+    if (!f) continue;
+    json_t *hist = json_array();
+    bool is_lead = false, is_ret = strstr(file, "/ret_") != NULL;
+    g_tally = (tally){0, 0, 0};
+    char line[8192];
+    while (fgets(line, sizeof line, f)) {
+      line[strcspn(line, "\n")] = '\0';
+      if (strncmp(line, "expect lead", 11) == 0) is_lead = true;
+      bool user = strncmp(line, "user: ", 6) == 0, ph = strncmp(line, "photo:", 6) == 0;
+      if (strncmp(line, "bot: ", 5) == 0) {
+        json_array_append_new(hist, json_pack("{s:s,s:s}", "role", "assistant", "content", line + 5));
+        continue;
+      }
+      if (!user && !ph) continue;
+      const char *t = user ? line + 6 : (line[6] == ' ' ? line + 7 : line + 6);
+      json_t *args = json_pack("{s:s,s:O,s:{s:s,s:s}}", "text", t[0] ? t : "(фото)", "history", hist,
+                               "vars", "shop", "Колесо", "persona", "Виталий");
+      if (ph) json_object_set_new(args, "images", json_pack("[s]", photo));
+      rt_call *c;
+      char *err = NULL;
+      if (p->call(p, "chat", args, on_counted, NULL, &c, &err) == RT_OK) {
+        g_left = 1;
+        while (g_left > 0) uv_run(loop, UV_RUN_ONCE);
+      }
+      free(err);
+      json_decref(args);
+      json_array_append_new(hist, json_pack("{s:s,s:s}", "role", "user", "content", t));
+    }
+    fclose(f);
+    json_decref(hist);
+    dialogs++;
+    calls += g_tally.calls;
+    if (is_lead) { leads++; lead_tokens += g_tally.tokens; lead_cost += g_tally.cost_micro; }
+    if (is_ret) { rets++; ret_tokens += g_tally.tokens; ret_cost += g_tally.cost_micro; }
+  }
+  if (ls) pclose(ls);
+  printf("llm.all_to_llm: %d transcripts, %d calls; per completed lead %.0f tokens, %.4f ₽ (%d leads); "
+         "per retention dialog %.0f tokens, %.4f ₽ (%d dialogs)\n",
+         dialogs, calls, leads ? (double)lead_tokens / leads : 0, leads ? (double)lead_cost / 1e6 / leads : 0,
+         leads, rets ? (double)ret_tokens / rets : 0, rets ? (double)ret_cost / 1e6 / rets : 0, rets);
+}
+
 int main(int argc, char **argv) {
   int calls = 2000, inflight = 500;
+  const char *transcripts = NULL;
   for (int i = 1; i + 1 < argc; i++) {
     if (strcmp(argv[i], "--calls") == 0) calls = atoi(argv[++i]);
     else if (strcmp(argv[i], "--inflight") == 0) inflight = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--transcripts") == 0) transcripts = argv[++i];
   }
   int port;
   pid_t fast = start_fake("[{\"content\":\"Подберём зимние шины.\",\"usage\":{\"prompt_tokens\":300,\"completion_tokens\":12}}]", &port);
@@ -139,6 +212,30 @@ int main(int argc, char **argv) {
   printf("llm.client_ms_50_at_once: p50 %.3f, p99 %.3f (the loop answers 50 completions per turn)\n",
          st.overhead_ms_p50, st.overhead_ms_p99);
   p->close(p, closed, NULL);
+  if (transcripts) {
+    /* prices of gpt-4o-mini in roubles (0.15 and 0.60 $ per 1M tokens at 90 ₽) */
+    char url[96];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", port);
+    char prompt[600];
+    snprintf(prompt, sizeof prompt, "%s/../prompt.md", transcripts);
+    json_t *conf = json_pack("{s:s,s:s,s:f,s:f,s:s}", "base_url", url, "model", "bench",
+                             "price_per_1k_prompt", 0.0135, "price_per_1k_completion", 0.054,
+                             "prompt", prompt);
+    rt_provider *q;
+    char *err = NULL;
+    rt_llm_new(conf, &q, &err);
+    env.conf = conf;
+    q->start(q, &env, started, NULL);
+    char photo[256];
+    snprintf(photo, sizeof photo, "/tmp/bench_llm_photo.%d.jpg", (int)getpid());
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "convert -size 1280x960 xc:'#9aa' -fill black -pointsize 90 "
+                              "-annotate +80+400 'BREMBO P 85 020' %s", photo);
+    if (system(cmd) == 0) all_llm(&loop, q, transcripts, photo);
+    unlink(photo);
+    q->close(q, closed, NULL);
+    json_decref(conf);
+  }
   kill(fast, SIGTERM);
   waitpid(fast, NULL, 0);
 
