@@ -223,7 +223,7 @@ static void commit_done(rt_engine *e) {
            t->status == RT_LTURN_DONE ? "ok" : t->status == RT_LTURN_ERROR ? "failed"
            : t->status == RT_TURN_QUARANTINED ? "quarantined" : "skipped",
            (long long)(now - t->started_ms));
-    /* Committed: the new state stays a Lua table for the chat's next event. */
+    /* Committed: a bundle that keeps states keeps this one (lvm.h). */
     if (t->status == RT_LTURN_DONE && t->lt) rt_lturn_keep_state(t->lt, t->conv.rev);
     rt_convq_done(&e->queues, t->chat);
     rt_turn_free(t);

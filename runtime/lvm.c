@@ -43,7 +43,6 @@ typedef struct {
 } lalloc;
 
 #define POOL_MAX 32        /* finished coroutines kept for the next turns */
-#define STATE_CACHE_DEFAULT 10000
 
 /* One kept state in the ring that orders the cache, oldest first. An entry
  * whose seq no longer matches the cache's was taken or replaced since. */
@@ -459,8 +458,7 @@ int rt_bundle_load(const rt_bundle_opts *o, rt_bundle **out, char **err) {
   if (!b->o.max_http_per_turn) b->o.max_http_per_turn = 10;
   if (!b->o.step_instructions) b->o.step_instructions = 10000000;
   b->cache_ref = LUA_NOREF;
-  b->cache_max = o->state_cache < 0 ? 0 : o->state_cache ? (size_t)o->state_cache
-                                                         : STATE_CACHE_DEFAULT;
+  b->cache_max = o->state_cache > 0 ? (size_t)o->state_cache : 0;
   b->L = lua_newstate(l_alloc, &b->alloc);
   lua_State *L = b->L;
   lua_atpanic(L, l_panic);

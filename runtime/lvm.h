@@ -53,8 +53,10 @@ typedef struct {
   int64_t load_instructions;
   int max_http_per_turn;
   /* Saved states kept as Lua tables between the events of a conversation
-   * (rt_lturn_keep_state); 0 = 10000, -1 = none. Also bounded to a quarter
-   * of mem_limit. */
+   * (rt_lturn_keep_state), at most this many; 0 = none. Also bounded to a
+   * quarter of mem_limit. Off in the engine: tests/bench/bench_core
+   * measured it slower than decoding the text (thousands of live state
+   * tables cost the collector and malloc more than the decode they save). */
   int state_cache;
   const rt_host *host;       /* borrowed, must outlive the bundle */
   /* Lent to the flows' http module; NULL: http calls answer (nil,
