@@ -8,7 +8,6 @@
  * This file wires them, keeps the order of the pump, and decides what a
  * store failure means (retry later, health). */
 #include "engine.h"
-#include "http_client.h"
 #include "convq.h"
 #include "deliver.h"
 #include "effects.h"
@@ -513,7 +512,6 @@ rt_config *rt_engine_config(rt_engine *e) { return e->cfg; }
 uv_loop_t *rt_engine_loop(rt_engine *e) { return e->loop; }
 const rt_engine_stats *rt_engine_get_stats(const rt_engine *e) { return &e->st; }
 
-rt_http *rt_engine_http(rt_engine *e) { return rt_turns_http(e->turns); }
 
 bool rt_engine_idle(const rt_engine *e) {
   if (!(!rt_inbox_waiting(e->inbox) && !rt_convq_any_ready(&e->queues) &&
