@@ -1108,6 +1108,13 @@ static void cache_drop_all(rt_bundle *b) {
 
 size_t rt_bundle_cached_states(const rt_bundle *b) { return b->cache_n; }
 
+void rt_bundle_collect(rt_bundle *b) {
+  while (b->npool) luaL_unref(b->L, LUA_REGISTRYINDEX, b->pool[--b->npool]);
+  cache_drop_all(b);
+  rt_buf_free(&b->jb);
+  lua_gc(b->L, LUA_GCCOLLECT);
+}
+
 void rt_bundle_forget_state(rt_bundle *b, int64_t conv_id) {
   if (b->cache_n) cache_remove(b, b->L, conv_id);
 }

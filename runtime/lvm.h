@@ -80,6 +80,10 @@ json_t *rt_bundle_describe(rt_bundle *b);
 size_t rt_bundle_mem(const rt_bundle *b);
 /* States held in the cache (rt_lturn_keep_state). */
 size_t rt_bundle_cached_states(const rt_bundle *b);
+/* Gives back what the bundle keeps between turns (kept states, pooled
+ * coroutines, buffers) and runs a full collection: for an idle bot, and
+ * for tests that count allocations. */
+void rt_bundle_collect(rt_bundle *b);
 
 /* Turn status. */
 enum { RT_LTURN_DONE = 0, RT_LTURN_YIELD = 1, RT_LTURN_ERROR = 2 };
