@@ -62,9 +62,18 @@ typedef struct {
   int gift;                                       /* 0, 1; -1: keep (new rows: 0) */
 } rt_import_order;
 /* Prepares the import's statements. The caller opens and commits the
- * write transactions (rt_store_begin / rt_store_commit) in batches. */
+ * write transactions (rt_store_begin / rt_store_commit) in batches, then
+ * calls rt_store_import_finish. The secondary indexes of tables that are
+ * empty now (a first import) are dropped here and built by finish: one
+ * sort instead of a random index page per row. Meanwhile lookups in those
+ * tables by other columns read the table. */
 int rt_store_import_new(rt_store *s, rt_store_import **out, char **err);
+/* Builds the indexes dropped for the load (also after a failed import). */
+int rt_store_import_finish(rt_store_import *w);
 void rt_store_import_free(rt_store_import *w);
+/* Rebuilds indexes an import dropped and never built (it was killed);
+ * rt_store_open calls it. */
+int rt_store_import_restore_indexes(rt_store *s);
 /* Upserts a customer; *inserted tells a new row from an updated one. */
 int rt_store_import_customer(rt_store_import *w, const rt_import_customer *c, int64_t now,
                              bool *inserted);
