@@ -51,8 +51,9 @@ case "$cmd" in
     # summary is the last line
     build build -DRT_SANITIZE=OFF
     ./tests/valgrind.sh build
-    # The parsers of outside input (shop.json, CSV, stored state, customer
-    # text) under libFuzzer, 12 s each, in build-fuzz with clang
+    # The parsers of outside input (shop.json, CSV, stored state, the
+    # Lua-JSON codec, customer text) under libFuzzer, 12 s each, in
+    # build-fuzz with clang
     # (libclang-rt-dev has its runtime); a finding stops here.
     ./tests/fuzz/run 12
     build build-asan -DRT_SANITIZE=ON

@@ -175,6 +175,14 @@ int rt_plugin_host_create(rt_plugin_host *h, bool only_adopted) {
   return failed;
 }
 
+/* The process's HTTP client, lent to the plugins and the flows. Made with
+ * the host: cheap, curl loads with the first request that goes out, so a
+ * console-only bot does not carry libcurl. */
+rt_http *rt_plugin_host_http(rt_plugin_host *h) {
+  if (!h->http && !h->closing) h->http = rt_http_new(h->o.loop);
+  return h->http;
+}
+
 rt_provider *const *rt_plugin_host_providers(const rt_plugin_host *h, size_t *n) {
   *n = h->npvs;
   return h->pvs;
@@ -285,19 +293,13 @@ static int make_dirs(const char *path, char **err) {
 
 void rt_plugin_host_start(rt_plugin_host *h, rt_store *store, struct rt_httpd *httpd) {
   h->store = store;
-  bool need_http = false;
-  for (size_t i = 0; i < h->n; i++)
-    if (h->v[i]->state == ST_CREATED && !(h->v[i]->p && h->v[i]->p->no_http)) need_http = true;
-  /* curl loads with the first plugin that may call out: a console-only bot
-   * does not carry libcurl. */
-  if (need_http) h->http = rt_http_new(h->o.loop);
   for (size_t i = 0; i < h->n && !h->closing; i++) {
     inst *in = h->v[i];
     if (in->state != ST_CREATED) continue;
     in->data_dir = rt_xasprintf("%s/%s", h->o.files_dir ? h->o.files_dir : ".", in->name);
     in->env = (rt_plugin_env){
       .loop = h->o.loop, .name = in->name, .conf = in->conf,
-      .http = in->p && in->p->no_http ? NULL : h->http,
+      .http = in->p && in->p->no_http ? NULL : rt_plugin_host_http(h),
       .httpd = httpd, .data_dir = in->data_dir,
       .now_ms = env_now, .receive = env_receive, .kv_get = env_kv_get, .kv_set = env_kv_set,
       .set_health = env_set_health, .command = env_command, .host = in,

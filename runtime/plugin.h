@@ -150,6 +150,9 @@ int rt_plugin_host_create(rt_plugin_host *h, bool only_adopted);
 void rt_plugin_host_start(rt_plugin_host *h, struct rt_store *store, struct rt_httpd *httpd);
 /* The providers created (integration.h), in list order; borrowed. */
 struct rt_provider *const *rt_plugin_host_providers(const rt_plugin_host *h, size_t *n);
+/* The process's HTTP client (http_client.h), lent to every plugin and to
+ * the flows; owned by the host, closed last. */
+struct rt_http *rt_plugin_host_http(rt_plugin_host *h);
 /* {"console": {"state": "running", "version": "1.0.0"}, "telegram":
  * {"state": "failed", "problem": "..."}} (new reference); *ok is false when
  * any plugin failed or reports a problem. */

@@ -1,5 +1,6 @@
 /* transcript.c -- the transcript test runner (see transcript.h). */
 #include "transcript.h"
+#include "http_client.h"
 #include "store_tools.h"
 #include "campaign_cfg.h"
 #include "config.h"
@@ -114,19 +115,32 @@ bool rt_transcript_glob(const char *p, const char *s) {
   return !*p;
 }
 
-static json_t *http_scripted(void *ud, json_t *req) {
+/* The transport behind the engine's HTTP client: every request is kept
+ * for `expect http` and answered from the replies the transcript scripted,
+ * later from the loop as the network would. */
+static void http_scripted(void *ud, const rt_http_opts *o, rt_http_resp *resp) {
   tr *t = ud;
-  json_array_append(t->requests, req);
-  const char *m = json_string_value(json_object_get(req, "method"));
-  const char *u = json_string_value(json_object_get(req, "url"));
+  const char *m = o->method ? o->method : "GET";
+  json_t *req = json_pack("{s:s, s:s}", "method", m, "url", o->url);
+  json_t *body = o->body ? json_stringn(o->body, o->body_len) : NULL;
+  if (body) json_object_set_new(req, "body", body);
+  json_array_append_new(t->requests, req);
   for (size_t i = 0; i < t->nreplies; i++) {
     scripted_reply *s = &t->replies[i];
-    if (s->used || strcmp(s->method, m) != 0 || !rt_transcript_glob(s->url, u)) continue;
+    if (s->used || strcmp(s->method, m) != 0 || !rt_transcript_glob(s->url, o->url)) continue;
     s->used = true;
-    if (s->timeout) return json_pack("{s:s, s:s}", "error", "timeout", "detail", "scripted timeout");
-    return json_pack("{s:i, s:s}", "status", s->status, "body", s->body);
+    if (s->timeout) {
+      resp->err = RT_ETIMEOUT;
+      snprintf(resp->errmsg, sizeof resp->errmsg, "scripted timeout");
+      return;
+    }
+    resp->status = s->status;
+    resp->body = rt_xstrdup(s->body);
+    resp->body_len = strlen(s->body);
+    return;
   }
-  return json_pack("{s:s, s:s}", "error", "network", "detail", "no scripted reply in the transcript");
+  resp->err = RT_ENET;
+  snprintf(resp->errmsg, sizeof resp->errmsg, "no scripted reply in the transcript");
 }
 
 /* ---- engine lifetime ---- */
@@ -156,7 +170,7 @@ static int engine_up(tr *t) {
                                .caps = RT_CH_BUTTONS | RT_CH_MEDIA | RT_CH_TEMPLATES};
     rt_engine_add_channel(t->e, &t->chans[i]);
   }
-  rt_engine_set_http_script(t->e, http_scripted, t);
+  rt_http_set_transport(rt_engine_http(t->e), http_scripted, t);
   rt_engine_start(t->e);
   settle(t);
   return RT_OK;

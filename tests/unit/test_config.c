@@ -490,7 +490,9 @@ T(load_minimal_applies_defaults) {
   CHECK_STR(rt_config_str(c, "working_hours.from", NULL), "09:00");
   CHECK_STR(rt_config_str(c, "working_hours.to", NULL), "19:00");
   CHECK_INT(rt_config_bool(c, "channels.console.enabled", 0), 1);
-  CHECK(rt_config_get(c, "channels.telegram") == NULL);
+  /* the telegram plugin's section: its defaults, no token (so not started) */
+  CHECK_STR(rt_config_str(c, "channels.telegram.token", NULL), "");
+  CHECK_INT(rt_config_int(c, "channels.telegram.poll_timeout_s", 0), 25);
   CHECK_STR(rt_config_str(c, "tests.dir", NULL), "tests");
   CHECK_INT(rt_config_bool(c, "tests.on_reload", 1), 0);
   /* lookups of the wrong type or missing paths fall back */
@@ -555,7 +557,7 @@ T(full_example_loads) {
       "  \"gifts\": {\"after_days\": 3, \"accessories\": {\"шины\": [\"вентили\", \"колпачки\"]}},\n"
       "  \"payday\": [10, 25],\n"
       "  \"channels\": {\"console\": {\"enabled\": false},"
-      " \"telegram\": {\"token\": \"${RT_TEST_TG:-none}\", \"poll\": true}},\n"
+      " \"telegram\": {\"token\": \"${RT_TEST_TG:-none}\", \"poll_timeout_s\": 30}},\n"
       "  \"llm\": {\"provider\": \"x\", \"api_key\": \"sk-literal\"},\n"
       "  \"tests\": {\"on_reload\": true}\n"
       "}\n";
