@@ -400,6 +400,9 @@ int rt_store_import_address(rt_store_import *w, const char *phone, const char *c
  * those with the customer's phone and those of the customer's addresses
  * (each found through an index). */
 #define SEV_CASE "CASE WHEN v.mode = 'blocked' THEN 2 WHEN " OPEN_EXPR " THEN 1 ELSE 0 END"
+#define SEV_PHONE(phone)                                                       \
+  "(SELECT COALESCE(MAX(" SEV_CASE "), 0) FROM conversations v "               \
+  "WHERE v.phone = " phone ")"
 #define SEVERITY(phone)                                                        \
   "MAX((SELECT COALESCE(MAX(" SEV_CASE "), 0) FROM conversations v "           \
   "WHERE v.phone = " phone "), (SELECT COALESCE(MAX(" SEV_CASE "), 0) FROM "   \
@@ -412,7 +415,8 @@ int rt_store_import_address(rt_store_import *w, const char *phone, const char *c
   "a.status || char(31) || COALESCE(a.reason, '') || char(31) || "             \
   "a.updated_at, char(30)) FROM customer_addresses a WHERE a.phone = " phone ")"
 
-enum { K_CONV, K_CONTACT, K_ORDER, K_SEED, K_MARK, K_SEV, K_RETENTION, K_GIFTS, K_COUNT };
+enum { K_CONV, K_CONTACT, K_ORDER, K_SEED, K_MARK, K_SEV, K_RETENTION, K_RET_ADDRS, K_GIFTS,
+       K_COUNT };
 
 static const char *campaign_sql[K_COUNT] = {
   /* Creating the conversation does not touch updated_at of an existing one,
@@ -431,12 +435,19 @@ static const char *campaign_sql[K_COUNT] = {
     "CASE WHEN c.opted_out THEN 1 WHEN c.blocked THEN 2 "
     "WHEN EXISTS (SELECT 1 FROM campaign_contacts k WHERE k.phone = c.phone "
     "AND k.campaign = 'retention' AND k.at > ?2) THEN 3 "
-    "ELSE CASE " SEVERITY("c.phone") " WHEN 2 THEN 2 WHEN 1 THEN 4 ELSE 0 END END, "
-    ADDRS("c.phone") " "
+    "ELSE CASE " SEV_PHONE("c.phone") " WHEN 2 THEN 2 WHEN 1 THEN 4 ELSE 0 END END "
     /* A plain scan in phone order (see 002_campaigns.sql), a chunk at a time
      * from the phone after the last one read. */
     "FROM customers c NOT INDEXED WHERE c.last_purchase <= ?1 AND c.phone > ?4 "
     "ORDER BY c.phone LIMIT ?5",
+  /* The addresses of a chunk's customers in one range read (phone order,
+   * as the chunk), each with the severity of its conversation: a lookup per
+   * customer was most of a retention run's time. ?3 as in OPEN_EXPR. */
+  [K_RET_ADDRS] =
+    "SELECT a.phone, a.channel, a.address, a.status, a.reason, a.updated_at, "
+    "COALESCE((SELECT " SEV_CASE " FROM conversations v WHERE v.channel = a.channel "
+    "AND v.chat_id = a.address), 0) FROM customer_addresses a "
+    "WHERE a.phone > ?1 AND a.phone <= ?2 ORDER BY a.phone",
   [K_GIFTS] =
     "SELECT o.order_id, o.phone, o.product, o.category, o.recipient_name, o.recipient_phone, "
     ADDRS("o.phone") ", b.timezone, COALESCE(b.opted_out, 0), COALESCE(b.blocked, 0), "
@@ -509,6 +520,16 @@ int rt_store_campaign_retention(rt_store_campaign *c, int64_t idle_before,
   sqlite3_bind_int64(st, 3, recent_after);
   sqlite3_bind_text(st, 4, after_phone ? after_phone : "", -1, SQLITE_TRANSIENT);
   sqlite3_bind_int(st, 5, limit);
+  return each(c->s, st, fn, ud);
+}
+
+int rt_store_campaign_addresses(rt_store_campaign *c, const char *after_phone,
+                                const char *last_phone, int64_t recent_after,
+                                rt_store_row_fn fn, void *ud) {
+  sqlite3_stmt *st = c->q[K_RET_ADDRS];
+  sqlite3_bind_text(st, 1, after_phone ? after_phone : "", -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, last_phone ? last_phone : "", -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 3, recent_after);
   return each(c->s, st, fn, ud);
 }
 
