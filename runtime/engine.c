@@ -529,6 +529,9 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
   e->dl = rt_deliver_new(&dopts);
   e->handles_open++;
   rt_inbox_recover(e->inbox);
+  /* Opening the store, loading the bundle and recovering the inbox freed
+   * what they used on the way; hand it back now rather than idle on it. */
+  malloc_trim(0);
   *out = e;
   return RT_OK;
 }

@@ -388,6 +388,11 @@ int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char
     rt_store_close(s);
     return rc;
   }
+  /* quick_check read every page through the page cache; keeping them would
+   * hold up to cache_mb of a file the bot mostly does not touch again (the
+   * start-up RSS grew by the size of the store). The pages the bot does use
+   * come back as it reads them. */
+  sqlite3_db_release_memory(s->db);
   char *merr = NULL;
   rc = migrate(s, o->sql_dir, &merr);
   if (rc != RT_OK) {
