@@ -263,11 +263,10 @@ static bool is_later(rt_text_vocab *v) {
     const char *k;
     bool deadline;
     v->memo.later = 0;
-    if (rt_text_date_in_norm(v->memo.norm, &k, &deadline)) {
+    if (rt_text_date_in_norm(v->memo.ru ? v->memo.ru : v->memo.norm, &k, &deadline)) {
       bool soon = !strcmp(k, "tomorrow") || !strcmp(k, "after_tomorrow") ||
                   !strcmp(k, "weekday") || !strcmp(k, "weekend") || !strcmp(k, "next_week");
-      bool past = !strcmp(k, "past");
-      v->memo.later = !past && !(is_need(v) && (deadline || soon));
+      v->memo.later = !(is_need(v) && (deadline || soon));
     }
   }
   return v->memo.later == 1;

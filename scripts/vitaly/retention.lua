@@ -40,11 +40,12 @@ local function hi(c)
   return common.hi(customer and customer.name)
 end
 
--- Настройки для text.date: дни зарплаты из shop.json, напоминаем в 11:00.
+-- Настройки для text.date: дни зарплаты и конец новогодних праздников из
+-- shop.json, напоминаем в 11:00.
 local function date_opts()
   local paydays = {}
   for i = 1, math.min(#shop.payday, 4) do paydays[i] = shop.payday[i] end
-  return { payday = paydays, hour = 11 }
+  return { payday = paydays, hour = 11, new_year_until = shop.new_year_holidays_until }
 end
 
 -- Дата из ответа («через две недели», «после зарплаты», «15-го»),

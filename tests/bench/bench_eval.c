@@ -319,7 +319,8 @@ static void set_dates(rt_bundle *b, const row *rows, size_t n) {
   for (size_t i = 0; i < n; i++) {
     const row *r = &rows[i];
     now_s = noon(r->today);
-    rt_text_date_opts o = {{5, 20, 0, 0}, 11};
+    rt_text_date_opts o = RT_TEXT_DATE_OPTS_DEFAULT;
+    o.default_hour = 11;
     rt_text_date_res d;
     char got[32] = "-";
     if (rt_text_date(r->msg, now_s, TZ, &o, &d)) day_of(d.at, got);

@@ -35,7 +35,7 @@ T(table_shape) {
   lua_close(L);
   L = new_state();
   run(L, "for _, f in ipairs{'norm','plain','head','letters','plate','cars','car','vin','frame',\n"
-         "                   'phone','date','intent','is','vocab','ru'} do\n"
+         "                   'phone','date','intent','is','vocab','ru','phones'} do\n"
          "  assert(type(text[f]) == 'function', f) end");
   lua_close(L);
 }

@@ -25,6 +25,45 @@ M.part = {
 -- Коды моделей японских машин (начало номера кузова). Клиенты пишут номер
 -- кузова слитно — «GX1106012345»; по этому списку Виталий понимает, где
 -- кончается модель: GX110-6012345. Латинскими буквами, как в СТС.
-M.models = {}
+M.models = {
+  -- Toyota
+  "AE100", "AE101", "AE110", "AE111", "AT190", "AT211", "AT212", "ACA20", "ACA21", "ACA30",
+  "ACR30", "ACR50", "ACU20", "ACU25", "ACV30", "ACV35", "ACV40", "ACV45", "ANH10", "ANH20",
+  "ANE10", "AZR60", "AZR65", "AZT240", "AZT250", "AXVH70", "CT190", "CV40", "GRX120",
+  "GRX121", "GRX130", "GRS180", "GRS182", "GRS200", "GSU40", "GSU45", "GX100", "GX105",
+  "GX110", "GX115", "GXE10", "JZX90", "JZX91", "JZX100", "JZX101", "JZX105", "JZX110",
+  "JZS147", "JZS155", "JZS171", "KDJ95", "KDJ120", "KDJ150", "KZN130", "KZN185", "LJ95",
+  "MCV30", "MCU10", "MCU15", "MHU38", "NCP10", "NCP20", "NCP30", "NCP50", "NCP60", "NCP81",
+  "NCP91", "NCP100", "NCP120", "NHW10", "NHW20", "NKE165", "NSP130", "NZE120", "NZE121",
+  "NZE124", "NZE141", "NZE144", "NZE161", "NZT240", "NZT260", "RZN185", "SCP10", "SCP90",
+  "SV40", "SXA10", "SXA11", "SXE10", "SXM10", "UZJ100", "UZJ200", "UZS151", "VZN130",
+  "VZN185", "ZCT10", "ZGE20", "ZNE10", "ZRE142", "ZRE152", "ZRE162", "ZRE172", "ZRT260",
+  "ZRT261", "ZSP110", "ZVW30", "ZVW50", "ZZE121", "ZZE122", "ZZE123", "ZZE124", "ZZE150",
+  "ZZT240", "ZZT245", "ZZW30", "HZJ105", "FZJ100", "GDJ150", "TRJ150", "LN130",
+  -- Nissan
+  "BNR32", "BNR34", "ECR33", "ER34", "HR34", "Y33", "Y34", "HY34", "WFY11", "WHNY11", "VFY11",
+  "FNY10", "PNY10", "N16", "QG10", "FB15", "FNB15", "B15", "HNB15", "E11", "NE11", "ZE11",
+  "E12", "NE12", "K12", "AK12", "BK12", "BNK12", "YK12", "C11", "NC11", "JC11", "C25", "CC25",
+  "C26", "T30", "NT30", "T31", "NT31", "TNT31", "Z50", "PNZ50", "TZ50", "J31", "PJ31", "TNJ31",
+  "J32", "L33", "V35", "CPV35", "PV36", "KV36", "Y50", "PY50", "Y51", "R50", "PR50", "M35",
+  "NM35", "PM35", "U30", "JU30", "NU30", "E51", "ME51", "NE51", "F15", "NF15", "E52", "TE52",
+  -- Honda
+  "GD1", "GD2", "GD3", "GD4", "GE6", "GE7", "GE8", "GE9", "GK3", "GK5", "GP1", "GP5", "GB3",
+  "GB5", "GG7", "RA6", "RB1", "RB3", "RD1", "RD5", "RE3", "RE4", "RF3", "RG1", "RK1", "RK5",
+  "RN6", "RN8", "RU1", "RU3", "CF4", "CF6", "CL7", "CL9", "CU2", "CR2", "CW2", "EK3", "EU1",
+  "EU3", "ES1", "FD1", "FD3", "FK2", "FN2", "FB3", "GH8", "GM2", "ZE2", "ZF1", "JF1", "JF3",
+  -- Mitsubishi
+  "CN9A", "CP9A", "CT9A", "CZ4A", "CY4A", "CS2A", "CS5W", "CU2W", "CW5W", "GF2W", "H81W",
+  "H82W", "V45W", "V65W", "V75W", "V93W", "N84W", "Z21A", "Z27A", "GA3W", "EA1A", "DG5W",
+  -- Mazda
+  "BK5P", "BKEP", "BL5FP", "BJ5P", "GG3S", "GH5FS", "GY3W", "GJ2FP", "DE3FS", "DY3W", "DJ5FS",
+  "KE2FW", "KF2P", "CR3W", "LY3P", "NA6CE", "SE3P", "FD3S", "BM5FP", "BN5FP",
+  -- Subaru
+  "BH5", "BH9", "BE5", "BL5", "BP5", "BR9", "BM9", "GC8", "GDA", "GDB", "GD9", "GG9", "GH8",
+  "GP7", "GE6", "SF5", "SG5", "SG9", "SH5", "SH9", "SJ5", "YA5", "TT2", "KK3", "LA400F",
+  -- Suzuki, Daihatsu
+  "JB23W", "JB64W", "JB74W", "MH21S", "MH34S", "HA24S", "ZC11S", "ZC31S", "ZC72S", "TA74W",
+  "L350S", "L375S", "L575S", "M300S", "M401S", "J102E", "J200G", "S321V", "S331V",
+}
 
 return M
