@@ -14,7 +14,8 @@ cd "$(dirname "$0")"
 
 PKGS="build-essential cmake pkg-config sqlite3 liblua5.4-dev libwebsockets-dev libcurl4-openssl-dev \
 libjansson-dev libpcre2-dev libuv1-dev libsqlite3-dev curl procps valgrind python3 \
-clang libclang-rt-dev lua-check"
+clang libclang-rt-dev lua-check \
+tesseract-ocr tesseract-ocr-eng tesseract-ocr-rus imagemagick fonts-dejavu-core"
 
 install_missing() {
   missing=""

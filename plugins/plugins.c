@@ -2,8 +2,10 @@
  * reverse). Adding a plugin is one line here plus its folder
  * (plugins/README.md); its schema.json is compiled in by CMakeLists.txt. */
 #include "console/console.h"
+#include "ocr/ocr.h"
 
 const rt_plugin *const rt_plugins[] = {
   &rt_plugin_console,
+  &rt_plugin_ocr,
   NULL,
 };

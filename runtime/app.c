@@ -5,6 +5,7 @@
 #include "http_server.h"
 #include "log.h"
 #include "paths.h"
+#include "reload.h"
 #include "rt.h"
 #include "watch.h"
 #include <errno.h>
@@ -23,6 +24,7 @@ typedef struct app {
   uv_loop_t loop;
   rt_config *cfg;
   rt_engine *e;
+  rt_reload *reload;            /* load -> tests.on_reload check -> swap */
   rt_httpd *httpd;
   rt_watch *watch;
   rt_plugin_host *plugins;
@@ -132,7 +134,7 @@ static int app_reload(app *a, char **err) {
     *err = rt_xstrdup("the bot is stopping");
     return RT_EINVAL;
   }
-  return rt_engine_reload(a->e, err);
+  return rt_reload_run(a->reload, err);
 }
 
 /* A flow or module file changed (watch.h). */
@@ -256,6 +258,8 @@ static void app_stop(app *a) {
     uv_close(hs[i], closed_handle);
   }
   if (a->watch) { a->closing++; rt_watch_close(a->watch, closed_one, a); a->watch = NULL; }
+  /* A reload check still running: its child is killed and reaped. */
+  if (a->reload) { a->closing++; rt_reload_close(a->reload, closed_one, a); a->reload = NULL; }
   /* Deliveries stop first, then the channels close (channel.h); the store
    * goes with the engine, so plugins lose receive and kv from here on. */
   if (a->e) { a->closing++; rt_engine_close(a->e, closed_one, a); a->e = NULL; }
@@ -305,6 +309,7 @@ static void on_stop_async(uv_async_t *h) {
 }
 
 static void stop_signals_install(app *a) {
+  stop_requested = 0;
   uv_async_init(&a->loop, &a->stop_async, on_stop_async);
   a->stop_async.data = a;
   stop_async_now = &a->stop_async;
@@ -407,6 +412,7 @@ int rt_app_run(const rt_app_opts *o) {
     status = 1;
     goto out;
   }
+  a.reload = rt_reload_new(&a.loop, a.cfg, a.e);
   char qname[256], qdir[1024];
   rt_log_quote(rt_config_str(a.cfg, "name", "?"), qname, sizeof qname);
   rt_log_quote(rt_engine_flows_dir(a.e), qdir, sizeof qdir);
@@ -443,6 +449,7 @@ out:
   app_stop(&a);
   uv_run(&a.loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&a.loop) != 0) rt_log(RT_LOG_WARN, "loop-not-empty", NULL);
+  alarm(0);   /* stopped in time: the grace alarm has nothing left to do */
   for (size_t i = 0; i < RT_ARRAY_LEN(a.watch_dirs); i++) free(a.watch_dirs[i]);
   free(a.files_dir);
   rt_config_free(a.cfg);

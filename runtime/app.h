@@ -10,7 +10,8 @@
  * (scripts/lib, the flows' lib/, flows.lib) changes.
  *
  * Start: config -> lock -> loop -> engine (store, flows) -> HTTP server ->
- * plugins created -> engine started -> plugins started -> watcher.
+ * plugins created and started -> engine started (a channel ready at once
+ * gets the first deliveries) -> watcher.
  * Stop: watcher, engine (deliveries stop first), HTTP server, then the
  * plugins in reverse order, then the loop ends and the lock goes. */
 #ifndef RT_APP_H

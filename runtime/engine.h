@@ -1,7 +1,8 @@
 /* engine.h -- the runtime core: events in, flow steps, effects out.
  *
- * The engine owns the store, the current flow bundle, the per-chat event
- * queues, durable timers and the outbox sender, all on one libuv loop.
+ * The engine owns the store and the current flow bundle and runs the pump
+ * on one libuv loop; the pieces of the event path are its own modules
+ * (inbox, convq, turn, effects, handoff, timers, deliver, metrics).
  *
  * An inbound event passes two commits (ARCHITECTURE.md):
  *   receive: inbox row (unique per channel id) -> commit -> ack the channel;
@@ -17,6 +18,7 @@
 #include "channel.h"
 #include "clock.h"
 #include "config.h"
+#include "lvm.h"
 #include "store.h"
 #include <jansson.h>
 #include <uv.h>
@@ -51,14 +53,19 @@ void rt_engine_start(rt_engine *e);
 int rt_engine_receive(rt_engine *e, const rt_event_in *ev,
                       void (*ack)(void *ud, int status), void *ud);
 
-/* Rebuilds the flows from disk; swaps only when they load and validate.
+/* Rebuilds the flows from disk and swaps them in when they load and
+ * validate (no transcript check: that is the process's, reload.h).
  * Returns RT_OK or an error with an owned message (old flows keep
- * serving). With tests.on_reload the loaded flows are first checked by the
- * shop's transcripts in a child process: RT_OK then means the check has
- * started, and its result comes later on the loop (the "reload" or
- * "reload-failed" log line, rt_engine_reload_error). A newer reload cancels
- * a check still running. */
+ * serving). */
 int rt_engine_reload(rt_engine *e, char **err);
+/* The parts of a reload: loads the flows with the engine's settings (not
+ * swapped in; the caller owns *out) ... */
+int rt_engine_load(rt_engine *e, rt_bundle **out, char **err);
+/* ... swaps b in (the engine owns it; t0: uv_hrtime at the reload's start,
+ * for the log) ... */
+void rt_engine_swap(rt_engine *e, rt_bundle *b, uint64_t t0);
+/* ... or records that the reload failed (err copied). */
+void rt_engine_reload_failed(rt_engine *e, const char *err);
 /* The last reload error, or NULL after a good reload. Borrowed. */
 const char *rt_engine_reload_error(const rt_engine *e);
 const char *rt_engine_flows_version(const rt_engine *e);

@@ -17,9 +17,11 @@
  * for want of a resource (EMFILE, ENFILE...), it pauses accepting with a
  * back-off of 50 ms doubling to 1 s instead of retrying at once.
  * Idle and slow connections are closed: request headers not complete
- * RT_HTTPD_HEADER_TIMEOUT_S after connecting (silent or slowloris
- * connections), a request body that stalls for RT_HTTPD_BODY_TIMEOUT_S,
- * and RT_HTTPD_KEEPALIVE_S of quiet between keep-alive requests.
+ * header_timeout_s (RT_HTTPD_HEADER_TIMEOUT_S) after connecting (silent or
+ * slowloris connections), a request body that stalls for
+ * RT_HTTPD_BODY_TIMEOUT_S, and idle_timeout_s (RT_HTTPD_KEEPALIVE_S) of
+ * quiet between keep-alive requests. The shop sets these and the other
+ * limits in shop.json's http section (app.c, docs/http.md).
  *
  * Routes. Plugins register HTTP routes (method + exact path or prefix) and
  * websocket endpoints (exact path) at any time, also after start. A path

@@ -193,9 +193,11 @@ static int cmd_test(int argc, char **argv) {
 static const char check_usage[] =
   "usage: shopbot check SHOP_DIR [--print-config]\n"
   "\n"
-  "Validates shop.json against schema/shop.schema.json and compiles every\n"
-  "flow without starting the bot. Prints what is wrong with file, line or\n"
-  "JSON path; exit status 1 if anything is. Secrets are never printed.\n"
+  "Validates shop.json against the shop schema (schema/shop.schema.json with\n"
+  "every plugin's section, `shopbot schema`), asks each plugin that would run\n"
+  "whether its section works, and compiles every flow without starting the\n"
+  "bot. Prints what is wrong with file, line or JSON path; exit status 1 if\n"
+  "anything is. Secrets are never printed.\n"
   "\n"
   "  --print-config   print the effective config (defaults filled, secrets ***)\n";
 

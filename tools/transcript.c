@@ -520,10 +520,11 @@ static void config_set(tr *t, char *spec) {
     return;
   }
   if (!t->schema) {
-    char *sp = rt_paths_schema("shop.schema.json");
-    t->schema = json_load_file(sp, 0, &je);
-    if (!t->schema) {
-      fail(t, "config: cannot read the shop schema %s: %s", sp, je.text);
+    /* The shop schema with the plugins' sections, as shop.json is checked. */
+    char *sp = rt_paths_schema("shop.schema.json"), *serr = NULL;
+    if (rt_config_schema(sp, &t->schema, &serr) != RT_OK) {
+      fail(t, "config: cannot read the shop schema: %s", serr);
+      free(serr);
       free(sp);
       json_decref(v);
       return;

@@ -13,4 +13,13 @@ check "SQLite only in the store layer" sh -c "[ -z \"\$(grep -l 'sqlite3.h' *.c 
 check "main.c is the only file with main()" sh -c "[ \"\$(grep -l '^int main(' *.c)\" = main.c ]"
 cd "$RT_SOURCE_DIR"
 check "every flow transcript is registered" sh -c "ls examples/*/tests/*.chat tests/flows/shop/tests/*.chat >/dev/null"
+# Plugins (plugins/README.md): nothing of the engine, a schema and a README
+# each, and their lifecycle driven by the plugin host alone.
+check "no plugin includes the engine" sh -c "[ -z \"\$(grep -rl 'engine.h' plugins/)\" ]"
+check "every plugin has schema.json and README.md" sh -c \
+  "for p in plugins/*/; do [ -f \$p/schema.json ] && [ -f \$p/README.md ] || { echo \$p; exit 1; }; done"
+check "every plugin folder is listed in plugins.c" sh -c \
+  "for p in plugins/*/; do n=\$(basename \$p); grep -q \"rt_plugin_\$n\\b\" plugins/plugins.c || { echo \$n; exit 1; }; done"
+check "plugin start and close are called from plugin.c only" sh -c \
+  "[ -z \"\$(grep -lE -- '->(start|close)\\(' runtime/*.c plugins/*.c plugins/*/*.c tools/*.c | grep -v '^runtime/plugin.c\$')\" ]"
 done_tests

@@ -1,0 +1,114 @@
+/* handoff.c -- the hand-off policy (see handoff.h). */
+#include "handoff.h"
+#include <stdlib.h>
+#include <string.h>
+
+struct rt_handoff {
+  rt_handoff_opts o;
+};
+
+rt_handoff *rt_handoff_new(const rt_handoff_opts *o) {
+  rt_handoff *h = rt_xcalloc(1, sizeof *h);
+  h->o = *o;
+  return h;
+}
+
+void rt_handoff_free(rt_handoff *h) { free(h); }
+
+static const char *jstr(json_t *o, const char *k) {
+  return json_string_value(json_object_get(o, k));
+}
+
+static void free_set(char **p, const char *v) {
+  char *n = v ? rt_xstrdup(v) : NULL;
+  free(*p);
+  *p = n;
+}
+
+static bool is_customer_message(const char *kind) {
+  return strcmp(kind, "wake") != 0 && strcmp(kind, "manager") != 0;
+}
+
+bool rt_handoff_bot_runs(const rt_conv_row *c, const char *kind, const char *wake_step) {
+  const char *mode = c->mode ? c->mode : "bot";
+  bool system_wake = wake_step && wake_step[0] == '_';
+  /* Handed off: the manager talks, the bot stays silent. Only wake-ups
+   * (the flow's own reminders) still run, and not after a failed step: the
+   * flow broke, and a broken flow's reminders could talk over the manager or
+   * keep a runaway going (a step over limits.wakeups_pending). */
+  bool failed = strcmp(mode, "bot") != 0 && c->last_error;
+  return !((strcmp(mode, "bot") != 0 && is_customer_message(kind)) || system_wake ||
+           strcmp(kind, "manager") == 0 || (failed && strcmp(kind, "wake") == 0));
+}
+
+int rt_handoff_hold(rt_handoff *h, int64_t conv_id, int64_t now) {
+  /* handoff.release_after may be "never" in practice (years): the sum
+   * saturates at the latest due time instead of wrapping into the past. */
+  int64_t due;
+  if (__builtin_add_overflow(now, h->o.release_after_ms, &due)) due = INT64_MAX;
+  if (due > RT_HANDOFF_MAX_DUE_MS) due = RT_HANDOFF_MAX_DUE_MS;
+  return rt_store_timer_set(h->o.store, conv_id, "_handoff_release", due, "_release", "{}", now);
+}
+
+static void back_to_bot(rt_conv_row *c) {
+  free_set(&c->mode, "bot");
+  free_set(&c->flow, NULL);
+  free_set(&c->step, NULL);
+}
+
+int rt_handoff_apply(rt_handoff *h, rt_conv_row *c, json_t *event, int64_t now) {
+  rt_store *s = h->o.store;
+  const char *kind = jstr(event, "kind");
+  const char *step = jstr(event, "step");
+  const char *text = jstr(event, "text");
+  int rc = RT_OK;
+  if (kind && strcmp(kind, "manager") == 0) {
+    if (text && strcmp(text, "release") == 0) {
+      back_to_bot(c);
+      rc = rt_store_timer_cancel(s, c->id, "_handoff_release");
+      if (rc == RT_OK) rc = rt_store_event_add(s, now, c->id, NULL, NULL, "released",
+                                               "{\"by\":\"manager\"}");
+    } else if (text && strcmp(text, "take") == 0) {
+      free_set(&c->mode, "manager");
+      rc = rt_handoff_hold(h, c->id, now);
+      if (rc == RT_OK) rc = rt_store_event_add(s, now, c->id, NULL, NULL, "taken", "{}");
+    }
+  } else if (step && strcmp(step, "_release") == 0) {
+    if (c->mode && strcmp(c->mode, "bot") != 0) {
+      back_to_bot(c);
+      rc = rt_store_event_add(s, now, c->id, NULL, NULL, "released", "{\"by\":\"silence\"}");
+    }
+  } else if (kind && is_customer_message(kind)) {
+    c->last_in_at = now;
+    rc = rt_store_event_add(s, now, c->id, c->flow, NULL, "message_while_handoff", "{}");
+    /* The silence that releases the chat counts from the last message. */
+    if (rc == RT_OK) rc = rt_handoff_hold(h, c->id, now);
+  }
+  return rc;
+}
+
+int rt_handoff_stop(rt_handoff *h, rt_conv_row *c, json_t *err, const char *event_kind,
+                    int64_t now) {
+  char *ej = json_dumps(err, JSON_COMPACT | JSON_SORT_KEYS);
+  free_set(&c->last_error, ej);
+  free_set(&c->mode, "handoff");
+  int rc = rt_store_event_add(h->o.store, now, c->id, jstr(err, "flow"), NULL, event_kind, ej);
+  free(ej);
+  if (rc == RT_OK) rc = rt_handoff_hold(h, c->id, now);
+  return rc;
+}
+
+char *rt_handoff_note(rt_handoff *h, const rt_conv_row *c, json_t *err) {
+  (void)h;
+  const char *src = jstr(err, "source");
+  char *where = src ? rt_xasprintf(", %s:%lld", src,
+                                   (long long)json_integer_value(json_object_get(err, "line")))
+                    : rt_xstrdup("");
+  char *text = rt_xasprintf(
+      "Бот остановился в чате %s:%s (шаг %s.%s%s): %s. Ответьте клиенту, пожалуйста.",
+      c->channel, c->chat_id, jstr(err, "flow") ? jstr(err, "flow") : "?",
+      jstr(err, "step") ? jstr(err, "step") : "?", where,
+      jstr(err, "msg") ? jstr(err, "msg") : "ошибка");
+  free(where);
+  return text;
+}

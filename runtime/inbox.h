@@ -1,0 +1,62 @@
+/* inbox.h -- the first hop of the event path: receive, dedup, ack after
+ * commit, and the events a crash left behind.
+ *
+ * Events a channel hands in during one loop turn wait in memory; the pump
+ * writes them together in one transaction (inbox rows, unique on channel
+ * and the channel's id, so a redelivery is a no-op) and only then acks the
+ * channel and queues them into their chats (convq). At start the events
+ * received but not applied are queued again. After an unclean stop
+ * (meta "engine.running" still set) they run one at a time, each attempt
+ * committed first, so an event that takes the process down is known; one
+ * that was running alone at RT_INBOX_CRASHES_TO_QUARANTINE crashes is set
+ * aside. Borrowed: the store, the clock and the queues. */
+#ifndef RT_INBOX_H
+#define RT_INBOX_H
+#include "clock.h"
+#include "convq.h"
+#include "plugin.h"
+#include "store.h"
+
+/* One is not enough: a kill -9 or a power cut in the middle of an innocent
+ * event must not set it aside. */
+#define RT_INBOX_CRASHES_TO_QUARANTINE 2
+
+typedef struct rt_inbox rt_inbox;
+
+typedef struct {
+  rt_store *store;
+  rt_clock *clock;
+  rt_convq *queues;          /* committed events go here */
+  bool test_mode;            /* no running mark (transcripts, tests) */
+  void (*kick)(void *ud);    /* something was received: run the pump */
+  void *kick_ud;
+} rt_inbox_opts;
+
+rt_inbox *rt_inbox_new(const rt_inbox_opts *o);
+/* Clears the running mark when the stop is clean (clean: the store works
+ * and no recovered event still waits to run alone), and frees. Unacked
+ * events are dropped: the channel never heard they were stored. */
+void rt_inbox_free(rt_inbox *in, bool clean);
+
+/* Queues an inbound event (copied). ack (may be NULL) is called after the
+ * receive commit with RT_OK, 1 for a duplicate, or an error. */
+int rt_inbox_receive(rt_inbox *in, const rt_event_in *ev, void (*ack)(void *ud, int status),
+                     void *ud);
+/* Events waiting for the receive commit. */
+size_t rt_inbox_waiting(const rt_inbox *in);
+/* The receive commit of what waits (up to a batch), then the acks. On a
+ * store failure nothing is acked, the batch stays for the next try, and
+ * the store's code is returned. */
+int rt_inbox_flush(rt_inbox *in);
+
+/* At start: reads the running mark, sets it, and queues the events left
+ * unfinished. */
+void rt_inbox_recover(rt_inbox *in);
+/* Recovered events of an unclean stop still run one at a time. */
+bool rt_inbox_isolating(const rt_inbox *in);
+/* The next recovered event to run alone: *chat (NULL when none is left:
+ * isolation ends) and whether it is to be quarantined instead of run. Its
+ * attempt is committed first; a store failure returns its code. Call only
+ * while no step runs. */
+int rt_inbox_isolated_next(rt_inbox *in, rt_convq_chat **chat, bool *quarantine);
+#endif

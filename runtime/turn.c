@@ -1,0 +1,274 @@
+/* turn.c -- starting, resuming and killing steps (see turn.h). */
+#include "turn.h"
+#include "handoff.h"
+#include "http_client.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct rt_turns {
+  rt_turns_opts o;
+  rt_host host;
+  rt_http *http;
+  json_t *(*http_script)(void *, json_t *);
+  void *http_script_ud;
+  rt_turn *done_head, *done_tail;
+  rt_turn *yielded;
+  rt_turn **resume;
+  size_t nresume, capresume;
+  size_t running;
+  bool closing;
+};
+
+static void kick(rt_turns *ts) {
+  if (ts->o.kick && !ts->closing) ts->o.kick(ts->o.kick_ud);
+}
+
+/* ---- lists ---- */
+
+static void yielded_add(rt_turns *ts, rt_turn *t) {
+  t->prev_y = NULL;
+  t->next_y = ts->yielded;
+  if (ts->yielded) ts->yielded->prev_y = t;
+  ts->yielded = t;
+}
+
+static void yielded_del(rt_turns *ts, rt_turn *t) {
+  if (t->prev_y) t->prev_y->next_y = t->next_y;
+  else if (ts->yielded == t) ts->yielded = t->next_y;
+  if (t->next_y) t->next_y->prev_y = t->prev_y;
+  t->prev_y = t->next_y = NULL;
+}
+
+static void done_add(rt_turns *ts, rt_turn *t) {
+  t->next = NULL;
+  if (ts->done_tail) ts->done_tail->next = t;
+  else ts->done_head = t;
+  ts->done_tail = t;
+}
+
+static void cancel_io(rt_turn *t) {
+  void (*fn)(void *) = t->cancel;
+  t->cancel = NULL;
+  if (fn) fn(t->cancel_ud);
+}
+
+void rt_turn_free(rt_turn *t) {
+  if (!t) return;
+  cancel_io(t);
+  if (t->owner) t->owner->running--;
+  rt_lturn_free(t->lt);
+  json_decref(t->limit_err);
+  json_decref(t->event);
+  rt_conv_row_clear(&t->conv);
+  free(t->ev.payload);
+  free(t);
+}
+
+/* ---- host calls ---- */
+
+static int64_t host_now(void *ud) {
+  rt_turns *ts = ud;
+  return rt_clock_now(ts->o.clock);
+}
+
+static json_t *host_customer(void *ud, const char *phone, const char *channel, const char *chat) {
+  rt_turns *ts = ud;
+  return rt_store_customer_json(ts->o.store, phone, channel, chat);
+}
+
+static void host_ready(void *ud, rt_lturn *lt) {
+  rt_turns *ts = ud;
+  if (ts->nresume == ts->capresume) {
+    ts->capresume = ts->capresume ? ts->capresume * 2 : 16;
+    ts->resume = rt_xrealloc(ts->resume, ts->capresume * sizeof *ts->resume);
+  }
+  ts->resume[ts->nresume++] = rt_lturn_host(lt);
+  kick(ts);
+}
+
+static void http_cancel(void *ud) { rt_http_cancel(ud); }
+
+static void http_done(rt_http_resp *r, void *ud) {
+  rt_turn *t = ud;
+  t->cancel = NULL;
+  json_t *res;
+  if (r->err != RT_OK) {
+    const char *code = r->err == RT_ETIMEOUT ? "timeout" : r->err == RT_ELIMIT ? "too-large"
+                                                                               : "network";
+    res = json_pack("{s:s, s:s}", "error", code, "detail", r->errmsg);
+  } else {
+    res = json_pack("{s:i, s:s%}", "status", r->status, "body", r->body ? r->body : "",
+                    r->body ? r->body_len : 0);
+    if (!res) res = json_pack("{s:i, s:s}", "status", r->status, "body", "");
+  }
+  rt_lturn_io_done(t->lt, res);
+}
+
+static int host_http(void *ud, rt_lturn *lt, json_t *req) {
+  rt_turns *ts = ud;
+  rt_turn *t = rt_lturn_host(lt);
+  if (ts->http_script) {
+    json_t *res = ts->http_script(ts->http_script_ud, req);
+    rt_lturn_io_done(lt, res ? res : json_pack("{s:s, s:s}", "error", "network",
+                                               "detail", "no scripted reply"));
+    return RT_OK;
+  }
+  /* curl (and the TLS library under it) starts on the first request: a bot
+   * whose flows never call out does not pay its memory. */
+  if (!ts->http && !ts->closing) ts->http = rt_http_new(ts->o.loop);
+  if (!ts->http) return RT_EINVAL;
+  const char *hdrs[34];
+  size_t nh = 0;
+  json_t *h = json_object_get(req, "headers"), *v;
+  size_t i;
+  json_array_foreach(h, i, v) if (nh < 32) hdrs[nh++] = json_string_value(v);
+  if (json_object_get(req, "content_type")) hdrs[nh++] = "Content-Type: application/json";
+  hdrs[nh] = NULL;
+  json_t *body = json_object_get(req, "body");
+  rt_http_opts o = {
+    .method = json_string_value(json_object_get(req, "method")),
+    .url = json_string_value(json_object_get(req, "url")),
+    .body = json_string_value(body),
+    .body_len = body ? json_string_length(body) : 0,
+    .headers = hdrs,
+    .timeout_ms = (long)json_integer_value(json_object_get(req, "timeout_ms")),
+  };
+  rt_http_req *r = NULL;
+  int rc = rt_http_request(ts->http, &o, http_done, t, &r);
+  if (rc == RT_OK) {
+    t->cancel = http_cancel;
+    t->cancel_ud = r;
+  }
+  return rc;
+}
+
+/* ---- the module ---- */
+
+rt_turns *rt_turns_new(const rt_turns_opts *o) {
+  rt_turns *ts = rt_xcalloc(1, sizeof *ts);
+  ts->o = *o;
+  ts->host = (rt_host){.ud = ts, .http = host_http, .ready = host_ready,
+                       .customer = host_customer, .now_ms = host_now};
+  return ts;
+}
+
+const rt_host *rt_turns_host(rt_turns *ts) { return &ts->host; }
+
+void rt_turns_set_http_script(rt_turns *ts, json_t *(*fn)(void *, json_t *), void *ud) {
+  ts->http_script = fn;
+  ts->http_script_ud = ud;
+}
+
+void rt_turns_close(rt_turns *ts, void (*done)(void *), void *ud) {
+  ts->closing = true;
+  /* Abandon turns in flight: their inbox rows stay 'new' and run again at
+   * the next start. */
+  for (rt_turn *t = ts->done_head; t;) { rt_turn *n = t->next; rt_turn_free(t); t = n; }
+  ts->done_head = ts->done_tail = NULL;
+  while (ts->yielded) { rt_turn *t = ts->yielded; yielded_del(ts, t); rt_turn_free(t); }
+  free(ts->resume);
+  rt_http *h = ts->http;
+  free(ts);
+  if (h) rt_http_close(h, done, ud);
+  else if (done) done(ud);
+}
+
+bool rt_turns_any_done(const rt_turns *ts) { return ts->done_head != NULL; }
+bool rt_turns_any_resumable(const rt_turns *ts) { return ts->nresume > 0; }
+size_t rt_turns_running(const rt_turns *ts) { return ts->running; }
+
+rt_turn *rt_turns_take_done(rt_turns *ts) {
+  rt_turn *t = ts->done_head;
+  ts->done_head = ts->done_tail = NULL;
+  return t;
+}
+
+void rt_turns_start(rt_turns *ts, rt_bundle *b, rt_convq_chat *chat, bool quarantine) {
+  rt_turn *t = rt_xcalloc(1, sizeof *t);
+  t->owner = ts;
+  t->chat = chat;
+  t->ev = rt_convq_start(chat);
+  ts->running++;
+  t->started_ms = rt_clock_now(ts->o.clock);
+  rt_store *s = ts->o.store;
+  /* A quarantined event is not even parsed: whatever in it brought the
+   * process down stays untouched. */
+  if (quarantine) t->event = json_object();
+  else if (!t->ev.payload && rt_store_inbox_get(s, t->ev.id, &t->ev.payload) != RT_OK)
+    t->ev.payload = rt_xstrdup("{}");
+  if (!quarantine) t->event = json_loads(t->ev.payload, 0, NULL);
+  if (!json_is_object(t->event)) {
+    json_decref(t->event);
+    t->event = json_pack("{s:s}", "kind", "text");
+  }
+  /* The receive commit creates the row; create=true only covers a row
+   * removed by hand since, so the chat starts over instead of sticking. */
+  if (rt_store_conv_get(s, chat->channel, chat->chat_id, true, t->started_ms, &t->conv) != RT_OK) {
+    t->status = RT_TURN_STORE_ERROR;
+    done_add(ts, t);
+    return;
+  }
+  if (quarantine) {
+    t->status = RT_TURN_QUARANTINED;
+    done_add(ts, t);
+    return;
+  }
+  const char *kind = json_string_value(json_object_get(t->event, "kind"));
+  if (!kind) kind = "text";
+  if (!rt_handoff_bot_runs(&t->conv, kind, json_string_value(json_object_get(t->event, "step")))) {
+    t->status = RT_TURN_SKIPPED;
+    done_add(ts, t);
+    return;
+  }
+  const char *mode = t->conv.mode ? t->conv.mode : "bot";
+  json_t *conv = json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)t->conv.id,
+                           "channel", t->conv.channel, "chat", t->conv.chat_id, "mode", mode);
+  if (t->conv.flow) json_object_set_new(conv, "flow", json_string(t->conv.flow));
+  if (t->conv.step) json_object_set_new(conv, "step", json_string(t->conv.step));
+  if (t->conv.phone) json_object_set_new(conv, "phone", json_string(t->conv.phone));
+  json_t *user = json_object_get(t->event, "user");
+  if (json_is_string(user)) json_object_set(conv, "user", user);
+  else if (t->conv.user_id) json_object_set_new(conv, "user", json_string(t->conv.user_id));
+  json_t *name = json_object_get(t->event, "name");
+  if (json_is_string(name)) json_object_set(conv, "name", name);
+  t->status = rt_lturn_start(b, t, conv, t->conv.state, t->event, &t->lt);
+  json_decref(conv);
+  if (t->status == RT_LTURN_YIELD) yielded_add(ts, t);
+  else done_add(ts, t);
+}
+
+void rt_turns_resume(rt_turns *ts) {
+  size_t n = ts->nresume;
+  rt_turn **list = ts->resume;
+  ts->resume = NULL;
+  ts->nresume = ts->capresume = 0;
+  for (size_t i = 0; i < n; i++) {
+    rt_turn *t = list[i];
+    if (t->status != RT_LTURN_YIELD) continue;
+    t->status = rt_lturn_resume(t->lt);
+    if (t->status != RT_LTURN_YIELD) {
+      yielded_del(ts, t);
+      done_add(ts, t);
+    }
+  }
+  free(list);
+}
+
+void rt_turns_deadlines(rt_turns *ts, int64_t now) {
+  for (rt_turn *t = ts->yielded; t;) {
+    rt_turn *next = t->next_y;
+    if (now - t->started_ms > ts->o.step_timeout_ms) {
+      cancel_io(t);
+      char msg[128];
+      snprintf(msg, sizeof msg, "step waited longer than %lld ms (limits.step_timeout_ms)",
+               (long long)ts->o.step_timeout_ms);
+      rt_lturn_kill(t->lt, "timeout", msg);
+      t->status = RT_LTURN_ERROR;
+      yielded_del(ts, t);
+      done_add(ts, t);
+      kick(ts);
+    }
+    t = next;
+  }
+}

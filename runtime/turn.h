@@ -1,0 +1,82 @@
+/* turn.h -- one step of one chat: the event at the head of a chat's queue
+ * run as a Lua turn, and the turns in flight.
+ *
+ * A turn starts from the conversation row and the event, runs in the
+ * bundle (lvm.h) until it finishes or yields on I/O, and is resumed when
+ * the I/O answers. Each has a wall-clock deadline (limits.step_timeout_ms);
+ * a yielded turn past it is killed, and whatever I/O it waits on is
+ * cancelled through its cleanup hook. Finished turns wait in a done list
+ * until the pump applies them (effects.h) and frees them. This module also
+ * answers the bundle's host calls (rt_host): the clock, customer look-ups,
+ * and HTTP through one client it opens on first use. Borrowed: the loop,
+ * the store, the clock. */
+#ifndef RT_TURN_H
+#define RT_TURN_H
+#include "clock.h"
+#include "convq.h"
+#include "lvm.h"
+#include "store.h"
+#include <uv.h>
+
+/* What became of a turn (beside RT_LTURN_DONE, _YIELD, _ERROR). */
+enum {
+  RT_TURN_SKIPPED = -1,      /* the bot does not run this event (handoff.h) */
+  RT_TURN_STORE_ERROR = -2,  /* the conversation could not be read */
+  RT_TURN_QUARANTINED = -3,  /* set aside after crashes, not run */
+};
+
+typedef struct rt_turns rt_turns;
+
+typedef struct rt_turn {
+  rt_convq_chat *chat;
+  rt_convq_ev ev;            /* the event (payload owned) */
+  json_t *event;             /* the event's payload, parsed */
+  rt_conv_row conv;          /* the conversation as read; effects update it */
+  rt_lturn *lt;              /* NULL when the step did not run */
+  int status;                /* RT_LTURN_* or RT_TURN_* */
+  json_t *limit_err;         /* set by effects: over a limit of its effects */
+  int64_t started_ms;
+  struct rt_turn *next;      /* the done list */
+  /* private */
+  rt_turns *owner;
+  struct rt_turn *prev_y, *next_y;
+  void (*cancel)(void *ud);  /* pending I/O of a yielded turn */
+  void *cancel_ud;
+} rt_turn;
+
+typedef struct {
+  uv_loop_t *loop;
+  rt_store *store;
+  rt_clock *clock;
+  int64_t step_timeout_ms;
+  void (*kick)(void *ud);    /* a turn is done or can be resumed: run the pump */
+  void *kick_ud;
+} rt_turns_opts;
+
+rt_turns *rt_turns_new(const rt_turns_opts *o);
+/* Abandons the turns in flight (their events run again at the next start),
+ * closes the HTTP client, frees; done(ud) once closed (maybe at once). */
+void rt_turns_close(rt_turns *ts, void (*done)(void *ud), void *ud);
+/* The host calls bundles get (rt_bundle_opts.host); valid until close. */
+const rt_host *rt_turns_host(rt_turns *ts);
+/* Transcript tests: fn answers each HTTP request (new reference). */
+void rt_turns_set_http_script(rt_turns *ts, json_t *(*fn)(void *ud, json_t *req), void *ud);
+
+/* Runs the head event of chat in bundle b (quarantine: do not run it, set
+ * it aside). The turn ends in the done list or waits on I/O. */
+void rt_turns_start(rt_turns *ts, rt_bundle *b, rt_convq_chat *chat, bool quarantine);
+/* Resumes the yielded turns whose I/O answered. */
+void rt_turns_resume(rt_turns *ts);
+/* Kills the yielded turns past their deadline. */
+void rt_turns_deadlines(rt_turns *ts, int64_t now);
+/* Takes the done list (oldest first; linked by next). */
+rt_turn *rt_turns_take_done(rt_turns *ts);
+bool rt_turns_any_done(const rt_turns *ts);
+/* Yielded turns whose I/O has answered, waiting for the pump. */
+bool rt_turns_any_resumable(const rt_turns *ts);
+/* Turns started and not yet freed. */
+size_t rt_turns_running(const rt_turns *ts);
+/* Frees a turn taken off the done list. The event's payload goes with it
+ * unless taken first. */
+void rt_turn_free(rt_turn *t);
+#endif
