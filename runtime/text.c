@@ -280,10 +280,15 @@ static int cars_scan(const char *s, rt_text_car *out, int max, span *spans,
     char ch = c.map[i];
     if (!(up(ch) || dig(ch) || ch == '#')) { i++; continue; }
     cgroup g = {i, i, false};
+    bool cyr_only = true;
     while (g.b < v.n && (up(c.map[g.b]) || dig(c.map[g.b]) || c.map[g.b] == '#')) {
       if (c.map[g.b] == '#') g.poisoned = true;
+      cyr_only = cyr_only && is_cyr(v.cp[g.b]);
       g.b++;
     }
+    /* A Russian word of look-alike letters ("НОМЕР", "ВСЕ ОК") is a word,
+     * never a piece of an id: only a short one can be a typed WMI ("ХТА"). */
+    if (cyr_only && g.b - g.a >= 4) g.poisoned = true;
     c.g[c.ng++] = g;
     i = g.b;
   }
@@ -1358,6 +1363,12 @@ static int r_holidays(const dctx *c, int i, int pi, dspec *d) {
       *d = (dspec){OP_HOLIDAYS, "holidays", 0, 0, 0, false};
       return i + 1;
     }
+    if (wpre(c, i, "майск")) {   /* "после майских (праздников)" */
+      int e = i + 1;
+      if (wpre(c, e, "праздник") || wpre(c, e, "каникул")) e++;
+      *d = (dspec){OP_HOLIDAYS, "holidays", 5, 0, 0, false};
+      return e;
+    }
   }
   /* "в начале января" */
   if ((weq(c, pi, "в") || weq(c, pi, "во")) && wpre(c, i, "начал") && month_of(c, i + 1) == 1) {
@@ -1558,7 +1569,19 @@ static bool date_eval(const dspec *d, ymd t, const rt_text_date_opts *o, ymd *ou
     *out = after_newyear(t.m == 1 && t.d <= 15 ? t.y : t.y + 1, o);
     if (cmp_ymd(*out, t) <= 0) *out = after_newyear(t.y + 1, o);
     return true;
-  case OP_HOLIDAYS: *out = after_holidays(t, o); return true;
+  case OP_HOLIDAYS:
+    if (d->n == 5) { /* the May holidays: after the 9th (moved off a weekend) */
+      ymd h = {t.y, 5, 9};
+      if (weekend(h)) h = add_days(h, 8 - wday(h));
+      if (cmp_ymd(h, t) < 0) {
+        h = (ymd){t.y + 1, 5, 9};
+        if (weekend(h)) h = add_days(h, 8 - wday(h));
+      }
+      *out = next_workday(h);
+      return true;
+    }
+    *out = after_holidays(t, o);
+    return true;
   default: return false;
   }
 }

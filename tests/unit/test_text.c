@@ -688,6 +688,47 @@ T(intent_table) {
     {"спс", "done", TH, 0},
     {"благодарю за помощь", "thanks", TH, 0},
     {"спасибо 🙏 жду", "thanks", TH, D},
+    /* issue 11: a closing phrase with extra words closes the list (1) */
+    {"всё, отправляйте", "done", D, NE},
+    {"да нет, хватит", "done", D, NE | S},
+    {"на этом всё", "done", D, NE},
+    {"пожалуй, достаточно", "done", D, NE},
+    {"всё, жду звонка", "done", D, NE},
+    {"нет ничего, жду счет", "done", D, NE},
+    {"всё, когда можно забрать?", "done", D, NE},          /* (3) */
+    {"нет, сколько выйдет?", "done", D, NE},
+    /* self-interruption is not an opt-out (2) */
+    {"стоп, ещё фильтр забыл", "need", NE, S | D},
+    {"нет, подождите, и щётки", "need", NE, S | D},
+    {"подождите, мне нужен фильтр", "need", NE, S},
+    {"стоп рассылка", "stop", S, 0},
+    /* Latin letters read as Russian (4) */
+    {"net, spasibo", "declined", DE, NE},
+    {"nuzhen akkumulyator", "need", NE, 0},
+    {"ne pishite", "stop", S, 0},
+    {"cтоп", "stop", S, 0},                                 /* Latin c */
+    /* refusals by circumstance (5) */
+    {"машина на гарантии обслуживаемся у дилера", "declined", DE, NE},
+    {"запчасти покупает мой мастер", "declined", DE, NE},
+    {"сам разберусь", "declined", DE, NE},
+    {"дорого у вас", "declined", DE, NE},
+    {"разбил машину, теперь без машины", "declined", DE, NE | P},
+    {"нужны колодки подешевле", "need", NE, DE},
+    /* a symptom naming a part is a need (6), about a purchase a problem */
+    {"стартер не крутит, нужен новый", "need", NE, P},
+    {"треснуло лобовое", "need", NE, P},
+    {"аккумулятор сдох не заводится", "need", NE, P},
+    {"колодки которые у вас брал скрипят", "problem", P, NE},
+    {"в прошлый раз привезли не то", "problem", P, 0},
+    /* threats and rude complaints about the messages are opt-outs (7) */
+    {"ещё раз напишете — заблокирую", "stop", S, 0},
+    {"достали рассылками", "stop", S, 0},
+    {"сколько можно писать", "stop", S, 0},
+    {"пожалуюсь в роскомнадзор если не перестанете", "stop", S, 0},
+    /* time words that are not deferrals (8) */
+    {"вечером скину список", "need", NE, L},
+    {"вечером напишу", "later", L, 0},
+    {"весной продал машину", "declined", DE, L | NE},
     {"", NULL, 0, RT_INTENT_ALL},
     {"здравствуйте", NULL, 0, RT_INTENT_ALL},
     {"XW8ZZZ614BG012345", NULL, 0, RT_INTENT_ALL},

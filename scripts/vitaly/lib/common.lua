@@ -19,18 +19,28 @@ function M.reset(c)
   for k in pairs(c.slots) do c.slots[k] = nil end
 end
 
+-- «/start», «/start@бот»: клиент хочет начать сначала.
+function M.restarts(t)
+  return text.is(t or "", "restart")
+end
+
 -- Клиент просит не писать: «стоп», «не пишите», «отпишитесь».
 function M.wants_stop(t)
   return text.is(t or "", "stop")
 end
 
+-- Итоги, которые пишутся вдобавок к главному и его не занимают: вопрос
+-- («кто это?») — клиент ещё ответит по делу.
+local EXTRA_OUTCOMES = { optout = true, accessory_interest = true, question = true }
+
 -- Записать итог рассылки для статистики. Итог у контакта один — первый;
--- отписка записывается всегда, интерес к аксессуарам — вдобавок к «ok».
+-- отписка записывается всегда, интерес к аксессуарам — вдобавок к «ok»,
+-- вопрос — вдобавок к тому, что клиент ответит потом.
 function M.outcome(c, name, extra)
   local campaign = c.slots.campaign
   if not campaign then return end
-  local first = c.slots.outcome == nil
-  if first or name == "optout" or name == "accessory_interest" then
+  local first = c.slots.outcome == nil and name ~= "question"
+  if first or EXTRA_OUTCOMES[name] then
     local data = { campaign = campaign, outcome = name }
     for k, v in pairs(extra or {}) do data[k] = v end
     c:record("outcome", data)
@@ -112,7 +122,13 @@ function M.before(own_steps)
   local own = {}
   for _, s in ipairs(own_steps or {}) do own[s] = true end
   return function(c, ev)
-    if ev.kind == "wake" or own[c.step] then return nil end
+    if ev.kind == "wake" then return nil end
+    -- «/start» посреди разговора (привычка Telegram) — начать сначала.
+    if M.restarts(msg.text(ev)) and c.step ~= "start" then
+      M.reset(c)
+      return c:switch(shop.flows.start, "start")
+    end
+    if own[c.step] then return nil end
     local reply = {}
     c.turn.reply, c.turn.text = reply, msg.text(ev)
     return M.pre(c, ev, reply)
