@@ -14,7 +14,7 @@ cd "$(dirname "$0")"
 
 PKGS="build-essential cmake pkg-config sqlite3 liblua5.4-dev libwebsockets-dev libcurl4-openssl-dev \
 libjansson-dev libpcre2-dev libuv1-dev libsqlite3-dev curl procps valgrind python3 \
-clang libclang-rt-dev lua-check \
+clang libclang-rt-dev lua-check libssl-dev \
 tesseract-ocr tesseract-ocr-eng tesseract-ocr-rus imagemagick fonts-dejavu-core"
 
 install_missing() {
@@ -51,8 +51,9 @@ case "$cmd" in
     # summary is the last line
     build build -DRT_SANITIZE=OFF
     ./tests/valgrind.sh build
-    # The parsers of outside input (shop.json, CSV, stored state, customer
-    # text) under libFuzzer, 12 s each, in build-fuzz with clang
+    # The parsers of outside input (shop.json, CSV, stored state, the
+    # Lua-JSON codec, customer text) under libFuzzer, 12 s each, in
+    # build-fuzz with clang
     # (libclang-rt-dev has its runtime); a finding stops here.
     ./tests/fuzz/run 12
     build build-asan -DRT_SANITIZE=ON

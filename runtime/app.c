@@ -35,6 +35,7 @@ typedef struct app {
   uv_timer_t eof_check;
   int lock_fd;
   bool stopping, eof, tty_chat;
+  bool tell_reload;            /* the newest reload came from a file change */
   int closing;                 /* things still closing at shutdown */
 } app;
 
@@ -119,34 +120,41 @@ static void on_metrics(void *ud, rt_httpd_req *req) {
 
 /* ---- reload ---- */
 
-/* chat in a terminal: a plain line about each reload, since the log level
- * there is kept at warn so logs do not drown the conversation. */
-static void tell_reload(app *a, int rc, const char *err) {
+/* chat in a terminal: a plain line about each reload a file change made,
+ * since the log level there is kept at warn so logs do not drown the
+ * conversation. It comes with the reload's result: at once, or when the
+ * shop's transcripts (tests.on_reload) have passed or failed. */
+static void tell_reload(void *ud, int rc, const char *err) {
+  app *a = ud;
+  if (!a->tell_reload || !a->e || a->stopping) return;
   if (rc == RT_OK)
     fprintf(stderr, "-- сценарии обновлены (версия %s)\n", rt_engine_flows_version(a->e));
   else
     fprintf(stderr, "-- сценарии НЕ обновлены, работают прежние: %s\n", err ? err : "?");
 }
 
-static int app_reload(app *a, char **err) {
+static int reload_as(app *a, bool tell, char **err) {
   *err = NULL;
   if (!a->e || a->stopping) {
     *err = rt_xstrdup("the bot is stopping");
     return RT_EINVAL;
   }
+  /* A newer reload cancels an older one's check: the flag is the newest's. */
+  a->tell_reload = tell && a->tty_chat;
   return rt_reload_run(a->reload, err);
 }
+
+static int app_reload(app *a, char **err) { return reload_as(a, false, err); }
 
 /* A flow or module file changed (watch.h). */
 static void on_files_changed(void *ud) {
   app *a = ud;
   char *err = NULL;
   uint64_t t0 = uv_hrtime();
-  int rc = app_reload(a, &err);
+  int rc = reload_as(a, true, &err);
   rt_log(rc == RT_OK ? RT_LOG_INFO : RT_LOG_WARN, "flows-changed",
          "ok=%d load_ms=%.2f since_change_ms=%.1f", rc == RT_OK,
          (double)(uv_hrtime() - t0) / 1e6, rt_watch_since_change_ms(a->watch));
-  if (a->tty_chat && !a->stopping) tell_reload(a, rc, err);
   free(err);
 }
 
@@ -262,6 +270,7 @@ static void app_stop(app *a) {
   if (a->reload) { a->closing++; rt_reload_close(a->reload, closed_one, a); a->reload = NULL; }
   /* Deliveries stop first, then the channels close (channel.h); the store
    * goes with the engine, so plugins lose receive and kv from here on. */
+  if (a->plugins) rt_plugin_host_stopping(a->plugins);
   if (a->e) { a->closing++; rt_engine_close(a->e, closed_one, a); a->e = NULL; }
   if (a->httpd) {
     a->closing++;
@@ -371,7 +380,11 @@ static char *files_dir(rt_config *cfg) {
   return dir;
 }
 
-static void start_plugins(app *a) {
+/* Created before the engine: providers (a Lua module each) and the
+ * process's HTTP client are lent to the flows' bundle when it loads;
+ * started once the store and the HTTP server are there. */
+static void create_plugins(app *a) {
+  a->files_dir = files_dir(a->cfg);
   rt_plugin_host_opts po = {
     .loop = &a->loop, .cfg = a->cfg, .plugins = a->o->plugins, .files_dir = a->files_dir,
     .now_ms = host_now, .receive = host_receive, .command = host_command,
@@ -382,7 +395,6 @@ static void start_plugins(app *a) {
     rt_plugin_host_adopt(a->plugins, "console",
                          rt_console_channel(rt_console_new(a->o->chat_user, on_eof, a)));
   rt_plugin_host_create(a->plugins, a->o->chat_user != NULL);
-  rt_plugin_host_start(a->plugins, rt_engine_store(a->e), a->httpd);
 }
 
 int rt_app_run(const rt_app_opts *o) {
@@ -404,7 +416,11 @@ int rt_app_run(const rt_app_opts *o) {
   uv_loop_init(&a.loop);
   char *err = NULL;
   int status = 0;
-  rt_engine_opts eo = {.loop = &a.loop, .cfg = a.cfg};
+  create_plugins(&a);
+  size_t npv = 0;
+  rt_provider *const *pvs = rt_plugin_host_providers(a.plugins, &npv);
+  rt_engine_opts eo = {.loop = &a.loop, .cfg = a.cfg, .http = rt_plugin_host_http(a.plugins),
+                       .providers = pvs, .nproviders = npv};
   if (rt_engine_new(&eo, &a.e, &err) != RT_OK) {
     fprintf(stderr, "shopbot %s: %s\n", cmd, err);
     free(err);
@@ -413,6 +429,7 @@ int rt_app_run(const rt_app_opts *o) {
     goto out;
   }
   a.reload = rt_reload_new(&a.loop, a.cfg, a.e);
+  rt_reload_on_result(a.reload, tell_reload, &a);
   char qname[256], qdir[1024];
   rt_log_quote(rt_config_str(a.cfg, "name", "?"), qname, sizeof qname);
   rt_log_quote(rt_engine_flows_dir(a.e), qdir, sizeof qdir);
@@ -438,10 +455,9 @@ int rt_app_run(const rt_app_opts *o) {
   uv_signal_start(&a.sighup, on_sighup, SIGHUP);
   uv_timer_init(&a.loop, &a.eof_check);
   a.eof_check.data = &a;
-  a.files_dir = files_dir(a.cfg);
   /* Plugins start before the engine, so a channel that is ready at once
    * is there for the first deliveries (whatever the last run left). */
-  start_plugins(&a);
+  rt_plugin_host_start(a.plugins, rt_engine_store(a.e), a.httpd);
   if (a.e) rt_engine_start(a.e);
   if (a.e && !a.stopping) start_watch(&a);
   uv_run(&a.loop, UV_RUN_DEFAULT);

@@ -9,9 +9,9 @@
  * reloads the flows when a .lua file of the flows or of a module folder
  * (scripts/lib, the flows' lib/, flows.lib) changes.
  *
- * Start: config -> lock -> loop -> engine (store, flows) -> HTTP server ->
- * plugins created and started -> engine started (a channel ready at once
- * gets the first deliveries) -> watcher.
+ * Start: config -> lock -> loop -> plugins created -> engine (store,
+ * flows) -> HTTP server -> plugins started -> engine started (a channel
+ * ready at once gets the first deliveries) -> watcher.
  * Stop: watcher, engine (deliveries stop first), HTTP server, then the
  * plugins in reverse order, then the loop ends and the lock goes. */
 #ifndef RT_APP_H

@@ -320,8 +320,11 @@ int rt_deliver_save(rt_deliver *d) {
   for (size_t i = 0; i < d->nres && rc == RT_OK; i++) {
     result *x = &d->res[i];
     if (x->verdict == RT_SEND_DELIVERED) rc = rt_store_outbox_sent(d->o.store, x->id, x->at);
-    else if (x->verdict == RT_SEND_FAILED)
+    else if (x->verdict == RT_SEND_FAILED) {
       rc = rt_store_outbox_failed_why(d->o.store, x->id, x->reason, x->err, x->at);
+      /* blocked, chat not found: campaigns stop using that address */
+      if (rc == RT_OK) rc = rt_store_address_failed(d->o.store, x->id, x->reason, x->at);
+    }
     else rc = rt_store_outbox_retry(d->o.store, x->id, x->retry_at, x->err);
   }
   d->nsaved = rc == RT_OK ? d->nres : 0;

@@ -1,6 +1,7 @@
 /* effects.c -- applying a finished step (see effects.h). */
 #include "effects.h"
 #include "inbox.h"
+#include "lconv.h"
 #include "log.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,81 +72,20 @@ static void free_set(char **p, const char *v) {
   *p = n;
 }
 
-static void json_raw(char **buf, size_t *len, size_t *cap, const char *s) {
-  size_t n = strlen(s);
-  if (*len + n + 1 > *cap) {
-    *cap = *len + n + 64;
-    *buf = rt_xrealloc(*buf, *cap);
-  }
-  memcpy(*buf + *len, s, n + 1);
-  *len += n;
-}
-
-/* Appends s as a JSON string; s is valid UTF-8 (it came out of jansson). */
-static void json_text(char **buf, size_t *len, size_t *cap, const char *s) {
-  size_t n = strlen(s);
-  if (*len + n * 6 + 3 > *cap) {
-    *cap = *len + n * 6 + 64;
-    *buf = rt_xrealloc(*buf, *cap);
-  }
-  char *o = *buf + *len;
-  *o++ = '"';
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\') { *o++ = '\\'; *o++ = (char)*p; }
-    else if (*p == '\n') { *o++ = '\\'; *o++ = 'n'; }
-    else if (*p < 0x20) o += sprintf(o, "\\u%04x", *p);
-    else *o++ = (char)*p;
-  }
-  *o++ = '"';
-  *len = (size_t)(o - *buf);
-  (*buf)[*len] = '\0';
-}
-
-/* Queues one message. The payload of a plain message is written as text
- * directly ({"about":..,"text":..}, keys sorted like every stored JSON);
- * one with buttons goes through jansson. */
+/* Queues one message; payload is its stored JSON text. Replies and notes
+ * to the managers go before what nobody waits for: a wake-up's (or a
+ * campaign's) messages queue behind them across chats. */
 static int add_out(rt_effects *fx, rt_turn *t, const char *channel, const char *chat,
-                   json_t *msg, bool other_chat, int seq, int64_t now) {
+                   const char *payload, bool other_chat, int seq, int64_t now) {
   char idem[96];
   snprintf(idem, sizeof idem, "c%lld:r%lld:%d", (long long)t->conv.id,
            (long long)t->conv.rev + 1, seq);
-  char *p = NULL;
-  const char *text = jstr(msg, "text");
-  if (!json_object_get(msg, "buttons") && text) {
-    size_t len = 0, cap = 0;
-    json_raw(&p, &len, &cap, "{");
-    if (other_chat) {
-      json_raw(&p, &len, &cap, "\"about\":");
-      json_text(&p, &len, &cap, t->conv.chat_id);
-      json_raw(&p, &len, &cap, ",");
-    }
-    json_raw(&p, &len, &cap, "\"text\":");
-    json_text(&p, &len, &cap, text);
-    json_raw(&p, &len, &cap, "}");
-  } else {
-    json_t *j = json_pack("{s:s?}", "text", text);
-    if (json_object_get(msg, "buttons")) json_object_set(j, "buttons", json_object_get(msg, "buttons"));
-    if (other_chat) json_object_set_new(j, "about", json_string(t->conv.chat_id));
-    p = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(j);
-  }
-  /* Replies and notes to the managers go before what nobody waits for: a
-   * wake-up's (or a campaign's) messages queue behind them across chats. */
   const char *ek = jstr(t->event, "kind");
   int prio = !other_chat && ek && strcmp(ek, "wake") == 0 ? 1 : 0;
-  int rc = rt_store_outbox_add_prio(fx->o.store, t->conv.id, channel, chat, idem, "text", p, prio,
-                                    now, NULL);
-  free(p);
+  int rc = rt_store_outbox_add_prio(fx->o.store, t->conv.id, channel, chat, idem, "text", payload,
+                                    prio, now, NULL);
   fx->outbox_dirty = true;
   return rc == 1 ? RT_OK : rc;
-}
-
-/* The campaign an effect belongs to: named in its data, else the one the
- * conversation is in (c.slots.campaign, reported by host.lua). */
-static const char *campaign_of(json_t *result, json_t *data) {
-  const char *c = data ? jstr(data, "campaign") : NULL;
-  if (!c && result) c = jstr(result, "campaign");
-  return c;
 }
 
 /* The chat goes to a manager and the managers hear why: the common end of
@@ -155,10 +95,14 @@ static int hand_over(rt_effects *fx, rt_turn *t, json_t *err, const char *event_
   int rc = rt_handoff_stop(fx->o.handoff, &t->conv, err, event_kind, now);
   if (rc == RT_OK) {
     char *text = rt_handoff_note(fx->o.handoff, &t->conv, err);
-    json_t *p = json_pack("{s:s}", "text", text);
-    if (!p) p = json_pack("{s:s}", "text", "Бот остановился в одном из чатов: ответьте клиенту.");
-    rc = add_out(fx, t, fx->mgr_channel, fx->mgr_chat, p, true, 0, now);
-    json_decref(p);
+    rt_buf p = RT_BUF_INIT;
+    rt_buf_adds(&p, "{\"about\":");
+    rt_lconv_add_string(&p, t->conv.chat_id, strlen(t->conv.chat_id));
+    rt_buf_adds(&p, ",\"text\":");
+    rt_lconv_add_string(&p, text, strlen(text));
+    rt_buf_addc(&p, '}');
+    rc = add_out(fx, t, fx->mgr_channel, fx->mgr_chat, p.s, true, 0, now);
+    rt_buf_free(&p);
     free(text);
   }
   return rc;
@@ -226,21 +170,11 @@ static json_t *limit_error(rt_effects *fx, rt_turn *t, char *msg) {
   return err;
 }
 
-/* Bytes one queued message stands for: its text and its buttons. */
-static int64_t message_size(json_t *m) {
-  const char *text = jstr(m, "text");
-  int64_t n = text ? (int64_t)strlen(text) : 0;
-  json_t *b = json_object_get(m, "buttons");
-  if (b) n += (int64_t)json_dumpb(b, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
-  return n;
-}
-
 static json_t *check_limits(rt_effects *fx, rt_turn *t) {
-  json_t *r = rt_lturn_result(t->lt), *v;
-  size_t i;
+  const rt_fx *r = rt_lturn_effects(t->lt);
   int64_t total = 0;
-  json_array_foreach(json_object_get(r, "out"), i, v) {
-    int64_t n = message_size(v);
+  for (size_t i = 0; i < r->nout; i++) {
+    int64_t n = r->out[i].size;
     if (n > fx->o.message_max)
       return limit_error(fx, t, rt_xasprintf(
           "message %zu of the step is %lld bytes; one message may be at most %lld KB "
@@ -251,15 +185,14 @@ static json_t *check_limits(rt_effects *fx, rt_turn *t) {
           "the step's messages come to more than %lld KB (limits.step_output_kb)",
           (long long)(fx->o.step_output_max >> 10)));
   }
-  json_t *timers = json_object_get(r, "timers");
   int64_t sets = 0;
-  json_array_foreach(timers, i, v) {
-    if (strcmp(jstr(v, "op"), "set") != 0) continue;
-    json_t *at = json_object_get(v, "at");
-    if (!json_is_integer(at) || json_integer_value(at) < 0 || json_integer_value(at) > MAX_DUE_S) {
+  for (size_t i = 0; i < r->ntimers; i++) {
+    const rt_fx_timer *v = &r->timers[i];
+    if (v->cancel) continue;
+    if (!v->due_ok || v->due_s < 0 || v->due_s > MAX_DUE_S) {
       char shown[64];
-      if (json_is_integer(at)) snprintf(shown, sizeof shown, "%lld", (long long)json_integer_value(at));
-      else snprintf(shown, sizeof shown, "%g", json_number_value(at));
+      if (v->due_ok) snprintf(shown, sizeof shown, "%lld", (long long)v->due_s);
+      else snprintf(shown, sizeof shown, "%g", v->due_num);
       return limit_error(fx, t, rt_xasprintf(
           "wake: due time %s is out of range: whole unix seconds from 0 to %lld (the end of "
           "the year 9999)", shown, (long long)MAX_DUE_S));
@@ -280,8 +213,9 @@ static json_t *check_limits(rt_effects *fx, rt_turn *t) {
   const char *names[64];
   bool exists[64];
   size_t nn = 0;
-  json_array_foreach(timers, i, v) {
-    const char *name = jstr(v, "name");
+  for (size_t i = 0; i < r->ntimers; i++) {
+    const rt_fx_timer *v = &r->timers[i];
+    const char *name = v->name;
     if (!name || name[0] == '_') continue;
     size_t k = 0;
     while (k < nn && strcmp(names[k], name) != 0) k++;
@@ -290,7 +224,7 @@ static json_t *check_limits(rt_effects *fx, rt_turn *t) {
       names[nn] = name;
       exists[nn++] = rt_store_timer_exists(fx->o.store, t->conv.id, name) == 1;
     }
-    bool set = strcmp(jstr(v, "op"), "set") == 0;
+    bool set = !v->cancel;
     if (set && !exists[k]) added++;
     else if (!set && exists[k]) added--;
     exists[k] = set;
@@ -303,115 +237,92 @@ static json_t *check_limits(rt_effects *fx, rt_turn *t) {
 }
 
 static int apply_result(rt_effects *fx, rt_turn *t, int64_t now) {
-  json_t *r = rt_lturn_result(t->lt);
+  const rt_fx *r = rt_lturn_effects(t->lt);
+  rt_store *st = fx->o.store;
+  int64_t conv = t->conv.id;
   int rc = RT_OK;
   const char *kind = jstr(t->event, "kind");
   if (kind && is_customer_message(kind)) t->conv.last_in_at = now;
-  free_set(&t->conv.flow, jstr(r, "flow"));
-  free_set(&t->conv.step, jstr(r, "step"));
-  if (jstr(r, "phone")) free_set(&t->conv.phone, jstr(r, "phone"));
+  free_set(&t->conv.flow, r->flow);
+  free_set(&t->conv.step, r->step);
+  if (r->phone) free_set(&t->conv.phone, r->phone);
   json_t *user = json_object_get(t->event, "user");
   if (json_is_string(user)) free_set(&t->conv.user_id, json_string_value(user));
-  free(t->conv.state);
-  t->conv.state = rt_xstrdup(rt_lturn_slots(t->lt) ? rt_lturn_slots(t->lt) : "{}");
+  free_set(&t->conv.state, r->state_json ? r->state_json : "{}");
   free_set(&t->conv.last_error, NULL);
   const char *flow = t->conv.flow;
-  json_t *migrated = json_object_get(r, "migrated");
-  if (json_is_object(migrated) && json_object_get(migrated, "from")) {
-    char *d = json_dumps(migrated, JSON_COMPACT | JSON_SORT_KEYS);
-    rc = rt_store_event_add(fx->o.store, now, t->conv.id, flow, NULL, "step_migrated", d);
-    rt_log(RT_LOG_WARN, "step-migrated", "conv=%lld flow=%s from=%s to=%s", (long long)t->conv.id,
-           flow, jstr(migrated, "from"), jstr(migrated, "to"));
-    free(d);
+  if (r->migrated && r->migrated_from) {
+    rc = rt_store_event_add(st, now, conv, flow, NULL, "step_migrated", r->migrated_json);
+    rt_log(RT_LOG_WARN, "step-migrated", "conv=%lld flow=%s from=%s to=%s", (long long)conv,
+           flow, r->migrated_from, r->migrated_to ? r->migrated_to : "-");
   }
-
-  json_t *v;
-  size_t i;
-  int seq = 0;
-  json_array_foreach(json_object_get(r, "out"), i, v) {
-    if (rc != RT_OK) break;
-    const char *to = jstr(v, "to");
+  for (size_t i = 0; i < r->nout && rc == RT_OK; i++) {
+    const rt_fx_msg *m = &r->out[i];
     const char *ch = t->conv.channel, *chat = t->conv.chat_id;
-    if (to && strcmp(to, "managers") == 0) { ch = fx->mgr_channel; chat = fx->mgr_chat; }
-    else if (to && strcmp(to, "chat") == 0) { ch = jstr(v, "channel"); chat = jstr(v, "chat"); }
-    rc = add_out(fx, t, ch, chat, v, ch != t->conv.channel, seq++, now);
+    if (m->to == RT_FX_MANAGERS) { ch = fx->mgr_channel; chat = fx->mgr_chat; }
+    else if (m->to == RT_FX_CHAT) { ch = m->channel; chat = m->chat; }
+    rc = add_out(fx, t, ch, chat, m->payload_json, m->to != RT_FX_SELF, (int)i, now);
   }
-  json_array_foreach(json_object_get(r, "timers"), i, v) {
-    if (rc != RT_OK) break;
+  for (size_t i = 0; i < r->ntimers && rc == RT_OK; i++) {
+    const rt_fx_timer *v = &r->timers[i];
     fx->timers_dirty = true;
-    const char *name = jstr(v, "name");
-    if (strcmp(jstr(v, "op"), "cancel") == 0) {
-      rc = rt_store_timer_cancel(fx->o.store, t->conv.id, name);
-    } else {
-      json_t *data = json_object_get(v, "data");
-      char *d = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS) : NULL;
-      /* check_limits has kept "at" within [0, MAX_DUE_S]. */
-      rc = rt_store_timer_set(fx->o.store, t->conv.id, name,
-                              sat_mul((int64_t)json_integer_value(json_object_get(v, "at")), 1000),
-                              jstr(v, "step"), d, now);
-      free(d);
-    }
+    if (v->cancel) rc = rt_store_timer_cancel(st, conv, v->name);
+    else   /* check_limits has kept the due time within [0, MAX_DUE_S] */
+      rc = rt_store_timer_set(st, conv, v->name, sat_mul(v->due_s, 1000), v->step, v->data_json,
+                              now);
   }
-  json_t *entry;
-  json_array_foreach(json_object_get(r, "leads"), i, entry) {
-    if (rc != RT_OK) break;
+  for (size_t i = 0; i < r->nleads && rc == RT_OK; i++) {
     /* Attributed to the flow that recorded it, even if the step then
      * switched flows. */
-    json_t *v = json_object_get(entry, "lead");
-    const char *lflow = jstr(entry, "flow") ? jstr(entry, "flow") : flow;
-    json_t *parts = json_object_get(v, "parts");
-    char *pj = parts ? json_dumps(parts, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS) : NULL;
-    char *dj = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
-    const char *campaign = campaign_of(r, v);
+    const rt_fx_lead *v = &r->leads[i];
+    const char *lflow = v->flow ? v->flow : flow;
     rt_lead_in l = {
-      .conv_id = t->conv.id, .at = now, .flow = lflow, .channel = t->conv.channel,
-      .campaign = campaign, .car = jstr(v, "car"), .car_kind = jstr(v, "car_kind"),
-      .parts = pj, .name = jstr(v, "name"), .phone = jstr(v, "phone") ? jstr(v, "phone") : t->conv.phone,
-      .data = dj,
+      .conv_id = conv, .at = now, .flow = lflow, .channel = t->conv.channel,
+      .campaign = v->campaign, .car = v->car, .car_kind = v->car_kind, .parts = v->parts_json,
+      .name = v->name, .phone = v->phone ? v->phone : t->conv.phone, .data = v->data_json,
     };
     int64_t lead_id = 0;
-    rc = rt_store_lead_add(fx->o.store, &l, &lead_id);
+    rc = rt_store_lead_add(st, &l, &lead_id);
     if (rc == RT_OK) {
       char ev[64];
       snprintf(ev, sizeof ev, "{\"lead_id\":%lld}", (long long)lead_id);
-      rc = rt_store_event_add(fx->o.store, now, t->conv.id, lflow, campaign, "lead", ev);
-      rt_log(RT_LOG_INFO, "lead", "conv=%lld lead=%lld flow=%s", (long long)t->conv.id,
+      rc = rt_store_event_add(st, now, conv, lflow, v->campaign, "lead", ev);
+      rt_log(RT_LOG_INFO, "lead", "conv=%lld lead=%lld flow=%s", (long long)conv,
              (long long)lead_id, lflow);
     }
-    free(pj);
-    free(dj);
   }
-  json_array_foreach(json_object_get(r, "events"), i, v) {
-    if (rc != RT_OK) break;
-    json_t *data = json_object_get(v, "data");
-    char *dj = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS) : NULL;
-    const char *campaign = campaign_of(r, data);
-    const char *eflow = jstr(v, "flow") ? jstr(v, "flow") : flow;
-    rc = rt_store_event_add(fx->o.store, now, t->conv.id, eflow, campaign, jstr(v, "kind"), dj);
-    if (rc == RT_OK && campaign && strcmp(jstr(v, "kind"), "outcome") == 0 && jstr(data, "outcome"))
-      rc = rt_store_campaign_outcome(fx->o.store, campaign, t->conv.phone, jstr(data, "outcome"));
-    free(dj);
+  for (size_t i = 0; i < r->nevents && rc == RT_OK; i++) {
+    const rt_fx_event *v = &r->events[i];
+    rc = rt_store_event_add(st, now, conv, v->flow ? v->flow : flow, v->campaign, v->kind,
+                            v->data_json);
+    if (rc == RT_OK && v->campaign && v->outcome && v->kind && strcmp(v->kind, "outcome") == 0)
+      rc = rt_store_campaign_outcome(st, v->campaign, t->conv.phone, v->outcome);
   }
-  json_array_foreach(json_object_get(r, "ops"), i, v) {
-    if (rc != RT_OK) break;
-    const char *op = jstr(v, "op");
-    if (strcmp(op, "handoff") == 0) {
-      json_t *d = json_pack("{s:s?}", "reason", jstr(v, "reason"));
-      char *dj = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
-      rc = rt_store_event_add(fx->o.store, now, t->conv.id, flow, campaign_of(r, NULL), "handoff", dj);
-      free(dj);
-      json_decref(d);
-      if (rc == RT_OK) rc = rt_handoff_hold(fx->o.handoff, t->conv.id, now);
-    } else if (strcmp(op, "release") == 0) {
-      rc = rt_store_timer_cancel(fx->o.store, t->conv.id, "_handoff_release");
-    } else if (strcmp(op, "optout") == 0) {
-      rc = rt_store_customer_optout(fx->o.store, t->conv.phone, t->conv.channel, t->conv.chat_id, now);
-      if (rc == RT_OK) rc = rt_store_event_add(fx->o.store, now, t->conv.id, flow,
-                                               campaign_of(r, NULL), "optout", "{}");
+  for (size_t i = 0; i < r->nops && rc == RT_OK; i++) {
+    const rt_fx_op *v = &r->ops[i];
+    switch (v->op) {
+    case RT_FX_HANDOFF:
+      rc = rt_store_event_add(st, now, conv, flow, r->campaign, "handoff", v->data_json);
+      if (rc == RT_OK) rc = rt_handoff_hold(fx->o.handoff, conv, now);
+      break;
+    case RT_FX_RELEASE:
+      rc = rt_store_timer_cancel(st, conv, "_handoff_release");
+      break;
+    case RT_FX_OPTOUT:
+      rc = rt_store_customer_optout(st, t->conv.phone, t->conv.channel, t->conv.chat_id, now);
+      if (rc == RT_OK) rc = rt_store_event_add(st, now, conv, flow, r->campaign, "optout", "{}");
+      break;
     }
   }
-  const char *mode = jstr(r, "mode");
-  if (mode) free_set(&t->conv.mode, mode);
+  /* What the step's provider calls cost, per conversation (stats). */
+  if (rc == RT_OK && r->usage.calls) {
+    char ev[160];
+    snprintf(ev, sizeof ev, "{\"calls\":%lld,\"cost_micro\":%lld,\"tokens_in\":%lld,"
+             "\"tokens_out\":%lld}", (long long)r->usage.calls, (long long)r->usage.cost_micro,
+             (long long)r->usage.tokens_in, (long long)r->usage.tokens_out);
+    rc = rt_store_event_add(st, now, conv, flow, r->campaign, "usage", ev);
+  }
+  if (r->mode) free_set(&t->conv.mode, r->mode);
   return rc;
 }
 

@@ -8,6 +8,7 @@
  * This file wires them, keeps the order of the pump, and decides what a
  * store failure means (retry later, health). */
 #include "engine.h"
+#include "http_client.h"
 #include "convq.h"
 #include "deliver.h"
 #include "effects.h"
@@ -222,6 +223,8 @@ static void commit_done(rt_engine *e) {
            t->status == RT_LTURN_DONE ? "ok" : t->status == RT_LTURN_ERROR ? "failed"
            : t->status == RT_TURN_QUARANTINED ? "quarantined" : "skipped",
            (long long)(now - t->started_ms));
+    /* Committed: the new state stays a Lua table for the chat's next event. */
+    if (t->status == RT_LTURN_DONE && t->lt) rt_lturn_keep_state(t->lt, t->conv.rev);
     rt_convq_done(&e->queues, t->chat);
     rt_turn_free(t);
     t = next;
@@ -381,6 +384,7 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
   e->turns = rt_turns_new(&(rt_turns_opts){.loop = e->loop, .store = e->store,
                                            .clock = &e->clock,
                                            .step_timeout_ms = step_timeout_ms,
+                                           .http = o->http,
                                            .kick = kick, .kick_ud = e});
   e->bopts = (rt_bundle_opts){
     .flows_dir = e->flows_dir, .lib_dir = e->lib_dir, .start_flow = e->start_flow,
@@ -392,6 +396,8 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
     .load_instructions = 50000000,
     .max_http_per_turn = (int)cfg_int(c, "limits.http_requests_per_step", 10, 0, 1000000),
     .host = rt_turns_host(e->turns),
+    .http = rt_turns_http(e->turns),
+    .providers = o->providers, .nproviders = o->nproviders,
   };
   if (o->flows_dir || (rc = rt_paths_flows_check(rt_config_dir(c), rt_config_str(c, "flows.dir",
                                                  "flows"), e->flows_dir, err)) == RT_OK)
@@ -507,9 +513,7 @@ rt_config *rt_engine_config(rt_engine *e) { return e->cfg; }
 uv_loop_t *rt_engine_loop(rt_engine *e) { return e->loop; }
 const rt_engine_stats *rt_engine_get_stats(const rt_engine *e) { return &e->st; }
 
-void rt_engine_set_http_script(rt_engine *e, json_t *(*fn)(void *, json_t *), void *ud) {
-  rt_turns_set_http_script(e->turns, fn, ud);
-}
+rt_http *rt_engine_http(rt_engine *e) { return rt_turns_http(e->turns); }
 
 bool rt_engine_idle(const rt_engine *e) {
   if (!(!rt_inbox_waiting(e->inbox) && !rt_convq_any_ready(&e->queues) &&

@@ -31,6 +31,13 @@ typedef struct {
   int64_t clock_ms;           /* start of the virtual clock in test mode */
   long store_max_pages;       /* tests: simulate a full disk */
   const char *flows_dir;      /* NULL: flows.dir from the config */
+  /* The process's HTTP client, lent to the flows' http module; NULL: the
+   * engine makes its own (tools, tests). Borrowed until close. */
+  struct rt_http *http;
+  /* Providers lent to the flows (integration.h), borrowed until close:
+   * each is the Lua module of its name. */
+  struct rt_provider *const *providers;
+  size_t nproviders;
 } rt_engine_opts;
 
 typedef struct rt_engine rt_engine;
@@ -83,9 +90,9 @@ int rt_engine_fire_timers(rt_engine *e);
 /* The store error that stops commits, or NULL. Borrowed. */
 const char *rt_engine_store_error(const rt_engine *e);
 
-/* Transcript tests: fn answers each HTTP request from the replies the
- * transcript scripted (new reference), instead of the network. */
-void rt_engine_set_http_script(rt_engine *e, json_t *(*fn)(void *ud, json_t *req), void *ud);
+/* The HTTP client the flows' http module uses (owned by the engine); the
+ * transcript runner gives it a transport of scripted answers. */
+struct rt_http *rt_engine_http(rt_engine *e);
 
 /* Prometheus text (owned) and /healthz JSON (new reference). */
 char *rt_engine_metrics(rt_engine *e);

@@ -152,10 +152,27 @@ local function str(v, what)
 end
 
 -- Пишет клиенту в этот чат.
+-- o.buttons: подписи кнопок; o.media = {ref = "https://...", kind = "photo"}:
+-- фото или документ (text -- подпись); o.template = {name = "...", params = {...}}:
+-- шаблон мессенджера (WhatsApp вне окна 24 часов).
 function Ctx:say(text, o)
   local f = fx(self)
   local m = { to = "self", text = str(text, "say: text") }
-  if o and o.buttons then m.buttons = o.buttons end
+  if o then
+    if o.buttons then m.buttons = o.buttons end
+    if o.media ~= nil then
+      if type(o.media) ~= "table" or type(o.media.ref) ~= "string" then
+        error("say: media must be {ref = \"url or file id\", kind = \"photo\"|\"document\"}", 2)
+      end
+      m.media = { ref = o.media.ref, kind = o.media.kind and str(o.media.kind, "say: media.kind") }
+    end
+    if o.template ~= nil then
+      if type(o.template) ~= "table" or type(o.template.name) ~= "string" then
+        error("say: template must be {name = \"...\", params = {...}}", 2)
+      end
+      m.template = { name = o.template.name, params = o.template.params }
+    end
+  end
   add(f, "out", m)
 end
 

@@ -27,7 +27,8 @@
  * libcurl pulls in some thirty libraries (TLS, LDAP, RTMP, Kerberos...)
  * whose constructors run and touch memory at load. A shop's bot that never
  * calls out should not pay for that in every process, so the library is
- * opened when the first client is created. The table below is a cache of
+ * opened by the first request that goes to the network (a client whose
+ * requests a transport answers never opens it). The table below is a cache of
  * the loaded library, the same for every loop. */
 
 static struct {
@@ -130,6 +131,9 @@ struct rt_http {
   size_t inflight;
   int open_handles;         /* uv handles not yet through their close cb */
   bool closing;
+  bool curl_up;             /* global_init done and multi made (first request) */
+  rt_http_transport transport;   /* answers instead of the network, or NULL */
+  void *transport_ud;
   void (*done)(void *ud);
   void *done_ud;
 };
@@ -170,7 +174,7 @@ static void done_unlink(rt_http *h, rt_http_req *r) {
 
 static void req_free(rt_http_req *r) {
   if (r->easy) cu.easy_cleanup(r->easy);
-  cu.slist_free_all(r->hdrs);
+  if (r->hdrs) cu.slist_free_all(r->hdrs);
   free(r->req_body);
   rt_buf_free(&r->body);
   free(r->resp.body);
@@ -295,6 +299,72 @@ static struct curl_slist *slist_add(struct curl_slist *l, const char *s) {
   return n;
 }
 
+static void on_transport(uv_timer_t *t);
+static void timer_up(rt_http *h);
+
+/* A transport's answer, queued like a finished transfer and delivered from
+ * the loop (a 0 ms timer), so the callback contract is the network's. */
+static int transport_request(rt_http *h, rt_http_req *r, const rt_http_opts *o,
+                             rt_http_req **out) {
+  rt_http_resp *resp = &r->resp;
+  resp->retry_after = -1;
+  h->transport(h->transport_ud, o, resp);
+  if (resp->err != RT_OK) {
+    resp->status = 0;
+    free(resp->body);
+    resp->body = NULL;
+  }
+  if (!resp->body) {
+    resp->body = rt_xstrdup("");
+    resp->body_len = 0;
+  } else if (resp->body_len > r->max_body) {
+    free(resp->body);
+    resp->body = rt_xstrdup("");
+    resp->body_len = 0;
+    resp->status = 0;
+    resp->err = RT_ELIMIT;
+    snprintf(resp->errmsg, sizeof resp->errmsg, "response body over %zu bytes", r->max_body);
+  }
+  resp->total_ms = (double)(uv_hrtime() - r->start_ns) / 1e6;
+  r->state = REQ_DONE;
+  done_push(h, r);
+  h->inflight++;
+  uv_timer_start(&h->timer, on_transport, 0, 0);
+  if (out) *out = r;
+  return RT_OK;
+}
+
+static void on_transport(uv_timer_t *t) { deliver_done(t->data); }
+
+void rt_http_set_transport(rt_http *h, rt_http_transport fn, void *ud) {
+  h->transport = fn;
+  h->transport_ud = ud;
+}
+
+static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp);
+static int on_timer_set(CURLM *m, long ms, void *userp);
+
+/* curl for this client, made on its first network request. */
+static void curl_up(rt_http *h) {
+  if (h->curl_up) return;
+  curl_load();
+  /* Reference counted by curl itself; balanced in finish_close. */
+  if (cu.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    fprintf(stderr, "level=fatal msg=\"curl_global_init failed\"\n");
+    abort();
+  }
+  h->multi = cu.multi_init();
+  if (!h->multi) {
+    fprintf(stderr, "level=fatal msg=\"out of memory\" where=curl_multi_init\n");
+    abort();
+  }
+  cu.multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+  cu.multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+  cu.multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_timer_set);
+  cu.multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+  h->curl_up = true;
+}
+
 int rt_http_request(rt_http *h, const rt_http_opts *o, rt_http_cb cb, void *ud,
                     rt_http_req **out) {
   if (out) *out = NULL;
@@ -309,6 +379,9 @@ int rt_http_request(rt_http *h, const rt_http_opts *o, rt_http_cb cb, void *ud,
   r->retry_after = -1;
   r->max_body = o->max_body ? o->max_body : DEFAULT_MAX_BODY;
   r->start_ns = uv_hrtime();
+  timer_up(h);
+  if (h->transport) return transport_request(h, r, o, out);
+  curl_up(h);
   r->easy = cu.easy_init();
   if (!r->easy) {
     fprintf(stderr, "level=fatal msg=\"out of memory\" where=curl_easy_init\n");
@@ -505,27 +578,18 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp,
 /* ---- lifetime ------------------------------------------------------------ */
 
 rt_http *rt_http_new(uv_loop_t *loop) {
-  curl_load();
-  /* Reference counted by curl itself; balanced in finish_close. */
-  if (cu.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-    fprintf(stderr, "level=fatal msg=\"curl_global_init failed\"\n");
-    abort();
-  }
   rt_http *h = rt_xcalloc(1, sizeof *h);
   h->loop = loop;
-  h->multi = cu.multi_init();
-  if (!h->multi) {
-    fprintf(stderr, "level=fatal msg=\"out of memory\" where=curl_multi_init\n");
-    abort();
-  }
-  uv_timer_init(loop, &h->timer);
+  return h;
+}
+
+/* The loop handle, made by the first request: a client never used holds
+ * nothing on the loop and closes at once. */
+static void timer_up(rt_http *h) {
+  if (h->open_handles) return;
+  uv_timer_init(h->loop, &h->timer);
   h->timer.data = h;
   h->open_handles = 1;
-  cu.multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-  cu.multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
-  cu.multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_timer_set);
-  cu.multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
-  return h;
 }
 
 void rt_http_close(rt_http *h, void (*done)(void *ud), void *ud) {
@@ -533,9 +597,14 @@ void rt_http_close(rt_http *h, void (*done)(void *ud), void *ud) {
   h->closing = true;
   h->done = done;
   h->done_ud = ud;
+  if (!h->open_handles) {   /* never used: nothing on the loop to wait for */
+    finish_close(h);
+    return;
+  }
+  uv_timer_stop(&h->timer);
   while (h->active) req_finish(h->active, CURLE_OK, true);
   /* Closes cached connections; curl may report their sockets removed. */
-  cu.multi_cleanup(h->multi);
+  if (h->multi) cu.multi_cleanup(h->multi);
   h->multi = NULL;
   while (h->socks) sock_close(h, h->socks);
   uv_close((uv_handle_t *)&h->timer, on_handle_closed);
@@ -545,7 +614,8 @@ static void finish_close(rt_http *h) {
   deliver_done(h); /* "cancelled" callbacks, and any finished but queued */
   void (*done)(void *) = h->done;
   void *ud = h->done_ud;
+  bool curl_was_up = h->curl_up;
   free(h);
-  cu.global_cleanup();
+  if (curl_was_up) cu.global_cleanup();
   if (done) done(ud);
 }

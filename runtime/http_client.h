@@ -54,11 +54,13 @@ typedef struct {
 } rt_http_opts;
 
 /* Returns a new client on loop (borrowed; must outlive the client).
- * Never NULL: allocation failure aborts, as everywhere in the host. */
+ * Never NULL: allocation failure aborts, as everywhere in the host. Cheap:
+ * libcurl is loaded and set up by the first request to the network. */
 rt_http *rt_http_new(uv_loop_t *loop);
 
 /* Cancels every in-flight request, closes the uv handles and frees h once
- * they are closed, then calls done(ud) (done may be NULL). Requests that were
+ * they are closed (at once for a client that never made a request), then
+ * calls done(ud) (done may be NULL). Requests that were
  * in flight get their callback, from the loop, with err RT_ENET and errmsg
  * "cancelled" before done is called. After rt_http_close, h must not be used;
  * rt_http_request on a closing client is a programming error (RT_EINVAL). */
@@ -78,6 +80,16 @@ int rt_http_request(rt_http *h, const rt_http_opts *o, rt_http_cb cb, void *ud,
  * Safe from inside any rt_http callback (including for another request);
  * r must be a live request (NULL is ignored). */
 void rt_http_cancel(rt_http_req *r);
+
+/* A transport answers the client's requests instead of the network: the
+ * transcript runner's scripted replies, unit tests. fn fills resp for the
+ * request o (all borrowed for the call): status, or err (RT_ETIMEOUT,
+ * RT_ENET...) with errmsg; body malloc'd (the client owns it then) or NULL
+ * for none. The callback then runs later from the loop, exactly as for a
+ * network answer (same contract, cancel included). fn NULL: the network
+ * again. Set it before the first request. */
+typedef void (*rt_http_transport)(void *ud, const rt_http_opts *o, rt_http_resp *resp);
+void rt_http_set_transport(rt_http *h, rt_http_transport fn, void *ud);
 
 /* Requests started and not yet completed or cancelled. */
 size_t rt_http_inflight(const rt_http *h);

@@ -2,11 +2,18 @@
  * LLM, a CRM look-up), the Prosody "provider" of the plugin contract.
  *
  * A flow calls a provider through its Lua module (llm.chat{...},
- * crm.find{...}); the call starts a request here and yields the step
+ * crm.find{...}: the module is the provider's name, any field of it is an
+ * op; lapi_provider.c); the call starts a request here and yields the step
  * (OpenResty's cosocket shape); other conversations go on. The answer
- * resumes the step. When the step dies first (its deadline, the process
- * stopping, a reload that drops it), the host calls cancel and the provider
- * must never call done for that request afterwards.
+ * resumes the step with the value as Lua data, or (nil, error, detail).
+ * When the step dies first (its deadline, the process stopping, a reload
+ * that drops it), the host calls cancel exactly once and the provider must
+ * never call done for that request afterwards. The flows are lent the
+ * providers once they are created, before their start has finished (the
+ * engine loads the flows first): a call that comes before the provider is
+ * ready is the provider's to answer, with "unavailable". What a call cost
+ * (usage) is added up per step and recorded per conversation as a "usage"
+ * event ({calls, tokens_in, tokens_out, cost_micro}).
  *
  * Durable writes to a service (a deal into the CRM) are not calls: they go
  * through the delivery queue like messages (deliver.h), and a provider
@@ -45,10 +52,11 @@ struct rt_provider {
   /* Optional, like a channel's: called once at start in order. */
   void (*start)(rt_provider *p, const rt_plugin_env *env,
                 void (*done)(void *ud, int status, const char *err), void *ud);
-  /* Starts op ("chat", "find"...) with args (borrowed for the call). On
-   * RT_OK done is called exactly once, later, from the loop, unless
-   * cancel(*out) came first. On error (unknown op, bad args) nothing is
-   * called and err gets an owned message the flow sees. */
+  /* Starts op ("chat", "find"...) with args (borrowed for the call: the
+   * flow's table, written out by lconv.h's rules). On RT_OK done is called
+   * exactly once, later, from the loop, unless cancel(*out) came first. On
+   * error (unknown op, bad args) nothing is called and err gets an owned
+   * message the flow sees as (nil, "bad_request", err). */
   int (*call)(rt_provider *p, const char *op, const json_t *args, rt_call_done done, void *ud,
               rt_call **out, char **err);
   /* Stops a call; done is never called for it afterwards. */

@@ -19,25 +19,33 @@ rt_lturn *rt_lvm_turn(lua_State *L);
 rt_bundle *rt_lvm_bundle(lua_State *L);
 const rt_host *rt_lvm_host(lua_State *L);
 json_t *rt_lvm_shop(lua_State *L);   /* borrowed config */
+const rt_bundle_opts *rt_lvm_opts(lua_State *L);
+size_t rt_lvm_mem_limit(lua_State *L);   /* the Lua memory cap: the bound of conversions */
 /* Counts an HTTP call against the turn's cap; false when exhausted. */
 bool rt_lvm_turn_http_ok(rt_lturn *t);
-/* Takes the I/O result handed to the turn (new reference) or NULL. */
-json_t *rt_lvm_turn_take_io(rt_lturn *t);
 
-/* JSON <-> Lua. push: [-0, +1]. to_json: returns a new reference or NULL
- * with a message in err naming the path ("slots.car.f: functions cannot be
- * stored"). */
-void rt_lvm_push_json(lua_State *L, json_t *j);
-/* Lua value -> owned jansson tree; NULL with a message naming the path.
- * Bounded: the written-out size may not pass the Lua memory cap. */
-json_t *rt_lvm_to_json(lua_State *L, int idx, const char *root, char *err, size_t errn);
-/* JSON text -> Lua value, straight into Lua memory (so under the Lua cap).
- * 0 and one value pushed, or -1, nothing pushed and *bad_at = byte offset. */
-int rt_lvm_push_json_text(lua_State *L, const char *s, size_t n, size_t *bad_at);
+/* I/O of a yielded turn (the OpenResty cosocket shape). A function that
+ * starts I/O registers a release hook on the turn before it yields; the
+ * hook owns what the I/O needs: called, it stops the I/O if it is still
+ * running (an HTTP cancel, a provider's cancel) and frees it. When the
+ * answer comes, the I/O's callback keeps it in that memory and calls
+ * rt_lvm_turn_ready (the host then resumes the turn); the continuation
+ * reads it from there. The hook runs exactly once: when the next I/O of
+ * the turn registers its own, when the turn ends (done, failed, killed by
+ * its deadline, freed, dropped at shutdown). So a continuation that raises
+ * while reading the answer leaks nothing, and an answer never arrives
+ * after its turn is gone. */
+void rt_lvm_turn_set_cancel(rt_lturn *t, void (*cancel)(void *ud), void *ud);
+void rt_lvm_turn_ready(rt_lturn *t);
+/* Adds a provider call's cost to the turn's usage (rt_fx.usage). */
+void rt_lvm_turn_usage(rt_lturn *t, int64_t tokens_in, int64_t tokens_out, int64_t cost_micro);
 
+struct rt_provider;
 int rt_luaopen_json(lua_State *L);
 int rt_luaopen_log(lua_State *L);
 int rt_luaopen_time(lua_State *L);
 int rt_luaopen_http(lua_State *L);
 int rt_luaopen_text(lua_State *L);
+/* The module of one lent provider (lapi_provider.c). [-0, +1] */
+int rt_luaopen_provider(lua_State *L, struct rt_provider *p);
 #endif

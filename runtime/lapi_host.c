@@ -2,6 +2,7 @@
  * now, duration, customer. [-0, +1] each. */
 #include "lapi.h"
 #include "config.h"
+#include "lconv.h"
 
 /* C.now() -> unix seconds from the runtime clock. */
 static int l_host_now(lua_State *L) {
@@ -25,7 +26,7 @@ static int l_host_customer(lua_State *L) {
   json_t *c = h->customer(h->ud, luaL_optstring(L, 1, NULL), luaL_optstring(L, 2, NULL),
                           luaL_optstring(L, 3, NULL));
   if (!c) return 0;
-  rt_lvm_push_json(L, c);
+  rt_lconv_push_tree(L, c);
   json_decref(c);
   return 1;
 }

@@ -5,6 +5,8 @@
  * so a panic means a host bug and aborts with a core dump. */
 #include "lvm.h"
 #include "lapi.h"
+#include "lconv.h"
+#include "integration.h"
 #include "lfreeze.h"
 #include "paths.h"
 #include "log.h"
@@ -40,6 +42,13 @@ typedef struct {
   bool enforce;      /* only while flow code runs: host bookkeeping never fails */
 } lalloc;
 
+#define POOL_MAX 32        /* finished coroutines kept for the next turns */
+#define STATE_CACHE_DEFAULT 10000
+
+/* One kept state in the ring that orders the cache, oldest first. An entry
+ * whose seq no longer matches the cache's was taken or replaced since. */
+typedef struct { int64_t id; uint64_t seq; } cache_slot;
+
 struct rt_bundle {
   lua_State *L;
   lalloc alloc;
@@ -52,7 +61,24 @@ struct rt_bundle {
   rt_bundle_opts o;
   char *start_flow;
   json_t *shop;
+  /* Coroutines that finished cleanly, with their grown stacks. */
+  int pool[POOL_MAX];
+  int npool;
+  /* Saved states as Lua tables: cache_ref is {[conv id] = {state, rev, seq}}. */
+  int cache_ref;
+  size_t cache_n, cache_max;
+  cache_slot *ring;
+  size_t ring_cap, ring_head, ring_len;
+  uint64_t cache_seq;
+  rt_buf jb;         /* the turns' JSON writer, reused */
 };
+
+/* The turn's strings and arrays (rt_fx), freed at once. */
+typedef struct arena_blk {
+  struct arena_blk *next;
+  size_t used, cap;
+  max_align_t data[];
+} arena_blk;
 
 struct rt_lturn {
   budget bg;         /* must stay first */
@@ -60,13 +86,19 @@ struct rt_lturn {
   void *host_turn;
   lua_State *co;
   int co_ref, trace_ref;
+  int state_ref;     /* the new state table, until kept or freed */
+  int64_t conv_id;
+  const char *about;  /* the conversation's chat (arena) */
   int http_count;
   int status;
-  json_t *io;
-  json_t *result;
-  char *slots;       /* the new state as JSON text */
+  rt_fx fx;
+  arena_blk *arena;
   json_t *error;
   json_t *module_err;   /* a module-level value the step changed (lfreeze.h) */
+  /* The pending I/O's cancel hook (rt_lvm_turn_set_cancel). */
+  void (*cancel)(void *ud);
+  void *cancel_ud;
+  rt_fx_usage usage;
 };
 
 /* ---- allocator and hook ---- */
@@ -149,6 +181,8 @@ rt_bundle *rt_lvm_bundle(lua_State *L) {
 
 const rt_host *rt_lvm_host(lua_State *L) { return rt_lvm_bundle(L)->o.host; }
 json_t *rt_lvm_shop(lua_State *L) { return rt_lvm_bundle(L)->shop; }
+const rt_bundle_opts *rt_lvm_opts(lua_State *L) { return &rt_lvm_bundle(L)->o; }
+size_t rt_lvm_mem_limit(lua_State *L) { return rt_lvm_bundle(L)->alloc.limit; }
 
 rt_lturn *rt_lvm_turn(lua_State *L) {
   budget *bg = *(budget **)lua_getextraspace(L);
@@ -159,523 +193,31 @@ bool rt_lvm_turn_http_ok(rt_lturn *t) {
   return t->http_count++ < t->b->o.max_http_per_turn;
 }
 
-json_t *rt_lvm_turn_take_io(rt_lturn *t) {
-  json_t *j = t->io;
-  t->io = NULL;
-  return j;
+static void turn_cancel_io(rt_lturn *t);
+
+void rt_lvm_turn_set_cancel(rt_lturn *t, void (*cancel)(void *ud), void *ud) {
+  turn_cancel_io(t);
+  t->cancel = cancel;
+  t->cancel_ud = ud;
 }
 
-/* ---- JSON <-> Lua ---- */
-
-void rt_lvm_push_json(lua_State *L, json_t *j) {
-  luaL_checkstack(L, 4, "json too deep");
-  switch (json_typeof(j)) {
-  case JSON_OBJECT: {
-    lua_createtable(L, 0, (int)json_object_size(j));
-    const char *k;
-    json_t *v;
-    json_object_foreach(j, k, v) {
-      if (json_is_null(v)) continue;
-      rt_lvm_push_json(L, v);
-      lua_setfield(L, -2, k);
-    }
-    break;
-  }
-  case JSON_ARRAY: {
-    lua_createtable(L, (int)json_array_size(j), 0);
-    size_t i;
-    json_t *v;
-    json_array_foreach(j, i, v) {
-      rt_lvm_push_json(L, v);
-      lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    break;
-  }
-  case JSON_STRING: lua_pushlstring(L, json_string_value(j), json_string_length(j)); break;
-  case JSON_INTEGER: lua_pushinteger(L, (lua_Integer)json_integer_value(j)); break;
-  case JSON_REAL: lua_pushnumber(L, json_real_value(j)); break;
-  case JSON_TRUE: lua_pushboolean(L, 1); break;
-  case JSON_FALSE: lua_pushboolean(L, 0); break;
-  default: lua_pushnil(L); break;
-  }
+void rt_lvm_turn_ready(rt_lturn *t) {
+  const rt_host *h = t->b->o.host;
+  if (h && h->ready) h->ready(h->ud, t);
 }
 
-/* Customer text may carry broken UTF-8; JSON cannot, so bad bytes become
- * U+FFFD instead of failing the whole turn. */
-static json_t *json_str(const char *s, size_t n) {
-  json_t *j = json_stringn(s, n);
-  if (j) return j;
-  size_t m;
-  char *buf = rt_utf8_clean(s, n, &m);
-  j = json_stringn(buf, m);
-  free(buf);
-  return j ? j : json_string("");
+void rt_lvm_turn_usage(rt_lturn *t, int64_t tokens_in, int64_t tokens_out, int64_t cost_micro) {
+  t->usage.calls++;
+  t->usage.tokens_in += tokens_in;
+  t->usage.tokens_out += tokens_out;
+  t->usage.cost_micro += cost_micro;
 }
 
-/* The path to the value being converted, kept as a stack of keys and
- * formatted only when there is an error to report. */
-typedef struct {
-  const char *root;
-  const char *keys[20];
-  lua_Integer idx[20];
-  int depth;
-  /* Bytes of output still allowed. One string referenced a thousand times
-   * is stored a thousand times, so without this bound 4 MB of Lua could
-   * become gigabytes of host memory, outside the Lua cap. */
-  size_t left, cap;
-  const char *cap_name;
-} jpath;
-
-static void path_text(const jpath *p, char *out, size_t n) {
-  size_t o = (size_t)snprintf(out, n, "%s", p->root);
-  for (int i = 0; i < p->depth && o < n; i++)
-    o += p->keys[i] ? (size_t)snprintf(out + o, n - o, ".%s", p->keys[i])
-                    : (size_t)snprintf(out + o, n - o, "[%lld]", (long long)p->idx[i]);
-}
-
-/* Counts n bytes of output against the bound; false with a message naming
- * the path and the limit once it is passed. */
-static bool out_charge(jpath *p, size_t n, char *err, size_t errn) {
-  if (n <= p->left) { p->left -= n; return true; }
-  char where[256];
-  path_text(p, where, sizeof where);
-  snprintf(err, errn, "%s: the value is too big: over %zu KB when written out (%s)", where,
-           p->cap / 1024, p->cap_name ? p->cap_name : "limits.lua_memory_mb");
-  p->left = 0;
-  return false;
-}
-
-/* The rules both converters (to jansson, to state text) keep. */
-static void unstorable(lua_State *L, int idx, const jpath *p, char *err, size_t errn) {
-  char where[256];
-  path_text(p, where, sizeof where);
-  snprintf(err, errn, "%s: a %s cannot be stored (only text, numbers, true/false and tables)",
-           where, luaL_typename(L, idx));
-}
-
-enum { SHAPE_BAD = -1, SHAPE_OBJECT, SHAPE_ARRAY };
-
-/* Classifies the table at idx (absolute): an array is a table whose keys
- * are exactly 1..n (*n set), an object one whose keys are all strings (an
- * empty table is an object). Anything else, or nesting past 16 levels, is
- * SHAPE_BAD with a message naming the path. */
-static int table_shape(lua_State *L, int idx, const jpath *p, lua_Integer *n, char *err,
-                       size_t errn) {
-  char where[256];
-  if (p->depth >= 16) {
-    path_text(p, where, sizeof where);
-    snprintf(err, errn, "%s: tables nested deeper than 16 levels (a loop?)", where);
-    return SHAPE_BAD;
-  }
-  luaL_checkstack(L, 6, "stored value");
-  lua_Integer count = 0;
-  bool all_str = true;
-  *n = (lua_Integer)lua_rawlen(L, idx);
-  lua_pushnil(L);
-  bool bad_key = false;
-  while (lua_next(L, idx)) {
-    count++;
-    if (lua_type(L, -2) != LUA_TSTRING) {
-      all_str = false;
-    } else if (!bad_key) {
-      /* Values with broken UTF-8 keep their readable part (U+FFFD), but two
-       * keys cleaned that way could become one key and lose a value. */
-      size_t kl;
-      const char *k = lua_tolstring(L, -2, &kl);
-      bad_key = !rt_utf8_valid(k, kl);
-    }
-    lua_pop(L, 1);
-  }
-  if (all_str && bad_key) {
-    path_text(p, where, sizeof where);
-    snprintf(err, errn, "%s: a key is not valid UTF-8 text (or holds a NUL byte)", where);
-    return SHAPE_BAD;
-  }
-  if (count > 0 && count == *n && !all_str) return SHAPE_ARRAY;
-  if (all_str) return SHAPE_OBJECT;
-  path_text(p, where, sizeof where);
-  snprintf(err, errn, "%s: a table mixes a list and named fields (or has non-text keys)", where);
-  return SHAPE_BAD;
-}
-
-static json_t *to_json(lua_State *L, int idx, jpath *p, char *err, size_t errn) {
-  /* Every node costs host memory: a few bytes of output plus jansson's node. */
-  if (!out_charge(p, 8, err, errn)) return NULL;
-  switch (lua_type(L, idx)) {
-  case LUA_TNIL: return json_null();
-  case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, idx));
-  case LUA_TNUMBER: {
-    if (lua_isinteger(L, idx)) return json_integer((json_int_t)lua_tointeger(L, idx));
-    double v = lua_tonumber(L, idx);
-    if (!isfinite(v)) {   /* JSON has no NaN or infinity; jansson refuses them */
-      char where[256];
-      path_text(p, where, sizeof where);
-      snprintf(err, errn, "%s: NaN or infinity cannot be stored", where);
-      return NULL;
-    }
-    return json_real(v);
-  }
-  case LUA_TSTRING: {
-    size_t n;
-    const char *s = lua_tolstring(L, idx, &n);
-    if (!out_charge(p, n, err, errn)) return NULL;
-    return json_str(s, n);
-  }
-  case LUA_TTABLE: break;
-  default:
-    unstorable(L, idx, p, err, errn);
-    return NULL;
-  }
-  idx = lua_absindex(L, idx);
-  if (rt_lfreeze_contents(L, idx)) {   /* a module-level table: what it holds */
-    json_t *j = to_json(L, -1, p, err, errn);
-    lua_pop(L, 1);
-    return j;
-  }
-  lua_Integer n;
-  int shape = table_shape(L, idx, p, &n, err, errn);
-  if (shape == SHAPE_BAD) return NULL;
-  json_t *out;
-  int d = p->depth++;
-  if (shape == SHAPE_ARRAY) {
-    out = json_array();
-    for (lua_Integer i = 1; i <= n; i++) {
-      lua_rawgeti(L, idx, i);
-      p->keys[d] = NULL;
-      p->idx[d] = i;
-      json_t *v = to_json(L, -1, p, err, errn);
-      lua_pop(L, 1);
-      if (!v) { json_decref(out); p->depth = d; return NULL; }
-      json_array_append_new(out, v);
-    }
-  } else {
-    out = json_object();
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-      size_t klen;
-      const char *k = lua_tolstring(L, -2, &klen);
-      p->keys[d] = k;
-      json_t *v = to_json(L, -1, p, err, errn);
-      if (!v) { lua_pop(L, 2); json_decref(out); p->depth = d; return NULL; }
-      json_object_setn_new(out, k, klen, v);
-      lua_pop(L, 1);
-    }
-  }
-  p->depth = d;
-  return out;
-}
-
-json_t *rt_lvm_to_json(lua_State *L, int idx, const char *root, char *err, size_t errn) {
-  /* Bounded by the Lua memory cap: a step cannot hand the host more than it
-   * was allowed to hold itself. */
-  size_t cap = rt_lvm_bundle(L)->alloc.limit;
-  jpath p = {.root = root, .left = cap, .cap = cap};
-  snprintf(err, errn, "%s: cannot be converted", root);   /* never left unset */
-  return to_json(L, idx, &p, err, errn);
-}
-
-
-/* ---- conversation state: JSON text <-> Lua, without a tree between ----
- *
- * The state is read and written once per message, so it skips jansson:
- * the text is decoded straight into Lua tables and encoded straight from
- * them, keys sorted so the stored text is the same for the same data. */
-
-typedef struct {
-  const char *p, *end;
-  int depth;
-} jdec;
-
-static void jd_ws(jdec *d) {
-  while (d->p < d->end && (*d->p == ' ' || *d->p == '\n' || *d->p == '\r' || *d->p == '\t')) d->p++;
-}
-
-static int jd_hex4(jdec *d, unsigned long *out) {
-  if (d->end - d->p < 4) return -1;
-  unsigned long v = 0;
-  for (int i = 0; i < 4; i++) {
-    char c = d->p[i];
-    v <<= 4;
-    if (c >= '0' && c <= '9') v |= (unsigned long)(c - '0');
-    else if (c >= 'a' && c <= 'f') v |= (unsigned long)(c - 'a' + 10);
-    else if (c >= 'A' && c <= 'F') v |= (unsigned long)(c - 'A' + 10);
-    else return -1;
-  }
-  d->p += 4;
-  *out = v;
-  return 0;
-}
-
-/* [-0, +1] on success */
-static int jd_string(lua_State *L, jdec *d) {
-  d->p++;  /* opening quote */
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  while (d->p < d->end && *d->p != '"') {
-    const char *run = d->p;
-    while (d->p < d->end && *d->p != '"' && *d->p != '\\') d->p++;
-    luaL_addlstring(&b, run, (size_t)(d->p - run));
-    if (d->p >= d->end || *d->p == '"') break;
-    d->p++;
-    if (d->p >= d->end) return -1;
-    char c = *d->p++;
-    switch (c) {
-    case '"': case '\\': case '/': luaL_addchar(&b, c); break;
-    case 'b': luaL_addchar(&b, '\b'); break;
-    case 'f': luaL_addchar(&b, '\f'); break;
-    case 'n': luaL_addchar(&b, '\n'); break;
-    case 'r': luaL_addchar(&b, '\r'); break;
-    case 't': luaL_addchar(&b, '\t'); break;
-    case 'u': {
-      unsigned long cp, lo;
-      if (jd_hex4(d, &cp)) return -1;
-      if (cp >= 0xD800 && cp < 0xDC00 && d->end - d->p >= 6 && d->p[0] == '\\' && d->p[1] == 'u') {
-        d->p += 2;
-        if (jd_hex4(d, &lo) || lo < 0xDC00 || lo > 0xDFFF) return -1;
-        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-      } else if (cp >= 0xD800 && cp < 0xE000) {
-        cp = 0xFFFD;
-      }
-      char u[4];
-      luaL_addlstring(&b, u, rt_utf8_encode((uint32_t)cp, u));
-      break;
-    }
-    default: return -1;
-    }
-  }
-  if (d->p >= d->end) return -1;
-  d->p++;
-  luaL_pushresult(&b);
-  /* Stored text is input too: bytes the encoder would clean (broken UTF-8,
-   * NUL from \u0000) are cleaned here, so a decoded state can always be
-   * stored again and reads back the same. */
-  size_t n;
-  const char *s = lua_tolstring(L, -1, &n);
-  if (!rt_utf8_valid(s, n)) {
-    /* cleaned in Lua memory: an allocation error raises without a leak */
-    luaL_Buffer cb;
-    char *out = luaL_buffinitsize(L, &cb, n * 3);
-    luaL_pushresultsize(&cb, rt_utf8_clean_buf(s, n, out));
-    lua_remove(L, -2);
-  }
-  return 0;
-}
-
-static int jd_value(lua_State *L, jdec *d) {
-  jd_ws(d);
-  if (d->p >= d->end || ++d->depth > 64) return -1;
-  luaL_checkstack(L, 4, "state too deep");
-  int rc = 0;
-  char c = *d->p;
-  if (c == '{') {
-    d->p++;
-    lua_newtable(L);
-    jd_ws(d);
-    if (d->p < d->end && *d->p == '}') d->p++;
-    else for (;;) {
-      jd_ws(d);
-      if (d->p >= d->end || *d->p != '"' || jd_string(L, d)) return -1;
-      jd_ws(d);
-      if (d->p >= d->end || *d->p++ != ':') return -1;
-      if (jd_value(L, d)) return -1;
-      lua_rawset(L, -3);
-      jd_ws(d);
-      if (d->p < d->end && *d->p == ',') { d->p++; continue; }
-      if (d->p < d->end && *d->p == '}') { d->p++; break; }
-      return -1;
-    }
-  } else if (c == '[') {
-    d->p++;
-    lua_newtable(L);
-    jd_ws(d);
-    lua_Integer i = 0;
-    if (d->p < d->end && *d->p == ']') d->p++;
-    else for (;;) {
-      if (jd_value(L, d)) return -1;
-      lua_rawseti(L, -2, ++i);
-      jd_ws(d);
-      if (d->p < d->end && *d->p == ',') { d->p++; continue; }
-      if (d->p < d->end && *d->p == ']') { d->p++; break; }
-      return -1;
-    }
-  } else if (c == '"') {
-    rc = jd_string(L, d);
-  } else if (d->end - d->p >= 4 && memcmp(d->p, "true", 4) == 0) {
-    d->p += 4; lua_pushboolean(L, 1);
-  } else if (d->end - d->p >= 5 && memcmp(d->p, "false", 5) == 0) {
-    d->p += 5; lua_pushboolean(L, 0);
-  } else if (d->end - d->p >= 4 && memcmp(d->p, "null", 4) == 0) {
-    d->p += 4; lua_pushnil(L);
-  } else {
-    char num[64];
-    size_t n = 0;
-    bool real = false;
-    while (d->p < d->end && n < sizeof num - 1 &&
-           (isdigit((unsigned char)*d->p) || strchr("+-.eE", *d->p))) {
-      if (strchr(".eE", *d->p)) real = true;
-      num[n++] = *d->p++;
-    }
-    num[n] = '\0';
-    if (!n) return -1;
-    char *endp;
-    if (!real) {
-      errno = 0;
-      long long v = strtoll(num, &endp, 10);
-      if (*endp == '\0' && errno == 0) { lua_pushinteger(L, (lua_Integer)v); d->depth--; return 0; }
-    }
-    double v = strtod(num, &endp);
-    if (*endp || !isfinite(v)) return -1;   /* 1e999: not storable again, so not readable */
-    lua_pushnumber(L, v);
-  }
-  d->depth--;
-  return rc;
-}
-
-int rt_lvm_push_json_text(lua_State *L, const char *s, size_t n, size_t *bad_at) {
-  int top = lua_gettop(L);
-  jdec d = {s, s + n, 0};
-  if (jd_value(L, &d) == 0) {
-    jd_ws(&d);
-    if (d.p == d.end) return 0;
-  }
-  if (bad_at) *bad_at = (size_t)(d.p - s);
-  lua_settop(L, top);
-  return -1;
-}
-
-/* Pushes the Lua value of a JSON text; an unreadable text (a store edited
- * by hand) becomes an empty table rather than a dead conversation.
- * [-0, +1] */
-static void push_state(lua_State *L, const char *s) {
-  int top = lua_gettop(L);
-  jdec d = {s ? s : "{}", (s ? s : "{}") + strlen(s ? s : "{}"), 0};
-  jd_ws(&d);
-  if (d.p < d.end && *d.p == '{' && jd_value(L, &d) == 0) {
-    jd_ws(&d);
-    if (d.p == d.end) return;
-  }
-  lua_settop(L, top);
-  lua_newtable(L);
-}
-
-static void jb_str(rt_buf *b, const char *s, size_t n) {
-  size_t m;
-  char *clean = NULL;
-  for (size_t i = 0; i < n; i++) {
-    if ((unsigned char)s[i] >= 0x80 || s[i] == '\0') { clean = rt_utf8_clean(s, n, &m); break; }
-  }
-  if (clean) { s = clean; n = m; }
-  rt_buf_add(b, "\"", 1);
-  size_t run = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c != '"' && c != '\\' && c >= 0x20) continue;
-    rt_buf_add(b, s + run, i - run);
-    char esc[8];
-    int k = c == '"' ? snprintf(esc, sizeof esc, "\\\"") : c == '\\' ? snprintf(esc, sizeof esc, "\\\\")
-            : c == '\n' ? snprintf(esc, sizeof esc, "\\n") : c == '\t' ? snprintf(esc, sizeof esc, "\\t")
-            : c == '\r' ? snprintf(esc, sizeof esc, "\\r") : snprintf(esc, sizeof esc, "\\u%04x", c);
-    rt_buf_add(b, esc, (size_t)k);
-    run = i + 1;
-  }
-  rt_buf_add(b, s + run, n - run);
-  rt_buf_add(b, "\"", 1);
-  free(clean);
-}
-
-typedef struct { const char *k; size_t n; } jkey;
-
-static int cmp_jkey(const void *a, const void *b) {
-  const jkey *x = a, *y = b;
-  int c = memcmp(x->k, y->k, x->n < y->n ? x->n : y->n);
-  return c ? c : (x->n > y->n) - (x->n < y->n);
-}
-
-static bool encode(lua_State *L, int idx, rt_buf *b, jpath *p, char *err, size_t errn) {
-  char where[256];
-  if (!out_charge(p, 8, err, errn)) return false;
-  switch (lua_type(L, idx)) {
-  case LUA_TNIL: rt_buf_add(b, "null", 4); return true;
-  case LUA_TBOOLEAN: lua_toboolean(L, idx) ? rt_buf_add(b, "true", 4) : rt_buf_add(b, "false", 5); return true;
-  case LUA_TNUMBER: {
-    char num[40];
-    int k;
-    if (lua_isinteger(L, idx)) {
-      k = snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, idx));
-    } else {
-      double v = lua_tonumber(L, idx);
-      if (!isfinite(v)) {
-        path_text(p, where, sizeof where);
-        snprintf(err, errn, "%s: NaN or infinity cannot be stored", where);
-        return false;
-      }
-      k = snprintf(num, sizeof num, "%.17g", v);
-      if (!strpbrk(num, ".eE")) k += snprintf(num + k, sizeof num - (size_t)k, ".0");
-    }
-    rt_buf_add(b, num, (size_t)k);
-    return true;
-  }
-  case LUA_TSTRING: {
-    size_t n;
-    const char *s = lua_tolstring(L, idx, &n);
-    if (!out_charge(p, n, err, errn)) return false;
-    jb_str(b, s, n);
-    return true;
-  }
-  case LUA_TTABLE: break;
-  default:
-    unstorable(L, idx, p, err, errn);
-    return false;
-  }
-  idx = lua_absindex(L, idx);
-  if (rt_lfreeze_contents(L, idx)) {   /* a module-level table: what it holds */
-    bool ok = encode(L, -1, b, p, err, errn);
-    lua_pop(L, 1);
-    return ok;
-  }
-  lua_Integer n;
-  int shape = table_shape(L, idx, p, &n, err, errn);
-  if (shape == SHAPE_BAD) return false;
-  int d = p->depth++;
-  bool ok = true;
-  if (shape == SHAPE_ARRAY) {
-    rt_buf_add(b, "[", 1);
-    for (lua_Integer i = 1; i <= n && ok; i++) {
-      if (i > 1) rt_buf_add(b, ",", 1);
-      lua_rawgeti(L, idx, i);
-      p->keys[d] = NULL;
-      p->idx[d] = i;
-      ok = encode(L, -1, b, p, err, errn);
-      lua_pop(L, 1);
-    }
-    if (ok) rt_buf_add(b, "]", 1);
-  } else {
-    jkey *keys = NULL;
-    size_t nk = 0, cap = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-      if (nk == cap) keys = rt_xrealloc(keys, (cap = cap ? cap * 2 : 8) * sizeof *keys);
-      keys[nk].k = lua_tolstring(L, -2, &keys[nk].n);   /* the table keeps the string alive */
-      nk++;
-      lua_pop(L, 1);
-    }
-    if (nk > 1) qsort(keys, nk, sizeof *keys, cmp_jkey);
-    rt_buf_add(b, "{", 1);
-    for (size_t i = 0; i < nk && ok; i++) {
-      if (i) rt_buf_add(b, ",", 1);
-      jb_str(b, keys[i].k, keys[i].n);
-      rt_buf_add(b, ":", 1);
-      lua_pushlstring(L, keys[i].k, keys[i].n);
-      lua_rawget(L, idx);
-      p->keys[d] = keys[i].k;
-      ok = encode(L, -1, b, p, err, errn);
-      lua_pop(L, 1);
-    }
-    if (ok) rt_buf_add(b, "}", 1);
-    free(keys);
-  }
-  p->depth = d;
-  return ok;
+/* Runs and clears the pending I/O's cancel hook, if any. */
+static void turn_cancel_io(rt_lturn *t) {
+  void (*c)(void *) = t->cancel;
+  t->cancel = NULL;
+  if (c) c(t->cancel_ud);
 }
 
 /* ---- loading ---- */
@@ -868,8 +410,19 @@ static int open_host(rt_bundle *b, char **err) {
     m->func(L);
     lua_setfield(L, -2, m->name);
   }
+  /* A module per lent provider: llm.chat{...} calls its op "chat". */
+  for (size_t i = 0; i < b->o.nproviders; i++) {
+    rt_provider *p = b->o.providers[i];
+    if (lua_getfield(L, -1, p->name) != LUA_TNIL) {
+      *err = rt_xasprintf("internal: provider '%s' has the name of a flows' module", p->name);
+      return RT_EINVAL;
+    }
+    lua_pop(L, 1);
+    rt_luaopen_provider(L, p);
+    lua_setfield(L, -2, p->name);
+  }
   /* arg 3: shop config; arg 4: options */
-  if (b->shop) rt_lvm_push_json(L, b->shop);
+  if (b->shop) rt_lconv_push_tree(L, b->shop);
   else lua_newtable(L);
   lua_newtable(L);
   lua_pushstring(L, b->start_flow);
@@ -881,6 +434,8 @@ static int open_host(rt_bundle *b, char **err) {
   lua_getfield(L, -1, "run");
   b->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   b->api_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);
+  b->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   rt_lfreeze_mark_host(L);   /* what exists now is the host's, never sealed */
   return RT_OK;
 }
@@ -903,6 +458,9 @@ int rt_bundle_load(const rt_bundle_opts *o, rt_bundle **out, char **err) {
   b->load_budget.limit = o->load_instructions ? o->load_instructions : 50000000;
   if (!b->o.max_http_per_turn) b->o.max_http_per_turn = 10;
   if (!b->o.step_instructions) b->o.step_instructions = 10000000;
+  b->cache_ref = LUA_NOREF;
+  b->cache_max = o->state_cache < 0 ? 0 : o->state_cache ? (size_t)o->state_cache
+                                                         : STATE_CACHE_DEFAULT;
   b->L = lua_newstate(l_alloc, &b->alloc);
   lua_State *L = b->L;
   lua_atpanic(L, l_panic);
@@ -1009,6 +567,8 @@ void rt_bundle_ref(rt_bundle *b) { b->refs++; }
 void rt_bundle_unref(rt_bundle *b) {
   if (!b || --b->refs > 0) return;
   if (b->L) lua_close(b->L);
+  free(b->ring);
+  rt_buf_free(&b->jb);
   json_decref(b->shop);
   free(b->start_flow);
   free(b);
@@ -1024,12 +584,35 @@ json_t *rt_bundle_describe(rt_bundle *b) {
   lua_getfield(L, -1, "describe");
   lua_call(L, 0, 1);
   char err[256];
-  json_t *j = rt_lvm_to_json(L, -1, "flows", err, sizeof err);
+  json_t *j = rt_lconv_tree(L, -1, "flows", b->alloc.limit, err, sizeof err);
   lua_pop(L, 2);
   return j ? j : json_array();
 }
 
 /* ---- turns ---- */
+
+static void *ar_alloc(rt_lturn *t, size_t n) {
+  n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+  arena_blk *a = t->arena;
+  if (!a || a->cap - a->used < n) {
+    size_t cap = n > 2048 ? n : 2048;
+    a = rt_xmalloc(sizeof *a + cap);
+    a->cap = cap;
+    a->used = 0;
+    a->next = t->arena;
+    t->arena = a;
+  }
+  void *p = (char *)a->data + a->used;
+  a->used += n;
+  return p;
+}
+
+static const char *ar_str(rt_lturn *t, const char *s, size_t n) {
+  char *p = ar_alloc(t, n + 1);
+  memcpy(p, s, n);
+  p[n] = '\0';
+  return p;
+}
 
 /* Adds the flow and step the runner was in (its trace table) to an error
  * record. */
@@ -1041,6 +624,18 @@ static void add_trace(rt_lturn *t, json_t *e) {
   lua_getfield(L, -2, "step");
   if (lua_isstring(L, -1)) json_object_set_new(e, "step", json_string(lua_tostring(L, -1)));
   lua_pop(L, 3);
+}
+
+/* Customer text may carry broken UTF-8; JSON cannot, so bad bytes become
+ * U+FFFD instead of failing the whole turn. */
+static json_t *json_str(const char *s, size_t n) {
+  json_t *j = json_stringn(s, n);
+  if (j) return j;
+  size_t m;
+  char *buf = rt_utf8_clean(s, n, &m);
+  j = json_stringn(buf, m);
+  free(buf);
+  return j ? j : json_string("");
 }
 
 /* Fills t->error from a failed coroutine: the message, plus the flow and
@@ -1070,10 +665,20 @@ static void turn_error(rt_lturn *t, int st) {
   t->error = e;
 }
 
-static void turn_release(rt_lturn *t) {
+/* Gives the coroutine back: a cleanly finished one (stack empty, status
+ * OK) goes to the pool with its grown stack, any other is dropped. */
+static void turn_release(rt_lturn *t, bool reusable) {
   lua_State *L = t->b->L;
+  rt_bundle *b = t->b;
   if (t->co_ref != LUA_NOREF) {
-    luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
+    if (reusable && b->npool < POOL_MAX && lua_status(t->co) == LUA_OK) {
+      lua_settop(t->co, 0);
+      *(budget **)lua_getextraspace(t->co) = NULL;
+      lua_sethook(t->co, NULL, 0, 0);
+      b->pool[b->npool++] = t->co_ref;
+    } else {
+      luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
+    }
     t->co_ref = LUA_NOREF;
   }
   if (t->trace_ref != LUA_NOREF) {
@@ -1096,6 +701,333 @@ static void check_module_state(rt_lturn *t) {
   add_trace(t, t->module_err);
 }
 
+/* ---- the result table -> rt_fx ---- */
+
+typedef struct {
+  rt_lturn *t;
+  lua_State *L;
+  rt_buf jb;           /* reused for every JSON text */
+  size_t left;         /* bytes all payloads together may take */
+  char err[512];
+} fxb;
+
+/* The text at t[k] copied into the arena, or NULL when it is not text. */
+static const char *fx_str(fxb *f, int tbl, const char *k) {
+  const char *v = NULL;
+  if (lua_getfield(f->L, tbl, k) == LUA_TSTRING) {
+    size_t n;
+    const char *s = lua_tolstring(f->L, -1, &n);
+    v = ar_str(f->t, s, n);
+  }
+  lua_pop(f->L, 1);
+  return v;
+}
+
+/* The value at idx written as JSON into the arena; NULL with f->err. */
+static const char *fx_json(fxb *f, int idx, const char *root, size_t *len) {
+  rt_buf_reset(&f->jb);
+  rt_lconv_lim lim = {.root = root, .cap = f->left};
+  if (rt_lconv_encode(f->L, idx, &f->jb, &lim, f->err, sizeof f->err) != 0) return NULL;
+  f->left -= f->jb.len < f->left ? f->jb.len : f->left;
+  if (len) *len = f->jb.len;
+  return ar_str(f->t, rt_buf_str(&f->jb), f->jb.len);
+}
+
+/* t[k] written as JSON; NULL (and ok) when it is nil. */
+static bool fx_json_field(fxb *f, int tbl, const char *k, const char *root, const char **out) {
+  *out = NULL;
+  bool ok = true;
+  if (lua_getfield(f->L, tbl, k) != LUA_TNIL) ok = (*out = fx_json(f, -1, root, NULL)) != NULL;
+  lua_pop(f->L, 1);
+  return ok;
+}
+
+/* Opens list k of the result for iteration: its length, 0 when absent. */
+static size_t fx_list(fxb *f, int res, const char *k) {
+  if (lua_getfield(f->L, res, k) != LUA_TTABLE) {
+    lua_pop(f->L, 1);
+    lua_pushnil(f->L);
+    return 0;
+  }
+  return (size_t)lua_rawlen(f->L, -1);
+}
+
+/* One message: the typed fields and the payload the outbox stores. */
+static bool fx_msg(fxb *f, int m, size_t i, const char *about, rt_fx_msg *o) {
+  lua_State *L = f->L;
+  char root[64];
+  const char *to = fx_str(f, m, "to");
+  o->to = to && strcmp(to, "managers") == 0 ? RT_FX_MANAGERS
+          : to && strcmp(to, "chat") == 0 ? RT_FX_CHAT : RT_FX_SELF;
+  if (o->to == RT_FX_CHAT) {
+    o->channel = fx_str(f, m, "channel");
+    o->chat = fx_str(f, m, "chat");
+  }
+  o->text = fx_str(f, m, "text");
+  rt_buf p = RT_BUF_INIT;
+  rt_buf_addc(&p, '{');
+  if (o->to != RT_FX_SELF && about) {
+    rt_buf_adds(&p, "\"about\":");
+    rt_lconv_add_string(&p, about, strlen(about));
+  }
+  bool ok = true;
+  if (lua_getfield(L, m, "buttons") != LUA_TNIL) {
+    snprintf(root, sizeof root, "c.out[%zu].buttons", i + 1);
+    size_t n = 0;
+    const char *bj = fx_json(f, -1, root, &n);
+    if (!bj) ok = false;
+    else {
+      if (p.len > 1) rt_buf_addc(&p, ',');
+      rt_buf_adds(&p, "\"buttons\":");
+      rt_buf_add(&p, bj, n);
+      o->size += (int64_t)n;
+      if (lua_istable(L, -1)) {
+        size_t nb = (size_t)lua_rawlen(L, -1);
+        const char **labels = ar_alloc(f->t, (nb ? nb : 1) * sizeof *labels);
+        for (size_t k = 1; k <= nb; k++) {
+          lua_rawgeti(L, -1, (lua_Integer)k);
+          if (lua_istable(L, -1)) lua_getfield(L, -1, "text");
+          else lua_pushvalue(L, -1);
+          if (lua_type(L, -1) == LUA_TSTRING) {
+            size_t ln;
+            const char *s = lua_tolstring(L, -1, &ln);
+            labels[o->nbuttons++] = ar_str(f->t, s, ln);
+          }
+          lua_pop(L, 2);
+        }
+        o->buttons = labels;
+      }
+    }
+  }
+  lua_pop(L, 1);
+  static const char *const extra[] = {"media", "template"};
+  for (size_t k = 0; k < 2 && ok; k++) {
+    if (lua_getfield(L, m, extra[k]) != LUA_TNIL) {
+      snprintf(root, sizeof root, "c.out[%zu].%s", i + 1, extra[k]);
+      size_t n = 0;
+      const char *j = fx_json(f, -1, root, &n);
+      if (!j) ok = false;
+      else {
+        if (p.len > 1) rt_buf_addc(&p, ',');
+        rt_buf_printf(&p, "\"%s\":", extra[k]);
+        rt_buf_add(&p, j, n);
+        if (lua_istable(L, -1)) {
+          int tb = lua_gettop(L);
+          if (k == 0) {
+            o->media_ref = fx_str(f, tb, "ref");
+            o->media_kind = fx_str(f, tb, "kind");
+          } else {
+            o->template_name = fx_str(f, tb, "name");
+          }
+        }
+      }
+    }
+    lua_pop(L, 1);
+  }
+  if (ok && o->text) {
+    if (p.len > 1) rt_buf_addc(&p, ',');
+    rt_buf_adds(&p, "\"text\":");
+    size_t n = strlen(o->text);
+    rt_lconv_add_string(&p, o->text, n);
+    o->size += (int64_t)n;
+  }
+  rt_buf_addc(&p, '}');
+  if (ok) o->payload_json = ar_str(f->t, p.s, p.len);
+  rt_buf_free(&p);
+  return ok;
+}
+
+/* Builds t->fx from the runner's result table at res (on t->co). false
+ * with f->err when a value cannot be written. */
+static bool build_effects(rt_lturn *t, int res, const char *about, fxb *f) {
+  lua_State *L = t->co;
+  rt_fx *fx = &t->fx;
+  char root[64];
+  fx->flow = fx_str(f, res, "flow");
+  fx->step = fx_str(f, res, "step");
+  fx->mode = fx_str(f, res, "mode");
+  fx->phone = fx_str(f, res, "phone");
+  fx->name = fx_str(f, res, "name");
+  fx->campaign = fx_str(f, res, "campaign");
+  if (lua_getfield(L, res, "migrated") == LUA_TTABLE) {
+    int m = lua_gettop(L);
+    fx->migrated = true;
+    fx->migrated_from = fx_str(f, m, "from");
+    fx->migrated_to = fx_str(f, m, "to");
+    if (!(fx->migrated_json = fx_json(f, m, "migrated", NULL))) return false;
+  }
+  lua_pop(L, 1);
+
+  size_t n = fx_list(f, res, "out");
+  if (n) fx->out = ar_alloc(t, n * sizeof *fx->out);
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, -1, (lua_Integer)i + 1);
+    rt_fx_msg *o = &fx->out[fx->nout++];
+    memset(o, 0, sizeof *o);
+    bool ok = lua_istable(L, -1) && fx_msg(f, lua_gettop(L), i, about, o);
+    lua_pop(L, 1);
+    if (!ok) return false;
+  }
+  lua_pop(L, 1);
+
+  n = fx_list(f, res, "timers");
+  if (n) fx->timers = ar_alloc(t, n * sizeof *fx->timers);
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, -1, (lua_Integer)i + 1);
+    int v = lua_gettop(L);
+    rt_fx_timer *o = &fx->timers[fx->ntimers++];
+    memset(o, 0, sizeof *o);
+    const char *op = fx_str(f, v, "op");
+    o->cancel = !op || strcmp(op, "set") != 0;
+    o->name = fx_str(f, v, "name");
+    o->step = fx_str(f, v, "step");
+    lua_getfield(L, v, "at");
+    int isint = 0;
+    o->due_s = (int64_t)lua_tointegerx(L, -1, &isint);
+    o->due_ok = isint && lua_isinteger(L, -1);
+    o->due_num = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    snprintf(root, sizeof root, "c.timers[%zu].data", i + 1);
+    bool ok = fx_json_field(f, v, "data", root, &o->data_json);
+    lua_pop(L, 1);
+    if (!ok) return false;
+  }
+  lua_pop(L, 1);
+
+  n = fx_list(f, res, "leads");
+  if (n) fx->leads = ar_alloc(t, n * sizeof *fx->leads);
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, -1, (lua_Integer)i + 1);
+    int e = lua_gettop(L);
+    rt_fx_lead *o = &fx->leads[fx->nleads++];
+    memset(o, 0, sizeof *o);
+    o->flow = fx_str(f, e, "flow");
+    lua_getfield(L, e, "lead");
+    int v = lua_gettop(L);
+    bool ok = lua_istable(L, v);
+    if (ok) {
+      o->car = fx_str(f, v, "car");
+      o->car_kind = fx_str(f, v, "car_kind");
+      o->name = fx_str(f, v, "name");
+      o->phone = fx_str(f, v, "phone");
+      o->campaign = fx_str(f, v, "campaign");
+      snprintf(root, sizeof root, "c.leads[%zu].lead.parts", i + 1);
+      ok = fx_json_field(f, v, "parts", root, &o->parts_json);
+      snprintf(root, sizeof root, "c.leads[%zu].lead", i + 1);
+      if (ok) ok = (o->data_json = fx_json(f, v, root, NULL)) != NULL;
+    }
+    if (!o->campaign) o->campaign = fx->campaign;
+    lua_pop(L, 2);
+    if (!ok) return false;
+  }
+  lua_pop(L, 1);
+
+  n = fx_list(f, res, "events");
+  if (n) fx->events = ar_alloc(t, n * sizeof *fx->events);
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, -1, (lua_Integer)i + 1);
+    int v = lua_gettop(L);
+    rt_fx_event *o = &fx->events[fx->nevents++];
+    memset(o, 0, sizeof *o);
+    o->kind = fx_str(f, v, "kind");
+    o->flow = fx_str(f, v, "flow");
+    snprintf(root, sizeof root, "c.events[%zu].data", i + 1);
+    bool ok = fx_json_field(f, v, "data", root, &o->data_json);
+    if (lua_getfield(L, v, "data") == LUA_TTABLE) {
+      o->campaign = fx_str(f, lua_gettop(L), "campaign");
+      o->outcome = fx_str(f, lua_gettop(L), "outcome");
+    }
+    if (!o->campaign) o->campaign = fx->campaign;
+    lua_pop(L, 2);
+    if (!ok) return false;
+  }
+  lua_pop(L, 1);
+
+  n = fx_list(f, res, "ops");
+  if (n) fx->ops = ar_alloc(t, n * sizeof *fx->ops);
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, -1, (lua_Integer)i + 1);
+    int v = lua_gettop(L);
+    const char *op = fx_str(f, v, "op");
+    rt_fx_op *o = &fx->ops[fx->nops];
+    memset(o, 0, sizeof *o);
+    if (op && strcmp(op, "handoff") == 0) {
+      o->op = RT_FX_HANDOFF;
+      o->reason = fx_str(f, v, "reason");
+      rt_buf_reset(&f->jb);
+      rt_buf_addc(&f->jb, '{');
+      if (o->reason) {
+        rt_buf_adds(&f->jb, "\"reason\":");
+        rt_lconv_add_string(&f->jb, o->reason, strlen(o->reason));
+      }
+      rt_buf_addc(&f->jb, '}');
+      o->data_json = ar_str(t, f->jb.s, f->jb.len);
+      fx->nops++;
+    } else if (op && strcmp(op, "release") == 0) {
+      o->op = RT_FX_RELEASE;
+      fx->nops++;
+    } else if (op && strcmp(op, "optout") == 0) {
+      o->op = RT_FX_OPTOUT;
+      fx->nops++;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  fx->usage = t->usage;
+  return true;
+}
+
+/* A finished step: its state and effects out of Lua, or the reason they
+ * cannot be stored. The result table is on top of t->co. */
+static void turn_finish(rt_lturn *t, const char *about) {
+  rt_bundle *b = t->b;
+  lua_State *co = t->co;
+  luaL_checkstack(co, 24, "effects");
+  int res = lua_gettop(co);
+  fxb f = {.t = t, .L = co, .jb = b->jb, .left = b->alloc.limit};
+  f.err[0] = '\0';
+  bool ok = false;
+  lua_getfield(co, res, "slots");
+  if (!lua_istable(co, -1)) {
+    snprintf(f.err, sizeof f.err, "c.slots must stay a table");
+  } else {
+    size_t scap = b->o.state_max_bytes ? b->o.state_max_bytes : (size_t)1 << 20;
+    rt_lconv_lim lim = {.root = "c.slots", .cap = scap, .cap_name = "limits.state_max_kb"};
+    if (rt_lconv_encode(co, -1, &f.jb, &lim, f.err, sizeof f.err) == 0) {
+      t->fx.state_json = ar_str(t, rt_buf_str(&f.jb), f.jb.len);
+      t->fx.state_len = f.jb.len;
+      lua_pushvalue(co, -1);
+      t->state_ref = luaL_ref(co, LUA_REGISTRYINDEX);
+      ok = build_effects(t, res, about, &f);
+    }
+  }
+  lua_settop(co, res);
+  /* The buffer stays with the bundle for the next turn, unless a big
+   * state made it big. */
+  if (f.jb.cap > 65536) rt_buf_free(&f.jb);
+  rt_buf_reset(&f.jb);
+  b->jb = f.jb;
+  if (ok) {
+    t->status = RT_LTURN_DONE;
+    return;
+  }
+  if (!f.err[0]) snprintf(f.err, sizeof f.err, "the step's result cannot be stored");
+  t->error = json_pack("{s:s, s:s}", "code", "state", "msg", f.err);
+  if (!t->error) t->error = json_pack("{s:s, s:s}", "code", "state", "msg", "the step's result cannot be stored");
+  add_trace(t, t->error);
+  t->status = RT_LTURN_ERROR;
+}
+
+static void drop_result(rt_lturn *t) {
+  if (t->state_ref != LUA_NOREF) {
+    luaL_unref(t->b->L, LUA_REGISTRYINDEX, t->state_ref);
+    t->state_ref = LUA_NOREF;
+  }
+  memset(&t->fx, 0, sizeof t->fx);
+}
+
+static void cache_drop_all(rt_bundle *b);
+
 static int turn_resume(rt_lturn *t, int nargs) {
   rt_bundle *b = t->b;
   int nres = 0;
@@ -1107,53 +1039,156 @@ static int turn_resume(rt_lturn *t, int nargs) {
     lua_pop(t->co, nres);
     return t->status = RT_LTURN_YIELD;
   }
+  /* The last I/O's memory goes once the coroutine is done with it. */
+  turn_cancel_io(t);
   if (st == LUA_OK) {
-    char err[512];
-    snprintf(err, sizeof err, "the step's result cannot be stored");   /* never left unset */
-    /* The state goes to text directly; the rest of the result to JSON. */
-    lua_getfield(t->co, -1, "slots");
-    rt_buf jb = RT_BUF_INIT;
-    size_t scap = b->o.state_max_bytes ? b->o.state_max_bytes : (size_t)1 << 20;
-    jpath jp = {.root = "c.slots", .left = scap, .cap = scap, .cap_name = "limits.state_max_kb"};
-    bool ok = lua_istable(t->co, -1) && encode(t->co, -1, &jb, &jp, err, sizeof err);
-    if (!lua_istable(t->co, -1)) snprintf(err, sizeof err, "c.slots must stay a table");
-    lua_pop(t->co, 1);
-    if (ok) {
-      t->slots = rt_buf_take(&jb, NULL);
-      lua_pushnil(t->co);
-      lua_setfield(t->co, -2, "slots");
-      t->result = rt_lvm_to_json(t->co, -1, "c", err, sizeof err);
-    } else {
-      rt_buf_free(&jb);
-    }
-    if (!t->result) {
-      t->error = json_pack("{s:s, s:s}", "code", "state", "msg", err);
-      add_trace(t, t->error);
-      t->status = RT_LTURN_ERROR;
-    } else {
-      t->status = RT_LTURN_DONE;
-    }
+    turn_finish(t, t->about);
   } else {
     turn_error(t, st);
     t->status = RT_LTURN_ERROR;
   }
   if (t->module_err && t->status != RT_LTURN_ERROR) {
     /* its effects rest on a value shared by every chat */
-    json_decref(t->result);
-    t->result = NULL;
-    free(t->slots);
-    t->slots = NULL;
+    drop_result(t);
     t->error = t->module_err;
     t->module_err = NULL;
     t->status = RT_LTURN_ERROR;
   }
-  turn_release(t);
+  if (t->status == RT_LTURN_ERROR) {
+  drop_result(t);
+  }
+  turn_release(t, st == LUA_OK);
+  if (st == LUA_ERRMEM) cache_drop_all(b);
   if (st == LUA_ERRMEM || t->status == RT_LTURN_ERROR) lua_gc(b->L, LUA_GCCOLLECT);
   return t->status;
 }
 
-int rt_lturn_start(rt_bundle *b, void *host_turn, json_t *conv, const char *slots, json_t *ev,
-                   rt_lturn **out) {
+/* ---- the state cache ---- */
+
+static void cache_remove(rt_bundle *b, lua_State *L, int64_t id) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->cache_ref);
+  if (lua_rawgeti(L, -1, (lua_Integer)id) != LUA_TNIL) {
+    lua_pushnil(L);
+    lua_rawseti(L, -3, (lua_Integer)id);
+    b->cache_n--;
+  }
+  lua_pop(L, 2);
+}
+
+/* Drops the oldest kept state; false when the ring is empty. */
+static bool cache_evict_one(rt_bundle *b) {
+  lua_State *L = b->L;
+  while (b->ring_len) {
+    cache_slot s = b->ring[b->ring_head];
+    b->ring_head = (b->ring_head + 1) % b->ring_cap;
+    b->ring_len--;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->cache_ref);
+    bool live = false;
+    if (lua_rawgeti(L, -1, (lua_Integer)s.id) == LUA_TTABLE) {
+      lua_rawgeti(L, -1, 3);
+      live = (uint64_t)lua_tointeger(L, -1) == s.seq;
+      lua_pop(L, 1);
+    }
+    if (live) {
+      lua_pushnil(L);
+      lua_rawseti(L, -3, (lua_Integer)s.id);
+      b->cache_n--;
+    }
+    lua_pop(L, 2);
+    if (live) return true;
+  }
+  return false;
+}
+
+static void cache_drop_all(rt_bundle *b) {
+  if (b->cache_ref == LUA_NOREF) return;
+  lua_newtable(b->L);
+  lua_rawseti(b->L, LUA_REGISTRYINDEX, b->cache_ref);
+  b->cache_n = 0;
+  b->ring_len = b->ring_head = 0;
+}
+
+size_t rt_bundle_cached_states(const rt_bundle *b) { return b->cache_n; }
+
+void rt_bundle_forget_state(rt_bundle *b, int64_t conv_id) {
+  if (b->cache_n) cache_remove(b, b->L, conv_id);
+}
+
+void rt_lturn_keep_state(rt_lturn *t, int64_t rev) {
+  rt_bundle *b = t->b;
+  if (t->status != RT_LTURN_DONE || t->state_ref == LUA_NOREF || !b->cache_max || !t->conv_id)
+    return;
+  lua_State *L = b->L;
+  if (!b->ring) {
+    b->ring_cap = b->cache_max * 2;
+    b->ring = rt_xcalloc(b->ring_cap, sizeof *b->ring);
+  }
+  /* Bounded by count and by the Lua memory the cache may take: under
+   * pressure each new entry pushes out two old ones. */
+  int extra = b->alloc.used > b->alloc.limit / 4 ? 2 : 0;
+  while ((b->cache_n >= b->cache_max || extra-- > 0) && cache_evict_one(b)) {}
+  if (b->ring_len == b->ring_cap) {   /* only stale slots are left beyond cache_max */
+    b->ring_head = (b->ring_head + 1) % b->ring_cap;
+    b->ring_len--;
+  }
+  uint64_t seq = ++b->cache_seq;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->cache_ref);
+  if (lua_rawgeti(L, -1, (lua_Integer)t->conv_id) == LUA_TNIL) b->cache_n++;
+  lua_pop(L, 1);
+  lua_createtable(L, 3, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->state_ref);
+  lua_rawseti(L, -2, 1);
+  lua_pushinteger(L, (lua_Integer)rev);
+  lua_rawseti(L, -2, 2);
+  lua_pushinteger(L, (lua_Integer)seq);
+  lua_rawseti(L, -2, 3);
+  lua_rawseti(L, -2, (lua_Integer)t->conv_id);
+  lua_pop(L, 1);
+  b->ring[(b->ring_head + b->ring_len) % b->ring_cap] = (cache_slot){t->conv_id, seq};
+  b->ring_len++;
+  luaL_unref(L, LUA_REGISTRYINDEX, t->state_ref);
+  t->state_ref = LUA_NOREF;
+}
+
+/* Pushes the conversation's state on co: the kept table when the cache
+ * holds it at this revision (taken out: a step that fails must not leave
+ * it half changed there), else the stored text decoded. An unreadable
+ * text (a store edited by hand) becomes an empty table rather than a dead
+ * conversation. [-0, +1] */
+static void push_state(rt_bundle *b, lua_State *co, const rt_lturn_in *in) {
+  if (b->cache_n && in->id) {
+    lua_rawgeti(co, LUA_REGISTRYINDEX, b->cache_ref);
+    if (lua_rawgeti(co, -1, (lua_Integer)in->id) == LUA_TTABLE) {
+      lua_rawgeti(co, -1, 2);
+      bool same = lua_tointeger(co, -1) == (lua_Integer)in->rev;
+      lua_pop(co, 1);
+      lua_pushnil(co);
+      lua_rawseti(co, -3, (lua_Integer)in->id);
+      b->cache_n--;
+      if (same) {
+        lua_rawgeti(co, -1, 1);
+        lua_replace(co, -3);
+        lua_pop(co, 1);
+        return;
+      }
+    }
+    lua_pop(co, 2);
+  }
+  const char *s = in->state ? in->state : "{}";
+  size_t n = in->state ? (in->state_len ? in->state_len : strlen(in->state)) : 2;
+  size_t i = 0;
+  while (i < n && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t')) i++;
+  if (i < n && s[i] == '{' && rt_lconv_decode(co, s, n, NULL) == 0) return;
+  lua_newtable(co);
+}
+
+static void set_field(lua_State *L, const char *k, const char *v) {
+  if (!v) return;
+  lua_pushstring(L, v);
+  lua_setfield(L, -2, k);
+}
+
+int rt_lturn_begin(rt_bundle *b, void *host_turn, const rt_lturn_in *in, rt_lturn **out) {
   rt_lturn *t = rt_xcalloc(1, sizeof *t);
   t->bg.is_turn = true;
   t->bg.limit = b->o.step_instructions;
@@ -1163,23 +1198,67 @@ int rt_lturn_start(rt_bundle *b, void *host_turn, json_t *conv, const char *slot
   }
   t->b = b;
   t->host_turn = host_turn;
-  t->co_ref = t->trace_ref = LUA_NOREF;
+  t->co_ref = t->trace_ref = t->state_ref = LUA_NOREF;
+  t->conv_id = in->id;
   rt_bundle_ref(b);
   *out = t;
   lua_State *L = b->L;
-  t->co = lua_newthread(L);
-  t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  *(budget **)lua_getextraspace(t->co) = &t->bg;
-  lua_sethook(t->co, hook, LUA_MASKCOUNT, HOOK_EVERY);
-  lua_rawgeti(t->co, LUA_REGISTRYINDEX, b->run_ref);
-  rt_lvm_push_json(t->co, conv);
-  push_state(t->co, slots);
-  lua_setfield(t->co, -2, "slots");
-  rt_lvm_push_json(t->co, ev);
-  lua_newtable(t->co);
-  lua_pushvalue(t->co, -1);
-  t->trace_ref = luaL_ref(t->co, LUA_REGISTRYINDEX);
+  if (b->npool) {
+    t->co_ref = b->pool[--b->npool];
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->co_ref);
+    t->co = lua_tothread(L, -1);
+    lua_pop(L, 1);
+  } else {
+    t->co = lua_newthread(L);
+    t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_State *co = t->co;
+  *(budget **)lua_getextraspace(co) = &t->bg;
+  lua_sethook(co, hook, LUA_MASKCOUNT, HOOK_EVERY);
+  lua_rawgeti(co, LUA_REGISTRYINDEX, b->run_ref);
+  lua_createtable(co, 0, 10);
+  lua_pushinteger(co, (lua_Integer)in->id);
+  lua_setfield(co, -2, "id");
+  set_field(co, "channel", in->channel);
+  set_field(co, "chat", in->chat);
+  set_field(co, "user", in->user);
+  set_field(co, "phone", in->phone);
+  set_field(co, "name", in->name);
+  set_field(co, "flow", in->flow);
+  set_field(co, "step", in->step);
+  set_field(co, "mode", in->mode);
+  push_state(b, co, in);
+  lua_setfield(co, -2, "slots");
+  if (!in->event || rt_lconv_decode(co, in->event, in->event_len ? in->event_len : strlen(in->event),
+                                    NULL) != 0 || !lua_istable(co, -1)) {
+    lua_settop(co, 2);
+    lua_createtable(co, 0, 1);
+    lua_pushliteral(co, "text");
+    lua_setfield(co, -2, "kind");
+  }
+  lua_newtable(co);
+  lua_pushvalue(co, -1);
+  t->trace_ref = luaL_ref(co, LUA_REGISTRYINDEX);
+  /* A message to another chat says which conversation it is about. */
+  t->about = in->chat ? ar_str(t, in->chat, strlen(in->chat)) : NULL;
   return turn_resume(t, 3);
+}
+
+int rt_lturn_start(rt_bundle *b, void *host_turn, json_t *conv, const char *slots, json_t *ev,
+                   rt_lturn **out) {
+#define JS(k) json_string_value(json_object_get(conv, k))
+  rt_lturn_in in = {
+    .id = (int64_t)json_integer_value(json_object_get(conv, "id")), .rev = -1,
+    .channel = JS("channel"), .chat = JS("chat"), .user = JS("user"), .phone = JS("phone"),
+    .name = JS("name"), .flow = JS("flow"), .step = JS("step"), .mode = JS("mode"),
+    .state = slots,
+  };
+#undef JS
+  char *evs = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+  in.event = evs;
+  int rc = rt_lturn_begin(b, host_turn, &in, out);
+  free(evs);
+  return rc;
 }
 
 int rt_lturn_resume(rt_lturn *t) {
@@ -1189,31 +1268,33 @@ int rt_lturn_resume(rt_lturn *t) {
 
 void *rt_lturn_host(rt_lturn *t) { return t->host_turn; }
 
-void rt_lturn_io_done(rt_lturn *t, json_t *result) {
-  json_decref(t->io);
-  t->io = result;
-  const rt_host *h = t->b->o.host;
-  if (h && h->ready) h->ready(h->ud, t);
+const rt_fx *rt_lturn_effects(rt_lturn *t) {
+  return t->status == RT_LTURN_DONE ? &t->fx : NULL;
 }
-
-json_t *rt_lturn_result(rt_lturn *t) { return t->result; }
-const char *rt_lturn_slots(rt_lturn *t) { return t->slots; }
+const char *rt_lturn_slots(rt_lturn *t) {
+  return t->status == RT_LTURN_DONE ? t->fx.state_json : NULL;
+}
 json_t *rt_lturn_error(rt_lturn *t) { return t->error; }
 
 void rt_lturn_kill(rt_lturn *t, const char *code, const char *msg) {
   if (t->status != RT_LTURN_YIELD) return;
+  turn_cancel_io(t);
   t->error = json_pack("{s:s, s:s}", "code", code, "msg", msg);
   add_trace(t, t->error);
   t->status = RT_LTURN_ERROR;
-  turn_release(t);
+  turn_release(t, false);
 }
 
 void rt_lturn_free(rt_lturn *t) {
   if (!t) return;
-  if (t->co) turn_release(t);
-  json_decref(t->io);
-  json_decref(t->result);
-  free(t->slots);
+  turn_cancel_io(t);
+  if (t->co) turn_release(t, false);
+  drop_result(t);
+  while (t->arena) {
+    arena_blk *n = t->arena->next;
+    free(t->arena);
+    t->arena = n;
+  }
   json_decref(t->error);
   json_decref(t->module_err);
   rt_bundle_unref(t->b);

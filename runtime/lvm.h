@@ -9,9 +9,13 @@
  *
  * A turn is one event of one conversation: a fresh coroutine in the bundle
  * that gets the conversation (plain data) and the event, runs steps, and
- * returns the effects as one JSON object. Host calls that do I/O (http)
- * yield; the engine resumes the turn when the reply comes. Nothing of a
- * conversation outlives its turn inside Lua.
+ * returns the effects as a typed structure (rt_fx). Host calls that do
+ * I/O (http, providers) yield; when the answer comes the host's ready
+ * callback runs and the engine resumes the turn. A turn that dies first
+ * (deadline, free) cancels that I/O through the cancel hook its call
+ * registered (rt_lturn_set_cancel). The only thing of a conversation that
+ * outlives its turn inside Lua is its saved state, kept as a table for the
+ * next event once the engine has committed it (rt_lturn_keep_state).
  *
  * Limits: an instruction budget per turn (count hook, re-armed at 1 once
  * exceeded so pcall cannot keep a loop alive), a memory cap for the whole
@@ -24,14 +28,12 @@
 
 typedef struct rt_bundle rt_bundle;
 typedef struct rt_lturn rt_lturn;
+struct rt_http;
+struct rt_provider;
 
 /* What the host gives a bundle. All callbacks run on the loop. */
 typedef struct {
   void *ud;
-  /* Starts an HTTP request for turn t (req: {method,url,body,headers,
-   * timeout_ms}); the host later calls rt_lturn_io_done. Returns RT_OK or an
-   * error (then nothing is called back). */
-  int (*http)(void *ud, rt_lturn *t, json_t *req);
   /* Called when a yielded turn has its I/O result and can be resumed. */
   void (*ready)(void *ud, rt_lturn *t);
   /* Customer record by phone or chat; new reference or NULL. */
@@ -50,7 +52,18 @@ typedef struct {
   int64_t step_timeout_ms;   /* wall time of a turn, checked inside Lua and C work too; 0 = none */
   int64_t load_instructions;
   int max_http_per_turn;
+  /* Saved states kept as Lua tables between the events of a conversation
+   * (rt_lturn_keep_state); 0 = 10000, -1 = none. Also bounded to a quarter
+   * of mem_limit. */
+  int state_cache;
   const rt_host *host;       /* borrowed, must outlive the bundle */
+  /* Lent to the flows' http module; NULL: http calls answer (nil,
+   * "network"). Must outlive the bundle's turns. */
+  struct rt_http *http;
+  /* Lent providers (integration.h), each exposed to flows as a module of
+   * its name (llm.chat{...}); started, and outliving the bundle's turns. */
+  struct rt_provider *const *providers;
+  size_t nproviders;
 } rt_bundle_opts;
 
 /* Loads and validates every flow. On failure returns RT_EINVAL (or RT_ENOENT
@@ -63,30 +76,135 @@ int rt_bundle_flow_count(const rt_bundle *b);
 /* Owned JSON array of flow names with their step names, for `check`. */
 json_t *rt_bundle_describe(rt_bundle *b);
 size_t rt_bundle_mem(const rt_bundle *b);
+/* States held in the cache (rt_lturn_keep_state). */
+size_t rt_bundle_cached_states(const rt_bundle *b);
 
 /* Turn status. */
 enum { RT_LTURN_DONE = 0, RT_LTURN_YIELD = 1, RT_LTURN_ERROR = 2 };
 
-/* Starts a turn. conv: {id, channel, chat, user, phone, flow, step, mode};
- * slots: the saved state as JSON text (NULL = {}); ev: the event object.
- * All borrowed. host_turn is the engine's handle (rt_lturn_host). */
+/* What a turn starts from; everything borrowed for the call. */
+typedef struct {
+  int64_t id;                /* conversation id: the key of the state cache */
+  int64_t rev;               /* its revision: a cached state is used only for the
+                              * revision it was kept for */
+  const char *channel, *chat, *user, *phone, *name, *flow, *step, *mode;
+  const char *state;         /* the saved state as JSON text; NULL = {} */
+  size_t state_len;
+  const char *event;         /* the event, a JSON object as text (the inbox
+                              * payload), decoded straight into Lua */
+  size_t event_len;
+} rt_lturn_in;
+
+/* ---- the effects of a finished step, typed ----
+ * Built from the runner's result table when the step ends. Strings are
+ * owned by the turn and live until rt_lturn_free; NULL = absent. The
+ * *_json members are JSON text written by lconv.h (keys sorted), ready to
+ * be stored as they are. */
+typedef enum { RT_FX_SELF, RT_FX_MANAGERS, RT_FX_CHAT } rt_fx_target;
+
+typedef struct {
+  rt_fx_target to;
+  const char *channel, *chat;    /* RT_FX_CHAT only */
+  const char *text;
+  const char *const *buttons;    /* labels */
+  size_t nbuttons;
+  const char *media_ref, *media_kind;
+  const char *template_name;
+  /* The outbox payload: {about (the conversation's chat, when not RT_FX_SELF),
+   * buttons, media, template, text}. */
+  const char *payload_json;
+  int64_t size;                  /* bytes it stands for: text plus buttons
+                                  * written out (limits.message_max_kb) */
+} rt_fx_msg;
+
+typedef struct {
+  bool cancel;                   /* else set */
+  const char *name;
+  int64_t due_s;                 /* unix seconds; valid when due_ok */
+  bool due_ok;                   /* due was an integer (range is the host's check) */
+  double due_num;                /* the number as given, for the message otherwise */
+  const char *step;
+  const char *data_json;         /* NULL when none */
+} rt_fx_timer;
+
+typedef struct {
+  const char *flow;              /* the flow that recorded it */
+  const char *campaign;          /* lead.campaign, else the conversation's */
+  const char *car, *car_kind, *name, *phone;   /* text fields of the lead, when text */
+  const char *parts_json;        /* lead.parts written out, NULL when none */
+  const char *data_json;         /* the whole lead */
+} rt_fx_lead;
+
+typedef struct {
+  const char *kind, *flow;
+  const char *campaign;          /* data.campaign, else the conversation's */
+  const char *outcome;           /* data.outcome when text */
+  const char *data_json;         /* NULL when none */
+} rt_fx_event;
+
+typedef enum { RT_FX_HANDOFF, RT_FX_RELEASE, RT_FX_OPTOUT } rt_fx_op_kind;
+
+typedef struct {
+  rt_fx_op_kind op;
+  const char *reason;            /* handoff */
+  const char *data_json;         /* handoff: {"reason":..} or {} */
+} rt_fx_op;
+
+/* What provider calls of the turn cost (integration.h), added up. */
+typedef struct {
+  int64_t calls, tokens_in, tokens_out, cost_micro;
+} rt_fx_usage;
+
+typedef struct {
+  const char *flow, *step;       /* where the conversation waits now */
+  const char *mode;              /* "handoff"/"bot" when the step changed it */
+  const char *phone, *name, *campaign;
+  bool migrated;                 /* the saved step no longer existed */
+  const char *migrated_from, *migrated_to, *migrated_json;
+  const char *state_json;        /* the new state, keys sorted */
+  size_t state_len;
+  rt_fx_msg *out;
+  size_t nout;
+  rt_fx_timer *timers;
+  size_t ntimers;
+  rt_fx_lead *leads;
+  size_t nleads;
+  rt_fx_event *events;
+  size_t nevents;
+  rt_fx_op *ops;
+  size_t nops;
+  rt_fx_usage usage;
+} rt_fx;
+
+/* Starts a turn. host_turn is the engine's handle (rt_lturn_host). The
+ * state comes from the cache when it holds this conversation at in->rev,
+ * else from in->state. */
+int rt_lturn_begin(rt_bundle *b, void *host_turn, const rt_lturn_in *in, rt_lturn **out);
+/* The same from jansson values, for tests and tools: conv {id, channel,
+ * chat, user, phone, name, flow, step, mode}; slots: the state as text (NULL
+ * = {}); ev: the event object. All borrowed. */
 int rt_lturn_start(rt_bundle *b, void *host_turn, json_t *conv, const char *slots, json_t *ev,
                    rt_lturn **out);
-/* Resumes after rt_lturn_io_done. */
+/* Resumes after the turn's I/O is done (rt_host.ready was called). */
 int rt_lturn_resume(rt_lturn *t);
 void *rt_lturn_host(rt_lturn *t);
-/* Hands the I/O result (new reference stolen) to a yielded turn. */
-void rt_lturn_io_done(rt_lturn *t, json_t *result);
-/* Result of a finished turn (borrowed): {flow, step, mode, phone, campaign,
- * out:[], timers:[], leads:[], events:[], ops:[]}; lists may be absent. */
-json_t *rt_lturn_result(rt_lturn *t);
+/* Effects of a finished turn (RT_LTURN_DONE), owned by the turn. */
+const rt_fx *rt_lturn_effects(rt_lturn *t);
 /* The new state of a finished turn as JSON text, keys sorted (borrowed). */
 const char *rt_lturn_slots(rt_lturn *t);
 /* Error of a failed turn (borrowed): {code, msg, flow, step, source, line}. */
 json_t *rt_lturn_error(rt_lturn *t);
-/* Stops a yielded turn for good (step timeout); it becomes an error. */
+/* The finished turn's effects were committed and the conversation is now
+ * at revision rev: its new state stays as a Lua table for the next event.
+ * Not called (a failed step, a rolled-back commit, limits), the next turn
+ * reads the stored text: a cached state is never one that was not saved. */
+void rt_lturn_keep_state(rt_lturn *t, int64_t rev);
+/* Drops a conversation's cached state (its row changed outside a turn). */
+void rt_bundle_forget_state(rt_bundle *b, int64_t conv_id);
+/* Stops a yielded turn for good (step timeout); it becomes an error and
+ * its pending I/O is cancelled. */
 void rt_lturn_kill(rt_lturn *t, const char *code, const char *msg);
-void rt_lturn_free(rt_lturn *t);
+void rt_lturn_free(rt_lturn *t);   /* cancels pending I/O too */
 
 /* For C functions flows call that do work not counted by the instruction
  * hook (pattern matching, conversions): adds units (about one per

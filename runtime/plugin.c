@@ -61,6 +61,27 @@ static json_t *section(const rt_config *cfg, const rt_plugin *p) {
   return json_object_get(root, p->name);
 }
 
+/* wanted, with the fallback rule (plugin.h). */
+static bool is_wanted(const rt_plugin *const *list, const rt_config *cfg, const rt_plugin *p) {
+  json_t *conf = section(cfg, p);
+  json_t *empty = json_is_object(conf) ? NULL : json_object();
+  json_t *use = empty ? empty : conf;
+  bool wanted = !p->wanted || p->wanted(use);
+  if (wanted && p->fallback && !json_object_get(use, "enabled")) {
+    for (const rt_plugin *const *pp = list; *pp && wanted; pp++) {
+      const rt_plugin *q = *pp;
+      if (q == p || q->fallback || q->kind != RT_PLUGIN_CHANNEL || !strcmp(q->name, "console"))
+        continue;
+      json_t *qc = section(cfg, q);
+      json_t *qe = json_is_object(qc) ? NULL : json_object();
+      if (!q->wanted || q->wanted(qe ? qe : qc)) wanted = false;
+      json_decref(qe);
+    }
+  }
+  json_decref(empty);
+  return wanted;
+}
+
 static const char *section_path(const rt_plugin *p, char *buf, size_t n) {
   snprintf(buf, n, p->kind == RT_PLUGIN_CHANNEL ? "$.channels.%s" : "$.%s", p->name);
   return buf;
@@ -125,11 +146,7 @@ int rt_plugin_host_create(rt_plugin_host *h, bool only_adopted) {
       h->v[h->n++] = in;
       continue;
     }
-    json_t *conf = section(h->o.cfg, p);
-    json_t *empty = json_is_object(conf) ? NULL : json_object();
-    bool wanted = !p->wanted || p->wanted(empty ? empty : conf);
-    json_decref(empty);
-    if (!wanted) continue;
+    if (!is_wanted(list_of(&h->o), h->o.cfg, p)) continue;
     in = inst_add(h, p, p->name);
     char *err = NULL;
     if (p->create(in->conf, &in->ch, &in->pv, &err) != RT_OK ||
@@ -156,6 +173,14 @@ int rt_plugin_host_create(rt_plugin_host *h, bool only_adopted) {
     }
   free(had);
   return failed;
+}
+
+/* The process's HTTP client, lent to the plugins and the flows. Made with
+ * the host: cheap, curl loads with the first request that goes out, so a
+ * console-only bot does not carry libcurl. */
+rt_http *rt_plugin_host_http(rt_plugin_host *h) {
+  if (!h->http && !h->closing) h->http = rt_http_new(h->o.loop);
+  return h->http;
 }
 
 rt_provider *const *rt_plugin_host_providers(const rt_plugin_host *h, size_t *n) {
@@ -268,19 +293,13 @@ static int make_dirs(const char *path, char **err) {
 
 void rt_plugin_host_start(rt_plugin_host *h, rt_store *store, struct rt_httpd *httpd) {
   h->store = store;
-  bool need_http = false;
-  for (size_t i = 0; i < h->n; i++)
-    if (h->v[i]->state == ST_CREATED && !(h->v[i]->p && h->v[i]->p->no_http)) need_http = true;
-  /* curl loads with the first plugin that may call out: a console-only bot
-   * does not carry libcurl. */
-  if (need_http) h->http = rt_http_new(h->o.loop);
   for (size_t i = 0; i < h->n && !h->closing; i++) {
     inst *in = h->v[i];
     if (in->state != ST_CREATED) continue;
     in->data_dir = rt_xasprintf("%s/%s", h->o.files_dir ? h->o.files_dir : ".", in->name);
     in->env = (rt_plugin_env){
       .loop = h->o.loop, .name = in->name, .conf = in->conf,
-      .http = in->p && in->p->no_http ? NULL : h->http,
+      .http = in->p && in->p->no_http ? NULL : rt_plugin_host_http(h),
       .httpd = httpd, .data_dir = in->data_dir,
       .now_ms = env_now, .receive = env_receive, .kv_get = env_kv_get, .kv_set = env_kv_set,
       .set_health = env_set_health, .command = env_command, .host = in,
@@ -374,8 +393,13 @@ static void close_next(rt_plugin_host *h) {
   host_free(h);
 }
 
-void rt_plugin_host_close(rt_plugin_host *h, void (*done)(void *), void *ud) {
+void rt_plugin_host_stopping(rt_plugin_host *h) {
   h->closing = true;
+  h->store = NULL;
+}
+
+void rt_plugin_host_close(rt_plugin_host *h, void (*done)(void *), void *ud) {
+  rt_plugin_host_stopping(h);
   h->done = done;
   h->done_ud = ud;
   h->close_at = h->n;
@@ -394,7 +418,7 @@ int rt_plugin_check(const rt_config *cfg, const rt_plugin *const *plugins, char 
     const rt_plugin *p = *pp;
     json_t *conf = section(cfg, p);
     json_t *use = json_is_object(conf) ? json_incref(conf) : json_object();
-    if (!p->wanted || p->wanted(use)) {
+    if (is_wanted(plugins ? plugins : rt_plugins, cfg, p)) {
       rt_channel *ch = NULL;
       rt_provider *pv = NULL;
       char *e = NULL, path[256];

@@ -90,6 +90,10 @@ typedef struct rt_plugin {
   /* True when the section asks for the plugin to run (e.g. a token is
    * set, or enabled is true); conf never NULL. NULL = always. */
   bool (*wanted)(const json_t *conf);
+  /* A channel for shops without a messenger (the web chat): while its
+   * section says nothing of "enabled" it runs only when no other channel
+   * but the console is wanted, and wanted decides otherwise. */
+  bool fallback;
   /* Creates an instance from its validated section. Exactly one of the
    * outputs is set according to kind. Returns RT_OK or an error with an
    * owned message for `shopbot check` and the log. */
@@ -146,10 +150,17 @@ int rt_plugin_host_create(rt_plugin_host *h, bool only_adopted);
 void rt_plugin_host_start(rt_plugin_host *h, struct rt_store *store, struct rt_httpd *httpd);
 /* The providers created (integration.h), in list order; borrowed. */
 struct rt_provider *const *rt_plugin_host_providers(const rt_plugin_host *h, size_t *n);
+/* The process's HTTP client (http_client.h), lent to every plugin and to
+ * the flows; owned by the host, closed last. */
+struct rt_http *rt_plugin_host_http(rt_plugin_host *h);
 /* {"console": {"state": "running", "version": "1.0.0"}, "telegram":
  * {"state": "failed", "problem": "..."}} (new reference); *ok is false when
  * any plugin failed or reports a problem. */
 json_t *rt_plugin_host_health(const rt_plugin_host *h, bool *ok);
+/* Shutdown began: from now receive refuses (RT_EINVAL) and kv_get/kv_set
+ * answer NULL/RT_EINVAL, since the store closes with the engine, before
+ * the plugins are closed. */
+void rt_plugin_host_stopping(rt_plugin_host *h);
 /* Closes the instances in reverse order, then frees h and calls done(ud)
  * (may be NULL) from the loop or before returning. */
 void rt_plugin_host_close(rt_plugin_host *h, void (*done)(void *ud), void *ud);

@@ -15,7 +15,14 @@ struct rt_reload {
   rt_bundle *pending;
   uint64_t pending_t0;
   bool closing;
+  void (*on_result)(void *, int, const char *);
+  void *on_result_ud;
 };
+
+void rt_reload_on_result(rt_reload *r, void (*fn)(void *, int, const char *), void *ud) {
+  r->on_result = fn;
+  r->on_result_ud = ud;
+}
 
 rt_reload *rt_reload_new(uv_loop_t *loop, rt_config *cfg, rt_engine *e) {
   rt_reload *r = rt_xcalloc(1, sizeof *r);
@@ -48,6 +55,7 @@ static void checked(void *ud, int rc, const char *err) {
     rt_bundle_unref(b);
     rt_engine_reload_failed(r->e, err);
   }
+  if (r->on_result) r->on_result(r->on_result_ud, rc, err);
 }
 
 /* Stops a check still running; closed(ud) once its child is reaped. */
@@ -96,6 +104,7 @@ int rt_reload_run(rt_reload *r, char **err) {
   if (started) return RT_OK;   /* the result comes with the check: checked */
   if (rc == RT_OK) rt_engine_swap(r->e, b, t0);
   else rt_engine_reload_failed(r->e, *err);
+  if (r->on_result) r->on_result(r->on_result_ud, rc, rc == RT_OK ? NULL : *err);
   return rc;
 }
 

@@ -23,6 +23,10 @@ rt_reload *rt_reload_new(uv_loop_t *loop, rt_config *cfg, rt_engine *e);
  * log line, rt_engine_reload_error). Else an error with an owned message;
  * the old flows keep serving. */
 int rt_reload_run(rt_reload *r, char **err);
+/* Optional: fn(ud, RT_OK or the error, message) at the end of every
+ * reload, at once or when its check ends (a cancelled check reports
+ * nothing): `chat` in a terminal tells the person there. */
+void rt_reload_on_result(rt_reload *r, void (*fn)(void *ud, int rc, const char *err), void *ud);
 /* Cancels a check still running; done(ud) once its child is reaped (maybe
  * at once); frees. */
 void rt_reload_close(rt_reload *r, void (*done)(void *ud), void *ud);

@@ -3,7 +3,7 @@
  * Statements are prepared once at open and reset after each use. The file
  * is in WAL mode so readers (stats, check) never block the bot; the one
  * writer is this process, guarded by the shop lock in main.c. */
-#include "store.h"
+#include "store_impl.h"
 #include "log.h"
 #include <dirent.h>
 #include <errno.h>
@@ -20,7 +20,8 @@ enum {
   S_OUT_ADD, S_OUT_DUE, S_OUT_SENT, S_OUT_RETRY, S_OUT_FAILED, S_OUT_HEADS,
   S_TIMER_SET, S_TIMER_CANCEL, S_TIMER_NEXT, S_TIMER_DUE, S_TIMER_DEL, S_TIMER_COUNT,
   S_TIMER_EXISTS, S_META_GET, S_META_SET,
-  S_EVENT_ADD, S_LEAD_ADD, S_CUSTOMER_GET,
+  S_EVENT_ADD, S_LEAD_ADD, S_CUSTOMER_GET, S_CUSTOMER_ADDRS, S_ADDR_PHONE, S_ADDR_SET,
+  S_ADDR_BLOCK, S_OUT_CHAT,
   S_BEGIN, S_COMMIT, S_ROLLBACK,
   S_COUNT
 };
@@ -84,16 +85,37 @@ static const char *stmt_sql[S_COUNT] = {
   [S_LEAD_ADD] = "INSERT INTO leads (conv_id, at, flow, channel, campaign, car, car_kind, "
                  "parts, name, phone, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
                  "?10, ?11)",
-  /* Each OR term has an index (the primary key, or 006_customer_lookup.sql),
-   * so SQLite looks up each and merges: no scan of the customers table.
-   * When several customers match (the phone is one customer's, the chat id
-   * another's), the one with the lowest phone wins, as it did when this was
-   * a scan in primary-key order. */
-  [S_CUSTOMER_GET] = "SELECT phone, name, last_purchase, bonus_balance, telegram_id, whatsapp, "
-                     "timezone, car, opted_out, blocked FROM customers WHERE phone = ?1 "
-                     "OR (?2 = 'telegram' AND telegram_id = ?3) "
-                     "OR (?2 = 'whatsapp' AND whatsapp = ?3) "
-                     "OR (?2 = 'console' AND phone = ?3) ORDER BY phone LIMIT 1",
+  /* The customer by the conversation's phone, by the chat's address
+   * (customer_addresses, 007) or, on the console, whose chat id is the
+   * phone, by that: each a primary-key lookup, no scan. When they are
+   * different customers, the lowest phone wins (as it always did). */
+  [S_CUSTOMER_GET] = "SELECT phone, name, last_purchase, bonus_balance, timezone, car, "
+                     "opted_out, blocked FROM customers WHERE phone IN (?1, "
+                     "(SELECT a.phone FROM customer_addresses a WHERE a.channel = ?2 "
+                     "AND a.address = ?3), CASE WHEN ?2 = 'console' THEN ?3 END) "
+                     "ORDER BY phone LIMIT 1",
+  [S_CUSTOMER_ADDRS] = "SELECT channel, address, status, reason FROM customer_addresses "
+                       "WHERE phone = ?1 ORDER BY channel, updated_at DESC, address",
+  [S_ADDR_PHONE] = "SELECT phone FROM customer_addresses WHERE channel = ?1 AND address = ?2",
+  /* An address moves to the customer who has it now and becomes their
+   * newest on the channel; its status stays (an export read again does not
+   * undo what the channel said). */
+  [S_ADDR_SET] = "INSERT INTO customer_addresses (channel, address, phone, updated_at) "
+                 "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (channel, address) DO UPDATE "
+                 "SET phone = excluded.phone, updated_at = excluded.updated_at",
+  /* A chat the channel refused for good: the row is made for the customer
+   * of the chat's conversation when the address was not known yet (a
+   * WhatsApp number taken from the phone). */
+  [S_ADDR_BLOCK] = "INSERT INTO customer_addresses (channel, address, phone, status, reason, "
+                   "status_at, updated_at) SELECT ?1, ?2, COALESCE((SELECT phone FROM "
+                   "customer_addresses WHERE channel = ?1 AND address = ?2), (SELECT phone "
+                   "FROM conversations WHERE channel = ?1 AND chat_id = ?2)), ?5, ?3, ?4, ?4 "
+                   "WHERE COALESCE((SELECT phone FROM customer_addresses WHERE channel = ?1 "
+                   "AND address = ?2), (SELECT phone FROM conversations WHERE channel = ?1 "
+                   "AND chat_id = ?2)) IS NOT NULL ON CONFLICT (channel, address) DO UPDATE "
+                   "SET status = excluded.status, reason = excluded.reason, "
+                   "status_at = excluded.status_at",
+  [S_OUT_CHAT] = "SELECT channel, chat_id FROM outbox WHERE id = ?1",
   [S_BEGIN] = "BEGIN IMMEDIATE",
   [S_COMMIT] = "COMMIT",
   [S_ROLLBACK] = "ROLLBACK",
@@ -391,6 +413,8 @@ void rt_store_close(rt_store *s) {
 }
 
 sqlite3 *rt_store_db(rt_store *s) { return s->db; }
+
+int rt_store_sqlfail(rt_store *s, int rc) { return fail(s, rc); }
 
 int rt_store_begin(rt_store *s) { return run(s, s->st[S_BEGIN]); }
 
@@ -893,13 +917,12 @@ json_t *rt_store_customer_json(rt_store *s, const char *phone, const char *chann
   if (sqlite3_step(st) == SQLITE_ROW) {
     j = json_object();
     static const char *names[] = {"phone", "name", "last_purchase", "bonus_balance",
-                                  "telegram_id", "whatsapp", "timezone", "car",
-                                  "opted_out", "blocked"};
-    for (int i = 0; i < 10; i++) {
+                                  "timezone", "car", "opted_out", "blocked"};
+    for (int i = 0; i < 8; i++) {
       switch (sqlite3_column_type(st, i)) {
       case SQLITE_INTEGER:
         if (i == 2) json_object_set_new(j, names[i], json_integer(sqlite3_column_int64(st, i) / 1000));
-        else if (i >= 8) json_object_set_new(j, names[i], json_boolean(sqlite3_column_int(st, i)));
+        else if (i >= 6) json_object_set_new(j, names[i], json_boolean(sqlite3_column_int(st, i)));
         else json_object_set_new(j, names[i], json_integer(sqlite3_column_int64(st, i)));
         break;
       case SQLITE_FLOAT: json_object_set_new(j, names[i], json_real(sqlite3_column_double(st, i))); break;
@@ -909,15 +932,95 @@ json_t *rt_store_customer_json(rt_store *s, const char *phone, const char *chann
     }
   }
   sqlite3_reset(st);
+  if (!j) return NULL;
+  /* addresses: {channel: address}, the newest per channel, reachable ones
+   * only (a flow must not offer to write where the channel refused). */
+  st = s->st[S_CUSTOMER_ADDRS];
+  bind_text(st, 1, json_string_value(json_object_get(j, "phone")));
+  json_t *addrs = json_object();
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    const char *ch = (const char *)sqlite3_column_text(st, 0);
+    const char *ad = (const char *)sqlite3_column_text(st, 1);
+    const char *status = (const char *)sqlite3_column_text(st, 2);
+    if (!ch || !ad || (status && strcmp(status, "reachable") != 0)) continue;
+    if (!json_object_get(addrs, ch)) json_object_set_new(addrs, ch, json_string(ad));
+  }
+  sqlite3_reset(st);
+  json_object_set_new(j, "addresses", addrs);
   return j;
+}
+
+int rt_store_customer_by_address(rt_store *s, const char *channel, const char *address,
+                                 char **phone) {
+  *phone = NULL;
+  if (!channel || !address) return RT_ENOENT;
+  sqlite3_stmt *st = s->st[S_ADDR_PHONE];
+  bind_text(st, 1, channel);
+  bind_text(st, 2, address);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) *phone = col_dup(st, 0);
+  sqlite3_reset(st);
+  if (rc == SQLITE_ROW) return RT_OK;
+  if (rc == SQLITE_DONE && channel && strcmp(channel, "console") == 0 && address[0] == '+') {
+    /* The console's chat id is the phone itself. */
+    json_t *j = rt_store_customer_json(s, address, NULL, NULL);
+    if (j) *phone = rt_xstrdup(address);
+    json_decref(j);
+    return j ? RT_OK : RT_ENOENT;
+  }
+  return rc == SQLITE_DONE ? RT_ENOENT : fail(s, rc);
+}
+
+json_t *rt_store_customer_by_phone(rt_store *s, const char *phone) {
+  return phone ? rt_store_customer_json(s, phone, NULL, NULL) : NULL;
+}
+
+int rt_store_address_set(rt_store *s, const char *phone, const char *channel,
+                         const char *address, int64_t now) {
+  if (!phone || !channel || !*channel || !address || !*address) return RT_EINVAL;
+  sqlite3_stmt *st = s->st[S_ADDR_SET];
+  bind_text(st, 1, channel);
+  bind_text(st, 2, address);
+  bind_text(st, 3, phone);
+  sqlite3_bind_int64(st, 4, now);
+  return run(s, st);
+}
+
+int rt_store_address_mark(rt_store *s, const char *channel, const char *address,
+                          const char *status, const char *reason, int64_t now) {
+  if (!channel || !address) return RT_EINVAL;
+  sqlite3_stmt *st = s->st[S_ADDR_BLOCK];
+  bind_text(st, 1, channel);
+  bind_text(st, 2, address);
+  bind_text(st, 3, reason);
+  sqlite3_bind_int64(st, 4, now);
+  bind_text(st, 5, status ? status : "blocked");
+  return run(s, st);
+}
+
+int rt_store_address_failed(rt_store *s, int64_t outbox_id, const char *reason, int64_t now) {
+  /* Only what the channel says is for good about the chat itself; a message
+   * too long or outside WhatsApp's window says nothing about the address. */
+  if (!reason || (strcmp(reason, "blocked") != 0 && strcmp(reason, "chat_not_found") != 0))
+    return RT_OK;
+  sqlite3_stmt *st = s->st[S_OUT_CHAT];
+  sqlite3_bind_int64(st, 1, outbox_id);
+  int rc = sqlite3_step(st);
+  char *ch = rc == SQLITE_ROW ? col_dup(st, 0) : NULL, *chat = rc == SQLITE_ROW ? col_dup(st, 1) : NULL;
+  sqlite3_reset(st);
+  int r = rc == SQLITE_ROW ? rt_store_address_mark(s, ch, chat, "blocked", reason, now)
+        : rc == SQLITE_DONE ? RT_OK : fail(s, rc);
+  free(ch);
+  free(chat);
+  return r;
 }
 
 int rt_store_customer_optout(rt_store *s, const char *phone, const char *channel,
                              const char *chat_id, int64_t now) {
   sqlite3_stmt *st = prep(s,
-    "UPDATE customers SET opted_out = 1, updated_at = ?4 WHERE phone = ?1 "
-    "OR (?2 = 'telegram' AND telegram_id = ?3) OR (?2 = 'whatsapp' AND whatsapp = ?3) "
-    "OR (?2 = 'console' AND phone = ?3)");
+    "UPDATE customers SET opted_out = 1, updated_at = ?4 WHERE phone IN (?1, "
+    "(SELECT a.phone FROM customer_addresses a WHERE a.channel = ?2 AND a.address = ?3), "
+    "CASE WHEN ?2 = 'console' THEN ?3 END)");
   if (!st) return rt_store_errcode(s);
   bind_text(st, 1, phone);
   bind_text(st, 2, channel);

@@ -11,7 +11,6 @@
 #include <jansson.h>
 
 typedef struct rt_store rt_store;
-typedef struct sqlite3 sqlite3;
 
 typedef struct {
   const char *sql_dir;      /* folder with NNN_*.sql migrations */
@@ -29,9 +28,6 @@ typedef struct {
  * failure returns RT_E* and an owned message in *err. */
 int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char **err);
 void rt_store_close(rt_store *s);
-/* The raw handle, for the modules that run their own SQL (import, campaign,
- * stats). Borrowed. */
-sqlite3 *rt_store_db(rt_store *s);
 /* Last error message of the store; borrowed, valid until the next call. */
 const char *rt_store_errmsg(rt_store *s);
 /* Maps the last SQLite failure to RT_EFULL, RT_EROFS or RT_EIO. */
@@ -155,14 +151,43 @@ typedef struct {
   int64_t conversations, outbox_pending, timers_pending, inbox_pending, leads;
 } rt_store_counts;
 int rt_store_counts_get(rt_store *s, rt_store_counts *c);
-#endif
 
-/* ---- customers (read by flows, written by import) ---- */
-/* The customer by phone, else by the chat's telegram/whatsapp id: a new
- * JSON object {phone, name, bonus_balance, last_purchase (s), car, ...} or
- * NULL. */
+/* ---- customers and their addresses (read by flows, written by import) ----
+ *
+ * A customer is keyed by E.164 phone. Their addresses on channels are rows
+ * (channel, address) -> phone in customer_addresses (007): a Telegram chat
+ * id, WhatsApp's digits, any later channel's chat id. The console's chat id
+ * is the phone itself and needs no row. An address is reachable or blocked
+ * (the channel said for good that the chat cannot be written to). */
+
+/* The customer by phone, else by the chat's address on its channel (or the
+ * console's phone chat): a new JSON object {phone, name, bonus_balance,
+ * last_purchase (s), timezone, car, opted_out, blocked, addresses:
+ * {channel: address, ...}} (reachable addresses, the newest per channel),
+ * or NULL. When the phone and the address are different customers', the
+ * lowest phone wins. Every path is an index lookup. */
 json_t *rt_store_customer_json(rt_store *s, const char *phone, const char *channel,
                                const char *chat_id);
+/* The same, by phone only. */
+json_t *rt_store_customer_by_phone(rt_store *s, const char *phone);
+/* The phone of the customer who has (channel, address), owned in *phone;
+ * RT_ENOENT when nobody has it. */
+int rt_store_customer_by_address(rt_store *s, const char *channel, const char *address,
+                                 char **phone);
+/* Gives (channel, address) to the customer phone (taking it from whoever
+ * had it) as their newest address on that channel; a known address keeps
+ * its status. RT_EINVAL on empty values. */
+int rt_store_address_set(rt_store *s, const char *phone, const char *channel,
+                         const char *address, int64_t now);
+/* Sets an address's status ("blocked", or "reachable" again) with the
+ * reason and time. An address not known yet is added for the customer of
+ * the chat's conversation, if it has a phone; otherwise nothing is done. */
+int rt_store_address_mark(rt_store *s, const char *channel, const char *address,
+                          const char *status, const char *reason, int64_t now);
+/* Called when a delivery failed for good: reasons about the chat itself
+ * (blocked, chat_not_found) mark the address of that outbox row blocked;
+ * others change nothing. */
+int rt_store_address_failed(rt_store *s, int64_t outbox_id, const char *reason, int64_t now);
 int rt_store_customer_optout(rt_store *s, const char *phone, const char *channel,
                              const char *chat_id, int64_t now);
 /* Records a campaign outcome on the newest contact row of that phone. */
@@ -176,3 +201,4 @@ int rt_store_plugin_get(rt_store *s, const char *plugin, const char *key, char *
  * its own, durable when RT_OK returns; inside one it commits with it. */
 int rt_store_plugin_set(rt_store *s, const char *plugin, const char *key, const char *value,
                         int64_t now);
+#endif

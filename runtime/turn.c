@@ -9,9 +9,8 @@
 struct rt_turns {
   rt_turns_opts o;
   rt_host host;
-  rt_http *http;
-  json_t *(*http_script)(void *, json_t *);
-  void *http_script_ud;
+  rt_http *http;              /* lent to bundles (rt_bundle_opts.http) */
+  bool own_http;              /* made here (none was lent): closed here */
   rt_turn *done_head, *done_tail;
   rt_turn *yielded;
   rt_turn **resume;
@@ -47,15 +46,8 @@ static void done_add(rt_turns *ts, rt_turn *t) {
   ts->done_tail = t;
 }
 
-static void cancel_io(rt_turn *t) {
-  void (*fn)(void *) = t->cancel;
-  t->cancel = NULL;
-  if (fn) fn(t->cancel_ud);
-}
-
 void rt_turn_free(rt_turn *t) {
   if (!t) return;
-  cancel_io(t);
   if (t->owner) t->owner->running--;
   rt_lturn_free(t->lt);
   json_decref(t->limit_err);
@@ -87,78 +79,22 @@ static void host_ready(void *ud, rt_lturn *lt) {
   kick(ts);
 }
 
-static void http_cancel(void *ud) { rt_http_cancel(ud); }
-
-static void http_done(rt_http_resp *r, void *ud) {
-  rt_turn *t = ud;
-  t->cancel = NULL;
-  json_t *res;
-  if (r->err != RT_OK) {
-    const char *code = r->err == RT_ETIMEOUT ? "timeout" : r->err == RT_ELIMIT ? "too-large"
-                                                                               : "network";
-    res = json_pack("{s:s, s:s}", "error", code, "detail", r->errmsg);
-  } else {
-    res = json_pack("{s:i, s:s%}", "status", r->status, "body", r->body ? r->body : "",
-                    r->body ? r->body_len : 0);
-    if (!res) res = json_pack("{s:i, s:s}", "status", r->status, "body", "");
-  }
-  rt_lturn_io_done(t->lt, res);
-}
-
-static int host_http(void *ud, rt_lturn *lt, json_t *req) {
-  rt_turns *ts = ud;
-  rt_turn *t = rt_lturn_host(lt);
-  if (ts->http_script) {
-    json_t *res = ts->http_script(ts->http_script_ud, req);
-    rt_lturn_io_done(lt, res ? res : json_pack("{s:s, s:s}", "error", "network",
-                                               "detail", "no scripted reply"));
-    return RT_OK;
-  }
-  /* curl (and the TLS library under it) starts on the first request: a bot
-   * whose flows never call out does not pay its memory. */
-  if (!ts->http && !ts->closing) ts->http = rt_http_new(ts->o.loop);
-  if (!ts->http) return RT_EINVAL;
-  const char *hdrs[34];
-  size_t nh = 0;
-  json_t *h = json_object_get(req, "headers"), *v;
-  size_t i;
-  json_array_foreach(h, i, v) if (nh < 32) hdrs[nh++] = json_string_value(v);
-  if (json_object_get(req, "content_type")) hdrs[nh++] = "Content-Type: application/json";
-  hdrs[nh] = NULL;
-  json_t *body = json_object_get(req, "body");
-  rt_http_opts o = {
-    .method = json_string_value(json_object_get(req, "method")),
-    .url = json_string_value(json_object_get(req, "url")),
-    .body = json_string_value(body),
-    .body_len = body ? json_string_length(body) : 0,
-    .headers = hdrs,
-    .timeout_ms = (long)json_integer_value(json_object_get(req, "timeout_ms")),
-  };
-  rt_http_req *r = NULL;
-  int rc = rt_http_request(ts->http, &o, http_done, t, &r);
-  if (rc == RT_OK) {
-    t->cancel = http_cancel;
-    t->cancel_ud = r;
-  }
-  return rc;
-}
-
 /* ---- the module ---- */
 
 rt_turns *rt_turns_new(const rt_turns_opts *o) {
   rt_turns *ts = rt_xcalloc(1, sizeof *ts);
   ts->o = *o;
-  ts->host = (rt_host){.ud = ts, .http = host_http, .ready = host_ready,
-                       .customer = host_customer, .now_ms = host_now};
+  ts->host = (rt_host){.ud = ts, .ready = host_ready, .customer = host_customer,
+                       .now_ms = host_now};
+  /* Cheap: curl is set up by the first request that goes out. */
+  ts->own_http = !o->http;
+  ts->http = o->http ? o->http : rt_http_new(o->loop);
   return ts;
 }
 
 const rt_host *rt_turns_host(rt_turns *ts) { return &ts->host; }
 
-void rt_turns_set_http_script(rt_turns *ts, json_t *(*fn)(void *, json_t *), void *ud) {
-  ts->http_script = fn;
-  ts->http_script_ud = ud;
-}
+rt_http *rt_turns_http(rt_turns *ts) { return ts->http; }
 
 void rt_turns_close(rt_turns *ts, void (*done)(void *), void *ud) {
   ts->closing = true;
@@ -168,7 +104,7 @@ void rt_turns_close(rt_turns *ts, void (*done)(void *), void *ud) {
   ts->done_head = ts->done_tail = NULL;
   while (ts->yielded) { rt_turn *t = ts->yielded; yielded_del(ts, t); rt_turn_free(t); }
   free(ts->resume);
-  rt_http *h = ts->http;
+  rt_http *h = ts->own_http ? ts->http : NULL;
   free(ts);
   if (h) rt_http_close(h, done, ud);
   else if (done) done(ud);
@@ -221,19 +157,17 @@ void rt_turns_start(rt_turns *ts, rt_bundle *b, rt_convq_chat *chat, bool quaran
     done_add(ts, t);
     return;
   }
-  const char *mode = t->conv.mode ? t->conv.mode : "bot";
-  json_t *conv = json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)t->conv.id,
-                           "channel", t->conv.channel, "chat", t->conv.chat_id, "mode", mode);
-  if (t->conv.flow) json_object_set_new(conv, "flow", json_string(t->conv.flow));
-  if (t->conv.step) json_object_set_new(conv, "step", json_string(t->conv.step));
-  if (t->conv.phone) json_object_set_new(conv, "phone", json_string(t->conv.phone));
+  /* The event goes to Lua as the payload text, decoded straight into a
+   * table; the state comes from the bundle's cache or the row's text. */
   json_t *user = json_object_get(t->event, "user");
-  if (json_is_string(user)) json_object_set(conv, "user", user);
-  else if (t->conv.user_id) json_object_set_new(conv, "user", json_string(t->conv.user_id));
-  json_t *name = json_object_get(t->event, "name");
-  if (json_is_string(name)) json_object_set(conv, "name", name);
-  t->status = rt_lturn_start(b, t, conv, t->conv.state, t->event, &t->lt);
-  json_decref(conv);
+  rt_lturn_in in = {
+    .id = t->conv.id, .rev = t->conv.rev, .channel = t->conv.channel, .chat = t->conv.chat_id,
+    .user = json_is_string(user) ? json_string_value(user) : t->conv.user_id,
+    .phone = t->conv.phone, .name = json_string_value(json_object_get(t->event, "name")),
+    .flow = t->conv.flow, .step = t->conv.step, .mode = t->conv.mode ? t->conv.mode : "bot",
+    .state = t->conv.state, .event = t->ev.payload,
+  };
+  t->status = rt_lturn_begin(b, t, &in, &t->lt);
   if (t->status == RT_LTURN_YIELD) yielded_add(ts, t);
   else done_add(ts, t);
 }
@@ -259,7 +193,6 @@ void rt_turns_deadlines(rt_turns *ts, int64_t now) {
   for (rt_turn *t = ts->yielded; t;) {
     rt_turn *next = t->next_y;
     if (now - t->started_ms > ts->o.step_timeout_ms) {
-      cancel_io(t);
       char msg[128];
       snprintf(msg, sizeof msg, "step waited longer than %lld ms (limits.step_timeout_ms)",
                (long long)ts->o.step_timeout_ms);

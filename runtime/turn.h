@@ -5,10 +5,11 @@
  * bundle (lvm.h) until it finishes or yields on I/O, and is resumed when
  * the I/O answers. Each has a wall-clock deadline (limits.step_timeout_ms);
  * a yielded turn past it is killed, and whatever I/O it waits on is
- * cancelled through its cleanup hook. Finished turns wait in a done list
+ * cancelled through the turn's release hook (lapi.h), inside lvm. Finished turns wait in a done list
  * until the pump applies them (effects.h) and frees them. This module also
- * answers the bundle's host calls (rt_host): the clock, customer look-ups,
- * and HTTP through one client it opens on first use. Borrowed: the loop,
+ * answers the bundle's host calls (rt_host): the clock and customer
+ * look-ups, and owns the HTTP client lent to bundles (the flows' http
+ * module calls it directly). Borrowed: the loop,
  * the store, the clock. */
 #ifndef RT_TURN_H
 #define RT_TURN_H
@@ -40,8 +41,6 @@ typedef struct rt_turn {
   /* private */
   rt_turns *owner;
   struct rt_turn *prev_y, *next_y;
-  void (*cancel)(void *ud);  /* pending I/O of a yielded turn */
-  void *cancel_ud;
 } rt_turn;
 
 typedef struct {
@@ -49,6 +48,7 @@ typedef struct {
   rt_store *store;
   rt_clock *clock;
   int64_t step_timeout_ms;
+  struct rt_http *http;      /* lent to bundles; NULL: the turns make their own */
   void (*kick)(void *ud);    /* a turn is done or can be resumed: run the pump */
   void *kick_ud;
 } rt_turns_opts;
@@ -59,8 +59,8 @@ rt_turns *rt_turns_new(const rt_turns_opts *o);
 void rt_turns_close(rt_turns *ts, void (*done)(void *ud), void *ud);
 /* The host calls bundles get (rt_bundle_opts.host); valid until close. */
 const rt_host *rt_turns_host(rt_turns *ts);
-/* Transcript tests: fn answers each HTTP request (new reference). */
-void rt_turns_set_http_script(rt_turns *ts, json_t *(*fn)(void *ud, json_t *req), void *ud);
+/* The HTTP client lent to bundles (rt_bundle_opts.http). */
+struct rt_http *rt_turns_http(rt_turns *ts);
 
 /* Runs the head event of chat in bundle b (quarantine: do not run it, set
  * it aside). The turn ends in the done list or waits on I/O. */

@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/valgrind.sh BUILD_DIR -- the core under valgrind (no sanitizers in
-# that build): the engine with real HTTP and reload, the sandbox table, a
-# chat session with a failing step. Any error or definite leak fails.
+# that build): the engine with real HTTP and reload, the sandbox table, the
+# plugin host and a whole run around it, a chat session with a failing step. Any error or definite leak fails.
 set -eu
 B=$1
 cd "$(dirname "$0")/.."
@@ -17,9 +17,10 @@ run sandbox $vg "$B/test_sandbox"
 run text $vg "$B/test_text"
 run config $vg "$B/test_config"
 run state $vg "$B/test_lvm_state"
+run plugin $vg "$B/test_plugin"
 d=$(mktemp -d)
 cp -r tests/flows/shop/. "$d/"
 run chat sh -c "printf 'привет\nraise\nlater\n' | $vg $B/shopbot chat $d"
 rm -rf "$d" /tmp/vg.$$
-echo "$((6 - fails)) passed, $fails failed"
+echo "$((7 - fails)) passed, $fails failed"
 [ $fails -eq 0 ]

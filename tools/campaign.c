@@ -8,9 +8,9 @@
  * only ever filled, never freed, so a zone's cursor only moves forward and
  * planning N contacts costs O(N + minutes spanned). */
 #include "campaign.h"
+#include "store_tools.h"
 #include "tz.h"
 #include <jansson.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,44 +104,20 @@ static void planner_init(planner *p, const rt_campaign_opts *o, const char *dflt
   p->cnt[0] = (uint16_t)(past > p->rate ? p->rate : past);
 }
 
-/* *seen = the newest contact row, counted already (see planner_seed). */
-static int planner_mark(sqlite3 *db, int64_t *seen) {
-  sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(rowid), 0) FROM campaign_contacts", -1, &st,
-                         NULL) != SQLITE_OK)
-    return sqlite3_errcode(db);
-  int rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW) *seen = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  return rc == SQLITE_ROW ? SQLITE_OK : rc;
-}
-
 static void planner_free(planner *p) {
   free(p->cnt);
   free(p->z);
 }
 
 /* Counts check-ins planned by others (earlier runs, or a run going on at
- * the same time, of any campaign) so the rate holds across runs: the rows
- * of campaign_contacts past *seen, which is the newest rowid already
- * counted. Called at the start of each chunk's transaction; planner_mark
- * moves *seen past this run's own rows before the chunk commits. Contact
- * rows are never deleted, so rowids only grow. */
-static int planner_seed(planner *p, sqlite3 *db, int64_t *seen) {
-  sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(db, "SELECT rowid, at FROM campaign_contacts WHERE rowid > ?2 "
-                         "AND at >= ?1", -1, &st, NULL) != SQLITE_OK)
-    return sqlite3_errcode(db);
-  sqlite3_bind_int64(st, 1, p->now);
-  sqlite3_bind_int64(st, 2, *seen);
-  int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    int64_t idx = rt_tz_floor_div(sqlite3_column_int64(st, 1), MIN_MS) - p->base;
-    if (ensure(p, idx) && p->cnt[idx] < 65535) p->cnt[idx]++;
-  }
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE) return rc;
-  return planner_mark(db, seen);
+ * the same time, of any campaign) so the rate holds across runs: the
+ * contact rows past *seen, which is the newest row already counted. Called
+ * at the start of each chunk's transaction; rt_store_campaign_mark moves
+ * *seen past this run's own rows before the chunk commits. */
+static void planner_count(void *ud, int64_t at) {
+  planner *p = ud;
+  int64_t idx = rt_tz_floor_div(at, MIN_MS) - p->base;
+  if (ensure(p, idx) && p->cnt[idx] < 65535) p->cnt[idx]++;
 }
 
 static zone *zone_get(planner *p, const char *tz) {
@@ -223,108 +199,97 @@ static int take_slot(planner *p, zone *z, int64_t *due) {
   }
 }
 
-/* ---- SQL ---- */
-
-/* A linked conversation that the bot should not interrupt; ?3 is now - 3d. */
-#define OPEN_EXPR                                                              \
-  "(v.mode IN ('human','handoff','manager') OR v.last_in_at > ?3 OR "          \
-  "(v.updated_at > ?3 AND v.step IS NOT NULL AND v.step <> 'done') OR "        \
-  "EXISTS (SELECT 1 FROM timers t WHERE t.conv_id = v.id))"
-/* 2 blocked, 1 open, 0 free, over the conversations linked to a customer. */
-#define SEVERITY(phone, tg, wa)                                                \
-  "(SELECT COALESCE(MAX(CASE WHEN v.mode = 'blocked' THEN 2 WHEN " OPEN_EXPR   \
-  " THEN 1 ELSE 0 END), 0) FROM conversations v WHERE v.phone = " phone        \
-  " OR (v.channel = 'telegram' AND v.chat_id = " tg ")"                        \
-  " OR (v.channel = 'whatsapp' AND v.chat_id = " wa "))"
-
-enum { R_FREE, R_OPTED_OUT, R_BLOCKED, R_COOLDOWN, R_OPEN };
-
-static const char *retention_sql =
-  "SELECT c.phone, c.telegram_id, c.whatsapp, c.timezone, "
-  "CASE WHEN c.opted_out THEN 1 WHEN c.blocked THEN 2 "
-  "WHEN EXISTS (SELECT 1 FROM campaign_contacts k WHERE k.phone = c.phone "
-  "AND k.campaign = 'retention' AND k.at > ?2) THEN 3 "
-  "ELSE CASE " SEVERITY("c.phone", "c.telegram_id", "c.whatsapp")
-  " WHEN 2 THEN 2 WHEN 1 THEN 4 ELSE 0 END END "
-  /* A plain scan in phone order (see 002_campaigns.sql), a chunk at a time
-   * from the phone after the last one read. */
-  "FROM customers c NOT INDEXED WHERE c.last_purchase <= ?1 AND c.phone > ?4 "
-  "ORDER BY c.phone LIMIT ?5";
-
-static const char *severity_sql = "SELECT " SEVERITY("?1", "?2", "?4");
-
-static const char *gifts_sql =
-  "SELECT o.order_id, o.phone, o.product, o.category, o.recipient_name, o.recipient_phone, "
-  "b.telegram_id, b.whatsapp, b.timezone, COALESCE(b.opted_out, 0), COALESCE(b.blocked, 0), "
-  "r.telegram_id, r.whatsapp, r.timezone, COALESCE(r.opted_out, 0), COALESCE(r.blocked, 0), "
-  "EXISTS (SELECT 1 FROM campaign_contacts k WHERE k.campaign = 'gifts' "
-  "AND k.phone IN (o.phone, o.recipient_phone) AND k.ref = o.order_id), o.date "
-  "FROM orders o LEFT JOIN customers b ON b.phone = o.phone "
-  "LEFT JOIN customers r ON r.phone = o.recipient_phone "
-  "WHERE o.gift = 1 AND o.followup_at IS NULL AND o.date <= ?1 AND o.date >= ?2 "
-  "AND (o.date > ?3 OR (o.date = ?3 AND o.order_id > ?4)) "
-  "ORDER BY o.date, o.order_id LIMIT ?5";
-
-enum { W_CONV, W_CONTACT, W_ORDER, W_COUNT };
-static const char *write_sql[W_COUNT] = {
-  /* Creating the conversation does not touch updated_at of an existing one,
-   * and an already known phone is kept. */
-  [W_CONV] = "INSERT INTO conversations (channel, chat_id, phone, created_at, updated_at) "
-             "VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (channel, chat_id) DO UPDATE "
-             "SET phone = COALESCE(conversations.phone, excluded.phone) RETURNING id",
-  [W_CONTACT] = "INSERT OR IGNORE INTO campaign_contacts (campaign, phone, ref, at, conv_id) "
-                "VALUES (?1, ?2, ?3, ?4, ?5)",
-  [W_ORDER] = "UPDATE orders SET followup_at = ?2 WHERE order_id = ?1",
-};
+/* ---- addresses and writes ---- */
 
 typedef struct {
   rt_store *s;
-  sqlite3 *db;
+  rt_store_campaign *q;
   const rt_campaign_opts *o;
   rt_campaign_report *rep;
   planner pl;
-  sqlite3_stmt *w[W_COUNT];
-  sqlite3_stmt *sev;
   char **err;
   /* where the next chunk starts: after this phone (retention), after this
    * (date, order id) (gifts) */
   char *last_phone, *last_order;
   int64_t last_date;
   int64_t read;      /* candidates read by the current chunk */
+  int ret;           /* the first error of a row callback */
 } run_ctx;
 
-static int sql_fail(run_ctx *c, const char *what) {
-  int code = sqlite3_errcode(c->db) & 0xff;
-  if (!*c->err) *c->err = rt_xasprintf("campaign %s: %s: %s", c->o->name, what, sqlite3_errmsg(c->db));
-  return code == SQLITE_FULL ? RT_EFULL : code == SQLITE_BUSY ? RT_EBUSY
-       : code == SQLITE_READONLY ? RT_EROFS : RT_EIO;
+static int store_fail(run_ctx *c, int rc, const char *what) {
+  if (!*c->err) *c->err = rt_xasprintf("campaign %s: %s: %s", c->o->name, what, rt_store_errmsg(c->s));
+  return rc;
 }
 
-static void bind_opt(sqlite3_stmt *st, int i, const char *v) {
-  if (v && *v) sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
-  else sqlite3_bind_null(st, i);
-}
-
-static const char *col(sqlite3_stmt *st, int i) {
-  const char *v = (const char *)sqlite3_column_text(st, i);
-  return v && *v ? v : NULL;
-}
+static const char *nonempty(const char *v) { return v && *v ? v : NULL; }
 
 static void note_due(rt_campaign_report *rep, int64_t due) {
   if (!rep->first_at || due < rep->first_at) rep->first_at = due;
   if (due > rep->last_at) rep->last_at = due;
 }
 
-/* Picks the channel and chat of a contact: Telegram, then WhatsApp, then
- * the phone on phone_channel. out must hold 64 bytes. */
-static const char *pick_chat(const run_ctx *c, const char *phone, const char *tg, const char *wa,
-                             char *chat) {
-  if (tg) { snprintf(chat, 64, "%s", tg); return "telegram"; }
-  if (wa) { snprintf(chat, 64, "%s", wa); return "whatsapp"; }
-  if (!phone || !*phone) return NULL;
+static const char *const default_channels[] = {"telegram", "whatsapp", NULL};
+
+/* Counts an unreachable contact under its reason, and keeps the first few
+ * for the report. */
+static void note_unreachable(rt_campaign_report *rep, const char *phone, const char *reason) {
+  rep->skipped.unreachable++;
+  int i = 0;
+  while (i < rep->nreasons && strcmp(rep->reasons[i].reason, reason) != 0) i++;
+  if (i == rep->nreasons && i < RT_CAMPAIGN_MAX_REASONS) {
+    snprintf(rep->reasons[i].reason, sizeof rep->reasons[i].reason, "%s", reason);
+    rep->nreasons++;
+  }
+  if (i < rep->nreasons) rep->reasons[i].count++;
+  if (rep->nunreachable < RT_CAMPAIGN_MAX_UNREACHABLE) {
+    snprintf(rep->unreachable[rep->nunreachable].phone, sizeof rep->unreachable[0].phone, "%s",
+             phone ? phone : "");
+    snprintf(rep->unreachable[rep->nunreachable].reason, sizeof rep->unreachable[0].reason,
+             "%s", reason);
+    rep->nunreachable++;
+  }
+}
+
+/* Picks the channel and chat of a contact: a reachable address (the
+ * newest) on the first of the campaign's channels that has one, then the phone itself on
+ * phone_channel (WhatsApp chat ids are the digits without '+'; the console
+ * keys by E.164) unless that address is blocked. Returns the channel and
+ * fills chat (64 bytes), or NULL with the reason in *why: the reason of a
+ * blocked address, or "no_address". */
+static const char *pick_chat(const run_ctx *c, const char *phone, char *addrs, char *chat,
+                             const char **why) {
+  rt_store_addr a[16];
+  int n = rt_store_addrs_split(addrs, a, 16);
+  *why = NULL;
+  const char *const *chs = c->o->channels ? c->o->channels : default_channels;
+  for (int k = 0; chs[k]; k++) {
+    int best = -1;
+    for (int i = 0; i < n; i++) {
+      if (strcmp(a[i].channel, chs[k]) != 0) continue;
+      if (strcmp(a[i].status, "reachable") != 0) {
+        if (!*why) *why = a[i].reason ? a[i].reason : a[i].status;
+        continue;
+      }
+      if (best < 0 || a[i].updated_at > a[best].updated_at) best = i;
+    }
+    if (best >= 0) {
+      snprintf(chat, 64, "%s", a[best].address);
+      return chs[k];
+    }
+  }
+  if (!phone || !*phone) {
+    if (!*why) *why = "no_address";
+    return NULL;
+  }
   const char *ch = c->o->phone_channel && *c->o->phone_channel ? c->o->phone_channel : "console";
-  /* WhatsApp chat ids are digits without '+'; the console keys by E.164. */
   snprintf(chat, 64, "%s", strcmp(ch, "whatsapp") == 0 && phone[0] == '+' ? phone + 1 : phone);
+  for (int i = 0; i < n; i++) {
+    if (strcmp(a[i].channel, ch) == 0 && strcmp(a[i].address, chat) == 0 &&
+        strcmp(a[i].status, "reachable") != 0) {
+      if (!*why) *why = a[i].reason ? a[i].reason : a[i].status;
+      return NULL;
+    }
+  }
   return ch;
 }
 
@@ -332,102 +297,86 @@ static const char *pick_chat(const run_ctx *c, const char *phone, const char *tg
 static int schedule(run_ctx *c, const char *channel, const char *chat, const char *phone,
                     const char *ref, int64_t due, const char *timer, const char *step,
                     const char *data) {
-  sqlite3_stmt *st = c->w[W_CONV];
-  bind_opt(st, 1, channel);
-  bind_opt(st, 2, chat);
-  bind_opt(st, 3, phone);
-  sqlite3_bind_int64(st, 4, c->o->now_ms);
-  int rc = sqlite3_step(st);
-  int64_t conv = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-  if (rc == SQLITE_ROW) rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  if (rc != SQLITE_DONE || !conv) return sql_fail(c, "conversation");
-  int r = rt_store_timer_set(c->s, conv, timer, due, step, data, c->o->now_ms);
-  if (r != RT_OK) {
-    if (!*c->err) *c->err = rt_xasprintf("campaign %s: timer: %s", c->o->name, rt_store_errmsg(c->s));
-    return r;
-  }
-  st = c->w[W_CONTACT];
-  bind_opt(st, 1, c->o->name);
-  bind_opt(st, 2, phone);
-  sqlite3_bind_text(st, 3, ref ? ref : "", -1, SQLITE_TRANSIENT);
-  sqlite3_bind_int64(st, 4, due);
-  sqlite3_bind_int64(st, 5, conv);
-  rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  if (rc != SQLITE_DONE) return sql_fail(c, "campaign_contacts");
+  rt_campaign_contact k = {.campaign = c->o->name, .channel = channel, .address = chat,
+                           .phone = phone, .ref = ref, .due = due, .now = c->o->now_ms,
+                           .timer = timer, .step = step, .data = data};
+  int rc = rt_store_campaign_schedule(c->q, &k);
+  if (rc != RT_OK) return store_fail(c, rc, "schedule");
   c->rep->scheduled++;
   return RT_OK;
 }
 
 /* ---- retention ---- */
 
+static bool retention_row(void *ud, const rt_store_row *r) {
+  run_ctx *c = ud;
+  rt_campaign_report *rep = c->rep;
+  rep->candidates++;
+  c->read++;
+  const char *ph = rt_store_row_text(r, RT_RET_PHONE);
+  free(c->last_phone);
+  c->last_phone = rt_xstrdup(ph ? ph : "");
+  switch (rt_store_row_int(r, RT_RET_STATE)) {
+  case RT_CAND_OPTED_OUT: rep->skipped.opted_out++; return true;
+  case RT_CAND_BLOCKED: rep->skipped.blocked++; return true;
+  case RT_CAND_COOLDOWN: rep->skipped.cooldown++; return true;
+  case RT_CAND_OPEN: rep->skipped.open_conversation++; return true;
+  default: break;
+  }
+  const char *phone = nonempty(ph);
+  const char *packed = rt_store_row_text(r, RT_RET_ADDRS);
+  char *addrs = packed ? rt_xstrdup(packed) : NULL, chat[64];
+  const char *why;
+  const char *channel = pick_chat(c, phone, addrs, chat, &why);   /* why points into addrs */
+  if (!channel) {
+    if (!phone) rep->skipped.no_channel++;
+    else note_unreachable(rep, phone, why);
+  }
+  free(addrs);
+  if (!channel) return true;
+  int64_t due;
+  if ((c->ret = take_slot(&c->pl, zone_get(&c->pl, nonempty(rt_store_row_text(r, RT_RET_TZ))),
+                          &due)) != RT_OK) {
+    *c->err = rt_xasprintf("campaign retention: no working time left in the next 5 years");
+    return false;
+  }
+  rep->selected++;
+  note_due(rep, due);
+  if (!c->o->dry_run)
+    c->ret = schedule(c, channel, chat, phone, "", due, "campaign:retention", "retention.checkin",
+                      "{\"campaign\":\"retention\"}");
+  return c->ret == RT_OK;
+}
+
 static int run_retention(run_ctx *c) {
   const rt_campaign_opts *o = c->o;
-  rt_campaign_report *rep = c->rep;
-  sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(c->db, retention_sql, -1, &st, NULL) != SQLITE_OK)
-    return sql_fail(c, "select");
-  sqlite3_bind_int64(st, 1, o->now_ms - (int64_t)o->idle_days * DAY_MS);
-  sqlite3_bind_int64(st, 2, o->now_ms - (int64_t)o->cooldown_days * DAY_MS);
-  sqlite3_bind_int64(st, 3, o->now_ms - RECENT_MS);
-  sqlite3_bind_text(st, 4, c->last_phone ? c->last_phone : "", -1, SQLITE_TRANSIENT);
-  sqlite3_bind_int(st, 5, CHUNK_ROWS);
-  int rc, ret = RT_OK;
-  while (ret == RT_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    rep->candidates++;
-    c->read++;
-    const char *ph = (const char *)sqlite3_column_text(st, 0);
-    free(c->last_phone);
-    c->last_phone = rt_xstrdup(ph ? ph : "");
-    switch (sqlite3_column_int(st, 4)) {
-    case R_OPTED_OUT: rep->skipped.opted_out++; continue;
-    case R_BLOCKED: rep->skipped.blocked++; continue;
-    case R_COOLDOWN: rep->skipped.cooldown++; continue;
-    case R_OPEN: rep->skipped.open_conversation++; continue;
-    default: break;
-    }
-    const char *phone = col(st, 0);
-    char chat[64];
-    const char *channel = pick_chat(c, phone, col(st, 1), col(st, 2), chat);
-    if (!channel) { rep->skipped.no_channel++; continue; }
-    int64_t due;
-    if ((ret = take_slot(&c->pl, zone_get(&c->pl, col(st, 3)), &due)) != RT_OK) {
-      *c->err = rt_xasprintf("campaign retention: no working time left in the next 5 years");
-      break;
-    }
-    rep->selected++;
-    note_due(rep, due);
-    if (!o->dry_run)
-      ret = schedule(c, channel, chat, phone, "", due, "campaign:retention", "retention.checkin",
-                     "{\"campaign\":\"retention\"}");
-  }
-  if (ret == RT_OK && rc != SQLITE_DONE) ret = sql_fail(c, "select");
-  sqlite3_finalize(st);
-  return ret;
+  c->ret = RT_OK;
+  int rc = rt_store_campaign_retention(c->q, o->now_ms - (int64_t)o->idle_days * DAY_MS,
+                                       o->now_ms - (int64_t)o->cooldown_days * DAY_MS,
+                                       o->now_ms - RECENT_MS, c->last_phone, CHUNK_ROWS,
+                                       retention_row, c);
+  if (c->ret != RT_OK) return c->ret;
+  return rc == RT_OK ? RT_OK : store_fail(c, rc, "select");
 }
 
 /* ---- gifts ---- */
 
-enum { G_ORDER, G_BUYER, G_PRODUCT, G_CATEGORY, G_RNAME, G_RPHONE,
-       G_B_TG, G_B_WA, G_B_TZ, G_B_OPT, G_B_BLK,
-       G_R_TG, G_R_WA, G_R_TZ, G_R_OPT, G_R_BLK, G_DONE, G_NCOL };
+#define G_NCOL (RT_GIFT_DATE + 1)
 
 typedef struct {
   char *v[G_NCOL];   /* text columns, owned; NULL when empty */
   int opt_b, blk_b, opt_r, blk_r, done;
 } gift_row;
 
-static int severity(run_ctx *c, const char *phone, const char *tg, const char *wa, int *out) {
-  sqlite3_stmt *st = c->sev;
-  bind_opt(st, 1, phone);
-  bind_opt(st, 2, tg);
-  sqlite3_bind_int64(st, 3, c->o->now_ms - RECENT_MS);
-  bind_opt(st, 4, wa);
-  int rc = sqlite3_step(st);
-  *out = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
-  sqlite3_reset(st);
-  return rc == SQLITE_ROW ? RT_OK : sql_fail(c, "conversations");
+typedef struct {
+  run_ctx *c;
+  gift_row *rows;
+  size_t n, cap;
+} gift_read;
+
+static int severity(run_ctx *c, const char *phone, int *out) {
+  int rc = rt_store_campaign_severity(c->q, phone, c->o->now_ms - RECENT_MS, out);
+  return rc == RT_OK ? RT_OK : store_fail(c, rc, "conversations");
 }
 
 static int gift_one(run_ctx *c, gift_row *g) {
@@ -436,29 +385,38 @@ static int gift_one(run_ctx *c, gift_row *g) {
   if (g->done) { rep->skipped.cooldown++; return RT_OK; }
   int sev_r = 0, sev_b = 0, rc;
   bool to_r = false;
-  if (v[G_RPHONE] && (!v[G_BUYER] || strcmp(v[G_RPHONE], v[G_BUYER]) != 0) && !g->opt_r &&
-      !g->blk_r) {
-    if ((rc = severity(c, v[G_RPHONE], v[G_R_TG], v[G_R_WA], &sev_r)) != RT_OK) return rc;
+  if (v[RT_GIFT_RPHONE] && (!v[RT_GIFT_BUYER] || strcmp(v[RT_GIFT_RPHONE], v[RT_GIFT_BUYER]) != 0) &&
+      !g->opt_r && !g->blk_r) {
+    if ((rc = severity(c, v[RT_GIFT_RPHONE], &sev_r)) != RT_OK) return rc;
     to_r = sev_r != 2;
   }
-  const char *phone, *tg, *wa, *tz;
+  const char *phone, *tz;
+  char *addrs;
   int sev;
   if (to_r) {
-    phone = v[G_RPHONE]; tg = v[G_R_TG]; wa = v[G_R_WA];
-    tz = v[G_R_TZ] ? v[G_R_TZ] : v[G_B_TZ];
+    phone = v[RT_GIFT_RPHONE];
+    addrs = v[RT_GIFT_R_ADDRS];
+    tz = v[RT_GIFT_R_TZ] ? v[RT_GIFT_R_TZ] : v[RT_GIFT_B_TZ];
     sev = sev_r;
   } else {
     if (g->opt_b) { rep->skipped.opted_out++; return RT_OK; }
     if (g->blk_b) { rep->skipped.blocked++; return RT_OK; }
-    phone = v[G_BUYER]; tg = v[G_B_TG]; wa = v[G_B_WA]; tz = v[G_B_TZ];
-    if ((rc = severity(c, phone, tg, wa, &sev_b)) != RT_OK) return rc;
+    phone = v[RT_GIFT_BUYER];
+    addrs = v[RT_GIFT_B_ADDRS];
+    tz = v[RT_GIFT_B_TZ];
+    if ((rc = severity(c, phone, &sev_b)) != RT_OK) return rc;
     sev = sev_b;
   }
   if (sev == 2) { rep->skipped.blocked++; return RT_OK; }
   if (sev == 1) { rep->skipped.open_conversation++; return RT_OK; }
   char chat[64];
-  const char *channel = pick_chat(c, phone, tg, wa, chat);
-  if (!channel) { rep->skipped.no_channel++; return RT_OK; }
+  const char *why;
+  const char *channel = pick_chat(c, phone, addrs, chat, &why);
+  if (!channel) {
+    if (!phone) rep->skipped.no_channel++;
+    else note_unreachable(rep, phone, why);
+    return RT_OK;
+  }
   int64_t due;
   if ((rc = take_slot(&c->pl, zone_get(&c->pl, tz), &due)) != RT_OK) {
     *c->err = rt_xasprintf("campaign gifts: no working time left in the next 5 years");
@@ -468,72 +426,62 @@ static int gift_one(run_ctx *c, gift_row *g) {
   note_due(rep, due);
   if (c->o->dry_run) return RT_OK;
   json_t *data = json_pack("{s:s, s:s, s:s?, s:s?, s:b, s:s?}", "campaign", "gifts",
-                           "order_id", v[G_ORDER], "product", v[G_PRODUCT], "category",
-                           v[G_CATEGORY], "recipient", to_r, "recipient_name", v[G_RNAME]);
+                           "order_id", v[RT_GIFT_ORDER], "product", v[RT_GIFT_PRODUCT],
+                           "category", v[RT_GIFT_CATEGORY], "recipient", to_r, "recipient_name",
+                           v[RT_GIFT_RNAME]);
   char *text = json_dumps(data, JSON_COMPACT);
   json_decref(data);
-  char *timer = rt_xasprintf("campaign:gifts:%s", v[G_ORDER]);
-  rc = schedule(c, channel, chat, phone, v[G_ORDER], due, timer, "gifts.checkin", text);
+  char *timer = rt_xasprintf("campaign:gifts:%s", v[RT_GIFT_ORDER]);
+  rc = schedule(c, channel, chat, phone, v[RT_GIFT_ORDER], due, timer, "gifts.checkin", text);
   free(timer);
   free(text);
   if (rc != RT_OK) return rc;
-  sqlite3_stmt *st = c->w[W_ORDER];
-  sqlite3_bind_text(st, 1, v[G_ORDER], -1, SQLITE_TRANSIENT);
-  sqlite3_bind_int64(st, 2, due);
-  int r = sqlite3_step(st);
-  sqlite3_reset(st);
-  return r == SQLITE_DONE ? RT_OK : sql_fail(c, "orders");
+  rc = rt_store_campaign_order_done(c->q, v[RT_GIFT_ORDER], due);
+  return rc == RT_OK ? RT_OK : store_fail(c, rc, "orders");
+}
+
+static bool gift_read_row(void *ud, const rt_store_row *r) {
+  gift_read *x = ud;
+  if (x->n == x->cap) {
+    x->cap = x->cap ? x->cap * 2 : 64;
+    x->rows = rt_xrealloc(x->rows, x->cap * sizeof *x->rows);
+  }
+  gift_row *g = &x->rows[x->n++];
+  memset(g, 0, sizeof *g);
+  for (int i = 0; i < G_NCOL; i++) {
+    if (i == RT_GIFT_B_OPT || i == RT_GIFT_B_BLK || i == RT_GIFT_R_OPT || i == RT_GIFT_R_BLK ||
+        i == RT_GIFT_DONE || i == RT_GIFT_DATE)
+      continue;
+    const char *t = nonempty(rt_store_row_text(r, i));
+    g->v[i] = t ? rt_xstrdup(t) : NULL;
+  }
+  g->opt_b = (int)rt_store_row_int(r, RT_GIFT_B_OPT);
+  g->blk_b = (int)rt_store_row_int(r, RT_GIFT_B_BLK);
+  g->opt_r = (int)rt_store_row_int(r, RT_GIFT_R_OPT);
+  g->blk_r = (int)rt_store_row_int(r, RT_GIFT_R_BLK);
+  g->done = (int)rt_store_row_int(r, RT_GIFT_DONE);
+  x->c->last_date = rt_store_row_int(r, RT_GIFT_DATE);
+  free(x->c->last_order);
+  x->c->last_order = rt_xstrdup(g->v[RT_GIFT_ORDER] ? g->v[RT_GIFT_ORDER] : "");
+  return true;
 }
 
 static int run_gifts(run_ctx *c) {
   const rt_campaign_opts *o = c->o;
-  sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(c->db, gifts_sql, -1, &st, NULL) != SQLITE_OK)
-    return sql_fail(c, "select");
-  if (!c->sev && sqlite3_prepare_v2(c->db, severity_sql, -1, &c->sev, NULL) != SQLITE_OK) {
-    sqlite3_finalize(st);
-    return sql_fail(c, "select");
-  }
   int max_age = o->max_age_days > 0 ? o->max_age_days : 60;
-  sqlite3_bind_int64(st, 1, o->now_ms - (int64_t)o->after_days * DAY_MS);
-  sqlite3_bind_int64(st, 2, o->now_ms - (int64_t)max_age * DAY_MS);
-  sqlite3_bind_int64(st, 3, c->last_order ? c->last_date : INT64_MIN);
-  sqlite3_bind_text(st, 4, c->last_order ? c->last_order : "", -1, SQLITE_TRANSIENT);
-  sqlite3_bind_int(st, 5, CHUNK_ROWS);
-  /* The rows of a chunk are read first and written after: the loop updates
-   * orders, the table the query walks. */
-  gift_row *rows = NULL;
-  size_t n = 0, cap = 0;
-  int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (n == cap) {
-      cap = cap ? cap * 2 : 64;
-      rows = rt_xrealloc(rows, cap * sizeof *rows);
-    }
-    gift_row *g = &rows[n++];
-    memset(g, 0, sizeof *g);
-    for (int i = 0; i < G_NCOL; i++) {
-      if (i == G_B_OPT || i == G_B_BLK || i == G_R_OPT || i == G_R_BLK || i == G_DONE) continue;
-      const char *t = col(st, i);
-      g->v[i] = t ? rt_xstrdup(t) : NULL;
-    }
-    g->opt_b = sqlite3_column_int(st, G_B_OPT);
-    g->blk_b = sqlite3_column_int(st, G_B_BLK);
-    g->opt_r = sqlite3_column_int(st, G_R_OPT);
-    g->blk_r = sqlite3_column_int(st, G_R_BLK);
-    g->done = sqlite3_column_int(st, G_DONE);
-    c->last_date = sqlite3_column_int64(st, G_NCOL);
-    free(c->last_order);
-    c->last_order = rt_xstrdup(g->v[G_ORDER] ? g->v[G_ORDER] : "");
-  }
-  int ret = rc == SQLITE_DONE ? RT_OK : sql_fail(c, "select");
-  sqlite3_finalize(st);
-  c->rep->candidates += (int64_t)n;
-  c->read = (int64_t)n;
-  for (size_t i = 0; i < n && ret == RT_OK; i++) ret = gift_one(c, &rows[i]);
-  for (size_t i = 0; i < n; i++)
-    for (int k = 0; k < G_NCOL; k++) free(rows[i].v[k]);
-  free(rows);
+  /* The rows of a chunk are read first and written after: the writes
+   * update orders, the table the query walks. */
+  gift_read x = {.c = c};
+  int ret = rt_store_campaign_gifts(c->q, o->now_ms - (int64_t)o->after_days * DAY_MS,
+                                    o->now_ms - (int64_t)max_age * DAY_MS, c->last_date,
+                                    c->last_order, CHUNK_ROWS, gift_read_row, &x);
+  if (ret != RT_OK) ret = store_fail(c, ret, "select");
+  c->rep->candidates += (int64_t)x.n;
+  c->read = (int64_t)x.n;
+  for (size_t i = 0; i < x.n && ret == RT_OK; i++) ret = gift_one(c, &x.rows[i]);
+  for (size_t i = 0; i < x.n; i++)
+    for (int k = 0; k < G_NCOL; k++) free(x.rows[i].v[k]);
+  free(x.rows);
   return ret;
 }
 
@@ -570,20 +518,17 @@ int rt_campaign_run(rt_store *s, const rt_campaign_opts *o, rt_campaign_report *
     *err = rt_xasprintf("campaign: unknown time zone \"%s\"", tz);
     return RT_EINVAL;
   }
-  run_ctx c = {.s = s, .db = rt_store_db(s), .o = o, .rep = rep, .err = err};
+  run_ctx c = {.s = s, .o = o, .rep = rep, .err = err};
+  int ret = rt_store_campaign_new(s, &c.q, err);
+  if (ret != RT_OK) return ret;
   planner_init(&c.pl, o, tz);
-  int ret = RT_OK;
-  for (int i = 0; i < W_COUNT && ret == RT_OK && !o->dry_run; i++)
-    if (sqlite3_prepare_v2(c.db, write_sql[i], -1, &c.w[i], NULL) != SQLITE_OK)
-      ret = sql_fail(&c, "prepare");
   /* A dry run reads in one transaction, for a consistent picture; it takes
    * no lock a writer waits for (WAL). A real run works in chunks of
    * CHUNK_ROWS candidates, each in its own BEGIN IMMEDIATE transaction that
    * checks its candidates afresh -- against contacts another run committed
    * meanwhile too -- and writes them, so two runs at once contact nobody
    * twice and a kill leaves whole chunks only. */
-  if (ret == RT_OK && o->dry_run && sqlite3_exec(c.db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-    ret = sql_fail(&c, "begin");
+  if (o->dry_run && (ret = rt_store_read_begin(s)) != RT_OK) ret = store_fail(&c, ret, "begin");
   bool in_tx = o->dry_run && ret == RT_OK;
   int64_t seen = 0, committed = 0;
   for (int chunk = 0; ret == RT_OK; chunk++) {
@@ -595,11 +540,12 @@ int rt_campaign_run(rt_store *s, const rt_campaign_opts *o, rt_campaign_report *
       }
       in_tx = true;
     }
-    if (planner_seed(&c.pl, c.db, &seen) != SQLITE_OK) ret = sql_fail(&c, "campaign_contacts");
+    if ((ret = rt_store_campaign_seed(c.q, c.pl.now, &seen, planner_count, &c.pl)) != RT_OK)
+      ret = store_fail(&c, ret, "campaign_contacts");
     c.read = 0;
     if (ret == RT_OK) ret = retention ? run_retention(&c) : run_gifts(&c);
-    if (ret == RT_OK && !o->dry_run && planner_mark(c.db, &seen) != SQLITE_OK)
-      ret = sql_fail(&c, "campaign_contacts");
+    if (ret == RT_OK && !o->dry_run && (ret = rt_store_campaign_mark(c.q, &seen)) != RT_OK)
+      ret = store_fail(&c, ret, "campaign_contacts");
     if (ret == RT_OK && !o->dry_run) {
       in_tx = false;
       if ((ret = rt_store_commit(s)) != RT_OK)
@@ -609,12 +555,14 @@ int rt_campaign_run(rt_store *s, const rt_campaign_opts *o, rt_campaign_report *
     }
     if (c.read < CHUNK_ROWS) break;
   }
-  if (in_tx) rt_store_rollback(s);
+  if (in_tx) {
+    if (o->dry_run) rt_store_read_end(s);
+    else rt_store_rollback(s);
+  }
   /* What earlier chunks committed stays scheduled; a later run goes on
    * from there (the cooldown rule skips whoever was contacted). */
   if (ret != RT_OK && !o->dry_run) rep->scheduled = committed;
-  for (int i = 0; i < W_COUNT; i++) sqlite3_finalize(c.w[i]);
-  sqlite3_finalize(c.sev);
+  rt_store_campaign_free(c.q);
   free(c.last_phone);
   free(c.last_order);
   planner_free(&c.pl);
@@ -640,6 +588,25 @@ char *rt_campaign_report_json(const rt_campaign_report *rep) {
                         "cooldown", (json_int_t)rep->skipped.cooldown,
                         "no_channel", (json_int_t)rep->skipped.no_channel,
                         "first_at", first, "last_at", last, "dry_run", rep->dry_run);
+  json_object_set_new(json_object_get(j, "skipped"), "unreachable",
+                      json_integer((json_int_t)rep->skipped.unreachable));
+  json_t *reasons = json_object(), *who = json_array();
+  for (int i = 0; i < rep->nreasons; i++)
+    json_object_set_new(reasons, rep->reasons[i].reason, json_integer((json_int_t)rep->reasons[i].count));
+  for (int i = 0; i < rep->nunreachable; i++)
+    json_array_append_new(who, json_pack("{s:s, s:s}", "phone", rep->unreachable[i].phone,
+                                         "reason", rep->unreachable[i].reason));
+  json_t *u = json_pack("{s:o, s:o}", "reasons", reasons, "customers", who);
+  /* after "skipped", before the times */
+  json_t *ordered = json_object();
+  const char *key;
+  json_t *val;
+  json_object_foreach(j, key, val) {
+    json_object_set(ordered, key, val);
+    if (strcmp(key, "skipped") == 0) json_object_set_new(ordered, "unreachable", u);
+  }
+  json_decref(j);
+  j = ordered;
   char *out = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
   json_decref(j);
   char *r = rt_xstrdup(out);

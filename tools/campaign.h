@@ -26,11 +26,16 @@
  *
  * "Open conversation" (retention and gifts skip these; they are picked up by
  * a later run): a conversation linked to the customer -- conversations.phone
- * is the customer's phone, or (telegram, telegram_id), or (whatsapp,
- * whatsapp) -- that is with a human (mode human, handoff or manager), or had
- * a customer message or a flow step other than "done" in the last 3 days, or
- * has any pending timer. A linked conversation in mode "blocked" counts as
- * blocked. */
+ * is the customer's phone, or its chat is one of the customer's addresses --
+ * that is with a human (mode human, handoff or manager), or had a customer
+ * message or a flow step other than "done" in the last 3 days, or has any
+ * pending timer. A linked conversation in mode "blocked" counts as blocked.
+ *
+ * Where a contact is written: the first reachable address of the customer
+ * on the campaign's channels (o->channels, in order), else the phone itself
+ * on phone_channel. Blocked addresses (a channel said the chat is gone for
+ * good) are skipped; a customer with none left is "unreachable", counted
+ * by reason. The channel and address are recorded on the contact row. */
 #ifndef RT_CAMPAIGN_H
 #define RT_CAMPAIGN_H
 #include "rt.h"
@@ -50,11 +55,18 @@ typedef struct {
   int max_age_days;          /* gifts: older orders are left alone; 0 means 60 */
   const char *phone_channel; /* channel for a contact known only by phone:
                                 "console" (default) or "whatsapp" */
+  const char *const *channels; /* channels an address may be used on, most
+                                  preferred first, NULL-terminated; NULL:
+                                  telegram, whatsapp */
+  const char *channel_list[9]; /* room for channels (rt_campaign_opts_config) */
 } rt_campaign_opts;
 
 /* Defaults of shop.schema.json: Mon-Sat 09:00-19:00 Moscow, 90 idle days,
  * 30 cooldown days, 20 per minute, gifts after 3 days. */
 void rt_campaign_opts_default(rt_campaign_opts *o, const char *name, int64_t now_ms);
+
+#define RT_CAMPAIGN_MAX_REASONS 8
+#define RT_CAMPAIGN_MAX_UNREACHABLE 20
 
 typedef struct {
   char campaign[16];
@@ -64,7 +76,14 @@ typedef struct {
   int64_t scheduled;         /* timers written (0 in a dry run) */
   struct {
     int64_t opted_out, blocked, open_conversation, cooldown, no_channel;
+    int64_t unreachable;     /* no reachable address on the campaign's channels */
   } skipped;
+  /* unreachable by reason (blocked, chat_not_found, ...), and the first
+   * customers so counted */
+  struct { char reason[32]; int64_t count; } reasons[RT_CAMPAIGN_MAX_REASONS];
+  int nreasons;
+  struct { char phone[24], reason[32]; } unreachable[RT_CAMPAIGN_MAX_UNREACHABLE];
+  int nunreachable;
   int64_t first_at, last_at; /* earliest and latest due time, ms; 0 if none */
   char tz[64];               /* zone used to print times */
 } rt_campaign_report;
@@ -76,8 +95,10 @@ int rt_campaign_run(rt_store *s, const rt_campaign_opts *o, rt_campaign_report *
                     char **err);
 
 /* Owned JSON text: {"campaign": "retention", "candidates": N, "selected": N,
- * "scheduled": N, "skipped": {"opted_out": N, ...}, "first_at": ISO or null,
- * "last_at": ISO or null, "dry_run": false}. Times are ISO 8601 with the
+ * "scheduled": N, "skipped": {"opted_out": N, ..., "unreachable": N},
+ * "unreachable": {"reasons": {"blocked": N, ...}, "customers": [{"phone":
+ * P, "reason": R}, ... the first 20]}, "first_at": ISO or null, "last_at":
+ * ISO or null, "dry_run": false}. Times are ISO 8601 with the
  * offset of rep->tz. */
 char *rt_campaign_report_json(const rt_campaign_report *rep);
 

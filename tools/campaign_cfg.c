@@ -2,6 +2,7 @@
  * `campaign` command and the transcript runner. */
 #include "campaign_cfg.h"
 #include <stdio.h>
+#include <string.h>
 
 int rt_campaign_opts_config(rt_campaign_opts *o, const rt_config *cfg, const char *name,
                             int64_t now_ms, char **err) {
@@ -32,5 +33,26 @@ int rt_campaign_opts_config(rt_campaign_opts *o, const rt_config *cfg, const cha
   /* Only a WhatsApp channel that is switched on can reach a bare phone;
    * otherwise such contacts go to the console, where a person plays them. */
   o->phone_channel = rt_config_bool(cfg, "channels.whatsapp.enabled", 0) ? "whatsapp" : "console";
+  /* Addresses are used on the channels the shop has (a section under
+   * "channels" not switched off): Telegram first, then WhatsApp, then the
+   * others in the order shop.json lists them. A message to a channel the
+   * bot does not run would wait forever. */
+  json_t *chans = rt_config_get(cfg, "channels");
+  size_t n = 0;
+  static const char *const first[] = {"telegram", "whatsapp"};
+  for (int pass = 0; pass < 3 && json_is_object(chans); pass++) {
+    const char *name;
+    json_t *v;
+    json_object_foreach(chans, name, v) {
+      if (n >= sizeof o->channel_list / sizeof *o->channel_list - 1) break;
+      bool is_first = strcmp(name, first[0]) == 0 || strcmp(name, first[1]) == 0;
+      if (pass < 2 ? strcmp(name, first[pass]) != 0 : is_first) continue;
+      if (strcmp(name, "console") == 0 || !json_is_object(v)) continue;
+      if (json_is_false(json_object_get(v, "enabled"))) continue;
+      o->channel_list[n++] = name;
+    }
+  }
+  o->channel_list[n] = NULL;
+  o->channels = o->channel_list;
   return RT_OK;
 }

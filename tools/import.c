@@ -8,6 +8,7 @@
  * import above 200,000 rows/s on a million customers: see "staging" below.
  * A larger file is imported in several such chunks. */
 #include "import.h"
+#include "store_tools.h"
 #include "text.h"
 #include "tz.h"
 #include "utf8.h"
@@ -15,7 +16,6 @@
 #include <fcntl.h>
 #include <iconv.h>
 #include <stdarg.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #define BATCH_ROWS 10000
+#define MAX_CH_COLS 4      /* "<channel> id" columns beyond telegram and whatsapp */
 #define BUF_INIT (1u << 20)
 
 /* ---- columns and their names ---- */
@@ -496,29 +497,6 @@ static int parse_bool(const char *s) {
 
 /* ---- the import ---- */
 
-enum { Q_CUST_INS, Q_CUST_UPD, Q_ORD_INS, Q_ORD_UPD, Q_COUNT };
-
-static const char *q_sql[Q_COUNT] = {
-  [Q_CUST_INS] = "INSERT OR IGNORE INTO customers (phone, name, last_purchase, bonus_balance, "
-                 "telegram_id, whatsapp, timezone, car, updated_at) "
-                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-  /* Empty cells (NULL) keep what is there; last_purchase only moves forward. */
-  [Q_CUST_UPD] = "UPDATE customers SET name = COALESCE(?2, name), "
-                 "last_purchase = CASE WHEN ?3 IS NULL THEN last_purchase "
-                 "WHEN last_purchase IS NULL OR ?3 > last_purchase THEN ?3 "
-                 "ELSE last_purchase END, "
-                 "bonus_balance = COALESCE(?4, bonus_balance), "
-                 "telegram_id = COALESCE(?5, telegram_id), whatsapp = COALESCE(?6, whatsapp), "
-                 "timezone = COALESCE(?7, timezone), car = COALESCE(?8, car), updated_at = ?9 "
-                 "WHERE phone = ?1",
-  [Q_ORD_INS] = "INSERT OR IGNORE INTO orders (order_id, phone, date, product, category, gift, "
-                "recipient_name, recipient_phone) VALUES (?1, ?2, ?3, ?4, ?5, COALESCE(?6, 0), ?7, ?8)",
-  [Q_ORD_UPD] = "UPDATE orders SET phone = ?2, date = COALESCE(?3, date), "
-                "product = COALESCE(?4, product), category = COALESCE(?5, category), "
-                "gift = COALESCE(?6, gift), recipient_name = COALESCE(?7, recipient_name), "
-                "recipient_phone = COALESCE(?8, recipient_phone) WHERE order_id = ?1",
-};
-
 #define TZ_CACHE 32
 #define DAY_CACHE 4096
 
@@ -538,7 +516,7 @@ static const char *q_sql[Q_COUNT] = {
 #define BLOCK_BYTES (4u << 20)
 
 enum { S_PHONE, S_NAME, S_TG, S_WA, S_TZ, S_CAR, S_ORDER, S_PRODUCT, S_CATEGORY,
-       S_RNAME, S_RPHONE, S_COUNT };
+       S_RNAME, S_RPHONE, S_CH0, S_COUNT = S_CH0 + MAX_CH_COLS };
 
 typedef struct {
   int64_t lp, odate;
@@ -594,13 +572,15 @@ static void arena_reset(arena *a) {
 
 typedef struct {
   rt_store *s;
-  sqlite3 *db;
-  sqlite3_stmt *q[Q_COUNT];
+  rt_store_import *w;
   rt_import_report *rep;
   const char *default_tz;
   int64_t now;
   int col[C_COUNT];          /* field index of each column, or -1 */
   int ncols;                 /* fields in the header */
+  /* "<channel> id" columns: the channel's name and the field index */
+  struct { char name[32]; int field; } ch[MAX_CH_COLS];
+  int nch;
   bool has_orders;
   struct { char name[64]; bool valid; } tz[TZ_CACHE];
   int ntz;
@@ -668,15 +648,30 @@ static int64_t local_midnight(importer *im, const char *tz, int tzi, int y, int 
   return ms;
 }
 
-static void bind_opt(sqlite3_stmt *st, int i, const char *v) {
-  if (v) sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
-  else sqlite3_bind_null(st, i);
-}
-
-static int step_done(importer *im, sqlite3_stmt *st) {
-  int rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+/* A column "<channel> id" (normalised: "vk id", "webchat id", "viber
+ * chat id") holds the customer's address on that channel: a new channel
+ * needs no change here. The name is lower-case Latin letters and digits.
+ * Returns true when the column was taken as one. */
+static bool channel_column(const char *nm, importer *im, int field) {
+  size_t n = strlen(nm);
+  size_t k = n >= 8 && strcmp(nm + n - 8, " chat id") == 0 ? n - 8
+           : n >= 3 && strcmp(nm + n - 3, " id") == 0 ? n - 3 : 0;
+  if (k == 0 || k >= sizeof im->ch[0].name) return false;
+  for (size_t i = 0; i < k; i++)
+    if (!((nm[i] >= 'a' && nm[i] <= 'z') || (nm[i] >= '0' && nm[i] <= '9'))) return false;
+  for (int i = 0; i < im->nch; i++)
+    if (strncmp(im->ch[i].name, nm, k) == 0 && im->ch[i].name[k] == '\0') {
+      problem(im, 1, "column \"%s\" repeats the %s address, ignored", nm, im->ch[i].name);
+      return true;
+    }
+  if (im->nch == MAX_CH_COLS) {
+    problem(im, 1, "column \"%s\" ignored: at most %d channel columns", nm, MAX_CH_COLS);
+    return true;
+  }
+  memcpy(im->ch[im->nch].name, nm, k);
+  im->ch[im->nch].name[k] = '\0';
+  im->ch[im->nch++].field = field;
+  return true;
 }
 
 /* Maps the header fields to columns; unknown names become notes. */
@@ -691,6 +686,7 @@ static int map_header(importer *im, csv_reader *r, char **err) {
     for (int c = 0; c < C_COUNT && found < 0; c++)
       for (int k = 0; col_syn[c][k]; k++)
         if (strcmp(nm, col_syn[c][k]) == 0) { found = c; break; }
+    if (found < 0 && channel_column(nm, im, i)) continue;
     if (found < 0) {
       problem(im, 1, "unknown column \"%s\" ignored", clip(r->val[i], cbuf, sizeof cbuf));
     } else if (im->col[found] >= 0) {
@@ -809,6 +805,10 @@ static void stage_row(importer *im, csv_reader *r) {
       }
     }
   }
+  for (int k = 0; k < im->nch; k++) {
+    int f = im->ch[k].field;
+    sv[S_CH0 + k] = f < r->nf && r->val[f][0] ? r->val[f] : NULL;
+  }
   sv[S_NAME] = cell(im, r, C_NAME);
   sv[S_TG] = cell(im, r, C_TELEGRAM);
   sv[S_WA] = whatsapp;
@@ -900,33 +900,26 @@ static int batch_done(importer *im) {
   return rt_store_commit(im->s);
 }
 
-static int sql_code(int rc) {
-  rc &= 0xff;
-  return rc == SQLITE_FULL ? RT_EFULL : rc == SQLITE_BUSY ? RT_EBUSY
-       : rc == SQLITE_READONLY ? RT_EROFS : RT_EIO;
+/* A staged row's customer, and its addresses. */
+static int write_customer(importer *im, const stage_rec *rec, const char **sv, bool *inserted) {
+  rt_import_customer c = {.phone = sv[S_PHONE], .name = sv[S_NAME], .timezone = sv[S_TZ],
+                          .car = sv[S_CAR], .last_purchase = rec->lp, .bonus = rec->bonus,
+                          .has_last_purchase = rec->has_lp, .has_bonus = rec->has_bonus};
+  int rc = rt_store_import_customer(im->w, &c, im->now, inserted);
+  if (rc == RT_OK && sv[S_TG]) rc = rt_store_import_address(im->w, sv[S_PHONE], "telegram", sv[S_TG], im->now);
+  if (rc == RT_OK && sv[S_WA]) rc = rt_store_import_address(im->w, sv[S_PHONE], "whatsapp", sv[S_WA], im->now);
+  for (int k = 0; k < im->nch && rc == RT_OK; k++)
+    if (sv[S_CH0 + k])
+      rc = rt_store_import_address(im->w, sv[S_PHONE], im->ch[k].name, sv[S_CH0 + k], im->now);
+  return rc;
 }
 
-static void bind_cust(importer *im, sqlite3_stmt *st, const stage_rec *rec, const char **sv) {
-  sqlite3_bind_text(st, 1, sv[S_PHONE], -1, SQLITE_STATIC);
-  bind_opt(st, 2, sv[S_NAME]);
-  if (rec->has_lp) sqlite3_bind_int64(st, 3, rec->lp); else sqlite3_bind_null(st, 3);
-  if (rec->has_bonus) sqlite3_bind_double(st, 4, rec->bonus); else sqlite3_bind_null(st, 4);
-  bind_opt(st, 5, sv[S_TG]);
-  bind_opt(st, 6, sv[S_WA]);
-  bind_opt(st, 7, sv[S_TZ]);
-  bind_opt(st, 8, sv[S_CAR]);
-  sqlite3_bind_int64(st, 9, im->now);
-}
-
-static void bind_order(sqlite3_stmt *st, const stage_rec *rec, const char **sv) {
-  sqlite3_bind_text(st, 1, sv[S_ORDER], -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 2, sv[S_PHONE], -1, SQLITE_STATIC);
-  if (rec->has_odate) sqlite3_bind_int64(st, 3, rec->odate); else sqlite3_bind_null(st, 3);
-  bind_opt(st, 4, sv[S_PRODUCT]);
-  bind_opt(st, 5, sv[S_CATEGORY]);
-  if (rec->gift >= 0) sqlite3_bind_int(st, 6, rec->gift); else sqlite3_bind_null(st, 6);
-  bind_opt(st, 7, sv[S_RNAME]);
-  bind_opt(st, 8, sv[S_RPHONE]);
+static int write_order(importer *im, const stage_rec *rec, const char **sv, bool *inserted) {
+  rt_import_order o = {.order_id = sv[S_ORDER], .phone = sv[S_PHONE], .product = sv[S_PRODUCT],
+                       .category = sv[S_CATEGORY], .recipient_name = sv[S_RNAME],
+                       .recipient_phone = sv[S_RPHONE], .date = rec->odate,
+                       .has_date = rec->has_odate, .gift = rec->gift};
+  return rt_store_import_order(im->w, &o, inserted);
 }
 
 /* Writes the staged chunk: customers in phone order, then orders in order
@@ -941,18 +934,11 @@ static int flush_stage(importer *im, const char *file, char **err) {
     rec = im->ix[i].r;
     const char *sv[S_COUNT];
     rec_strings(rec, sv);
-    sqlite3_stmt *st = im->q[Q_CUST_INS];
     if ((rc = batch_open(im)) != RT_OK) break;
-    bind_cust(im, st, rec, sv);
-    int s = step_done(im, st);
-    if (s == SQLITE_OK && sqlite3_changes(im->db) > 0) {
-      rep->customers_inserted++;
-    } else if (s == SQLITE_OK) {
-      st = im->q[Q_CUST_UPD];
-      bind_cust(im, st, rec, sv);
-      if ((s = step_done(im, st)) == SQLITE_OK) rep->customers_updated++;
-    }
-    if (s != SQLITE_OK) { rc = sql_code(s); what = "customers"; break; }
+    bool ins;
+    if ((rc = write_customer(im, rec, sv, &ins)) != RT_OK) { what = "customers"; break; }
+    if (ins) rep->customers_inserted++;
+    else rep->customers_updated++;
     rc = batch_done(im);
   }
   if (rc == RT_OK && im->has_orders) {
@@ -966,15 +952,10 @@ static int flush_stage(importer *im, const char *file, char **err) {
       const char *sv[S_COUNT];
       rec_strings(rec, sv);
       if ((rc = batch_open(im)) != RT_OK) break;
-      bind_order(im->q[Q_ORD_INS], rec, sv);
-      int s = step_done(im, im->q[Q_ORD_INS]);
-      if (s == SQLITE_OK && sqlite3_changes(im->db) > 0) {
-        rep->orders_inserted++;
-      } else if (s == SQLITE_OK) {
-        bind_order(im->q[Q_ORD_UPD], rec, sv);
-        if ((s = step_done(im, im->q[Q_ORD_UPD])) == SQLITE_OK) rep->orders_updated++;
-      }
-      if (s != SQLITE_OK) { rc = sql_code(s); what = "orders"; break; }
+      bool ins;
+      if ((rc = write_order(im, rec, sv, &ins)) != RT_OK) { what = "orders"; break; }
+      if (ins) rep->orders_inserted++;
+      else rep->orders_updated++;
       rc = batch_done(im);
     }
   }
@@ -984,9 +965,9 @@ static int flush_stage(importer *im, const char *file, char **err) {
   }
   if (rc != RT_OK && !*err) {
     if (rec)
-      *err = rt_xasprintf("%s: line %u: %s: %s", file, rec->line, what, sqlite3_errmsg(im->db));
+      *err = rt_xasprintf("%s: line %u: %s: %s", file, rec->line, what, rt_store_errmsg(im->s));
     else
-      *err = rt_xasprintf("%s: %s: %s", file, what, sqlite3_errmsg(im->db));
+      *err = rt_xasprintf("%s: %s: %s", file, what, rt_store_errmsg(im->s));
   }
   im->nix = 0;
   arena_reset(&im->ar);
@@ -1073,7 +1054,6 @@ int rt_import_csv(rt_store *s, const char *file, int64_t now_ms, const char *def
   r.buf = rt_xmalloc(r.cap);
   importer *im = rt_xcalloc(1, sizeof *im);
   im->s = s;
-  im->db = rt_store_db(s);
   im->rep = rep;
   im->default_tz = default_tz;
   im->now = now_ms;
@@ -1109,13 +1089,7 @@ int rt_import_csv(rt_store *s, const char *file, int64_t now_ms, const char *def
     *err = m;
     goto out;
   }
-  for (int i = 0; i < Q_COUNT; i++) {
-    if (sqlite3_prepare_v2(im->db, q_sql[i], -1, &im->q[i], NULL) != SQLITE_OK) {
-      *err = rt_xasprintf("import: %s", sqlite3_errmsg(im->db));
-      ret = RT_EIO;
-      goto out;
-    }
-  }
+  if ((ret = rt_store_import_new(s, &im->w, err)) != RT_OK) goto out;
   for (;;) {
     got = next_record(&r);
     if (got < 0) goto read_error;
@@ -1135,7 +1109,7 @@ read_error:
 out:
   if (im->in_tx) rt_store_rollback(s);
   snprintf(rep->encoding, sizeof rep->encoding, "%s", r.enc == 2 ? "cp1251" : "utf-8");
-  for (int i = 0; i < Q_COUNT; i++) sqlite3_finalize(im->q[i]);
+  rt_store_import_free(im->w);
   arena_reset(&im->ar);
   free(im->ix);
   free(im);

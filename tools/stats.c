@@ -4,11 +4,11 @@
  * which needs the sorted times. events.data is read with json_extract behind
  * json_valid, so one malformed row cannot fail the whole report. */
 #include "stats.h"
+#include "store_tools.h"
 #include "buf.h"
 #include "utf8.h"
 #include <math.h>
 #include <stdarg.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,69 +56,51 @@ static int cmp_i64(const void *a, const void *b) {
 }
 
 typedef struct {
-  sqlite3 *db;
+  rt_store *s;
   char **err;
 } q_ctx;
 
-static sqlite3_stmt *prep(q_ctx *q, const char *sql, int64_t since) {
-  sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK) {
-    if (!*q->err) *q->err = rt_xasprintf("stats: %s", sqlite3_errmsg(q->db));
-    return NULL;
-  }
-  sqlite3_bind_int64(st, 1, since);
-  return st;
+static int done(q_ctx *q, int rc) {
+  if (rc != RT_OK && !*q->err) *q->err = rt_xasprintf("stats: %s", rt_store_errmsg(q->s));
+  return rc == RT_OK ? RT_OK : RT_EIO;
 }
 
-static int done(q_ctx *q, sqlite3_stmt *st, int rc) {
-  if (rc != SQLITE_DONE && !*q->err) *q->err = rt_xasprintf("stats: %s", sqlite3_errmsg(q->db));
-  sqlite3_finalize(st);
-  return rc == SQLITE_DONE ? RT_OK : RT_EIO;
-}
-
-static const char *text(sqlite3_stmt *st, int i) {
-  const char *t = (const char *)sqlite3_column_text(st, i);
+static const char *text(const rt_store_row *r, int i) {
+  const char *t = rt_store_row_text(r, i);
   return t ? t : "";
 }
 
-static int collect_campaigns(q_ctx *q, int64_t since, json_t *camps) {
-  sqlite3_stmt *st = prep(q,
-    "SELECT campaign, kind, CASE WHEN kind = 'outcome' AND json_valid(data) "
-    "THEN json_extract(data, '$.outcome') END, COUNT(*) FROM events "
-    "WHERE at >= ?1 AND campaign IS NOT NULL AND campaign <> '' AND kind IN "
-    "('contacted', 'outcome', 'later_kept', 'offer', 'offer_accepted', 'offer_expired') "
-    "GROUP BY 1, 2, 3", since);
-  if (!st) return RT_EIO;
-  int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    json_t *c = campaign_obj(camps, text(st, 0));
-    const char *kind = text(st, 1);
-    json_int_t n = sqlite3_column_int64(st, 3);
-    if (strcmp(kind, "outcome") == 0) {
-      const char *oc = sqlite3_column_type(st, 2) == SQLITE_NULL ? "unknown" : text(st, 2);
-      json_t *o = json_object_get(json_object_get(c, "outcomes"), oc);
-      if (!o) {
-        o = json_pack("{s:I, s:f}", "count", (json_int_t)0, "share", 0.0);
-        json_object_set_new(json_object_get(c, "outcomes"), oc, o);
-      }
-      add_int(o, "count", n);
-    } else {
-      static const struct { const char *kind, *key; } map[] = {
-        {"contacted", "contacted"}, {"later_kept", "later_kept"}, {"offer", "offers"},
-        {"offer_accepted", "offers_accepted"}, {"offer_expired", "offers_expired"}};
-      for (size_t i = 0; i < RT_ARRAY_LEN(map); i++)
-        if (strcmp(kind, map[i].kind) == 0) add_int(c, map[i].key, n);
+static bool outcome_row(void *ud, const rt_store_row *r) {
+  json_t *c = campaign_obj(ud, text(r, 0));
+  const char *kind = text(r, 1);
+  json_int_t n = rt_store_row_int(r, 3);
+  if (strcmp(kind, "outcome") == 0) {
+    const char *oc = rt_store_row_null(r, 2) ? "unknown" : text(r, 2);
+    json_t *o = json_object_get(json_object_get(c, "outcomes"), oc);
+    if (!o) {
+      o = json_pack("{s:I, s:f}", "count", (json_int_t)0, "share", 0.0);
+      json_object_set_new(json_object_get(c, "outcomes"), oc, o);
     }
+    add_int(o, "count", n);
+  } else {
+    static const struct { const char *kind, *key; } map[] = {
+      {"contacted", "contacted"}, {"later_kept", "later_kept"}, {"offer", "offers"},
+      {"offer_accepted", "offers_accepted"}, {"offer_expired", "offers_expired"}};
+    for (size_t i = 0; i < RT_ARRAY_LEN(map); i++)
+      if (strcmp(kind, map[i].kind) == 0) add_int(c, map[i].key, n);
   }
-  if (done(q, st, rc) != RT_OK) return RT_EIO;
+  return true;
+}
 
-  st = prep(q, "SELECT campaign, COUNT(*) FROM leads WHERE at >= ?1 AND campaign IS NOT NULL "
-               "AND campaign <> '' GROUP BY 1", since);
-  if (!st) return RT_EIO;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-    add_int(campaign_obj(camps, text(st, 0)), "leads", sqlite3_column_int64(st, 1));
-  if (done(q, st, rc) != RT_OK) return RT_EIO;
+static bool campaign_lead_row(void *ud, const rt_store_row *r) {
+  add_int(campaign_obj(ud, text(r, 0)), "leads", rt_store_row_int(r, 1));
+  return true;
+}
 
+static int collect_campaigns(q_ctx *q, int64_t since, json_t *camps) {
+  if (done(q, rt_store_stats_outcomes(q->s, since, outcome_row, camps)) != RT_OK) return RT_EIO;
+  if (done(q, rt_store_stats_campaign_leads(q->s, since, campaign_lead_row, camps)) != RT_OK)
+    return RT_EIO;
   /* Shares, now that every count is in. */
   const char *name;
   json_t *c;
@@ -134,111 +116,98 @@ static int collect_campaigns(q_ctx *q, int64_t since, json_t *camps) {
   return RT_OK;
 }
 
-static int collect_flows(q_ctx *q, int64_t since, json_t *flows) {
-  sqlite3_stmt *st = prep(q,
-    "SELECT flow, COUNT(DISTINCT conv_id) FROM ("
-    " SELECT flow, conv_id FROM events WHERE at >= ?1 AND conv_id IS NOT NULL"
-    " AND flow IS NOT NULL AND flow <> ''"
-    " UNION SELECT flow, conv_id FROM leads WHERE at >= ?1 AND flow IS NOT NULL AND flow <> '')"
-    " GROUP BY flow", since);
-  if (!st) return RT_EIO;
-  int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-    add_int(flow_obj(flows, text(st, 0)), "conversations", sqlite3_column_int64(st, 1));
-  if (done(q, st, rc) != RT_OK) return RT_EIO;
+static bool flow_conv_row(void *ud, const rt_store_row *r) {
+  add_int(flow_obj(ud, text(r, 0)), "conversations", rt_store_row_int(r, 1));
+  return true;
+}
 
-  /* One row per lead with its time to lead in ms (NULL when unknown),
-   * ordered by flow so each flow's times are contiguous. */
-  st = prep(q,
-    "SELECT COALESCE(l.flow, ''), l.at - COALESCE("
-    " (SELECT MIN(i.received_at) FROM inbox i WHERE i.channel = c.channel"
-    "  AND i.chat_id = c.chat_id AND i.received_at <= l.at AND i.received_at > COALESCE("
-    "   (SELECT MAX(p.at) FROM leads p WHERE p.conv_id = l.conv_id AND p.at < l.at), -1)),"
-    " MAX(c.created_at, COALESCE((SELECT MAX(p.at) FROM leads p WHERE p.conv_id = l.conv_id"
-    "  AND p.at < l.at), 0)))"
-    " FROM leads l LEFT JOIN conversations c ON c.id = l.conv_id"
-    " WHERE l.at >= ?1 ORDER BY 1", since);
-  if (!st) return RT_EIO;
-  int64_t *t = NULL;
-  size_t n = 0, cap = 0;
-  char cur[128] = "";
-  bool have = false;
-  json_int_t leads = 0;
-  for (;;) {
-    rc = sqlite3_step(st);
-    const char *flow = rc == SQLITE_ROW ? text(st, 0) : NULL;
-    if (have && (!flow || strcmp(flow, cur) != 0)) {
-      json_t *f = flow_obj(flows, cur[0] ? cur : "unknown");
-      add_int(f, "leads", leads);
-      if (n > 0) {
-        qsort(t, n, sizeof *t, cmp_i64);
-        double med = n % 2 ? (double)t[n / 2] : ((double)t[n / 2 - 1] + (double)t[n / 2]) / 2;
-        json_object_set_new(f, "median_time_to_lead_s", json_real(med / 1000.0));
-      }
-      n = 0;
-      leads = 0;
-      have = false;
-    }
-    if (rc != SQLITE_ROW) break;
-    if (!have) {
-      snprintf(cur, sizeof cur, "%s", flow);
-      have = true;
-    }
-    leads++;
-    if (sqlite3_column_type(st, 1) != SQLITE_NULL && sqlite3_column_int64(st, 1) >= 0) {
-      if (n == cap) {
-        cap = cap ? cap * 2 : 64;
-        t = rt_xrealloc(t, cap * sizeof *t);
-      }
-      t[n++] = sqlite3_column_int64(st, 1);
-    }
+/* The lead times of one flow at a time (the rows come ordered by flow). */
+typedef struct {
+  json_t *flows;
+  int64_t *t;
+  size_t n, cap;
+  char cur[128];
+  bool have;
+  json_int_t leads;
+} lead_times;
+
+static void lead_times_flush(lead_times *x) {
+  if (!x->have) return;
+  json_t *f = flow_obj(x->flows, x->cur[0] ? x->cur : "unknown");
+  add_int(f, "leads", x->leads);
+  if (x->n > 0) {
+    int64_t *t = x->t;
+    size_t n = x->n;
+    qsort(t, n, sizeof *t, cmp_i64);
+    double med = n % 2 ? (double)t[n / 2] : ((double)t[n / 2 - 1] + (double)t[n / 2]) / 2;
+    json_object_set_new(f, "median_time_to_lead_s", json_real(med / 1000.0));
   }
-  free(t);
-  return done(q, st, rc);
+  x->n = 0;
+  x->leads = 0;
+  x->have = false;
+}
+
+static bool lead_time_row(void *ud, const rt_store_row *r) {
+  lead_times *x = ud;
+  const char *flow = text(r, 0);
+  if (x->have && strcmp(flow, x->cur) != 0) lead_times_flush(x);
+  if (!x->have) {
+    snprintf(x->cur, sizeof x->cur, "%s", flow);
+    x->have = true;
+  }
+  x->leads++;
+  if (!rt_store_row_null(r, 1) && rt_store_row_int(r, 1) >= 0) {
+    if (x->n == x->cap) {
+      x->cap = x->cap ? x->cap * 2 : 64;
+      x->t = rt_xrealloc(x->t, x->cap * sizeof *x->t);
+    }
+    x->t[x->n++] = rt_store_row_int(r, 1);
+  }
+  return true;
+}
+
+static int collect_flows(q_ctx *q, int64_t since, json_t *flows) {
+  if (done(q, rt_store_stats_flow_convs(q->s, since, flow_conv_row, flows)) != RT_OK) return RT_EIO;
+  /* One row per lead with its time to lead in ms (NULL when unknown). */
+  lead_times x = {.flows = flows};
+  int rc = rt_store_stats_lead_times(q->s, since, lead_time_row, &x);
+  if (rc == RT_OK) lead_times_flush(&x);
+  free(x.t);
+  return done(q, rc);
+}
+
+static bool llm_row(void *ud, const rt_store_row *r) {
+  json_int_t calls = rt_store_row_int(r, 0), dialogs = rt_store_row_int(r, 1);
+  json_int_t tokens = rt_store_row_int(r, 2), leads = rt_store_row_int(r, 4);
+  double cost = rt_store_row_double(r, 3);
+  double dd = dialogs ? (double)dialogs : 0, ld = leads ? (double)leads : 0;
+  json_object_set_new(ud, "llm", json_pack(
+    "{s:I, s:I, s:I, s:f, s:{s:f, s:f}, s:{s:f, s:f}}",
+    "calls", calls, "dialogs", dialogs, "tokens", tokens, "cost", round4(cost),
+    "per_dialog", "tokens", dd ? round4(tokens / dd) : 0.0, "cost", dd ? round4(cost / dd) : 0.0,
+    "per_lead", "tokens", ld ? round4(tokens / ld) : 0.0, "cost", ld ? round4(cost / ld) : 0.0));
+  return false;
 }
 
 static int collect_llm(q_ctx *q, int64_t since, json_t *root) {
-  sqlite3_stmt *st = prep(q,
-    "SELECT COUNT(*), COUNT(DISTINCT conv_id),"
-    " COALESCE(SUM(COALESCE(json_extract(data, '$.prompt_tokens'), 0) +"
-    "              COALESCE(json_extract(data, '$.completion_tokens'), 0)), 0),"
-    " COALESCE(SUM(COALESCE(json_extract(data, '$.cost'), 0)), 0),"
-    " (SELECT COUNT(*) FROM leads WHERE at >= ?1)"
-    " FROM events WHERE kind = 'llm' AND at >= ?1 AND json_valid(data)", since);
-  if (!st) return RT_EIO;
-  int rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW) {
-    json_int_t calls = sqlite3_column_int64(st, 0), dialogs = sqlite3_column_int64(st, 1);
-    json_int_t tokens = sqlite3_column_int64(st, 2), leads = sqlite3_column_int64(st, 4);
-    double cost = sqlite3_column_double(st, 3);
-    double dd = dialogs ? (double)dialogs : 0, ld = leads ? (double)leads : 0;
-    json_object_set_new(root, "llm", json_pack(
-      "{s:I, s:I, s:I, s:f, s:{s:f, s:f}, s:{s:f, s:f}}",
-      "calls", calls, "dialogs", dialogs, "tokens", tokens, "cost", round4(cost),
-      "per_dialog", "tokens", dd ? round4(tokens / dd) : 0.0, "cost", dd ? round4(cost / dd) : 0.0,
-      "per_lead", "tokens", ld ? round4(tokens / ld) : 0.0, "cost", ld ? round4(cost / ld) : 0.0));
-    rc = SQLITE_DONE;
-  }
-  return done(q, st, rc);
+  return done(q, rt_store_stats_llm(q->s, since, llm_row, root));
+}
+
+static bool event_row(void *ud, const rt_store_row *r) {
+  json_object_set_new(ud, text(r, 0), json_integer(rt_store_row_int(r, 1)));
+  return true;
 }
 
 static int collect_events(q_ctx *q, int64_t since, json_t *root) {
-  sqlite3_stmt *st = prep(q,
-    "SELECT kind, COUNT(*) FROM events WHERE at >= ?1 AND kind IN ('handoff', 'step_error') "
-    "GROUP BY kind", since);
-  if (!st) return RT_EIO;
   json_t *ev = json_pack("{s:I, s:I}", "handoff", (json_int_t)0, "step_error", (json_int_t)0);
   json_object_set_new(root, "events", ev);
-  int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-    json_object_set_new(ev, text(st, 0), json_integer(sqlite3_column_int64(st, 1)));
-  return done(q, st, rc);
+  return done(q, rt_store_stats_event_counts(q->s, since, event_row, ev));
 }
 
 int rt_stats_collect(rt_store *s, int64_t since_ms, json_t **out, char **err) {
   *out = NULL;
   *err = NULL;
-  q_ctx q = {.db = rt_store_db(s), .err = err};
+  q_ctx q = {.s = s, .err = err};
   json_t *root = json_object();
   json_object_set_new(root, "since", json_integer(since_ms));
   json_t *camps = json_object(), *flows = json_object();
@@ -247,12 +216,12 @@ int rt_stats_collect(rt_store *s, int64_t since_ms, json_t **out, char **err) {
   campaign_obj(camps, "retention");
   campaign_obj(camps, "gifts");
   /* One read transaction: the figures describe one moment. */
-  sqlite3_exec(q.db, "BEGIN", NULL, NULL, NULL);
+  rt_store_read_begin(s);
   int rc = collect_campaigns(&q, since_ms, camps);
   if (rc == RT_OK) rc = collect_flows(&q, since_ms, flows);
   if (rc == RT_OK) rc = collect_events(&q, since_ms, root);
   if (rc == RT_OK) rc = collect_llm(&q, since_ms, root);
-  sqlite3_exec(q.db, "COMMIT", NULL, NULL, NULL);
+  rt_store_read_end(s);
   if (rc != RT_OK) {
     json_decref(root);
     return rc;

@@ -1,5 +1,7 @@
 /* transcript.c -- the transcript test runner (see transcript.h). */
 #include "transcript.h"
+#include "http_client.h"
+#include "store_tools.h"
 #include "campaign_cfg.h"
 #include "config.h"
 #include "engine.h"
@@ -15,7 +17,6 @@
 #include <fcntl.h>
 #include <pcre2.h>
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -114,19 +115,32 @@ bool rt_transcript_glob(const char *p, const char *s) {
   return !*p;
 }
 
-static json_t *http_scripted(void *ud, json_t *req) {
+/* The transport behind the engine's HTTP client: every request is kept
+ * for `expect http` and answered from the replies the transcript scripted,
+ * later from the loop as the network would. */
+static void http_scripted(void *ud, const rt_http_opts *o, rt_http_resp *resp) {
   tr *t = ud;
-  json_array_append(t->requests, req);
-  const char *m = json_string_value(json_object_get(req, "method"));
-  const char *u = json_string_value(json_object_get(req, "url"));
+  const char *m = o->method ? o->method : "GET";
+  json_t *req = json_pack("{s:s, s:s}", "method", m, "url", o->url);
+  json_t *body = o->body ? json_stringn(o->body, o->body_len) : NULL;
+  if (body) json_object_set_new(req, "body", body);
+  json_array_append_new(t->requests, req);
   for (size_t i = 0; i < t->nreplies; i++) {
     scripted_reply *s = &t->replies[i];
-    if (s->used || strcmp(s->method, m) != 0 || !rt_transcript_glob(s->url, u)) continue;
+    if (s->used || strcmp(s->method, m) != 0 || !rt_transcript_glob(s->url, o->url)) continue;
     s->used = true;
-    if (s->timeout) return json_pack("{s:s, s:s}", "error", "timeout", "detail", "scripted timeout");
-    return json_pack("{s:i, s:s}", "status", s->status, "body", s->body);
+    if (s->timeout) {
+      resp->err = RT_ETIMEOUT;
+      snprintf(resp->errmsg, sizeof resp->errmsg, "scripted timeout");
+      return;
+    }
+    resp->status = s->status;
+    resp->body = rt_xstrdup(s->body);
+    resp->body_len = strlen(s->body);
+    return;
   }
-  return json_pack("{s:s, s:s}", "error", "network", "detail", "no scripted reply in the transcript");
+  resp->err = RT_ENET;
+  snprintf(resp->errmsg, sizeof resp->errmsg, "no scripted reply in the transcript");
 }
 
 /* ---- engine lifetime ---- */
@@ -156,7 +170,7 @@ static int engine_up(tr *t) {
                                .caps = RT_CH_BUTTONS | RT_CH_MEDIA | RT_CH_TEMPLATES};
     rt_engine_add_channel(t->e, &t->chans[i]);
   }
-  rt_engine_set_http_script(t->e, http_scripted, t);
+  rt_http_set_transport(rt_engine_http(t->e), http_scripted, t);
   rt_engine_start(t->e);
   settle(t);
   return RT_OK;
@@ -279,14 +293,22 @@ static bool set_chat(tr *t, const char *line, const char *spec) {
   return true;
 }
 
-static int64_t q_int(tr *t, const char *sql, const char *arg) {
-  sqlite3_stmt *st;
-  int64_t v = -1;
-  if (sqlite3_prepare_v2(rt_store_db(rt_engine_store(t->e)), sql, -1, &st, NULL) != SQLITE_OK) return -1;
-  if (arg) sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
-  if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  return v;
+/* expect sql: the first column of the first row, "NULL" for NULL or none. */
+static bool first_cell(void *ud, int ncols, const char *const *vals) {
+  char **out = ud;
+  free(*out);
+  *out = rt_xstrdup(ncols > 0 && vals[0] ? vals[0] : "NULL");
+  return false;
+}
+
+/* expect event: the newest event of the kind that matches the regex (any,
+ * without one); keeps the newest for the message. */
+typedef struct { tr *t; const char *re; bool found; char *last; } event_find;
+static bool event_match(void *ud, const char *j) {
+  event_find *f = ud;
+  if (!f->last) f->last = rt_xstrdup(j);
+  f->found = !f->re || re_matches(f->t, f->re, j);
+  return !f->found;
 }
 
 static bool conv_row(tr *t, rt_conv_row *row) {
@@ -627,37 +649,23 @@ static void do_expect(tr *t, char *s) {
     free(got);
     rt_conv_row_clear(&row);
   } else if (strcmp(w, "lead") == 0) {
-    int64_t n = q_int(t, "SELECT COUNT(*) FROM leads", NULL);
+    int64_t n = rt_store_leads_count(rt_engine_store(t->e));
     if (neg) {
       if (n > t->leads_seen) fail(t, "expected no new lead\n  got: %lld new", (long long)(n - t->leads_seen));
     } else if (n <= t->leads_seen) {
       fail(t, "expected a lead\n  got: none recorded");
     } else if (rest[0] == '~') {
-      sqlite3_stmt *st;
-      sqlite3_prepare_v2(rt_store_db(rt_engine_store(t->e)),
-                         "SELECT json_object('car', car, 'car_kind', car_kind, 'parts', json(parts), "
-                         "'name', name, 'phone', phone, 'flow', flow, 'channel', channel, "
-                         "'campaign', campaign, 'data', json(data)) FROM leads ORDER BY id DESC LIMIT 1",
-                         -1, &st, NULL);
-      const char *j = sqlite3_step(st) == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : "";
-      if (!re_matches(t, trim(rest + 1), j)) fail(t, "expected lead ~ %s\n  got: %s", trim(rest + 1), j);
-      sqlite3_finalize(st);
+      char *j = rt_store_lead_last_json(rt_engine_store(t->e));
+      if (!re_matches(t, trim(rest + 1), j ? j : "")) fail(t, "expected lead ~ %s\n  got: %s", trim(rest + 1), j ? j : "");
+      free(j);
     }
     t->leads_seen = n;
   } else if (strcmp(w, "timer") == 0) {
     char *name = strtok(rest, " "), *at = strtok(NULL, " "), *when = strtok(NULL, "");
     if (!name) { fail(t, "expect timer NAME [at DATE]"); return; }
     if (!conv_row(t, &row)) { fail(t, "no conversation in chat %s", t->chat); return; }
-    char q[64];
-    snprintf(q, sizeof q, "%lld", (long long)row.id);
-    sqlite3_stmt *st;
-    sqlite3_prepare_v2(rt_store_db(rt_engine_store(t->e)),
-                       "SELECT due_at FROM timers WHERE conv_id = ?1 AND name = ?2", -1, &st, NULL);
-    sqlite3_bind_int64(st, 1, row.id);
-    sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
-    bool found = sqlite3_step(st) == SQLITE_ROW;
-    int64_t due = found ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_finalize(st);
+    int64_t due = 0;
+    bool found = rt_store_timer_due(rt_engine_store(t->e), row.id, name, &due) == 1;
     const char *tz = rt_config_str(t->cfg, "timezone", "Europe/Moscow");
     if (neg && found) fail(t, "expected no timer %s\n  got: one due %lld", name, (long long)due);
     else if (!neg && !found) fail(t, "expected timer %s\n  got: none", name);
@@ -671,36 +679,26 @@ static void do_expect(tr *t, char *s) {
   } else if (strcmp(w, "event") == 0) {
     char *kind = strtok(rest, " "), *tilde = strtok(NULL, " "), *re = strtok(NULL, "");
     if (!kind) { fail(t, "expect event KIND [~ REGEX]"); return; }
-    sqlite3_stmt *st;
-    sqlite3_prepare_v2(rt_store_db(rt_engine_store(t->e)),
-                       "SELECT json_object('kind', kind, 'campaign', campaign, 'flow', flow, "
-                       "'data', json(data)) FROM events WHERE kind = ?1 ORDER BY id DESC", -1, &st, NULL);
-    sqlite3_bind_text(st, 1, kind, -1, SQLITE_TRANSIENT);
-    bool found = false;
-    char *last = NULL;
-    while (!found && sqlite3_step(st) == SQLITE_ROW) {
-      const char *j = (const char *)sqlite3_column_text(st, 0);
-      if (!last) last = rt_xstrdup(j);
-      found = !(tilde && re) || re_matches(t, trim(re), j);
-    }
-    sqlite3_finalize(st);
-    if (neg && found) fail(t, "expected no event %s\n  got: %s", kind, last);
-    else if (!neg && !found) fail(t, "expected event %s%s%s\n  got: %s", kind, re ? " ~ " : "",
-                                  re ? re : "", last ? last : "none");
-    free(last);
+    event_find f = {.t = t, .re = tilde && re ? trim(re) : NULL};
+    rt_store_events_json(rt_engine_store(t->e), kind, event_match, &f);
+    if (neg && f.found) fail(t, "expected no event %s\n  got: %s", kind, f.last);
+    else if (!neg && !f.found) fail(t, "expected event %s%s%s\n  got: %s", kind, re ? " ~ " : "",
+                                    re ? re : "", f.last ? f.last : "none");
+    free(f.last);
   } else if (strcmp(w, "sql:") == 0) {
     char *eq = strrchr(rest, '=');
     if (!eq) { fail(t, "expect sql: SELECT ... = VALUE"); return; }
     *eq = '\0';
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(rt_store_db(rt_engine_store(t->e)), trim(rest), -1, &st, NULL) != SQLITE_OK) {
-      fail(t, "bad SQL: %s", sqlite3_errmsg(rt_store_db(rt_engine_store(t->e))));
+    char *got = NULL, *err = NULL;
+    if (rt_store_query_text(rt_engine_store(t->e), trim(rest), NULL, 1, first_cell, &got, &err) != RT_OK) {
+      fail(t, "bad SQL: %s", err);
+      free(err);
+      free(got);
       return;
     }
-    const char *got = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0)
-                          ? (const char *)sqlite3_column_text(st, 0) : "NULL";
-    if (strcmp(got, trim(eq + 1)) != 0) fail(t, "expected %s = %s\n  got: %s", trim(rest), trim(eq + 1), got);
-    sqlite3_finalize(st);
+    if (strcmp(got ? got : "NULL", trim(eq + 1)) != 0)
+      fail(t, "expected %s = %s\n  got: %s", trim(rest), trim(eq + 1), got ? got : "NULL");
+    free(got);
   } else if (strcmp(w, "http") == 0) {
     char *m = strtok(rest, " "), *url = strtok(NULL, " "), *tilde = strtok(NULL, " "), *re = strtok(NULL, "");
     bool found = false;
@@ -915,6 +913,9 @@ static void do_line(tr *t, char *s) {
     memset(&rep, 0, sizeof rep);
     rt_campaign_opts co;
     int rc = rt_campaign_opts_config(&co, t->cfg, rest, rt_clock_now(rt_engine_clock(t->e)), &err);
+    /* Every channel is captured here, so every address can be used. */
+    static const char *const captured[] = {"telegram", "whatsapp", "webchat", "test", NULL};
+    co.channels = captured;
     if (rc == RT_OK) rc = rt_campaign_run(rt_engine_store(t->e), &co, &rep, &err);
     if (rc != RT_OK) fail(t, "campaign: %s", err ? err : "failed");
     free(err);

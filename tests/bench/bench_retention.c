@@ -21,7 +21,7 @@
 #include "log.h"
 #include "paths.h"
 #include "rt.h"
-#include "store.h"
+#include "store_impl.h"
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdio.h>

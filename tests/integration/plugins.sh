@@ -58,6 +58,46 @@ exec 3>&-
 wait $!
 check "chat exits 0 at end of input" [ $? -eq 0 ]
 
+# ---- chat in a terminal tells each reload a file change made, with its
+# result: with tests.on_reload, only once the shop's transcripts have run ----
+t=$(make_shop tty)
+sed -i 's/"log": {"level": "info"}/"log": {"level": "info"}, "tests": {"dir": "tests", "on_reload": true}/' "$t/shop.json"
+mkdir -p "$t/tests"
+printf 'user: привет\nbot: Привет, Тест!\nuser: раз\nbot: эхо 1: раз\n' > "$t/tests/echo.chat"
+timeout 60 python3 - "$S" "$t" >"$TMP/tty.out" 2>&1 <<'PY'
+import os, pty, select, subprocess, sys, time
+shopbot, shop = sys.argv[1], sys.argv[2]
+m, s = pty.openpty()
+p = subprocess.Popen([shopbot, "chat", shop, "--user", "tty"], stdin=s, stdout=s, stderr=s)
+os.close(s)
+seen = b""
+def wait(pat, secs):
+    global seen
+    end = time.time() + secs
+    while time.time() < end:
+        if pat.encode() in seen: return True
+        r, _, _ = select.select([m], [], [], 0.1)
+        if r:
+            try: seen += os.read(m, 65536)
+            except OSError: break
+    return pat.encode() in seen
+os.write(m, "привет\n".encode())
+print("greeting=%s" % wait("Привет, Тест!", 10))
+main = shop + "/flows/main.lua"
+src = open(main).read()
+open(main, "w").write(src.replace('"эхо "', '"повтор "'))
+print("refused=%s" % wait("сценарии НЕ обновлены", 30))
+print("no_early_ok=%s" % ("сценарии обновлены".encode() not in seen))
+open(main, "w").write(src)
+print("swapped=%s" % wait("сценарии обновлены (версия", 30))
+os.write(m, b"\x04")
+p.wait(timeout=10)
+print("exit=%d" % p.returncode)
+PY
+check "tty chat: a refused reload is told" contains "$TMP/tty.out" "^refused=True"
+check "tty chat: nothing said to be updated before the transcripts ran" contains "$TMP/tty.out" "^no_early_ok=True"
+check "tty chat: a good reload is told after its check" contains "$TMP/tty.out" "^swapped=True"
+
 # ---- HTTP limits from shop.json ----
 printf '{ "name": "x", "persona": {}, "flows": {"start": "main"}, "http": {"max_header_bytes": 100} }' > "$d/shop.json"
 $S check "$d" 2>"$TMP/e"; check "a limit out of range -> 1" [ $? -eq 1 ]

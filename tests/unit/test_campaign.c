@@ -3,12 +3,15 @@
 #include "t.h"
 #include "tstore.h"
 #include "campaign.h"
+#include "campaign_cfg.h"
+#include "paths.h"
 #include "store.h"
 #include "tz.h"
 #include <jansson.h>
 #include <stdarg.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,9 +49,10 @@ static void cust(rt_store *s, int64_t now, const char *phone, int lp_days, const
                  const char *wa, const char *tz, int opted, int blocked) {
   char lp[32] = "NULL";
   if (lp_days >= 0) snprintf(lp, sizeof lp, "%lld", (long long)(now - lp_days * DAY));
-  exec(s, "INSERT INTO customers (phone, last_purchase, telegram_id, whatsapp, timezone, "
-          "opted_out, blocked, updated_at) VALUES (%Q, %s, %Q, %Q, %Q, %d, %d, 0)",
-       phone, lp, tg, wa, tz, opted, blocked);
+  exec(s, "INSERT INTO customers (phone, last_purchase, timezone, opted_out, blocked, "
+          "updated_at) VALUES (%Q, %s, %Q, %d, %d, 0)", phone, lp, tz, opted, blocked);
+  if (tg) CHECK_INT(rt_store_address_set(s, phone, "telegram", tg, 0), RT_OK);
+  if (wa) CHECK_INT(rt_store_address_set(s, phone, "whatsapp", wa, 0), RT_OK);
 }
 
 static int64_t at(const char *tz, int y, int m, int d, int h, int mi) {
@@ -436,6 +440,95 @@ T(bad_options) {
   rt_store_close(s);
 }
 
+/* Addresses: the campaign's channels in order, the newest address of a
+ * channel, blocked ones skipped, the phone on phone_channel as the last
+ * resort, and customers with nothing reachable reported with the reason. */
+T(addresses_and_unreachable) {
+  rt_store *s = open_store();
+  int64_t now = monday10();
+  cust(s, now, "+79100000001", 100, "tg1", "79100000001", NULL, 0, 0);  /* telegram */
+  cust(s, now, "+79100000002", 100, "tg2", "79100000002", NULL, 0, 0);  /* tg blocked: whatsapp */
+  CHECK_INT(rt_store_address_mark(s, "telegram", "tg2", "blocked", "blocked", now - DAY), RT_OK);
+  cust(s, now, "+79100000003", 100, NULL, NULL, NULL, 0, 0);             /* webchat, newest */
+  CHECK_INT(rt_store_address_set(s, "+79100000003", "webchat", "w-old", 1), RT_OK);
+  CHECK_INT(rt_store_address_set(s, "+79100000003", "webchat", "w-new", 2), RT_OK);
+  cust(s, now, "+79100000004", 100, NULL, "79100000004", NULL, 0, 0);   /* all blocked */
+  CHECK_INT(rt_store_address_mark(s, "whatsapp", "79100000004", "blocked", "chat_not_found",
+                                  now - DAY), RT_OK);
+  cust(s, now, "+79100000005", 100, "tg5", NULL, NULL, 0, 0);            /* tg not configured */
+  rt_campaign_opts o;
+  rt_campaign_opts_default(&o, "retention", now);
+  static const char *const chans[] = {"webchat", "whatsapp", NULL};
+  o.channels = chans;
+  o.phone_channel = "whatsapp";
+  rt_campaign_report r;
+  CHECK_INT(run(s, &o, &r), RT_OK);
+  CHECK_INT(r.candidates, 5);
+  CHECK_INT(r.scheduled, 4);
+  CHECK_INT(r.skipped.unreachable, 1);
+  CHECK_INT(r.nreasons, 1);
+  CHECK_STR(r.reasons[0].reason, "chat_not_found");
+  CHECK_STR(r.unreachable[0].phone, "+79100000004");
+  const char *q = "SELECT channel || '/' || address FROM campaign_contacts WHERE phone = '%s'";
+  char buf[200];
+  snprintf(buf, sizeof buf, q, "+79100000001");
+  CHECK_STR(q_text(s, buf), "whatsapp/79100000001");
+  snprintf(buf, sizeof buf, q, "+79100000002");
+  CHECK_STR(q_text(s, buf), "whatsapp/79100000002");
+  snprintf(buf, sizeof buf, q, "+79100000003");
+  CHECK_STR(q_text(s, buf), "webchat/w-new");
+  snprintf(buf, sizeof buf, q, "+79100000005");
+  CHECK_STR(q_text(s, buf), "whatsapp/79100000005");   /* the phone, on WhatsApp */
+  CHECK_INT(q_int(s, "SELECT COUNT(*) FROM conversations WHERE channel = 'webchat' "
+                     "AND chat_id = 'w-new' AND phone = '+79100000003'"), 1);
+  char *j = rt_campaign_report_json(&r);
+  json_t *doc = json_loads(j, 0, NULL);
+  CHECK_INT(json_integer_value(json_object_get(json_object_get(doc, "skipped"), "unreachable")), 1);
+  json_t *u = json_object_get(doc, "unreachable");
+  CHECK_INT(json_integer_value(json_object_get(json_object_get(u, "reasons"), "chat_not_found")), 1);
+  CHECK_STR(json_string_value(json_object_get(json_array_get(json_object_get(u, "customers"), 0),
+                                              "phone")), "+79100000004");
+  json_decref(doc);
+  free(j);
+  /* The default channels: Telegram first. */
+  rt_store *s2 = open_store();
+  cust(s2, now, "+79100000001", 100, "tg1", "79100000001", NULL, 0, 0);
+  rt_campaign_opts_default(&o, "retention", now);
+  CHECK_INT(run(s2, &o, &r), RT_OK);
+  CHECK_STR(q_text(s2, "SELECT channel || '/' || address FROM campaign_contacts"), "telegram/tg1");
+  rt_store_close(s2);
+  rt_store_close(s);
+}
+
+/* The channels of shop.json, Telegram and WhatsApp first, switched-off and
+ * console left out. */
+T(channels_from_config) {
+  char dir[600];
+  snprintf(dir, sizeof dir, "%s/cfgshop", tmpdir);
+  mkdir(dir, 0700);
+  char path[700];
+  snprintf(path, sizeof path, "%s/shop.json", dir);
+  FILE *f = fopen(path, "w");
+  fputs("{\"name\": \"t\", \"persona\": {\"name\": \"В\"}, \"flows\": {\"dir\": \".\"}, \"channels\": {\"webchat\": {}, "
+        "\"console\": {}, \"whatsapp\": {\"enabled\": false}, \"telegram\": {\"token\": \"x\"}}}", f);
+  fclose(f);
+  rt_config *cfg = NULL;
+  char *err = NULL;
+  char *schema = rt_paths_schema("shop.schema.json");
+  CHECK_INT(rt_config_load(dir, schema, &cfg, &err), RT_OK);
+  if (err) fprintf(stderr, "  config: %s\n", err);
+  free(err);
+  free(schema);
+  if (!cfg) return;
+  rt_campaign_opts o;
+  CHECK_INT(rt_campaign_opts_config(&o, cfg, "retention", monday10(), NULL), RT_OK);
+  CHECK_STR(o.channels[0], "telegram");
+  CHECK_STR(o.channels[1], "webchat");
+  CHECK(o.channels[2] == NULL);
+  CHECK_STR(o.phone_channel, "console");
+  rt_config_free(cfg);
+}
+
 int main(void) {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/test_campaign.XXXXXX");
   if (!mkdtemp(tmpdir)) return 1;
@@ -446,6 +539,8 @@ int main(void) {
   T_RUN(gifts_recipient_or_buyer);
   T_RUN(concurrent_runs_do_not_double_contact);
   T_RUN(bad_options);
+  T_RUN(addresses_and_unreachable);
+  T_RUN(channels_from_config);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
   if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmpdir);

@@ -10,6 +10,7 @@
 #include "deliver.h"
 #include "paths.h"
 #include "t.h"
+#include "store_impl.h"   /* rt_store_db: the test looks at rows */
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <unistd.h>

@@ -19,6 +19,7 @@
 #include "engine.h"
 #include "rt.h"
 #include "t.h"
+#include "store_impl.h"   /* rt_store_db: the test looks at rows */
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/stat.h>

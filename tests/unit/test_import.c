@@ -72,13 +72,15 @@ T(utf8_semicolon_russian_headers) {
             midnight_ms("Asia/Vladivostok", 2025, 3, 15));
   CHECK_INT(q_int(s, "SELECT bonus_balance * 100 FROM customers WHERE phone = '+79123456789'"),
             125050);
-  CHECK_STR(q_text(s, "SELECT telegram_id FROM customers WHERE phone = '+79123456789'"), "123456789");
+  CHECK_STR(q_text(s, "SELECT address FROM customer_addresses WHERE channel = 'telegram' "
+            "AND phone = '+79123456789'"), "123456789");
   CHECK_STR(q_text(s, "SELECT timezone FROM customers WHERE phone = '+79123456789'"),
             "Asia/Vladivostok");
   CHECK_STR(q_text(s, "SELECT car FROM customers WHERE phone = '+79123456789'"), "Toyota Camry");
   CHECK_INT(q_int(s, "SELECT last_purchase FROM customers WHERE phone = '+79161112233'"),
             midnight_ms("Europe/Moscow", 2024, 2, 1));
-  CHECK_STR(q_text(s, "SELECT telegram_id FROM customers WHERE phone = '+79161112233'"), "(null)");
+  CHECK_STR(q_text(s, "SELECT address FROM customer_addresses WHERE channel = 'telegram' "
+            "AND phone = '+79161112233'"), "(none)");
   CHECK_INT(q_int(s, "SELECT updated_at FROM customers WHERE phone = '+79161112233'"), 1000);
   rt_store_close(s);
 }
@@ -95,10 +97,12 @@ T(bom_crlf_comma_english) {
   CHECK_INT(rep.customers_inserted, 2);
   CHECK_INT(rep.problems_total, 0);
   CHECK_STR(q_text(s, "SELECT name FROM customers WHERE phone = '+79001112233'"), "Smith, John");
-  CHECK_STR(q_text(s, "SELECT whatsapp FROM customers WHERE phone = '+79001112233'"), "79001112233");
+  CHECK_STR(q_text(s, "SELECT address FROM customer_addresses WHERE channel = 'whatsapp' "
+            "AND phone = '+79001112233'"), "79001112233");
   CHECK_STR(q_text(s, "SELECT name FROM customers WHERE phone = '+79004445566'"),
             "Квасов \"Кот\" Олег");
-  CHECK_STR(q_text(s, "SELECT whatsapp FROM customers WHERE phone = '+79004445566'"), "79004445566");
+  CHECK_STR(q_text(s, "SELECT address FROM customer_addresses WHERE channel = 'whatsapp' "
+            "AND phone = '+79004445566'"), "79004445566");
   rt_store_close(s);
 }
 
@@ -218,7 +222,8 @@ T(reimport_updates_without_duplicates) {
   CHECK_INT(rep.customers_updated, 2);
   CHECK_INT(q_int(s, "SELECT COUNT(*) FROM customers"), 3);
   CHECK_STR(q_text(s, "SELECT name FROM customers WHERE phone = '+79030000001'"), "New Name");
-  CHECK_STR(q_text(s, "SELECT telegram_id FROM customers WHERE phone = '+79030000001'"), "tg1");
+  CHECK_STR(q_text(s, "SELECT address FROM customer_addresses WHERE channel = 'telegram' "
+            "AND phone = '+79030000001'"), "tg1");
   CHECK_INT(q_int(s, "SELECT bonus_balance FROM customers WHERE phone = '+79030000001'"), 100);
   CHECK_INT(q_int(s, "SELECT last_purchase FROM customers WHERE phone = '+79030000001'"),
             midnight_ms("Europe/Moscow", 2025, 3, 10));

@@ -4,6 +4,7 @@
  * next, table.concat/unpack, json, c.slots), class-like tables with their
  * own metatables keep working, and writes fail with a clear message. */
 #include "lvm.h"
+#include "http_client.h"
 #include "rt.h"
 #include "t.h"
 #include <stdlib.h>
@@ -12,10 +13,17 @@
 #include <unistd.h>
 
 static int64_t fake_now(void *ud) { (void)ud; return 1772434800000LL; }
-/* HTTP that never answers by itself: the test hands the reply over. */
-static int fake_http(void *ud, rt_lturn *t, json_t *req) { (void)ud; (void)t; (void)req; return RT_OK; }
-static void fake_ready(void *ud, rt_lturn *t) { (void)ud; (void)t; }
-static rt_host host = {.now_ms = fake_now, .http = fake_http, .ready = fake_ready};
+/* HTTP answered by a transport, from the loop: the test runs the loop
+ * until the turn is ready. */
+static void fake_answer(void *ud, const rt_http_opts *o, rt_http_resp *r) {
+  (void)ud; (void)o;
+  r->status = 200;
+}
+static int ready;
+static void fake_ready(void *ud, rt_lturn *t) { (void)ud; (void)t; ready++; }
+static rt_host host = {.now_ms = fake_now, .ready = fake_ready};
+static uv_loop_t loop;
+static rt_http *http;
 static char dir[64];
 static rt_bundle *b;
 
@@ -32,7 +40,8 @@ static void load(size_t mem_mb) {
   b = NULL;
   json_t *shop = json_pack("{s:s, s:{s:s}}", "name", "shop", "persona", "name", "V");
   rt_bundle_opts o = {.flows_dir = dir, .start_flow = "main", .shop = shop,
-                      .mem_limit = mem_mb << 20, .step_instructions = 10000000, .host = &host};
+                      .mem_limit = mem_mb << 20, .step_instructions = 10000000, .host = &host,
+                      .http = http};
   char *err = NULL;
   if (rt_bundle_load(&o, &b, &err) != RT_OK) {
     fprintf(stderr, "load: %s\n", err);
@@ -127,7 +136,8 @@ T(module_scalar_during_http_wait) {
   rt_lturn *t = NULL;
   CHECK(rt_lturn_start(b, NULL, conv, "{}", ev, &t) == RT_LTURN_YIELD);
   CHECK_HAS(run("peek", "b", "x"), "{\"o\":\"nobody\"}");
-  rt_lturn_io_done(t, json_pack("{s:i, s:s}", "status", 200, "body", ""));
+  ready = 0;
+  while (!ready) uv_run(&loop, UV_RUN_ONCE);
   CHECK(rt_lturn_resume(t) == RT_LTURN_ERROR);
   const char *msg = json_string_value(json_object_get(rt_lturn_error(t), "msg"));
   CHECK(msg && strstr(msg, "module-level variable 'owner' (flows/main.lua) was changed by a step"));
@@ -266,6 +276,9 @@ T(unused_module_fails_at_load) {
 }
 
 int main(void) {
+  uv_loop_init(&loop);
+  http = rt_http_new(&loop);
+  rt_http_set_transport(http, fake_answer, NULL);
   snprintf(dir, sizeof dir, "/tmp/test_lfreeze.XXXXXX");
   if (!mkdtemp(dir)) return 1;
   char lib[128];
@@ -288,5 +301,8 @@ int main(void) {
   }
   rmdir(lib);
   rmdir(dir);
+  rt_http_close(http, NULL, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
   return T_DONE();
 }

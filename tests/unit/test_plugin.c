@@ -345,11 +345,22 @@ static void kv_read(const rt_plugin_env *env, rt_plugin_host *h) {
   CHECK(env->kv_get(env->host, env->name, "gone") == NULL);
 }
 
+/* Shutdown began: the store is about to close with the engine. */
+static void kv_stopping(const rt_plugin_env *env, rt_plugin_host *h) {
+  rt_plugin_host_stopping(h);
+  CHECK(env->kv_get(env->host, env->name, "secret") == NULL);
+  CHECK_INT(env->kv_set(env->host, env->name, "secret", "x"), RT_EINVAL);
+  rt_event_in ev = {.chat_id = "c", .text = "late"};
+  CHECK_INT(env->receive(env->host, &ev, NULL, NULL), RT_EINVAL);
+}
+
 T(values_survive_a_restart) {
   char path[512];
   snprintf(path, sizeof path, "%s/values.db", tmpdir);
   with_kv(path, kv_write);
   with_kv(path, kv_read);   /* a new store handle and host: a restart */
+  with_kv(path, kv_stopping);
+  with_kv(path, kv_read);   /* nothing was written after the stop began */
 }
 
 /* ---- schema fragments ---- */

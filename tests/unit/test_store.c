@@ -2,7 +2,7 @@
  * conversation rows and revisions, per-channel outbox, timers, pruning. */
 #include "paths.h"
 #include "rt.h"
-#include "store.h"
+#include "store_impl.h"
 #include "t.h"
 #include <sqlite3.h>
 #include <stdlib.h>

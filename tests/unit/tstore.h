@@ -2,7 +2,7 @@
  * the store-level tools (import, campaign). */
 #ifndef RT_TSTORE_H
 #define RT_TSTORE_H
-#include "store.h"
+#include "store_impl.h"
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,0 +1,1802 @@
+/* telegram.c -- see telegram.h and README.md. */
+#include "telegram.h"
+#include "buf.h"
+#include "http_client.h"
+#include "http_server.h"
+#include "log.h"
+#include "map.h"
+#include "utf8.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* What getUpdates and setWebhook ask for: the kinds this channel reads. */
+#define ALLOWED_UPDATES "[\"message\",\"edited_message\",\"callback_query\",\"my_chat_member\"]"
+#define TG_DOWNLOAD_MAX ((int64_t)20 << 20)   /* the cloud Bot API's download cap */
+#define TG_CAPTION_MAX 1024
+#define TG_CALLBACK_MAX 64                    /* callback_data, bytes */
+#define POLL_BACKOFF_MAX_MS 30000
+#define CONFLICT_RETRY_MS 5000
+#define UNAUTHORIZED_PAUSE_MS 60000
+#define TYPING_AFTER_MS 1500                  /* a reply slower than this shows "typing" */
+#define TYPING_EVERY_MS 4500                  /* Telegram shows it for about 5 s */
+#define TYPING_FOR_MS 60000
+
+typedef struct tg tg;
+typedef struct tg_job tg_job;
+
+/* One long-poll answer: the offset moves past it when every event in it is
+ * committed (refs: its jobs not yet acked, +1 while they are queued). */
+typedef struct {
+  tg *t;
+  int refs;
+  bool failed;
+  int64_t next_offset;
+} tg_batch;
+
+/* One update on its way to the host. Jobs run one at a time, in order, so
+ * a photo's download never lets a later message of the chat overtake it. */
+struct tg_job {
+  tg_job *next;
+  tg *t;
+  json_t *upd;               /* owned */
+  tg_batch *batch;           /* long polling, or */
+  rt_httpd_req *wreq;        /* the webhook request answered after the commit */
+  /* the event being built */
+  rt_event_in ev;
+  char ext[48], chat[32], user[32];
+  char *name, *text;
+  json_t *extra;             /* owned: ev.extra_json's object */
+  json_t *photos;            /* borrowed from extra: entries still to download */
+  size_t photo_i;
+  rt_http_req *req;          /* getFile or the download in flight */
+  bool acked;                /* the host answered (or the job ended without an event) */
+  tg_job *anext;             /* t->awaiting: jobs waiting for their ack */
+};
+
+typedef struct tg_send tg_send;
+struct tg_send {
+  tg *t;
+  tg_send *next, *prev;      /* t->sends */
+  rt_http_req *req;
+  rt_send_done done;
+  void *ud;
+  int64_t row;
+  char *chat;                /* where it goes (a migrated group's new id) */
+  char *orig_chat;           /* the chat the row names */
+  char *about_chat;          /* a note to the managers: the customer's chat */
+  char **parts;
+  size_t nparts, part;
+  char *markup;              /* reply_markup JSON for the last part, or NULL */
+  char *media_ref, *media_kind, *caption;
+  bool media_done;
+  bool about;                /* a note to the managers about a customer's chat */
+  int migrations;
+};
+
+/* Parts of a split message already delivered: a retry of the row goes on
+ * from there instead of sending them twice. Memory only: after a crash the
+ * row goes again from its first part (the one duplicate deliver.h allows). */
+typedef struct tg_progress {
+  struct tg_progress *next;
+  int64_t row;
+  size_t parts_done;
+  bool media_done;
+} tg_progress;
+
+typedef struct tg_typing {
+  uv_timer_t timer;
+  tg *t;
+  char chat[32];
+  int64_t since;
+} tg_typing;
+
+struct tg {
+  rt_channel ch;
+  const rt_plugin_env *env;
+  char *token, *api_base, *base, *file_base;
+  char *webhook_url, *webhook_path, *webhook_secret_conf, *secret;
+  int poll_timeout_s;
+  int64_t photo_max;
+  bool inline_buttons;
+  char *managers;            /* the managers' chat (kv managers_chat), or NULL */
+  int64_t bot_id;
+  char *bot_username;
+  /* polling */
+  rt_http_req *poll_req, *ctl_req;
+  uv_timer_t timer;          /* the next poll after a failure, or a start step */
+  bool timer_open, started, stopped, closing, webhook_mode;
+  int64_t offset;            /* 0: none sent yet */
+  int64_t backoff_ms;
+  /* inbound */
+  tg_job *jobs, *jobs_tail;  /* waiting to be normalised and received */
+  tg_job *busy;              /* the one downloading its photos */
+  tg_job *awaiting;          /* received, waiting for the commit */
+  /* outbound */
+  tg_send *sends;
+  tg_progress *progress;
+  rt_map migrated;           /* old chat id -> new (""= looked up, none) */
+  rt_map typing;             /* chat -> tg_typing */
+  size_t handles_open;
+  void (*close_done)(void *);
+  void *close_ud;
+  uint64_t rnd;
+};
+
+/* ---- small helpers ---- */
+
+char *rt_telegram_mask(const char *s, const char *token) {
+  if (!s) return rt_xstrdup("");
+  rt_buf b = RT_BUF_INIT;
+  const char *secret = token ? strchr(token, ':') : NULL;
+  size_t tl = token ? strlen(token) : 0;
+  size_t sl = secret && secret[1] ? strlen(secret + 1) : 0;
+  const char *p = s;
+  while (*p) {
+    if (tl >= 4 && strncmp(p, token, tl) == 0) {
+      rt_buf_adds(&b, "<token>");
+      p += tl;
+    } else if (sl >= 4 && strncmp(p, secret + 1, sl) == 0) {
+      rt_buf_adds(&b, "<token>");
+      p += sl;
+    } else {
+      rt_buf_addc(&b, *p++);
+    }
+  }
+  return rt_buf_take(&b, NULL);
+}
+
+/* Logs with the token masked in the detail. */
+static void tlog(tg *t, rt_log_level lvl, const char *msg, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void tlog(tg *t, rt_log_level lvl, const char *msg, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  rt_buf b = RT_BUF_INIT;
+  rt_buf_vprintf(&b, fmt, ap);
+  va_end(ap);
+  char *m = rt_telegram_mask(rt_buf_str(&b), t->token);
+  rt_log(lvl, msg, "%s", m);
+  free(m);
+  rt_buf_free(&b);
+}
+
+/* A logfmt-quoted, masked copy of s for a log line (static buffer-free). */
+static char *q(tg *t, const char *s) {
+  char *m = rt_telegram_mask(s ? s : "", t->token);
+  size_t n = strlen(m) * 2 + 8;
+  if (n > 2048) n = 2048;
+  char *o = rt_xmalloc(n);
+  rt_log_quote(m, o, n);
+  free(m);
+  return o;
+}
+
+static void health(tg *t, const char *problem) {
+  if (!t->env || !t->env->set_health) return;
+  char *m = problem ? rt_telegram_mask(problem, t->token) : NULL;
+  t->env->set_health(t->env->host, t->env->name ? t->env->name : "telegram", m);
+  free(m);
+}
+
+static uint64_t rnd(tg *t) {   /* xorshift64*: jitter and multipart boundaries */
+  uint64_t x = t->rnd;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  t->rnd = x;
+  return x * 0x2545F4914F6CDD1DULL;
+}
+
+static const char *jstr(const json_t *o, const char *k) {
+  return json_string_value(json_object_get(o, k));
+}
+
+static bool jint(const json_t *o, const char *k, int64_t *v) {
+  json_t *x = json_object_get(o, k);
+  if (!json_is_integer(x)) return false;
+  *v = json_integer_value(x);
+  return true;
+}
+
+/* ---- text splitting ---- */
+
+static size_t u16_units(uint32_t cp) { return cp >= 0x10000 ? 2 : 1; }
+
+size_t rt_telegram_split(const char *text, size_t max, char ***out) {
+  size_t cap = 4, n = 0;
+  char **parts = rt_xcalloc(cap, sizeof *parts);
+  size_t len = strlen(text ? text : "");
+  const char *s = text ? text : "";
+  if (max < 8) max = 8;
+  size_t pos = 0;
+  while (pos < len) {
+    /* Scan forward up to max units, remembering the best cut points. */
+    size_t units = 0, i = pos, para = 0, sent = 0, word = 0;
+    while (i < len) {
+      size_t cl;
+      uint32_t cp = rt_utf8_decode(s + i, len - i, &cl);
+      size_t u = cp == RT_UTF8_BAD ? 1 : u16_units(cp);
+      if (units + u > max) break;
+      units += u;
+      if (cp == '\n' && i + 1 < len && s[i + 1] == '\n') para = i;
+      else if ((cp == '.' || cp == '!' || cp == '?' || cp == 0x2026) && i + cl < len &&
+               (s[i + cl] == ' ' || s[i + cl] == '\n'))
+        sent = i + cl;
+      else if (cp == ' ' || cp == '\n' || cp == '\t') word = i;
+      i += cl;
+    }
+    size_t end, next;
+    if (i >= len) {
+      end = next = len;
+    } else if (para > pos) {
+      end = para; next = para;
+    } else if (sent > pos) {
+      end = sent; next = sent;
+    } else if (word > pos) {
+      end = word; next = word;
+    } else {
+      end = next = i;   /* one word longer than a message: cut on a code point */
+    }
+    /* Drop whitespace around the cut. */
+    size_t e = end;
+    while (e > pos && (s[e - 1] == ' ' || s[e - 1] == '\n' || s[e - 1] == '\t')) e--;
+    if (e > pos) {
+      if (n == cap) parts = rt_xrealloc(parts, (cap *= 2) * sizeof *parts);
+      parts[n++] = rt_xstrndup(s + pos, e - pos);
+    }
+    pos = next;
+    while (pos < len && (s[pos] == ' ' || s[pos] == '\n' || s[pos] == '\t')) pos++;
+  }
+  if (n == 0) parts[n++] = rt_xstrdup("");
+  *out = parts;
+  return n;
+}
+
+void rt_telegram_parts_free(char **parts, size_t n) {
+  for (size_t i = 0; i < n; i++) free(parts[i]);
+  free(parts);
+}
+
+char *rt_telegram_phone(const char *raw) {
+  if (!raw) return NULL;
+  char d[24];
+  size_t n = 0;
+  for (const char *p = raw; *p; p++) {
+    if (*p >= '0' && *p <= '9') {
+      if (n >= 16) return NULL;
+      d[n++] = *p;
+    } else if (!(*p == '+' || *p == ' ' || *p == '-' || *p == '(' || *p == ')' || *p == '.')) {
+      return NULL;
+    }
+  }
+  d[n] = '\0';
+  if (n < 10 || n > 15) return NULL;
+  if (n == 11 && d[0] == '8') d[0] = '7';
+  else if (n == 10 && d[0] == '9') return rt_xasprintf("+7%s", d);
+  return rt_xasprintf("+%s", d);
+}
+
+/* ---- Bot API calls ---- */
+
+/* One answer of the Bot API, read once. */
+typedef struct {
+  int status;                /* HTTP status; 0 on a transport error */
+  int err;                   /* RT_OK, RT_ETIMEOUT, RT_ENET, RT_ELIMIT */
+  json_t *doc;               /* owned, may be NULL (HTML from a proxy) */
+  bool ok;
+  json_t *result;            /* borrowed from doc */
+  int code;                  /* error_code, else the status */
+  const char *desc;          /* description, or a sentence of ours */
+  int64_t retry_after;       /* s, -1 if none */
+  int64_t migrate_to;        /* 0 if none */
+  char why[300];
+} tg_resp;
+
+static void resp_read(tg *t, rt_http_resp *r, tg_resp *o) {
+  memset(o, 0, sizeof *o);
+  o->retry_after = -1;
+  o->status = r->status;
+  o->err = r->err;
+  if (r->err != RT_OK) {
+    char *m = rt_telegram_mask(r->errmsg, t->token);
+    snprintf(o->why, sizeof o->why, "%s", m);
+    free(m);
+    o->desc = o->why;
+    return;
+  }
+  o->doc = json_loadb(r->body, r->body_len, 0, NULL);
+  o->ok = json_is_true(json_object_get(o->doc, "ok"));
+  o->result = json_object_get(o->doc, "result");
+  int64_t v;
+  o->code = jint(o->doc, "error_code", &v) ? (int)v : r->status;
+  o->desc = jstr(o->doc, "description");
+  json_t *par = json_object_get(o->doc, "parameters");
+  if (jint(par, "retry_after", &v)) o->retry_after = v;
+  else if (r->retry_after >= 0) o->retry_after = r->retry_after;
+  if (jint(par, "migrate_to_chat_id", &v)) o->migrate_to = v;
+  if (!o->desc) {
+    snprintf(o->why, sizeof o->why, o->doc ? "HTTP %d" : "HTTP %d, not a Bot API answer",
+             r->status);
+    o->desc = o->why;
+  }
+  if (o->ok && r->status != 200) o->ok = r->status >= 200 && r->status < 300;
+}
+
+static void resp_free(tg_resp *o) { json_decref(o->doc); }
+
+static int call(tg *t, const char *method, json_t *params, long timeout_ms, rt_http_cb cb,
+                void *ud, rt_http_req **out) {
+  char *url = rt_xasprintf("%s%s", t->base, method);
+  char *body = json_dumps(params, JSON_COMPACT);
+  static const char *const hdr[] = {"Content-Type: application/json", NULL};
+  rt_http_opts o = {.method = "POST", .url = url, .body = body, .body_len = strlen(body),
+                    .headers = hdr, .timeout_ms = timeout_ms ? timeout_ms : 30000,
+                    .max_body = 4 << 20};
+  int rc = rt_http_request(t->env->http, &o, cb, ud, out);
+  free(url);
+  free(body);
+  json_decref(params);
+  return rc;
+}
+
+/* Calls nobody waits for (answerCallbackQuery, sendChatAction): logged if
+ * they fail, never retried. */
+static void fire_done(rt_http_resp *r, void *ud) {
+  tg *t = ud;
+  tg_resp a;
+  resp_read(t, r, &a);
+  if (!a.ok) {
+    char *d = q(t, a.desc);
+    tlog(t, RT_LOG_DEBUG, "telegram-call-failed", "code=%d err=%s", a.code, d);
+    free(d);
+  }
+  resp_free(&a);
+}
+
+static void fire(tg *t, const char *method, json_t *params) {
+  if (call(t, method, params, 10000, fire_done, t, NULL) != RT_OK)
+    rt_log(RT_LOG_WARN, "telegram-call-refused", "method=%s", method);
+}
+
+/* ---- the managers' chat and migrated groups ---- */
+
+/* The chat a message to `chat` really goes to: a group that became a
+ * supergroup has a new id, persisted by kv_set when Telegram said so. */
+static const char *chat_target(tg *t, const char *chat) {
+  if (chat[0] != '-') return chat;
+  const char *m = rt_map_get(&t->migrated, chat);
+  if (!m) {
+    char key[64];
+    snprintf(key, sizeof key, "migrated:%s", chat);
+    char *v = t->env->kv_get ? t->env->kv_get(t->env->host, t->env->name, key) : NULL;
+    rt_map_set(&t->migrated, chat, v ? v : rt_xstrdup(""));
+    m = rt_map_get(&t->migrated, chat);
+  }
+  return *m ? m : chat;
+}
+
+static void chat_migrate(tg *t, const char *old, int64_t to) {
+  char key[64], val[32];
+  snprintf(key, sizeof key, "migrated:%s", old);
+  snprintf(val, sizeof val, "%lld", (long long)to);
+  int rc = t->env->kv_set ? t->env->kv_set(t->env->host, t->env->name, key, val) : RT_OK;
+  free(rt_map_del(&t->migrated, old));
+  rt_map_set(&t->migrated, old, rt_xstrdup(val));
+  rt_log(RT_LOG_WARN, "telegram-group-migrated", "chat=%s to=%s saved=%s", old, val,
+         rc == RT_OK ? "yes" : "no");
+}
+
+/* The managers' chat is where the host sends notes about customers (the
+ * outbox's `about`): learnt from the first one and kept, so the group needs
+ * no second setting here. */
+static void managers_learn(tg *t, const char *chat) {
+  if (t->managers && strcmp(t->managers, chat) == 0) return;
+  free(t->managers);
+  t->managers = rt_xstrdup(chat);
+  if (t->env->kv_set) t->env->kv_set(t->env->host, t->env->name, "managers_chat", chat);
+}
+
+static bool is_managers(tg *t, const char *chat) {
+  if (!t->managers) return false;
+  return strcmp(chat, t->managers) == 0 || strcmp(chat, chat_target(t, t->managers)) == 0;
+}
+
+/* ---- inbound: normalising an update ---- */
+
+static void job_free(tg_job *j) {
+  json_decref(j->upd);
+  json_decref(j->extra);
+  free(j->name);
+  free(j->text);
+  free(j);
+}
+
+static void poll_schedule(tg *t, int64_t ms);
+static void poll_start(tg *t);
+static void jobs_run(tg *t);
+
+static void batch_unref(tg_batch *b) {
+  if (--b->refs > 0) return;
+  tg *t = b->t;
+  if (t && !t->closing && !t->stopped) {
+    if (b->failed) {
+      /* The same offset again: what was not committed comes back, what was
+       * comes back as a duplicate. */
+      poll_schedule(t, 1000);
+    } else {
+      if (b->next_offset > t->offset) t->offset = b->next_offset;
+      poll_start(t);
+    }
+  }
+  free(b);
+}
+
+/* The job is over: its batch may move on, its webhook request is answered. */
+static void job_finish(tg_job *j, int status) {
+  if (j->batch) {
+    if (status < 0) j->batch->failed = true;
+    batch_unref(j->batch);
+    j->batch = NULL;
+  }
+  if (j->wreq) {
+    /* A non-2xx answer makes Telegram deliver the update again later. */
+    if (status < 0) rt_httpd_respond(j->wreq, 500, "application/json",
+                                     "{\"ok\":false}", 12);
+    else rt_httpd_respond(j->wreq, 200, "application/json", "{\"ok\":true}", 11);
+    j->wreq = NULL;
+  }
+}
+
+static void ack_cb(void *ud, int status) {
+  tg_job *j = ud;
+  tg *t = j->t;
+  if (status < 0 && t)
+    rt_log(RT_LOG_WARN, "telegram-receive-failed", "ext_id=%s status=%d", j->ext, status);
+  job_finish(j, status);
+  if (t) {
+    tg_job **pp = &t->awaiting;
+    while (*pp && *pp != j) pp = &(*pp)->anext;
+    if (*pp) *pp = j->anext;
+  }
+  job_free(j);
+}
+
+static void job_emit(tg_job *j) {
+  tg *t = j->t;
+  char *extra = json_object_size(j->extra) ? json_dumps(j->extra, JSON_COMPACT) : NULL;
+  j->ev.extra_json = extra;
+  j->ev.channel = t->ch.name;
+  j->ev.ext_id = j->ext;
+  j->ev.chat_id = j->chat;
+  j->ev.user_id = j->user[0] ? j->user : NULL;
+  j->ev.name = j->name;
+  j->ev.text = j->text;
+  j->anext = t->awaiting;
+  t->awaiting = j;
+  int rc = t->env->receive(t->env->host, &j->ev, ack_cb, j);
+  free(extra);
+  if (rc != RT_OK) {
+    /* Refused outright (no chat): it can never be taken, so it is not
+     * asked for again. */
+    rt_log(RT_LOG_WARN, "telegram-event-refused", "ext_id=%s rc=%d", j->ext, rc);
+    ack_cb(j, RT_OK);
+  }
+}
+
+/* An update that makes no event: confirmed at once. */
+static void job_skip(tg_job *j, const char *why) {
+  rt_log(RT_LOG_DEBUG, "telegram-update-ignored", "ext_id=%s why=%s", j->ext, why);
+  job_finish(j, RT_OK);
+  job_free(j);
+}
+
+static char *display_name(const json_t *u) {
+  const char *f = jstr(u, "first_name"), *l = jstr(u, "last_name"), *un = jstr(u, "username");
+  if (f && l) return rt_xasprintf("%s %s", f, l);
+  if (f) return rt_xstrdup(f);
+  if (l) return rt_xstrdup(l);
+  if (un) return rt_xasprintf("@%s", un);
+  return NULL;
+}
+
+static void set_user(tg_job *j, const json_t *from) {
+  int64_t id;
+  if (jint(from, "id", &id)) snprintf(j->user, sizeof j->user, "%lld", (long long)id);
+  j->name = display_name(from);
+  if (jstr(from, "username")) json_object_set_new(j->extra, "username",
+                                                  json_string(jstr(from, "username")));
+}
+
+/* The photo sizes to take: the largest one under the byte limit. */
+static json_t *pick_photo(tg *t, const json_t *sizes) {
+  for (size_t i = json_array_size(sizes); i-- > 0;) {
+    json_t *p = json_array_get(sizes, i);
+    int64_t sz = 0;
+    if (!jstr(p, "file_id")) continue;
+    if (jint(p, "file_size", &sz) && sz > t->photo_max) continue;
+    return p;
+  }
+  return NULL;
+}
+
+static void add_photo(tg_job *j, const json_t *p, const char *mime) {
+  json_t *o = json_object();
+  json_object_set_new(o, "id", json_string(jstr(p, "file_id")));
+  if (jstr(p, "file_unique_id"))
+    json_object_set_new(o, "unique_id", json_string(jstr(p, "file_unique_id")));
+  int64_t v;
+  if (jint(p, "width", &v)) json_object_set_new(o, "width", json_integer(v));
+  if (jint(p, "height", &v)) json_object_set_new(o, "height", json_integer(v));
+  if (jint(p, "file_size", &v)) json_object_set_new(o, "size", json_integer(v));
+  if (mime) json_object_set_new(o, "mime", json_string(mime));
+  json_t *arr = json_object_get(j->extra, "photos");
+  if (!arr) {
+    arr = json_array();
+    json_object_set_new(j->extra, "photos", arr);
+  }
+  json_array_append_new(arr, o);
+  j->photos = arr;
+}
+
+static void set_text(tg_job *j, const char *s) {
+  free(j->text);
+  j->text = rt_xstrdup(s ? s : "");
+}
+
+/* A manager writes in the managers' group (README.md, managers). */
+static void managers_message(tg_job *j, json_t *msg);
+
+/* Fills the event from a message or edited message; false to skip it. */
+static bool normalise_message(tg_job *j, json_t *msg, bool edited, const char **why) {
+  tg *t = j->t;
+  json_t *chat = json_object_get(msg, "chat"), *from = json_object_get(msg, "from");
+  int64_t cid, mid = 0;
+  if (!jint(chat, "id", &cid)) { *why = "no chat"; return false; }
+  if (json_is_true(json_object_get(from, "is_bot"))) { *why = "from a bot"; return false; }
+  const char *type = jstr(chat, "type");
+  snprintf(j->chat, sizeof j->chat, "%lld", (long long)cid);
+  if (type && strcmp(type, "private") != 0) {
+    if (!is_managers(t, j->chat) || edited) { *why = "not a private chat"; return false; }
+    managers_message(j, msg);
+    *why = "managers";
+    return false;
+  }
+  if (!type && cid < 0) { *why = "not a private chat"; return false; }
+  set_user(j, from);
+  jint(msg, "message_id", &mid);
+  json_object_set_new(j->extra, "message_id", json_integer(mid));
+  if (edited) json_object_set_new(j->extra, "edited", json_true());
+  j->ev.kind = "text";
+  const char *text = jstr(msg, "text");
+  const char *caption = jstr(msg, "caption");
+  json_t *photo = json_object_get(msg, "photo"), *doc = json_object_get(msg, "document");
+  json_t *contact = json_object_get(msg, "contact");
+  if (jstr(msg, "media_group_id"))
+    json_object_set_new(j->extra, "media_group", json_string(jstr(msg, "media_group_id")));
+  if (text) {
+    set_text(j, text);
+    /* /start <payload>: the deep link the customer came by (t.me/<bot>?start=...). */
+    if (strncmp(text, "/start", 6) == 0 && (text[6] == '\0' || text[6] == ' ' || text[6] == '@')) {
+      const char *p = text + 6;
+      if (*p == '@') while (*p && *p != ' ') p++;
+      while (*p == ' ') p++;
+      json_object_set_new(j->extra, "command", json_string("start"));
+      if (*p) {
+        json_object_set_new(j->extra, "start", json_string(p));
+        json_object_set_new(j->extra, "source", json_string(p));
+      }
+    }
+  } else if (json_array_size(photo)) {
+    j->ev.kind = "photo";
+    set_text(j, caption);
+    json_t *p = pick_photo(t, photo);
+    if (p) add_photo(j, p, "image/jpeg");
+    else {
+      json_t *big = json_array_get(photo, json_array_size(photo) - 1);
+      json_t *o = json_pack("{s:s?, s:s}", "id", jstr(big, "file_id"), "error", "too_big");
+      json_object_set_new(j->extra, "photos", json_pack("[o]", o));
+    }
+  } else if (json_is_object(doc) && jstr(doc, "mime_type") &&
+             strncmp(jstr(doc, "mime_type"), "image/", 6) == 0) {
+    /* A photo sent "as a file". */
+    j->ev.kind = "photo";
+    set_text(j, caption);
+    int64_t sz = 0;
+    if (jint(doc, "file_size", &sz) && sz > t->photo_max) {
+      json_t *o = json_pack("{s:s?, s:s}", "id", jstr(doc, "file_id"), "error", "too_big");
+      json_object_set_new(j->extra, "photos", json_pack("[o]", o));
+    } else {
+      add_photo(j, doc, jstr(doc, "mime_type"));
+    }
+  } else if (json_is_object(contact)) {
+    j->ev.kind = "contact";
+    const char *raw = jstr(contact, "phone_number");
+    char *ph = rt_telegram_phone(raw);
+    int64_t uid = 0, fid = 0;
+    bool own = jint(contact, "user_id", &uid) && jint(from, "id", &fid) && uid == fid;
+    json_t *c = json_pack("{s:s?, s:s?, s:s?, s:b}", "phone", ph ? ph : raw, "first_name",
+                          jstr(contact, "first_name"), "last_name", jstr(contact, "last_name"),
+                          "own", own);
+    json_object_set_new(j->extra, "contact", c);
+    /* Only the customer's own number is their phone; someone else's card
+     * is just text the flow may read. */
+    if (ph && own) json_object_set_new(j->extra, "phone", json_string(ph));
+    set_text(j, ph ? ph : raw);
+    free(ph);
+  } else if (json_is_object(doc)) {
+    set_text(j, caption);
+    json_object_set_new(j->extra, "document",
+                        json_pack("{s:s?, s:s?, s:s?}", "id", jstr(doc, "file_id"), "name",
+                                  jstr(doc, "file_name"), "mime", jstr(doc, "mime_type")));
+  } else {
+    /* Voice, sticker, location...: the flow sees an empty text and what it was. */
+    static const char *const kinds[] = {"voice", "audio", "video", "video_note", "sticker",
+                                        "location", "venue", "animation", "poll", "dice"};
+    const char *k = NULL;
+    for (size_t i = 0; i < RT_ARRAY_LEN(kinds) && !k; i++)
+      if (json_object_get(msg, kinds[i])) k = kinds[i];
+    if (!k) { *why = "service message"; return false; }
+    set_text(j, caption);
+    json_object_set_new(j->extra, "unsupported", json_string(k));
+  }
+  return true;
+}
+
+static bool normalise_callback(tg_job *j, json_t *cq, const char **why) {
+  tg *t = j->t;
+  /* Always answered, at once: the customer's button spins until then. */
+  if (jstr(cq, "id")) fire(t, "answerCallbackQuery", json_pack("{s:s}", "callback_query_id",
+                                                               jstr(cq, "id")));
+  json_t *from = json_object_get(cq, "from"), *msg = json_object_get(cq, "message");
+  if (json_is_true(json_object_get(from, "is_bot"))) { *why = "from a bot"; return false; }
+  json_t *chat = json_object_get(msg, "chat");
+  int64_t cid = 0;
+  if (!jint(chat, "id", &cid) && !jint(from, "id", &cid)) { *why = "no chat"; return false; }
+  const char *type = jstr(chat, "type");
+  if ((type && strcmp(type, "private") != 0) || cid < 0) { *why = "not a private chat"; return false; }
+  snprintf(j->chat, sizeof j->chat, "%lld", (long long)cid);
+  set_user(j, from);
+  const char *data = jstr(cq, "data");
+  if (!data) { *why = "no data"; return false; }
+  j->ev.kind = "button";
+  json_object_set_new(j->extra, "data", json_string(data));
+  /* The text on the button, found in the message it was on: flows match
+   * what the customer saw, like a reply-keyboard press. */
+  const char *label = NULL;
+  json_t *rows = json_object_get(json_object_get(msg, "reply_markup"), "inline_keyboard");
+  size_t i, k;
+  json_t *row, *b;
+  json_array_foreach(rows, i, row) json_array_foreach(row, k, b) {
+    if (!label && jstr(b, "callback_data") && strcmp(jstr(b, "callback_data"), data) == 0)
+      label = jstr(b, "text");
+  }
+  set_text(j, label ? label : data);
+  int64_t mid;
+  if (jint(msg, "message_id", &mid)) json_object_set_new(j->extra, "message_id", json_integer(mid));
+  return true;
+}
+
+static bool normalise_member(tg_job *j, json_t *mu, const char **why) {
+  json_t *chat = json_object_get(mu, "chat");
+  const char *st = jstr(json_object_get(mu, "new_chat_member"), "status");
+  int64_t cid;
+  if (!jint(chat, "id", &cid) || cid < 0 || !st) { *why = "not a private chat"; return false; }
+  snprintf(j->chat, sizeof j->chat, "%lld", (long long)cid);
+  bool blocked = strcmp(st, "kicked") == 0;
+  rt_log(RT_LOG_INFO, blocked ? "telegram-blocked" : "telegram-unblocked", "chat=%s", j->chat);
+  set_user(j, json_object_get(mu, "from"));
+  /* The next send there fails for good as "blocked" (403) and is recorded
+   * on the row; no event is made, so no flow answers someone who left. */
+  *why = blocked ? "blocked the bot" : "chat member status";
+  return false;
+}
+
+/* ---- inbound: photo downloads ---- */
+
+static void photo_next(tg_job *j);
+
+static void photo_fail(tg_job *j, const char *why) {
+  json_t *p = json_array_get(j->photos, j->photo_i);
+  json_object_set_new(p, "error", json_string(why));
+  char *w = q(j->t, why);
+  rt_log(RT_LOG_WARN, "telegram-photo-failed", "ext_id=%s err=%s", j->ext, w);
+  free(w);
+  j->photo_i++;
+  photo_next(j);
+}
+
+static char *safe_name(const char *s) {
+  char *o = rt_xstrdup(s ? s : "file");
+  for (char *p = o; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+          *p == '-' || *p == '_'))
+      *p = '_';
+  if (strlen(o) > 80) o[80] = '\0';
+  return o;
+}
+
+static void got_file(rt_http_resp *r, void *ud) {
+  tg_job *j = ud;
+  tg *t = j->t;
+  j->req = NULL;
+  if (r->err != RT_OK || r->status != 200) {
+    char why[320];
+    if (r->err != RT_OK) {
+      char *m = rt_telegram_mask(r->errmsg, t->token);
+      snprintf(why, sizeof why, "download: %s", m);
+      free(m);
+    } else {
+      snprintf(why, sizeof why, "download: HTTP %d", r->status);
+    }
+    photo_fail(j, why);
+    return;
+  }
+  json_t *p = json_array_get(j->photos, j->photo_i);
+  const char *path = jstr(p, "file_path");
+  const char *dot = path ? strrchr(path, '.') : NULL;
+  char *ext = dot && strlen(dot) <= 6 ? safe_name(dot + 1) : rt_xstrdup("jpg");
+  char *base = safe_name(jstr(p, "unique_id") ? jstr(p, "unique_id") : jstr(p, "id"));
+  char *dir = rt_xasprintf("%s/photos", t->env->data_dir ? t->env->data_dir : ".");
+  mkdir(dir, 0750);
+  char *file = rt_xasprintf("%s/%s.%s", dir, base, ext);
+  char *tmp = rt_xasprintf("%s.tmp", file);
+  bool ok = false;
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd >= 0) {
+    size_t off = 0;
+    ok = true;
+    while (off < r->body_len) {
+      ssize_t w = write(fd, r->body + off, r->body_len - off);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) { ok = false; break; }
+      off += (size_t)w;
+    }
+    /* The event that names the file is committed next: the file is on disk first. */
+    if (ok && fsync(fd) != 0) ok = false;
+    if (close(fd) != 0) ok = false;
+    if (ok && rename(tmp, file) != 0) ok = false;
+    if (!ok) unlink(tmp);
+  }
+  if (ok) {
+    json_object_set_new(p, "path", json_string(file));
+    json_object_set_new(p, "size", json_integer((json_int_t)r->body_len));
+    json_object_del(p, "file_path");
+    j->photo_i++;
+    free(ext); free(base); free(dir); free(file); free(tmp);
+    photo_next(j);
+    return;
+  }
+  char why[300];
+  snprintf(why, sizeof why, "cannot write the photo: %s", strerror(errno));
+  free(ext); free(base); free(dir); free(file); free(tmp);
+  photo_fail(j, why);
+}
+
+static void got_file_info(rt_http_resp *r, void *ud) {
+  tg_job *j = ud;
+  tg *t = j->t;
+  j->req = NULL;
+  tg_resp a;
+  resp_read(t, r, &a);
+  if (!a.ok || !jstr(a.result, "file_path")) {
+    char why[320];
+    snprintf(why, sizeof why, "getFile: %s", a.ok ? "no file_path" : a.desc);
+    resp_free(&a);
+    photo_fail(j, why);
+    return;
+  }
+  int64_t sz = 0;
+  int64_t limit = t->photo_max < TG_DOWNLOAD_MAX ? t->photo_max : TG_DOWNLOAD_MAX;
+  if (jint(a.result, "file_size", &sz) && sz > limit) {
+    resp_free(&a);
+    photo_fail(j, "too_big");
+    return;
+  }
+  json_t *p = json_array_get(j->photos, j->photo_i);
+  json_object_set_new(p, "file_path", json_string(jstr(a.result, "file_path")));
+  char *url = rt_xasprintf("%s%s", t->file_base, jstr(a.result, "file_path"));
+  resp_free(&a);
+  rt_http_opts o = {.url = url, .timeout_ms = 60000, .max_body = (size_t)limit};
+  int rc = rt_http_request(t->env->http, &o, got_file, j, &j->req);
+  free(url);
+  if (rc != RT_OK) photo_fail(j, "download refused");
+}
+
+static void photo_next(tg_job *j) {
+  tg *t = j->t;
+  while (j->photo_i < json_array_size(j->photos)) {
+    json_t *p = json_array_get(j->photos, j->photo_i);
+    if (json_object_get(p, "error") || !jstr(p, "id") || !t->env->http) {
+      j->photo_i++;
+      continue;
+    }
+    if (call(t, "getFile", json_pack("{s:s}", "file_id", jstr(p, "id")), 30000, got_file_info,
+             j, &j->req) != RT_OK) {
+      photo_fail(j, "getFile refused");
+      return;
+    }
+    return;
+  }
+  /* All photos tried: the event goes, with what could be fetched. */
+  json_t *p;
+  size_t i;
+  json_array_foreach(j->photos, i, p) json_object_del(p, "file_path");
+  t->busy = NULL;
+  job_emit(j);
+  jobs_run(t);
+}
+
+/* ---- inbound: the queue of updates ---- */
+
+static void typing_arm(tg *t, const char *chat);
+
+static void job_start(tg_job *j) {
+  tg *t = j->t;
+  int64_t uid = 0;
+  jint(j->upd, "update_id", &uid);
+  snprintf(j->ext, sizeof j->ext, "tg:%lld", (long long)uid);
+  j->extra = json_object();
+  const char *why = "unknown update";
+  bool ok = false;
+  json_t *v;
+  if ((v = json_object_get(j->upd, "message"))) ok = normalise_message(j, v, false, &why);
+  else if ((v = json_object_get(j->upd, "edited_message"))) ok = normalise_message(j, v, true, &why);
+  else if ((v = json_object_get(j->upd, "callback_query"))) ok = normalise_callback(j, v, &why);
+  else if ((v = json_object_get(j->upd, "my_chat_member"))) ok = normalise_member(j, v, &why);
+  if (!ok) {
+    if (strcmp(why, "managers") != 0) job_skip(j, why);
+    return;   /* a managers' message is received (or skipped) by managers_message */
+  }
+  typing_arm(t, j->chat);
+  if (json_array_size(j->photos) && t->env->http) {
+    t->busy = j;
+    photo_next(j);
+    return;
+  }
+  job_emit(j);
+}
+
+static void jobs_run(tg *t) {
+  while (!t->busy && t->jobs && !t->closing) {
+    tg_job *j = t->jobs;
+    t->jobs = j->next;
+    if (!t->jobs) t->jobs_tail = NULL;
+    j->next = NULL;
+    job_start(j);
+  }
+}
+
+static void job_add(tg *t, json_t *upd, tg_batch *b, rt_httpd_req *req) {
+  tg_job *j = rt_xcalloc(1, sizeof *j);
+  j->t = t;
+  j->upd = json_incref(upd);
+  j->batch = b;
+  j->wreq = req;
+  if (b) b->refs++;
+  if (t->jobs_tail) t->jobs_tail->next = j;
+  else t->jobs = j;
+  t->jobs_tail = j;
+}
+
+/* ---- the managers' group ---- */
+
+static void managers_message(tg_job *j, json_t *msg) {
+  tg *t = j->t;
+  json_t *from = json_object_get(msg, "from");
+  const char *text = jstr(msg, "text") ? jstr(msg, "text") : jstr(msg, "caption");
+  json_t *reply = json_object_get(msg, "reply_to_message");
+  int64_t rid = 0;
+  const char *customer = NULL;
+  char *cust = NULL;
+  if (jint(reply, "message_id", &rid) && t->env->kv_get) {
+    char key[80];
+    snprintf(key, sizeof key, "card:%s:%lld", chat_target(t, j->chat), (long long)rid);
+    cust = t->env->kv_get(t->env->host, t->env->name, key);
+    customer = cust;
+  }
+  if (!customer || !text) {
+    /* Nothing to relay: only replies to the bot's cards reach customers. */
+    free(cust);
+    job_skip(j, "managers: not a reply to a customer's card");
+    return;
+  }
+  int64_t uid = 0, mid = 0;
+  jint(from, "id", &uid);
+  jint(msg, "message_id", &mid);
+  snprintf(j->user, sizeof j->user, "%lld", (long long)uid);
+  snprintf(j->chat, sizeof j->chat, "%s", customer);
+  free(cust);
+  j->name = display_name(from);
+  j->ev.kind = "manager";
+  /* /bot gives the chat back to the bot; anything else is said to the
+   * customer and takes the chat. */
+  if (strncmp(text, "/bot", 4) == 0 && (text[4] == '\0' || text[4] == ' ' || text[4] == '@')) {
+    set_text(j, "release");
+  } else {
+    set_text(j, "take");
+    json_object_set_new(j->extra, "say", json_string(text));
+  }
+  json_object_set_new(j->extra, "by", json_string(j->name ? j->name : j->user));
+  json_object_set_new(j->extra, "message_id", json_integer(mid));
+  job_emit(j);
+}
+
+/* ---- polling ---- */
+
+static void start_step(uv_timer_t *h);
+
+/* Every retry goes through start_step: getMe until it worked, then the
+ * webhook or the next poll. */
+static void poll_schedule(tg *t, int64_t ms) {
+  if (t->closing || !t->timer_open) return;
+  uv_timer_start(&t->timer, start_step, (uint64_t)ms, 0);
+}
+
+static int64_t backoff(tg *t) {
+  t->backoff_ms = t->backoff_ms ? t->backoff_ms * 2 : 500;
+  if (t->backoff_ms > POLL_BACKOFF_MAX_MS) t->backoff_ms = POLL_BACKOFF_MAX_MS;
+  return t->backoff_ms / 2 + (int64_t)(rnd(t) % (uint64_t)(t->backoff_ms / 2 + 1));
+}
+
+static void channel_stop(tg *t, const char *why) {
+  t->stopped = true;
+  char *w = q(t, why);
+  tlog(t, RT_LOG_ERROR, "telegram-stopped", "err=%s", w);
+  free(w);
+  health(t, why);
+}
+
+static void polled(rt_http_resp *r, void *ud) {
+  tg *t = ud;
+  t->poll_req = NULL;
+  tg_resp a;
+  resp_read(t, r, &a);
+  if (a.ok && json_is_array(a.result)) {
+    if (t->backoff_ms) health(t, NULL);
+    t->backoff_ms = 0;
+    tg_batch *b = rt_xcalloc(1, sizeof *b);
+    b->t = t;
+    b->refs = 1;
+    b->next_offset = t->offset;
+    size_t i;
+    json_t *u;
+    json_array_foreach(a.result, i, u) {
+      int64_t id;
+      if (!jint(u, "update_id", &id)) continue;
+      if (id + 1 > b->next_offset) b->next_offset = id + 1;
+      if (t->offset && id < t->offset) continue;   /* confirmed already */
+      job_add(t, u, b, NULL);
+    }
+    resp_free(&a);
+    jobs_run(t);
+    batch_unref(b);
+    return;
+  }
+  char *d = q(t, a.desc);
+  if (a.code == 401 || a.code == 404) {
+    channel_stop(t, a.code == 401
+                 ? "Telegram rejected the bot token (401 Unauthorized): check "
+                   "channels.telegram.token; the rest of the bot keeps running"
+                 : "Telegram answered 404 to getUpdates: check channels.telegram.api_base "
+                   "and the token");
+  } else if (a.code == 409) {
+    const char *what = a.desc && strstr(a.desc, "webhook")
+        ? "Telegram refuses getUpdates because a webhook is set: call deleteWebhook, or "
+          "set channels.telegram.webhook_url to run in webhook mode"
+        : "another program polls Telegram with this bot token (409 Conflict): stop the "
+          "other bot instance";
+    tlog(t, RT_LOG_ERROR, "telegram-conflict", "err=%s todo=\"%s\"", d, what);
+    health(t, what);
+    poll_schedule(t, CONFLICT_RETRY_MS);
+  } else if (a.code == 429 && a.retry_after >= 0) {
+    poll_schedule(t, a.retry_after * 1000 + 100);
+  } else {
+    int64_t ms = backoff(t);
+    tlog(t, RT_LOG_WARN, "telegram-poll-failed", "code=%d err=%s retry_ms=%lld", a.code, d,
+         (long long)ms);
+    if (t->backoff_ms >= 4000) {
+      char msg[400];
+      snprintf(msg, sizeof msg, "cannot reach Telegram: %s", a.desc);
+      health(t, msg);
+    }
+    poll_schedule(t, ms);
+  }
+  free(d);
+  resp_free(&a);
+}
+
+static void poll_start(tg *t) {
+  if (t->poll_req || t->closing || t->stopped || t->webhook_mode) return;
+  json_t *p = json_pack("{s:i, s:i, s:o}", "timeout", t->poll_timeout_s, "limit", 100,
+                        "allowed_updates", json_loads(ALLOWED_UPDATES, 0, NULL));
+  if (t->offset) json_object_set_new(p, "offset", json_integer(t->offset));
+  if (call(t, "getUpdates", p, (long)(t->poll_timeout_s + 15) * 1000, polled, t,
+           &t->poll_req) != RT_OK)
+    poll_schedule(t, backoff(t));
+}
+
+/* ---- webhook ---- */
+
+/* Compared in constant time: the secret is the webhook's only guard. */
+static bool secret_eq(const char *got, const char *want) {
+  size_t lg = strlen(got), lw = strlen(want);
+  unsigned char d = 0;
+  for (size_t i = 0; i < lw; i++) d |= (unsigned char)((i < lg ? got[i] : 0) ^ want[i]);
+  return d == 0 && lg == lw;
+}
+
+static void webhook_req(void *ud, rt_httpd_req *req) {
+  tg *t = ud;
+  const char *got = rt_httpd_req_header(req, "X-Telegram-Bot-Api-Secret-Token");
+  if (!got || !t->secret || !secret_eq(got, t->secret)) {
+    rt_log(RT_LOG_WARN, "telegram-webhook-refused", "remote=%s why=%s len=%zu",
+           rt_httpd_req_remote(req), got ? "wrong secret" : "no secret", got ? strlen(got) : 0);
+    rt_httpd_respond(req, 401, "application/json", "{\"ok\":false}", 12);
+    return;
+  }
+  size_t n;
+  const unsigned char *body = rt_httpd_req_body(req, &n);
+  json_t *u = json_loadb((const char *)body, n, 0, NULL);
+  int64_t id;
+  if (!json_is_object(u) || !jint(u, "update_id", &id)) {
+    json_decref(u);
+    rt_httpd_respond(req, 400, "application/json", "{\"ok\":false}", 12);
+    return;
+  }
+  if (t->closing) {
+    json_decref(u);
+    rt_httpd_respond(req, 503, "application/json", "{\"ok\":false}", 12);
+    return;
+  }
+  job_add(t, u, NULL, req);
+  json_decref(u);
+  jobs_run(t);
+}
+
+/* The server has no way to drop a route: a closed channel leaves this one
+ * in its place, so Telegram hears "try later" instead of reaching freed
+ * memory. */
+static void webhook_gone(void *ud, rt_httpd_req *req) {
+  (void)ud;
+  rt_httpd_respond(req, 503, "application/json", "{\"ok\":false}", 12);
+}
+
+static void webhook_set(rt_http_resp *r, void *ud) {
+  tg *t = ud;
+  t->ctl_req = NULL;
+  tg_resp a;
+  resp_read(t, r, &a);
+  if (a.ok) {
+    health(t, NULL);
+    if (t->env->kv_set) t->env->kv_set(t->env->host, t->env->name, "webhook", t->webhook_url);
+    char *u = q(t, t->webhook_url);
+    tlog(t, RT_LOG_INFO, "telegram-webhook-set", "url=%s", u);
+    free(u);
+  } else if (a.code == 401) {
+    channel_stop(t, "Telegram rejected the bot token (401 Unauthorized): check "
+                    "channels.telegram.token; the rest of the bot keeps running");
+  } else {
+    char msg[400];
+    snprintf(msg, sizeof msg, "setWebhook failed: %s", a.desc);
+    char *d = q(t, a.desc);
+    tlog(t, RT_LOG_ERROR, "telegram-webhook-failed", "code=%d err=%s", a.code, d);
+    free(d);
+    health(t, msg);
+    poll_schedule(t, a.retry_after > 0 ? a.retry_after * 1000 : backoff(t));
+  }
+  resp_free(&a);
+}
+
+static void webhook_start(tg *t) {
+  json_t *p = json_pack("{s:s, s:s, s:o}", "url", t->webhook_url, "secret_token", t->secret,
+                        "allowed_updates", json_loads(ALLOWED_UPDATES, 0, NULL));
+  if (call(t, "setWebhook", p, 30000, webhook_set, t, &t->ctl_req) != RT_OK)
+    poll_schedule(t, backoff(t));
+}
+
+/* Polling after a webhook: Telegram refuses getUpdates until it is gone. */
+static void webhook_deleted(rt_http_resp *r, void *ud) {
+  tg *t = ud;
+  t->ctl_req = NULL;
+  tg_resp a;
+  resp_read(t, r, &a);
+  if (a.ok) {
+    if (t->env->kv_set) t->env->kv_set(t->env->host, t->env->name, "webhook", NULL);
+    rt_log(RT_LOG_INFO, "telegram-webhook-deleted", NULL);
+    poll_start(t);
+  } else if (a.code == 401) {
+    channel_stop(t, "Telegram rejected the bot token (401 Unauthorized): check "
+                    "channels.telegram.token; the rest of the bot keeps running");
+  } else {
+    poll_schedule(t, backoff(t));
+  }
+  resp_free(&a);
+}
+
+static void make_secret(tg *t) {
+  if (t->webhook_secret_conf) {
+    t->secret = rt_xstrdup(t->webhook_secret_conf);
+    return;
+  }
+  char *s = t->env->kv_get ? t->env->kv_get(t->env->host, t->env->name, "webhook_secret") : NULL;
+  if (s && *s) {
+    t->secret = s;
+    return;
+  }
+  free(s);
+  static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+  unsigned char raw[48];
+  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? read(fd, raw, sizeof raw) : -1;
+  if (fd >= 0) close(fd);
+  char *o = rt_xmalloc(sizeof raw + 1);
+  for (size_t i = 0; i < sizeof raw; i++)
+    o[i] = abc[(n == (ssize_t)sizeof raw ? raw[i] : (unsigned char)rnd(t)) & 63];
+  o[sizeof raw] = '\0';
+  t->secret = o;
+  if (t->env->kv_set) t->env->kv_set(t->env->host, t->env->name, "webhook_secret", o);
+}
+
+/* ---- start: getMe, then polling or the webhook ---- */
+
+static void got_me(rt_http_resp *r, void *ud) {
+  tg *t = ud;
+  t->ctl_req = NULL;
+  tg_resp a;
+  resp_read(t, r, &a);
+  if (!a.ok) {
+    if (a.code == 401 || a.code == 404) {
+      channel_stop(t, a.code == 401
+                   ? "Telegram rejected the bot token (401 Unauthorized): check "
+                     "channels.telegram.token; the rest of the bot keeps running"
+                   : "Telegram answered 404 to getMe: check channels.telegram.api_base and "
+                     "the token");
+    } else {
+      char *d = q(t, a.desc);
+      int64_t ms = backoff(t);
+      tlog(t, RT_LOG_WARN, "telegram-getme-failed", "code=%d err=%s retry_ms=%lld", a.code, d,
+           (long long)ms);
+      free(d);
+      char msg[400];
+      snprintf(msg, sizeof msg, "cannot reach Telegram: %s", a.desc);
+      if (t->backoff_ms >= 4000) health(t, msg);
+      poll_schedule(t, ms);
+    }
+    resp_free(&a);
+    return;
+  }
+  t->started = true;
+  t->backoff_ms = 0;
+  health(t, NULL);
+  jint(a.result, "id", &t->bot_id);
+  free(t->bot_username);
+  t->bot_username = jstr(a.result, "username") ? rt_xstrdup(jstr(a.result, "username")) : NULL;
+  rt_log(RT_LOG_INFO, "telegram-started", "bot=%s mode=%s",
+         t->bot_username ? t->bot_username : "?", t->webhook_mode ? "webhook" : "polling");
+  resp_free(&a);
+  if (t->webhook_mode) {
+    webhook_start(t);
+    return;
+  }
+  char *was = t->env->kv_get ? t->env->kv_get(t->env->host, t->env->name, "webhook") : NULL;
+  if (was) {
+    free(was);
+    if (call(t, "deleteWebhook", json_object(), 30000, webhook_deleted, t, &t->ctl_req) == RT_OK)
+      return;
+  }
+  poll_start(t);
+}
+
+static void start_step(uv_timer_t *h) {
+  tg *t = h->data;
+  if (t->closing || t->stopped) return;
+  if (!t->started) {
+    if (call(t, "getMe", json_object(), 30000, got_me, t, &t->ctl_req) != RT_OK)
+      poll_schedule(t, backoff(t));
+  } else if (t->webhook_mode) {
+    webhook_start(t);
+  } else {
+    poll_start(t);
+  }
+}
+
+static void tg_start(rt_channel *ch, const rt_plugin_env *env,
+                     void (*done)(void *, int, const char *), void *ud) {
+  tg *t = ch->impl;
+  t->env = env;
+  t->rnd = (uint64_t)uv_hrtime() | 1;
+  if (env->kv_get) t->managers = env->kv_get(env->host, env->name, "managers_chat");
+  if (!env->http) {
+    done(ud, RT_EINVAL, "telegram: the host lent no HTTP client");
+    return;
+  }
+  if (t->webhook_url) {
+    if (!env->httpd) {
+      done(ud, RT_EINVAL, "channels.telegram.webhook_url needs the HTTP server: set http.listen "
+                          "(behind a reverse proxy that terminates TLS)");
+      return;
+    }
+    make_secret(t);
+    rt_httpd_route_opts ro = {.max_body = 1 << 20, .timeout_ms = 30000};
+    rt_httpd_route_ex(env->httpd, "POST", t->webhook_path, &ro, webhook_req, t);
+  }
+  uv_timer_init(env->loop, &t->timer);
+  t->timer.data = t;
+  t->timer_open = true;
+  t->handles_open++;
+  /* getMe answers later; the host does not wait for Telegram to start. */
+  uv_timer_start(&t->timer, start_step, 0, 0);
+  done(ud, RT_OK, NULL);
+}
+
+/* ---- typing ---- */
+
+static void tg_free(tg *t);
+
+static void typing_closed(uv_handle_t *h) {
+  tg_typing *ty = h->data;
+  tg *t = ty->t;
+  free(ty);
+  if (--t->handles_open == 0 && t->closing) tg_free(t);
+}
+
+static void typing_stop(tg *t, const char *chat) {
+  tg_typing *ty = rt_map_del(&t->typing, chat);
+  if (ty) uv_close((uv_handle_t *)&ty->timer, typing_closed);
+}
+
+static void typing_tick(uv_timer_t *h) {
+  tg_typing *ty = h->data;
+  tg *t = ty->t;
+  if (t->closing || uv_now(t->env->loop) - (uint64_t)ty->since > TYPING_FOR_MS) {
+    typing_stop(t, ty->chat);
+    return;
+  }
+  fire(t, "sendChatAction", json_pack("{s:s, s:s}", "chat_id", ty->chat, "action", "typing"));
+}
+
+/* A customer's message came in: if the answer takes longer than
+ * TYPING_AFTER_MS (a slow LLM or CRM call inside the step), the customer
+ * sees "typing..." until it goes out. */
+static void typing_arm(tg *t, const char *chat) {
+  if (t->closing || !t->env->loop) return;
+  tg_typing *ty = rt_map_get(&t->typing, chat);
+  if (!ty) {
+    ty = rt_xcalloc(1, sizeof *ty);
+    ty->t = t;
+    snprintf(ty->chat, sizeof ty->chat, "%s", chat);
+    uv_timer_init(t->env->loop, &ty->timer);
+    ty->timer.data = ty;
+    t->handles_open++;
+    rt_map_set(&t->typing, chat, ty);
+  }
+  ty->since = (int64_t)uv_now(t->env->loop);
+  uv_timer_start(&ty->timer, typing_tick, TYPING_AFTER_MS, TYPING_EVERY_MS);
+}
+
+/* ---- outbound ---- */
+
+static tg_progress *progress_get(tg *t, int64_t row, bool make) {
+  for (tg_progress *p = t->progress; p; p = p->next)
+    if (p->row == row) return p;
+  if (!make) return NULL;
+  tg_progress *p = rt_xcalloc(1, sizeof *p);
+  p->row = row;
+  p->next = t->progress;
+  t->progress = p;
+  return p;
+}
+
+static void progress_drop(tg *t, int64_t row) {
+  for (tg_progress **pp = &t->progress; *pp; pp = &(*pp)->next)
+    if ((*pp)->row == row) {
+      tg_progress *p = *pp;
+      *pp = p->next;
+      free(p);
+      return;
+    }
+}
+
+static void send_free(tg_send *s) {
+  tg *t = s->t;
+  if (s->prev) s->prev->next = s->next;
+  else t->sends = s->next;
+  if (s->next) s->next->prev = s->prev;
+  free(s->chat);
+  free(s->orig_chat);
+  free(s->about_chat);
+  rt_telegram_parts_free(s->parts, s->nparts);
+  free(s->markup);
+  free(s->media_ref);
+  free(s->media_kind);
+  free(s->caption);
+  free(s);
+}
+
+static void send_answer(tg_send *s, const rt_send_result *r) {
+  tg *t = s->t;
+  if (r->verdict == RT_SEND_DELIVERED || r->verdict == RT_SEND_FAILED) progress_drop(t, s->row);
+  rt_send_done done = s->done;
+  void *ud = s->ud;
+  send_free(s);
+  done(ud, r);
+}
+
+static void send_step(tg_send *s);
+
+/* A card or a customer's message relayed to the managers: a reply to it
+ * reaches that customer. */
+static void remember_card(tg_send *s, const json_t *result) {
+  tg *t = s->t;
+  int64_t mid;
+  if (!s->about || !t->env->kv_set || !jint(result, "message_id", &mid)) return;
+  char key[80];
+  snprintf(key, sizeof key, "card:%s:%lld", s->chat, (long long)mid);
+  t->env->kv_set(t->env->host, t->env->name, key, s->about_chat);
+}
+
+static void sent(rt_http_resp *r, void *ud) {
+  tg_send *s = ud;
+  tg *t = s->t;
+  s->req = NULL;
+  tg_resp a;
+  resp_read(t, r, &a);
+  rt_send_result res = {.verdict = RT_SEND_RETRY_LATER, .text = a.desc};
+  if (a.ok) {
+    remember_card(s, a.result);
+    tg_progress *p = progress_get(t, s->row, true);
+    if (s->media_ref && !s->media_done) {
+      s->media_done = p->media_done = true;
+    } else {
+      s->part++;
+      p->parts_done = s->part;
+    }
+    resp_free(&a);
+    if (s->part < s->nparts) {
+      send_step(s);
+      return;
+    }
+    send_answer(s, &(rt_send_result){.verdict = RT_SEND_DELIVERED});
+    return;
+  }
+  if (a.migrate_to && s->migrations < 2) {
+    /* The group became a supergroup: its new id from now on, and this
+     * message again, there. */
+    s->migrations++;
+    chat_migrate(t, s->orig_chat, a.migrate_to);
+    free(s->chat);
+    s->chat = rt_xasprintf("%lld", (long long)a.migrate_to);
+    resp_free(&a);
+    send_step(s);
+    return;
+  }
+  if (a.err != RT_OK) {
+    res.verdict = RT_SEND_RETRY_LATER;          /* timeout, connection: backoff */
+  } else if (a.code == 429) {
+    int64_t ms = (a.retry_after >= 0 ? a.retry_after : 1) * 1000;
+    /* Private chats are kept at 1/s, under Telegram's per-chat limit, so a
+     * 429 there is the bot's flood control: the whole channel waits. A
+     * group's 429 is that group's 20/min. */
+    res.verdict = s->chat[0] == '-' ? RT_SEND_RETRY_LATER : RT_SEND_PAUSE_CHANNEL;
+    res.after_ms = ms;
+  } else if (a.code >= 500) {
+    res.verdict = RT_SEND_RETRY_LATER;
+    if (a.retry_after > 0) res.after_ms = a.retry_after * 1000;
+  } else if (a.code == 403) {
+    res.verdict = RT_SEND_FAILED;
+    res.reason = RT_FAIL_BLOCKED;
+  } else if (a.code == 401) {
+    health(t, "Telegram rejected the bot token (401 Unauthorized): check "
+              "channels.telegram.token");
+    res.verdict = RT_SEND_PAUSE_CHANNEL;
+    res.after_ms = UNAUTHORIZED_PAUSE_MS;
+  } else if (a.code == 400 && a.desc && strstr(a.desc, "chat not found")) {
+    res.verdict = RT_SEND_FAILED;
+    res.reason = RT_FAIL_CHAT_NOT_FOUND;
+  } else if (a.code == 400 && a.desc && strstr(a.desc, "too long")) {
+    res.verdict = RT_SEND_FAILED;
+    res.reason = RT_FAIL_TOO_LONG;
+  } else if (a.code >= 400 && a.code < 500 && a.code != 404 && a.code != 408) {
+    res.verdict = RT_SEND_FAILED;
+    res.reason = RT_FAIL_OTHER;
+  }
+  if (res.verdict != RT_SEND_DELIVERED) {
+    char *d = q(t, a.desc);
+    tlog(t, res.verdict == RT_SEND_FAILED ? RT_LOG_WARN : RT_LOG_INFO, "telegram-send-failed",
+         "row=%lld chat=%s code=%d err=%s verdict=%d after_ms=%lld", (long long)s->row, s->chat,
+         a.code, d, (int)res.verdict, (long long)res.after_ms);
+    free(d);
+  }
+  /* res.text borrows from a: answer first, free after. */
+  rt_send_done done = s->done;
+  void *dud = s->ud;
+  if (res.verdict == RT_SEND_FAILED) progress_drop(t, s->row);
+  send_free(s);
+  done(dud, &res);
+  resp_free(&a);
+}
+
+static bool in_dir(const char *path, const char *dir) {
+  size_t n = dir ? strlen(dir) : 0;
+  return n && strncmp(path, dir, n) == 0 && path[n] == '/' && !strstr(path, "/../");
+}
+
+/* multipart/form-data for an upload from the shop's data folder. */
+static int upload(tg_send *s, const char *method, const char *field) {
+  tg *t = s->t;
+  FILE *f = fopen(s->media_ref, "rb");
+  if (!f) return RT_ENOENT;
+  rt_buf b = RT_BUF_INIT;
+  char boundary[48];
+  snprintf(boundary, sizeof boundary, "shopbot%016llx", (unsigned long long)rnd(t));
+  rt_buf_printf(&b, "--%s\r\nContent-Disposition: form-data; name=\"chat_id\"\r\n\r\n%s\r\n",
+                boundary, s->chat);
+  if (s->caption && *s->caption)
+    rt_buf_printf(&b, "--%s\r\nContent-Disposition: form-data; name=\"caption\"\r\n\r\n%s\r\n",
+                  boundary, s->caption);
+  if (s->markup && s->nparts == 0)
+    rt_buf_printf(&b, "--%s\r\nContent-Disposition: form-data; name=\"reply_markup\"\r\n\r\n"
+                      "%s\r\n", boundary, s->markup);
+  const char *slash = strrchr(s->media_ref, '/');
+  char *fname = safe_name(slash ? slash + 1 : s->media_ref);
+  const char *dot = strrchr(s->media_ref, '.');
+  const char *ct = dot && (strcmp(dot, ".png") == 0) ? "image/png"
+                   : dot && (strcmp(dot, ".jpg") == 0 || strcmp(dot, ".jpeg") == 0) ? "image/jpeg"
+                   : "application/octet-stream";
+  rt_buf_printf(&b, "--%s\r\nContent-Disposition: form-data; name=\"%s\"; filename=\"%s\"\r\n"
+                    "Content-Type: %s\r\n\r\n", boundary, field, fname, ct);
+  free(fname);
+  char chunk[65536];
+  size_t n;
+  size_t total = 0;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+    total += n;
+    if (total > (50u << 20)) { fclose(f); rt_buf_free(&b); return RT_ELIMIT; }
+    rt_buf_add(&b, chunk, n);
+  }
+  fclose(f);
+  rt_buf_printf(&b, "\r\n--%s--\r\n", boundary);
+  char *ctype = rt_xasprintf("Content-Type: multipart/form-data; boundary=%s", boundary);
+  const char *hdr[] = {ctype, NULL};
+  char *url = rt_xasprintf("%s%s", t->base, method);
+  rt_http_opts o = {.method = "POST", .url = url, .body = rt_buf_str(&b), .body_len = b.len,
+                    .headers = hdr, .timeout_ms = 120000};
+  int rc = rt_http_request(t->env->http, &o, sent, s, &s->req);
+  free(url);
+  free(ctype);
+  rt_buf_free(&b);
+  return rc;
+}
+
+static void send_step(tg_send *s) {
+  tg *t = s->t;
+  int rc;
+  if (s->media_ref && !s->media_done) {
+    bool doc = s->media_kind && strcmp(s->media_kind, "document") == 0;
+    const char *method = doc ? "sendDocument" : "sendPhoto";
+    const char *field = doc ? "document" : "photo";
+    if (s->media_ref[0] == '/') {
+      if (!in_dir(s->media_ref, t->env->data_dir)) {
+        send_answer(s, &(rt_send_result){.verdict = RT_SEND_FAILED, .reason = RT_FAIL_OTHER,
+                                         .text = "a file to upload must be in the shop's data folder"});
+        return;
+      }
+      rc = upload(s, method, field);
+      if (rc == RT_ENOENT || rc == RT_ELIMIT) {
+        send_answer(s, &(rt_send_result){.verdict = RT_SEND_FAILED, .reason = RT_FAIL_OTHER,
+                                         .text = rc == RT_ENOENT ? "the file to upload is missing"
+                                                                 : "the file is over 50 MB"});
+        return;
+      }
+    } else {
+      json_t *p = json_pack("{s:s, s:s}", "chat_id", s->chat, field, s->media_ref);
+      if (s->caption && *s->caption) json_object_set_new(p, "caption", json_string(s->caption));
+      if (s->markup && s->nparts == 0)
+        json_object_set_new(p, "reply_markup", json_loads(s->markup, 0, NULL));
+      rc = call(t, method, p, 60000, sent, s, &s->req);
+    }
+  } else {
+    json_t *p = json_pack("{s:s, s:s}", "chat_id", s->chat, "text", s->parts[s->part]);
+    if (s->markup && s->part + 1 == s->nparts)
+      json_object_set_new(p, "reply_markup", json_loads(s->markup, 0, NULL));
+    rc = call(t, "sendMessage", p, 30000, sent, s, &s->req);
+  }
+  if (rc != RT_OK)
+    send_answer(s, &(rt_send_result){.verdict = RT_SEND_RETRY_LATER, .text = "request refused"});
+}
+
+/* callback_data: the button's text when it fits in 64 bytes, else its
+ * number (the label is read back from the message on a press). */
+static char *markup_for(tg *t, const rt_out_msg *m) {
+  if (!m->nbuttons) return NULL;
+  json_t *rows = json_array(), *row = NULL;
+  bool two = true;
+  for (size_t i = 0; i < m->nbuttons; i++)
+    if (rt_utf8_count(m->buttons[i], strlen(m->buttons[i])) > 18) two = false;
+  for (size_t i = 0; i < m->nbuttons; i++) {
+    if (!row || !two || json_array_size(row) == 2) {
+      row = json_array();
+      json_array_append_new(rows, row);
+    }
+    json_t *b = json_pack("{s:s}", "text", m->buttons[i]);
+    if (t->inline_buttons) {
+      char data[32];
+      const char *d = m->buttons[i];
+      if (strlen(d) > TG_CALLBACK_MAX || !*d) {
+        snprintf(data, sizeof data, "#%zu", i + 1);
+        d = data;
+      }
+      json_object_set_new(b, "callback_data", json_string(d));
+    }
+    json_array_append_new(row, b);
+  }
+  json_t *mk = t->inline_buttons
+      ? json_pack("{s:o}", "inline_keyboard", rows)
+      : json_pack("{s:o, s:b, s:b}", "keyboard", rows, "resize_keyboard", 1, "one_time_keyboard", 1);
+  char *s = json_dumps(mk, JSON_COMPACT);
+  json_decref(mk);
+  return s;
+}
+
+static void tg_send_msg(rt_channel *ch, const rt_out_msg *m, rt_send_done done, void *ud) {
+  tg *t = ch->impl;
+  if (t->stopped || !t->env) {
+    done(ud, &(rt_send_result){.verdict = RT_SEND_PAUSE_CHANNEL, .after_ms = UNAUTHORIZED_PAUSE_MS,
+                               .text = "the Telegram channel is stopped (see /healthz)"});
+    return;
+  }
+  if (m->kind == RT_MSG_TEMPLATE) {
+    done(ud, &(rt_send_result){.verdict = RT_SEND_FAILED, .reason = RT_FAIL_UNSUPPORTED,
+                               .text = "Telegram has no message templates"});
+    return;
+  }
+  tg_send *s = rt_xcalloc(1, sizeof *s);
+  s->t = t;
+  s->done = done;
+  s->ud = ud;
+  s->row = m->id;
+  s->orig_chat = rt_xstrdup(m->chat_id);
+  s->chat = rt_xstrdup(chat_target(t, m->chat_id));
+  s->about = m->about != NULL;
+  if (s->about) {
+    s->about_chat = rt_xstrdup(m->about);
+    managers_learn(t, m->chat_id);
+  }
+  s->markup = markup_for(t, m);
+  const char *text = m->text ? m->text : "";
+  if (m->kind == RT_MSG_MEDIA && m->media_ref) {
+    s->media_ref = rt_xstrdup(m->media_ref);
+    s->media_kind = rt_xstrdup(m->media_kind ? m->media_kind : "photo");
+    size_t units = 0, i = 0, len = strlen(text);
+    while (i < len) {
+      size_t cl;
+      uint32_t cp = rt_utf8_decode(text + i, len - i, &cl);
+      units += cp == RT_UTF8_BAD ? 1 : u16_units(cp);
+      i += cl;
+    }
+    if (units <= TG_CAPTION_MAX) {
+      s->caption = rt_xstrdup(text);
+      s->parts = rt_xcalloc(1, sizeof *s->parts);
+      s->nparts = 0;
+    } else {
+      s->nparts = rt_telegram_split(text, RT_TG_TEXT_MAX, &s->parts);
+    }
+  } else {
+    s->nparts = rt_telegram_split(text, RT_TG_TEXT_MAX, &s->parts);
+  }
+  tg_progress *p = progress_get(t, m->id, false);
+  if (p) {
+    s->part = p->parts_done < s->nparts ? p->parts_done : s->nparts;
+    s->media_done = p->media_done;
+  }
+  s->next = t->sends;
+  if (t->sends) t->sends->prev = s;
+  t->sends = s;
+  if (!s->about) typing_stop(t, m->chat_id);
+  if (s->part >= s->nparts && (!s->media_ref || s->media_done)) {
+    send_answer(s, &(rt_send_result){.verdict = RT_SEND_DELIVERED});
+    return;
+  }
+  send_step(s);
+}
+
+static bool tg_is_group(rt_channel *ch, const char *chat_id) {
+  (void)ch;
+  return chat_id && chat_id[0] == '-';
+}
+
+/* ---- close ---- */
+
+static void tg_free(tg *t) {
+  void (*done)(void *) = t->close_done;
+  void *ud = t->close_ud;
+  while (t->progress) progress_drop(t, t->progress->row);
+  size_t it = 0;
+  const char *k;
+  void *v;
+  while (rt_map_next(&t->migrated, &it, &k, &v)) free(v);
+  rt_map_free(&t->migrated);
+  rt_map_free(&t->typing);
+  free(t->token); free(t->api_base); free(t->base); free(t->file_base);
+  free(t->webhook_url); free(t->webhook_path); free(t->webhook_secret_conf); free(t->secret);
+  free(t->managers); free(t->bot_username);
+  free(t);
+  if (done) done(ud);
+}
+
+static void handle_closed(uv_handle_t *h) {
+  tg *t = h->data;
+  if (--t->handles_open == 0) tg_free(t);
+}
+
+static void tg_close(rt_channel *ch, void (*done)(void *), void *ud) {
+  tg *t = ch->impl;
+  t->closing = true;
+  t->close_done = done;
+  t->close_ud = ud;
+  if (!t->env) {   /* never started */
+    tg_free(t);
+    return;
+  }
+  if (t->poll_req) { rt_http_cancel(t->poll_req); t->poll_req = NULL; }
+  if (t->ctl_req) { rt_http_cancel(t->ctl_req); t->ctl_req = NULL; }
+  while (t->sends) {
+    tg_send *s = t->sends;
+    if (s->req) rt_http_cancel(s->req);
+    s->req = NULL;
+    send_answer(s, &(rt_send_result){.verdict = RT_SEND_RETRY_LATER, .text = "shutting down"});
+  }
+  /* Updates not yet handed over come again at the next start. */
+  tg_job *all[2] = {t->jobs, t->busy};
+  t->jobs = t->jobs_tail = NULL;
+  t->busy = NULL;
+  for (int k = 0; k < 2; k++) {
+    for (tg_job *j = all[k], *n; j; j = n) {
+      n = k == 0 ? j->next : NULL;
+      if (j->req) rt_http_cancel(j->req);
+      j->req = NULL;
+      job_finish(j, RT_EIO);
+      job_free(j);
+    }
+  }
+  /* Received, not yet committed: the ack may still come, with nothing to
+   * move; a webhook request is answered now (Telegram asks again). */
+  for (tg_job *j = t->awaiting; j; j = j->anext) {
+    j->t = NULL;
+    if (j->batch) { j->batch->t = NULL; }
+    if (j->wreq) {
+      rt_httpd_respond(j->wreq, 503, "application/json", "{\"ok\":false}", 12);
+      j->wreq = NULL;
+    }
+  }
+  t->awaiting = NULL;
+  if (t->webhook_path && t->env->httpd)
+    rt_httpd_route(t->env->httpd, "POST", t->webhook_path, webhook_gone, NULL);
+  size_t it = 0;
+  const char *k;
+  void *v;
+  while (rt_map_next(&t->typing, &it, &k, &v)) {
+    tg_typing *ty = v;
+    uv_close((uv_handle_t *)&ty->timer, typing_closed);
+  }
+  rt_map_free(&t->typing);
+  rt_map_init(&t->typing);
+  if (t->timer_open) {
+    t->timer_open = false;
+    uv_close((uv_handle_t *)&t->timer, handle_closed);
+  } else if (t->handles_open == 0) {
+    tg_free(t);
+  }
+}
+
+/* ---- create ---- */
+
+static const char *cstr(const json_t *c, const char *k) {
+  const char *s = jstr(c, k);
+  return s && *s ? s : NULL;
+}
+
+int rt_telegram_new(const json_t *conf, rt_channel **out, char **err) {
+  const char *token = cstr(conf, "token");
+  *out = NULL;
+  if (!token) {
+    *err = rt_xstrdup("channels.telegram.token is empty: set it (usually \"${TELEGRAM_TOKEN}\")");
+    return RT_EINVAL;
+  }
+  for (const char *p = token; *p; p++)
+    if (*p <= ' ' || *p == '/' || *p == '?' || *p == '#' || *p == '%' || (unsigned char)*p >= 0x7f) {
+      *err = rt_xstrdup("channels.telegram.token has characters a bot token never has "
+                        "(it looks like 123456:ABC-DEF...)");
+      return RT_EINVAL;
+    }
+  const char *base = cstr(conf, "api_base") ? cstr(conf, "api_base") : "https://api.telegram.org";
+  if (strncmp(base, "http://", 7) != 0 && strncmp(base, "https://", 8) != 0) {
+    *err = rt_xstrdup("channels.telegram.api_base must start with https:// (or http:// for a "
+                      "local Bot API server)");
+    return RT_EINVAL;
+  }
+  const char *wh = cstr(conf, "webhook_url");
+  const char *path = NULL;
+  if (wh) {
+    const char *h = strncmp(wh, "https://", 8) == 0 ? wh + 8
+                    : strncmp(wh, "http://", 7) == 0 ? wh + 7 : NULL;
+    path = h ? strchr(h, '/') : NULL;
+    if (!h || !path) {
+      *err = rt_xstrdup("channels.telegram.webhook_url must be a full https:// URL with a path, "
+                        "like https://shop.example/telegram/hook");
+      return RT_EINVAL;
+    }
+  }
+  const char *sec = cstr(conf, "webhook_secret");
+  if (sec) {
+    size_t n = strlen(sec);
+    bool okc = n <= 256;
+    for (const char *p = sec; *p && okc; p++)
+      okc = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            *p == '_' || *p == '-';
+    if (!okc) {
+      *err = rt_xstrdup("channels.telegram.webhook_secret: 1-256 characters A-Z a-z 0-9 _ -");
+      return RT_EINVAL;
+    }
+  }
+  tg *t = rt_xcalloc(1, sizeof *t);
+  t->token = rt_xstrdup(token);
+  size_t bl = strlen(base);
+  while (bl > 0 && base[bl - 1] == '/') bl--;
+  t->api_base = rt_xstrndup(base, bl);
+  t->base = rt_xasprintf("%s/bot%s/", t->api_base, t->token);
+  t->file_base = rt_xasprintf("%s/file/bot%s/", t->api_base, t->token);
+  if (wh) {
+    t->webhook_url = rt_xstrdup(wh);
+    const char *qm = strchr(path, '?');
+    t->webhook_path = qm ? rt_xstrndup(path, (size_t)(qm - path)) : rt_xstrdup(path);
+    t->webhook_mode = true;
+  }
+  if (sec) t->webhook_secret_conf = rt_xstrdup(sec);
+  int64_t v;
+  t->poll_timeout_s = jint(conf, "poll_timeout_s", &v) ? (int)v : 25;
+  if (t->poll_timeout_s < 0) t->poll_timeout_s = 0;
+  if (t->poll_timeout_s > 50) t->poll_timeout_s = 50;   /* the server's cap */
+  t->photo_max = jint(conf, "photo_max_bytes", &v) && v > 0 ? v : (int64_t)10 << 20;
+  if (t->photo_max > TG_DOWNLOAD_MAX) t->photo_max = TG_DOWNLOAD_MAX;
+  const char *bt = cstr(conf, "buttons");
+  t->inline_buttons = bt && strcmp(bt, "inline") == 0;
+  rt_map_init(&t->migrated);
+  rt_map_init(&t->typing);
+  /* Telegram's limits (Bot FAQ): ~30 messages/s per bot, 1/s per chat,
+   * 20/min per group; rates.* in the section may lower or raise them (a
+   * test server has none). */
+  json_t *rates = json_object_get(conf, "rates");
+  double ps = 30, pc = 1, pg = 20.0 / 60.0;
+  json_t *x;
+  if (json_is_number(x = json_object_get(rates, "per_sec"))) ps = json_number_value(x);
+  if (json_is_number(x = json_object_get(rates, "per_chat"))) pc = json_number_value(x);
+  if (json_is_number(x = json_object_get(rates, "per_group_min")))
+    pg = json_number_value(x) / 60.0;
+  t->ch = (rt_channel){
+      .name = "telegram", .impl = t, .caps = RT_CH_BUTTONS | RT_CH_MEDIA,
+      .limits = {.per_sec = ps, .per_chat = pc, .per_group = pg, .in_flight = 32},
+      .start = tg_start, .send = tg_send_msg, .is_group = tg_is_group, .close = tg_close};
+  *out = &t->ch;
+  return RT_OK;
+}
+
+/* ---- the plugin ---- */
+
+static bool tg_wanted(const json_t *conf) { return cstr(conf, "token") != NULL; }
+
+static int tg_create(const json_t *conf, rt_channel **ch, struct rt_provider **pv, char **err) {
+  (void)pv;
+  return rt_telegram_new(conf, ch, err);
+}
+
+#include "plugins/telegram_schema.h"
+
+const rt_plugin rt_plugin_telegram = {
+    .name = "telegram", .version = "0.1.0", .kind = RT_PLUGIN_CHANNEL,
+    .schema_json = (const char *)rt_telegram_schema_json, .wanted = tg_wanted, .create = tg_create};

@@ -1,0 +1,505 @@
+/* lconv.c -- Lua values <-> JSON text (see lconv.h). */
+#include "lconv.h"
+#include "lfreeze.h"
+#include "rt.h"
+#include "utf8.h"
+#include <errno.h>
+#include <lauxlib.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH_OUT 16
+#define MAX_DEPTH_IN 64
+
+/* ---- writer ---- */
+
+/* The path to the value being written, kept as a stack of keys and
+ * formatted only when there is an error to report. */
+typedef struct {
+  const rt_lconv_lim *lim;
+  const char *keys[MAX_DEPTH_OUT + 1];
+  size_t klen[MAX_DEPTH_OUT + 1];
+  lua_Integer idx[MAX_DEPTH_OUT + 1];
+  int depth;
+  size_t left;               /* bytes of output still allowed */
+  char *err;
+  size_t errn;
+} wctx;
+
+static void path_text(const wctx *w, char *out, size_t n) {
+  size_t o = (size_t)snprintf(out, n, "%s", w->lim->root ? w->lim->root : "value");
+  for (int i = 0; i < w->depth && o < n; i++)
+    o += w->keys[i] ? (size_t)snprintf(out + o, n - o, ".%.*s", (int)w->klen[i], w->keys[i])
+                    : (size_t)snprintf(out + o, n - o, "[%lld]", (long long)w->idx[i]);
+}
+
+static int fail(wctx *w, const char *fmt, const char *what) {
+  char where[256];
+  path_text(w, where, sizeof where);
+  snprintf(w->err, w->errn, fmt, where, what);
+  return -1;
+}
+
+/* Counts n bytes of output against the cap. */
+static int charge(wctx *w, size_t n) {
+  if (n <= w->left) { w->left -= n; return 0; }
+  char where[256], msg[512];
+  path_text(w, where, sizeof where);
+  snprintf(msg, sizeof msg, "%s: the value is too big: over %zu KB when written out (%s)", where,
+           w->lim->cap / 1024, w->lim->cap_name ? w->lim->cap_name : "limits.lua_memory_mb");
+  snprintf(w->err, w->errn, "%s", msg);
+  w->left = 0;
+  return -1;
+}
+
+void rt_lconv_add_string(rt_buf *b, const char *s, size_t n) {
+  /* Worst case: every byte a \u00XX escape (6) or a U+FFFD (3). */
+  char *o = rt_buf_reserve(b, n * 6 + 2), *start = o;
+  *o++ = '"';
+  for (size_t i = 0; i < n;) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') { *o++ = (char)c; i++; continue; }
+    if (c >= 0x80) {
+      size_t len;
+      if (rt_utf8_decode(s + i, n - i, &len) != RT_UTF8_BAD) {
+        memcpy(o, s + i, len);
+        o += len;
+        i += len;
+      } else {
+        memcpy(o, "\xEF\xBF\xBD", 3);
+        o += 3;
+        i++;
+      }
+      continue;
+    }
+    i++;
+    *o++ = '\\';
+    switch (c) {
+    case '"': *o++ = '"'; break;
+    case '\\': *o++ = '\\'; break;
+    case '\b': *o++ = 'b'; break;
+    case '\f': *o++ = 'f'; break;
+    case '\n': *o++ = 'n'; break;
+    case '\r': *o++ = 'r'; break;
+    case '\t': *o++ = 't'; break;
+    case 0:   /* NUL is not text: U+FFFD, as the reader cleans it */
+      o--;
+      memcpy(o, "\xEF\xBF\xBD", 3);
+      o += 3;
+      break;
+    default: o += sprintf(o, "u%04X", c); break;
+    }
+  }
+  *o++ = '"';
+  rt_buf_commit(b, (size_t)(o - start));
+}
+
+/* A real as jansson writes it: 17 significant digits, a ".0" when it
+ * would read as an integer, no '+' or leading zeros in the exponent. */
+static void add_real(rt_buf *b, double v) {
+  char num[48];
+  int k = snprintf(num, sizeof num, "%.17g", v);
+  if (!strpbrk(num, ".eE")) k += snprintf(num + k, sizeof num - (size_t)k, ".0");
+  char *e = strchr(num, 'e');
+  if (e) {
+    char *d = e + 1, *s = e + 1;
+    if (*s == '+') s++;
+    else if (*s == '-') { d++; s++; }
+    while (*s == '0' && s[1]) s++;
+    memmove(d, s, strlen(s) + 1);
+    k = (int)strlen(num);
+  }
+  rt_buf_add(b, num, (size_t)k);
+}
+
+enum { SHAPE_BAD = -1, SHAPE_OBJECT, SHAPE_ARRAY };
+
+typedef struct { const char *k; size_t n; } jkey;
+
+static int cmp_jkey(const void *a, const void *b) {
+  const jkey *x = a, *y = b;
+  int c = memcmp(x->k, y->k, x->n < y->n ? x->n : y->n);
+  return c ? c : (x->n > y->n) - (x->n < y->n);
+}
+
+static int write_value(lua_State *L, int idx, rt_buf *b, wctx *w);
+
+/* An object: keys sorted, so the same data gives the same text. */
+static int write_object(lua_State *L, int idx, rt_buf *b, wctx *w, jkey *keys, size_t nk) {
+  if (nk > 1) qsort(keys, nk, sizeof *keys, cmp_jkey);
+  int d = w->depth++;
+  rt_buf_addc(b, '{');
+  int rc = 0;
+  for (size_t i = 0; i < nk && rc == 0; i++) {
+    if (i) rt_buf_addc(b, ',');
+    w->keys[d] = keys[i].k;
+    w->klen[d] = keys[i].n;
+    if ((rc = charge(w, keys[i].n))) break;
+    rt_lconv_add_string(b, keys[i].k, keys[i].n);
+    rt_buf_addc(b, ':');
+    lua_pushlstring(L, keys[i].k, keys[i].n);
+    lua_rawget(L, idx);
+    rc = write_value(L, -1, b, w);
+    lua_pop(L, 1);
+  }
+  if (rc == 0) rt_buf_addc(b, '}');
+  w->depth = d;
+  return rc;
+}
+
+static int write_table(lua_State *L, int idx, rt_buf *b, wctx *w) {
+  if (w->depth >= MAX_DEPTH_OUT)
+    return fail(w, "%s: tables nested deeper than 16 levels (a loop?)%s", "");
+  luaL_checkstack(L, 6, "stored value");
+  /* One pass over the keys classifies the table: an array has exactly the
+   * keys 1..n, an object only text keys (an empty table is an object). */
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx), count = 0;
+  bool all_str = true, bad_key = false;
+  jkey stack_keys[16], *keys = stack_keys;
+  size_t nk = 0, cap = 16;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    count++;
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      all_str = false;
+    } else if (all_str) {
+      if (nk == cap) {
+        cap *= 2;
+        keys = keys == stack_keys ? memcpy(rt_xmalloc(cap * sizeof *keys), stack_keys, sizeof stack_keys)
+                                  : rt_xrealloc(keys, cap * sizeof *keys);
+      }
+      keys[nk].k = lua_tolstring(L, -2, &keys[nk].n);   /* the table keeps the string alive */
+      /* Values with broken UTF-8 keep their readable part (U+FFFD), but
+       * two keys cleaned that way could become one key and lose a value. */
+      if (!bad_key) bad_key = !rt_utf8_valid(keys[nk].k, keys[nk].n);
+      nk++;
+    }
+    lua_pop(L, 1);
+  }
+  int rc;
+  if (all_str && bad_key) {
+    rc = fail(w, "%s: a key is not valid UTF-8 text (or holds a NUL byte)%s", "");
+  } else if (all_str) {
+    rc = write_object(L, idx, b, w, keys, nk);
+  } else if (count > 0 && count == n) {
+    int d = w->depth++;
+    rt_buf_addc(b, '[');
+    rc = 0;
+    for (lua_Integer i = 1; i <= n && rc == 0; i++) {
+      if (i > 1) rt_buf_addc(b, ',');
+      w->keys[d] = NULL;
+      w->idx[d] = i;
+      lua_rawgeti(L, idx, i);
+      rc = write_value(L, -1, b, w);
+      lua_pop(L, 1);
+    }
+    if (rc == 0) rt_buf_addc(b, ']');
+    w->depth = d;
+  } else {
+    rc = fail(w, "%s: a table mixes a list and named fields (or has non-text keys)%s", "");
+  }
+  if (keys != stack_keys) free(keys);
+  return rc;
+}
+
+static int write_value(lua_State *L, int idx, rt_buf *b, wctx *w) {
+  /* Every node costs a few bytes of output at least. */
+  if (charge(w, 8)) return -1;
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL: rt_buf_add(b, "null", 4); return 0;
+  case LUA_TBOOLEAN:
+    if (lua_toboolean(L, idx)) rt_buf_add(b, "true", 4);
+    else rt_buf_add(b, "false", 5);
+    return 0;
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx)) {
+      char num[24];
+      int k = snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, idx));
+      rt_buf_add(b, num, (size_t)k);
+    } else {
+      double v = lua_tonumber(L, idx);
+      if (!isfinite(v)) return fail(w, "%s: NaN or infinity cannot be stored%s", "");
+      add_real(b, v);
+    }
+    return 0;
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    if (charge(w, n)) return -1;
+    rt_lconv_add_string(b, s, n);
+    return 0;
+  }
+  case LUA_TTABLE: break;
+  default:
+    return fail(w, "%s: a %s cannot be stored (only text, numbers, true/false and tables)",
+                luaL_typename(L, idx));
+  }
+  idx = lua_absindex(L, idx);
+  if (rt_lfreeze_contents(L, idx)) {   /* a module-level table: what it holds */
+    int rc = write_table(L, lua_gettop(L), b, w);
+    lua_pop(L, 1);
+    return rc;
+  }
+  return write_table(L, idx, b, w);
+}
+
+int rt_lconv_encode(lua_State *L, int idx, rt_buf *out, const rt_lconv_lim *lim, char *err,
+                    size_t errn) {
+  /* err is written only on a refusal: this runs for every state. */
+  wctx w = {.lim = lim, .left = lim->cap, .err = err, .errn = errn};
+  return write_value(L, lua_absindex(L, idx), out, &w);
+}
+
+char *rt_lconv_text(lua_State *L, int idx, const char *root, size_t cap, size_t *len, char *err,
+                    size_t errn) {
+  rt_lconv_lim lim = {.root = root, .cap = cap};
+  rt_buf b = RT_BUF_INIT;
+  if (rt_lconv_encode(L, idx, &b, &lim, err, errn) != 0) {
+    rt_buf_free(&b);
+    return NULL;
+  }
+  if (!b.s) rt_buf_reserve(&b, 1);
+  return rt_buf_take(&b, len);
+}
+
+json_t *rt_lconv_tree(lua_State *L, int idx, const char *root, size_t cap, char *err,
+                      size_t errn) {
+  size_t n;
+  char *s = rt_lconv_text(L, idx, root, cap, &n, err, errn);
+  if (!s) return NULL;
+  json_error_t je;
+  json_t *j = json_loadb(s, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+  free(s);
+  if (!j) snprintf(err, errn, "%s: %s", root ? root : "value", je.text);
+  return j;
+}
+
+/* ---- reader ---- */
+
+typedef struct {
+  const char *p, *end;
+  int depth;
+} rctx;
+
+static void skip_ws(rctx *d) {
+  while (d->p < d->end && (*d->p == ' ' || *d->p == '\n' || *d->p == '\r' || *d->p == '\t')) d->p++;
+}
+
+static int hex4(rctx *d, unsigned long *out) {
+  if (d->end - d->p < 4) return -1;
+  unsigned long v = 0;
+  for (int i = 0; i < 4; i++) {
+    char c = d->p[i];
+    v <<= 4;
+    if (c >= '0' && c <= '9') v |= (unsigned long)(c - '0');
+    else if (c >= 'a' && c <= 'f') v |= (unsigned long)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F') v |= (unsigned long)(c - 'A' + 10);
+    else return -1;
+  }
+  d->p += 4;
+  *out = v;
+  return 0;
+}
+
+/* [-0, +1] on success. A string without escapes or broken bytes (most of
+ * them) is pushed straight from the text. */
+static int read_string(lua_State *L, rctx *d) {
+  d->p++;  /* opening quote */
+  const char *s = d->p;
+  bool plain = true;
+  while (d->p < d->end && *d->p != '"') {
+    unsigned char c = (unsigned char)*d->p;
+    if (c == '\\' || c < 0x20) { plain = false; break; }
+    if (c >= 0x80) {
+      size_t len;
+      if (rt_utf8_decode(d->p, (size_t)(d->end - d->p), &len) == RT_UTF8_BAD) { plain = false; break; }
+      d->p += len;
+    } else {
+      d->p++;
+    }
+  }
+  if (plain) {
+    if (d->p >= d->end) return -1;
+    lua_pushlstring(L, s, (size_t)(d->p - s));
+    d->p++;
+    return 0;
+  }
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addlstring(&b, s, (size_t)(d->p - s));
+  while (d->p < d->end && *d->p != '"') {
+    const char *run = d->p;
+    while (d->p < d->end && *d->p != '"' && *d->p != '\\') d->p++;
+    luaL_addlstring(&b, run, (size_t)(d->p - run));
+    if (d->p >= d->end || *d->p == '"') break;
+    d->p++;
+    if (d->p >= d->end) return -1;
+    char c = *d->p++;
+    switch (c) {
+    case '"': case '\\': case '/': luaL_addchar(&b, c); break;
+    case 'b': luaL_addchar(&b, '\b'); break;
+    case 'f': luaL_addchar(&b, '\f'); break;
+    case 'n': luaL_addchar(&b, '\n'); break;
+    case 'r': luaL_addchar(&b, '\r'); break;
+    case 't': luaL_addchar(&b, '\t'); break;
+    case 'u': {
+      unsigned long cp, lo;
+      if (hex4(d, &cp)) return -1;
+      if (cp >= 0xD800 && cp < 0xDC00 && d->end - d->p >= 6 && d->p[0] == '\\' && d->p[1] == 'u') {
+        d->p += 2;
+        if (hex4(d, &lo) || lo < 0xDC00 || lo > 0xDFFF) return -1;
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+      } else if (cp >= 0xD800 && cp < 0xE000) {
+        cp = 0xFFFD;
+      }
+      char u[4];
+      luaL_addlstring(&b, u, rt_utf8_encode((uint32_t)cp, u));
+      break;
+    }
+    default: return -1;
+    }
+  }
+  if (d->p >= d->end) return -1;
+  d->p++;
+  luaL_pushresult(&b);
+  /* Stored text is input too: bytes the writer would clean (broken UTF-8,
+   * control bytes, NUL from \u0000) are cleaned here, so what was read can
+   * always be written again and reads back the same. */
+  size_t n;
+  const char *v = lua_tolstring(L, -1, &n);
+  if (!rt_utf8_valid(v, n)) {
+    /* cleaned in Lua memory: an allocation error raises without a leak */
+    luaL_Buffer cb;
+    char *out = luaL_buffinitsize(L, &cb, n * 3);
+    luaL_pushresultsize(&cb, rt_utf8_clean_buf(v, n, out));
+    lua_remove(L, -2);
+  }
+  return 0;
+}
+
+static int read_number(lua_State *L, rctx *d) {
+  char num[64];
+  size_t n = 0;
+  bool real = false;
+  while (d->p < d->end && n < sizeof num - 1) {
+    char c = *d->p;
+    if (c == '.' || c == 'e' || c == 'E') real = true;
+    else if (!(c >= '0' && c <= '9') && c != '+' && c != '-') break;
+    num[n++] = c;
+    d->p++;
+  }
+  num[n] = '\0';
+  if (!n) return -1;
+  char *endp;
+  if (!real) {
+    errno = 0;
+    long long v = strtoll(num, &endp, 10);
+    if (*endp == '\0' && errno == 0) { lua_pushinteger(L, (lua_Integer)v); return 0; }
+  }
+  double v = strtod(num, &endp);
+  if (*endp || !isfinite(v)) return -1;   /* 1e999: not writable again, so not readable */
+  lua_pushnumber(L, v);
+  return 0;
+}
+
+static int read_value(lua_State *L, rctx *d) {
+  skip_ws(d);
+  if (d->p >= d->end || ++d->depth > MAX_DEPTH_IN) return -1;
+  luaL_checkstack(L, 4, "JSON nested too deep");
+  int rc = 0;
+  char c = *d->p;
+  if (c == '{') {
+    d->p++;
+    lua_newtable(L);
+    skip_ws(d);
+    if (d->p < d->end && *d->p == '}') d->p++;
+    else for (;;) {
+      skip_ws(d);
+      if (d->p >= d->end || *d->p != '"' || read_string(L, d)) return -1;
+      skip_ws(d);
+      if (d->p >= d->end || *d->p++ != ':') return -1;
+      if (read_value(L, d)) return -1;
+      lua_rawset(L, -3);
+      skip_ws(d);
+      if (d->p < d->end && *d->p == ',') { d->p++; continue; }
+      if (d->p < d->end && *d->p == '}') { d->p++; break; }
+      return -1;
+    }
+  } else if (c == '[') {
+    d->p++;
+    lua_newtable(L);
+    skip_ws(d);
+    lua_Integer i = 0;
+    if (d->p < d->end && *d->p == ']') d->p++;
+    else for (;;) {
+      if (read_value(L, d)) return -1;
+      lua_rawseti(L, -2, ++i);
+      skip_ws(d);
+      if (d->p < d->end && *d->p == ',') { d->p++; continue; }
+      if (d->p < d->end && *d->p == ']') { d->p++; break; }
+      return -1;
+    }
+  } else if (c == '"') {
+    rc = read_string(L, d);
+  } else if (d->end - d->p >= 4 && memcmp(d->p, "true", 4) == 0) {
+    d->p += 4; lua_pushboolean(L, 1);
+  } else if (d->end - d->p >= 5 && memcmp(d->p, "false", 5) == 0) {
+    d->p += 5; lua_pushboolean(L, 0);
+  } else if (d->end - d->p >= 4 && memcmp(d->p, "null", 4) == 0) {
+    d->p += 4; lua_pushnil(L);
+  } else {
+    rc = read_number(L, d);
+  }
+  d->depth--;
+  return rc;
+}
+
+int rt_lconv_decode(lua_State *L, const char *s, size_t n, size_t *bad_at) {
+  int top = lua_gettop(L);
+  rctx d = {s, s + n, 0};
+  if (read_value(L, &d) == 0) {
+    skip_ws(&d);
+    if (d.p == d.end) return 0;
+  }
+  if (bad_at) *bad_at = (size_t)(d.p - s);
+  lua_settop(L, top);
+  return -1;
+}
+
+/* ---- jansson trees into Lua ---- */
+
+void rt_lconv_push_tree(lua_State *L, const json_t *j) {
+  luaL_checkstack(L, 4, "JSON nested too deep");
+  switch (json_typeof(j)) {
+  case JSON_OBJECT: {
+    lua_createtable(L, 0, (int)json_object_size(j));
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)j, k, v) {
+      if (json_is_null(v)) continue;
+      rt_lconv_push_tree(L, v);
+      lua_setfield(L, -2, k);
+    }
+    break;
+  }
+  case JSON_ARRAY: {
+    lua_createtable(L, (int)json_array_size(j), 0);
+    size_t i;
+    json_t *v;
+    json_array_foreach((json_t *)j, i, v) {
+      rt_lconv_push_tree(L, v);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    break;
+  }
+  case JSON_STRING: lua_pushlstring(L, json_string_value(j), json_string_length(j)); break;
+  case JSON_INTEGER: lua_pushinteger(L, (lua_Integer)json_integer_value(j)); break;
+  case JSON_REAL: lua_pushnumber(L, json_real_value(j)); break;
+  case JSON_TRUE: lua_pushboolean(L, 1); break;
+  case JSON_FALSE: lua_pushboolean(L, 0); break;
+  default: lua_pushnil(L); break;
+  }
+}

@@ -1,0 +1,158 @@
+/* store_tools.h -- the store's queries for the offline tools (tools/:
+ * import, campaign, stats, the transcript runner).
+ *
+ * Part of the store layer: the SQL of the tools lives here, beside
+ * store.c, so no raw SQLite handle leaves the store and a schema change is
+ * made in one place. The serving path never includes this header
+ * (tests/integration/style.sh). Rows of a query reach the tool through a
+ * callback with a borrowed row, read with rt_store_row_*. */
+#ifndef RT_STORE_TOOLS_H
+#define RT_STORE_TOOLS_H
+#include "rt.h"
+#include "store.h"
+
+/* ---- rows ---- */
+typedef struct rt_store_row rt_store_row;   /* borrowed, valid during the callback */
+int64_t rt_store_row_int(const rt_store_row *r, int col);
+double rt_store_row_double(const rt_store_row *r, int col);
+/* NULL for SQL NULL. */
+const char *rt_store_row_text(const rt_store_row *r, int col);
+bool rt_store_row_null(const rt_store_row *r, int col);
+/* Called per row; return false to stop. */
+typedef bool (*rt_store_row_fn)(void *ud, const rt_store_row *r);
+
+/* A read transaction (BEGIN DEFERRED): the figures of several queries
+ * describe one moment; a writer is not kept waiting (WAL). */
+int rt_store_read_begin(rt_store *s);
+void rt_store_read_end(rt_store *s);
+
+/* ---- the transcript runner ---- */
+/* Runs sql, which must only read (anything else is refused with RT_EINVAL),
+ * and gives each row's columns as text (NULL as NULL) to fn, up to limit
+ * rows (0: all). arg, when given, is bound to ?1 as text. Errors return
+ * RT_E* with an owned *err. */
+int rt_store_query_text(rt_store *s, const char *sql, const char *arg, int limit,
+                        bool (*fn)(void *ud, int ncols, const char *const *vals), void *ud,
+                        char **err);
+/* The number of leads, or -1 on a store error. */
+int64_t rt_store_leads_count(rt_store *s);
+/* The newest lead as owned JSON text {car, car_kind, parts, name, phone,
+ * flow, channel, campaign, data}, or NULL when there is none. */
+char *rt_store_lead_last_json(rt_store *s);
+/* Events of kind, newest first, each as JSON text {kind, campaign, flow,
+ * data}; fn returns false to stop. */
+int rt_store_events_json(rt_store *s, const char *kind, bool (*fn)(void *ud, const char *json),
+                         void *ud);
+/* The due time of the conversation's timer name: 1 and *due, 0 when there
+ * is none, -1 on a store error. */
+int rt_store_timer_due(rt_store *s, int64_t conv_id, const char *name, int64_t *due);
+
+/* ---- import ---- */
+typedef struct rt_store_import rt_store_import;
+typedef struct {
+  const char *phone, *name, *timezone, *car;      /* NULL: keep what is there */
+  int64_t last_purchase;                          /* ms; only moves forward */
+  double bonus;
+  bool has_last_purchase, has_bonus;
+} rt_import_customer;
+typedef struct {
+  const char *order_id, *phone, *product, *category, *recipient_name, *recipient_phone;
+  int64_t date;
+  bool has_date;
+  int gift;                                       /* 0, 1; -1: keep (new rows: 0) */
+} rt_import_order;
+/* Prepares the import's statements. The caller opens and commits the
+ * write transactions (rt_store_begin / rt_store_commit) in batches. */
+int rt_store_import_new(rt_store *s, rt_store_import **out, char **err);
+void rt_store_import_free(rt_store_import *w);
+/* Upserts a customer; *inserted tells a new row from an updated one. */
+int rt_store_import_customer(rt_store_import *w, const rt_import_customer *c, int64_t now,
+                             bool *inserted);
+int rt_store_import_order(rt_store_import *w, const rt_import_order *o, bool *inserted);
+/* Gives the customer the address, as rt_store_address_set, and makes it
+ * the customer's newest on that channel (the one campaigns use). */
+int rt_store_import_address(rt_store_import *w, const char *phone, const char *channel,
+                            const char *address, int64_t now);
+
+/* ---- campaigns ---- */
+typedef struct rt_store_campaign rt_store_campaign;
+int rt_store_campaign_new(rt_store *s, rt_store_campaign **out, char **err);
+void rt_store_campaign_free(rt_store_campaign *c);
+/* Contact rows written since *seen (the newest rowid already counted, 0 at
+ * first) and due at or after from_ms: fn(ud, at) for each; then *seen
+ * moves to the newest row. Contact rows are never deleted. */
+int rt_store_campaign_seed(rt_store_campaign *c, int64_t from_ms, int64_t *seen,
+                           void (*fn)(void *ud, int64_t at), void *ud);
+/* *seen = the newest contact row. */
+int rt_store_campaign_mark(rt_store_campaign *c, int64_t *seen);
+
+/* What a candidate's row says about them, before any address is picked. */
+enum { RT_CAND_FREE, RT_CAND_OPTED_OUT, RT_CAND_BLOCKED, RT_CAND_COOLDOWN, RT_CAND_OPEN };
+/* The columns of a retention candidate's row. */
+enum { RT_RET_PHONE, RT_RET_TZ, RT_RET_STATE, RT_RET_ADDRS };
+/* Retention candidates: customers whose last purchase is at or before
+ * idle_before, after the phone after_phone, in phone order, up to limit.
+ * RT_RET_STATE is RT_CAND_*: cooldown is a retention contact after
+ * contacted_after; open is a linked conversation with a manager, active
+ * after recent_after or with a pending timer; blocked is the customer's
+ * flag or a linked conversation in mode blocked. RT_RET_ADDRS is the packed
+ * addresses (rt_store_addrs_split). */
+int rt_store_campaign_retention(rt_store_campaign *c, int64_t idle_before,
+                                int64_t contacted_after, int64_t recent_after,
+                                const char *after_phone, int limit, rt_store_row_fn fn,
+                                void *ud);
+/* The columns of a gift order's row: the order, then the buyer (B) and the
+ * recipient (R) as customers (NULL, 0 when unknown), then whether a gifts
+ * contact for this order exists, and the order date. */
+enum { RT_GIFT_ORDER, RT_GIFT_BUYER, RT_GIFT_PRODUCT, RT_GIFT_CATEGORY, RT_GIFT_RNAME,
+       RT_GIFT_RPHONE, RT_GIFT_B_ADDRS, RT_GIFT_B_TZ, RT_GIFT_B_OPT, RT_GIFT_B_BLK,
+       RT_GIFT_R_ADDRS, RT_GIFT_R_TZ, RT_GIFT_R_OPT, RT_GIFT_R_BLK, RT_GIFT_DONE, RT_GIFT_DATE };
+/* Gift orders not followed up, dated in [oldest, newest], after (date,
+ * order id) = (after_date, after_order) (after_order NULL: from the start),
+ * in that order, up to limit. */
+int rt_store_campaign_gifts(rt_store_campaign *c, int64_t newest, int64_t oldest,
+                            int64_t after_date, const char *after_order, int limit,
+                            rt_store_row_fn fn, void *ud);
+/* The linked conversations of a phone: 2 one is blocked, 1 one is open
+ * (see rt_store_campaign_retention), 0 neither. */
+int rt_store_campaign_severity(rt_store_campaign *c, const char *phone, int64_t recent_after,
+                               int *sev);
+/* One scheduled contact. */
+typedef struct {
+  const char *campaign, *channel, *address, *phone, *ref;   /* ref: "" or the order id */
+  int64_t due, now;
+  const char *timer, *step, *data;                          /* the wake-up */
+} rt_campaign_contact;
+/* Writes it: the conversation (created if new; a known phone is kept), its
+ * timer and the campaign_contacts row with the channel and address. */
+int rt_store_campaign_schedule(rt_store_campaign *c, const rt_campaign_contact *k);
+/* Marks a gift order followed up at due. */
+int rt_store_campaign_order_done(rt_store_campaign *c, const char *order_id, int64_t due);
+
+/* A customer's addresses as the campaign queries pack them. */
+typedef struct {
+  const char *channel, *address, *status, *reason;
+  int64_t updated_at;      /* the newest of a channel is the one to use */
+} rt_store_addr;
+/* Splits packed (modified in place) into up to max addresses; returns how
+ * many. packed may be NULL. */
+int rt_store_addrs_split(char *packed, rt_store_addr *out, int max);
+
+/* ---- stats ---- */
+/* Each runs one query over rows at or after since_ms and calls fn per row.
+ * Columns:
+ *   outcomes:      campaign, kind, outcome (NULL unless kind = outcome), count
+ *   campaign_leads: campaign, count
+ *   flow_convs:    flow, conversations
+ *   lead_times:    flow ('' when unknown), ms from the conversation's first
+ *                  message after its previous lead to the lead (NULL when
+ *                  unknown), ordered by flow
+ *   llm:           calls, dialogs, tokens, cost, leads (one row)
+ *   event_counts:  kind (handoff, step_error), count */
+int rt_store_stats_outcomes(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud);
+int rt_store_stats_campaign_leads(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud);
+int rt_store_stats_flow_convs(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud);
+int rt_store_stats_lead_times(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud);
+int rt_store_stats_llm(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud);
+int rt_store_stats_event_counts(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud);
+#endif

@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""webchat_ws.py PORT DATA_DIR -- the web chat plugin's protocol end to end
+against test_webchat's server (whose fake host answers every new message
+with "echo: TEXT" and buttons Да/Нет, max_message_bytes 200, burst 5).
+Prints "ok ..." / "FAIL ..." per check and "N passed, N failed"; exits 1 on
+a failure."""
+import os
+import struct
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from webchat_client import Visitor, http, new_cookie  # noqa: E402
+
+port = int(sys.argv[1])
+passed = failed = 0
+
+
+def check(what, cond, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+        print("ok   " + what)
+    else:
+        failed += 1
+        print("FAIL %s %s" % (what, detail))
+    sys.stdout.flush()
+
+
+def is_msg(text):
+    return lambda m: isinstance(m, dict) and m.get("t") == "msg" and m.get("text") == text
+
+
+def is_ack(mid):
+    return lambda m: isinstance(m, dict) and m.get("t") == "ack" and m.get("id") == mid
+
+
+# the page and its files
+st, h, body = http(port, "GET", "/")
+check("page 200", st == 200, st)
+check("page sets a visitor cookie", "set-cookie" in h and "HttpOnly" in h["set-cookie"][0], h)
+check("page loads chat.js", b'src="/chat.js"' in body)
+check("page has a CSP", "content-security-policy" in h)
+cookie = h["set-cookie"][0].split(";")[0]
+st, h2, _ = http(port, "GET", "/", headers={"Cookie": cookie})
+check("a valid cookie is kept", "set-cookie" not in h2, h2)
+st, _, js = http(port, "GET", "/chat.js")
+check("chat.js served", st == 200 and b"WebSocket" in js)
+st, _, _ = http(port, "GET", "/chat.css")
+check("chat.css served", st == 200)
+
+# who may open the socket
+v = Visitor(port, None)
+check("no cookie: refused", v.status == 401, v.status)
+forged = "shopbot_vid=" + "f" * 32 + cookie[len("shopbot_vid=") + 32:]
+v = Visitor(port, forged)
+check("forged visitor id: refused", v.status == 401, v.status)
+v = Visitor(port, cookie, origin="http://evil.example")
+check("foreign Origin: refused", v.status == 403, v.status)
+a = Visitor(port, cookie)
+check("own Origin: open", a.status == 101, a.status)
+vid = cookie.split("=")[1].split(".")[0]
+check("hello names the visitor", isinstance(a.hello, dict) and a.hello.get("vid") == vid, a.hello)
+
+# a message, its ack, the bot's reply with buttons, our ack
+a.send({"t": "msg", "id": "p-1", "text": "привет"})
+m, _ = a.until(is_ack("p-1"))
+check("message acked after commit", m is not None)
+m, _ = a.until(is_msg("echo: привет"))
+check("bot reply arrives", m is not None)
+check("bot reply has buttons", m and m.get("buttons") == ["Да", "Нет"], m)
+a.send({"t": "ack", "id": m["id"]})
+
+# the same id again (a resend after a drop): acked, not taken twice
+a.send({"t": "msg", "id": "p-1", "text": "привет"})
+m, seen = a.until(is_ack("p-1"))
+check("resend acked", m is not None)
+extra = [x for x in seen + a.drain(0.6) if isinstance(x, dict) and x.get("t") == "msg"]
+check("resend not answered twice", not extra, extra)
+
+# a drop right after sending: reconnect, resend, one reply in all
+a.send({"t": "msg", "id": "p-2", "text": "второе"})
+a.close()
+time.sleep(0.3)
+a = Visitor(port, cookie)
+a.send({"t": "msg", "id": "p-2", "text": "второе"})
+got = a.drain(3.0)
+replies = [x for x in got if isinstance(x, dict) and x.get("t") == "msg" and x["text"] == "echo: второе"]
+acks = [x for x in got if is_ack("p-2")(x)]
+check("after the drop the message is acked", len(acks) >= 1, got)
+check("after the drop the reply comes (replayed)", len(replies) >= 1, got)
+for r in replies:
+    a.send({"t": "ack", "id": r["id"]})
+check("replays carry the same id", len({r["id"] for r in replies}) == 1, replies)
+
+# a second tab of the same visitor sees the visitor's messages
+b = Visitor(port, cookie)
+a.send({"t": "msg", "id": "p-3", "text": "третье"})
+m, _ = b.until(is_msg("echo: третье"))
+check("second tab gets the reply too", m is not None)
+if m:
+    b.send({"t": "ack", "id": m["id"]})
+a.drain(0.3)
+b.close()
+
+# another visitor sees nothing of this one's conversation
+cookie2 = new_cookie(port)
+o = Visitor(port, cookie2)
+a.send({"t": "msg", "id": "p-4", "text": "секрет"})
+m, _ = a.until(is_msg("echo: секрет"))
+if m:
+    a.send({"t": "ack", "id": m["id"]})
+leak = [x for x in o.drain(0.8) if isinstance(x, dict) and x.get("t") == "msg"]
+check("another visitor sees none of it", not leak, leak)
+
+# bad input: each a clear error, the socket stays
+a.raw(1, b"not json")
+m, _ = a.until(lambda x: isinstance(x, dict) and x.get("t") == "err")
+check("malformed JSON: error", m and m["code"] == "malformed", m)
+a.raw(2, b"\x00\x01")
+m, _ = a.until(lambda x: isinstance(x, dict) and x.get("t") == "err")
+check("binary frame: error", m and m["code"] == "malformed", m)
+a.send({"t": "msg", "id": "bad id!", "text": "x"})
+m, _ = a.until(lambda x: isinstance(x, dict) and x.get("t") == "err")
+check("bad id: error", m and m["code"] == "malformed", m)
+a.send({"t": "msg", "id": "p-5", "text": "я" * 150})  # 300 bytes > 200
+m, _ = a.until(lambda x: isinstance(x, dict) and x.get("t") == "err")
+check("too long: error names the limit", m and m["code"] == "too_long" and "200" in m["error"], m)
+a.send({"t": "msg", "id": "p-6", "text": ""})
+m, _ = a.until(lambda x: isinstance(x, dict) and x.get("t") == "err")
+check("empty: error", m and m["code"] == "empty", m)
+a.send({"t": "photo", "id": "p-7", "file": "../../etc/passwd"})
+m, _ = a.until(lambda x: isinstance(x, dict) and x.get("t") == "err")
+check("photo outside the visitor's files: error", m and m["code"] == "bad_photo", m)
+a.send({"t": "msg", "id": "p-8", "text": "после ошибок"})
+m, _ = a.until(is_ack("p-8"))
+check("socket still works after bad input", m is not None)
+m, _ = a.until(is_msg("echo: после ошибок"))
+if m:
+    a.send({"t": "ack", "id": m["id"]})
+
+# photos: only images, only the visitor's own
+st, _, body = http(port, "POST", "/upload", b"%PDF-1.4 not a photo",
+                   {"Cookie": cookie, "Origin": "http://127.0.0.1:%d" % port})
+check("a non-image upload is refused (415)", st == 415 and b"JPEG" in body, (st, body))
+st, _, _ = http(port, "POST", "/upload", b"\x89PNG\r\n\x1a\n" + b"\0" * 64, {})
+check("upload without cookie refused", st == 401, st)
+st, _, _ = http(port, "POST", "/upload", b"\x89PNG\r\n\x1a\n" + b"\0" * 64,
+                {"Cookie": cookie, "Origin": "http://evil.example"})
+check("upload from a foreign site refused", st == 403, st)
+png = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+st, _, body = http(port, "POST", "/upload", png, {"Cookie": cookie})
+check("photo uploaded", st == 200 and b'"file"' in body, (st, body))
+import json  # noqa: E402
+fname = json.loads(body)["file"] if st == 200 else "x"
+check("photo kept in the data folder",
+      os.path.exists(os.path.join(sys.argv[2], fname)))
+a.send({"t": "photo", "id": "p-9", "file": fname, "text": "вот деталь"})
+m, _ = a.until(is_ack("p-9"))
+check("photo message acked", m is not None)
+m, _ = a.until(is_msg("echo: photo вот деталь"))
+check("photo reached the host as a photo", m is not None)
+if m:
+    a.send({"t": "ack", "id": m["id"]})
+st, h, body = http(port, "GET", "/media/" + fname, headers={"Cookie": cookie})
+check("own photo shown", st == 200 and body == png and h.get("content-type") == ["image/png"], st)
+st, _, _ = http(port, "GET", "/media/" + fname, headers={"Cookie": cookie2})
+check("another visitor cannot see it", st == 404, st)
+
+# a flood: rate-limited with a clear error, then the socket is closed;
+# the other visitor is unaffected
+errs, acks = 0, 0
+for i in range(40):
+    a.send({"t": "msg", "id": "f-%d" % i, "text": "флуд %d" % i})
+got = a.drain(2.0)
+errs = [x for x in got if isinstance(x, dict) and x.get("code") == "rate"]
+check("flood rate-limited", len(errs) >= 20, len(errs))
+check("rate error says how long to wait", errs and errs[0].get("retry_ms", 0) > 0, errs[:1])
+check("flood closed with 1008", ("close", 1008) in got or "eof" in got, got[-3:])
+o.send({"t": "msg", "id": "o-1", "text": "я другой"})
+m, _ = o.until(is_msg("echo: я другой"))
+check("the other visitor is unaffected", m is not None)
+if m:
+    o.send({"t": "ack", "id": m["id"]})
+
+# oversized frame (over the endpoint's cap) and bad UTF-8: closed by the server
+c = Visitor(port, cookie2)
+c.raw(1, b"x" * 70000)
+m = c.drain(2.0)
+check("oversized frame closes 1009", ("close", 1009) in m, m[-2:])
+c = Visitor(port, cookie2)
+c.raw(1, b'{"t":"msg","id":"u-1","text":"\xff\xfe"}')
+m = c.drain(2.0)
+check("bad UTF-8 closes 1007", ("close", 1007) in m, m[-2:])
+o.close()
+a.close()
+print("%d passed, %d failed" % (passed, failed))
+sys.exit(1 if failed else 0)
