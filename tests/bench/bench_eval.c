@@ -3,6 +3,9 @@
  * and per class, end to end through the real flows (scripts/vitaly with
  * examples/autoparts, one step per message, no store) and at the helper
  * level (rt_text_cars, rt_text_phone, rt_text_date).
+ * The figures "before" in tests/eval/README.md came from this file as it
+ * was before the typed effects (rt_lturn_result), built against main at
+ * 2696744.
  * usage: bench_eval [-v] [EVAL_DIR [FLOWS_DIR [SHOP_DIR]]]
  * -v prints every miss. Figures only, never pass/fail. */
 #include "config.h"
@@ -118,6 +121,38 @@ typedef struct {
   char err[96];
 } turn;
 
+/* The typed effects as the JSON shape the checks below read: {flow, step,
+ * phone, out: [{to, text}], events: [{kind, data}], leads: [...], ops: [{op}]}. */
+static json_t *fx_json(const rt_fx *fx) {
+  json_t *r = json_object();
+  if (!fx) return r;
+  if (fx->flow) json_object_set_new(r, "flow", json_string(fx->flow));
+  if (fx->step) json_object_set_new(r, "step", json_string(fx->step));
+  if (fx->phone) json_object_set_new(r, "phone", json_string(fx->phone));
+  json_t *out = json_array(), *evs = json_array(), *leads = json_array(), *ops = json_array();
+  for (size_t i = 0; i < fx->nout; i++)
+    json_array_append_new(out, json_pack("{s:s, s:s}", "to",
+                                         fx->out[i].to == RT_FX_MANAGERS ? "managers" : "chat",
+                                         "text", fx->out[i].text ? fx->out[i].text : ""));
+  for (size_t i = 0; i < fx->nevents; i++) {
+    json_t *d = fx->events[i].data_json ? json_loads(fx->events[i].data_json, 0, NULL) : NULL;
+    json_array_append_new(evs, json_pack("{s:s, s:o}", "kind", fx->events[i].kind,
+                                         "data", d ? d : json_object()));
+  }
+  for (size_t i = 0; i < fx->nleads; i++) {
+    json_t *d = fx->leads[i].data_json ? json_loads(fx->leads[i].data_json, 0, NULL) : NULL;
+    json_array_append_new(leads, d ? d : json_object());
+  }
+  static const char *const op_names[] = {"handoff", "release", "optout"};
+  for (size_t i = 0; i < fx->nops; i++)
+    json_array_append_new(ops, json_pack("{s:s}", "op", op_names[fx->ops[i].op]));
+  json_object_set_new(r, "out", out);
+  json_object_set_new(r, "events", evs);
+  json_object_set_new(r, "leads", leads);
+  json_object_set_new(r, "ops", ops);
+  return r;
+}
+
 static bool step(rt_bundle *b, const char *flow, const char *st, const char *slots,
                  const char *text, turn *out) {
   memset(out, 0, sizeof *out);
@@ -128,7 +163,7 @@ static bool step(rt_bundle *b, const char *flow, const char *st, const char *slo
   int rc = rt_lturn_start(b, NULL, conv, slots, ev, &t);
   bool ok = rc == RT_LTURN_DONE;
   if (ok) {
-    out->res = json_incref(rt_lturn_result(t));
+    out->res = fx_json(rt_lturn_effects(t));
     out->slots = json_loads(rt_lturn_slots(t), 0, NULL);
   } else {
     const char *c = rc == RT_LTURN_ERROR
