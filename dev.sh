@@ -17,9 +17,13 @@ libjansson-dev libpcre2-dev libuv1-dev libsqlite3-dev curl procps valgrind pytho
 clang libclang-rt-dev lua-check libssl-dev \
 tesseract-ocr tesseract-ocr-eng tesseract-ocr-rus imagemagick fonts-dejavu-core"
 
-install_missing() {
+# Only for `test`: the headless browser of tests/browser (and its driver).
+# When it cannot be installed the browser tests say so and are skipped.
+TEST_PKGS="chromium chromium-driver python3-selenium"
+
+install_missing() { # [PACKAGES...] (default: PKGS)
   missing=""
-  for p in $PKGS; do
+  for p in ${*:-$PKGS}; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
   done
   [ -z "$missing" ] && return 0
@@ -47,6 +51,8 @@ case "$cmd" in
     ;;
   test)
     install_missing
+    install_missing $TEST_PKGS ||
+      echo "could not install $TEST_PKGS: the browser tests will be skipped" >&2
     # valgrind needs a build without sanitizers; it runs first so ctest's
     # summary is the last line
     build build -DRT_SANITIZE=OFF

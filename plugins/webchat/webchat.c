@@ -23,8 +23,10 @@
 #define COOKIE_MAX_AGE_S (400 * 86400)  /* browsers cap a cookie's life at 400 days */
 #define CONNS_PER_VISITOR 8             /* tabs of one browser; more is a script */
 #define ACK_TIMEOUT_MS 15000            /* a bot message the browser has not acked */
-#define RETRY_SEEN_MS 2000              /* retry soon for a visitor seen lately... */
+#define HOLD_MS 20000                   /* a send waits this long for a page to open */
+#define RETRY_SEEN_MS 1000              /* then retry soon for a visitor seen lately... */
 #define SEEN_RECENT_MS (10 * 60000)     /* ...that is, within ten minutes */
+#define RETRY_AWAY_MS 10000             /* else every half a minute or so (hold + this) */
 #define VISITOR_IDLE_MS (30 * 60000)    /* forget a visitor's counters after this */
 #define FLOOD_STRIKES 20                /* refused messages in a row: close the socket */
 #define MSG_ID_MAX 64
@@ -131,6 +133,7 @@ struct pending {
   char *frame;
   size_t len;
   int64_t deadline;
+  int attempt;
   rt_send_done done;
   void *ud;
   pending *next;
@@ -651,19 +654,18 @@ static void wc_send(rt_channel *ch, const rt_out_msg *m, rt_send_done done, void
     return;
   }
   int64_t now = now_ms(w);
-  if (!v || !v->conns) {
-    /* No page open: again soon for a visitor seen lately, else on the
-     * queue's back-off (up to ten minutes) until the visitor is back. */
-    bool recent = v && now - v->seen_ms < SEEN_RECENT_MS;
-    done(ud, &(rt_send_result){.verdict = RT_SEND_RETRY_LATER,
-                               .after_ms = recent ? RETRY_SEEN_MS : 0,
-                               .text = "no page open for this visitor"});
-    return;
+  /* With no page open the message waits here a while for one to open (a
+   * reload, a reconnect, a visitor back after a restart of the bot), then
+   * goes back to the queue, which tries again soon. */
+  if (!v) {
+    v = visitor_get(w, m->chat_id, true);
+    v->seen_ms = 0;   /* not seen: only asked for */
   }
   pending *p = rt_xcalloc(1, sizeof *p);
   p->id = m->id;
   p->frame = out_frame(m, &p->len);
-  p->deadline = now + ACK_TIMEOUT_MS;
+  p->deadline = now + (v->conns ? ACK_TIMEOUT_MS : HOLD_MS);
+  p->attempt = m->attempt;
   p->done = done;
   p->ud = ud;
   pending **tail = &v->sends;
@@ -688,8 +690,14 @@ static void on_sweep(uv_timer_t *t) {
       pending *p = *pp;
       if (p->deadline > now) { pp = &p->next; continue; }
       *pp = p->next;
-      p->done(p->ud, &(rt_send_result){.verdict = RT_SEND_RETRY_LATER, .after_ms = RETRY_SEEN_MS,
-                                       .text = "the page did not confirm the message"});
+      /* Soon while the visitor is around; for a chat left for good, the
+       * queue's own back-off (up to ten minutes) after an hour or so. */
+      int64_t after = v->conns || now - v->seen_ms < SEEN_RECENT_MS ? RETRY_SEEN_MS
+                      : p->attempt < 120                         ? RETRY_AWAY_MS
+                                                                 : 0;
+      p->done(p->ud, &(rt_send_result){.verdict = RT_SEND_RETRY_LATER, .after_ms = after,
+                                       .text = v->conns ? "the page did not confirm the message"
+                                                        : "no page open for this visitor"});
       free(p->frame);
       free(p);
     }
@@ -872,7 +880,10 @@ int rt_webchat_new(const json_t *conf, rt_webchat **out, char **err) {
     return RT_EINVAL;
   }
   rt_map_init(&w->visitors);
+  /* A send waits in the plugin while its visitor has no page open, so
+   * many may be in flight at once; each costs a few hundred bytes. */
   w->ch = (rt_channel){.name = "webchat", .impl = w, .caps = RT_CH_BUTTONS | RT_CH_MEDIA,
+                       .limits = {.in_flight = 100000},
                        .start = wc_start, .send = wc_send, .close = wc_close};
   *out = w;
   return RT_OK;

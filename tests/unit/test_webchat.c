@@ -96,7 +96,9 @@ T(config) {
   CHECK(rt_webchat_channel(w)->caps & RT_CH_BUTTONS);
   rt_webchat_free(w);
   json_decref(c);
-  CHECK(rt_plugin_webchat.wanted(json_object()) == true);
+  json_t *none = json_object();
+  CHECK(rt_plugin_webchat.wanted(none) == true);
+  json_decref(none);
   json_t *off = json_pack("{s:b}", "enabled", 0);
   CHECK(rt_plugin_webchat.wanted(off) == false);
   json_decref(off);

@@ -18,7 +18,7 @@
   var KEY = 'shopbot.webchat:' + base;
   var KEEP = 300;                 // messages kept in the page
   var st = load();
-  var ws = null, ready = false, backoff = 500, failures = 0, maxBytes = 4096;
+  var ws = null, ready = false, backoff = 500, failures = 0, maxBytes = 4096, connects = 0;
 
   function fresh(vid) {
     return { vid: vid || null, seq: 0, prefix: Math.random().toString(36).slice(2, 10), items: [] };
@@ -127,6 +127,7 @@
       if (st.vid !== m.vid) { st = fresh(m.vid); save(); render(); }
       maxBytes = m.max_message_bytes || maxBytes;
       ready = true;
+      connects++;
       failures = 0;
       backoff = 500;
       status('в сети', true);
@@ -205,7 +206,9 @@
       });
   });
 
+  // For tests and the shop's own scripts: the socket and how often it opened.
   window.shopbotChat = { socket: function () { return ws; } };
+  Object.defineProperty(window.shopbotChat, 'connects', { get: function () { return connects; } });
   render();
   connect();
 })();

@@ -1,0 +1,264 @@
+#!/usr/bin/python3
+"""webchat.py -- the web chat end to end in a real headless browser
+(Debian's chromium driven by chromium-driver through python3-selenium):
+
+  shopbot new, then check and test on the new shop; shopbot run with no
+  messenger token serves the chat at /; a visible text input; /start and a
+  VIN show the bot's answers; a photo sent from the page reaches the flow;
+  a reload continues the conversation; a websocket dropped right after a
+  send reconnects with nothing lost or doubled; a page on another origin
+  is refused. A screenshot of the whole lead conversation is kept in
+  BUILD/artifacts/webchat-lead.png.
+
+Usage: webchat.py (SHOPBOT, RT_SOURCE_DIR in the environment; ARTIFACTS
+optional). Exit 77 (skipped) only when the browser is not installed:
+./dev.sh test installs it. Every wait is bounded."""
+import http.server
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+
+SHOPBOT = os.environ["SHOPBOT"]
+ART = os.environ.get("ARTIFACTS") or os.path.join(os.path.dirname(SHOPBOT), "artifacts")
+
+try:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+except ImportError:
+    print("skipped: python3-selenium is not installed (./dev.sh test installs it)")
+    sys.exit(77)
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
+    print("skipped: chromium and chromium-driver are not installed (./dev.sh test installs them)")
+    sys.exit(77)
+
+passed = failed = 0
+
+
+def check(what, cond, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+        print("ok   " + what)
+    else:
+        failed += 1
+        print("FAIL %s %s" % (what, detail))
+    sys.stdout.flush()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def png(path, w=64, h=48):
+    """A small real PNG: a red-blue gradient."""
+    raw = b"".join(b"\0" + bytes(
+        v for x in range(w) for v in (255 * x // w, 40, 255 * y // h)) for y in range(h))
+
+    def chunk(t, d):
+        return struct.pack("!I", len(d)) + t + d + struct.pack("!I", zlib.crc32(t + d))
+    data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack("!IIBBBBB", w, h, 8, 2, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+tmp = tempfile.mkdtemp(prefix="shopbot-browser.")
+bot = None
+drv = None
+other = None
+try:
+    shop = os.path.join(tmp, "shop")
+    r = subprocess.run([SHOPBOT, "new", shop, "--name", "Запчасти «Гайка»"],
+                       capture_output=True, text=True, timeout=30)
+    check("shopbot new", r.returncode == 0, r.stderr)
+    r = subprocess.run([SHOPBOT, "check", shop], capture_output=True, text=True, timeout=60)
+    check("check passes on the new shop", r.returncode == 0, r.stdout + r.stderr)
+    r = subprocess.run([SHOPBOT, "test", shop], capture_output=True, text=True, timeout=300)
+    check("test passes on the new shop", r.returncode == 0 and ", 0 failed" in r.stdout,
+          r.stdout[-500:])
+
+    port = free_port()
+    with open(os.path.join(shop, "shop.json"), encoding="utf-8") as f:
+        conf = f.read()
+    conf = conf.replace("127.0.0.1:8080", "127.0.0.1:%d" % port)
+    # no token of any messenger and no "enabled": the web chat is on by default
+    check("the new shop.json says nothing of enabled", '"enabled"' not in conf)
+    with open(os.path.join(shop, "shop.json"), "w", encoding="utf-8") as f:
+        f.write(conf)
+    log = open(os.path.join(tmp, "bot.err"), "w")
+    bot = subprocess.Popen([SHOPBOT, "run", shop], stdout=subprocess.DEVNULL, stderr=log)
+    for _ in range(100):
+        if "plugin-started plugin=webchat" in open(os.path.join(tmp, "bot.err")).read():
+            break
+        time.sleep(0.1)
+    botlog = lambda: open(os.path.join(tmp, "bot.err"), encoding="utf-8").read()  # noqa: E731
+    check("run with no token starts the web chat", "plugin-started plugin=webchat" in botlog(),
+          botlog()[-800:])
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--window-size=480,1800", "--lang=ru"):
+        opts.add_argument(a)
+    drv = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    drv.set_page_load_timeout(20)
+    drv.set_script_timeout(20)
+    url = "http://127.0.0.1:%d/" % port
+
+    def wait(cond, secs=10):
+        end = time.time() + secs
+        while time.time() < end:
+            try:
+                v = cond()
+                if v:
+                    return v
+            except Exception:  # noqa: BLE001 (the page may be reloading)
+                pass
+            time.sleep(0.05)
+        return None
+
+    def bots():
+        return [e.text for e in drv.find_elements(By.CSS_SELECTOR, "#log li.bot")]
+
+    def mine():
+        return [(e.text, e.get_attribute("class")) for e in
+                drv.find_elements(By.CSS_SELECTOR, "#log li.me")]
+
+    def online():
+        return "on" in drv.find_element(By.ID, "status").get_attribute("class")
+
+    def type_line(text):
+        box = drv.find_element(By.ID, "text")
+        box.send_keys(text)
+        box.send_keys(Keys.ENTER)
+
+    drv.get(url)
+    box = wait(lambda: drv.find_element(By.ID, "text"))
+    check("the page has a visible text input", box is not None and box.is_displayed())
+    check("the page connects", wait(online) is not None)
+    ext = drv.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+        ".filter(n => !n.startsWith(location.origin))")
+    check("no external requests", ext == [], ext)
+
+    type_line("/start")
+    check("/start shows the greeting",
+          wait(lambda: any("Пришлите" in t and "VIN" in t for t in bots())), bots())
+    check("the greeting names the shop", any("Гайка" in t for t in bots()), bots())
+    check("the page is titled with the shop's name", "Гайка" in drv.title, drv.title)
+    type_line("XW8ZZZ614BG012345")
+    check("a VIN is understood", wait(lambda: any("Записал: VIN XW8ZZZ614BG012345" in t
+                                                  for t in bots())), bots())
+    check("my messages are confirmed", wait(lambda: all("sent" in c for _, c in mine())), mine())
+
+    # a photo from the page reaches the flow as ev.photos
+    pic = os.path.join(tmp, "part.png")
+    png(pic)
+    n = len(bots())
+    drv.find_element(By.ID, "file").send_keys(pic)
+    check("the photo is shown in the page",
+          wait(lambda: drv.find_elements(By.CSS_SELECTOR, "#log li.me img")) is not None)
+    check("the flow thanks for the photo",
+          wait(lambda: len(bots()) > n and "Спасибо за фото" in bots()[-1]), bots()[-2:])
+    check("the photo reached the flow as a photo event", "kind=photo" in botlog())
+    files = os.listdir(os.path.join(shop, "data", "files", "webchat")) \
+        if os.path.isdir(os.path.join(shop, "data", "files", "webchat")) else []
+    check("the photo is kept in the plugin's data folder",
+          any(f.endswith(".png") for f in files), files)
+
+    # a reload continues: the page shows the conversation, the bot goes on
+    before = len(bots())
+    drv.refresh()
+    wait(online)
+    check("after a reload the conversation is shown", len(bots()) == before, (before, bots()))
+    type_line("колодки передние")
+    check("after a reload the bot goes on with the same conversation",
+          wait(lambda: any("Записал: колодки передние. Что-нибудь ещё?" in t for t in bots())),
+          bots()[-2:])
+
+    # a drop right after sending, before the ack: resent, taken once, one reply
+    events = botlog().count("msg=event ")
+    conns = drv.execute_script("return window.shopbotChat.connects")
+    drv.execute_script("window.shopbotChatDropAfterSend = true")
+    type_line("ещё масляный фильтр")
+    got = wait(lambda: [t for t in bots() if "Записал: масляный фильтр" in t], 15)
+    check("after a drop the reply comes", got)
+    time.sleep(1.0)
+    check("the socket was dropped and opened again",
+          drv.execute_script("return window.shopbotChat.connects") == conns + 1,
+          (conns, drv.execute_script("return window.shopbotChat.connects")))
+    check("after a drop the reply is shown once",
+          len([t for t in bots() if "Записал: масляный фильтр" in t]) == 1, bots()[-3:])
+    mm = [t for t, _ in mine() if "масляный фильтр" in t]
+    check("after a drop my message is shown once", len(mm) == 1, mine())
+    check("after a drop my message is confirmed",
+          wait(lambda: all("sent" in c for t, c in mine() if "масляный фильтр" in t)), mine())
+    check("after a drop the bot took the message once",
+          botlog().count("msg=event ") == events + 1, botlog()[-600:])
+
+    type_line("всё")
+    check("the lead is summed up and handed over",
+          wait(lambda: any("Заявка готова" in t and "масляный фильтр" in t for t in bots())),
+          bots()[-2:])
+    os.makedirs(ART, exist_ok=True)
+    shot = os.path.join(ART, "webchat-lead.png")
+    h = drv.execute_script("return document.getElementById('log').scrollHeight") + 160
+    drv.set_window_size(480, max(800, min(h, 4000)))
+    time.sleep(0.3)
+    drv.save_screenshot(shot)
+    check("screenshot kept", os.path.getsize(shot) > 10000, shot)
+    print("screenshot: " + shot)
+
+    # a page on another origin cannot open the chat's websocket
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = ("<!doctype html><script>var r=document.title='wait';"
+                    "var w=new WebSocket('ws://127.0.0.1:%d/ws');"
+                    "w.onopen=function(){document.title='open'};"
+                    "w.onclose=function(){if(document.title!=='open')document.title='refused'};"
+                    "</script>" % port).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+    other = http.server.HTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    drv.get("http://localhost:%d/" % other.server_address[1])
+    t = wait(lambda: drv.title if drv.title in ("open", "refused") else None)
+    check("a page on another origin is refused", t == "refused", t)
+    check("the refusal is logged", "webchat.origin-refused" in botlog())
+    check("the bot is still up", bot.poll() is None)
+finally:
+    if drv:
+        drv.quit()
+    if other:
+        other.shutdown()
+    if bot:
+        bot.terminate()
+        try:
+            bot.wait(10)
+        except subprocess.TimeoutExpired:
+            bot.kill()
+    shutil.rmtree(tmp, ignore_errors=True)
+print("%d passed, %d failed" % (passed, failed))
+sys.exit(1 if failed else 0)

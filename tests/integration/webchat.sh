@@ -1,0 +1,28 @@
+#!/bin/sh
+# The web chat of a real bot: `shopbot new`, then `shopbot run` with no
+# messenger token; a raw-socket client (webchat_run.py) talks to Vitaly,
+# resends, drops and comes back, forges a visitor id, floods; after a
+# restart the same cookie continues the same conversation.
+. "$(dirname "$0")/lib.sh"
+S=$SHOPBOT
+port=$(free_port 7)
+$S new "$TMP/shop" >/dev/null 2>&1
+sed "s/127.0.0.1:8080/127.0.0.1:$port/" "$TMP/shop/shop.json" >"$TMP/s" && mv "$TMP/s" "$TMP/shop/shop.json"
+$S run "$TMP/shop" >"$TMP/out" 2>"$TMP/err" &
+PIDS="$!"
+check "web chat starts" wait_for "$TMP/err" "plugin-started plugin=webchat"
+(cd "$TMP" && python3 "$RT_SOURCE_DIR/tests/integration/webchat_run.py" "$port" one) >"$TMP/one" 2>&1
+r=$?
+sed 's/^/  | /' "$TMP/one"
+check "phase one" [ $r -eq 0 ]
+check "the bot is up" kill -0 $PIDS
+kill -TERM $PIDS; wait $PIDS 2>/dev/null
+$S run "$TMP/shop" >"$TMP/out2" 2>"$TMP/err2" &
+PIDS="$!"
+check "restarted" wait_for "$TMP/err2" "plugin-started plugin=webchat"
+(cd "$TMP" && python3 "$RT_SOURCE_DIR/tests/integration/webchat_run.py" "$port" two) >"$TMP/two" 2>&1
+r=$?
+sed 's/^/  | /' "$TMP/two"
+check "phase two" [ $r -eq 0 ]
+kill -TERM $PIDS; wait $PIDS 2>/dev/null
+done_tests

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""webchat_run.py PORT PHASE -- the web chat of a real `shopbot run` (the
+new shop's Vitaly flows) over raw sockets, driven by webchat.sh.
+
+PHASE one: a lead through the socket; a resend of the same id is taken
+once; a bot message produced while no socket is open is delivered when one
+opens; a forged visitor id and a foreign Origin are refused; a flood is
+rate-limited and closed while another visitor goes on. Writes the cookie to
+cookie.txt. PHASE two (after a restart of the bot): the same cookie still
+opens the same conversation."""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "unit"))
+from webchat_client import Visitor, new_cookie  # noqa: E402
+
+port, phase = int(sys.argv[1]), sys.argv[2]
+passed = failed = 0
+
+
+def check(what, cond, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+        print("ok   " + what)
+    else:
+        failed += 1
+        print("FAIL %s %s" % (what, detail))
+    sys.stdout.flush()
+
+
+def reply(v, pred, timeout=5):
+    """The bot message whose text matches; every bot message seen on the
+    way is acked, as the page does (the queue keeps per-chat order)."""
+    def match(x):
+        if isinstance(x, dict) and x.get("t") == "msg":
+            v.send({"t": "ack", "id": x["id"]})
+            return pred(x["text"])
+        return False
+    for x in list(v.held):
+        if isinstance(x, dict) and x.get("t") == "msg" and match(x):
+            v.held.remove(x)
+            return x
+    m, _ = v.until(match, timeout)
+    return m
+
+
+if phase == "one":
+    cookie = new_cookie(port)
+    open("cookie.txt", "w").write(cookie)
+    v = Visitor(port, cookie)
+    check("socket opens", v.status == 101, v.status)
+    v.send({"t": "msg", "id": "r-1", "text": "/start"})
+    check("greeting", reply(v, lambda t: "VIN" in t) is not None)
+    v.send({"t": "msg", "id": "r-2", "text": "XW8ZZZ614BG012345"})
+    check("VIN taken", reply(v, lambda t: t.startswith("Записал: VIN")) is not None)
+    v.send({"t": "msg", "id": "r-2", "text": "XW8ZZZ614BG012345"})
+    m, _ = v.until(lambda x: isinstance(x, dict) and x.get("t") == "ack" and x["id"] == "r-2")
+    check("resend acked", m is not None)
+    again = [x for x in v.drain(1.0) if isinstance(x, dict) and x.get("t") == "msg"]
+    check("resend not taken twice", not again, again)
+    # the reply comes while the page is away: delivered once it is back
+    v.send({"t": "msg", "id": "r-3", "text": "колодки передние"})
+    v.close()
+    time.sleep(0.5)
+    v = Visitor(port, cookie)
+    check("the reply made while away arrives on reconnect",
+          reply(v, lambda t: "колодки передние" in t, 10) is not None)
+    forged = "shopbot_vid=" + "0" * 32 + cookie[len("shopbot_vid=") + 32:]
+    check("forged visitor id refused", Visitor(port, forged).status == 401)
+    check("foreign Origin refused", Visitor(port, cookie, origin="http://evil.example").status == 403)
+    other = Visitor(port, new_cookie(port))
+    for i in range(40):
+        v.send({"t": "msg", "id": "f-%d" % i, "text": "флуд %d" % i})
+    got = v.drain(3.0)
+    rate = [x for x in got if isinstance(x, dict) and x.get("code") == "rate"]
+    check("flood rate-limited", len(rate) >= 20, len(rate))
+    check("flood closed", ("close", 1008) in got or "eof" in got, got[-2:])
+    other.send({"t": "msg", "id": "o-1", "text": "/start"})
+    check("another visitor unaffected", reply(other, lambda t: "VIN" in t) is not None)
+else:
+    cookie = open("cookie.txt").read()
+    v = Visitor(port, cookie)
+    check("after a restart the same cookie opens", v.status == 101, v.status)
+    check("... as the same visitor", v.hello and v.hello["vid"] in cookie, v.hello)
+    v.send({"t": "msg", "id": "r-9", "text": "всё"})
+    m = reply(v, lambda t: t.startswith("Заявка готова: VIN XW8ZZZ614BG012345"), 10)
+    check("... and the same conversation goes on", m is not None, v.held)
+print("%d passed, %d failed" % (passed, failed))
+sys.exit(1 if failed else 0)
