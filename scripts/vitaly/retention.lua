@@ -197,6 +197,10 @@ return flow "retention" {
       c:say(say.join(reply))
       return "answer"
     end
+    -- «всё хорошо», «машина в порядке» — значит, ничего не нужно
+    if text.is(t, "fine") and not text.is(t, "need") and not complains(t) then
+      return declined(c, reply)
+    end
     local intent = text.intent(t)
     if intent == "later" then
       local at = date_in(t)

@@ -125,6 +125,11 @@ T(intents) {
          "assert(text.is('вы бот?', 'who') and not text.is('кто-то разбил фару', 'who'))\n"
          "assert(text.is('/start', 'restart') and text.is('/start@VitalyBot', 'restart'))\n"
          "assert(not text.is('старт', 'restart'))\n"
+         /* «всё хорошо» to the retention check-in: nothing needed */
+         "assert(text.is('всё хорошо, машина бегает', 'fine') and text.is('пока ездим', 'fine'))\n"
+         "assert(not text.is('всё', 'fine'))\n"
+         /* cannot now: later */
+         "assert(text.is('я сейчас на вахте', 'later') and text.is('денег пока нет', 'later'))\n"
          /* frame model codes from goods.lua (class 11) */
          "assert(text.frame('кузов GX1106012345') == 'GX110-6012345')\n"
          "assert(text.car('XW8ZZZ6I4BG012345').typo == true)");
