@@ -1358,7 +1358,13 @@ static void sent(rt_http_resp *r, void *ud) {
     }
     resp_free(&a);
     if (s->part < s->nparts) {
-      send_step(s);
+      /* The next part is another Telegram message: it waits for the chat's
+       * rate like any row (the queue holds it until its bucket has a token),
+       * and goes on from here (tg_progress). */
+      char why[64];
+      snprintf(why, sizeof why, "part %zu of %zu delivered", s->part, s->nparts);
+      send_answer(s, &(rt_send_result){.verdict = RT_SEND_RETRY_LATER, .after_ms = 1,
+                                       .text = why});
       return;
     }
     send_answer(s, &(rt_send_result){.verdict = RT_SEND_DELIVERED});
@@ -1476,6 +1482,8 @@ static int upload(tg_send *s, const char *method, const char *field) {
 static void send_step(tg_send *s) {
   tg *t = s->t;
   int rc;
+  rt_log(RT_LOG_DEBUG, "telegram-send", "row=%lld chat=%s part=%zu", (long long)s->row, s->chat,
+         s->part);
   if (s->media_ref && !s->media_done) {
     bool doc = s->media_kind && strcmp(s->media_kind, "document") == 0;
     const char *method = doc ? "sendDocument" : "sendPhoto";

@@ -1,0 +1,489 @@
+#!/usr/bin/env python3
+"""telegram.py -- the real shopbot binary against the fake Bot API.
+
+The fake (tests/fakes/fake_telegram.py) runs inside this process, so every
+check reads its state directly: what was sent to which chat and when, the
+pending updates and the confirmed offset, the webhook deliveries, the rate
+and retry_after violations. Each case starts `shopbot run` on a fresh shop
+(tests/integration/telegram/flows) and stops it; the whole run is bounded.
+Prints "ok"/"FAIL" lines and "N passed, N failed".
+"""
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+SRC = os.environ.get("RT_SOURCE_DIR") or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHOPBOT = os.environ.get("SHOPBOT") or os.path.join(SRC, "build", "shopbot")
+sys.path.insert(0, os.path.join(SRC, "tests", "fakes"))
+import fake_telegram as ft  # noqa: E402
+
+TOKEN = "123456789:AAit-secret_token_value"
+SECRET_PART = "AAit-secret_token_value"
+TMP = tempfile.mkdtemp(prefix="shopbot-tg.")
+PASSED = FAILED = 0
+DEADLINE = time.monotonic() + 170
+
+
+def ok(what):
+    global PASSED
+    PASSED += 1
+    print("ok   " + what, flush=True)
+
+
+def bad(what):
+    global FAILED
+    FAILED += 1
+    print("FAIL " + what, flush=True)
+
+
+def check(what, cond):
+    (ok if cond else bad)(what)
+    return cond
+
+
+def wait(cond, timeout=10.0):
+    end = min(time.monotonic() + timeout, DEADLINE)
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Env:
+    """One fake and one shop; start/kill/stop the bot on it."""
+
+    def __init__(self, name, tg=None, http=False, managers=None):
+        self.fake = ft.Fake(TOKEN)
+        self.srv = ft.serve(self.fake)
+        self.base = "http://127.0.0.1:%d" % self.srv.server_address[1]
+        self.dir = os.path.join(TMP, name)
+        os.makedirs(self.dir)
+        shutil.copytree(os.path.join(SRC, "tests", "integration", "telegram", "flows"),
+                        os.path.join(self.dir, "flows"))
+        self.port = free_port() if http else 0
+        conf = {"token": TOKEN, "api_base": self.base, "poll_timeout_s": 2}
+        conf.update(tg or {})
+        shop = {"name": "tg-it", "persona": {"name": "Тест"}, "flows": {"start": "main"},
+                "http": {"listen": "127.0.0.1:%d" % self.port, "enabled": bool(http)},
+                "log": {"level": os.environ.get("TG_LOG", "info")},
+                "managers": managers or {"channel": "telegram", "chat_id": -4001},
+                "handoff": {"release_after": "1h"},
+                "channels": {"console": {"enabled": False}, "telegram": conf}}
+        with open(os.path.join(self.dir, "shop.json"), "w") as f:
+            json.dump(shop, f, ensure_ascii=False)
+        self.proc = None
+        self.logs = []
+
+    def start(self):
+        log = os.path.join(self.dir, "bot%d.log" % len(self.logs))
+        self.logs.append(log)
+        self.proc = subprocess.Popen([SHOPBOT, "run", self.dir], stdin=subprocess.DEVNULL,
+                                     stdout=open(log + ".out", "w"), stderr=open(log, "w"))
+        polls = self.fake.polls
+        wait(lambda: self.fake.polls > polls or self.fake.webhook or self.proc.poll() is not None, 10)
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.srv:
+            self.fake.closed = True
+            with self.fake.cv:
+                self.fake.cv.notify_all()
+            self.srv.shutdown()
+            self.srv.server_close()
+
+    def log_text(self):
+        out = ""
+        for l in self.logs:
+            with open(l, errors="replace") as f:
+                out += f.read()
+        return out
+
+    def push(self, **kw):
+        with self.fake.cv:
+            return self.fake.push(self.fake.shorthand(kw))
+
+    def texts(self, chat):
+        with self.fake.cv:
+            return [s.get("text") or s.get("caption") for s in self.fake.sent if s["chat_id"] == chat]
+
+    def db(self):
+        c = sqlite3.connect("file:%s?mode=ro" % os.path.join(self.dir, "data", "shop.db"), uri=True,
+                            timeout=5)
+        return c
+
+    def health(self):
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % self.port, timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except (urllib.error.URLError, OSError):
+            return 0, ""
+
+
+def replied(env, chat, n):
+    return lambda: len(env.texts(chat)) >= n
+
+
+# ---- cases ----
+
+def case_dialog():
+    """Deep link, buttons, contact, long text, photo, edited message."""
+    e = Env("dialog")
+    try:
+        e.start()
+        e.push(chat_id=1001, text="/start ad_autumn", first_name="Иван", last_name="Петров",
+               username="ivan_p")
+        check("deep link: the greeting names the source", wait(replied(e, 1001, 1)) and
+              e.texts(1001)[0] == "Здравствуйте! Источник: ad_autumn")
+        e.push(chat_id=1001, text="кнопки")
+        wait(replied(e, 1001, 2))
+        with e.fake.cv:
+            mk = [s for s in e.fake.sent if s["chat_id"] == 1001][1].get("reply_markup", {})
+        check("buttons: a reply keyboard with both", [b["text"] for r in mk.get("keyboard", []) for b in r]
+              == ["Да", "Нет"])
+        e.push(chat_id=1001, text="Да")
+        check("a button press is its text", wait(replied(e, 1001, 3)) and e.texts(1001)[2] == "эхо: Да")
+        e.push(chat_id=1001, contact="8 912 345-67-89")
+        check("a shared contact gives ev.phone", wait(replied(e, 1001, 4)) and
+              e.texts(1001)[3] == "телефон +79123456789")
+        e.push(chat_id=1001, text="длинно")
+        wait(replied(e, 1001, 6), 15)
+        time.sleep(1.2)
+        t = e.texts(1001)[4:]
+        whole = "\n\n".join("Абзац %d. Длинный ответ, который не влезает в одно сообщение." % i
+                            for i in range(1, 121))
+        check("a text over 4096 characters: %d parts, in order, whole" % len(t),
+              len(t) == 2 and "\n\n".join(t) == whole and all(len(x) <= 4096 for x in t))
+        e.push(chat_id=1001, photo={"size": 70000}, caption="вот")
+        n = len(e.texts(1001))
+        check("a photo is downloaded and given to the flow",
+              wait(replied(e, 1001, n + 1)) and e.texts(1001)[n] == "фото 70000 true")
+        files = os.listdir(os.path.join(e.dir, "data", "files", "telegram", "photos"))
+        check("the photo is in the plugin's data folder", len(files) == 1)
+        e.push(chat_id=1001, text="правка", edited=True, message_id=2)
+        n = len(e.texts(1001))
+        check("an edited message reaches the flow", wait(replied(e, 1001, n + 1)) and
+              e.texts(1001)[n] == "эхо: правка")
+        e.push(chat_id=-100555, text="в чужой группе")
+        e.push(chat_id=1002, text="я бот", is_bot=True)
+        e.push(chat_id=1001, text="последнее")
+        n = len(e.texts(1001))
+        wait(replied(e, 1001, n + 1))
+        with e.fake.cv:
+            others = [s for s in e.fake.sent if s["chat_id"] in (-100555, 1002)]
+        check("other groups and bots are ignored", not others)
+        with e.db() as db:
+            first = json.loads(db.execute("SELECT payload FROM inbox WHERE chat_id='1001' ORDER BY id"
+                                          ).fetchone()[0])
+        check("name and username reach the flow (c.name)", first.get("name") == "Иван Петров" and
+              first.get("username") == "ivan_p" and first.get("source") == "ad_autumn")
+        check("the token is in no log line", SECRET_PART not in e.log_text())
+        with e.fake.cv:
+            v = e.fake.violations()
+        check("no rate violations (%s)" % v[:2], not v)
+    finally:
+        e.stop()
+
+
+def case_inline():
+    e = Env("inline", tg={"buttons": "inline"})
+    try:
+        e.start()
+        e.push(chat_id=1101, text="привет")
+        wait(replied(e, 1101, 1))
+        e.push(chat_id=1101, text="кнопки")
+        wait(replied(e, 1101, 2))
+        e.push(chat_id=1101, callback_data="Нет")
+        check("an inline button is a button event with its label",
+              wait(replied(e, 1101, 3)) and e.texts(1101)[2] == "нажато Нет")
+        check("the callback query was answered", wait(lambda: len(e.fake.callbacks_answered) == 1, 3))
+    finally:
+        e.stop()
+
+
+def case_kill9():
+    """kill -9 three times while 15 customers talk; every reply arrives,
+    a duplicate only of a chat's last reply before a crash."""
+    e = Env("kill9")
+    users = list(range(2001, 2016))
+    steps = 6
+    sent_at = {u: 0 for u in users}
+    e.start()
+    stop = threading.Event()
+    kills = 0
+
+    def expected(k):   # the reply to the k-th message
+        return "Здравствуйте!" if k == 1 else "эхо: m%d" % (k - 1)
+
+    def driver():
+        # each user sends its next message once the previous one was answered
+        while not stop.is_set():
+            for u in users:
+                k = sent_at[u]
+                if k == 0 or (k < steps and expected(k) in e.texts(u)):
+                    sent_at[u] = k + 1
+                    e.push(chat_id=u, text="/start" if k == 0 else "m%d" % k)
+            time.sleep(0.05)
+
+    th = threading.Thread(target=driver, daemon=True)
+    th.start()
+    try:
+        for _ in range(3):
+            time.sleep(random.uniform(1.0, 2.5))
+            e.kill9()
+            kills += 1
+            time.sleep(0.2)
+            e.start()
+        done = wait(lambda: all("эхо: m%d" % (steps - 1) in e.texts(u) for u in users), 60)
+        stop.set()
+        th.join()
+        time.sleep(1.5)
+        check("kill -9 x%d: every customer got every reply" % kills, done)
+        dups, bad_dups = 0, 0
+        for u in users:
+            t = e.texts(u)
+            want = ["Здравствуйте!"] + ["эхо: m%d" % i for i in range(1, steps)]
+            got = [x for i, x in enumerate(t) if i == 0 or x != t[i - 1]]
+            if got != want:
+                bad_dups += 1
+                print("  chat %d: %s" % (u, t))
+            dups += len(t) - len(got)
+        check("replies in order; %d duplicates, each the chat's last before a crash, at most one per chat per crash"
+              % dups, bad_dups == 0 and dups <= kills * len(users))
+        with e.fake.cv:
+            pending = list(e.fake.updates)
+        check("offset: nothing left unconfirmed", wait(lambda: not e.fake.updates, 5) or not pending)
+        with e.db() as db:
+            n_in = db.execute("SELECT count(*) FROM inbox WHERE channel='telegram'").fetchone()[0]
+        check("inbox holds each update once (%d)" % n_in, n_in == len(users) * steps)
+    finally:
+        stop.set()
+        e.stop()
+
+
+def case_storm_and_limits():
+    """20 customers, 3 messages each answered with 3 replies, a 429 storm
+    in the middle: all delivered once, nothing before retry_after, no rate
+    over Telegram's limits."""
+    e = Env("storm")
+    e.loglevel = "debug"
+    users = list(range(3001, 3021))
+    try:
+        e.start()
+        for u in users:
+            e.push(chat_id=u, text="/start")
+        wait(lambda: all(len(e.texts(u)) >= 1 for u in users), 20)
+        for u in users:
+            e.push(chat_id=u, text="много 3")
+        time.sleep(0.5)
+        with e.fake.cv:
+            e.fake.storm_until = time.monotonic() + 3
+        done = wait(lambda: all(len(e.texts(u)) >= 4 for u in users), 40)
+        time.sleep(1.0)
+        check("429 storm: every reply delivered", done)
+        check("... none twice", all(e.texts(u) == ["Здравствуйте!", "ответ 1", "ответ 2", "ответ 3"]
+                                    for u in users))
+        with e.fake.cv:
+            v = e.fake.violations()
+            n429 = len(e.fake.four29)
+        check("... the storm answered %d requests with 429" % n429, n429 >= 1)
+        if not check("... nothing sent before retry_after, no rate over the limits (%s)" % v[:3], not v):
+            with e.fake.cv:
+                t0 = e.fake.sends[0][0]
+                print("  chat 3020:", [(round(t - t0, 3), m) for t, c, m in e.fake.sends if c == 3020],
+                      [round(t - t0, 3) for t, ra, c in e.fake.four29][:3])
+    finally:
+        e.stop()
+
+
+def case_blocked_and_errors():
+    e = Env("blocked")
+    try:
+        e.start()
+        e.push(chat_id=4001, text="/start")
+        e.push(chat_id=4002, text="/start")
+        wait(lambda: e.texts(4001) and e.texts(4002))
+        with e.fake.cv:
+            e.fake.blocked.add(4002)
+        e.push(chat_id=4002, text="ещё")
+        e.push(chat_id=4002, member_status="kicked")
+        with e.fake.cv:
+            e.fake.injections.append({"method": "sendMessage", "status": 502, "count": 2,
+                                      "chat_id": 4001})
+        e.push(chat_id=4001, text="после 502")
+        check("5xx: retried until delivered", wait(lambda: "эхо: после 502" in e.texts(4001), 15))
+
+        def failed():
+            with e.db() as db:
+                return db.execute("SELECT fail_reason FROM outbox WHERE chat_id='4002' AND status='failed'"
+                                  ).fetchall()
+        check("403: the row failed for good as blocked", wait(lambda: failed() == [("blocked",)], 10))
+        with e.db() as db:
+            st = db.execute("SELECT status FROM customer_addresses WHERE channel='telegram' AND address='4002'"
+                            ).fetchall()
+        print("  address rows for 4002: %s" % st)
+    finally:
+        e.stop()
+
+
+def case_webhook():
+    e = Env("webhook", tg={"webhook_url": "http://127.0.0.1:%d/tg/hook", "webhook_secret": "it_secret_123"},
+            http=True)
+    # the URL needs the port the shop listens on
+    with open(os.path.join(e.dir, "shop.json")) as f:
+        shop = json.load(f)
+    shop["channels"]["telegram"]["webhook_url"] = "http://127.0.0.1:%d/tg/hook" % e.port
+    with open(os.path.join(e.dir, "shop.json"), "w") as f:
+        json.dump(shop, f)
+    try:
+        e.start()
+        check("webhook: setWebhook with the secret", wait(lambda: e.fake.webhook is not None, 10) and
+              e.fake.webhook["secret"] == "it_secret_123")
+        upd = json.dumps({"update_id": 77, "message": {"message_id": 1, "date": 1, "chat": {"id": 5001, "type": "private"},
+                                                       "from": {"id": 5001, "is_bot": False, "first_name": "A"},
+                                                       "text": "подделка"}}).encode()
+        for hdr, want in ((None, 401), ("wrong", 401)):
+            r = urllib.request.Request("http://127.0.0.1:%d/tg/hook" % e.port, data=upd, method="POST",
+                                       headers={"Content-Type": "application/json"})
+            if hdr:
+                r.add_header("X-Telegram-Bot-Api-Secret-Token", hdr)
+            try:
+                st = urllib.request.urlopen(r, timeout=5).status
+            except urllib.error.HTTPError as x:
+                st = x.code
+            check("webhook with %s secret: %d" % ("a wrong" if hdr else "no", st), st == want)
+        with e.db() as db:
+            n = db.execute("SELECT count(*) FROM inbox").fetchone()[0]
+        check("... and nothing processed", n == 0)
+        with e.fake.cv:
+            e.fake.users.add(5002)
+        e.push(chat_id=5002, text="/start")
+        check("the right secret: the update is answered 200 and replied to",
+              wait(lambda: e.texts(5002) and any(d["status"] == 200 for d in e.fake.webhook_deliveries), 10))
+    finally:
+        e.stop()
+
+
+def case_conflict_unauthorized():
+    e = Env("conflict", http=True)
+    try:
+        with e.fake.cv:
+            e.fake.webhook = {"url": "https://elsewhere.example/hook", "secret": None}
+        e.start()
+
+        def h409():
+            st, body = e.health()
+            return st == 503 and "deleteWebhook" in body
+        if not check("409 at start: /healthz says to call deleteWebhook", wait(h409, 10)):
+            print("  healthz: %s %s\n  log: %s" % (e.health() + (e.log_text()[-600:],)))
+        check("... and the log says it", "telegram-conflict" in e.log_text())
+    finally:
+        e.stop()
+    e = Env("unauthorized", http=True, tg={"token": "987654:WRONG_token_value"})
+    try:
+        e.start()
+
+        def h401():
+            st, body = e.health()
+            return st == 503 and "token" in body and "WRONG_token_value" not in body
+        check("401 at start: /healthz names the token, without it", wait(h401, 10))
+        st, body = e.health()
+        check("... the bot keeps running", e.proc.poll() is None)
+        check("... the token is in no log line", "WRONG_token_value" not in e.log_text())
+    finally:
+        e.stop()
+
+
+def case_migration():
+    e = Env("migrate")
+    try:
+        with e.fake.cv:
+            e.fake.groups[-4001] = {"type": "group", "title": "Менеджеры"}
+            e.fake.migrated[-4001] = -1004001
+            e.fake.groups[-1004001] = {"type": "supergroup", "title": "Менеджеры"}
+        e.start()
+        e.push(chat_id=6001, text="/start")
+        wait(replied(e, 6001, 1))
+        e.push(chat_id=6001, text="менеджер")
+        check("managers' group migrated: the note goes to the supergroup",
+              wait(lambda: e.texts(-1004001), 10))
+        with e.fake.cv:
+            n400 = e.fake.calls.get("sendmessage", 0)
+        e.stop_bot = None
+        e.proc.send_signal(signal.SIGTERM)
+        e.proc.wait(10)
+        e.push(chat_id=6002, text="/start")
+        e.start()
+        wait(replied(e, 6002, 1))
+        e.push(chat_id=6002, text="менеджер")
+        wait(lambda: len(e.texts(-1004001)) >= 2, 10)
+        with e.fake.cv:
+            old = [s for s in e.fake.sends if s[1] == -4001]
+        check("... the new id is kept: after a restart only one try went to the old id (%d)" % len(old),
+              len(old) == 1 and len(e.texts(-1004001)) == 2)
+        del n400
+    finally:
+        e.stop()
+
+
+CASES = [case_dialog, case_inline, case_storm_and_limits, case_kill9, case_blocked_and_errors,
+         case_webhook, case_conflict_unauthorized, case_migration]
+
+
+def main():
+    if not os.path.exists(SHOPBOT):
+        print("no shopbot binary at %s" % SHOPBOT)
+        return 77
+    only = sys.argv[1:]
+    try:
+        for c in CASES:
+            if only and c.__name__[5:] not in only:
+                continue
+            if time.monotonic() > DEADLINE:
+                bad(c.__name__ + ": out of time")
+                continue
+            try:
+                c()
+            except Exception as x:  # a broken case is a failure, the others still run
+                import traceback
+                traceback.print_exc()
+                bad("%s: %r" % (c.__name__, x))
+    finally:
+        os.environ.get("TG_KEEP") or shutil.rmtree(TMP, ignore_errors=True)
+    print("%d passed, %d failed" % (PASSED, FAILED))
+    return 1 if FAILED else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+-- Тестовый сценарий канала Telegram (tests/integration/telegram.py):
+-- каждая команда проверяет одну возможность канала.
+return flow "main" {
+  version = 1,
+
+  start = function(c, ev)
+    if ev.source then
+      c:say("Здравствуйте! Источник: " .. ev.source)
+    else
+      c:say("Здравствуйте!")
+    end
+    return "echo"
+  end,
+
+  echo = function(c, ev)
+    local t = ev.text or ""
+    if ev.kind == "photo" then
+      local p = ev.photos and ev.photos[1] or {}
+      c:say("фото " .. tostring(p.size) .. " " .. tostring(p.path ~= nil))
+      return
+    end
+    if ev.kind == "contact" then
+      c:say("телефон " .. tostring(ev.phone))
+      return
+    end
+    if ev.kind == "button" then
+      c:say("нажато " .. t)
+      return
+    end
+    if t == "кнопки" then
+      c:say("Подходит?", { buttons = { "Да", "Нет" } })
+      return
+    end
+    if t == "длинно" then
+      local parts = {}
+      for i = 1, 120 do
+        parts[#parts + 1] = "Абзац " .. i .. ". Длинный ответ, который не влезает в одно сообщение."
+      end
+      c:say(table.concat(parts, "\n\n"))
+      return
+    end
+    if t == "менеджер" then
+      c:notify("Заявка от " .. tostring(c.name) .. ": нужен менеджер")
+      c:handoff("asked")
+      c:say("Зову менеджера")
+      return
+    end
+    local n = t:match("^много (%d+)$")
+    if n then
+      for i = 1, tonumber(n) do c:say("ответ " .. i) end
+      return
+    end
+    c:say("эхо: " .. t)
+  end,
+}
