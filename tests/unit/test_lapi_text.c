@@ -128,6 +128,8 @@ T(intents) {
          /* «всё хорошо» to the retention check-in: nothing needed */
          "assert(text.is('всё хорошо, машина бегает', 'fine') and text.is('пока ездим', 'fine'))\n"
          "assert(not text.is('всё', 'fine'))\n"
+         "assert(text.is('спасибо, пока всё хорошо', 'fine'))\n"
+         "assert(text.is('чё надо?', 'who') and text.is('ок спс', 'ack'))\n"
          /* cannot now: later */
          "assert(text.is('я сейчас на вахте', 'later') and text.is('денег пока нет', 'later'))\n"
          /* frame model codes from goods.lua (class 11) */
