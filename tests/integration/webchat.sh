@@ -25,4 +25,25 @@ r=$?
 sed 's/^/  | /' "$TMP/two"
 check "phase two" [ $r -eq 0 ]
 kill -TERM $PIDS; wait $PIDS 2>/dev/null
+
+# A messenger token configured: the web chat is off unless enabled says so.
+python3 - "$TMP/shop/shop.json" <<'PY'
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p, encoding="utf-8"))
+c["channels"]["telegram"] = {"token": "123456:test", "api_base": "http://127.0.0.1:9"}
+json.dump(c, open(p, "w", encoding="utf-8"), ensure_ascii=False)
+PY
+$S run "$TMP/shop" >"$TMP/out3" 2>"$TMP/err3" &
+PIDS="$!"
+check "with a token the bot starts" wait_for "$TMP/err3" "plugin-started plugin=telegram|plugin=telegram"
+sleep 0.5
+check "with a token the web chat is off" sh -c "! grep -q 'plugin-started plugin=webchat' '$TMP/err3'"
+check "with a token / is not the chat" [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/")" = 404 ]
+kill -TERM $PIDS; wait $PIDS 2>/dev/null
+sed 's/"webchat": {/"webchat": {"enabled": true, /' "$TMP/shop/shop.json" >"$TMP/s" && mv "$TMP/s" "$TMP/shop/shop.json"
+$S run "$TMP/shop" >"$TMP/out4" 2>"$TMP/err4" &
+PIDS="$!"
+check "enabled: true runs it beside the messenger" wait_for "$TMP/err4" "plugin-started plugin=webchat"
+kill -TERM $PIDS; wait $PIDS 2>/dev/null
 done_tests

@@ -4,6 +4,7 @@ module), for the web chat tests and benchmark: the page's HTTP requests
 Every socket wait is bounded."""
 import json
 import os
+import re
 import socket
 import struct
 import sys
@@ -32,6 +33,11 @@ def http(port, method, path, body=b"", headers=None, timeout=5):
         if not d:
             break
         data += d
+        # done once the body announced by Content-Length is in
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        m = re.search(rb"(?im)^content-length:\s*(\d+)", head) if sep else None
+        if m and len(rest) >= int(m.group(1)):
+            break
     s.close()
     head, _, rest = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
