@@ -52,7 +52,8 @@ bool rt_effects_take_timers(rt_effects *fx) {
 const rt_effects_stats *rt_effects_get_stats(const rt_effects *fx) { return &fx->st; }
 
 static bool is_customer_message(const char *kind) {
-  return strcmp(kind, "wake") != 0 && strcmp(kind, "manager") != 0;
+  return strcmp(kind, "wake") != 0 && strcmp(kind, "manager") != 0 &&
+         strcmp(kind, "blocked") != 0 && strcmp(kind, "unblocked") != 0;
 }
 
 static int64_t sat_mul(int64_t a, int64_t b) {
@@ -326,6 +327,88 @@ static int apply_result(rt_effects *fx, rt_turn *t, int64_t now) {
   return rc;
 }
 
+/* ---- what crosses between a customer and the managers' chat ----
+ *
+ * When a manager answers from the managers' chat (a `manager` event with
+ * `say`: plugins/telegram's reply to a note), the answer goes to the
+ * customer; the first answer also tells the managers who took the chat.
+ * While a manager has the chat, the customer's messages are relayed to the
+ * managers' chat as notes about this chat, so the dialog reads there whole
+ * (not for the console, whose terminal already shows both sides). */
+
+static int add_payload(rt_effects *fx, rt_turn *t, const char *channel, const char *chat,
+                       json_t *msg, int seq, int64_t now) {
+  char idem[96];
+  snprintf(idem, sizeof idem, "c%lld:r%lld:x%d", (long long)t->conv.id,
+           (long long)t->conv.rev + 1, seq);
+  char *p = json_dumps(msg, JSON_COMPACT | JSON_SORT_KEYS);
+  int rc = rt_store_outbox_add_prio(fx->o.store, t->conv.id, channel, chat, idem, "text", p, 0,
+                                    now, NULL);
+  free(p);
+  fx->outbox_dirty = true;
+  return rc == 1 ? RT_OK : rc;
+}
+
+static int cross_managers(rt_effects *fx, rt_turn *t, const char *mode_before, int64_t now) {
+  json_t *ev = t->event;
+  const char *kind = jstr(ev, "kind");
+  const char *name = jstr(ev, "name");
+  int rc = RT_OK;
+  if (!kind) return RT_OK;
+  if (strcmp(kind, "manager") == 0 && (jstr(ev, "say") || jstr(ev, "say_photo"))) {
+    json_t *m = json_pack("{s:s}", "text", jstr(ev, "say") ? jstr(ev, "say") : "");
+    if (jstr(ev, "say_photo"))
+      json_object_set_new(m, "media", json_pack("{s:s, s:s}", "ref", jstr(ev, "say_photo"),
+                                                "kind", "photo"));
+    rc = add_payload(fx, t, t->conv.channel, t->conv.chat_id, m, 0, now);
+    json_decref(m);
+    if (rc == RT_OK && strcmp(mode_before, "manager") != 0) {
+      char *note = rt_xasprintf("Чат взял(а) %s.", jstr(ev, "by") ? jstr(ev, "by") : "менеджер");
+      m = json_pack("{s:s, s:s}", "text", note, "about", t->conv.chat_id);
+      rc = add_payload(fx, t, fx->mgr_channel, fx->mgr_chat, m, 1, now);
+      json_decref(m);
+      free(note);
+    }
+  } else if (is_customer_message(kind) && strcmp(mode_before, "manager") == 0 &&
+             strcmp(fx->mgr_channel, "console") != 0) {
+    const char *text = jstr(ev, "text");
+    json_t *photo = json_array_get(json_object_get(ev, "photos"), 0);
+    char *line = rt_xasprintf("%s: %s", name ? name : t->conv.chat_id,
+                              text && *text ? text : photo ? "(фото)" : "(без текста)");
+    json_t *m = json_pack("{s:s, s:s}", "text", line, "about", t->conv.chat_id);
+    if (jstr(photo, "id") && strcmp(t->conv.channel, fx->mgr_channel) == 0)
+      json_object_set_new(m, "media", json_pack("{s:s, s:s}", "ref", jstr(photo, "id"), "kind",
+                                                "photo"));
+    rc = add_payload(fx, t, fx->mgr_channel, fx->mgr_chat, m, 0, now);
+    json_decref(m);
+    free(line);
+  }
+  return rc;
+}
+
+/* A customer's own shared contact is their phone (and their address on
+ * the channel); a deep link's payload is where the chat came from. */
+static int event_facts(rt_effects *fx, rt_turn *t, int64_t now) {
+  json_t *ev = t->event;
+  const char *kind = jstr(ev, "kind");
+  int rc = RT_OK;
+  const char *phone = jstr(ev, "phone");
+  if (kind && strcmp(kind, "contact") == 0 && phone && phone[0] == '+') {
+    if (!t->conv.phone) free_set(&t->conv.phone, phone);
+    if (strcmp(t->conv.phone, phone) == 0)
+      rc = rt_store_address_set(fx->o.store, phone, t->conv.channel, t->conv.chat_id, now);
+  }
+  const char *src = jstr(ev, "source");
+  if (rc == RT_OK && src && kind && is_customer_message(kind)) {
+    json_t *d = json_pack("{s:s}", "source", src);
+    char *dj = json_dumps(d, JSON_COMPACT);
+    rc = rt_store_event_add(fx->o.store, now, t->conv.id, t->conv.flow, NULL, "source", dj);
+    free(dj);
+    json_decref(d);
+  }
+  return rc;
+}
+
 int rt_effects_apply(rt_effects *fx, rt_turn *t, int64_t now) {
   rt_store *s = fx->o.store;
   if (t->status == RT_TURN_STORE_ERROR) return rt_store_errcode(s) ? rt_store_errcode(s) : RT_EIO;
@@ -335,7 +418,13 @@ int rt_effects_apply(rt_effects *fx, rt_turn *t, int64_t now) {
   if (t->status == RT_LTURN_DONE) rc = apply_result(fx, t, now);
   else if (t->status == RT_LTURN_ERROR) rc = apply_error(fx, t, now);
   else if (t->status == RT_TURN_QUARANTINED) rc = apply_quarantine(fx, t, now);
-  else rc = rt_handoff_apply(fx->o.handoff, &t->conv, t->event, now);
+  else {
+    char *mode_before = rt_xstrdup(t->conv.mode ? t->conv.mode : "bot");
+    rc = rt_handoff_apply(fx->o.handoff, &t->conv, t->event, now);
+    if (rc == RT_OK) rc = cross_managers(fx, t, mode_before, now);
+    free(mode_before);
+  }
+  if (rc == RT_OK && t->status != RT_TURN_QUARANTINED) rc = event_facts(fx, t, now);
   if (rc == RT_OK) rc = rt_store_conv_save(s, &t->conv, now);
   if (rc == RT_OK && t->status != RT_TURN_QUARANTINED)
     rc = rt_store_inbox_finish(s, t->ev.id,

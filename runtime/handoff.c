@@ -25,8 +25,11 @@ static void free_set(char **p, const char *v) {
   *p = n;
 }
 
+/* "blocked"/"unblocked": the customer blocked the bot or came back (a
+ * channel's notice, no message: no step runs for it). */
 static bool is_customer_message(const char *kind) {
-  return strcmp(kind, "wake") != 0 && strcmp(kind, "manager") != 0;
+  return strcmp(kind, "wake") != 0 && strcmp(kind, "manager") != 0 &&
+         strcmp(kind, "blocked") != 0 && strcmp(kind, "unblocked") != 0;
 }
 
 bool rt_handoff_bot_runs(const rt_conv_row *c, const char *kind, const char *wake_step) {
@@ -38,7 +41,8 @@ bool rt_handoff_bot_runs(const rt_conv_row *c, const char *kind, const char *wak
    * keep a runaway going (a step over limits.wakeups_pending). */
   bool failed = strcmp(mode, "bot") != 0 && c->last_error;
   return !((strcmp(mode, "bot") != 0 && is_customer_message(kind)) || system_wake ||
-           strcmp(kind, "manager") == 0 || (failed && strcmp(kind, "wake") == 0));
+           strcmp(kind, "manager") == 0 || strcmp(kind, "blocked") == 0 ||
+           strcmp(kind, "unblocked") == 0 || (failed && strcmp(kind, "wake") == 0));
 }
 
 int rt_handoff_hold(rt_handoff *h, int64_t conv_id, int64_t now) {
@@ -73,6 +77,13 @@ int rt_handoff_apply(rt_handoff *h, rt_conv_row *c, json_t *event, int64_t now) 
       rc = rt_handoff_hold(h, c->id, now);
       if (rc == RT_OK) rc = rt_store_event_add(s, now, c->id, NULL, NULL, "taken", "{}");
     }
+  } else if (kind && (strcmp(kind, "blocked") == 0 || strcmp(kind, "unblocked") == 0)) {
+    /* Campaigns skip a blocked address; a customer who comes back is
+     * reachable again. */
+    rc = rt_store_address_mark(s, c->channel, c->chat_id,
+                               strcmp(kind, "blocked") == 0 ? "blocked" : "reachable",
+                               "the customer blocked the bot", now);
+    if (rc == RT_OK) rc = rt_store_event_add(s, now, c->id, NULL, NULL, kind, "{}");
   } else if (step && strcmp(step, "_release") == 0) {
     if (c->mode && strcmp(c->mode, "bot") != 0) {
       back_to_bot(c);

@@ -75,6 +75,7 @@ struct tg_send {
   char *media_ref, *media_kind, *caption;
   bool media_done;
   bool about;                /* a note to the managers about a customer's chat */
+  int64_t reply_to;          /* that customer's card in the managers' chat, or 0 */
   int migrations;
 };
 
@@ -690,10 +691,12 @@ static bool normalise_member(tg_job *j, json_t *mu, const char **why) {
   bool blocked = strcmp(st, "kicked") == 0;
   rt_log(RT_LOG_INFO, blocked ? "telegram-blocked" : "telegram-unblocked", "chat=%s", j->chat);
   set_user(j, json_object_get(mu, "from"));
-  /* The next send there fails for good as "blocked" (403) and is recorded
-   * on the row; no event is made, so no flow answers someone who left. */
-  *why = blocked ? "blocked the bot" : "chat member status";
-  return false;
+  if (!blocked && strcmp(st, "member") != 0) { *why = "chat member status"; return false; }
+  /* A system event: the host marks the address blocked (campaigns skip
+   * it) or reachable again; no step runs for it. */
+  j->ev.kind = blocked ? "blocked" : "unblocked";
+  set_text(j, "");
+  return true;
 }
 
 /* ---- inbound: photo downloads ---- */
@@ -852,7 +855,8 @@ static void job_start(tg_job *j) {
     if (strcmp(why, "managers") != 0) job_skip(j, why);
     return;   /* a managers' message is received (or skipped) by managers_message */
   }
-  typing_arm(t, j->chat);
+  if (strcmp(j->ev.kind, "blocked") != 0 && strcmp(j->ev.kind, "unblocked") != 0)
+    typing_arm(t, j->chat);
   if (json_array_size(j->photos) && t->env->http) {
     t->busy = j;
     photo_next(j);
@@ -889,6 +893,9 @@ static void managers_message(tg_job *j, json_t *msg) {
   tg *t = j->t;
   json_t *from = json_object_get(msg, "from");
   const char *text = jstr(msg, "text") ? jstr(msg, "text") : jstr(msg, "caption");
+  json_t *photo = json_object_get(msg, "photo");
+  json_t *big = json_array_get(photo, json_array_size(photo) - 1);
+  if (!text && jstr(big, "file_id")) text = "";
   json_t *reply = json_object_get(msg, "reply_to_message");
   int64_t rid = 0;
   const char *customer = NULL;
@@ -920,6 +927,8 @@ static void managers_message(tg_job *j, json_t *msg) {
   } else {
     set_text(j, "take");
     json_object_set_new(j->extra, "say", json_string(text));
+    /* a photo the manager sends goes on by its file_id */
+    if (jstr(big, "file_id")) json_object_set_new(j->extra, "say_photo", json_string(jstr(big, "file_id")));
   }
   json_object_set_new(j->extra, "by", json_string(j->name ? j->name : j->user));
   json_object_set_new(j->extra, "message_id", json_integer(mid));
@@ -1335,9 +1344,16 @@ static void remember_card(tg_send *s, const json_t *result) {
   tg *t = s->t;
   int64_t mid;
   if (!s->about || !t->env->kv_set || !jint(result, "message_id", &mid)) return;
-  char key[80];
+  char key[80], val[32];
   snprintf(key, sizeof key, "card:%s:%lld", s->chat, (long long)mid);
   t->env->kv_set(t->env->host, t->env->name, key, s->about_chat);
+  if (!s->reply_to) {
+    /* The first note about a customer is their card: later ones (relayed
+     * messages, reminders) answer it, so the dialog reads as one thread. */
+    snprintf(key, sizeof key, "cardof:%s:%s", s->chat, s->about_chat);
+    snprintf(val, sizeof val, "%lld", (long long)mid);
+    t->env->kv_set(t->env->host, t->env->name, key, val);
+  }
 }
 
 static void sent(rt_http_resp *r, void *ud) {
@@ -1510,6 +1526,10 @@ static void send_step(tg_send *s) {
     }
   } else {
     json_t *p = json_pack("{s:s, s:s}", "chat_id", s->chat, "text", s->parts[s->part]);
+    if (s->reply_to)
+      json_object_set_new(p, "reply_parameters", json_pack("{s:I, s:b}", "message_id",
+                                                           (json_int_t)s->reply_to,
+                                                           "allow_sending_without_reply", 1));
     if (s->markup && s->part + 1 == s->nparts)
       json_object_set_new(p, "reply_markup", json_loads(s->markup, 0, NULL));
     rc = call(t, "sendMessage", p, 30000, sent, s, &s->req);
@@ -1574,6 +1594,11 @@ static void tg_send_msg(rt_channel *ch, const rt_out_msg *m, rt_send_done done, 
   if (s->about) {
     s->about_chat = rt_xstrdup(m->about);
     managers_learn(t, m->chat_id);
+    char key[96];
+    snprintf(key, sizeof key, "cardof:%s:%s", s->chat, m->about);
+    char *v = t->env->kv_get ? t->env->kv_get(t->env->host, t->env->name, key) : NULL;
+    if (v) s->reply_to = strtoll(v, NULL, 10);
+    free(v);
   }
   s->markup = markup_for(t, m);
   const char *text = m->text ? m->text : "";
@@ -1788,7 +1813,7 @@ int rt_telegram_new(const json_t *conf, rt_channel **out, char **err) {
     pg = json_number_value(x) / 60.0;
   t->ch = (rt_channel){
       .name = "telegram", .impl = t, .caps = RT_CH_BUTTONS | RT_CH_MEDIA,
-      .limits = {.per_sec = ps, .per_chat = pc, .per_group = pg, .in_flight = 32},
+      .limits = {.per_sec = ps, .per_chat = pc, .per_group = pg, .in_flight = 128},
       .start = tg_start, .send = tg_send_msg, .is_group = tg_is_group, .close = tg_close};
   *out = &t->ch;
   return RT_OK;

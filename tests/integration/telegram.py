@@ -457,8 +457,67 @@ def case_migration():
         e.stop()
 
 
+def case_managers():
+    """The managers' group: a note about a customer, a manager's reply
+    reaching the customer and taking the chat, the customer's next message
+    relayed as a reply to the card, /bot giving the chat back; a shared
+    contact links the address, a block marks it."""
+    e = Env("managers")
+    try:
+        with e.fake.cv:
+            e.fake.groups[-4001] = {"type": "supergroup", "title": "Менеджеры"}
+        e.start()
+        e.push(chat_id=7001, text="/start", first_name="Пётр")
+        wait(replied(e, 7001, 1))
+        e.push(chat_id=7001, text="менеджер", first_name="Пётр")
+        check("hand-off: a note in the managers' group", wait(lambda: e.texts(-4001), 10) and
+              "Пётр" in e.texts(-4001)[0])
+        with e.fake.cv:
+            card = [x for x in e.fake.sent if x["chat_id"] == -4001][0]["message_id"]
+        e.push(chat_id=-4001, user_id=90001, first_name="Ольга", text="не ответ на карточку")
+        e.push(chat_id=-4001, user_id=90001, first_name="Ольга", text="Здравствуйте, это Ольга",
+               reply_to=card)
+        check("a manager's reply to the card reaches the customer",
+              wait(lambda: "Здравствуйте, это Ольга" in e.texts(7001), 10))
+        check("... the group sees who took it", wait(lambda: any("взял" in (x or "") and "Ольга" in x
+                                                                for x in e.texts(-4001)), 5))
+        check("... a message that answers no card reaches nobody",
+              "не ответ на карточку" not in e.texts(7001))
+        e.push(chat_id=7001, text="А сколько стоит?", first_name="Пётр")
+
+        def relayed():
+            with e.fake.cv:
+                return [x for x in e.fake.sent if x["chat_id"] == -4001 and "сколько стоит" in x.get("text", "")]
+        check("the customer's next message is relayed to the group", wait(relayed, 10))
+        r = relayed()
+        check("... as a reply to the card", r and (r[0].get("reply_parameters") or {}).get("message_id") == card)
+        check("... and the bot stays silent", not any("эхо" in (t or "") for t in e.texts(7001)))
+        e.push(chat_id=-4001, user_id=90001, first_name="Ольга", text="/bot", reply_to=card)
+        time.sleep(1.0)
+        n = len(e.texts(7001))
+        e.push(chat_id=7001, text="снова бот", first_name="Пётр")
+        check("/bot gives the chat back: the bot answers again",
+              wait(lambda: len(e.texts(7001)) > n and e.texts(7001)[-1].startswith("Здравствуйте"), 10))
+        e.push(chat_id=7002, text="/start")
+        wait(replied(e, 7002, 1))
+        e.push(chat_id=7002, contact="+7 912 000-11-22")
+        wait(replied(e, 7002, 2))
+
+        def addr():
+            with e.db() as db:
+                return db.execute("SELECT phone, status FROM customer_addresses WHERE channel='telegram' "
+                                  "AND address='7002'").fetchall()
+        check("a shared contact links the Telegram chat to the customer's phone",
+              wait(lambda: addr() == [("+79120001122", "reachable")], 5))
+        e.push(chat_id=7002, member_status="kicked")
+        check("my_chat_member kicked: the address is blocked", wait(lambda: addr() == [("+79120001122", "blocked")], 5))
+        check("... and no flow answered it", len(e.texts(7002)) == 2)
+    finally:
+        e.stop()
+
+
 CASES = [case_dialog, case_inline, case_storm_and_limits, case_kill9, case_blocked_and_errors,
-         case_webhook, case_conflict_unauthorized, case_migration]
+         case_webhook, case_conflict_unauthorized, case_migration, case_managers]
 
 
 def main():
