@@ -81,6 +81,25 @@ rt_convq_chat *rt_convq_push(rt_convq *q, const char *channel, const char *chat_
 
 rt_convq_chat *rt_convq_get(rt_convq *q, const char *key) { return rt_map_get(&q->chats, key); }
 
+bool rt_convq_idle(rt_convq *q, const char *channel, const char *chat_id) {
+  char *key = rt_xasprintf("%s\x1f%s", channel, chat_id);
+  rt_convq_chat *c = rt_map_get(&q->chats, key);
+  free(key);
+  return !c || (!c->running && c->head == c->len);
+}
+
+rt_convq_chat *rt_convq_push_running(rt_convq *q, const char *channel, const char *chat_id,
+                                     int64_t id, char *payload, bool wake) {
+  rt_convq_chat *c = chat_for(q, channel, chat_id);
+  if (c->running || c->head < c->len) return NULL;
+  /* Not ready-listed: it is started now. */
+  c->in_ready = true;
+  rt_convq_push(q, channel, chat_id, id, payload, wake, false);
+  c->in_ready = false;
+  c->evs[c->len - 1].fresh = true;
+  return c;
+}
+
 bool rt_convq_any_ready(const rt_convq *q) { return q->ready_head != NULL; }
 
 rt_convq_chat *rt_convq_pop_ready(rt_convq *q) {
@@ -118,4 +137,10 @@ void rt_convq_retry(rt_convq *q, rt_convq_chat *c, char *payload) {
   c->evs[c->head].payload = payload;
   c->running = false;
   make_ready(q, c);
+}
+
+void rt_convq_abort(rt_convq *q, rt_convq_chat *c) {
+  free(c->evs[c->head].payload);
+  c->evs[c->head].payload = NULL;
+  rt_convq_done(q, c);
 }

@@ -17,6 +17,9 @@ typedef struct {
   bool isolate;                /* pending at an unclean start: runs alone */
   bool marked;                 /* its attempt is counted in the store */
   int64_t attempts;            /* earlier attempts (when marked) */
+  bool fresh;                  /* received in the transaction still open: runs now,
+                                * and is dropped if that transaction rolls back */
+  bool stored_done;            /* its inbox row was written as done already */
 } rt_convq_ev;
 
 typedef struct rt_convq_chat {
@@ -39,6 +42,13 @@ void rt_convq_free(rt_convq *q);
  * and makes the chat ready if nothing runs in it. */
 rt_convq_chat *rt_convq_push(rt_convq *q, const char *channel, const char *chat_id, int64_t id,
                              char *payload, bool wake, bool isolate);
+/* An event for a chat with nothing queued and nothing running, started at
+ * once: the chat is running it (not on the ready list). NULL, and nothing
+ * done, when the chat is busy. payload is owned by the queue on success. */
+rt_convq_chat *rt_convq_push_running(rt_convq *q, const char *channel, const char *chat_id,
+                                     int64_t id, char *payload, bool wake);
+/* True when the chat has nothing queued and nothing running. */
+bool rt_convq_idle(rt_convq *q, const char *channel, const char *chat_id);
 /* The queue of a chat by its key, or NULL. */
 rt_convq_chat *rt_convq_get(rt_convq *q, const char *key);
 /* Takes the next ready chat off the list, or NULL. It may be running by
@@ -57,4 +67,7 @@ void rt_convq_done(rt_convq *q, rt_convq_chat *c);
 /* The head event's step was not kept (rollback): it runs again later, with
  * its payload given back. */
 void rt_convq_retry(rt_convq *q, rt_convq_chat *c, char *payload);
+/* The head event was never stored (its receive rolled back): it leaves the
+ * queue as if it had never come (c may be dropped). */
+void rt_convq_abort(rt_convq *q, rt_convq_chat *c);
 #endif

@@ -107,6 +107,7 @@ struct rt_deliver {
   uv_timer_t timer;          /* the next known due time, at most POLL_MS away */
   uv_timer_t flush;          /* own commit when the host gives no wake */
   bool started, closing, scanning, rescan, held, flush_armed;
+  bool scan_due;               /* results committed: a scan comes on the next loop turn */
   int handles, jobs;
   int64_t next_trim;
   uint64_t rng;
@@ -332,6 +333,7 @@ int rt_deliver_save(rt_deliver *d) {
 }
 
 static void scan(rt_deliver *d);
+static void timer_cb(uv_timer_t *h);
 
 void rt_deliver_saved(rt_deliver *d, bool committed) {
   size_t n = committed ? d->nsaved : 0;
@@ -343,7 +345,13 @@ void rt_deliver_saved(rt_deliver *d, bool committed) {
   }
   memmove(d->res, d->res + n, (d->nres - n) * sizeof *d->res);
   d->nres -= n;
-  scan(d);
+  /* The chats are free to send their next row: scan on the next loop
+   * turn, so that a commit that also queued rows (rt_deliver_committed
+   * right after) costs one scan, not two. */
+  if (d->started && !d->closing) {
+    d->scan_due = true;
+    uv_timer_start(&d->timer, timer_cb, 0, 0);
+  }
 }
 
 static void flush_cb(uv_timer_t *h) {
@@ -394,6 +402,10 @@ static bool head_cb(void *ud, const rt_outbox_row *r) {
   rt_deliver *d = s->d;
   target *t = s->t;
   s->seen++;
+  /* The buckets count at the moment of each send, not at the start of a
+   * long scan: else a later send could use tokens refilled for time that
+   * had not passed yet when an earlier one went. */
+  s->now = now_ms(d);
   chat *c = chat_get(t, r->chat_id, s->now);
   if (c->busy) return true;
   if (!bucket_ok(&c->b, s->now)) {
@@ -443,6 +455,7 @@ static void scan(rt_deliver *d) {
   if (!d->started || d->closing) return;
   if (d->scanning) { d->rescan = true; return; }   /* a send answered inside the scan */
   d->scanning = true;
+  d->scan_due = false;
   int64_t now, next;
   do {
     d->rescan = false;
@@ -495,7 +508,7 @@ void rt_deliver_start(rt_deliver *d) {
 void rt_deliver_committed(rt_deliver *d) { scan(d); }
 
 bool rt_deliver_idle(const rt_deliver *d) {
-  return d->jobs == 0 && d->nres == 0 && !d->held;
+  return d->jobs == 0 && d->nres == 0 && !d->held && !d->scan_due;
 }
 
 const rt_deliver_stats *rt_deliver_get_stats(const rt_deliver *d) { return &d->st; }

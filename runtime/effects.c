@@ -426,9 +426,12 @@ int rt_effects_apply(rt_effects *fx, rt_turn *t, int64_t now) {
   }
   if (rc == RT_OK && t->status != RT_TURN_QUARANTINED) rc = event_facts(fx, t, now);
   if (rc == RT_OK) rc = rt_store_conv_save(s, &t->conv, now);
-  if (rc == RT_OK && t->status != RT_TURN_QUARANTINED)
-    rc = rt_store_inbox_finish(s, t->ev.id,
-                               t->status == RT_LTURN_ERROR ? "failed"
-                               : t->status == RT_TURN_SKIPPED ? "skipped" : "done", now);
+  /* An event stored in this transaction as done needs no second write
+   * when its step did end so. */
+  const char *status = t->status == RT_LTURN_ERROR ? "failed"
+                       : t->status == RT_TURN_SKIPPED ? "skipped" : "done";
+  if (rc == RT_OK && t->status != RT_TURN_QUARANTINED &&
+      !(t->ev.stored_done && strcmp(status, "done") == 0))
+    rc = rt_store_inbox_finish(s, t->ev.id, status, now);
   return rc;
 }

@@ -10,6 +10,7 @@
 #include "engine.h"
 #include "http_client.h"
 #include "convq.h"
+#include "convs.h"
 #include "deliver.h"
 #include "effects.h"
 #include "handoff.h"
@@ -20,6 +21,7 @@
 #include "paths.h"
 #include "timers.h"
 #include "turn.h"
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +47,9 @@ struct rt_engine {
   char *reload_error, *store_error;
 
   rt_convq queues;
+  rt_convs *convs;              /* conversation rows as last committed */
+  rt_turn **fresh;              /* steps started with their receive, this pump */
+  size_t nfresh, capfresh;
   rt_inbox *inbox;
   rt_turns *turns;
   rt_handoff *handoff;
@@ -177,38 +182,52 @@ int rt_engine_receive(rt_engine *e, const rt_event_in *ev, void (*ack)(void *, i
   return rt_inbox_receive(e->inbox, ev, ack, ud);
 }
 
-/* ---- the apply commit ---- */
+/* ---- the pump's transaction ----
+ * One per loop iteration: the events received (an event whose chat is idle
+ * runs at once and is stored together with its step's effects: one commit
+ * for both), the steps that finished, and the send results. Acks, the
+ * conversation cache and the deliveries follow the commit; a rollback
+ * takes all of it back: received events stay unacked for the next try,
+ * steps of stored events run again, steps of events that were never
+ * stored are dropped. */
 
-/* Every finished turn and send result of this loop turn in one
- * transaction. On failure everything rolls back and the turns' events go
- * back to the head of their queues. */
-static void commit_done(rt_engine *e) {
-  if (!rt_turns_any_done(e->turns) && !rt_deliver_has_results(e->dl)) return;
-  int64_t now = now_ms(e);
-  rt_turn *list = rt_turns_take_done(e->turns);
-  rt_effects_take_timers(e->effects);
-  int rc = rt_store_begin(e->store);
-  for (rt_turn *t = list; t && rc == RT_OK; t = t->next) rc = rt_effects_apply(e->effects, t, now);
-  /* Send results ride in the same transaction: no fsync of their own. */
-  if (rc == RT_OK) rc = rt_deliver_save(e->dl);
-  if (rc == RT_OK) rc = rt_store_commit(e->store);
-  else rt_store_rollback(e->store);
-  rt_deliver_saved(e->dl, rc == RT_OK);
-  bool queued = rt_effects_take_outbox(e->effects);
-  if (rc != RT_OK) {
-    set_store_error(e, "cannot save conversation state");
-    /* Put each event back where it was; its turn runs again later. */
-    for (rt_turn *t = list; t;) {
-      rt_turn *next = t->next;
-      rt_convq_retry(&e->queues, t->chat, t->ev.payload);
-      t->ev.payload = NULL;
-      rt_turn_free(t);
-      t = next;
-    }
+static bool direct_can_run(void *ud, const char *channel, const char *chat_id) {
+  rt_engine *e = ud;
+  return e->nfresh < TURNS_PER_PUMP && rt_convq_idle(&e->queues, channel, chat_id);
+}
+
+static void direct_run(void *ud, const char *channel, const char *chat_id, int64_t id,
+                       char *payload, bool wake) {
+  rt_engine *e = ud;
+  rt_convq_chat *c = rt_convq_push_running(&e->queues, channel, chat_id, id, payload, wake);
+  if (!c) {   /* cannot be: direct_can_run said idle; keep the event anyway */
+    free(payload);
     return;
   }
+  rt_turn *t = rt_turns_start(e->turns, e->bundle, c, false);
+  t->ev.stored_done = true;
+  if (e->nfresh == e->capfresh) {
+    e->capfresh = e->capfresh ? e->capfresh * 2 : 64;
+    e->fresh = rt_xrealloc(e->fresh, e->capfresh * sizeof *e->fresh);
+  }
+  e->fresh[e->nfresh++] = t;
+}
+
+static int conv_get(void *ud, const char *channel, const char *chat_id, int64_t now,
+                    rt_conv_row *out) {
+  rt_engine *e = ud;
+  return rt_convs_get(e->convs, channel, chat_id, now, out);
+}
+
+/* After the commit: what the steps did is durable. */
+static void committed(rt_engine *e, rt_turn *list, int64_t now) {
   clear_store_error(e);
-  if (queued) e->outbox_dirty = true;
+  /* Fresh steps still waiting on I/O are stored events now. */
+  for (size_t i = 0; i < e->nfresh; i++)
+    if (e->fresh[i]->status == RT_LTURN_YIELD) e->fresh[i]->ev.fresh = false;
+  e->nfresh = 0;
+  rt_inbox_staged(e->inbox, true);
+  if (rt_effects_take_outbox(e->effects)) e->outbox_dirty = true;
   /* A wake-up set for now fires now, not at the next poll. */
   if (rt_effects_take_timers(e->effects)) rt_timers_arm(e->timers, 0);
   for (rt_turn *t = list; t;) {
@@ -225,10 +244,83 @@ static void commit_done(rt_engine *e) {
            (long long)(now - t->started_ms));
     /* Committed: the new state stays a Lua table for the chat's next event. */
     if (t->status == RT_LTURN_DONE && t->lt) rt_lturn_keep_state(t->lt, t->conv.rev);
+    rt_convs_put(e->convs, &t->conv);
     rt_convq_done(&e->queues, t->chat);
     rt_turn_free(t);
     t = next;
   }
+}
+
+static void rolled_back(rt_engine *e, rt_turn *list) {
+  set_store_error(e, "cannot save conversation state");
+  rt_inbox_staged(e->inbox, false);
+  rt_effects_take_outbox(e->effects);
+  /* Steps of events that were never stored go; the events come again with
+   * their receive batch. */
+  for (size_t i = 0; i < e->nfresh; i++) {
+    rt_turn *t = e->fresh[i];
+    if (t->status != RT_LTURN_YIELD) continue;   /* in the list below */
+    rt_convq_abort(&e->queues, t->chat);
+    rt_turns_abandon(e->turns, t);
+  }
+  e->nfresh = 0;
+  /* The others go back to the head of their queues and run again. */
+  for (rt_turn *t = list; t;) {
+    rt_turn *next = t->next;
+    if (t->ev.fresh) {
+      rt_convq_abort(&e->queues, t->chat);
+    } else {
+      rt_convq_retry(&e->queues, t->chat, t->ev.payload);
+      t->ev.payload = NULL;
+    }
+    rt_turn_free(t);
+    t = next;
+  }
+}
+
+static bool has_work(rt_engine *e) {
+  return rt_inbox_waiting(e->inbox) || rt_turns_any_resumable(e->turns) ||
+         rt_turns_any_done(e->turns) || rt_deliver_has_results(e->dl) ||
+         (!rt_inbox_isolating(e->inbox) && rt_convq_any_ready(&e->queues));
+}
+
+static void pump_txn(rt_engine *e) {
+  int64_t now = now_ms(e);
+  int rc = rt_store_begin(e->store);
+  if (rc != RT_OK) {
+    set_store_error(e, "cannot store received messages");
+    return;
+  }
+  rt_inbox_direct direct = {.can_run = direct_can_run, .run = direct_run, .ud = e};
+  rc = rt_inbox_stage(e->inbox, &direct);
+  rt_turns_resume(e->turns);
+  for (int n = 0; rc == RT_OK && !rt_inbox_isolating(e->inbox) && n < TURNS_PER_PUMP; n++) {
+    rt_convq_chat *c = rt_convq_pop_ready(&e->queues);
+    if (!c) break;
+    /* The isolated recovery may have run it meanwhile: still running
+     * (back in the list when done), or with nothing left. */
+    if (c->running || !rt_convq_head(c)) { rt_convq_skip(&e->queues, c); continue; }
+    rt_turns_start(e->turns, e->bundle, c, false);
+  }
+  /* A step that was to finish with its receive waits on I/O: its event is
+   * stored as new, to be found again after a crash. */
+  for (size_t i = 0; rc == RT_OK && i < e->nfresh; i++) {
+    rt_turn *t = e->fresh[i];
+    if (t->status == RT_LTURN_YIELD && t->ev.stored_done) {
+      rc = rt_store_inbox_reopen(e->store, t->ev.id);
+      t->ev.stored_done = false;
+    }
+  }
+  rt_turn *list = rt_turns_take_done(e->turns);
+  rt_effects_take_timers(e->effects);
+  for (rt_turn *t = list; t && rc == RT_OK; t = t->next) rc = rt_effects_apply(e->effects, t, now);
+  /* Send results ride in the same transaction: no fsync of their own. */
+  if (rc == RT_OK) rc = rt_deliver_save(e->dl);
+  if (rc == RT_OK) rc = rt_store_commit(e->store);
+  else rt_store_rollback(e->store);
+  rt_deliver_saved(e->dl, rc == RT_OK);
+  if (rc == RT_OK) committed(e, list, now);
+  else rolled_back(e, list);
 }
 
 /* ---- durable timers ---- */
@@ -258,8 +350,8 @@ static void timers_due(void *ud) {
 
 /* ---- the pump: one round of work per loop iteration ---- */
 
-/* After an unclean stop the next left-over event runs alone (inbox.h);
- * events received meanwhile wait. */
+/* After an unclean stop the next left-over event runs alone (inbox.h),
+ * its attempt committed before it runs; events received meanwhile wait. */
 static void isolated_step(rt_engine *e) {
   if (rt_turns_running(e->turns) || rt_turns_any_done(e->turns)) return;
   rt_convq_chat *c;
@@ -278,21 +370,8 @@ static void pump_cb(uv_idle_t *h) {
     e->pumping = false;
     return;
   }
-  if (rt_inbox_waiting(e->inbox)) {
-    if (rt_inbox_flush(e->inbox) != RT_OK) set_store_error(e, "cannot store received messages");
-    else clear_store_error(e);
-  }
-  rt_turns_resume(e->turns);
   if (rt_inbox_isolating(e->inbox)) isolated_step(e);
-  for (int n = 0; !rt_inbox_isolating(e->inbox) && n < TURNS_PER_PUMP; n++) {
-    rt_convq_chat *c = rt_convq_pop_ready(&e->queues);
-    if (!c) break;
-    /* The isolated recovery may have run it meanwhile: still running
-     * (back in the list when done), or with nothing left. */
-    if (c->running || !rt_convq_head(c)) { rt_convq_skip(&e->queues, c); continue; }
-    rt_turns_start(e->turns, e->bundle, c, false);
-  }
-  commit_done(e);
+  if (has_work(e)) pump_txn(e);
   if (e->outbox_dirty && !e->store_error) {
     e->outbox_dirty = false;
     rt_deliver_committed(e->dl);
@@ -335,6 +414,9 @@ static void watchdog_cb(uv_timer_t *h) {
     }
   }
   if (e->store_error && now >= e->store_retry_at) pump_start(e);
+  /* Conversations dropped from the cache free memory malloc keeps unless
+   * asked: give it back to the system once the burst is over. */
+  if (!e->pumping && rt_convs_take_dropped(e->convs) >= 256) malloc_trim(0);
 }
 
 /* ---- setup and teardown ---- */
@@ -385,7 +467,9 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
                                            .clock = &e->clock,
                                            .step_timeout_ms = step_timeout_ms,
                                            .http = o->http,
-                                           .kick = kick, .kick_ud = e});
+                                           .kick = kick, .kick_ud = e,
+                                           .conv_get = conv_get, .conv_ud = e});
+  e->convs = rt_convs_new(e->store, (size_t)cfg_int(c, "store.conv_cache", 10000, 0, 1 << 24));
   e->bopts = (rt_bundle_opts){
     .flows_dir = e->flows_dir, .lib_dir = e->lib_dir, .start_flow = e->start_flow,
     .shop = e->shop_view,
@@ -404,6 +488,7 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
     rc = rt_bundle_load(&e->bopts, &e->bundle, err);
   if (rc != RT_OK) {
     rt_turns_close(e->turns, NULL, NULL);
+    rt_convs_free(e->convs);
     rt_store_close(e->store);
     rt_convq_free(&e->queues);
     json_decref(e->shop_view);
@@ -437,7 +522,7 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
   free(mgr_chat);
   e->timers = rt_timers_new(&(rt_timers_opts){.loop = e->loop, .store = e->store,
                                               .clock = &e->clock, .queues = &e->queues,
-                                              .manual = e->test_mode, .due = timers_due,
+                                              .convs = e->convs, .manual = e->test_mode, .due = timers_due,
                                               .due_ud = e});
   e->handles_open++;
   rt_deliver_opts dopts = {.loop = e->loop, .store = e->store, .clock = &e->clock,
@@ -466,6 +551,8 @@ static void engine_free(rt_engine *e) {
   void *ud = e->close_ud;
   rt_inbox_free(e->inbox, !e->store_error);
   rt_convq_free(&e->queues);
+  rt_convs_free(e->convs);
+  free(e->fresh);
   rt_effects_free(e->effects);
   rt_handoff_free(e->handoff);
   rt_bundle_unref(e->bundle);

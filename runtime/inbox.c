@@ -20,6 +20,11 @@ struct rt_inbox {
   recv_item *recv;
   size_t nrecv, caprecv;
   uint64_t gen_seq;            /* ids for events a channel gave none */
+  size_t nstaged;              /* recv[0..nstaged) are written in the open transaction */
+  int64_t *ids;                /* their inbox ids */
+  int *res;                    /* 0 new, 1 duplicate, 2 handed to run now */
+  size_t capstaged;
+  bool unclean;                /* the last run died: store first, always */
   bool isolating;              /* running the events of an unclean stop one by one */
   char **iso_keys;             /* their queues, in order */
   size_t niso, iso_pos;
@@ -63,6 +68,8 @@ void rt_inbox_free(rt_inbox *in, bool clean) {
   iso_end(in);
   for (size_t i = 0; i < in->nrecv; i++) recv_free(&in->recv[i]);
   free(in->recv);
+  free(in->ids);
+  free(in->res);
   free(in);
 }
 
@@ -112,44 +119,68 @@ int rt_inbox_receive(rt_inbox *in, const rt_event_in *ev, void (*ack)(void *, in
 
 size_t rt_inbox_waiting(const rt_inbox *in) { return in->nrecv; }
 
-int rt_inbox_flush(rt_inbox *in) {
+int rt_inbox_stage(rt_inbox *in, const rt_inbox_direct *direct) {
+  in->nstaged = 0;
   if (!in->nrecv) return RT_OK;
   rt_store *s = in->o.store;
   size_t n = in->nrecv < RECEIVES_PER_FLUSH ? in->nrecv : RECEIVES_PER_FLUSH;
+  if (n > in->capstaged) {
+    in->capstaged = n;
+    in->ids = rt_xrealloc(in->ids, n * sizeof *in->ids);
+    in->res = rt_xrealloc(in->res, n * sizeof *in->res);
+  }
+  if (in->unclean || in->isolating) direct = NULL;
   int64_t now = rt_clock_now(in->o.clock);
-  int64_t *ids = rt_xcalloc(n, sizeof *ids);
-  int *res = rt_xcalloc(n, sizeof *res);
-  int rc = rt_store_begin(s);
-  for (size_t i = 0; i < n && rc == RT_OK; i++) {
-    recv_item *r = &in->recv[i];
-    rc = rt_store_inbox_add(s, r->channel, r->ext_id, r->chat_id, r->kind, r->payload, now,
-                            &ids[i]);
-    if (rc == 1) { res[i] = 1; rc = RT_OK; continue; }
-    if (rc == RT_OK) rc = rt_store_conv_ensure(s, r->channel, r->chat_id, now);
-  }
-  if (rc == RT_OK) rc = rt_store_commit(s);
-  else rt_store_rollback(s);
-  if (rc != RT_OK) {
-    free(ids);
-    free(res);
-    return rt_store_errcode(s) ? rt_store_errcode(s) : rc;
-  }
   for (size_t i = 0; i < n; i++) {
     recv_item *r = &in->recv[i];
-    if (res[i] == 0) {
-      rt_convq_push(in->o.queues, r->channel, r->chat_id, ids[i], r->payload,
+    bool now_run = direct && direct->can_run(direct->ud, r->channel, r->chat_id);
+    int rc = rt_store_inbox_add_as(s, r->channel, r->ext_id, r->chat_id, r->kind, r->payload,
+                                   now_run ? "done" : "new", now, &in->ids[i]);
+    if (rc != RT_OK && rc != 1) return rc;
+    in->res[i] = rc == 1 ? 1 : now_run ? 2 : 0;
+    in->nstaged = i + 1;
+    if (in->res[i] == 2) {
+      /* A copy: if the transaction rolls back, the batch is written again. */
+      direct->run(direct->ud, r->channel, r->chat_id, in->ids[i], rt_xstrdup(r->payload),
+                  strcmp(r->kind, "wake") == 0);
+    }
+  }
+  return RT_OK;
+}
+
+void rt_inbox_staged(rt_inbox *in, bool committed) {
+  size_t n = in->nstaged;
+  in->nstaged = 0;
+  /* Rolled back: the batch comes again, unacked (the host drops the steps
+   * it started for it). */
+  if (!committed || !n) return;
+  for (size_t i = 0; i < n; i++) {
+    recv_item *r = &in->recv[i];
+    if (in->res[i] == 0) {
+      rt_convq_push(in->o.queues, r->channel, r->chat_id, in->ids[i], r->payload,
                     strcmp(r->kind, "wake") == 0, false);
       r->payload = NULL;
-    } else {
+    } else if (in->res[i] == 1) {
       rt_log(RT_LOG_DEBUG, "duplicate", "channel=%s ext_id=%s", r->channel, r->ext_id);
     }
-    if (r->ack) r->ack(r->ud, res[i]);
+    if (r->ack) r->ack(r->ud, in->res[i] == 1 ? 1 : RT_OK);
     recv_free(r);
   }
   memmove(in->recv, in->recv + n, (in->nrecv - n) * sizeof *in->recv);
   in->nrecv -= n;
-  free(ids);
-  free(res);
+}
+
+bool rt_inbox_may_run_direct(const rt_inbox *in) { return !in->unclean && !in->isolating; }
+
+int rt_inbox_flush(rt_inbox *in) {
+  if (!in->nrecv) return RT_OK;
+  rt_store *s = in->o.store;
+  int rc = rt_store_begin(s);
+  if (rc == RT_OK) rc = rt_inbox_stage(in, NULL);
+  if (rc == RT_OK) rc = rt_store_commit(s);
+  else rt_store_rollback(s);
+  rt_inbox_staged(in, rc == RT_OK);
+  if (rc != RT_OK) return rt_store_errcode(s) ? rt_store_errcode(s) : rc;
   return RT_OK;
 }
 
@@ -173,7 +204,7 @@ void rt_inbox_recover(rt_inbox *in) {
   if (!in->o.test_mode) {
     char *mark = NULL;
     if (rt_store_meta_get(s, "engine.running", &mark) == RT_OK && mark && strcmp(mark, "1") == 0)
-      in->isolating = true;
+      in->isolating = in->unclean = true;
     free(mark);
     /* Not fatal (a full disk must not stop the bot from starting and
      * reporting it): this run then goes without crash detection. */

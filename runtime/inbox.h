@@ -46,8 +46,33 @@ int rt_inbox_receive(rt_inbox *in, const rt_event_in *ev, void (*ack)(void *ud, 
 size_t rt_inbox_waiting(const rt_inbox *in);
 /* The receive commit of what waits (up to a batch), then the acks. On a
  * store failure nothing is acked, the batch stays for the next try, and
- * the store's code is returned. */
+ * the store's code is returned. The same as rt_inbox_stage and
+ * rt_inbox_staged in a transaction of its own, with nothing run at once. */
 int rt_inbox_flush(rt_inbox *in);
+
+/* Events that may run in the transaction that stores them: the host says
+ * which (their chat is idle), and starts those. */
+typedef struct {
+  bool (*can_run)(void *ud, const char *channel, const char *chat_id);
+  /* Stored (its row written as done, provisionally: the host fixes it if
+   * the step ends otherwise) and to run now; payload moves to the host. */
+  void (*run)(void *ud, const char *channel, const char *chat_id, int64_t id, char *payload,
+              bool wake);
+  void *ud;
+} rt_inbox_direct;
+
+/* Inside the host's open transaction: writes what waits (up to a batch).
+ * New events that direct (may be NULL) lets run are handed to it; the
+ * others are queued into their chats after the commit. A store failure
+ * returns its code (the host rolls back). */
+int rt_inbox_stage(rt_inbox *in, const rt_inbox_direct *direct);
+/* After the host's commit (committed): queues the staged events and acks
+ * them. After a rollback: the batch waits for the next try, unacked. */
+void rt_inbox_staged(rt_inbox *in, bool committed);
+/* False after an unclean stop: then every event is stored before its step
+ * runs, for the whole run, so an event that takes the process down is on
+ * disk the next time and can be isolated and quarantined. */
+bool rt_inbox_may_run_direct(const rt_inbox *in);
 
 /* At start: reads the running mark, sets it, and queues the events left
  * unfinished. */

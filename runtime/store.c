@@ -15,7 +15,7 @@
 #include <time.h>
 
 enum {
-  S_INBOX_ADD, S_INBOX_PENDING, S_INBOX_GET, S_INBOX_FINISH, S_INBOX_ATTEMPT, S_INBOX_QUARANTINE,
+  S_INBOX_ADD, S_INBOX_ADD_DONE, S_INBOX_REOPEN, S_INBOX_PENDING, S_INBOX_GET, S_INBOX_FINISH, S_INBOX_ATTEMPT, S_INBOX_QUARANTINE,
   S_CONV_GET, S_CONV_BY_ID, S_CONV_CREATE, S_CONV_SAVE,
   S_OUT_ADD, S_OUT_DUE, S_OUT_SENT, S_OUT_RETRY, S_OUT_FAILED, S_OUT_HEADS,
   S_TIMER_SET, S_TIMER_CANCEL, S_TIMER_NEXT, S_TIMER_DUE, S_TIMER_DEL, S_TIMER_COUNT,
@@ -32,6 +32,10 @@ enum {
 static const char *stmt_sql[S_COUNT] = {
   [S_INBOX_ADD] = "INSERT INTO inbox (channel, ext_id, chat_id, kind, payload, received_at) "
                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+  [S_INBOX_ADD_DONE] = "INSERT INTO inbox (channel, ext_id, chat_id, kind, payload, received_at, "
+                       "status, done_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'done', ?6) "
+                       "ON CONFLICT DO NOTHING",
+  [S_INBOX_REOPEN] = "UPDATE inbox SET status = 'new', done_at = NULL WHERE id = ?1",
   [S_INBOX_PENDING] = "SELECT id, channel, chat_id, kind, payload FROM inbox "
                       "WHERE status = 'new' ORDER BY id",
   [S_INBOX_GET] = "SELECT payload FROM inbox WHERE id = ?1",
@@ -45,7 +49,7 @@ static const char *stmt_sql[S_COUNT] = {
   [S_CONV_CREATE] = "INSERT INTO conversations (channel, chat_id, created_at, updated_at) "
                     "VALUES (?1, ?2, ?3, ?3) ON CONFLICT DO NOTHING",
   [S_CONV_SAVE] = "UPDATE conversations SET flow = ?2, step = ?3, state = ?4, mode = ?5, "
-                  "phone = ?6, user_id = ?7, last_in_at = ?8, last_error = ?9, "
+                  "phone = COALESCE(?6, phone), user_id = ?7, last_in_at = ?8, last_error = ?9, "
                   "rev = rev + 1, updated_at = ?10 WHERE id = ?1",
   [S_OUT_ADD] = "INSERT INTO outbox (conv_id, channel, chat_id, idem_key, kind, payload, "
                 "next_try_at, created_at, priority) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8) "
@@ -445,7 +449,19 @@ int rt_store_exec(rt_store *s, const char *sql) {
 int rt_store_inbox_add(rt_store *s, const char *channel, const char *ext_id,
                        const char *chat_id, const char *kind, const char *payload,
                        int64_t now, int64_t *id) {
-  sqlite3_stmt *st = s->st[S_INBOX_ADD];
+  return rt_store_inbox_add_as(s, channel, ext_id, chat_id, kind, payload, "new", now, id);
+}
+
+int rt_store_inbox_reopen(rt_store *s, int64_t id) {
+  sqlite3_stmt *st = s->st[S_INBOX_REOPEN];
+  sqlite3_bind_int64(st, 1, id);
+  return run(s, st);
+}
+
+int rt_store_inbox_add_as(rt_store *s, const char *channel, const char *ext_id,
+                          const char *chat_id, const char *kind, const char *payload,
+                          const char *status, int64_t now, int64_t *id) {
+  sqlite3_stmt *st = s->st[strcmp(status, "done") == 0 ? S_INBOX_ADD_DONE : S_INBOX_ADD];
   bind_text(st, 1, channel);
   bind_text(st, 2, ext_id);
   bind_text(st, 3, chat_id);

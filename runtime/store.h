@@ -45,6 +45,14 @@ int rt_store_exec(rt_store *s, const char *sql);
 int rt_store_inbox_add(rt_store *s, const char *channel, const char *ext_id,
                        const char *chat_id, const char *kind, const char *payload,
                        int64_t now, int64_t *id);
+/* The same with the row's status: "new", or "done" for an event whose step
+ * runs and is applied in this same transaction (one commit per event). */
+int rt_store_inbox_add_as(rt_store *s, const char *channel, const char *ext_id,
+                          const char *chat_id, const char *kind, const char *payload,
+                          const char *status, int64_t now, int64_t *id);
+/* Back to "new" (a step that was to finish in the transaction waits on
+ * I/O instead: the event must be found again after a crash). */
+int rt_store_inbox_reopen(rt_store *s, int64_t id);
 typedef struct {
   int64_t id;
   const char *channel, *chat_id, *kind, *payload;   /* borrowed for the callback */
@@ -79,8 +87,9 @@ int rt_store_conv_get(rt_store *s, const char *channel, const char *chat_id,
 /* Creates the conversation row of a chat if there is none. */
 int rt_store_conv_ensure(rt_store *s, const char *channel, const char *chat_id, int64_t now);
 int rt_store_conv_by_id(rt_store *s, int64_t id, rt_conv_row *out);
-/* Writes flow, step, state, mode, phone, user_id, last_in_at, last_error
- * and bumps rev. */
+/* Writes flow, step, state, mode, phone (a NULL keeps the stored one: a
+ * tool may have linked the chat to a customer), user_id, last_in_at,
+ * last_error and bumps rev. */
 int rt_store_conv_save(rt_store *s, rt_conv_row *r, int64_t now);
 
 /* ---- outbox ---- */

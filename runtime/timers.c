@@ -55,6 +55,7 @@ static void fire_one(void *ud, const rt_timer_row *r) {
     f->rc = rt_store_timer_delete(s, r->id);
     return;
   }
+  if (f->tm->o.convs) rt_convs_forget(f->tm->o.convs, c.channel, c.chat_id);
   json_t *data = json_loads(r->data ? r->data : "{}", JSON_DECODE_ANY, NULL);
   json_t *p = json_pack("{s:s, s:s, s:s, s:I, s:o}", "kind", "wake", "name", r->name, "step",
                         r->step, "at", (json_int_t)(r->due_at / 1000),

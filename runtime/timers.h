@@ -10,6 +10,7 @@
 #define RT_TIMERS_H
 #include "clock.h"
 #include "convq.h"
+#include "convs.h"
 #include "store.h"
 #include <uv.h>
 
@@ -20,6 +21,8 @@ typedef struct {
   rt_store *store;
   rt_clock *clock;
   rt_convq *queues;
+  rt_convs *convs;           /* a fired conversation's cached row is dropped:
+                              * whoever set the timer may have changed it */
   bool manual;               /* test mode: never armed, the caller fires */
   void (*due)(void *ud);     /* the uv_timer went off: the host fires and re-arms */
   void *due_ud;

@@ -120,7 +120,12 @@ rt_turn *rt_turns_take_done(rt_turns *ts) {
   return t;
 }
 
-void rt_turns_start(rt_turns *ts, rt_bundle *b, rt_convq_chat *chat, bool quarantine) {
+void rt_turns_abandon(rt_turns *ts, rt_turn *t) {
+  yielded_del(ts, t);
+  rt_turn_free(t);
+}
+
+rt_turn *rt_turns_start(rt_turns *ts, rt_bundle *b, rt_convq_chat *chat, bool quarantine) {
   rt_turn *t = rt_xcalloc(1, sizeof *t);
   t->owner = ts;
   t->chat = chat;
@@ -140,22 +145,25 @@ void rt_turns_start(rt_turns *ts, rt_bundle *b, rt_convq_chat *chat, bool quaran
   }
   /* The receive commit creates the row; create=true only covers a row
    * removed by hand since, so the chat starts over instead of sticking. */
-  if (rt_store_conv_get(s, chat->channel, chat->chat_id, true, t->started_ms, &t->conv) != RT_OK) {
+  int rc = ts->o.conv_get
+               ? ts->o.conv_get(ts->o.conv_ud, chat->channel, chat->chat_id, t->started_ms, &t->conv)
+               : rt_store_conv_get(s, chat->channel, chat->chat_id, true, t->started_ms, &t->conv);
+  if (rc != RT_OK) {
     t->status = RT_TURN_STORE_ERROR;
     done_add(ts, t);
-    return;
+    return t;
   }
   if (quarantine) {
     t->status = RT_TURN_QUARANTINED;
     done_add(ts, t);
-    return;
+    return t;
   }
   const char *kind = json_string_value(json_object_get(t->event, "kind"));
   if (!kind) kind = "text";
   if (!rt_handoff_bot_runs(&t->conv, kind, json_string_value(json_object_get(t->event, "step")))) {
     t->status = RT_TURN_SKIPPED;
     done_add(ts, t);
-    return;
+    return t;
   }
   /* The event goes to Lua as the payload text, decoded straight into a
    * table; the state comes from the bundle's cache or the row's text. */
@@ -170,6 +178,7 @@ void rt_turns_start(rt_turns *ts, rt_bundle *b, rt_convq_chat *chat, bool quaran
   t->status = rt_lturn_begin(b, t, &in, &t->lt);
   if (t->status == RT_LTURN_YIELD) yielded_add(ts, t);
   else done_add(ts, t);
+  return t;
 }
 
 void rt_turns_resume(rt_turns *ts) {

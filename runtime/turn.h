@@ -51,6 +51,11 @@ typedef struct {
   struct rt_http *http;      /* lent to bundles; NULL: the turns make their own */
   void (*kick)(void *ud);    /* a turn is done or can be resumed: run the pump */
   void *kick_ud;
+  /* The conversation of a chat (an owned copy, created when new); NULL:
+   * read from the store. */
+  int (*conv_get)(void *ud, const char *channel, const char *chat_id, int64_t now,
+                  rt_conv_row *out);
+  void *conv_ud;
 } rt_turns_opts;
 
 rt_turns *rt_turns_new(const rt_turns_opts *o);
@@ -63,8 +68,12 @@ const rt_host *rt_turns_host(rt_turns *ts);
 struct rt_http *rt_turns_http(rt_turns *ts);
 
 /* Runs the head event of chat in bundle b (quarantine: do not run it, set
- * it aside). The turn ends in the done list or waits on I/O. */
-void rt_turns_start(rt_turns *ts, rt_bundle *b, rt_convq_chat *chat, bool quarantine);
+ * it aside). The turn ends in the done list or waits on I/O; returned for
+ * the caller to follow until then. */
+rt_turn *rt_turns_start(rt_turns *ts, rt_bundle *b, rt_convq_chat *chat, bool quarantine);
+/* Frees a yielded turn whose event turned out never stored (its receive
+ * rolled back); its I/O is cancelled. */
+void rt_turns_abandon(rt_turns *ts, rt_turn *t);
 /* Resumes the yielded turns whose I/O answered. */
 void rt_turns_resume(rt_turns *ts);
 /* Kills the yielded turns past their deadline. */
