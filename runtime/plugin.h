@@ -50,6 +50,8 @@ typedef struct rt_plugin_env {
                               * (http_server.h); NULL when http.listen is off */
   const char *data_dir;      /* where the plugin may keep files (photos): <the
                               * store's folder>/files/<name>, created before start */
+  const char *shop_dir;      /* the shop's folder (absolute), for files the shop
+                              * edits (the llm's prompt.md); NULL without a config */
   /* Host clock, unix ms (virtual in tests). */
   int64_t (*now_ms)(void *host);
   /* Queues an inbound event; ack (may be NULL) runs after the receive

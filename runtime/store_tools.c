@@ -531,12 +531,17 @@ int rt_store_stats_lead_times(rt_store *s, int64_t since_ms, rt_store_row_fn fn,
 
 int rt_store_stats_llm(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud) {
   return once_since(s,
-    "SELECT COUNT(*), COUNT(DISTINCT conv_id),"
-    " COALESCE(SUM(COALESCE(json_extract(data, '$.prompt_tokens'), 0) +"
-    "              COALESCE(json_extract(data, '$.completion_tokens'), 0)), 0),"
-    " COALESCE(SUM(COALESCE(json_extract(data, '$.cost'), 0)), 0),"
-    " (SELECT COUNT(*) FROM leads WHERE at >= ?1)"
-    " FROM events WHERE kind = 'llm' AND at >= ?1 AND json_valid(data)", since_ms, fn, ud);
+    /* 'usage': what a turn's provider calls cost (lvm: calls, tokens_in,
+     * tokens_out, cost_micro); 'llm': one call as flows recorded it before */
+    "SELECT COALESCE(SUM(CASE kind WHEN 'usage' THEN COALESCE(json_extract(data, '$.calls'), 1)"
+    "                    ELSE 1 END), 0),"
+    " COUNT(DISTINCT conv_id),"
+    " COALESCE(SUM(COALESCE(json_extract(data, '$.prompt_tokens'), json_extract(data, '$.tokens_in'), 0) +"
+    "              COALESCE(json_extract(data, '$.completion_tokens'), json_extract(data, '$.tokens_out'), 0)), 0),"
+    " COALESCE(SUM(COALESCE(json_extract(data, '$.cost'), json_extract(data, '$.cost_micro') / 1e6, 0)), 0),"
+    " (SELECT COUNT(*) FROM leads WHERE at >= ?1),"
+    " (SELECT COUNT(*) FROM conversations WHERE updated_at >= ?1)"
+    " FROM events WHERE kind IN ('llm', 'usage') AND at >= ?1 AND json_valid(data)", since_ms, fn, ud);
 }
 
 int rt_store_stats_event_counts(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud) {

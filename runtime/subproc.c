@@ -212,3 +212,15 @@ void rt_subproc_cancel(rt_subproc *s) {
   s->cancelled = true;
   kill_group(s);
 }
+
+bool rt_subproc_plain_file(const char *p) {
+  if (!p || !p[0] || p[0] == '-' || p[0] == '@') return false;
+  for (const unsigned char *s = (const unsigned char *)p; *s; s++)
+    if (*s < 0x20 || *s == 0x7f || strchr("[]*?{}", *s)) return false;
+  for (const char *s = p; (s = strstr(s, "..")) != NULL; s += 2)
+    if ((s == p || s[-1] == '/') && (s[2] == '/' || s[2] == '\0')) return false;
+  /* a coder prefix ("text:") only counts before the first slash */
+  const char *colon = strchr(p, ':'), *slash = strchr(p, '/');
+  if (colon && (!slash || colon < slash)) return false;
+  return true;
+}

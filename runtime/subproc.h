@@ -47,6 +47,13 @@ typedef struct {
 int rt_subproc_start(uv_loop_t *loop, const rt_subproc_opts *o, rt_subproc_cb cb, void *ud,
                    rt_subproc **out, char *errmsg);
 
+/* Whether path is a file name and nothing more to the helpers we run
+ * (ImageMagick reads "text:/etc/passwd" as an instruction, "a[1]" as a frame,
+ * "*.jpg" as a pattern, "@list" as a list of files): no control characters,
+ * none of []*?{}, no ".." component, and it is absolute or, when relative,
+ * the caller passes it as "./path". Spaces and UTF-8 are fine. */
+bool rt_subproc_plain_file(const char *path);
+
 /* Kills the child (its process group) and frees the spawn once its handles
  * are closed; cb is not called. Safe from inside any loop callback. */
 void rt_subproc_cancel(rt_subproc *s);

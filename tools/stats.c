@@ -179,13 +179,16 @@ static int collect_flows(q_ctx *q, int64_t since, json_t *flows) {
 static bool llm_row(void *ud, const rt_store_row *r) {
   json_int_t calls = rt_store_row_int(r, 0), dialogs = rt_store_row_int(r, 1);
   json_int_t tokens = rt_store_row_int(r, 2), leads = rt_store_row_int(r, 4);
+  json_int_t all = rt_store_row_int(r, 5);
   double cost = rt_store_row_double(r, 3);
   double dd = dialogs ? (double)dialogs : 0, ld = leads ? (double)leads : 0;
   json_object_set_new(ud, "llm", json_pack(
-    "{s:I, s:I, s:I, s:f, s:{s:f, s:f}, s:{s:f, s:f}}",
+    "{s:I, s:I, s:I, s:f, s:{s:f, s:f}, s:{s:f, s:f}, s:I, s:f}",
     "calls", calls, "dialogs", dialogs, "tokens", tokens, "cost", round4(cost),
     "per_dialog", "tokens", dd ? round4(tokens / dd) : 0.0, "cost", dd ? round4(cost / dd) : 0.0,
-    "per_lead", "tokens", ld ? round4(tokens / ld) : 0.0, "cost", ld ? round4(cost / ld) : 0.0));
+    "per_lead", "tokens", ld ? round4(tokens / ld) : 0.0, "cost", ld ? round4(cost / ld) : 0.0,
+    /* the share of the period's dialogs that needed the model at all */
+    "all_dialogs", all, "share", all ? round4((double)dialogs / (double)all) : 0.0));
   return false;
 }
 
@@ -337,5 +340,7 @@ char *rt_stats_table(json_t *stats) {
          json_number_value(json_object_get(pd, "cost")));
   rt_buf_printf(&b, "  на заявку: %.0f токенов, %.4f\n", json_number_value(json_object_get(pl, "tokens")),
          json_number_value(json_object_get(pl, "cost")));
+  rt_buf_printf(&b, "  диалогов с моделью: %lld из %lld (%.0f%%)\n", (long long)geti(llm, "dialogs"),
+         (long long)geti(llm, "all_dialogs"), 100 * json_number_value(json_object_get(llm, "share")));
   return rt_buf_take(&b, NULL);
 }

@@ -159,15 +159,17 @@ static bool fix17(const char *in, rt_text_car *car) {
     if (v[i] == 'O' || v[i] == 'Q') v[i] = '0';
     else if (v[i] == 'I') v[i] = '1';
   }
-  if (v[0] >= '1' && v[0] <= '5' && !check_ok(v)) {
+  /* OCR also reads a leading 1 as L ("LHGYF..." for "1HGYF..."): that
+   * swap is tried too, and a variant counts only if it is North American. */
+  if (!check_ok(v) && ((v[0] >= '1' && v[0] <= '5') || v[0] == 'L')) {
     int hits = 0, at = -1;
     char to = 0;
     for (int i = 0; i < 13; i++) {
-      char t = twin(v[i]);
+      char t = i == 0 && v[0] == 'L' ? '1' : twin(v[i]);
       if (!t || t == 'O' || t == 'I') continue;
       char keep = v[i];
       v[i] = t;
-      if (check_ok(v)) { hits++; at = i; to = t; }
+      if (v[0] >= '1' && v[0] <= '5' && check_ok(v)) { hits++; at = i; to = t; }
       v[i] = keep;
     }
     if (hits == 1) v[at] = to;
@@ -433,20 +435,6 @@ static void on_idle_pump(uv_timer_t *t) {
   pump(o);
 }
 
-/* Photo paths come from channel plugins (their data_dir); anything a shell
- * or ImageMagick could read as more than a file name ("text:/etc/passwd",
- * "a[1]", "-write") is refused. */
-static bool safe_path(const char *p) {
-  if (!p[0] || strstr(p, "..")) return false;
-  for (const char *s = p; *s; s++) {
-    char ch = *s;
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-          ch == '/' || ch == '.' || ch == '_' || ch == '-' || ch == '+'))
-      return false;
-  }
-  return true;
-}
-
 static int ocr_call(rt_provider *p, const char *op, const json_t *args, rt_call_done done,
                     void *ud, rt_call **out, char **err) {
   ocr *o = p->impl;
@@ -462,7 +450,7 @@ static int ocr_call(rt_provider *p, const char *op, const json_t *args, rt_call_
     *err = rt_xstrdup("ocr.read: the photo has no path (a file the channel saved)");
     return RT_EINVAL;
   }
-  if (!safe_path(path)) {
+  if (!rt_subproc_plain_file(path)) {
     *err = rt_xstrdup("ocr.read: the photo's path has characters a file name of ours never has");
     return RT_EINVAL;
   }

@@ -10,6 +10,8 @@
 --   car       — ждём VIN или номер кузова
 --   check_vin — в VIN, похоже, опечатка: ждём «да» или исправленный
 --   which_car — в сообщении два разных VIN: ждём, какой из них
+--   photo_car — на фото прочитали VIN: ждём «да» или VIN текстом
+--   photo_part — на фото, похоже, деталь: ждём «да» или её название
 --   parts     — машина есть, ждём список запчастей
 --   more      — спросили «Что-нибудь ещё?»
 --   done      — заявка у менеджера
@@ -23,6 +25,7 @@ local car = require("car")
 local words = require("words")
 local msg = require("msg")
 local ru = require("ru")
+local ai = require("ai")
 
 -- Сколько сообщений без VIN терпим, прежде чем передать заявку менеджеру как есть.
 local CAR_TRIES = 3
@@ -183,9 +186,41 @@ local function ask_car(c, ev, reply, m, first)
   return "car"
 end
 
+-- ---- Фото -------------------------------------------------------------------
+
+-- Фото без VIN в подписи: сначала читаем сами (распознавание на своей
+-- машине, бесплатно), модель — только если не прочли. Что прочли — просим
+-- подтвердить. Возвращает шаг, если спросили клиента, иначе nil (как без
+-- распознавания: «Спасибо за фото, менеджер посмотрит»). VIN, который
+-- клиент написал сам, модели не отправляется.
+local function look_at_photo(c, ev, reply)
+  if ev.kind ~= "photo" or #car.find(c.turn.text or msg.text(ev)) > 0 then return nil end
+  for _, photo in ipairs(ev.photos or {}) do
+    local found = not c.slots.car and ai.car_on_photo(photo)
+    local v = not found and ai.photo_triage(photo)
+    if v and not c.slots.car and v.car then found = v.car end
+    if found then
+      c.slots.photo_car = { value = found.value, kind = found.kind }
+      say.add(reply, say.text("photo_car", { car = car.describe(found.value, found.kind) }))
+      c:say(say.join(reply))
+      return "photo_car"
+    end
+    if v and v.kind == "part" and v.part_name then
+      c.slots.photo_part = v.part_name
+      say.add(reply, say.text("photo_part", { part = v.part_name }))
+      c:say(say.join(reply))
+      return "photo_part"
+    end
+  end
+  return nil
+end
+
 -- Разобрать сообщение, пока ждём машину (и в самом первом сообщении).
 -- reply — куски ответа, которые уже есть (приветствие, «спасибо за фото»).
 local function intake(c, ev, reply, first)
+  c.turn.text = c.turn.text or msg.text(ev)
+  local asked = look_at_photo(c, ev, reply)
+  if asked then return asked end
   local saved = {}
   local m = read_message(c, msg.text(ev), reply, saved)
   if m.next then
@@ -285,9 +320,42 @@ return flow "lead" {
     return after_car(c, reply, {})
   end,
 
+  -- На фото прочитали VIN: «да» — записываем, иначе разбираем ответ как
+  -- обычно (исправленный VIN, запчасти).
+  photo_car = function(c, ev)
+    local reply, t, read = c.turn.reply, c.turn.text, c.slots.photo_car
+    c.slots.photo_car = nil
+    if read and #car.find(t) == 0 and text.is(t, "yes") then
+      local saved = {}
+      save_car(c, read, reply, saved)
+      say.add(reply, say.text("saved", { what = parts.list(saved) }))
+      return after_car(c, reply, {})
+    end
+    return intake(c, ev, reply, false)
+  end,
+
+  -- На фото, похоже, деталь: «да» — записываем её, иначе разбираем ответ
+  -- как обычно (клиент написал, что это).
+  photo_part = function(c, ev)
+    local reply, t, guess = c.turn.reply, c.turn.text, c.slots.photo_part
+    c.slots.photo_part = nil
+    if guess and #car.find(t) == 0 and text.is(t, "yes") then
+      c.slots.parts = c.slots.parts or {}
+      parts.add(c.slots.parts, guess)
+      say.add(reply, say.text("saved", { what = guess }))
+      if c.slots.car then return after_car(c, reply, {}) end
+      say.add(reply, say.text("ask_car"))
+      c:say(say.join(reply))
+      return "car"
+    end
+    return intake(c, ev, reply, false)
+  end,
+
   -- Машина есть, запчастей ещё нет.
   parts = function(c, ev)
     local reply, saved, t = c.turn.reply, {}, c.turn.text
+    local asked = look_at_photo(c, ev, reply)
+    if asked then return asked end
     local m = read_message(c, t, reply, saved)
     if m.next then
       c:say(say.join(reply))
@@ -306,6 +374,8 @@ return flow "lead" {
   -- «Что-нибудь ещё?»
   more = function(c, ev)
     local reply, saved, t = c.turn.reply, {}, c.turn.text
+    local asked = look_at_photo(c, ev, reply)
+    if asked then return asked end
     local m = read_message(c, t, reply, saved)
     if m.next then
       c:say(say.join(reply))

@@ -31,6 +31,8 @@ local words = require("words")
 local msg = require("msg")
 local ru = require("ru")
 local dates = require("dates")
+local parts = require("parts")
+local ai = require("ai")
 
 local CAMPAIGN = "retention"
 
@@ -150,6 +152,38 @@ local function refuses(t)
   return text.is(t, "declined") or text.is(t, "no") or text.is(t, "done")
 end
 
+-- Правила ответа не поняли: спрашиваем модель (если она настроена в
+-- shop.json) и проверяем её ответ теми же правилами: намерение — из
+-- известных, дата — должна читаться (text.date). Возвращает шаг или nil
+-- (тогда как раньше: переспросить, потом менеджеру).
+local function ask_model(c, reply, ev, t)
+  local v = ai.retention_reply(t)
+  if not v then return nil end
+  c:record("llm_used", { campaign = CAMPAIGN, step = "answer", intent = v.intent })
+  if v.intent == "later" then
+    local at = type(v.when) == "string" and date_in(v.when)
+    if at then return schedule(c, at, "ret_later_ok") end
+    answered(c)
+    say.add(reply, say.text("ret_when"))
+    c:say(say.join(reply))
+    return "when"
+  elseif v.intent == "need" then
+    c.slots.parts = c.slots.parts or {}
+    for _, p in ipairs(v.parts or {}) do
+      if type(p) == "string" and p ~= "" then parts.add(c.slots.parts, p) end
+    end
+    return to_lead(c)
+  elseif v.intent == "declined" then
+    return declined(c, reply)
+  elseif v.intent == "problem" then
+    common.outcome(c, "problem")
+    return to_manager(c, reply, ev, "ret_problem", "card_complaint", "retention-problem")
+  elseif v.intent == "stop" then
+    return common.optout(c)
+  end
+  return nil
+end
+
 return flow "retention" {
   version = 1,
 
@@ -194,6 +228,8 @@ return flow "retention" {
     if intent == "declined" then return declined(c, reply) end
     if agrees(t) and not text.is(t, "no") then return to_lead(c) end
     if refuses(t) or text.is(t, "thanks") then return declined(c, reply) end
+    local step = ask_model(c, reply, ev, t)
+    if step then return step end
     -- Непонятно: переспрашиваем один раз, потом зовём менеджера.
     if c.slots.unclear then
       return to_manager(c, reply, ev, "pass_question", "card_question", "retention-question")

@@ -34,9 +34,10 @@ its "when" conditions hold:
    "garbage": true | "truncate": N (the first N bytes of the JSON body) |
    "hang": true (headers and half a body, then silence) | "close": true,
    "times": N}                               (use N times, then skip)
-No rule: 200 with content "ok". Usage defaults to a count of the request's
-characters / 4 (prompt) and of the content's (completion), so token figures
-move with what the client sends. Every request is one JSON line in --log:
+No rule: 200 with content "ok". Usage defaults to the UTF-8 bytes of the
+messages' text / 4 plus 85 per image (prompt; see prompt_estimate) and the
+content's bytes / 4 (completion), so token figures move with what the
+client sends. Every request is one JSON line in --log:
 {"path", "headers", "body", "matched": rule index, "status"}.
 """
 import argparse
@@ -65,6 +66,19 @@ def text_of(content):
     if isinstance(content, list):
         return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
     return ""
+
+
+def prompt_estimate(req):
+    """A stand-in for the tokenizer: UTF-8 bytes of the messages' text / 4
+    (about a token per two Cyrillic letters), plus 85 per image as OpenAI
+    bills a detail:low image, plus 4 per message."""
+    n, images = 0, 0
+    for m in req.get("messages", []):
+        c = m.get("content")
+        n += len(text_of(c).encode("utf-8")) + 16
+        if isinstance(c, list):
+            images += sum(1 for p in c if isinstance(p, dict) and p.get("type") == "image_url")
+    return max(1, n // 4) + 85 * images
 
 
 def has_image(content):
@@ -302,8 +316,8 @@ class Handler(BaseHTTPRequestHandler):
         else:
             content = rule.get("content", "ok")
         u = rule.get("usage", {})
-        prompt = u.get("prompt_tokens", max(1, len(raw) // 4))
-        completion = u.get("completion_tokens", max(1, len(content or "") // 4))
+        prompt = u.get("prompt_tokens", prompt_estimate(req))
+        completion = u.get("completion_tokens", max(1, len((content or "").encode("utf-8")) // 4))
         usage = {"prompt_tokens": prompt, "completion_tokens": completion,
                  "total_tokens": prompt + completion,
                  "prompt_tokens_details": {"cached_tokens": u.get("cached_tokens", 0), "audio_tokens": 0},

@@ -756,6 +756,10 @@ class Handler(BaseHTTPRequestHandler):
         self.first_at = None
         f = self.fake
         path = urllib.parse.urlsplit(self.path).path
+        if path == "/_/slow":
+            # a slow service for a flow's http.get (the "typing" indicator)
+            time.sleep(float(dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query)).get("ms", 2500)) / 1000)
+            return self.reply(200, {"ok": True})
         if path.startswith("/_/"):
             r = self.control(path)
             return self.reply(200 if r is not None else 404, r if r is not None else {"error": "no such control"})

@@ -84,6 +84,8 @@ class Env:
         conf = {"token": TOKEN, "api_base": self.base, "poll_timeout_s": 2}
         conf.update(tg or {})
         shop = {"name": "tg-it", "persona": {"name": "Тест"}, "flows": {"start": "main"},
+                "shop": {"slow_url": self.base + "/_/slow?ms=3500"},
+                "limits": {"step_timeout_ms": 20000},
                 "http": {"listen": "127.0.0.1:%d" % self.port, "enabled": bool(http)},
                 "log": {"level": os.environ.get("TG_LOG", "info")},
                 "managers": managers or {"channel": "telegram", "chat_id": -4001},
@@ -195,6 +197,11 @@ def case_dialog():
         n = len(e.texts(1001))
         check("an edited message reaches the flow", wait(replied(e, 1001, n + 1)) and
               e.texts(1001)[n] == "эхо: правка")
+        e.push(chat_id=1001, text="медленно")
+        n = len(e.texts(1001))
+        check("a slow step: the customer sees typing… until the answer",
+              wait(replied(e, 1001, n + 1), 15) and e.texts(1001)[n] == "медленный ответ 200" and
+              any(a["chat_id"] == 1001 and a["action"] == "typing" for a in e.fake.actions))
         e.push(chat_id=-100555, text="в чужой группе")
         e.push(chat_id=1002, text="я бот", is_bot=True)
         e.push(chat_id=1001, text="последнее")

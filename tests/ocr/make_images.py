@@ -52,8 +52,10 @@ def make_vin(rnd):
     return v[:8] + check_digit(v) + v[9:]
 
 
-def draw(out, size, bg, texts, angle, noise, quality):
-    cmd = ["convert", "-size", size, "xc:" + bg, "-fill", "#262626"]
+def draw(out, size, bg, texts, angle, noise, quality, seed):
+    # -seed: ImageMagick's noise is random too; the set must be the same
+    # on every run for its hit rate to mean anything.
+    cmd = ["convert", "-seed", str(seed), "-size", size, "xc:" + bg, "-fill", "#262626"]
     for font, pt, x, y, t in texts:
         cmd += ["-font", font, "-pointsize", str(pt), "-annotate", "+%d+%d" % (x, y), t]
     cmd += ["-background", bg, "-rotate", "%.1f" % angle,
@@ -88,7 +90,7 @@ def main():
         ]
         name = "sts_%02d.jpg" % i
         draw(os.path.join(out, name), "1040x500", rnd.choice(["#e6efdf", "#efe9dc", "#f2f2ea"]),
-             texts, rnd.uniform(-4, 4), rnd.uniform(0.2, 0.6), rnd.randint(45, 75))
+             texts, rnd.uniform(-4, 4), rnd.uniform(0.2, 0.6), rnd.randint(45, 75), rnd.randint(1, 1 << 30))
         manifest.append({"file": name, "kind": "document", "vin": vin})
     for i in range(max(1, count // 4)):
         part, number = PARTS[i % len(PARTS)]
@@ -96,7 +98,7 @@ def main():
                  (FONT, 24, 40, 220, "Made in EU")]
         name = "part_%02d.jpg" % i
         draw(os.path.join(out, name), "800x300", "#f4f0e6", texts, rnd.uniform(-3, 3),
-             rnd.uniform(0.2, 0.5), rnd.randint(50, 75))
+             rnd.uniform(0.2, 0.5), rnd.randint(50, 75), rnd.randint(1, 1 << 30))
         manifest.append({"file": name, "kind": "part", "part": part})
     with open(os.path.join(out, "manifest.json"), "w", encoding="utf-8") as f:
         json.dump(manifest, f, ensure_ascii=False, indent=1)

@@ -558,7 +558,7 @@ T(full_example_loads) {
       "  \"payday\": [10, 25],\n"
       "  \"channels\": {\"console\": {\"enabled\": false},"
       " \"telegram\": {\"token\": \"${RT_TEST_TG:-none}\", \"poll_timeout_s\": 30}},\n"
-      "  \"llm\": {\"provider\": \"x\", \"api_key\": \"sk-literal\"},\n"
+      "  \"llm\": {\"base_url\": \"http://127.0.0.1:9/v1\", \"api_key\": \"sk-literal\"},\n"
       "  \"tests\": {\"on_reload\": true}\n"
       "}\n";
   rt_config *c = NULL;
@@ -870,10 +870,11 @@ T(redaction) {
                  "  \"whatsapp\":{\"Access_Token\":\"wa-literal\",\"phone_id\":\"42\","
                  "  \"webhook_secret\":\"whs-literal\",\"empty_token\":\"\","
                  "  \"key\":\"wc-literal\",\"monkey\":\"visible\"}},"
-                 "\"llm\":{\"api_key\":\"sk-literal\",\"apikey\":\"ak-literal\","
+                 "\"llm\":{\"api_key\":\"sk-literal\"},"
+                 "\"crm\":{\"SECRET_KEY\":\"crm-literal\",\"url\":\"https://crm.example/\","
+                 "  \"apikey\":\"ak-literal\","
                  "  \"password\":\"pw-literal\",\"secret\":{\"nested\":\"s-literal\"},"
-                 "  \"list\":[\"${RT_TEST_TG}\",\"plain\"]},"
-                 "\"crm\":{\"SECRET_KEY\":\"crm-literal\",\"url\":\"https://crm.example/\"}}",
+                 "  \"list\":[\"${RT_TEST_TG}\",\"plain\"]}}",
                  &c, &err), RT_OK);
   if (err) fprintf(stderr, "  %s\n", err);
   free(err);
@@ -898,7 +899,10 @@ T(redaction) {
   CHECK_STR(json_string_value(json_object_get(wa, "empty_token")), "");
   /* (webchat has its own schema now: the free-form keys moved to whatsapp) */
   CHECK_STR(json_string_value(json_object_get(wa, "monkey")), "visible");
-  json_t *llm = json_object_get(j, "llm");
+  /* the llm section has its own schema (plugins/llm): the free-form keys
+   * live in crm's */
+  json_t *llm = json_object_get(j, "crm");
+  CHECK_STR(json_string_value(json_object_get(json_object_get(j, "llm"), "api_key")), "***");
   CHECK_STR(json_string_value(json_object_get(llm, "secret")), "***");
   CHECK_STR(json_string_value(json_array_get(json_object_get(llm, "list"), 0)), "***");
   CHECK_STR(json_string_value(json_array_get(json_object_get(llm, "list"), 1)), "plain");

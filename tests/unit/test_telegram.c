@@ -656,6 +656,8 @@ T(conflict_and_unauthorized) {
   close_channel(ch);
 }
 
+static void set_flag(void *ud) { *(bool *)ud = true; }
+
 /* A raw POST to our own webhook. */
 static int post_hook(int port, const char *secret, const char *body) {
   char url[128];
@@ -710,7 +712,10 @@ T(webhook) {
   want_events = 2;
   CHECK(run_until(have_events, 8000));
   CHECK_STR(ev_s(1, "text"), "от телеграма");
-  /* getUpdates now conflicts (a webhook is set) */
+  /* the host's order: the HTTP server closes first, then the plugins */
+  bool hd_done = false;
+  rt_httpd_close(hd, set_flag, &hd_done);
+  while (!hd_done) uv_run(&loop, UV_RUN_ONCE);
   close_channel(ch);
   /* back to polling: deleteWebhook first */
   reset_host();
@@ -720,9 +725,6 @@ T(webhook) {
   CHECK(run_until(have_events, 8000));
   CHECK(json_object_get(kv, "webhook") == NULL);
   close_channel(ch);
-  bool done = false;
-  rt_httpd_close(hd, NULL, &done);
-  run_ms(100);
 }
 
 T(managers_reply_to_card) {

@@ -45,6 +45,12 @@ return flow "main" {
       c:say("Зову менеджера")
       return
     end
+    if t == "медленно" then
+      -- медленный внешний сервис: клиент тем временем видит «печатает…»
+      local r = http.get(shop.shop.slow_url)
+      c:say("медленный ответ " .. tostring(r and r.status))
+      return
+    end
     local n = t:match("^много (%d+)$")
     if n then
       for i = 1, tonumber(n) do c:say("ответ " .. i) end

@@ -1,0 +1,68 @@
+#!/bin/sh
+# The Vitaly lead with photos over the web chat, ocr and llm configured
+# (tests/integration/photo_lead.py): an СТС read on the machine spends no
+# tokens, a part photo goes to the LLM (tests/fakes/fake_openai.py).
+. "$(dirname "$0")/lib.sh"
+command -v tesseract >/dev/null || { echo "tesseract missing: ./dev.sh build installs it"; exit 1; }
+python3 "$RT_SOURCE_DIR/tests/ocr/make_images.py" "$TMP/img" --count 1 --seed 3 >/dev/null
+cat > "$TMP/rules.json" <<'JSON'
+[{"when": {"schema": "photo_triage", "image": true},
+  "json": {"kind": "part", "vin": null, "part_name": "суппорт тормозной", "confidence": 0.8},
+  "usage": {"prompt_tokens": 900, "completion_tokens": 20}},
+ {"when": {"schema": "retention_reply", "user": "посоветовал"},
+  "json": {"intent": "need", "when": null, "parts": ["зимние шины"]}},
+ {"when": {"schema": "retention_reply", "user": "^хм$"},
+  "json": {"intent": "maybe", "when": null, "parts": []}}]
+JSON
+python3 "$RT_SOURCE_DIR/tests/fakes/fake_openai.py" --script "$TMP/rules.json" \
+  --port-file "$TMP/llm.port" --log "$TMP/llm.jsonl" --max-seconds 170 >/dev/null &
+PIDS="$PIDS $!"
+wait_for "$TMP/llm.port" . 10
+port=$(free_port 7)
+d="$TMP/shop"
+cp -r "$RT_SOURCE_DIR/examples/autoparts" "$d"
+rm -rf "$d/data" "$d/tests"
+python3 - "$d/shop.json" "$port" "$(cat "$TMP/llm.port")" "$RT_SOURCE_DIR" <<'PY'
+import json, sys
+p, port, llm, src = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+j = json.load(open(p, encoding="utf-8"))
+j["flows"]["dir"] = src + "/scripts/vitaly"
+j["http"] = {"listen": "127.0.0.1:" + port}
+j.setdefault("channels", {})["webchat"] = {"enabled": True, "rate_per_minute": 600, "burst": 50}
+j["channels"].setdefault("console", {})["enabled"] = False
+j["ocr"] = {"enabled": True}
+j["llm"] = {"base_url": "http://127.0.0.1:" + llm + "/v1", "api_key": "sk-it", "model": "gpt-4o-mini",
+            "price_per_1k_prompt": 0.5, "price_per_1k_completion": 1.5}
+j.pop("tests", None)
+json.dump(j, open(p, "w", encoding="utf-8"), ensure_ascii=False)
+PY
+$SHOPBOT run "$d" >"$TMP/out" 2>"$TMP/err" &
+PIDS="$PIDS $!"
+check "the bot is up" wait_for "$TMP/err" "msg=http" 10
+if python3 "$(dirname "$0")/photo_lead.py" "$port" "$TMP/llm.jsonl" "$TMP/img"; then ok "photo lead"; else
+  bad "photo lead"; tail -20 "$TMP/err"; fi
+check "health names the llm" sh -c "curl -s -m 3 http://127.0.0.1:$port/healthz | grep -q '\"llm\"'"
+
+# ---- retention: a reply no rule matches goes to the LLM, which is checked ----
+kill $(echo $PIDS | awk '{print $NF}') 2>/dev/null
+sleep 0.5
+port2=$(free_port 8)
+d2="$TMP/shop2"
+cp -r "$RT_SOURCE_DIR/examples/autoparts" "$d2"
+rm -rf "$d2/data" "$d2/tests"
+cp "$d/shop.json" "$d2/shop.json"
+python3 - "$d2/shop.json" "$port2" <<'PY'
+import json, sys
+p, port = sys.argv[1], sys.argv[2]
+j = json.load(open(p, encoding="utf-8"))
+j["http"] = {"listen": "127.0.0.1:" + port}
+j["flows"]["start"] = "retention"
+json.dump(j, open(p, "w", encoding="utf-8"), ensure_ascii=False)
+PY
+: >"$TMP/llm.jsonl"
+$SHOPBOT run "$d2" >"$TMP/out2" 2>"$TMP/err2" &
+PIDS="$PIDS $!"
+check "the retention bot is up" wait_for "$TMP/err2" "msg=http" 10
+if python3 "$(dirname "$0")/photo_lead.py" "$port2" "$TMP/llm.jsonl" "$TMP/img" retention; then
+  ok "retention reply read by the LLM"; else bad "retention reply read by the LLM"; tail -20 "$TMP/err2"; fi
+done_tests
