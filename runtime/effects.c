@@ -95,7 +95,7 @@ static int add_out(rt_effects *fx, rt_turn *t, const char *channel, const char *
 static int hand_over(rt_effects *fx, rt_turn *t, json_t *err, const char *event_kind, int64_t now) {
   int rc = rt_handoff_stop(fx->o.handoff, &t->conv, err, event_kind, now);
   if (rc == RT_OK) {
-    char *text = rt_handoff_note(fx->o.handoff, &t->conv, err);
+    char *text = rt_handoff_note(fx->o.handoff, t->bundle, &t->conv, err);
     rt_buf p = RT_BUF_INIT;
     rt_buf_adds(&p, "{\"about\":");
     rt_lconv_add_string(&p, t->conv.chat_id, strlen(t->conv.chat_id));

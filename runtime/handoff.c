@@ -1,5 +1,6 @@
 /* handoff.c -- the hand-off policy (see handoff.h). */
 #include "handoff.h"
+#include "utf8.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,17 +110,25 @@ int rt_handoff_stop(rt_handoff *h, rt_conv_row *c, json_t *err, const char *even
   return rc;
 }
 
-char *rt_handoff_note(rt_handoff *h, const rt_conv_row *c, json_t *err) {
+char *rt_handoff_note(rt_handoff *h, rt_bundle *b, const rt_conv_row *c, json_t *err) {
   (void)h;
   const char *src = jstr(err, "source");
-  char *where = src ? rt_xasprintf(", %s:%lld", src,
+  char *where = src ? rt_xasprintf("%s:%lld", src,
                                    (long long)json_integer_value(json_object_get(err, "line")))
-                    : rt_xstrdup("");
-  char *text = rt_xasprintf(
-      "Бот остановился в чате %s:%s (шаг %s.%s%s): %s. Ответьте клиенту, пожалуйста.",
-      c->channel, c->chat_id, jstr(err, "flow") ? jstr(err, "flow") : "?",
-      jstr(err, "step") ? jstr(err, "step") : "?", where,
-      jstr(err, "msg") ? jstr(err, "msg") : "ошибка");
+                    : NULL;
+  char *chat = rt_xasprintf("%s:%s", c->channel, c->chat_id);
+  rt_note_facts f = {.chat = chat, .flow = jstr(err, "flow") ? jstr(err, "flow") : "?",
+                     .step = jstr(err, "step") ? jstr(err, "step") : "?", .where = where,
+                     .msg = jstr(err, "msg") ? jstr(err, "msg") : "?"};
+  char *text = b ? rt_bundle_note(b, "stopped", &f) : NULL;
+  /* Not even the host's plain line could be built (no memory in Lua): the
+   * managers still get the facts. */
+  if (!text) text = rt_xasprintf("%s %s.%s: %s", chat, f.flow, f.step, f.msg);
   free(where);
-  return text;
+  free(chat);
+  /* Stored as JSON text: whatever bytes the flows put in, it stays UTF-8. */
+  size_t n;
+  char *clean = rt_utf8_clean(text, strlen(text), &n);
+  free(text);
+  return clean;
 }

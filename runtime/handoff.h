@@ -9,6 +9,7 @@
  * chat. Borrowed: the store. */
 #ifndef RT_HANDOFF_H
 #define RT_HANDOFF_H
+#include "lvm.h"
 #include "store.h"
 #include <jansson.h>
 
@@ -40,6 +41,8 @@ int rt_handoff_hold(rt_handoff *h, int64_t conv_id, int64_t now);
  * event_kind, the timer. err: {code, msg, flow, step, source, line}. */
 int rt_handoff_stop(rt_handoff *h, rt_conv_row *c, json_t *err, const char *event_kind,
                     int64_t now);
-/* The note to the managers for a stop: owned text. */
-char *rt_handoff_note(rt_handoff *h, const rt_conv_row *c, json_t *err);
+/* The note to the managers for a stop, in the persona's words (the flows
+ * of bundle b build it from the facts: chat, flow, step, file and line,
+ * message; lvm.h rt_bundle_note). Owned, valid UTF-8. */
+char *rt_handoff_note(rt_handoff *h, rt_bundle *b, const rt_conv_row *c, json_t *err);
 #endif

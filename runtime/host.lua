@@ -399,7 +399,24 @@ local function run(conv, ev, trace)
   }
 end
 
+-- The note to the managers when the bot stops in a chat (a failed step, a
+-- quarantined message). The words are the persona's: the flows' module
+-- `notes` (their lib/, else scripts/lib), function stopped(facts). If that
+-- cannot build a text (no module, an error), a plain line still tells the
+-- managers which chat to answer. facts: chat, flow, step, where, msg.
+local function note(kind, facts)
+  local ok, text = pcall(function()
+    local m = base.require("notes")
+    local f = type(m) == "table" and m[kind]
+    if type(f) == "function" then return f(facts) end
+    return nil
+  end)
+  if ok and type(text) == "string" and text ~= "" then return text end
+  return "Бот остановился в чате " .. tostring(facts.chat) .. ": " .. tostring(facts.msg)
+end
+
 return {
+  note = note,
   new_env = new_env,
   register = register,
   add_module = function(name, loader) modules[name] = loader end,

@@ -575,6 +575,37 @@ void rt_bundle_unref(rt_bundle *b) {
 }
 
 const char *rt_bundle_version(const rt_bundle *b) { return b->version; }
+char *rt_bundle_note(rt_bundle *b, const char *kind, const rt_note_facts *f) {
+  lua_State *L = b->L;
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, traceback);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->api_ref);
+  lua_getfield(L, -1, "note");
+  lua_remove(L, -2);
+  lua_pushstring(L, kind);
+  lua_createtable(L, 0, 5);
+  const char *keys[] = {"chat", "flow", "step", "where", "msg"};
+  const char *vals[] = {f->chat, f->flow, f->step, f->where, f->msg};
+  for (size_t i = 0; i < 5; i++) {
+    if (!vals[i]) continue;
+    lua_pushstring(L, vals[i]);
+    lua_setfield(L, -2, keys[i]);
+  }
+  /* Flow code runs here (the persona's notes module): the load budget and
+   * the memory cap hold it, as at load. */
+  b->load_budget.used = 0;
+  b->load_budget.over = false;
+  lua_sethook(L, hook, LUA_MASKCOUNT, HOOK_EVERY);
+  b->alloc.enforce = true;
+  int rc = lua_pcall(L, 2, 1, top + 1);
+  b->alloc.enforce = false;
+  lua_sethook(L, NULL, 0, 0);
+  char *text = rc == LUA_OK && lua_type(L, -1) == LUA_TSTRING ? rt_xstrdup(lua_tostring(L, -1))
+                                                              : NULL;
+  lua_settop(L, top);
+  return text;
+}
+
 int rt_bundle_flow_count(const rt_bundle *b) { return b->nflows; }
 size_t rt_bundle_mem(const rt_bundle *b) { return b->alloc.used; }
 

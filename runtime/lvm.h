@@ -76,6 +76,18 @@ int rt_bundle_flow_count(const rt_bundle *b);
 /* Owned JSON array of flow names with their step names, for `check`. */
 json_t *rt_bundle_describe(rt_bundle *b);
 size_t rt_bundle_mem(const rt_bundle *b);
+/* The facts of a note to the managers (any may be NULL). */
+typedef struct {
+  const char *chat;          /* "channel:chat" */
+  const char *flow, *step;
+  const char *where;         /* "file.lua:line" */
+  const char *msg;
+} rt_note_facts;
+/* The text of a note to the managers, in the persona's words: host.lua's
+ * note(kind, facts) asks the flows' `notes` module (kind "stopped": the
+ * bot stopped in a chat), with a plain line when that fails. Owned; NULL
+ * only when even that could not run (no memory). */
+char *rt_bundle_note(rt_bundle *b, const char *kind, const rt_note_facts *f);
 /* States held in the cache (rt_lturn_keep_state). */
 size_t rt_bundle_cached_states(const rt_bundle *b);
 

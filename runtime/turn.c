@@ -129,6 +129,7 @@ rt_turn *rt_turns_start(rt_turns *ts, rt_bundle *b, rt_convq_chat *chat, bool qu
   rt_turn *t = rt_xcalloc(1, sizeof *t);
   t->owner = ts;
   t->chat = chat;
+  t->bundle = b;
   t->ev = rt_convq_start(chat);
   ts->running++;
   t->started_ms = rt_clock_now(ts->o.clock);

@@ -34,6 +34,8 @@ typedef struct rt_turn {
   json_t *event;             /* the event's payload, parsed */
   rt_conv_row conv;          /* the conversation as read; effects update it */
   rt_lturn *lt;              /* NULL when the step did not run */
+  rt_bundle *bundle;         /* the flows it started in (borrowed: held by lt
+                              * while it waits; applied before any reload else) */
   int status;                /* RT_LTURN_* or RT_TURN_* */
   json_t *limit_err;         /* set by effects: over a limit of its effects */
   int64_t started_ms;
