@@ -5,6 +5,7 @@
  * writer is this process, guarded by the shop lock in main.c. */
 #include "store_impl.h"
 #include "log.h"
+#include "store_tools.h"
 #include <dirent.h>
 #include <errno.h>
 #include <sqlite3.h>
@@ -405,6 +406,10 @@ int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char
       return RT_EIO;
     }
   }
+  /* Indexes an import dropped for its load and did not live to rebuild
+   * (store_tools.c; reads one meta row when there are none). A store that
+   * cannot be written now is left as it is. */
+  rt_store_import_restore_indexes(s);
   *out = s;
   return RT_OK;
 }

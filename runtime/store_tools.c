@@ -1,6 +1,9 @@
 /* store_tools.c -- the offline tools' queries (see store_tools.h). */
 #include "store_tools.h"
 #include "store_impl.h"
+#include "buf.h"
+#include "log.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -201,7 +204,99 @@ struct rt_store_import {
   sqlite3_stmt *q[I_COUNT];
 };
 
+/* ---- bulk load ----
+ *
+ * Filling an empty table, its secondary indexes are dropped first and
+ * built once at the end: a CREATE INDEX sorts, where keeping the index up
+ * to date during the load writes one random index page per row (the phone
+ * order of customer_addresses has nothing to do with its key). What was
+ * dropped is saved in meta, in the same transaction, so an import killed
+ * half way has its indexes rebuilt by the next open of the store. */
+#define DROPPED_KEY "import.dropped_indexes"
+static const char *const bulk_tables[] = {"customers", "customer_addresses", "orders"};
+
+int rt_store_import_restore_indexes(rt_store *s) {
+  char *saved = NULL;
+  int rc = rt_store_meta_get(s, DROPPED_KEY, &saved);
+  if (rc != RT_OK || !saved) return rc;
+  /* In a transaction of its own unless the caller has one. */
+  bool own = sqlite3_get_autocommit(rt_store_db(s));
+  if (own && (rc = rt_store_begin(s)) != RT_OK) {
+    free(saved);
+    return rc;
+  }
+  char *msg = NULL;
+  rc = sqlite3_exec(rt_store_db(s), saved, NULL, NULL, &msg);
+  if (rc == SQLITE_OK) rc = sqlite3_exec(rt_store_db(s), "DELETE FROM meta WHERE key = '"
+                                         DROPPED_KEY "'", NULL, NULL, &msg);
+  int ret = rc == SQLITE_OK ? RT_OK : rt_store_sqlfail(s, rc);
+  if (own && ret == RT_OK) ret = rt_store_commit(s);
+  else if (own) rt_store_rollback(s);
+  if (rc != SQLITE_OK) rt_log(RT_LOG_ERROR, "store-indexes", "cannot rebuild: %s", msg ? msg : "");
+  sqlite3_free(msg);
+  free(saved);
+  return ret;
+}
+
+static bool table_empty(rt_store *s, const char *table) {
+  char sql[128];
+  snprintf(sql, sizeof sql, "SELECT NOT EXISTS (SELECT 1 FROM %s)", table);
+  sqlite3_stmt *st = prep(s, sql);
+  bool empty = st && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  return empty;
+}
+
+/* In its own transaction: saves and drops the secondary indexes of the
+ * empty tables the import fills. */
+static int bulk_begin(rt_store *s) {
+  int rc = rt_store_begin(s);
+  if (rc != RT_OK) return rc;
+  rt_buf b = RT_BUF_INIT, names = RT_BUF_INIT;
+  for (size_t t = 0; t < RT_ARRAY_LEN(bulk_tables) && rc == RT_OK; t++) {
+    if (!table_empty(s, bulk_tables[t])) continue;
+    sqlite3_stmt *st = prep(s, "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                               "AND tbl_name = ?1 AND sql IS NOT NULL");
+    if (!st) { rc = rt_store_errcode(s); break; }
+    sqlite3_bind_text(st, 1, bulk_tables[t], -1, SQLITE_STATIC);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      /* sqlite_master keeps "CREATE [UNIQUE] INDEX name ...": made IF NOT
+       * EXISTS, a rebuild stopped half way can run again. */
+      const char *sql = (const char *)sqlite3_column_text(st, 1);
+      bool uniq = strncmp(sql, "CREATE UNIQUE INDEX ", 20) == 0;
+      size_t skip = uniq ? 20 : strncmp(sql, "CREATE INDEX ", 13) == 0 ? 13 : 0;
+      if (!skip) continue;   /* not an index we know how to rebuild: left alone */
+      rt_buf_adds(&b, uniq ? "CREATE UNIQUE INDEX IF NOT EXISTS " : "CREATE INDEX IF NOT EXISTS ");
+      rt_buf_adds(&b, sql + skip);
+      rt_buf_adds(&b, ";\n");
+      rt_buf_adds(&names, "DROP INDEX \"");
+      rt_buf_adds(&names, (const char *)sqlite3_column_text(st, 0));
+      rt_buf_adds(&names, "\";\n");
+    }
+    sqlite3_finalize(st);
+  }
+  if (rc == RT_OK && b.len) {
+    rc = rt_store_meta_set(s, DROPPED_KEY, rt_buf_str(&b));
+    if (rc == RT_OK) rc = rt_store_exec(s, rt_buf_str(&names));
+  }
+  rt_buf_free(&b);
+  rt_buf_free(&names);
+  if (rc == RT_OK) return rt_store_commit(s);
+  rt_store_rollback(s);
+  return rc;
+}
+
+int rt_store_import_finish(rt_store_import *w) { return rt_store_import_restore_indexes(w->s); }
+
 int rt_store_import_new(rt_store *s, rt_store_import **out, char **err) {
+  /* An index left dropped by an import that did not finish. */
+  int r = rt_store_import_restore_indexes(s);
+  if (r == RT_OK) r = bulk_begin(s);
+  if (r != RT_OK) {
+    *err = rt_xasprintf("import: %s", rt_store_errmsg(s));
+    *out = NULL;
+    return r;
+  }
   rt_store_import *w = rt_xcalloc(1, sizeof *w);
   w->s = s;
   for (int i = 0; i < I_COUNT; i++) {
@@ -304,12 +399,15 @@ int rt_store_import_address(rt_store_import *w, const char *phone, const char *c
 /* 2 blocked, 1 open, 0 free, over the conversations linked to a customer:
  * those with the customer's phone and those of the customer's addresses
  * (each found through an index). */
+#define SEV_CASE "CASE WHEN v.mode = 'blocked' THEN 2 WHEN " OPEN_EXPR " THEN 1 ELSE 0 END"
+#define SEV_PHONE(phone)                                                       \
+  "(SELECT COALESCE(MAX(" SEV_CASE "), 0) FROM conversations v "               \
+  "WHERE v.phone = " phone ")"
 #define SEVERITY(phone)                                                        \
-  "(SELECT COALESCE(MAX(CASE WHEN v.mode = 'blocked' THEN 2 WHEN " OPEN_EXPR   \
-  " THEN 1 ELSE 0 END), 0) FROM conversations v WHERE v.id IN ("               \
-  "SELECT x.id FROM conversations x WHERE x.phone = " phone                    \
-  " UNION ALL SELECT x.id FROM customer_addresses a JOIN conversations x ON "  \
-  "x.channel = a.channel AND x.chat_id = a.address WHERE a.phone = " phone "))"
+  "MAX((SELECT COALESCE(MAX(" SEV_CASE "), 0) FROM conversations v "           \
+  "WHERE v.phone = " phone "), (SELECT COALESCE(MAX(" SEV_CASE "), 0) FROM "   \
+  "customer_addresses a JOIN conversations v ON v.channel = a.channel AND "    \
+  "v.chat_id = a.address WHERE a.phone = " phone "))"
 /* A customer's addresses packed in one text: fields split by 0x1F, rows by
  * 0x1E (rt_store_addrs_split); NULL when there are none. */
 #define ADDRS(phone)                                                           \
@@ -317,7 +415,8 @@ int rt_store_import_address(rt_store_import *w, const char *phone, const char *c
   "a.status || char(31) || COALESCE(a.reason, '') || char(31) || "             \
   "a.updated_at, char(30)) FROM customer_addresses a WHERE a.phone = " phone ")"
 
-enum { K_CONV, K_CONTACT, K_ORDER, K_SEED, K_MARK, K_SEV, K_RETENTION, K_GIFTS, K_COUNT };
+enum { K_CONV, K_CONTACT, K_ORDER, K_SEED, K_MARK, K_SEV, K_RETENTION, K_RET_ADDRS, K_GIFTS,
+       K_COUNT };
 
 static const char *campaign_sql[K_COUNT] = {
   /* Creating the conversation does not touch updated_at of an existing one,
@@ -336,12 +435,19 @@ static const char *campaign_sql[K_COUNT] = {
     "CASE WHEN c.opted_out THEN 1 WHEN c.blocked THEN 2 "
     "WHEN EXISTS (SELECT 1 FROM campaign_contacts k WHERE k.phone = c.phone "
     "AND k.campaign = 'retention' AND k.at > ?2) THEN 3 "
-    "ELSE CASE " SEVERITY("c.phone") " WHEN 2 THEN 2 WHEN 1 THEN 4 ELSE 0 END END, "
-    ADDRS("c.phone") " "
+    "ELSE CASE " SEV_PHONE("c.phone") " WHEN 2 THEN 2 WHEN 1 THEN 4 ELSE 0 END END "
     /* A plain scan in phone order (see 002_campaigns.sql), a chunk at a time
      * from the phone after the last one read. */
     "FROM customers c NOT INDEXED WHERE c.last_purchase <= ?1 AND c.phone > ?4 "
     "ORDER BY c.phone LIMIT ?5",
+  /* The addresses of a chunk's customers in one range read (phone order,
+   * as the chunk), each with the severity of its conversation: a lookup per
+   * customer was most of a retention run's time. ?3 as in OPEN_EXPR. */
+  [K_RET_ADDRS] =
+    "SELECT a.phone, a.channel, a.address, a.status, a.reason, a.updated_at, "
+    "COALESCE((SELECT " SEV_CASE " FROM conversations v WHERE v.channel = a.channel "
+    "AND v.chat_id = a.address), 0) FROM customer_addresses a "
+    "WHERE a.phone > ?1 AND a.phone <= ?2 ORDER BY a.phone",
   [K_GIFTS] =
     "SELECT o.order_id, o.phone, o.product, o.category, o.recipient_name, o.recipient_phone, "
     ADDRS("o.phone") ", b.timezone, COALESCE(b.opted_out, 0), COALESCE(b.blocked, 0), "
@@ -414,6 +520,16 @@ int rt_store_campaign_retention(rt_store_campaign *c, int64_t idle_before,
   sqlite3_bind_int64(st, 3, recent_after);
   sqlite3_bind_text(st, 4, after_phone ? after_phone : "", -1, SQLITE_TRANSIENT);
   sqlite3_bind_int(st, 5, limit);
+  return each(c->s, st, fn, ud);
+}
+
+int rt_store_campaign_addresses(rt_store_campaign *c, const char *after_phone,
+                                const char *last_phone, int64_t recent_after,
+                                rt_store_row_fn fn, void *ud) {
+  sqlite3_stmt *st = c->q[K_RET_ADDRS];
+  sqlite3_bind_text(st, 1, after_phone ? after_phone : "", -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, last_phone ? last_phone : "", -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 3, recent_after);
   return each(c->s, st, fn, ud);
 }
 

@@ -62,9 +62,18 @@ typedef struct {
   int gift;                                       /* 0, 1; -1: keep (new rows: 0) */
 } rt_import_order;
 /* Prepares the import's statements. The caller opens and commits the
- * write transactions (rt_store_begin / rt_store_commit) in batches. */
+ * write transactions (rt_store_begin / rt_store_commit) in batches, then
+ * calls rt_store_import_finish. The secondary indexes of tables that are
+ * empty now (a first import) are dropped here and built by finish: one
+ * sort instead of a random index page per row. Meanwhile lookups in those
+ * tables by other columns read the table. */
 int rt_store_import_new(rt_store *s, rt_store_import **out, char **err);
+/* Builds the indexes dropped for the load (also after a failed import). */
+int rt_store_import_finish(rt_store_import *w);
 void rt_store_import_free(rt_store_import *w);
+/* Rebuilds indexes an import dropped and never built (it was killed);
+ * rt_store_open calls it. */
+int rt_store_import_restore_indexes(rt_store *s);
 /* Upserts a customer; *inserted tells a new row from an updated one. */
 int rt_store_import_customer(rt_store_import *w, const rt_import_customer *c, int64_t now,
                              bool *inserted);
@@ -89,18 +98,27 @@ int rt_store_campaign_mark(rt_store_campaign *c, int64_t *seen);
 /* What a candidate's row says about them, before any address is picked. */
 enum { RT_CAND_FREE, RT_CAND_OPTED_OUT, RT_CAND_BLOCKED, RT_CAND_COOLDOWN, RT_CAND_OPEN };
 /* The columns of a retention candidate's row. */
-enum { RT_RET_PHONE, RT_RET_TZ, RT_RET_STATE, RT_RET_ADDRS };
+enum { RT_RET_PHONE, RT_RET_TZ, RT_RET_STATE };
 /* Retention candidates: customers whose last purchase is at or before
  * idle_before, after the phone after_phone, in phone order, up to limit.
  * RT_RET_STATE is RT_CAND_*: cooldown is a retention contact after
  * contacted_after; open is a linked conversation with a manager, active
  * after recent_after or with a pending timer; blocked is the customer's
- * flag or a linked conversation in mode blocked. RT_RET_ADDRS is the packed
- * addresses (rt_store_addrs_split). */
+ * flag or a conversation with the phone in mode blocked (the conversations
+ * of the customers' addresses come with rt_store_campaign_addresses). */
 int rt_store_campaign_retention(rt_store_campaign *c, int64_t idle_before,
                                 int64_t contacted_after, int64_t recent_after,
                                 const char *after_phone, int limit, rt_store_row_fn fn,
                                 void *ud);
+/* The columns of an address row of rt_store_campaign_addresses: SEV is the
+ * severity of the address's conversation (2 blocked, 1 open, 0 none). */
+enum { RT_RA_PHONE, RT_RA_CHANNEL, RT_RA_ADDRESS, RT_RA_STATUS, RT_RA_REASON, RT_RA_UPDATED,
+       RT_RA_SEV };
+/* The addresses of the customers with after_phone < phone <= last_phone
+ * (a chunk of retention candidates), in phone order. */
+int rt_store_campaign_addresses(rt_store_campaign *c, const char *after_phone,
+                                const char *last_phone, int64_t recent_after,
+                                rt_store_row_fn fn, void *ud);
 /* The columns of a gift order's row: the order, then the buyer (B) and the
  * recipient (R) as customers (NULL, 0 when unknown), then whether a gifts
  * contact for this order exists, and the order date. */

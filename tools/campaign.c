@@ -213,7 +213,6 @@ typedef struct {
   char *last_phone, *last_order;
   int64_t last_date;
   int64_t read;      /* candidates read by the current chunk */
-  int ret;           /* the first error of a row callback */
 } run_ctx;
 
 static int store_fail(run_ctx *c, int rc, const char *what) {
@@ -256,10 +255,8 @@ static void note_unreachable(rt_campaign_report *rep, const char *phone, const c
  * keys by E.164) unless that address is blocked. Returns the channel and
  * fills chat (64 bytes), or NULL with the reason in *why: the reason of a
  * blocked address, or "no_address". */
-static const char *pick_chat(const run_ctx *c, const char *phone, char *addrs, char *chat,
-                             const char **why) {
-  rt_store_addr a[16];
-  int n = rt_store_addrs_split(addrs, a, 16);
+static const char *pick_chat(const run_ctx *c, const char *phone, const rt_store_addr *a, int n,
+                             char *chat, const char **why) {
   *why = NULL;
   const char *const *chs = c->o->channels ? c->o->channels : default_channels;
   for (int k = 0; chs[k]; k++) {
@@ -308,55 +305,133 @@ static int schedule(run_ctx *c, const char *channel, const char *chat, const cha
 
 /* ---- retention ---- */
 
-static bool retention_row(void *ud, const rt_store_row *r) {
-  run_ctx *c = ud;
+#define MAX_ADDRS 16   /* per customer; more are not looked at */
+
+/* A candidate of the chunk, read before its addresses. */
+typedef struct {
+  char *phone, *tz;
+  int state;
+  int sev;                        /* of the conversations of its addresses */
+  size_t first;                   /* its addresses: a[first .. first + na) of the chunk */
+  int na;
+} ret_cand;
+
+typedef struct {
+  run_ctx *c;
+  ret_cand *v;
+  size_t n, cap, at;              /* at: the candidate the address rows have reached */
+  rt_store_addr *a;               /* fields owned */
+  size_t na, capa;
+} ret_chunk;
+
+static bool ret_read(void *ud, const rt_store_row *r) {
+  ret_chunk *k = ud;
+  if (k->n == k->cap) {
+    k->cap = k->cap ? k->cap * 2 : 256;
+    k->v = rt_xrealloc(k->v, k->cap * sizeof *k->v);
+  }
+  const char *ph = rt_store_row_text(r, RT_RET_PHONE), *tz = rt_store_row_text(r, RT_RET_TZ);
+  k->v[k->n++] = (ret_cand){.phone = rt_xstrdup(ph ? ph : ""), .tz = tz ? rt_xstrdup(tz) : NULL,
+                            .state = (int)rt_store_row_int(r, RT_RET_STATE)};
+  return true;
+}
+
+static char *dup_or_null(const char *v) { return v ? rt_xstrdup(v) : NULL; }
+
+/* Address rows come in phone order, as the candidates: a merge. */
+static bool ret_addr(void *ud, const rt_store_row *r) {
+  ret_chunk *k = ud;
+  const char *ph = rt_store_row_text(r, RT_RA_PHONE);
+  if (!ph) return true;
+  while (k->at < k->n && strcmp(k->v[k->at].phone, ph) < 0) k->at++;
+  if (k->at == k->n) return false;
+  ret_cand *x = &k->v[k->at];
+  if (strcmp(x->phone, ph) != 0) return true;   /* not a candidate (not idle) */
+  int sev = (int)rt_store_row_int(r, RT_RA_SEV);
+  if (sev > x->sev) x->sev = sev;
+  const char *ch = rt_store_row_text(r, RT_RA_CHANNEL), *ad = rt_store_row_text(r, RT_RA_ADDRESS);
+  if (x->na >= MAX_ADDRS || !ch || !ad) return true;
+  if (k->na == k->capa) {
+    k->capa = k->capa ? k->capa * 2 : 256;
+    k->a = rt_xrealloc(k->a, k->capa * sizeof *k->a);
+  }
+  if (x->na == 0) x->first = k->na;
+  const char *st = rt_store_row_text(r, RT_RA_STATUS);
+  k->a[k->na++] = (rt_store_addr){rt_xstrdup(ch), rt_xstrdup(ad), rt_xstrdup(st ? st : "reachable"),
+                                  dup_or_null(rt_store_row_text(r, RT_RA_REASON)),
+                                  rt_store_row_int(r, RT_RA_UPDATED)};
+  x->na++;
+  return true;
+}
+
+static int retention_one(run_ctx *c, ret_cand *x, const rt_store_addr *addrs) {
   rt_campaign_report *rep = c->rep;
-  rep->candidates++;
-  c->read++;
-  const char *ph = rt_store_row_text(r, RT_RET_PHONE);
-  free(c->last_phone);
-  c->last_phone = rt_xstrdup(ph ? ph : "");
-  switch (rt_store_row_int(r, RT_RET_STATE)) {
-  case RT_CAND_OPTED_OUT: rep->skipped.opted_out++; return true;
-  case RT_CAND_BLOCKED: rep->skipped.blocked++; return true;
-  case RT_CAND_COOLDOWN: rep->skipped.cooldown++; return true;
-  case RT_CAND_OPEN: rep->skipped.open_conversation++; return true;
+  /* As one severity over every linked conversation: blocked anywhere wins,
+   * then open (opted out, the customer's flag and cooldown come first). */
+  int state = x->state;
+  if ((state == RT_CAND_FREE || state == RT_CAND_OPEN) && x->sev == 2) state = RT_CAND_BLOCKED;
+  else if (state == RT_CAND_FREE && x->sev == 1) state = RT_CAND_OPEN;
+  switch (state) {
+  case RT_CAND_OPTED_OUT: rep->skipped.opted_out++; return RT_OK;
+  case RT_CAND_BLOCKED: rep->skipped.blocked++; return RT_OK;
+  case RT_CAND_COOLDOWN: rep->skipped.cooldown++; return RT_OK;
+  case RT_CAND_OPEN: rep->skipped.open_conversation++; return RT_OK;
   default: break;
   }
-  const char *phone = nonempty(ph);
-  const char *packed = rt_store_row_text(r, RT_RET_ADDRS);
-  char *addrs = packed ? rt_xstrdup(packed) : NULL, chat[64];
+  const char *phone = nonempty(x->phone);
+  char chat[64];
   const char *why;
-  const char *channel = pick_chat(c, phone, addrs, chat, &why);   /* why points into addrs */
+  const char *channel = pick_chat(c, phone, addrs + x->first, x->na, chat, &why);
   if (!channel) {
     if (!phone) rep->skipped.no_channel++;
     else note_unreachable(rep, phone, why);
+    return RT_OK;
   }
-  free(addrs);
-  if (!channel) return true;
   int64_t due;
-  if ((c->ret = take_slot(&c->pl, zone_get(&c->pl, nonempty(rt_store_row_text(r, RT_RET_TZ))),
-                          &due)) != RT_OK) {
+  int rc;
+  if ((rc = take_slot(&c->pl, zone_get(&c->pl, nonempty(x->tz)), &due)) != RT_OK) {
     *c->err = rt_xasprintf("campaign retention: no working time left in the next 5 years");
-    return false;
+    return rc;
   }
   rep->selected++;
   note_due(rep, due);
-  if (!c->o->dry_run)
-    c->ret = schedule(c, channel, chat, phone, "", due, "campaign:retention", "retention.checkin",
-                      "{\"campaign\":\"retention\"}");
-  return c->ret == RT_OK;
+  if (c->o->dry_run) return RT_OK;
+  return schedule(c, channel, chat, phone, "", due, "campaign:retention", "retention.checkin",
+                  "{\"campaign\":\"retention\"}");
 }
 
 static int run_retention(run_ctx *c) {
   const rt_campaign_opts *o = c->o;
-  c->ret = RT_OK;
-  int rc = rt_store_campaign_retention(c->q, o->now_ms - (int64_t)o->idle_days * DAY_MS,
-                                       o->now_ms - (int64_t)o->cooldown_days * DAY_MS,
-                                       o->now_ms - RECENT_MS, c->last_phone, CHUNK_ROWS,
-                                       retention_row, c);
-  if (c->ret != RT_OK) return c->ret;
-  return rc == RT_OK ? RT_OK : store_fail(c, rc, "select");
+  ret_chunk k = {.c = c};
+  int64_t recent = o->now_ms - RECENT_MS;
+  int ret = rt_store_campaign_retention(c->q, o->now_ms - (int64_t)o->idle_days * DAY_MS,
+                                        o->now_ms - (int64_t)o->cooldown_days * DAY_MS, recent,
+                                        c->last_phone, CHUNK_ROWS, ret_read, &k);
+  if (ret != RT_OK) ret = store_fail(c, ret, "select");
+  if (ret == RT_OK && k.n > 0) {
+    ret = rt_store_campaign_addresses(c->q, c->last_phone, k.v[k.n - 1].phone, recent, ret_addr, &k);
+    if (ret != RT_OK) ret = store_fail(c, ret, "addresses");
+  }
+  c->rep->candidates += (int64_t)k.n;
+  c->read = (int64_t)k.n;
+  if (k.n > 0) {
+    free(c->last_phone);
+    c->last_phone = rt_xstrdup(k.v[k.n - 1].phone);
+  }
+  for (size_t i = 0; i < k.n && ret == RT_OK; i++) ret = retention_one(c, &k.v[i], k.a);
+  for (size_t i = 0; i < k.n; i++) {
+    free(k.v[i].phone);
+    free(k.v[i].tz);
+  }
+  for (size_t j = 0; j < k.na; j++) {
+    free((char *)k.a[j].channel);
+    free((char *)k.a[j].address);
+    free((char *)k.a[j].status);
+    free((char *)k.a[j].reason);
+  }
+  free(k.v);
+  free(k.a);
+  return ret;
 }
 
 /* ---- gifts ---- */
@@ -411,7 +486,9 @@ static int gift_one(run_ctx *c, gift_row *g) {
   if (sev == 1) { rep->skipped.open_conversation++; return RT_OK; }
   char chat[64];
   const char *why;
-  const char *channel = pick_chat(c, phone, addrs, chat, &why);
+  rt_store_addr a[MAX_ADDRS];
+  int na = rt_store_addrs_split(addrs, a, MAX_ADDRS);
+  const char *channel = pick_chat(c, phone, a, na, chat, &why);
   if (!channel) {
     if (!phone) rep->skipped.no_channel++;
     else note_unreachable(rep, phone, why);

@@ -896,17 +896,57 @@ static int batch_done(importer *im) {
   return rt_store_commit(im->s);
 }
 
-/* A staged row's customer, and its addresses. */
+/* A staged row's customer. */
 static int write_customer(importer *im, const stage_rec *rec, const char **sv, bool *inserted) {
   rt_import_customer c = {.phone = sv[S_PHONE], .name = sv[S_NAME], .timezone = sv[S_TZ],
                           .car = sv[S_CAR], .last_purchase = rec->lp, .bonus = rec->bonus,
                           .has_last_purchase = rec->has_lp, .has_bonus = rec->has_bonus};
-  int rc = rt_store_import_customer(im->w, &c, im->now, inserted);
-  if (rc == RT_OK && sv[S_TG]) rc = rt_store_import_address(im->w, sv[S_PHONE], "telegram", sv[S_TG], im->now);
-  if (rc == RT_OK && sv[S_WA]) rc = rt_store_import_address(im->w, sv[S_PHONE], "whatsapp", sv[S_WA], im->now);
-  for (int k = 0; k < im->nch && rc == RT_OK; k++)
-    if (sv[S_CH0 + k])
-      rc = rt_store_import_address(im->w, sv[S_PHONE], im->ch[k].name, sv[S_CH0 + k], im->now);
+  return rt_store_import_customer(im->w, &c, im->now, inserted);
+}
+
+/* The addresses of a chunk, written after its customers in (channel,
+ * address) order: that is the key of customer_addresses, so a transaction
+ * touches neighbouring pages instead of one random page per address (the
+ * ids have nothing to do with the phone order of the customers). seq keeps
+ * the file's order among rows of one address: the last row wins. */
+typedef struct {
+  const char *channel, *address, *phone;
+  uint32_t seq, line;
+} addr_ix;
+
+static int cmp_addr(const void *a, const void *b) {
+  const addr_ix *x = a, *y = b;
+  int c = strcmp(x->channel, y->channel);
+  if (!c) c = strcmp(x->address, y->address);
+  if (c) return c;
+  return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Adds the addresses of a staged row to a (growing) list. */
+static void collect_addresses(importer *im, const stage_rec *rec, const char **sv, uint32_t seq,
+                              addr_ix **a, size_t *n, size_t *cap) {
+  for (int k = -2; k < im->nch; k++) {
+    const char *v = k == -2 ? sv[S_TG] : k == -1 ? sv[S_WA] : sv[S_CH0 + k];
+    if (!v) continue;
+    if (*n == *cap) {
+      *cap = *cap ? *cap * 2 : 4096;
+      *a = rt_xrealloc(*a, *cap * sizeof **a);
+    }
+    (*a)[(*n)++] = (addr_ix){k == -2 ? "telegram" : k == -1 ? "whatsapp" : im->ch[k].name, v,
+                             sv[S_PHONE], seq, rec->line};
+  }
+}
+
+static int write_addresses(importer *im, addr_ix *a, size_t n, uint32_t *line) {
+  if (n) qsort(a, n, sizeof *a, cmp_addr);
+  int rc = RT_OK;
+  for (size_t i = 0; i < n && rc == RT_OK; i++) {
+    *line = a[i].line;
+    if ((rc = batch_open(im)) != RT_OK) break;
+    if ((rc = rt_store_import_address(im->w, a[i].phone, a[i].channel, a[i].address, im->now)) != RT_OK)
+      break;
+    rc = batch_done(im);
+  }
   return rc;
 }
 
@@ -926,10 +966,13 @@ static int flush_stage(importer *im, const char *file, char **err) {
   const stage_rec *rec = NULL;
   const char *what = "store";
   if (im->nix) qsort(im->ix, im->nix, sizeof *im->ix, cmp_phone);
+  addr_ix *addrs = NULL;
+  size_t naddr = 0, capaddr = 0;
   for (size_t i = 0; i < im->nix && rc == RT_OK; i++) {
     rec = im->ix[i].r;
     const char *sv[S_COUNT];
     rec_strings(rec, sv);
+    collect_addresses(im, rec, sv, im->ix[i].seq, &addrs, &naddr, &capaddr);
     if ((rc = batch_open(im)) != RT_OK) break;
     bool ins;
     if ((rc = write_customer(im, rec, sv, &ins)) != RT_OK) { what = "customers"; break; }
@@ -937,6 +980,12 @@ static int flush_stage(importer *im, const char *file, char **err) {
     else rep->customers_updated++;
     rc = batch_done(im);
   }
+  uint32_t aline = 0;
+  if (rc == RT_OK && (rc = write_addresses(im, addrs, naddr, &aline)) != RT_OK) {
+    what = "addresses";
+    if (!*err) *err = rt_xasprintf("%s: line %u: addresses: %s", file, aline, rt_store_errmsg(im->s));
+  }
+  free(addrs);
   if (rc == RT_OK && im->has_orders) {
     /* Rows with an order id, in place at the front of the index. */
     size_t n = 0;
@@ -1105,6 +1154,12 @@ read_error:
 out:
   if (im->in_tx) rt_store_rollback(s);
   snprintf(rep->encoding, sizeof rep->encoding, "%s", r.enc == 2 ? "cp1251" : "utf-8");
+  /* The indexes dropped for a first import are built even when it failed
+   * half way: what was committed stays, and must be found. */
+  if (im->w && rt_store_import_finish(im->w) != RT_OK && ret == RT_OK) {
+    *err = rt_xasprintf("%s: indexes: %s", file, rt_store_errmsg(s));
+    ret = rt_store_errcode(s) ? rt_store_errcode(s) : RT_EIO;
+  }
   rt_store_import_free(im->w);
   arena_reset(&im->ar);
   free(im->ix);

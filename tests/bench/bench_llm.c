@@ -213,6 +213,10 @@ int main(int argc, char **argv) {
          st.overhead_ms_p50, st.overhead_ms_p99);
   p->close(p, closed, NULL);
   if (transcripts) {
+    /* a fake that bills by what is sent (no fixed usage in its rule) */
+    kill(fast, SIGTERM);
+    waitpid(fast, NULL, 0);
+    fast = start_fake("[{\"content\":\"Записал. Пришлите, пожалуйста, VIN или номер кузова.\"}]", &port);
     /* prices of gpt-4o-mini in roubles (0.15 and 0.60 $ per 1M tokens at 90 ₽) */
     char url[96];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", port);

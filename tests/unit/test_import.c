@@ -15,11 +15,12 @@ static char tmpdir[256];
 static int nfile;
 
 
+static char last_store[512];   /* the path open_store used last */
+
 static rt_store *open_store(void) {
   static int n;
-  char path[512];
-  snprintf(path, sizeof path, "%s/store%d.db", tmpdir, n++);
-  return tstore_open(path);
+  snprintf(last_store, sizeof last_store, "%s/store%d.db", tmpdir, n++);
+  return tstore_open(last_store);
 }
 
 static const char *write_bytes(const char *data, size_t n) {
@@ -449,6 +450,36 @@ T(encoding_far_and_not_regular) {
   rt_store_close(s);
 }
 
+/* A first import drops the secondary indexes of the tables it fills and
+ * builds them at the end; one killed half way has them built by the next
+ * open of the store. Addresses of any "<channel> id" column. */
+T(bulk_indexes_and_channel_columns) {
+  rt_store *s = open_store();
+  rt_import_report rep;
+  CHECK_INT(import(s, write_text(
+    "phone;name;telegram;webchat id;VK ID;order_id;date\n"
+    "+79050000002;B;tg-b;w-b;;o2;01.03.2025\n"
+    "+79050000001;A;tg-a;;vk-a;o1;01.03.2025\n"
+    "+79050000003;C;tg-a;;;o3;01.03.2025\n"), &rep), RT_OK);
+  CHECK_INT(rep.problems_total, 0);
+  CHECK_INT(q_int(s, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN "
+                     "('customer_addresses_phone', 'orders_phone', 'orders_gift_due')"), 3);
+  CHECK_STR(q_text(s, "SELECT value FROM meta WHERE key = 'import.dropped_indexes'"), "(none)");
+  CHECK_STR(q_text(s, "SELECT phone FROM customer_addresses WHERE channel = 'webchat'"), "+79050000002");
+  CHECK_STR(q_text(s, "SELECT address FROM customer_addresses WHERE channel = 'vk'"), "vk-a");
+  /* one address, two rows: the later row in the file has it */
+  CHECK_STR(q_text(s, "SELECT phone FROM customer_addresses WHERE address = 'tg-a'"), "+79050000003");
+  /* as an import killed after dropping them */
+  CHECK_INT(rt_store_exec(s, "DROP INDEX customer_addresses_phone; INSERT INTO meta VALUES "
+    "('import.dropped_indexes', 'CREATE INDEX IF NOT EXISTS customer_addresses_phone ON "
+    "customer_addresses (phone);')"), RT_OK);
+  rt_store_close(s);
+  s = tstore_open(last_store);
+  CHECK_INT(q_int(s, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'customer_addresses_phone'"), 1);
+  CHECK_STR(q_text(s, "SELECT value FROM meta WHERE key = 'import.dropped_indexes'"), "(none)");
+  rt_store_close(s);
+}
+
 int main(void) {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/test_import.XXXXXX");
   if (!mkdtemp(tmpdir)) return 1;
@@ -465,6 +496,7 @@ int main(void) {
   T_RUN(cells);
   T_RUN(encoding_and_quotes_table);
   T_RUN(encoding_far_and_not_regular);
+  T_RUN(bulk_indexes_and_channel_columns);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
   if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmpdir);
