@@ -8,7 +8,6 @@
  * This file wires them, keeps the order of the pump, and decides what a
  * store failure means (retry later, health). */
 #include "engine.h"
-#include "http_client.h"
 #include "convq.h"
 #include "convs.h"
 #include "deliver.h"
@@ -242,7 +241,7 @@ static void committed(rt_engine *e, rt_turn *list, int64_t now) {
            t->status == RT_LTURN_DONE ? "ok" : t->status == RT_LTURN_ERROR ? "failed"
            : t->status == RT_TURN_QUARANTINED ? "quarantined" : "skipped",
            (long long)(now - t->started_ms));
-    /* Committed: the new state stays a Lua table for the chat's next event. */
+    /* Committed: a bundle that keeps states keeps this one (lvm.h). */
     if (t->status == RT_LTURN_DONE && t->lt) rt_lturn_keep_state(t->lt, t->conv.rev);
     rt_convs_put(e->convs, &t->conv);
     rt_convq_done(&e->queues, t->chat);
@@ -600,7 +599,6 @@ rt_config *rt_engine_config(rt_engine *e) { return e->cfg; }
 uv_loop_t *rt_engine_loop(rt_engine *e) { return e->loop; }
 const rt_engine_stats *rt_engine_get_stats(const rt_engine *e) { return &e->st; }
 
-rt_http *rt_engine_http(rt_engine *e) { return rt_turns_http(e->turns); }
 
 bool rt_engine_idle(const rt_engine *e) {
   if (!(!rt_inbox_waiting(e->inbox) && !rt_convq_any_ready(&e->queues) &&

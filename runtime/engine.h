@@ -32,7 +32,8 @@ typedef struct {
   long store_max_pages;       /* tests: simulate a full disk */
   const char *flows_dir;      /* NULL: flows.dir from the config */
   /* The process's HTTP client, lent to the flows' http module; NULL: the
-   * engine makes its own (tools, tests). Borrowed until close. */
+   * engine makes its own. The transcript runner lends one whose transport
+   * answers from the script (http_client.h). Borrowed until close. */
   struct rt_http *http;
   /* Providers lent to the flows (integration.h), borrowed until close:
    * each is the Lua module of its name. */
@@ -90,9 +91,6 @@ int rt_engine_fire_timers(rt_engine *e);
 /* The store error that stops commits, or NULL. Borrowed. */
 const char *rt_engine_store_error(const rt_engine *e);
 
-/* The HTTP client the flows' http module uses (owned by the engine); the
- * transcript runner gives it a transport of scripted answers. */
-struct rt_http *rt_engine_http(rt_engine *e);
 
 /* Prometheus text (owned) and /healthz JSON (new reference). */
 char *rt_engine_metrics(rt_engine *e);

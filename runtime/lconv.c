@@ -381,28 +381,37 @@ static int read_string(lua_State *L, rctx *d) {
 }
 
 static int read_number(lua_State *L, rctx *d) {
-  char num[64];
-  size_t n = 0;
+  const char *start = d->p;
   bool real = false;
-  while (d->p < d->end && n < sizeof num - 1) {
+  while (d->p < d->end) {
     char c = *d->p;
     if (c == '.' || c == 'e' || c == 'E') real = true;
     else if (!(c >= '0' && c <= '9') && c != '+' && c != '-') break;
-    num[n++] = c;
     d->p++;
   }
-  num[n] = '\0';
+  size_t n = (size_t)(d->p - start);
   if (!n) return -1;
+  /* strtod needs a NUL-terminated copy; a number of any length is JSON
+   * (a long one goes to the heap, and is freed before anything can raise). */
+  char small[64], *num = n < sizeof small ? small : rt_xmalloc(n + 1);
+  memcpy(num, start, n);
+  num[n] = '\0';
   char *endp;
+  int rc = -1;
   if (!real) {
     errno = 0;
     long long v = strtoll(num, &endp, 10);
-    if (*endp == '\0' && errno == 0) { lua_pushinteger(L, (lua_Integer)v); return 0; }
+    if (*endp == '\0' && errno == 0) {
+      if (num != small) free(num);
+      lua_pushinteger(L, (lua_Integer)v);
+      return 0;
+    }
   }
   double v = strtod(num, &endp);
-  if (*endp || !isfinite(v)) return -1;   /* 1e999: not writable again, so not readable */
-  lua_pushnumber(L, v);
-  return 0;
+  if (!*endp && isfinite(v)) rc = 0;   /* 1e999: not writable again, so not readable */
+  if (num != small) free(num);
+  if (rc == 0) lua_pushnumber(L, v);
+  return rc;
 }
 
 static int read_value(lua_State *L, rctx *d) {

@@ -43,7 +43,6 @@ typedef struct {
 } lalloc;
 
 #define POOL_MAX 32        /* finished coroutines kept for the next turns */
-#define STATE_CACHE_DEFAULT 10000
 
 /* One kept state in the ring that orders the cache, oldest first. An entry
  * whose seq no longer matches the cache's was taken or replaced since. */
@@ -459,8 +458,7 @@ int rt_bundle_load(const rt_bundle_opts *o, rt_bundle **out, char **err) {
   if (!b->o.max_http_per_turn) b->o.max_http_per_turn = 10;
   if (!b->o.step_instructions) b->o.step_instructions = 10000000;
   b->cache_ref = LUA_NOREF;
-  b->cache_max = o->state_cache < 0 ? 0 : o->state_cache ? (size_t)o->state_cache
-                                                         : STATE_CACHE_DEFAULT;
+  b->cache_max = o->state_cache > 0 ? (size_t)o->state_cache : 0;
   b->L = lua_newstate(l_alloc, &b->alloc);
   lua_State *L = b->L;
   lua_atpanic(L, l_panic);
@@ -1140,6 +1138,13 @@ static void cache_drop_all(rt_bundle *b) {
 }
 
 size_t rt_bundle_cached_states(const rt_bundle *b) { return b->cache_n; }
+
+void rt_bundle_collect(rt_bundle *b) {
+  while (b->npool) luaL_unref(b->L, LUA_REGISTRYINDEX, b->pool[--b->npool]);
+  cache_drop_all(b);
+  rt_buf_free(&b->jb);
+  lua_gc(b->L, LUA_GCCOLLECT);
+}
 
 void rt_bundle_forget_state(rt_bundle *b, int64_t conv_id) {
   if (b->cache_n) cache_remove(b, b->L, conv_id);

@@ -53,8 +53,10 @@ typedef struct {
   int64_t load_instructions;
   int max_http_per_turn;
   /* Saved states kept as Lua tables between the events of a conversation
-   * (rt_lturn_keep_state); 0 = 10000, -1 = none. Also bounded to a quarter
-   * of mem_limit. */
+   * (rt_lturn_keep_state), at most this many; 0 = none. Also bounded to a
+   * quarter of mem_limit. Off in the engine: tests/bench/bench_core
+   * measured it slower than decoding the text (thousands of live state
+   * tables cost the collector and malloc more than the decode they save). */
   int state_cache;
   const rt_host *host;       /* borrowed, must outlive the bundle */
   /* Lent to the flows' http module; NULL: http calls answer (nil,
@@ -90,6 +92,10 @@ typedef struct {
 char *rt_bundle_note(rt_bundle *b, const char *kind, const rt_note_facts *f);
 /* States held in the cache (rt_lturn_keep_state). */
 size_t rt_bundle_cached_states(const rt_bundle *b);
+/* Gives back what the bundle keeps between turns (kept states, pooled
+ * coroutines, buffers) and runs a full collection: for an idle bot, and
+ * for tests that count allocations. */
+void rt_bundle_collect(rt_bundle *b);
 
 /* Turn status. */
 enum { RT_LTURN_DONE = 0, RT_LTURN_YIELD = 1, RT_LTURN_ERROR = 2 };

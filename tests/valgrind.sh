@@ -18,9 +18,11 @@ run text $vg "$B/test_text"
 run config $vg "$B/test_config"
 run state $vg "$B/test_lvm_state"
 run plugin $vg "$B/test_plugin"
+run providers $vg "$B/test_lapi_provider"
+run effects $vg "$B/test_lvm_effects"
 d=$(mktemp -d)
 cp -r tests/flows/shop/. "$d/"
 run chat sh -c "printf 'привет\nraise\nlater\n' | $vg $B/shopbot chat $d"
 rm -rf "$d" /tmp/vg.$$
-echo "$((7 - fails)) passed, $fails failed"
+echo "$((9 - fails)) passed, $fails failed"
 [ $fails -eq 0 ]

@@ -56,6 +56,7 @@ typedef struct tr {
   int checks;
   bool failed;
   char *reload_err;
+  rt_http *http;              /* the engine's, scripted (http_scripted) */
 } tr;
 
 /* ---- reporting ---- */
@@ -156,8 +157,14 @@ static void settle(tr *t) {
 static int engine_up(tr *t) {
   if (t->e) return RT_OK;
   char *err = NULL;
+  /* The flows' HTTP client answers from the transcript's script. */
+  if (!t->http) {
+    t->http = rt_http_new(&t->loop);
+    rt_http_set_transport(t->http, http_scripted, t);
+  }
   rt_engine_opts eo = {.loop = &t->loop, .cfg = t->cfg, .store_path = t->store_path,
-                       .test_mode = true, .clock_ms = t->clock_ms, .flows_dir = t->flows};
+                       .test_mode = true, .clock_ms = t->clock_ms, .flows_dir = t->flows,
+                       .http = t->http};
   int rc = rt_engine_new(&eo, &t->e, &err);
   if (rc != RT_OK) {
     fail(t, "the shop does not start: %s", err);
@@ -170,7 +177,6 @@ static int engine_up(tr *t) {
                                .caps = RT_CH_BUTTONS | RT_CH_MEDIA | RT_CH_TEMPLATES};
     rt_engine_add_channel(t->e, &t->chans[i]);
   }
-  rt_http_set_transport(rt_engine_http(t->e), http_scripted, t);
   rt_engine_start(t->e);
   settle(t);
   return RT_OK;
@@ -986,6 +992,7 @@ int rt_transcript_run(const rt_transcript_opts *o, const char *file) {
   }
   fclose(f);
   engine_down(&t);
+  if (t.http) rt_http_close(t.http, NULL, NULL);
   uv_run(&t.loop, UV_RUN_DEFAULT);
   uv_loop_close(&t.loop);
   rt_config_free(t.cfg);

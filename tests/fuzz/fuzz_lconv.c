@@ -3,7 +3,8 @@
  * provider values. Beyond no crash, leak or UB:
  * - what it reads and can write again, it reads back and writes the same
  *   text (the codec is stable: a stored state never drifts);
- * - every text jansson accepts (nested at most 64 deep) it accepts too.
+ * - every text jansson accepts (nested at most 64 deep, no NUL byte) it
+ *   accepts too.
  * Build and run: tests/fuzz/run. */
 #include "lconv.h"
 #include "rt.h"
@@ -38,7 +39,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *s = (const char *)data;
   char err[512];
   int ok = rt_lconv_decode(L, s, size, NULL) == 0;
-  json_t *j = json_loadb(s, size, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+  /* jansson stops at a NUL byte outside a string as if the text ended
+   * there; JSON has no such byte, so those texts are not compared. */
+  json_t *j = memchr(s, 0, size) ? NULL
+                                 : json_loadb(s, size, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
   if (j && depth(j) <= 64 && !ok) {
     fprintf(stderr, "jansson reads it, lconv does not\n");
     abort();

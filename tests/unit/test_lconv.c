@@ -206,6 +206,12 @@ T(reader) {
   CHECK(rt_lconv_decode(L, deep, 130, NULL) == -1);
   CHECK(rt_lconv_decode(L, deep + 1, 128, NULL) == 0);
   lua_settop(L, top);
+  /* a number longer than any buffer (fuzz_lconv found it) */
+  char longnum[200] = "[-";
+  memset(longnum + 2, '5', 150);
+  strcpy(longnum + 152, ".5e-100]");
+  CHECK(rt_lconv_decode(L, longnum, strlen(longnum), NULL) == 0);
+  lua_settop(L, top);
   const char *ok = " {\"b\":[1,2.5,\"\\u00e9\\ud83d\\ude00\",null,true],\"a\":{}} ";
   CHECK(rt_lconv_decode(L, ok, strlen(ok), NULL) == 0);
   char err[256];
