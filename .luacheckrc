@@ -34,7 +34,7 @@ stds.shopbot = {
                     "ult", "acos", "asin", "atan" },
     utf8 = fields { "char", "charpattern", "codepoint", "codes", "len", "offset" },
     text = fields { "norm", "plain", "head", "letters", "plate", "cars", "car", "vin",
-                    "frame", "phone", "date", "intent", "is", "vocab", "ru" },
+                    "frame", "phone", "date", "intent", "is", "vocab", "ru", "phones" },
     time = fields { "now", "split", "local", "make", "duration", "is_open", "next_open",
                     "human", "format" },
     json = fields { "encode", "decode" },

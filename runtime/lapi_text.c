@@ -93,12 +93,21 @@ static void push_car(lua_State *L, const rt_text_car *c) {
   lua_setfield(L, -2, "check_ok");
   lua_pushboolean(L, c->north_american);
   lua_setfield(L, -2, "north_american");
+  lua_pushboolean(L, c->typo);
+  lua_setfield(L, -2, "typo");
+}
+
+/* The vocabulary's frame model codes (none without a vocabulary). */
+static int cars_of(lua_State *L, const char *s, rt_text_car *out, int max) {
+  size_t nm;
+  const char *const *models = rt_text_vocab_models(rt_lapi_text_vocab(L), &nm);
+  return rt_text_cars_models(s, out, max, models, nm);
 }
 
 static int l_cars(lua_State *L) {
   const char *s = paid(L, 1, NULL, COST_SCAN);
   rt_text_car cars[CARS_MAX];
-  int n = rt_text_cars(s, cars, CARS_MAX);
+  int n = cars_of(L, s, cars, CARS_MAX);
   lua_createtable(L, n, 0);
   for (int i = 0; i < n; i++) {
     push_car(L, &cars[i]);
@@ -110,7 +119,7 @@ static int l_cars(lua_State *L) {
 static int l_car(lua_State *L) {
   const char *s = paid(L, 1, NULL, COST_SCAN);
   rt_text_car car;
-  if (rt_text_cars(s, &car, 1) == 1) push_car(L, &car);
+  if (cars_of(L, s, &car, 1) == 1) push_car(L, &car);
   else lua_pushnil(L);
   return 1;
 }
@@ -123,9 +132,16 @@ static int l_vin(lua_State *L) {
 }
 
 static int l_frame(lua_State *L) {
-  char out[32];
-  if (rt_text_frame(paid(L, 1, NULL, COST_SCAN), out)) lua_pushstring(L, out);
-  else lua_pushnil(L);
+  const char *s = paid(L, 1, NULL, COST_SCAN);
+  rt_text_car cars[CARS_MAX];
+  int n = cars_of(L, s, cars, CARS_MAX);
+  for (int i = 0; i < n; i++) {
+    if (cars[i].kind == 'f') {
+      lua_pushstring(L, cars[i].value);
+      return 1;
+    }
+  }
+  lua_pushnil(L);
   return 1;
 }
 
@@ -136,7 +152,19 @@ static int l_phone(lua_State *L) {
   return 1;
 }
 
-/* opts = {payday = {5, 20}, hour = 10}; every field optional. */
+static int l_phones(lua_State *L) {
+  char out[8][20];
+  int n = rt_text_phones(paid(L, 1, NULL, COST_SCAN), out, 8);
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_pushstring(L, out[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+/* opts = {payday = {5, 20}, hour = 10, new_year_until = 8}; every field
+ * optional. */
 static void read_opts(lua_State *L, int idx, rt_text_date_opts *o) {
   if (lua_isnoneornil(L, idx)) return;
   luaL_checktype(L, idx, LUA_TTABLE);
@@ -146,6 +174,14 @@ static void read_opts(lua_State *L, int idx, rt_text_date_opts *o) {
     lua_Integer h = lua_tointegerx(L, -1, &ok);
     if (!ok || h < 0 || h > 23) luaL_argerror(L, idx, "opts.hour must be an integer 0-23");
     o->default_hour = (int)h;
+  }
+  lua_pop(L, 1);
+  t = lua_getfield(L, idx, "new_year_until");
+  if (t != LUA_TNIL) {
+    int ok;
+    lua_Integer d = lua_tointegerx(L, -1, &ok);
+    if (!ok || d < 1 || d > 31) luaL_argerror(L, idx, "opts.new_year_until must be 1-31");
+    o->newyear_last = (int)d;
   }
   lua_pop(L, 1);
   t = lua_getfield(L, idx, "payday");
@@ -325,7 +361,8 @@ static const luaL_Reg text_funcs[] = {
   {"norm", l_norm},       {"plain", l_plain}, {"head", l_head},     {"letters", l_letters},
   {"plate", l_plate},     {"cars", l_cars},   {"car", l_car},       {"vin", l_vin},
   {"frame", l_frame},     {"phone", l_phone}, {"date", l_date},     {"intent", l_intent},
-  {"is", l_is},           {"vocab", l_vocab}, {"ru", l_ru},  {NULL, NULL},
+  {"is", l_is},           {"vocab", l_vocab}, {"ru", l_ru},  {"phones", l_phones},
+  {NULL, NULL},
 };
 
 int rt_luaopen_text(lua_State *L) {

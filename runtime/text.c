@@ -1,15 +1,13 @@
-/* text.c -- normal form, car ids, phones, dates and intents (see text.h).
+/* text.c -- normal form, car ids, phones, dates, the Russian reading of Latin
+ * letters (see text.h); the intents are text_vocab.c.
  *
  * Car ids, phones and plates are found by small hand-written scanners over
- * code points, dates by rules over word tokens of the normal form, intents by
- * pcre2 patterns over the normal form. Each part starts with a comment on
- * the choices that are not obvious from the code. */
+ * code points, dates by rules over word tokens of the normal form. Each part
+ * starts with a comment on the choices that are not obvious from the code. */
 #include "text.h"
 #include "rt.h"
 #include "tz.h"
 #include "utf8.h"
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,9 +131,11 @@ static bool is_hspace(uint32_t cp) {
  *
  * VIN rules: 17 characters, at least one letter, the last four digits (ISO
  * 3779 requires a numeric serial end). I, O and Q are not VIN characters;
- * typed where a digit belongs they are read as 1, 0 and 0, and the result
- * must still satisfy the rules above. The check digit is reported, never
- * required: outside North America it is often not a check digit at all.
+ * typed where a digit belongs they are read as 1, 0 and 0, the result must
+ * still satisfy the rules above, and the id is marked as a typo: the flow
+ * asks the customer to check it rather than order by a guess. The check
+ * digit is reported, never required: outside North America it is often not
+ * a check digit at all.
  *
  * Frame rules: MODEL SEP SERIAL where MODEL is 1-4 letters, 1-3 digits and
  * up to 2 letters (GX110, JZX100, CN9A, JB23W) and SERIAL 4-7 digits. A
@@ -208,11 +208,12 @@ static bool vin_check(const char *v) {
   return v[8] == (r == 10 ? 'X' : '0' + r);
 }
 
-static bool vin_fix(char *v) {
+static bool vin_fix(char *v, bool *typo) {
   int letters = 0;
+  *typo = false;
   for (int i = 0; i < 17; i++) {
-    if (v[i] == 'O' || v[i] == 'Q') v[i] = '0';
-    else if (v[i] == 'I') v[i] = '1';
+    if (v[i] == 'O' || v[i] == 'Q') { v[i] = '0'; *typo = true; }
+    else if (v[i] == 'I') { v[i] = '1'; *typo = true; }
     if (up(v[i])) letters++;
   }
   if (!letters) return false;
@@ -246,7 +247,7 @@ static bool group_is(const carscan *c, size_t i, const char *w, bool prefix) {
 }
 
 static bool add_car(rt_text_car *out, span *spans, int *cnt, int max, char kind,
-                    const char *val, bool ok, bool na, span sp) {
+                    const char *val, bool ok, bool na, bool typo, span sp) {
   for (int i = 0; i < *cnt; i++)
     if (out[i].kind == kind && strcmp(out[i].value, val) == 0) return true;
   if (*cnt >= max) return false;
@@ -256,13 +257,15 @@ static bool add_car(rt_text_car *out, span *spans, int *cnt, int max, char kind,
   snprintf(r->value, sizeof r->value, "%s", val);
   r->check_ok = ok;
   r->north_american = na;
+  r->typo = typo;
   if (spans) spans[*cnt] = sp;
   (*cnt)++;
   return true;
 }
 
 /* Finds up to max ids; spans (optional) gets their byte ranges in s. */
-static int cars_scan(const char *s, rt_text_car *out, int max, span *spans) {
+static int cars_scan(const char *s, rt_text_car *out, int max, span *spans,
+                     const char *const *models, size_t nmodels) {
   if (!s || max <= 0) return 0;
   cpview v;
   cpview_init(&v, s);
@@ -277,10 +280,15 @@ static int cars_scan(const char *s, rt_text_car *out, int max, span *spans) {
     char ch = c.map[i];
     if (!(up(ch) || dig(ch) || ch == '#')) { i++; continue; }
     cgroup g = {i, i, false};
+    bool cyr_only = true;
     while (g.b < v.n && (up(c.map[g.b]) || dig(c.map[g.b]) || c.map[g.b] == '#')) {
       if (c.map[g.b] == '#') g.poisoned = true;
+      cyr_only = cyr_only && is_cyr(v.cp[g.b]);
       g.b++;
     }
+    /* A Russian word of look-alike letters ("НОМЕР", "ВСЕ ОК") is a word,
+     * never a piece of an id: only a short one can be a typed WMI ("ХТА"). */
+    if (cyr_only && g.b - g.a >= 4) g.poisoned = true;
     c.g[c.ng++] = g;
     i = g.b;
   }
@@ -297,10 +305,11 @@ static int cars_scan(const char *s, rt_text_car *out, int max, span *spans) {
     for (size_t x = k; x <= j; x++)
       for (size_t p = c.g[x].a; p < c.g[x].b; p++) vin[o++] = c.map[p];
     vin[17] = '\0';
-    if (!vin_fix(vin)) continue;
+    bool typo;
+    if (!vin_fix(vin, &typo)) continue;
     span sp = {v.off[c.g[k].a], v.off[c.g[j].b]};
     if (!add_car(out, spans, &cnt, max, 'v', vin, vin_check(vin),
-                 vin[0] >= '1' && vin[0] <= '5', sp))
+                 vin[0] >= '1' && vin[0] <= '5', typo, sp))
       break;
     for (size_t x = k; x <= j; x++) c.used[x] = true;
     k = j;
@@ -329,9 +338,31 @@ static int cars_scan(const char *s, rt_text_car *out, int max, span *spans) {
     int ml = (int)glen(&c, k);
     snprintf(val, sizeof val, "%.*s-%.*s", ml, c.map + m->a, (int)sl, c.map + sr->a);
     span sp = {v.off[m->a], v.off[sr->b]};
-    if (!add_car(out, spans, &cnt, max, 'f', val, false, false, sp)) break;
+    if (!add_car(out, spans, &cnt, max, 'f', val, false, false, false, sp)) break;
     c.used[k] = c.used[k + 1] = true;
     k++;
+  }
+  /* Frames typed without a separator ("GX1106012345"): one group that is a
+   * known model code and 4-7 digits after it; the longest code wins. */
+  for (size_t k = 0; k < c.ng && cnt < max && nmodels; k++) {
+    const cgroup *g = &c.g[k];
+    size_t gl = glen(&c, k), best = 0;
+    if (c.used[k] || g->poisoned || gl < 6) continue;
+    for (size_t m = 0; m < nmodels; m++) {
+      size_t ml = strlen(models[m]);
+      if (ml <= best || gl < ml + 4 || gl > ml + 7) continue;
+      if (memcmp(c.map + g->a, models[m], ml) != 0) continue;
+      bool digits = true;
+      for (size_t p = g->a + ml; p < g->b; p++) digits = digits && dig(c.map[p]);
+      if (digits) best = ml;
+    }
+    if (!best) continue;
+    char val[32];
+    snprintf(val, sizeof val, "%.*s-%.*s", (int)best, c.map + g->a, (int)(gl - best),
+             c.map + g->a + best);
+    span sp = {v.off[g->a], v.off[g->b]};
+    if (!add_car(out, spans, &cnt, max, 'f', val, false, false, false, sp)) break;
+    c.used[k] = true;
   }
   free(c.map);
   free(c.g);
@@ -342,12 +373,18 @@ static int cars_scan(const char *s, rt_text_car *out, int max, span *spans) {
 
 int rt_text_cars(const char *s, rt_text_car *out, int max) {
   if (!out) return 0;
-  return cars_scan(s, out, max, NULL);
+  return cars_scan(s, out, max, NULL, NULL, 0);
+}
+
+int rt_text_cars_models(const char *s, rt_text_car *out, int max, const char *const *models,
+                        size_t nmodels) {
+  if (!out) return 0;
+  return cars_scan(s, out, max, NULL, models, models ? nmodels : 0);
 }
 
 static bool first_car(const char *s, char kind, char *out, size_t n) {
   rt_text_car cars[16];
-  int cnt = cars_scan(s, cars, (int)RT_ARRAY_LEN(cars), NULL);
+  int cnt = cars_scan(s, cars, (int)RT_ARRAY_LEN(cars), NULL, NULL, 0);
   for (int i = 0; i < cnt; i++) {
     if (cars[i].kind == kind) {
       snprintf(out, n, "%s", cars[i].value);
@@ -372,13 +409,34 @@ bool rt_text_frame(const char *s, char out[32]) { return first_car(s, 'f', out, 
  * a plausible second digit (3, 4, 7, 8, 9: regional, Kazakh, 8-800, mobile);
  * bare 10-digit numbers must start with 9 in free text, and the 5-5 shape of
  * Toyota part numbers (90919-01253) is refused. "+8 9xx" is the common typo
- * for "+7 9xx" and is corrected.
+ * for "+7 9xx" and is corrected. The international prefixes dialled from
+ * Russia, "8 10" and "00", stand for the plus ("8 10 375 29 ...",
+ * "00 49 ..."), and the neighbours' 12-digit numbers are read without the
+ * plus too (Belarus 375, Ukraine 380, Uzbekistan 998, Kyrgyzstan 996,
+ * Tajikistan 992, Azerbaijan 994, Georgia 995): no Russian number has 12
+ * digits.
  * ====================================================================== */
+
+static bool cis12(const char *d, size_t n) {
+  static const char *const codes[] = {"375", "380", "998", "996", "992", "994", "995"};
+  if (n != 12) return false;
+  for (size_t i = 0; i < RT_ARRAY_LEN(codes); i++)
+    if (memcmp(d, codes[i], 3) == 0) return true;
+  return false;
+}
 
 static bool ru_second(char ch) { return ch && strchr("34789", ch); }
 
 static bool phone_make(const char *d, size_t n, bool plus, bool field, bool five_five,
                        char out[20]) {
+  if (!plus && n >= 13 && memcmp(d, "810", 3) == 0 && d[3] != '0')
+    return phone_make(d + 3, n - 3, true, field, false, out);
+  if (!plus && n >= 12 && d[0] == '0' && d[1] == '0' && d[2] != '0')
+    return phone_make(d + 2, n - 2, true, field, false, out);
+  if (!plus && cis12(d, n)) {
+    snprintf(out, 20, "+%s", d);
+    return true;
+  }
   if (plus) {
     if (n < 10 || n > 15) return false;
     if (d[0] == '8' && n == 11 && d[1] == '9') {
@@ -414,16 +472,18 @@ static bool phone_sep(uint32_t cp) {
 
 #define PHONE_MAX_GROUPS 12
 
-bool rt_text_phone(const char *s, char out[20]) {
-  out[0] = '\0';
-  if (!s) return false;
+/* Up to max different phones of s, in order; one when max is 1. */
+static int phones_scan(const char *s, char (*all)[20], int max, span *spans) {
+  if (!s || max <= 0) return 0;
+  int nall = 0;
+  char out[20];
   span cars[16];
   rt_text_car tmp[16];
-  int ncars = cars_scan(s, tmp, 16, cars);
+  int ncars = cars_scan(s, tmp, 16, cars, NULL, 0);
   cpview v;
   cpview_init(&v, s);
-  bool found = false;
-  for (size_t i = 0; i < v.n && !found;) {
+  for (size_t i = 0; i < v.n && nall < max;) {
+    bool found = false;
     uint32_t c0 = v.cp[i];
     bool plus = c0 == '+';
     size_t p = i + (plus ? 1 : 0);
@@ -476,13 +536,33 @@ bool rt_text_phone(const char *s, char out[20]) {
           in_car = in_car || (sb < cars[x].e && cars[x].b < se);
         if (in_car) { out[0] = '\0'; continue; }
         found = true;
+        bool seen = false;
+        for (int x = 0; x < nall; x++) seen = seen || !strcmp(all[x], out);
+        if (!seen) {
+          if (spans) spans[nall] = (span){sb, se};
+          memcpy(all[nall++], out, 20);
+        }
       }
     }
     i = next > i ? next : i + 1;
   }
   cpview_free(&v);
-  return found;
+  return nall;
 }
+
+bool rt_text_phone(const char *s, char out[20]) {
+  char one[1][20];
+  out[0] = '\0';
+  if (phones_scan(s, one, 1, NULL) != 1) return false;
+  memcpy(out, one[0], 20);
+  return true;
+}
+
+int rt_text_phones(const char *s, char (*out)[20], int max) {
+  return out ? phones_scan(s, out, max, NULL) : 0;
+}
+
+
 
 bool rt_text_phone_norm(const char *s, char out[20]) {
   out[0] = '\0';
@@ -508,6 +588,40 @@ bool rt_text_phone_norm(const char *s, char out[20]) {
   }
   d[nd] = '\0';
   return phone_make(d, nd, plus, true, false, out);
+}
+
+/* A CSV phone cell as chat reads it: the whole cell as a phone field, or
+ * else the one phone written in it with a label, a name or an extension
+ * around ("тел. 8 912 345-67-89 (Ольга)", "+7 343 200-10-20 доб. 15"); the
+ * text around the number goes to rest, trimmed. Two different numbers in
+ * one cell are not guessed between. */
+bool rt_text_phone_field(const char *s, char out[20], char *rest, size_t restn) {
+  if (rest && restn) rest[0] = '\0';
+  if (!s) { out[0] = '\0'; return false; }
+  if (rt_text_phone_norm(s, out)) return true;
+  char all[2][20];
+  span sp[2];
+  if (phones_scan(s, all, 2, sp) != 1) { out[0] = '\0'; return false; }
+  memcpy(out, all[0], 20);
+  if (!rest || !restn) return true;
+  size_t o = 0, n = strlen(s);
+  for (size_t i = 0; i < n && o + 1 < restn; i++) {
+    if (i == sp[0].b) {
+      if (o && rest[o - 1] != ' ') rest[o++] = ' ';
+      i = sp[0].e - 1;
+      continue;
+    }
+    if (s[i] == ' ' && o && rest[o - 1] == ' ') continue;
+    rest[o++] = s[i];
+  }
+  rest[o] = '\0';
+  /* trim spaces and the punctuation left at the ends */
+  size_t b = 0;
+  while (rest[b] && strchr(" ,;:.-()", rest[b])) b++;
+  while (o > b && strchr(" ,;:.-()", rest[o - 1])) o--;
+  memmove(rest, rest + b, o - b);
+  rest[o - b] = '\0';
+  return true;
 }
 
 /* ======================================================================
@@ -797,7 +911,7 @@ static bool glued(const dctx *c, int i) { return i >= 0 && i < c->n && !c->t[i].
 enum {
   OP_DAYS, OP_MONTHS, OP_WEEKDAY, OP_NEXT_WEEK, OP_WEEKEND, OP_MONTHDAY, OP_DATE,
   OP_MONTH_END, OP_MONTH_START, OP_MONTH_MID, OP_NEXT_MONTH, OP_MONTH, OP_SEASON,
-  OP_PAYDAY
+  OP_PAYDAY, OP_HOLIDAYS, OP_NEWYEAR
 };
 
 typedef struct {
@@ -814,7 +928,8 @@ enum { U_NONE, U_DAY, U_WEEK, U_MONTH, U_YEAR };
 static const char *const W_PREP[] = {"в", "во", "к", "ко", "до", "на", "с", "со", "после", NULL};
 static const char *const W_DEADLINE[] = {"к", "ко", "до", NULL};
 static const char *const W_VIA[] = {"через", "черз", "чрез", "черес", "чериз", "чирез",
-                                    "черех", "черезз", NULL};
+                                    "черех", "черезз", "чере", "чз", "чрз", "черезь", "черещ",
+                                    "xthtp", NULL};
 static const char *const W_TOMORROW[] = {"завтра", "завтро", "зафтра", "завтраа", "зовтра",
                                          NULL};
 static const char *const W_AFTER_TOMORROW[] = {"послезавтра", "послезавтро", "послезафтра",
@@ -991,9 +1106,26 @@ static int r_after_tomorrow(const dctx *c, int i, int pi, dspec *d) {
   return e;
 }
 
+/* "через неделю-две", "через месяц-полтора": the earliest bound counts, the
+ * rest of the range is skipped. */
+static int skip_range(const dctx *c, int j) {
+  int h;
+  if (tp(c, j, '-') && glued(c, j) && glued(c, j + 1) && qty(c, j + 1, &h) > 0) {
+    int k = qty(c, j + 1, &h);
+    bool half;
+    return unit_at(c, k, &half) ? k + 1 : k;
+  }
+  return j;
+}
+
 static int r_relative(const dctx *c, int i, int pi, dspec *d) {
-  if (!wany(c, i, W_VIA)) return 0;
-  int halves = 2, j = i + 1, q = qty(c, j, &halves);
+  int j = i + 1;
+  if (weq(c, i, "ч") && tp(c, i + 1, '/') && glued(c, i + 1) && weq(c, i + 2, "з") &&
+      glued(c, i + 2))
+    j = i + 3;   /* "ч/з" */
+  else if (!wany(c, i, W_VIA))
+    return 0;
+  int halves = 2, q = qty(c, j, &halves);
   bool half = false, h2;
   if (q > 0) j = q;
   if (weq(c, j, "пол")) {
@@ -1004,7 +1136,12 @@ static int r_relative(const dctx *c, int i, int pi, dspec *d) {
   int u = unit_at(c, j, &h2);
   if (!u) return 0;
   if (half || h2) halves = 1;
-  return rel_spec(u, halves, d) ? j + 1 : 0;
+  int e = j + 1;
+  /* "через дней 10", "через недели две": the number after the unit */
+  int q2;
+  if (q < 0 && !half && !h2 && (q2 = qty(c, e, &halves)) > 0) e = q2;
+  e = skip_range(c, e);
+  return rel_spec(u, halves, d) ? e : 0;
 }
 
 /* "дня через два", "недельки через две" */
@@ -1204,11 +1341,53 @@ static int r_payday(const dctx *c, int i, int pi, dspec *d) {
   return j;
 }
 
+/* "после праздников", "после нового года", "после нг", "после новогодних
+ * (праздников)", "после январских"; "в начале января" and, said in November
+ * or December, "в январе" mean the same: the first working day after the New
+ * Year holidays. The month rules leave those to this one (it runs first). */
+static bool newyear_word(const dctx *c, int i) {
+  return wpre(c, i, "новогодн") || wpre(c, i, "январск") || weq(c, i, "нг") ||
+         (weq(c, i, "нового") && wpre(c, i + 1, "год")) || weq(c, i, "новый");
+}
+
+static int r_holidays(const dctx *c, int i, int pi, dspec *d) {
+  if (weq(c, pi, "после") || weq(c, pi, "с") || weq(c, pi, "на")) {
+    if (newyear_word(c, i)) {
+      int e = i + 1;
+      if (weq(c, i, "нового") || weq(c, i, "новый")) e++;
+      if (wpre(c, e, "праздник") || wpre(c, e, "каникул")) e++;
+      *d = (dspec){OP_NEWYEAR, "holidays", 0, 0, 0, false};
+      return e;
+    }
+    if (wpre(c, i, "праздник") || wpre(c, i, "праздничн")) {
+      *d = (dspec){OP_HOLIDAYS, "holidays", 0, 0, 0, false};
+      return i + 1;
+    }
+    if (wpre(c, i, "майск")) {   /* "после майских (праздников)" */
+      int e = i + 1;
+      if (wpre(c, e, "праздник") || wpre(c, e, "каникул")) e++;
+      *d = (dspec){OP_HOLIDAYS, "holidays", 5, 0, 0, false};
+      return e;
+    }
+  }
+  /* "в начале января" */
+  if ((weq(c, pi, "в") || weq(c, pi, "во")) && wpre(c, i, "начал") && month_of(c, i + 1) == 1) {
+    *d = (dspec){OP_NEWYEAR, "holidays", 0, 0, 0, false};
+    return i + 2;
+  }
+  /* "в январе" (the flag: only when said in November or December) */
+  if ((weq(c, pi, "в") || weq(c, pi, "во")) && month_of(c, i) == 1 && tlen(c, i) >= 4) {
+    *d = (dspec){OP_NEWYEAR, "holidays", 1, 0, 0, false};
+    return i + 1;
+  }
+  return 0;
+}
+
 typedef int (*drule)(const dctx *, int, int, dspec *);
 /* Order matters only among rules that can start at the same token: the
  * numeric ones, longest form first. */
 static const drule date_rules[] = {
-  r_date_words, r_date_num, r_monthday, r_relative, r_rel_inverted, r_after_tomorrow,
+  r_holidays, r_date_words, r_date_num, r_monthday, r_relative, r_rel_inverted, r_after_tomorrow,
   r_tomorrow, r_next_week, r_weekend, r_weekday, r_month_part, r_next_month,
   r_month_in, r_season, r_payday,
 };
@@ -1249,6 +1428,44 @@ static int cmp_ymd(ymd a, ymd b) {
 
 static bool in_season(int start, int m) {
   return start == 12 ? (m == 12 || m <= 2) : (m >= start && m < start + 3);
+}
+
+/* ---- the production calendar ---------------------------------------------
+ * The public holidays of Russia: the New Year block (January 1 to the last
+ * day off, which the yearly decree sets: the table, or opts->newyear_last),
+ * and single days that move to the Monday when they fall on a weekend.
+ * "After the holidays" is the first working day (Monday to Friday) after. */
+
+static bool weekend(ymd a) { return wday(a) >= 6; }
+
+static ymd next_workday(ymd a) {
+  do a = add_days(a, 1); while (weekend(a));
+  return a;
+}
+
+static ymd after_newyear(int y, const rt_text_date_opts *o) {
+  static const struct { int y, last; } decree[] = {{2025, 8}, {2026, 11}, {2027, 10}};
+  int last = o && o->newyear_last >= 1 && o->newyear_last <= 31 ? o->newyear_last : 0;
+  for (size_t i = 0; !last && i < RT_ARRAY_LEN(decree); i++)
+    if (decree[i].y == y) last = decree[i].last;
+  if (!last) last = 8;
+  return next_workday((ymd){y, 1, last});
+}
+
+static ymd after_holidays(ymd t, const rt_text_date_opts *o) {
+  static const struct { int m, d; } days[] = {{2, 23}, {3, 8}, {5, 1}, {5, 9}, {6, 12}, {11, 4}};
+  ymd best = after_newyear(t.m == 1 && t.d <= 15 ? t.y : t.y + 1, o);
+  if (cmp_ymd(best, t) <= 0) best = after_newyear(t.y + 1, o);
+  for (int y = t.y; y <= t.y + 1; y++) {
+    for (size_t i = 0; i < RT_ARRAY_LEN(days); i++) {
+      ymd h = {y, days[i].m, days[i].d};
+      if (weekend(h)) h = add_days(h, 8 - wday(h));   /* the day off moves to Monday */
+      ymd after = next_workday(h);
+      /* a holiday today or ahead; one that is past does not count */
+      if (cmp_ymd(h, t) >= 0 && cmp_ymd(after, best) < 0) best = after;
+    }
+  }
+  return best;
 }
 
 static bool date_eval(const dspec *d, ymd t, const rt_text_date_opts *o, ymd *out) {
@@ -1344,6 +1561,27 @@ static bool date_eval(const dspec *d, ymd t, const rt_text_date_opts *o, ymd *ou
     if (have) *out = r;
     return have;
   }
+  case OP_NEWYEAR:
+    if (d->n == 1 && t.m < 11) { /* "в январе" in spring is a month */
+      *out = (ymd){t.y + (t.m > 1), 1, 1};
+      return t.m != 1;
+    }
+    *out = after_newyear(t.m == 1 && t.d <= 15 ? t.y : t.y + 1, o);
+    if (cmp_ymd(*out, t) <= 0) *out = after_newyear(t.y + 1, o);
+    return true;
+  case OP_HOLIDAYS:
+    if (d->n == 5) { /* the May holidays: after the 9th (moved off a weekend) */
+      ymd h = {t.y, 5, 9};
+      if (weekend(h)) h = add_days(h, 8 - wday(h));
+      if (cmp_ymd(h, t) < 0) {
+        h = (ymd){t.y + 1, 5, 9};
+        if (weekend(h)) h = add_days(h, 8 - wday(h));
+      }
+      *out = next_workday(h);
+      return true;
+    }
+    *out = after_holidays(t, o);
+    return true;
   default: return false;
   }
 }
@@ -1353,6 +1591,38 @@ typedef struct {
   dspec d;
   ymd day;
 } dmatch;
+
+/* A verb in the past tense ("продал", "меняли", "ставила", "покупался"):
+ * the common endings, at least four letters, minus the nouns that end so. */
+static bool past_verb(const dctx *c, int i) {
+  static const char *const ends[] = {"ал", "ял", "ил", "ел", "ыл", "ула", "ала", "яла", "ила",
+                                     "ела", "ыла", "али", "яли", "или", "ели", "ыли", "ался",
+                                     "ился", "алась", "илась", "ались", "ились", NULL};
+  static const char *const nouns[] = {"дела", "тела", "села", "сила", "пила", "вила", "мила",
+                                      "цела", "стрела", "пчела", "гели", "цели", "мели",
+                                      "дали", "мысли", "сутки", "хотел", "хотела", "хотели",
+                                      "начал", NULL};
+  if (!tw(c, i) || wany(c, i, nouns)) return false;
+  size_t n = tlen(c, i);
+  const char *w = tstr(c, i);
+  if (n < 8) return false;   /* four Cyrillic letters are eight bytes */
+  for (const char *const *e = ends; *e; e++) {
+    size_t l = strlen(*e);
+    if (n > l && memcmp(w + n - l, *e, l) == 0) return true;
+  }
+  return false;
+}
+
+/* The date at tokens [b, e) tells when something happened, not when to
+ * write: a past verb right before or after it in the same clause ("весной
+ * продал машину", "в январе меняли ремень"), or "назад" after it. */
+static bool past_near(const dctx *c, int b, int e) {
+  for (int k = e; k < c->n && k < e + 2 && c->t[k].type == 'w'; k++)
+    if (past_verb(c, k) || weq(c, k, "назад")) return true;
+  for (int k = b - 1; k >= 0 && k >= b - 2 && c->t[k].type == 'w'; k--)
+    if (past_verb(c, k)) return true;
+  return false;
+}
 
 /* Leftmost date expression; with today == NULL only its presence. */
 static bool date_find(const dctx *c, const ymd *today, const rt_text_date_opts *o, dmatch *m) {
@@ -1369,6 +1639,7 @@ static bool date_find(const dctx *c, const ymd *today, const rt_text_date_opts *
         memset(&d, 0, sizeof d);
         int e = date_rules[r](c, at, pi, &d);
         if (e <= at) continue;
+        if (past_near(c, i, e)) break;
         if (today && !date_eval(&d, *today, o, &m->day)) continue;
         m->b = i;
         m->e = e;
@@ -1403,7 +1674,12 @@ int rt_text_date(const char *s, int64_t now, const char *tz, const rt_text_date_
   struct tm tm;
   if (rt_tz_local_tm(tz, now, &tm) != RT_OK) return 0;
   ymd today = {tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday};
-  char *norm = rt_text_norm(s);
+  /* dates are read in the Russian reading: "cherez nedelyu" too */
+  char *n0 = rt_text_norm(s);
+  size_t n0len = strlen(n0);
+  char *norm = rt_xmalloc(2 * n0len + 1);
+  rt_text_ru_buf(n0, n0len, norm);
+  free(n0);
   dctx c;
   tokenize(&c, norm);
   dmatch m;

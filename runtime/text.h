@@ -35,11 +35,18 @@ typedef struct {
   char value[32];       /* "XW8ZZZ614BG012345", "GX110-6012345" */
   bool check_ok;        /* VIN check digit (position 9) verifies */
   bool north_american;  /* VIN starts with 1-5: the check digit is mandatory */
+  bool typo;            /* I, O or Q were typed and read as 1 / 0: ask to check */
 } rt_text_car;
+#define RT_TEXT_CAR_TYPO 1
 
 /* Finds VINs and frame numbers in free text, in order of appearance, equal
  * values once. Stores at most max and returns how many were stored. */
 int rt_text_cars(const char *s, rt_text_car *out, int max);
+/* The same, also splitting a frame number typed without a separator after a
+ * known model code ("GX1106012345" -> "GX110-6012345"; codes in upper case,
+ * the persona's data: rt_text_vocab_models). */
+int rt_text_cars_models(const char *s, rt_text_car *out, int max, const char *const *models,
+                        size_t nmodels);
 /* The first VIN / frame number in s. */
 bool rt_text_vin(const char *s, char out[18]);
 bool rt_text_frame(const char *s, char out[32]);
@@ -48,9 +55,18 @@ bool rt_text_frame(const char *s, char out[32]);
 
 /* The first phone number in free text, as E.164 ("+79123456789"). */
 bool rt_text_phone(const char *s, char out[20]);
+/* Every different phone number in s, in order of appearance, at most max;
+ * returns how many. Two numbers in one answer are asked about, not guessed. */
+int rt_text_phones(const char *s, char (*out)[20], int max);
+#define RT_TEXT_PHONES 1
 /* The whole of s as a phone field (CSV import): only digits, one leading +
  * and separators " -().". False on anything else. */
 bool rt_text_phone_norm(const char *s, char out[20]);
+/* A phone cell read the way chat reads a message: the whole cell as above,
+ * or else the one number in it with a label, a name or an extension around
+ * it, that text copied to rest (restn bytes, trimmed; may be NULL). False
+ * when there is no number or more than one different number. */
+bool rt_text_phone_field(const char *s, char out[20], char *rest, size_t restn);
 
 /* ---- plates ------------------------------------------------------------ */
 
@@ -81,9 +97,12 @@ size_t rt_text_head(const char *s, size_t n, size_t max_chars, bool *cut);
 typedef struct {
   int payday[4];     /* days of month; 0 = unused; all 0 = {5, 20} */
   int default_hour;  /* local hour of the result, 0-23; otherwise 10 */
+  int newyear_last;  /* the last January day off of the New Year holidays
+                        (production calendar); 0 = built in: 2025 the 8th,
+                        2026 the 11th, 2027 the 10th, other years the 8th */
 } rt_text_date_opts;
 
-#define RT_TEXT_DATE_OPTS_DEFAULT {{5, 20, 0, 0}, 10}
+#define RT_TEXT_DATE_OPTS_DEFAULT {{5, 20, 0, 0}, 10, 0}
 
 /* (Named *_res because the function below already owns rt_text_date.) */
 typedef struct {
@@ -91,7 +110,7 @@ typedef struct {
   char kind[16];     /* "relative", "tomorrow", "after_tomorrow", "next_week",
                         "weekday", "weekend", "monthday", "date", "month",
                         "month_end", "month_start", "month_mid", "next_month",
-                        "season", "payday" */
+                        "season", "payday", "holidays" */
   char matched[64];  /* the expression as found in the normal form of s */
 } rt_text_date_res;
 

@@ -16,7 +16,11 @@
  *
  * The combination rules (the generic part of reading a reply):
  *  - NEED: the need class, or a part named without refusing (declined,
- *    stop, problem, circumstance);
+ *    stop, problem, circumstance), or a symptom naming a part that was not
+ *    bought here ("стартер не крутит");
+ *  - PROBLEM: the problem class or a symptom of something bought here
+ *    ("колодки, что у вас брал, скрипят"), unless it is a circumstance
+ *    ("разбил машину") or a symptom that wants a part;
  *  - LATER: the later class, or a date expression that is not a deadline
  *    or a near day next to a NEED ("нужны колодки к пятнице");
  *  - DECLINED: the declined class or a circumstance ("машину продал");
@@ -61,10 +65,10 @@ struct rt_text_vocab {
 };
 
 enum { F_STOP, F_LATER, F_DECLINED, F_PROBLEM, F_NEED, F_PART, F_DONE, F_NO, F_YES,
-       F_THANKS, F_CIRCUMSTANCE, F_COUNT };
+       F_THANKS, F_CIRCUMSTANCE, F_SYMPTOM, F_PURCHASE, F_COUNT };
 static const char *const fixed_names[F_COUNT] = {
   "stop", "later", "declined", "problem", "need", "part", "done", "no", "yes", "thanks",
-  "circumstance"};
+  "circumstance", "symptom", "purchase"};
 
 rt_text_vocab *rt_text_vocab_new(void) {
   rt_text_vocab *v = rt_xcalloc(1, sizeof *v);
@@ -251,10 +255,21 @@ static bool is_declined(rt_text_vocab *v) {
   return fx(v, F_DECLINED) || fx(v, F_CIRCUMSTANCE);
 }
 
+/* A symptom that names a part and is not about something bought here
+ * ("стартер не крутит", "треснуло лобовое") wants that part. */
+static bool symptom_need(rt_text_vocab *v) {
+  return fx(v, F_SYMPTOM) && fx(v, F_PART) && !fx(v, F_PURCHASE);
+}
+
+static bool is_problem(rt_text_vocab *v) {
+  if (fx(v, F_CIRCUMSTANCE) || symptom_need(v)) return false;
+  return fx(v, F_PROBLEM) || (fx(v, F_SYMPTOM) && fx(v, F_PURCHASE));
+}
+
 static bool is_need(rt_text_vocab *v) {
   if (fx(v, F_CIRCUMSTANCE)) return false;
-  return fx(v, F_NEED) ||
-         (fx(v, F_PART) && !is_declined(v) && !fx(v, F_STOP) && !fx(v, F_PROBLEM));
+  return fx(v, F_NEED) || symptom_need(v) ||
+         (fx(v, F_PART) && !is_declined(v) && !fx(v, F_STOP) && !is_problem(v));
 }
 
 static bool is_later(rt_text_vocab *v) {
@@ -263,11 +278,10 @@ static bool is_later(rt_text_vocab *v) {
     const char *k;
     bool deadline;
     v->memo.later = 0;
-    if (rt_text_date_in_norm(v->memo.norm, &k, &deadline)) {
+    if (rt_text_date_in_norm(v->memo.ru ? v->memo.ru : v->memo.norm, &k, &deadline)) {
       bool soon = !strcmp(k, "tomorrow") || !strcmp(k, "after_tomorrow") ||
                   !strcmp(k, "weekday") || !strcmp(k, "weekend") || !strcmp(k, "next_week");
-      bool past = !strcmp(k, "past");
-      v->memo.later = !past && !(is_need(v) && (deadline || soon));
+      v->memo.later = !(is_need(v) && (deadline || soon));
     }
   }
   return v->memo.later == 1;
@@ -278,7 +292,7 @@ static bool intent_is(rt_text_vocab *v, unsigned bit) {
   case RT_INTENT_STOP: return fx(v, F_STOP);
   case RT_INTENT_LATER: return is_later(v);
   case RT_INTENT_DECLINED: return is_declined(v);
-  case RT_INTENT_PROBLEM: return fx(v, F_PROBLEM);
+  case RT_INTENT_PROBLEM: return is_problem(v);
   case RT_INTENT_NEED: return is_need(v);
   case RT_INTENT_DONE: return fx(v, F_DONE) && !is_need(v);
   case RT_INTENT_NO: return fx(v, F_NO);

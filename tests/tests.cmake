@@ -6,7 +6,7 @@ foreach(src ${RT_UNIT_TESTS})
   string(REPLACE "test_" "" short ${name})
   add_executable(${name} ${src})
   target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/tests/unit)
-  target_link_libraries(${name} rttools rtcore)
+  target_link_libraries(${name} rtapp rttools rtcore)
   add_test(NAME unit.${short} COMMAND ${name})
   set_tests_properties(unit.${short} PROPERTIES TIMEOUT 120
     ENVIRONMENT "RT_SOURCE_DIR=${CMAKE_SOURCE_DIR};SHOPBOT=$<TARGET_FILE:shopbot>")
@@ -18,7 +18,7 @@ file(GLOB RT_HELPERS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/fakes/*.c
 foreach(src ${RT_HELPERS})
   get_filename_component(name ${src} NAME_WE)
   add_executable(${name} ${src})
-  target_link_libraries(${name} rttools rtcore)
+  target_link_libraries(${name} rtapp rttools rtcore)
 endforeach()
 
 # Every other test file registers itself in a tests/*/tests.cmake fragment.

@@ -738,11 +738,15 @@ static void stage_row(importer *im, csv_reader *r) {
     rep->skipped++;
     return;
   }
-  if (!rt_text_phone_norm(v, phone)) {
+  char phone_rest[256];
+  if (!rt_text_phone_field(v, phone, phone_rest, sizeof phone_rest)) {
     problem(im, line, "bad phone \"%s\"", clip(v, cbuf, sizeof cbuf));
     rep->skipped++;
     return;
   }
+  if (phone_rest[0])   /* "8 912 ... (Ольга)": the number taken, the rest noted */
+    problem(im, line, "phone %s taken, \"%s\" kept as a note", phone,
+            clip(phone_rest, cbuf, sizeof cbuf));
   sv[S_PHONE] = phone;
   const char *tz = cell(im, r, C_TZ);
   int tzi = 0;

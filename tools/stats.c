@@ -277,7 +277,7 @@ char *rt_stats_table(json_t *stats) {
     {"contacted", "написали"},
     {"o:silent", "  молчат"}, {"o:need", "  нужна деталь"}, {"o:later", "  попросили позже"},
     {"o:declined", "  не нужно"}, {"o:optout", "  отписались"}, {"o:ok", "  всё хорошо"},
-    {"o:problem", "  проблема"},
+    {"o:problem", "  проблема"}, {"o:question", "  спросили, кто пишет"},
     {"later_kept", "вернулись после «позже»"}, {"offers", "предложена скидка"},
     {"offers_accepted", "скидка принята"}, {"offers_expired", "скидка истекла"},
     {"leads", "заявок"},

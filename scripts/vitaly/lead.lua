@@ -102,7 +102,9 @@ end
 -- ---- Итог и передача менеджеру ------------------------------------------------
 
 -- Заявка готова: итог клиенту, заявка в базу, карточка менеджерам.
-local function finish(c, reply)
+-- question — вопрос клиента, заданный вместе с «всё» («всё, когда можно
+-- забрать?»): он уходит менеджеру в карточке.
+local function finish(c, reply, question)
   local list = c.slots.parts or {}
   local car_name = car.describe(c.slots.car, c.slots.car_kind)
   if c.slots.car_kind == "text" then
@@ -116,11 +118,13 @@ local function finish(c, reply)
   if c.slots.discount then
     say.add(reply, say.text("discount_kept", { discount = ru.number(c.slots.discount) }))
   end
+  if question then say.add(reply, say.text("question_with_lead")) end
   say.add(reply, common.manager_when())
   c:say(say.join(reply))
 
   c:lead({ car = c.slots.car, car_kind = c.slots.car_kind, parts = list, name = c.name,
-           phone = c.phone, discount = c.slots.discount, photos = c.slots.photos })
+           phone = c.phone, discount = c.slots.discount, photos = c.slots.photos,
+           question = question })
   local photos = c.slots.photos and #c.slots.photos or 0
   local card = common.card(c, {
     { "Авто", car_name },
@@ -128,6 +132,7 @@ local function finish(c, reply)
     { "Фото", photos > 0 and (photos .. " шт.") or nil },
     { "Скидка", c.slots.discount and (ru.number(c.slots.discount) .. "%") or nil },
     { "Рассылка", c.slots.campaign and (say.CAMPAIGNS[c.slots.campaign] or c.slots.campaign) },
+    { "Вопрос", question },
   })
   return common.handoff(c, "lead", "card_lead", card, "lead.remind")
 end
@@ -381,8 +386,13 @@ return flow "lead" {
       c:say(say.join(reply))
       return m.next
     end
+    -- «всё, когда можно забрать?» — список закрыт, вопрос идёт с заявкой
+    if m.parts == 0 and m.cars == 0 and m.asked and finished(t) then
+      return finish(c, reply, text.head(t, 300))
+    end
     if m.parts > 0 or m.cars > 0 or m.asked then return after_car(c, reply, m) end
-    if finished(t) then return finish(c, reply) end
+    -- «ок», «👍» на «Что-нибудь ещё?» — больше ничего
+    if finished(t) or text.is(t, "ack") then return finish(c, reply) end
     if text.is(t, "yes") then
       say.add(reply, say.text("more_which"))
     elseif ev.kind == "photo" then

@@ -42,11 +42,12 @@ local function hi(c)
   return common.hi(customer and customer.name)
 end
 
--- Настройки для text.date: дни зарплаты из shop.json, напоминаем в 11:00.
+-- Настройки для text.date: дни зарплаты и конец новогодних праздников из
+-- shop.json, напоминаем в 11:00.
 local function date_opts()
   local paydays = {}
   for i = 1, math.min(#shop.payday, 4) do paydays[i] = shop.payday[i] end
-  return { payday = paydays, hour = 11 }
+  return { payday = paydays, hour = 11, new_year_until = shop.new_year_holidays_until }
 end
 
 -- Дата из ответа («через две недели», «после зарплаты», «15-го»),
@@ -137,9 +138,13 @@ local function to_manager(c, reply, ev, key, title, reason)
   return common.handoff(c, reason, title, card, "retention.hold")
 end
 
--- Жалоба на товар или магазин?
+-- Жалоба на товар или магазин? Слова из списка жалоб («треснул») не
+-- жалоба, если клиенту нужна запчасть («треснуло лобовое») или машины
+-- больше нет («разбил машину»).
 local function complains(t)
-  return text.is(t, "problem") or words.has_phrase(text.norm(t), words.problem)
+  if text.is(t, "problem") then return true end
+  return words.has_phrase(text.norm(t), words.problem) and not text.is(t, "need")
+     and not text.is(t, "circumstance")
 end
 
 -- Согласие: «да», «давайте», «хочу», «нужны колодки».
@@ -212,6 +217,24 @@ return flow "retention" {
   -- Ответ на первое сообщение или на напоминание.
   answer = function(c, ev)
     local reply, t = c.turn.reply, c.turn.text
+    -- «Кто это?», «откуда мой номер?», «вы бот?» — честно отвечаем и
+    -- спрашиваем снова; итог question не мешает записать ответ потом.
+    if text.is(t, "who") and not text.is(t, "need") then
+      common.outcome(c, "question")
+      say.add(reply, say.text("ret_who"))
+      c:say(say.join(reply))
+      return "answer"
+    end
+    -- Просто «ок», «👍» — ни да, ни нет: коротко уточняем.
+    if text.is(t, "ack") then
+      say.add(reply, say.text("ret_ack"))
+      c:say(say.join(reply))
+      return "answer"
+    end
+    -- «всё хорошо», «машина в порядке» — значит, ничего не нужно
+    if text.is(t, "fine") and not text.is(t, "need") and not complains(t) then
+      return declined(c, reply)
+    end
     local intent = text.intent(t)
     if intent == "later" then
       local at = date_in(t)

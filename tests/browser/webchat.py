@@ -133,12 +133,14 @@ try:
             time.sleep(0.05)
         return None
 
+    # read in one script call: the page redraws its list as messages come
     def bots():
-        return [e.text for e in drv.find_elements(By.CSS_SELECTOR, "#log li.bot")]
+        return drv.execute_script(
+            "return [...document.querySelectorAll('#log li.bot')].map(e => e.innerText)")
 
     def mine():
-        return [(e.text, e.get_attribute("class")) for e in
-                drv.find_elements(By.CSS_SELECTOR, "#log li.me")]
+        return [tuple(x) for x in drv.execute_script(
+            "return [...document.querySelectorAll('#log li.me')].map(e => [e.innerText, e.className])")]
 
     def online():
         return "on" in drv.find_element(By.ID, "status").get_attribute("class")

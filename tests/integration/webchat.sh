@@ -10,7 +10,7 @@ $S new "$TMP/shop" >/dev/null 2>&1
 sed "s/127.0.0.1:8080/127.0.0.1:$port/" "$TMP/shop/shop.json" >"$TMP/s" && mv "$TMP/s" "$TMP/shop/shop.json"
 $S run "$TMP/shop" >"$TMP/out" 2>"$TMP/err" &
 PIDS="$!"
-check "web chat starts" wait_for "$TMP/err" "plugin-started plugin=webchat"
+check "web chat starts" wait_for "$TMP/err" "plugin-started plugin=webchat" 30
 (cd "$TMP" && python3 "$RT_SOURCE_DIR/tests/integration/webchat_run.py" "$port" one) >"$TMP/one" 2>&1
 r=$?
 sed 's/^/  | /' "$TMP/one"
@@ -19,7 +19,7 @@ check "the bot is up" kill -0 $PIDS
 kill -TERM $PIDS; wait $PIDS 2>/dev/null
 $S run "$TMP/shop" >"$TMP/out2" 2>"$TMP/err2" &
 PIDS="$!"
-check "restarted" wait_for "$TMP/err2" "plugin-started plugin=webchat"
+check "restarted" wait_for "$TMP/err2" "plugin-started plugin=webchat" 30
 (cd "$TMP" && python3 "$RT_SOURCE_DIR/tests/integration/webchat_run.py" "$port" two) >"$TMP/two" 2>&1
 r=$?
 sed 's/^/  | /' "$TMP/two"
@@ -36,7 +36,7 @@ json.dump(c, open(p, "w", encoding="utf-8"), ensure_ascii=False)
 PY
 $S run "$TMP/shop" >"$TMP/out3" 2>"$TMP/err3" &
 PIDS="$!"
-check "with a token the bot starts" wait_for "$TMP/err3" "plugin-started plugin=telegram|plugin=telegram"
+check "with a token the bot starts" wait_for "$TMP/err3" "plugin-started plugin=telegram|plugin=telegram" 30
 sleep 0.5
 check "with a token the web chat is off" sh -c "! grep -q 'plugin-started plugin=webchat' '$TMP/err3'"
 check "with a token / is not the chat" [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/")" = 404 ]
@@ -44,6 +44,6 @@ kill -TERM $PIDS; wait $PIDS 2>/dev/null
 sed 's/"webchat": {/"webchat": {"enabled": true, /' "$TMP/shop/shop.json" >"$TMP/s" && mv "$TMP/s" "$TMP/shop/shop.json"
 $S run "$TMP/shop" >"$TMP/out4" 2>"$TMP/err4" &
 PIDS="$!"
-check "enabled: true runs it beside the messenger" wait_for "$TMP/err4" "plugin-started plugin=webchat"
+check "enabled: true runs it beside the messenger" wait_for "$TMP/err4" "plugin-started plugin=webchat" 30
 kill -TERM $PIDS; wait $PIDS 2>/dev/null
 done_tests

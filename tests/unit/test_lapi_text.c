@@ -35,7 +35,7 @@ T(table_shape) {
   lua_close(L);
   L = new_state();
   run(L, "for _, f in ipairs{'norm','plain','head','letters','plate','cars','car','vin','frame',\n"
-         "                   'phone','date','intent','is','vocab','ru'} do\n"
+         "                   'phone','date','intent','is','vocab','ru','phones'} do\n"
          "  assert(type(text[f]) == 'function', f) end");
   lua_close(L);
 }
@@ -118,6 +118,23 @@ T(intents) {
          "assert(not text.is('не нужно', 'need'))\n"
          "assert(text.is('👍', 'yes'))\n"
          "assert(text.is('net, spasibo', 'declined'))");
+  /* the persona's other classes (issue 11: 14, 15, 16) */
+  run(L, "assert(text.is('👍', 'ack') and text.is('ок', 'ack') and text.is('понятно', 'ack'))\n"
+         "assert(not text.is('ок, нужны колодки', 'ack'))\n"
+         "assert(text.is('кто это?', 'who') and text.is('откуда у вас мой номер', 'who'))\n"
+         "assert(text.is('вы бот?', 'who') and not text.is('кто-то разбил фару', 'who'))\n"
+         "assert(text.is('/start', 'restart') and text.is('/start@VitalyBot', 'restart'))\n"
+         "assert(not text.is('старт', 'restart'))\n"
+         /* «всё хорошо» to the retention check-in: nothing needed */
+         "assert(text.is('всё хорошо, машина бегает', 'fine') and text.is('пока ездим', 'fine'))\n"
+         "assert(not text.is('всё', 'fine'))\n"
+         "assert(text.is('спасибо, пока всё хорошо', 'fine'))\n"
+         "assert(text.is('чё надо?', 'who') and text.is('ок спс', 'ack'))\n"
+         /* cannot now: later */
+         "assert(text.is('я сейчас на вахте', 'later') and text.is('денег пока нет', 'later'))\n"
+         /* frame model codes from goods.lua (class 11) */
+         "assert(text.frame('кузов GX1106012345') == 'GX110-6012345')\n"
+         "assert(text.car('XW8ZZZ6I4BG012345').typo == true)");
   tvocab_close();
   /* without a vocabulary nothing is understood, and nothing fails */
   L = new_state();
@@ -197,6 +214,77 @@ T(misuse) {
   lua_close(L);
 }
 
+/* The parts list as Vitaly reads it (lib/parts.lua over the persona's
+ * vocabulary): issue 11, classes 1, 2, 4 and 12. Each row: the message, the
+ * list (joined by "|"), the car known (non-strict). */
+T(parts_table) {
+  CHECK(tvocab_vitaly() != NULL);
+  lua_State *L = tvocab_L;
+  static const struct { const char *in, *want; } rows[] = {
+    {"колодки на гранту", "колодки"},
+    {"фильтр масляный на весту 1.6", "фильтр масляный"},
+    {"ремень грм на солярис 1.6 2014", "ремень грм"},
+    {"колодки на приору передние", "колодки передние"},
+    {"масло в коробку", "масло в коробку"},
+    {"лобовуха", "лобовое стекло"},
+    {"тормозуха 1 литр", "тормозная жидкость 1 литр"},
+    {"шаровые", "шаровые опоры"},
+    {"шаровые опоры", "шаровые опоры"},
+    {"диски и колодки задние", "диски задние|колодки задние"},
+    {"колодки и диски передние", "колодки передние|диски передние"},
+    {"фильтр салонный и воздушный", "фильтр салонный|фильтр воздушный"},
+    {"фильтры: воздушный, салонный", "фильтр воздушный|фильтр салонный"},
+    {"масло + фильтр", "масло|фильтр"},
+    {"колодки+диски", "колодки|диски"},
+    {"1) колодки 2) диски 3) масло", "колодки|диски|масло"},
+    {"масло 5w-30 4 литра", "масло 5w-30 4 литра"},
+    {"стойки передние левая и правая", "стойки передние левая и правая"},
+    {"всё, отправляйте", ""},
+    {"всё, жду звонка", ""},
+    {"нет ничего, жду счет", ""},
+    {"стоп, ещё фильтр забыл", "фильтр"},
+    {"ой стоп, забыл, ещё ремень генератора", "ремень генератора"},
+    {"kolodki perednie", "колодки передние"},
+    {"здрасте мне бы колодочки передние", "колодки передние"},
+    {"короче нужны колодки передние ну и фильтр салонный заодно",
+     "колодки передние|фильтр салонный"},
+  };
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "parts");
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    fprintf(stderr, "  parts: %s\n", lua_tostring(L, -1));
+    CHECK(!"lib/parts.lua loads");
+    tvocab_close();
+    return;
+  }
+  lua_setglobal(L, "parts");
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    lua_getglobal(L, "parts");
+    lua_getfield(L, -1, "extract");
+    lua_pushstring(L, rows[i].in);
+    lua_pushboolean(L, 0);
+    if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+      fprintf(stderr, "  %s: %s\n", rows[i].in, lua_tostring(L, -1));
+      CHECK(!"parts.extract ran");
+      lua_settop(L, 0);
+      continue;
+    }
+    char got[512] = "";
+    size_t o = 0;
+    lua_Integer n = luaL_len(L, -1);
+    for (lua_Integer k = 1; k <= n; k++) {
+      lua_geti(L, -1, k);
+      o += (size_t)snprintf(got + o, sizeof got - o, "%s%s", k > 1 ? "|" : "", lua_tostring(L, -1));
+      lua_pop(L, 1);
+      if (o >= sizeof got) break;
+    }
+    if (strcmp(got, rows[i].want) != 0) fprintf(stderr, "  input: \"%s\"\n", rows[i].in);
+    CHECK_STR(got, rows[i].want);
+    lua_settop(L, 0);
+  }
+  tvocab_close();
+}
+
 int main(void) {
   T_RUN(table_shape);
   T_RUN(norm_and_cars);
@@ -204,6 +292,7 @@ int main(void) {
   T_RUN(phone_and_date);
   T_RUN(intents);
   T_RUN(vocab);
+  T_RUN(parts_table);
   T_RUN(misuse);
 
   return T_DONE();

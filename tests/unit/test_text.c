@@ -18,6 +18,11 @@
     CHECK_STR((got), (want));                                                \
   } while (0)
 
+#define ROW_INT(in, got, want) do {                                          \
+    if ((got) != (want)) fprintf(stderr, "  input: \"%s\"\n", (in));         \
+    CHECK_INT((got), (want));                                                \
+  } while (0)
+
 /* ---- normal form ------------------------------------------------------ */
 
 T(norm) {
@@ -52,15 +57,20 @@ T(norm) {
 /* ---- car identifiers ---------------------------------------------------- */
 
 /* "v:VALUE" / "f:VALUE", "+ok" when the check digit verifies, "+na" for a
- * North-American VIN, space-separated in order of appearance. */
+ * North-American VIN, "+typo" when I/O/Q were read as 1/0, space-separated
+ * in order of appearance. Frames glued to their model split by a small
+ * table of model codes (the persona's table is longer). */
+static const char *const test_models[] = {"GX110", "NZE141", "JZX100", "GD1", "ACV40", "ACV4",
+                                          "BNR32", "ZZE122"};
 static void cars_str(const char *s, char *out, size_t n) {
   rt_text_car cars[8];
-  int cnt = rt_text_cars(s, cars, 8);
+  int cnt = rt_text_cars_models(s, cars, 8, test_models, RT_ARRAY_LEN(test_models));
   out[0] = '\0';
   for (int i = 0; i < cnt; i++) {
     size_t l = strlen(out);
-    snprintf(out + l, n - l, "%s%c:%s%s%s", i ? " " : "", cars[i].kind, cars[i].value,
-             cars[i].check_ok ? "+ok" : "", cars[i].north_american ? "+na" : "");
+    snprintf(out + l, n - l, "%s%c:%s%s%s%s", i ? " " : "", cars[i].kind, cars[i].value,
+             cars[i].check_ok ? "+ok" : "", cars[i].north_american ? "+na" : "",
+             cars[i].typo ? "+typo" : "");
   }
 }
 
@@ -88,9 +98,24 @@ T(cars_table) {
     {"WVWZZZ1JZXW000001", "v:WVWZZZ1JZXW000001"},
     {"VF1LM1B0H12345678 рено", "v:VF1LM1B0H12345678"},
     {"WDB2030461A123456", "v:WDB2030461A123456"},
-    {"JTDBR32E720O12345", "v:JTDBR32E720012345"},                  /* O typed for 0 */
-    {"JTDBR32E72OO1234I", "v:JTDBR32E720012341"},                  /* O, I in the serial */
-    {"XTA21099043I23456", "v:XTA21099043123456"},
+    /* I, O, Q are not VIN letters: read as 1 / 0, and marked so the customer
+     * is asked to check (issue 11, class 13) */
+    {"JTDBR32E720O12345", "v:JTDBR32E720012345+typo"},
+    {"JTDBR32E72OO1234I", "v:JTDBR32E720012341+typo"},
+    {"XTA21099043I23456", "v:XTA21099043123456+typo"},
+    {"XW8ZZZ6I4BG012345", "v:XW8ZZZ614BG012345+ok+typo"},
+    {"вин XW8ZZZ614BGQ12345", "v:XW8ZZZ614BG012345+ok+typo"},
+    /* frames typed without a separator split after a known model code
+     * (class 11); an unknown code or a wrong serial length is no frame */
+    {"GX1106012345", "f:GX110-6012345"},
+    {"кузов nze1411234567", "f:NZE141-1234567"},
+    {"JZX1000123456 марк 2", "f:JZX100-0123456"},
+    {"GD11234567", "f:GD1-1234567"},
+    {"ACV400123456", "f:ACV40-0123456"},                           /* the longer code wins */
+    {"BNR32123456", "f:BNR32-123456"},
+    {"ZZE122012", ""},
+    {"ABC1231234567", ""},
+    {"GX11060123456789", ""},
     {"X7LLSRB1HAH123456\nX7LLSRB1HAH123456", "v:X7LLSRB1HAH123456"}, /* once */
     {"VIN XW8ZZZ614BG012345, кузов GX110-6012345", "v:XW8ZZZ614BG012345+ok f:GX110-6012345"},
     /* frame numbers */
@@ -197,6 +222,19 @@ T(phone_table) {
     {"\xff+79123456789\xfe", "+79123456789"},
     {"15.12.2026 в 89123456789", "+79123456789"},
     {"+7 912 345 67 89 и 8 999 000 11 22", "+79123456789"},
+    /* international prefixes dialled from Russia and the neighbours'
+     * 12-digit numbers without the plus (class 10) */
+    {"375291234567", "+375291234567"},
+    {"375 29 123 45 67", "+375291234567"},
+    {"8 10 375 29 123 45 67", "+375291234567"},
+    {"810375291234567", "+375291234567"},
+    {"00375291234567", "+375291234567"},
+    {"00 49 151 12345678", "+4915112345678"},
+    {"8 10 49 151 12345678", "+4915112345678"},
+    {"380671234567", "+380671234567"},
+    {"998901234567", "+998901234567"},
+    {"123456789012", ""},
+    {"000123456789", ""},
     /* not phones */
     {"", ""},
     {"12345", ""},
@@ -231,6 +269,49 @@ T(phone_table) {
     ROW_STR(rows[i].in, got, rows[i].want);
   }
   CHECK(RT_ARRAY_LEN(rows) >= 50);
+}
+
+/* Two different numbers in one answer are asked about (class 10). */
+T(phones_all) {
+  static const struct { const char *in; int n; const char *first, *second; } rows[] = {
+    {"89123456789 или 89221112233", 2, "+79123456789", "+79221112233"},
+    {"мой 8 912 345 67 89, жены 8 922 111 22 33", 2, "+79123456789", "+79221112233"},
+    {"89123456789, +7 912 345-67-89", 1, "+79123456789", ""},
+    {"+79123456789\n+79221112233", 2, "+79123456789", "+79221112233"},
+    {"нет номера", 0, "", ""},
+    {"VIN XW8ZZZ614BG012345 и 89123456789", 1, "+79123456789", ""},
+  };
+  for (size_t i = 0; i < RT_ARRAY_LEN(rows); i++) {
+    char out[4][20];
+    int n = rt_text_phones(rows[i].in, out, 4);
+    ROW_INT(rows[i].in, n, rows[i].n);
+    if (n >= 1) ROW_STR(rows[i].in, out[0], rows[i].first);
+    if (n >= 2) ROW_STR(rows[i].in, out[1], rows[i].second);
+  }
+  char one[1][20];
+  CHECK_INT(rt_text_phones("89123456789 89221112233", one, 1), 1);
+  CHECK_INT(rt_text_phones(NULL, one, 1), 0);
+}
+
+/* A CSV phone cell with a label, a name or an extension around the number
+ * (class 10): the number taken, the rest kept. */
+T(phone_field_table) {
+  static const struct { const char *in, *want, *rest; } rows[] = {
+    {"8 (912) 345-67-89", "+79123456789", ""},
+    {"тел. 8 912 345-67-89 (Ольга)", "+79123456789", "тел. (Ольга"},
+    {"+7 343 200-10-20 доб. 15", "+73432001020", "доб. 15"},
+    {"Иванов 89123456789", "+79123456789", "Иванов"},
+    {"моб: 89123456789, звонить после 18", "+79123456789", "моб: , звонить после 18"},
+    {"89123456789 или 89221112233", "", ""},
+    {"нет", "", ""},
+    {"", "", ""},
+  };
+  for (size_t i = 0; i < RT_ARRAY_LEN(rows); i++) {
+    char out[20], rest[64];
+    bool ok = rt_text_phone_field(rows[i].in, out, rest, sizeof rest);
+    ROW_STR(rows[i].in, ok ? out : "", rows[i].want);
+    ROW_STR(rows[i].in, ok ? rest : "", rows[i].rest);
+  }
 }
 
 T(phone_norm_table) {
@@ -291,6 +372,32 @@ T(date_table) {
     {"через полгода", "2027-05-23 10:00 relative [через полгода]"},
     {"через пол года", "2027-05-23 10:00 relative [через пол года]"},
     {"черз неделю", "2026-11-30 10:00 relative [черз неделю]"},
+    /* typos, abbreviations, ranges (the earliest bound), the number after
+     * the unit (class 9) */
+    {"чере неделю", "2026-11-30 10:00 relative [чере неделю]"},
+    {"через неделб", "2026-11-30 10:00 relative [через неделб]"},
+    {"чз неделю", "2026-11-30 10:00 relative [чз неделю]"},
+    {"ч/з 2 недели", "2026-12-07 10:00 relative [ч/з 2 недели]"},
+    {"через неделю-две", "2026-11-30 10:00 relative [через неделю-две]"},
+    {"через 2-3 недели", "2026-12-07 10:00 relative [через 2-3 недели]"},
+    {"через месяц-полтора", "2026-12-23 10:00 relative [через месяц-полтора]"},
+    {"через дней 10", "2026-12-03 10:00 relative [через дней 10]"},
+    {"через недели две", "2026-12-07 10:00 relative [через недели две]"},
+    /* the New Year holidays: the first working day after them (2027: the
+     * 11th); "в январе" said in November means that too */
+    {"после праздников", "2027-01-11 10:00 holidays [после праздников]"},
+    {"после нового года", "2027-01-11 10:00 holidays [после нового года]"},
+    {"после нг", "2027-01-11 10:00 holidays [после нг]"},
+    {"после новогодних праздников", "2027-01-11 10:00 holidays [после новогодних праздников]"},
+    {"в январе", "2027-01-11 10:00 holidays [в январе]"},
+    {"в начале января", "2027-01-11 10:00 holidays [в начале января]"},
+    /* Latin letters read as Russian (class 4) */
+    {"cherez nedelyu", "2026-11-30 10:00 relative [через неделю]"},
+    /* a date that tells when something happened is no reminder (class 8) */
+    {"весной продал машину", ""},
+    {"в январе меняли ремень", ""},
+    {"летом менял колодки", ""},
+    {"продал её через неделю", ""},
     {"через 2-3 дня", "2026-11-25 10:00 relative [через 2-3 дня]"},
     {"через 2-х недель", "2026-12-07 10:00 relative [через 2-х недель]"},
     {"через полторы недели", "2026-12-03 10:00 relative [через полторы недели]"},
@@ -400,16 +507,16 @@ T(date_edges) {
   CHECK_STR(got, "2027-01-05 10:00 payday [после зарплаты]");
 
   /* configured paydays and hour */
-  rt_text_date_opts o = {{10, 25, 0, 0}, 9};
+  rt_text_date_opts o = {{10, 25, 0, 0}, 9, 0};
   date_str("после зарплаты", NOW, NULL, &o, got, sizeof got);
   CHECK_STR(got, "2026-11-25 09:00 payday [после зарплаты]");
-  rt_text_date_opts today_only = {{23, 0, 0, 0}, 18};
+  rt_text_date_opts today_only = {{23, 0, 0, 0}, 18, 0};
   date_str("как получка будет", NOW, NULL, &today_only, got, sizeof got);
   CHECK_STR(got, "2026-12-23 18:00 payday [как получка будет]");
-  rt_text_date_opts last = {{31, 0, 0, 0}, -1};
+  rt_text_date_opts last = {{31, 0, 0, 0}, -1, 0};
   date_str("после зарплаты", NOW, NULL, &last, got, sizeof got);
   CHECK_STR(got, "2026-11-30 10:00 payday [после зарплаты]");
-  rt_text_date_opts none = {{0, 0, 0, 0}, 10};
+  rt_text_date_opts none = {{0, 0, 0, 0}, 10, 0};
   date_str("после зарплаты", NOW, NULL, &none, got, sizeof got);
   CHECK_STR(got, "2026-12-05 10:00 payday [после зарплаты]");
 
@@ -432,6 +539,38 @@ T(date_edges) {
   CHECK(strlen(r.matched) < sizeof r.matched);
   CHECK_INT(rt_text_date(NULL, NOW, NULL, NULL, &r), 0);
   CHECK_INT(rt_text_date("завтра", NOW, NULL, NULL, NULL), 0);
+}
+
+/* The production calendar behind "после праздников" (class 9). */
+T(holidays) {
+  rt_text_date_res r;
+  char day[16];
+  struct tm tm;
+  /* 2026-03-02, Monday: the 8th of March is a Sunday, the 9th the day off */
+  int64_t march = 1772434800;
+  CHECK_INT(rt_text_date("после праздников", march, NULL, NULL, &r), 1);
+  rt_tz_local_tm(NULL, r.at, &tm);
+  strftime(day, sizeof day, "%Y-%m-%d", &tm);
+  CHECK_STR(day, "2026-03-10");
+  /* "в январе" in March is January next year, a month */
+  CHECK_INT(rt_text_date("в январе", march, NULL, NULL, &r), 1);
+  CHECK_STR(r.kind, "holidays");
+  rt_tz_local_tm(NULL, r.at, &tm);
+  strftime(day, sizeof day, "%Y-%m-%d", &tm);
+  CHECK_STR(day, "2027-01-01");
+  /* a shop's own calendar: the holidays end on the 6th (a Wednesday in 2027) */
+  rt_text_date_opts o = RT_TEXT_DATE_OPTS_DEFAULT;
+  o.newyear_last = 6;
+  CHECK_INT(rt_text_date("после нового года", NOW, NULL, &o, &r), 1);
+  rt_tz_local_tm(NULL, r.at, &tm);
+  strftime(day, sizeof day, "%Y-%m-%d", &tm);
+  CHECK_STR(day, "2027-01-07");
+  /* said on January 5th: the holidays of this year */
+  int64_t jan5 = rt_tz_make(NULL, 2027, 1, 5, 12, 0);
+  CHECK_INT(rt_text_date("после праздников", jan5, NULL, NULL, &r), 1);
+  rt_tz_local_tm(NULL, r.at, &tm);
+  strftime(day, sizeof day, "%Y-%m-%d", &tm);
+  CHECK_STR(day, "2027-01-11");
 }
 
 /* ---- intents --------------------------------------------------------------- */
@@ -491,7 +630,7 @@ T(intent_table) {
     {"колодки не нужны", "declined", DE, NE},
     {"спасибо, уже купил", "declined", DE | TH, 0},
     {"не работает", "problem", P, 0},
-    {"сломался через день", "later", P | L, 0},
+    {"сломался через день", "problem", P, L},   /* when it broke, not when to write */
     {"брак", "problem", P, 0},
     {"проблема с заказом", "problem", P, 0},
     {"хочу вернуть", "problem", P, 0},
@@ -549,6 +688,50 @@ T(intent_table) {
     {"спс", "done", TH, 0},
     {"благодарю за помощь", "thanks", TH, 0},
     {"спасибо 🙏 жду", "thanks", TH, D},
+    /* issue 11: a closing phrase with extra words closes the list (1) */
+    {"всё, отправляйте", "done", D, NE},
+    {"да нет, хватит", "done", D, NE | S},
+    {"на этом всё", "done", D, NE},
+    {"пожалуй, достаточно", "done", D, NE},
+    {"всё, жду звонка", "done", D, NE},
+    {"нет ничего, жду счет", "done", D, NE},
+    {"всё, когда можно забрать?", "done", D, NE},          /* (3) */
+    {"нет, сколько выйдет?", "done", D, NE},
+    /* self-interruption is not an opt-out (2) */
+    {"стоп, ещё фильтр забыл", "need", NE, S | D},
+    {"нет, подождите, и щётки", "need", NE, S | D},
+    {"подождите, мне нужен фильтр", "need", NE, S},
+    {"стоп рассылка", "stop", S, 0},
+    /* Latin letters read as Russian (4) */
+    {"net, spasibo", "declined", DE, NE},
+    {"nuzhen akkumulyator", "need", NE, 0},
+    {"ne pishite", "stop", S, 0},
+    {"cтоп", "stop", S, 0},                                 /* Latin c */
+    /* refusals by circumstance (5) */
+    {"машина на гарантии обслуживаемся у дилера", "declined", DE, NE},
+    {"запчасти покупает мой мастер", "declined", DE, NE},
+    {"сам разберусь", "declined", DE, NE},
+    {"дорого у вас", "declined", DE, NE},
+    {"разбил машину, теперь без машины", "declined", DE, NE | P},
+    {"нужны колодки подешевле", "need", NE, DE},
+    /* a symptom naming a part is a need (6), about a purchase a problem */
+    {"стартер не крутит, нужен новый", "need", NE, P},
+    {"треснуло лобовое", "need", NE, P},
+    {"аккумулятор сдох не заводится", "need", NE, P},
+    {"колодки которые у вас брал скрипят", "problem", P, NE},
+    {"в прошлый раз привезли не то", "problem", P, 0},
+    /* threats and rude complaints about the messages are opt-outs (7) */
+    {"ещё раз напишете — заблокирую", "stop", S, 0},
+    {"достали рассылками", "stop", S, 0},
+    {"сколько можно писать", "stop", S, 0},
+    {"пожалуюсь в роскомнадзор если не перестанете", "stop", S, 0},
+    /* time words that are not deferrals (8) */
+    {"вечером скину список", "need", NE, L},
+    {"перестаньте писать", "stop", S, 0},
+    {"заказ так и не привезли", "problem", P, 0},
+    {"чё надо?", NULL, 0, NE},
+    {"вечером напишу", "later", L, 0},
+    {"весной продал машину", "declined", DE, L | NE},
     {"", NULL, 0, RT_INTENT_ALL},
     {"здравствуйте", NULL, 0, RT_INTENT_ALL},
     {"XW8ZZZ614BG012345", NULL, 0, RT_INTENT_ALL},
@@ -805,8 +988,11 @@ int main(void) {
   T_RUN(cars_helpers);
   T_RUN(phone_table);
   T_RUN(phone_norm_table);
+  T_RUN(phones_all);
+  T_RUN(phone_field_table);
   T_RUN(date_table);
   T_RUN(date_edges);
+  T_RUN(holidays);
   T_RUN(intent_table);
   T_RUN(is_agrees_with_intents);
   T_RUN(intent_names);

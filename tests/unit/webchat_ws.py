@@ -84,7 +84,7 @@ a.close()
 time.sleep(0.3)
 a = Visitor(port, cookie)
 a.send({"t": "msg", "id": "p-2", "text": "второе"})
-got = a.drain(3.0)
+got = a.drain(5.0)
 replies = [x for x in got if isinstance(x, dict) and x.get("t") == "msg" and x["text"] == "echo: второе"]
 acks = [x for x in got if is_ack("p-2")(x)]
 check("after the drop the message is acked", len(acks) >= 1, got)

@@ -30,10 +30,13 @@ function M.describe(value, kind)
   return value
 end
 
--- VIN с неверной контрольной цифрой, который стоит перепроверить: только
--- у машин Северной Америки (VIN с 1–5) эта цифра обязательна.
+-- VIN, который стоит перепроверить: с неверной контрольной цифрой (она
+-- обязательна только у машин Северной Америки, VIN с 1–5) или с буквами
+-- I, O, Q, которых в VIN не бывает (прочитали их как 1 и 0 — но это
+-- догадка, пусть клиент проверит).
 function M.suspicious(found)
-  return found.kind == "vin" and found.north_american and not found.check_ok
+  if found.kind ~= "vin" then return false end
+  return found.typo == true or (found.north_american and not found.check_ok)
 end
 
 return M

@@ -19,18 +19,28 @@ function M.reset(c)
   for k in pairs(c.slots) do c.slots[k] = nil end
 end
 
+-- «/start», «/start@бот»: клиент хочет начать сначала.
+function M.restarts(t)
+  return text.is(t or "", "restart")
+end
+
 -- Клиент просит не писать: «стоп», «не пишите», «отпишитесь».
 function M.wants_stop(t)
   return text.is(t or "", "stop")
 end
 
+-- Итоги, которые пишутся вдобавок к главному и его не занимают: вопрос
+-- («кто это?») — клиент ещё ответит по делу.
+local EXTRA_OUTCOMES = { optout = true, accessory_interest = true, question = true }
+
 -- Записать итог рассылки для статистики. Итог у контакта один — первый;
--- отписка записывается всегда, интерес к аксессуарам — вдобавок к «ok».
+-- отписка записывается всегда, интерес к аксессуарам — вдобавок к «ok»,
+-- вопрос — вдобавок к тому, что клиент ответит потом.
 function M.outcome(c, name, extra)
   local campaign = c.slots.campaign
   if not campaign then return end
-  local first = c.slots.outcome == nil
-  if first or name == "optout" or name == "accessory_interest" then
+  local first = c.slots.outcome == nil and name ~= "question"
+  if first or EXTRA_OUTCOMES[name] then
     local data = { campaign = campaign, outcome = name }
     for k, v in pairs(extra or {}) do data[k] = v end
     c:record("outcome", data)
@@ -57,14 +67,42 @@ function M.keep_photos(c, ev, reply)
   say.add(reply, say.text("photo_thanks"))
 end
 
+-- Номер варианта в ответе «какой из них?»: «2», «второй», «первая».
+function M.choice_number(t)
+  local n = text.norm(t or "")
+  local digit = n:match("^%D*(%d)%D*$")
+  if digit then return tonumber(digit) end
+  if n:find("перв") then return 1 end
+  if n:find("втор") then return 2 end
+  if n:find("трет") then return 3 end
+  return nil
+end
+
 -- Общее начало каждого шага, где ждём ответа клиента: отписка, телефон,
 -- фото. reply — список кусков ответа (туда добавится «спасибо за фото»).
 -- Возвращает "stopped", если клиент отписался (шаг должен вернуть это).
 function M.pre(c, ev, reply)
   local t = msg.text(ev)
   if M.wants_stop(t) then return M.optout(c) end
-  local phone = text.phone(t)
-  if not phone and type(ev.contact) == "table" and ev.contact.phone then
+  -- Два разных номера в одном сообщении — не угадываем, спрашиваем какой.
+  local phones = text.phones(t)
+  local phone = #phones == 1 and phones[1] or nil
+  if #phones > 1 then
+    c.slots.phone_choices = phones
+    local list = {}
+    for i, p in ipairs(phones) do list[i] = i .. ") " .. p end
+    say.add(reply, say.text("which_phone", { list = table.concat(list, " ") }))
+  elseif #phones == 0 and c.slots.phone_choices then
+    -- ответ на «какой номер записать?»: «первый», «2»
+    local pick = c.slots.phone_choices[M.choice_number(t) or 0]
+    if pick then
+      phone = pick
+      say.add(reply, say.text("phone_saved", { phone = pick }))
+      if c.turn then c.turn.text = "" end
+    end
+  end
+  if phone then c.slots.phone_choices = nil end
+  if not phone and #phones == 0 and type(ev.contact) == "table" and ev.contact.phone then
     phone = text.phone(tostring(ev.contact.phone))
   end
   if phone then c.phone = phone end
@@ -84,7 +122,13 @@ function M.before(own_steps)
   local own = {}
   for _, s in ipairs(own_steps or {}) do own[s] = true end
   return function(c, ev)
-    if ev.kind == "wake" or own[c.step] then return nil end
+    if ev.kind == "wake" then return nil end
+    -- «/start» посреди разговора (привычка Telegram) — начать сначала.
+    if M.restarts(msg.text(ev)) and c.step ~= "start" then
+      M.reset(c)
+      return c:switch(shop.flows.start, "start")
+    end
+    if own[c.step] then return nil end
     local reply = {}
     c.turn.reply, c.turn.text = reply, msg.text(ev)
     return M.pre(c, ev, reply)
