@@ -9,7 +9,10 @@ busy_shop() { # $1 = name: a step that loops far longer than the test
   d=$(make_shop "$1")
   cat > "$d/flows/main.lua" <<'LUA'
 return flow "main" { start = function(c, ev)
-  if ev.text == "spin" then while true do end end
+  -- Each round spends milliseconds in C for a few counted instructions,
+  -- so the step outlasts the grace period on a fast machine too (a plain
+  -- empty loop used up step_instructions in under 5 s).
+  if ev.text == "spin" then while true do local _ = string.rep("x", 4000000) end end
   c:say("echo " .. ev.text) end }
 LUA
   python3 - "$d/shop.json" <<'PY'
