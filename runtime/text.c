@@ -200,7 +200,7 @@ static int vin_value(char ch) {
   return dig(ch) ? ch - '0' : v[ch - 'A'];
 }
 
-static bool vin_check(const char *v) {
+bool rt_text_vin_check(const char *v) {
   static const int w[17] = {8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2};
   int sum = 0;
   for (int i = 0; i < 17; i++) sum += vin_value(v[i]) * w[i];
@@ -308,7 +308,7 @@ static int cars_scan(const char *s, rt_text_car *out, int max, span *spans,
     bool typo;
     if (!vin_fix(vin, &typo)) continue;
     span sp = {v.off[c.g[k].a], v.off[c.g[j].b]};
-    if (!add_car(out, spans, &cnt, max, 'v', vin, vin_check(vin),
+    if (!add_car(out, spans, &cnt, max, 'v', vin, rt_text_vin_check(vin),
                  vin[0] >= '1' && vin[0] <= '5', typo, sp))
       break;
     for (size_t x = k; x <= j; x++) c.used[x] = true;

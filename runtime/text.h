@@ -49,6 +49,10 @@ int rt_text_cars_models(const char *s, rt_text_car *out, int max, const char *co
                         size_t nmodels);
 /* The first VIN / frame number in s. */
 bool rt_text_vin(const char *s, char out[18]);
+/* Whether the 17 characters of v (A-Z except I, O, Q, and digits) carry a
+ * right check digit in position 9 (ISO 3779 weights; 'X' for 10). Only
+ * North American VINs must; elsewhere it is a hint. */
+bool rt_text_vin_check(const char *v);
 bool rt_text_frame(const char *s, char out[32]);
 
 /* ---- phones ------------------------------------------------------------ */

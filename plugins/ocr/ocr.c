@@ -122,20 +122,6 @@ static char twin(char c) {
   }
 }
 
-static int vin_value(char ch) {
-  static const signed char v[26] = {1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 2, 3, 4,
-                                    5, 0, 7, 0, 9, 2, 3, 4, 5, 6, 7, 8, 9};
-  return digit(ch) ? ch - '0' : v[ch - 'A'];
-}
-
-static bool check_ok(const char *v) {
-  static const int w[17] = {8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2};
-  int sum = 0;
-  for (int i = 0; i < 17; i++) sum += vin_value(v[i]) * w[i];
-  int r = sum % 11;
-  return v[8] == (r == 10 ? 'X' : '0' + r);
-}
-
 /* A 17-character candidate made a VIN by the text helper's rules, after the
  * serial's last four are forced to digits and, for a North American VIN
  * (where the check digit is mandatory), one confused character is swapped
@@ -161,7 +147,7 @@ static bool fix17(const char *in, rt_text_car *car) {
   }
   /* OCR also reads a leading 1 as L ("LHGYF..." for "1HGYF..."): that
    * swap is tried too, and a variant counts only if it is North American. */
-  if (!check_ok(v) && ((v[0] >= '1' && v[0] <= '5') || v[0] == 'L')) {
+  if (!rt_text_vin_check(v) && ((v[0] >= '1' && v[0] <= '5') || v[0] == 'L')) {
     int hits = 0, at = -1;
     char to = 0;
     for (int i = 0; i < 13; i++) {
@@ -169,7 +155,7 @@ static bool fix17(const char *in, rt_text_car *car) {
       if (!t || t == 'O' || t == 'I') continue;
       char keep = v[i];
       v[i] = t;
-      if (v[0] >= '1' && v[0] <= '5' && check_ok(v)) { hits++; at = i; to = t; }
+      if (v[0] >= '1' && v[0] <= '5' && rt_text_vin_check(v)) { hits++; at = i; to = t; }
       v[i] = keep;
     }
     if (hits == 1) v[at] = to;
