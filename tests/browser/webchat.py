@@ -43,18 +43,8 @@ if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
     print("skipped: chromium and chromium-driver are not installed (./dev.sh test installs them)")
     sys.exit(77)
 
-passed = failed = 0
-
-
-def check(what, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok   " + what)
-    else:
-        failed += 1
-        print("FAIL %s %s" % (what, detail))
-    sys.stdout.flush()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "unit"))
+from checks import check, finish  # noqa: E402
 
 
 def free_port():
@@ -262,5 +252,4 @@ finally:
         except subprocess.TimeoutExpired:
             bot.kill()
     shutil.rmtree(tmp, ignore_errors=True)
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+finish()

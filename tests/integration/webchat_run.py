@@ -16,18 +16,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from webchat_client import Visitor, new_cookie  # noqa: E402
 
 port, phase = int(sys.argv[1]), sys.argv[2]
-passed = failed = 0
-
-
-def check(what, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok   " + what)
-    else:
-        failed += 1
-        print("FAIL %s %s" % (what, detail))
-    sys.stdout.flush()
+from checks import check, finish  # noqa: E402
 
 
 def reply(v, pred, timeout=20):
@@ -87,5 +76,4 @@ else:
     v.send({"t": "msg", "id": "r-9", "text": "всё"})
     m = reply(v, lambda t: t.startswith("Заявка готова: VIN XW8ZZZ614BG012345"), 30)
     check("... and the same conversation goes on", m is not None, v.held)
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+finish()

@@ -13,18 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from webchat_client import Visitor, http, new_cookie  # noqa: E402
 
 port = int(sys.argv[1])
-passed = failed = 0
-
-
-def check(what, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print("ok   " + what)
-    else:
-        failed += 1
-        print("FAIL %s %s" % (what, detail))
-    sys.stdout.flush()
+from checks import check, finish  # noqa: E402
 
 
 def is_msg(text):
@@ -194,5 +183,4 @@ m = c.drain(2.0)
 check("bad UTF-8 closes 1007", ("close", 1007) in m, m[-2:])
 o.close()
 a.close()
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+finish()
