@@ -51,7 +51,13 @@ local function remove_run(list, matches, where)
   return false
 end
 
--- Убирает из списка слов все VIN и номера кузова.
+-- Слово без знаков по краям, в нормальной форме.
+local function bare(w)
+  return (text.norm(w):gsub("^%p+", ""):gsub("%p+$", ""))
+end
+
+-- Убирает из списка слов все VIN и номера кузова, а с ними и «на», «для»,
+-- «под» перед номером: «колодки на XW8…» -> «колодки».
 local function drop_cars(list)
   for _, found in ipairs(car.find(table.concat(list, " "))) do
     remove_run(list, function(run)
@@ -59,6 +65,8 @@ local function drop_cars(list)
         if c.value == found.value then return true end
       end
       return false
+    end, function(i)
+      if i > 1 and words.for_car_set[bare(list[i - 1])] then table.remove(list, i - 1) end
     end)
   end
 end
@@ -119,11 +127,6 @@ local function cut_need(list)
       return
     end
   end
-end
-
--- Слово без знаков по краям, в нормальной форме.
-local function bare(w)
-  return (text.norm(w):gsub("^%p+", ""):gsub("%p+$", ""))
 end
 
 local function starts_any(w, stems)
