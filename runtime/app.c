@@ -429,12 +429,16 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
  * http.listen pointed there, the channel plugins left out: nothing the
  * studio does reaches the shop's data or a real customer. */
 static int studio_setup(app *a, char **err) {
-  char tmpl[] = "/tmp/shopbot-studio-XXXXXX";
+  /* $TMPDIR, as for every temporary file (./dev.sh demo keeps it inside
+   * the repository's build folder). */
+  const char *td = getenv("TMPDIR");
+  char *tmpl = rt_xasprintf("%s/shopbot-studio-XXXXXX", td && *td ? td : "/tmp");
   if (!mkdtemp(tmpl)) {
-    *err = rt_xasprintf("cannot make a temporary folder: %s", strerror(errno));
+    *err = rt_xasprintf("cannot make a temporary folder %s: %s", tmpl, strerror(errno));
+    free(tmpl);
     return RT_EIO;
   }
-  a->studio_tmp = rt_xstrdup(tmpl);
+  a->studio_tmp = tmpl;
   a->real_store = rt_config_path(a->cfg, rt_config_str(a->cfg, "store.path", "data/shop.db"));
   json_t *root = rt_config_json(a->cfg);
   json_t *store = json_object_get(root, "store");
