@@ -120,9 +120,14 @@
     $("chat-mode").textContent = c ? (modeText[c.mode] || c.mode) : "";
     $("chat-mode").className = "badge " + (c ? c.mode : "");
     (c ? c.messages : []).forEach(function (m) {
-      var d = el("div", {"class": "msg " + m.dir});
-      if (m.dir === "manager") d.appendChild(el("b", {}, "Менеджер: "));
-      d.appendChild(document.createTextNode(m.text));
+      var note = m.dir === "manager" && (m.text === "take" || m.text === "release");
+      var d = el("div", {"class": "msg " + (note ? "note" : m.dir)});
+      if (note) d.appendChild(document.createTextNode(m.text === "take" ? "— менеджер взял чат —"
+                                                                         : "— менеджер вернул чат боту —"));
+      else {
+        if (m.dir === "manager") d.appendChild(el("b", {}, "Менеджер: "));
+        d.appendChild(document.createTextNode(m.text));
+      }
       if (m.buttons) {
         var bs = el("div", {"class": "btns"});
         m.buttons.forEach(function (t) {
@@ -182,7 +187,8 @@
     s.className = t.failed || t.error ? "fail" : "pass";
     (t.files || []).forEach(function (f) {
       var li = el("li", {"class": f.ok ? "pass" : "fail"});
-      li.appendChild(el("b", {}, (f.ok ? "PASS " : "FAIL ") + f.file + (f.line ? ":" + f.line : "")));
+      var file = S && f.file.indexOf(S.shop_dir + "/") === 0 ? f.file.slice(S.shop_dir.length + 1) : f.file;
+      li.appendChild(el("b", {}, (f.ok ? "PASS " : "FAIL ") + file + (f.line ? ":" + f.line : "")));
       if (!f.ok) {
         if (f.expected) { li.appendChild(el("div", {}, "ждали:")); li.appendChild(el("pre", {}, f.expected)); }
         else li.appendChild(el("pre", {}, f.message));
