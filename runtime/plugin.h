@@ -72,6 +72,10 @@ typedef struct rt_plugin_env {
   /* An operator command typed into the channel ("reload"); RT_OK or an
    * error with an owned message. */
   int (*command)(void *host, const char *cmd, char **err);
+  /* Who talks in a chat of this channel, as stored: "bot", "handoff" (the
+   * bot asked for a manager) or "manager" (one took it), owned; NULL when
+   * the chat has no conversation yet (or the store is gone). */
+  char *(*conv_mode)(void *host, const char *chat_id);
   void *host;
 } rt_plugin_env;
 
