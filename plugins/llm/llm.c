@@ -757,6 +757,9 @@ static int bad(char **err, const char *fmt, const char *arg) {
   return RT_EINVAL;
 }
 
+/* The flow API (integration.h: it.luacheck reads this table). */
+static const char *const llm_ops[] = {"chat", "extract", NULL};
+
 static int llm_call(rt_provider *p, const char *opname, const json_t *args, rt_call_done done,
                     void *ud, rt_call **out, char **err) {
   llm *l = p->impl;
@@ -989,6 +992,7 @@ int rt_llm_new(const json_t *conf, rt_provider **out, char **err) {
   l->p.impl = l;
   l->p.start = llm_start;
   l->p.call = llm_call;
+  l->p.ops = llm_ops;
   l->p.cancel = llm_cancel;
   l->p.close = llm_close;
   *out = &l->p;
