@@ -11,6 +11,7 @@
  * bots' too); further calls wait in a FIFO of max_queue, then "limit". */
 #include "ocr.h"
 #include "plugins/ocr_schema.h" /* generated from schema.json (CMakeLists.txt) */
+#include "buf.h"
 #include "log.h"
 #include "rt.h"
 #include "subproc.h"
@@ -554,10 +555,31 @@ static void on_langs(rt_subproc_result *sr, void *ud) {
   free(sc);
 }
 
+/* The /metrics block (plugin.h set_metrics). */
+static void ocr_metrics(void *ud, rt_buf *b) {
+  ocr *o = ud;
+  rt_buf_printf(b, "# HELP shopbot_ocr_reads_total Photos read, and those a car id was found in.\n"
+                   "# TYPE shopbot_ocr_reads_total counter\n"
+                   "shopbot_ocr_reads_total{found=\"car\"} %llu\n"
+                   "shopbot_ocr_reads_total{found=\"none\"} %llu\n"
+                   "# HELP shopbot_ocr_failed_total Readings that failed (timeout, limit, tesseract error).\n"
+                   "# TYPE shopbot_ocr_failed_total counter\n"
+                   "shopbot_ocr_failed_total %llu\n"
+                   "# HELP shopbot_ocr_running Readings running now.\n"
+                   "# TYPE shopbot_ocr_running gauge\n"
+                   "shopbot_ocr_running %zu\n"
+                   "# HELP shopbot_ocr_queued Photos waiting for a reader.\n"
+                   "# TYPE shopbot_ocr_queued gauge\n"
+                   "shopbot_ocr_queued %zu\n",
+                (unsigned long long)o->found, (unsigned long long)(o->reads - o->found),
+                (unsigned long long)o->failed, o->running.n, o->queue.n);
+}
+
 static void ocr_start(rt_provider *p, const rt_plugin_env *env,
                       void (*done)(void *ud, int status, const char *err), void *ud) {
   ocr *o = p->impl;
   o->env = env;
+  if (env->set_metrics) env->set_metrics(env->host, env->name, ocr_metrics, o);
   start_ctx *sc = rt_xcalloc(1, sizeof *sc);
   sc->o = o;
   sc->done = done;
