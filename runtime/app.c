@@ -399,7 +399,8 @@ static void create_plugins(app *a) {
   a->plugins = rt_plugin_host_new(&po);
   if (a->o->chat_user)
     rt_plugin_host_adopt(a->plugins, "console",
-                         rt_console_channel(rt_console_new(a->o->chat_user, on_eof, a)));
+                         rt_console_channel(rt_console_new(a->o->chat_user, a->o->chat_fresh,
+                                                           on_eof, a)));
   rt_plugin_host_create(a->plugins, a->o->chat_user != NULL);
 }
 

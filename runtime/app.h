@@ -26,6 +26,7 @@ typedef struct {
    * process ends once input ended and every reply is out. Only the console
    * runs then. NULL: run, with the plugins shop.json asks for. */
   const char *chat_user;
+  bool chat_fresh;          /* chat --fresh: the chat's conversation starts over */
   const rt_plugin *const *plugins;   /* NULL: rt_plugins (tests pass their own) */
 } rt_app_opts;
 

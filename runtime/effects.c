@@ -53,7 +53,8 @@ const rt_effects_stats *rt_effects_get_stats(const rt_effects *fx) { return &fx-
 
 static bool is_customer_message(const char *kind) {
   return strcmp(kind, "wake") != 0 && strcmp(kind, "manager") != 0 &&
-         strcmp(kind, "blocked") != 0 && strcmp(kind, "unblocked") != 0;
+         strcmp(kind, "blocked") != 0 && strcmp(kind, "unblocked") != 0 &&
+         strcmp(kind, "reset") != 0;
 }
 
 static int64_t sat_mul(int64_t a, int64_t b) {

@@ -28,9 +28,11 @@ static void free_set(char **p, const char *v) {
 
 /* "blocked"/"unblocked": the customer blocked the bot or came back (a
  * channel's notice, no message: no step runs for it). */
+/* "reset": the chat starts over (the terminal's /new), no message either. */
 static bool is_customer_message(const char *kind) {
   return strcmp(kind, "wake") != 0 && strcmp(kind, "manager") != 0 &&
-         strcmp(kind, "blocked") != 0 && strcmp(kind, "unblocked") != 0;
+         strcmp(kind, "blocked") != 0 && strcmp(kind, "unblocked") != 0 &&
+         strcmp(kind, "reset") != 0;
 }
 
 bool rt_handoff_bot_runs(const rt_conv_row *c, const char *kind, const char *wake_step) {
@@ -43,7 +45,8 @@ bool rt_handoff_bot_runs(const rt_conv_row *c, const char *kind, const char *wak
   bool failed = strcmp(mode, "bot") != 0 && c->last_error;
   return !((strcmp(mode, "bot") != 0 && is_customer_message(kind)) || system_wake ||
            strcmp(kind, "manager") == 0 || strcmp(kind, "blocked") == 0 ||
-           strcmp(kind, "unblocked") == 0 || (failed && strcmp(kind, "wake") == 0));
+           strcmp(kind, "unblocked") == 0 || strcmp(kind, "reset") == 0 ||
+           (failed && strcmp(kind, "wake") == 0));
 }
 
 int rt_handoff_hold(rt_handoff *h, int64_t conv_id, int64_t now) {
@@ -85,6 +88,16 @@ int rt_handoff_apply(rt_handoff *h, rt_conv_row *c, json_t *event, int64_t now) 
                                strcmp(kind, "blocked") == 0 ? "blocked" : "reachable",
                                "the customer blocked the bot", now);
     if (rc == RT_OK) rc = rt_store_event_add(s, now, c->id, NULL, NULL, kind, "{}");
+  } else if (kind && strcmp(kind, "reset") == 0) {
+    /* A new conversation in the same chat: back to the bot with no flow,
+     * no slots, no error and no wake-up left (a reminder of the old one
+     * must not talk into the new). The history (inbox, outbox, leads,
+     * events) stays, and "reset" is recorded among the events. */
+    back_to_bot(c);
+    free_set(&c->state, "{}");
+    free_set(&c->last_error, NULL);
+    rc = rt_store_timers_cancel_all(s, c->id);
+    if (rc == RT_OK) rc = rt_store_event_add(s, now, c->id, NULL, NULL, "reset", "{}");
   } else if (step && strcmp(step, "_release") == 0) {
     if (c->mode && strcmp(c->mode, "bot") != 0) {
       back_to_bot(c);

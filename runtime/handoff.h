@@ -1,7 +1,8 @@
 /* handoff.h -- who talks in a chat: the bot, or a manager.
  *
  * A conversation's mode is "bot", "handoff" (the bot asked for a manager)
- * or "manager" (one took it). While it is not "bot", customer messages are
+ * or "manager" (one took it). An event of kind "reset" starts the chat over
+ * (mode "bot", no flow, slots, error or timers). While it is not "bot", customer messages are
  * recorded but run no step, and each pushes back the release timer
  * (handoff.release_after of silence gives the chat back). This module is
  * that policy: the gate before a step, the manager's take and release, the

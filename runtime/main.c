@@ -63,7 +63,7 @@ static int cmd_run(int argc, char **argv) {
 }
 
 static const char chat_usage[] =
-  "usage: shopbot chat SHOP_DIR [--user ID]\n"
+  "usage: shopbot chat SHOP_DIR [--user ID] [--fresh]\n"
   "\n"
   "Talk to the shop's flows in the terminal: your lines go to the bot as a\n"
   "customer's messages, the bot's messages come back one per line\n"
@@ -73,17 +73,26 @@ static const char chat_usage[] =
   "\n"
   "  --user ID   chat as this customer (default: local); 1-512 characters\n"
   "              of A-Z a-z 0-9 . _ - + @\n"
+  "  --fresh     start from a new conversation: the customer's earlier one\n"
+  "              (its flow, slots, a manager's hold, wake-ups) is closed first\n"
+  "\n"
+  "When the chat is with a manager (the bot handed it over, or /manager\n"
+  "take) the bot answers nothing; chat says so at start and with each line.\n"
   "\n"
   "Lines starting with a slash:\n"
   "  /manager take      act as the shop's manager taking the chat\n"
   "  /manager release   hand the chat back to the bot\n"
+  "  /new               start a new conversation (as --fresh)\n"
   "  /reload            reload the flows now\n";
 
 static int cmd_chat(int argc, char **argv) {
   const char *shop = NULL, *user = "local";
+  bool fresh = false;
   for (int i = 1; i < argc; i++) {
     if (is_help(argv[i])) { fputs(chat_usage, stdout); return 0; }
-    if (strcmp(argv[i], "--user") == 0) {
+    if (strcmp(argv[i], "--fresh") == 0) {
+      fresh = true;
+    } else if (strcmp(argv[i], "--user") == 0) {
       if (++i >= argc || !*argv[i]) return bad_usage("chat", "--user needs an ID", chat_usage);
       user = argv[i];
     } else if (strncmp(argv[i], "--user=", 7) == 0) {
@@ -99,7 +108,8 @@ static int cmd_chat(int argc, char **argv) {
   if (!shop) return bad_usage("chat", "SHOP_DIR is required", chat_usage);
   const char *bad_user = rt_console_user_problem(user);
   if (bad_user) return bad_usage("chat", bad_user, chat_usage);
-  return rt_app_run(&(rt_app_opts){.cmd = "chat", .shop_dir = shop, .chat_user = user});
+  return rt_app_run(&(rt_app_opts){.cmd = "chat", .shop_dir = shop, .chat_user = user,
+                                   .chat_fresh = fresh});
 }
 
 static const char test_usage[] =

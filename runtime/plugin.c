@@ -233,6 +233,25 @@ static int env_kv_set(void *host, const char *name, const char *key, const char 
   return rc;
 }
 
+static char *env_conv_mode(void *host, const char *chat_id) {
+  inst *in = host;
+  if (!in->h->store || !chat_id) return NULL;
+  rt_conv_row r;
+  memset(&r, 0, sizeof r);
+  char *mode = NULL;
+  /* A plugin sees the chats of its own channel only. */
+  int rc = rt_store_conv_get(in->h->store, in->name, chat_id, false, 0, &r);
+  if (rc == RT_OK) {
+    mode = rt_xstrdup(r.mode ? r.mode : "bot");
+  } else if (rc != RT_ENOENT) {
+    char q[512];
+    rt_log_quote(rt_store_errmsg(in->h->store), q, sizeof q);
+    rt_log(RT_LOG_ERROR, "store-error", "what=conversation plugin=%s err=%s", in->name, q);
+  }
+  rt_conv_row_clear(&r);
+  return mode;
+}
+
 static void env_set_health(void *host, const char *name, const char *problem) {
   inst *in = host;
   (void)name;
@@ -352,7 +371,8 @@ void rt_plugin_host_start(rt_plugin_host *h, rt_store *store, struct rt_httpd *h
       .httpd = httpd, .data_dir = in->data_dir,
       .shop_dir = h->o.cfg ? rt_config_dir(h->o.cfg) : NULL,
       .now_ms = env_now, .receive = env_receive, .kv_get = env_kv_get, .kv_set = env_kv_set,
-      .set_health = env_set_health, .command = env_command, .set_metrics = env_set_metrics,
+      .set_health = env_set_health, .command = env_command, .conv_mode = env_conv_mode,
+      .set_metrics = env_set_metrics,
       .host = in,
     };
     in->state = ST_STARTING;

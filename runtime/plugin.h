@@ -83,6 +83,10 @@ typedef struct rt_plugin_env {
    * close begins). NULL in hosts without /metrics (tests): check it. */
   void (*set_metrics)(void *host, const char *name, void (*write)(void *ud, struct rt_buf *out),
                       void *ud);
+  /* Who talks in a chat of this channel, as stored: "bot", "handoff" (the
+   * bot asked for a manager) or "manager" (one took it), owned; NULL when
+   * the chat has no conversation yet (or the store is gone). */
+  char *(*conv_mode)(void *host, const char *chat_id);
   void *host;
 } rt_plugin_env;
 

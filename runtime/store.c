@@ -19,7 +19,7 @@ enum {
   S_INBOX_ADD, S_INBOX_ADD_DONE, S_INBOX_REOPEN, S_INBOX_PENDING, S_INBOX_GET, S_INBOX_FINISH, S_INBOX_ATTEMPT, S_INBOX_QUARANTINE,
   S_CONV_GET, S_CONV_BY_ID, S_CONV_CREATE, S_CONV_SAVE,
   S_OUT_ADD, S_OUT_DUE, S_OUT_SENT, S_OUT_RETRY, S_OUT_FAILED, S_OUT_HEADS,
-  S_TIMER_SET, S_TIMER_CANCEL, S_TIMER_NEXT, S_TIMER_DUE, S_TIMER_DEL, S_TIMER_COUNT,
+  S_TIMER_SET, S_TIMER_CANCEL, S_TIMER_CANCEL_ALL, S_TIMER_NEXT, S_TIMER_DUE, S_TIMER_DEL, S_TIMER_COUNT,
   S_TIMER_EXISTS, S_META_GET, S_META_SET,
   S_EVENT_ADD, S_LEAD_ADD, S_CUSTOMER_GET, S_CUSTOMER_ADDRS, S_ADDR_PHONE, S_ADDR_SET,
   S_ADDR_BLOCK, S_OUT_CHAT,
@@ -75,6 +75,7 @@ static const char *stmt_sql[S_COUNT] = {
                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (conv_id, name) DO UPDATE "
                   "SET due_at = excluded.due_at, step = excluded.step, data = excluded.data",
   [S_TIMER_CANCEL] = "DELETE FROM timers WHERE conv_id = ?1 AND name = ?2",
+  [S_TIMER_CANCEL_ALL] = "DELETE FROM timers WHERE conv_id = ?1",
   [S_TIMER_NEXT] = "SELECT MIN(due_at) FROM timers",
   [S_TIMER_DUE] = "SELECT id, conv_id, due_at, name, step, data FROM timers "
                   "WHERE due_at <= ?1 ORDER BY due_at, id LIMIT ?2",
@@ -787,6 +788,12 @@ int rt_store_timer_cancel(rt_store *s, int64_t conv_id, const char *name) {
   sqlite3_stmt *st = s->st[S_TIMER_CANCEL];
   sqlite3_bind_int64(st, 1, conv_id);
   bind_text(st, 2, name);
+  return run(s, st);
+}
+
+int rt_store_timers_cancel_all(rt_store *s, int64_t conv_id) {
+  sqlite3_stmt *st = s->st[S_TIMER_CANCEL_ALL];
+  sqlite3_bind_int64(st, 1, conv_id);
   return run(s, st);
 }
 

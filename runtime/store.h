@@ -127,6 +127,9 @@ int rt_store_outbox_failed_why(rt_store *s, int64_t id, const char *reason, cons
 int rt_store_timer_set(rt_store *s, int64_t conv_id, const char *name, int64_t due_at,
                        const char *step, const char *data, int64_t now);
 int rt_store_timer_cancel(rt_store *s, int64_t conv_id, const char *name);
+/* Every timer of a conversation, the flows' and the system's (a chat
+ * started over). */
+int rt_store_timers_cancel_all(rt_store *s, int64_t conv_id);
 /* Earliest due time, or -1 when no timer is pending. */
 int64_t rt_store_timer_next(rt_store *s);
 typedef struct {

@@ -14,8 +14,17 @@ struct rt_console {
   uv_loop_t *loop;
   const rt_plugin_env *env;  /* the host's, lent at start */
   char *user;
+  bool fresh;                 /* chat --fresh: start the chat over at start */
+  /* The mode asked for by a line typed here (/manager take: "manager";
+   * release, /new: "bot"), which the store shows only once that event is
+   * processed: until it does, lines typed after it (a pipe is quick) are
+   * judged by this one. NULL: the store's. */
+  const char *expect;
   union { uv_tty_t tty; uv_pipe_t pipe; } in;
   bool in_open;
+  uv_timer_t first_tick;      /* the look at the chat once the engine runs */
+  bool tick_open;
+  int closing;                /* handles still closing */
   rt_buf in_line;             /* input after the last newline */
   char chunk[65536];          /* read buffer: the data is copied out at once */
   uint64_t seq;
@@ -132,20 +141,94 @@ const char *rt_console_user_problem(const char *user) {
   return NULL;
 }
 
+/* ---- who talks in the chat ----
+ *
+ * A chat handed to a manager stays so across runs (the store is the
+ * shop's), and then the bot answers nothing: the operator at the terminal
+ * is told so, at start and with each line typed while it lasts, with the
+ * way out. These are the terminal tool's own lines (stderr, "-- ", like
+ * the reload lines), not the bot's words. */
+
+static char *mode_now(rt_console *c) {
+  return c->env && c->env->conv_mode ? c->env->conv_mode(c->env->host, c->user) : NULL;
+}
+
+static bool is_bot(const char *mode) { return !mode || strcmp(mode, "bot") == 0; }
+
+static const char *who_has_it(const char *mode) {
+  return strcmp(mode, "manager") == 0 ? "разговор ведёт менеджер (режим manager)"
+                                      : "разговор передан менеджеру (режим handoff)";
+}
+
+static void tell(const char *fmt, const char *arg) {
+  fputs("-- ", stderr);
+  fprintf(stderr, fmt, arg);
+  fputc('\n', stderr);
+  fflush(stderr);
+}
+
 /* ---- input ---- */
 
-static void line(rt_console *c, char *s) {
-  size_t n = strlen(s);
-  while (n && (s[n - 1] == '\r' || s[n - 1] == '\n')) s[--n] = '\0';
+/* Queues one event of this chat; RT_OK or the host's refusal. */
+static int post(rt_console *c, const char *kind, const char *text) {
   /* The whole user id is in the event id, however long: a truncated id
    * would make every later line a "duplicate" of the first. */
   char *ext = rt_xasprintf("console:%s:%llu:%llu", c->user,
                            (unsigned long long)uv_hrtime(), (unsigned long long)++c->seq);
   rt_event_in ev = {.channel = "console", .ext_id = ext, .chat_id = c->user,
-                    .user_id = c->user, .kind = "text", .text = s};
+                    .user_id = c->user, .kind = kind, .text = text};
+  int rc = c->env->receive(c->env->host, &ev, NULL, NULL);
+  if (rc != RT_OK) rt_log(RT_LOG_WARN, "console-line-dropped", "kind=%s", kind);
+  free(ext);
+  return rc;
+}
+
+/* The chat starts over: a "reset" event (handoff.h), in line with the
+ * others, so what was typed before it is processed before it. */
+static void start_over(rt_console *c, const char *why) {
+  if (post(c, "reset", "") != RT_OK) return;
+  c->expect = "bot";
+  tell("новый разговор%s: прежний закрыт, бот начнёт сначала", why);
+}
+
+/* A customer's line while the chat is with a manager: say so. */
+static void tell_if_manager(rt_console *c) {
+  char *stored = mode_now(c);
+  const char *mode = stored ? stored : "bot";
+  if (c->expect && strcmp(mode, c->expect) != 0) mode = c->expect;
+  else c->expect = NULL;
+  if (!is_bot(mode))
+    tell("%s: бот не ответит. /manager release — вернуть разговор боту, /new — начать новый",
+         who_has_it(mode));
+  free(stored);
+}
+
+/* Once the engine runs: --fresh starts the chat over; otherwise a chat
+ * left with a manager (or just unfinished) is named, with the way out. */
+static void first_look(uv_timer_t *t) {
+  rt_console *c = t->data;
+  char *mode = mode_now(c);
+  if (mode && c->fresh) {
+    start_over(c, " (--fresh)");
+  } else if (!is_bot(mode)) {
+    tell("%s: бот молчит, пока разговор у менеджера. /manager release — вернуть разговор "
+         "боту, /new — начать новый (или shopbot chat --fresh)", who_has_it(mode));
+  } else if (mode) {
+    tell("%s", "продолжается прежний разговор; /new — начать новый");
+  }
+  free(mode);
+}
+
+static void line(rt_console *c, char *s) {
+  size_t n = strlen(s);
+  while (n && (s[n - 1] == '\r' || s[n - 1] == '\n')) s[--n] = '\0';
   if (strncmp(s, "/manager ", 9) == 0) {
-    ev.kind = "manager";
-    ev.text = s + 9;
+    if (post(c, "manager", s + 9) == RT_OK) {
+      if (strcmp(s + 9, "release") == 0) c->expect = "bot";
+      else if (strcmp(s + 9, "take") == 0) c->expect = "manager";
+    }
+  } else if (strcmp(s, "/new") == 0) {
+    start_over(c, "");
   } else if (strcmp(s, "/reload") == 0) {
     char *err = NULL;
     if (c->env->command(c->env->host, "reload", &err) != RT_OK) {
@@ -154,12 +237,10 @@ static void line(rt_console *c, char *s) {
       fputc('\n', stderr);
     }
     free(err);
-    free(ext);
-    return;
+  } else {
+    tell_if_manager(c);
+    post(c, "text", s);
   }
-  if (c->env->receive(c->env->host, &ev, NULL, NULL) != RT_OK)
-    rt_log(RT_LOG_WARN, "console-line-dropped", NULL);
-  free(ext);
 }
 
 static void feed(rt_console *c, const char *data, size_t n) {
@@ -241,15 +322,23 @@ static void console_start(rt_channel *ch, const rt_plugin_env *env,
   c->loop = env->loop;
   char *err = NULL;
   int rc = c->on_eof ? console_read(c, &err) : RT_OK;
+  /* The engine starts after the plugins: the look at the chat waits for
+   * the loop's first turn, before any line read. */
+  if (rc == RT_OK && c->on_eof && uv_timer_init(c->loop, &c->first_tick) == 0) {
+    c->tick_open = true;
+    c->first_tick.data = c;
+    uv_timer_start(&c->first_tick, first_look, 0, 0);
+  }
   done(ud, rc, err);
   free(err);
 }
 
 static void console_close(rt_channel *ch, void (*done)(void *), void *ud);
 
-rt_console *rt_console_new(const char *user, void (*on_eof)(void *), void *ud) {
+rt_console *rt_console_new(const char *user, bool fresh, void (*on_eof)(void *), void *ud) {
   rt_console *c = rt_xcalloc(1, sizeof *c);
   c->user = rt_xstrdup(user);
+  c->fresh = fresh;
   c->on_eof = on_eof;
   c->eof_ud = ud;
   /* A terminal shows buttons as [text]; nothing is rate-limited. */
@@ -269,18 +358,27 @@ static void console_free(rt_console *c) {
   if (done) done(ud);
 }
 
-static void closed(uv_handle_t *h) { console_free(h->data); }
+static void closed(uv_handle_t *h) {
+  rt_console *c = h->data;
+  if (--c->closing == 0) console_free(c);
+}
 
 static void console_close(rt_channel *ch, void (*done)(void *), void *ud) {
   rt_console *c = ch->impl;
   c->close_done = done;
   c->close_ud = ud;
+  c->closing = 1;   /* held until both handles are asked to close */
   if (c->in_open) {
+    c->closing++;
     c->in.pipe.data = c;
     uv_close((uv_handle_t *)&c->in.pipe, closed);
-  } else {
-    console_free(c);
   }
+  if (c->tick_open) {
+    c->closing++;
+    c->first_tick.data = c;
+    uv_close((uv_handle_t *)&c->first_tick, closed);
+  }
+  if (--c->closing == 0) console_free(c);
 }
 
 /* ---- the plugin (plugins/plugins.c) ----
@@ -298,7 +396,7 @@ static int console_create(const json_t *conf, rt_channel **ch, rt_provider **pv,
   (void)conf;
   (void)pv;
   (void)err;
-  *ch = rt_console_channel(rt_console_new("-", NULL, NULL));
+  *ch = rt_console_channel(rt_console_new("-", false, NULL, NULL));
   return RT_OK;
 }
 

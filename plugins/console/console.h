@@ -5,7 +5,9 @@
  * multi-line message indented by two spaces, messages to other chats
  * (the managers) prefixed with "[to CHAT]". Control characters in what is
  * printed are shown, not obeyed (see console.c). Lines starting with "/manager
- * take" or "/manager release" act as the shop's manager on this chat. */
+ * take" or "/manager release" act as the shop's manager on this chat; "/new"
+ * starts the chat over. While the chat is with a manager the console says
+ * so on stderr, at start and with each line typed. */
 #ifndef RT_CONSOLE_H
 #define RT_CONSOLE_H
 #include "channel.h"
@@ -23,9 +25,10 @@ const char *rt_console_user_problem(const char *user);
 
 /* A console channel for the customer user. With on_eof, start reads stdin
  * (`chat`) and on_eof(ud) runs once input ends; without, it only prints
- * (`run`). The rest goes through the channel (channel.h): the host starts
- * and closes it; close frees it. */
-rt_console *rt_console_new(const char *user, void (*on_eof)(void *ud), void *ud);
+ * (`run`). fresh (`chat --fresh`): a conversation the chat already has is
+ * started over first. The rest goes through the channel (channel.h): the
+ * host starts and closes it; close frees it. */
+rt_console *rt_console_new(const char *user, bool fresh, void (*on_eof)(void *ud), void *ud);
 rt_channel *rt_console_channel(rt_console *c);
 
 /* The plugin (plugins/plugins.c): `run`'s printing console, created when
