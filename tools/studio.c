@@ -539,6 +539,10 @@ static bool parse_chat(rt_studio *st, rt_httpd_req *req, const char *spec, bool 
   }
   memcpy(channel, ch, clen);
   channel[clen] = '\0';
+  if (strcmp(channel, st->managers_key_ch) == 0 && strcmp(*id, st->managers_key_id) == 0) {
+    respond_err(req, 400, "%s:%s is the managers' chat, not a customer's", channel, *id);
+    return false;
+  }
   *out = chat_find(st, channel, *id);
   if (must_exist && !*out) {
     respond_err(req, 404, "no such chat: %s:%s", channel, *id);

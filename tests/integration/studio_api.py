@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -124,6 +125,14 @@ st, r = call("/api/clock", {"by": "+3d"})
 c = chat_of(r["state"], "test:" + phone)
 check("clock +3d twice: the retention follow-up fired", len(c["messages"]) > n0 and
       "напомнить" in c["messages"][-1]["text"], c["messages"][-1:])
+st, r = call("/api/clock", {"to": r["state"]["clock_text"][:10] + " 23:00"})
+check("clock to a date", st == 200 and r["state"]["clock_text"].endswith("23:00"), r.get("state", r).get("clock_text"))
+phone2 = s["customers"][1]["phone"]
+st, r = call("/api/checkin", {"campaign": "gifts", "phone": phone2})
+c = chat_of(r["state"], "test:" + phone2) if st == 200 else None
+check("a gifts check-in writes to the customer", c and c["messages"] and c["flow"] == "gifts", r)
+st, r = call("/api/save", {"chat": phone2, "name": "studio_gifts"})
+check("save: a gifts check-in", st == 200, r)
 st, r = call("/api/clock", {"to": "2020-01-01 10:00"})
 check("clock: no going back", st == 400 and "forward" in r["error"], r)
 
@@ -136,7 +145,8 @@ st, r = call("/api/save", {"chat": "anna", "name": "studio_lead"})
 check("save: no overwrite unless asked", st == 409, r)
 st, r = call("/api/save", {"chat": "anna", "name": "studio_lead", "overwrite": True})
 check("save: overwrite when asked", st == 200, r)
-t = subprocess.run([SHOPBOT, "test", shop, "tests/studio_lead.chat", "tests/studio_ret.chat"],
+t = subprocess.run([SHOPBOT, "test", shop, "tests/studio_lead.chat", "tests/studio_ret.chat",
+                    "tests/studio_gifts.chat"],
                    capture_output=True, text=True, timeout=120)
 check("shopbot test passes on the saved transcripts", t.returncode == 0, t.stdout + t.stderr)
 saved = open(os.path.join(shop, "tests", "studio_ret.chat"), encoding="utf-8").read()
@@ -227,6 +237,9 @@ st, s = call("/api/state")
 check("after all that the studio is up, nothing lost", st == 200 and chat_of(s, "test:anna") and
       len(chat_of(s, "test:anna")["messages"]) >= 4)
 
+st, r = call("/api/say", {"chat": "console:managers", "text": "hi"})
+check("the managers' chat is no customer: 400", st == 400, r)
+
 proc.send_signal(signal.SIGTERM)
 try:
     rc = proc.wait(timeout=20)
@@ -236,4 +249,32 @@ except subprocess.TimeoutExpired:
 check("stops cleanly on SIGTERM", rc == 0, rc)
 check("the private copy is removed at exit", not os.path.exists(private_dir), private_dir)
 check("the shop folder holds no studio data", not os.path.exists(os.path.join(shop, "data", "files")))
+
+# A shop with a Telegram token: the studio starts no messenger channel.
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(8)
+srv.settimeout(0.2)
+cfg_path = os.path.join(shop, "shop.json")
+cfg = json.load(open(cfg_path, encoding="utf-8"))
+cfg.setdefault("channels", {})["telegram"] = {"token": "123456:test",
+                                              "api_base": "http://127.0.0.1:%d" % srv.getsockname()[1]}
+json.dump(cfg, open(cfg_path, "w", encoding="utf-8"), ensure_ascii=False)
+proc = subprocess.Popen([SHOPBOT, "studio", shop, "--listen", "127.0.0.1:0"],
+                        stdout=subprocess.PIPE, stderr=open("studio2.err", "w"), text=True)
+m = re.search(r"http://127\.0\.0\.1:(\d+)/", proc.stdout.readline())
+URL = "http://127.0.0.1:%s" % (m.group(1) if m else "1")
+st, r = call("/api/say", {"chat": "vera", "text": "здравствуйте"})
+check("with a token the studio still answers in the page", st == 200 and chat_of(r["state"], "test:vera")["messages"][-1]["dir"] == "out", r)
+contacted = 0
+end = time.time() + 1.5
+while time.time() < end:
+    try:
+        srv.accept()[0].close()
+        contacted += 1
+    except socket.timeout:
+        pass
+check("with a token no Telegram request is made", contacted == 0, contacted)
+proc.send_signal(signal.SIGTERM)
+proc.wait(timeout=20)
 finish()
