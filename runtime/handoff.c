@@ -83,10 +83,12 @@ int rt_handoff_apply(rt_handoff *h, rt_conv_row *c, json_t *event, int64_t now) 
     }
   } else if (kind && (strcmp(kind, "blocked") == 0 || strcmp(kind, "unblocked") == 0)) {
     /* Campaigns skip a blocked address; a customer who comes back is
-     * reachable again. */
-    rc = rt_store_address_mark(s, c->channel, c->chat_id,
-                               strcmp(kind, "blocked") == 0 ? "blocked" : "reachable",
-                               "the customer blocked the bot", now);
+     * reachable again. The reason is the delivery's code for a 403
+     * ("blocked", rt_fail_reason_name), so a campaign's report counts
+     * both ways of learning it under one reason. */
+    bool blocked = strcmp(kind, "blocked") == 0;
+    rc = rt_store_address_mark(s, c->channel, c->chat_id, blocked ? "blocked" : "reachable",
+                               blocked ? "blocked" : NULL, now);
     if (rc == RT_OK) rc = rt_store_event_add(s, now, c->id, NULL, NULL, kind, "{}");
   } else if (kind && strcmp(kind, "reset") == 0) {
     /* A new conversation in the same chat: back to the bot with no flow,

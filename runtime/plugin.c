@@ -369,6 +369,7 @@ void rt_plugin_host_start(rt_plugin_host *h, rt_store *store, struct rt_httpd *h
       .loop = h->o.loop, .name = in->name, .conf = in->conf,
       .http = in->p && in->p->no_http ? NULL : rt_plugin_host_http(h),
       .httpd = httpd, .data_dir = in->data_dir,
+      .keep_days = h->o.cfg ? (int)rt_config_int(h->o.cfg, "store.keep_days", 30) : 0,
       .shop_dir = h->o.cfg ? rt_config_dir(h->o.cfg) : NULL,
       .now_ms = env_now, .receive = env_receive, .kv_get = env_kv_get, .kv_set = env_kv_set,
       .set_health = env_set_health, .command = env_command, .conv_mode = env_conv_mode,

@@ -51,6 +51,9 @@ typedef struct rt_plugin_env {
                               * (http_server.h); NULL when http.listen is off */
   const char *data_dir;      /* where the plugin may keep files (photos): <the
                               * store's folder>/files/<name>, created before start */
+  int keep_days;             /* store.keep_days: files kept about events (downloaded
+                              * photos) may be removed this many days after they
+                              * were written; 0 = kept forever */
   const char *shop_dir;      /* the shop's folder (absolute), for files the shop
                               * edits (the llm's prompt.md); NULL without a config */
   /* Host clock, unix ms (virtual in tests). */

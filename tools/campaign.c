@@ -274,11 +274,11 @@ static const char *pick_chat(const run_ctx *c, const char *phone, const rt_store
       return chs[k];
     }
   }
-  if (!phone || !*phone) {
+  if (!phone || !*phone || !c->o->phone_channel || !*c->o->phone_channel) {
     if (!*why) *why = "no_address";
     return NULL;
   }
-  const char *ch = c->o->phone_channel && *c->o->phone_channel ? c->o->phone_channel : "console";
+  const char *ch = c->o->phone_channel;
   snprintf(chat, 64, "%s", strcmp(ch, "whatsapp") == 0 && phone[0] == '+' ? phone + 1 : phone);
   for (int i = 0; i < n; i++) {
     if (strcmp(a[i].channel, ch) == 0 && strcmp(a[i].address, chat) == 0 &&

@@ -54,7 +54,9 @@ typedef struct {
   int after_days;            /* gifts: days after the order date */
   int max_age_days;          /* gifts: older orders are left alone; 0 means 60 */
   const char *phone_channel; /* channel for a contact known only by phone:
-                                "console" (default) or "whatsapp" */
+                                "console" (default) or "whatsapp"; NULL:
+                                none (such a contact is unreachable,
+                                "no_address") */
   const char *const *channels; /* channels an address may be used on, most
                                   preferred first, NULL-terminated; NULL:
                                   telegram, whatsapp */

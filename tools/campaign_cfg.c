@@ -33,6 +33,11 @@ int rt_campaign_opts_config(rt_campaign_opts *o, const rt_config *cfg, const cha
   /* Only a WhatsApp channel that is switched on can reach a bare phone;
    * otherwise such contacts go to the console, where a person plays them. */
   o->phone_channel = rt_config_bool(cfg, "channels.whatsapp.enabled", 0) ? "whatsapp" : "console";
+  /* A shop that switched the console off (a Telegram-only bot) has nobody
+   * to play a bare phone's check-in: such customers are unreachable
+   * ("no_address" in the report), not scheduled where nothing sends. */
+  if (strcmp(o->phone_channel, "console") == 0 && !rt_config_bool(cfg, "channels.console.enabled", 1))
+    o->phone_channel = NULL;
   /* Addresses are used on the channels the shop has (a section under
    * "channels" not switched off): Telegram first, then WhatsApp, then the
    * others in the order shop.json lists them. A message to a channel the

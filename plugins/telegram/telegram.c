@@ -6,12 +6,14 @@
 #include "log.h"
 #include "map.h"
 #include "utf8.h"
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* What getUpdates and setWebhook ask for: the kinds this channel reads. */
@@ -25,6 +27,7 @@
 #define TYPING_AFTER_MS 1500                  /* a reply slower than this shows "typing" */
 #define TYPING_EVERY_MS 4500                  /* Telegram shows it for about 5 s */
 #define TYPING_FOR_MS 60000
+#define PRUNE_EVERY_MS (3600 * 1000)          /* the photos folder is looked at hourly */
 
 typedef struct tg tg;
 typedef struct tg_job tg_job;
@@ -117,6 +120,8 @@ struct tg {
   /* polling */
   rt_http_req *poll_req, *ctl_req;
   uv_timer_t timer;          /* the next poll after a failure, or a start step */
+  uv_timer_t prune;          /* photos older than store.keep_days go */
+  bool prune_open;
   bool timer_open, started, stopped, closing, webhook_mode;
   int64_t offset;            /* 0: none sent yet */
   int64_t backoff_ms;
@@ -124,6 +129,10 @@ struct tg {
   tg_job *jobs, *jobs_tail;  /* waiting to be normalised and received */
   tg_job *busy;              /* the one downloading its photos */
   tg_job *awaiting;          /* received, waiting for the commit */
+  struct tg_group *groups;   /* albums being gathered or awaiting their commit */
+  uv_timer_t group_timer;    /* the earliest album's wait is over */
+  bool group_timer_open;
+  int64_t group_wait_ms;
   /* outbound */
   tg_send *sends;
   tg_progress *progress;
@@ -474,8 +483,11 @@ static void ack_cb(void *ud, int status) {
   job_free(j);
 }
 
+static void groups_close(tg *t, const char *chat, const char *except);
+
 static void job_emit(tg_job *j) {
   tg *t = j->t;
+  groups_close(t, j->chat, NULL);   /* an album of the chat still gathering goes first */
   char *extra = json_object_size(j->extra) ? json_dumps(j->extra, JSON_COMPACT) : NULL;
   j->ev.extra_json = extra;
   j->ev.channel = t->ch.name;
@@ -709,6 +721,7 @@ static bool normalise_member(tg_job *j, json_t *mu, const char **why) {
 /* ---- inbound: photo downloads ---- */
 
 static void photo_next(tg_job *j);
+static bool group_add(tg_job *j);
 
 static void photo_fail(tg_job *j, const char *why) {
   json_t *p = json_array_get(j->photos, j->photo_i);
@@ -837,8 +850,235 @@ static void photo_next(tg_job *j) {
   size_t i;
   json_array_foreach(j->photos, i, p) json_object_del(p, "file_path");
   t->busy = NULL;
-  job_emit(j);
+  if (group_add(j)) {
+    job_finish(j, RT_OK);     /* stored with its album: the update may be confirmed */
+    job_free(j);
+  } else {
+    job_emit(j);
+  }
   jobs_run(t);
+}
+
+/* ---- inbound: albums ----
+ *
+ * Telegram sends an album (several photos of one message, one
+ * media_group_id) as one update per photo, possibly across getUpdates
+ * answers. The flow gets it as ONE photo event with every ev.photos entry
+ * in order: each member, once its photo is downloaded, is added to the
+ * album's event, which is written to the plugin's values (kv
+ * "mg:<chat>:<media_group_id>", listed in kv "albums") before the member's
+ * update is confirmed -- so the offset moves on, and a kill -9 while the
+ * album waits for the rest loses nothing: the next start reads it back and
+ * hands it over. The album goes to the host media_group_wait_ms after its
+ * last member came, or at once when anything else of that chat comes (so
+ * the chat's order holds), with the ext_id of its first update; a
+ * redelivered member is recognised by its update_id. If the value cannot
+ * be written the member goes alone, as its own event. */
+
+typedef struct tg_group {
+  struct tg_group *next;
+  tg *t;
+  char key[128];             /* mg:<chat>:<media_group_id> */
+  char chat[32], user[32], ext[48];
+  json_t *doc;               /* {ext, chat, user, name, text, extra, ids}: what kv holds */
+  int64_t close_at;          /* uv_now ms */
+  bool emitted;              /* handed to the host, waiting for the commit */
+} tg_group;
+
+static void job_emit(tg_job *j);
+
+static void albums_index(tg *t) {
+  if (!t->env->kv_set) return;
+  json_t *a = json_array();
+  for (tg_group *g = t->groups; g; g = g->next) json_array_append_new(a, json_string(g->key));
+  char *v = json_array_size(a) ? json_dumps(a, JSON_COMPACT) : NULL;
+  t->env->kv_set(t->env->host, t->env->name, "albums", v);
+  free(v);
+  json_decref(a);
+}
+
+static void group_free(tg_group *g) {
+  json_decref(g->doc);
+  free(g);
+}
+
+static void group_unlink(tg *t, tg_group *g) {
+  for (tg_group **pp = &t->groups; *pp; pp = &(*pp)->next)
+    if (*pp == g) {
+      *pp = g->next;
+      return;
+    }
+}
+
+static void group_timer_arm(tg *t);
+static void group_emit(tg_group *g);
+
+static void group_ack(void *ud, int status) {
+  tg_group *g = ud;
+  tg *t = g->t;
+  if (!t) {                   /* the channel closed meanwhile: kv keeps it if not committed */
+    group_free(g);
+    return;
+  }
+  if (status < 0) {
+    /* Not committed: it is still in kv; handed over again in a second. */
+    rt_log(RT_LOG_WARN, "telegram-receive-failed", "ext_id=%s status=%d", g->ext, status);
+    g->emitted = false;
+    g->close_at = (int64_t)uv_now(t->env->loop) + 1000;
+    group_timer_arm(t);
+    return;
+  }
+  group_unlink(t, g);
+  if (t->env->kv_set) t->env->kv_set(t->env->host, t->env->name, g->key, NULL);
+  albums_index(t);
+  group_free(g);
+}
+
+static void group_emit(tg_group *g) {
+  tg *t = g->t;
+  json_t *d = g->doc;
+  char *extra = json_dumps(json_object_get(d, "extra"), JSON_COMPACT);
+  rt_event_in ev = {.channel = t->ch.name, .ext_id = g->ext, .chat_id = g->chat,
+                    .user_id = g->user[0] ? g->user : NULL, .kind = "photo",
+                    .name = json_string_value(json_object_get(d, "name")),
+                    .text = json_string_value(json_object_get(d, "text")), .extra_json = extra};
+  g->emitted = true;
+  rt_log(RT_LOG_DEBUG, "telegram-album", "ext_id=%s photos=%zu", g->ext,
+         json_array_size(json_object_get(json_object_get(d, "extra"), "photos")));
+  int rc = t->env->receive(t->env->host, &ev, group_ack, g);
+  free(extra);
+  if (rc != RT_OK) {
+    rt_log(RT_LOG_WARN, "telegram-event-refused", "ext_id=%s rc=%d", g->ext, rc);
+    group_ack(g, RT_OK);
+  }
+}
+
+/* Hands over the albums of a chat still gathering (something else of the
+ * chat came: it goes after them), or every album whose wait is over (chat
+ * NULL). */
+static void groups_close(tg *t, const char *chat, const char *except) {
+  int64_t now = (int64_t)uv_now(t->env->loop);
+  for (tg_group *g = t->groups, *n; g; g = n) {
+    n = g->next;
+    if (g->emitted || (except && strcmp(g->key, except) == 0)) continue;
+    if (chat ? strcmp(g->chat, chat) == 0 : g->close_at <= now) group_emit(g);
+  }
+}
+
+static void group_timer_cb(uv_timer_t *h) {
+  tg *t = h->data;
+  if (t->closing) return;
+  groups_close(t, NULL, NULL);
+  group_timer_arm(t);
+}
+
+static void group_timer_arm(tg *t) {
+  if (!t->group_timer_open || t->closing) return;
+  int64_t first = INT64_MAX;
+  for (tg_group *g = t->groups; g; g = g->next)
+    if (!g->emitted && g->close_at < first) first = g->close_at;
+  if (first == INT64_MAX) {
+    uv_timer_stop(&t->group_timer);
+    return;
+  }
+  int64_t now = (int64_t)uv_now(t->env->loop);
+  uv_timer_start(&t->group_timer, group_timer_cb, (uint64_t)(first > now ? first - now : 0), 0);
+}
+
+static tg_group *group_make(tg *t, const char *key, json_t *doc) {
+  tg_group *g = rt_xcalloc(1, sizeof *g);
+  g->t = t;
+  snprintf(g->key, sizeof g->key, "%s", key);
+  snprintf(g->ext, sizeof g->ext, "%s", jstr(doc, "ext") ? jstr(doc, "ext") : "");
+  snprintf(g->chat, sizeof g->chat, "%s", jstr(doc, "chat") ? jstr(doc, "chat") : "");
+  snprintf(g->user, sizeof g->user, "%s", jstr(doc, "user") ? jstr(doc, "user") : "");
+  g->doc = doc;
+  g->close_at = (int64_t)uv_now(t->env->loop) + t->group_wait_ms;
+  g->next = t->groups;
+  t->groups = g;
+  return g;
+}
+
+/* An album member, its photos fetched: joins its album (true), or false
+ * when it must go alone (the value could not be written). */
+static bool group_add(tg_job *j) {
+  tg *t = j->t;
+  const char *gid = jstr(j->extra, "media_group");
+  if (!gid || !t->env->kv_set || !t->group_timer_open) return false;
+  char key[128];
+  snprintf(key, sizeof key, "mg:%s:%.80s", j->chat, gid);
+  /* The chat's other albums go first: this one started after them. */
+  groups_close(t, j->chat, key);
+  tg_group *g = NULL;
+  for (tg_group *x = t->groups; x; x = x->next)
+    if (!x->emitted && strcmp(x->key, key) == 0) g = x;
+  int64_t uid = 0;
+  jint(j->upd, "update_id", &uid);
+  json_t *doc;
+  if (g) {
+    doc = json_deep_copy(g->doc);
+    json_t *ids = json_object_get(doc, "ids"), *v;
+    size_t i;
+    json_array_foreach(ids, i, v) if (json_integer_value(v) == uid) {
+      json_decref(doc);
+      return true;            /* Telegram sent it again: it is in already */
+    }
+    json_array_append_new(ids, json_integer(uid));
+    json_t *photos = json_object_get(json_object_get(doc, "extra"), "photos");
+    json_array_extend(photos, json_object_get(j->extra, "photos"));
+    const char *txt = json_string_value(json_object_get(doc, "text"));
+    if ((!txt || !*txt) && j->text && *j->text)
+      json_object_set_new(doc, "text", json_string(j->text));   /* the album's caption */
+  } else {
+    json_t *extra = json_deep_copy(j->extra);
+    if (!json_object_get(extra, "photos")) json_object_set_new(extra, "photos", json_array());
+    doc = json_pack("{s:s, s:s, s:s, s:s?, s:s, s:o, s:[I]}", "ext", j->ext, "chat", j->chat,
+                    "user", j->user, "name", j->name, "text", j->text ? j->text : "", "extra",
+                    extra, "ids", (json_int_t)uid);
+  }
+  char *v = json_dumps(doc, JSON_COMPACT);
+  int rc = t->env->kv_set(t->env->host, t->env->name, key, v);
+  free(v);
+  if (rc != RT_OK) {
+    json_decref(doc);
+    rt_log(RT_LOG_WARN, "telegram-album-unsaved", "ext_id=%s", j->ext);
+    return false;
+  }
+  if (g) {
+    json_decref(g->doc);
+    g->doc = doc;
+    g->close_at = (int64_t)uv_now(t->env->loop) + t->group_wait_ms;
+  } else {
+    group_make(t, key, doc);
+    albums_index(t);
+  }
+  group_timer_arm(t);
+  return true;
+}
+
+/* At start: the albums a crash left gathering come back (and wait again,
+ * for members Telegram sends once more). */
+static void groups_load(tg *t) {
+  char *idx = t->env->kv_get ? t->env->kv_get(t->env->host, t->env->name, "albums") : NULL;
+  json_t *a = idx ? json_loads(idx, 0, NULL) : NULL;
+  free(idx);
+  size_t i;
+  json_t *k;
+  json_array_foreach(a, i, k) {
+    const char *key = json_string_value(k);
+    char *v = key ? t->env->kv_get(t->env->host, t->env->name, key) : NULL;
+    json_t *doc = v ? json_loads(v, 0, NULL) : NULL;
+    free(v);
+    if (json_is_object(doc) && json_string_value(json_object_get(doc, "ext"))) {
+      group_make(t, key, doc);
+      rt_log(RT_LOG_INFO, "telegram-album-restored", "ext_id=%s",
+             json_string_value(json_object_get(doc, "ext")));
+    } else {
+      json_decref(doc);
+    }
+  }
+  json_decref(a);
+  group_timer_arm(t);
 }
 
 /* ---- inbound: the queue of updates ---- */
@@ -867,6 +1107,11 @@ static void job_start(tg_job *j) {
   if (json_array_size(j->photos) && t->env->http) {
     t->busy = j;
     photo_next(j);
+    return;
+  }
+  if (strcmp(j->ev.kind, "photo") == 0 && group_add(j)) {
+    job_finish(j, RT_OK);
+    job_free(j);
     return;
   }
   job_emit(j);
@@ -1213,6 +1458,47 @@ static void start_step(uv_timer_t *h) {
   }
 }
 
+/* ---- photos older than store.keep_days ---- */
+
+/* The downloaded photos are files beside the shop's data, not rows: the
+ * store's pruning does not see them, so they go here, at start and every
+ * hour, once older (by their mtime, the download) than store.keep_days --
+ * the age at which the inbox rows that name them are pruned. One readdir
+ * and a stat per file on the loop: fine for the tens of thousands of
+ * photos a shop gets in a month. */
+void rt_telegram_prune_photos(const char *data_dir, int keep_days, int64_t now_s,
+                              size_t *removed) {
+  *removed = 0;
+  if (!data_dir || keep_days <= 0) return;
+  char *dir = rt_xasprintf("%s/photos", data_dir);
+  DIR *d = opendir(dir);
+  if (!d) {
+    free(dir);
+    return;
+  }
+  int64_t before = now_s - (int64_t)keep_days * 86400;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    if (de->d_name[0] == '.') continue;
+    char *f = rt_xasprintf("%s/%s", dir, de->d_name);
+    struct stat st;
+    if (lstat(f, &st) == 0 && S_ISREG(st.st_mode) && (int64_t)st.st_mtime < before &&
+        unlink(f) == 0)
+      (*removed)++;
+    free(f);
+  }
+  closedir(d);
+  free(dir);
+}
+
+static void prune_cb(uv_timer_t *h) {
+  tg *t = h->data;
+  size_t n;
+  rt_telegram_prune_photos(t->env->data_dir, t->env->keep_days, (int64_t)time(NULL), &n);
+  if (n) rt_log(RT_LOG_INFO, "telegram-photos-pruned", "files=%zu keep_days=%d", n,
+                t->env->keep_days);
+}
+
 static void tg_start(rt_channel *ch, const rt_plugin_env *env,
                      void (*done)(void *, int, const char *), void *ud) {
   tg *t = ch->impl;
@@ -1237,6 +1523,18 @@ static void tg_start(rt_channel *ch, const rt_plugin_env *env,
   t->timer.data = t;
   t->timer_open = true;
   t->handles_open++;
+  uv_timer_init(env->loop, &t->group_timer);
+  t->group_timer.data = t;
+  t->group_timer_open = true;
+  t->handles_open++;
+  groups_load(t);
+  if (env->keep_days > 0) {
+    uv_timer_init(env->loop, &t->prune);
+    t->prune.data = t;
+    t->prune_open = true;
+    t->handles_open++;
+    uv_timer_start(&t->prune, prune_cb, 0, PRUNE_EVERY_MS);
+  }
   /* getMe answers later; the host does not wait for Telegram to start. */
   uv_timer_start(&t->timer, start_step, 0, 0);
   done(ud, RT_OK, NULL);
@@ -1757,6 +2055,22 @@ static void tg_close(rt_channel *ch, void (*done)(void *), void *ud) {
   }
   rt_map_free(&t->typing);
   rt_map_init(&t->typing);
+  /* Albums still gathering stay in kv for the next start; those handed
+   * over are freed by their ack. */
+  for (tg_group *g = t->groups, *n; g; g = n) {
+    n = g->next;
+    if (g->emitted) g->t = NULL;
+    else group_free(g);
+  }
+  t->groups = NULL;
+  if (t->group_timer_open) {
+    t->group_timer_open = false;
+    uv_close((uv_handle_t *)&t->group_timer, handle_closed);
+  }
+  if (t->prune_open) {
+    t->prune_open = false;
+    uv_close((uv_handle_t *)&t->prune, handle_closed);
+  }
   if (t->timer_open) {
     t->timer_open = false;
     uv_close((uv_handle_t *)&t->timer, handle_closed);
@@ -1835,6 +2149,7 @@ int rt_telegram_new(const json_t *conf, rt_channel **out, char **err) {
   if (t->poll_timeout_s > 50) t->poll_timeout_s = 50;   /* the server's cap */
   t->photo_max = jint(conf, "photo_max_bytes", &v) && v > 0 ? v : (int64_t)10 << 20;
   if (t->photo_max > TG_DOWNLOAD_MAX) t->photo_max = TG_DOWNLOAD_MAX;
+  t->group_wait_ms = jint(conf, "media_group_wait_ms", &v) && v >= 0 ? v : 1000;
   const char *bt = cstr(conf, "buttons");
   t->inline_buttons = bt && strcmp(bt, "inline") == 0;
   rt_map_init(&t->migrated);

@@ -48,4 +48,9 @@ char *rt_telegram_mask(const char *s, const char *token);
  * spaces) in E.164 form: "+" and digits; 8XXXXXXXXXX (Russia) becomes
  * +7XXXXXXXXXX. NULL when it has fewer than 10 or more than 15 digits. */
 char *rt_telegram_phone(const char *raw);
+/* Removes the downloaded photos (the files in <data_dir>/photos) whose mtime is more
+ * than keep_days before now_s; keep_days <= 0 keeps them. *removed counts
+ * the files removed. */
+void rt_telegram_prune_photos(const char *data_dir, int keep_days, int64_t now_s,
+                              size_t *removed);
 #endif

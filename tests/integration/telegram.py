@@ -56,7 +56,7 @@ def free_port():
 class Env:
     """One fake and one shop; start/kill/stop the bot on it."""
 
-    def __init__(self, name, tg=None, http=False, managers=None):
+    def __init__(self, name, tg=None, http=False, managers=None, extra=None):
         self.fake = ft.Fake(TOKEN)
         self.srv = ft.serve(self.fake)
         self.base = "http://127.0.0.1:%d" % self.srv.server_address[1]
@@ -75,6 +75,7 @@ class Env:
                 "managers": managers or {"channel": "telegram", "chat_id": -4001},
                 "handoff": {"release_after": "1h"},
                 "channels": {"console": {"enabled": False}, "telegram": conf}}
+        shop.update(extra or {})
         with open(os.path.join(self.dir, "shop.json"), "w") as f:
             json.dump(shop, f, ensure_ascii=False)
         self.proc = None
@@ -324,6 +325,69 @@ def case_split_crash():
         e.stop()
 
 
+def case_prune():
+    """Downloaded photos are files beside the shop's data: they go once
+    older than store.keep_days, like the rows that name them."""
+    e = Env("prune", extra={"store": {"keep_days": 2}})
+    try:
+        e.start()
+        e.push(chat_id=1301, text="/start")
+        wait(replied(e, 1301, 1))
+        e.push(chat_id=1301, photo={"size": 3000})
+        e.push(chat_id=1301, photo={"size": 4000})
+        wait(replied(e, 1301, 3))
+        e.proc.send_signal(signal.SIGTERM)
+        e.proc.wait(10)
+        d = os.path.join(e.dir, "data", "files", "telegram", "photos")
+        files = sorted(os.listdir(d))
+        check("two photos downloaded", len(files) == 2)
+        old = time.time() - 3 * 86400
+        os.utime(os.path.join(d, files[0]), (old, old))
+        e.start()
+        check("a photo older than store.keep_days is removed at start",
+              wait(lambda: not os.path.exists(os.path.join(d, files[0])), 10))
+        check("... a newer one stays", os.path.exists(os.path.join(d, files[1])))
+        check("... and the log says so", wait(lambda: "telegram-photos-pruned" in e.log_text(), 5))
+    finally:
+        e.stop()
+
+
+def case_album():
+    """An album (three photos of one message, one media_group_id) reaches
+    the flow as one event with its photos in order, before the chat's next
+    message; one killed -9 while it waits for the rest is not lost."""
+    e = Env("album", tg={"media_group_wait_ms": 2500})
+    try:
+        e.start()
+        e.push(chat_id=1401, text="/start")
+        wait(replied(e, 1401, 1))
+        for i, size in enumerate((1000, 2000, 3000)):
+            kw = {"caption": "мой альбом"} if i == 0 else {}
+            e.push(chat_id=1401, photo={"size": size}, media_group_id="g1", **kw)
+        e.push(chat_id=1401, text="после")
+        wait(replied(e, 1401, 3), 15)
+        time.sleep(0.5)
+        if not check("an album is one event, its photos in order, before the next message",
+                     e.texts(1401)[1:] == ["альбом 3: 1000 2000 3000 мой альбом", "эхо: после"]):
+            print("  got:", e.texts(1401))
+        for size in (4000, 5000):
+            e.push(chat_id=1401, photo={"size": size}, media_group_id="g2")
+        # both members downloaded and kept: Telegram was told (the offset moved)
+        confirmed = wait(lambda: not e.fake.updates, 10)
+        e.kill9()
+        check("... an album's members confirmed while it waits for the rest", confirmed and
+              len(e.texts(1401)) == 3)
+        e.start()
+        check("... killed -9 meanwhile: the album comes after the restart",
+              wait(lambda: any(x.startswith("альбом 2: 4000 5000") for x in e.texts(1401)), 15))
+        with e.db() as db:
+            n = db.execute("SELECT count(*) FROM inbox WHERE chat_id='1401' AND payload LIKE '%media_group%'"
+                           ).fetchone()[0]
+        check("... each album once in the inbox (%d)" % n, n == 2)
+    finally:
+        e.stop()
+
+
 def case_storm_and_limits():
     """20 customers, 3 messages each answered with 3 replies, a 429 storm
     in the middle: all delivered once, nothing before retry_after, no rate
@@ -551,8 +615,126 @@ def case_managers():
         e.stop()
 
 
-CASES = [case_dialog, case_inline, case_split_crash, case_storm_and_limits, case_kill9, case_blocked_and_errors,
+def run_tool(e, *args):
+    r = subprocess.run([SHOPBOT] + list(args), capture_output=True, text=True, timeout=60)
+    return r.returncode, r.stdout, r.stderr
+
+
+def case_campaign():
+    """A retention campaign to 1,000 imported customers whose Telegram
+    chats are known, with a 429 storm in the middle: every check-in once,
+    nothing before its retry_after, no rate over 30/s or 1/s a chat. Those
+    without a chat are not attempted and reported unreachable; a customer
+    who blocked the bot (my_chat_member kicked before, 403 during) is
+    skipped by the next campaign; each contact names its channel and chat."""
+    n = 1000
+    # Working hours all day in a zone where it is about noon now, so the
+    # check-ins are due at once whenever the test runs.
+    off = 12 - time.gmtime().tm_hour
+    zone = "Etc/GMT%+d" % -off if off else "Etc/GMT"
+    e = Env("campaign", extra={"retention": {"rate_per_minute": 6000}, "timezone": zone,
+                               "working_hours": {"days": [1, 2, 3, 4, 5, 6, 7], "from": "00:00",
+                                                 "to": "23:59"}})
+    chat = lambda i: 300000 + i          # noqa: E731
+    phone = lambda i: "+7900%07d" % i    # noqa: E731
+    kicked, refused = n + 1, n + 2        # block the bot before / during the campaign
+    no_tg = list(range(n + 3, n + 8))     # known by phone only
+    try:
+        csv = os.path.join(e.dir, "customers.csv")
+        with open(csv, "w", encoding="utf-8") as f:
+            f.write("Телефон;ФИО;Дата последней покупки;Telegram\n")
+            for i in range(1, n + 8):
+                f.write("%s;Клиент %d;01.01.2025;%s\n" % (phone(i), i, chat(i) if i not in no_tg else ""))
+        rc, out, err = run_tool(e, "import", e.dir, csv)
+        check("import of %d customers" % (n + 7), rc == 0, err[-300:])
+        with e.fake.cv:
+            e.fake.users.update(chat(i) for i in range(1, n + 3))
+            e.fake.blocked.add(chat(refused))
+        e.start()
+        e.push(chat_id=chat(kicked), member_status="kicked")
+
+        def status(i):
+            with e.db() as db:
+                r = db.execute("SELECT status, reason FROM customer_addresses WHERE channel='telegram' "
+                               "AND address=?", (str(chat(i)),)).fetchone()
+            return r
+        check("my_chat_member kicked marks the address blocked",
+              wait(lambda: (status(kicked) or ("",))[0] == "blocked", 10))
+        e.proc.send_signal(signal.SIGTERM)
+        e.proc.wait(10)
+
+        rc, out, err = run_tool(e, "campaign", e.dir, "retention", "--json")
+        rep = json.loads(out) if rc == 0 else {}
+        check("campaign: %s scheduled, only those with a Telegram chat" % rep.get("scheduled"),
+              rep.get("scheduled") == n + 1, err[-300:])
+        un = rep.get("unreachable", {})
+        check("... unreachable: %s" % un.get("reasons"),
+              rep.get("skipped", {}).get("unreachable") == 6 and
+              un.get("reasons") == {"no_address": 5, "blocked": 1})
+        check("... each named with its reason",
+              sorted((c["phone"], c["reason"]) for c in un.get("customers", [])) ==
+              sorted([(phone(i), "no_address") for i in no_tg] + [(phone(kicked), "blocked")]))
+        with e.db() as db:
+            rows = db.execute("SELECT channel, address, phone FROM campaign_contacts "
+                              "WHERE campaign='retention'").fetchall()
+        check("... each contact records its channel and chat",
+              len(rows) == n + 1 and all(ch == "telegram" and a == str(300000 + int(p[5:]))
+                                         for ch, a, p in rows))
+
+        t0 = time.monotonic()
+        e.start()
+
+        def delivered():
+            with e.fake.cv:
+                return len([x for x in e.fake.sent if 300000 < x["chat_id"] <= 300000 + n])
+        # the storm: in the middle of the run, 3 s of 429 for every send
+        wait(lambda: delivered() >= n * 2 // 5, 60)
+        with e.fake.cv:
+            e.fake.storm_until = time.monotonic() + 3
+        done = wait(lambda: delivered() >= n, 75)
+        took = time.monotonic() - t0
+        time.sleep(1.0)
+        with e.fake.cv:
+            per = {}
+            for x in e.fake.sent:
+                per.setdefault(x["chat_id"], []).append(x.get("text"))
+            v = e.fake.violations()
+            n429 = len(e.fake.four29)
+        check("every check-in delivered (%d in %.1f s)" % (delivered(), took), done)
+        check("... none twice", all(len(per.get(chat(i), [])) == 1 for i in range(1, n + 1)))
+        check("... nobody without a chat, nor the blocked one, attempted",
+              not any(chat(i) in per for i in no_tg + [kicked, refused]) and
+              not any(x[1] == chat(kicked) for x in e.fake.sends))
+        check("... the storm answered %d sends with 429" % n429, n429 >= 1)
+        if not check("... nothing before retry_after, at most 30/s and 1/s a chat (%s)" % v[:3], not v):
+            pass
+        check("a 403 during the campaign blocks the address",
+              wait(lambda: (status(refused) or ("",))[0] == "blocked", 10))
+        with e.db() as db:
+            out_rows = db.execute("SELECT o.status, count(*) FROM outbox o JOIN campaign_contacts k "
+                                  "ON k.conv_id = o.conv_id WHERE k.campaign='retention' "
+                                  "GROUP BY o.status").fetchall()
+        check("... the check-ins' outcomes: %s" % out_rows, dict(out_rows) == {"sent": n, "failed": 1})
+        e.proc.send_signal(signal.SIGTERM)
+        e.proc.wait(10)
+        later = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(time.time() + 40 * 86400))
+        rc, out, err = run_tool(e, "campaign", e.dir, "retention", "--json", "--dry-run", "--now", later)
+        rep = json.loads(out) if rc == 0 else {}
+        check("the next campaign skips both who blocked the bot: %s" %
+              rep.get("unreachable", {}).get("reasons"),
+              rep.get("selected") == n and
+              rep.get("unreachable", {}).get("reasons") == {"no_address": 5, "blocked": 2}, err[-300:])
+    finally:
+        e.stop()
+
+
+CASES = [case_dialog, case_inline, case_split_crash, case_prune, case_album, case_storm_and_limits, case_kill9, case_blocked_and_errors,
          case_webhook, case_conflict_unauthorized, case_migration, case_managers]
+
+
+# Run only when named (tests/integration/telegram_campaign.sh): a campaign of
+# 1,000 messages at Telegram's 30/s takes its ~35 s, in its own ctest.
+ALONE = [case_campaign]
 
 
 def main():
@@ -561,8 +743,8 @@ def main():
         return 77
     only = sys.argv[1:]
     try:
-        for c in CASES:
-            if only and c.__name__[5:] not in only:
+        for c in CASES + ALONE:
+            if (only and c.__name__[5:] not in only) or (not only and c in ALONE):
                 continue
             if time.monotonic() > DEADLINE:
                 check(c.__name__ + ": out of time", False)

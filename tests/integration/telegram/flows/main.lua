@@ -14,6 +14,13 @@ return flow "main" {
 
   echo = function(c, ev)
     local t = ev.text or ""
+    if ev.kind == "photo" and ev.photos and #ev.photos > 1 then
+      -- альбом: одно событие, фото по порядку
+      local sizes = {}
+      for _, p in ipairs(ev.photos) do sizes[#sizes + 1] = tostring(p.size) end
+      c:say("альбом " .. #ev.photos .. ": " .. table.concat(sizes, " ") .. " " .. t)
+      return
+    end
     if ev.kind == "photo" then
       local p = ev.photos and ev.photos[1] or {}
       c:say("фото " .. tostring(p.size) .. " " .. tostring(p.path ~= nil))
