@@ -39,6 +39,15 @@ char *rt_xstrndup(const char *s, size_t n) {
   return p;
 }
 
+char *rt_xjoin(const char *a, char sep, const char *b) {
+  size_t na = strlen(a), nb = strlen(b);
+  char *p = rt_xmalloc(na + nb + 2);
+  memcpy(p, a, na);
+  p[na] = sep;
+  memcpy(p + na + 1, b, nb + 1);
+  return p;
+}
+
 char *rt_xasprintf(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

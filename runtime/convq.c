@@ -29,7 +29,7 @@ void rt_convq_free(rt_convq *q) {
 /* The key is the whole channel and chat id, however long: a cut key would
  * put two chats in one queue. */
 static rt_convq_chat *chat_for(rt_convq *q, const char *channel, const char *chat_id) {
-  char *key = rt_xasprintf("%s\x1f%s", channel, chat_id);
+  char *key = rt_xjoin(channel, '\x1f', chat_id);
   rt_convq_chat *c = rt_map_get(&q->chats, key);
   if (!c) {
     c = rt_xcalloc(1, sizeof *c);
@@ -82,7 +82,7 @@ rt_convq_chat *rt_convq_push(rt_convq *q, const char *channel, const char *chat_
 rt_convq_chat *rt_convq_get(rt_convq *q, const char *key) { return rt_map_get(&q->chats, key); }
 
 bool rt_convq_idle(rt_convq *q, const char *channel, const char *chat_id) {
-  char *key = rt_xasprintf("%s\x1f%s", channel, chat_id);
+  char *key = rt_xjoin(channel, '\x1f', chat_id);
   rt_convq_chat *c = rt_map_get(&q->chats, key);
   free(key);
   return !c || (!c->running && c->head == c->len);

@@ -28,7 +28,7 @@ rt_convs *rt_convs_new(rt_store *s, size_t max) {
 }
 
 static char *key_of(const char *channel, const char *chat_id) {
-  return rt_xasprintf("%s\x1f%s", channel, chat_id);
+  return rt_xjoin(channel, '\x1f', chat_id);
 }
 
 static void unlink_entry(rt_convs *cs, entry *en) {

@@ -196,14 +196,15 @@ static bool direct_can_run(void *ud, const char *channel, const char *chat_id) {
 }
 
 static void direct_run(void *ud, const char *channel, const char *chat_id, int64_t id,
-                       char *payload, bool wake) {
+                       char *payload, json_t *doc, bool wake) {
   rt_engine *e = ud;
   rt_convq_chat *c = rt_convq_push_running(&e->queues, channel, chat_id, id, payload, wake);
   if (!c) {   /* cannot be: direct_can_run said idle; keep the event anyway */
     free(payload);
+    json_decref(doc);
     return;
   }
-  rt_turn *t = rt_turns_start(e->turns, e->bundle, c, false);
+  rt_turn *t = rt_turns_start(e->turns, e->bundle, c, doc, false);
   t->ev.stored_done = true;
   if (e->nfresh == e->capfresh) {
     e->capfresh = e->capfresh ? e->capfresh * 2 : 64;
@@ -302,7 +303,7 @@ static void pump_txn(rt_engine *e) {
     /* The isolated recovery may have run it meanwhile: still running
      * (back in the list when done), or with nothing left. */
     if (c->running || !rt_convq_head(c)) { rt_convq_skip(&e->queues, c); continue; }
-    rt_turns_start(e->turns, e->bundle, c, false);
+    rt_turns_start(e->turns, e->bundle, c, NULL, false);
   }
   /* A step that was to finish with its receive waits on I/O: its event is
    * stored as new, to be found again after a crash. */
@@ -362,7 +363,7 @@ static void isolated_step(rt_engine *e) {
     set_store_error(e, "cannot count a recovered event's attempt");
     return;
   }
-  if (c) rt_turns_start(e->turns, e->bundle, c, quarantine);
+  if (c) rt_turns_start(e->turns, e->bundle, c, NULL, quarantine);
 }
 
 static void pump_cb(uv_idle_t *h) {

@@ -11,6 +11,7 @@
 
 typedef struct recv_item {
   char *channel, *ext_id, *chat_id, *kind, *payload;
+  json_t *doc;                 /* payload as built: a step run now needs no parse */
   void (*ack)(void *, int);
   void *ud;
 } recv_item;
@@ -38,6 +39,7 @@ rt_inbox *rt_inbox_new(const rt_inbox_opts *o) {
 
 static void recv_free(recv_item *r) {
   free(r->channel); free(r->ext_id); free(r->chat_id); free(r->kind); free(r->payload);
+  json_decref(r->doc);
 }
 
 static void iso_end(rt_inbox *in) {
@@ -102,7 +104,6 @@ int rt_inbox_receive(rt_inbox *in, const rt_event_in *ev, void (*ack)(void *, in
   int64_t at = rt_clock_now(in->o.clock);
   json_object_set_new(p, "at", json_integer(at / 1000));
   char *payload = json_dumps(p, JSON_COMPACT | JSON_SORT_KEYS);
-  json_decref(p);
   if (in->nrecv == in->caprecv) {
     in->caprecv = in->caprecv ? in->caprecv * 2 : 64;
     in->recv = rt_xrealloc(in->recv, in->caprecv * sizeof *in->recv);
@@ -112,7 +113,7 @@ int rt_inbox_receive(rt_inbox *in, const rt_event_in *ev, void (*ack)(void *, in
                             (unsigned long long)++in->gen_seq);
   in->recv[in->nrecv++] = (recv_item){
     rt_xstrdup(ev->channel), rt_xstrdup(ev->ext_id ? ev->ext_id : gen),
-    rt_xstrdup(ev->chat_id), rt_xstrdup(kind), payload, ack, ud};
+    rt_xstrdup(ev->chat_id), rt_xstrdup(kind), payload, p, ack, ud};
   if (in->o.kick) in->o.kick(in->o.kick_ud);
   return RT_OK;
 }
@@ -142,7 +143,7 @@ int rt_inbox_stage(rt_inbox *in, const rt_inbox_direct *direct) {
     if (in->res[i] == 2) {
       /* A copy: if the transaction rolls back, the batch is written again. */
       direct->run(direct->ud, r->channel, r->chat_id, in->ids[i], rt_xstrdup(r->payload),
-                  strcmp(r->kind, "wake") == 0);
+                  json_incref(r->doc), strcmp(r->kind, "wake") == 0);
     }
   }
   return RT_OK;

@@ -55,9 +55,10 @@ int rt_inbox_flush(rt_inbox *in);
 typedef struct {
   bool (*can_run)(void *ud, const char *channel, const char *chat_id);
   /* Stored (its row written as done, provisionally: the host fixes it if
-   * the step ends otherwise) and to run now; payload moves to the host. */
+   * the step ends otherwise) and to run now; payload and doc (the payload
+   * as an object, read-only: shared with the batch) move to the host. */
   void (*run)(void *ud, const char *channel, const char *chat_id, int64_t id, char *payload,
-              bool wake);
+              json_t *doc, bool wake);
   void *ud;
 } rt_inbox_direct;
 

@@ -125,7 +125,8 @@ void rt_turns_abandon(rt_turns *ts, rt_turn *t) {
   rt_turn_free(t);
 }
 
-rt_turn *rt_turns_start(rt_turns *ts, rt_bundle *b, rt_convq_chat *chat, bool quarantine) {
+rt_turn *rt_turns_start(rt_turns *ts, rt_bundle *b, rt_convq_chat *chat, json_t *doc,
+                        bool quarantine) {
   rt_turn *t = rt_xcalloc(1, sizeof *t);
   t->owner = ts;
   t->chat = chat;
@@ -136,10 +137,17 @@ rt_turn *rt_turns_start(rt_turns *ts, rt_bundle *b, rt_convq_chat *chat, bool qu
   rt_store *s = ts->o.store;
   /* A quarantined event is not even parsed: whatever in it brought the
    * process down stays untouched. */
-  if (quarantine) t->event = json_object();
-  else if (!t->ev.payload && rt_store_inbox_get(s, t->ev.id, &t->ev.payload) != RT_OK)
-    t->ev.payload = rt_xstrdup("{}");
-  if (!quarantine) t->event = json_loads(t->ev.payload, 0, NULL);
+  if (quarantine) {
+    t->event = json_object();
+    json_decref(doc);
+  } else if (doc && t->ev.payload) {
+    t->event = doc;   /* built from this very text at receive: no second parse */
+  } else {
+    json_decref(doc);
+    if (!t->ev.payload && rt_store_inbox_get(s, t->ev.id, &t->ev.payload) != RT_OK)
+      t->ev.payload = rt_xstrdup("{}");
+    t->event = json_loads(t->ev.payload, 0, NULL);
+  }
   if (!json_is_object(t->event)) {
     json_decref(t->event);
     t->event = json_pack("{s:s}", "kind", "text");

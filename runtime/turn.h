@@ -70,9 +70,12 @@ const rt_host *rt_turns_host(rt_turns *ts);
 struct rt_http *rt_turns_http(rt_turns *ts);
 
 /* Runs the head event of chat in bundle b (quarantine: do not run it, set
- * it aside). The turn ends in the done list or waits on I/O; returned for
- * the caller to follow until then. */
-rt_turn *rt_turns_start(rt_turns *ts, rt_bundle *b, rt_convq_chat *chat, bool quarantine);
+ * it aside). doc: the event's payload as an object, a reference the turn
+ * takes (never changed: it may be shared), or NULL to parse the payload.
+ * The turn ends in the done list or waits on I/O; returned for the caller
+ * to follow until then. */
+rt_turn *rt_turns_start(rt_turns *ts, rt_bundle *b, rt_convq_chat *chat, json_t *doc,
+                        bool quarantine);
 /* Frees a yielded turn whose event turned out never stored (its receive
  * rolled back); its I/O is cancelled. */
 void rt_turns_abandon(rt_turns *ts, rt_turn *t);

@@ -80,8 +80,15 @@ struct tg_send {
 };
 
 /* Parts of a split message already delivered: a retry of the row goes on
- * from there instead of sending them twice. Memory only: after a crash the
- * row goes again from its first part (the one duplicate deliver.h allows). */
+ * from there instead of sending them twice. Kept in memory and, for a row
+ * of several Telegram messages, in the plugin's values too (kv
+ * "parts:<chat>" = "<row>:<parts done>:<media done>", written after each
+ * part Telegram took): after a crash the row goes on after the parts
+ * already delivered, so only the part in flight at the crash may come
+ * twice (docs/architecture.md, the one window). One key per chat is
+ * enough: the delivery queue has at most one row of a chat in flight or
+ * unconfirmed, so a key naming another row is that earlier row's, whose
+ * result is committed, and is simply overwritten. */
 typedef struct tg_progress {
   struct tg_progress *next;
   int64_t row;
@@ -1319,6 +1326,40 @@ static void send_free(tg_send *s) {
   free(s);
 }
 
+/* Whether a row is sent as more than one Telegram message. */
+static bool send_multi(const tg_send *s) {
+  return s->nparts + (s->media_ref ? 1 : 0) > 1;
+}
+
+static void progress_save(tg_send *s, const tg_progress *p) {
+  tg *t = s->t;
+  if (!send_multi(s) || !t->env->kv_set) return;
+  char key[64], val[64];
+  snprintf(key, sizeof key, "parts:%s", s->orig_chat);
+  snprintf(val, sizeof val, "%lld:%zu:%d", (long long)s->row, p->parts_done, p->media_done ? 1 : 0);
+  if (t->env->kv_set(t->env->host, t->env->name, key, val) != RT_OK)
+    rt_log(RT_LOG_WARN, "telegram-progress-unsaved", "row=%lld", (long long)s->row);
+}
+
+/* The progress of a multi-message row after a restart. */
+static void progress_load(tg_send *s) {
+  tg *t = s->t;
+  if (!send_multi(s) || !t->env->kv_get) return;
+  char key[64];
+  snprintf(key, sizeof key, "parts:%s", s->orig_chat);
+  char *v = t->env->kv_get(t->env->host, t->env->name, key);
+  long long row = 0;
+  size_t done = 0;
+  int media = 0;
+  if (v && sscanf(v, "%lld:%zu:%d", &row, &done, &media) == 3 && row == s->row) {
+    tg_progress *p = progress_get(t, s->row, true);
+    p->parts_done = done;
+    p->media_done = media != 0;
+    rt_log(RT_LOG_INFO, "telegram-send-resumed", "row=%lld parts_done=%zu", row, done);
+  }
+  free(v);
+}
+
 static void send_answer(tg_send *s, const rt_send_result *r) {
   tg *t = s->t;
   if (r->verdict == RT_SEND_DELIVERED || r->verdict == RT_SEND_FAILED) progress_drop(t, s->row);
@@ -1364,6 +1405,7 @@ static void sent(rt_http_resp *r, void *ud) {
       s->part++;
       p->parts_done = s->part;
     }
+    progress_save(s, p);
     resp_free(&a);
     if (s->part < s->nparts) {
       /* The next part is another Telegram message: it waits for the chat's
@@ -1615,6 +1657,10 @@ static void tg_send_msg(rt_channel *ch, const rt_out_msg *m, rt_send_done done, 
     s->nparts = rt_telegram_split(text, RT_TG_TEXT_MAX, &s->parts);
   }
   tg_progress *p = progress_get(t, m->id, false);
+  if (!p) {
+    progress_load(s);
+    p = progress_get(t, m->id, false);
+  }
   if (p) {
     s->part = p->parts_done < s->nparts ? p->parts_done : s->nparts;
     s->media_done = p->media_done;

@@ -48,6 +48,8 @@ import json
 import math
 import os
 import random
+import socket
+import struct
 import sys
 import threading
 import time
@@ -56,6 +58,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 BOT_ID = 7000000001
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)   # Linux; SCM_TIMESTAMPNS is the same
 DOWNLOAD_MAX = 20 << 20
 SEND_METHODS = {"sendmessage", "sendphoto", "senddocument", "sendmediagroup",
                 "copymessage", "forwardmessage"}
@@ -647,6 +650,34 @@ class Handler(BaseHTTPRequestHandler):
         # sent right after connect, so the accept time (stamped in the
         # listening thread) is its send time, however late its thread runs.
         self.first_at = self.server.accepted.pop(self.connection.fileno(), None)
+        # Later requests on a kept-alive connection are stamped by the
+        # kernel when their first bytes arrive (SO_TIMESTAMPNS): the time
+        # this thread gets to parse them lags by as much as the machine is
+        # loaded, and the rate and retry_after checks read these stamps.
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except OSError:
+            pass
+
+    def kernel_stamp(self):
+        """Monotonic time the next request's first bytes arrived, or None."""
+        try:
+            data, anc, _, _ = self.connection.recvmsg(1, socket.CMSG_SPACE(16), socket.MSG_PEEK)
+        except (OSError, ValueError):
+            return None
+        for level, typ, cdata in anc:
+            if level == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS and len(cdata) >= 16:
+                sec, nsec = struct.unpack("qq", cdata[:16])
+                if sec <= 0:
+                    return None
+                return time.monotonic() - (time.time() - (sec + nsec / 1e9))
+        return None
+
+    def handle_one_request(self):
+        at = self.kernel_stamp()
+        if self.first_at is None:
+            self.first_at = at
+        super().handle_one_request()
 
     def reply(self, status, obj, ctype="application/json"):
         body = obj if isinstance(obj, bytes) else json.dumps(obj, ensure_ascii=False).encode()

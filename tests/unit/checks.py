@@ -1,6 +1,7 @@
 """checks.py -- the ok/FAIL lines of the Python test scripts.
 
-check() prints "ok   WHAT" or "FAIL WHAT DETAIL" and counts; finish() prints
+check() prints "ok   WHAT" or "FAIL WHAT DETAIL", counts, and returns whether
+it passed (so a script can print more on a failure); finish() prints
 "N passed, N failed" and exits 1 when anything failed."""
 import sys
 
@@ -16,6 +17,7 @@ def check(what, cond, detail=""):
         failed += 1
         print("FAIL %s %s" % (what, detail))
     sys.stdout.flush()
+    return bool(cond)
 
 
 def finish():

@@ -31,9 +31,10 @@ return flow "main" {
       c:say("Подходит?", { buttons = { "Да", "Нет" } })
       return
     end
-    if t == "длинно" then
+    if t == "длинно" or t == "длинно 3" then
+      -- 120 абзацев — два сообщения Telegram, 190 — три
       local parts = {}
-      for i = 1, 120 do
+      for i = 1, (t == "длинно" and 120 or 190) do
         parts[#parts + 1] = "Абзац " .. i .. ". Длинный ответ, который не влезает в одно сообщение."
       end
       c:say(table.concat(parts, "\n\n"))
