@@ -2,7 +2,8 @@
 --
 -- It mirrors the sandbox runtime/host.lua builds (`base` there): the safe
 -- base functions, read-only string/table/math/utf8, the host modules
--- (text, time, json, log, http, their functions from runtime/lapi_*.c),
+-- (text, time, json, log, http, their functions from runtime/lapi_*.c;
+-- the providers ocr and llm, from plugins/*/*.c),
 -- `shop`, `flow`, `require` and `print`. Everything is read-only: a flow
 -- that assigns a global fails at run time ("global ... is not allowed"),
 -- so luacheck reports it first. When the host gives flows a new name or a
@@ -40,6 +41,11 @@ stds.shopbot = {
     json = fields { "encode", "decode" },
     log = fields { "info", "warn", "error" },
     http = fields { "request", "get", "post" },
+    -- Providers (runtime/integration.h), present only when shop.json turns
+    -- them on ("ocr": {"enabled": true}, "llm": {"base_url": ...}); their
+    -- functions are the <name>_ops table of plugins/<name>/<name>.c.
+    ocr = fields { "read" },
+    llm = fields { "chat", "extract" },
   },
 }
 

@@ -1,5 +1,6 @@
 /* app.c -- the run/chat process (see app.h). */
 #include "app.h"
+#include "buf.h"
 #include "console/console.h"
 #include "engine.h"
 #include "http_server.h"
@@ -114,8 +115,13 @@ static void on_health(void *ud, rt_httpd_req *req) {
 static void on_metrics(void *ud, rt_httpd_req *req) {
   app *a = ud;
   char *body = rt_engine_metrics(a->e);
-  rt_httpd_respond(req, 200, "text/plain; version=0.0.4", body, body ? strlen(body) : 0);
+  rt_buf b = RT_BUF_INIT;
+  rt_buf_adds(&b, body ? body : "");
   free(body);
+  /* the plugins' own series (plugin.h: set_metrics), after the engine's */
+  if (a->plugins) rt_plugin_host_metrics(a->plugins, &b);
+  rt_httpd_respond(req, 200, "text/plain; version=0.0.4", rt_buf_str(&b), b.len);
+  rt_buf_free(&b);
 }
 
 /* ---- reload ---- */

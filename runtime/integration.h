@@ -49,6 +49,11 @@ typedef void (*rt_call_done)(void *ud, const rt_call_result *r);
 struct rt_provider {
   const char *name;          /* "llm", "crm": the Lua module's name */
   void *impl;
+  /* The ops it knows, NULL-terminated: the functions of its Lua module
+   * (llm.chat, llm.extract). Keep the table as `static const char *const
+   * <name>_ops[] = {...}` in the plugin's .c: .luacheckrc lists the same
+   * names and it.luacheck compares the two. */
+  const char *const *ops;
   /* Optional, like a channel's: called once at start in order. */
   void (*start)(rt_provider *p, const rt_plugin_env *env,
                 void (*done)(void *ud, int status, const char *err), void *ud);

@@ -6,6 +6,7 @@
  * providers (start, close) are made here and nowhere else
  * (tests/integration/style.sh checks it). */
 #include "plugin.h"
+#include "buf.h"
 #include "channel.h"
 #include "config.h"
 #include "http_client.h"
@@ -33,6 +34,9 @@ typedef struct inst {
   rt_plugin_env env;
   inst_state state;
   char *problem;             /* set_health's, or why create/start failed */
+  void (*metrics)(void *ud, rt_buf *out);   /* set_metrics' exporter */
+  void *metrics_ud;
+  bool metrics_refused;      /* its block broke the naming rule: logged once */
 } inst;
 
 struct rt_plugin_host {
@@ -291,6 +295,51 @@ static void env_set_health(void *host, const char *name, const char *problem) {
   set_problem(in, problem);
 }
 
+static void env_set_metrics(void *host, const char *name, void (*write)(void *ud, rt_buf *out),
+                            void *ud) {
+  inst *in = host;
+  (void)name;
+  in->metrics = write;
+  in->metrics_ud = ud;
+}
+
+/* Every series line of a plugin's block must carry its prefix: one plugin
+ * cannot overwrite another's (or the engine's) series. */
+static bool metrics_named(const char *text, const char *prefix) {
+  size_t pl = strlen(prefix);
+  for (const char *l = text; *l;) {
+    const char *e = strchr(l, '\n');
+    size_t n = e ? (size_t)(e - l) : strlen(l);
+    const char *name = l;
+    if (n > 7 && (strncmp(l, "# HELP ", 7) == 0 || strncmp(l, "# TYPE ", 7) == 0)) name = l + 7;
+    else if (n > 0 && l[0] == '#') name = NULL;   /* a comment */
+    if (n > 0 && name && (n < pl || strncmp(name, prefix, pl) != 0)) return false;
+    l += n + (e ? 1 : 0);
+  }
+  return true;
+}
+
+void rt_plugin_host_metrics(rt_plugin_host *h, rt_buf *out) {
+  for (size_t i = 0; i < h->n; i++) {
+    inst *in = h->v[i];
+    if (!in->metrics || (in->state != ST_RUNNING && in->state != ST_STARTING)) continue;
+    rt_buf b = RT_BUF_INIT;
+    in->metrics(in->metrics_ud, &b);
+    char prefix[96];
+    snprintf(prefix, sizeof prefix, "shopbot_%s_", in->name);
+    if (!metrics_named(rt_buf_str(&b), prefix)) {
+      if (!in->metrics_refused)
+        rt_log(RT_LOG_WARN, "plugin-metrics-refused", "plugin=%s why=\"series not named %s...\"",
+               in->name, prefix);
+      in->metrics_refused = true;
+    } else if (b.len) {
+      rt_buf_add(out, b.s, b.len);
+      if (b.s[b.len - 1] != '\n') rt_buf_addc(out, '\n');
+    }
+    rt_buf_free(&b);
+  }
+}
+
 static int env_command(void *host, const char *cmd, char **err) {
   inst *in = host;
   *err = NULL;
@@ -352,7 +401,7 @@ void rt_plugin_host_start(rt_plugin_host *h, rt_store *store, struct rt_httpd *h
       .shop_dir = h->o.cfg ? rt_config_dir(h->o.cfg) : NULL,
       .now_ms = env_now, .receive = env_receive, .kv_get = env_kv_get, .kv_set = env_kv_set,
       .set_health = env_set_health, .command = env_command, .conv_mode = env_conv_mode,
-      .history = env_history, .host = in,
+      .history = env_history, .set_metrics = env_set_metrics, .host = in,
     };
     in->state = ST_STARTING;
     char *err = NULL;
@@ -424,6 +473,7 @@ static void close_next(rt_plugin_host *h) {
     inst *in = h->v[--h->close_at];
     if (!in->ch && !in->pv) continue;   /* create failed: nothing to close */
     in->state = ST_CLOSING;
+    in->metrics = NULL;
     if (in->ch && in->ch->close) {
       in->ch->close(in->ch, closed, in);
       return;

@@ -22,6 +22,7 @@
 
 struct rt_http;
 struct rt_httpd;
+struct rt_buf;
 struct rt_channel;
 struct rt_provider;
 
@@ -72,6 +73,16 @@ typedef struct rt_plugin_env {
   /* An operator command typed into the channel ("reload"); RT_OK or an
    * error with an owned message. */
   int (*command)(void *host, const char *cmd, char **err);
+  /* Optional exporter for /metrics: from now on, every read of /metrics
+   * calls write(ud, out), which appends the plugin's own series to out in
+   * Prometheus text format (# HELP, # TYPE, samples), after the engine's.
+   * Names begin shopbot_<plugin name>_ so plugins never collide; the host
+   * drops a block that does not keep to that (and logs it once). Call it
+   * at start (again: replaces; write NULL: none); ud must live until the
+   * plugin's close has called its done (the host stops calling write when
+   * close begins). NULL in hosts without /metrics (tests): check it. */
+  void (*set_metrics)(void *host, const char *name, void (*write)(void *ud, struct rt_buf *out),
+                      void *ud);
   /* Who talks in a chat of this channel, as stored: "bot", "handoff" (the
    * bot asked for a manager) or "manager" (one took it), owned; NULL when
    * the chat has no conversation yet (or the store is gone). */
@@ -172,6 +183,9 @@ struct rt_http *rt_plugin_host_http(rt_plugin_host *h);
  * {"state": "failed", "problem": "..."}} (new reference); *ok is false when
  * any plugin failed or reports a problem. */
 json_t *rt_plugin_host_health(const rt_plugin_host *h, bool *ok);
+/* Appends the series of every running plugin that set_metrics (start
+ * order) to out, for /metrics. */
+void rt_plugin_host_metrics(rt_plugin_host *h, struct rt_buf *out);
 /* Shutdown began: from now receive refuses (RT_EINVAL) and kv_get/kv_set
  * answer NULL/RT_EINVAL, since the store closes with the engine, before
  * the plugins are closed. */

@@ -35,6 +35,13 @@ enum { OP_CHAT, OP_EXTRACT };
 
 typedef struct llm llm;
 
+/* /metrics: the error codes a call ends with (README.md) and the buckets,
+ * in seconds, of a call's whole time as the customer waits for it. */
+static const char *const ERROR_CODES[] = {"timeout", "unavailable", "limit", "bad_request",
+                                          "invalid", "refused", NULL};
+static const double LATENCY_BUCKETS[] = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 45};
+#define NBUCKETS (sizeof LATENCY_BUCKETS / sizeof LATENCY_BUCKETS[0])
+
 typedef struct {
   char *name;
   json_t *schema;     /* loaded from schema/llm/<name>.json */
@@ -98,9 +105,14 @@ struct llm {
    * backoff), the last OVERHEAD_N samples */
   double *overhead;
   size_t noverhead;
+  /* /metrics */
+  uint64_t errors[sizeof ERROR_CODES / sizeof ERROR_CODES[0]];   /* last: other */
+  uint64_t latency[NBUCKETS + 1];   /* per bucket, not cumulative; last: +Inf */
+  double latency_sum;
 };
 
 #define OVERHEAD_N 8192
+
 
 static uint64_t now_ms(llm *l) { return uv_now(l->env->loop); }
 
@@ -384,7 +396,15 @@ static void finish(rt_call *c, const json_t *value, const char *code, const char
   r.detail = detail ? why : NULL;
   r.usage = c->usage;
   r.usage.model = model[0] ? model : NULL;
+  double secs = (double)(uv_hrtime() - c->called_ns) / 1e9;
+  size_t bi = 0;
+  while (bi < NBUCKETS && secs > LATENCY_BUCKETS[bi]) bi++;
+  l->latency[bi]++;
+  l->latency_sum += secs;
   if (code) {
+    size_t ei = 0;
+    while (ERROR_CODES[ei] && strcmp(ERROR_CODES[ei], code) != 0) ei++;
+    l->errors[ei]++;
     l->st.failed++;
     rt_log(RT_LOG_WARN, "llm-call-failed", "error=%s attempts=%d detail=\"%.160s\"", code,
            c->attempts, why);
@@ -757,6 +777,9 @@ static int bad(char **err, const char *fmt, const char *arg) {
   return RT_EINVAL;
 }
 
+/* The flow API (integration.h: it.luacheck reads this table). */
+static const char *const llm_ops[] = {"chat", "extract", NULL};
+
 static int llm_call(rt_provider *p, const char *opname, const json_t *args, rt_call_done done,
                     void *ud, rt_call **out, char **err) {
   llm *l = p->impl;
@@ -869,6 +892,63 @@ static void llm_cancel(rt_provider *p, rt_call *c) {
   if (c) call_free(c);
 }
 
+/* The /metrics block (plugin.h set_metrics). */
+static void llm_metrics(void *ud, rt_buf *b) {
+  llm *l = ud;
+  rt_buf_printf(b, "# HELP shopbot_llm_calls_total LLM calls by how they ended.\n"
+                   "# TYPE shopbot_llm_calls_total counter\n"
+                   "shopbot_llm_calls_total{result=\"ok\"} %llu\n"
+                   "shopbot_llm_calls_total{result=\"failed\"} %llu\n",
+                (unsigned long long)l->st.ok, (unsigned long long)l->st.failed);
+  rt_buf_adds(b, "# HELP shopbot_llm_errors_total Failed LLM calls by the error the flow got.\n"
+                 "# TYPE shopbot_llm_errors_total counter\n");
+  for (size_t i = 0; i < sizeof ERROR_CODES / sizeof ERROR_CODES[0]; i++)
+    rt_buf_printf(b, "shopbot_llm_errors_total{error=\"%s\"} %llu\n",
+                  ERROR_CODES[i] ? ERROR_CODES[i] : "other", (unsigned long long)l->errors[i]);
+  rt_buf_printf(b, "# HELP shopbot_llm_attempts_total Requests sent to the server (retries and repair turns included).\n"
+                   "# TYPE shopbot_llm_attempts_total counter\n"
+                   "shopbot_llm_attempts_total %llu\n"
+                   "# HELP shopbot_llm_retries_total Attempts repeated after a timeout, 5xx or 429.\n"
+                   "# TYPE shopbot_llm_retries_total counter\n"
+                   "shopbot_llm_retries_total %llu\n"
+                   "# HELP shopbot_llm_fast_failed_total Calls refused at once while the breaker was open.\n"
+                   "# TYPE shopbot_llm_fast_failed_total counter\n"
+                   "shopbot_llm_fast_failed_total %llu\n"
+                   "# HELP shopbot_llm_tokens_total Tokens the server reported.\n"
+                   "# TYPE shopbot_llm_tokens_total counter\n"
+                   "shopbot_llm_tokens_total{kind=\"prompt\"} %lld\n"
+                   "shopbot_llm_tokens_total{kind=\"completion\"} %lld\n"
+                   "shopbot_llm_tokens_total{kind=\"cached\"} %lld\n"
+                   "# HELP shopbot_llm_cost_total What the calls cost, in the shop's currency.\n"
+                   "# TYPE shopbot_llm_cost_total counter\n"
+                   "shopbot_llm_cost_total %.6f\n"
+                   "# HELP shopbot_llm_in_flight Calls waiting for the server now.\n"
+                   "# TYPE shopbot_llm_in_flight gauge\n"
+                   "shopbot_llm_in_flight %zu\n"
+                   "# HELP shopbot_llm_breaker_open 1 while the circuit breaker stops calls.\n"
+                   "# TYPE shopbot_llm_breaker_open gauge\n"
+                   "shopbot_llm_breaker_open %d\n",
+                (unsigned long long)l->st.attempts, (unsigned long long)l->st.retries,
+                (unsigned long long)l->st.fast_failed, (long long)l->st.tokens_in,
+                (long long)l->st.tokens_out, (long long)l->st.tokens_cached,
+                (double)l->st.cost_micro / 1e6, l->st.in_flight, l->open ? 1 : 0);
+  rt_buf_adds(b, "# HELP shopbot_llm_call_seconds A call's whole time, retries and photos included.\n"
+                 "# TYPE shopbot_llm_call_seconds histogram\n");
+  uint64_t cum = 0;
+  for (size_t i = 0; i < NBUCKETS; i++) {
+    cum += l->latency[i];
+    rt_buf_printf(b, "shopbot_llm_call_seconds_bucket{le=\"%g\"} %llu\n", LATENCY_BUCKETS[i],
+                  (unsigned long long)cum);
+  }
+  cum += l->latency[NBUCKETS];
+  rt_buf_printf(b, "shopbot_llm_call_seconds_bucket{le=\"+Inf\"} %llu\n"
+                   "shopbot_llm_call_seconds_sum %.6f\n"
+                   "shopbot_llm_call_seconds_count %llu\n",
+                (unsigned long long)cum, l->latency_sum, (unsigned long long)cum);
+}
+
+void rt_llm_metrics(rt_provider *p, rt_buf *out) { llm_metrics(p->impl, out); }
+
 static void llm_start(rt_provider *p, const rt_plugin_env *env,
                       void (*done)(void *ud, int status, const char *err), void *ud) {
   llm *l = p->impl;
@@ -884,6 +964,7 @@ static void llm_start(rt_provider *p, const rt_plugin_env *env,
     l->prompt_path = abs;
   }
   env->set_health(env->host, env->name, NULL);
+  if (env->set_metrics) env->set_metrics(env->host, env->name, llm_metrics, l);
   done(ud, RT_OK, NULL);
 }
 
@@ -989,6 +1070,7 @@ int rt_llm_new(const json_t *conf, rt_provider **out, char **err) {
   l->p.impl = l;
   l->p.start = llm_start;
   l->p.call = llm_call;
+  l->p.ops = llm_ops;
   l->p.cancel = llm_cancel;
   l->p.close = llm_close;
   *out = &l->p;

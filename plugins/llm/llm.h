@@ -26,4 +26,8 @@ typedef struct {
   double overhead_ms_p50, overhead_ms_p99, overhead_ms_max;
 } rt_llm_stats;
 void rt_llm_get_stats(rt_provider *p, rt_llm_stats *out);
+
+/* Appends the /metrics block (the one set_metrics exports) to out. */
+struct rt_buf;
+void rt_llm_metrics(rt_provider *p, struct rt_buf *out);
 #endif

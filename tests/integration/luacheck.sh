@@ -19,6 +19,19 @@ for m in text time json log http; do
       echo "local _ = $m[\"$f\"]"
     done
 done > "$TMP/all_functions.lua"
+# The providers' ops: `static const char *const <name>_ops[] = {"a", "b", NULL};`
+# in plugins/<name>/<name>.c (runtime/integration.h).
+for f in plugins/*/*.c; do
+  grep -h 'static const char \*const [a-z_0-9]*_ops\[\] = {' "$f" | while read -r line; do
+    m=$(echo "$line" | sed 's/.*const \([a-z_0-9]*\)_ops\[\].*/\1/')
+    echo "$line" | sed 's/.*= {//' | grep -o '"[a-z_0-9]*"' | tr -d '"' | while read -r op; do
+      echo "local _ = $m[\"$op\"]"
+    done
+  done
+done > "$TMP/provider_ops.lua"
+check "the providers register ops (sanity of the scan)" \
+  sh -c "grep -q 'llm\[\"extract\"\]' '$TMP/provider_ops.lua' && grep -q 'ocr\[\"read\"\]' '$TMP/provider_ops.lua'"
+cat "$TMP/provider_ops.lua" >> "$TMP/all_functions.lua"
 check "the host registers functions (sanity of the scan)" sh -c "[ \$(wc -l < '$TMP/all_functions.lua') -gt 20 ]"
 check ".luacheckrc lists every host module function" \
   sh -c "luacheck --no-color -q --config .luacheckrc '$TMP/all_functions.lua' > '$TMP/out2' 2>&1 || { cat '$TMP/out2'; exit 1; }"

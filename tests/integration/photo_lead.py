@@ -11,16 +11,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.environ["RT_SOURCE_DIR"], "tests", "unit"))
 from webchat_client import Visitor, http, new_cookie  # noqa: E402
+from checks import check, finish  # noqa: E402
 
 port, llm_log, d = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-failed = 0
-
-
-def check(what, cond):
-    global failed
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failed += 1
 
 
 def llm_requests():
@@ -89,8 +82,7 @@ if len(sys.argv) > 4 and sys.argv[4] == "retention":
     check("an intent outside the known ones is refused: the rules' answer (ask again) stands",
           m is not None and len(llm_requests()) == 3)
     v.close()
-    print("%d failed" % failed)
-    sys.exit(1 if failed else 0)
+    finish()
 
 # ---- СТС: OCR reads the VIN, the customer confirms, no tokens spent ----
 v = visitor()
@@ -123,5 +115,4 @@ say(v, "да")
 check("confirmed part saved, car asked", bot(v, "суппорт тормозной") is not None)
 v.close()
 
-print("%d failed" % failed)
-sys.exit(1 if failed else 0)
+finish()

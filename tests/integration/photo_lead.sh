@@ -42,6 +42,14 @@ check "the bot is up" wait_for "$TMP/err" "msg=http" 10
 if python3 "$(dirname "$0")/photo_lead.py" "$port" "$TMP/llm.jsonl" "$TMP/img"; then ok "photo lead"; else
   bad "photo lead"; tail -20 "$TMP/err"; fi
 check "health names the llm" sh -c "curl -s -m 3 http://127.0.0.1:$port/healthz | grep -q '\"llm\"'"
+# /metrics: the plugins' own series after the engine's (plugin.h set_metrics)
+curl -s -m 3 "http://127.0.0.1:$port/metrics" >"$TMP/metrics"
+check "/metrics: the one LLM call (the part photo)" grep -q '^shopbot_llm_calls_total{result="ok"} 1$' "$TMP/metrics"
+check "/metrics: LLM tokens counted" grep -Eq '^shopbot_llm_tokens_total\{kind="prompt"\} [1-9]' "$TMP/metrics"
+check "/metrics: LLM latency histogram" grep -q '^shopbot_llm_call_seconds_count 1$' "$TMP/metrics"
+check "/metrics: the breaker is closed" grep -q '^shopbot_llm_breaker_open 0$' "$TMP/metrics"
+check "/metrics: the СТС read by OCR" grep -q '^shopbot_ocr_reads_total{found="car"} 1$' "$TMP/metrics"
+check "/metrics: the engine's series are still there" grep -q '^shopbot_events_processed_total ' "$TMP/metrics"
 
 # ---- retention: a reply no rule matches goes to the LLM, which is checked ----
 kill $(echo $PIDS | awk '{print $NF}') 2>/dev/null

@@ -60,7 +60,9 @@ def draw(out, size, bg, texts, angle, noise, quality, seed):
         cmd += ["-font", font, "-pointsize", str(pt), "-annotate", "+%d+%d" % (x, y), t]
     cmd += ["-background", bg, "-rotate", "%.1f" % angle,
             "-attenuate", "%.2f" % noise, "+noise", "Gaussian", "-quality", str(quality), out]
-    subprocess.run(cmd, check=True)
+    # one thread: OpenMP threads spin-waiting on a busy machine made
+    # convert several times slower (plugins/ocr/README.md)
+    subprocess.run(cmd, check=True, env=dict(os.environ, MAGICK_THREAD_LIMIT="1"))
 
 
 def main():

@@ -6,6 +6,7 @@
  * in flight while the loop stays responsive. */
 #include "t.h"
 #include "llm/llm.h"
+#include "buf.h"
 #include "http_client.h"
 #include "rt.h"
 #include <jansson.h>
@@ -96,6 +97,30 @@ static void set_health(void *host, const char *name, const char *problem) {
 static int started;
 static void on_started(void *ud, int status, const char *err) { started = status == RT_OK ? 1 : -1; }
 
+/* The /metrics exporter the plugin hands the host (plugin.h set_metrics). */
+static void (*g_metrics)(void *ud, rt_buf *out);
+static void *g_metrics_ud;
+static void set_metrics(void *host, const char *name, void (*write)(void *ud, rt_buf *out), void *ud) {
+  (void)host;
+  (void)name;
+  g_metrics = write;
+  g_metrics_ud = ud;
+}
+
+/* The value of one series line ("name{labels}") in the exported block, -1
+ * when it is not there. */
+static double metric(const char *series) {
+  if (!g_metrics) return -1;
+  rt_buf b = RT_BUF_INIT;
+  g_metrics(g_metrics_ud, &b);
+  char key[200];
+  snprintf(key, sizeof key, "\n%s ", series);
+  const char *p = strstr(rt_buf_str(&b), key);
+  double v = p ? strtod(p + strlen(key), NULL) : -1;
+  rt_buf_free(&b);
+  return v;
+}
+
 typedef struct {
   uv_loop_t loop;
   rt_plugin_env env;
@@ -124,6 +149,8 @@ static void rig_open(rig *r, const char *extra_conf) {
   r->env.conf = r->conf;
   r->env.http = r->http;
   r->env.set_health = set_health;
+  r->env.set_metrics = set_metrics;
+  g_metrics = NULL;
   char *err = NULL;
   CHECK_INT(rt_llm_new(r->conf, &r->p, &err), RT_OK);
   free(err);
@@ -244,6 +271,10 @@ T(chat_and_usage) {
   rt_llm_stats st;
   rt_llm_get_stats(r.p, &st);
   CHECK_INT(st.tokens_cached, 800);
+  CHECK(metric("shopbot_llm_tokens_total{kind=\"prompt\"}") == 2000);
+  CHECK(metric("shopbot_llm_tokens_total{kind=\"completion\"}") == 400);
+  CHECK(metric("shopbot_llm_tokens_total{kind=\"cached\"}") == 800);
+  CHECK(metric("shopbot_llm_cost_total") == 1.4);
   rig_close(&r);
   fake_stop();
 }
@@ -484,9 +515,18 @@ T(breaker) {
   rig r;
   rig_open(&r, "{\"breaker_failures\":3,\"breaker_open_ms\":400,\"retries\":2}");
   answer a;
+  CHECK(g_metrics != NULL);
+  CHECK(metric("shopbot_llm_breaker_open") == 0);
   call(&r, "chat", "{\"text\":\"down\"}", &a);
   CHECK_STR(a.error, "unavailable");
   CHECK(strstr(g_problem, "the LLM server fails") != NULL);
+  /* /metrics: the failed call, its error, its three attempts, the breaker */
+  CHECK(metric("shopbot_llm_calls_total{result=\"failed\"}") == 1);
+  CHECK(metric("shopbot_llm_errors_total{error=\"unavailable\"}") == 1);
+  CHECK(metric("shopbot_llm_errors_total{error=\"timeout\"}") == 0);
+  CHECK(metric("shopbot_llm_attempts_total") == 3);
+  CHECK(metric("shopbot_llm_breaker_open") == 1);
+  CHECK(metric("shopbot_llm_call_seconds_count") == 1);
   json_t *reqs = fake_requests();
   size_t before = json_array_size(reqs);
   CHECK_INT(before, 3);
@@ -504,6 +544,12 @@ T(breaker) {
   call(&r, "chat", "{\"text\":\"up\"}", &a);
   CHECK_INT(a.status, RT_OK);
   CHECK_STR(g_problem, "");
+  CHECK(metric("shopbot_llm_breaker_open") == 0);
+  CHECK(metric("shopbot_llm_calls_total{result=\"ok\"}") == 1);
+  CHECK(metric("shopbot_llm_fast_failed_total") == 1);
+  CHECK(metric("shopbot_llm_call_seconds_count") == 3);
+  CHECK(metric("shopbot_llm_call_seconds_bucket{le=\"+Inf\"}") == 3);
+  CHECK(metric("shopbot_llm_call_seconds_bucket{le=\"0.1\"}") >= 1);   /* the fast failure */
   json_decref(a.value);
   rig_close(&r);
   fake_stop();

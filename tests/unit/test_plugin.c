@@ -7,6 +7,7 @@
  * (app.c) with a plugin whose start fails: /healthz names it with 503 and
  * the rest of the bot serves. */
 #include "app.h"
+#include "buf.h"
 #include "channel.h"
 #include "config.h"
 #include "http_client.h"
@@ -345,6 +346,44 @@ static void kv_read(const rt_plugin_env *env, rt_plugin_host *h) {
   CHECK(env->kv_get(env->host, env->name, "gone") == NULL);
 }
 
+/* /metrics: a plugin's own series after set_metrics; a block that names
+ * series outside shopbot_<plugin>_ is dropped (it could shadow the
+ * engine's). */
+static int metrics_calls;
+static void kv_series(void *ud, rt_buf *out) {
+  metrics_calls++;
+  rt_buf_printf(out, "# HELP shopbot_kv_things_total Things.\n# TYPE shopbot_kv_things_total counter\n"
+                     "shopbot_kv_things_total{kind=\"a\"} %d", *(int *)ud);
+}
+static void kv_bad_series(void *ud, rt_buf *out) {
+  (void)ud;
+  rt_buf_adds(out, "shopbot_kv_ok 1\nshopbot_events_processed_total 0\n");
+}
+static void kv_metrics(const rt_plugin_env *env, rt_plugin_host *h) {
+  static int things = 41;
+  rt_buf b = RT_BUF_INIT;
+  rt_plugin_host_metrics(h, &b);
+  CHECK_INT((int)b.len, 0);            /* nothing set yet */
+  CHECK(env->set_metrics != NULL);
+  env->set_metrics(env->host, env->name, kv_series, &things);
+  things++;
+  rt_plugin_host_metrics(h, &b);
+  CHECK(strstr(rt_buf_str(&b), "# TYPE shopbot_kv_things_total counter\n") != NULL);
+  CHECK(strstr(rt_buf_str(&b), "\nshopbot_kv_things_total{kind=\"a\"} 42\n") != NULL);  /* read now, line ended */
+  rt_buf_free(&b);
+  env->set_metrics(env->host, env->name, kv_bad_series, NULL);
+  rt_plugin_host_metrics(h, &b);
+  CHECK_INT((int)b.len, 0);
+  rt_buf_free(&b);
+  CHECK_INT(metrics_calls, 1);   /* called for each read, not cached */
+}
+
+T(plugin_metrics) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/metrics.db", tmpdir);
+  with_kv(path, kv_metrics);
+}
+
 /* Shutdown began: the store is about to close with the engine. */
 static void kv_stopping(const rt_plugin_env *env, rt_plugin_host *h) {
   rt_plugin_host_stopping(h);
@@ -517,6 +556,7 @@ int main(void) {
   rt_log_set_level(RT_LOG_OFF);
   T_RUN(order_failure_and_health);
   T_RUN(values_survive_a_restart);
+  T_RUN(plugin_metrics);
   T_RUN(fragments_merged_into_validation);
   T_RUN(check_reports_the_section);
   T_RUN(run_with_a_broken_plugin);
