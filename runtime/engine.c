@@ -301,7 +301,6 @@ static bool has_work(rt_engine *e) {
 }
 
 static void pump_txn(rt_engine *e) {
-  int64_t now = now_ms(e);
   int rc = rt_store_begin(e->store);
   if (rc != RT_OK) {
     set_store_error(e, "cannot store received messages");
@@ -309,6 +308,10 @@ static void pump_txn(rt_engine *e) {
   }
   rt_inbox_direct direct = {.can_run = direct_can_run, .run = direct_run, .ud = e};
   rc = rt_inbox_stage(e->inbox, &direct);
+  /* The transaction's time is read after the messages it takes are stamped
+   * (received_at), so what their steps queue is never stamped before them:
+   * a chat's history (rt_store_chat_history) orders the two by these times. */
+  int64_t now = now_ms(e);
   rt_turns_resume(e->turns);
   for (int n = 0; rc == RT_OK && !rt_inbox_isolating(e->inbox) && n < TURNS_PER_PUMP; n++) {
     rt_convq_chat *c = rt_convq_pop_ready(&e->queues);

@@ -252,6 +252,35 @@ static char *env_conv_mode(void *host, const char *chat_id) {
   return mode;
 }
 
+static void history_row(void *ud, const rt_history_row *r) {
+  json_t *p = r->payload ? json_loads(r->payload, 0, NULL) : NULL;
+  if (!json_is_object(p)) {   /* a row no reader could show: left out */
+    json_decref(p);
+    return;
+  }
+  json_t *o = json_pack("{s:s, s:I, s:I}", "from", r->from_customer ? "customer" : "bot", "at",
+                        (json_int_t)r->at, "id", (json_int_t)r->id);
+  json_object_set_new(o, r->from_customer ? "event" : "message", p);
+  if (r->ext_id) json_object_set_new(o, "ext_id", json_string(r->ext_id));
+  json_array_append_new(ud, o);
+}
+
+static json_t *env_history(void *host, const char *chat_id, int limit) {
+  inst *in = host;
+  if (!in->h->store || !chat_id) return NULL;
+  if (limit > RT_PLUGIN_HISTORY_MAX) limit = RT_PLUGIN_HISTORY_MAX;
+  json_t *a = json_array();
+  /* A plugin sees the chats of its own channel only. */
+  if (rt_store_chat_history(in->h->store, in->name, chat_id, limit, history_row, a) != RT_OK) {
+    char q[512];
+    rt_log_quote(rt_store_errmsg(in->h->store), q, sizeof q);
+    rt_log(RT_LOG_ERROR, "store-error", "what=history plugin=%s err=%s", in->name, q);
+    json_decref(a);
+    return NULL;
+  }
+  return a;
+}
+
 static void env_set_health(void *host, const char *name, const char *problem) {
   inst *in = host;
   (void)name;
@@ -373,8 +402,7 @@ void rt_plugin_host_start(rt_plugin_host *h, rt_store *store, struct rt_httpd *h
       .shop_dir = h->o.cfg ? rt_config_dir(h->o.cfg) : NULL,
       .now_ms = env_now, .receive = env_receive, .kv_get = env_kv_get, .kv_set = env_kv_set,
       .set_health = env_set_health, .command = env_command, .conv_mode = env_conv_mode,
-      .set_metrics = env_set_metrics,
-      .host = in,
+      .history = env_history, .set_metrics = env_set_metrics, .host = in,
     };
     in->state = ST_STARTING;
     char *err = NULL;

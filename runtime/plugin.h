@@ -90,8 +90,17 @@ typedef struct rt_plugin_env {
    * bot asked for a manager) or "manager" (one took it), owned; NULL when
    * the chat has no conversation yet (or the store is gone). */
   char *(*conv_mode)(void *host, const char *chat_id);
+  /* The newest messages (at most limit, and RT_PLUGIN_HISTORY_MAX) of a
+   * chat of this channel, both ways, oldest first, from the store: a new
+   * JSON array of {"from": "customer" or "bot", "at": ms, "id": the row,
+   * "ext_id": the channel's id of a customer's message, "event" (the
+   * customer's, as received) or "message" (sent: {text, buttons, media})}.
+   * NULL when the store is gone or failed (logged). */
+  json_t *(*history)(void *host, const char *chat_id, int limit);
   void *host;
 } rt_plugin_env;
+
+#define RT_PLUGIN_HISTORY_MAX 200
 
 typedef enum { RT_PLUGIN_CHANNEL, RT_PLUGIN_PROVIDER } rt_plugin_kind;
 

@@ -22,7 +22,7 @@ enum {
   S_TIMER_SET, S_TIMER_CANCEL, S_TIMER_CANCEL_ALL, S_TIMER_NEXT, S_TIMER_DUE, S_TIMER_DEL, S_TIMER_COUNT,
   S_TIMER_EXISTS, S_META_GET, S_META_SET,
   S_EVENT_ADD, S_LEAD_ADD, S_CUSTOMER_GET, S_CUSTOMER_ADDRS, S_ADDR_PHONE, S_ADDR_SET,
-  S_ADDR_BLOCK, S_OUT_CHAT,
+  S_ADDR_BLOCK, S_OUT_CHAT, S_CHAT_HISTORY,
   S_BEGIN, S_COMMIT, S_ROLLBACK,
   S_COUNT
 };
@@ -122,6 +122,22 @@ static const char *stmt_sql[S_COUNT] = {
                    "SET status = excluded.status, reason = excluded.reason, "
                    "status_at = excluded.status_at",
   [S_OUT_CHAT] = "SELECT channel, chat_id FROM outbox WHERE id = ?1",
+  /* The newest ?3 messages of a chat both ways, oldest first. Each side is
+   * cut to ?3 on its own index (inbox_chat; outbox_chat, 014) before the
+   * two are merged, so a long conversation costs no more than a short one.
+   * A reply is stored after the message it answers: at the same ms the
+   * customer's comes first. */
+  [S_CHAT_HISTORY] =
+    "SELECT side, at, id, ext_id, payload FROM ("
+    " SELECT * FROM (SELECT 0 AS side, received_at AS at, id, ext_id, payload FROM inbox"
+    "  WHERE channel = ?1 AND chat_id = ?2 AND kind IN ('text', 'photo')"
+    "  ORDER BY received_at DESC, id DESC LIMIT ?3)"
+    " UNION ALL"
+    " SELECT * FROM (SELECT 1 AS side, created_at AS at, id, NULL AS ext_id, payload FROM outbox"
+    "  WHERE channel = ?1 AND chat_id = ?2 AND status = 'sent'"
+    "  ORDER BY id DESC LIMIT ?3)"
+    " ORDER BY at DESC, side DESC, id DESC LIMIT ?3"
+    ") ORDER BY at, side, id",
   [S_BEGIN] = "BEGIN IMMEDIATE",
   [S_COMMIT] = "COMMIT",
   [S_ROLLBACK] = "ROLLBACK",
@@ -528,6 +544,28 @@ int rt_store_inbox_pending(rt_store *s, void (*fn)(void *, const rt_inbox_row *)
       .channel = (const char *)sqlite3_column_text(st, 1),
       .chat_id = (const char *)sqlite3_column_text(st, 2),
       .kind = (const char *)sqlite3_column_text(st, 3),
+      .payload = (const char *)sqlite3_column_text(st, 4),
+    };
+    fn(ud, &r);
+  }
+  sqlite3_reset(st);
+  return rc == SQLITE_DONE ? RT_OK : fail(s, rc);
+}
+
+int rt_store_chat_history(rt_store *s, const char *channel, const char *chat_id, int limit,
+                          void (*fn)(void *ud, const rt_history_row *r), void *ud) {
+  if (limit <= 0) return RT_OK;
+  sqlite3_stmt *st = s->st[S_CHAT_HISTORY];
+  bind_text(st, 1, channel);
+  bind_text(st, 2, chat_id);
+  sqlite3_bind_int(st, 3, limit);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    rt_history_row r = {
+      .from_customer = sqlite3_column_int(st, 0) == 0,
+      .at = sqlite3_column_int64(st, 1),
+      .id = sqlite3_column_int64(st, 2),
+      .ext_id = (const char *)sqlite3_column_text(st, 3),
       .payload = (const char *)sqlite3_column_text(st, 4),
     };
     fn(ud, &r);

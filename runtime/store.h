@@ -71,6 +71,20 @@ int rt_store_inbox_attempt(rt_store *s, int64_t id, int64_t *before);
 /* Sets an event aside for good: status 'quarantined' and the reason. */
 int rt_store_inbox_quarantine(rt_store *s, int64_t id, const char *reason, int64_t now);
 
+/* ---- a chat's history (the web chat page after a reload, a second tab) ---- */
+typedef struct {
+  bool from_customer;        /* an inbox text/photo; else a message sent to the chat */
+  int64_t at;                /* received, or queued by the step that wrote it (ms) */
+  int64_t id;                /* the inbox or outbox row */
+  const char *ext_id;        /* the customer's: the channel's id of it; else NULL */
+  const char *payload;       /* the stored JSON (the event; {text, buttons, media}) */
+} rt_history_row;
+/* The newest `limit` messages of one chat both ways, oldest first: what the
+ * customer sent (inbox rows of kind text or photo) and what was sent to the
+ * chat (outbox rows delivered). Rows are borrowed during fn. */
+int rt_store_chat_history(rt_store *s, const char *channel, const char *chat_id, int limit,
+                          void (*fn)(void *ud, const rt_history_row *r), void *ud);
+
 /* ---- meta (small runtime facts, e.g. whether the last run stopped cleanly) ---- */
 /* *value is owned, NULL when the key is not set. */
 int rt_store_meta_get(rt_store *s, const char *key, char **value);

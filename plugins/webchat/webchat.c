@@ -30,6 +30,8 @@
 #define VISITOR_IDLE_MS (30 * 60000)    /* forget a visitor's counters after this */
 #define FLOOD_STRIKES 20                /* refused messages in a row: close the socket */
 #define MSG_ID_MAX 64
+#define HISTORY_MAX 50                  /* messages a page gets back when it opens */
+#define HISTORY_MAX_BYTES (256 * 1024)  /* and at most this much of them */
 
 /* ---- protocol pieces (webchat.h) ---- */
 
@@ -361,6 +363,78 @@ static void handle_message(rt_webchat *w, conn *c, json_t *j) {
   }
 }
 
+/* ---- history: what the page shows after a reload or in a new tab ---- */
+
+static const char *str_or_text(json_t *v) {
+  return json_is_string(v) ? json_string_value(v) : json_string_value(json_object_get(v, "text"));
+}
+
+/* One stored message as the page keeps it: {"k":"me","id":"<the page's
+ * id>","text","file"} or {"k":"bot","id":N,"text","buttons","media"}. */
+static json_t *history_item(const char *vid, json_t *row) {
+  const char *from = json_string_value(json_object_get(row, "from"));
+  json_t *it = json_object();
+  if (from && strcmp(from, "customer") == 0) {
+    json_t *ev = json_object_get(row, "event");
+    json_object_set_new(it, "k", json_string("me"));
+    /* ext_id "wc:<vid>:<id>": the page's own id, so a message the page
+     * still holds as pending is known as taken */
+    const char *ext = json_string_value(json_object_get(row, "ext_id"));
+    if (ext && strncmp(ext, "wc:", 3) == 0 && strncmp(ext + 3, vid, 32) == 0 && ext[35] == ':' &&
+        id_ok(ext + 36))
+      json_object_set_new(it, "id", json_string(ext + 36));
+    const char *text = json_string_value(json_object_get(ev, "text"));
+    if (text && *text) json_object_set_new(it, "text", json_string(text));
+    const char *file =
+        json_string_value(json_object_get(json_array_get(json_object_get(ev, "photos"), 0), "id"));
+    if (file && file_ok(vid, file)) json_object_set_new(it, "file", json_string(file));
+  } else {
+    json_t *m = json_object_get(row, "message");
+    json_object_set_new(it, "k", json_string("bot"));
+    json_object_set(it, "id", json_object_get(row, "id"));
+    const char *text = json_string_value(json_object_get(m, "text"));
+    json_object_set_new(it, "text", json_string(text ? text : ""));
+    json_t *bs = json_object_get(m, "buttons"), *out = NULL;
+    size_t i;
+    json_t *b;
+    json_array_foreach(bs, i, b) {
+      const char *s = str_or_text(b);
+      if (!s) continue;
+      if (!out) out = json_array();
+      json_array_append_new(out, json_string(s));
+    }
+    if (out) json_object_set_new(it, "buttons", out);
+    const char *ref = json_string_value(json_object_get(json_object_get(m, "media"), "ref"));
+    if (ref) json_object_set_new(it, "media", json_string(ref));
+  }
+  return it;
+}
+
+/* {"t":"history","items":[...]}: the conversation's newest messages from
+ * the store, both ways, oldest first; the visitor's own chat only (vid is
+ * the verified cookie's). Nothing is sent when the store cannot say. */
+static void send_history(rt_webchat *w, rt_httpd_ws *ws, const char *vid) {
+  const rt_plugin_env *e = w->env;
+  json_t *rows = e->history ? e->history(e->host, vid, HISTORY_MAX) : NULL;
+  if (!rows) return;
+  json_t *items = json_array();
+  size_t i;
+  json_t *row;
+  json_array_foreach(rows, i, row) json_array_append_new(items, history_item(vid, row));
+  json_decref(rows);
+  json_t *f = json_pack("{s:s, s:o}", "t", "history", "items", items);
+  char *s = json_dumps(f, JSON_COMPACT);
+  /* Long messages: the oldest go first until it fits. */
+  while (s && strlen(s) > HISTORY_MAX_BYTES && json_array_size(items)) {
+    free(s);
+    json_array_remove(items, 0);
+    s = json_dumps(f, JSON_COMPACT);
+  }
+  json_decref(f);
+  if (s) rt_httpd_ws_send(ws, s, strlen(s), false);
+  free(s);
+}
+
 static int ws_open(void *ud, rt_httpd_ws *ws, rt_httpd_req *req) {
   rt_webchat *w = ud;
   const char *origin = rt_httpd_req_header(req, "origin");
@@ -385,6 +459,7 @@ static int ws_open(void *ud, rt_httpd_ws *ws, rt_httpd_req *req) {
   json_t *h = json_pack("{s:s, s:s, s:I}", "t", "hello", "vid", vid, "max_message_bytes",
                         (json_int_t)w->max_msg);
   send_json(ws, h);
+  send_history(w, ws, vid);
   /* What went out while this socket was not there goes again; the page
    * drops ids it has shown and acks them once more. */
   for (pending *p = v->sends; p; p = p->next) rt_httpd_ws_send(ws, p->frame, p->len, false);

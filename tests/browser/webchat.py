@@ -6,8 +6,11 @@
   messenger token serves the chat at /; a visible text input; /start and a
   VIN show the bot's answers; a photo sent from the page reaches the flow;
   a reload continues the conversation; a websocket dropped right after a
-  send reconnects with nothing lost or doubled; a page on another origin
-  is refused. A screenshot of the whole lead conversation is kept in
+  send reconnects with nothing lost or doubled; the conversation comes back
+  from the bot's store (both sides, in order) after a reload with the
+  page's own storage wiped and in a second browser with the same cookie,
+  and a third browser (another visitor) sees none of it; a page on another
+  origin is refused. A screenshot of the whole lead conversation is kept in
   BUILD/artifacts/webchat-lead.png.
 
 Usage: webchat.py (SHOPBOT, RT_SOURCE_DIR in the environment; ARTIFACTS
@@ -47,14 +50,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from checks import check, finish  # noqa: E402
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def png(path, w=64, h=48):
     """A small real PNG: a red-blue gradient."""
     raw = b"".join(b"\0" + bytes(
@@ -83,23 +78,27 @@ try:
     check("test passes on the new shop", r.returncode == 0 and ", 0 failed" in r.stdout,
           r.stdout[-500:])
 
-    port = free_port()
+    # Port 0: the kernel picks a free port when the bot binds and the bot's
+    # log says which, so no other test can take it in between.
     with open(os.path.join(shop, "shop.json"), encoding="utf-8") as f:
         conf = f.read()
-    conf = conf.replace("127.0.0.1:8080", "127.0.0.1:%d" % port)
+    conf = conf.replace("127.0.0.1:8080", "127.0.0.1:0")
     # no token of any messenger and no "enabled": the web chat is on by default
     check("the new shop.json says nothing of enabled", '"enabled"' not in conf)
     with open(os.path.join(shop, "shop.json"), "w", encoding="utf-8") as f:
         f.write(conf)
     log = open(os.path.join(tmp, "bot.err"), "w")
     bot = subprocess.Popen([SHOPBOT, "run", shop], stdout=subprocess.DEVNULL, stderr=log)
-    for _ in range(100):
-        if "plugin-started plugin=webchat" in open(os.path.join(tmp, "bot.err")).read():
-            break
-        time.sleep(0.1)
     botlog = lambda: open(os.path.join(tmp, "bot.err"), encoding="utf-8").read()  # noqa: E731
+    end = time.time() + 60
+    while time.time() < end and ("plugin-started plugin=webchat" not in botlog() and
+                                 bot.poll() is None):
+        time.sleep(0.1)
     check("run with no token starts the web chat", "plugin-started plugin=webchat" in botlog(),
           botlog()[-800:])
+    m = re.search(r"msg=http listen=\S+ port=(\d+)", botlog())
+    check("the bot says its port", m is not None, botlog()[-800:])
+    port = int(m.group(1)) if m else 0
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
@@ -132,8 +131,14 @@ try:
         return [tuple(x) for x in drv.execute_script(
             "return [...document.querySelectorAll('#log li.me')].map(e => [e.innerText, e.className])")]
 
-    def online():
-        return "on" in drv.find_element(By.ID, "status").get_attribute("class")
+    def online(d=None):
+        return "on" in (d or drv).find_element(By.ID, "status").get_attribute("class")
+
+    # the whole conversation as the page shows it: [(side, text)]
+    def convo(d=None):
+        return [tuple(x) for x in (d or drv).execute_script(
+            "return [...document.querySelectorAll('#log li')]"
+            ".map(e => [e.classList.contains('bot') ? 'bot' : 'me', e.innerText])")]
 
     def type_line(text):
         box = drv.find_element(By.ID, "text")
@@ -178,7 +183,8 @@ try:
     before = len(bots())
     drv.refresh()
     wait(online)
-    check("after a reload the conversation is shown", len(bots()) == before, (before, bots()))
+    check("after a reload the conversation is shown", wait(lambda: len(bots()) == before),
+          (before, bots()))
     type_line("колодки передние")
     check("after a reload the bot goes on with the same conversation",
           wait(lambda: any("Записал: колодки передние. Что-нибудь ещё?" in t for t in bots())),
@@ -189,9 +195,11 @@ try:
     conns = drv.execute_script("return window.shopbotChat.connects")
     drv.execute_script("window.shopbotChatDropAfterSend = true")
     type_line("ещё масляный фильтр")
-    got = wait(lambda: [t for t in bots() if "Записал: масляный фильтр" in t], 15)
+    got = wait(lambda: [t for t in bots() if "Записал: масляный фильтр" in t], 30)
     check("after a drop the reply comes", got)
-    time.sleep(1.0)
+    check("after a drop my message is confirmed (before: nothing doubled)",
+          wait(lambda: all("sent" in c for t, c in mine() if "масляный фильтр" in t)), mine())
+    time.sleep(0.5)   # a doubled reply or message would be right behind
     check("the socket was dropped and opened again",
           drv.execute_script("return window.shopbotChat.connects") == conns + 1,
           (conns, drv.execute_script("return window.shopbotChat.connects")))
@@ -216,6 +224,37 @@ try:
     drv.save_screenshot(shot)
     check("screenshot kept", os.path.getsize(shot) > 10000, shot)
     print("screenshot: " + shot)
+
+    # The history is the bot's, not the page's: with the page's own
+    # storage wiped, a reload shows the conversation from the store, both
+    # sides in order; so does a second browser given the same cookie; a
+    # third browser (another visitor) sees none of it.
+    shown = convo()
+    check("the conversation as shown", len(shown) >= 10 and shown[0] == ("me", "/start"), shown)
+    drv.execute_script("localStorage.clear()")
+    drv.refresh()
+    wait(online)
+    again = wait(lambda: convo() if convo() == shown else None, 15)
+    check("reload with the page's storage wiped: the same conversation, from the store",
+          again == shown, (shown, convo()))
+    cookie = drv.get_cookie("shopbot_vid")
+    check("the visitor cookie", cookie is not None and cookie.get("httpOnly"), cookie)
+    drv2 = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    try:
+        drv2.set_page_load_timeout(20)
+        drv2.get(url)
+        wait(lambda: online(drv2))
+        check("a second browser starts with its own, empty conversation",
+              wait(lambda: convo(drv2) == [] and online(drv2)) is not None, convo(drv2))
+        drv2.delete_all_cookies()
+        drv2.add_cookie({"name": "shopbot_vid", "value": cookie["value"], "path": "/"})
+        drv2.refresh()
+        wait(lambda: online(drv2))
+        got2 = wait(lambda: convo(drv2) if convo(drv2) == shown else None, 15)
+        check("a second browser with the same cookie shows the conversation", got2 == shown,
+              (shown, convo(drv2)))
+    finally:
+        drv2.quit()
 
     # a page on another origin cannot open the chat's websocket
     class Page(http.server.BaseHTTPRequestHandler):

@@ -55,8 +55,19 @@ wait_for() {
   return 1
 }
 
+# A port the kernel says is free now. Where the bot can listen on port 0
+# and say which port it got (listen_port), prefer that: a port chosen here
+# can still be taken before the bot binds it. (This used to be 20000 + the
+# shell's pid + an offset: two tests started close together, or another
+# user's test on the same machine, picked the same port.)
 free_port() {
-  # the kernel's next ephemeral port is very likely free
-  p=$(( 20000 + ($$ % 20000) + ${1:-0} ))
-  echo $p
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# listen_port LOG [seconds]: the port a bot started with http.listen
+# 127.0.0.1:0 got, from its log line "msg=http listen=... port=N"; waits
+# for the line (default 30 s); empty when it never came.
+listen_port() {
+  wait_for "$1" "msg=http listen=.* port=[0-9]+" "${2:-30}" || return 1
+  sed -n 's/.*msg=http listen=[^ ]* port=\([0-9][0-9]*\).*/\1/p' "$1" | tail -n 1
 }

@@ -5,9 +5,11 @@ new shop's Vitaly flows) over raw sockets, driven by webchat.sh.
 PHASE one: a lead through the socket; a resend of the same id is taken
 once; a bot message produced while no socket is open is delivered when one
 opens; a forged visitor id and a foreign Origin are refused; a flood is
-rate-limited and closed while another visitor goes on. Writes the cookie to
-cookie.txt. PHASE two (after a restart of the bot): the same cookie still
-opens the same conversation."""
+rate-limited and closed while another visitor goes on. A socket opened
+again gets the conversation's history from the store (both sides, in
+order); a new visitor's is empty. Writes the cookie to cookie.txt. PHASE
+two (after a restart of the bot): the same cookie still opens the same
+conversation, its history first."""
 import os
 import sys
 import time
@@ -35,6 +37,22 @@ def reply(v, pred, timeout=20):
     return m
 
 
+def history(v):
+    """The history frame a socket gets after hello: [(k, text)]."""
+    m, _ = v.until(lambda x: isinstance(x, dict) and x.get("t") == "history", 10)
+    return None if m is None else [(i["k"], i.get("text", "")) for i in m["items"]]
+
+
+def starts_like(got, want):
+    """got begins with want: [(k, predicate on the text)]."""
+    return got is not None and len(got) >= len(want) and all(
+        g[0] == k and p(g[1]) for g, (k, p) in zip(got, want))
+
+
+LEAD = [("me", lambda t: t == "/start"), ("bot", lambda t: "VIN" in t),
+        ("me", lambda t: t == "XW8ZZZ614BG012345"), ("bot", lambda t: t.startswith("Записал: VIN"))]
+
+
 if phase == "one":
     cookie = new_cookie(port)
     open("cookie.txt", "w").write(cookie)
@@ -54,15 +72,20 @@ if phase == "one":
     v.close()
     time.sleep(0.5)
     v = Visitor(port, cookie)
+    h = history(v)
+    check("reconnect: the history from the store, both sides in order", starts_like(h, LEAD), h)
+    check("reconnect: the resend is in it once",
+          h is not None and sum(1 for x in h if x == ("me", "XW8ZZZ614BG012345")) == 1, h)
     check("the reply made while away arrives on reconnect",
           reply(v, lambda t: "колодки передние" in t, 30) is not None)
     forged = "shopbot_vid=" + "0" * 32 + cookie[len("shopbot_vid=") + 32:]
     check("forged visitor id refused", Visitor(port, forged).status == 401)
     check("foreign Origin refused", Visitor(port, cookie, origin="http://evil.example").status == 403)
     other = Visitor(port, new_cookie(port))
+    check("a new visitor's history is empty", history(other) == [])
     for i in range(40):
         v.send({"t": "msg", "id": "f-%d" % i, "text": "флуд %d" % i})
-    got = v.drain(6.0)
+    got = v.collect(lambda got: got and (got[-1] == "eof" or isinstance(got[-1], tuple)))
     rate = [x for x in got if isinstance(x, dict) and x.get("code") == "rate"]
     check("flood rate-limited", len(rate) >= 20, len(rate))
     check("flood closed", ("close", 1008) in got or "eof" in got, got[-2:])
@@ -73,6 +96,10 @@ else:
     v = Visitor(port, cookie)
     check("after a restart the same cookie opens", v.status == 101, v.status)
     check("... as the same visitor", v.hello and v.hello["vid"] in cookie, v.hello)
+    h = history(v)
+    check("... with the conversation's history first", starts_like(h, LEAD + [
+        ("me", lambda t: t == "колодки передние"), ("bot", lambda t: "колодки передние" in t)]), h)
+    check("... bounded", h is not None and len(h) <= 50, len(h or []))
     v.send({"t": "msg", "id": "r-9", "text": "всё"})
     m = reply(v, lambda t: t.startswith("Заявка готова: VIN XW8ZZZ614BG012345"), 30)
     check("... and the same conversation goes on", m is not None, v.held)

@@ -6,6 +6,7 @@
 #include "t.h"
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -95,6 +96,89 @@ T(timers) {
   CHECK_INT(counted, 1);
   CHECK_INT(rt_store_timer_cancel(s, 2, "remind"), RT_OK);
   CHECK_INT(rt_store_timer_next(s), 7000);
+}
+
+T(timers_cancel_all) {
+  CHECK_INT(rt_store_timer_set(s, 7, "a", 9000, "x.a", NULL, 1), RT_OK);
+  CHECK_INT(rt_store_timer_set(s, 7, "_handoff_release", 9000, "_release", NULL, 1), RT_OK);
+  CHECK_INT(rt_store_timer_set(s, 8, "a", 9000, "x.a", NULL, 1), RT_OK);
+  CHECK_INT(rt_store_timers_cancel_all(s, 7), RT_OK);
+  CHECK_INT(q("SELECT count(*) FROM timers WHERE conv_id = 7"), 0);
+  CHECK_INT(q("SELECT count(*) FROM timers WHERE conv_id = 8"), 1);   /* another chat's stays */
+  CHECK_INT(rt_store_timers_cancel_all(s, 8), RT_OK);
+}
+
+/* ---- a chat's history ---- */
+static char hist[8192];
+static int nhist;
+static void add_hist(void *ud, const rt_history_row *r) {
+  (void)ud;
+  nhist++;
+  size_t n = strlen(hist);
+  snprintf(hist + n, sizeof hist - n, "%s%lld:%s|", r->from_customer ? "c" : "b",
+           (long long)r->at, r->payload);
+}
+
+T(chat_history) {
+  /* chat h1: customer and bot alternate; a reply at the same ms as the
+   * message it answers; a wake-up event, a bot message still pending and a
+   * failed one are no part of it */
+  int64_t id;
+  CHECK_INT(rt_store_inbox_add(s, "webchat", "wc:1", "h1", "text", "{\"text\":\"m1\"}", 100, &id),
+            RT_OK);
+  CHECK_INT(rt_store_outbox_add(s, 1, "webchat", "h1", "hk1", "text", "{\"text\":\"r1\"}", 100, &id),
+            RT_OK);
+  CHECK_INT(rt_store_outbox_sent(s, id, 300), RT_OK);   /* sent later: ordered by when queued */
+  CHECK_INT(rt_store_inbox_add(s, "webchat", "wc:2", "h1", "photo", "{\"text\":\"m2\"}", 200, &id),
+            RT_OK);
+  CHECK_INT(rt_store_inbox_add(s, "webchat", "w:1", "h1", "wake", "{\"text\":\"w\"}", 210, &id),
+            RT_OK);
+  CHECK_INT(rt_store_outbox_add(s, 1, "webchat", "h1", "hk2", "text", "{\"text\":\"r2\"}", 220, &id),
+            RT_OK);
+  CHECK_INT(rt_store_outbox_sent(s, id, 230), RT_OK);
+  CHECK_INT(rt_store_outbox_add(s, 1, "webchat", "h1", "hk3", "text", "{\"text\":\"fail\"}", 240, &id),
+            RT_OK);
+  CHECK_INT(rt_store_outbox_failed(s, id, "x", 241), RT_OK);
+  CHECK_INT(rt_store_outbox_add(s, 1, "webchat", "h1", "hk4", "text", "{\"text\":\"pend\"}", 250, &id),
+            RT_OK);
+  /* the same chat id on another channel, and another chat: not shown */
+  CHECK_INT(rt_store_inbox_add(s, "telegram", "t:1", "h1", "text", "{\"text\":\"tg\"}", 150, &id),
+            RT_OK);
+  CHECK_INT(rt_store_inbox_add(s, "webchat", "wc:9", "h2", "text", "{\"text\":\"other\"}", 150, &id),
+            RT_OK);
+  hist[0] = '\0';
+  nhist = 0;
+  CHECK_INT(rt_store_chat_history(s, "webchat", "h1", 50, add_hist, NULL), RT_OK);
+  CHECK_STR(hist, "c100:{\"text\":\"m1\"}|b100:{\"text\":\"r1\"}|c200:{\"text\":\"m2\"}|"
+                  "b220:{\"text\":\"r2\"}|");
+  /* bounded: the newest ones, still oldest first */
+  hist[0] = '\0';
+  CHECK_INT(rt_store_chat_history(s, "webchat", "h1", 2, add_hist, NULL), RT_OK);
+  CHECK_STR(hist, "c200:{\"text\":\"m2\"}|b220:{\"text\":\"r2\"}|");
+  hist[0] = '\0';
+  CHECK_INT(rt_store_chat_history(s, "webchat", "nobody", 50, add_hist, NULL), RT_OK);
+  CHECK_STR(hist, "");
+  /* a long conversation: 70 each way, the newest 50 in order */
+  for (int i = 0; i < 70; i++) {
+    char ext[32], key[32], p[64];
+    snprintf(ext, sizeof ext, "wc:l%d", i);
+    snprintf(key, sizeof key, "hl%d", i);
+    snprintf(p, sizeof p, "{\"n\":%d}", i);
+    CHECK_INT(rt_store_inbox_add(s, "webchat", ext, "h3", "text", p, 1000 + 10 * i, &id), RT_OK);
+    CHECK_INT(rt_store_outbox_add(s, 1, "webchat", "h3", key, "text", p, 1005 + 10 * i, &id), RT_OK);
+    CHECK_INT(rt_store_outbox_sent(s, id, 1006 + 10 * i), RT_OK);
+  }
+  hist[0] = '\0';
+  nhist = 0;
+  CHECK_INT(rt_store_chat_history(s, "webchat", "h3", 50, add_hist, NULL), RT_OK);
+  CHECK_INT(nhist, 50);
+  CHECK(strncmp(hist, "c1450:{\"n\":45}|b1455:{\"n\":45}|", 30) == 0);
+  CHECK(strstr(hist, "b1695:{\"n\":69}|") && hist[strlen(hist) - 1] == '|' &&
+        strcmp(strstr(hist, "b1695"), "b1695:{\"n\":69}|") == 0);
+  CHECK_INT(q("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_chat'"), 1);
+  /* prune counts what the other tests left */
+  CHECK_INT(rt_store_exec(s, "DELETE FROM inbox WHERE chat_id IN ('h1', 'h2', 'h3')"), RT_OK);
+  CHECK_INT(rt_store_exec(s, "DELETE FROM outbox WHERE chat_id IN ('h1', 'h3')"), RT_OK);
 }
 
 T(prune) {
@@ -189,6 +273,8 @@ int main(void) {
   T_RUN(conversations);
   T_RUN(outbox_per_channel);
   T_RUN(timers);
+  T_RUN(timers_cancel_all);
+  T_RUN(chat_history);
   T_RUN(prune);
   T_RUN(busy_wait_takes_the_first_gap);
   rt_store_close(s);

@@ -5,7 +5,8 @@
  * faked here the way the engine behaves: receive dedups by ext_id and acks
  * after a "commit" on a later loop turn, every new text gets a bot reply
  * ("echo: ...") sent through the channel, and a RETRY_LATER is tried again
- * after its after_ms, as the delivery queue does. 127.0.0.1 only. */
+ * after its after_ms, as the delivery queue does; history answers from what
+ * it took and delivered, in order, as the store does. 127.0.0.1 only. */
 #include "http_server.h"
 #include "map.h"
 #include "rt.h"
@@ -122,7 +123,7 @@ typedef struct {
 
 typedef struct outmsg {
   host *h;
-  int64_t id;
+  int64_t id, seq;
   char *chat, *text;
   char *buttons[2];
   int delivered, retries, inflight;
@@ -130,8 +131,18 @@ typedef struct outmsg {
   struct outmsg *next;
 } outmsg;
 
+/* A message the host took, for history. */
+typedef struct took {
+  int64_t seq;
+  char *chat, *ext_id, *text, *extra;
+  struct took *next;
+} took;
+
 struct host {
   uv_loop_t loop;
+  took *took;
+  int64_t seq;
+  int history_calls, history_limit;
   rt_httpd *s;
   rt_webchat *w;
   rt_channel *ch;
@@ -188,12 +199,18 @@ static int h_receive(void *ud, const rt_event_in *ev, void (*ack)(void *, int), 
   else {
     rt_map_set(&h->seen, ev->ext_id, (void *)1);
     h->events++;
+    took *tk = rt_xcalloc(1, sizeof *tk);
+    *tk = (took){++h->seq, rt_xstrdup(ev->chat_id), rt_xstrdup(ev->ext_id),
+                 rt_xstrdup(ev->text ? ev->text : ""),
+                 ev->extra_json ? rt_xstrdup(ev->extra_json) : NULL, h->took};
+    h->took = tk;
     if (strcmp(ev->kind, "photo") == 0 && ev->extra_json && strstr(ev->extra_json, "\"photos\""))
       h->photos++;
     /* the bot answers every new message */
     outmsg *o = rt_xcalloc(1, sizeof *o);
     o->h = h;
     o->id = ++h->next_id;
+    o->seq = ++h->seq;
     o->chat = rt_xstrdup(ev->chat_id);
     o->text = rt_xasprintf("echo: %s%s", strcmp(ev->kind, "photo") == 0 ? "photo " : "", ev->text);
     o->buttons[0] = rt_xstrdup("Да");
@@ -210,6 +227,40 @@ static int h_receive(void *ud, const rt_event_in *ev, void (*ack)(void *, int), 
   a->t.data = a;
   uv_timer_start(&a->t, ack_fire, 2, 0);
   return RT_OK;
+}
+
+/* As the store's history: the newest limit of the chat's messages taken
+ * and replies delivered, oldest first. One extra row claims a photo of
+ * another visitor, which the plugin must not pass on. */
+static json_t *h_history(void *ud, const char *chat, int limit) {
+  host *h = ud;
+  h->history_calls++;
+  if (limit > h->history_limit) h->history_limit = limit;
+  json_t *a = json_array();
+  for (int64_t q = h->seq; q > 0 && (int)json_array_size(a) < limit; q--) {
+    for (took *t = h->took; t; t = t->next) {
+      if (t->seq != q || strcmp(t->chat, chat) != 0) continue;
+      json_t *ev = json_pack("{s:s}", "text", t->text);
+      if (t->extra) {
+        json_t *x = json_loads(t->extra, 0, NULL);
+        if (json_is_object(x)) json_object_update(ev, x);
+        json_decref(x);
+      }
+      json_array_insert_new(a, 0, json_pack("{s:s, s:I, s:s, s:o}", "from", "customer", "id", q,
+                                            "ext_id", t->ext_id, "event", ev));
+    }
+    for (outmsg *o = h->out; o; o = o->next) {
+      if (o->seq != q || !o->delivered || strcmp(o->chat, chat) != 0) continue;
+      json_array_insert_new(a, 0, json_pack("{s:s, s:I, s:{s:s, s:[s,{s:s}]}}", "from", "bot",
+                                            "id", (json_int_t)o->id, "message", "text", o->text,
+                                            "buttons", o->buttons[0], "text", o->buttons[1]));
+    }
+  }
+  json_array_append_new(a, json_pack("{s:s, s:I, s:s, s:{s:s, s:[{s:s}]}}", "from", "customer",
+                                     "id", (json_int_t)0, "ext_id", "wc:x:forged", "event", "text",
+                                     "чужое фото", "photos", "id",
+                                     "ffffffffffffffffffffffffffffffff-0123456789abcdef.png"));
+  return a;
 }
 
 static char *h_kv_get(void *ud, const char *name, const char *key) {
@@ -264,7 +315,8 @@ T(plugin_on_server) {
   h.ch = rt_webchat_channel(h.w);
   h.env = (rt_plugin_env){.loop = &h.loop, .name = "webchat", .conf = NULL, .httpd = h.s,
                           .data_dir = h.data, .now_ms = h_now, .receive = h_receive,
-                          .kv_get = h_kv_get, .kv_set = h_kv_set, .host = &h};
+                          .kv_get = h_kv_get, .kv_set = h_kv_set, .history = h_history,
+                          .host = &h};
   h.ch->start(h.ch, &h.env, started, &h);
   CHECK(h.started);
   CHECK(rt_map_get(&h.kv, "webchat/cookie_secret") != NULL);   /* kept for restarts */
@@ -301,6 +353,9 @@ T(plugin_on_server) {
     if (m->delivered > 1) twice++;
   }
   CHECK_INT(twice, 0);
+  /* every socket opened asked for the history, bounded */
+  CHECK(h.history_calls >= 5);
+  CHECK(h.history_limit > 0 && h.history_limit <= 50);
   /* the flood visitor's socket was closed with replies pending: those may
    * still be waiting; the rest are all delivered */
   fprintf(stderr, "  host: replies=%lld undelivered=%d\n", (long long)h.next_id, undelivered);
@@ -318,6 +373,11 @@ T(plugin_on_server) {
     n = m->next;
     free(m->chat); free(m->text); free(m->buttons[0]); free(m->buttons[1]);
     free(m);
+  }
+  for (took *t = h.took, *n; t; t = n) {
+    n = t->next;
+    free(t->chat); free(t->ext_id); free(t->text); free(t->extra);
+    free(t);
   }
   CHECK_INT(uv_loop_close(&h.loop), 0);   /* close freed the channel */
   size_t it = 0;

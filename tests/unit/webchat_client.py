@@ -127,6 +127,21 @@ class Visitor:
                 break
         return None, seen
 
+    def collect(self, done, timeout=30):
+        """Everything held and arriving until done(the list so far) holds,
+        the socket ends, or timeout: a wait on what is expected, not on a
+        fixed time that a loaded machine may overrun."""
+        out, end = self.held, time.time() + timeout
+        self.held = []
+        while not done(out) and time.time() < end:
+            m = self.recv(max(0.01, end - time.time()))
+            if m is None:
+                break
+            out.append(m)
+            if m == "eof" or isinstance(m, tuple):
+                break
+        return out
+
     def drain(self, secs):
         """Everything held and arriving within secs."""
         out, end = self.held, time.time() + secs

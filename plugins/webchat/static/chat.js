@@ -4,8 +4,11 @@
  * with a clock) until the bot's server acknowledges it; after a drop the
  * socket reconnects and sends the pending ones again in order (the server
  * drops duplicates by id). Every bot message carries the server's id; the
- * page acknowledges each one, shows it once, and keeps the conversation in
- * localStorage so a reload shows what was said. */
+ * page acknowledges each one and shows it once. When the socket opens the
+ * server sends the conversation's recent history from the shop's store
+ * (both sides, in order), so a reload, a second tab or another browser with
+ * the same visitor shows what was said; localStorage only bridges the
+ * moment before that and keeps what is not yet taken. */
 (function () {
   'use strict';
   var root = document.getElementById('chat');
@@ -81,6 +84,30 @@
     if (stick) logEl.scrollTop = logEl.scrollHeight;
   }
 
+  // The store's history replaces what the page shows; the page keeps what
+  // the store cannot know yet: its own messages not yet taken (pending or
+  // refused) and bot messages newer than the history's (acked a moment ago,
+  // marked sent a moment later).
+  function history(list) {
+    var items = [], mine = {}, lastBot = 0;
+    (list || []).forEach(function (h) {
+      if (h.k === 'me') {
+        items.push({ k: 'me', id: h.id, text: h.text, file: h.file, state: 'sent' });
+        if (h.id) mine[h.id] = true;
+      } else if (h.k === 'bot') {
+        items.push({ k: 'bot', id: h.id, text: h.text, buttons: h.buttons, media: h.media });
+        if (h.id > lastBot) lastBot = h.id;
+      }
+    });
+    st.items.forEach(function (x) {
+      if (x.k === 'me' && x.id && x.state !== 'sent' && !mine[x.id]) items.push(x);
+      else if (x.k === 'bot' && x.id > lastBot) items.push(x);
+    });
+    st.items = items;
+    save();
+    render();
+  }
+
   function find(k, id) {
     for (var i = st.items.length - 1; i >= 0; i--)
       if (st.items[i].k === k && st.items[i].id === id) return st.items[i];
@@ -132,11 +159,15 @@
       backoff = 500;
       status('в сети', true);
       st.items.forEach(function (x) { if (x.k === 'me' && x.state === 'pending' && x.id) transmit(x); });
+    } else if (m.t === 'history') {
+      history(m.items);
     } else if (m.t === 'ack') {
       it = find('me', m.id);
       if (it) { it.state = 'sent'; delete it.why; save(); render(); }
     } else if (m.t === 'err') {
       it = m.id ? find('me', m.id) : null;
+      // a refusal of a resend of what was already taken says nothing new
+      if (it && it.state === 'sent') return;
       if (it && (m.code === 'rate' || m.code === 'store')) {
         it.why = m.code === 'rate' ? 'Слишком часто — отправлю через пару секунд.' : 'Отправлю ещё раз…';
         save();
