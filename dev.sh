@@ -1,7 +1,8 @@
 #!/bin/sh
 # dev.sh -- the two quick-start commands (see README.md).
 #
-#   ./dev.sh demo [SHOP_DIR]   install what is missing, build, chat with the example shop
+#   ./dev.sh demo [SHOP_DIR]   install what is missing, build, open the studio on the example shop
+#   ./dev.sh chat [SHOP_DIR]   the same, but chat with it in the terminal
 #   ./dev.sh test              install what is missing, build with ASan+UBSan, run every test
 #                              (and each libFuzzer target for 12 s)
 #   ./dev.sh build             just the release build (build/shopbot)
@@ -114,6 +115,17 @@ case "$cmd" in
     install_missing
     build build -DRT_SANITIZE=OFF
     shop=${2:-examples/autoparts}
+    # The studio works on a private copy; its temporary store goes in
+    # build/tmp, so nothing is made outside the repository.
+    mkdir -p build/tmp
+    export TMPDIR="$(pwd)/build/tmp"
+    echo "--- the studio on $shop: open the URL below in a browser; Ctrl-C stops (the terminal chat: ./dev.sh chat)" >&2
+    exec ./build/shopbot studio "$shop"
+    ;;
+  chat)
+    install_missing
+    build build -DRT_SANITIZE=OFF
+    shop=${2:-examples/autoparts}
     echo "--- $shop: write as a customer; Ctrl-D ends. /manager release gives the chat back to the bot." >&2
     exec ./build/shopbot chat "$shop"
     ;;
@@ -155,7 +167,7 @@ case "$cmd" in
     ./tests/bench/run
     ;;
   *)
-    echo "usage: ./dev.sh demo [SHOP_DIR] | test | build | bench | install" >&2
+    echo "usage: ./dev.sh demo [SHOP_DIR] | chat [SHOP_DIR] | test | build | bench | install" >&2
     exit 2
     ;;
 esac

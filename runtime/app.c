@@ -8,9 +8,11 @@
 #include "paths.h"
 #include "reload.h"
 #include "rt.h"
+#include "studio.h"
 #include "watch.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,10 @@ typedef struct app {
   rt_httpd *httpd;
   rt_watch *watch;
   rt_plugin_host *plugins;
+  rt_studio *studio;
+  char *studio_tmp;            /* studio: the private copy's folder */
+  char *real_store;            /* studio: the shop's own store (read-only stats) */
+  const rt_plugin *providers[16];  /* studio: the plugins it runs */
   char *files_dir;
   char *watch_dirs[4];
   uv_signal_t sighup;
@@ -132,6 +138,7 @@ static void on_metrics(void *ud, rt_httpd_req *req) {
  * shop's transcripts (tests.on_reload) have passed or failed. */
 static void tell_reload(void *ud, int rc, const char *err) {
   app *a = ud;
+  if (a->studio && !a->stopping) rt_studio_reloaded(a->studio, rc, err);
   if (!a->tell_reload || !a->e || a->stopping) return;
   if (rc == RT_OK)
     fprintf(stderr, "-- сценарии обновлены (версия %s)\n", rt_engine_flows_version(a->e));
@@ -253,9 +260,20 @@ static void close_plugins(app *a) {
 
 /* The HTTP server is gone (every websocket's on_close has run, deferred
  * requests are answered as dropped): now the plugins may free themselves. */
+static void close_studio(app *a) {
+  if (!a->studio) return;
+  rt_studio *st = a->studio;
+  a->studio = NULL;
+  a->closing++;
+  rt_studio_close(st, closed_one, a);
+}
+
 static void httpd_closed(void *ud) {
   app *a = ud;
   close_plugins(a);
+  /* The studio's routes and websockets are gone with the server, and its
+   * channels with the engine (closed before the server). */
+  close_studio(a);
   a->closing--;
 }
 
@@ -277,6 +295,7 @@ static void app_stop(app *a) {
   /* Deliveries stop first, then the channels close (channel.h); the store
    * goes with the engine, so plugins lose receive and kv from here on. */
   if (a->plugins) rt_plugin_host_stopping(a->plugins);
+  if (a->studio) rt_studio_stopping(a->studio);
   if (a->e) { a->closing++; rt_engine_close(a->e, closed_one, a); a->e = NULL; }
   if (a->httpd) {
     a->closing++;
@@ -284,6 +303,7 @@ static void app_stop(app *a) {
     a->httpd = NULL;
   } else {
     close_plugins(a);
+    close_studio(a);
   }
 }
 
@@ -392,7 +412,8 @@ static char *files_dir(rt_config *cfg) {
 static void create_plugins(app *a) {
   a->files_dir = files_dir(a->cfg);
   rt_plugin_host_opts po = {
-    .loop = &a->loop, .cfg = a->cfg, .plugins = a->o->plugins, .files_dir = a->files_dir,
+    .loop = &a->loop, .cfg = a->cfg, .plugins = a->o->studio ? a->providers : a->o->plugins,
+    .files_dir = a->files_dir,
     .now_ms = host_now, .receive = host_receive, .command = host_command,
     .channel_ready = host_channel_ready, .failed = host_failed, .ud = a,
   };
@@ -402,6 +423,64 @@ static void create_plugins(app *a) {
                          rt_console_channel(rt_console_new(a->o->chat_user, a->o->chat_fresh,
                                                            on_eof, a)));
   rt_plugin_host_create(a->plugins, a->o->chat_user != NULL);
+}
+
+/* ---- the studio's private copy ---- */
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb; (void)ftw;
+  return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+/* A temporary folder for the private store, shop.json's store.path and
+ * http.listen pointed there, the channel plugins left out: nothing the
+ * studio does reaches the shop's data or a real customer. */
+static int studio_setup(app *a, char **err) {
+  /* $TMPDIR, as for every temporary file (./dev.sh demo keeps it inside
+   * the repository's build folder). */
+  const char *td = getenv("TMPDIR");
+  char *tmpl = rt_xasprintf("%s/shopbot-studio-XXXXXX", td && *td ? td : "/tmp");
+  if (!mkdtemp(tmpl)) {
+    *err = rt_xasprintf("cannot make a temporary folder %s: %s", tmpl, strerror(errno));
+    free(tmpl);
+    return RT_EIO;
+  }
+  a->studio_tmp = tmpl;
+  a->real_store = rt_config_path(a->cfg, rt_config_str(a->cfg, "store.path", "data/shop.db"));
+  json_t *root = rt_config_json(a->cfg);
+  json_t *store = json_object_get(root, "store");
+  if (!json_is_object(store)) json_object_set_new(root, "store", store = json_object());
+  json_object_set_new(store, "path", json_sprintf("%s/shop.db", a->studio_tmp));
+  json_t *http = json_object_get(root, "http");
+  if (!json_is_object(http)) json_object_set_new(root, "http", http = json_object());
+  json_object_set_new(http, "enabled", json_true());
+  if (a->o->listen) json_object_set_new(http, "listen", json_string(a->o->listen));
+  else if (!json_object_get(http, "listen")) json_object_set_new(http, "listen", json_string("127.0.0.1:8080"));
+  const rt_plugin *const *all = a->o->plugins ? a->o->plugins : rt_plugins;
+  size_t n = 0;
+  for (size_t i = 0; all[i] && n + 1 < RT_ARRAY_LEN(a->providers); i++)
+    if (all[i]->kind == RT_PLUGIN_PROVIDER) a->providers[n++] = all[i];
+  a->providers[n] = NULL;
+  return RT_OK;
+}
+
+static int studio_start(app *a, char **err) {
+  char shop[4096];
+  const char *dir = realpath(a->o->shop_dir, shop) ? shop : a->o->shop_dir;
+  rt_studio_opts so = {.loop = &a->loop, .e = a->e, .cfg = a->cfg, .httpd = a->httpd,
+                       .shop_dir = dir, .real_store = a->real_store};
+  int rc = rt_studio_new(&so, &a->studio, err);
+  if (rc != RT_OK) return rc;
+  /* The one line a marketer needs; the log keeps to warnings meanwhile. */
+  const char *listen = rt_config_str(a->cfg, "http.listen", "127.0.0.1:8080");
+  const char *colon = strrchr(listen, ':');
+  size_t hl = colon ? (size_t)(colon - listen) : 0;
+  bool any = hl == 0 || (hl == 1 && listen[0] == '*') || strncmp(listen, "0.0.0.0", hl) == 0;
+  printf("shopbot studio: open http://%.*s:%d/ in a browser (a private copy of %s: its own "
+         "store and clock; Ctrl-C stops)\n", any ? 9 : (int)hl, any ? "127.0.0.1" : listen,
+         rt_httpd_port(a->httpd), rt_config_str(a->cfg, "name", "the shop"));
+  fflush(stdout);
+  return RT_OK;
 }
 
 int rt_app_run(const rt_app_opts *o) {
@@ -415,19 +494,33 @@ int rt_app_run(const rt_app_opts *o) {
    * same screen (set log.level to debug/info and redirect stderr to see
    * every event). */
   a.tty_chat = o->chat_user && isatty(0) && isatty(2);
-  if (a.tty_chat && rt_log_get_level() < RT_LOG_WARN) rt_log_set_level(RT_LOG_WARN);
-  if (take_lock(cmd, a.cfg, &a.lock_fd) != RT_OK) {
+  if ((a.tty_chat || (o->studio && isatty(2))) && rt_log_get_level() < RT_LOG_WARN)
+    rt_log_set_level(RT_LOG_WARN);
+  char *err = NULL;
+  if (o->studio && studio_setup(&a, &err) != RT_OK) {
+    fprintf(stderr, "shopbot %s: %s\n", cmd, err);
+    free(err);
+    rt_config_free(a.cfg);
+    return 1;
+  }
+  /* The studio touches nothing of the shop's store: a bot may serve it. */
+  if (!o->studio && take_lock(cmd, a.cfg, &a.lock_fd) != RT_OK) {
     rt_config_free(a.cfg);
     return 1;
   }
   uv_loop_init(&a.loop);
-  char *err = NULL;
   int status = 0;
   create_plugins(&a);
   size_t npv = 0;
   rt_provider *const *pvs = rt_plugin_host_providers(a.plugins, &npv);
   rt_engine_opts eo = {.loop = &a.loop, .cfg = a.cfg, .http = rt_plugin_host_http(a.plugins),
                        .providers = pvs, .nproviders = npv};
+  if (o->studio) {
+    /* Test mode: a virtual clock the page moves (from now, to the
+     * minute, as a saved transcript's clock: lines read it), no fsync. */
+    eo.test_mode = true;
+    eo.clock_ms = wall_ms() / 60000 * 60000;
+  }
   if (rt_engine_new(&eo, &a.e, &err) != RT_OK) {
     fprintf(stderr, "shopbot %s: %s\n", cmd, err);
     free(err);
@@ -442,7 +535,7 @@ int rt_app_run(const rt_app_opts *o) {
   rt_log_quote(rt_engine_flows_dir(a.e), qdir, sizeof qdir);
   rt_log(RT_LOG_INFO, "start", "shop=%s flows=%s version=%s pid=%d", qname, qdir,
          rt_engine_flows_version(a.e), (int)getpid());
-  if (start_httpd(&a, &err) != RT_OK) {
+  if (start_httpd(&a, &err) != RT_OK || (o->studio && studio_start(&a, &err) != RT_OK)) {
     if (!o->chat_user) {
       fprintf(stderr, "shopbot %s: %s\n", cmd, err);
       free(err);
@@ -474,6 +567,9 @@ out:
   if (uv_loop_close(&a.loop) != 0) rt_log(RT_LOG_WARN, "loop-not-empty", NULL);
   alarm(0);   /* stopped in time: the grace alarm has nothing left to do */
   for (size_t i = 0; i < RT_ARRAY_LEN(a.watch_dirs); i++) free(a.watch_dirs[i]);
+  if (a.studio_tmp) nftw(a.studio_tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  free(a.studio_tmp);
+  free(a.real_store);
   free(a.files_dir);
   rt_config_free(a.cfg);
   if (a.lock_fd >= 0) close(a.lock_fd);

@@ -28,6 +28,13 @@ typedef struct {
   const char *chat_user;
   bool chat_fresh;          /* chat --fresh: the chat's conversation starts over */
   const rt_plugin *const *plugins;   /* NULL: rt_plugins (tests pass their own) */
+  /* studio (tools/studio.h, docs/studio.md): a private copy of the shop --
+   * the engine in test mode (virtual clock) on a store in a temporary
+   * folder removed at exit, the shop's flows watched and reloaded, no
+   * channel plugins (providers only), no shop lock, and the studio's page
+   * on http.listen (listen, when set, instead). */
+  bool studio;
+  const char *listen;
 } rt_app_opts;
 
 /* Serves the shop until stopped; returns the process's exit status (0, or

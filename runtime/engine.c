@@ -337,6 +337,17 @@ int rt_engine_fire_timers(rt_engine *e) {
   return RT_OK;
 }
 
+bool rt_engine_clock_step(rt_engine *e, int64_t target) {
+  int64_t next = rt_store_timer_next(e->store);
+  if (next < 0 || next > target) {
+    if (target > rt_clock_now(&e->clock)) rt_clock_set(&e->clock, target);
+    return false;
+  }
+  if (next > rt_clock_now(&e->clock)) rt_clock_set(&e->clock, next);
+  rt_engine_fire_timers(e);
+  return true;
+}
+
 static void arm_wake(rt_engine *e) {
   rt_timers_arm(e->timers, e->store_error ? e->store_retry_at : 0);
 }

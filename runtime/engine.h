@@ -88,6 +88,13 @@ rt_config *rt_engine_config(rt_engine *e);
 uv_loop_t *rt_engine_loop(rt_engine *e);
 /* Moves timers that are due now into the inbox (test mode drives this). */
 int rt_engine_fire_timers(rt_engine *e);
+/* Test mode: one step of moving the virtual clock forward to target, so
+ * every wake-up on the way fires at its own time, in order. When a timer
+ * is due at or before target, sets the clock to its due time (never back),
+ * fires what is due and returns true: let the loop run until the engine is
+ * idle, then call again. Else sets the clock to target (never back) and
+ * returns false. The transcript runner and the studio both move time so. */
+bool rt_engine_clock_step(rt_engine *e, int64_t target);
 /* The store error that stops commits, or NULL. Borrowed. */
 const char *rt_engine_store_error(const rt_engine *e);
 

@@ -7,6 +7,7 @@
 #include "cmd_tools.h"
 #include "config.h"
 #include "console/console.h"
+#include "http_server.h"
 #include "log.h"
 #include "paths.h"
 #include "rt.h"
@@ -23,6 +24,7 @@ static const char usage[] =
   "\n"
   "  run      SHOP_DIR                 run the shop's bot\n"
   "  chat     SHOP_DIR [--user ID]     talk to the flows in the terminal\n"
+  "  studio   SHOP_DIR [--listen H:P]  try, watch, test and measure the flows in a browser\n"
   "  test     SHOP_DIR [FILES...]      run transcript tests of the flows\n"
   "  check    SHOP_DIR                 validate shop.json and compile the flows\n"
   "  import   SHOP_DIR FILE.csv        import customers and orders\n"
@@ -110,6 +112,50 @@ static int cmd_chat(int argc, char **argv) {
   if (bad_user) return bad_usage("chat", bad_user, chat_usage);
   return rt_app_run(&(rt_app_opts){.cmd = "chat", .shop_dir = shop, .chat_user = user,
                                    .chat_fresh = fresh});
+}
+
+static const char studio_usage[] =
+  "usage: shopbot studio SHOP_DIR [--listen HOST:PORT]\n"
+  "\n"
+  "Opens the studio: a page (on http.listen, http://127.0.0.1:8080/ unless\n"
+  "--listen says otherwise; the URL is printed) to chat with the flows as\n"
+  "test customers, start campaign check-ins for the sample customers\n"
+  "(SHOP_DIR/customers.csv), watch each conversation's step, slots and\n"
+  "wake-ups, act as the manager, move time, run the transcript tests, save a\n"
+  "conversation as a transcript (SHOP_DIR/tests/NAME.chat) and see the\n"
+  "figures as plots. It works on a private copy: a temporary store removed\n"
+  "at exit and a virtual clock; the shop's conversations and customers are\n"
+  "never touched and no messenger is contacted. The flows are the shop's\n"
+  "own, reloaded on every save. See docs/studio.md.\n"
+  "\n"
+  "  --listen HOST:PORT   where the page is served (127.0.0.1:0 picks a free port)\n";
+
+static int cmd_studio(int argc, char **argv) {
+  const char *shop = NULL, *listen = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (is_help(argv[i])) { fputs(studio_usage, stdout); return 0; }
+    if (strcmp(argv[i], "--listen") == 0) {
+      if (++i >= argc || !*argv[i]) return bad_usage("studio", "--listen needs HOST:PORT", studio_usage);
+      listen = argv[i];
+    } else if (strncmp(argv[i], "--listen=", 9) == 0) {
+      listen = argv[i] + 9;
+    } else if (argv[i][0] == '-') {
+      return bad_usage("studio", "unknown option", studio_usage);
+    } else if (shop) {
+      return bad_usage("studio", "too many arguments", studio_usage);
+    } else {
+      shop = argv[i];
+    }
+  }
+  if (!shop) return bad_usage("studio", "SHOP_DIR is required", studio_usage);
+  char *err = NULL;
+  if (listen && rt_httpd_check_listen(listen, &err) != RT_OK) {
+    fprintf(stderr, "shopbot studio: --listen: %s\n", err);
+    free(err);
+    return 2;
+  }
+  return rt_app_run(&(rt_app_opts){.cmd = "studio", .shop_dir = shop, .studio = true,
+                                   .listen = listen});
 }
 
 static const char test_usage[] =
@@ -272,7 +318,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   static const struct { const char *name; int (*fn)(int, char **); } cmds[] = {
-    {"run", cmd_run}, {"chat", cmd_chat}, {"test", cmd_test}, {"check", cmd_check},
+    {"run", cmd_run}, {"chat", cmd_chat}, {"studio", cmd_studio}, {"test", cmd_test}, {"check", cmd_check},
     {"import", rt_cmd_import}, {"campaign", rt_cmd_campaign}, {"stats", rt_cmd_stats},
     {"new", rt_cmd_new},
     {"schema", cmd_schema},

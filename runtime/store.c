@@ -348,10 +348,12 @@ static void mkdir_parents(const char *path) {
 
 int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char **err) {
   rt_store *s = rt_xcalloc(1, sizeof *s);
-  if (strcmp(path, ":memory:") != 0) mkdir_parents(path);
+  if (strcmp(path, ":memory:") != 0 && !o->read_only) mkdir_parents(path);
   *out = NULL;
   int rc = sqlite3_open_v2(path, &s->db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+                           o->read_only ? SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX
+                                        : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                              SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {
     s->last_rc = rc;
     *err = rt_xasprintf("%s: cannot open store: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
@@ -364,11 +366,15 @@ int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char
    * tool holds the lock: it gets SQLITE_BUSY at once and retries later. */
   sqlite3_busy_timeout(s->db, o->no_busy_wait ? 0 : 2000);
   char pragmas[256];
-  snprintf(pragmas, sizeof pragmas,
-           "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;"
-           "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%d;",
-           o->sync_off ? "OFF" : o->sync_full ? "FULL" : "NORMAL",
-           (o->cache_mb > 0 ? o->cache_mb : 16) * 1024);
+  if (o->read_only)
+    snprintf(pragmas, sizeof pragmas, "PRAGMA query_only=ON; PRAGMA temp_store=MEMORY; "
+             "PRAGMA cache_size=-%d;", (o->cache_mb > 0 ? o->cache_mb : 16) * 1024);
+  else
+    snprintf(pragmas, sizeof pragmas,
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;"
+             "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%d;",
+             o->sync_off ? "OFF" : o->sync_full ? "FULL" : "NORMAL",
+             (o->cache_mb > 0 ? o->cache_mb : 16) * 1024);
   char *msg = NULL;
   if (sqlite3_exec(s->db, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
     s->last_rc = sqlite3_errcode(s->db);
@@ -384,7 +390,7 @@ int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char
     snprintf(q, sizeof q, "PRAGMA max_page_count=%ld", o->max_pages);
     sqlite3_exec(s->db, q, NULL, NULL, NULL);
   }
-  if (strcmp(path, ":memory:") != 0 &&
+  if (strcmp(path, ":memory:") != 0 && !o->read_only &&
       (rc = check_pages(s, path, o->check_ms > 0 ? o->check_ms : 3000, err)) != RT_OK) {
     rt_store_close(s);
     return rc;
@@ -395,7 +401,7 @@ int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char
    * come back as it reads them. */
   sqlite3_db_release_memory(s->db);
   char *merr = NULL;
-  rc = migrate(s, o->sql_dir, &merr);
+  rc = o->read_only ? RT_OK : migrate(s, o->sql_dir, &merr);
   if (rc != RT_OK) {
     *err = rc == RT_EINVAL ? rt_xasprintf("%s: %s", path, merr) : merr;
     if (rc == RT_EINVAL) free(merr);
@@ -415,7 +421,7 @@ int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char
   /* Indexes an import dropped for its load and did not live to rebuild
    * (store_tools.c; reads one meta row when there are none). A store that
    * cannot be written now is left as it is. */
-  rt_store_import_restore_indexes(s);
+  if (!o->read_only) rt_store_import_restore_indexes(s);
   *out = s;
   return RT_OK;
 }

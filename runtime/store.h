@@ -22,6 +22,9 @@ typedef struct {
   bool no_busy_wait;        /* the serving loop: a locked store fails at once with
                                RT_EBUSY and the loop retries (engine.c) instead of
                                sleeping in SQLite's busy handler; tools wait 2 s */
+  bool read_only;           /* never written: opened read-only, no migrations
+                               (an older store is refused with the reason);
+                               the studio reads a real shop's figures so */
 } rt_store_opts;
 
 /* Opens (creating if needed) the store at path and applies migrations. On

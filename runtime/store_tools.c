@@ -172,6 +172,57 @@ int rt_store_timer_due(rt_store *s, int64_t conv_id, const char *name, int64_t *
   return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
+/* ---- the studio ---- */
+
+int rt_store_conv_timers(rt_store *s, int64_t conv_id, rt_store_row_fn fn, void *ud) {
+  sqlite3_stmt *st = prep(s, "SELECT name, due_at, step FROM timers WHERE conv_id = ?1 "
+                             "ORDER BY due_at, id");
+  if (!st) return rt_store_errcode(s);
+  sqlite3_bind_int64(st, 1, conv_id);
+  int rc = each(s, st, fn, ud);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+int rt_store_conv_events(rt_store *s, int64_t conv_id, int limit, rt_store_row_fn fn, void *ud) {
+  sqlite3_stmt *st = prep(s, "SELECT at, kind, flow, campaign, data FROM events "
+                             "WHERE conv_id = ?1 ORDER BY id DESC LIMIT ?2");
+  if (!st) return rt_store_errcode(s);
+  sqlite3_bind_int64(st, 1, conv_id);
+  sqlite3_bind_int(st, 2, limit);
+  int rc = each(s, st, fn, ud);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+int64_t rt_store_conv_leads(rt_store *s, int64_t conv_id) {
+  sqlite3_stmt *st = prep(s, "SELECT COUNT(*) FROM leads WHERE conv_id = ?1");
+  if (!st) return -1;
+  sqlite3_bind_int64(st, 1, conv_id);
+  int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+  sqlite3_finalize(st);
+  return n;
+}
+
+int rt_store_customers_list(rt_store *s, int limit, rt_store_row_fn fn, void *ud) {
+  sqlite3_stmt *st = prep(s, "SELECT phone, name, car, last_purchase, bonus_balance "
+                             "FROM customers ORDER BY phone LIMIT ?1");
+  if (!st) return rt_store_errcode(s);
+  sqlite3_bind_int(st, 1, limit);
+  int rc = each(s, st, fn, ud);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+int rt_store_customer_known(rt_store *s, const char *phone) {
+  sqlite3_stmt *st = prep(s, "SELECT 1 FROM customers WHERE phone = ?1");
+  if (!st) return -1;
+  bind_opt(st, 1, phone);
+  int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
 /* ---- import ---- */
 
 enum { I_CUST_INS, I_CUST_UPD, I_ORD_INS, I_ORD_UPD, I_ADDR, I_COUNT };
@@ -664,4 +715,8 @@ int rt_store_stats_event_counts(rt_store *s, int64_t since_ms, rt_store_row_fn f
   return once_since(s,
     "SELECT kind, COUNT(*) FROM events WHERE at >= ?1 AND kind IN ('handoff', 'step_error') "
     "GROUP BY kind", since_ms, fn, ud);
+}
+
+int rt_store_stats_lead_times_at(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud) {
+  return once_since(s, "SELECT at FROM leads WHERE at >= ?1 ORDER BY at", since_ms, fn, ud);
 }

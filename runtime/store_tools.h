@@ -47,6 +47,21 @@ int rt_store_events_json(rt_store *s, const char *kind, bool (*fn)(void *ud, con
  * is none, -1 on a store error. */
 int rt_store_timer_due(rt_store *s, int64_t conv_id, const char *name, int64_t *due);
 
+/* ---- the studio (tools/studio.c): one conversation's state ---- */
+/* Pending wake-ups of a conversation, earliest first: name, due_at, step. */
+int rt_store_conv_timers(rt_store *s, int64_t conv_id, rt_store_row_fn fn, void *ud);
+/* A conversation's newest statistics events, newest first, up to limit:
+ * at, kind, flow, campaign, data. */
+int rt_store_conv_events(rt_store *s, int64_t conv_id, int limit, rt_store_row_fn fn, void *ud);
+/* The number of leads of a conversation, or -1 on a store error. */
+int64_t rt_store_conv_leads(rt_store *s, int64_t conv_id);
+/* Customers in phone order, up to limit: phone, name, car, last_purchase
+ * (NULL when unknown), bonus_balance. */
+int rt_store_customers_list(rt_store *s, int limit, rt_store_row_fn fn, void *ud);
+/* 1 when the customer phone (E.164) is in the store, 0 when not, -1 on a
+ * store error. */
+int rt_store_customer_known(rt_store *s, const char *phone);
+
 /* ---- import ---- */
 typedef struct rt_store_import rt_store_import;
 typedef struct {
@@ -173,4 +188,7 @@ int rt_store_stats_flow_convs(rt_store *s, int64_t since_ms, rt_store_row_fn fn,
 int rt_store_stats_lead_times(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud);
 int rt_store_stats_llm(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud);
 int rt_store_stats_event_counts(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud);
+/* Every lead's time (at) since since_ms, oldest first: for leads per day,
+ * counted in the shop's zone by the caller. */
+int rt_store_stats_lead_times_at(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud);
 #endif

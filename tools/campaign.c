@@ -690,3 +690,45 @@ char *rt_campaign_report_json(const rt_campaign_report *rep) {
   free(out);
   return r;
 }
+
+int rt_campaign_checkin(rt_store *s, const char *name, const char *phone, const char *channel,
+                        const char *chat, int64_t now, char **err) {
+  *err = NULL;
+  bool gifts = name && strcmp(name, "gifts") == 0;
+  if (!gifts && !(name && strcmp(name, "retention") == 0)) {
+    *err = rt_xasprintf("unknown campaign \"%s\" (retention or gifts)", name ? name : "");
+    return RT_EINVAL;
+  }
+  int known = rt_store_customer_known(s, phone);
+  if (known < 0) {
+    *err = rt_xasprintf("campaign %s: %s", name, rt_store_errmsg(s));
+    return RT_EIO;
+  }
+  if (!known) {
+    *err = rt_xasprintf("campaign %s: no customer with the phone %s in the store (import the "
+                        "customers first)", name, phone);
+    return RT_ENOENT;
+  }
+  rt_store_campaign *q;
+  int rc = rt_store_campaign_new(s, &q, err);
+  if (rc != RT_OK) return rc;
+  char *order = gifts ? rt_xasprintf("test-%s", phone) : NULL;
+  char *timer = gifts ? rt_xasprintf("campaign:gifts:%s", order) : rt_xstrdup("campaign:retention");
+  json_t *d = gifts ? json_pack("{s:s, s:s}", "campaign", "gifts", "order_id", order)
+                    : json_pack("{s:s}", "campaign", "retention");
+  char *data = json_dumps(d, JSON_COMPACT);
+  json_decref(d);
+  rt_campaign_contact k = {.campaign = name, .channel = channel, .address = chat, .phone = phone,
+                           .ref = gifts ? order : "", .due = now, .now = now, .timer = timer,
+                           .step = gifts ? "gifts.checkin" : "retention.checkin", .data = data};
+  rc = rt_store_begin(s);
+  if (rc == RT_OK) rc = rt_store_campaign_schedule(q, &k);
+  if (rc == RT_OK) rc = rt_store_commit(s);
+  else rt_store_rollback(s);
+  if (rc != RT_OK) *err = rt_xasprintf("campaign %s: %s", name, rt_store_errmsg(s));
+  rt_store_campaign_free(q);
+  free(data);
+  free(timer);
+  free(order);
+  return rc;
+}

@@ -94,6 +94,18 @@ typedef struct {
 int rt_campaign_run(rt_store *s, const rt_campaign_opts *o, rt_campaign_report *rep,
                     char **err);
 
+/* One check-in of campaign name ("retention" or "gifts") for the imported
+ * customer phone (E.164), written to channel:chat and due at now, whatever
+ * the selection rules say: the studio's test customers, and a transcript's
+ * `campaign(CHAT): NAME`. The contact is recorded as a real run's (its
+ * conversation linked to the phone, its timer, its campaign_contacts row),
+ * so the flow and the figures see a check-in. A gifts check-in names the
+ * order "test-<phone>". Returns RT_OK; RT_ENOENT for a phone not in the
+ * store, RT_EINVAL for an unknown campaign, or the store's error, each with
+ * an owned *err. The caller fires the timer (rt_engine_fire_timers). */
+int rt_campaign_checkin(rt_store *s, const char *name, const char *phone, const char *channel,
+                        const char *chat, int64_t now, char **err);
+
 /* Owned JSON text: {"campaign": "retention", "candidates": N, "selected": N,
  * "scheduled": N, "skipped": {"opted_out": N, ..., "unreachable": N},
  * "unreachable": {"reasons": {"blocked": N, ...}, "customers": [{"phone":

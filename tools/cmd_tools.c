@@ -250,6 +250,11 @@ int rt_cmd_stats(int argc, char **argv) {
   json_t *st = NULL;
   char *err = NULL;
   int rc = rt_stats_collect(sh.store, since, &st, &err);
+  if (rc == RT_OK && json) {
+    rc = rt_stats_leads_per_day(sh.store, since, rt_config_str(sh.cfg, "timezone", RT_TZ_DEFAULT),
+                                st, &err);
+    if (rc != RT_OK) json_decref(st);
+  }
   if (rc == RT_OK) {
     char *out = json ? json_dumps(st, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : rt_stats_table(st);
     fputs(out, stdout);

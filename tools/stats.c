@@ -6,6 +6,7 @@
 #include "stats.h"
 #include "store_tools.h"
 #include "buf.h"
+#include "clock.h"
 #include "utf8.h"
 #include <math.h>
 #include <stdarg.h>
@@ -230,6 +231,41 @@ int rt_stats_collect(rt_store *s, int64_t since_ms, json_t **out, char **err) {
     return rc;
   }
   *out = root;
+  return RT_OK;
+}
+
+/* ---- leads per day ---- */
+
+typedef struct { const char *tz; json_t *days; char last[64]; } day_ctx;
+
+static bool day_row(void *ud, const rt_store_row *r) {
+  day_ctx *d = ud;
+  char when[64];
+  rt_clock_format(rt_store_row_int(r, 0), d->tz, when, sizeof when);
+  when[10] = '\0';   /* "2026-12-02 10:00" -> the day */
+  size_t n = json_array_size(d->days);
+  if (n && strcmp(d->last, when) == 0) {
+    json_t *o = json_array_get(d->days, n - 1);
+    add_int(o, "leads", 1);
+  } else {
+    json_array_append_new(d->days, json_pack("{s:s, s:I}", "day", when, "leads", (json_int_t)1));
+    snprintf(d->last, sizeof d->last, "%s", when);
+  }
+  return true;
+}
+
+int rt_stats_leads_per_day(rt_store *s, int64_t since_ms, const char *tz, json_t *stats,
+                           char **err) {
+  *err = NULL;
+  day_ctx d = {.tz = tz, .days = json_array()};
+  q_ctx q = {.s = s, .err = err};
+  /* Leads come in time order, so a day's leads are consecutive. */
+  int rc = done(&q, rt_store_stats_lead_times_at(s, since_ms, day_row, &d));
+  if (rc != RT_OK) {
+    json_decref(d.days);
+    return rc;
+  }
+  json_object_set_new(stats, "leads_per_day", d.days);
   return RT_OK;
 }
 

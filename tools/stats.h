@@ -31,6 +31,12 @@
  * Returns RT_OK or RT_EIO with an owned *err. */
 int rt_stats_collect(rt_store *s, int64_t since_ms, json_t **out, char **err);
 
+/* Adds "leads_per_day": [{"day": "2026-12-02", "leads": n}, ...] to
+ * stats: the leads at or after since_ms counted by local day in tz (the
+ * shop's zone), oldest day first, days without leads left out. RT_OK or
+ * RT_EIO with an owned *err. */
+int rt_stats_leads_per_day(rt_store *s, int64_t since_ms, const char *tz, json_t *stats,
+                           char **err);
 /* The same figures as an aligned text table in Russian (owned string). */
 char *rt_stats_table(json_t *stats);
 

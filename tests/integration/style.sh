@@ -34,6 +34,13 @@ tools_in_core() {
   done | sort -u | grep -v '^runtime/\(main\|app\|reload\)\.c$'
 }
 check "no tools/ header in the serving path" none tools_in_core
+# The studio (tools/studio.c, its page in tools/studio/) sits in the tools
+# layer: the serving path includes none of it, and its page loads nothing
+# from outside (no CDN, no external requests; the SVG namespace is a name).
+studio_in_core() { grep -l '#include "studio.h"' runtime/*.c runtime/*.h plugins/*.c plugins/*/*.c 2>/dev/null | grep -v '^runtime/\(main\|app\)\.c$'; }
+check "only the process layer starts the studio" none studio_in_core
+studio_external() { grep -n 'https\?://\|//cdn\|@import' tools/studio/* | grep -v 'http://www.w3.org/2000/svg'; }
+check "the studio page makes no external requests" none studio_external
 plugins_engine() { grep -l 'engine\.h' plugins/*.c plugins/*/*.c plugins/*/*.h 2>/dev/null; }
 check "plugins include nothing of the engine" none plugins_engine
 check "every flow transcript is registered" sh -c "ls examples/*/tests/*.chat tests/flows/shop/tests/*.chat >/dev/null"
