@@ -140,6 +140,22 @@ static json_t *shop_view(rt_config *cfg) {
   return v;
 }
 
+void rt_engine_bundle_opts(rt_config *c, rt_bundle_opts *o, json_t **view) {
+  /* The bounds keep every product below in int64_t (the step deadline is
+   * counted in ns): a year of step time, a TB of Lua memory. */
+  *view = shop_view(c);
+  *o = (rt_bundle_opts){
+    .start_flow = rt_config_str(c, "flows.start", "lead"),
+    .shop = *view,
+    .mem_limit = (size_t)cfg_int(c, "limits.lua_memory_mb", 64, 1, 1 << 20) << 20,
+    .step_instructions = cfg_int(c, "limits.step_instructions", 10000000, 1000, INT64_C(1) << 60),
+    .step_timeout_ms = cfg_int(c, "limits.step_timeout_ms", 30000, 1, INT64_C(365) * 86400000),
+    .state_max_bytes = (size_t)cfg_int(c, "limits.state_max_kb", 1024, 1, INT64_C(1) << 30) << 10,
+    .load_instructions = 50000000,
+    .max_http_per_turn = (int)cfg_int(c, "limits.http_requests_per_step", 10, 0, 1000000),
+  };
+}
+
 int rt_engine_load(rt_engine *e, rt_bundle **out, char **err) {
   return rt_bundle_load(&e->bopts, out, err);
 }
@@ -441,9 +457,8 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
   if (o->test_mode) rt_clock_set(&e->clock, o->clock_ms);
   rt_convq_init(&e->queues);
   rt_config *c = o->cfg;
-  /* The bounds keep every product below in int64_t (the step deadline is
-   * counted in ns): a year of step time, a TB of Lua memory. */
-  int64_t step_timeout_ms = cfg_int(c, "limits.step_timeout_ms", 30000, 1, INT64_C(365) * 86400000);
+  rt_engine_bundle_opts(c, &e->bopts, &e->shop_view);
+  int64_t step_timeout_ms = e->bopts.step_timeout_ms;
 
   char *store_path = o->store_path ? rt_xstrdup(o->store_path)
                                    : rt_config_path(c, rt_config_str(c, "store.path", "data/shop.db"));
@@ -461,6 +476,7 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
   free(store_path);
   if (rc != RT_OK) {
     rt_convq_free(&e->queues);
+    json_decref(e->shop_view);
     free(e);
     return rc;
   }
@@ -469,8 +485,7 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
                               : rt_paths_flows(rt_config_dir(c), rt_config_str(c, "flows.dir", "flows"));
   const char *lib = rt_config_str(c, "flows.lib", NULL);
   e->lib_dir = lib ? rt_config_path(c, lib) : NULL;
-  e->start_flow = rt_xstrdup(rt_config_str(c, "flows.start", "lead"));
-  e->shop_view = shop_view(c);
+  e->start_flow = rt_xstrdup(e->bopts.start_flow);
 
   /* The turns answer the bundle's host calls, so they come first; they
    * hold no loop handle until the first HTTP request. */
@@ -481,19 +496,13 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
                                            .kick = kick, .kick_ud = e,
                                            .conv_get = conv_get, .conv_ud = e});
   e->convs = rt_convs_new(e->store, (size_t)cfg_int(c, "store.conv_cache", 10000, 0, 1 << 24));
-  e->bopts = (rt_bundle_opts){
-    .flows_dir = e->flows_dir, .lib_dir = e->lib_dir, .start_flow = e->start_flow,
-    .shop = e->shop_view,
-    .mem_limit = (size_t)cfg_int(c, "limits.lua_memory_mb", 64, 1, 1 << 20) << 20,
-    .step_instructions = cfg_int(c, "limits.step_instructions", 10000000, 1000, INT64_C(1) << 60),
-    .step_timeout_ms = step_timeout_ms,
-    .state_max_bytes = (size_t)cfg_int(c, "limits.state_max_kb", 1024, 1, INT64_C(1) << 30) << 10,
-    .load_instructions = 50000000,
-    .max_http_per_turn = (int)cfg_int(c, "limits.http_requests_per_step", 10, 0, 1000000),
-    .host = rt_turns_host(e->turns),
-    .http = rt_turns_http(e->turns),
-    .providers = o->providers, .nproviders = o->nproviders,
-  };
+  e->bopts.flows_dir = e->flows_dir;
+  e->bopts.lib_dir = e->lib_dir;
+  e->bopts.start_flow = e->start_flow;
+  e->bopts.host = rt_turns_host(e->turns);
+  e->bopts.http = rt_turns_http(e->turns);
+  e->bopts.providers = o->providers;
+  e->bopts.nproviders = o->nproviders;
   if (o->flows_dir || (rc = rt_paths_flows_check(rt_config_dir(c), rt_config_str(c, "flows.dir",
                                                  "flows"), e->flows_dir, err)) == RT_OK)
     rc = rt_bundle_load(&e->bopts, &e->bundle, err);

@@ -61,6 +61,16 @@ void rt_engine_start(rt_engine *e);
 int rt_engine_receive(rt_engine *e, const rt_event_in *ev,
                       void (*ack)(void *ud, int status), void *ud);
 
+/* The bundle options a shop's config gives (lvm.h): the limits a step runs
+ * under (limits.*, clamped as the engine clamps them, with its defaults),
+ * the start flow (flows.start, borrowed from cfg) and the view of the shop
+ * the flows see (*shop_view: the config without tokens and plumbing, owned
+ * by the caller, who frees it after the bundle). Folders, host calls, HTTP
+ * and providers stay the caller's. The engine (so the transcript runner
+ * too) and the benches that load flows without it take their options from
+ * here, so flows run under the same limits everywhere. */
+void rt_engine_bundle_opts(rt_config *cfg, rt_bundle_opts *o, json_t **shop_view);
+
 /* Rebuilds the flows from disk and swaps them in when they load and
  * validate (no transcript check: that is the process's, reload.h).
  * Returns RT_OK or an error with an owned message (old flows keep

@@ -131,7 +131,34 @@ struct rt_store {
   sqlite3 *db;
   sqlite3_stmt *st[S_COUNT];
   int last_rc;
+  int64_t busy_since_ns;       /* the wait for the lock now being retried began */
 };
+
+#define BUSY_WAIT_MS 2000
+
+static int64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Waits for another process's write lock, trying again every millisecond
+ * for up to BUSY_WAIT_MS. SQLite's own busy_timeout sleeps longer and
+ * longer, up to 100 ms between tries: against a writer that lets the lock
+ * go for only a few ms between its transactions (a campaign pauses 12 ms
+ * between chunks) it keeps waking up inside the next transaction, and two
+ * campaign runs at once starved one of them into "database is locked"
+ * (unit.campaign, under ASan on a loaded machine). Trying every ms takes
+ * the lock in the first gap, so two writers take turns. */
+static int busy_wait(void *ud, int tries) {
+  rt_store *s = ud;
+  int64_t now = mono_ns();
+  if (tries == 0) s->busy_since_ns = now;
+  if (now - s->busy_since_ns >= (int64_t)BUSY_WAIT_MS * 1000000) return 0;
+  struct timespec d = {0, 1000000};
+  nanosleep(&d, NULL);
+  return 1;
+}
 
 /* ---- helpers ---- */
 
@@ -364,7 +391,7 @@ int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char
   /* A tool (import, campaign) waits for the bot's short writes. The bot
    * itself must not block its loop -- HTTP, timers, every chat -- while a
    * tool holds the lock: it gets SQLITE_BUSY at once and retries later. */
-  sqlite3_busy_timeout(s->db, o->no_busy_wait ? 0 : 2000);
+  if (!o->no_busy_wait) sqlite3_busy_handler(s->db, busy_wait, s);
   char pragmas[256];
   if (o->read_only)
     snprintf(pragmas, sizeof pragmas, "PRAGMA query_only=ON; PRAGMA temp_store=MEMORY; "

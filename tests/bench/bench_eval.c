@@ -9,6 +9,7 @@
  * usage: bench_eval [-v] [EVAL_DIR [FLOWS_DIR [SHOP_DIR]]]
  * -v prints every miss. Figures only, never pass/fail. */
 #include "config.h"
+#include "engine.h"
 #include "lvm.h"
 #include "rt.h"
 #include "text.h"
@@ -487,11 +488,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s\n", err);
     return 1;
   }
-  rt_bundle_opts o = {
-    .flows_dir = dir, .start_flow = "lead", .shop = rt_config_json(cfg),
-    .mem_limit = (size_t)rt_config_int(cfg, "limits.lua_memory_mb", 64) << 20,
-    .step_instructions = rt_config_int(cfg, "limits.step_instructions", 10000000),
-    .load_instructions = 50000000, .host = &host};
+  /* The limits and shop view the engine gives its flows. */
+  rt_bundle_opts o;
+  json_t *view;
+  rt_engine_bundle_opts(cfg, &o, &view);
+  o.flows_dir = dir;
+  o.host = &host;
   rt_bundle *b;
   if (rt_bundle_load(&o, &b, &err)) {
     fprintf(stderr, "%s\n", err);
@@ -516,6 +518,7 @@ int main(int argc, char **argv) {
   }
   printf("eval.messages: %d\n", total);
   rt_bundle_unref(b);
+  json_decref(view);
   rt_config_free(cfg);
   return 0;
 }
