@@ -711,6 +711,34 @@ int rt_store_stats_llm(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *
     " FROM events WHERE kind IN ('llm', 'usage') AND at >= ?1 AND json_valid(data)", since_ms, fn, ud);
 }
 
+int rt_store_stats_llm_saved(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud) {
+  return once_since(s,
+    /* 'llm_saved': a call the flows did not make because OCR or a rule read
+     * the message (scripts/vitaly/lib/ai.lua: what such a request costs) */
+    "SELECT COALESCE(json_extract(data, '$.by'), 'rules'), COUNT(*),"
+    " COALESCE(SUM(json_extract(data, '$.tokens')), 0)"
+    " FROM events WHERE kind = 'llm_saved' AND at >= ?1 AND json_valid(data) GROUP BY 1", since_ms,
+    fn, ud);
+}
+
+int rt_store_stats_llm_outcomes(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud) {
+  return once_since(s,
+    /* what the dialogs of each campaign outcome cost: a conversation's
+     * usage in the campaign, under the outcome it ended with (its last
+     * 'outcome' event of that campaign), and how many dialogs had it */
+    "WITH o AS (SELECT conv_id, campaign, json_extract(data, '$.outcome') AS outcome FROM events e"
+    "  WHERE kind = 'outcome' AND at >= ?1 AND json_valid(data) AND campaign IS NOT NULL"
+    "  AND campaign <> '' AND id = (SELECT MAX(id) FROM events x WHERE x.kind = 'outcome'"
+    "  AND x.conv_id = e.conv_id AND x.campaign = e.campaign)),"
+    " u AS (SELECT conv_id, campaign,"
+    "  SUM(COALESCE(json_extract(data, '$.tokens_in'), 0) + COALESCE(json_extract(data, '$.tokens_out'), 0)) AS tokens,"
+    "  SUM(COALESCE(json_extract(data, '$.cost_micro'), 0)) / 1e6 AS cost"
+    "  FROM events WHERE kind = 'usage' AND at >= ?1 AND json_valid(data) GROUP BY 1, 2)"
+    " SELECT o.campaign, o.outcome, COUNT(*), COALESCE(SUM(u.tokens), 0), COALESCE(SUM(u.cost), 0)"
+    " FROM o LEFT JOIN u ON u.conv_id = o.conv_id AND u.campaign = o.campaign GROUP BY 1, 2",
+    since_ms, fn, ud);
+}
+
 int rt_store_stats_event_counts(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud) {
   return once_since(s,
     "SELECT kind, COUNT(*) FROM events WHERE at >= ?1 AND kind IN ('handoff', 'step_error') "

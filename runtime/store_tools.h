@@ -187,6 +187,13 @@ int rt_store_stats_campaign_leads(rt_store *s, int64_t since_ms, rt_store_row_fn
 int rt_store_stats_flow_convs(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud);
 int rt_store_stats_lead_times(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud);
 int rt_store_stats_llm(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud);
+/* (by "ocr"|"rules", count, tokens) of 'llm_saved' events: the calls OCR
+ * and the rules made unneeded, with their estimated tokens. */
+int rt_store_stats_llm_saved(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud);
+/* (campaign, outcome, dialogs, tokens, cost) per campaign outcome: each
+ * conversation under the last outcome it got in the campaign, with what its
+ * turns in that campaign cost ('usage' events). */
+int rt_store_stats_llm_outcomes(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud);
 int rt_store_stats_event_counts(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud);
 /* Every lead's time (at) since since_ms, oldest first: for leads per day,
  * counted in the shop's zone by the caller. */

@@ -193,8 +193,40 @@ static bool llm_row(void *ud, const rt_store_row *r) {
   return false;
 }
 
+static bool saved_row(void *ud, const rt_store_row *r) {
+  json_object_set_new(ud, text(r, 0), json_pack("{s:I, s:I}", "calls", (json_int_t)rt_store_row_int(r, 1),
+                                                "tokens", (json_int_t)rt_store_row_int(r, 2)));
+  return true;
+}
+
+static bool llm_outcome_row(void *ud, const rt_store_row *r) {
+  json_t *camp = json_object_get(ud, text(r, 0));
+  if (!camp) {
+    camp = json_object();
+    json_object_set_new(ud, text(r, 0), camp);
+  }
+  json_int_t n = rt_store_row_int(r, 2);
+  double cost = rt_store_row_double(r, 4);
+  json_int_t tokens = rt_store_row_int(r, 3);
+  json_object_set_new(camp, rt_store_row_null(r, 1) ? "unknown" : text(r, 1),
+                      json_pack("{s:I, s:I, s:f, s:f, s:f}", "dialogs", n, "tokens", tokens,
+                                "cost", round4(cost), "tokens_per_dialog",
+                                n ? round4((double)tokens / (double)n) : 0.0, "cost_per_dialog",
+                                n ? round4(cost / (double)n) : 0.0));
+  return true;
+}
+
 static int collect_llm(q_ctx *q, int64_t since, json_t *root) {
-  return done(q, rt_store_stats_llm(q->s, since, llm_row, root));
+  if (done(q, rt_store_stats_llm(q->s, since, llm_row, root)) != RT_OK) return RT_EIO;
+  json_t *llm = json_object_get(root, "llm");
+  /* ocr and rules are always there: 0 when nothing was saved */
+  json_t *saved = json_pack("{s:{s:i, s:i}, s:{s:i, s:i}}", "ocr", "calls", 0, "tokens", 0,
+                            "rules", "calls", 0, "tokens", 0);
+  json_object_set_new(llm, "saved", saved);
+  if (done(q, rt_store_stats_llm_saved(q->s, since, saved_row, saved)) != RT_OK) return RT_EIO;
+  json_t *outc = json_object();
+  json_object_set_new(llm, "per_outcome", outc);
+  return done(q, rt_store_stats_llm_outcomes(q->s, since, llm_outcome_row, outc));
 }
 
 static bool event_row(void *ud, const rt_store_row *r) {
@@ -378,5 +410,22 @@ char *rt_stats_table(json_t *stats) {
          json_number_value(json_object_get(pl, "cost")));
   rt_buf_printf(&b, "  диалогов с моделью: %lld из %lld (%.0f%%)\n", (long long)geti(llm, "dialogs"),
          (long long)geti(llm, "all_dialogs"), 100 * json_number_value(json_object_get(llm, "share")));
+  json_t *sv = json_object_get(llm, "saved");
+  json_t *so = json_object_get(sv, "ocr"), *sr = json_object_get(sv, "rules");
+  rt_buf_printf(&b, "  сэкономлено распознаванием фото: %lld токенов (%lld вызовов)\n",
+                (long long)geti(so, "tokens"), (long long)geti(so, "calls"));
+  rt_buf_printf(&b, "  сэкономлено правилами: %lld токенов (%lld вызовов)\n",
+                (long long)geti(sr, "tokens"), (long long)geti(sr, "calls"));
+  const char *cn;
+  json_t *cv;
+  json_object_foreach(json_object_get(llm, "per_outcome"), cn, cv) {
+    const char *on;
+    json_t *ov;
+    json_object_foreach(cv, on, ov)
+      rt_buf_printf(&b, "  %s, итог %s: %.4f на диалог, %.0f токенов (%lld диалогов)\n", cn, on,
+                    json_number_value(json_object_get(ov, "cost_per_dialog")),
+                    json_number_value(json_object_get(ov, "tokens_per_dialog")),
+                    (long long)geti(ov, "dialogs"));
+  }
   return rt_buf_take(&b, NULL);
 }

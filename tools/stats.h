@@ -22,12 +22,18 @@
  *    "events": {"handoff": n, "step_error": n},
  *    "llm": {"calls": n, "dialogs": n, "tokens": n, "cost": x,
  *            "per_dialog": {"tokens": x, "cost": x},
- *            "per_lead": {"tokens": x, "cost": x}}}
+ *            "per_lead": {"tokens": x, "cost": x},
+ *            "saved": {"ocr": {"calls": n, "tokens": n}, "rules": {...}},
+ *            "per_outcome": {"retention": {"later": {"dialogs": n, "tokens": n, "cost": x,
+ *                            "tokens_per_dialog": x, "cost_per_dialog": x}}}}}
  * share = count / contacted (0 when nothing was contacted). retention and
  * gifts are always present. Time to lead: from the first inbox message of
  * the conversation after its previous lead (or, with none, from the later of
  * conversations.created_at and that previous lead) to the lead. per_dialog
  * divides by the conversations that used the LLM, per_lead by all leads.
+ * saved: the calls OCR and the rules made unneeded ('llm_saved' events the
+ * flows record with the tokens such a call costs), per_outcome: what the
+ * dialogs that ended with each campaign outcome cost.
  * Returns RT_OK or RT_EIO with an owned *err. */
 int rt_stats_collect(rt_store *s, int64_t since_ms, json_t **out, char **err);
 

@@ -1,13 +1,18 @@
 /* transcript.c -- the transcript test runner (see transcript.h). */
 #include "transcript.h"
+#include "buf.h"
 #include "http_client.h"
 #include "store_tools.h"
 #include "campaign_cfg.h"
 #include "config.h"
 #include "engine.h"
 #include "import.h"
+#include "integration.h"
 #include "jschema.h"
+#include "llm/llm.h"
 #include "log.h"
+#include "ocr/ocr.h"
+#include "plugin.h"
 #include "paths.h"
 #include "text.h"
 #include "utf8.h"
@@ -33,7 +38,39 @@ typedef struct {
   bool timeout, used;
 } scripted_reply;
 
-typedef struct tr {
+/* llm: RULE -> ANSWER (docs/transcripts.md). */
+typedef struct {
+  char *op;                   /* "chat", "extract" or "*" */
+  char *schema;               /* extract: the schema's name, NULL = any */
+  char *re;                   /* matched against the customer's words, NULL = any */
+  bool image, every, used;
+  char *answer;               /* the model's text (chat) or JSON (extract) */
+  int status;                 /* error NNN: an HTTP error instead; -1: timeout */
+} llm_rule;
+
+/* ocr: TEXT -- what tesseract "printed" for the next photo read. */
+typedef struct {
+  char *text, *error;
+  bool used;
+} ocr_reading;
+
+typedef struct tr tr;
+
+/* The runner's own ocr provider: answers ocr.read from the ocr: lines. */
+typedef struct {
+  rt_provider p;
+  tr *t;
+} script_ocr;
+
+struct rt_call {
+  uv_timer_t timer;
+  json_t *value;
+  char *error, *detail;
+  rt_call_done done;
+  void *ud;
+};
+
+struct tr {
   const rt_transcript_opts *o;
   const char *file;
   char *dir;                  /* the transcript's folder: relative paths */
@@ -57,7 +94,25 @@ typedef struct tr {
   bool failed;
   char *reload_err;
   rt_http *http;              /* the engine's, scripted (http_scripted) */
-} tr;
+  /* providers lent to the flows when the file scripts them (llm:, ocr:) */
+  bool want_llm, want_ocr;
+  rt_plugin_host *host;       /* the llm's (plugin.h), when the file scripts it */
+  bool host_started;
+  char *files;                /* its data folders */
+  rt_provider *llm;           /* the real llm plugin (plugins/llm) */
+  char *llm_url;              /* where it posts: answered by llm: rules */
+  bool in_all_call;           /* all_llm: the runner's own call is running */
+  script_ocr ocr;
+  rt_provider *pvs[2];
+  size_t npvs;
+  llm_rule *rules;
+  size_t nrules;
+  ocr_reading *readings;
+  size_t nreadings;
+  json_t *llm_calls;          /* what the LLM was asked: expect llm */
+  int64_t ocr_calls;
+  rt_transcript_stats st;
+};
 
 /* ---- reporting ---- */
 
@@ -116,6 +171,230 @@ bool rt_transcript_glob(const char *p, const char *s) {
   return !*p;
 }
 
+static bool re_matches(tr *t, const char *re, const char *text);
+
+/* ---- scripted LLM ----
+ *
+ * The flows get the real llm provider (plugins/llm), whose HTTP client
+ * answers from here: its chat-completions requests are matched against the
+ * llm: rules, the rule's answer comes back as the model's message, with a
+ * usage the size of the request: what an OpenAI tokenizer would count,
+ * roughly, as the bytes of the messages and the schema sent, over 4 (the
+ * JSON as sent, photos' data left out), plus 85 tokens a photo (the price
+ * of a low-detail image part); the answer's bytes over 4 are the completion.
+ * Russian text costs fewer tokens per byte than that, so the figure errs
+ * on the dear side. */
+#define IMAGE_TOKENS 85
+#define TOKENS(bytes) ((int64_t)(((bytes) + 3) / 4))
+
+/* What a request asks: op, schema, the customer's words (the text parts of
+ * the last user message sent as parts, which is how the plugin sends the
+ * customer's message: its repair turns are plain strings), photos, and the
+ * prompt's size in tokens. Owned text in *words. */
+static int64_t llm_request(json_t *body, const char **op, const char **schema, char **words,
+                           int *images) {
+  const json_t *rf = json_object_get(body, "response_format");
+  *op = rf ? "extract" : "chat";
+  *schema = json_string_value(json_object_get(json_object_get(rf, "json_schema"), "name"));
+  *images = 0;
+  *words = NULL;
+  json_t *msgs = json_object_get(body, "messages");
+  size_t i, k;
+  json_t *m, *part;
+  json_array_foreach(msgs, i, m) {
+    json_t *content = json_object_get(m, "content");
+    if (!json_is_array(content)) continue;
+    const char *role = json_string_value(json_object_get(m, "role"));
+    rt_buf w = RT_BUF_INIT;
+    json_array_foreach(content, k, part) {
+      const char *type = json_string_value(json_object_get(part, "type"));
+      if (type && strcmp(type, "image_url") == 0) {
+        (*images)++;
+        json_object_set_new(json_object_get(part, "image_url"), "url", json_string(""));
+      } else if (type && strcmp(type, "text") == 0) {
+        if (w.len) rt_buf_addc(&w, ' ');
+        rt_buf_adds(&w, json_string_value(json_object_get(part, "text")));
+      }
+    }
+    if (role && strcmp(role, "user") == 0) {
+      free(*words);
+      *words = rt_buf_take(&w, NULL);
+    } else {
+      rt_buf_free(&w);
+    }
+  }
+  char *sent = json_dumps(msgs, JSON_COMPACT);
+  char *fmt = rf ? json_dumps(rf, JSON_COMPACT) : NULL;
+  int64_t tokens = TOKENS((sent ? strlen(sent) : 0) + (fmt ? strlen(fmt) : 0)) +
+                   (int64_t)*images * IMAGE_TOKENS;
+  free(sent);
+  free(fmt);
+  if (!*words) *words = rt_xstrdup("");
+  return tokens;
+}
+
+static bool llm_rule_fits(tr *t, const llm_rule *r, const char *op, const char *schema,
+                          const char *words, int images) {
+  if (r->used && !r->every) return false;
+  if (strcmp(r->op, "*") != 0 && strcmp(r->op, op) != 0) return false;
+  if (r->schema && (!schema || strcmp(r->schema, schema) != 0)) return false;
+  if (r->image && images == 0) return false;
+  return !r->re || re_matches(t, r->re, words);
+}
+
+/* The answer to a request for the LLM's URL; false for any other URL. */
+static bool llm_scripted(tr *t, const rt_http_opts *o, rt_http_resp *resp) {
+  if (!t->llm_url || strcmp(o->url, t->llm_url) != 0) return false;
+  bool all = t->in_all_call;
+  json_t *body = o->body ? json_loadb(o->body, o->body_len, 0, NULL) : NULL;
+  const char *op, *schema;
+  char *words;
+  int images;
+  int64_t prompt = llm_request(body, &op, &schema, &words, &images);
+  const char *model = json_string_value(json_object_get(body, "model"));
+  const llm_rule *rule = NULL;
+  /* The file's rules answer the flows; the all_llm calls get the runner's
+   * default answers, so they never use up a rule the flows need. */
+  for (size_t i = 0; i < t->nrules && !rule && !all; i++)
+    if (llm_rule_fits(t, &t->rules[i], op, schema, words, images)) {
+      t->rules[i].used = true;
+      rule = &t->rules[i];
+    }
+  const char *answer = rule ? rule->answer : NULL;
+  if (all && t->o->llm_default)
+    answer = json_string_value(json_object_get(t->o->llm_default, schema ? schema : op));
+  json_t *rec = json_pack("{s:s, s:s?, s:s, s:i, s:b}", "op", op, "schema", schema, "text", words,
+                          "images", images, "all", all);
+  int64_t completion = 0;
+  if (rule && rule->status != 0) {
+    if (rule->status < 0) {
+      resp->err = RT_ETIMEOUT;
+      snprintf(resp->errmsg, sizeof resp->errmsg, "scripted timeout");
+    } else {
+      resp->status = rule->status;
+      json_t *e = json_pack("{s:{s:s, s:s, s:n}}", "error", "message", "scripted error",
+                            "type", rule->status == 429 ? "rate_limit_exceeded" : "server_error",
+                            "code");
+      resp->body = json_dumps(e, JSON_COMPACT);
+      resp->body_len = strlen(resp->body);
+      json_decref(e);
+    }
+    json_object_set_new(rec, "error", json_integer(rule->status));
+    prompt = 0;
+  } else if (answer) {
+    completion = TOKENS(strlen(answer));
+    json_t *r = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:{s:s, s:s}, s:s}], s:{s:I, s:I, s:I}}",
+                          "id", "chatcmpl-transcript", "object", "chat.completion", "created", 0,
+                          "model", model ? model : "model", "choices", "index", 0, "message",
+                          "role", "assistant", "content", answer, "finish_reason", "stop",
+                          "usage", "prompt_tokens", (json_int_t)prompt, "completion_tokens",
+                          (json_int_t)completion, "total_tokens", (json_int_t)(prompt + completion));
+    resp->status = 200;
+    resp->body = json_dumps(r, JSON_COMPACT);
+    resp->body_len = strlen(resp->body);
+    json_decref(r);
+  } else {
+    resp->err = RT_ENET;
+    snprintf(resp->errmsg, sizeof resp->errmsg, "no scripted LLM answer in the transcript (llm: lines)");
+    json_object_set_new(rec, "error", json_string("no answer"));
+    prompt = 0;
+  }
+  json_object_set_new(rec, "prompt_tokens", json_integer(prompt));
+  json_object_set_new(rec, "completion_tokens", json_integer(completion));
+  json_array_append_new(t->llm_calls, rec);
+  rt_transcript_llm *st = all ? &t->st.all_llm : &t->st.flows;
+  st->calls++;
+  st->tokens_in += prompt;
+  st->tokens_out += completion;
+  if (images) st->photos++;
+  free(words);
+  json_decref(body);
+  return true;
+}
+
+/* ---- scripted OCR: the runner's own provider ---- */
+
+static void ocr_timer_closed(uv_handle_t *h) {
+  rt_call *c = h->data;
+  json_decref(c->value);
+  free(c->error);
+  free(c->detail);
+  free(c);
+}
+
+static void ocr_answer(uv_timer_t *tm) {
+  rt_call *c = tm->data;
+  rt_call_result r;
+  memset(&r, 0, sizeof r);
+  r.status = c->error ? RT_EIO : RT_OK;
+  r.value = c->value;
+  r.error = c->error;
+  r.detail = c->detail;
+  c->done(c->ud, &r);
+  uv_close((uv_handle_t *)&c->timer, ocr_timer_closed);
+}
+
+static const char *const script_ocr_ops[] = {"read", NULL};
+
+/* ocr.read(photo): the next ocr: line, read for car ids with the same
+ * helper the real provider uses (rt_ocr_cars). */
+static int script_ocr_call(rt_provider *p, const char *op, const json_t *args, rt_call_done done,
+                           void *ud, rt_call **out, char **err) {
+  tr *t = ((script_ocr *)p)->t;
+  if (strcmp(op, "read") != 0) {
+    *err = rt_xasprintf("ocr has no operation \"%s\" (only read)", op);
+    return RT_EINVAL;
+  }
+  const json_t *photo = json_object_get(args, "photo");
+  if (!json_is_object(photo)) photo = args;
+  if (!json_string_value(json_object_get(photo, "path"))) {
+    *err = rt_xstrdup("ocr.read: the photo has no path (a file the channel saved)");
+    return RT_EINVAL;
+  }
+  t->ocr_calls++;
+  t->st.ocr_calls++;
+  rt_call *c = rt_xcalloc(1, sizeof *c);
+  c->done = done;
+  c->ud = ud;
+  ocr_reading *rd = NULL;
+  for (size_t i = 0; i < t->nreadings && !rd; i++)
+    if (!t->readings[i].used) rd = &t->readings[i];
+  if (!rd) {
+    c->error = rt_xstrdup("unavailable");
+    c->detail = rt_xstrdup("no scripted OCR reading in the transcript (ocr: lines)");
+  } else if (rd->error) {
+    rd->used = true;
+    c->error = rt_xstrdup(rd->error);
+    c->detail = rt_xstrdup("scripted");
+  } else {
+    rd->used = true;
+    rt_text_car cars[8];
+    int n = rt_ocr_cars(rd->text, cars, 8);
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++)
+      json_array_append_new(arr, json_pack("{s:s, s:s, s:b, s:b}", "kind",
+                                           cars[i].kind == 'v' ? "vin" : "frame", "value",
+                                           cars[i].value, "check_ok", cars[i].check_ok,
+                                           "north_american", cars[i].north_american));
+    c->value = json_pack("{s:s, s:s, s:i, s:o}", "text", rd->text, "lang", "eng", "ms", 0,
+                         "cars", arr);
+    if (n > 0) t->st.ocr_found++;
+  }
+  uv_timer_init(&t->loop, &c->timer);
+  c->timer.data = c;
+  uv_timer_start(&c->timer, ocr_answer, 0, 0);
+  *out = c;
+  return RT_OK;
+}
+
+static void script_ocr_cancel(rt_provider *p, rt_call *c) {
+  (void)p;
+  if (c && !uv_is_closing((uv_handle_t *)&c->timer)) {
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, ocr_timer_closed);
+  }
+}
+
 /* The transport behind the engine's HTTP client: every request is kept
  * for `expect http` and answered from the replies the transcript scripted,
  * later from the loop as the network would. */
@@ -126,6 +405,7 @@ static void http_scripted(void *ud, const rt_http_opts *o, rt_http_resp *resp) {
   json_t *body = o->body ? json_stringn(o->body, o->body_len) : NULL;
   if (body) json_object_set_new(req, "body", body);
   json_array_append_new(t->requests, req);
+  if (llm_scripted(t, o, resp)) return;
   for (size_t i = 0; i < t->nreplies; i++) {
     scripted_reply *s = &t->replies[i];
     if (s->used || strcmp(s->method, m) != 0 || !rt_transcript_glob(s->url, o->url)) continue;
@@ -148,15 +428,88 @@ static void http_scripted(void *ud, const rt_http_opts *o, rt_http_resp *resp) {
 
 static void settle(tr *t) {
   for (int i = 0; i < 1000000; i++) {
-    uv_run(&t->loop, UV_RUN_NOWAIT);
+    /* With providers a step may wait for a process (the llm scales a
+     * photo with convert): wait for the loop's next event then, instead
+     * of spinning through the budget before the process is done. */
+    uv_run(&t->loop, t->npvs ? UV_RUN_ONCE : UV_RUN_NOWAIT);
     if (rt_engine_idle(t->e)) return;
   }
   fail(t, "the bot did not settle (a step waiting forever?)");
 }
 
+/* A tiny JPEG for the photos of files that script the LLM: the llm
+ * plugin scales each photo with convert before it sends it. */
+static const unsigned char TINY_JPEG[] = {
+#include "transcript_jpeg.h"
+};
+
+static int host_receive(void *ud, const rt_event_in *ev, void (*ack)(void *, int), void *ack_ud) {
+  (void)ud; (void)ev; (void)ack; (void)ack_ud;
+  return RT_EINVAL;   /* the llm receives nothing */
+}
+
+static int64_t host_now(void *ud) { return ((tr *)ud)->clock_ms; }
+
+/* The providers a file scripts, created once, before the first engine:
+ * the real llm plugin through a plugin host of its own (as `shopbot run`
+ * does, with the shop's llm section; a made-up base_url when it has none,
+ * and no retries unless the file's config asks: backoff waits would be
+ * real time), whose HTTP client (the flows' too) answers from the script;
+ * and the runner's own ocr provider. */
+static void providers_up(tr *t) {
+  if (t->npvs || t->host || t->failed) return;
+  if (t->want_llm) {
+    json_t *root = rt_config_json(t->cfg);
+    json_t *sec = json_object_get(root, "llm");
+    if (!json_is_object(sec)) {
+      sec = json_object();
+      json_object_set_new(root, "llm", sec);
+    }
+    if (!json_string_value(json_object_get(sec, "base_url")))
+      json_object_set_new(sec, "base_url", json_string("http://llm.transcript/v1"));
+    if (!json_object_get(sec, "retries")) json_object_set_new(sec, "retries", json_integer(0));
+    const char *base = json_string_value(json_object_get(sec, "base_url"));
+    size_t bl = strlen(base);
+    while (bl > 0 && base[bl - 1] == '/') bl--;
+    t->llm_url = rt_xasprintf("%.*s/chat/completions", (int)bl, base);
+    static const rt_plugin *const only_llm[] = {&rt_plugin_llm, NULL};
+    t->files = rt_xasprintf("%s/files", t->tmp);
+    rt_plugin_host_opts po = {.loop = &t->loop, .cfg = t->cfg, .plugins = only_llm,
+                              .files_dir = t->files, .now_ms = host_now,
+                              .receive = host_receive, .ud = t};
+    t->host = rt_plugin_host_new(&po);
+    if (rt_plugin_host_create(t->host, false) != 0) {
+      bool ok;
+      json_t *h = rt_plugin_host_health(t->host, &ok);
+      char *txt = json_dumps(h, JSON_COMPACT);
+      fail(t, "the llm provider cannot be created: %s", txt);
+      free(txt);
+      json_decref(h);
+      return;
+    }
+    if (t->http) rt_http_close(t->http, NULL, NULL);
+    t->http = rt_plugin_host_http(t->host);
+    rt_http_set_transport(t->http, http_scripted, t);
+    size_t n = 0;
+    rt_provider *const *pv = rt_plugin_host_providers(t->host, &n);
+    for (size_t i = 0; i < n && t->npvs < RT_ARRAY_LEN(t->pvs); i++) {
+      if (strcmp(pv[i]->name, "llm") == 0) t->llm = pv[i];
+      t->pvs[t->npvs++] = pv[i];
+    }
+  }
+  if (t->want_ocr) {
+    t->ocr.t = t;
+    t->ocr.p = (rt_provider){.name = "ocr", .impl = &t->ocr, .ops = script_ocr_ops,
+                             .call = script_ocr_call, .cancel = script_ocr_cancel};
+    t->pvs[t->npvs++] = &t->ocr.p;
+  }
+}
+
 static int engine_up(tr *t) {
   if (t->e) return RT_OK;
   char *err = NULL;
+  providers_up(t);
+  if (t->failed) return RT_EINVAL;
   /* The flows' HTTP client answers from the transcript's script. */
   if (!t->http) {
     t->http = rt_http_new(&t->loop);
@@ -164,12 +517,17 @@ static int engine_up(tr *t) {
   }
   rt_engine_opts eo = {.loop = &t->loop, .cfg = t->cfg, .store_path = t->store_path,
                        .test_mode = true, .clock_ms = t->clock_ms, .flows_dir = t->flows,
-                       .http = t->http};
+                       .http = t->http, .providers = t->pvs, .nproviders = t->npvs};
   int rc = rt_engine_new(&eo, &t->e, &err);
   if (rc != RT_OK) {
     fail(t, "the shop does not start: %s", err);
     free(err);
     return rc;
+  }
+  /* once: the llm's start is synchronous and needs no store of its own */
+  if (t->host && !t->host_started) {
+    rt_plugin_host_start(t->host, rt_engine_store(t->e), NULL);
+    t->host_started = true;
   }
   static const char *names[] = {"console", "telegram", "whatsapp", "webchat", "test"};
   for (int i = 0; i < 5; i++) {
@@ -186,6 +544,8 @@ static void engine_closed(void *ud) { *(bool *)ud = true; }
 
 static void engine_down(tr *t) {
   if (!t->e) return;
+  /* the store the plugins were lent closes with this engine */
+  if (t->host) rt_plugin_host_stopping(t->host);
   t->clock_ms = rt_clock_now(rt_engine_clock(t->e));
   bool closed = false;
   rt_engine_close(t->e, engine_closed, &closed);
@@ -580,6 +940,45 @@ static void config_set(tr *t, char *spec) {
 
 /* ---- directives ---- */
 
+static void all_done(void *ud, const rt_call_result *r) {
+  (void)r;
+  *(bool *)ud = true;
+}
+
+/* all_llm: the customer's message also goes to the model, as a shop
+ * without rules would send it: a photo to photo_triage with the photo, a
+ * reply in the retention flow to retention_reply, anything else to
+ * parts_list. The answer is not used: the flows answer by their rules. */
+static void all_llm_call(tr *t, const char *text, const char *photo) {
+  rt_conv_row row;
+  bool retention = false;
+  if (conv_row(t, &row)) {
+    retention = row.flow && strcmp(row.flow, "retention") == 0;
+    rt_conv_row_clear(&row);
+  }
+  json_t *args = json_pack("{s:s, s:s}", "schema",
+                           photo ? "photo_triage" : retention ? "retention_reply" : "parts_list",
+                           "text", text && *text ? text : "Что на фото?");
+  if (photo) json_object_set_new(args, "images", json_pack("[s]", photo));
+  bool done = false;
+  rt_call *c = NULL;
+  char *err = NULL;
+  t->in_all_call = true;
+  if (t->llm->call(t->llm, "extract", args, all_done, &done, &c, &err) != RT_OK) {
+    fail(t, "all_llm: %s", err ? err : "the call could not start");
+    free(err);
+    done = true;
+  }
+  json_decref(args);
+  /* a photo is scaled by a convert process first: wait for it too */
+  for (int i = 0; !done && i < 100000; i++) uv_run(&t->loop, UV_RUN_ONCE);
+  if (!done) {
+    t->llm->cancel(t->llm, c);
+    fail(t, "all_llm: the LLM call did not finish");
+  }
+  t->in_all_call = false;
+}
+
 static void do_user(tr *t, const char *head, const char *who, const char *text,
                     const char *kind) {
   if (who && !set_chat(t, head, who)) return;
@@ -587,9 +986,26 @@ static void do_user(tr *t, const char *head, const char *who, const char *text,
   if (t->failed || engine_up(t) != RT_OK) return;
   char ext[64];
   snprintf(ext, sizeof ext, "t%lu", ++t->seq);
-  char *extra = NULL;
-  if (strcmp(kind, "photo") == 0)
+  char *extra = NULL, *path = NULL;
+  if (strcmp(kind, "photo") == 0 && t->npvs) {
+    /* a file the providers can be given, as a channel saves one */
+    path = rt_xasprintf("%s/test-photo-%lu.jpg", t->tmp, t->seq);
+    FILE *f = fopen(path, "wb");
+    if (f) {
+      fwrite(TINY_JPEG, 1, sizeof TINY_JPEG, f);
+      fclose(f);
+    }
+    char id[48];
+    snprintf(id, sizeof id, "test-photo-%lu", t->seq);
+    json_t *x = json_pack("{s:[{s:s, s:s}]}", "photos", "id", id, "path", path);
+    extra = json_dumps(x, JSON_COMPACT);
+    json_decref(x);
+  } else if (strcmp(kind, "photo") == 0) {
     extra = rt_xasprintf("{\"photos\":[{\"id\":\"test-photo-%lu\"}]}", t->seq);
+  }
+  if (t->o->all_llm && t->llm && (strcmp(kind, "photo") == 0 || strcmp(kind, "text") == 0))
+    all_llm_call(t, text, path);
+  free(path);
   rt_event_in ev = {.channel = t->channel, .ext_id = ext, .chat_id = t->chat,
                     .user_id = t->chat, .kind = kind, .text = text, .extra_json = extra};
   if (t->o->verbose) fprintf(t->o->out, "    %s> %s\n", t->chat, text);
@@ -614,6 +1030,60 @@ static void do_expect_bot(tr *t, const char *channel, const char *chat, bool is_
   m->consumed = true;
   if (!value_matches(t, is_re, pattern, m->text))
     fail(t, "expected %s %s %s\n  got: %s", label, is_re ? "~" : ":", pattern, m->text);
+}
+
+/* expect llm calls [=|<|>] N, expect llm tokens [=|<|>] N, expect llm ~ REGEX,
+ * expect no llm [~ REGEX], expect ocr calls [=|<|>] N. The calls and tokens
+ * are those of the flows (all_llm's own calls are not theirs). */
+static void expect_provider(tr *t, const char *w, bool neg, char *rest) {
+  bool llm = strcmp(w, "llm") == 0;
+  int64_t calls = 0, tokens = 0;
+  size_t i;
+  json_t *c;
+  json_array_foreach(t->llm_calls, i, c) {
+    if (json_is_true(json_object_get(c, "all"))) continue;
+    calls++;
+    tokens += json_integer_value(json_object_get(c, "prompt_tokens")) +
+              json_integer_value(json_object_get(c, "completion_tokens"));
+  }
+  if (!llm) calls = t->ocr_calls;
+  if (rest[0] == '~' || (neg && !rest[0])) {
+    if (!llm) { fail(t, "expect ocr calls N"); return; }
+    const char *re = rest[0] == '~' ? trim(rest + 1) : NULL;
+    char *hit = NULL;
+    json_array_foreach(t->llm_calls, i, c) {
+      if (json_is_true(json_object_get(c, "all"))) continue;
+      char *j = json_dumps(c, JSON_COMPACT);
+      if (!re || re_matches(t, re, j)) { hit = j; break; }
+      free(j);
+    }
+    if (neg && hit) fail(t, "expected no LLM call%s%s\n  got: %s", re ? " ~ " : "", re ? re : "", hit);
+    if (!neg && !hit) fail(t, "expected an LLM call ~ %s\n  got: %lld call(s)%s", re, (long long)calls,
+                           calls ? " (-v prints them)" : "");
+    if (t->o->verbose && !neg && !hit) {
+      json_array_foreach(t->llm_calls, i, c) {
+        char *j = json_dumps(c, JSON_COMPACT);
+        fprintf(t->o->out, "    llm: %s\n", j);
+        free(j);
+      }
+    }
+    free(hit);
+    return;
+  }
+  char *save = NULL;
+  char *what = strtok_r(rest, " ", &save), *op = strtok_r(NULL, " ", &save), *num = strtok_r(NULL, " ", &save);
+  if (op && !num) { num = op; op = (char *)"="; }
+  bool is_calls = what && strcmp(what, "calls") == 0, is_tokens = what && strcmp(what, "tokens") == 0 && llm;
+  char *end = NULL;
+  long long n = num ? strtoll(num, &end, 10) : -1;
+  if (neg || (!is_calls && !is_tokens) || !num || !end || *end || n < 0 ||
+      (strcmp(op, "=") != 0 && strcmp(op, "<") != 0 && strcmp(op, ">") != 0)) {
+    fail(t, "expect %s calls [=|<|>] N%s", w, llm ? " | expect llm tokens [=|<|>] N | expect llm ~ REGEX" : "");
+    return;
+  }
+  long long got = is_calls ? (long long)calls : (long long)tokens;
+  bool ok = op[0] == '=' ? got == n : op[0] == '<' ? got < n : got > n;
+  if (!ok) fail(t, "expected %s %s %s %lld\n  got: %lld", w, what, op, n, got);
 }
 
 static void do_expect(tr *t, char *s) {
@@ -716,6 +1186,8 @@ static void do_expect(tr *t, char *s) {
       found = true;
     }
     if (neg == found) fail(t, "expected %shttp request %s %s", neg ? "no " : "", m ? m : "?", url ? url : "?");
+  } else if (strcmp(w, "llm") == 0 || strcmp(w, "ocr") == 0) {
+    expect_provider(t, w, neg, rest);
   } else if (strcmp(w, "reload") == 0) {
     /* expect reload error ~ REGEX */
     const char *err = rt_engine_reload_error(t->e);
@@ -832,6 +1304,85 @@ static void do_http(tr *t, char *spec) {
   t->replies[t->nreplies++] = s;
 }
 
+static const char LLM_USAGE[] =
+    "llm: [every] chat|extract [SCHEMA]|* [image] [~ REGEX] -> ANSWER | -> error 500|429|timeout";
+
+/* llm: RULE -> ANSWER */
+static void do_llm(tr *t, char *spec) {
+  char *arrow = strstr(spec, " -> ");
+  if (!arrow) { fail(t, "%s", LLM_USAGE); return; }
+  *arrow = '\0';
+  char *answer = trim(arrow + 4);
+  llm_rule r = {0};
+  char *tilde = strstr(spec, "~");
+  if (tilde) {
+    *tilde = '\0';
+    char *re = trim(tilde + 1);
+    if (!*re) { fail(t, "llm: ~ needs a regular expression (%s)", LLM_USAGE); return; }
+    /* a broken pattern fails here, at its line, not when a call comes */
+    re_matches(t, re, "");
+    if (t->failed) return;
+    r.re = rt_xstrdup(re);
+  }
+  char *save = NULL;
+  for (char *w = strtok_r(spec, " \t", &save); w; w = strtok_r(NULL, " \t", &save)) {
+    if (!r.op && strcmp(w, "every") == 0 && !r.every) r.every = true;
+    else if (!r.op && (strcmp(w, "chat") == 0 || strcmp(w, "extract") == 0 || strcmp(w, "*") == 0))
+      r.op = rt_xstrdup(w);
+    else if (r.op && strcmp(w, "image") == 0) r.image = true;
+    else if (r.op && strcmp(r.op, "extract") == 0 && !r.schema && !r.image) r.schema = rt_xstrdup(w);
+    else {
+      fail(t, "llm: cannot read '%s' (%s)", w, LLM_USAGE);
+      free(r.op); free(r.schema); free(r.re);
+      return;
+    }
+  }
+  if (!r.op) { fail(t, "%s", LLM_USAGE); free(r.re); return; }
+  if (strncmp(answer, "error ", 6) == 0) {
+    char *code = trim(answer + 6), *end = NULL;
+    long st = strtol(code, &end, 10);
+    if (strcmp(code, "timeout") == 0) r.status = -1;
+    else if (end != code && !*end && st >= 400 && st <= 599) r.status = (int)st;
+    else {
+      fail(t, "llm: error takes an HTTP status from 400 to 599 or timeout (%s)", LLM_USAGE);
+      free(r.op); free(r.schema); free(r.re);
+      return;
+    }
+  } else if (!is_text(answer, strlen(answer))) {
+    fail(t, "llm: the answer is not UTF-8 text");
+    free(r.op); free(r.schema); free(r.re);
+    return;
+  }
+  r.answer = rt_xstrdup(r.status ? "" : answer);
+  t->rules = rt_xrealloc(t->rules, (t->nrules + 1) * sizeof *t->rules);
+  t->rules[t->nrules++] = r;
+}
+
+/* ocr: TEXT | ocr: error CODE */
+static void do_ocr(tr *t, char *spec) {
+  ocr_reading r = {0};
+  if (strncmp(spec, "error ", 6) == 0) {
+    const char *code = trim(spec + 6);
+    if (strcmp(code, "timeout") != 0 && strcmp(code, "unavailable") != 0 && strcmp(code, "limit") != 0) {
+      fail(t, "ocr: error is timeout, unavailable or limit");
+      return;
+    }
+    r.error = rt_xstrdup(code);
+  } else if (!is_text(spec, strlen(spec))) {
+    fail(t, "ocr: the text is not UTF-8");
+    return;
+  }
+  /* \n in the text stands for a line break, as tesseract prints lines */
+  rt_buf b = RT_BUF_INIT;
+  for (const char *p = spec; *p; p++) {
+    if (p[0] == '\\' && p[1] == 'n') { rt_buf_addc(&b, '\n'); p++; }
+    else rt_buf_addc(&b, *p);
+  }
+  r.text = rt_buf_take(&b, NULL);
+  t->readings = rt_xrealloc(t->readings, (t->nreadings + 1) * sizeof *t->readings);
+  t->readings[t->nreadings++] = r;
+}
+
 static void do_line(tr *t, char *s) {
   s = trim(s);
   if (!*s || *s == '#') return;
@@ -891,6 +1442,10 @@ static void do_line(tr *t, char *s) {
     config_set(t, rest);
   } else if (strcmp(head, "http") == 0) {
     do_http(t, rest);
+  } else if (strcmp(head, "llm") == 0) {
+    do_llm(t, rest);
+  } else if (strcmp(head, "ocr") == 0) {
+    do_ocr(t, rest);
   } else if (strcmp(head, "reload") == 0) {
     if (engine_up(t) != RT_OK) return;
     char *src = resolve(t, rest);
@@ -968,6 +1523,7 @@ int rt_transcript_run(const rt_transcript_opts *o, const char *file) {
   t.flows = rt_xasprintf("%s/flows", t.tmp);
   t.store_path = rt_xasprintf("%s/shop.db", t.tmp);
   t.requests = json_array();
+  t.llm_calls = json_array();
   uv_loop_init(&t.loop);
   char *schema = rt_paths_schema("shop.schema.json"), *err = NULL;
   int rc = rt_config_load(o->shop_dir, schema, &t.cfg, &err);
@@ -989,6 +1545,17 @@ int rt_transcript_run(const rt_transcript_opts *o, const char *file) {
   if (rc == RT_OK) {
     char *line = NULL;
     size_t cap = 0;
+    /* A file that scripts the LLM or OCR (or expects them) is lent them
+     * from its first message on; any other runs as the shop without them. */
+    while (getline(&line, &cap, f) > 0) {
+      char *l = trim(line);
+      if (strncmp(l, "llm:", 4) == 0 || strncmp(l, "expect llm", 10) == 0 ||
+          strncmp(l, "expect no llm", 13) == 0)
+        t.want_llm = true;
+      if (strncmp(l, "ocr:", 4) == 0 || strncmp(l, "expect ocr", 10) == 0) t.want_ocr = true;
+    }
+    if (o->all_llm) t.want_llm = true;
+    rewind(f);
     while (!t.failed && getline(&line, &cap, f) > 0) {
       t.line++;
       do_line(&t, line);
@@ -999,10 +1566,26 @@ int rt_transcript_run(const rt_transcript_opts *o, const char *file) {
       settle(&t);
       check_no_pending(&t);
     }
+    if (o->stats && t.e) {
+      char *got = NULL, *err = NULL;
+      t.st.leads = rt_store_leads_count(rt_engine_store(t.e));
+      if (rt_store_query_text(rt_engine_store(t.e), "SELECT count(*) FROM events WHERE kind = 'contacted'",
+                              NULL, 1, first_cell, &got, &err) == RT_OK && got)
+        t.st.contacted = strtoll(got, NULL, 10);
+      free(got);
+      free(err);
+    }
     if (!t.failed) fprintf(o->out, "PASS %s (%d checks)\n", file, t.checks);
   }
   fclose(f);
   engine_down(&t);
+  if (t.host) {
+    /* it closes its HTTP client, the flows' one too */
+    bool closed = false;
+    rt_plugin_host_close(t.host, engine_closed, &closed);
+    while (!closed) uv_run(&t.loop, UV_RUN_ONCE);
+    t.http = NULL;
+  }
   if (t.http) rt_http_close(t.http, NULL, NULL);
   uv_run(&t.loop, UV_RUN_DEFAULT);
   uv_loop_close(&t.loop);
@@ -1015,6 +1598,16 @@ int rt_transcript_run(const rt_transcript_opts *o, const char *file) {
     free(t.replies[i].method); free(t.replies[i].url); free(t.replies[i].body);
   }
   free(t.replies);
+  for (size_t i = 0; i < t.nrules; i++) {
+    free(t.rules[i].op); free(t.rules[i].schema); free(t.rules[i].re); free(t.rules[i].answer);
+  }
+  free(t.rules);
+  for (size_t i = 0; i < t.nreadings; i++) { free(t.readings[i].text); free(t.readings[i].error); }
+  free(t.readings);
+  free(t.llm_url);
+  free(t.files);
+  json_decref(t.llm_calls);
+  if (o->stats) *o->stats = t.st;
   json_decref(t.requests);
   rm_rf(t.tmp);
   json_decref(t.schema);

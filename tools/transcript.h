@@ -6,13 +6,39 @@
 #ifndef RT_TRANSCRIPT_H
 #define RT_TRANSCRIPT_H
 #include "rt.h"
+#include <stdint.h>
 #include <stdio.h>
 #include <uv.h>
+
+/* What the scripted LLM was asked in one file (tokens as the runner
+ * counts them: docs/transcripts.md). */
+typedef struct {
+  int64_t calls, photos, tokens_in, tokens_out;
+} rt_transcript_llm;
+
+typedef struct {
+  rt_transcript_llm flows;     /* the calls the flows made */
+  rt_transcript_llm all_llm;   /* all_llm: the runner's call for every customer message */
+  int64_t ocr_calls, ocr_found;
+  int64_t leads;               /* leads recorded */
+  int64_t contacted;           /* campaign check-ins sent ("contacted" events) */
+} rt_transcript_stats;
 
 typedef struct {
   const char *shop_dir;
   bool verbose;         /* print the conversation as it runs */
   FILE *out;            /* per-file results */
+  /* tests/bench/bench_tokens.c: every customer text and photo is also sent
+   * to the LLM (as a shop without rules would: extract with the schema of
+   * the chat's flow, retention_reply or parts_list, photo_triage with the
+   * photo), by a second llm provider the flows do not see, so they answer
+   * as before and the same transcripts pass; its calls are counted in
+   * stats->all_llm. */
+  bool all_llm;
+  /* Answers for calls no llm: line scripts: schema name (or "chat") ->
+   * the model's text. NULL: such calls fail as unscripted. Borrowed. */
+  const struct json_t *llm_default;
+  rt_transcript_stats *stats;   /* filled when not NULL */
 } rt_transcript_opts;
 
 /* Runs one transcript; returns 0 when it passed, 1 when it failed, and

@@ -80,12 +80,20 @@ local function read_message(c, t, reply, saved)
   -- Пока машины нет, берём только явные запчасти («нужна ...», «колодки»).
   local strict = c.slots.car == nil
   local found, asked = parts.extract(t, strict)
+  -- Список сплошным текстом, который правила не разделили, раскладывает
+  -- модель (если она есть); текст с VIN модели не уходит.
+  local by_model = not strict and #cars == 0 and ai.parts_in_prose(c, t, found)
+  if by_model then
+    found = by_model
+  elseif #found > 0 or #cars > 0 then
+    ai.saved(c, "rules", "parts_list")
+  end
   local added = {}
   c.slots.parts = c.slots.parts or {}
   for _, p in ipairs(found) do
     if parts.add(c.slots.parts, p) then added[#added + 1] = p end
   end
-  local m = { cars = #cars, parts = #added, asked = asked }
+  local m = { cars = #cars, parts = #added, asked = asked, text = t }
   if #cars == 1 then m.next = take_car(c, cars[1], reply, saved) end
   for _, p in ipairs(added) do saved[#saved + 1] = p end
   if #saved > 0 then say.add(reply, say.text("saved", { what = parts.list(saved) })) end
@@ -148,7 +156,9 @@ end
 
 -- Машина есть: спрашиваем запчасти или «Что-нибудь ещё?».
 local function after_car(c, reply, m)
-  if m.asked then say.add(reply, say.text("question_later")) end
+  -- Вопрос, на который у правил ответа нет: отвечает модель с промптом
+  -- персоны (без цен, наличия и сроков), без модели — «подскажет менеджер».
+  if m.asked then say.add(reply, ai.answer(c, m.text) or say.text("question_later")) end
   if #(c.slots.parts or {}) == 0 then
     say.add(reply, say.text("ask_parts"))
     c:say(say.join(reply))
@@ -202,6 +212,7 @@ local function look_at_photo(c, ev, reply)
   if ev.kind ~= "photo" or #car.find(c.turn.text or msg.text(ev)) > 0 then return nil end
   for _, photo in ipairs(ev.photos or {}) do
     local found = not c.slots.car and ai.car_on_photo(photo)
+    if found then ai.saved(c, "ocr", "photo_triage") end
     local v = not found and ai.photo_triage(photo)
     if v and not c.slots.car and v.car then found = v.car end
     if found then

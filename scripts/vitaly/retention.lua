@@ -189,6 +189,46 @@ local function ask_model(c, reply, ev, t)
   return nil
 end
 
+-- Ответ на рассылку, который понимают правила: шаг или nil (тогда
+-- спрашиваем модель, а без неё переспрашиваем).
+local function by_rules(c, reply, ev, t)
+  -- «Кто это?», «откуда мой номер?», «вы бот?» — честно отвечаем и
+  -- спрашиваем снова; итог question не мешает записать ответ потом.
+  if text.is(t, "who") and not text.is(t, "need") then
+    common.outcome(c, "question")
+    say.add(reply, say.text("ret_who"))
+    c:say(say.join(reply))
+    return "answer"
+  end
+  -- Просто «ок», «👍» — ни да, ни нет: коротко уточняем.
+  if text.is(t, "ack") then
+    say.add(reply, say.text("ret_ack"))
+    c:say(say.join(reply))
+    return "answer"
+  end
+  -- «всё хорошо», «машина в порядке» — значит, ничего не нужно
+  if text.is(t, "fine") and not text.is(t, "need") and not complains(t) then
+    return declined(c, reply)
+  end
+  local intent = text.intent(t)
+  if intent == "later" then
+    local at = date_in(t)
+    if at then return schedule(c, at, "ret_later_ok") end
+    answered(c)
+    say.add(reply, say.text("ret_when"))
+    c:say(say.join(reply))
+    return "when"
+  end
+  if complains(t) then
+    common.outcome(c, "problem")
+    return to_manager(c, reply, ev, "ret_problem", "card_complaint", "retention-problem")
+  end
+  if intent == "declined" then return declined(c, reply) end
+  if agrees(t) and not text.is(t, "no") then return to_lead(c) end
+  if refuses(t) or text.is(t, "thanks") then return declined(c, reply) end
+  return nil
+end
+
 return flow "retention" {
   version = 1,
 
@@ -217,41 +257,12 @@ return flow "retention" {
   -- Ответ на первое сообщение или на напоминание.
   answer = function(c, ev)
     local reply, t = c.turn.reply, c.turn.text
-    -- «Кто это?», «откуда мой номер?», «вы бот?» — честно отвечаем и
-    -- спрашиваем снова; итог question не мешает записать ответ потом.
-    if text.is(t, "who") and not text.is(t, "need") then
-      common.outcome(c, "question")
-      say.add(reply, say.text("ret_who"))
-      c:say(say.join(reply))
-      return "answer"
+    local step = by_rules(c, reply, ev, t)
+    if step then
+      ai.saved(c, "rules", "retention_reply")
+      return step
     end
-    -- Просто «ок», «👍» — ни да, ни нет: коротко уточняем.
-    if text.is(t, "ack") then
-      say.add(reply, say.text("ret_ack"))
-      c:say(say.join(reply))
-      return "answer"
-    end
-    -- «всё хорошо», «машина в порядке» — значит, ничего не нужно
-    if text.is(t, "fine") and not text.is(t, "need") and not complains(t) then
-      return declined(c, reply)
-    end
-    local intent = text.intent(t)
-    if intent == "later" then
-      local at = date_in(t)
-      if at then return schedule(c, at, "ret_later_ok") end
-      answered(c)
-      say.add(reply, say.text("ret_when"))
-      c:say(say.join(reply))
-      return "when"
-    end
-    if complains(t) then
-      common.outcome(c, "problem")
-      return to_manager(c, reply, ev, "ret_problem", "card_complaint", "retention-problem")
-    end
-    if intent == "declined" then return declined(c, reply) end
-    if agrees(t) and not text.is(t, "no") then return to_lead(c) end
-    if refuses(t) or text.is(t, "thanks") then return declined(c, reply) end
-    local step = ask_model(c, reply, ev, t)
+    step = ask_model(c, reply, ev, t)
     if step then return step end
     -- Непонятно: переспрашиваем один раз, потом зовём менеджера.
     if c.slots.unclear then

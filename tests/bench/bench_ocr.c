@@ -58,14 +58,18 @@ static void pass(const char *dir, json_t *manifest, int at_once) {
   }
   uv_run(&loop, UV_RUN_DEFAULT);
   double wall = (double)(uv_hrtime() - t0) / 1e9;
-  int docs = 0, hits = 0, found_any = 0, parts = 0, false_vin = 0;
+  int docs = 0, hits = 0, found_any = 0, parts = 0, false_vin = 0, frames = 0, frame_hits = 0;
   long *ms = calloc(n, sizeof *ms);
   for (size_t i = 0; i < n; i++) {
     json_t *m = json_array_get(manifest, i);
     ms[i] = (long)json_integer_value(json_object_get(a[i].v, "ms"));
     json_t *car = json_array_get(json_object_get(a[i].v, "cars"), 0);
     const char *got = json_string_value(json_object_get(car, "value"));
-    if (strcmp(json_string_value(json_object_get(m, "kind")), "document") == 0) {
+    const char *kind = json_string_value(json_object_get(m, "kind"));
+    if (strcmp(kind, "frame") == 0) {
+      frames++;
+      if (got && strcmp(got, json_string_value(json_object_get(m, "frame"))) == 0) frame_hits++;
+    } else if (strcmp(kind, "document") == 0) {
       docs++;
       if (got) found_any++;
       if (got && strcmp(got, json_string_value(json_object_get(m, "vin"))) == 0) hits++;
@@ -79,9 +83,10 @@ static void pass(const char *dir, json_t *manifest, int at_once) {
   if (at_once == 1)
     printf("ocr.per_photo_ms: p50 %ld, max %ld (one at a time; part photos read twice: eng, then rus+eng)\n",
            ms[n / 2], ms[n - 1]);
-  printf("ocr.hit_rate: %d/%d СТС cards with the VIN exact (%d with some VIN), %d/%d part photos "
-         "without a false VIN; %zu photos in %.1f s with %d at once\n",
-         hits, docs, found_any, parts - false_vin, parts, n, wall, at_once);
+  printf("ocr.hit_rate: %d/%d СТС cards with the VIN exact (%d with some VIN), %d/%d Japanese "
+         "cards with the frame number exact, %d/%d part photos without a false VIN; %zu photos "
+         "in %.1f s with %d at once\n",
+         hits, docs, found_any, frame_hits, frames, parts - false_vin, parts, n, wall, at_once);
   free(ms);
   free(a);
   p->close(p, closed, NULL);

@@ -34,6 +34,12 @@ t config_schema.chat "config: against the schema" "config_schema.chat:1: config:
 t user_empty.chat "user() without an id" "user_empty.chat:1: user\(\): the chat ID is empty"
 t clock_huge.chat "a clock move that overflowed" "clock_huge.chat:3: clock: '106751991167d' is too far \(at most 36500d at a time\)"
 t clock_9999.chat "a clock past the year 9999" "clock_9999.chat:4: clock: \+1d goes past the year 9999"
+t llm_bad_rule.chat "llm: a rule it cannot read" "llm_bad_rule.chat:1: llm: cannot read 'summarise'"
+t llm_bad_status.chat "llm: an error that is no HTTP status" "llm_bad_status.chat:1: llm: error takes an HTTP status from 400 to 599 or timeout"
+t llm_bad_regex.chat "llm: a broken regex fails at its line" "llm_bad_regex.chat:1: bad regular expression"
+t llm_calls.chat "expect llm calls counts the flows' calls" "llm_calls.chat:4: expected llm calls = 1"
+check "expect llm calls: says what came" contains "$TMP/o" "^  got: 0$"
+t ocr_bad_error.chat "ocr: an error it does not know" "ocr_bad_error.chat:1: ocr: error is timeout, unavailable or limit"
 $S test "$shop" "$f" >"$TMP/o"; check "a folder runs every file" contains "$TMP/o" "^0 passed, $(ls "$f"/*.chat | wc -l) failed$"
 $S test "$shop" /dev/null >"$TMP/o"; check "a device given as a transcript fails" contains "$TMP/o" "^FAIL /dev/null: cannot open: not a regular file"
 $S test "$shop" "$TMP/missing.chat" >"$TMP/o"; check "missing file fails" [ $? -eq 1 ]

@@ -163,6 +163,49 @@ T(funnels_and_median) {
   rt_store_close(s);
 }
 
+/* What OCR and the rules saved (llm_saved events), and what a campaign's
+ * dialogs cost by the outcome they ended with. */
+T(llm_saved_and_outcomes) {
+  const int64_t T0 = 1741600000000LL;
+  rt_store *s = open_store();
+  int64_t c1 = conv(s, "c1", T0), c2 = conv(s, "c2", T0);
+  ev(s, T0, c1, "lead", NULL, "llm_saved", "{\"by\":\"ocr\",\"schema\":\"photo_triage\",\"tokens\":470}");
+  ev(s, T0, c1, "lead", NULL, "llm_saved", "{\"by\":\"rules\",\"schema\":\"parts_list\",\"tokens\":250}");
+  ev(s, T0, c2, "lead", NULL, "llm_saved", "{\"by\":\"rules\",\"schema\":\"parts_list\",\"tokens\":250}");
+  ev(s, T0, c2, "lead", NULL, "llm_saved", "not json");
+  int64_t r1 = conv(s, "r1", T0), r2 = conv(s, "r2", T0), r3 = conv(s, "r3", T0);
+  ev(s, T0, r1, "retention", "retention", "usage", "{\"calls\":1,\"cost_micro\":4000,\"tokens_in\":300,\"tokens_out\":20}");
+  ev(s, T0, r1, "retention", "retention", "outcome", "{\"outcome\":\"question\"}");
+  ev(s, T0 + 1, r1, "retention", "retention", "outcome", "{\"outcome\":\"later\"}");   /* the last counts */
+  ev(s, T0, r2, "retention", "retention", "usage", "{\"calls\":1,\"cost_micro\":2000,\"tokens_in\":100,\"tokens_out\":0}");
+  ev(s, T0, r2, "retention", "retention", "outcome", "{\"outcome\":\"later\"}");
+  ev(s, T0, r3, "retention", "retention", "outcome", "{\"outcome\":\"declined\"}");
+  json_t *st = NULL;
+  char *err = NULL;
+  CHECK_INT(rt_stats_collect(s, T0, &st, &err), RT_OK);
+  free(err);
+  if (!st) { rt_store_close(s); return; }
+  CHECK_INT(json_integer_value(GET(st, "llm", "saved", "ocr", "calls")), 1);
+  CHECK_INT(json_integer_value(GET(st, "llm", "saved", "ocr", "tokens")), 470);
+  CHECK_INT(json_integer_value(GET(st, "llm", "saved", "rules", "calls")), 2);
+  CHECK_INT(json_integer_value(GET(st, "llm", "saved", "rules", "tokens")), 500);
+  json_t *later = GET(st, "llm", "per_outcome", "retention", "later");
+  CHECK_INT(json_integer_value(GET(later, "dialogs")), 2);
+  CHECK_INT(json_integer_value(GET(later, "tokens")), 420);
+  CHECK(fabs(num(GET(later, "cost")) - 0.006) < 1e-9);
+  CHECK(fabs(num(GET(later, "cost_per_dialog")) - 0.003) < 1e-9);
+  CHECK(GET(st, "llm", "per_outcome", "retention", "question") == NULL);
+  CHECK_INT(json_integer_value(GET(st, "llm", "per_outcome", "retention", "declined", "dialogs")), 1);
+  CHECK(fabs(num(GET(st, "llm", "per_outcome", "retention", "declined", "cost"))) < 1e-9);
+  char *table = rt_stats_table(st);
+  CHECK(table && strstr(table, "сэкономлено распознаванием фото: 470 токенов (1 вызовов)"));
+  CHECK(table && strstr(table, "retention, итог later: 0.0030 на диалог, 210 токенов (2 диалогов)"));
+  if (getenv("T_VERBOSE") && table) fputs(table, stderr);
+  free(table);
+  json_decref(st);
+  rt_store_close(s);
+}
+
 T(empty_store) {
   rt_store *s = open_store();
   json_t *st = NULL;
@@ -183,6 +226,7 @@ int main(void) {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/test_stats.XXXXXX");
   if (!mkdtemp(tmpdir)) return 1;
   T_RUN(funnels_and_median);
+  T_RUN(llm_saved_and_outcomes);
   T_RUN(empty_store);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);

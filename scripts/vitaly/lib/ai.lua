@@ -67,4 +67,89 @@ function M.retention_reply(t)
   return v
 end
 
+
+-- ---- Свободный ответ и список сплошным текстом ----------------------------
+
+-- Факты магазина из shop.json для промпта персоны (prompt.md в папке
+-- магазина: {shop}, {persona}, {address}, {phone}, {hours}, {site}, {city}).
+local function shop_vars()
+  local s = shop.shop or {}
+  return { shop = shop.name, persona = shop.persona and shop.persona.name,
+           address = s.address, phone = s.phone, hours = s.hours_text,
+           site = s.site, city = s.city }
+end
+
+-- Что просим у модели сверх промпта персоны.
+local ANSWER_RULES = "Ответь на вопрос клиента одной-двумя короткими фразами. "
+  .. "Цены, наличие и сроки доставки не называй: их скажет менеджер, когда получит заявку. "
+  .. "Не обещай того, чего нет в промпте."
+
+-- Ответ на вопрос клиента, на который у правил ответа нет («вы в субботу
+-- работаете?», «где вы находитесь?»). Модель отвечает с промптом персоны;
+-- фактов о ценах, наличии и доставке мы ей не даём, поэтому ответ, где они
+-- есть, модуль llm не пропустит. Возвращает текст или nil — тогда, как
+-- без модели: «Это подскажет менеджер».
+function M.answer(c, t)
+  local llm = provider("llm")
+  if not llm then return nil end
+  local r = llm.chat { text = t, vars = shop_vars(), facts = {}, instructions = ANSWER_RULES }
+  if not r or type(r.text) ~= "string" or r.text == "" then return nil end
+  c:record("llm_used", { flow = "lead", what = "answer" })
+  return (text.head(r.text, 600))
+end
+
+-- Сколько слов в тексте.
+local function words_in(t)
+  local n = 0
+  for _ in text.norm(t):gmatch("%S+") do n = n + 1 end
+  return n
+end
+
+-- Правила не смогли разделить список: ничего не нашли в длинном тексте или
+-- нашли «запчасть» из пяти слов и больше (кусок фразы, а не название).
+local function unsplit(t, found)
+  if words_in(t) < 6 then return false end
+  if #found == 0 then return true end
+  for _, p in ipairs(found) do
+    if words_in(p) >= 5 then return true end
+  end
+  return false
+end
+
+-- Запчасти из текста, который правила не разделили («стучит что-то справа,
+-- наверное стойка, и масло поменять бы с фильтром»). Модель раскладывает его
+-- по схеме parts_list; названия проверены схемой (2–80 знаков). Возвращает
+-- список или nil (тогда — что нашли правила). Текст с VIN или телефоном
+-- модели не отправляем: их разбирают только правила.
+function M.parts_in_prose(c, t, found)
+  local llm = provider("llm")
+  if not llm or not unsplit(t, found) then return nil end
+  if #text.cars(t) > 0 or text.phone(t) then return nil end
+  if text.is(t, "yes") or text.is(t, "no") or text.is(t, "done") or text.is(t, "thanks") then return nil end
+  local v = llm.extract { schema = "parts_list", text = t }
+  if not v or type(v.parts) ~= "table" or #v.parts == 0 then return nil end
+  local list = {}
+  for _, p in ipairs(v.parts) do
+    if type(p) == "string" and p ~= "" then list[#list + 1] = text.norm(p) end
+  end
+  if #list == 0 then return nil end
+  c:record("llm_used", { flow = "lead", what = "parts" })
+  return list
+end
+
+-- ---- Сколько сэкономили правила и распознавание ------------------------------
+
+-- Сколько токенов стоил бы запрос к модели, которого не было: тот же запрос,
+-- что отправил бы модуль llm (промпт, схема, текст; фото — 85 токенов),
+-- посчитанный так же, как в tests/bench/bench_tokens (байты / 4).
+local SAVED = { photo_triage = 470, retention_reply = 340, parts_list = 250 }
+
+-- Записать, что сообщение прочли правила или распознавание (by = "rules"
+-- или "ocr") и запрос schema к модели не понадобился. Только в магазинах
+-- с моделью: там это видно в shopbot stats («сэкономлено»).
+function M.saved(c, by, schema)
+  if not provider("llm") then return end
+  c:record("llm_saved", { by = by, schema = schema, tokens = SAVED[schema] or 0 })
+end
+
 return M
