@@ -429,7 +429,12 @@ json_t *rt_plugin_host_health(const rt_plugin_host *h, bool *ok) {
     json_t *e = json_pack("{s:s}", "state", state_name[in->state]);
     if (in->p) json_object_set_new(e, "version", json_string(in->p->version));
     if (in->problem) json_object_set_new(e, "problem", json_string(in->problem));
-    if (in->problem || in->state == ST_FAILED) *ok = false;
+    /* "ok" and "error" for monitors that read every plugin the same way
+     * ("llm": {"ok": false, "error": "the LLM server fails ..."}) */
+    bool fine = !in->problem && in->state != ST_FAILED;
+    json_object_set_new(e, "ok", json_boolean(fine));
+    if (in->problem) json_object_set_new(e, "error", json_string(in->problem));
+    if (!fine) *ok = false;
     json_object_set_new(o, in->name, e);
   }
   return o;

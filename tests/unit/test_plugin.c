@@ -328,6 +328,9 @@ static void kv_write(const rt_plugin_env *env, rt_plugin_host *h) {
   CHECK(!ok);
   CHECK_STR(json_string_value(json_object_get(json_object_get(hj, "kv"), "problem")),
             "webhook not set: check the public URL");
+  CHECK(json_is_false(json_object_get(json_object_get(hj, "kv"), "ok")));
+  CHECK_STR(json_string_value(json_object_get(json_object_get(hj, "kv"), "error")),
+            "webhook not set: check the public URL");
   json_decref(hj);
   env->set_health(env->host, env->name, NULL);
   json_decref(rt_plugin_host_health(h, &ok));

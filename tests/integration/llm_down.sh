@@ -1,0 +1,48 @@
+#!/bin/sh
+# The LLM goes down in the middle of conversations, with the real binary
+# (shopbot run, the web chat, tests/fakes/fake_openai.py): a timeout, 500s
+# and a 429 storm each end in the flow's fallback (the rules' answer, never
+# silence), the breaker opens and /healthz says so ("llm": {"ok": false,
+# "error": ...}); once the server answers again the probe closes it and the
+# model's answers come back (tests/integration/llm_down.py).
+. "$(dirname "$0")/lib.sh"
+cat > "$TMP/rules.json" <<'JSON'
+[{"when": {"user": "таймаут"}, "delay_ms": 3000, "json": {"intent": "need", "when": null, "parts": []}},
+ {"when": {"user": "пятьсот"}, "status": 500,
+  "error": {"error": {"message": "The server had an error while processing your request.", "type": "server_error", "param": null, "code": null}}},
+ {"when": {"user": "лимит"}, "status": 429, "headers": {"Retry-After": "0"},
+  "error": {"error": {"message": "Rate limit reached for gpt-4o-mini", "type": "requests", "param": null, "code": "rate_limit_exceeded"}}},
+ {"when": {"schema": "retention_reply", "user": "посоветовал"},
+  "json": {"intent": "need", "when": null, "parts": []}}]
+JSON
+python3 "$RT_SOURCE_DIR/tests/fakes/fake_openai.py" --script "$TMP/rules.json" \
+  --port-file "$TMP/llm.port" --log "$TMP/llm.jsonl" --max-seconds 170 >/dev/null &
+PIDS="$PIDS $!"
+wait_for "$TMP/llm.port" . 10
+port=$(free_port 9)
+d="$TMP/shop"
+cp -r "$RT_SOURCE_DIR/examples/autoparts" "$d"
+rm -rf "$d/data" "$d/tests"
+python3 - "$d/shop.json" "$port" "$(cat "$TMP/llm.port")" "$RT_SOURCE_DIR" <<'PY'
+import json, sys
+p, port, llm, src = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+j = json.load(open(p, encoding="utf-8"))
+j["flows"]["dir"] = src + "/scripts/vitaly"
+j["flows"]["start"] = "retention"
+j["http"] = {"listen": "127.0.0.1:" + port}
+j.setdefault("channels", {})["webchat"] = {"enabled": True, "rate_per_minute": 600, "burst": 50}
+j["channels"].setdefault("console", {})["enabled"] = False
+j["llm"] = {"base_url": "http://127.0.0.1:" + llm + "/v1", "api_key": "sk-it", "model": "gpt-4o-mini",
+            "timeout_ms": 500, "deadline_ms": 1500, "retries": 1, "backoff_ms": 50,
+            "breaker_failures": 4, "breaker_open_ms": 1500}
+j.pop("tests", None)
+json.dump(j, open(p, "w", encoding="utf-8"), ensure_ascii=False)
+PY
+$SHOPBOT run "$d" >"$TMP/out" 2>"$TMP/err" &
+PIDS="$PIDS $!"
+check "the bot is up" wait_for "$TMP/err" "msg=http" 10
+if python3 "$(dirname "$0")/llm_down.py" "$port" "$TMP/llm.jsonl"; then ok "LLM down and back"; else
+  bad "LLM down and back"; tail -20 "$TMP/err"; fi
+check "the breaker was logged opening and closing" sh -c "grep -q llm-breaker-open '$TMP/err' && grep -q llm-breaker-closed '$TMP/err'"
+check "no crash, no step error" sh -c "! grep -Eq 'step-failed|level=error' '$TMP/err'"
+done_tests
