@@ -154,10 +154,13 @@ static int write_table(lua_State *L, int idx, rt_buf *b, wctx *w) {
   if (w->depth >= MAX_DEPTH_OUT)
     return fail(w, "%s: tables nested deeper than 16 levels (a loop?)%s", "");
   luaL_checkstack(L, 6, "stored value");
-  /* One pass over the keys classifies the table: an array has exactly the
-   * keys 1..n, an object only text keys (an empty table is an object). */
-  lua_Integer n = (lua_Integer)lua_rawlen(L, idx), count = 0;
-  bool all_str = true, bad_key = false;
+  /* One pass over the keys classifies the table: a list has only the
+   * keys 1..max, with holes where JSON had null (a flow can also leave
+   * one with t[i] = nil); an object has only text keys; an empty table is
+   * an object. lua_rawlen is no help here: with holes it may return any
+   * border, and a list written up to it would silently lose its tail. */
+  lua_Integer count = 0, max = 0;
+  bool all_str = true, all_int = true, bad_key = false;
   jkey stack_keys[16], *keys = stack_keys;
   size_t nk = 0, cap = 16;
   lua_pushnil(L);
@@ -165,26 +168,39 @@ static int write_table(lua_State *L, int idx, rt_buf *b, wctx *w) {
     count++;
     if (lua_type(L, -2) != LUA_TSTRING) {
       all_str = false;
-    } else if (all_str) {
-      if (nk == cap) {
-        cap *= 2;
-        keys = keys == stack_keys ? memcpy(rt_xmalloc(cap * sizeof *keys), stack_keys, sizeof stack_keys)
-                                  : rt_xrealloc(keys, cap * sizeof *keys);
+      if (all_int && lua_isinteger(L, -2) && lua_tointeger(L, -2) > 0) {
+        lua_Integer k = lua_tointeger(L, -2);
+        if (k > max) max = k;
+      } else {
+        all_int = false;
       }
-      keys[nk].k = lua_tolstring(L, -2, &keys[nk].n);   /* the table keeps the string alive */
-      /* Values with broken UTF-8 keep their readable part (U+FFFD), but
-       * two keys cleaned that way could become one key and lose a value. */
-      if (!bad_key) bad_key = !rt_utf8_valid(keys[nk].k, keys[nk].n);
-      nk++;
+    } else {
+      all_int = false;
+      if (all_str) {
+        if (nk == cap) {
+          cap *= 2;
+          keys = keys == stack_keys ? memcpy(rt_xmalloc(cap * sizeof *keys), stack_keys, sizeof stack_keys)
+                                    : rt_xrealloc(keys, cap * sizeof *keys);
+        }
+        keys[nk].k = lua_tolstring(L, -2, &keys[nk].n);   /* the table keeps the string alive */
+        /* Values with broken UTF-8 keep their readable part (U+FFFD), but
+         * two keys cleaned that way could become one key and lose a value. */
+        if (!bad_key) bad_key = !rt_utf8_valid(keys[nk].k, keys[nk].n);
+        nk++;
+      }
     }
     lua_pop(L, 1);
   }
+  lua_Integer n = max;
   int rc;
   if (all_str && bad_key) {
     rc = fail(w, "%s: a key is not valid UTF-8 text (or holds a NUL byte)%s", "");
   } else if (all_str) {
     rc = write_object(L, idx, b, w, keys, nk);
-  } else if (count > 0 && count == n) {
+  } else if (all_int && n - count > count) {
+    /* {[1000000] = 1} is not a list of a million nulls */
+    rc = fail(w, "%s: a list with more holes (nil) than values%s", "");
+  } else if (all_int) {
     int d = w->depth++;
     rt_buf_addc(b, '[');
     rc = 0;
@@ -380,14 +396,31 @@ static int read_string(lua_State *L, rctx *d) {
   return 0;
 }
 
+static bool at_digit(const rctx *d) { return d->p < d->end && *d->p >= '0' && *d->p <= '9'; }
+
+/* JSON's number grammar exactly: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+ * strtod alone would also take ".5", "+1", "1." and "0x1p3", which no
+ * other JSON reader accepts, so a value read here could not be read back
+ * by anyone else. */
 static int read_number(lua_State *L, rctx *d) {
   const char *start = d->p;
   bool real = false;
-  while (d->p < d->end) {
-    char c = *d->p;
-    if (c == '.' || c == 'e' || c == 'E') real = true;
-    else if (!(c >= '0' && c <= '9') && c != '+' && c != '-') break;
+  if (d->p < d->end && *d->p == '-') d->p++;
+  if (!at_digit(d)) return -1;
+  if (*d->p++ != '0')
+    while (at_digit(d)) d->p++;
+  if (d->p < d->end && *d->p == '.') {
+    real = true;
     d->p++;
+    if (!at_digit(d)) return -1;
+    while (at_digit(d)) d->p++;
+  }
+  if (d->p < d->end && (*d->p == 'e' || *d->p == 'E')) {
+    real = true;
+    d->p++;
+    if (d->p < d->end && (*d->p == '+' || *d->p == '-')) d->p++;
+    if (!at_digit(d)) return -1;
+    while (at_digit(d)) d->p++;
   }
   size_t n = (size_t)(d->p - start);
   if (!n) return -1;

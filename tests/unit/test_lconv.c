@@ -194,7 +194,9 @@ T(refusals_name_the_path) {
 
 T(reader) {
   const char *bad[] = {"", "{", "[1,]", "{\"a\" 1}", "tru", "01x", "\"\\x\"", "1e999",
-                       "{\"a\":1}}", "[\"\\ud800\\u0041\"]", NULL};
+                       "{\"a\":1}}", "[\"\\ud800\\u0041\"]",
+                       /* numbers JSON does not have (strtod would take them) */
+                       ".5", "[.00]", "+1", "1.", "01", "0x10", "1e", "1e+", "-", "-.5", "Infinity", NULL};
   for (int i = 0; bad[i]; i++) {
     size_t at = 0;
     CHECK(rt_lconv_decode(L, bad[i], strlen(bad[i]), &at) == -1);
@@ -216,8 +218,28 @@ T(reader) {
   CHECK(rt_lconv_decode(L, ok, strlen(ok), NULL) == 0);
   char err[256];
   char *s = enc(-1, 1 << 20, err, sizeof err);
-  /* null in a list leaves a hole: the list then ends before it */
+  /* null in a list leaves a hole, written back as null */
+  CHECK_STR(s, "{\"a\":{},\"b\":[1,2.5,\"é😀\",null,true]}");
+  free(s);
+  lua_pop(L, 1);
+  /* holes where lua_rawlen may stop short: the tail is kept (fuzz_lconv
+   * found [100,null,0,0.0,null,0] written as its first four items) */
+  const char *holes = "[100,null,0,0.0,null,0]";
+  CHECK(rt_lconv_decode(L, holes, strlen(holes), NULL) == 0);
+  s = enc(-1, 1 << 20, err, sizeof err);
+  CHECK_STR(s, holes);
+  free(s);
+  lua_pop(L, 1);
+  /* trailing nulls are not kept: Lua has no nil at the end of a list */
+  CHECK(rt_lconv_decode(L, "[1,null]", 8, NULL) == 0);
+  s = enc(-1, 1 << 20, err, sizeof err);
+  CHECK_STR(s, "[1]");
+  free(s);
+  lua_pop(L, 1);
+  luaL_dostring(L, "return {[1000000] = 1}");
+  s = enc(-1, 1 << 20, err, sizeof err);
   CHECK(s == NULL);
+  CHECK(strstr(err, "a list with more holes (nil) than values") != NULL);
   lua_pop(L, 1);
   ok = "{\"b\":[1,2.5,\"\\u00e9\\ud83d\\ude00\",true],\"a\":{}}";
   CHECK(rt_lconv_decode(L, ok, strlen(ok), NULL) == 0);
