@@ -126,7 +126,20 @@ typedef struct {
   int64_t id, conv_id, attempts;
   const char *channel, *chat_id, *kind, *payload, *idem_key;
   int priority;
+  int64_t next_try_at;       /* rows handed over in memory; 0 (due) from the scans */
 } rt_outbox_row;
+/* The rows this process inserts, handed to the deliveries after their
+ * commit so that they need not be read back (deliver.c). max > 0 keeps up
+ * to max committed rows until taken; 0 stops keeping them. */
+void rt_store_outbox_track(rt_store *s, size_t max);
+/* The rows committed since the last call, oldest first, in *n; each is one
+ * allocation (free() it, strings included). *overflow: more were committed
+ * than max since the last call, and those were not kept. */
+rt_outbox_row **rt_store_outbox_take(rt_store *s, size_t *n, bool *overflow);
+/* A copy of r in one allocation (free() it). */
+rt_outbox_row *rt_outbox_row_dup(const rt_outbox_row *r);
+/* Pending rows of a channel, due or not. */
+int64_t rt_store_outbox_pending(rt_store *s, const char *channel);
 /* Calls fn for up to limit pending rows of channel due at or before now,
  * oldest first. */
 int rt_store_outbox_due(rt_store *s, const char *channel, int64_t now, int limit,
