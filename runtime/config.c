@@ -130,6 +130,10 @@ static void expand_value(rt_config *c, json_t *v, char *path, size_t plen,
     json_object_foreach(v, key, val) {
       /* Comments often show how to write a reference; never expand them. */
       if (!strcmp(key, "_comment")) continue;
+      /* A section switched off needs none of its variables: a new shop's
+       * "llm": {"enabled": false, "api_key": "${OPENAI_API_KEY}"} loads
+       * before anyone has a key. */
+      if (json_is_object(val) && json_is_false(json_object_get(val, "enabled"))) continue;
       size_t n = rt_jschema_path_key(path, 1024, plen, key);
       expand_value(c, val, path, n, eb);
       path[plen] = '\0';

@@ -21,9 +21,11 @@ static const char new_usage[] =
   "\n"
   "Makes a new shop folder you own: a commented shop.json, the persona's\n"
   "flows and their lib/ in SHOP_DIR/flows/, its recorded conversations in\n"
-  "SHOP_DIR/tests/, a sample customers.csv and a README (in Russian) saying\n"
-  "which file holds which wording. SHOP_DIR must not exist or be empty;\n"
-  "nothing is ever overwritten. Then: shopbot check SHOP_DIR.\n"
+  "SHOP_DIR/tests/, a sample customers.csv, the persona prompt for a language\n"
+  "model (prompt.md; the llm section of shop.json is off until you turn it on)\n"
+  "and a README (in Russian) saying which file holds which wording.\n"
+  "SHOP_DIR must not exist or be empty; nothing is ever overwritten.\n"
+  "Then: shopbot check SHOP_DIR.\n"
   "\n"
   "  --persona NAME   whose flows to start from (default: vitaly)\n"
   "  --name TEXT      the shop's name, as the bot says it\n";
@@ -236,11 +238,11 @@ static char *personas_list(void) {
 }
 
 typedef struct {
-  char *dir, *flows, *tests, *customers, *example_name, *default_name;
+  char *dir, *flows, *tests, *customers, *prompt, *example_name, *default_name;
 } persona;
 
 static void persona_free(persona *p) {
-  free(p->dir); free(p->flows); free(p->tests); free(p->customers);
+  free(p->dir); free(p->flows); free(p->tests); free(p->customers); free(p->prompt);
   free(p->example_name); free(p->default_name);
 }
 
@@ -278,6 +280,7 @@ static int persona_load(const char *name, persona *p, char **err) {
   p->flows = persona_path(p, m, "flows");
   p->tests = persona_path(p, m, "tests");
   p->customers = persona_path(p, m, "customers");
+  p->prompt = persona_path(p, m, "prompt");
   const char *en = json_string_value(json_object_get(m, "example_name"));
   const char *dn = json_string_value(json_object_get(m, "default_name"));
   p->example_name = en ? rt_xstrdup(en) : NULL;
@@ -313,6 +316,15 @@ static int build_shop(const persona *p, const char *tmp, const char *name, char 
   if (p->customers) {
     char *c = rt_xasprintf("%s/customers.csv", tmp);
     rc = copy_file(p->customers, c, NULL, err);
+    free(c);
+    if (rc != RT_OK) return rc;
+  }
+  /* The persona prompt for the llm section (off until the shop turns it
+   * on), as the marketer will edit it: its {shop}, {address}... are the
+   * flows' to fill from shop.json at each call, so copied untouched. */
+  if (p->prompt) {
+    char *c = rt_xasprintf("%s/prompt.md", tmp);
+    rc = copy_file(p->prompt, c, NULL, err);
     free(c);
     if (rc != RT_OK) return rc;
   }

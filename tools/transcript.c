@@ -96,6 +96,7 @@ struct tr {
   rt_http *http;              /* the engine's, scripted (http_scripted) */
   /* providers lent to the flows when the file scripts them (llm:, ocr:) */
   bool want_llm, want_ocr;
+  bool llm_retries_set;       /* a config: line set llm.retries */
   rt_plugin_host *host;       /* the llm's (plugin.h), when the file scripts it */
   bool host_started;
   char *files;                /* its data folders */
@@ -467,7 +468,15 @@ static void providers_up(tr *t) {
     }
     if (!json_string_value(json_object_get(sec, "base_url")))
       json_object_set_new(sec, "base_url", json_string("http://llm.transcript/v1"));
-    if (!json_object_get(sec, "retries")) json_object_set_new(sec, "retries", json_integer(0));
+    /* the file scripts the LLM: it runs even where the shop has it off
+     * (a new shop's "enabled": false, whose api_key was never filled in) */
+    if (json_is_false(json_object_get(sec, "enabled"))) {
+      json_object_set_new(sec, "enabled", json_true());
+      json_object_set_new(sec, "api_key", json_string("sk-transcript"));
+    }
+    /* shop.json's own retries (or the default filled in at load, which
+     * cannot be told from it) would be backoff waits in real time */
+    if (!t->llm_retries_set) json_object_set_new(sec, "retries", json_integer(0));
     const char *base = json_string_value(json_object_get(sec, "base_url"));
     size_t bl = strlen(base);
     while (bl > 0 && base[bl - 1] == '/') bl--;
@@ -916,6 +925,8 @@ static void config_set(tr *t, char *spec) {
     }
     free(sp);
   }
+  bool retries = strcmp(path, "llm.retries") == 0 ||
+                 (strcmp(path, "llm") == 0 && json_object_get(v, "retries"));
   json_t *root = rt_config_json(t->cfg);
   char *where = NULL;
   if (!json_set_path(root, path, v, &where)) {
@@ -936,6 +947,7 @@ static void config_set(tr *t, char *spec) {
   }
   /* A new section gets its inner defaults, as at load. */
   rt_jschema_apply_defaults(t->schema, root);
+  if (retries) t->llm_retries_set = true;
 }
 
 /* ---- directives ---- */

@@ -219,11 +219,34 @@ static json_t *get_schema(llm *l, const char *name, char **err) {
   return e->schema;
 }
 
+/* prompt.md is the marketer's: notes to the reader between <!-- and -->
+ * (what each {name} becomes, what not to remove) are not the model's to
+ * read, nor to be paid for on every call. Cut in place, with the blank
+ * lines a cut leaves at the start; an unclosed note runs to the end. */
+static void strip_notes(char *s) {
+  char *w = s;
+  const char *r = s;
+  while (*r) {
+    if (strncmp(r, "<!--", 4) == 0) {
+      const char *e = strstr(r + 4, "-->");
+      r = e ? e + 3 : r + strlen(r);
+      /* the note's own line end goes with it */
+      if (*r == '\n') r++;
+      continue;
+    }
+    *w++ = *r++;
+  }
+  *w = '\0';
+  size_t lead = strspn(s, "\n");
+  if (lead) memmove(s, s + lead, strlen(s + lead) + 1);
+}
+
 /* The persona prompt with {name}s filled from vars (the flow passes the
  * shop's facts); unknown names stay as they are. */
 static char *persona(llm *l, const json_t *vars) {
   char *text = reload(l->prompt_path, &l->prompt_mtime);
   if (text) {
+    strip_notes(text);
     free(l->prompt);
     l->prompt = text;
   }
@@ -1077,8 +1100,11 @@ int rt_llm_new(const json_t *conf, rt_provider **out, char **err) {
   return RT_OK;
 }
 
+/* A base_url asks for the plugin; "enabled": false keeps a filled-in
+ * section (as `shopbot new` writes it) switched off. */
 static bool llm_wanted(const json_t *conf) {
-  return json_string_value(json_object_get(conf, "base_url")) != NULL;
+  return json_string_value(json_object_get(conf, "base_url")) != NULL &&
+         !json_is_false(json_object_get(conf, "enabled"));
 }
 
 static int llm_create(const json_t *conf, struct rt_channel **ch, struct rt_provider **pv,

@@ -20,6 +20,7 @@ Usage: webchat.py (SHOPBOT, RT_SOURCE_DIR in the environment; ARTIFACTS
 optional). Exit 77 (skipped) only when the browser is not installed:
 ./dev.sh test installs it. Every wait is bounded."""
 import http.server
+import json
 import os
 import re
 import shutil
@@ -100,11 +101,13 @@ try:
     with open(os.path.join(shop, "shop.json"), encoding="utf-8") as f:
         conf = f.read()
     conf = conf.replace("127.0.0.1:8080", "127.0.0.1:0")
+    # no token of any messenger and no "enabled" among the channels: the web
+    # chat is on by default (the llm and ocr sections are shown, switched off)
+    chans = json.dumps(json.loads(conf).get("channels", {}))
+    check("the new shop.json's channels say nothing of enabled", '"enabled"' not in chans, chans)
     # the shop's site may frame the chat (frame-ancestors)
     conf = re.sub(r'("webchat"\s*:\s*\{)', r'\1 "allowed_origins": ["%s"],' % site_url, conf, 1)
-    check("the site is allowed", site_url in conf, conf)
-    # no token of any messenger and no "enabled": the web chat is on by default
-    check("the new shop.json says nothing of enabled", '"enabled"' not in conf)
+    check("the site is allowed", site_url in json.dumps(json.loads(conf)["channels"]["webchat"]), conf)
     with open(os.path.join(shop, "shop.json"), "w", encoding="utf-8") as f:
         f.write(conf)
     log = open(os.path.join(tmp, "bot.err"), "w")

@@ -15,12 +15,41 @@ check "shop.json is commented" contains "$d/shop.json" '"_comment"'
 check "flows.dir is the shop's own" contains "$d/shop.json" '"dir": "flows"'
 check "README is in Russian and names say.lua" contains "$d/README.md" 'все тексты бота'
 check "the name reaches the tests" contains "$d/tests/lead_happy.chat" 'Запчасти «Гайка»'
+# The persona prompt for the LLM: the persona's file as it is, its {facts}
+# left for the flows to fill at each call; llm and ocr shown, switched off.
+check "new made prompt.md" [ -f "$d/prompt.md" ]
+check "prompt.md is the persona's, untouched" cmp -s "$d/prompt.md" "$RT_SOURCE_DIR/examples/autoparts/prompt.md"
+check "prompt.md speaks Russian to the marketer" contains "$d/prompt.md" 'правки|поправили файл'
+check "prompt.md has the shop's facts as placeholders" sh -c "grep -q '{shop}' '$d/prompt.md' && grep -q '{address}' '$d/prompt.md' && grep -q '{hours}' '$d/prompt.md'"
+check "shop.json shows the llm section, off" contains "$d/shop.json" '"llm": { "enabled": false, "base_url": "https://api.openai.com/v1", "api_key": "\${OPENAI_API_KEY}"'
+check "shop.json names prompt.md" contains "$d/shop.json" '"prompt": "prompt.md"'
+check "shop.json shows the ocr section, off" contains "$d/shop.json" '"ocr": { "enabled": false }'
+check "shop.json says how to turn them on" contains "$d/shop.json" 'llm — языковая модель.*"enabled\\": true'
+check "README names prompt.md" contains "$d/README.md" 'prompt.md'
 $S check "$d" >"$TMP/check" 2>&1
 check "check passes on the new shop" [ $? -eq 0 ]
 check "check uses the shop's flows" contains "$TMP/check" "flows: ok.*$d/flows"
 $S test "$d" >"$TMP/test" 2>&1
 check "test passes on the new shop" [ $? -eq 0 ]
 check "tests ran" contains "$TMP/test" '^[1-9][0-9]* passed, 0 failed'
+check "the LLM transcripts ran in the new shop" contains "$TMP/test" 'PASS .*ai_lead_question.chat'
+# Switched on: the key is needed now, and the prompt is what the model gets,
+# filled with the shop's facts and without the notes to the marketer.
+sed 's/"llm": { "enabled": false/"llm": { "enabled": true/' "$d/shop.json" >"$TMP/on.json"
+mkdir "$TMP/on" && cp -r "$d/flows" "$d/prompt.md" "$TMP/on/" && cp "$TMP/on.json" "$TMP/on/shop.json"
+env -u OPENAI_API_KEY $S check "$TMP/on" >"$TMP/c_on" 2>&1
+check "llm on without OPENAI_API_KEY: check says so" contains "$TMP/c_on" 'llm.api_key: environment variable OPENAI_API_KEY is not set'
+cat > "$TMP/on/prompt.chat" <<'CHAT'
+user: XW8ZZZ614BG012345
+bot: *Какие запчасти нужны?
+llm: chat ~ суббот -> Да, в субботу работаем.
+user: а вы в субботу работаете?
+bot: Да, в субботу работаем. Какие запчасти нужны?
+expect llm ~ "op":"chat".*суббот
+expect http POST https://api.openai.com/v1/chat/completions ~ "content":"Ты — Виталий, менеджер магазина. Магазин автозапчастей «Запчасти «Гайка»», город Екатеринбург.\\nАдрес магазина: Екатеринбург, ул. Малышева, 15. Телефон: \+7 \(343\) 200-10-20. Часы работы: пн–сб с 9 до 19.*Доставка: по Екатеринбургу курьером
+CHAT
+OPENAI_API_KEY=sk-it $S test "$TMP/on" "$TMP/on/prompt.chat" >"$TMP/t_on" 2>&1
+check "llm on: the model gets prompt.md filled, notes cut" contains "$TMP/t_on" '^1 passed, 0 failed'
 
 $S new "$d" >"$TMP/o2" 2>"$TMP/e2"
 check "refuses a non-empty folder" [ $? -eq 1 ]

@@ -846,6 +846,29 @@ T(env_unset_is_an_error_without_values) {
   }
 }
 
+T(env_not_needed_in_a_section_switched_off) {
+  /* shopbot new writes "llm": {"enabled": false, "api_key": "${OPENAI_API_KEY}"}:
+   * it must load before the shop has a key, and still fail once turned on */
+  unsetenv("RT_TEST_KEY");
+  rt_config *c = NULL;
+  char *err = NULL;
+  CHECK_INT(load("{\"name\":\"x\",\"persona\":{},"
+                 "\"llm\":{\"enabled\":false,\"api_key\":\"${RT_TEST_KEY}\"},"
+                 "\"ocr\":{\"enabled\":false,\"tesseract\":\"${RT_TEST_KEY}\"}}",
+                 &c, &err), RT_OK);
+  if (err) fprintf(stderr, "  %s\n", err);
+  free(err);
+  err = NULL;
+  if (c) {
+    CHECK_STR(rt_config_str(c, "llm.api_key", NULL), "${RT_TEST_KEY}");
+    rt_config_free(c);
+  }
+  CHECK_INT(load("{\"name\":\"x\",\"persona\":{},"
+                 "\"llm\":{\"enabled\":true,\"api_key\":\"${RT_TEST_KEY}\"}}", &c, &err), RT_EINVAL);
+  CHECK_STR(err, "shop.json: $.llm.api_key: environment variable RT_TEST_KEY is not set");
+  free(err);
+}
+
 T(expanded_value_failing_schema_is_not_echoed) {
   setenv("RT_TEST_LISTEN", "super-secret-listen", 1);
   rt_config *c = NULL;
@@ -1131,6 +1154,7 @@ int main(void) {
   T_RUN(env_expansion);
   T_RUN(env_expansion_in_arrays);
   T_RUN(env_unset_is_an_error_without_values);
+  T_RUN(env_not_needed_in_a_section_switched_off);
   T_RUN(expanded_value_failing_schema_is_not_echoed);
   T_RUN(redaction);
   T_RUN(schema_has_descriptions);

@@ -224,7 +224,8 @@ T(chat_and_usage) {
   char prompt[256];
   snprintf(prompt, sizeof prompt, "%s/prompt.md", tmpdir);
   FILE *f = fopen(prompt, "w");
-  fputs("Ты {persona}, продавец магазина «{shop}» ({address}). {unknown} остаётся.", f);
+  fputs("<!-- Пояснение для маркетолога:\n{shop} -- название. -->\n\n"
+        "Ты {persona}, продавец магазина «{shop}» ({address}).<!-- и это --> {unknown} остаётся.", f);
   fclose(f);
   char extra[400];
   snprintf(extra, sizeof extra, "{\"prompt\":\"%s\"}", prompt);

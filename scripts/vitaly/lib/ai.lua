@@ -71,12 +71,22 @@ end
 -- ---- Свободный ответ и список сплошным текстом ----------------------------
 
 -- Факты магазина из shop.json для промпта персоны (prompt.md в папке
--- магазина: {shop}, {persona}, {address}, {phone}, {hours}, {site}, {city}).
+-- магазина: {shop}, {persona}, {role}, {address}, {phone}, {hours},
+-- {site}, {city}, {delivery}). Поля, которого в shop.json нет, модель
+-- не выдумывает: вместо него она видит «уточнит менеджер».
+local UNKNOWN_FACT = "уточнит менеджер"
+
+local function fact(v)
+  if type(v) == "string" and v ~= "" then return v end
+  return UNKNOWN_FACT
+end
+
 local function shop_vars()
   local s = shop.shop or {}
-  return { shop = shop.name, persona = shop.persona and shop.persona.name,
-           address = s.address, phone = s.phone, hours = s.hours_text,
-           site = s.site, city = s.city }
+  local p = shop.persona or {}
+  return { shop = fact(shop.name), persona = fact(p.name), role = fact(p.role),
+           address = fact(s.address), phone = fact(s.phone), hours = fact(s.hours_text),
+           site = fact(s.site), city = fact(s.city), delivery = fact(s.delivery_text) }
 end
 
 -- Что просим у модели сверх промпта персоны.
