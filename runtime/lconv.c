@@ -11,8 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_DEPTH_OUT 16
-#define MAX_DEPTH_IN 64
+/* One nesting limit both ways: what is read (a stored state, an HTTP
+ * answer) can always be written back (a state stored again). With 16 out
+ * and 64 in, a state 17 levels deep was read and then could not be stored,
+ * so the conversation failed every step (fuzz_state found it). */
+#define MAX_DEPTH 64
+#define MAX_DEPTH_OUT MAX_DEPTH
+#define MAX_DEPTH_IN MAX_DEPTH
 
 /* ---- writer ---- */
 
@@ -152,7 +157,7 @@ static int write_object(lua_State *L, int idx, rt_buf *b, wctx *w, jkey *keys, s
 
 static int write_table(lua_State *L, int idx, rt_buf *b, wctx *w) {
   if (w->depth >= MAX_DEPTH_OUT)
-    return fail(w, "%s: tables nested deeper than 16 levels (a loop?)%s", "");
+    return fail(w, "%s: tables nested deeper than 64 levels (a loop?)%s", "");
   luaL_checkstack(L, 6, "stored value");
   /* One pass over the keys classifies the table: a list has only the
    * keys 1..max, with holes where JSON had null (a flow can also leave

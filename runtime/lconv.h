@@ -18,7 +18,7 @@
  * digits and always a '.' or an exponent). What is refused, with a message
  * naming the path (c.slots.car.f): functions and other non-data values,
  * NaN and infinity, a table that mixes a list with named fields, keys that
- * are not valid UTF-8, nesting past 16 levels, and output past a byte cap
+ * are not valid UTF-8, nesting past 64 levels, and output past a byte cap
  * (one string referenced a thousand times is written a thousand times, so
  * without it a few MB of Lua could become gigabytes of host memory).
  *

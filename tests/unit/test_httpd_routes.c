@@ -10,9 +10,14 @@
 #include "http_server.h"
 #include "rt.h"
 #include "t.h"
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -92,8 +97,33 @@ static void on_closed(void *ud) { (*(int *)ud)++; }
 
 /* Reports what reached it: a custom header looked up in mixed case, a
  * known one, the remote address, the number of headers listed. */
+/* The connections this process accepted on port: 1 when each has
+ * TCP_NODELAY, 0 when one has not, -1 when none is open. Without it a
+ * frame written right after a small one waits for the peer's delayed ACK
+ * (40 ms on Linux): the web chat's ack and then its reply did. */
+static int accepted_nodelay(int port) {
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return -1;
+  int found = -1;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    int fd = atoi(de->d_name);
+    struct sockaddr_in a, b;
+    socklen_t al = sizeof a, bl = sizeof b;
+    if (fd <= 2 || getsockname(fd, (struct sockaddr *)&a, &al) != 0 || a.sin_family != AF_INET ||
+        ntohs(a.sin_port) != port || getpeername(fd, (struct sockaddr *)&b, &bl) != 0)
+      continue;
+    int on = 0;
+    socklen_t ol = sizeof on;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &ol) != 0 || !on) found = 0;
+    else if (found != 0) found = 1;
+  }
+  closedir(d);
+  return found;
+}
+
 static void h_headers(void *ud, rt_httpd_req *req) {
-  (void)ud;
+  env *e = ud;
   const char *sig = rt_httpd_req_header(req, "X-HUB-Signature-256");
   const char *ua = rt_httpd_req_header(req, "user-agent");
   const char *missing = rt_httpd_req_header(req, "X-Not-Sent");
@@ -104,9 +134,10 @@ static void h_headers(void *ud, rt_httpd_req *req) {
     if (strcmp(name, "host") == 0) saw_host = true;
     n++;
   }
-  char *body = rt_xasprintf("sig=%s ua=%s missing=%s remote=%s host=%d n=%zu q=%s\n",
+  char *body = rt_xasprintf("sig=%s ua=%s missing=%s remote=%s host=%d n=%zu q=%s nodelay=%d\n",
                             sig ? sig : "-", ua ? ua : "-", missing ? missing : "-",
-                            rt_httpd_req_remote(req), saw_host, n, rt_httpd_req_query(req));
+                            rt_httpd_req_remote(req), saw_host, n, rt_httpd_req_query(req),
+                            accepted_nodelay(e->port));
   CHECK_INT(rt_httpd_reply_header(req, "X-Reply", "yes"), RT_OK);
   CHECK_INT(rt_httpd_reply_header(req, "Bad Name", "x"), RT_EINVAL);
   CHECK_INT(rt_httpd_reply_header(req, "X-Split", "a\r\nInjected: 1"), RT_EINVAL);
@@ -256,6 +287,7 @@ T(headers_and_routes) {
   CHECK(has(o, "HTTP/1.1 200"));
   CHECK(has(o, "sig=sha256=ab12 ua=agent/1 missing=- remote=127.0.0.1 host=1"));
   CHECK(has(o, "q=x=1&y=a%20b"));
+  CHECK(has(o, "nodelay=1"));
   CHECK(has_ci(o, "x-reply: yes"));
   free(o);
   /* 404, 405 with Allow, a prefix route, HEAD on a GET route */

@@ -180,8 +180,8 @@ T(refusals_name_the_path) {
   s = enc_lua("{['a\\255'] = 1}");
   CHECK(strncmp(s, "ERR: v: a key is not valid UTF-8", 32) == 0);
   free(s);
-  s = enc_lua("(function() local t = {} local r = t for i = 1, 20 do r.n = {} r = r.n end return t end)()");
-  CHECK(strstr(s, "nested deeper than 16 levels") != NULL);
+  s = enc_lua("(function() local t = {} local r = t for i = 1, 70 do r.n = {} r = r.n end return t end)()");
+  CHECK(strstr(s, "nested deeper than 64 levels") != NULL);
   free(s);
   /* The cap counts what is written: one string a thousand times. */
   char err[256];
@@ -207,6 +207,11 @@ T(reader) {
   memset(deep + 65, ']', 65);
   CHECK(rt_lconv_decode(L, deep, 130, NULL) == -1);
   CHECK(rt_lconv_decode(L, deep + 1, 128, NULL) == 0);
+  /* what is read can be written again: 64 levels both ways */
+  char errd[256];
+  char *back = enc(-1, 1 << 20, errd, sizeof errd);
+  CHECK(back != NULL && strlen(back) == 128);
+  free(back);
   lua_settop(L, top);
   /* a number longer than any buffer (fuzz_lconv found it) */
   char longnum[200] = "[-";
