@@ -513,6 +513,11 @@ bool rt_deliver_idle(const rt_deliver *d) {
 
 const rt_deliver_stats *rt_deliver_get_stats(const rt_deliver *d) { return &d->st; }
 
+void rt_deliver_trim(rt_deliver *d) {
+  int64_t now = now_ms(d);
+  for (size_t i = 0; i < d->nts; i++) trim_chats(d->ts[i], now);
+}
+
 static void maybe_free(rt_deliver *d) {
   if (d->handles || d->jobs) return;
   for (size_t i = 0; i < d->nts; i++) {

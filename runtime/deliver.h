@@ -62,6 +62,9 @@ void rt_deliver_saved(rt_deliver *d, bool committed);
 /* Nothing in flight, no result waiting, no due row held back by a rate. */
 bool rt_deliver_idle(const rt_deliver *d);
 const rt_deliver_stats *rt_deliver_get_stats(const rt_deliver *d);
+/* Forgets the chats that carry nothing (idle, full bucket): their memory
+ * goes back once a burst is over. */
+void rt_deliver_trim(rt_deliver *d);
 /* Stops sending; done(ud) once the handles are closed. Results not yet
  * committed are dropped (their rows go again at the next start). A send
  * still in flight may answer later: the answer is ignored, and the module's

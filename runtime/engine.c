@@ -26,6 +26,7 @@
 #include <string.h>
 
 #define TURNS_PER_PUMP 2048
+#define IDLE_RELEASE_MS 1000
 
 /* A tool (`shopbot campaign`, `import`) holding the write lock: the store
  * fails at once (no_busy_wait) and the loop retries soon, from a timer. For
@@ -60,6 +61,8 @@ struct rt_engine {
   uv_timer_t watchdog;         /* step deadlines, store retries, pruning */
   bool pumping, closing;
   bool outbox_dirty;           /* a commit queued messages */
+  bool released;               /* memory given back since the last pump */
+  uint64_t last_pump_ms;       /* loop time of the last pump with work */
   int64_t next_prune;
   int handles_open;
   void (*close_done)(void *);
@@ -401,7 +404,11 @@ static void pump_cb(uv_idle_t *h) {
     return;
   }
   if (rt_inbox_isolating(e->inbox)) isolated_step(e);
-  if (has_work(e)) pump_txn(e);
+  if (has_work(e)) {
+    pump_txn(e);
+    e->last_pump_ms = uv_now(e->loop);
+    e->released = false;
+  }
   if (e->outbox_dirty && !e->store_error) {
     e->outbox_dirty = false;
     rt_deliver_committed(e->dl);
@@ -444,9 +451,21 @@ static void watchdog_cb(uv_timer_t *h) {
     }
   }
   if (e->store_error && now >= e->store_retry_at) pump_start(e);
-  /* Conversations dropped from the cache free memory malloc keeps unless
-   * asked: give it back to the system once the burst is over. */
-  if (!e->pumping && rt_convs_take_dropped(e->convs) >= 256) malloc_trim(0);
+  /* A burst leaves the conversation cache, the Lua state's garbage and
+   * spare coroutines, the deliveries' chats and SQLite's page cache full,
+   * their allocations interleaved: malloc can give a page back only when
+   * nothing on it is alive, so all of them are trimmed together once the
+   * loop has had no work for a second, then malloc is asked to hand the
+   * free pages back. The next event of a chat reads its row again, inside
+   * its transaction (a few microseconds); a busy bot is never trimmed. */
+  if (!e->pumping && !e->released && uv_now(e->loop) - e->last_pump_ms >= IDLE_RELEASE_MS) {
+    e->released = true;
+    rt_convs_clear(e->convs);
+    rt_deliver_trim(e->dl);
+    rt_bundle_collect(e->bundle);
+    rt_store_release_memory(e->store);
+    malloc_trim(0);
+  }
 }
 
 /* ---- setup and teardown ---- */

@@ -504,6 +504,10 @@ int rt_store_exec(rt_store *s, const char *sql) {
   return RT_OK;
 }
 
+void rt_store_release_memory(rt_store *s) {
+  if (s->db && sqlite3_get_autocommit(s->db)) sqlite3_db_release_memory(s->db);
+}
+
 /* ---- inbox ---- */
 
 int rt_store_inbox_add(rt_store *s, const char *channel, const char *ext_id,

@@ -41,6 +41,9 @@ int rt_store_commit(rt_store *s);
 void rt_store_rollback(rt_store *s);
 /* Runs a statement with no results (used by tests and tools). */
 int rt_store_exec(rt_store *s, const char *sql);
+/* Gives the page cache's unused pages back to the allocator (the bot calls
+ * it once a burst is over; the pages are read again when needed). */
+void rt_store_release_memory(rt_store *s);
 
 /* ---- inbox ---- */
 /* Inserts a received event. Returns RT_OK and its id, or 1 when the
