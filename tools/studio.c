@@ -45,6 +45,7 @@ struct chat {
   int64_t pending_clock;     /* a time move not yet written (-1: none) */
   char *rec_step, *rec_mode; /* what the last expect lines said */
   int64_t rec_leads;
+  json_t *says;              /* the manager's replies not yet delivered, in order */
   bool truncated;            /* over MAX_LINES: cannot be saved whole */
   chat *next;
 };
@@ -218,6 +219,7 @@ static chat *chat_new(rt_studio *st, const char *channel, const char *id) {
   c->key = rt_xasprintf("%s:%s", channel, id);
   c->msgs = json_array();
   c->lines = json_array();
+  c->says = json_array();
   c->pending_clock = -1;
   c->rec_mode = rt_xstrdup("bot");
   char when[64];
@@ -240,6 +242,7 @@ static void chat_free(chat *c) {
   free(c->key); free(c->channel); free(c->id);
   json_decref(c->msgs);
   json_decref(c->lines);
+  json_decref(c->says);
   free(c->rec_step); free(c->rec_mode);
   free(c);
 }
@@ -381,7 +384,13 @@ static void cap_send(rt_channel *ch, const rt_out_msg *m, rt_send_done done, voi
   } else {
     chat *c = chat_find(st, ch->name, m->chat_id);
     if (!c && st->nchats < MAX_CHATS) c = chat_new(st, ch->name, m->chat_id);
-    if (c) {
+    const char *say = c ? json_string_value(json_array_get(c->says, 0)) : NULL;
+    if (say && strcmp(say, text) == 0) {
+      /* The manager's reply reaching the customer: shown as the manager's;
+       * its manager: line checks it in a replay (no bot: line). */
+      msg_add(st, c, "manager", text, NULL);
+      json_array_remove(c->says, 0);
+    } else if (c) {
       json_t *b = NULL;
       if (m->nbuttons) {
         b = json_array();
@@ -557,12 +566,43 @@ static bool refuse_busy(rt_studio *st, rt_httpd_req *req) {
   return false;
 }
 
-static int send_event(rt_studio *st, chat *c, const char *kind, const char *text) {
+static int send_event(rt_studio *st, chat *c, const char *kind, const char *text,
+                      const char *say) {
   char ext[64];
   snprintf(ext, sizeof ext, "studio-%lld-%lu", (long long)now_ms(st), ++st->ev_seq);
+  char *extra = NULL;
+  if (say) {
+    json_t *x = json_pack("{s:s}", "say", say);
+    extra = json_dumps(x, JSON_COMPACT);
+    json_decref(x);
+  }
   rt_event_in ev = {.channel = c->channel, .ext_id = ext, .chat_id = c->id, .user_id = c->id,
-                    .kind = kind, .text = text};
-  return rt_engine_receive(st->o.e, &ev, NULL, NULL);
+                    .kind = kind, .text = text, .extra_json = extra};
+  int rc = rt_engine_receive(st->o.e, &ev, NULL, NULL);
+  free(extra);
+  return rc;
+}
+
+/* What the test customer or the manager did goes to the bot; once taken it
+ * is shown in the chat (show; NULL: when delivered, a manager's reply),
+ * written to the transcript as line, and the request answers when the bot
+ * is idle. say: the text a manager writes to the customer (as a reply from
+ * the managers' chat carries it), or NULL. */
+static void act(rt_studio *st, rt_httpd_req *req, chat *c, const char *kind, const char *text,
+                const char *say, const char *show, const char *line) {
+  bool mgr = strcmp(kind, "manager") == 0;
+  if (say) json_array_append_new(c->says, json_string(say));
+  int rc = send_event(st, c, kind, text, say);
+  if (rc != RT_OK) {
+    if (say) json_array_remove(c->says, json_array_size(c->says) - 1);
+    respond_err(req, 500, "the bot refused the %s (error %d)", mgr ? "manager's action" : "message",
+                rc);
+    return;
+  }
+  if (show) msg_add(st, c, mgr ? "manager" : "in", show, NULL);
+  flush_clock(st, c);
+  line_add(c, "%s", line);
+  wait_idle(st, req);
 }
 
 static void api_say(void *ud, rt_httpd_req *req) {
@@ -595,19 +635,17 @@ static void api_say(void *ud, rt_httpd_req *req) {
     return;
   }
   if (!c) c = chat_new(st, channel, id);
-  int rc = send_event(st, c, "text", line);
-  if (rc != RT_OK) {
-    respond_err(req, 500, "the bot refused the message (error %d)", rc);
-  } else {
-    msg_add(st, c, "in", line, NULL);
-    flush_clock(st, c);
-    line_add(c, "user: %s", line);
-    wait_idle(st, req);
-  }
+  char *l = rt_xasprintf("user: %s", line);
+  act(st, req, c, "text", line, NULL, line, l);
+  free(l);
   free(line);
   json_decref(j);
 }
 
+/* take and release as the managers' chat sends them; a reply as a reply
+ * there does: the chat becomes the manager's and the text goes to the
+ * customer through the outbox. The transcript's manager: line is the same
+ * (docs/transcripts.md). */
 static void api_manager(void *ud, rt_httpd_req *req) {
   rt_studio *st = ud;
   json_t *j = body_json(req);
@@ -622,11 +660,13 @@ static void api_manager(void *ud, rt_httpd_req *req) {
   }
   const char *action = jstr(j, "action"), *text = jstr(j, "text");
   char *what = NULL;
+  bool reply = false;
   if (action && (strcmp(action, "take") == 0 || strcmp(action, "release") == 0)) {
     what = rt_xstrdup(action);
   } else if (action && strcmp(action, "reply") == 0 && text && strlen(text) <= MAX_TEXT &&
              rt_utf8_valid(text, strlen(text))) {
     what = one_line(text);
+    reply = true;
     if (!*what || strcmp(what, "take") == 0 || strcmp(what, "release") == 0) {
       free(what);
       what = NULL;
@@ -637,15 +677,10 @@ static void api_manager(void *ud, rt_httpd_req *req) {
     json_decref(j);
     return;
   }
-  int rc = send_event(st, c, "manager", what);
-  if (rc != RT_OK) {
-    respond_err(req, 500, "the bot refused the manager's action (error %d)", rc);
-  } else {
-    msg_add(st, c, "manager", what, NULL);
-    flush_clock(st, c);
-    line_add(c, "manager: %s", what);
-    wait_idle(st, req);
-  }
+  char *l = rt_xasprintf("manager: %s", what);
+  if (reply) act(st, req, c, "manager", "take", what, NULL, l);
+  else act(st, req, c, "manager", what, NULL, what, l);
+  free(l);
   free(what);
   json_decref(j);
 }

@@ -991,8 +991,11 @@ static void all_llm_call(tr *t, const char *text, const char *photo) {
   t->in_all_call = false;
 }
 
+/* An event into the current chat (or who's): a customer's text or photo, or
+ * a manager's action; say (NULL: none) is what a manager writes to the
+ * customer, as a reply from the managers' chat carries it. */
 static void do_user(tr *t, const char *head, const char *who, const char *text,
-                    const char *kind) {
+                    const char *kind, const char *say) {
   if (who && !set_chat(t, head, who)) return;
   check_no_pending(t);
   if (t->failed || engine_up(t) != RT_OK) return;
@@ -1014,6 +1017,10 @@ static void do_user(tr *t, const char *head, const char *who, const char *text,
     json_decref(x);
   } else if (strcmp(kind, "photo") == 0) {
     extra = rt_xasprintf("{\"photos\":[{\"id\":\"test-photo-%lu\"}]}", t->seq);
+  } else if (say) {
+    json_t *x = json_pack("{s:s}", "say", say);
+    extra = json_dumps(x, JSON_COMPACT);
+    json_decref(x);
   }
   if (t->o->all_llm && t->llm && (strcmp(kind, "photo") == 0 || strcmp(kind, "text") == 0))
     all_llm_call(t, text, path);
@@ -1042,6 +1049,29 @@ static void do_expect_bot(tr *t, const char *channel, const char *chat, bool is_
   m->consumed = true;
   if (!value_matches(t, is_re, pattern, m->text))
     fail(t, "expected %s %s %s\n  got: %s", label, is_re ? "~" : ":", pattern, m->text);
+}
+
+/* manager: take / manager: release, or manager: TEXT: the manager writes
+ * TEXT to the customer, as a reply from the managers' chat does (the chat
+ * becomes the manager's); the line itself checks that TEXT reached the
+ * customer, so no bot: line is written for it. */
+static void do_manager(tr *t, const char *who, const char *text) {
+  if (strcmp(text, "take") == 0 || strcmp(text, "release") == 0) {
+    do_user(t, "manager", who, text, "manager", NULL);
+    return;
+  }
+  if (!*text) { fail(t, "manager: take, release or the text the manager writes"); return; }
+  do_user(t, "manager", who, "take", "manager", text);
+  if (t->failed || engine_up(t) != RT_OK) return;
+  t->checks++;
+  captured *m = next_msg(t, t->channel, t->chat);
+  if (!m) {
+    fail(t, "the manager's message did not reach the customer: %s\n  got: no message", text);
+    return;
+  }
+  m->consumed = true;
+  if (strcmp(m->text, text) != 0)
+    fail(t, "the manager's message did not reach the customer: %s\n  got: %s", text, m->text);
 }
 
 /* expect llm calls [=|<|>] N, expect llm tokens [=|<|>] N, expect llm ~ REGEX,
@@ -1421,7 +1451,7 @@ static void do_line(tr *t, char *s) {
   }
   if (strcmp(head, "user") == 0 || strcmp(head, "photo") == 0) {
     if (op == '~') { fail(t, "user lines take ':'"); return; }
-    do_user(t, head, who, rest, strcmp(head, "photo") == 0 ? "photo" : "text");
+    do_user(t, head, who, rest, strcmp(head, "photo") == 0 ? "photo" : "text", NULL);
   } else if (strcmp(head, "bot") == 0) {
     if (who && !set_chat(t, "bot", who)) return;
     do_expect_bot(t, t->channel, t->chat, op == '~', rest, "bot");
@@ -1441,7 +1471,8 @@ static void do_line(tr *t, char *s) {
   } else if (strcmp(head, "chat") == 0) {
     set_chat(t, "chat", rest);
   } else if (strcmp(head, "manager") == 0) {
-    do_user(t, head, who, rest, "manager");
+    if (op == '~') { fail(t, "manager lines take ':'"); return; }
+    do_manager(t, who, rest);
   } else if (strcmp(head, "clock") == 0) {
     int64_t target;
     if (!clock_target(t, rest, &target)) return;

@@ -29,6 +29,7 @@
 #define RETRY_AWAY_MS 10000             /* else every half a minute or so (hold + this) */
 #define VISITOR_IDLE_MS (30 * 60000)    /* forget a visitor's counters after this */
 #define FLOOD_STRIKES 20                /* refused messages in a row: close the socket */
+#define HELLO_MS 10000                  /* a socket without a cookie says hello by then */
 #define MSG_ID_MAX 64
 #define HISTORY_MAX 50                  /* messages a page gets back when it opens */
 #define HISTORY_MAX_BYTES (256 * 1024)  /* and at most this much of them */
@@ -65,6 +66,18 @@ char *rt_webchat_cookie_make(const char *secret, const char *vid) {
   return rt_xasprintf("%s.%s", vid, sig);
 }
 
+bool rt_webchat_token_check(const char *secret, const char *token, size_t n, char vid[33]) {
+  if (!token || n != 65 || !is_hex32(token, 32) || token[32] != '.' || !is_hex32(token + 33, 32))
+    return false;
+  char id[33], want[33];
+  memcpy(id, token, 32);
+  id[32] = '\0';
+  sign(secret, id, want);
+  if (CRYPTO_memcmp(want, token + 33, 32) != 0) return false;
+  memcpy(vid, id, 33);
+  return true;
+}
+
 bool rt_webchat_cookie_check(const char *secret, const char *hdr, char vid[33]) {
   if (!hdr) return false;
   const size_t nl = strlen(COOKIE_NAME);
@@ -72,19 +85,9 @@ bool rt_webchat_cookie_check(const char *secret, const char *hdr, char vid[33]) 
   while (*p) {
     while (*p == ' ' || *p == ';' || *p == ',') p++;
     const char *end = p + strcspn(p, ";,");
-    if ((size_t)(end - p) == nl + 1 + 65 && strncmp(p, COOKIE_NAME "=", nl + 1) == 0) {
-      const char *v = p + nl + 1;
-      if (is_hex32(v, 32) && v[32] == '.' && is_hex32(v + 33, 32)) {
-        char id[33], want[33];
-        memcpy(id, v, 32);
-        id[32] = '\0';
-        sign(secret, id, want);
-        if (CRYPTO_memcmp(want, v + 33, 32) == 0) {
-          memcpy(vid, id, 33);
-          return true;
-        }
-      }
-    }
+    if ((size_t)(end - p) == nl + 1 + 65 && strncmp(p, COOKIE_NAME "=", nl + 1) == 0 &&
+        rt_webchat_token_check(secret, p + nl + 1, 65, vid))
+      return true;
     p = end;
   }
   return false;
@@ -99,17 +102,17 @@ const char *rt_webchat_image_kind(const unsigned char *p, size_t n) {
 }
 
 bool rt_webchat_origin_ok(const json_t *allowed, const char *origin, const char *host) {
-  if (!origin) return true;  /* not a browser: the cookie still has to verify */
+  if (!origin) return true;  /* not a browser: the visitor still has to verify */
   size_t i;
   json_t *v;
-  size_t n = 0;
   json_array_foreach(allowed, i, v) {
     const char *s = json_string_value(v);
-    if (!s) continue;
-    n++;
-    if (strcmp(s, "*") == 0 || strcasecmp(s, origin) == 0) return true;
+    if (s && (strcmp(s, "*") == 0 || strcasecmp(s, origin) == 0)) return true;
   }
-  if (n || !host) return false;
+  /* The chat page itself, always: framed on the shop's site (listed
+   * above, for frame-ancestors) it still opens its socket from its own
+   * origin, and a same-origin socket is no cross-site request. */
+  if (!host) return false;
   const char *rest = strncasecmp(origin, "http://", 7) == 0    ? origin + 7
                      : strncasecmp(origin, "https://", 8) == 0 ? origin + 8
                                                                : NULL;
@@ -122,9 +125,14 @@ typedef struct visitor visitor;
 typedef struct conn conn;
 typedef struct pending pending;
 
+/* v is NULL while the socket waits for the page's hello (no cookie came:
+ * a page framed on another site, its cookies blocked); such a socket sits
+ * in the lobby list and takes nothing but the hello. */
 struct conn {
   rt_httpd_ws *ws;
   visitor *v;
+  int64_t opened_ms;
+  bool closing;
   conn *next;
 };
 
@@ -160,6 +168,7 @@ struct rt_webchat {
   double rate_per_ms, burst;
   char secret[65];
   rt_map visitors;
+  conn *lobby;            /* sockets waiting for their hello */
   uv_timer_t sweep;
   bool sweep_on;
   int tickets;            /* receive acks still to come */
@@ -275,6 +284,9 @@ static void handle_message(rt_webchat *w, conn *c, json_t *j) {
   const char *t = json_string_value(json_object_get(j, "t"));
   const char *id = json_string_value(json_object_get(j, "id"));
   if (!t) { send_err(ws, NULL, "malformed", "a message is a JSON object with \"t\""); return; }
+  /* The page says hello on every socket; one its cookie opened has had
+   * the server's hello already. */
+  if (strcmp(t, "hello") == 0) return;
   if (strcmp(t, "ack") == 0) {
     json_t *jid = json_object_get(j, "id");
     if (!json_is_integer(jid)) { send_err(ws, NULL, "malformed", "ack needs the message's id"); return; }
@@ -435,6 +447,36 @@ static void send_history(rt_webchat *w, rt_httpd_ws *ws, const char *vid) {
   free(s);
 }
 
+static void new_vid(char vid[33]);
+
+static void lobby_drop(rt_webchat *w, conn *c) {
+  for (conn **pp = &w->lobby; *pp; pp = &(*pp)->next)
+    if (*pp == c) { *pp = c->next; break; }
+  c->next = NULL;
+}
+
+/* The socket becomes the visitor's: the server's hello (with the token the
+ * page keeps for a framed page whose cookie is blocked), the history, and
+ * what went out while no socket was there. False: too many tabs. */
+static bool bind_visitor(rt_webchat *w, conn *c, const char *vid) {
+  visitor *v = visitor_get(w, vid, true);
+  if (v->nconns >= CONNS_PER_VISITOR) return false;
+  c->v = v;
+  c->next = v->conns;
+  v->conns = c;
+  v->nconns++;
+  v->seen_ms = now_ms(w);
+  char *tok = rt_webchat_cookie_make(w->secret, vid);
+  json_t *h = json_pack("{s:s, s:s, s:s, s:I}", "t", "hello", "vid", vid, "token", tok,
+                        "max_message_bytes", (json_int_t)w->max_msg);
+  free(tok);
+  send_json(c->ws, h);
+  send_history(w, c->ws, vid);
+  /* The page drops ids it has shown and acks them once more. */
+  for (pending *p = v->sends; p; p = p->next) rt_httpd_ws_send(c->ws, p->frame, p->len, false);
+  return true;
+}
+
 static int ws_open(void *ud, rt_httpd_ws *ws, rt_httpd_req *req) {
   rt_webchat *w = ud;
   const char *origin = rt_httpd_req_header(req, "origin");
@@ -444,32 +486,66 @@ static int ws_open(void *ud, rt_httpd_ws *ws, rt_httpd_req *req) {
     rt_log(RT_LOG_WARN, "webchat.origin-refused", "origin=%s", q);
     return 403;
   }
-  char vid[33];
-  if (!rt_webchat_cookie_check(w->secret, rt_httpd_req_header(req, "cookie"), vid)) return 401;
-  visitor *v = visitor_get(w, vid, true);
-  if (v->nconns >= CONNS_PER_VISITOR) return 429;
+  const char *cookie = rt_httpd_req_header(req, "cookie");
   conn *c = rt_xcalloc(1, sizeof *c);
   c->ws = ws;
-  c->v = v;
-  c->next = v->conns;
-  v->conns = c;
-  v->nconns++;
-  v->seen_ms = now_ms(w);
+  c->opened_ms = now_ms(w);
+  char vid[33];
+  if (rt_webchat_cookie_check(w->secret, cookie, vid)) {
+    if (!bind_visitor(w, c, vid)) { free(c); return 429; }
+  } else if (cookie && strstr(cookie, COOKIE_NAME "=")) {
+    /* A visitor cookie that does not verify: forged, or signed under a
+     * secret the shop no longer has (the page fetches a new one). */
+    free(c);
+    return 401;
+  } else {
+    /* No cookie (a page framed on the shop's site, third-party cookies
+     * blocked): the page's hello says who it is. */
+    c->next = w->lobby;
+    w->lobby = c;
+  }
   rt_httpd_ws_set_user(ws, c);
-  json_t *h = json_pack("{s:s, s:s, s:I}", "t", "hello", "vid", vid, "max_message_bytes",
-                        (json_int_t)w->max_msg);
-  send_json(ws, h);
-  send_history(w, ws, vid);
-  /* What went out while this socket was not there goes again; the page
-   * drops ids it has shown and acks them once more. */
-  for (pending *p = v->sends; p; p = p->next) rt_httpd_ws_send(ws, p->frame, p->len, false);
   return 0;
+}
+
+/* {"t":"hello","token":"<vid>.<sig>"} on a socket that came without a
+ * cookie: the token the server handed out before (the page keeps it in
+ * its own storage). No token: a new visitor. A token that does not verify
+ * is said so, and the socket gets a new visitor: nobody chooses an id. */
+static void on_hello(rt_webchat *w, conn *c, json_t *j) {
+  const char *t = json_string_value(json_object_get(j, "t"));
+  if (!t || strcmp(t, "hello") != 0) {
+    send_err(c->ws, NULL, "hello_first",
+             "no visitor cookie came with the socket: send {\"t\":\"hello\",\"token\":...} first");
+    c->closing = true;
+    rt_httpd_ws_close(c->ws, 1008, "hello first");
+    return;
+  }
+  json_t *jt = json_object_get(j, "token");
+  char vid[33];
+  lobby_drop(w, c);
+  if (json_is_string(jt) &&
+      rt_webchat_token_check(w->secret, json_string_value(jt), json_string_length(jt), vid)) {
+    /* the page's own visitor */
+  } else {
+    if (jt && !json_is_null(jt)) {
+      rt_log(RT_LOG_WARN, "webchat.token-refused", "msg=\"a new visitor instead\"");
+      send_err(c->ws, NULL, "bad_token",
+               "the visitor token was not issued by this shop (forged, or from another one): "
+               "a new conversation starts");
+    }
+    new_vid(vid);
+  }
+  if (!bind_visitor(w, c, vid)) {
+    c->closing = true;
+    rt_httpd_ws_close(c->ws, 1008, "too many tabs");
+  }
 }
 
 static void ws_message(void *ud, rt_httpd_ws *ws, const void *data, size_t len, bool binary) {
   rt_webchat *w = ud;
   conn *c = rt_httpd_ws_user(ws);
-  if (!c) return;
+  if (!c || c->closing) return;
   if (binary) {
     send_err(ws, NULL, "malformed", "binary frames are not taken: send JSON text");
     return;
@@ -481,10 +557,12 @@ static void ws_message(void *ud, rt_httpd_ws *ws, const void *data, size_t len, 
     snprintf(msg, sizeof msg, "not a JSON object: %s", j ? "another JSON value" : je.text);
     send_err(ws, NULL, "malformed", msg);
     json_decref(j);
-    if (++c->v->strikes >= FLOOD_STRIKES) rt_httpd_ws_close(ws, 1008, "flood");
+    if (!c->v) { c->closing = true; rt_httpd_ws_close(ws, 1008, "hello first"); }
+    else if (++c->v->strikes >= FLOOD_STRIKES) rt_httpd_ws_close(ws, 1008, "flood");
     return;
   }
-  handle_message(w, c, j);
+  if (!c->v) on_hello(w, c, j);
+  else handle_message(w, c, j);
   json_decref(j);
 }
 
@@ -493,6 +571,7 @@ static void ws_close(void *ud, rt_httpd_ws *ws) {
   conn *c = rt_httpd_ws_user(ws);
   if (!c) return;
   visitor *v = c->v;
+  if (!v) { lobby_drop(w, c); free(c); return; }
   for (conn **pp = &v->conns; *pp; pp = &(*pp)->next)
     if (*pp == c) { *pp = c->next; break; }
   v->nconns--;
@@ -540,22 +619,48 @@ static void new_vid(char vid[33]) {
   hex(r, sizeof r, vid);
 }
 
+/* The visitor of an HTTP request: its cookie, or for a framed page with
+ * no cookie the token it keeps, in X-Shopbot-Visitor (an upload) or in
+ * ?v= (a photo's <img>, which cannot send a header). */
 static bool visitor_of(rt_webchat *w, rt_httpd_req *req, char vid[33]) {
-  return rt_webchat_cookie_check(w->secret, rt_httpd_req_header(req, "cookie"), vid);
+  if (rt_webchat_cookie_check(w->secret, rt_httpd_req_header(req, "cookie"), vid)) return true;
+  const char *h = rt_httpd_req_header(req, "x-shopbot-visitor");
+  if (h && *h) return rt_webchat_token_check(w->secret, h, strlen(h), vid);
+  const char *q = rt_httpd_req_query(req);
+  for (const char *p = q; p && *p; p += strcspn(p, "&"), p += *p == '&') {
+    if (strncmp(p, "v=", 2) == 0)
+      return rt_webchat_token_check(w->secret, p + 2, strcspn(p + 2, "&"), vid);
+  }
+  return false;
+}
+
+/* Behind an https proxy (X-Forwarded-Proto or Forwarded): the cookie can
+ * be SameSite=None; Secure; Partitioned, so a page framed on the shop's
+ * site keeps it where the browser allows partitioned cookies. */
+static bool via_https(rt_httpd_req *req) {
+  const char *p = rt_httpd_req_header(req, "x-forwarded-proto");
+  if (p && strncasecmp(p, "https", 5) == 0) return true;
+  const char *f = rt_httpd_req_header(req, "forwarded");
+  return f && (strstr(f, "proto=https") || strstr(f, "proto=\"https\""));
 }
 
 static void on_page(void *ud, rt_httpd_req *req) {
   rt_webchat *w = ud;
   char vid[33];
-  if (!visitor_of(w, req, vid)) {
+  if (!rt_webchat_cookie_check(w->secret, rt_httpd_req_header(req, "cookie"), vid)) {
     new_vid(vid);
     char *val = rt_webchat_cookie_make(w->secret, vid);
-    char *c = rt_xasprintf(COOKIE_NAME "=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Lax", val,
-                           COOKIE_MAX_AGE_S);
+    char *c = rt_xasprintf(COOKIE_NAME "=%s; Path=/; Max-Age=%d; HttpOnly; %s", val,
+                           COOKIE_MAX_AGE_S,
+                           via_https(req) ? "SameSite=None; Secure; Partitioned" : "SameSite=Lax");
     rt_httpd_reply_header(req, "Set-Cookie", c);
     free(c);
     free(val);
   }
+  /* The same id as a token in the page: framed with its cookie blocked,
+   * the page keeps it in its own storage and says it in its hello (it
+   * keeps an older one it already has instead). */
+  char *token = rt_webchat_cookie_make(w->secret, vid);
   common_headers(w, req);
   rt_httpd_reply_header(req, "Cache-Control", "no-store");
   /* The page's template: the title and the base path go in. */
@@ -566,6 +671,7 @@ static void on_page(void *ud, rt_httpd_req *req) {
     if (!hit) { rt_buf_add(&b, p, (size_t)(end - p)); break; }
     rt_buf_add(&b, p, (size_t)(hit - p));
     if (strncmp(hit, "{{base}}", 8) == 0) { rt_buf_adds(&b, w->path); p = hit + 8; }
+    else if (strncmp(hit, "{{token}}", 9) == 0) { rt_buf_adds(&b, token); p = hit + 9; }
     else if (strncmp(hit, "{{title}}", 9) == 0) {
       /* HTML text: escape the five characters */
       for (const char *s = w->title; *s; s++) {
@@ -585,6 +691,7 @@ static void on_page(void *ud, rt_httpd_req *req) {
   char *html = rt_buf_take(&b, &n);
   rt_httpd_respond(req, 200, "text/html; charset=utf-8", html, n);
   free(html);
+  free(token);
 }
 
 static void on_asset(void *ud, rt_httpd_req *req) {
@@ -595,6 +702,9 @@ static void on_asset(void *ud, rt_httpd_req *req) {
   if (strcmp(name, "chat.js") == 0)
     rt_httpd_respond(req, 200, "text/javascript; charset=utf-8", rt_webchat_chat_js,
                      sizeof rt_webchat_chat_js);
+  else if (strcmp(name, "embed.js") == 0)
+    rt_httpd_respond(req, 200, "text/javascript; charset=utf-8", rt_webchat_embed_js,
+                     sizeof rt_webchat_embed_js);
   else if (strcmp(name, "chat.css") == 0)
     rt_httpd_respond(req, 200, "text/css; charset=utf-8", rt_webchat_chat_css,
                      sizeof rt_webchat_chat_css);
@@ -759,6 +869,12 @@ static void on_sweep(uv_timer_t *t) {
   void *val;
   char **drop = NULL;
   size_t ndrop = 0;
+  /* A socket that never said hello is closed (the page says it at once). */
+  for (conn *c = w->lobby; c; c = c->next)
+    if (!c->closing && now - c->opened_ms > HELLO_MS) {
+      c->closing = true;
+      rt_httpd_ws_close(c->ws, 1008, "no hello");
+    }
   while (rt_map_next(&w->visitors, &it, &key, &val)) {
     visitor *v = val;
     for (pending **pp = &v->sends; *pp;) {
@@ -836,6 +952,9 @@ static void wc_start(rt_channel *ch, const rt_plugin_env *env,
   p = rt_xasprintf("%schat.css", w->path);
   rt_httpd_route(env->httpd, "GET", p, on_asset, w);
   free(p);
+  p = rt_xasprintf("%sembed.js", w->path);
+  rt_httpd_route(env->httpd, "GET", p, on_asset, w);
+  free(p);
   p = rt_xasprintf("%supload", w->path);
   rt_httpd_route_opts uo = {.max_body = w->max_photo};
   rt_httpd_route_ex(env->httpd, "POST", p, &uo, on_upload, w);
@@ -869,6 +988,12 @@ static void wc_free(rt_webchat *w) {
     free(v);
   }
   rt_map_free(&w->visitors);
+  while (w->lobby) {
+    conn *c = w->lobby;
+    w->lobby = c->next;
+    rt_httpd_ws_set_user(c->ws, NULL);
+    free(c);
+  }
   json_decref(w->origins);
   free(w->path); free(w->ws_path); free(w->title);
   free(w);

@@ -10,7 +10,10 @@
   from the bot's store (both sides, in order) after a reload with the
   page's own storage wiped and in a second browser with the same cookie,
   and a third browser (another visitor) sees none of it; a page on another
-  origin is refused. A screenshot of the whole lead conversation is kept in
+  origin is refused. Embedded on a page of another site (an iframe, and
+  the script tag's button and frame) in a browser that blocks third-party
+  cookies: the chat works, and a reload of the shop's page goes on with
+  the same conversation (the page's own token, not a cookie). A screenshot of the whole lead conversation is kept in
   BUILD/artifacts/webchat-lead.png.
 
 Usage: webchat.py (SHOPBOT, RT_SOURCE_DIR in the environment; ARTIFACTS
@@ -33,21 +36,8 @@ import zlib
 SHOPBOT = os.environ["SHOPBOT"]
 ART = os.environ.get("ARTIFACTS") or os.path.join(os.path.dirname(SHOPBOT), "artifacts")
 
-try:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-except ImportError:
-    print("skipped: python3-selenium is not installed (./dev.sh test installs it)")
-    sys.exit(77)
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
-    print("skipped: chromium and chromium-driver are not installed (./dev.sh test installs them)")
-    sys.exit(77)
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "unit"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from browser import By, Keys, start, wait  # noqa: E402 (exits 77 with no browser)
 from checks import check, finish  # noqa: E402
 
 
@@ -64,10 +54,37 @@ def png(path, w=64, h=48):
         f.write(data)
 
 
+class Site(http.server.BaseHTTPRequestHandler):
+    """The shop's own site on another origin (http://localhost:PORT, while
+    the chat is http://127.0.0.1:PORT: another site for the browser)."""
+    chat = None   # the chat's URL, once the bot says its port
+
+    def do_GET(self):
+        if self.path == "/script":
+            body = ('<!doctype html><meta charset="utf-8"><title>Гайка</title><h1>Гайка</h1>'
+                    '<script src="%sembed.js" async></script>' % Site.chat)
+        else:
+            body = ('<!doctype html><meta charset="utf-8"><title>Гайка</title><h1>Гайка</h1>'
+                    '<iframe id="chat" src="%s" style="width:420px;height:700px"></iframe>' % Site.chat)
+        body = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
 tmp = tempfile.mkdtemp(prefix="shopbot-browser.")
 bot = None
 drv = None
 other = None
+drv3 = None
+site = http.server.HTTPServer(("127.0.0.1", 0), Site)
+threading.Thread(target=site.serve_forever, daemon=True).start()
+site_url = "http://localhost:%d" % site.server_address[1]
 try:
     shop = os.path.join(tmp, "shop")
     r = subprocess.run([SHOPBOT, "new", shop, "--name", "Запчасти «Гайка»"],
@@ -88,6 +105,9 @@ try:
     # chat is on by default (the llm and ocr sections are shown, switched off)
     chans = json.dumps(json.loads(conf).get("channels", {}))
     check("the new shop.json's channels say nothing of enabled", '"enabled"' not in chans, chans)
+    # the shop's site may frame the chat (frame-ancestors)
+    conf = re.sub(r'("webchat"\s*:\s*\{)', r'\1 "allowed_origins": ["%s"],' % site_url, conf, 1)
+    check("the site is allowed", site_url in json.dumps(json.loads(conf)["channels"]["webchat"]), conf)
     with open(os.path.join(shop, "shop.json"), "w", encoding="utf-8") as f:
         f.write(conf)
     log = open(os.path.join(tmp, "bot.err"), "w")
@@ -103,27 +123,8 @@ try:
     check("the bot says its port", m is not None, botlog()[-800:])
     port = int(m.group(1)) if m else 0
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              "--window-size=480,1800", "--lang=ru"):
-        opts.add_argument(a)
-    drv = webdriver.Chrome(service=Service(DRIVER), options=opts)
-    drv.set_page_load_timeout(20)
-    drv.set_script_timeout(20)
+    drv = start(480, 1800)
     url = "http://127.0.0.1:%d/" % port
-
-    def wait(cond, secs=10):
-        end = time.time() + secs
-        while time.time() < end:
-            try:
-                v = cond()
-                if v:
-                    return v
-            except Exception:  # noqa: BLE001 (the page may be reloading)
-                pass
-            time.sleep(0.05)
-        return None
 
     # read in one script call: the page redraws its list as messages come
     def bots():
@@ -242,9 +243,8 @@ try:
           again == shown, (shown, convo()))
     cookie = drv.get_cookie("shopbot_vid")
     check("the visitor cookie", cookie is not None and cookie.get("httpOnly"), cookie)
-    drv2 = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    drv2 = start(480, 1800)
     try:
-        drv2.set_page_load_timeout(20)
         drv2.get(url)
         wait(lambda: online(drv2))
         check("a second browser starts with its own, empty conversation",
@@ -281,8 +281,63 @@ try:
     t = wait(lambda: drv.title if drv.title in ("open", "refused") else None)
     check("a page on another origin is refused", t == "refused", t)
     check("the refusal is logged", "webchat.origin-refused" in botlog())
+
+    # Embedded on the shop's site, third-party cookies blocked: the chat
+    # works in the frame, and a reload goes on with the same conversation.
+    Site.chat = url
+    drv3 = start(900, 900, block_third_party_cookies=True)
+
+    def in_chat(d, page):
+        d.get(site_url + page)
+        d.switch_to.default_content()
+        f = wait(lambda: d.find_element(By.CSS_SELECTOR, "iframe"))
+        d.switch_to.frame(f)
+        return wait(lambda: online(d), 20)
+
+    def say3(text):
+        box = drv3.find_element(By.ID, "text")
+        box.send_keys(text)
+        box.send_keys(Keys.ENTER)
+
+    check("embedded: the chat connects in the frame", in_chat(drv3, "/"))
+    say3("/start")
+    check("embedded: the bot answers", wait(lambda: any("VIN" in t for _, t in convo(drv3))),
+          convo(drv3))
+    say3("XW8ZZZ614BG012345")
+    check("embedded: a VIN is understood",
+          wait(lambda: any("Записал: VIN XW8ZZZ614BG012345" in t for _, t in convo(drv3))),
+          convo(drv3))
+    jar = drv3.execute_cdp_cmd("Network.getAllCookies", {}).get("cookies", [])
+    check("embedded: the browser kept no visitor cookie (third-party, blocked)",
+          not [c for c in jar if c.get("name") == "shopbot_vid"], jar)
+    shown3 = convo(drv3)
+    drv3.switch_to.default_content()
+    drv3.refresh()
+    check("embedded, reloaded: connects again", in_chat(drv3, "/"))
+    check("embedded, reloaded: the same conversation",
+          wait(lambda: convo(drv3) == shown3, 15) is not None, (shown3, convo(drv3)))
+    say3("колодки передние")
+    check("embedded, reloaded: the bot goes on with it",
+          wait(lambda: any("Записал: колодки передние. Что-нибудь ещё?" in t
+                           for _, t in convo(drv3)), 20), convo(drv3)[-2:])
+    # the script tag: a button on the shop's page opens the same chat
+    drv3.get(site_url + "/script")
+    btn = wait(lambda: drv3.find_element(By.ID, "shopbot-chat-button"))
+    check("script tag: the chat button", btn is not None and btn.is_displayed())
+    btn.click()
+    f = wait(lambda: drv3.find_element(By.ID, "shopbot-chat-frame"))
+    drv3.switch_to.frame(f)
+    check("script tag: the chat opens", wait(lambda: online(drv3), 20))
+    check("script tag: the same visitor's conversation",
+          wait(lambda: any("колодки передние" in t for _, t in convo(drv3)), 15), convo(drv3))
+    drv3.switch_to.default_content()
+    drv3.set_window_size(900, 900)
+    drv3.save_screenshot(os.path.join(ART, "webchat-embedded.png"))
     check("the bot is still up", bot.poll() is None)
 finally:
+    site.shutdown()
+    if drv3:
+        drv3.quit()
     if drv:
         drv.quit()
     if other:

@@ -105,7 +105,9 @@ check("lead: the managers' note", any("XW8ZZZ614BG012345" in n["text"] for n in 
 st, r = call("/api/manager", {"chat": "anna", "action": "take"})
 check("manager take", st == 200 and chat_of(r["state"], "test:anna")["mode"] == "manager", r)
 st, r = call("/api/manager", {"chat": "anna", "action": "reply", "text": "Колодки есть, 2500 ₽"})
-check("manager reply shown", st == 200 and chat_of(r["state"], "test:anna")["messages"][-1]["dir"] == "manager")
+last = chat_of(r["state"], "test:anna")["messages"][-1] if st == 200 else {}
+check("manager reply: delivered to the customer, shown as the manager's",
+      last.get("dir") == "manager" and last.get("text") == "Колодки есть, 2500 ₽", last)
 st, r = call("/api/manager", {"chat": "anna", "action": "release"})
 check("manager release", st == 200 and chat_of(r["state"], "test:anna")["mode"] == "bot", r)
 
@@ -123,8 +125,13 @@ check("clock +1d: nothing due yet", st == 200 and len(chat_of(r["state"], "test:
 st, r = call("/api/clock", {"by": "+3d"})
 st, r = call("/api/clock", {"by": "+3d"})
 c = chat_of(r["state"], "test:" + phone)
-check("clock +3d twice: the retention follow-up fired", len(c["messages"]) > n0 and
-      "напомнить" in c["messages"][-1]["text"], c["messages"][-1:])
+# "через неделю" is a date a week on at the reminder's hour: by the hour
+# the studio started at, it is due now or within the next day
+if not (len(c["messages"]) > n0 and "напомнить" in c["messages"][-1]["text"]):
+    st, r = call("/api/clock", {"by": "+1d"})
+    c = chat_of(r["state"], "test:" + phone)
+check("clock +3d twice (and a day, by the hour): the retention follow-up fired",
+      len(c["messages"]) > n0 and "напомнить" in c["messages"][-1]["text"], c["messages"][-1:])
 st, r = call("/api/clock", {"to": r["state"]["clock_text"][:10] + " 23:00"})
 check("clock to a date", st == 200 and r["state"]["clock_text"].endswith("23:00"), r.get("state", r).get("clock_text"))
 phone2 = s["customers"][1]["phone"]
@@ -152,6 +159,19 @@ check("shopbot test passes on the saved transcripts", t.returncode == 0, t.stdou
 saved = open(os.path.join(shop, "tests", "studio_ret.chat"), encoding="utf-8").read()
 check("the transcript has the virtual times", re.search(r"^clock: \d{4}-\d\d-\d\d \d\d:\d\d$", saved, re.M), saved)
 check("the transcript has the expectations", "expect step retention." in saved, saved)
+lead_saved = open(os.path.join(shop, "tests", "studio_lead.chat"), encoding="utf-8").read()
+check("the transcript has the manager's take, reply and release",
+      re.search(r"^manager: take\n(.*\n)*manager: Колодки есть, 2500 ₽\n(.*\n)*manager: release$",
+                lead_saved, re.M), lead_saved)
+check("... the reply as the manager's line, not as the bot's",
+      "bot: Колодки есть" not in lead_saved, lead_saved)
+# the replay checks the reply reached the customer: another text there fails
+with open(os.path.join(shop, "tests", "zz_reply.chat"), "w", encoding="utf-8") as f:
+    f.write(lead_saved.replace("manager: Колодки есть, 2500 ₽", "manager: Колодки есть, 2500 ₽\nbot: Колодки есть*"))
+t = subprocess.run([SHOPBOT, "test", shop, "tests/zz_reply.chat"], capture_output=True, text=True, timeout=60)
+check("the manager's reply is consumed by its line (a bot: line for it fails)",
+      t.returncode == 1 and "expected bot : Колодки есть*" in t.stdout, t.stdout)
+os.unlink(os.path.join(shop, "tests", "zz_reply.chat"))
 
 # The shop's transcript tests, off the loop; the page stays responsive.
 st, r = call("/api/tests", {})

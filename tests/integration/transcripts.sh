@@ -31,6 +31,8 @@ t http_status.chat "a status that is no number" "http_status.chat:1: http: the s
 t config_bad_json.chat "config: value that is not JSON" "config_bad_json.chat:1: config: persona.name: the value is not JSON"
 t config_no_path.chat "config: without a path" "config_no_path.chat:1: config: bad path ''"
 t config_schema.chat "config: against the schema" "config_schema.chat:1: config: limits.lua_memory_mb: the result is not a valid shop.json: \\$\.limits\.lua_memory_mb: must be >= 1"
+t manager_empty.chat "manager: with nothing" "manager_empty.chat:3: manager: take, release or the text the manager writes"
+t manager_regex.chat "manager ~" "manager_regex.chat:3: manager lines take ':'"
 t user_empty.chat "user() without an id" "user_empty.chat:1: user\(\): the chat ID is empty"
 t clock_huge.chat "a clock move that overflowed" "clock_huge.chat:3: clock: '106751991167d' is too far \(at most 36500d at a time\)"
 t clock_9999.chat "a clock past the year 9999" "clock_9999.chat:4: clock: \+1d goes past the year 9999"

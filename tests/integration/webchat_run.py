@@ -15,7 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "unit"))
-from webchat_client import Visitor, new_cookie  # noqa: E402
+from webchat_client import Visitor, new_cookie, page_token  # noqa: E402
 
 port, phase = int(sys.argv[1]), sys.argv[2]
 from checks import check, finish  # noqa: E402
@@ -91,6 +91,36 @@ if phase == "one":
     check("flood closed", ("close", 1008) in got or "eof" in got, got[-2:])
     other.send({"t": "msg", "id": "o-1", "text": "/start"})
     check("another visitor unaffected", reply(other, lambda t: "VIN" in t) is not None)
+
+    # No cookie (framed on another site, third-party cookies blocked): the
+    # token the page handed out, said in the hello, is the same visitor on
+    # every socket; a forged one is refused and gets a new visitor.
+    tok, _ = page_token(port)
+    check("the page hands out a token", tok and len(tok) == 65, tok)
+    open("token.txt", "w").write(tok)
+    t1 = Visitor(port, None, token=tok)
+    check("token: the socket opens as its visitor",
+          t1.status == 101 and t1.refusal is None and (t1.hello or {}).get("vid") == tok[:32],
+          (t1.status, t1.refusal, t1.hello))
+    t1.send({"t": "msg", "id": "t-1", "text": "/start"})
+    check("token: greeting", reply(t1, lambda t: "VIN" in t) is not None)
+    t1.close()
+    t2 = Visitor(port, None, token=tok)
+    h = history(t2)
+    check("token, a new socket: the same conversation's history", starts_like(h, LEAD[:2]), h)
+    t2.send({"t": "msg", "id": "t-2", "text": "XW8ZZZ614BG012345"})
+    check("token, a new socket: the conversation goes on",
+          reply(t2, lambda t: t.startswith("Записал: VIN")) is not None)
+    t2.close()
+    forged_tok = "0" * 32 + tok[32:]
+    f = Visitor(port, None, token=forged_tok)
+    check("a forged token: refused with a clear error",
+          (f.refusal or {}).get("code") == "bad_token" and "not issued" in f.refusal.get("error", ""),
+          f.refusal)
+    check("... and a new visitor, not the one it names",
+          (f.hello or {}).get("vid") not in (None, tok[:32], "0" * 32), f.hello)
+    check("... who sees no one's conversation", history(f) == [])
+    f.close()
 else:
     cookie = open("cookie.txt").read()
     v = Visitor(port, cookie)
@@ -103,4 +133,9 @@ else:
     v.send({"t": "msg", "id": "r-9", "text": "всё"})
     m = reply(v, lambda t: t.startswith("Заявка готова: VIN XW8ZZZ614BG012345"), 30)
     check("... and the same conversation goes on", m is not None, v.held)
+    tok = open("token.txt").read()
+    t = Visitor(port, None, token=tok)
+    h = history(t)
+    check("after a restart the token opens the same conversation",
+          (t.hello or {}).get("vid") == tok[:32] and starts_like(h, LEAD), h)
 finish()

@@ -49,6 +49,13 @@ T(cookie) {
   snprintf(upper, sizeof upper, "shopbot_vid=%s", c);
   for (char *p = upper + 12; *p; p++) if (*p >= 'a' && *p <= 'f') *p -= 32;
   CHECK(!rt_webchat_cookie_check("s3cret", upper, got));     /* only lower-case hex */
+  /* the same value as a token (a framed page's hello) */
+  CHECK(rt_webchat_token_check("s3cret", c, strlen(c), got));
+  CHECK_STR(got, vid);
+  CHECK(!rt_webchat_token_check("other", c, strlen(c), got));
+  CHECK(!rt_webchat_token_check("s3cret", c, strlen(c) - 1, got));
+  CHECK(!rt_webchat_token_check("s3cret", forged + 12, strlen(forged + 12), got));
+  CHECK(!rt_webchat_token_check("s3cret", NULL, 0, got));
   free(c);
 }
 
@@ -74,7 +81,10 @@ T(origin) {
   json_t *list = json_pack("[s]", "https://shop.ru");
   CHECK(rt_webchat_origin_ok(list, "https://shop.ru", "bot.shop.ru"));
   CHECK(rt_webchat_origin_ok(list, "HTTPS://SHOP.RU", "bot.shop.ru"));
-  CHECK(!rt_webchat_origin_ok(list, "https://bot.shop.ru", "bot.shop.ru")); /* the list rules */
+  /* the chat page itself, framed on a listed site, opens its own socket */
+  CHECK(rt_webchat_origin_ok(list, "https://bot.shop.ru", "bot.shop.ru"));
+  CHECK(!rt_webchat_origin_ok(list, "https://evil.example", "bot.shop.ru"));
+  CHECK(!rt_webchat_origin_ok(list, "https://bot.shop.ru", NULL));
   json_t *any = json_pack("[s]", "*");
   CHECK(rt_webchat_origin_ok(any, "http://anything", "x"));
   json_decref(none);

@@ -56,10 +56,22 @@ def new_cookie(port, base="/"):
     return c
 
 
-class Visitor:
-    """One websocket of one visitor."""
+def page_token(port, base="/", headers=None):
+    """(the token the page hands out in data-token, the Set-Cookie line or
+    None): what a framed page with its cookie blocked keeps."""
+    st, h, body = http(port, "GET", base, headers=headers)
+    assert st == 200, st
+    m = re.search(rb'data-token="([0-9a-f.]+)"', body)
+    return (m.group(1).decode() if m else None), (h.get("set-cookie") or [None])[0]
 
-    def __init__(self, port, cookie=None, origin="default", base="/", timeout=5):
+
+class Visitor:
+    """One websocket of one visitor. With no cookie it says the page's
+    hello with token (None: no token) and reads what answers it: the
+    refusal of a bad token (self.refusal) and the server's hello."""
+
+    def __init__(self, port, cookie=None, origin="default", base="/", timeout=5, token=False,
+                 hello=True):
         self.port, self.cookie, self.base = port, cookie, base
         self.held = []
         self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -84,7 +96,15 @@ class Visitor:
         self.status = int(parts[1]) if len(parts) > 1 else 0
         self.c = Conn(self.s)
         self.c.buf = head.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in head else b""
-        self.hello = self.recv() if self.status == 101 else None
+        self.hello = self.refusal = None
+        if self.status == 101 and not cookie and hello:
+            self.send({"t": "hello", "token": token or None})
+            m = self.recv()
+            if isinstance(m, dict) and m.get("t") == "err":
+                self.refusal, m = m, self.recv()
+            self.hello = m
+        elif self.status == 101:
+            self.hello = self.recv()
 
     def send(self, obj):
         self.s.sendall(frame(1, json.dumps(obj, ensure_ascii=False).encode()))

@@ -9,7 +9,7 @@ import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from webchat_client import Visitor, http, new_cookie  # noqa: E402
+from webchat_client import Visitor, http, new_cookie, page_token  # noqa: E402
 
 port = int(sys.argv[1])
 from checks import check, finish  # noqa: E402
@@ -38,8 +38,39 @@ st, _, _ = http(port, "GET", "/chat.css")
 check("chat.css served", st == 200)
 
 # who may open the socket
-v = Visitor(port, None)
-check("no cookie: refused", v.status == 401, v.status)
+# no cookie (a page framed on another site, its cookies blocked): the hello
+# with the token the page handed out opens the same visitor; a forged one
+# gets an error and a new visitor; no hello at all: nothing but the hello
+tok, _ = page_token(port, headers={"Cookie": cookie})
+check("the page carries the cookie's visitor as a token", tok == cookie.split("=", 1)[1], tok)
+v = Visitor(port, None, token=tok)
+check("no cookie, the token: open as that visitor",
+      v.status == 101 and v.refusal is None and isinstance(v.hello, dict)
+      and v.hello.get("vid") == tok.split(".")[0] and v.hello.get("token") == tok, (v.refusal, v.hello))
+v.close()
+bad = "f" * 32 + tok[32:]
+v = Visitor(port, None, token=bad)
+check("a forged token: refused, said why",
+      isinstance(v.refusal, dict) and v.refusal.get("code") == "bad_token"
+      and "not issued by this shop" in v.refusal.get("error", ""), v.refusal)
+check("... and a new visitor with its own token",
+      isinstance(v.hello, dict) and v.hello.get("vid") not in (tok[:32], "f" * 32)
+      and v.hello.get("token", "").startswith(v.hello.get("vid", "?")), v.hello)
+v.close()
+v = Visitor(port, None, token=None)
+check("no token: a new visitor, no error", v.refusal is None and isinstance(v.hello, dict)
+      and v.hello.get("vid") != tok[:32], (v.refusal, v.hello))
+v.close()
+v = Visitor(port, None, hello=False)
+v.send({"t": "msg", "id": "x-1", "text": "кто я?"})
+m = v.recv()
+check("no cookie, a message before the hello: refused, said why",
+      isinstance(m, dict) and m.get("code") == "hello_first", m)
+check("... and closed", v.recv() in (("close", 1008), "eof"))
+v.close()
+# the token also opens the visitor's uploads and photos (no cookie)
+st, _, _ = http(port, "POST", "/upload", b"\xff\xd8\xff\xe0jpeg", headers={"X-Shopbot-Visitor": bad})
+check("upload with a forged token: 401", st == 401, st)
 forged = "shopbot_vid=" + "f" * 32 + cookie[len("shopbot_vid=") + 32:]
 v = Visitor(port, forged)
 check("forged visitor id: refused", v.status == 401, v.status)

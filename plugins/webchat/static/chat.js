@@ -8,7 +8,13 @@
  * server sends the conversation's recent history from the shop's store
  * (both sides, in order), so a reload, a second tab or another browser with
  * the same visitor shows what was said; localStorage only bridges the
- * moment before that and keeps what is not yet taken. */
+ * moment before that and keeps what is not yet taken.
+ *
+ * Who the visitor is: the cookie, or, in a page framed on another site
+ * whose cookies the browser blocks, the token the server put in the page
+ * (data-token) and then in its hello. The page keeps the token in its own
+ * localStorage (partitioned by the top site) and says it in its hello on
+ * every socket, so a reload of the shop's page goes on with the chat. */
 (function () {
   'use strict';
   var root = document.getElementById('chat');
@@ -20,12 +26,15 @@
   var fileEl = document.getElementById('file');
   var KEY = 'shopbot.webchat:' + base;
   var KEEP = 300;                 // messages kept in the page
+  var pageToken = root.getAttribute('data-token') || null;
   var st = load();
   var ws = null, ready = false, backoff = 500, failures = 0, maxBytes = 4096, connects = 0;
 
-  function fresh(vid) {
-    return { vid: vid || null, seq: 0, prefix: Math.random().toString(36).slice(2, 10), items: [] };
+  function fresh(vid, token) {
+    return { vid: vid || null, token: token || null, seq: 0,
+             prefix: Math.random().toString(36).slice(2, 10), items: [] };
   }
+  function token() { return st.token || pageToken; }
   function load() {
     try { var s = JSON.parse(localStorage.getItem(KEY)); if (s && s.items) return s; } catch (e) {}
     return fresh();
@@ -41,7 +50,8 @@
   }
 
   function mediaUrl(item) {
-    if (item.file) return base + 'media/' + encodeURIComponent(item.file);
+    if (item.file) return base + 'media/' + encodeURIComponent(item.file) +
+                          (token() ? '?v=' + encodeURIComponent(token()) : '');
     if (item.media && /^(https?:\/\/|\/)/.test(item.media)) return item.media;
     return null;
   }
@@ -151,7 +161,8 @@
   function onFrame(m) {
     var it;
     if (m.t === 'hello') {
-      if (st.vid !== m.vid) { st = fresh(m.vid); save(); render(); }
+      if (st.vid !== m.vid) { st = fresh(m.vid, m.token); save(); render(); }
+      else if (m.token && st.token !== m.token) { st.token = m.token; save(); }
       maxBytes = m.max_message_bytes || maxBytes;
       ready = true;
       connects++;
@@ -164,6 +175,8 @@
     } else if (m.t === 'ack') {
       it = find('me', m.id);
       if (it) { it.state = 'sent'; delete it.why; save(); render(); }
+    } else if (m.t === 'err' && m.code === 'bad_token') {
+      st.token = null;   // the hello that follows brings a new visitor and its token
     } else if (m.t === 'err') {
       it = m.id ? find('me', m.id) : null;
       // a refusal of a resend of what was already taken says nothing new
@@ -193,6 +206,8 @@
     var proto = location.protocol === 'https:' ? 'wss://' : 'ws://';
     ws = new WebSocket(proto + location.host + base + 'ws');
     ready = false;
+    // With a cookie the server has said hello already and ignores this one.
+    ws.onopen = function () { ws.send(JSON.stringify({ t: 'hello', token: token() })); };
     ws.onmessage = function (e) {
       var m;
       try { m = JSON.parse(e.data); } catch (x) { return; }
@@ -224,7 +239,8 @@
     var caption = input.value.trim();
     input.value = '';
     fetch(base + 'upload', { method: 'POST', body: f, credentials: 'same-origin',
-                             headers: { 'Content-Type': f.type || 'application/octet-stream' } })
+                             headers: { 'Content-Type': f.type || 'application/octet-stream',
+                                        'X-Shopbot-Visitor': token() || '' } })
       .then(function (r) { return r.json().then(function (j) { return { ok: r.ok, j: j }; }); })
       .then(function (r) {
         if (r.ok && r.j.file) add({ file: r.j.file, text: caption });
