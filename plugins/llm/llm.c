@@ -948,13 +948,17 @@ static void llm_metrics(void *ud, rt_buf *b) {
                    "# HELP shopbot_llm_in_flight Calls waiting for the server now.\n"
                    "# TYPE shopbot_llm_in_flight gauge\n"
                    "shopbot_llm_in_flight %zu\n"
+                   "# HELP shopbot_llm_in_flight_max The most calls waiting for the server at once since start.\n"
+                   "# TYPE shopbot_llm_in_flight_max gauge\n"
+                   "shopbot_llm_in_flight_max %zu\n"
                    "# HELP shopbot_llm_breaker_open 1 while the circuit breaker stops calls.\n"
                    "# TYPE shopbot_llm_breaker_open gauge\n"
                    "shopbot_llm_breaker_open %d\n",
                 (unsigned long long)l->st.attempts, (unsigned long long)l->st.retries,
                 (unsigned long long)l->st.fast_failed, (long long)l->st.tokens_in,
                 (long long)l->st.tokens_out, (long long)l->st.tokens_cached,
-                (double)l->st.cost_micro / 1e6, l->st.in_flight, l->open ? 1 : 0);
+                (double)l->st.cost_micro / 1e6, l->st.in_flight, l->st.max_in_flight_seen,
+                l->open ? 1 : 0);
   rt_buf_adds(b, "# HELP shopbot_llm_call_seconds A call's whole time, retries and photos included.\n"
                  "# TYPE shopbot_llm_call_seconds histogram\n");
   uint64_t cum = 0;

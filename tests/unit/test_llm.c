@@ -619,6 +619,8 @@ T(five_hundred_in_flight) {
   printf("llm.in_flight: %zu at once, %d/%d ok, worst loop gap %.1f ms\n", st.max_in_flight_seen,
          ok, N, (double)tick_worst / 1e6);
   CHECK_INT(st.max_in_flight_seen, N);
+  CHECK(metric("shopbot_llm_in_flight_max") == N);
+  CHECK(metric("shopbot_llm_in_flight") == 0);
   CHECK_INT(ok, N);
   CHECK((double)tick_worst / 1e6 < 500);
   free(a);
