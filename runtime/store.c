@@ -154,12 +154,13 @@ struct rt_store {
   sqlite3_stmt *st[S_COUNT];
   int last_rc;
   int64_t busy_since_ns;       /* the wait for the lock now being retried began */
+  int64_t busy_wait_ns;        /* how long a wait may last (rt_store_opts) */
   size_t track_max;            /* outbox rows kept for the deliveries; 0: none */
   row_list out_txn, out_done;  /* inserted in the open transaction / committed */
   bool out_overflow;
 };
 
-#define BUSY_WAIT_MS 2000
+#define BUSY_WAIT_MS 10000
 
 static int64_t mono_ns(void) {
   struct timespec ts;
@@ -168,7 +169,7 @@ static int64_t mono_ns(void) {
 }
 
 /* Waits for another process's write lock, trying again every millisecond
- * for up to BUSY_WAIT_MS. SQLite's own busy_timeout sleeps longer and
+ * for up to busy_wait_ms. SQLite's own busy_timeout sleeps longer and
  * longer, up to 100 ms between tries: against a writer that lets the lock
  * go for only a few ms between its transactions (a campaign pauses 12 ms
  * between chunks) it keeps waking up inside the next transaction, and two
@@ -179,7 +180,7 @@ static int busy_wait(void *ud, int tries) {
   rt_store *s = ud;
   int64_t now = mono_ns();
   if (tries == 0) s->busy_since_ns = now;
-  if (now - s->busy_since_ns >= (int64_t)BUSY_WAIT_MS * 1000000) return 0;
+  if (now - s->busy_since_ns >= s->busy_wait_ns) return 0;
   struct timespec d = {0, 1000000};
   nanosleep(&d, NULL);
   return 1;
@@ -416,6 +417,7 @@ int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char
   /* A tool (import, campaign) waits for the bot's short writes. The bot
    * itself must not block its loop -- HTTP, timers, every chat -- while a
    * tool holds the lock: it gets SQLITE_BUSY at once and retries later. */
+  s->busy_wait_ns = (int64_t)(o->busy_wait_ms > 0 ? o->busy_wait_ms : BUSY_WAIT_MS) * 1000000;
   if (!o->no_busy_wait) sqlite3_busy_handler(s->db, busy_wait, s);
   char pragmas[256];
   if (o->read_only)

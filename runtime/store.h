@@ -21,7 +21,10 @@ typedef struct {
   int check_ms;             /* time budget of the quick_check at open; 0 = 3000 */
   bool no_busy_wait;        /* the serving loop: a locked store fails at once with
                                RT_EBUSY and the loop retries (engine.c) instead of
-                               sleeping in SQLite's busy handler; tools wait 2 s */
+                               sleeping in SQLite's busy handler; tools wait */
+  int busy_wait_ms;         /* how long a tool waits for another writer's lock;
+                               0 = 10,000: a campaign chunk of another run can
+                               hold it over 2 s on a slow machine */
   bool read_only;           /* never written: opened read-only, no migrations
                                (an older store is refused with the reason);
                                the studio reads a real shop's figures so */
