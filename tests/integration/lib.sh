@@ -71,3 +71,19 @@ listen_port() {
   wait_for "$1" "msg=http listen=.* port=[0-9]+" "${2:-30}" || return 1
   sed -n 's/.*msg=http listen=[^ ]* port=\([0-9][0-9]*\).*/\1/p' "$1" | tail -n 1
 }
+
+# stop_bot PID: SIGTERM to a bot this shell started, then its exit status
+# in STOP_RC once it is gone (124 when it still runs after 30 s: then
+# killed). In a sanitizer build a leak or a misuse found at exit makes the
+# status non-zero and is in its log ("Sanitizer"). Not in $(...): only
+# this shell can wait for its child (a subshell would see it as a zombie).
+stop_bot() {
+  kill -TERM "$1" 2>/dev/null
+  n=0
+  while [ $n -lt 300 ] && [ -e "/proc/$1" ] && ! grep -q '^[^ ]* ([^)]*) Z' "/proc/$1/stat" 2>/dev/null; do
+    sleep 0.1; n=$((n + 1))
+  done
+  if [ $n -ge 300 ]; then kill -9 "$1" 2>/dev/null; wait "$1" 2>/dev/null; STOP_RC=124; return; fi
+  wait "$1"
+  STOP_RC=$?
+}

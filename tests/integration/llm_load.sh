@@ -51,4 +51,7 @@ else
 fi
 check "the bot is still running" kill -0 "$bot"
 check "no step error, no httpd.full" sh -c "! grep -Eq 'step-failed|level=error|httpd.full' '$TMP/err'"
+stop_bot "$bot"; rc=$STOP_RC
+check "SIGTERM: a clean exit (with the sanitizers: nothing leaked or misused), rc $rc" \
+  sh -c "[ $rc -eq 0 ] && ! grep -q Sanitizer '$TMP/err'"
 done_tests
