@@ -2,6 +2,8 @@
 #include "deliver.h"
 #include "log.h"
 #include "map.h"
+#include "rt.h"
+#include "utf8.h"
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -172,9 +174,80 @@ static void trim_chats(target *t, int64_t now) {
 
 typedef struct {
   json_t *doc;
+  char *text;                /* owned: the text of a text-only payload */
   const char **buttons, **params;
   rt_out_msg m;
 } parsed;
+
+static int hex4(const char *p) {
+  int v = 0;
+  for (int i = 0; i < 4; i++) {
+    char c = p[i];
+    v <<= 4;
+    if (c >= '0' && c <= '9') v |= c - '0';
+    else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
+    else return -1;
+  }
+  return v;
+}
+
+/* Most rows are a reply's text alone, {"text":"..."} as the effects write
+ * it (compact, lconv's escapes): that string read straight, without a tree
+ * (jansson takes some 30,000 instructions for a line of text). NULL for
+ * anything else, which the tree reads. */
+static char *text_only(const char *js) {
+  static const char head[] = "{\"text\":\"";
+  if (strncmp(js, head, sizeof head - 1) != 0) return NULL;
+  const char *p = js + sizeof head - 1;
+  size_t n = strlen(p);
+  if (n < 2 || p[n - 2] != '"' || p[n - 1] != '}') return NULL;
+  char *out = rt_xmalloc(n + 1), *o = out;   /* escapes only shrink */
+  const char *end = p + n - 2;
+  while (p < end) {
+    unsigned char c = (unsigned char)*p;
+    if (c == '"' || c < 0x20) break;           /* the string ends early: not text-only */
+    if (c != '\\') { *o++ = (char)c; p++; continue; }
+    if (p + 1 >= end) break;
+    char e = p[1];
+    p += 2;
+    switch (e) {
+    case '"': *o++ = '"'; continue;
+    case '\\': *o++ = '\\'; continue;
+    case '/': *o++ = '/'; continue;
+    case 'b': *o++ = '\b'; continue;
+    case 'f': *o++ = '\f'; continue;
+    case 'n': *o++ = '\n'; continue;
+    case 'r': *o++ = '\r'; continue;
+    case 't': *o++ = '\t'; continue;
+    case 'u': {
+      int u = end - p >= 4 ? hex4(p) : -1;
+      if (u < 0) goto bad;
+      p += 4;
+      uint32_t cp = (uint32_t)u;
+      if (cp >= 0xD800 && cp < 0xDC00) {         /* a surrogate pair */
+        int lo = end - p >= 6 && p[0] == '\\' && p[1] == 'u' ? hex4(p + 2) : -1;
+        if (lo < 0xDC00 || lo > 0xDFFF) goto bad;
+        p += 6;
+        cp = 0x10000 + ((cp - 0xD800) << 10) + ((uint32_t)lo - 0xDC00);
+      } else if (cp >= 0xDC00 && cp < 0xE000) {
+        goto bad;
+      }
+      if (cp == 0) goto bad;                     /* NUL: the tree says what it is */
+      o += rt_utf8_encode(cp, o);
+      continue;
+    }
+    default:
+      goto bad;
+    }
+  }
+  if (p != end || !rt_utf8_valid(out, (size_t)(o - out))) goto bad;
+  *o = '\0';
+  return out;
+bad:
+  free(out);
+  return NULL;
+}
 
 static const char *str_of(json_t *v) {
   if (json_is_string(v)) return json_string_value(v);
@@ -185,13 +258,18 @@ static const char *str_of(json_t *v) {
  * NULL with *why set when it cannot be sent as it is. */
 static bool parse_msg(const rt_outbox_row *r, const rt_channel *ch, parsed *p, const char **why) {
   memset(p, 0, sizeof *p);
-  p->doc = json_loads(r->payload, 0, NULL);
-  if (!json_is_object(p->doc)) { *why = "the stored payload is not a JSON object"; return false; }
   rt_out_msg *m = &p->m;
   m->id = r->id;
   m->chat_id = r->chat_id;
   m->idem_key = r->idem_key;
   m->attempt = (int)r->attempts;
+  if ((p->text = text_only(r->payload))) {
+    m->text = p->text;
+    m->kind = RT_MSG_TEXT;
+    return true;
+  }
+  p->doc = json_loads(r->payload, 0, NULL);
+  if (!json_is_object(p->doc)) { *why = "the stored payload is not a JSON object"; return false; }
   m->about = json_string_value(json_object_get(p->doc, "about"));
   m->text = json_string_value(json_object_get(p->doc, "text"));
   if (!m->text) m->text = "";
@@ -241,6 +319,7 @@ static bool parse_msg(const rt_outbox_row *r, const rt_channel *ch, parsed *p, c
 }
 
 static void parsed_free(parsed *p) {
+  free(p->text);
   free(p->buttons);
   free(p->params);
   json_decref(p->doc);

@@ -21,6 +21,8 @@
 #include <strings.h>
 #include <time.h>
 #include <stddef.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* ---- libcurl, loaded on first use ----------------------------------------
  *
@@ -39,6 +41,7 @@ static struct {
   CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
   CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
   void (*easy_cleanup)(CURL *);
+  void (*easy_reset)(CURL *);
   const char *(*easy_strerror)(CURLcode);
   time_t (*getdate)(const char *, const time_t *);
   CURLM *(*multi_init)(void);
@@ -67,7 +70,7 @@ static void curl_load(void) {
   static const struct { const char *name; size_t off; } syms[] = {
 #define SYM(f) {"curl_" #f, offsetof(__typeof__(cu), f)}
     SYM(global_init), SYM(global_cleanup), SYM(easy_init), SYM(easy_setopt),
-    SYM(easy_getinfo), SYM(easy_cleanup), SYM(easy_strerror), SYM(getdate),
+    SYM(easy_getinfo), SYM(easy_cleanup), SYM(easy_reset), SYM(easy_strerror), SYM(getdate),
     SYM(multi_init), SYM(multi_add_handle), SYM(multi_remove_handle), SYM(multi_assign),
     SYM(multi_cleanup), SYM(multi_info_read), SYM(multi_setopt), SYM(multi_socket_action),
     SYM(multi_strerror), SYM(slist_append), SYM(slist_free_all),
@@ -91,13 +94,36 @@ static void curl_load(void) {
 
 #define DEFAULT_TIMEOUT_MS 30000L
 #define DEFAULT_MAX_BODY ((size_t)8 << 20)
+/* Idle connections kept open for the next request: at least the sends a
+ * channel may have in flight (128 for Telegram) and its long poll, so a
+ * burst of replies finds its connections again instead of opening new
+ * ones (curl's default keeps 4 per transfer in the multi handle, and the
+ * transfers that just finished no longer count). */
+#define MAX_IDLE_CONNS 256L
+/* Finished easy handles kept for the next requests: curl_easy_init costs
+ * a dozen allocations, curl_easy_reset none. */
+#define EASY_POOL 64
 
 /* One socket curl asked us to watch. Owned by rt_http (socks list) until
- * its poll handle's close callback frees it. */
+ * its poll handle's close callback frees it.
+ *
+ * A watcher lives as long as its socket, not as long as one transfer:
+ * curl says CURL_POLL_REMOVE each time a keep-alive connection goes back
+ * to its cache and asks again when the next request takes it, and closing
+ * and making the uv_poll_t each time cost three syscalls per request
+ * (ioctl, epoll_ctl ADD and DEL). So REMOVE only marks it idle (still
+ * watched for reading: an idle connection becomes readable only when the
+ * server closes it, and then it is stopped once), and the watcher goes
+ * when curl closes the socket (on_close_socket, before the close(2), as
+ * libuv wants). h->byfd finds it again by descriptor. Only connections
+ * are kept so: curl closes other sockets it has us watch (the resolver's
+ * wake-up pair) without telling, so those go at REMOVE as before. */
 typedef struct rt_http_sock {
   uv_poll_t poll;
   rt_http *h;
   curl_socket_t fd;
+  int events;               /* UV_READABLE | UV_WRITABLE being watched, 0 stopped */
+  bool idle;                /* curl removed it: kept for the connection's reuse */
   struct rt_http_sock *prev, *next;
 } rt_http_sock;
 
@@ -128,9 +154,16 @@ struct rt_http {
   rt_http_req *active;      /* transfers inside the multi handle */
   rt_http_req *done_head, *done_tail; /* finished, callback pending */
   rt_http_sock *socks;
+  rt_http_sock **byfd;      /* descriptor -> its watcher, or NULL */
+  unsigned char *conn;      /* descriptor -> 1: a connection's socket, made by
+                             * on_open_socket, closed by on_close_socket */
+  size_t nbyfd;
+  CURL *pool[EASY_POOL];    /* finished easy handles for reuse */
+  int npool;
   size_t inflight;
   int open_handles;         /* uv handles not yet through their close cb */
   bool closing;
+  bool in_timeout;          /* inside on_timeout (see on_timer_set) */
   bool curl_up;             /* global_init done and multi made (first request) */
   rt_http_transport transport;   /* answers instead of the network, or NULL */
   void *transport_ud;
@@ -172,8 +205,25 @@ static void done_unlink(rt_http *h, rt_http_req *r) {
 
 /* ---- requests ------------------------------------------------------------ */
 
+/* An easy handle out of the multi handle goes back to the pool (reset at
+ * its next use) or, with the pool full or the client closing, away. */
+static void easy_put(rt_http *h, CURL *e) {
+  if (!e) return;
+  if (h->npool < EASY_POOL && !h->closing) h->pool[h->npool++] = e;
+  else cu.easy_cleanup(e);
+}
+
+static CURL *easy_get(rt_http *h) {
+  if (h->npool) {
+    CURL *e = h->pool[--h->npool];
+    cu.easy_reset(e);
+    return e;
+  }
+  return cu.easy_init();
+}
+
 static void req_free(rt_http_req *r) {
-  if (r->easy) cu.easy_cleanup(r->easy);
+  easy_put(r->h, r->easy);
   if (r->hdrs) cu.slist_free_all(r->hdrs);
   free(r->req_body);
   rt_buf_free(&r->body);
@@ -222,7 +272,7 @@ static void req_finish(rt_http_req *r, CURLcode code, bool cancelled) {
     resp->body = rt_xstrdup("");
     resp->body_len = 0;
   }
-  cu.easy_cleanup(r->easy);
+  easy_put(h, r->easy);
   r->easy = NULL;
   r->state = REQ_DONE;
   done_push(h, r);
@@ -343,6 +393,8 @@ void rt_http_set_transport(rt_http *h, rt_http_transport fn, void *ud) {
 
 static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp);
 static int on_timer_set(CURLM *m, long ms, void *userp);
+static int on_close_socket(void *userp, curl_socket_t fd);
+static curl_socket_t on_open_socket(void *userp, curlsocktype purpose, struct curl_sockaddr *a);
 
 /* curl for this client, made on its first network request. */
 static void curl_up(rt_http *h) {
@@ -362,6 +414,7 @@ static void curl_up(rt_http *h) {
   cu.multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
   cu.multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_timer_set);
   cu.multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+  cu.multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, MAX_IDLE_CONNS);
   h->curl_up = true;
 }
 
@@ -382,7 +435,7 @@ int rt_http_request(rt_http *h, const rt_http_opts *o, rt_http_cb cb, void *ud,
   timer_up(h);
   if (h->transport) return transport_request(h, r, o, out);
   curl_up(h);
-  r->easy = cu.easy_init();
+  r->easy = easy_get(h);
   if (!r->easy) {
     fprintf(stderr, "level=fatal msg=\"out of memory\" where=curl_easy_init\n");
     abort();
@@ -405,6 +458,12 @@ int rt_http_request(rt_http *h, const rt_http_opts *o, rt_http_cb cb, void *ud,
   cu.easy_setopt(e, CURLOPT_WRITEDATA, r);
   cu.easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   cu.easy_setopt(e, CURLOPT_HEADERDATA, r);
+  /* Kept by curl on the connection this transfer opens, so it is called
+   * whoever closes the connection later (the cache, rt_http_close). */
+  cu.easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+  cu.easy_setopt(e, CURLOPT_OPENSOCKETDATA, h);
+  cu.easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+  cu.easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
 
   if (strcmp(method, "HEAD") == 0) {
     cu.easy_setopt(e, CURLOPT_NOBODY, 1L);
@@ -483,11 +542,20 @@ static void check_multi_info(rt_http *h) {
   deliver_done(h);
 }
 
+static void sock_watch(rt_http_sock *s, int ev);
+
 static void on_poll(uv_poll_t *p, int status, int events) {
   rt_http_sock *s = p->data;
   rt_http *h = s->h;
   int flags = 0, running;
   if (!h->multi) return;
+  if (s->idle) {
+    /* A kept connection became readable: the server closed it (or sent
+     * what nobody asked for). curl finds that out when it next picks it;
+     * until then it is not watched, or the loop would spin on it. */
+    sock_watch(s, 0);
+    return;
+  }
   if (status < 0) {
     flags = CURL_CSELECT_ERR;
   } else {
@@ -502,17 +570,25 @@ static void on_timeout(uv_timer_t *t) {
   rt_http *h = t->data;
   int running;
   if (!h->multi) return;
+  h->in_timeout = true;
   cu.multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   check_multi_info(h);
+  h->in_timeout = false;
 }
 
+/* 0 means "now": a request just added (curl asks 0 for it) starts on the
+ * loop's next turn, not a millisecond later, since each reply and each
+ * long poll waited for that millisecond. Only from inside on_timeout it
+ * is 1 ms: libuv (before 1.45) runs a timer armed for "now" inside its own
+ * callback again in the same pass, so curl asking 0 there would spin. */
 static int on_timer_set(CURLM *m, long ms, void *userp) {
   rt_http *h = userp;
+  (void)m;
   if (h->closing) return 0;
   if (ms < 0)
     uv_timer_stop(&h->timer);
-  else /* 0 means "now": let the loop turn once instead of recursing */
-    uv_timer_start(&h->timer, on_timeout, ms ? (uint64_t)ms : 1, 0);
+  else
+    uv_timer_start(&h->timer, on_timeout, ms ? (uint64_t)ms : h->in_timeout ? 1 : 0, 0);
   return 0;
 }
 
@@ -535,15 +611,68 @@ static void sock_close(rt_http *h, rt_http_sock *s) {
   if (s->prev) s->prev->next = s->next; else h->socks = s->next;
   if (s->next) s->next->prev = s->prev;
   s->prev = s->next = NULL;
+  if ((size_t)s->fd < h->nbyfd && h->byfd[s->fd] == s) h->byfd[s->fd] = NULL;
   uv_close((uv_handle_t *)&s->poll, on_handle_closed);
+}
+
+/* Watches ev on s (0: stops), with a syscall only when it changes. */
+static void sock_watch(rt_http_sock *s, int ev) {
+  if (ev == s->events) return;
+  s->events = ev;
+  if (ev) uv_poll_start(&s->poll, ev, on_poll);
+  else uv_poll_stop(&s->poll);
+}
+
+static rt_http_sock *sock_find(rt_http *h, curl_socket_t fd) {
+  return fd >= 0 && (size_t)fd < h->nbyfd ? h->byfd[fd] : NULL;
+}
+
+static void byfd_fit(rt_http *h, curl_socket_t fd) {
+  if ((size_t)fd < h->nbyfd) return;
+  size_t n = h->nbyfd ? h->nbyfd : 64;
+  while (n <= (size_t)fd) n *= 2;
+  h->byfd = rt_xrealloc(h->byfd, n * sizeof *h->byfd);
+  h->conn = rt_xrealloc(h->conn, n);
+  memset(h->byfd + h->nbyfd, 0, (n - h->nbyfd) * sizeof *h->byfd);
+  memset(h->conn + h->nbyfd, 0, n - h->nbyfd);
+  h->nbyfd = n;
+}
+
+/* curl opens a connection's socket. */
+static curl_socket_t on_open_socket(void *userp, curlsocktype purpose,
+                                    struct curl_sockaddr *a) {
+  rt_http *h = userp;
+  (void)purpose;
+  curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
+  if (fd < 0) return CURL_SOCKET_BAD;
+  byfd_fit(h, fd);
+  h->conn[fd] = 1;
+  return fd;
+}
+
+/* curl closes a connection's socket: its watcher goes first (libuv must
+ * not watch a closed descriptor, which the next socket() may reuse). */
+static int on_close_socket(void *userp, curl_socket_t fd) {
+  rt_http *h = userp;
+  rt_http_sock *s = sock_find(h, fd);
+  if (s) sock_close(h, s);
+  if (fd >= 0 && (size_t)fd < h->nbyfd) h->conn[fd] = 0;
+  return close(fd);
 }
 
 static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp,
                      void *socketp) {
   rt_http *h = userp;
-  rt_http_sock *s = socketp;
+  rt_http_sock *s = socketp ? socketp : sock_find(h, fd);
+  (void)e;
   if (what == CURL_POLL_REMOVE) {
-    if (s) {
+    /* Back in curl's cache (or about to be closed, on_close_socket): kept,
+     * watched for reading only. */
+    if (s && !h->closing && h->conn[fd]) {
+      s->idle = true;
+      sock_watch(s, s->events ? UV_READABLE : 0);
+      if (h->multi) cu.multi_assign(h->multi, fd, NULL);
+    } else if (s) {
       sock_close(h, s);
       if (h->multi && !h->closing) cu.multi_assign(h->multi, fd, NULL);
     }
@@ -566,12 +695,15 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp,
     if (h->socks) h->socks->prev = s;
     h->socks = s;
     h->open_handles++;
-    cu.multi_assign(h->multi, fd, s);
+    byfd_fit(h, fd);
+    h->byfd[fd] = s;
   }
+  if (!socketp) cu.multi_assign(h->multi, fd, s);
+  s->idle = false;
   int ev = 0;
   if (what & CURL_POLL_IN) ev |= UV_READABLE;
   if (what & CURL_POLL_OUT) ev |= UV_WRITABLE;
-  uv_poll_start(&s->poll, ev, on_poll);
+  sock_watch(s, ev);
   return 0;
 }
 
@@ -615,6 +747,9 @@ static void finish_close(rt_http *h) {
   void (*done)(void *) = h->done;
   void *ud = h->done_ud;
   bool curl_was_up = h->curl_up;
+  while (h->npool) cu.easy_cleanup(h->pool[--h->npool]);
+  free(h->byfd);
+  free(h->conn);
   free(h);
   if (curl_was_up) cu.global_cleanup();
   if (done) done(ud);

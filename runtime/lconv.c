@@ -357,7 +357,7 @@ static int read_string(lua_State *L, rctx *d) {
     luaL_addlstring(&b, run, (size_t)(d->p - run));
     if (d->p >= d->end || *d->p == '"') break;
     d->p++;
-    if (d->p >= d->end) return -1;
+    if (d->p >= d->end) goto bad;
     char c = *d->p++;
     switch (c) {
     case '"': case '\\': case '/': luaL_addchar(&b, c); break;
@@ -368,10 +368,10 @@ static int read_string(lua_State *L, rctx *d) {
     case 't': luaL_addchar(&b, '\t'); break;
     case 'u': {
       unsigned long cp, lo;
-      if (hex4(d, &cp)) return -1;
+      if (hex4(d, &cp)) goto bad;
       if (cp >= 0xD800 && cp < 0xDC00 && d->end - d->p >= 6 && d->p[0] == '\\' && d->p[1] == 'u') {
         d->p += 2;
-        if (hex4(d, &lo) || lo < 0xDC00 || lo > 0xDFFF) return -1;
+        if (hex4(d, &lo) || lo < 0xDC00 || lo > 0xDFFF) goto bad;
         cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
       } else if (cp >= 0xD800 && cp < 0xE000) {
         cp = 0xFFFD;
@@ -380,10 +380,10 @@ static int read_string(lua_State *L, rctx *d) {
       luaL_addlstring(&b, u, rt_utf8_encode((uint32_t)cp, u));
       break;
     }
-    default: return -1;
+    default: goto bad;
     }
   }
-  if (d->p >= d->end) return -1;
+  if (d->p >= d->end) goto bad;
   d->p++;
   luaL_pushresult(&b);
   /* Stored text is input too: bytes the writer would clean (broken UTF-8,
@@ -399,6 +399,15 @@ static int read_string(lua_State *L, rctx *d) {
     lua_remove(L, -2);
   }
   return 0;
+bad:
+  /* A grown luaL_Buffer is a to-be-closed box on the stack. Finish it
+   * here, never leave it for the caller's lua_settop: Lua 5.4.4's
+   * lua_settop keeps a stale top when the box's __close call grows the
+   * stack (fixed in 5.4.5), and the state then fails at random later
+   * ("attempt to call a nil value" panics, found by fuzz_state). */
+  luaL_pushresult(&b);
+  lua_pop(L, 1);
+  return -1;
 }
 
 static bool at_digit(const rctx *d) { return d->p < d->end && *d->p >= '0' && *d->p <= '9'; }

@@ -3,6 +3,7 @@
 #include "buf.h"
 #include "http_client.h"
 #include "http_server.h"
+#include "lconv.h"
 #include "log.h"
 #include "map.h"
 #include "utf8.h"
@@ -346,19 +347,37 @@ static void resp_read(tg *t, rt_http_resp *r, tg_resp *o) {
 
 static void resp_free(tg_resp *o) { json_decref(o->doc); }
 
-static int call(tg *t, const char *method, json_t *params, long timeout_ms, rt_http_cb cb,
-                void *ud, rt_http_req **out) {
-  char *url = rt_xasprintf("%s%s", t->base, method);
-  char *body = json_dumps(params, JSON_COMPACT);
+/* A call with its JSON body already written. */
+static int call_text(tg *t, const char *method, const char *body, size_t len, long timeout_ms,
+                     rt_http_cb cb, void *ud, rt_http_req **out) {
+  char url[1024];
+  int n = snprintf(url, sizeof url, "%s%s", t->base, method);
+  char *big = n >= (int)sizeof url ? rt_xasprintf("%s%s", t->base, method) : NULL;
   static const char *const hdr[] = {"Content-Type: application/json", NULL};
-  rt_http_opts o = {.method = "POST", .url = url, .body = body, .body_len = strlen(body),
+  rt_http_opts o = {.method = "POST", .url = big ? big : url, .body = body, .body_len = len,
                     .headers = hdr, .timeout_ms = timeout_ms ? timeout_ms : 30000,
                     .max_body = 4 << 20};
   int rc = rt_http_request(t->env->http, &o, cb, ud, out);
-  free(url);
+  free(big);
+  return rc;
+}
+
+static int call(tg *t, const char *method, json_t *params, long timeout_ms, rt_http_cb cb,
+                void *ud, rt_http_req **out) {
+  char *body = json_dumps(params, JSON_COMPACT);
+  int rc = call_text(t, method, body, strlen(body), timeout_ms, cb, ud, out);
   free(body);
   json_decref(params);
   return rc;
+}
+
+/* Telegram's answer to a send that went through starts so: then only a
+ * note to the managers needs to read it (the card's message_id); the
+ * others need not parse the Message of some 600 bytes Telegram echoes. */
+static bool answer_ok(const rt_http_resp *r) {
+  static const char ok[] = "{\"ok\":true,";
+  return r->err == RT_OK && r->status == 200 && r->body_len > sizeof ok - 1 &&
+         memcmp(r->body, ok, sizeof ok - 1) == 0;
 }
 
 /* Calls nobody waits for (answerCallbackQuery, sendChatAction): logged if
@@ -1687,35 +1706,53 @@ static void remember_card(tg_send *s, const json_t *result) {
   }
 }
 
+/* Telegram took one message of the row: the row is delivered, or its
+ * next part goes. */
+static void sent_one(tg_send *s) {
+  tg *t = s->t;
+  if (!send_multi(s)) {   /* one message: nothing to resume, nothing kept */
+    s->part = s->nparts;
+    s->media_done = true;
+    progress_drop(t, s->row);
+    send_answer(s, &(rt_send_result){.verdict = RT_SEND_DELIVERED});
+    return;
+  }
+  tg_progress *p = progress_get(t, s->row, true);
+  if (s->media_ref && !s->media_done) {
+    s->media_done = p->media_done = true;
+  } else {
+    s->part++;
+    p->parts_done = s->part;
+  }
+  progress_save(s, p);
+  if (s->part < s->nparts) {
+    /* The next part is another Telegram message: it waits for the chat's
+     * rate like any row (the queue holds it until its bucket has a token),
+     * and goes on from here (tg_progress). */
+    char why[64];
+    snprintf(why, sizeof why, "part %zu of %zu delivered", s->part, s->nparts);
+    send_answer(s, &(rt_send_result){.verdict = RT_SEND_RETRY_LATER, .after_ms = 1,
+                                     .text = why});
+    return;
+  }
+  send_answer(s, &(rt_send_result){.verdict = RT_SEND_DELIVERED});
+}
+
 static void sent(rt_http_resp *r, void *ud) {
   tg_send *s = ud;
   tg *t = s->t;
   s->req = NULL;
+  if (!s->about && answer_ok(r)) {
+    sent_one(s);
+    return;
+  }
   tg_resp a;
   resp_read(t, r, &a);
   rt_send_result res = {.verdict = RT_SEND_RETRY_LATER, .text = a.desc};
   if (a.ok) {
     remember_card(s, a.result);
-    tg_progress *p = progress_get(t, s->row, true);
-    if (s->media_ref && !s->media_done) {
-      s->media_done = p->media_done = true;
-    } else {
-      s->part++;
-      p->parts_done = s->part;
-    }
-    progress_save(s, p);
     resp_free(&a);
-    if (s->part < s->nparts) {
-      /* The next part is another Telegram message: it waits for the chat's
-       * rate like any row (the queue holds it until its bucket has a token),
-       * and goes on from here (tg_progress). */
-      char why[64];
-      snprintf(why, sizeof why, "part %zu of %zu delivered", s->part, s->nparts);
-      send_answer(s, &(rt_send_result){.verdict = RT_SEND_RETRY_LATER, .after_ms = 1,
-                                       .text = why});
-      return;
-    }
-    send_answer(s, &(rt_send_result){.verdict = RT_SEND_DELIVERED});
+    sent_one(s);
     return;
   }
   if (a.migrate_to && s->migrations < 2) {
@@ -1857,14 +1894,23 @@ static void send_step(tg_send *s) {
       rc = call(t, method, p, 60000, sent, s, &s->req);
     }
   } else {
-    json_t *p = json_pack("{s:s, s:s}", "chat_id", s->chat, "text", s->parts[s->part]);
+    /* Written directly (the text is the outbox's, valid UTF-8; the markup
+     * is JSON of ours): no tree to build and dump per message. */
+    rt_buf b = RT_BUF_INIT;
+    rt_buf_adds(&b, "{\"chat_id\":");
+    rt_lconv_add_string(&b, s->chat, strlen(s->chat));
+    rt_buf_adds(&b, ",\"text\":");
+    rt_lconv_add_string(&b, s->parts[s->part], strlen(s->parts[s->part]));
     if (s->reply_to)
-      json_object_set_new(p, "reply_parameters", json_pack("{s:I, s:b}", "message_id",
-                                                           (json_int_t)s->reply_to,
-                                                           "allow_sending_without_reply", 1));
-    if (s->markup && s->part + 1 == s->nparts)
-      json_object_set_new(p, "reply_markup", json_loads(s->markup, 0, NULL));
-    rc = call(t, "sendMessage", p, 30000, sent, s, &s->req);
+      rt_buf_printf(&b, ",\"reply_parameters\":{\"message_id\":%lld,"
+                        "\"allow_sending_without_reply\":true}", (long long)s->reply_to);
+    if (s->markup && s->part + 1 == s->nparts) {
+      rt_buf_adds(&b, ",\"reply_markup\":");
+      rt_buf_adds(&b, s->markup);
+    }
+    rt_buf_addc(&b, '}');
+    rc = call_text(t, "sendMessage", rt_buf_str(&b), b.len, 30000, sent, s, &s->req);
+    rt_buf_free(&b);
   }
   if (rc != RT_OK)
     send_answer(s, &(rt_send_result){.verdict = RT_SEND_RETRY_LATER, .text = "request refused"});
