@@ -373,15 +373,27 @@ static int cross_managers(rt_effects *fx, rt_turn *t, const char *mode_before, i
   } else if (is_customer_message(kind) && strcmp(mode_before, "manager") == 0 &&
              strcmp(fx->mgr_channel, "console") != 0) {
     const char *text = jstr(ev, "text");
-    json_t *photo = json_array_get(json_object_get(ev, "photos"), 0);
+    json_t *photos = json_object_get(ev, "photos");
+    json_t *photo = json_array_get(photos, 0);
     char *line = rt_xasprintf("%s: %s", name ? name : t->conv.chat_id,
                               text && *text ? text : photo ? "(фото)" : "(без текста)");
-    json_t *m = json_pack("{s:s, s:s}", "text", line, "about", t->conv.chat_id);
-    if (jstr(photo, "id") && strcmp(t->conv.channel, fx->mgr_channel) == 0)
-      json_object_set_new(m, "media", json_pack("{s:s, s:s}", "ref", jstr(photo, "id"), "kind",
-                                                "photo"));
-    rc = add_payload(fx, t, fx->mgr_channel, fx->mgr_chat, m, 0, now);
-    json_decref(m);
+    /* A photo's id is the channel's own: re-sent only within that channel.
+     * The first carries the line as its caption, the others follow it. */
+    bool same = strcmp(t->conv.channel, fx->mgr_channel) == 0;
+    size_t n = same ? json_array_size(photos) : 0;
+    for (size_t i = 0; (i == 0 || i < n) && rc == RT_OK; i++) {
+      json_t *ph = json_array_get(photos, i);
+      json_t *m = json_pack("{s:s, s:s}", "text", i == 0 ? line : "", "about", t->conv.chat_id);
+      if (same && jstr(ph, "id"))
+        json_object_set_new(m, "media", json_pack("{s:s, s:s}", "ref", jstr(ph, "id"), "kind",
+                                                  "photo"));
+      else if (i > 0) {
+        json_decref(m);
+        continue;
+      }
+      rc = add_payload(fx, t, fx->mgr_channel, fx->mgr_chat, m, (int)i, now);
+      json_decref(m);
+    }
     free(line);
   }
   return rc;

@@ -176,10 +176,21 @@ function Ctx:say(text, o)
   add(f, "out", m)
 end
 
--- Пишет менеджерам магазина (managers в shop.json).
-function Ctx:notify(text)
+-- Пишет менеджерам магазина (managers в shop.json). o.photos — фото
+-- клиента (номера из ev.photos[i].id или сами ev.photos[i]): уходят
+-- менеджерам сразу за запиской, каждое ответом на неё.
+function Ctx:notify(text, o)
   local f = fx(self)
   add(f, "out", { to = "managers", text = str(text, "notify: text") })
+  if o == nil or o.photos == nil then return end
+  if type(o.photos) ~= "table" then error("notify: photos must be a list", 2) end
+  for i, p in ipairs(o.photos) do
+    local ref = type(p) == "table" and p.id or p
+    if type(ref) ~= "string" or ref == "" then
+      error("notify: photos[" .. i .. "] must be a photo id (ev.photos[i].id)", 2)
+    end
+    add(f, "out", { to = "managers", text = "", media = { ref = ref, kind = "photo" } })
+  end
 end
 
 -- Пишет в другой чат: c:send("telegram", "12345", "текст").

@@ -1812,6 +1812,22 @@ static void sent(rt_http_resp *r, void *ud) {
   resp_free(&a);
 }
 
+/* Where a note about a customer goes in the managers' chat: a reply to
+ * their card (photos too, so they sit under it). */
+static void add_place(tg_send *s, json_t *p) {
+  if (s->reply_to)
+    json_object_set_new(p, "reply_parameters", json_pack("{s:I, s:b}", "message_id",
+                                                         (json_int_t)s->reply_to,
+                                                         "allow_sending_without_reply", 1));
+}
+
+/* The same, for a request body written as text. */
+static void place_text(tg_send *s, rt_buf *b) {
+  if (s->reply_to)
+    rt_buf_printf(b, ",\"reply_parameters\":{\"message_id\":%lld,"
+                     "\"allow_sending_without_reply\":true}", (long long)s->reply_to);
+}
+
 static bool in_dir(const char *path, const char *dir) {
   size_t n = dir ? strlen(dir) : 0;
   return n && strncmp(path, dir, n) == 0 && path[n] == '/' && !strstr(path, "/../");
@@ -1833,6 +1849,18 @@ static int upload(tg_send *s, const char *method, const char *field) {
   if (s->markup && s->nparts == 0)
     rt_buf_printf(&b, "--%s\r\nContent-Disposition: form-data; name=\"reply_markup\"\r\n\r\n"
                       "%s\r\n", boundary, s->markup);
+  json_t *place = json_object();
+  add_place(s, place);
+  const char *k;
+  json_t *v;
+  json_object_foreach(place, k, v) {
+    char *vs = json_is_integer(v) ? rt_xasprintf("%lld", (long long)json_integer_value(v))
+                                  : json_dumps(v, JSON_COMPACT);
+    rt_buf_printf(&b, "--%s\r\nContent-Disposition: form-data; name=\"%s\"\r\n\r\n%s\r\n",
+                  boundary, k, vs);
+    free(vs);
+  }
+  json_decref(place);
   const char *slash = strrchr(s->media_ref, '/');
   char *fname = safe_name(slash ? slash + 1 : s->media_ref);
   const char *dot = strrchr(s->media_ref, '.');
@@ -1888,6 +1916,7 @@ static void send_step(tg_send *s) {
       }
     } else {
       json_t *p = json_pack("{s:s, s:s}", "chat_id", s->chat, field, s->media_ref);
+      add_place(s, p);
       if (s->caption && *s->caption) json_object_set_new(p, "caption", json_string(s->caption));
       if (s->markup && s->nparts == 0)
         json_object_set_new(p, "reply_markup", json_loads(s->markup, 0, NULL));
@@ -1901,9 +1930,7 @@ static void send_step(tg_send *s) {
     rt_lconv_add_string(&b, s->chat, strlen(s->chat));
     rt_buf_adds(&b, ",\"text\":");
     rt_lconv_add_string(&b, s->parts[s->part], strlen(s->parts[s->part]));
-    if (s->reply_to)
-      rt_buf_printf(&b, ",\"reply_parameters\":{\"message_id\":%lld,"
-                        "\"allow_sending_without_reply\":true}", (long long)s->reply_to);
+    place_text(s, &b);
     if (s->markup && s->part + 1 == s->nparts) {
       rt_buf_adds(&b, ",\"reply_markup\":");
       rt_buf_adds(&b, s->markup);

@@ -518,6 +518,12 @@ class Fake:
         m = self.message(chat, extra)
         rec = {"method": method, "chat_id": chat, "caption": cap, "how": how, "file_id": fid,
                "size": size, "message_id": m["message_id"]}
+        for k in ("message_thread_id", "reply_parameters", "reply_to_message_id"):
+            if k in p:
+                v = p[k]
+                if isinstance(v, str) and k == "reply_parameters":
+                    v = json.loads(v)
+                rec[k] = v
         if how == "upload":
             rec["filename"] = (upload or h.uploads.get(ref[9:] if isinstance(ref, str) else "", {})).get("filename")
         if mk:

@@ -615,6 +615,72 @@ def case_managers():
         e.stop()
 
 
+def push_photo(e, chat, caption, first_name="Иван"):
+    """A customer's photo; returns the file_id of its largest size."""
+    with e.fake.cv:
+        upd = e.fake.shorthand({"chat_id": chat, "photo": {"size": 40000}, "caption": caption,
+                                "first_name": first_name})
+        e.fake.push(upd)
+    return upd["message"]["photo"][-1]["file_id"]
+
+
+def group_sent(e, chat=-4001):
+    with e.fake.cv:
+        return [dict(x) for x in e.fake.sent if x["chat_id"] == chat]
+
+
+def reply_of(x):
+    return (x.get("reply_parameters") or {}).get("message_id")
+
+
+def case_card_photos():
+    """The hand-off card, then the customer's photos as replies to it; the
+    no-pickup reminder replies to the card; a photo sent while a manager
+    has the chat is relayed under the card too."""
+    e = Env("card_photos")
+    try:
+        with e.fake.cv:
+            e.fake.groups[-4001] = {"type": "supergroup", "title": "Менеджеры"}
+        e.start()
+        e.push(chat_id=7101, text="/start", first_name="Анна")
+        wait(replied(e, 7101, 1))
+        f1 = push_photo(e, 7101, "для заявки", "Анна")
+        wait(replied(e, 7101, 2))
+        f2 = push_photo(e, 7101, "для заявки", "Анна")
+        wait(replied(e, 7101, 3))
+        e.push(chat_id=7101, text="заявка", first_name="Анна")
+        check("hand-off: the card and both photos reach the group",
+              wait(lambda: len([x for x in group_sent(e) if x["method"] == "sendPhoto"]) >= 2, 10))
+        g = group_sent(e)
+        card = g[0] if g else {}
+        photos = [x for x in g if x["method"] == "sendPhoto"]
+        check("... the card comes first", card.get("method") == "sendMessage" and
+              "Заявка от Анна" in (card.get("text") or ""), g[:1])
+        check("... then the photos, in order, by the customer's file_id",
+              [x.get("file_id") for x in photos[:2]] == [f1, f2] and
+              all(x.get("how") == "file_id" for x in photos[:2]), photos)
+        check("... each a reply to the card",
+              all(reply_of(x) == card.get("message_id") for x in photos[:2]), photos)
+        check("the no-pickup reminder replies to the card",
+              wait(lambda: any("Напоминание" in (x.get("text") or "") and
+                               reply_of(x) == card.get("message_id") for x in group_sent(e)), 10),
+              [(x.get("text"), reply_of(x)) for x in group_sent(e)])
+        e.push(chat_id=-4001, user_id=90001, first_name="Ольга", text="Смотрю фото",
+               reply_to=card.get("message_id"))
+        check("a manager's reply takes the chat",
+              wait(lambda: "Смотрю фото" in e.texts(7101), 10))
+        n = len(group_sent(e))
+        f3 = push_photo(e, 7101, "вот ещё", "Анна")
+        check("a photo sent while the manager has the chat is relayed to the group",
+              wait(lambda: any(x.get("file_id") == f3 for x in group_sent(e)[n:]), 10))
+        later = [x for x in group_sent(e)[n:] if x.get("file_id") == f3]
+        check("... as a reply to the card, with the customer's words",
+              later and reply_of(later[0]) == card.get("message_id") and
+              "вот ещё" in (later[0].get("caption") or ""), later)
+    finally:
+        e.stop()
+
+
 def run_tool(e, *args):
     r = subprocess.run([SHOPBOT] + list(args), capture_output=True, text=True, timeout=60)
     return r.returncode, r.stdout, r.stderr
@@ -729,7 +795,8 @@ def case_campaign():
 
 
 CASES = [case_dialog, case_inline, case_split_crash, case_prune, case_album, case_storm_and_limits, case_kill9, case_blocked_and_errors,
-         case_webhook, case_conflict_unauthorized, case_migration, case_managers]
+         case_webhook, case_conflict_unauthorized, case_migration, case_managers,
+         case_card_photos]
 
 
 # Run only when named (tests/integration/telegram_campaign.sh): a campaign of

@@ -228,13 +228,22 @@ function M.manager_when(open_key)
   return say.text("handoff_closed", { when = M.when(time.next_open()) })
 end
 
+-- Фото клиента для чата менеджеров: идут сразу за карточкой. Номер фото
+-- годится только в том же мессенджере (фото из Telegram можно переслать
+-- в группу Telegram), из другого канала — только счёт «Фото: N шт.».
+function M.photos_for_managers(c)
+  local m = shop.managers
+  if not c.slots.photos or type(m) ~= "table" or m.channel ~= c.channel then return nil end
+  return c.slots.photos
+end
+
 -- Передать разговор менеджеру: карточка в чат менеджеров (title — имя
 -- заголовка в say.lua, card — строки из M.card) и будильник remind_step
 -- через handoff.remind_after из shop.json. Клиенту пишет сам сценарий.
 function M.handoff(c, reason, title, card, remind_step)
   c.slots.card = card
   c:handoff(reason)
-  c:notify(say.text(title) .. "\n" .. card)
+  c:notify(say.text(title) .. "\n" .. card, { photos = M.photos_for_managers(c) })
   c:wake(shop.handoff.remind_after, remind_step)
   return "done"
 end

@@ -21,6 +21,13 @@ return flow "main" {
       c:say("альбом " .. #ev.photos .. ": " .. table.concat(sizes, " ") .. " " .. t)
       return
     end
+    if ev.kind == "photo" and t == "для заявки" then
+      -- фото к будущей заявке: уйдут менеджерам за карточкой
+      c.slots.photos = c.slots.photos or {}
+      for _, p in ipairs(ev.photos or {}) do table.insert(c.slots.photos, p.id) end
+      c:say("фото сохранено " .. #c.slots.photos)
+      return
+    end
     if ev.kind == "photo" then
       local p = ev.photos and ev.photos[1] or {}
       c:say("фото " .. tostring(p.size) .. " " .. tostring(p.path ~= nil))
@@ -53,6 +60,14 @@ return flow "main" {
       c:say("Зову менеджера")
       return
     end
+    if t == "заявка" then
+      -- карточка, за ней фото клиента; через 2 с напоминание (ответом на карточку)
+      c:notify("Заявка от " .. tostring(c.name), { photos = c.slots.photos })
+      c:handoff("lead")
+      c:wake("2s", "remind")
+      c:say("Заявка передана")
+      return
+    end
     if t == "медленно" then
       -- медленный внешний сервис: клиент тем временем видит «печатает…»
       local r = http.get(shop.shop.slow_url)
@@ -65,5 +80,11 @@ return flow "main" {
       return
     end
     c:say("эхо: " .. t)
+  end,
+
+  remind = function(c, ev)
+    if c.mode ~= "handoff" then return "echo" end
+    c:notify("Напоминание: заявку от " .. tostring(c.name) .. " никто не взял")
+    return "echo"
   end,
 }
