@@ -15,6 +15,9 @@
 #define POLL_MS 1000            /* rows a previous run left in backoff become due */
 #define BACKOFF_BASE_MS 1000
 #define BACKOFF_MAX_MS 600000
+/* Committed rows a channel keeps in memory before it goes back to reading
+ * the outbox (a campaign queued faster than the channel's rate). */
+#define MEM_ROWS_MAX 8192
 
 const char *rt_fail_reason_name(rt_fail_reason r) {
   switch (r) {
@@ -71,29 +74,49 @@ static void bucket_take(bucket *b) {
 
 /* ---- state ---- */
 
+typedef struct qrow {
+  rt_outbox_row *r;          /* owned (one allocation) */
+  struct qrow *next;
+} qrow;
+
 typedef struct chat {
   bool busy;                 /* a row in flight, or its result not committed */
+  bool listed;               /* in its target's list of chats with rows queued */
   bucket b;
+  qrow *qhead, *qtail;       /* committed rows not sent yet, oldest first (synced) */
 } chat;
 
+/* A channel's rows are in memory ("synced") when every pending row of it
+ * in the outbox is either in flight, or waiting for its result's commit,
+ * or queued here: then committed rows are handed over by the store
+ * (rt_store_outbox_take) and sent without reading the outbox back.
+ * Otherwise (at start, after more than MEM_ROWS_MAX rows waited) the scan
+ * reads each chat's head from the outbox, and the channel is synced again
+ * when the outbox holds no pending row beyond the busy chats' own. */
 typedef struct target {
   rt_channel *ch;
   bucket b;
   int64_t paused_until;
   int in_flight, max_in_flight;
   rt_map chats;              /* chat id -> chat */
+  bool synced;
+  size_t nmem, nbusy;        /* rows queued in memory; chats busy */
+  chat **want;               /* chats with rows queued (synced) */
+  size_t nwant, capwant;
 } target;
 
 typedef struct job {
   rt_deliver *d;
   target *t;
   chat *c;
-  int64_t id, attempts;
+  rt_outbox_row *r;          /* owned: queued again when the result is a retry */
 } job;
 
 typedef struct result {
   int64_t id;
+  target *t;
   chat *c;
+  rt_outbox_row *r;          /* owned, as in job */
   rt_send_verdict verdict;
   const char *reason;        /* static */
   char *err;
@@ -157,7 +180,7 @@ static void trim_chats(target *t, int64_t now) {
   size_t n = 0;
   while (rt_map_next(&t->chats, &it, &k, &v)) {
     chat *c = v;
-    if (c->busy) continue;
+    if (c->busy || c->listed) continue;
     bucket_fill(&c->b, now);
     if (c->b.rate > 0 && c->b.tokens < c->b.burst) continue;
     drop = rt_xrealloc(drop, (n + 1) * sizeof *drop);
@@ -168,6 +191,55 @@ static void trim_chats(target *t, int64_t now) {
     free(drop[i]);
   }
   free(drop);
+}
+
+/* ---- rows kept in memory (synced channels) ---- */
+
+static void want_add(target *t, chat *c) {
+  if (c->listed) return;
+  c->listed = true;
+  if (t->nwant == t->capwant) {
+    t->capwant = t->capwant ? t->capwant * 2 : 64;
+    t->want = rt_xrealloc(t->want, t->capwant * sizeof *t->want);
+  }
+  t->want[t->nwant++] = c;
+}
+
+/* front: a row whose retry was committed goes back before the chat's later
+ * rows. */
+static void queue_push(target *t, chat *c, rt_outbox_row *r, bool front) {
+  qrow *q = rt_xmalloc(sizeof *q);
+  q->r = r;
+  q->next = NULL;
+  if (!c->qhead) c->qhead = c->qtail = q;
+  else if (front) { q->next = c->qhead; c->qhead = q; }
+  else { c->qtail->next = q; c->qtail = q; }
+  t->nmem++;
+  want_add(t, c);
+}
+
+static rt_outbox_row *queue_pop(target *t, chat *c) {
+  qrow *q = c->qhead;
+  rt_outbox_row *r = q->r;
+  c->qhead = q->next;
+  if (!c->qhead) c->qtail = NULL;
+  free(q);
+  t->nmem--;
+  return r;
+}
+
+static void queue_free(target *t, chat *c) {
+  while (c->qhead) free(queue_pop(t, c));
+}
+
+/* Back to reading the outbox: memory no longer knows every pending row. */
+static void unsync(target *t) {
+  for (size_t i = 0; i < t->nwant; i++) {
+    queue_free(t, t->want[i]);
+    t->want[i]->listed = false;
+  }
+  t->nwant = 0;
+  t->synced = false;
 }
 
 /* ---- the typed message ---- */
@@ -346,12 +418,13 @@ static void send_done(void *ud, const rt_send_result *r) {
   d->jobs--;
   t->in_flight--;
   if (d->closing) {
+    free(j->r);
     free(j);
     maybe_free(d);
     return;
   }
   int64_t now = now_ms(d);
-  result x = {.id = j->id, .c = j->c, .verdict = r->verdict, .at = now,
+  result x = {.id = j->r->id, .t = t, .c = j->c, .r = j->r, .verdict = r->verdict, .at = now,
               .err = r->text ? rt_xstrdup(r->text) : NULL};
   char q[256];
   rt_log_quote(r->text ? r->text : "", q, sizeof q);
@@ -360,19 +433,19 @@ static void send_done(void *ud, const rt_send_result *r) {
     d->st.sent++;
     break;
   case RT_SEND_RETRY_LATER:
-    x.retry_at = now + (r->after_ms > 0 ? r->after_ms : backoff(d, j->attempts));
+    x.retry_at = now + (r->after_ms > 0 ? r->after_ms : backoff(d, j->r->attempts));
     d->st.retried++;
     rt_log(RT_LOG_WARN, "send-retry", "channel=%s outbox=%lld in_ms=%lld err=%s", t->ch->name,
-           (long long)j->id, (long long)(x.retry_at - now), q);
+           (long long)j->r->id, (long long)(x.retry_at - now), q);
     break;
   case RT_SEND_PAUSE_CHANNEL: {
     int64_t until = r->until_ms > 0 ? r->until_ms
-                    : now + (r->after_ms > 0 ? r->after_ms : backoff(d, j->attempts));
+                    : now + (r->after_ms > 0 ? r->after_ms : backoff(d, j->r->attempts));
     if (until > t->paused_until) t->paused_until = until;
     x.retry_at = until;
     d->st.paused++;
     rt_log(RT_LOG_WARN, "channel-paused", "channel=%s outbox=%lld for_ms=%lld err=%s",
-           t->ch->name, (long long)j->id, (long long)(until - now), q);
+           t->ch->name, (long long)j->r->id, (long long)(until - now), q);
     break;
   }
   case RT_SEND_FAILED:
@@ -381,7 +454,7 @@ static void send_done(void *ud, const rt_send_result *r) {
     x.reason = rt_fail_reason_name(r->reason);
     d->st.failed++;
     rt_log(RT_LOG_ERROR, "send-failed", "channel=%s outbox=%lld reason=%s err=%s", t->ch->name,
-           (long long)j->id, x.reason, q);
+           (long long)j->r->id, x.reason, q);
     break;
   }
   if (d->nres == d->capres) {
@@ -419,8 +492,19 @@ void rt_deliver_saved(rt_deliver *d, bool committed) {
   d->nsaved = 0;
   if (!n) return;   /* kept: written again with the host's next commit */
   for (size_t i = 0; i < n; i++) {
-    d->res[i].c->busy = false;
-    free(d->res[i].err);
+    result *x = &d->res[i];
+    x->c->busy = false;
+    x->t->nbusy--;
+    /* A retry leaves the row pending: on a synced channel it waits in
+     * memory, at its chat's head, as the store now has it. */
+    if (x->verdict != RT_SEND_DELIVERED && x->verdict != RT_SEND_FAILED && x->t->synced) {
+      x->r->attempts++;
+      x->r->next_try_at = x->retry_at;
+      queue_push(x->t, x->c, x->r, true);
+    } else {
+      free(x->r);
+    }
+    free(x->err);
   }
   memmove(d->res, d->res + n, (d->nres - n) * sizeof *d->res);
   d->nres -= n;
@@ -476,6 +560,32 @@ static bool channel_can(scan_ctx *s) {
   return true;
 }
 
+/* Sends r (owned by the job from now) to chat c; the caller checked the
+ * chat's and the channel's limits. */
+static void send_row(scan_ctx *s, chat *c, rt_outbox_row *r) {
+  rt_deliver *d = s->d;
+  target *t = s->t;
+  job *j = rt_xmalloc(sizeof *j);
+  *j = (job){d, t, c, r};
+  c->busy = true;
+  t->nbusy++;
+  t->in_flight++;
+  d->jobs++;
+  parsed p;
+  const char *why = NULL;
+  if (!parse_msg(r, t->ch, &p, &why)) {
+    rt_send_result fr = {.verdict = RT_SEND_FAILED,
+                         .reason = strstr(why, "the channel") ? RT_FAIL_UNSUPPORTED : RT_FAIL_OTHER,
+                         .text = why};
+    send_done(j, &fr);
+  } else {
+    bucket_take(&t->b);
+    bucket_take(&c->b);
+    t->ch->send(t->ch, &p.m, send_done, j);
+  }
+  parsed_free(&p);
+}
+
 static bool head_cb(void *ud, const rt_outbox_row *r) {
   scan_ctx *s = ud;
   rt_deliver *d = s->d;
@@ -493,25 +603,62 @@ static bool head_cb(void *ud, const rt_outbox_row *r) {
     return true;
   }
   if (!channel_can(s)) { s->stopped = true; return false; }
-  job *j = rt_xmalloc(sizeof *j);
-  *j = (job){d, t, c, r->id, r->attempts};
-  c->busy = true;
-  t->in_flight++;
-  d->jobs++;
-  parsed p;
-  const char *why = NULL;
-  if (!parse_msg(r, t->ch, &p, &why)) {
-    rt_send_result fr = {.verdict = RT_SEND_FAILED,
-                         .reason = strstr(why, "the channel") ? RT_FAIL_UNSUPPORTED : RT_FAIL_OTHER,
-                         .text = why};
-    send_done(j, &fr);
-  } else {
-    bucket_take(&t->b);
-    bucket_take(&c->b);
-    t->ch->send(t->ch, &p.m, send_done, j);
-  }
-  parsed_free(&p);
+  send_row(s, c, rt_outbox_row_dup(r));
   return true;
+}
+
+/* The scan of a synced channel, over the rows in memory: each chat's head,
+ * by priority then id, as the outbox query orders them. */
+static int head_cmp(const void *a, const void *b) {
+  const rt_outbox_row *x = (*(chat *const *)a)->qhead->r, *y = (*(chat *const *)b)->qhead->r;
+  if (x->priority != y->priority) return x->priority < y->priority ? -1 : 1;
+  return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static void scan_mem(rt_deliver *d, target *t, int64_t now, int64_t *next) {
+  scan_ctx s = {d, t, now, next, 0, false};
+  size_t k = 0;
+  for (size_t i = 0; i < t->nwant; i++) {
+    chat *c = t->want[i];
+    if (c->qhead) t->want[k++] = c;
+    else c->listed = false;
+  }
+  t->nwant = k;
+  if (!k || !channel_can(&s)) return;
+  if (k > 1) qsort(t->want, k, sizeof *t->want, head_cmp);
+  for (size_t i = 0; i < t->nwant; i++) {
+    chat *c = t->want[i];
+    if (c->busy || !c->qhead) continue;
+    s.now = now_ms(d);
+    rt_outbox_row *r = c->qhead->r;
+    if (r->next_try_at > s.now) { at_least(next, r->next_try_at); continue; }
+    if (!bucket_ok(&c->b, s.now)) {
+      at_least(next, s.now + bucket_wait(&c->b));
+      d->held = true;
+      continue;
+    }
+    if (!channel_can(&s)) break;
+    d->st.from_memory++;
+    send_row(&s, c, queue_pop(t, c));
+  }
+}
+
+/* Rows the store saw committed since the last scan. */
+static void absorb(rt_deliver *d, int64_t now) {
+  size_t n;
+  bool overflow;
+  rt_outbox_row **v = rt_store_outbox_take(d->o.store, &n, &overflow);
+  if (overflow)
+    for (size_t i = 0; i < d->nts; i++) unsync(d->ts[i]);
+  for (size_t i = 0; i < n; i++) {
+    target *t = NULL;
+    for (size_t k = 0; k < d->nts && !t; k++)
+      if (strcmp(d->ts[k]->ch->name, v[i]->channel) == 0) t = d->ts[k];
+    if (!t || !t->synced) { free(v[i]); continue; }
+    queue_push(t, chat_get(t, v[i]->chat_id, now), v[i], false);
+    if (t->nmem > MEM_ROWS_MAX) unsync(t);
+  }
+  free(v);
 }
 
 static void scan_target(rt_deliver *d, target *t, int64_t now, int64_t *next) {
@@ -526,6 +673,10 @@ static void scan_target(rt_deliver *d, target *t, int64_t now, int64_t *next) {
   }
   /* A full page of chats that could not go: more may be behind it. */
   if (s.seen >= limit && !s.stopped) at_least(next, now + 100);
+  /* Every pending row is a busy chat's own: from now on the rows the store
+   * hands over are all there is. */
+  else if (s.seen < limit && rt_store_outbox_pending(d->o.store, t->ch->name) == (int64_t)t->nbusy)
+    t->synced = true;
 }
 
 static void timer_cb(uv_timer_t *h);
@@ -536,12 +687,16 @@ static void scan(rt_deliver *d) {
   d->scanning = true;
   d->scan_due = false;
   int64_t now, next;
+  absorb(d, now_ms(d));
   do {
     d->rescan = false;
     d->held = false;
     now = now_ms(d);
     next = now + POLL_MS;
-    for (size_t i = 0; i < d->nts && !d->closing; i++) scan_target(d, d->ts[i], now, &next);
+    for (size_t i = 0; i < d->nts && !d->closing; i++) {
+      if (d->ts[i]->synced) scan_mem(d, d->ts[i], now, &next);
+      else scan_target(d, d->ts[i], now, &next);
+    }
   } while (d->rescan && !d->closing);
   d->scanning = false;
   if (d->closing) return;
@@ -564,6 +719,7 @@ rt_deliver *rt_deliver_new(const rt_deliver_opts *o) {
   uv_timer_init(o->loop, &d->flush);
   d->timer.data = d->flush.data = d;
   d->handles = 2;
+  rt_store_outbox_track(o->store, MEM_ROWS_MAX);
   return d;
 }
 
@@ -603,12 +759,19 @@ static void maybe_free(rt_deliver *d) {
     size_t it = 0;
     const char *k;
     void *v;
-    while (rt_map_next(&d->ts[i]->chats, &it, &k, &v)) free(v);
+    while (rt_map_next(&d->ts[i]->chats, &it, &k, &v)) {
+      queue_free(d->ts[i], v);
+      free(v);
+    }
     rt_map_free(&d->ts[i]->chats);
+    free(d->ts[i]->want);
     free(d->ts[i]);
   }
   free(d->ts);
-  for (size_t i = 0; i < d->nres; i++) free(d->res[i].err);
+  for (size_t i = 0; i < d->nres; i++) {
+    free(d->res[i].err);
+    free(d->res[i].r);
+  }
   free(d->res);
   free(d);
 }
@@ -624,6 +787,7 @@ static void closed(uv_handle_t *h) {
 
 void rt_deliver_close(rt_deliver *d, void (*done)(void *), void *ud) {
   d->closing = true;
+  rt_store_outbox_track(d->o.store, 0);
   d->close_done = done;
   d->close_ud = ud;
   uv_close((uv_handle_t *)&d->timer, closed);

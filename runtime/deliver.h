@@ -42,6 +42,7 @@ typedef struct {
 
 typedef struct {
   uint64_t sent, failed, retried, paused;
+  uint64_t from_memory;      /* sends of rows handed over at their commit, not read back */
 } rt_deliver_stats;
 
 rt_deliver *rt_deliver_new(const rt_deliver_opts *o);

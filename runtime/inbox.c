@@ -1,5 +1,6 @@
 /* inbox.c -- receive commit, acks and crash recovery (see inbox.h). */
 #include "inbox.h"
+#include "lconv.h"
 #include "log.h"
 #include "utf8.h"
 #include <jansson.h>
@@ -87,23 +88,45 @@ int rt_inbox_receive(rt_inbox *in, const rt_event_in *ev, void (*ack)(void *, in
   }
   const char *kind = ev->kind ? ev->kind : "text";
   json_object_set_new(p, "kind", json_string(kind));
-  if (ev->text) {
-    /* Broken UTF-8 from a channel keeps its readable part. */
-    size_t n;
-    char *clean = rt_utf8_clean(ev->text, strlen(ev->text), &n);
-    json_object_set_new(p, "text", json_stringn(clean, n));
-    free(clean);
-  }
+  /* Broken UTF-8 from a channel keeps its readable part. */
+  size_t ntext = 0, nname = 0;
+  char *text = ev->text ? rt_utf8_clean(ev->text, strlen(ev->text), &ntext) : NULL;
+  char *name = ev->name ? rt_utf8_clean(ev->name, strlen(ev->name), &nname) : NULL;
+  if (text) json_object_set_new(p, "text", json_stringn(text, ntext));
   if (ev->user_id) json_object_set_new(p, "user", json_string(ev->user_id));
-  if (ev->name) {
-    size_t n;
-    char *clean = rt_utf8_clean(ev->name, strlen(ev->name), &n);
-    json_object_set_new(p, "name", json_stringn(clean, n));
-    free(clean);
-  }
+  if (name) json_object_set_new(p, "name", json_stringn(name, nname));
   int64_t at = rt_clock_now(in->o.clock);
   json_object_set_new(p, "at", json_integer(at / 1000));
-  char *payload = json_dumps(p, JSON_COMPACT | JSON_SORT_KEYS);
+  char *payload;
+  if (ev->extra_json || !rt_utf8_valid(kind, strlen(kind)) ||
+      (ev->user_id && !rt_utf8_valid(ev->user_id, strlen(ev->user_id)))) {
+    payload = json_dumps(p, JSON_COMPACT | JSON_SORT_KEYS);
+  } else {
+    /* The same text json_dumps writes (compact, keys sorted, jansson's
+     * escapes: lconv.c), without walking the tree: a third of the cost of
+     * receiving a message. */
+    rt_buf b = RT_BUF_INIT;
+    char num[32];
+    snprintf(num, sizeof num, "{\"at\":%lld,\"kind\":", (long long)(at / 1000));
+    rt_buf_adds(&b, num);
+    rt_lconv_add_string(&b, kind, strlen(kind));
+    if (name) {
+      rt_buf_adds(&b, ",\"name\":");
+      rt_lconv_add_string(&b, name, nname);
+    }
+    if (text) {
+      rt_buf_adds(&b, ",\"text\":");
+      rt_lconv_add_string(&b, text, ntext);
+    }
+    if (ev->user_id) {
+      rt_buf_adds(&b, ",\"user\":");
+      rt_lconv_add_string(&b, ev->user_id, strlen(ev->user_id));
+    }
+    rt_buf_addc(&b, '}');
+    payload = rt_buf_take(&b, NULL);
+  }
+  free(text);
+  free(name);
   if (in->nrecv == in->caprecv) {
     in->caprecv = in->caprecv ? in->caprecv * 2 : 64;
     in->recv = rt_xrealloc(in->recv, in->caprecv * sizeof *in->recv);

@@ -18,7 +18,7 @@
 enum {
   S_INBOX_ADD, S_INBOX_ADD_DONE, S_INBOX_REOPEN, S_INBOX_PENDING, S_INBOX_GET, S_INBOX_FINISH, S_INBOX_ATTEMPT, S_INBOX_QUARANTINE,
   S_CONV_GET, S_CONV_BY_ID, S_CONV_CREATE, S_CONV_SAVE,
-  S_OUT_ADD, S_OUT_DUE, S_OUT_SENT, S_OUT_RETRY, S_OUT_FAILED, S_OUT_HEADS,
+  S_OUT_ADD, S_OUT_DUE, S_OUT_SENT, S_OUT_RETRY, S_OUT_FAILED, S_OUT_HEADS, S_OUT_PENDING,
   S_TIMER_SET, S_TIMER_CANCEL, S_TIMER_CANCEL_ALL, S_TIMER_NEXT, S_TIMER_DUE, S_TIMER_DEL, S_TIMER_COUNT,
   S_TIMER_EXISTS, S_META_GET, S_META_SET,
   S_EVENT_ADD, S_LEAD_ADD, S_CUSTOMER_GET, S_CUSTOMER_ADDRS, S_ADDR_PHONE, S_ADDR_SET,
@@ -62,6 +62,7 @@ static const char *stmt_sql[S_COUNT] = {
                   "AND next_try_at <= ?2 AND id = (SELECT MIN(id) FROM outbox WHERE "
                   "status = 'pending' AND channel = o.channel AND chat_id = o.chat_id) "
                   "ORDER BY priority, id LIMIT ?3",
+  [S_OUT_PENDING] = "SELECT count(*) FROM outbox WHERE status = 'pending' AND channel = ?1",
   [S_OUT_DUE] = "SELECT id, conv_id, attempts, channel, chat_id, kind, payload, idem_key "
                 "FROM outbox WHERE status = 'pending' AND channel = ?3 AND next_try_at <= ?1 "
                 "ORDER BY id LIMIT ?2",
@@ -143,14 +144,23 @@ static const char *stmt_sql[S_COUNT] = {
   [S_ROLLBACK] = "ROLLBACK",
 };
 
+typedef struct {
+  rt_outbox_row **v;
+  size_t n, cap;
+} row_list;
+
 struct rt_store {
   sqlite3 *db;
   sqlite3_stmt *st[S_COUNT];
   int last_rc;
   int64_t busy_since_ns;       /* the wait for the lock now being retried began */
+  int64_t busy_wait_ns;        /* how long a wait may last (rt_store_opts) */
+  size_t track_max;            /* outbox rows kept for the deliveries; 0: none */
+  row_list out_txn, out_done;  /* inserted in the open transaction / committed */
+  bool out_overflow;
 };
 
-#define BUSY_WAIT_MS 2000
+#define BUSY_WAIT_MS 10000
 
 static int64_t mono_ns(void) {
   struct timespec ts;
@@ -159,7 +169,7 @@ static int64_t mono_ns(void) {
 }
 
 /* Waits for another process's write lock, trying again every millisecond
- * for up to BUSY_WAIT_MS. SQLite's own busy_timeout sleeps longer and
+ * for up to busy_wait_ms. SQLite's own busy_timeout sleeps longer and
  * longer, up to 100 ms between tries: against a writer that lets the lock
  * go for only a few ms between its transactions (a campaign pauses 12 ms
  * between chunks) it keeps waking up inside the next transaction, and two
@@ -170,7 +180,7 @@ static int busy_wait(void *ud, int tries) {
   rt_store *s = ud;
   int64_t now = mono_ns();
   if (tries == 0) s->busy_since_ns = now;
-  if (now - s->busy_since_ns >= (int64_t)BUSY_WAIT_MS * 1000000) return 0;
+  if (now - s->busy_since_ns >= s->busy_wait_ns) return 0;
   struct timespec d = {0, 1000000};
   nanosleep(&d, NULL);
   return 1;
@@ -407,6 +417,7 @@ int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char
   /* A tool (import, campaign) waits for the bot's short writes. The bot
    * itself must not block its loop -- HTTP, timers, every chat -- while a
    * tool holds the lock: it gets SQLITE_BUSY at once and retries later. */
+  s->busy_wait_ns = (int64_t)(o->busy_wait_ms > 0 ? o->busy_wait_ms : BUSY_WAIT_MS) * 1000000;
   if (!o->no_busy_wait) sqlite3_busy_handler(s->db, busy_wait, s);
   char pragmas[256];
   if (o->read_only)
@@ -469,8 +480,37 @@ int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char
   return RT_OK;
 }
 
+static void rows_free(row_list *l) {
+  for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+  l->n = 0;
+}
+
+static void rows_push(row_list *l, rt_outbox_row *r) {
+  if (l->n == l->cap) {
+    l->cap = l->cap ? l->cap * 2 : 64;
+    l->v = rt_xrealloc(l->v, l->cap * sizeof *l->v);
+  }
+  l->v[l->n++] = r;
+}
+
+/* The transaction's rows are durable now (or were inserted in autocommit). */
+static void rows_committed(rt_store *s) {
+  for (size_t i = 0; i < s->out_txn.n; i++) {
+    if (s->out_done.n < s->track_max) rows_push(&s->out_done, s->out_txn.v[i]);
+    else {
+      free(s->out_txn.v[i]);
+      s->out_overflow = true;
+    }
+  }
+  s->out_txn.n = 0;
+}
+
 void rt_store_close(rt_store *s) {
   if (!s) return;
+  rows_free(&s->out_txn);
+  rows_free(&s->out_done);
+  free(s->out_txn.v);
+  free(s->out_done.v);
   for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(s->st[i]);
   if (s->db) sqlite3_close(s->db);
   free(s);
@@ -484,6 +524,7 @@ int rt_store_begin(rt_store *s) { return run(s, s->st[S_BEGIN]); }
 
 int rt_store_commit(rt_store *s) {
   int rc = run(s, s->st[S_COMMIT]);
+  if (rc == RT_OK) rows_committed(s);
   /* A failed COMMIT (disk full) may leave the transaction open; roll it back
    * so the next batch starts clean and nothing half-written stays. */
   if (rc != RT_OK && !sqlite3_get_autocommit(s->db)) {
@@ -491,11 +532,13 @@ int rt_store_commit(rt_store *s) {
     rt_store_rollback(s);
     s->last_rc = keep;
   }
+  if (rc != RT_OK) rows_free(&s->out_txn);   /* not stored: never handed over */
   return rc;
 }
 
 void rt_store_rollback(rt_store *s) {
   if (!sqlite3_get_autocommit(s->db)) run(s, s->st[S_ROLLBACK]);
+  rows_free(&s->out_txn);
 }
 
 int rt_store_exec(rt_store *s, const char *sql) {
@@ -764,8 +807,70 @@ int rt_store_outbox_add_prio(rt_store *s, int64_t conv_id, const char *channel,
   int rc = run(s, st);
   if (rc != RT_OK) return rc;
   if (sqlite3_changes(s->db) == 0) return 1;
-  if (id) *id = sqlite3_last_insert_rowid(s->db);
+  int64_t rowid = sqlite3_last_insert_rowid(s->db);
+  if (id) *id = rowid;
+  if (s->track_max) {
+    rt_outbox_row r = {.id = rowid, .conv_id = conv_id, .channel = channel, .chat_id = chat_id,
+                       .kind = kind, .payload = payload, .idem_key = idem_key,
+                       .priority = priority, .next_try_at = now};
+    rows_push(&s->out_txn, rt_outbox_row_dup(&r));
+    if (sqlite3_get_autocommit(s->db)) rows_committed(s);
+  }
   return RT_OK;
+}
+
+static size_t slen(const char *v) { return v ? strlen(v) + 1 : 0; }
+
+static const char *scopy(char **at, const char *v) {
+  if (!v) return NULL;
+  size_t n = strlen(v) + 1;
+  memcpy(*at, v, n);
+  const char *r = *at;
+  *at += n;
+  return r;
+}
+
+rt_outbox_row *rt_outbox_row_dup(const rt_outbox_row *r) {
+  size_t n = sizeof *r + slen(r->channel) + slen(r->chat_id) + slen(r->kind) +
+             slen(r->payload) + slen(r->idem_key);
+  rt_outbox_row *c = rt_xmalloc(n);
+  *c = *r;
+  char *at = (char *)(c + 1);
+  c->channel = scopy(&at, r->channel);
+  c->chat_id = scopy(&at, r->chat_id);
+  c->kind = scopy(&at, r->kind);
+  c->payload = scopy(&at, r->payload);
+  c->idem_key = scopy(&at, r->idem_key);
+  return c;
+}
+
+void rt_store_outbox_track(rt_store *s, size_t max) {
+  s->track_max = max;
+  if (!max) {
+    rows_free(&s->out_txn);
+    rows_free(&s->out_done);
+  }
+}
+
+rt_outbox_row **rt_store_outbox_take(rt_store *s, size_t *n, bool *overflow) {
+  *overflow = s->out_overflow;
+  s->out_overflow = false;
+  *n = s->out_done.n;
+  if (!*n) return NULL;
+  rt_outbox_row **v = s->out_done.v;
+  s->out_done = (row_list){0};
+  return v;
+}
+
+int64_t rt_store_outbox_pending(rt_store *s, const char *channel) {
+  sqlite3_stmt *st = s->st[S_OUT_PENDING];
+  bind_text(st, 1, channel);
+  int64_t n = -1;
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+  else fail(s, rc);
+  sqlite3_reset(st);
+  return n;
 }
 
 /* The outbox columns both outbox queries select first, in this order. */

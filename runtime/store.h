@@ -21,7 +21,10 @@ typedef struct {
   int check_ms;             /* time budget of the quick_check at open; 0 = 3000 */
   bool no_busy_wait;        /* the serving loop: a locked store fails at once with
                                RT_EBUSY and the loop retries (engine.c) instead of
-                               sleeping in SQLite's busy handler; tools wait 2 s */
+                               sleeping in SQLite's busy handler; tools wait */
+  int busy_wait_ms;         /* how long a tool waits for another writer's lock;
+                               0 = 10,000: a campaign chunk of another run can
+                               hold it over 2 s on a slow machine */
   bool read_only;           /* never written: opened read-only, no migrations
                                (an older store is refused with the reason);
                                the studio reads a real shop's figures so */
@@ -126,7 +129,20 @@ typedef struct {
   int64_t id, conv_id, attempts;
   const char *channel, *chat_id, *kind, *payload, *idem_key;
   int priority;
+  int64_t next_try_at;       /* rows handed over in memory; 0 (due) from the scans */
 } rt_outbox_row;
+/* The rows this process inserts, handed to the deliveries after their
+ * commit so that they need not be read back (deliver.c). max > 0 keeps up
+ * to max committed rows until taken; 0 stops keeping them. */
+void rt_store_outbox_track(rt_store *s, size_t max);
+/* The rows committed since the last call, oldest first, in *n; each is one
+ * allocation (free() it, strings included). *overflow: more were committed
+ * than max since the last call, and those were not kept. */
+rt_outbox_row **rt_store_outbox_take(rt_store *s, size_t *n, bool *overflow);
+/* A copy of r in one allocation (free() it). */
+rt_outbox_row *rt_outbox_row_dup(const rt_outbox_row *r);
+/* Pending rows of a channel, due or not. */
+int64_t rt_store_outbox_pending(rt_store *s, const char *channel);
 /* Calls fn for up to limit pending rows of channel due at or before now,
  * oldest first. */
 int rt_store_outbox_due(rt_store *s, const char *channel, int64_t now, int limit,

@@ -290,6 +290,104 @@ T(text_escapes) {
   finish(d);
 }
 
+/* Rows committed while the deliveries run are handed over in memory, not
+ * read back: still in order per chat, retried, paused, each once; a
+ * rolled-back row is never sent. */
+T(handed_over) {
+  CHECK_INT(rt_store_exec(s, "DELETE FROM outbox"), RT_OK);
+  fake *f = rt_xcalloc(1, sizeof *f);
+  f->rng = 4242;
+  f->ch = (rt_channel){.name = "mem", .impl = f, .send = fake_send,
+                       .limits = {.per_sec = 200, .per_chat = 50, .in_flight = 4}};
+  rt_deliver_opts o = {.loop = &loop, .store = s, .clock = &clk, .seed = 5};
+  rt_deliver *d = rt_deliver_new(&o);
+  rt_deliver_add_channel(d, &f->ch);
+  rt_deliver_start(d);
+  CHECK_INT(rt_store_begin(s), RT_OK);
+  rt_store_outbox_add(s, 0, "mem", "c15", "rolled-back", "text", "{\"text\":\"no\"}", 0, NULL);
+  rt_store_rollback(s);
+  rt_deliver_committed(d);
+  for (int k = 0; k < PER_CHAT; k++) {
+    CHECK_INT(rt_store_begin(s), RT_OK);
+    for (int c = 0; c < CHATS; c++) {
+      char chat[16], idem[32];
+      snprintf(chat, sizeof chat, "c%d", c);
+      snprintf(idem, sizeof idem, "m:%d:%d", c, k);
+      rt_store_outbox_add(s, 0, "mem", chat, idem, "text", "{\"text\":\"hi\"}", 0, NULL);
+    }
+    CHECK_INT(rt_store_commit(s), RT_OK);
+    rt_deliver_committed(d);
+    for (int i = 0; i < 3; i++) uv_run(&loop, UV_RUN_NOWAIT);
+  }
+  run_until_done(d);
+  CHECK_INT(q("SELECT count(*) FROM outbox WHERE status = 'pending'"), 0);
+  CHECK_INT(q("SELECT count(*) FROM outbox WHERE chat_id = 'c15'"), 0);
+  CHECK_INT(f->overlap, 0);
+  CHECK(rt_deliver_get_stats(d)->from_memory >= CHATS * PER_CHAT);
+  CHECK(f->nlog > CHATS * PER_CHAT);   /* some were retried, from memory too */
+  int64_t first = q("SELECT min(id) FROM outbox"), last = q("SELECT max(id) FROM outbox");
+  for (int64_t id = first; id <= last && id < 1024; id++)
+    CHECK(f->delivered[id] == (id % 13 == 0 ? 0 : 1));
+  for (int c = 0; c < 16; c++) {
+    char chat[16];
+    snprintf(chat, sizeof chat, "c%d", c);
+    int64_t prev = 0;
+    for (int i = 0; i < f->nlog; i++) {
+      if (strcmp(f->log[i].chat, chat) != 0) continue;
+      CHECK(c < CHATS);
+      CHECK(f->log[i].id >= prev);
+      prev = f->log[i].id;
+    }
+  }
+  finish(d);
+  free(f);
+}
+
+static int64_t many_last[3000], many_sent, many_disorder;
+static void many_send(rt_channel *ch, const rt_out_msg *m, rt_send_done done, void *ud) {
+  (void)ch;
+  int c = atoi(m->chat_id + 1);
+  if (m->id <= many_last[c]) many_disorder++;
+  many_last[c] = m->id;
+  many_sent++;
+  done(ud, &(rt_send_result){.verdict = RT_SEND_DELIVERED});
+}
+
+/* More rows at once than memory keeps: read back from the outbox instead,
+ * all of them in order; once the outbox is drained, handed over again. */
+T(too_many_for_memory) {
+  CHECK_INT(rt_store_exec(s, "DELETE FROM outbox"), RT_OK);
+  rt_channel ch = {.name = "many", .send = many_send, .limits = {.in_flight = 64}};
+  rt_deliver_opts o = {.loop = &loop, .store = s, .clock = &clk};
+  rt_deliver *d = rt_deliver_new(&o);
+  rt_deliver_add_channel(d, &ch);
+  rt_deliver_start(d);
+  int n = 9000;
+  CHECK_INT(rt_store_begin(s), RT_OK);
+  for (int i = 0; i < n; i++) {
+    char chat[16], idem[32];
+    snprintf(chat, sizeof chat, "c%d", i % 3000);
+    snprintf(idem, sizeof idem, "many:%d", i);
+    rt_store_outbox_add(s, 0, "many", chat, idem, "text", "{\"text\":\"x\"}", 0, NULL);
+  }
+  CHECK_INT(rt_store_commit(s), RT_OK);
+  rt_deliver_committed(d);
+  run_until_done(d);
+  CHECK_INT(many_sent, n);
+  CHECK_INT(many_disorder, 0);
+  CHECK(rt_deliver_get_stats(d)->from_memory < (uint64_t)n);
+  uint64_t mem = rt_deliver_get_stats(d)->from_memory;
+  CHECK_INT(rt_store_begin(s), RT_OK);
+  rt_store_outbox_add(s, 0, "many", "c1", "many:after", "text", "{\"text\":\"y\"}", 0, NULL);
+  CHECK_INT(rt_store_commit(s), RT_OK);
+  rt_deliver_committed(d);
+  run_until_done(d);
+  CHECK_INT(many_sent, n + 1);
+  CHECK_INT(many_disorder, 0);
+  CHECK_INT(rt_deliver_get_stats(d)->from_memory, mem + 1);
+  finish(d);
+}
+
 int main(void) {
   char path[] = "/tmp/test_deliver.XXXXXX";
   int fd = mkstemp(path);
@@ -305,6 +403,8 @@ int main(void) {
   T_RUN(priority_first);
   T_RUN(typed_and_unsupported);
   T_RUN(text_escapes);
+  T_RUN(handed_over);
+  T_RUN(too_many_for_memory);
   rt_store_close(s);
   uv_loop_close(&loop);
   unlink(path);

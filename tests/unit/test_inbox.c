@@ -3,6 +3,8 @@
 #include "inbox.h"
 #include "t.h"
 #include "tstore.h"
+#include "utf8.h"
+#include <jansson.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -226,10 +228,61 @@ T(unclean_stop_isolates_and_counts_attempts) {
   unlink(path);
 }
 
+/* The payload is written without jansson's tree (inbox.c): byte for byte
+ * what json_dumps writes of the same event, whatever its text holds. */
+T(payload_as_jansson_writes_it) {
+  rt_store *s = fresh();
+  rt_clock ck;
+  rt_clock_set(&ck, 1700000000123);
+  rt_convq q;
+  rt_convq_init(&q);
+  rt_inbox *in = open_inbox(s, &ck, &q, true);
+  static const char *const texts[] = {
+    "привет", "a\"b\\c/d", "tab\there\nnl\r\x01\x1f\x7f", "😀 €", "bad \xff\xfe utf8 \xd0",
+    "", "</script>&'",
+  };
+  size_t nt = sizeof texts / sizeof *texts;
+  for (size_t i = 0; i < nt; i++) {
+    char chat[16], ext[16];
+    snprintf(chat, sizeof chat, "p%zu", i);
+    snprintf(ext, sizeof ext, "pm%zu", i);
+    rt_event_in e = {.channel = "console", .chat_id = chat, .ext_id = ext, .text = texts[i],
+                     .user_id = i % 2 ? chat : NULL, .name = i % 3 ? "Иван \"И\"" : NULL,
+                     .kind = i == 5 ? "photo" : NULL};
+    CHECK(rt_inbox_receive(in, &e, NULL, NULL) == RT_OK);
+  }
+  CHECK(rt_inbox_flush(in) == RT_OK);
+  for (size_t i = 0; i < nt; i++) {
+    char key[32], chat[16];
+    snprintf(chat, sizeof chat, "p%zu", i);
+    snprintf(key, sizeof key, "console\x1f%s", chat);
+    rt_convq_chat *c = rt_convq_get(&q, key);
+    CHECK(c && c->evs[c->head].payload);
+    if (!c || !c->evs[c->head].payload) continue;
+    size_t n;
+    char *clean = rt_utf8_clean(texts[i], strlen(texts[i]), &n);
+    json_t *p = json_pack("{s:s, s:s%, s:I}", "kind", i == 5 ? "photo" : "text", "text", clean, n,
+                          "at", (json_int_t)1700000000);
+    if (i % 2) json_object_set_new(p, "user", json_string(chat));
+    if (i % 3) json_object_set_new(p, "name", json_string("Иван \"И\""));
+    char *want = json_dumps(p, JSON_COMPACT | JSON_SORT_KEYS);
+    if (strcmp(want, c->evs[c->head].payload) != 0)
+      fprintf(stderr, "  want %s\n  got  %s\n", want, c->evs[c->head].payload);
+    CHECK(strcmp(want, c->evs[c->head].payload) == 0);
+    free(want);
+    free(clean);
+    json_decref(p);
+  }
+  rt_inbox_free(in, true);
+  rt_convq_free(&q);
+  rt_store_close(s);
+}
+
 int main(void) {
   T_RUN(ack_after_commit_and_dedup);
   T_RUN(failed_commit_acks_nothing_and_keeps_the_batch);
   T_RUN(recovery_requeues_in_order);
   T_RUN(unclean_stop_isolates_and_counts_attempts);
+  T_RUN(payload_as_jansson_writes_it);
   return T_DONE();
 }

@@ -208,7 +208,8 @@ T(busy_wait_takes_the_first_gap) {
   close(fd);
   unlink(path);
   char *sql = rt_paths_schema("sql"), *err = NULL;
-  rt_store_opts o = {.sql_dir = sql, .sync_off = true};
+  /* 2 s, shorter than the writer's 3 s: only a wait that takes a gap passes */
+  rt_store_opts o = {.sql_dir = sql, .sync_off = true, .busy_wait_ms = 2000};
   rt_store *a;
   CHECK_INT(rt_store_open(path, &o, &a, &err), RT_OK);
   rt_store_close(a);
