@@ -72,6 +72,22 @@ listen_port() {
   sed -n 's/.*msg=http listen=[^ ]* port=\([0-9][0-9]*\).*/\1/p' "$1" | tail -n 1
 }
 
+# stop_bot PID: SIGTERM to a bot this shell started, then its exit status
+# in STOP_RC once it is gone (124 when it still runs after 30 s: then
+# killed). In a sanitizer build a leak or a misuse found at exit makes the
+# status non-zero and is in its log ("Sanitizer"). Not in $(...): only
+# this shell can wait for its child (a subshell would see it as a zombie).
+stop_bot() {
+  kill -TERM "$1" 2>/dev/null
+  n=0
+  while [ $n -lt 300 ] && [ -e "/proc/$1" ] && ! grep -q '^[^ ]* ([^)]*) Z' "/proc/$1/stat" 2>/dev/null; do
+    sleep 0.1; n=$((n + 1))
+  done
+  if [ $n -ge 300 ]; then kill -9 "$1" 2>/dev/null; wait "$1" 2>/dev/null; STOP_RC=124; return; fi
+  wait "$1"
+  STOP_RC=$?
+}
+
 # llm_shop DIR PORT LLM_PORT [PATH=JSON...]: DIR becomes a copy of
 # examples/autoparts with the persona's flows (scripts/vitaly), no data and
 # no tests, the web chat on 127.0.0.1:PORT (console off, a rate no test

@@ -25,10 +25,14 @@ llm_shop "$d" "$port" "$(cat "$TMP/llm.port")" 'flows.start="retention"' \
   'llm.timeout_ms=500' 'llm.deadline_ms=1500' 'llm.retries=1' 'llm.backoff_ms=50' \
   'llm.breaker_failures=4' 'llm.breaker_open_ms=1500'
 $SHOPBOT run "$d" >"$TMP/out" 2>"$TMP/err" &
-PIDS="$PIDS $!"
+bot=$!
+PIDS="$PIDS $bot"
 check "the bot is up" wait_for "$TMP/err" "msg=http" 10
 if python3 "$(dirname "$0")/llm_down.py" "$port" "$TMP/llm.jsonl"; then ok "LLM down and back"; else
   bad "LLM down and back"; tail -20 "$TMP/err"; fi
 check "the breaker was logged opening and closing" sh -c "grep -q llm-breaker-open '$TMP/err' && grep -q llm-breaker-closed '$TMP/err'"
 check "no crash, no step error" sh -c "! grep -Eq 'step-failed|level=error' '$TMP/err'"
+stop_bot "$bot"; rc=$STOP_RC
+check "SIGTERM: a clean exit (with the sanitizers: nothing leaked or misused), rc $rc" \
+  sh -c "[ $rc -eq 0 ] && ! grep -q Sanitizer '$TMP/err'"
 done_tests

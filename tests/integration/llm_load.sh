@@ -20,25 +20,11 @@ python3 "$RT_SOURCE_DIR/tests/fakes/fake_openai.py" --script "$TMP/rules.json" \
 PIDS="$PIDS $!"
 wait_for "$TMP/llm.port" . 10
 d="$TMP/shop"
-cp -r "$RT_SOURCE_DIR/examples/autoparts" "$d"
-rm -rf "$d/data" "$d/tests"
-python3 - "$d/shop.json" "$(cat "$TMP/llm.port")" "$RT_SOURCE_DIR" "$SLOW" "$FAST" "$DELAY" <<'PY'
-import json, sys
-p, llm, src, slow, fast, delay = sys.argv[1], sys.argv[2], sys.argv[3], *map(int, sys.argv[4:])
-j = json.load(open(p, encoding="utf-8"))
-j["flows"]["dir"] = src + "/scripts/vitaly"
-j["flows"]["start"] = "retention"
-# every chat a socket, and room for the bot's own requests to the model
-j["http"] = {"listen": "127.0.0.1:0", "max_connections": slow + 2 * fast + 200}
-j.setdefault("channels", {})["webchat"] = {"enabled": True, "rate_per_minute": 600, "burst": 50}
-j["channels"].setdefault("console", {})["enabled"] = False
+# every chat a socket, and room for the bot's own requests to the model;
 # one attempt each, well inside its time: the figures are of waiting calls
-j["llm"] = {"base_url": "http://127.0.0.1:" + llm + "/v1", "api_key": "sk-it", "model": "gpt-4o-mini",
-            "timeout_ms": (delay + 30) * 1000, "deadline_ms": (delay + 60) * 1000, "retries": 0,
-            "max_in_flight": slow + 100}
-j.pop("tests", None)
-json.dump(j, open(p, "w", encoding="utf-8"), ensure_ascii=False)
-PY
+llm_shop "$d" 0 "$(cat "$TMP/llm.port")" 'flows.start="retention"' \
+  "http.max_connections=$((SLOW + 2 * FAST + 200))" "llm.max_in_flight=$((SLOW + 100))" \
+  "llm.timeout_ms=$(((DELAY + 30) * 1000))" "llm.deadline_ms=$(((DELAY + 60) * 1000))" 'llm.retries=0'
 $SHOPBOT run "$d" >"$TMP/out" 2>"$TMP/err" &
 bot=$!
 PIDS="$PIDS $bot"
@@ -51,4 +37,7 @@ else
 fi
 check "the bot is still running" kill -0 "$bot"
 check "no step error, no httpd.full" sh -c "! grep -Eq 'step-failed|level=error|httpd.full' '$TMP/err'"
+stop_bot "$bot"; rc=$STOP_RC
+check "SIGTERM: a clean exit (with the sanitizers: nothing leaked or misused), rc $rc" \
+  sh -c "[ $rc -eq 0 ] && ! grep -q Sanitizer '$TMP/err'"
 done_tests

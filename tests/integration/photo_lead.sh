@@ -23,7 +23,8 @@ d="$TMP/shop"
 llm_shop "$d" "$port" "$(cat "$TMP/llm.port")" 'ocr={"enabled": true}' \
   'llm.price_per_1k_prompt=0.5' 'llm.price_per_1k_completion=1.5'
 $SHOPBOT run "$d" >"$TMP/out" 2>"$TMP/err" &
-PIDS="$PIDS $!"
+bot=$!
+PIDS="$PIDS $bot"
 check "the bot is up" wait_for "$TMP/err" "msg=http" 10
 if python3 "$(dirname "$0")/photo_lead.py" "$port" "$TMP/llm.jsonl" "$TMP/img"; then ok "photo lead"; else
   bad "photo lead"; tail -20 "$TMP/err"; fi
@@ -38,16 +39,21 @@ check "/metrics: the СТС read by OCR" grep -q '^shopbot_ocr_reads_total{found
 check "/metrics: the engine's series are still there" grep -q '^shopbot_events_processed_total ' "$TMP/metrics"
 
 # ---- retention: a reply no rule matches goes to the LLM, which is checked ----
-kill $(echo $PIDS | awk '{print $NF}') 2>/dev/null
-sleep 0.5
+stop_bot "$bot"; rc=$STOP_RC
+check "SIGTERM: a clean exit after OCR and the LLM (with the sanitizers: nothing leaked or misused), rc $rc" \
+  sh -c "[ $rc -eq 0 ] && ! grep -q Sanitizer '$TMP/err'"
 port2=$(free_port 8)
 d2="$TMP/shop2"
 llm_shop "$d2" "$port2" "$(cat "$TMP/llm.port")" 'ocr={"enabled": true}' \
   'llm.price_per_1k_prompt=0.5' 'llm.price_per_1k_completion=1.5' 'flows.start="retention"'
 : >"$TMP/llm.jsonl"
 $SHOPBOT run "$d2" >"$TMP/out2" 2>"$TMP/err2" &
-PIDS="$PIDS $!"
+bot=$!
+PIDS="$PIDS $bot"
 check "the retention bot is up" wait_for "$TMP/err2" "msg=http" 10
 if python3 "$(dirname "$0")/photo_lead.py" "$port2" "$TMP/llm.jsonl" "$TMP/img" retention; then
   ok "retention reply read by the LLM"; else bad "retention reply read by the LLM"; tail -20 "$TMP/err2"; fi
+stop_bot "$bot"; rc=$STOP_RC
+check "SIGTERM: a clean exit (with the sanitizers: nothing leaked or misused), rc $rc" \
+  sh -c "[ $rc -eq 0 ] && ! grep -q Sanitizer '$TMP/err2'"
 done_tests

@@ -4,6 +4,11 @@
  * (429 with Retry-After, quota, 5xx, garbage, truncated JSON, a server that
  * hangs mid-body, timeouts) with the breaker and health; cancel; 500 calls
  * in flight while the loop stays responsive. */
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
 #include "t.h"
 #include "llm/llm.h"
 #include "buf.h"
@@ -622,7 +627,8 @@ T(five_hundred_in_flight) {
   CHECK(metric("shopbot_llm_in_flight_max") == N);
   CHECK(metric("shopbot_llm_in_flight") == 0);
   CHECK_INT(ok, N);
-  CHECK((double)tick_worst / 1e6 < 500);
+  /* Under valgrind the gap is valgrind's own slowness, not the loop's. */
+  if (!RUNNING_ON_VALGRIND) CHECK((double)tick_worst / 1e6 < 500);
   free(a);
   rig_close(&r);
   fake_stop();
