@@ -1,7 +1,8 @@
 #!/bin/sh
 # dev.sh -- the two quick-start commands (see README.md).
 #
-#   ./dev.sh demo [SHOP_DIR]   install what is missing, build, open the studio on the example shop
+#   ./dev.sh demo [SHOP_DIR] [--listen H:P]
+#                              install what is missing, build, open the studio on the example shop
 #   ./dev.sh chat [SHOP_DIR]   the same, but chat with it in the terminal
 #   ./dev.sh test              install what is missing, build with ASan+UBSan, run every test
 #                              (and each libFuzzer target for 12 s)
@@ -114,13 +115,17 @@ case "$cmd" in
   demo)
     install_missing
     build build -DRT_SANITIZE=OFF
-    shop=${2:-examples/autoparts}
+    # the shop (examples/autoparts), then what goes to the studio as it is
+    # (--listen 127.0.0.1:8081 when 8080 is taken)
+    shift
+    shop=examples/autoparts
+    case "${1:-}" in ""|-*) ;; *) shop=$1; shift ;; esac
     # The studio works on a private copy; its temporary store goes in
     # build/tmp, so nothing is made outside the repository.
     mkdir -p build/tmp
     export TMPDIR="$(pwd)/build/tmp"
     echo "--- the studio on $shop: open the URL below in a browser; Ctrl-C stops (the terminal chat: ./dev.sh chat)" >&2
-    exec ./build/shopbot studio "$shop"
+    exec ./build/shopbot studio "$shop" "$@"
     ;;
   chat)
     install_missing
@@ -167,7 +172,7 @@ case "$cmd" in
     ./tests/bench/run
     ;;
   *)
-    echo "usage: ./dev.sh demo [SHOP_DIR] | chat [SHOP_DIR] | test | build | bench | install" >&2
+    echo "usage: ./dev.sh demo [SHOP_DIR] [--listen H:P] | chat [SHOP_DIR] | test | build | bench | install" >&2
     exit 2
     ;;
 esac

@@ -579,6 +579,10 @@ int rt_app_run(const rt_app_opts *o) {
   if (start_httpd(&a, &err) != RT_OK || (o->studio && studio_start(&a, &err) != RT_OK)) {
     if (!o->chat_user) {
       fprintf(stderr, "shopbot %s: %s\n", cmd, err);
+      /* Most often a studio or a bot started before, still running. */
+      if (o->studio && strstr(err, "address in use"))
+        fprintf(stderr, "shopbot studio: another program listens there (a studio or a bot started "
+                        "earlier?): stop it, or give another address: --listen 127.0.0.1:8081\n");
       free(err);
       status = 1;
       goto out;

@@ -232,6 +232,15 @@ size_t rt_telegram_split(const char *text, size_t max, char ***out) {
   const char *s = text ? text : "";
   if (max < 8) max = 8;
   size_t pos = 0;
+  if (len <= max) {
+    /* Fits (a code point never takes more UTF-16 units than bytes): the
+     * loop's one part, without decoding it. */
+    size_t e = len;
+    while (e > 0 && (s[e - 1] == ' ' || s[e - 1] == '\n' || s[e - 1] == '\t')) e--;
+    parts[n++] = rt_xstrndup(s, e);
+    *out = parts;
+    return n;
+  }
   while (pos < len) {
     /* Scan forward up to max units, remembering the best cut points. */
     size_t units = 0, i = pos, para = 0, sent = 0, word = 0;

@@ -71,3 +71,35 @@ listen_port() {
   wait_for "$1" "msg=http listen=.* port=[0-9]+" "${2:-30}" || return 1
   sed -n 's/.*msg=http listen=[^ ]* port=\([0-9][0-9]*\).*/\1/p' "$1" | tail -n 1
 }
+
+# llm_shop DIR PORT LLM_PORT [PATH=JSON...]: DIR becomes a copy of
+# examples/autoparts with the persona's flows (scripts/vitaly), no data and
+# no tests, the web chat on 127.0.0.1:PORT (console off, a rate no test
+# meets) and the llm provider on the fake at LLM_PORT
+# (tests/fakes/fake_openai.py); each PATH=JSON then sets one more key of
+# shop.json ('flows.start="retention"', 'ocr={"enabled": true}').
+llm_shop() {
+  _ls_dir=$1 _ls_port=$2 _ls_llm=$3
+  shift 3
+  cp -r "$RT_SOURCE_DIR/examples/autoparts" "$_ls_dir"
+  rm -rf "$_ls_dir/data" "$_ls_dir/tests"
+  python3 - "$_ls_dir/shop.json" "$_ls_port" "$_ls_llm" "$RT_SOURCE_DIR" "$@" <<'PY'
+import json, sys
+p, port, llm, src = sys.argv[1:5]
+j = json.load(open(p, encoding="utf-8"))
+j["flows"]["dir"] = src + "/scripts/vitaly"
+j["http"] = {"listen": "127.0.0.1:" + port}
+j.setdefault("channels", {})["webchat"] = {"enabled": True, "rate_per_minute": 600, "burst": 50}
+j["channels"].setdefault("console", {})["enabled"] = False
+j["llm"] = {"base_url": "http://127.0.0.1:" + llm + "/v1", "api_key": "sk-it", "model": "gpt-4o-mini"}
+j.pop("tests", None)
+for kv in sys.argv[5:]:
+    path, _, value = kv.partition("=")
+    *parents, last = path.split(".")
+    node = j
+    for k in parents:
+        node = node.setdefault(k, {})
+    node[last] = json.loads(value)
+json.dump(j, open(p, "w", encoding="utf-8"), ensure_ascii=False)
+PY
+}

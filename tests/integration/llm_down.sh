@@ -21,23 +21,9 @@ PIDS="$PIDS $!"
 wait_for "$TMP/llm.port" . 10
 port=$(free_port 9)
 d="$TMP/shop"
-cp -r "$RT_SOURCE_DIR/examples/autoparts" "$d"
-rm -rf "$d/data" "$d/tests"
-python3 - "$d/shop.json" "$port" "$(cat "$TMP/llm.port")" "$RT_SOURCE_DIR" <<'PY'
-import json, sys
-p, port, llm, src = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-j = json.load(open(p, encoding="utf-8"))
-j["flows"]["dir"] = src + "/scripts/vitaly"
-j["flows"]["start"] = "retention"
-j["http"] = {"listen": "127.0.0.1:" + port}
-j.setdefault("channels", {})["webchat"] = {"enabled": True, "rate_per_minute": 600, "burst": 50}
-j["channels"].setdefault("console", {})["enabled"] = False
-j["llm"] = {"base_url": "http://127.0.0.1:" + llm + "/v1", "api_key": "sk-it", "model": "gpt-4o-mini",
-            "timeout_ms": 500, "deadline_ms": 1500, "retries": 1, "backoff_ms": 50,
-            "breaker_failures": 4, "breaker_open_ms": 1500}
-j.pop("tests", None)
-json.dump(j, open(p, "w", encoding="utf-8"), ensure_ascii=False)
-PY
+llm_shop "$d" "$port" "$(cat "$TMP/llm.port")" 'flows.start="retention"' \
+  'llm.timeout_ms=500' 'llm.deadline_ms=1500' 'llm.retries=1' 'llm.backoff_ms=50' \
+  'llm.breaker_failures=4' 'llm.breaker_open_ms=1500'
 $SHOPBOT run "$d" >"$TMP/out" 2>"$TMP/err" &
 PIDS="$PIDS $!"
 check "the bot is up" wait_for "$TMP/err" "msg=http" 10

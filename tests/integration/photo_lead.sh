@@ -20,22 +20,8 @@ PIDS="$PIDS $!"
 wait_for "$TMP/llm.port" . 10
 port=$(free_port 7)
 d="$TMP/shop"
-cp -r "$RT_SOURCE_DIR/examples/autoparts" "$d"
-rm -rf "$d/data" "$d/tests"
-python3 - "$d/shop.json" "$port" "$(cat "$TMP/llm.port")" "$RT_SOURCE_DIR" <<'PY'
-import json, sys
-p, port, llm, src = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-j = json.load(open(p, encoding="utf-8"))
-j["flows"]["dir"] = src + "/scripts/vitaly"
-j["http"] = {"listen": "127.0.0.1:" + port}
-j.setdefault("channels", {})["webchat"] = {"enabled": True, "rate_per_minute": 600, "burst": 50}
-j["channels"].setdefault("console", {})["enabled"] = False
-j["ocr"] = {"enabled": True}
-j["llm"] = {"base_url": "http://127.0.0.1:" + llm + "/v1", "api_key": "sk-it", "model": "gpt-4o-mini",
-            "price_per_1k_prompt": 0.5, "price_per_1k_completion": 1.5}
-j.pop("tests", None)
-json.dump(j, open(p, "w", encoding="utf-8"), ensure_ascii=False)
-PY
+llm_shop "$d" "$port" "$(cat "$TMP/llm.port")" 'ocr={"enabled": true}' \
+  'llm.price_per_1k_prompt=0.5' 'llm.price_per_1k_completion=1.5'
 $SHOPBOT run "$d" >"$TMP/out" 2>"$TMP/err" &
 PIDS="$PIDS $!"
 check "the bot is up" wait_for "$TMP/err" "msg=http" 10
@@ -56,17 +42,8 @@ kill $(echo $PIDS | awk '{print $NF}') 2>/dev/null
 sleep 0.5
 port2=$(free_port 8)
 d2="$TMP/shop2"
-cp -r "$RT_SOURCE_DIR/examples/autoparts" "$d2"
-rm -rf "$d2/data" "$d2/tests"
-cp "$d/shop.json" "$d2/shop.json"
-python3 - "$d2/shop.json" "$port2" <<'PY'
-import json, sys
-p, port = sys.argv[1], sys.argv[2]
-j = json.load(open(p, encoding="utf-8"))
-j["http"] = {"listen": "127.0.0.1:" + port}
-j["flows"]["start"] = "retention"
-json.dump(j, open(p, "w", encoding="utf-8"), ensure_ascii=False)
-PY
+llm_shop "$d2" "$port2" "$(cat "$TMP/llm.port")" 'ocr={"enabled": true}' \
+  'llm.price_per_1k_prompt=0.5' 'llm.price_per_1k_completion=1.5' 'flows.start="retention"'
 : >"$TMP/llm.jsonl"
 $SHOPBOT run "$d2" >"$TMP/out2" 2>"$TMP/err2" &
 PIDS="$PIDS $!"

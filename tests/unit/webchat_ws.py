@@ -32,6 +32,12 @@ check("page has a CSP", "content-security-policy" in h)
 cookie = h["set-cookie"][0].split(";")[0]
 st, h2, _ = http(port, "GET", "/", headers={"Cookie": cookie})
 check("a valid cookie is kept", "set-cookie" not in h2, h2)
+check("over plain http the cookie is SameSite=Lax", "SameSite=Lax" in h["set-cookie"][0], h)
+for proxy in ({"X-Forwarded-Proto": "https"}, {"Forwarded": "for=1.2.3.4;proto=https"}):
+    st, h3, _ = http(port, "GET", "/", headers=proxy)
+    sc = (h3.get("set-cookie") or [""])[0]
+    check("behind an https proxy (%s) the cookie can be framed: SameSite=None; Secure; "
+          "Partitioned" % list(proxy)[0], "SameSite=None; Secure; Partitioned" in sc, sc)
 st, _, js = http(port, "GET", "/chat.js")
 check("chat.js served", st == 200 and b"WebSocket" in js)
 st, _, _ = http(port, "GET", "/chat.css")
@@ -204,6 +210,19 @@ st, h, body = http(port, "GET", "/media/" + fname, headers={"Cookie": cookie})
 check("own photo shown", st == 200 and body == png and h.get("content-type") == ["image/png"], st)
 st, _, _ = http(port, "GET", "/media/" + fname, headers={"Cookie": cookie2})
 check("another visitor cannot see it", st == 404, st)
+# framed with no cookie: the token opens uploads (header) and photos (?v=)
+tok = cookie.split("=", 1)[1]
+st, _, body = http(port, "POST", "/upload", png, {"X-Shopbot-Visitor": tok})
+check("no cookie: upload with the visitor's token", st == 200 and b'"file"' in body, (st, body))
+f2 = json.loads(body)["file"] if st == 200 else "x"
+check("... kept as the token's visitor's", f2.startswith(vid + "-"), f2)
+st, _, body = http(port, "GET", "/media/%s?v=%s" % (f2, tok))
+check("no cookie: own photo shown with ?v=token", st == 200 and body == png, st)
+other_tok = cookie2.split("=", 1)[1]
+st, _, _ = http(port, "GET", "/media/%s?v=%s" % (f2, other_tok))
+check("another visitor's token cannot see it", st == 404, st)
+st, _, _ = http(port, "GET", "/media/%s?v=%s" % (f2, "0" * 32 + tok[32:]))
+check("a forged token cannot see it", st == 404, st)
 
 # a flood: rate-limited with a clear error, then the socket is closed;
 # the other visitor is unaffected

@@ -88,7 +88,10 @@
       b.appendChild(el("b", {}, "Сценарии не обновлены — работают прежние. "));
       if (e.file) {
         b.appendChild(el("span", {}, "Файл "));
-        b.appendChild(el("code", {"id": "banner-file"}, e.file));
+        // Lua names a flow file "flows/NAME.lua" whatever folder the flows
+        // are in (the example's are in scripts/vitaly): the real path
+        b.appendChild(el("code", {"id": "banner-file", "title": e.file},
+                         e.file.indexOf("flows/") === 0 && st.flows.dir ? st.flows.dir + e.file.slice(5) : e.file));
         b.appendChild(el("span", {}, ", строка "));
         b.appendChild(el("code", {"id": "banner-line"}, e.line));
         b.appendChild(el("span", {}, ": "));
@@ -326,7 +329,8 @@
   $("save").onclick = function () {
     var name = $("save-name").value.trim() || $("save-name").placeholder;
     api("/api/save", {chat: cur, name: name, overwrite: $("save-over").checked}).then(function (r) {
-      $("save-result").textContent = r.status === 200 ? "записано: " + r.body.file : "";
+      // the whole path: tests/ is the shop's folder, not the repository's
+      $("save-result").textContent = r.status === 200 ? "записано: " + r.body.path : "";
       $("save-result").className = r.status === 200 ? "pass" : "fail";
     });
   };

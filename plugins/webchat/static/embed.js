@@ -1,5 +1,5 @@
 /* embed.js -- the web chat on the shop's own site, as one script tag
- * (plugins/webchat/README.md, "On the shop's site"):
+ * (plugins/webchat/README.md, "Embedding on the shop's site"):
  *
  *   <script src="https://chat.shop.ru/embed.js" async></script>
  *
