@@ -194,21 +194,13 @@ try:
         c["s"].close()
 
     # typed in a real browser
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    try:
-        sys.path.insert(0, "/usr/lib/python3/dist-packages")
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        webdriver = None
-    if not (chromium and driver and webdriver):
-        print("webchat.typed: skipped (no chromium, chromium-driver, python3-selenium)")
+    sys.path.insert(0, "/usr/lib/python3/dist-packages")
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "browser"))
+    import browser  # noqa: E402 (the browser tests' start-up)
+    if browser.MISSING:
+        print("webchat.typed: skipped (%s)" % browser.MISSING)
     else:
-        o = webdriver.ChromeOptions()
-        o.binary_location = chromium
-        for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-            o.add_argument(a)
-        d = webdriver.Chrome(service=Service(driver), options=o)
+        d = browser.start(800, 900, skip=False)
         d.set_script_timeout(120)
         try:
             d.get("http://127.0.0.1:%d/" % port)

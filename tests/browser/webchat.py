@@ -37,7 +37,8 @@ SHOPBOT = os.environ["SHOPBOT"]
 ART = os.environ.get("ARTIFACTS") or os.path.join(os.path.dirname(SHOPBOT), "artifacts")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from browser import By, Keys, start, wait  # noqa: E402 (exits 77 with no browser)
+from browser import By, Keys, need, start, wait  # noqa: E402
+need()
 from checks import check, finish  # noqa: E402
 
 
