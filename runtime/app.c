@@ -8,7 +8,9 @@
 #include "paths.h"
 #include "reload.h"
 #include "rt.h"
+#include "stats.h"
 #include "studio.h"
+#include "tz.h"
 #include "watch.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +47,44 @@ typedef struct app {
   bool tell_reload;            /* the newest reload came from a file change */
   int closing;                 /* things still closing at shutdown */
 } app;
+
+/* The managers' /stats: what `shopbot stats` computes (tools/stats.h),
+ * since the shop's local midnight, cut to what the note shows: leads,
+ * hand-offs no manager has taken yet, and the campaigns that ran today. */
+static json_t *today_figures(void *ud, rt_store *s, int64_t now) {
+  rt_config *cfg = ud;
+  int64_t mid = rt_tz_local_midnight(rt_config_str(cfg, "timezone", RT_TZ_DEFAULT), now / 1000);
+  json_t *st = NULL;
+  char *err = NULL;
+  if (rt_stats_collect(s, mid > 0 ? mid * 1000 : 0, &st, &err) != RT_OK) {
+    rt_log(RT_LOG_WARN, "stats-failed", "err=%s", err ? err : "-");
+    free(err);
+    return NULL;
+  }
+  json_int_t leads = 0;
+  const char *k;
+  json_t *v;
+  json_object_foreach(json_object_get(st, "flows"), k, v)
+    leads += json_integer_value(json_object_get(v, "leads"));
+  json_t *camps = json_array();
+  json_object_foreach(json_object_get(st, "campaigns"), k, v) {
+    json_int_t contacted = json_integer_value(json_object_get(v, "contacted"));
+    json_int_t cleads = json_integer_value(json_object_get(v, "leads"));
+    if (!contacted && !cleads) continue;
+    json_t *outc = json_object();
+    const char *ok;
+    json_t *ov;
+    json_object_foreach(json_object_get(v, "outcomes"), ok, ov)
+      json_object_set_new(outc, ok, json_integer(json_integer_value(json_object_get(ov, "count"))));
+    json_array_append_new(camps, json_pack("{s:s, s:I, s:I, s:o}", "name", k, "contacted",
+                                           contacted, "leads", cleads, "outcomes", outc));
+  }
+  int64_t waiting = rt_store_convs_in_mode(s, "handoff");
+  json_t *out = json_pack("{s:I, s:I, s:o}", "leads", leads, "waiting",
+                          (json_int_t)(waiting > 0 ? waiting : 0), "campaigns", camps);
+  json_decref(st);
+  return out;
+}
 
 static void app_stop(app *a);
 
@@ -514,7 +554,8 @@ int rt_app_run(const rt_app_opts *o) {
   size_t npv = 0;
   rt_provider *const *pvs = rt_plugin_host_providers(a.plugins, &npv);
   rt_engine_opts eo = {.loop = &a.loop, .cfg = a.cfg, .http = rt_plugin_host_http(a.plugins),
-                       .providers = pvs, .nproviders = npv};
+                       .providers = pvs, .nproviders = npv, .figures = today_figures,
+                       .figures_ud = a.cfg};
   if (o->studio) {
     /* Test mode: a virtual clock the page moves (from now, to the
      * minute, as a saved transcript's clock: lines read it), no fsync. */

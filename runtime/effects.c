@@ -3,6 +3,7 @@
 #include "inbox.h"
 #include "lconv.h"
 #include "log.h"
+#include "utf8.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -350,6 +351,61 @@ static int add_payload(rt_effects *fx, rt_turn *t, const char *channel, const ch
   return rc == 1 ? RT_OK : rc;
 }
 
+/* A note's text in the persona's words (rt_bundle_note), else the bare
+ * fact given. Owned, valid UTF-8. */
+static char *note_text(rt_turn *t, const char *kind, rt_note_facts *f, const char *fallback) {
+  char *chat = rt_xasprintf("%s:%s", t->conv.channel, t->conv.chat_id);
+  f->chat = chat;
+  char *text = t->bundle ? rt_bundle_note(t->bundle, kind, f) : NULL;
+  free(chat);
+  if (!text) text = rt_xstrdup(fallback ? fallback : kind);
+  size_t n;
+  char *clean = rt_utf8_clean(text, strlen(text), &n);
+  free(text);
+  return clean;
+}
+
+/* Another manager answered (or sent /bot to) a chat a manager owns:
+ * nothing reaches the customer, the chat stays with its owner, and the
+ * group hears who has it (as a reply to the card). */
+static int tell_owned(rt_effects *fx, rt_turn *t, const char *owner, int64_t now) {
+  json_t *ev = t->event;
+  const char *by = jstr(ev, "by") ? jstr(ev, "by") : jstr(ev, "user") ? jstr(ev, "user") : "?";
+  bool release = strcmp(jstr(ev, "text"), "release") == 0;
+  char *note = note_text(t, "owned", &(rt_note_facts){.who = by, .owner = owner,
+                                                      .what = release ? "release" : "say"},
+                         owner);
+  json_t *m = json_pack("{s:s, s:s}", "text", note, "about", t->conv.chat_id);
+  int rc = add_payload(fx, t, fx->mgr_channel, fx->mgr_chat, m, 0, now);
+  json_decref(m);
+  free(note);
+  if (rc == RT_OK) {
+    json_t *d = json_pack("{s:s, s:s}", "by", by, "owner", owner);
+    char *dj = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
+    rc = rt_store_event_add(fx->o.store, now, t->conv.id, NULL, NULL, "take_refused", dj);
+    free(dj);
+    json_decref(d);
+  }
+  rt_log(RT_LOG_INFO, "manager-refused", "conv=%lld what=%s", (long long)t->conv.id,
+         release ? "release" : "say");
+  return rc;
+}
+
+/* /stats in the managers' chat: today's figures, in the persona's words,
+ * back to that chat. */
+static int tell_stats(rt_effects *fx, rt_turn *t, int64_t now) {
+  json_t *fig = fx->o.figures ? fx->o.figures(fx->o.figures_ud, fx->o.store, now) : NULL;
+  char *plain = fig ? json_dumps(fig, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  char *note = note_text(t, "stats", &(rt_note_facts){.figures = fig}, plain ? plain : "-");
+  json_t *m = json_pack("{s:s}", "text", note);
+  int rc = add_payload(fx, t, fx->mgr_channel, fx->mgr_chat, m, 0, now);
+  json_decref(m);
+  free(note);
+  free(plain);
+  json_decref(fig);
+  return rc;
+}
+
 static int cross_managers(rt_effects *fx, rt_turn *t, const char *mode_before, int64_t now) {
   json_t *ev = t->event;
   const char *kind = jstr(ev, "kind");
@@ -364,7 +420,8 @@ static int cross_managers(rt_effects *fx, rt_turn *t, const char *mode_before, i
     rc = add_payload(fx, t, t->conv.channel, t->conv.chat_id, m, 0, now);
     json_decref(m);
     if (rc == RT_OK && strcmp(mode_before, "manager") != 0) {
-      char *note = rt_xasprintf("Чат взял(а) %s.", jstr(ev, "by") ? jstr(ev, "by") : "менеджер");
+      const char *by = jstr(ev, "by") ? jstr(ev, "by") : jstr(ev, "user") ? jstr(ev, "user") : "?";
+      char *note = note_text(t, "taken", &(rt_note_facts){.who = by}, by);
       m = json_pack("{s:s, s:s}", "text", note, "about", t->conv.chat_id);
       rc = add_payload(fx, t, fx->mgr_channel, fx->mgr_chat, m, 1, now);
       json_decref(m);
@@ -433,9 +490,23 @@ int rt_effects_apply(rt_effects *fx, rt_turn *t, int64_t now) {
   else if (t->status == RT_TURN_QUARANTINED) rc = apply_quarantine(fx, t, now);
   else {
     char *mode_before = rt_xstrdup(t->conv.mode ? t->conv.mode : "bot");
-    rc = rt_handoff_apply(fx->o.handoff, &t->conv, t->event, now);
-    if (rc == RT_OK) rc = cross_managers(fx, t, mode_before, now);
+    const char *owner = rt_handoff_owned_by(&t->conv, t->event);
+    const char *kind = jstr(t->event, "kind"), *text = jstr(t->event, "text");
+    if (owner) {
+      rc = tell_owned(fx, t, owner, now);
+    } else if (kind && strcmp(kind, "manager") == 0 && text && strcmp(text, "stats") == 0) {
+      rc = tell_stats(fx, t, now);
+    } else {
+      rc = rt_handoff_apply(fx->o.handoff, &t->conv, t->event, now);
+      if (rc == RT_OK) rc = cross_managers(fx, t, mode_before, now);
+    }
     free(mode_before);
+  }
+  /* Only a chat a manager has has an owner: a flow's c:release(), a failed
+   * step's hand-off or the silence end it. */
+  if (!t->conv.mode || strcmp(t->conv.mode, "manager") != 0) {
+    free_set(&t->conv.owner, NULL);
+    free_set(&t->conv.owner_name, NULL);
   }
   if (rc == RT_OK && t->status != RT_TURN_QUARANTINED) rc = event_facts(fx, t, now);
   if (rc == RT_OK) rc = rt_store_conv_save(s, &t->conv, now);

@@ -15,8 +15,16 @@
 
 typedef struct rt_effects rt_effects;
 
+/* Today's figures for the managers' /stats (a new JSON object, NULL on a
+ * store error): {"leads": n, "waiting": n, "campaigns": [{"name", "contacted",
+ * "leads", "outcomes": {...}}]}. The app computes them as `shopbot stats`
+ * does (tools/stats.h), since the shop's local midnight. */
+typedef json_t *(*rt_figures_fn)(void *ud, rt_store *s, int64_t now);
+
 typedef struct {
   rt_store *store;
+  rt_figures_fn figures;           /* NULL: /stats answers with no figures */
+  void *figures_ud;
   rt_handoff *handoff;
   const char *start_flow;          /* copied */
   const char *mgr_channel, *mgr_chat;   /* where notes to the managers go; copied */

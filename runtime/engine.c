@@ -556,6 +556,7 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
                                                                        : "managers");
   e->effects = rt_effects_new(&(rt_effects_opts){
       .store = e->store, .handoff = e->handoff, .start_flow = e->start_flow,
+      .figures = o->figures, .figures_ud = o->figures_ud,
       .mgr_channel = rt_config_str(c, "managers.channel", "console"), .mgr_chat = mgr_chat,
       .wakeups_per_step = cfg_int(c, "limits.wakeups_per_step", 10, 1, 1000000),
       .wakeups_pending = cfg_int(c, "limits.wakeups_pending", 1000, 1, INT64_C(1) << 40),

@@ -39,6 +39,10 @@ typedef struct {
    * each is the Lua module of its name. */
   struct rt_provider *const *providers;
   size_t nproviders;
+  /* Today's figures for the managers' /stats (effects.h rt_figures_fn);
+   * NULL: /stats answers without them. */
+  json_t *(*figures)(void *ud, rt_store *s, int64_t now);
+  void *figures_ud;
 } rt_engine_opts;
 
 typedef struct rt_engine rt_engine;

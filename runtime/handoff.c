@@ -60,8 +60,20 @@ int rt_handoff_hold(rt_handoff *h, int64_t conv_id, int64_t now) {
 
 static void back_to_bot(rt_conv_row *c) {
   free_set(&c->mode, "bot");
+  free_set(&c->owner, NULL);
+  free_set(&c->owner_name, NULL);
   free_set(&c->flow, NULL);
   free_set(&c->step, NULL);
+}
+
+const char *rt_handoff_owned_by(const rt_conv_row *c, json_t *event) {
+  const char *kind = jstr(event, "kind"), *text = jstr(event, "text");
+  const char *user = jstr(event, "user");
+  if (!kind || strcmp(kind, "manager") != 0 || !text || !c->owner) return NULL;
+  if (strcmp(text, "take") != 0 && strcmp(text, "release") != 0) return NULL;
+  if (!c->mode || strcmp(c->mode, "manager") != 0) return NULL;
+  if (user && strcmp(user, c->owner) == 0) return NULL;
+  return c->owner_name ? c->owner_name : c->owner;
 }
 
 int rt_handoff_apply(rt_handoff *h, rt_conv_row *c, json_t *event, int64_t now) {
@@ -78,6 +90,11 @@ int rt_handoff_apply(rt_handoff *h, rt_conv_row *c, json_t *event, int64_t now) 
                                                "{\"by\":\"manager\"}");
     } else if (text && strcmp(text, "take") == 0) {
       free_set(&c->mode, "manager");
+      /* The first manager to answer owns the chat (rt_handoff_owned_by). */
+      if (!c->owner && jstr(event, "user")) {
+        free_set(&c->owner, jstr(event, "user"));
+        free_set(&c->owner_name, jstr(event, "by") ? jstr(event, "by") : jstr(event, "user"));
+      }
       rc = rt_handoff_hold(h, c->id, now);
       if (rc == RT_OK) rc = rt_store_event_add(s, now, c->id, NULL, NULL, "taken", "{}");
     }

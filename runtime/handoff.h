@@ -35,6 +35,11 @@ bool rt_handoff_bot_runs(const rt_conv_row *c, const char *kind, const char *wak
  * messages while a manager has the chat), applied to c and the store in
  * the open transaction. */
 int rt_handoff_apply(rt_handoff *h, rt_conv_row *c, json_t *event, int64_t now);
+/* The chat's owner's name when event is another manager's answer or /bot
+ * to a chat a manager owns: the first manager to answer owns it until it
+ * goes back to the bot (their /bot, handoff.release_after's silence, a
+ * reset), and only they may answer or give it back. NULL otherwise. */
+const char *rt_handoff_owned_by(const rt_conv_row *c, json_t *event);
 /* (Re)arms the silence timer that gives the chat back to the bot. */
 int rt_handoff_hold(rt_handoff *h, int64_t conv_id, int64_t now);
 /* The chat goes to a manager because the bot stopped (a failed step, a

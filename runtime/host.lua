@@ -415,6 +415,8 @@ end
 -- `notes` (their lib/, else scripts/lib), function stopped(facts). If that
 -- cannot build a text (no module, an error), a plain line still tells the
 -- managers which chat to answer. facts: chat, flow, step, where, msg.
+-- Other kinds (taken, owned, stats: see scripts/lib/notes.lua) have no
+-- plain line here: the host falls back to their bare facts.
 local function note(kind, facts)
   local ok, text = pcall(function()
     local m = base.require("notes")
@@ -423,6 +425,7 @@ local function note(kind, facts)
     return nil
   end)
   if ok and type(text) == "string" and text ~= "" then return text end
+  if kind ~= "stopped" then return nil end
   return "Бот остановился в чате " .. tostring(facts.chat) .. ": " .. tostring(facts.msg)
 end
 

@@ -586,13 +586,17 @@ char *rt_bundle_note(rt_bundle *b, const char *kind, const rt_note_facts *f) {
   lua_getfield(L, -1, "note");
   lua_remove(L, -2);
   lua_pushstring(L, kind);
-  lua_createtable(L, 0, 5);
-  const char *keys[] = {"chat", "flow", "step", "where", "msg"};
-  const char *vals[] = {f->chat, f->flow, f->step, f->where, f->msg};
-  for (size_t i = 0; i < 5; i++) {
+  lua_createtable(L, 0, 9);
+  const char *keys[] = {"chat", "flow", "step", "where", "msg", "who", "owner", "what"};
+  const char *vals[] = {f->chat, f->flow, f->step, f->where, f->msg, f->who, f->owner, f->what};
+  for (size_t i = 0; i < RT_ARRAY_LEN(keys); i++) {
     if (!vals[i]) continue;
     lua_pushstring(L, vals[i]);
     lua_setfield(L, -2, keys[i]);
+  }
+  if (f->figures) {
+    rt_lconv_push_tree(L, f->figures);
+    lua_setfield(L, -2, "figures");
   }
   /* Flow code runs here (the persona's notes module): the load budget and
    * the memory cap hold it, as at load. */

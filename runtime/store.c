@@ -28,7 +28,7 @@ enum {
 };
 
 #define CONV_COLS "id, channel, chat_id, user_id, phone, flow, step, state, mode, " \
-                  "last_error, rev, created_at, updated_at, last_in_at"
+                  "last_error, rev, created_at, updated_at, last_in_at, owner, owner_name"
 
 static const char *stmt_sql[S_COUNT] = {
   [S_INBOX_ADD] = "INSERT INTO inbox (channel, ext_id, chat_id, kind, payload, received_at) "
@@ -51,7 +51,7 @@ static const char *stmt_sql[S_COUNT] = {
                     "VALUES (?1, ?2, ?3, ?3) ON CONFLICT DO NOTHING",
   [S_CONV_SAVE] = "UPDATE conversations SET flow = ?2, step = ?3, state = ?4, mode = ?5, "
                   "phone = COALESCE(?6, phone), user_id = ?7, last_in_at = ?8, last_error = ?9, "
-                  "rev = rev + 1, updated_at = ?10 WHERE id = ?1",
+                  "rev = rev + 1, updated_at = ?10, owner = ?11, owner_name = ?12 WHERE id = ?1",
   [S_OUT_ADD] = "INSERT INTO outbox (conv_id, channel, chat_id, idem_key, kind, payload, "
                 "next_try_at, created_at, priority) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8) "
                 "ON CONFLICT (idem_key) DO NOTHING",
@@ -696,6 +696,7 @@ int rt_store_meta_set(rt_store *s, const char *key, const char *value) {
 void rt_conv_row_clear(rt_conv_row *r) {
   free(r->channel); free(r->chat_id); free(r->user_id); free(r->phone);
   free(r->flow); free(r->step); free(r->state); free(r->mode); free(r->last_error);
+  free(r->owner); free(r->owner_name);
   memset(r, 0, sizeof *r);
 }
 
@@ -714,6 +715,8 @@ static void conv_from(sqlite3_stmt *st, rt_conv_row *r) {
   r->created_at = sqlite3_column_int64(st, 11);
   r->updated_at = sqlite3_column_int64(st, 12);
   r->last_in_at = sqlite3_column_int64(st, 13);
+  r->owner = col_dup(st, 14);
+  r->owner_name = col_dup(st, 15);
 }
 
 static int conv_query(rt_store *s, sqlite3_stmt *st, rt_conv_row *out) {
@@ -761,6 +764,19 @@ int rt_store_conv_by_id(rt_store *s, int64_t id, rt_conv_row *out) {
   return conv_query(s, st, out);
 }
 
+bool rt_store_in_txn(rt_store *s) { return !sqlite3_get_autocommit(s->db); }
+
+int64_t rt_store_convs_in_mode(rt_store *s, const char *mode) {
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(s->db, "SELECT COUNT(*) FROM conversations WHERE mode = ?1", -1, &st,
+                         NULL) != SQLITE_OK)
+    return -1;
+  bind_text(st, 1, mode);
+  int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+  sqlite3_finalize(st);
+  return n;
+}
+
 int rt_store_conv_save(rt_store *s, rt_conv_row *r, int64_t now) {
   sqlite3_stmt *st = s->st[S_CONV_SAVE];
   sqlite3_bind_int64(st, 1, r->id);
@@ -774,6 +790,8 @@ int rt_store_conv_save(rt_store *s, rt_conv_row *r, int64_t now) {
   else sqlite3_bind_null(st, 8);
   bind_text(st, 9, r->last_error);
   sqlite3_bind_int64(st, 10, now);
+  bind_text(st, 11, r->owner);
+  bind_text(st, 12, r->owner_name);
   int rc = run(s, st);
   if (rc == RT_OK) {
     r->rev++;

@@ -44,6 +44,8 @@ int rt_store_commit(rt_store *s);
 void rt_store_rollback(rt_store *s);
 /* Runs a statement with no results (used by tests and tools). */
 int rt_store_exec(rt_store *s, const char *sql);
+/* True inside a transaction (rt_store_begin's, or a tool's read). */
+bool rt_store_in_txn(rt_store *s);
 /* Gives the page cache's unused pages back to the allocator (the bot calls
  * it once a burst is over; the pages are read again when needed). */
 void rt_store_release_memory(rt_store *s);
@@ -96,11 +98,16 @@ int rt_store_chat_history(rt_store *s, const char *channel, const char *chat_id,
 int rt_store_meta_get(rt_store *s, const char *key, char **value);
 int rt_store_meta_set(rt_store *s, const char *key, const char *value);
 
+/* Conversations in a mode now (e.g. "handoff": hand-offs no manager has
+ * taken yet); -1 on a store error. */
+int64_t rt_store_convs_in_mode(rt_store *s, const char *mode);
+
 /* ---- conversations ---- */
 typedef struct {
   int64_t id;
   char *channel, *chat_id, *user_id, *phone, *flow, *step, *state, *mode, *last_error;
   int64_t rev, created_at, updated_at, last_in_at;
+  char *owner, *owner_name;  /* the manager who has the chat (mode manager), or NULL */
 } rt_conv_row;
 void rt_conv_row_clear(rt_conv_row *r);
 /* Loads the conversation of a chat, creating it when create is set.

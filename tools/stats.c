@@ -251,13 +251,16 @@ int rt_stats_collect(rt_store *s, int64_t since_ms, json_t **out, char **err) {
   json_object_set_new(root, "flows", flows);
   campaign_obj(camps, "retention");
   campaign_obj(camps, "gifts");
-  /* One read transaction: the figures describe one moment. */
-  rt_store_read_begin(s);
+  /* One read transaction: the figures describe one moment. Inside the
+   * bot's own write transaction (the managers' /stats) that one already
+   * holds the moment, and is not ours to end. */
+  bool own = !rt_store_in_txn(s);
+  if (own) rt_store_read_begin(s);
   int rc = collect_campaigns(&q, since_ms, camps);
   if (rc == RT_OK) rc = collect_flows(&q, since_ms, flows);
   if (rc == RT_OK) rc = collect_events(&q, since_ms, root);
   if (rc == RT_OK) rc = collect_llm(&q, since_ms, root);
-  rt_store_read_end(s);
+  if (own) rt_store_read_end(s);
   if (rc != RT_OK) {
     json_decref(root);
     return rc;

@@ -1169,6 +1169,12 @@ static void job_add(tg *t, json_t *upd, tg_batch *b, rt_httpd_req *req) {
 
 /* ---- the managers' group ---- */
 
+/* "/cmd", "/cmd args" or "/cmd@bot". */
+static bool is_command(const char *text, const char *cmd) {
+  size_t n = strlen(cmd);
+  return strncmp(text, cmd, n) == 0 && (text[n] == '\0' || text[n] == ' ' || text[n] == '@');
+}
+
 static void managers_message(tg_job *j, json_t *msg) {
   tg *t = j->t;
   json_t *from = json_object_get(msg, "from");
@@ -1186,6 +1192,20 @@ static void managers_message(tg_job *j, json_t *msg) {
     cust = t->env->kv_get(t->env->host, t->env->name, key);
     customer = cust;
   }
+  if (!customer && text && is_command(text, "/stats")) {
+    /* Today's figures, for the group itself (no customer's chat). */
+    int64_t uid = 0, mid = 0;
+    jint(from, "id", &uid);
+    jint(msg, "message_id", &mid);
+    snprintf(j->user, sizeof j->user, "%lld", (long long)uid);
+    j->name = display_name(from);
+    j->ev.kind = "manager";
+    set_text(j, "stats");
+    json_object_set_new(j->extra, "by", json_string(j->name ? j->name : j->user));
+    json_object_set_new(j->extra, "message_id", json_integer(mid));
+    job_emit(j);
+    return;
+  }
   if (!customer || !text) {
     /* Nothing to relay: only replies to the bot's cards reach customers. */
     free(cust);
@@ -1202,7 +1222,7 @@ static void managers_message(tg_job *j, json_t *msg) {
   j->ev.kind = "manager";
   /* /bot gives the chat back to the bot; anything else is said to the
    * customer and takes the chat. */
-  if (strncmp(text, "/bot", 4) == 0 && (text[4] == '\0' || text[4] == ' ' || text[4] == '@')) {
+  if (is_command(text, "/bot")) {
     set_text(j, "release");
   } else {
     set_text(j, "take");

@@ -681,6 +681,101 @@ def case_card_photos():
         e.stop()
 
 
+def case_owner():
+    """The first manager to answer owns the chat: a second manager's answer
+    and /bot are refused (the group hears who has it, the customer hears
+    nothing), also after a restart; the owner's /bot gives it back."""
+    e = Env("owner")
+    try:
+        with e.fake.cv:
+            e.fake.groups[-4001] = {"type": "supergroup", "title": "Менеджеры"}
+        e.start()
+        e.push(chat_id=7201, text="/start", first_name="Пётр")
+        wait(replied(e, 7201, 1))
+        e.push(chat_id=7201, text="менеджер", first_name="Пётр")
+        wait(lambda: group_sent(e), 10)
+        card = group_sent(e)[0]["message_id"]
+        e.push(chat_id=-4001, user_id=90001, first_name="Ольга", text="Это Ольга", reply_to=card)
+        check("the first manager's answer reaches the customer",
+              wait(lambda: "Это Ольга" in e.texts(7201), 10))
+        n = len(group_sent(e))
+        e.push(chat_id=-4001, user_id=90002, first_name="Игорь", text="Это Игорь", reply_to=card)
+
+        def told(after, *words):
+            return lambda: [x for x in group_sent(e)[after:]
+                            if all(w in (x.get("text") or "") for w in words)]
+        check("a second manager's answer: the group hears who owns the chat",
+              wait(told(n, "Игорь", "ведёт", "Ольга"), 10), [x.get("text") for x in group_sent(e)[n:]])
+        check("... as a reply to the card", (told(n, "Игорь", "ведёт")() or [{}])[0].get(
+            "reply_parameters", {}).get("message_id") == card)
+        check("... and the customer does not get it", "Это Игорь" not in e.texts(7201))
+        n = len(group_sent(e))
+        e.push(chat_id=-4001, user_id=90002, first_name="Игорь", text="/bot", reply_to=card)
+        check("a second manager's /bot is refused too", wait(told(n, "Игорь", "Ольга"), 10))
+        with e.db() as db:
+            owner = db.execute("SELECT mode, owner, owner_name FROM conversations "
+                               "WHERE channel='telegram' AND chat_id='7201'").fetchone()
+        check("... the chat stays with its owner: %s" % (owner,), owner == ("manager", "90001", "Ольга"))
+        e.proc.send_signal(signal.SIGTERM)
+        e.proc.wait(10)
+        e.start()
+        n = len(group_sent(e))
+        e.push(chat_id=-4001, user_id=90002, first_name="Игорь", text="После рестарта", reply_to=card)
+        check("ownership survives a restart", wait(told(n, "Игорь", "Ольга"), 10) and
+              "После рестарта" not in e.texts(7201))
+        e.push(chat_id=-4001, user_id=90001, first_name="Ольга", text="Ещё вопрос?", reply_to=card)
+        check("... the owner still answers", wait(lambda: "Ещё вопрос?" in e.texts(7201), 10))
+        e.push(chat_id=-4001, user_id=90001, first_name="Ольга", text="/bot", reply_to=card)
+
+        def conv():
+            with e.db() as db:
+                return db.execute("SELECT mode, owner FROM conversations "
+                                  "WHERE channel='telegram' AND chat_id='7201'").fetchone()
+        check("the owner's /bot gives the chat back and clears the owner",
+              wait(lambda: conv() == ("bot", None), 10), conv())
+        e.push(chat_id=-4001, user_id=90002, first_name="Игорь", text="Теперь я", reply_to=card)
+        check("... then another manager may take it",
+              wait(lambda: "Теперь я" in e.texts(7201), 10))
+    finally:
+        e.stop()
+
+
+def case_stats():
+    """/stats in the managers' group: today's leads, the hand-offs waiting,
+    the campaigns' outcomes, in the notes' words."""
+    e = Env("stats")
+    try:
+        with e.fake.cv:
+            e.fake.groups[-4001] = {"type": "supergroup", "title": "Менеджеры"}
+        e.start()
+        e.push(chat_id=7301, text="/start")
+        wait(replied(e, 7301, 1))
+        e.push(chat_id=7301, text="рассылка")
+        wait(replied(e, 7301, 2))
+        e.push(chat_id=7301, text="заявка")
+        wait(replied(e, 7301, 3))
+        e.push(chat_id=7302, text="/start")
+        wait(replied(e, 7302, 1))
+        e.push(chat_id=7302, text="заявка")
+        wait(replied(e, 7302, 2))
+        e.push(chat_id=-4001, user_id=90001, first_name="Ольга", text="Беру", reply_to=group_sent(e)[0]["message_id"])
+        wait(lambda: "Беру" in e.texts(7301), 10)
+        n = len(group_sent(e))
+        e.push(chat_id=-4001, user_id=90001, first_name="Ольга", text="/stats@shop_bot")
+
+        def answer():
+            return [x.get("text") for x in group_sent(e)[n:] if "Сегодня" in (x.get("text") or "")]
+        check("/stats answers in the group", wait(answer, 10), [x.get("text") for x in group_sent(e)[n:]])
+        a = (answer() or [""])[0]
+        check("... today's leads: 2", "заявок — 2" in a, a)
+        check("... hand-offs waiting: 1 (the other one is taken)", "ждут менеджера — 1 " in a, a)
+        check("... the campaign's outcomes", "«retention»: написали 1" in a and "нужны запчасти 1" in a, a)
+        check("... and no customer heard of it", not any("Сегодня" in (t or "") for t in
+                                                         e.texts(7301) + e.texts(7302)))
+    finally:
+        e.stop()
+
+
 def run_tool(e, *args):
     r = subprocess.run([SHOPBOT] + list(args), capture_output=True, text=True, timeout=60)
     return r.returncode, r.stdout, r.stderr
@@ -796,7 +891,7 @@ def case_campaign():
 
 CASES = [case_dialog, case_inline, case_split_crash, case_prune, case_album, case_storm_and_limits, case_kill9, case_blocked_and_errors,
          case_webhook, case_conflict_unauthorized, case_migration, case_managers,
-         case_card_photos]
+         case_card_photos, case_owner, case_stats]
 
 
 # Run only when named (tests/integration/telegram_campaign.sh): a campaign of

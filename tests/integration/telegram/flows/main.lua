@@ -62,10 +62,18 @@ return flow "main" {
     end
     if t == "заявка" then
       -- карточка, за ней фото клиента; через 2 с напоминание (ответом на карточку)
+      c:lead({ name = c.name })
       c:notify("Заявка от " .. tostring(c.name), { photos = c.slots.photos })
       c:handoff("lead")
       c:wake("2s", "remind")
       c:say("Заявка передана")
+      return
+    end
+    if t == "рассылка" then
+      -- как будто клиенту написала рассылка и он ответил «нужны запчасти»
+      c:record("contacted", { campaign = "retention" })
+      c:record("outcome", { campaign = "retention", outcome = "need" })
+      c:say("учтено")
       return
     end
     if t == "медленно" then
