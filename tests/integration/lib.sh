@@ -88,6 +88,17 @@ stop_bot() {
   STOP_RC=$?
 }
 
+# fake_llm RULES: tests/fakes/fake_openai.py on a port of its own, answering
+# from the rules file RULES and logging each request to $TMP/llm.jsonl;
+# returns once it listens, with its port in LLM_PORT.
+fake_llm() {
+  python3 "$RT_SOURCE_DIR/tests/fakes/fake_openai.py" --script "$1" \
+    --port-file "$TMP/llm.port" --log "$TMP/llm.jsonl" --max-seconds 170 >/dev/null &
+  PIDS="$PIDS $!"
+  wait_for "$TMP/llm.port" . 10
+  LLM_PORT=$(cat "$TMP/llm.port")
+}
+
 # llm_shop DIR PORT LLM_PORT [PATH=JSON...]: DIR becomes a copy of
 # examples/autoparts with the persona's flows (scripts/vitaly), no data and
 # no tests, the web chat on 127.0.0.1:PORT (console off, a rate no test

@@ -15,13 +15,10 @@ cat > "$TMP/rules.json" <<'JSON'
  {"when": {"schema": "retention_reply", "user": "посоветовал"},
   "json": {"intent": "need", "when": null, "parts": []}}]
 JSON
-python3 "$RT_SOURCE_DIR/tests/fakes/fake_openai.py" --script "$TMP/rules.json" \
-  --port-file "$TMP/llm.port" --log "$TMP/llm.jsonl" --max-seconds 170 >/dev/null &
-PIDS="$PIDS $!"
-wait_for "$TMP/llm.port" . 10
+fake_llm "$TMP/rules.json"
 port=$(free_port 9)
 d="$TMP/shop"
-llm_shop "$d" "$port" "$(cat "$TMP/llm.port")" 'flows.start="retention"' \
+llm_shop "$d" "$port" "$LLM_PORT" 'flows.start="retention"' \
   'llm.timeout_ms=500' 'llm.deadline_ms=1500' 'llm.retries=1' 'llm.backoff_ms=50' \
   'llm.breaker_failures=4' 'llm.breaker_open_ms=1500'
 $SHOPBOT run "$d" >"$TMP/out" 2>"$TMP/err" &

@@ -15,14 +15,11 @@ cat > "$TMP/rules.json" <<JSON
 [{"when": {"schema": "retention_reply", "user": "посоветовал"}, "delay_ms": ${DELAY}000,
   "json": {"intent": "need", "when": null, "parts": []}}]
 JSON
-python3 "$RT_SOURCE_DIR/tests/fakes/fake_openai.py" --script "$TMP/rules.json" \
-  --port-file "$TMP/llm.port" --log "$TMP/llm.jsonl" --max-seconds 170 >/dev/null &
-PIDS="$PIDS $!"
-wait_for "$TMP/llm.port" . 10
+fake_llm "$TMP/rules.json"
 d="$TMP/shop"
 # every chat a socket, and room for the bot's own requests to the model;
 # one attempt each, well inside its time: the figures are of waiting calls
-llm_shop "$d" 0 "$(cat "$TMP/llm.port")" 'flows.start="retention"' \
+llm_shop "$d" 0 "$LLM_PORT" 'flows.start="retention"' \
   "http.max_connections=$((SLOW + 2 * FAST + 200))" "llm.max_in_flight=$((SLOW + 100))" \
   "llm.timeout_ms=$(((DELAY + 30) * 1000))" "llm.deadline_ms=$(((DELAY + 60) * 1000))" 'llm.retries=0'
 $SHOPBOT run "$d" >"$TMP/out" 2>"$TMP/err" &

@@ -14,13 +14,10 @@ cat > "$TMP/rules.json" <<'JSON'
  {"when": {"schema": "retention_reply", "user": "^хм$"},
   "json": {"intent": "maybe", "when": null, "parts": []}}]
 JSON
-python3 "$RT_SOURCE_DIR/tests/fakes/fake_openai.py" --script "$TMP/rules.json" \
-  --port-file "$TMP/llm.port" --log "$TMP/llm.jsonl" --max-seconds 170 >/dev/null &
-PIDS="$PIDS $!"
-wait_for "$TMP/llm.port" . 10
+fake_llm "$TMP/rules.json"
 port=$(free_port 7)
 d="$TMP/shop"
-llm_shop "$d" "$port" "$(cat "$TMP/llm.port")" 'ocr={"enabled": true}' \
+llm_shop "$d" "$port" "$LLM_PORT" 'ocr={"enabled": true}' \
   'llm.price_per_1k_prompt=0.5' 'llm.price_per_1k_completion=1.5'
 $SHOPBOT run "$d" >"$TMP/out" 2>"$TMP/err" &
 bot=$!
@@ -44,7 +41,7 @@ check "SIGTERM: a clean exit after OCR and the LLM (with the sanitizers: nothing
   sh -c "[ $rc -eq 0 ] && ! grep -q Sanitizer '$TMP/err'"
 port2=$(free_port 8)
 d2="$TMP/shop2"
-llm_shop "$d2" "$port2" "$(cat "$TMP/llm.port")" 'ocr={"enabled": true}' \
+llm_shop "$d2" "$port2" "$LLM_PORT" 'ocr={"enabled": true}' \
   'llm.price_per_1k_prompt=0.5' 'llm.price_per_1k_completion=1.5' 'flows.start="retention"'
 : >"$TMP/llm.jsonl"
 $SHOPBOT run "$d2" >"$TMP/out2" 2>"$TMP/err2" &
