@@ -524,6 +524,14 @@ def case_conflict_unauthorized():
         e.stop()
 
 
+def start_with_managers(e):
+    """Starts the bot with the managers' group (-4001, as the Env's shop.json
+    names it) known to the fake as a supergroup."""
+    with e.fake.cv:
+        e.fake.groups[-4001] = {"type": "supergroup", "title": "Менеджеры"}
+    e.start()
+
+
 def case_migration():
     e = Env("migrate")
     try:
@@ -563,9 +571,7 @@ def case_managers():
     contact links the address, a block marks it."""
     e = Env("managers")
     try:
-        with e.fake.cv:
-            e.fake.groups[-4001] = {"type": "supergroup", "title": "Менеджеры"}
-        e.start()
+        start_with_managers(e)
         e.push(chat_id=7001, text="/start", first_name="Пётр")
         wait(replied(e, 7001, 1))
         e.push(chat_id=7001, text="менеджер", first_name="Пётр")
@@ -639,9 +645,7 @@ def case_card_photos():
     has the chat is relayed under the card too."""
     e = Env("card_photos")
     try:
-        with e.fake.cv:
-            e.fake.groups[-4001] = {"type": "supergroup", "title": "Менеджеры"}
-        e.start()
+        start_with_managers(e)
         e.push(chat_id=7101, text="/start", first_name="Анна")
         wait(replied(e, 7101, 1))
         f1 = push_photo(e, 7101, "для заявки", "Анна")
@@ -687,9 +691,7 @@ def case_owner():
     nothing), also after a restart; the owner's /bot gives it back."""
     e = Env("owner")
     try:
-        with e.fake.cv:
-            e.fake.groups[-4001] = {"type": "supergroup", "title": "Менеджеры"}
-        e.start()
+        start_with_managers(e)
         e.push(chat_id=7201, text="/start", first_name="Пётр")
         wait(replied(e, 7201, 1))
         e.push(chat_id=7201, text="менеджер", first_name="Пётр")
@@ -745,9 +747,7 @@ def case_stats():
     the campaigns' outcomes, in the notes' words."""
     e = Env("stats")
     try:
-        with e.fake.cv:
-            e.fake.groups[-4001] = {"type": "supergroup", "title": "Менеджеры"}
-        e.start()
+        start_with_managers(e)
         e.push(chat_id=7301, text="/start")
         wait(replied(e, 7301, 1))
         e.push(chat_id=7301, text="рассылка")
