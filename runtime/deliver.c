@@ -1,5 +1,6 @@
 /* deliver.c -- see deliver.h. */
 #include "deliver.h"
+#include "lconv.h"
 #include "log.h"
 #include "map.h"
 #include "rt.h"
@@ -251,19 +252,6 @@ typedef struct {
   rt_out_msg m;
 } parsed;
 
-static int hex4(const char *p) {
-  int v = 0;
-  for (int i = 0; i < 4; i++) {
-    char c = p[i];
-    v <<= 4;
-    if (c >= '0' && c <= '9') v |= c - '0';
-    else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
-    else return -1;
-  }
-  return v;
-}
-
 /* Most rows are a reply's text alone, {"text":"..."} as the effects write
  * it (compact, lconv's escapes): that string read straight, without a tree
  * (jansson takes some 30,000 instructions for a line of text). NULL for
@@ -280,38 +268,11 @@ static char *text_only(const char *js) {
     unsigned char c = (unsigned char)*p;
     if (c == '"' || c < 0x20) break;           /* the string ends early: not text-only */
     if (c != '\\') { *o++ = (char)c; p++; continue; }
-    if (p + 1 >= end) break;
-    char e = p[1];
-    p += 2;
-    switch (e) {
-    case '"': *o++ = '"'; continue;
-    case '\\': *o++ = '\\'; continue;
-    case '/': *o++ = '/'; continue;
-    case 'b': *o++ = '\b'; continue;
-    case 'f': *o++ = '\f'; continue;
-    case 'n': *o++ = '\n'; continue;
-    case 'r': *o++ = '\r'; continue;
-    case 't': *o++ = '\t'; continue;
-    case 'u': {
-      int u = end - p >= 4 ? hex4(p) : -1;
-      if (u < 0) goto bad;
-      p += 4;
-      uint32_t cp = (uint32_t)u;
-      if (cp >= 0xD800 && cp < 0xDC00) {         /* a surrogate pair */
-        int lo = end - p >= 6 && p[0] == '\\' && p[1] == 'u' ? hex4(p + 2) : -1;
-        if (lo < 0xDC00 || lo > 0xDFFF) goto bad;
-        p += 6;
-        cp = 0x10000 + ((cp - 0xD800) << 10) + ((uint32_t)lo - 0xDC00);
-      } else if (cp >= 0xDC00 && cp < 0xE000) {
-        goto bad;
-      }
-      if (cp == 0) goto bad;                     /* NUL: the tree says what it is */
-      o += rt_utf8_encode(cp, o);
-      continue;
-    }
-    default:
-      goto bad;
-    }
+    p++;
+    uint32_t cp;
+    /* a lone surrogate or NUL: the tree says what it is */
+    if (rt_lconv_escape(&p, end, &cp) != 0 || cp == 0) goto bad;
+    o += rt_utf8_encode(cp, o);
   }
   if (p != end || !rt_utf8_valid(out, (size_t)(o - out))) goto bad;
   *o = '\0';

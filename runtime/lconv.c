@@ -309,20 +309,52 @@ static void skip_ws(rctx *d) {
   while (d->p < d->end && (*d->p == ' ' || *d->p == '\n' || *d->p == '\r' || *d->p == '\t')) d->p++;
 }
 
-static int hex4(rctx *d, unsigned long *out) {
-  if (d->end - d->p < 4) return -1;
-  unsigned long v = 0;
+static int hex4(const char *p, const char *end, uint32_t *out) {
+  if (end - p < 4) return -1;
+  uint32_t v = 0;
   for (int i = 0; i < 4; i++) {
-    char c = d->p[i];
+    char c = p[i];
     v <<= 4;
-    if (c >= '0' && c <= '9') v |= (unsigned long)(c - '0');
-    else if (c >= 'a' && c <= 'f') v |= (unsigned long)(c - 'a' + 10);
-    else if (c >= 'A' && c <= 'F') v |= (unsigned long)(c - 'A' + 10);
+    if (c >= '0' && c <= '9') v |= (uint32_t)(c - '0');
+    else if (c >= 'a' && c <= 'f') v |= (uint32_t)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F') v |= (uint32_t)(c - 'A' + 10);
     else return -1;
   }
-  d->p += 4;
   *out = v;
   return 0;
+}
+
+int rt_lconv_escape(const char **p, const char *end, uint32_t *cp) {
+  const char *q = *p;
+  if (q >= end) return -1;
+  char c = *q++;
+  int rc = 0;
+  switch (c) {
+  case '"': case '\\': case '/': *cp = (uint32_t)c; break;
+  case 'b': *cp = '\b'; break;
+  case 'f': *cp = '\f'; break;
+  case 'n': *cp = '\n'; break;
+  case 'r': *cp = '\r'; break;
+  case 't': *cp = '\t'; break;
+  case 'u': {
+    uint32_t u, lo;
+    if (hex4(q, end, &u)) return -1;
+    q += 4;
+    if (u >= 0xD800 && u < 0xDC00 && end - q >= 6 && q[0] == '\\' && q[1] == 'u') {
+      if (hex4(q + 2, end, &lo) || lo < 0xDC00 || lo > 0xDFFF) return -1;
+      q += 6;
+      u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+    } else if (u >= 0xD800 && u < 0xE000) {
+      u = 0xFFFD;
+      rc = 1;
+    }
+    *cp = u;
+    break;
+  }
+  default: return -1;
+  }
+  *p = q;
+  return rc;
 }
 
 /* [-0, +1] on success. A string without escapes or broken bytes (most of
@@ -357,31 +389,10 @@ static int read_string(lua_State *L, rctx *d) {
     luaL_addlstring(&b, run, (size_t)(d->p - run));
     if (d->p >= d->end || *d->p == '"') break;
     d->p++;
-    if (d->p >= d->end) goto bad;
-    char c = *d->p++;
-    switch (c) {
-    case '"': case '\\': case '/': luaL_addchar(&b, c); break;
-    case 'b': luaL_addchar(&b, '\b'); break;
-    case 'f': luaL_addchar(&b, '\f'); break;
-    case 'n': luaL_addchar(&b, '\n'); break;
-    case 'r': luaL_addchar(&b, '\r'); break;
-    case 't': luaL_addchar(&b, '\t'); break;
-    case 'u': {
-      unsigned long cp, lo;
-      if (hex4(d, &cp)) goto bad;
-      if (cp >= 0xD800 && cp < 0xDC00 && d->end - d->p >= 6 && d->p[0] == '\\' && d->p[1] == 'u') {
-        d->p += 2;
-        if (hex4(d, &lo) || lo < 0xDC00 || lo > 0xDFFF) goto bad;
-        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-      } else if (cp >= 0xD800 && cp < 0xE000) {
-        cp = 0xFFFD;
-      }
-      char u[4];
-      luaL_addlstring(&b, u, rt_utf8_encode((uint32_t)cp, u));
-      break;
-    }
-    default: goto bad;
-    }
+    uint32_t cp;
+    if (rt_lconv_escape(&d->p, d->end, &cp) < 0) goto bad;
+    char u[4];
+    luaL_addlstring(&b, u, rt_utf8_encode(cp, u));
   }
   if (d->p >= d->end) goto bad;
   d->p++;

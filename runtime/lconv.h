@@ -30,6 +30,7 @@
 #define RT_LCONV_H
 #include "buf.h"
 #include <jansson.h>
+#include <stdint.h>
 #include <lua.h>
 #include <stddef.h>
 
@@ -61,4 +62,10 @@ void rt_lconv_push_tree(lua_State *L, const json_t *j);
 json_t *rt_lconv_tree(lua_State *L, int idx, const char *root, size_t cap, char *err, size_t errn);
 /* Appends s[0..n) as a JSON string, cleaned and escaped as above. */
 void rt_lconv_add_string(rt_buf *out, const char *s, size_t n);
+/* Reads one escape of a JSON string, *p just past its backslash (before
+ * end): the code point it stands for in *cp, *p moved past it (a surrogate
+ * pair is read whole). 0, or 1 for a lone surrogate (given as U+FFFD, as
+ * the reader cleans it), or -1 for a malformed escape (also a high
+ * surrogate followed by another \u that is no low one). */
+int rt_lconv_escape(const char **p, const char *end, uint32_t *cp);
 #endif
