@@ -23,6 +23,7 @@
  * load-time budget for top-level code. Only this file and lapi_*.c see Lua. */
 #ifndef RT_LVM_H
 #define RT_LVM_H
+#include "record.h"
 #include "rt.h"
 #include <jansson.h>
 
@@ -36,8 +37,10 @@ typedef struct {
   void *ud;
   /* Called when a yielded turn has its I/O result and can be resumed. */
   void (*ready)(void *ud, rt_lturn *t);
-  /* Customer record by phone or chat; new reference or NULL. */
-  json_t *(*customer)(void *ud, const char *phone, const char *channel, const char *chat);
+  /* Customer record by phone or chat, handed to k field by field
+   * (record.h); 1 found, 0 none, or an error code (the flow sees none). */
+  int (*customer)(void *ud, const char *phone, const char *channel, const char *chat,
+                  const rt_record_sink *k);
   int64_t (*now_ms)(void *ud);
 } rt_host;
 

@@ -92,16 +92,12 @@ static const char *stmt_sql[S_COUNT] = {
   [S_LEAD_ADD] = "INSERT INTO leads (conv_id, at, flow, channel, campaign, car, car_kind, "
                  "parts, name, phone, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
                  "?10, ?11)",
-  /* The customer by the conversation's phone, by the chat's address
-   * (customer_addresses, 007) or, on the console, whose chat id is the
-   * phone, by that: each a primary-key lookup, no scan. When they are
-   * different customers, the lowest phone wins (as it always did). */
+  /* The customer by phone: a primary-key lookup (rt_store_customer_read
+   * finds the phone first, each way a point lookup). */
   [S_CUSTOMER_GET] = "SELECT phone, name, last_purchase, bonus_balance, timezone, car, "
-                     "opted_out, blocked FROM customers WHERE phone IN (?1, "
-                     "(SELECT a.phone FROM customer_addresses a WHERE a.channel = ?2 "
-                     "AND a.address = ?3), CASE WHEN ?2 = 'console' THEN ?3 END) "
-                     "ORDER BY phone LIMIT 1",
-  [S_CUSTOMER_ADDRS] = "SELECT channel, address, status, reason FROM customer_addresses "
+                     "opted_out, blocked FROM customers WHERE phone = ?1",
+  /* In the order of customer_addresses_by_phone (017): no sort per call. */
+  [S_CUSTOMER_ADDRS] = "SELECT channel, address, status FROM customer_addresses "
                        "WHERE phone = ?1 ORDER BY channel, updated_at DESC, address",
   [S_ADDR_PHONE] = "SELECT phone FROM customer_addresses WHERE channel = ?1 AND address = ?2",
   /* An address moves to the customer who has it now and becomes their
@@ -1138,47 +1134,133 @@ static sqlite3_stmt *prep(rt_store *s, const char *sql) {
   return st;
 }
 
-json_t *rt_store_customer_json(rt_store *s, const char *phone, const char *channel,
-                               const char *chat_id) {
+/* Reads the customer of that phone into k (if not NULL); 1 found, 0 not,
+ * or a store error. */
+static int customer_emit(rt_store *s, const char *phone, const rt_record_sink *k) {
   sqlite3_stmt *st = s->st[S_CUSTOMER_GET];
   bind_text(st, 1, phone);
-  bind_text(st, 2, channel);
-  bind_text(st, 3, chat_id);
-  json_t *j = NULL;
-  if (sqlite3_step(st) == SQLITE_ROW) {
-    j = json_object();
-    static const char *names[] = {"phone", "name", "last_purchase", "bonus_balance",
-                                  "timezone", "car", "opted_out", "blocked"};
-    for (int i = 0; i < 8; i++) {
-      switch (sqlite3_column_type(st, i)) {
-      case SQLITE_INTEGER:
-        if (i == 2) json_object_set_new(j, names[i], json_integer(sqlite3_column_int64(st, i) / 1000));
-        else if (i >= 6) json_object_set_new(j, names[i], json_boolean(sqlite3_column_int(st, i)));
-        else json_object_set_new(j, names[i], json_integer(sqlite3_column_int64(st, i)));
-        break;
-      case SQLITE_FLOAT: json_object_set_new(j, names[i], json_real(sqlite3_column_double(st, i))); break;
-      case SQLITE_TEXT: json_object_set_new(j, names[i], json_string((const char *)sqlite3_column_text(st, i))); break;
-      default: break;
-      }
+  int rc = sqlite3_step(st);
+  if (rc != SQLITE_ROW) {
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : fail(s, rc);
+  }
+  if (!k) {
+    sqlite3_reset(st);
+    return 1;
+  }
+  static const char *names[] = {"phone", "name", "last_purchase", "bonus_balance",
+                                "timezone", "car", "opted_out", "blocked"};
+  for (int i = 0; i < 8; i++) {
+    rt_rv v = {0};
+    switch (sqlite3_column_type(st, i)) {
+    case SQLITE_INTEGER:
+      v.i = sqlite3_column_int64(st, i);
+      /* last_purchase is kept in ms, flows see seconds like time.now() */
+      if (i == 2) v.i /= 1000;
+      v.type = i >= 6 ? RT_RV_BOOL : RT_RV_INT;
+      if (i >= 6) v.i = v.i != 0;
+      break;
+    case SQLITE_FLOAT:
+      v.type = RT_RV_REAL;
+      v.d = sqlite3_column_double(st, i);
+      break;
+    case SQLITE_TEXT:
+    case SQLITE_BLOB:
+      v.type = RT_RV_TEXT;
+      v.s = (const char *)sqlite3_column_text(st, i);
+      v.len = (size_t)sqlite3_column_bytes(st, i);
+      break;
+    default: continue;
     }
+    k->field(k->ud, names[i], &v);
   }
   sqlite3_reset(st);
-  if (!j) return NULL;
   /* addresses: {channel: address}, the newest per channel, reachable ones
-   * only (a flow must not offer to write where the channel refused). */
+   * only (a flow must not offer to write where the channel refused). The
+   * rows come by channel, newest first. */
   st = s->st[S_CUSTOMER_ADDRS];
-  bind_text(st, 1, json_string_value(json_object_get(j, "phone")));
-  json_t *addrs = json_object();
-  while (sqlite3_step(st) == SQLITE_ROW) {
+  bind_text(st, 1, phone);
+  k->map_begin(k->ud, "addresses");
+  char *last = NULL;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     const char *ch = (const char *)sqlite3_column_text(st, 0);
     const char *ad = (const char *)sqlite3_column_text(st, 1);
     const char *status = (const char *)sqlite3_column_text(st, 2);
     if (!ch || !ad || (status && strcmp(status, "reachable") != 0)) continue;
-    if (!json_object_get(addrs, ch)) json_object_set_new(addrs, ch, json_string(ad));
+    if (last && strcmp(last, ch) == 0) continue;
+    k->map_entry(k->ud, ch, ad);
+    free(last);
+    last = rt_xstrdup(ch);
   }
+  free(last);
   sqlite3_reset(st);
-  json_object_set_new(j, "addresses", addrs);
-  return j;
+  return rc == SQLITE_DONE ? 1 : fail(s, rc);
+}
+
+static int phone_cmp(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int rt_store_customer_read(rt_store *s, const char *phone, const char *channel,
+                           const char *chat_id, const rt_record_sink *k) {
+  /* The candidates: the conversation's phone, the phone of the chat's
+   * address, the console's chat itself. When they are different customers
+   * the lowest phone that is a customer wins, as it always did. */
+  const char *cand[3];
+  int n = 0;
+  char *by_addr = NULL;
+  if (phone) cand[n++] = phone;
+  if (channel && chat_id) {
+    sqlite3_stmt *st = s->st[S_ADDR_PHONE];
+    bind_text(st, 1, channel);
+    bind_text(st, 2, chat_id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) by_addr = col_dup(st, 0);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return fail(s, rc);
+    if (by_addr) cand[n++] = by_addr;
+    if (strcmp(channel, "console") == 0) cand[n++] = chat_id;
+  }
+  qsort(cand, (size_t)n, sizeof *cand, phone_cmp);
+  int rc = 0;
+  for (int i = 0; i < n && rc == 0; i++) {
+    if (i > 0 && strcmp(cand[i], cand[i - 1]) == 0) continue;
+    rc = customer_emit(s, cand[i], k);
+  }
+  free(by_addr);
+  return rc;
+}
+
+/* ---- the same as a jansson tree ---- */
+
+typedef struct { json_t *root, *map; } tree_sink;
+
+static void tree_field(void *ud, const char *name, const rt_rv *v) {
+  tree_sink *t = ud;
+  json_t *j = v->type == RT_RV_INT ? json_integer(v->i)
+            : v->type == RT_RV_BOOL ? json_boolean(v->i)
+            : v->type == RT_RV_REAL ? json_real(v->d) : json_stringn(v->s, v->len);
+  json_object_set_new(t->root, name, j);
+}
+
+static void tree_map_begin(void *ud, const char *name) {
+  tree_sink *t = ud;
+  t->map = json_object();
+  json_object_set_new(t->root, name, t->map);
+}
+
+static void tree_map_entry(void *ud, const char *key, const char *value) {
+  tree_sink *t = ud;
+  json_object_set_new(t->map, key, json_string(value));
+}
+
+json_t *rt_store_customer_json(rt_store *s, const char *phone, const char *channel,
+                               const char *chat_id) {
+  tree_sink t = {json_object(), NULL};
+  rt_record_sink k = {tree_field, tree_map_begin, tree_map_entry, &t};
+  if (rt_store_customer_read(s, phone, channel, chat_id, &k) == 1) return t.root;
+  json_decref(t.root);
+  return NULL;
 }
 
 int rt_store_customer_by_address(rt_store *s, const char *channel, const char *address,
@@ -1194,10 +1276,10 @@ int rt_store_customer_by_address(rt_store *s, const char *channel, const char *a
   if (rc == SQLITE_ROW) return RT_OK;
   if (rc == SQLITE_DONE && channel && strcmp(channel, "console") == 0 && address[0] == '+') {
     /* The console's chat id is the phone itself. */
-    json_t *j = rt_store_customer_json(s, address, NULL, NULL);
-    if (j) *phone = rt_xstrdup(address);
-    json_decref(j);
-    return j ? RT_OK : RT_ENOENT;
+    int found = rt_store_customer_read(s, address, NULL, NULL, NULL);
+    if (found < 0) return found;
+    if (found) *phone = rt_xstrdup(address);
+    return found ? RT_OK : RT_ENOENT;
   }
   return rc == SQLITE_DONE ? RT_ENOENT : fail(s, rc);
 }

@@ -7,6 +7,7 @@
  * the engine groups the work of one loop turn into one transaction. */
 #ifndef RT_STORE_H
 #define RT_STORE_H
+#include "record.h"
 #include "rt.h"
 #include <jansson.h>
 
@@ -223,6 +224,11 @@ int rt_store_counts_get(rt_store *s, rt_store_counts *c);
  * lowest phone wins. Every path is an index lookup. */
 json_t *rt_store_customer_json(rt_store *s, const char *phone, const char *channel,
                                const char *chat_id);
+/* The same record handed to k field by field (record.h: the fields above,
+ * then the map "addresses"), without a tree between; k may be NULL to ask
+ * only whether there is one. 1 found, 0 not, or a store error code. */
+int rt_store_customer_read(rt_store *s, const char *phone, const char *channel,
+                           const char *chat_id, const rt_record_sink *k);
 /* The same, by phone only. */
 json_t *rt_store_customer_by_phone(rt_store *s, const char *phone);
 /* The phone of the customer who has (channel, address), owned in *phone;

@@ -64,9 +64,10 @@ static int64_t host_now(void *ud) {
   return rt_clock_now(ts->o.clock);
 }
 
-static json_t *host_customer(void *ud, const char *phone, const char *channel, const char *chat) {
+static int host_customer(void *ud, const char *phone, const char *channel, const char *chat,
+                         const rt_record_sink *k) {
   rt_turns *ts = ud;
-  return rt_store_customer_json(ts->o.store, phone, channel, chat);
+  return rt_store_customer_read(ts->o.store, phone, channel, chat, k);
 }
 
 static void host_ready(void *ud, rt_lturn *lt) {

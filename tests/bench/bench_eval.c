@@ -25,9 +25,10 @@ static int64_t now_s;
 static bool verbose;
 
 static int64_t fake_now(void *ud) { (void)ud; return now_s * 1000; }
-static json_t *no_customer(void *ud, const char *p, const char *ch, const char *chat) {
-  (void)ud; (void)p; (void)ch; (void)chat;
-  return NULL;
+static int no_customer(void *ud, const char *p, const char *ch, const char *chat,
+                       const rt_record_sink *k) {
+  (void)ud; (void)p; (void)ch; (void)chat; (void)k;
+  return 0;
 }
 static rt_host host = {.now_ms = fake_now, .customer = no_customer};
 
