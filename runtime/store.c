@@ -19,7 +19,7 @@ enum {
   S_INBOX_ADD, S_INBOX_ADD_DONE, S_INBOX_REOPEN, S_INBOX_PENDING, S_INBOX_GET, S_INBOX_FINISH, S_INBOX_ATTEMPT, S_INBOX_QUARANTINE,
   S_CONV_GET, S_CONV_BY_ID, S_CONV_CREATE, S_CONV_SAVE,
   S_OUT_ADD, S_OUT_DUE, S_OUT_SENT, S_OUT_RETRY, S_OUT_FAILED, S_OUT_HEADS, S_OUT_PENDING,
-  S_TIMER_SET, S_TIMER_CANCEL, S_TIMER_CANCEL_ALL, S_TIMER_NEXT, S_TIMER_DUE, S_TIMER_DEL, S_TIMER_COUNT,
+  S_TIMER_SET, S_TIMER_CANCEL, S_TIMER_CANCEL_ALL, S_TIMER_NEXT, S_TIMER_DUE, S_TIMER_DEL, S_TIMER_DEL_DUE, S_TIMER_COUNT,
   S_TIMER_EXISTS, S_META_GET, S_META_SET,
   S_EVENT_ADD, S_LEAD_ADD, S_CUSTOMER_GET, S_CUSTOMER_ADDRS, S_ADDR_PHONE, S_ADDR_SET,
   S_ADDR_BLOCK, S_OUT_CHAT, S_CHAT_HISTORY,
@@ -78,8 +78,11 @@ static const char *stmt_sql[S_COUNT] = {
   [S_TIMER_CANCEL] = "DELETE FROM timers WHERE conv_id = ?1 AND name = ?2",
   [S_TIMER_CANCEL_ALL] = "DELETE FROM timers WHERE conv_id = ?1",
   [S_TIMER_NEXT] = "SELECT MIN(due_at) FROM timers",
-  [S_TIMER_DUE] = "SELECT id, conv_id, due_at, name, step, data FROM timers "
-                  "WHERE due_at <= ?1 ORDER BY due_at, id LIMIT ?2",
+  [S_TIMER_DUE] = "SELECT t.id, t.conv_id, t.due_at, t.name, t.step, t.data, v.channel, "
+                  "v.chat_id FROM timers t LEFT JOIN conversations v ON v.id = t.conv_id "
+                  "WHERE t.due_at <= ?1 ORDER BY t.due_at, t.id LIMIT ?2",
+  [S_TIMER_DEL_DUE] = "DELETE FROM timers WHERE id IN (SELECT id FROM timers "
+                      "WHERE due_at <= ?1 ORDER BY due_at, id LIMIT ?2)",
   [S_TIMER_DEL] = "DELETE FROM timers WHERE id = ?1",
   /* The flow's own wake-ups: names starting with _ are the runtime's. */
   [S_TIMER_COUNT] = "SELECT COUNT(*) FROM timers WHERE conv_id = ?1 AND substr(name, 1, 1) != '_'",
@@ -1014,6 +1017,8 @@ int rt_store_timers_due(rt_store *s, int64_t now, int limit,
       .name = (const char *)sqlite3_column_text(st, 3),
       .step = (const char *)sqlite3_column_text(st, 4),
       .data = (const char *)sqlite3_column_text(st, 5),
+      .channel = (const char *)sqlite3_column_text(st, 6),
+      .chat_id = (const char *)sqlite3_column_text(st, 7),
     };
     fn(ud, &r);
   }
@@ -1024,6 +1029,14 @@ int rt_store_timers_due(rt_store *s, int64_t now, int limit,
 int rt_store_timer_delete(rt_store *s, int64_t id) {
   sqlite3_stmt *st = s->st[S_TIMER_DEL];
   sqlite3_bind_int64(st, 1, id);
+  return run(s, st);
+}
+
+int rt_store_timers_delete_due(rt_store *s, int64_t now, int n) {
+  if (n <= 0) return RT_OK;
+  sqlite3_stmt *st = s->st[S_TIMER_DEL_DUE];
+  sqlite3_bind_int64(st, 1, now);
+  sqlite3_bind_int(st, 2, n);
   return run(s, st);
 }
 

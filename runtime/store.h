@@ -179,10 +179,17 @@ int64_t rt_store_timer_next(rt_store *s);
 typedef struct {
   int64_t id, conv_id, due_at;
   const char *name, *step, *data;
+  const char *channel, *chat_id;  /* its conversation's; NULL when that is gone */
 } rt_timer_row;
+/* Calls fn for the first limit timers due at now, in (due_at, id) order,
+ * with their conversation's channel and chat read in the same query. */
 int rt_store_timers_due(rt_store *s, int64_t now, int limit,
                         void (*fn)(void *ud, const rt_timer_row *r), void *ud);
 int rt_store_timer_delete(rt_store *s, int64_t id);
+/* Deletes the first n timers due at now, in the order of timers_due: in
+ * the transaction that read them there, the very rows it read, in one
+ * statement instead of one per row. */
+int rt_store_timers_delete_due(rt_store *s, int64_t now, int n);
 /* Wake-ups of a conversation set by flows (names not starting with _), or
  * -1 on a store error. */
 int64_t rt_store_timer_count(rt_store *s, int64_t conv_id);

@@ -1,7 +1,7 @@
 /* timers.c -- durable wake-ups (see timers.h). */
 #include "timers.h"
+#include "buf.h"
 #include "log.h"
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -44,24 +44,57 @@ void rt_timers_close(rt_timers *tm, void (*done)(void *), void *ud) {
 }
 
 typedef struct { char *channel, *chat_id, *payload; int64_t id; } fired;
-typedef struct { rt_timers *tm; int rc; int n; fired *list; } fire_ctx;
+typedef struct {
+  rt_timers *tm;
+  int64_t now;
+  int rc, n, cap, read;      /* read: rows the query gave, fired or not */
+  fired *list;
+  rt_buf b;                  /* the payload being written */
+} fire_ctx;
+
+/* Appends s as a JSON string. Timer names and steps are the flows' own
+ * identifiers (ASCII in practice); quotes, backslashes and control bytes
+ * are escaped, other bytes go as they are, as jansson writes them. */
+static void add_json_str(rt_buf *b, const char *s) {
+  rt_buf_addc(b, '"');
+  for (const char *p = s ? s : ""; *p; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c == '"' || c == '\\') {
+      rt_buf_addc(b, '\\');
+      rt_buf_addc(b, (char)c);
+    } else if (c < 0x20) {
+      rt_buf_printf(b, "\\u%04x", c);
+    } else {
+      rt_buf_addc(b, (char)c);
+    }
+  }
+  rt_buf_addc(b, '"');
+}
+
+/* The wake event's payload, keys in sorted order as the inbox's other
+ * payloads: {"at":s,"data":...,"kind":"wake","name":...,"step":...}. data
+ * is the timer's JSON text as the step's effects (lconv) or a campaign
+ * wrote it, put in as it is instead of parsed and written again. */
+static void wake_payload(rt_buf *b, const rt_timer_row *r) {
+  rt_buf_reset(b);
+  rt_buf_printf(b, "{\"at\":%lld,\"data\":", (long long)(r->due_at / 1000));
+  rt_buf_adds(b, r->data && *r->data ? r->data : "{}");
+  rt_buf_adds(b, ",\"kind\":\"wake\",\"name\":");
+  add_json_str(b, r->name);
+  rt_buf_adds(b, ",\"step\":");
+  add_json_str(b, r->step);
+  rt_buf_addc(b, '}');
+}
 
 static void fire_one(void *ud, const rt_timer_row *r) {
   fire_ctx *f = ud;
   if (f->rc != RT_OK) return;
+  f->read++;
+  /* Its conversation is gone: the row is only deleted, with the batch. */
+  if (!r->channel || !r->chat_id) return;
   rt_store *s = f->tm->o.store;
-  rt_conv_row c;
-  if (rt_store_conv_by_id(s, r->conv_id, &c) != RT_OK) {
-    f->rc = rt_store_timer_delete(s, r->id);
-    return;
-  }
-  if (f->tm->o.convs) rt_convs_forget(f->tm->o.convs, c.channel, c.chat_id);
-  json_t *data = json_loads(r->data ? r->data : "{}", JSON_DECODE_ANY, NULL);
-  json_t *p = json_pack("{s:s, s:s, s:s, s:I, s:o}", "kind", "wake", "name", r->name, "step",
-                        r->step, "at", (json_int_t)(r->due_at / 1000),
-                        "data", data ? data : json_object());
-  char *payload = json_dumps(p, JSON_COMPACT | JSON_SORT_KEYS);
-  json_decref(p);
+  if (f->tm->o.convs) rt_convs_forget(f->tm->o.convs, r->channel, r->chat_id);
+  wake_payload(&f->b, r);
   /* The wake-up's identity is its timer's id, which is never reused
    * (AUTOINCREMENT, 004_wakeups.sql), and moving a timer keeps it unfired.
    * So the inbox already holding this key means this very row was fired,
@@ -69,34 +102,43 @@ static void fire_one(void *ud, const rt_timer_row *r) {
   char ext[32];
   snprintf(ext, sizeof ext, "wake:%lld", (long long)r->id);
   int64_t id = 0;
-  int rc = rt_store_inbox_add(s, c.channel, ext, c.chat_id, "wake", payload,
-                              rt_clock_now(f->tm->o.clock), &id);
-  if (rc == 1)
+  int rc = rt_store_inbox_add(s, r->channel, ext, r->chat_id, "wake", rt_buf_str(&f->b), f->now,
+                              &id);
+  if (rc == 1) {
     rt_log(RT_LOG_WARN, "wake-duplicate", "timer=%lld conv=%lld: already in the inbox",
            (long long)r->id, (long long)r->conv_id);
-  if (rc == RT_OK || rc == 1) rc = rt_store_timer_delete(s, r->id);
+    rc = RT_OK;
+  }
   if (rc == RT_OK && id) {
     /* Queued only once the batch commits: a rolled-back wake-up must not
      * run, its timer is still there and fires again. */
-    f->list = rt_xrealloc(f->list, (size_t)(f->n + 1) * sizeof *f->list);
-    f->list[f->n++] = (fired){rt_xstrdup(c.channel), rt_xstrdup(c.chat_id), payload, id};
-    payload = NULL;
+    if (f->n == f->cap) {
+      f->cap = f->cap ? f->cap * 2 : 64;
+      f->list = rt_xrealloc(f->list, (size_t)f->cap * sizeof *f->list);
+    }
+    f->list[f->n++] = (fired){rt_xstrdup(r->channel), rt_xstrdup(r->chat_id),
+                              rt_xstrndup(f->b.s, f->b.len), id};
   }
-  free(payload);
   f->rc = rc;
-  rt_conv_row_clear(&c);
 }
 
 int rt_timers_fire(rt_timers *tm, int *n) {
   rt_store *s = tm->o.store;
   *n = 0;
+  rt_buf b = RT_BUF_INIT;
   for (;;) {
-    fire_ctx f = {tm, RT_OK, 0, NULL};
+    /* One transaction per batch: the due rows become inbox rows and are
+     * deleted (one statement for the batch), committed together, so a
+     * kill -9 leaves either the timers or their wake events, never both
+     * and never neither. */
+    fire_ctx f = {tm, rt_clock_now(tm->o.clock), RT_OK, 0, 0, 0, NULL, b};
     int rc = rt_store_begin(s);
-    if (rc == RT_OK) rc = rt_store_timers_due(s, rt_clock_now(tm->o.clock), FIRE_BATCH, fire_one, &f);
+    if (rc == RT_OK) rc = rt_store_timers_due(s, f.now, FIRE_BATCH, fire_one, &f);
     if (rc == RT_OK) rc = f.rc;
+    if (rc == RT_OK) rc = rt_store_timers_delete_due(s, f.now, f.read);
     if (rc == RT_OK) rc = rt_store_commit(s);
     else rt_store_rollback(s);
+    b = f.b;
     for (int i = 0; i < f.n; i++) {
       if (rc == RT_OK) {
         rt_convq_push(tm->o.queues, f.list[i].channel, f.list[i].chat_id, f.list[i].id,
@@ -108,10 +150,14 @@ int rt_timers_fire(rt_timers *tm, int *n) {
       free(f.list[i].payload);
     }
     free(f.list);
-    if (rc != RT_OK) return rc;
+    if (rc != RT_OK) {
+      free(b.s);
+      return rc;
+    }
     *n += f.n;
-    if (f.n < FIRE_BATCH) break;
+    if (f.read < FIRE_BATCH) break;
   }
+  free(b.s);
   return RT_OK;
 }
 

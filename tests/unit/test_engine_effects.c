@@ -289,6 +289,49 @@ T(long_chat_ids) {
   close_env(&v);
 }
 
+/* Due timers fire a batch per transaction (timers.c): more than one batch
+ * due at once all fire, each once; a timer whose conversation is gone is
+ * deleted without an event; the wake-up's data and name reach the step as
+ * they were stored, quotes, backslashes and line breaks included. */
+T(wakeups_in_batches) {
+  env v = {0};
+  CHECK(open_env(&v, SHOP(",\"limits\":{\"wakeups_pending\":5000}"), NULL));
+  if (!v.e) return;
+  receive(v.e, "b0", "c0", "hold");
+  CHECK(settle(&v.loop, v.e, 10));
+  sqlite3 *db = rt_store_db(rt_engine_store(v.e));
+  /* 2,500 more conversations, each with a wake-up long due. */
+  CHECK(sqlite3_exec(db,
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500) "
+    "INSERT INTO conversations (channel, chat_id, flow, step, state, created_at, updated_at) "
+    "SELECT channel, 'b-' || i, flow, step, state, created_at, updated_at "
+    "FROM conversations, n WHERE chat_id = 'b0';"
+    "INSERT INTO timers (conv_id, name, due_at, step, data, created_at) "
+    "SELECT id, 'w', 1000, 'woke', '{\"k\":\"n' || id || '\"}', 0 FROM conversations "
+    "WHERE chat_id LIKE 'b-%';"
+    "INSERT INTO timers (conv_id, name, due_at, step, data, created_at) "
+    "SELECT id, 'q\"\\\n', 999, 'woke', '{\"k\":\"a\\\"b\\\\c\\nd\"}', 0 FROM conversations "
+    "WHERE chat_id = 'b0';"
+    "INSERT INTO timers (conv_id, name, due_at, step, data, created_at) "
+    "VALUES (987654321, 'gone', 998, 'woke', '{}', 0);", NULL, NULL, NULL) == SQLITE_OK);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM timers WHERE due_at < 2000"), 2502);
+  CHECK(rt_engine_fire_timers(v.e) == RT_OK);
+  CHECK(settle(&v.loop, v.e, 60));
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM timers WHERE due_at < 2000"), 0);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND status = 'done'"),
+            2501);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(DISTINCT chat_id) FROM outbox WHERE chat_id LIKE 'b-%'"),
+            2500);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM outbox WHERE chat_id LIKE 'b-%'"), 2500);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND "
+                       "json_extract(payload, '$.name') = 'q\"\\' || char(10)"), 1);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND chat_id = 'b-7' AND "
+                       "json_extract(payload, '$.data.k') = 'n' || (SELECT id FROM "
+                       "conversations WHERE chat_id = 'b-7')"), 1);
+  CHECK_INT(count_to("b0", "woke a\"b\\c\nd"), 1);
+  close_env(&v);
+}
+
 int main(void) {
   snprintf(dir, sizeof dir, "/tmp/test_engine_effects.XXXXXX");
   if (!mkdtemp(dir)) return 1;
@@ -303,6 +346,7 @@ int main(void) {
   T_RUN(fanout_is_bounded);
   T_RUN(absurd_config_values);
   T_RUN(long_chat_ids);
+  T_RUN(wakeups_in_batches);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0) { /* best effort */ }
