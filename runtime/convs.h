@@ -6,7 +6,8 @@
  * of those rows; a miss reads the store (inside the caller's transaction,
  * so the read takes no lock of its own) and creates the row of a new chat.
  * What another process may change (a campaign links a chat to a customer's
- * phone and sets a wake-up) is re-read: firing a wake-up forgets the row.
+ * phone and sets a wake-up) is re-read: firing a wake-up reads the row
+ * with its timer and puts it here (timers.c).
  * Entries are put back only after their commit, so a rolled-back step
  * never leaves its row here. Borrowed: the store. */
 #ifndef RT_CONVS_H

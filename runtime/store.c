@@ -29,6 +29,9 @@ enum {
 
 #define CONV_COLS "id, channel, chat_id, user_id, phone, flow, step, state, mode, " \
                   "last_error, rev, created_at, updated_at, last_in_at, owner, owner_name"
+#define CONV_COLS_V "v.id, v.channel, v.chat_id, v.user_id, v.phone, v.flow, v.step, " \
+                    "v.state, v.mode, v.last_error, v.rev, v.created_at, v.updated_at, " \
+                    "v.last_in_at, v.owner, v.owner_name"
 
 static const char *stmt_sql[S_COUNT] = {
   [S_INBOX_ADD] = "INSERT INTO inbox (channel, ext_id, chat_id, kind, payload, received_at) "
@@ -78,8 +81,10 @@ static const char *stmt_sql[S_COUNT] = {
   [S_TIMER_CANCEL] = "DELETE FROM timers WHERE conv_id = ?1 AND name = ?2",
   [S_TIMER_CANCEL_ALL] = "DELETE FROM timers WHERE conv_id = ?1",
   [S_TIMER_NEXT] = "SELECT MIN(due_at) FROM timers",
-  [S_TIMER_DUE] = "SELECT t.id, t.conv_id, t.due_at, t.name, t.step, t.data, v.channel, "
-                  "v.chat_id FROM timers t LEFT JOIN conversations v ON v.id = t.conv_id "
+  /* With the whole conversation row: the wake event's step needs it, and
+   * the firing puts it in the bot's memory instead of reading it again. */
+  [S_TIMER_DUE] = "SELECT t.id, t.conv_id, t.due_at, t.name, t.step, t.data, " CONV_COLS_V " "
+                  "FROM timers t LEFT JOIN conversations v ON v.id = t.conv_id "
                   "WHERE t.due_at <= ?1 ORDER BY t.due_at, t.id LIMIT ?2",
   [S_TIMER_DEL_DUE] = "DELETE FROM timers WHERE id IN (SELECT id FROM timers "
                       "WHERE due_at <= ?1 ORDER BY due_at, id LIMIT ?2)",
@@ -699,30 +704,31 @@ void rt_conv_row_clear(rt_conv_row *r) {
   memset(r, 0, sizeof *r);
 }
 
-static void conv_from(sqlite3_stmt *st, rt_conv_row *r) {
-  r->id = sqlite3_column_int64(st, 0);
-  r->channel = col_dup(st, 1);
-  r->chat_id = col_dup(st, 2);
-  r->user_id = col_dup(st, 3);
-  r->phone = col_dup(st, 4);
-  r->flow = col_dup(st, 5);
-  r->step = col_dup(st, 6);
-  r->state = col_dup(st, 7);
-  r->mode = col_dup(st, 8);
-  r->last_error = col_dup(st, 9);
-  r->rev = sqlite3_column_int64(st, 10);
-  r->created_at = sqlite3_column_int64(st, 11);
-  r->updated_at = sqlite3_column_int64(st, 12);
-  r->last_in_at = sqlite3_column_int64(st, 13);
-  r->owner = col_dup(st, 14);
-  r->owner_name = col_dup(st, 15);
+/* The row from columns b .. b+15 of st, in CONV_COLS order. */
+static void conv_from(sqlite3_stmt *st, int b, rt_conv_row *r) {
+  r->id = sqlite3_column_int64(st, b + 0);
+  r->channel = col_dup(st, b + 1);
+  r->chat_id = col_dup(st, b + 2);
+  r->user_id = col_dup(st, b + 3);
+  r->phone = col_dup(st, b + 4);
+  r->flow = col_dup(st, b + 5);
+  r->step = col_dup(st, b + 6);
+  r->state = col_dup(st, b + 7);
+  r->mode = col_dup(st, b + 8);
+  r->last_error = col_dup(st, b + 9);
+  r->rev = sqlite3_column_int64(st, b + 10);
+  r->created_at = sqlite3_column_int64(st, b + 11);
+  r->updated_at = sqlite3_column_int64(st, b + 12);
+  r->last_in_at = sqlite3_column_int64(st, b + 13);
+  r->owner = col_dup(st, b + 14);
+  r->owner_name = col_dup(st, b + 15);
 }
 
 static int conv_query(rt_store *s, sqlite3_stmt *st, rt_conv_row *out) {
   int rc = sqlite3_step(st);
   int ret = RT_ENOENT;
   if (rc == SQLITE_ROW) {
-    conv_from(st, out);
+    conv_from(st, 0, out);
     ret = RT_OK;
   } else if (rc != SQLITE_DONE) {
     ret = fail(s, rc);
@@ -1010,6 +1016,9 @@ int rt_store_timers_due(rt_store *s, int64_t now, int limit,
   sqlite3_bind_int(st, 2, limit);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    rt_conv_row conv = {0};
+    bool has_conv = sqlite3_column_type(st, 6) != SQLITE_NULL;
+    if (has_conv) conv_from(st, 6, &conv);
     rt_timer_row r = {
       .id = sqlite3_column_int64(st, 0),
       .conv_id = sqlite3_column_int64(st, 1),
@@ -1017,10 +1026,10 @@ int rt_store_timers_due(rt_store *s, int64_t now, int limit,
       .name = (const char *)sqlite3_column_text(st, 3),
       .step = (const char *)sqlite3_column_text(st, 4),
       .data = (const char *)sqlite3_column_text(st, 5),
-      .channel = (const char *)sqlite3_column_text(st, 6),
-      .chat_id = (const char *)sqlite3_column_text(st, 7),
+      .conv = has_conv ? &conv : NULL,
     };
     fn(ud, &r);
+    rt_conv_row_clear(&conv);
   }
   sqlite3_reset(st);
   return rc == SQLITE_DONE ? RT_OK : fail(s, rc);

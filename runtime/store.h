@@ -179,10 +179,11 @@ int64_t rt_store_timer_next(rt_store *s);
 typedef struct {
   int64_t id, conv_id, due_at;
   const char *name, *step, *data;
-  const char *channel, *chat_id;  /* its conversation's; NULL when that is gone */
+  rt_conv_row *conv;         /* its conversation as stored, NULL when that is
+                              * gone; fn may take it (leaving it cleared) */
 } rt_timer_row;
 /* Calls fn for the first limit timers due at now, in (due_at, id) order,
- * with their conversation's channel and chat read in the same query. */
+ * with their conversation read in the same query. */
 int rt_store_timers_due(rt_store *s, int64_t now, int limit,
                         void (*fn)(void *ud, const rt_timer_row *r), void *ud);
 int rt_store_timer_delete(rt_store *s, int64_t id);

@@ -4,6 +4,7 @@
 #include "log.h"
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define FIRE_BATCH 1000
 
@@ -43,7 +44,8 @@ void rt_timers_close(rt_timers *tm, void (*done)(void *), void *ud) {
   uv_close((uv_handle_t *)&tm->wake, wake_closed);
 }
 
-typedef struct { char *channel, *chat_id, *payload; int64_t id; } fired;
+/* A fired timer: its event, and its conversation as read with it. */
+typedef struct { rt_conv_row conv; char *payload; int64_t id; } fired;
 typedef struct {
   rt_timers *tm;
   int64_t now;
@@ -91,9 +93,9 @@ static void fire_one(void *ud, const rt_timer_row *r) {
   if (f->rc != RT_OK) return;
   f->read++;
   /* Its conversation is gone: the row is only deleted, with the batch. */
-  if (!r->channel || !r->chat_id) return;
+  if (!r->conv || !r->conv->channel || !r->conv->chat_id) return;
   rt_store *s = f->tm->o.store;
-  if (f->tm->o.convs) rt_convs_forget(f->tm->o.convs, r->channel, r->chat_id);
+  const char *channel = r->conv->channel, *chat_id = r->conv->chat_id;
   wake_payload(&f->b, r);
   /* The wake-up's identity is its timer's id, which is never reused
    * (AUTOINCREMENT, 004_wakeups.sql), and moving a timer keeps it unfired.
@@ -102,8 +104,7 @@ static void fire_one(void *ud, const rt_timer_row *r) {
   char ext[32];
   snprintf(ext, sizeof ext, "wake:%lld", (long long)r->id);
   int64_t id = 0;
-  int rc = rt_store_inbox_add(s, r->channel, ext, r->chat_id, "wake", rt_buf_str(&f->b), f->now,
-                              &id);
+  int rc = rt_store_inbox_add(s, channel, ext, chat_id, "wake", rt_buf_str(&f->b), f->now, &id);
   if (rc == 1) {
     rt_log(RT_LOG_WARN, "wake-duplicate", "timer=%lld conv=%lld: already in the inbox",
            (long long)r->id, (long long)r->conv_id);
@@ -116,8 +117,9 @@ static void fire_one(void *ud, const rt_timer_row *r) {
       f->cap = f->cap ? f->cap * 2 : 64;
       f->list = rt_xrealloc(f->list, (size_t)f->cap * sizeof *f->list);
     }
-    f->list[f->n++] = (fired){rt_xstrdup(r->channel), rt_xstrdup(r->chat_id),
-                              rt_xstrndup(f->b.s, f->b.len), id};
+    fired *x = &f->list[f->n++];
+    *x = (fired){*r->conv, rt_xstrndup(f->b.s, f->b.len), id};
+    memset(r->conv, 0, sizeof *r->conv);
   }
   f->rc = rc;
 }
@@ -140,14 +142,18 @@ int rt_timers_fire(rt_timers *tm, int *n) {
     else rt_store_rollback(s);
     b = f.b;
     for (int i = 0; i < f.n; i++) {
+      fired *x = &f.list[i];
       if (rc == RT_OK) {
-        rt_convq_push(tm->o.queues, f.list[i].channel, f.list[i].chat_id, f.list[i].id,
-                      f.list[i].payload, true, false);
-        f.list[i].payload = NULL;
+        rt_convq_push(tm->o.queues, x->conv.channel, x->conv.chat_id, x->id, x->payload, true,
+                      false);
+        x->payload = NULL;
+        /* The row as committed now, read in this transaction: whatever
+         * another process changed (a campaign linking the chat to a phone)
+         * is in it, so the step need not read it again. */
+        if (tm->o.convs) rt_convs_put(tm->o.convs, &x->conv);
       }
-      free(f.list[i].channel);
-      free(f.list[i].chat_id);
-      free(f.list[i].payload);
+      rt_conv_row_clear(&x->conv);
+      free(x->payload);
     }
     free(f.list);
     if (rc != RT_OK) {

@@ -21,8 +21,9 @@ typedef struct {
   rt_store *store;
   rt_clock *clock;
   rt_convq *queues;
-  rt_convs *convs;           /* a fired conversation's cached row is dropped:
-                              * whoever set the timer may have changed it */
+  rt_convs *convs;           /* a fired conversation's row, read with its timer
+                              * (whoever set the timer may have changed it), is
+                              * put here once the batch commits */
   bool manual;               /* test mode: never armed, the caller fires */
   void (*due)(void *ud);     /* the uv_timer went off: the host fires and re-arms */
   void *due_ud;
