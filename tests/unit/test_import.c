@@ -463,19 +463,19 @@ T(bulk_indexes_and_channel_columns) {
     "+79050000003;C;tg-a;;;o3;01.03.2025\n"), &rep), RT_OK);
   CHECK_INT(rep.problems_total, 0);
   CHECK_INT(q_int(s, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN "
-                     "('customer_addresses_phone', 'orders_phone', 'orders_gift_due')"), 3);
+                     "('customer_addresses_by_phone', 'orders_phone', 'orders_gift_due')"), 3);
   CHECK_STR(q_text(s, "SELECT value FROM meta WHERE key = 'import.dropped_indexes'"), "(none)");
   CHECK_STR(q_text(s, "SELECT phone FROM customer_addresses WHERE channel = 'webchat'"), "+79050000002");
   CHECK_STR(q_text(s, "SELECT address FROM customer_addresses WHERE channel = 'vk'"), "vk-a");
   /* one address, two rows: the later row in the file has it */
   CHECK_STR(q_text(s, "SELECT phone FROM customer_addresses WHERE address = 'tg-a'"), "+79050000003");
   /* as an import killed after dropping them */
-  CHECK_INT(rt_store_exec(s, "DROP INDEX customer_addresses_phone; INSERT INTO meta VALUES "
-    "('import.dropped_indexes', 'CREATE INDEX IF NOT EXISTS customer_addresses_phone ON "
-    "customer_addresses (phone);')"), RT_OK);
+  CHECK_INT(rt_store_exec(s, "DROP INDEX customer_addresses_by_phone; INSERT INTO meta VALUES "
+    "('import.dropped_indexes', 'CREATE INDEX IF NOT EXISTS customer_addresses_by_phone ON "
+    "customer_addresses (phone, channel, updated_at DESC, address, status);')"), RT_OK);
   rt_store_close(s);
   s = tstore_open(last_store);
-  CHECK_INT(q_int(s, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'customer_addresses_phone'"), 1);
+  CHECK_INT(q_int(s, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'customer_addresses_by_phone'"), 1);
   CHECK_STR(q_text(s, "SELECT value FROM meta WHERE key = 'import.dropped_indexes'"), "(none)");
   rt_store_close(s);
 }
