@@ -325,6 +325,41 @@ T(server_post_echo) {
   env_done(&e);
 }
 
+/* Handles are pooled with their options: one after the other on the same
+ * handle, each request goes with its own method and body, none of the
+ * previous one's (a POST's body after it, a HEAD's no-body). */
+T(server_methods_in_turn) {
+  env e;
+  env_init(&e, true);
+  seen sn = {0};
+  rt_httpd_route(e.httpd, NULL, "/echo/*", h_echo, &sn);
+  char url[128];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/echo/m", e.port);
+  static const struct { const char *method, *body, *want_method, *want_body; } seq[] = {
+      {"POST", "abc", "POST", "abc"}, {"GET", NULL, "GET", ""},   {"HEAD", NULL, "HEAD", ""},
+      {"GET", NULL, "GET", ""},       {"PUT", "p", "PUT", "p"},   {"DELETE", NULL, "DELETE", ""},
+      {NULL, NULL, "GET", ""},        {"HEAD", NULL, "HEAD", ""}, {"POST", NULL, "POST", ""},
+      {"PATCH", "q", "PATCH", "q"},   {"GET", NULL, "GET", ""},
+  };
+  int count = 0;
+  for (size_t i = 0; i < sizeof seq / sizeof seq[0]; i++) {
+    rt_http_opts o = {.method = seq[i].method, .url = url, .body = seq[i].body,
+                      .body_len = seq[i].body ? strlen(seq[i].body) : 0};
+    slot s = {.count = &count};
+    CHECK_INT(rt_http_request(e.http, &o, on_resp, &s, NULL), RT_OK);
+    CHECK(run_until(&e, &count, (int)i + 1, 5000));
+    CHECK_INT(s.err, RT_OK);
+    CHECK_STR(sn.method, seq[i].want_method);
+    bool head = strcmp(seq[i].want_method, "HEAD") == 0;
+    CHECK_INT(s.status, 201);
+    /* the echo answers with the body it got; a HEAD's answer has none */
+    if (!head) CHECK_STR(s.body, seq[i].want_body);
+    else CHECK_INT(s.len, 0);
+    slot_free(&s);
+  }
+  env_done(&e);
+}
+
 T(server_body_limit) {
   env e;
   env_init(&e, true);
@@ -842,6 +877,7 @@ int main(void) {
   rt_log_set_level(RT_LOG_WARN);
   T_RUN(server_json_route);
   T_RUN(server_post_echo);
+  T_RUN(server_methods_in_turn);
   T_RUN(server_body_limit);
   T_RUN(server_many_connections);
   T_RUN(server_port_in_use);
