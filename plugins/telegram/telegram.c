@@ -103,11 +103,14 @@ typedef struct tg_progress {
   bool media_done;
 } tg_progress;
 
+/* A chat waiting for its reply: "typing" goes out at due, again every
+ * TYPING_EVERY_MS, until the reply or TYPING_FOR_MS. No timer of its own:
+ * one timer of the channel (typing_timer) serves them all, since a timer
+ * made and closed for every message cost an allocation, a map entry's
+ * handle and an extra turn of the loop for its close. */
 typedef struct tg_typing {
-  uv_timer_t timer;
-  tg *t;
   char chat[32];
-  int64_t since;
+  int64_t since, due;
 } tg_typing;
 
 struct tg {
@@ -142,6 +145,8 @@ struct tg {
   tg_progress *progress;
   rt_map migrated;           /* old chat id -> new (""= looked up, none) */
   rt_map typing;             /* chat -> tg_typing */
+  uv_timer_t typing_timer;   /* the earliest tg_typing.due */
+  bool typing_timer_open;
   size_t handles_open;
   void (*close_done)(void *);
   void *close_ud;
@@ -1682,6 +1687,10 @@ static void tg_start(rt_channel *ch, const rt_plugin_env *env,
   t->group_timer.data = t;
   t->group_timer_open = true;
   t->handles_open++;
+  uv_timer_init(env->loop, &t->typing_timer);
+  t->typing_timer.data = t;
+  t->typing_timer_open = true;
+  t->handles_open++;
   groups_load(t);
   if (env->keep_days > 0) {
     uv_timer_init(env->loop, &t->prune);
@@ -1699,26 +1708,50 @@ static void tg_start(rt_channel *ch, const rt_plugin_env *env,
 
 static void tg_free(tg *t);
 
-static void typing_closed(uv_handle_t *h) {
-  tg_typing *ty = h->data;
-  tg *t = ty->t;
-  free(ty);
-  if (--t->handles_open == 0 && t->closing) tg_free(t);
+static void typing_stop(tg *t, const char *chat) {
+  free(rt_map_del(&t->typing, chat));
 }
 
-static void typing_stop(tg *t, const char *chat) {
-  tg_typing *ty = rt_map_del(&t->typing, chat);
-  if (ty) uv_close((uv_handle_t *)&ty->timer, typing_closed);
+static void typing_tick(uv_timer_t *h);
+
+/* The timer at the earliest due (stopped when no chat waits). */
+static void typing_timer_arm(tg *t) {
+  if (!t->typing_timer_open || t->closing) return;
+  int64_t now = (int64_t)uv_now(t->env->loop), next = INT64_MAX;
+  size_t it = 0;
+  const char *k;
+  void *v;
+  while (rt_map_next(&t->typing, &it, &k, &v)) {
+    tg_typing *ty = v;
+    if (ty->due < next) next = ty->due;
+  }
+  if (next == INT64_MAX) uv_timer_stop(&t->typing_timer);
+  else uv_timer_start(&t->typing_timer, typing_tick, (uint64_t)(next > now ? next - now : 0), 0);
 }
 
 static void typing_tick(uv_timer_t *h) {
-  tg_typing *ty = h->data;
-  tg *t = ty->t;
-  if (t->closing || uv_now(t->env->loop) - (uint64_t)ty->since > TYPING_FOR_MS) {
-    typing_stop(t, ty->chat);
-    return;
+  tg *t = h->data;
+  if (t->closing) return;
+  int64_t now = (int64_t)uv_now(t->env->loop);
+  char over[64][32];
+  size_t nover = 0, it = 0;
+  const char *k;
+  void *v;
+  while (rt_map_next(&t->typing, &it, &k, &v)) {
+    tg_typing *ty = v;
+    if (now - ty->since > TYPING_FOR_MS) {
+      /* removed after the walk, which a removal would upset; the rest at
+       * the next tick */
+      if (nover < RT_ARRAY_LEN(over)) snprintf(over[nover++], sizeof over[0], "%s", ty->chat);
+      else ty->due = now;
+      continue;
+    }
+    if (ty->due > now) continue;
+    ty->due = now + TYPING_EVERY_MS;
+    fire(t, "sendChatAction", json_pack("{s:s, s:s}", "chat_id", ty->chat, "action", "typing"));
   }
-  fire(t, "sendChatAction", json_pack("{s:s, s:s}", "chat_id", ty->chat, "action", "typing"));
+  for (size_t i = 0; i < nover; i++) typing_stop(t, over[i]);
+  typing_timer_arm(t);
 }
 
 /* A customer's message came in: if the answer takes longer than
@@ -1729,15 +1762,16 @@ static void typing_arm(tg *t, const char *chat) {
   tg_typing *ty = rt_map_get(&t->typing, chat);
   if (!ty) {
     ty = rt_xcalloc(1, sizeof *ty);
-    ty->t = t;
     snprintf(ty->chat, sizeof ty->chat, "%s", chat);
-    uv_timer_init(t->env->loop, &ty->timer);
-    ty->timer.data = ty;
-    t->handles_open++;
     rt_map_set(&t->typing, chat, ty);
   }
   ty->since = (int64_t)uv_now(t->env->loop);
-  uv_timer_start(&ty->timer, typing_tick, TYPING_AFTER_MS, TYPING_EVERY_MS);
+  ty->due = ty->since + TYPING_AFTER_MS;
+  /* The timer runs for the earliest due: this one, unless it is due sooner
+   * (a repeat of another chat). */
+  if (t->typing_timer_open && (!uv_is_active((uv_handle_t *)&t->typing_timer) ||
+                               uv_timer_get_due_in(&t->typing_timer) > TYPING_AFTER_MS))
+    uv_timer_start(&t->typing_timer, typing_tick, TYPING_AFTER_MS, 0);
 }
 
 /* ---- outbound ---- */
@@ -2258,12 +2292,13 @@ static void tg_close(rt_channel *ch, void (*done)(void *), void *ud) {
   size_t it = 0;
   const char *k;
   void *v;
-  while (rt_map_next(&t->typing, &it, &k, &v)) {
-    tg_typing *ty = v;
-    uv_close((uv_handle_t *)&ty->timer, typing_closed);
-  }
+  while (rt_map_next(&t->typing, &it, &k, &v)) free(v);
   rt_map_free(&t->typing);
   rt_map_init(&t->typing);
+  if (t->typing_timer_open) {
+    t->typing_timer_open = false;
+    uv_close((uv_handle_t *)&t->typing_timer, handle_closed);
+  }
   /* Albums still gathering stay in kv for the next start; those handed
    * over are freed by their ack. */
   for (tg_group *g = t->groups, *n; g; g = n) {
