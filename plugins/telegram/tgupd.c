@@ -35,7 +35,26 @@ static bool lit(sc *s, const char *w, size_t n) {
 static int str(sc *s, const char **v) {
   s->p++;
   char *o = s->out;
-  while (s->p < s->end) {
+  for (;;) {
+    /* a run without escapes (valid UTF-8 checked on the way), copied at
+     * once */
+    const char *run = s->p;
+    while (s->p < s->end) {
+      unsigned char c = (unsigned char)*s->p;
+      if (c >= 0x80) {
+        size_t len;
+        if (rt_utf8_decode(s->p, (size_t)(s->end - s->p), &len) == RT_UTF8_BAD) return -1;
+        s->p += len;
+        continue;
+      }
+      if (c == '"' || c == '\\' || c < 0x20) break;
+      s->p++;
+    }
+    if (v && s->p > run) {
+      memcpy(o, run, (size_t)(s->p - run));
+      o += s->p - run;
+    }
+    if (s->p >= s->end) return -1;
     unsigned char c = (unsigned char)*s->p;
     if (c == '"') {
       s->p++;
@@ -46,7 +65,6 @@ static int str(sc *s, const char **v) {
       }
       return 0;
     }
-    if (c < 0x20) return -1;
     if (c == '\\') {
       s->p++;
       uint32_t cp;
@@ -54,16 +72,8 @@ static int str(sc *s, const char **v) {
       if (v) o += rt_utf8_encode(cp, o);
       continue;
     }
-    size_t len = 1;
-    if (c >= 0x80 && rt_utf8_decode(s->p, (size_t)(s->end - s->p), &len) == RT_UTF8_BAD)
-      return -1;
-    if (v) {
-      memcpy(o, s->p, len);
-      o += len;
-    }
-    s->p += len;
+    return -1;   /* a control byte */
   }
-  return -1;
 }
 
 /* A number: *is_int and, for an integer within int64, *iv. A real is
@@ -90,24 +100,24 @@ static int num(sc *s, bool *is_int, int64_t *iv) {
     if (s->p >= s->end || *s->p < '0' || *s->p > '9') return -1;
     while (s->p < s->end && *s->p >= '0' && *s->p <= '9') s->p++;
   }
-  char tmp[64];
-  size_t n = (size_t)(s->p - b);
-  if (n >= sizeof tmp) return -1;   /* jansson may read it; we do not vouch */
-  memcpy(tmp, b, n);
-  tmp[n] = '\0';
   *is_int = !real;
   if (real) {
-    if (isinf(strtod(tmp, NULL))) return -1;
-    return 0;
+    char tmp[64];
+    size_t n = (size_t)(s->p - b);
+    if (n >= sizeof tmp) return -1;   /* jansson may read it; we do not vouch */
+    memcpy(tmp, b, n);
+    tmp[n] = '\0';
+    return isinf(strtod(tmp, NULL)) ? -1 : 0;
   }
-  /* Within int64 (jansson refuses a bigger integer): 19 digits at most,
-   * compared as text against the limits. */
-  const char *d = tmp[0] == '-' ? tmp + 1 : tmp;
-  size_t nd = strlen(d);
-  if (nd > 19) return -1;
-  if (nd == 19 && strcmp(d, tmp[0] == '-' ? "9223372036854775808" : "9223372036854775807") > 0)
-    return -1;
-  *iv = strtoll(tmp, NULL, 10);
+  /* Within int64, as jansson wants it (it refuses a bigger integer). */
+  bool neg = *b == '-';
+  uint64_t u = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+  for (const char *d = neg ? b + 1 : b; d < s->p; d++) {
+    unsigned k = (unsigned)(*d - '0');
+    if (u > (lim - k) / 10) return -1;
+    u = u * 10 + k;
+  }
+  *iv = neg ? (u == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)u) : (int64_t)u;
   return 0;
 }
 
