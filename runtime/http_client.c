@@ -63,6 +63,12 @@ static struct {
  * as a missing shared library at start would. */
 static void curl_load(void) {
   if (cu.loaded) return;
+  /* libcurl brings GnuTLS in (through librtmp and libldap, for protocols
+   * the client never uses; its own TLS is OpenSSL), and GnuTLS sets itself
+   * up in a library constructor: about 1 MB of its pages and p11-kit's
+   * touched for nothing. Whoever does use GnuTLS initialises it
+   * explicitly, as its documentation asks. A value set by the user stays. */
+  setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 0);
   void *lib = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
   if (!lib) {
     fprintf(stderr, "level=fatal msg=\"cannot load libcurl (apt-get install libcurl4)\" err=\"%s\"\n",
@@ -107,6 +113,7 @@ static void curl_load(void) {
  * channel keeps in flight and then some: with 64, a burst of 128 replies
  * made a third of its handles anew. */
 #define EASY_POOL 256
+#define RECV_BUFFER 4096L
 
 /* One socket curl asked us to watch. Owned by rt_http (socks list) until
  * its poll handle's close callback frees it.
@@ -260,6 +267,11 @@ static CURL *easy_get(rt_http *h) {
   cu.easy_setopt(e, CURLOPT_USERAGENT, "shopbot/" RT_VERSION);
   cu.easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
   cu.easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  /* curl's receive buffer is per transfer, 16 KB by default: a channel
+   * with 128 sends in flight held 2 MB of them, and the pooled handles
+   * keep theirs. Bot API answers are a few hundred bytes; a big body (a
+   * photo) only takes more reads. */
+  cu.easy_setopt(e, CURLOPT_BUFFERSIZE, RECV_BUFFER);
   /* Kept by curl on the connection this transfer opens, so it is called
    * whoever closes the connection later (the cache, rt_http_close). */
   cu.easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
