@@ -2256,19 +2256,23 @@ int rt_telegram_new(const json_t *conf, rt_channel **out, char **err) {
   t->inline_buttons = bt && strcmp(bt, "inline") == 0;
   rt_map_init(&t->migrated);
   rt_map_init(&t->typing);
-  /* Telegram's limits (Bot FAQ): ~30 messages/s per bot, 1/s per chat,
-   * 20/min per group; rates.* in the section may lower or raise them (a
-   * test server has none). */
+  /* Telegram's limits (Bot FAQ): ~30 messages/s per bot, 1/s per chat
+   * with short bursts let through (a two- or three-part answer goes at
+   * once, then 1/s), 20/min per group; rates.* in the section may lower or
+   * raise them (a test server has none). */
   json_t *rates = json_object_get(conf, "rates");
   double ps = 30, pc = 1, pg = 20.0 / 60.0;
+  int pb = 3;
   json_t *x;
   if (json_is_number(x = json_object_get(rates, "per_sec"))) ps = json_number_value(x);
   if (json_is_number(x = json_object_get(rates, "per_chat"))) pc = json_number_value(x);
+  if (json_is_integer(x = json_object_get(rates, "chat_burst"))) pb = (int)json_integer_value(x);
   if (json_is_number(x = json_object_get(rates, "per_group_min")))
     pg = json_number_value(x) / 60.0;
   t->ch = (rt_channel){
       .name = "telegram", .impl = t, .caps = RT_CH_BUTTONS | RT_CH_MEDIA,
-      .limits = {.per_sec = ps, .per_chat = pc, .per_group = pg, .in_flight = 128},
+      .limits = {.per_sec = ps, .per_chat = pc, .per_group = pg, .chat_burst = pb,
+                 .in_flight = 128},
       .start = tg_start, .send = tg_send_msg, .is_group = tg_is_group, .close = tg_close};
   *out = &t->ch;
   return RT_OK;

@@ -294,13 +294,14 @@ def case_split_crash():
         e.start()
         e.push(chat_id=1201, text="/start")
         wait(replied(e, 1201, 1))
-        e.push(chat_id=1201, text="длинно 3")
-        check("a long text: its first part is sent", wait(replied(e, 1201, 2), 15))
-        # The second part (a second later: 1 message/s in a chat) is held
-        # at the fake and then refused, and the bot is killed meanwhile.
+        # The second part (right after the first: a short burst passes in
+        # a chat) is held at the fake and then refused, and the bot is
+        # killed meanwhile.
         with e.fake.cv:
             e.fake.injections.append({"method": "sendMessage", "status": 502, "delay_ms": 4000,
-                                      "count": 1, "chat_id": 1201})
+                                      "count": 1, "chat_id": 1201, "after": 1})
+        e.push(chat_id=1201, text="длинно 3")
+        check("a long text: its first part is sent", wait(replied(e, 1201, 2), 15))
 
         def tries():
             with e.fake.cv:
@@ -308,7 +309,9 @@ def case_split_crash():
         held = wait(lambda: tries() >= 3, 10)
         e.kill9()
         check("... kill -9 while its second part is on its way", held and len(e.texts(1201)) == 2)
-        time.sleep(1.0)   # a restart takes its time: the chat's 1/s holds across it
+        # The buckets are the process's: a restart begins with a full one,
+        # so the chat's burst (3 at 1/s) is given its time to refill.
+        time.sleep(3.0)
         e.start()
         wait(replied(e, 1201, 4), 20)
         time.sleep(1.5)
@@ -321,6 +324,47 @@ def case_split_crash():
         with e.fake.cv:
             v = e.fake.violations()
         check("... within the chat's rate (%s)" % v[:2], not v)
+    finally:
+        e.stop()
+
+
+def case_burst():
+    """A private chat takes a short burst, then 1 message/s: a two-part
+    answer goes at once instead of a second apart, and the next answers
+    keep to the sustained rate; the fake's check fails a fourth message at
+    once (so a bot over the limit fails this test)."""
+    f = ft.Fake(TOKEN)
+    f.sends = [(10.0 + i * 0.01, 77, "sendmessage") for i in range(3)]
+    check("fake: three messages at once to a chat pass its check", not f.violations())
+    f.sends.append((10.04, 77, "sendmessage"))
+    check("fake: a fourth at once is a violation", any("chat 77" in v for v in f.violations()),
+          f.violations())
+    f.sends = [(10.0 + i * 0.01, 77, "sendmessage") for i in range(3)] + [(10.5, 77, "sendmessage")]
+    check("fake: ... and so is a fourth within the second", bool(f.violations()))
+    e = Env("burst")
+    try:
+        e.start()
+        e.push(chat_id=1501, text="/start")
+        wait(replied(e, 1501, 1))
+        time.sleep(2.5)   # the chat's bucket fills up again
+        e.push(chat_id=1501, text="длинно")
+        wait(replied(e, 1501, 3), 15)
+
+        def times():
+            with e.fake.cv:
+                return [t for t, c, m in e.fake.sends if c == 1501]
+        t = times()
+        check("a two-part answer: the second part right after the first (%.2f s)" %
+              ((t[2] - t[1]) if len(t) >= 3 else -1), len(t) >= 3 and t[2] - t[1] < 0.7)
+        e.push(chat_id=1501, text="много 4")
+        wait(replied(e, 1501, 7), 15)
+        time.sleep(0.5)
+        t = times()
+        check("... then the sustained rate: four answers over %.1f s" % ((t[-1] - t[3]) if len(t) >= 7 else -1),
+              len(t) == 7 and t[-1] - t[3] >= 2.0)
+        with e.fake.cv:
+            v = e.fake.violations()
+        check("... never over the chat's burst and rate (%s)" % v[:2], not v)
     finally:
         e.stop()
 
@@ -889,7 +933,7 @@ def case_campaign():
         e.stop()
 
 
-CASES = [case_dialog, case_inline, case_split_crash, case_prune, case_album, case_storm_and_limits, case_kill9, case_blocked_and_errors,
+CASES = [case_dialog, case_inline, case_split_crash, case_burst, case_prune, case_album, case_storm_and_limits, case_kill9, case_blocked_and_errors,
          case_webhook, case_conflict_unauthorized, case_migration, case_managers,
          case_card_photos, case_owner, case_stats]
 
