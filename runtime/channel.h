@@ -35,6 +35,8 @@ typedef struct {
   const char *chat_id;
   const char *idem_key;      /* the same on every attempt of this row */
   const char *about;         /* a message to a manager: the customer's chat, or NULL */
+  const char *topic;         /* with about, when managers.topics is on: the name of the
+                              * customer's forum topic (the persona's words), or NULL */
   rt_msg_kind kind;
   const char *text;          /* "" when there is none (media without caption) */
   const char *const *buttons;

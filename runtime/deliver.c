@@ -291,7 +291,7 @@ static const char *str_of(json_t *v) {
   return json_string_value(json_object_get(v, "text"));
 }
 
-/* The stored payload ({text, buttons, about, media, template}) parsed once;
+/* The stored payload ({text, buttons, about, media, template, topic}) parsed once;
  * NULL with *why set when it cannot be sent as it is. */
 static bool parse_msg(const rt_outbox_row *r, const rt_channel *ch, parsed *p, const char **why) {
   memset(p, 0, sizeof *p);
@@ -308,6 +308,7 @@ static bool parse_msg(const rt_outbox_row *r, const rt_channel *ch, parsed *p, c
   p->doc = json_loads(r->payload, 0, NULL);
   if (!json_is_object(p->doc)) { *why = "the stored payload is not a JSON object"; return false; }
   m->about = json_string_value(json_object_get(p->doc, "about"));
+  m->topic = json_string_value(json_object_get(p->doc, "topic"));
   m->text = json_string_value(json_object_get(p->doc, "text"));
   if (!m->text) m->text = "";
   m->kind = RT_MSG_TEXT;

@@ -20,7 +20,15 @@ token, 404 for an unknown method.
   1..64 bytes), sendPhoto / sendDocument (file_id, URL or multipart upload),
   sendMediaGroup, copyMessage, forwardMessage, sendChatAction, getFile and
   /file/bot<token>/<path> downloads (20 MB cap), answerCallbackQuery,
-  createForumTopic, getMe.
+  createForumTopic (only in a supergroup with is_forum, where the bot may
+  manage topics: the group's "can_manage_topics": false refuses it), getMe.
+- Forum topics: a send with message_thread_id into a forum goes to that
+  topic (recorded, and echoed in the Message with is_topic_message); one
+  into a topic deleted by /_/delete_topic {chat_id, message_thread_id}, or
+  never created, is "400 Bad Request: message thread not found". A
+  manager's message in a topic is pushed with the shorthand's "thread_id":
+  it carries message_thread_id and is_topic_message, and replies (as in
+  Telegram) to the topic's creation message unless "reply_to" names another.
 - Chats: a private chat exists once its user wrote (a pushed update) or was
   declared (/_/users); others give "400 Bad Request: chat not found". Blocked
   chats answer 403, migrated groups 400 with parameters.migrate_to_chat_id.
@@ -41,7 +49,7 @@ token, 404 for an unknown method.
 Control (tests): POST /_/push (an update, update_id assigned; or a shorthand
 {"chat_id", "text" | "photo" | "contact" | "callback_data" ...}), GET /_/sent,
 GET /_/state, POST /_/users, /_/block, /_/unblock, /_/migrate, /_/conflict,
-/_/reset_calls.
+/_/delete_topic, /_/reset_calls.
 
 Run: fake_telegram.py [--port N] [--token T] [--port-file F] [--log F]
 Prints "port N" on stdout once listening.
@@ -230,6 +238,17 @@ class Fake:
         if "reply_to" in p:
             msg["reply_to_message"] = {"message_id": int(p["reply_to"]), "date": int(time.time()),
                                        "chat": self.chat_obj(chat), "from": self.bot_user(), "text": "…"}
+        if "thread_id" in p:
+            tid = int(p["thread_id"])
+            msg["message_thread_id"] = tid
+            msg["is_topic_message"] = True
+            top = next((x for x in self.topics if x["chat_id"] == chat and x["message_thread_id"] == tid), {})
+            rt = msg.setdefault("reply_to_message", {
+                "message_id": tid, "date": int(time.time()), "chat": self.chat_obj(chat),
+                "from": self.bot_user(),
+                "forum_topic_created": {"name": top.get("name", "?"), "icon_color": 7322096}})
+            rt["message_thread_id"] = tid
+            rt["is_topic_message"] = True
         key = "edited_message" if p.get("edited") else "message"
         if p.get("edited"):
             msg["edit_date"] = int(time.time())
@@ -346,6 +365,19 @@ class Fake:
             raise ApiError(429, "Too Many Requests: retry after %d" % ra, {"retry_after": ra})
         self.check_chat(chat, method)
         return chat
+
+    def check_thread(self, chat, p):
+        """message_thread_id of a send: a live topic of that forum."""
+        v = p.get("message_thread_id")
+        if v in (None, ""):
+            return None
+        tid = int(v)
+        if not self.groups.get(chat, {}).get("is_forum"):
+            return tid   # outside forums Telegram ignores it (reply threads)
+        t = next((x for x in self.topics if x["chat_id"] == chat and x["message_thread_id"] == tid), None)
+        if t is None or t.get("deleted"):
+            raise bad("message thread not found")
+        return tid
 
     def check_markup(self, p):
         mk = p.get("reply_markup")
@@ -483,7 +515,10 @@ class Fake:
         if u16len(text) > 4096:
             raise bad("message is too long")
         mk = self.check_markup(p)
+        tid = self.check_thread(chat, p)
         m = self.message(chat, {"text": text})
+        if tid:
+            m.update({"message_thread_id": tid, "is_topic_message": True})
         rec = {"method": "sendMessage", "chat_id": chat, "text": text, "message_id": m["message_id"]}
         if mk:
             rec["reply_markup"] = mk
@@ -517,7 +552,10 @@ class Fake:
         else:
             raise bad("wrong file identifier/HTTP URL specified")
         mk = self.check_markup(p)
+        tid = self.check_thread(chat, p)
         extra = {"caption": cap} if cap else {}
+        if tid:
+            extra.update({"message_thread_id": tid, "is_topic_message": True})
         if field == "photo":
             extra["photo"] = [{"file_id": fid, "file_unique_id": self.files[fid]["unique"],
                                "file_size": size, "width": 800, "height": 600}]
@@ -531,6 +569,8 @@ class Fake:
                 v = p[k]
                 if isinstance(v, str) and k == "reply_parameters":
                     v = json.loads(v)
+                if isinstance(v, str) and k == "message_thread_id":
+                    v = int(v)
                 rec[k] = v
         if how == "upload":
             rec["filename"] = (upload or h.uploads.get(ref[9:] if isinstance(ref, str) else "", {})).get("filename")
@@ -604,11 +644,18 @@ class Fake:
     def m_createforumtopic(self, p, h):
         chat = self.chat_arg(p)
         self.check_chat(chat, "createforumtopic")
-        if not self.groups.get(chat, {}).get("is_forum"):
+        g = self.groups.get(chat, {})
+        if not g.get("is_forum"):
             raise bad("the chat is not a forum")
-        tid = 1000 + len(self.topics)
-        self.topics.append({"chat_id": chat, "name": p.get("name"), "message_thread_id": tid})
-        return {"message_thread_id": tid, "name": p.get("name"), "icon_color": 7322096}
+        if g.get("can_manage_topics") is False:
+            raise bad("not enough rights to create a topic")
+        name = p.get("name") or ""
+        if not 1 <= len(name) <= 128:
+            raise bad("TOPIC_TITLE_EMPTY" if not name else "TOPIC_TITLE_TOO_LONG")
+        # The topic's id is the message_id of its creation service message.
+        tid = self.next_msg_id(chat)
+        self.topics.append({"chat_id": chat, "name": name, "message_thread_id": tid})
+        return {"message_thread_id": tid, "name": name, "icon_color": 7322096}
 
     # ---- webhook delivery ----
     def deliver_loop(self):
@@ -778,6 +825,11 @@ class Handler(BaseHTTPRequestHandler):
                 old, new = int(p["chat_id"]), int(p["to"])
                 f.migrated[old] = new
                 f.groups[new] = dict(f.groups.get(old, {}), type="supergroup")
+                return True
+            if path == "/_/delete_topic":
+                for t in f.topics:
+                    if t["chat_id"] == int(p["chat_id"]) and t["message_thread_id"] == int(p["message_thread_id"]):
+                        t["deleted"] = True
                 return True
             if path == "/_/inject":
                 f.injections.append(p)

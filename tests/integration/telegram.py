@@ -820,6 +820,136 @@ def case_stats():
         e.stop()
 
 
+def case_topics():
+    """managers.topics in a forum supergroup: one topic per handed-off
+    customer, named in the persona's words, made on the first hand-off and
+    reused; a manager's message in the topic (a reply or not) reaches the
+    customer and takes the chat, the customer's next message comes back
+    into the topic, /bot there gives the chat back; a deleted topic is made
+    again and the note sent there; a group that is no forum gets cards as
+    without topics, with a log line saying why."""
+    man = {"channel": "telegram", "chat_id": -4001, "topics": True}
+    e = Env("topics", managers=man)
+
+    def topics():
+        with e.fake.cv:
+            return [dict(x) for x in e.fake.topics]
+
+    def in_topic(tid):
+        return [x for x in group_sent(e) if x.get("message_thread_id") == tid]
+    try:
+        with e.fake.cv:
+            e.fake.groups[-4001] = {"type": "supergroup", "title": "Менеджеры", "is_forum": True}
+        e.start()
+        e.push(chat_id=7401, text="/start", first_name="Пётр")
+        e.push(chat_id=7402, text="/start", first_name="Анна")
+        wait(lambda: e.texts(7401) and e.texts(7402))
+        e.push(chat_id=7401, contact="+7 912 000-44-01", first_name="Пётр")
+        wait(replied(e, 7401, 2))
+        e.push(chat_id=7401, text="менеджер", first_name="Пётр")
+        check("first hand-off: a topic is made for the customer",
+              wait(lambda: len(topics()) == 1 and in_topic(topics()[0]["message_thread_id"]), 15),
+              topics())
+        t1 = topics()[0]
+        check("... named in the persona's words: %s" % t1.get("name"),
+              t1.get("name") == "Пётр, +79120004401")
+        card1 = in_topic(t1["message_thread_id"])[0]
+        check("... the card is in it", "Заявка от Пётр" in (card1.get("text") or ""), card1)
+        e.push(chat_id=7402, text="менеджер", first_name="Анна")
+        check("a second customer: a second topic",
+              wait(lambda: len(topics()) == 2 and in_topic(topics()[1]["message_thread_id"]), 15),
+              topics())
+        t2 = topics()[1] if len(topics()) > 1 else {}
+        check("... named after her", t2.get("name") == "Анна" and
+              t2.get("message_thread_id") != t1["message_thread_id"], t2)
+        tid1 = t1["message_thread_id"]
+        n = len(in_topic(tid1))
+        # a manager writes in the topic, not as a reply to the card
+        e.push(chat_id=-4001, user_id=90001, first_name="Ольга", text="Пётр, это Ольга",
+               thread_id=tid1)
+        check("a manager's message in the topic reaches the customer",
+              wait(lambda: "Пётр, это Ольга" in e.texts(7401), 10), e.texts(7401))
+        check("... the topic hears who took the chat",
+              wait(lambda: any("Ольга" in (x.get("text") or "") for x in in_topic(tid1)[n:]), 10),
+              [x.get("text") for x in group_sent(e)])
+
+        def conv(chat):
+            with e.db() as db:
+                return db.execute("SELECT mode, owner FROM conversations WHERE channel='telegram' "
+                                  "AND chat_id=?", (str(chat),)).fetchone()
+        check("... and the chat is the manager's", conv(7401) == ("manager", "90001"), conv(7401))
+        e.push(chat_id=7401, text="А сколько стоит?", first_name="Пётр")
+        check("the customer's next message comes into the topic",
+              wait(lambda: any("сколько стоит" in (x.get("text") or "") for x in in_topic(tid1)), 10),
+              [(x.get("text"), x.get("message_thread_id")) for x in group_sent(e)])
+        check("... not into the other customer's",
+              not any("сколько стоит" in (x.get("text") or "")
+                      for x in in_topic(t2.get("message_thread_id"))))
+        e.push(chat_id=-4001, user_id=90001, first_name="Ольга", text="/bot", thread_id=tid1)
+        check("/bot in the topic gives the chat back", wait(lambda: conv(7401) == ("bot", None), 10),
+              conv(7401))
+        n = len(e.texts(7401))
+        e.push(chat_id=7401, text="привет", first_name="Пётр")
+        wait(replied(e, 7401, n + 1))
+        e.push(chat_id=7401, text="менеджер", first_name="Пётр")
+        check("a second hand-off of the same customer reuses the topic",
+              wait(lambda: sum(1 for x in in_topic(tid1) if "Заявка от Пётр" in (x.get("text") or "")) == 2,
+                   15) and len(topics()) == 2, (topics(), [x.get("text") for x in in_topic(tid1)]))
+        tid2 = t2.get("message_thread_id")
+        e.push(chat_id=-4001, user_id=90001, first_name="Ольга", text="Анна, это Ольга", thread_id=tid2)
+        check("the other topic's manager message reaches the other customer",
+              wait(lambda: "Анна, это Ольга" in e.texts(7402), 10) and
+              wait(lambda: any("Ольга" in (x.get("text") or "") for x in in_topic(tid2)), 10))
+        with e.fake.cv:
+            e.fake.topics[1]["deleted"] = True
+        e.push(chat_id=7402, text="вопрос про фары", first_name="Анна")
+        check("a deleted topic is made again",
+              wait(lambda: len(topics()) == 3, 15), topics())
+        t3 = topics()[-1]
+        check("... under the same name, and the message is sent there",
+              t3.get("name") == "Анна" and
+              wait(lambda: any("вопрос про фары" in (x.get("text") or "")
+                               for x in in_topic(t3["message_thread_id"])), 10),
+              [(x.get("text"), x.get("message_thread_id")) for x in group_sent(e)])
+        with e.fake.cv:
+            v = e.fake.violations()
+        check("... within the group's rate (%s)" % v[:2], not v)
+        check("... and the log says so", "telegram-topic-gone" in e.log_text())
+        e.push(chat_id=-4001, user_id=90001, first_name="Ольга", text="Фары есть",
+               thread_id=t3["message_thread_id"])
+        check("... a manager's message in the new topic reaches her",
+              wait(lambda: "Фары есть" in e.texts(7402), 10))
+        e.proc.send_signal(signal.SIGTERM)
+        e.proc.wait(10)
+        e.start()
+        n = len(in_topic(t3["message_thread_id"]))
+        e.push(chat_id=7402, text="ещё вопрос", first_name="Анна")
+        check("after a restart the kept topic is used",
+              wait(lambda: len(in_topic(t3["message_thread_id"])) > n, 15) and len(topics()) == 3,
+              topics())
+    finally:
+        e.stop()
+    e = Env("topics_off", managers=man)
+    try:
+        with e.fake.cv:
+            e.fake.groups[-4001] = {"type": "supergroup", "title": "Менеджеры"}
+        e.start()
+        e.push(chat_id=7411, text="/start", first_name="Пётр")
+        wait(replied(e, 7411, 1))
+        e.push(chat_id=7411, text="менеджер", first_name="Пётр")
+        check("not a forum: the card goes to the group as without topics",
+              wait(lambda: any("Заявка от Пётр" in (x.get("text") or "") and "message_thread_id" not in x
+                               for x in group_sent(e)), 10), group_sent(e))
+        check("... with a log line saying why",
+              "telegram-topics-unavailable" in e.log_text() and "not a forum" in e.log_text())
+        card = group_sent(e)[0]["message_id"]
+        e.push(chat_id=-4001, user_id=90001, first_name="Ольга", text="Беру", reply_to=card)
+        check("... and a reply to the card still reaches the customer",
+              wait(lambda: "Беру" in e.texts(7411), 10))
+    finally:
+        e.stop()
+
+
 def run_tool(e, *args):
     r = subprocess.run([SHOPBOT] + list(args), capture_output=True, text=True, timeout=60)
     return r.returncode, r.stdout, r.stderr
@@ -938,9 +1068,11 @@ CASES = [case_dialog, case_inline, case_split_crash, case_burst, case_prune, cas
          case_card_photos, case_owner, case_stats]
 
 
-# Run only when named (tests/integration/telegram_campaign.sh): a campaign of
-# 1,000 messages at Telegram's 30/s takes its ~35 s, in its own ctest.
-ALONE = [case_campaign]
+# Run only when named, each in its own ctest: a campaign of 1,000 messages
+# at Telegram's 30/s takes its ~35 s (telegram_campaign.sh); the forum
+# topics, at a group's 20 messages a minute, most of a minute
+# (telegram_topics.sh).
+ALONE = [case_campaign, case_topics]
 
 
 def main():
