@@ -974,19 +974,28 @@ def case_campaign():
     phone = lambda i: "+7900%07d" % i    # noqa: E731
     kicked, refused = n + 1, n + 2        # block the bot before / during the campaign
     no_tg = list(range(n + 3, n + 8))     # known by phone only
+    unseen = [n + 8, n + 9]               # an imported telegram_id that never wrote to the bot
     try:
         csv = os.path.join(e.dir, "customers.csv")
         with open(csv, "w", encoding="utf-8") as f:
             f.write("Телефон;ФИО;Дата последней покупки;Telegram\n")
-            for i in range(1, n + 8):
+            for i in range(1, n + 10):
                 f.write("%s;Клиент %d;01.01.2025;%s\n" % (phone(i), i, chat(i) if i not in no_tg else ""))
         rc, out, err = run_tool(e, "import", e.dir, csv)
-        check("import of %d customers" % (n + 7), rc == 0, err[-300:])
+        check("import of %d customers" % (n + 9), rc == 0, err[-300:])
         with e.fake.cv:
             e.fake.users.update(chat(i) for i in range(1, n + 3))
+            e.fake.users.update(chat(i) for i in unseen)
             e.fake.blocked.add(chat(refused))
         e.start()
+        # The bot has seen these chats: each customer started the bot
+        # (my_chat_member "member"; no step runs, nothing is sent).
+        with e.fake.cv:
+            for i in range(1, n + 3):
+                if i != kicked:
+                    e.fake.push(e.fake.shorthand({"chat_id": chat(i), "member_status": "member"}))
         e.push(chat_id=chat(kicked), member_status="kicked")
+        check("the bot took every my_chat_member", wait(lambda: not e.fake.updates, 30))
 
         def status(i):
             with e.db() as db:
@@ -1000,15 +1009,16 @@ def case_campaign():
 
         rc, out, err = run_tool(e, "campaign", e.dir, "retention", "--json")
         rep = json.loads(out) if rc == 0 else {}
-        check("campaign: %s scheduled, only those with a Telegram chat" % rep.get("scheduled"),
-              rep.get("scheduled") == n + 1, err[-300:])
+        check("campaign: %s scheduled, only those with a Telegram chat the bot has seen" %
+              rep.get("scheduled"), rep.get("scheduled") == n + 1, err[-300:])
         un = rep.get("unreachable", {})
         check("... unreachable: %s" % un.get("reasons"),
-              rep.get("skipped", {}).get("unreachable") == 6 and
-              un.get("reasons") == {"no_address": 5, "blocked": 1})
-        check("... each named with its reason",
+              rep.get("skipped", {}).get("unreachable") == 8 and
+              un.get("reasons") == {"no_address": 5, "blocked": 1, "not_seen": 2})
+        check("... each named with its reason (an imported telegram_id never seen: not_seen)",
               sorted((c["phone"], c["reason"]) for c in un.get("customers", [])) ==
-              sorted([(phone(i), "no_address") for i in no_tg] + [(phone(kicked), "blocked")]))
+              sorted([(phone(i), "no_address") for i in no_tg] + [(phone(kicked), "blocked")] +
+                     [(phone(i), "not_seen") for i in unseen]))
         with e.db() as db:
             rows = db.execute("SELECT channel, address, phone FROM campaign_contacts "
                               "WHERE campaign='retention'").fetchall()
@@ -1037,8 +1047,8 @@ def case_campaign():
             n429 = len(e.fake.four29)
         check("every check-in delivered (%d in %.1f s)" % (delivered(), took), done)
         check("... none twice", all(len(per.get(chat(i), [])) == 1 for i in range(1, n + 1)))
-        check("... nobody without a chat, nor the blocked one, attempted",
-              not any(chat(i) in per for i in no_tg + [kicked, refused]) and
+        check("... nobody without a chat, nor the blocked one, nor a chat never seen, attempted",
+              not any(chat(i) in per for i in no_tg + [kicked, refused] + unseen) and
               not any(x[1] == chat(kicked) for x in e.fake.sends))
         check("... the storm answered %d sends with 429" % n429, n429 >= 1)
         if not check("... nothing before retry_after, at most 30/s and 1/s a chat (%s)" % v[:3], not v):
@@ -1058,7 +1068,8 @@ def case_campaign():
         check("the next campaign skips both who blocked the bot: %s" %
               rep.get("unreachable", {}).get("reasons"),
               rep.get("selected") == n and
-              rep.get("unreachable", {}).get("reasons") == {"no_address": 5, "blocked": 2}, err[-300:])
+              rep.get("unreachable", {}).get("reasons") == {"no_address": 5, "blocked": 2, "not_seen": 2},
+              err[-300:])
     finally:
         e.stop()
 
