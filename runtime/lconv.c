@@ -71,7 +71,16 @@ void rt_lconv_add_string(rt_buf *b, const char *s, size_t n) {
   for (size_t i = 0; i < n;) {
     unsigned char c = (unsigned char)s[i];
     if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') { *o++ = (char)c; i++; continue; }
-    /* Keep room for this byte's worst case, the rest as it is, the quote. */
+    size_t len;
+    /* Valid UTF-8 is copied as it is: no more room than it takes. */
+    if (c >= 0x80 && rt_utf8_decode(s + i, n - i, &len) != RT_UTF8_BAD) {
+      memcpy(o, s + i, len);
+      o += len;
+      i += len;
+      continue;
+    }
+    /* An escape or a U+FFFD: keep room for it, the rest as it is and the
+     * closing quote. */
     if ((size_t)(end - o) < (n - i) + 8) {
       /* What is written so far is kept (growing writes a '\0' at len). */
       size_t more = (size_t)(end - start) + (n - i) + 8;
@@ -80,16 +89,9 @@ void rt_lconv_add_string(rt_buf *b, const char *s, size_t n) {
       end = o + more;
     }
     if (c >= 0x80) {
-      size_t len;
-      if (rt_utf8_decode(s + i, n - i, &len) != RT_UTF8_BAD) {
-        memcpy(o, s + i, len);
-        o += len;
-        i += len;
-      } else {
-        memcpy(o, "\xEF\xBF\xBD", 3);
-        o += 3;
-        i++;
-      }
+      memcpy(o, "\xEF\xBF\xBD", 3);
+      o += 3;
+      i++;
       continue;
     }
     i++;
