@@ -17,7 +17,7 @@
 
 enum {
   S_INBOX_ADD, S_INBOX_ADD_DONE, S_INBOX_REOPEN, S_INBOX_PENDING, S_INBOX_GET, S_INBOX_FINISH, S_INBOX_ATTEMPT, S_INBOX_QUARANTINE,
-  S_CONV_GET, S_CONV_BY_ID, S_CONV_CREATE, S_CONV_SAVE,
+  S_CONV_GET, S_CONV_BY_ID, S_CONV_CREATE, S_CONV_SAVE, S_CONV_PHONE,
   S_OUT_ADD, S_OUT_DUE, S_OUT_SENT, S_OUT_RETRY, S_OUT_FAILED, S_OUT_HEADS, S_OUT_PENDING,
   S_TIMER_SET, S_TIMER_CANCEL, S_TIMER_CANCEL_ALL, S_TIMER_NEXT, S_TIMER_DUE, S_TIMER_DEL, S_TIMER_COUNT,
   S_TIMER_EXISTS, S_META_GET, S_META_SET,
@@ -49,9 +49,13 @@ static const char *stmt_sql[S_COUNT] = {
   [S_CONV_BY_ID] = "SELECT " CONV_COLS " FROM conversations WHERE id = ?1",
   [S_CONV_CREATE] = "INSERT INTO conversations (channel, chat_id, created_at, updated_at) "
                     "VALUES (?1, ?2, ?3, ?3) ON CONFLICT DO NOTHING",
+  /* The phone is set apart, and only when it changes: SQLite rewrites the
+   * entry of every index on a column an UPDATE sets (conversations_phone),
+   * changed or not, and most steps learn no phone. */
   [S_CONV_SAVE] = "UPDATE conversations SET flow = ?2, step = ?3, state = ?4, mode = ?5, "
-                  "phone = COALESCE(?6, phone), user_id = ?7, last_in_at = ?8, last_error = ?9, "
+                  "user_id = ?7, last_in_at = ?8, last_error = ?9, "
                   "rev = rev + 1, updated_at = ?10, owner = ?11, owner_name = ?12 WHERE id = ?1",
+  [S_CONV_PHONE] = "UPDATE conversations SET phone = ?2 WHERE id = ?1 AND phone IS NOT ?2",
   [S_OUT_ADD] = "INSERT INTO outbox (conv_id, channel, chat_id, idem_key, kind, payload, "
                 "next_try_at, created_at, priority) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8) "
                 "ON CONFLICT (idem_key) DO NOTHING",
@@ -801,7 +805,6 @@ int rt_store_conv_save(rt_store *s, rt_conv_row *r, int64_t now) {
   bind_text(st, 3, r->step);
   bind_text(st, 4, r->state ? r->state : "{}");
   bind_text(st, 5, r->mode ? r->mode : "bot");
-  bind_text(st, 6, r->phone);
   bind_text(st, 7, r->user_id);
   if (r->last_in_at) sqlite3_bind_int64(st, 8, r->last_in_at);
   else sqlite3_bind_null(st, 8);
@@ -810,6 +813,12 @@ int rt_store_conv_save(rt_store *s, rt_conv_row *r, int64_t now) {
   bind_text(st, 11, r->owner);
   bind_text(st, 12, r->owner_name);
   int rc = run(s, st);
+  if (rc == RT_OK && r->phone) {   /* a NULL keeps the stored one */
+    st = s->st[S_CONV_PHONE];
+    sqlite3_bind_int64(st, 1, r->id);
+    bind_text(st, 2, r->phone);
+    rc = run(s, st);
+  }
   if (rc == RT_OK) {
     r->rev++;
     r->updated_at = now;
