@@ -37,7 +37,7 @@ stds.shopbot = {
     text = fields { "norm", "plain", "head", "letters", "plate", "cars", "car", "vin",
                     "frame", "phone", "date", "intent", "is", "vocab", "ru", "phones" },
     time = fields { "now", "split", "local", "make", "duration", "is_open", "next_open",
-                    "human", "format" },
+                    "format" },
     json = fields { "encode", "decode" },
     log = fields { "info", "warn", "error" },
     http = fields { "request", "get", "post" },

@@ -540,6 +540,13 @@ static void send_row(scan_ctx *s, chat *c, rt_outbox_row *r) {
                          .text = why};
     send_done(j, &fr);
   } else {
+    /* The tokens are taken at the moment of the send, after the payload
+     * was read (which takes time on a slow machine): the rate holds for
+     * the times the service sees. Both buckets had a token at the check,
+     * and the time since only adds to them. */
+    int64_t now = now_ms(d);
+    bucket_fill(&t->b, now);
+    bucket_fill(&c->b, now);
     bucket_take(&t->b);
     bucket_take(&c->b);
     t->ch->send(t->ch, &p.m, send_done, j);

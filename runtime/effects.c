@@ -432,8 +432,16 @@ static int cross_managers(rt_effects *fx, rt_turn *t, const char *mode_before, i
     const char *text = jstr(ev, "text");
     json_t *photos = json_object_get(ev, "photos");
     json_t *photo = json_array_get(photos, 0);
-    char *line = rt_xasprintf("%s: %s", name ? name : t->conv.chat_id,
-                              text && *text ? text : photo ? "(фото)" : "(без текста)");
+    /* The line's words are the persona's (notes.relayed); the bare facts
+     * are the fallback. */
+    const char *who = name ? name : t->conv.chat_id;
+    const char *what = text && *text ? "text" : photo ? "photo" : "empty";
+    char *bare = rt_xasprintf("%s: %s", who, text && *text ? text : what);
+    char *line = note_text(t, "relayed",
+                           &(rt_note_facts){.who = who, .msg = text && *text ? text : NULL,
+                                            .what = what},
+                           bare);
+    free(bare);
     /* A photo's id is the channel's own: re-sent only within that channel.
      * The first carries the line as its caption, the others follow it. */
     bool same = strcmp(t->conv.channel, fx->mgr_channel) == 0;

@@ -89,6 +89,9 @@ int rt_handoff_apply(rt_handoff *h, rt_conv_row *c, json_t *event, int64_t now) 
       if (rc == RT_OK) rc = rt_store_event_add(s, now, c->id, NULL, NULL, "released",
                                                "{\"by\":\"manager\"}");
     } else if (text && strcmp(text, "take") == 0) {
+      /* Every manager answer is a "take": the event is recorded once, when
+       * the chat comes to the manager, not for each answer after. */
+      bool already = c->mode && strcmp(c->mode, "manager") == 0;
       free_set(&c->mode, "manager");
       /* The first manager to answer owns the chat (rt_handoff_owned_by). */
       if (!c->owner && jstr(event, "user")) {
@@ -96,7 +99,8 @@ int rt_handoff_apply(rt_handoff *h, rt_conv_row *c, json_t *event, int64_t now) 
         free_set(&c->owner_name, jstr(event, "by") ? jstr(event, "by") : jstr(event, "user"));
       }
       rc = rt_handoff_hold(h, c->id, now);
-      if (rc == RT_OK) rc = rt_store_event_add(s, now, c->id, NULL, NULL, "taken", "{}");
+      if (rc == RT_OK && !already)
+        rc = rt_store_event_add(s, now, c->id, NULL, NULL, "taken", "{}");
     }
   } else if (kind && (strcmp(kind, "blocked") == 0 || strcmp(kind, "unblocked") == 0)) {
     /* Campaigns skip a blocked address; a customer who comes back is

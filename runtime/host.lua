@@ -415,7 +415,7 @@ end
 -- `notes` (their lib/, else scripts/lib), function stopped(facts). If that
 -- cannot build a text (no module, an error), a plain line still tells the
 -- managers which chat to answer. facts: chat, flow, step, where, msg.
--- Other kinds (taken, owned, stats: see scripts/lib/notes.lua) have no
+-- Other kinds (taken, owned, relayed, stats: see scripts/lib/notes.lua) have no
 -- plain line here: the host falls back to their bare facts.
 local function note(kind, facts)
   local ok, text = pcall(function()

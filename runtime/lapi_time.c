@@ -170,23 +170,6 @@ static int l_time_next_open(lua_State *L) {
   return 1;
 }
 
-static const char *months_gen[] = {"января", "февраля", "марта", "апреля", "мая", "июня",
-                                   "июля", "августа", "сентября", "октября", "ноября", "декабря"};
-
-/* time.human(t, tz) -> "16 марта" (with the year when it is not this year) */
-static int l_time_human(lua_State *L) {
-  int64_t t = check_time(L, 1);
-  const char *tz = opt_tz(L, 2);
-  struct tm tm, now;
-  local_tm(L, t, tz, &tm);
-  local_tm(L, now_sec(L), tz, &now);
-  if (tm.tm_year == now.tm_year)
-    lua_pushfstring(L, "%d %s", tm.tm_mday, months_gen[tm.tm_mon]);
-  else
-    lua_pushfstring(L, "%d %s %d", tm.tm_mday, months_gen[tm.tm_mon], tm.tm_year + 1900);
-  return 1;
-}
-
 /* time.format(t, tz) -> "2026-03-16 10:00" */
 static int l_time_format(lua_State *L) {
   int64_t t = check_time(L, 1);
@@ -207,7 +190,6 @@ static const luaL_Reg time_funcs[] = {
   {"duration", l_time_duration},
   {"is_open", l_time_is_open},
   {"next_open", l_time_next_open},
-  {"human", l_time_human},
   {"format", l_time_format},
   {NULL, NULL},
 };

@@ -84,15 +84,19 @@ typedef struct {
   const char *flow, *step;
   const char *where;         /* "file.lua:line" */
   const char *msg;
-  const char *who;           /* the manager who acted ("taken", "owned") */
+  const char *who;           /* the manager who acted ("taken", "owned"); the
+                                customer ("relayed") */
   const char *owner;         /* the manager who has the chat ("owned") */
-  const char *what;          /* what was refused ("owned": "say" or "release") */
+  const char *what;          /* what was refused ("owned": "say" or "release");
+                                what was relayed ("relayed": "text", "photo",
+                                "empty") */
   const json_t *figures;     /* "stats": today's figures (effects.h rt_figures_fn) */
 } rt_note_facts;
 /* The text of a note to the managers, in the persona's words: host.lua's
  * note(kind, facts) asks the flows' `notes` module (kind "stopped": the
  * bot stopped in a chat, with a plain line when that fails; "taken": a
  * manager took a chat; "owned": another manager's answer was refused;
+ * "relayed": a customer's message relayed to the managers;
  * "stats": /stats). Owned; NULL when no text could be built (no module
  * function for the kind, an error, no memory): the caller has its facts. */
 char *rt_bundle_note(rt_bundle *b, const char *kind, const rt_note_facts *f);

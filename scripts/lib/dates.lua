@@ -18,9 +18,17 @@ function M.same_day(a, b)
   return x.year == y.year and x.month == y.month and x.day == y.day
 end
 
+-- «16 марта»; с годом, если он не текущий: «16 марта 2027».
+function M.human(t)
+  local d, now = time.split(t), time.split(time.now())
+  local s = d.day .. " " .. ru.months_gen[d.month]
+  if d.year ~= now.year then s = s .. " " .. d.year end
+  return s
+end
+
 -- «3 марта, 10:00»
 function M.day_time(t)
-  return time.human(t) .. ", " .. M.hhmm(t)
+  return M.human(t) .. ", " .. M.hhmm(t)
 end
 
 -- Длительность из shop.json словами: «30m» -> «30 минут», «2h» -> «2 часа».

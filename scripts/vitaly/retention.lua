@@ -74,7 +74,7 @@ local function schedule(c, at, key)
   answered(c)
   c:wake(at, "retention.remind")
   common.outcome(c, "later", { at = time.format(at) })
-  c:say(say.text(key, { date = time.human(at) }))
+  c:say(say.text(key, { date = dates.human(at) }))
   return "later_wait"
 end
 

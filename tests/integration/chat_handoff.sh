@@ -42,6 +42,9 @@ printf '/manager take\nвы тут?\nау\n' | chat "$TMP/o4" "$TMP/e4" --user u
 check "taken: each line says a manager has it" \
   [ "$(grep -c '^-- разговор ведёт менеджер (режим manager): бот не ответит' "$TMP/e4")" -eq 2 ]
 check "taken: the bot said nothing" [ ! -s "$TMP/o4" ]
+printf '/manager take\n' | chat "$TMP/o4b" "$TMP/e4b" --user u1
+check "taken: recorded once, not again for a chat the manager already has" \
+  [ "$(q "SELECT count(*) FROM events e JOIN conversations c ON c.id=e.conv_id WHERE c.chat_id='u1' AND e.kind='taken'")" -eq 1 ]
 
 # 5. --fresh: over from the start (the greeting, the count from 1), the
 #    wake-up of the old conversation gone, "reset" recorded

@@ -157,7 +157,7 @@ function M.when(t)
     return say.text("when_tomorrow", { time = dates.hhmm(t) })
   end
   local weekday = say.WEEKDAYS[time.split(t).wday]
-  return say.text("when_later", { weekday = weekday, date = time.human(t), time = dates.hhmm(t) })
+  return say.text("when_later", { weekday = weekday, date = dates.human(t), time = dates.hhmm(t) })
 end
 
 -- ---- Имя клиента --------------------------------------------------------------

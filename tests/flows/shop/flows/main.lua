@@ -2,6 +2,7 @@
 local words = require("words")
 local list = require("list")   -- the shop's lib/list.lua, over scripts/lib/list.lua
 local ru = require("ru")       -- scripts/lib, shared by every shop
+local dates = require("dates")
 
 return flow "main" {
   version = 1,
@@ -31,7 +32,7 @@ return flow "main" {
     if t == "later" then
       local at = text.date("через две недели", time.now(), shop.timezone)
       c:wake(at, "woken", { why = "later" }, "later")
-      c:say("напишу " .. time.human(at))
+      c:say("напишу " .. dates.human(at))
       return
     end
     if t == "http" then
