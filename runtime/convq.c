@@ -102,6 +102,8 @@ rt_convq_chat *rt_convq_push_running(rt_convq *q, const char *channel, const cha
 
 bool rt_convq_any_ready(const rt_convq *q) { return q->ready_head != NULL; }
 
+size_t rt_convq_chats(const rt_convq *q) { return q->chats.len; }
+
 rt_convq_chat *rt_convq_pop_ready(rt_convq *q) {
   rt_convq_chat *c = q->ready_head;
   if (!c) return NULL;

@@ -55,6 +55,8 @@ rt_convq_chat *rt_convq_get(rt_convq *q, const char *key);
  * now (the isolated recovery started it) or empty: rt_convq_skip then. */
 rt_convq_chat *rt_convq_pop_ready(rt_convq *q);
 bool rt_convq_any_ready(const rt_convq *q);
+/* Chats with an event queued or running. */
+size_t rt_convq_chats(const rt_convq *q);
 /* A chat taken off the ready list that will not run now. */
 void rt_convq_skip(rt_convq *q, rt_convq_chat *c);
 /* The event at the head of c, or NULL. */

@@ -61,6 +61,12 @@ static struct {
  * as a missing shared library at start would. */
 static void curl_load(void) {
   if (cu.loaded) return;
+  /* libcurl brings GnuTLS in (through librtmp and libldap, for protocols
+   * the client never uses; its own TLS is OpenSSL), and GnuTLS sets itself
+   * up in a library constructor: about 1 MB of its pages and p11-kit's
+   * touched for nothing. Whoever does use GnuTLS initialises it
+   * explicitly, as its documentation asks. A value set by the user stays. */
+  setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 0);
   void *lib = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
   if (!lib) {
     fprintf(stderr, "level=fatal msg=\"cannot load libcurl (apt-get install libcurl4)\" err=\"%s\"\n",
@@ -103,6 +109,7 @@ static void curl_load(void) {
 /* Finished easy handles kept for the next requests: curl_easy_init costs
  * a dozen allocations, curl_easy_reset none. */
 #define EASY_POOL 64
+#define RECV_BUFFER 4096L
 
 /* One socket curl asked us to watch. Owned by rt_http (socks list) until
  * its poll handle's close callback frees it.
@@ -454,6 +461,11 @@ int rt_http_request(rt_http *h, const rt_http_opts *o, rt_http_cb cb, void *ud,
   cu.easy_setopt(e, CURLOPT_TIMEOUT_MS, o->timeout_ms > 0 ? o->timeout_ms
                                                             : DEFAULT_TIMEOUT_MS);
   cu.easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_body);
+  /* curl's receive buffer is per transfer, 16 KB by default: a channel
+   * with 128 sends in flight held 2 MB of them, and the pooled handles
+   * keep theirs. Bot API answers are a few hundred bytes; a big body (a
+   * photo) only takes more reads. */
+  cu.easy_setopt(e, CURLOPT_BUFFERSIZE, RECV_BUFFER);
   cu.easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
   cu.easy_setopt(e, CURLOPT_WRITEDATA, r);
   cu.easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);

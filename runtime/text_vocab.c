@@ -42,6 +42,7 @@ typedef struct {
   rt_buf src;          /* (?:a1)|(?:a2)... */
   int count;
   pcre2_code *re;
+  bool jit_tried;      /* JIT-compiled on first use (see cls) */
 } vclass;
 
 struct rt_text_vocab {
@@ -189,9 +190,6 @@ int rt_text_vocab_build(rt_text_vocab *v, char **err) {
       free(e);
       return RT_EINVAL;
     }
-    /* JIT makes the classes several times cheaper per message; where JIT is
-     * unavailable the interpreter still works. */
-    pcre2_jit_compile(c->re, PCRE2_JIT_COMPLETE);
   }
   for (int f = 0; f < F_COUNT; f++) v->fixed[f] = find_class(v, fixed_names[f]);
   v->md = pcre2_match_data_create(4, NULL);
@@ -242,6 +240,16 @@ static bool cls(rt_text_vocab *v, int i) {
   uint64_t bit = (uint64_t)1 << i;
   if (!(v->memo.tried & bit)) {
     v->memo.tried |= bit;
+    /* JIT makes a class several times cheaper per message; where JIT is
+     * unavailable the interpreter still works. It is done when the class
+     * is first read, not when the flows load: the machine code of all the
+     * classes is half a megabyte, and the JIT compiler's own pages as
+     * much again, which a bot idle after start (or a reload that fails
+     * its checks) does not need. */
+    if (!v->cls[i].jit_tried) {
+      v->cls[i].jit_tried = true;
+      pcre2_jit_compile(v->cls[i].re, PCRE2_JIT_COMPLETE);
+    }
     if (match_in(v, i, v->memo.norm, v->memo.len) ||
         (v->memo.ru && match_in(v, i, v->memo.ru, v->memo.rulen)))
       v->memo.hit |= bit;

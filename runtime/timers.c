@@ -11,6 +11,7 @@ struct rt_timers {
   rt_timers_opts o;
   uv_timer_t wake;
   bool closing;
+  bool held;                 /* rt_timers_fire stopped at backlog_max */
   void (*closed)(void *);
   void *closed_ud;
 };
@@ -87,10 +88,26 @@ static void fire_one(void *ud, const rt_timer_row *r) {
   rt_conv_row_clear(&c);
 }
 
+/* A campaign makes thousands of check-ins due at once: each queued one is
+ * an event in memory (its payload, its chat's queue) until its step runs,
+ * and all of them together were most of the peak of a burst. Firing stops
+ * while the queues hold backlog_max chats -- enough for full pump
+ * transactions -- and goes on as they drain (rt_timers_can_resume). */
+static bool backlog_full(const rt_timers *tm) {
+  return tm->o.backlog_max && rt_convq_chats(tm->o.queues) >= tm->o.backlog_max;
+}
+
+bool rt_timers_can_resume(const rt_timers *tm) { return tm->held && !backlog_full(tm); }
+
 int rt_timers_fire(rt_timers *tm, int *n) {
   rt_store *s = tm->o.store;
   *n = 0;
+  tm->held = false;
   for (;;) {
+    if (backlog_full(tm)) {
+      tm->held = true;
+      break;
+    }
     fire_ctx f = {tm, RT_OK, 0, NULL};
     int rc = rt_store_begin(s);
     if (rc == RT_OK) rc = rt_store_timers_due(s, rt_clock_now(tm->o.clock), FIRE_BATCH, fire_one, &f);
@@ -126,7 +143,9 @@ void rt_timers_arm(rt_timers *tm, int64_t not_before) {
   /* Poll at least every 5 s: `shopbot campaign` adds timers from another
    * process. */
   int64_t in = 5000;
-  if (next >= 0) in = next <= now ? 0 : (next - now < in ? next - now : in);
+  /* Held at backlog_max: the host fires again as the queues drain, the
+   * uv_timer only polls. */
+  if (next >= 0 && !tm->held) in = next <= now ? 0 : (next - now < in ? next - now : in);
   /* After a store failure, at its retry time: sooner would spin on due
    * timers that cannot fire yet. */
   if (not_before) in = not_before > now ? not_before - now : 0;

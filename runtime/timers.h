@@ -23,6 +23,9 @@ typedef struct {
   rt_convq *queues;
   rt_convs *convs;           /* a fired conversation's cached row is dropped:
                               * whoever set the timer may have changed it */
+  size_t backlog_max;        /* no more fired while this many chats have events
+                              * queued or running (0: no bound), so a burst of
+                              * due timers is not all held in memory at once */
   bool manual;               /* test mode: never armed, the caller fires */
   void (*due)(void *ud);     /* the uv_timer went off: the host fires and re-arms */
   void *due_ud;
@@ -31,9 +34,13 @@ typedef struct {
 rt_timers *rt_timers_new(const rt_timers_opts *o);
 /* Closes the uv_timer; done(ud) once closed; frees. */
 void rt_timers_close(rt_timers *tm, void (*done)(void *ud), void *ud);
-/* Moves the timers due now into the inbox and their chats' queues; *n
- * counts them. A store failure rolls the batch back and returns its code. */
+/* Moves the timers due now into the inbox and their chats' queues, a batch
+ * at a time until the queues reach backlog_max; *n counts them. A store
+ * failure rolls the batch back and returns its code. */
 int rt_timers_fire(rt_timers *tm, int *n);
+/* True when the last rt_timers_fire stopped at backlog_max with timers
+ * still due and the queues have room again: the host fires once more. */
+bool rt_timers_can_resume(const rt_timers *tm);
 /* Arms the uv_timer for the earliest due timer, at most 5 s ahead, and not
  * before not_before (ms; 0: no such bound), e.g. a store retry time. */
 void rt_timers_arm(rt_timers *tm, int64_t not_before);

@@ -9,7 +9,8 @@
 # starts, so `shopbot run` writes to all N of them (each a conversation, a
 # step with c:customer(), a reply, a timer). The figures are VmRSS of the
 # process: idle after start, just after the N-th check-in (read from
-# /metrics), and 5 s later (what the process gave back when idle).
+# /metrics), its peak over the burst (VmHWM), and 5 s later (what the
+# process gave back once idle: the caches are trimmed after a second).
 set -eu
 bin=$1
 n=${2:-10000}
@@ -67,9 +68,10 @@ while [ "$done_n" -lt $((n - pre)) ] && [ $k -lt 1200 ]; do
 done
 t1=$(date +%s.%N)
 echo "rss.after_convs: $(rss $pid) (after $((done_n + pre)) conversations, $pre of them in the idle run; goal <= 16 MB)"
+echo "rss.peak_during_convs: $(awk '/VmHWM/ {print $2, $3}' /proc/$pid/status) (VmHWM of the run: start, recovery and the burst)"
 echo "rss.checkins_per_s: $(echo "$done_n $t0 $t1" | awk '{printf "%.0f", $1 / ($3 - $2)}') (in shopbot run, over /metrics)"
 sleep 5
-echo "rss.after_convs_idle_5s: $(rss $pid)"
+echo "rss.after_convs_idle_5s: $(rss $pid) (after the idle trim)"
 echo "rss.after_convs_anon: $(awk '/RssAnon/ {print $2, $3}' /proc/$pid/status)"
 kill $pid
 wait $pid || true
