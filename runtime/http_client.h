@@ -1,4 +1,6 @@
-/* http_client.h -- outgoing HTTP requests, libcurl multi driven by the uv loop.
+/* http_client.h -- outgoing HTTP requests, libcurl multi driven by the uv loop
+ * (and, for plain http:// to a numeric address, connections of its own:
+ * rt_http_set_direct below).
  *
  * One rt_http per loop owns a curl multi handle, one uv_timer_t for curl's
  * timeout and one uv_poll_t per socket curl asks us to watch. Requests run
@@ -12,11 +14,13 @@
  * and exactly once unless the request is cancelled with rt_http_cancel.
  *
  * Defaults: HTTP/1.1, redirects not followed, proxies from the environment
- * ignored, no signals, http and https only, gzip/deflate accepted (the body
+ * ignored, no signals, http and https only, gzip/deflate accepted through
+ * curl and no encoding asked for by a direct request (either way the body
  * handed to the callback is decoded). An HTTP error status (4xx, 5xx) is not
  * a transport error: err is RT_OK and status carries it. */
 #ifndef RT_HTTP_CLIENT_H
 #define RT_HTTP_CLIENT_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -90,6 +94,14 @@ void rt_http_cancel(rt_http_req *r);
  * again. Set it before the first request. */
 typedef void (*rt_http_transport)(void *ud, const rt_http_opts *o, rt_http_resp *resp);
 void rt_http_set_transport(rt_http *h, rt_http_transport fn, void *ud);
+
+/* Plain http:// requests to a numeric IPv4 address (GET and POST, headers
+ * that only add) go over the client's own keep-alive connections instead
+ * of curl, which costs ten times as much per request (http_client.c,
+ * "direct"); everything else, and every request after
+ * rt_http_set_direct(h, false), goes through curl. For the tests that run
+ * the same cases both ways. */
+void rt_http_set_direct(rt_http *h, bool on);
 
 /* Requests started and not yet completed or cancelled. */
 size_t rt_http_inflight(const rt_http *h);

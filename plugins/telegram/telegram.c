@@ -6,6 +6,7 @@
 #include "lconv.h"
 #include "log.h"
 #include "map.h"
+#include "tgupd.h"
 #include "utf8.h"
 #include <dirent.h>
 #include <errno.h>
@@ -55,6 +56,8 @@ struct tg_job {
   char ext[48], chat[32], user[32];
   char *name, *text;
   json_t *extra;             /* owned: ev.extra_json's object */
+  char *extra_text;          /* owned: or its text, for a job read without a tree */
+  bool ready;                /* the event is built already (tgupd.h) */
   json_t *photos;            /* borrowed from extra: entries still to download */
   size_t photo_i;
   rt_http_req *req;          /* getFile or the download in flight */
@@ -100,11 +103,14 @@ typedef struct tg_progress {
   bool media_done;
 } tg_progress;
 
+/* A chat waiting for its reply: "typing" goes out at due, again every
+ * TYPING_EVERY_MS, until the reply or TYPING_FOR_MS. No timer of its own:
+ * one timer of the channel (typing_timer) serves them all, since a timer
+ * made and closed for every message cost an allocation, a map entry's
+ * handle and an extra turn of the loop for its close. */
 typedef struct tg_typing {
-  uv_timer_t timer;
-  tg *t;
   char chat[32];
-  int64_t since;
+  int64_t since, due;
 } tg_typing;
 
 struct tg {
@@ -139,6 +145,8 @@ struct tg {
   tg_progress *progress;
   rt_map migrated;           /* old chat id -> new (""= looked up, none) */
   rt_map typing;             /* chat -> tg_typing */
+  uv_timer_t typing_timer;   /* the earliest tg_typing.due */
+  bool typing_timer_open;
   size_t handles_open;
   void (*close_done)(void *);
   void *close_ud;
@@ -456,6 +464,7 @@ static bool is_managers(tg *t, const char *chat) {
 static void job_free(tg_job *j) {
   json_decref(j->upd);
   json_decref(j->extra);
+  free(j->extra_text);
   free(j->name);
   free(j->text);
   free(j);
@@ -516,8 +525,9 @@ static void groups_close(tg *t, const char *chat, const char *except);
 static void job_emit(tg_job *j) {
   tg *t = j->t;
   groups_close(t, j->chat, NULL);   /* an album of the chat still gathering goes first */
-  char *extra = json_object_size(j->extra) ? json_dumps(j->extra, JSON_COMPACT) : NULL;
-  j->ev.extra_json = extra;
+  char *extra = j->extra_text ? NULL
+                : json_object_size(j->extra) ? json_dumps(j->extra, JSON_COMPACT) : NULL;
+  j->ev.extra_json = extra ? extra : j->extra_text;
   j->ev.channel = t->ch.name;
   j->ev.ext_id = j->ext;
   j->ev.chat_id = j->chat;
@@ -543,13 +553,27 @@ static void job_skip(tg_job *j, const char *why) {
   job_free(j);
 }
 
-static char *display_name(const json_t *u) {
-  const char *f = jstr(u, "first_name"), *l = jstr(u, "last_name"), *un = jstr(u, "username");
+static char *name_of(const char *f, const char *l, const char *un) {
   if (f && l) return rt_xasprintf("%s %s", f, l);
   if (f) return rt_xstrdup(f);
   if (l) return rt_xstrdup(l);
   if (un) return rt_xasprintf("@%s", un);
   return NULL;
+}
+
+static char *display_name(const json_t *u) {
+  return name_of(jstr(u, "first_name"), jstr(u, "last_name"), jstr(u, "username"));
+}
+
+/* /start <payload>: the deep link the customer came by (t.me/<bot>?start=...).
+ * NULL when text is no /start, else the payload ("" for none). */
+static const char *start_payload(const char *text) {
+  if (strncmp(text, "/start", 6) != 0 || (text[6] != '\0' && text[6] != ' ' && text[6] != '@'))
+    return NULL;
+  const char *p = text + 6;
+  if (*p == '@') while (*p && *p != ' ') p++;
+  while (*p == ' ') p++;
+  return p;
 }
 
 static void set_user(tg_job *j, const json_t *from) {
@@ -628,11 +652,8 @@ static bool normalise_message(tg_job *j, json_t *msg, bool edited, const char **
     json_object_set_new(j->extra, "media_group", json_string(jstr(msg, "media_group_id")));
   if (text) {
     set_text(j, text);
-    /* /start <payload>: the deep link the customer came by (t.me/<bot>?start=...). */
-    if (strncmp(text, "/start", 6) == 0 && (text[6] == '\0' || text[6] == ' ' || text[6] == '@')) {
-      const char *p = text + 6;
-      if (*p == '@') while (*p && *p != ' ') p++;
-      while (*p == ' ') p++;
+    const char *p = start_payload(text);
+    if (p) {
       json_object_set_new(j->extra, "command", json_string("start"));
       if (*p) {
         json_object_set_new(j->extra, "start", json_string(p));
@@ -1115,6 +1136,11 @@ static void typing_arm(tg *t, const char *chat);
 
 static void job_start(tg_job *j) {
   tg *t = j->t;
+  if (j->ready) {   /* a private text message, read by tgupd */
+    typing_arm(t, j->chat);
+    job_emit(j);
+    return;
+  }
   int64_t uid = 0;
   jint(j->upd, "update_id", &uid);
   snprintf(j->ext, sizeof j->ext, "tg:%lld", (long long)uid);
@@ -1155,16 +1181,59 @@ static void jobs_run(tg *t) {
   }
 }
 
-static void job_add(tg *t, json_t *upd, tg_batch *b, rt_httpd_req *req) {
-  tg_job *j = rt_xcalloc(1, sizeof *j);
+static void job_queue(tg *t, tg_job *j, tg_batch *b, rt_httpd_req *req) {
   j->t = t;
-  j->upd = json_incref(upd);
   j->batch = b;
   j->wreq = req;
   if (b) b->refs++;
   if (t->jobs_tail) t->jobs_tail->next = j;
   else t->jobs = j;
   t->jobs_tail = j;
+}
+
+static void job_add(tg *t, json_t *upd, tg_batch *b, rt_httpd_req *req) {
+  tg_job *j = rt_xcalloc(1, sizeof *j);
+  j->upd = json_incref(upd);
+  job_queue(t, j, b, req);
+}
+
+/* The event normalise_message makes of a private text message, from the
+ * fields tgupd read (the same ext_id, chat, user, name, text and extra,
+ * keys in the same order). */
+static void job_add_text(tg *t, const rt_tgupd *u, tg_batch *b) {
+  tg_job *j = rt_xcalloc(1, sizeof *j);
+  j->ready = true;
+  snprintf(j->ext, sizeof j->ext, "tg:%lld", (long long)u->update_id);
+  snprintf(j->chat, sizeof j->chat, "%lld", (long long)u->chat_id);
+  if (u->has_from_id) snprintf(j->user, sizeof j->user, "%lld", (long long)u->from_id);
+  j->name = name_of(u->first_name, u->last_name, u->username);
+  j->ev.kind = "text";
+  j->text = rt_xstrdup(u->text);
+  rt_buf x = RT_BUF_INIT;
+  rt_buf_addc(&x, '{');
+  if (u->username) {
+    rt_buf_adds(&x, "\"username\":");
+    rt_lconv_add_string(&x, u->username, strlen(u->username));
+    rt_buf_addc(&x, ',');
+  }
+  rt_buf_printf(&x, "\"message_id\":%lld", (long long)(u->has_message_id ? u->message_id : 0));
+  if (u->media_group_id) {
+    rt_buf_adds(&x, ",\"media_group\":");
+    rt_lconv_add_string(&x, u->media_group_id, strlen(u->media_group_id));
+  }
+  const char *p = start_payload(u->text);
+  if (p) {
+    rt_buf_adds(&x, ",\"command\":\"start\"");
+    if (*p) {
+      rt_buf_adds(&x, ",\"start\":");
+      rt_lconv_add_string(&x, p, strlen(p));
+      rt_buf_adds(&x, ",\"source\":");
+      rt_lconv_add_string(&x, p, strlen(p));
+    }
+  }
+  rt_buf_addc(&x, '}');
+  j->extra_text = rt_buf_take(&x, NULL);
+  job_queue(t, j, b, NULL);
 }
 
 /* ---- the managers' group ---- */
@@ -1260,9 +1329,52 @@ static void channel_stop(tg *t, const char *why) {
   health(t, why);
 }
 
+/* A getUpdates answer read by tgupd: private text messages become events
+ * without a jansson tree, the other updates are parsed alone. false when
+ * tgupd gave up: polled reads the answer with jansson. */
+static bool polled_fast(tg *t, const rt_http_resp *r) {
+  rt_tgupd_batch ub = {0};
+  if (rt_tgupd_read(r->body, r->body_len, &ub) != 0) return false;
+  /* The updates left to jansson are parsed first: one it refuses sends
+   * the whole answer down the jansson path, before any job exists. */
+  json_t **slow = rt_xcalloc(ub.n ? ub.n : 1, sizeof *slow);
+  for (size_t i = 0; i < ub.n; i++) {
+    const rt_tgupd *u = &ub.u[i];
+    if (!u->has_id || u->fast || (t->offset && u->update_id < t->offset)) continue;
+    if (!(slow[i] = json_loadb(u->start, u->len, 0, NULL))) {
+      for (size_t k = 0; k < i; k++) json_decref(slow[k]);
+      free(slow);
+      rt_tgupd_free(&ub);
+      return false;
+    }
+  }
+  if (t->backoff_ms) health(t, NULL);
+  t->backoff_ms = 0;
+  tg_batch *b = rt_xcalloc(1, sizeof *b);
+  b->t = t;
+  b->refs = 1;
+  b->next_offset = t->offset;
+  for (size_t i = 0; i < ub.n; i++) {
+    const rt_tgupd *u = &ub.u[i];
+    if (!u->has_id) continue;
+    int64_t id = u->update_id;
+    if (id + 1 > b->next_offset) b->next_offset = id + 1;
+    if (t->offset && id < t->offset) continue;   /* confirmed already */
+    if (u->fast) job_add_text(t, u, b);
+    else job_add(t, slow[i], b, NULL);
+    json_decref(slow[i]);
+  }
+  free(slow);
+  rt_tgupd_free(&ub);
+  jobs_run(t);
+  batch_unref(b);
+  return true;
+}
+
 static void polled(rt_http_resp *r, void *ud) {
   tg *t = ud;
   t->poll_req = NULL;
+  if (r->err == RT_OK && r->status == 200 && polled_fast(t, r)) return;
   tg_resp a;
   resp_read(t, r, &a);
   if (a.ok && json_is_array(a.result)) {
@@ -1575,6 +1687,10 @@ static void tg_start(rt_channel *ch, const rt_plugin_env *env,
   t->group_timer.data = t;
   t->group_timer_open = true;
   t->handles_open++;
+  uv_timer_init(env->loop, &t->typing_timer);
+  t->typing_timer.data = t;
+  t->typing_timer_open = true;
+  t->handles_open++;
   groups_load(t);
   if (env->keep_days > 0) {
     uv_timer_init(env->loop, &t->prune);
@@ -1592,26 +1708,50 @@ static void tg_start(rt_channel *ch, const rt_plugin_env *env,
 
 static void tg_free(tg *t);
 
-static void typing_closed(uv_handle_t *h) {
-  tg_typing *ty = h->data;
-  tg *t = ty->t;
-  free(ty);
-  if (--t->handles_open == 0 && t->closing) tg_free(t);
+static void typing_stop(tg *t, const char *chat) {
+  free(rt_map_del(&t->typing, chat));
 }
 
-static void typing_stop(tg *t, const char *chat) {
-  tg_typing *ty = rt_map_del(&t->typing, chat);
-  if (ty) uv_close((uv_handle_t *)&ty->timer, typing_closed);
+static void typing_tick(uv_timer_t *h);
+
+/* The timer at the earliest due (stopped when no chat waits). */
+static void typing_timer_arm(tg *t) {
+  if (!t->typing_timer_open || t->closing) return;
+  int64_t now = (int64_t)uv_now(t->env->loop), next = INT64_MAX;
+  size_t it = 0;
+  const char *k;
+  void *v;
+  while (rt_map_next(&t->typing, &it, &k, &v)) {
+    tg_typing *ty = v;
+    if (ty->due < next) next = ty->due;
+  }
+  if (next == INT64_MAX) uv_timer_stop(&t->typing_timer);
+  else uv_timer_start(&t->typing_timer, typing_tick, (uint64_t)(next > now ? next - now : 0), 0);
 }
 
 static void typing_tick(uv_timer_t *h) {
-  tg_typing *ty = h->data;
-  tg *t = ty->t;
-  if (t->closing || uv_now(t->env->loop) - (uint64_t)ty->since > TYPING_FOR_MS) {
-    typing_stop(t, ty->chat);
-    return;
+  tg *t = h->data;
+  if (t->closing) return;
+  int64_t now = (int64_t)uv_now(t->env->loop);
+  char over[64][32];
+  size_t nover = 0, it = 0;
+  const char *k;
+  void *v;
+  while (rt_map_next(&t->typing, &it, &k, &v)) {
+    tg_typing *ty = v;
+    if (now - ty->since > TYPING_FOR_MS) {
+      /* removed after the walk, which a removal would upset; the rest at
+       * the next tick */
+      if (nover < RT_ARRAY_LEN(over)) snprintf(over[nover++], sizeof over[0], "%s", ty->chat);
+      else ty->due = now;
+      continue;
+    }
+    if (ty->due > now) continue;
+    ty->due = now + TYPING_EVERY_MS;
+    fire(t, "sendChatAction", json_pack("{s:s, s:s}", "chat_id", ty->chat, "action", "typing"));
   }
-  fire(t, "sendChatAction", json_pack("{s:s, s:s}", "chat_id", ty->chat, "action", "typing"));
+  for (size_t i = 0; i < nover; i++) typing_stop(t, over[i]);
+  typing_timer_arm(t);
 }
 
 /* A customer's message came in: if the answer takes longer than
@@ -1622,15 +1762,16 @@ static void typing_arm(tg *t, const char *chat) {
   tg_typing *ty = rt_map_get(&t->typing, chat);
   if (!ty) {
     ty = rt_xcalloc(1, sizeof *ty);
-    ty->t = t;
     snprintf(ty->chat, sizeof ty->chat, "%s", chat);
-    uv_timer_init(t->env->loop, &ty->timer);
-    ty->timer.data = ty;
-    t->handles_open++;
     rt_map_set(&t->typing, chat, ty);
   }
   ty->since = (int64_t)uv_now(t->env->loop);
-  uv_timer_start(&ty->timer, typing_tick, TYPING_AFTER_MS, TYPING_EVERY_MS);
+  ty->due = ty->since + TYPING_AFTER_MS;
+  /* The timer runs for the earliest due: this one, unless it is due sooner
+   * (a repeat of another chat). */
+  if (t->typing_timer_open && (!uv_is_active((uv_handle_t *)&t->typing_timer) ||
+                               uv_timer_get_due_in(&t->typing_timer) > TYPING_AFTER_MS))
+    uv_timer_start(&t->typing_timer, typing_tick, TYPING_AFTER_MS, 0);
 }
 
 /* ---- outbound ---- */
@@ -2151,12 +2292,13 @@ static void tg_close(rt_channel *ch, void (*done)(void *), void *ud) {
   size_t it = 0;
   const char *k;
   void *v;
-  while (rt_map_next(&t->typing, &it, &k, &v)) {
-    tg_typing *ty = v;
-    uv_close((uv_handle_t *)&ty->timer, typing_closed);
-  }
+  while (rt_map_next(&t->typing, &it, &k, &v)) free(v);
   rt_map_free(&t->typing);
   rt_map_init(&t->typing);
+  if (t->typing_timer_open) {
+    t->typing_timer_open = false;
+    uv_close((uv_handle_t *)&t->typing_timer, handle_closed);
+  }
   /* Albums still gathering stay in kv for the next start; those handed
    * over are freed by their ack. */
   for (tg_group *g = t->groups, *n; g; g = n) {

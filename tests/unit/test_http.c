@@ -154,10 +154,15 @@ static void sleep_loop(env *e, int ms) {
 
 static void on_closed(void *ud) { (*(int *)ud)++; }
 
+/* The client tests run twice: on the client's own connections (every URL
+ * here is http:// to 127.0.0.1) and through curl. */
+static bool use_curl;
+
 static void env_init(env *e, bool server) {
   memset(e, 0, sizeof *e);
   uv_loop_init(&e->loop);
   e->http = rt_http_new(&e->loop);
+  rt_http_set_direct(e->http, !use_curl);
   if (server) {
     char *err = NULL;
     int rc = rt_httpd_new(&e->loop, "127.0.0.1:0", &e->httpd, &err);
@@ -322,6 +327,41 @@ T(server_post_echo) {
   CHECK_STR(s3.body, "x");
   CHECK_STR(sn.method, "PUT");
   slot_free(&s2), slot_free(&s3);
+  env_done(&e);
+}
+
+/* Handles are pooled with their options: one after the other on the same
+ * handle, each request goes with its own method and body, none of the
+ * previous one's (a POST's body after it, a HEAD's no-body). */
+T(server_methods_in_turn) {
+  env e;
+  env_init(&e, true);
+  seen sn = {0};
+  rt_httpd_route(e.httpd, NULL, "/echo/*", h_echo, &sn);
+  char url[128];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/echo/m", e.port);
+  static const struct { const char *method, *body, *want_method, *want_body; } seq[] = {
+      {"POST", "abc", "POST", "abc"}, {"GET", NULL, "GET", ""},   {"HEAD", NULL, "HEAD", ""},
+      {"GET", NULL, "GET", ""},       {"PUT", "p", "PUT", "p"},   {"DELETE", NULL, "DELETE", ""},
+      {NULL, NULL, "GET", ""},        {"HEAD", NULL, "HEAD", ""}, {"POST", NULL, "POST", ""},
+      {"PATCH", "q", "PATCH", "q"},   {"GET", NULL, "GET", ""},
+  };
+  int count = 0;
+  for (size_t i = 0; i < sizeof seq / sizeof seq[0]; i++) {
+    rt_http_opts o = {.method = seq[i].method, .url = url, .body = seq[i].body,
+                      .body_len = seq[i].body ? strlen(seq[i].body) : 0};
+    slot s = {.count = &count};
+    CHECK_INT(rt_http_request(e.http, &o, on_resp, &s, NULL), RT_OK);
+    CHECK(run_until(&e, &count, (int)i + 1, 5000));
+    CHECK_INT(s.err, RT_OK);
+    CHECK_STR(sn.method, seq[i].want_method);
+    bool head = strcmp(seq[i].want_method, "HEAD") == 0;
+    CHECK_INT(s.status, 201);
+    /* the echo answers with the body it got; a HEAD's answer has none */
+    if (!head) CHECK_STR(s.body, seq[i].want_body);
+    else CHECK_INT(s.len, 0);
+    slot_free(&s);
+  }
   env_done(&e);
 }
 
@@ -592,6 +632,177 @@ T(server_two_on_one_loop) {
 
 /* ---- tests: rt_http against fake_http --------------------------------------------- */
 
+/* ---- the direct client on the wire ------------------------------------------- */
+
+/* A server that answers each request with the next canned reply and, when
+ * the reply says so, closes the connection after it. */
+typedef struct {
+  const char *reply;
+  bool close;
+} canned;
+
+typedef struct {
+  uv_tcp_t srv;
+  const canned *replies;
+  size_t next, n;
+  int accepted, requests;
+} canned_srv;
+
+typedef struct {
+  uv_tcp_t tcp;
+  canned_srv *cs;
+  char buf[8192];
+  size_t len;
+  uv_write_t w;
+} canned_conn;
+
+static void cc_closed(uv_handle_t *h) { free(h->data); }
+
+static void cc_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  canned_conn *c = h->data;
+  (void)hint;
+  *b = uv_buf_init(c->buf + c->len, (unsigned)(sizeof c->buf - c->len));
+}
+
+static void cc_wrote(uv_write_t *w, int status) {
+  (void)status;
+  canned_conn *c = w->data;
+  if (w->handle->data && c->cs->replies[c->cs->next - 1].close && !uv_is_closing((uv_handle_t *)&c->tcp))
+    uv_close((uv_handle_t *)&c->tcp, cc_closed);
+}
+
+static void cc_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
+  canned_conn *c = st->data;
+  (void)b;
+  if (n < 0) {
+    if (!uv_is_closing((uv_handle_t *)st)) uv_close((uv_handle_t *)st, cc_closed);
+    return;
+  }
+  c->len += (size_t)n;
+  char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
+  if (!end) return;
+  /* the request's body, if any, comes with its head on loopback */
+  c->len = 0;
+  canned_srv *cs = c->cs;
+  cs->requests++;
+  if (cs->next >= cs->n) return;
+  const canned *r = &cs->replies[cs->next++];
+  uv_buf_t out = uv_buf_init((char *)r->reply, (unsigned)strlen(r->reply));
+  c->w.data = c;
+  uv_write(&c->w, st, &out, 1, cc_wrote);
+}
+
+static void cs_conn(uv_stream_t *srv, int status) {
+  canned_srv *cs = srv->data;
+  if (status < 0) return;
+  canned_conn *c = calloc(1, sizeof *c);
+  c->cs = cs;
+  uv_tcp_init(srv->loop, &c->tcp);
+  c->tcp.data = c;
+  uv_accept(srv, (uv_stream_t *)&c->tcp);
+  cs->accepted++;
+  uv_read_start((uv_stream_t *)&c->tcp, cc_alloc, cc_read);
+}
+
+static int cs_start(env *e, canned_srv *cs, const canned *replies, size_t n) {
+  memset(cs, 0, sizeof *cs);
+  cs->replies = replies;
+  cs->n = n;
+  uv_tcp_init(&e->loop, &cs->srv);
+  cs->srv.data = cs;
+  struct sockaddr_in sa;
+  uv_ip4_addr("127.0.0.1", 0, &sa);
+  uv_tcp_bind(&cs->srv, (const struct sockaddr *)&sa, 0);
+  uv_listen((uv_stream_t *)&cs->srv, 16, cs_conn);
+  struct sockaddr_in b;
+  int bl = sizeof b;
+  uv_tcp_getsockname(&cs->srv, (struct sockaddr *)&b, &bl);
+  return ntohs(b.sin_port);
+}
+
+typedef struct {
+  env *e;
+  const char *url;
+  slot *next;
+} chain;
+
+/* Starts the next request from inside the first one's callback, while its
+ * connection is still open on our side (the server has closed it). */
+static void on_resp_chain(rt_http_resp *r, void *ud) {
+  chain *ch = ud;
+  slot *first = ch->next - 1;
+  on_resp(r, first);
+  rt_http_opts o = {.url = ch->url};
+  CHECK_INT(rt_http_request(ch->e->http, &o, on_resp, ch->next, NULL), RT_OK);
+}
+
+T(direct_wire) {
+  if (use_curl) return;   /* the answers' shapes, on the client's own connections */
+  env e;
+  env_init(&e, false);
+  static const canned replies[] = {
+      /* chunked, with an extension and a trailer */
+      {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n"
+       "5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nX-T: 1\r\n\r\n", false},
+      /* an interim 100, then the answer, kept alive: the same connection */
+      {"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n"
+       "Retry-After: 7\r\n\r\nok", false},
+      /* kept alive by its headers, closed by the server right after */
+      {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na", true},
+      /* the next request found that connection dead: sent again on a new
+       * one; this answer's body ends with the connection */
+      {"HTTP/1.0 200 OK\r\n\r\nuntil the end", true},
+      {"HTTP/1.1 204 No Content\r\n\r\n", false},
+      {"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", true},
+      {"nonsense\r\n\r\n", false},
+  };
+  canned_srv cs;
+  int port = cs_start(&e, &cs, replies, sizeof replies / sizeof replies[0]);
+  char url[96];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/x", port);
+  int count = 0;
+  slot s[8];
+  memset(s, 0, sizeof s);
+  for (int i = 0; i < 8; i++) s[i].count = &count;
+  rt_http_opts o = {.url = url};
+  CHECK_INT(rt_http_request(e.http, &o, on_resp, &s[0], NULL), RT_OK);
+  CHECK(run_until(&e, &count, 1, 5000));
+  CHECK_INT(s[0].status, 200);
+  CHECK_STR(s[0].body, "hello world");
+  CHECK_STR(s[0].ct, "text/plain");
+  CHECK_INT(rt_http_request(e.http, &o, on_resp, &s[1], NULL), RT_OK);
+  CHECK(run_until(&e, &count, 2, 5000));
+  CHECK_INT(s[1].status, 201);
+  CHECK_STR(s[1].body, "ok");
+  CHECK_INT(s[1].retry_after, 7);
+  CHECK_INT(cs.accepted, 1);
+  chain ch = {.e = &e, .url = url, .next = &s[3]};
+  CHECK_INT(rt_http_request(e.http, &o, on_resp_chain, &ch, NULL), RT_OK);
+  CHECK(run_until(&e, &count, 4, 5000));
+  CHECK_STR(s[2].body, "a");
+  CHECK_INT(s[3].err, RT_OK);
+  CHECK_INT(s[3].status, 200);
+  CHECK_STR(s[3].body, "until the end");
+  CHECK_INT(cs.accepted, 2);
+  CHECK_INT(rt_http_request(e.http, &o, on_resp, &s[4], NULL), RT_OK);
+  CHECK(run_until(&e, &count, 5, 5000));
+  CHECK_INT(s[4].status, 204);
+  CHECK_INT(s[4].len, 0);
+  CHECK_INT(rt_http_request(e.http, &o, on_resp, &s[5], NULL), RT_OK);
+  CHECK(run_until(&e, &count, 6, 5000));
+  CHECK_INT(s[5].err, RT_ENET);   /* closed before the whole body */
+  CHECK_INT(s[5].status, 0);
+  CHECK_INT(s[5].len, 0);
+  CHECK_INT(rt_http_request(e.http, &o, on_resp, &s[6], NULL), RT_OK);
+  CHECK(run_until(&e, &count, 7, 5000));
+  CHECK_INT(s[6].err, RT_ENET);   /* not HTTP */
+  CHECK(s[6].errmsg[0] != '\0');
+  CHECK_INT(cs.requests, 7);
+  for (int i = 0; i < 8; i++) slot_free(&s[i]);
+  uv_close((uv_handle_t *)&cs.srv, NULL);
+  env_done(&e);
+}
+
 T(client_concurrent_order) {
   env e;
   env_init(&e, false);
@@ -838,10 +1049,11 @@ T(fake_logs_requests) {
 
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
-  alarm(90); /* a hung loop fails the test instead of blocking CI */
+  alarm(180); /* a hung loop fails the test instead of blocking CI */
   rt_log_set_level(RT_LOG_WARN);
   T_RUN(server_json_route);
   T_RUN(server_post_echo);
+  T_RUN(server_methods_in_turn);
   T_RUN(server_body_limit);
   T_RUN(server_many_connections);
   T_RUN(server_port_in_use);
@@ -853,6 +1065,16 @@ int main(void) {
     fprintf(stderr, "FAIL cannot start fake_http (set FAKE_HTTP)\n");
     t_tests_failed++;
   } else {
+   for (int pass = 0; pass < 2; pass++) {
+    use_curl = pass == 1;
+    fprintf(stderr, "-- the client %s\n", use_curl ? "through curl" : "direct");
+    /* a fresh fake: its rules with "times" are spent by the first pass */
+    if (pass == 1 && (fake_stop() != 0 || fake_start() != 0)) {
+      fprintf(stderr, "FAIL cannot restart fake_http\n");
+      t_tests_failed++;
+      break;
+    }
+    T_RUN(direct_wire);
     T_RUN(client_concurrent_order);
     T_RUN(client_timeout);
     T_RUN(client_refused);
@@ -863,6 +1085,7 @@ int main(void) {
     T_RUN(client_close_cancels);
     T_RUN(client_bad_input);
     T_RUN(fake_logs_requests);
+   }
     CHECK_INT(fake_stop(), 0);
   }
   return T_DONE();

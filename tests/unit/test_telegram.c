@@ -12,6 +12,7 @@
 #include "http_server.h"
 #include "log.h"
 #include "telegram/telegram.h"
+#include "telegram/tgupd.h"
 #include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
@@ -286,6 +287,91 @@ static send_res do_send(const char *chat, const char *text, const char *const *b
 }
 
 static json_t *sent_list(void) { return ctl("/_/sent", NULL); }
+
+/* tgupd reads private text messages itself and leaves the rest to jansson;
+ * whatever jansson would refuse or read otherwise makes it give up. */
+T(updates_reader) {
+  rt_tgupd_batch b = {0};
+  const char *doc =
+      "{\"ok\":true,\"result\":["
+      "{\"update_id\":7,\"message\":{\"message_id\":3,\"from\":{\"id\":42,\"is_bot\":false,"
+      "\"first_name\":\"\\u0418\\u0432\\u0430\\u043d\",\"last_name\":\"Петров\",\"username\":\"ivan\"},"
+      "\"chat\":{\"id\":42,\"type\":\"private\",\"first_name\":\"Иван\"},\"date\":1,"
+      "\"text\":\"/start ad_1 \\ud83d\\ude97\",\"entities\":[{\"offset\":0,\"length\":6,"
+      "\"type\":\"bot_command\"}],\"link_preview_options\":{\"is_disabled\":true}}},"
+      "{\"update_id\":8,\"message\":{\"message_id\":4,\"from\":{\"id\":42,\"is_bot\":false},"
+      "\"chat\":{\"id\":42,\"type\":\"private\"},\"photo\":[{\"file_id\":\"x\",\"width\":1.5e2}]}},"
+      "{\"update_id\":9,\"message\":{\"message_id\":5,\"from\":{\"id\":5,\"is_bot\":true},"
+      "\"chat\":{\"id\":5,\"type\":\"private\"},\"text\":\"hi\"}},"
+      "{\"update_id\":10,\"message\":{\"from\":{\"id\":1},\"chat\":{\"id\":-100,\"type\":\"group\"},"
+      "\"text\":\"hi\"}},"
+      "{\"update_id\":11,\"edited_message\":{\"text\":\"x\"}},"
+      "{\"update_id\":12,\"message\":{\"message_id\":6,\"text\":\"a\",\"text\":\"b\","
+      "\"from\":{\"id\":1},\"chat\":{\"id\":1,\"type\":\"private\"}}},"
+      "{\"update_id\":\"13\"}, 5 ,"
+      "{\"update_id\":-9223372036854775808,\"message\":{\"from\":{\"id\":1},"
+      "\"chat\":{\"id\":1,\"type\":\"private\"},\"text\":\"\"}}"
+      "] }\n";
+  CHECK_INT(rt_tgupd_read(doc, strlen(doc), &b), 0);
+  CHECK_INT(b.n, 9);
+  if (b.n == 9) {
+    rt_tgupd *u = &b.u[0];
+    CHECK(u->fast && u->has_id);
+    CHECK_INT(u->update_id, 7);
+    CHECK_INT(u->chat_id, 42);
+    CHECK_INT(u->from_id, 42);
+    CHECK_INT(u->message_id, 3);
+    CHECK_STR(u->first_name, "Иван");
+    CHECK_STR(u->last_name, "Петров");
+    CHECK_STR(u->username, "ivan");
+    CHECK_STR(u->text, "/start ad_1 🚗");
+    CHECK(u->media_group_id == NULL);
+    /* the update's own text, for jansson when it is not fast */
+    json_t *j = json_loadb(b.u[1].start, b.u[1].len, 0, NULL);
+    CHECK(j != NULL);
+    CHECK_INT(json_integer_value(json_object_get(j, "update_id")), 8);
+    json_decref(j);
+    CHECK(!b.u[1].fast && b.u[1].has_id);   /* a photo */
+    CHECK(!b.u[2].fast);                    /* from a bot */
+    CHECK(!b.u[3].fast);                    /* a group */
+    CHECK(!b.u[4].fast && b.u[4].has_id);   /* an edit */
+    CHECK(!b.u[5].fast);                    /* a key twice: jansson keeps the last */
+    CHECK(!b.u[6].has_id && !b.u[7].has_id);
+    CHECK(b.u[8].fast && !b.u[8].has_message_id);
+    CHECK_INT(b.u[8].update_id, INT64_MIN);
+    CHECK_STR(b.u[8].text, "");
+  }
+  rt_tgupd_free(&b);
+  /* what jansson refuses (or reads otherwise) is never read here */
+  static const char *const refused[] = {
+      "{\"ok\":true,\"result\":[]} x",
+      "{\"ok\":true,\"result\":[{\"update_id\":1}],\"result\":[]}",
+      "{\"ok\":false,\"result\":[]}",
+      "{\"ok\":true}",
+      "{\"ok\":true,\"result\":[{\"update_id\":9223372036854775808}]}",
+      "{\"ok\":true,\"result\":[{\"update_id\":01}]}",
+      "{\"ok\":true,\"result\":[{\"a\":\"\\u0000\"}]}",
+      "{\"ok\":true,\"result\":[{\"a\":\"\\ud800\"}]}",
+      "{\"ok\":true,\"result\":[{\"a\":\"\xff\"}]}",
+      "{\"ok\":true,\"result\":[{\"a\":\"\x01\"}]}",
+      "{\"ok\":true,\"result\":[{\"a\":1e999}]}",
+      "{\"ok\":true,\"result\":[{\"a\":[1,]}]}",
+      "{\"ok\":true,\"result\":[{\"a\":tru}]}",
+      "{\"ok\":true,\"result\":[{\"update_id\":1,}]}",
+      "{\"ok\":true,\"result\":[" "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+      "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]" "]}",
+  };
+  for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+    int rc = rt_tgupd_read(refused[i], strlen(refused[i]), &b);
+    if (rc != -1) fprintf(stderr, "  accepted: %s\n", refused[i]);
+    CHECK_INT(rc, -1);
+    CHECK(b.u == NULL && b.n == 0);
+  }
+  const char *empty = " {\"description\":\"x\",\"result\":[ ],\"ok\":true}";
+  CHECK_INT(rt_tgupd_read(empty, strlen(empty), &b), 0);
+  CHECK_INT(b.n, 0);
+  rt_tgupd_free(&b);
+}
 
 /* ---- tests ---- */
 
@@ -810,6 +896,7 @@ int main(void) {
   kv = json_object();
   rt_log_set_level(getenv("TG_DEBUG") ? RT_LOG_DEBUG : RT_LOG_WARN);
   T_RUN(split);
+  T_RUN(updates_reader);
   T_RUN(phone_and_mask);
   T_RUN(config_errors);
   if (!start_fake()) {
