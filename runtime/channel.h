@@ -35,6 +35,8 @@ typedef struct {
   const char *chat_id;
   const char *idem_key;      /* the same on every attempt of this row */
   const char *about;         /* a message to a manager: the customer's chat, or NULL */
+  const char *topic;         /* with about, when managers.topics is on: the name of the
+                              * customer's forum topic (the persona's words), or NULL */
   rt_msg_kind kind;
   const char *text;          /* "" when there is none (media without caption) */
   const char *const *buttons;
@@ -85,10 +87,14 @@ typedef void (*rt_send_done)(void *ud, const rt_send_result *r);
 
 /* Limits the service imposes; 0 = none. Rates are messages per second,
  * enforced by token buckets holding at most one second of tokens (at least
- * one). per_group applies instead of per_chat to chats is_group says are
- * groups. in_flight bounds the sends awaiting an answer (0 = 64). */
+ * one), except chat_burst: a private chat's bucket holds that many (a
+ * service that lets a few messages to one chat pass at once, then keeps
+ * per_chat sustained: Telegram). per_group applies instead of per_chat to
+ * chats is_group says are groups (their bucket stays one second's worth).
+ * in_flight bounds the sends awaiting an answer (0 = 64). */
 typedef struct {
   double per_sec, per_chat, per_group;
+  int chat_burst;            /* 0 = one second's worth, as the others */
   int in_flight;
 } rt_channel_limits;
 

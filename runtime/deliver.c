@@ -34,16 +34,17 @@ const char *rt_fail_reason_name(rt_fail_reason r) {
 
 /* ---- token bucket ----
  * rate tokens per second, at most burst of them (one second's worth, at
- * least one); rate 0 = no limit. Time in the host clock's ms. */
+ * least one, unless the channel declares a chat_burst); rate 0 = no limit.
+ * Time in the host clock's ms. */
 
 typedef struct {
   double tokens, rate, burst;
   int64_t at;
 } bucket;
 
-static void bucket_init(bucket *b, double rate, int64_t now) {
+static void bucket_init(bucket *b, double rate, int burst, int64_t now) {
   b->rate = rate > 0 ? rate : 0;
-  b->burst = rate > 1 ? floor(rate) : 1;
+  b->burst = burst > 0 ? burst : rate > 1 ? floor(rate) : 1;
   b->tokens = b->burst;
   b->at = now;
 }
@@ -165,9 +166,12 @@ static chat *chat_get(target *t, const char *id, int64_t now) {
   if (c) return c;
   c = rt_xcalloc(1, sizeof *c);
   double rate = t->ch->limits.per_chat;
-  if (t->ch->is_group && t->ch->limits.per_group > 0 && t->ch->is_group(t->ch, id))
+  int burst = t->ch->limits.chat_burst;
+  if (t->ch->is_group && t->ch->limits.per_group > 0 && t->ch->is_group(t->ch, id)) {
     rate = t->ch->limits.per_group;
-  bucket_init(&c->b, rate, now);
+    burst = 0;
+  }
+  bucket_init(&c->b, rate, burst, now);
   rt_map_set(&t->chats, id, c);
   return c;
 }
@@ -287,7 +291,7 @@ static const char *str_of(json_t *v) {
   return json_string_value(json_object_get(v, "text"));
 }
 
-/* The stored payload ({text, buttons, about, media, template}) parsed once;
+/* The stored payload ({text, buttons, about, media, template, topic}) parsed once;
  * NULL with *why set when it cannot be sent as it is. */
 static bool parse_msg(const rt_outbox_row *r, const rt_channel *ch, parsed *p, const char **why) {
   memset(p, 0, sizeof *p);
@@ -304,6 +308,7 @@ static bool parse_msg(const rt_outbox_row *r, const rt_channel *ch, parsed *p, c
   p->doc = json_loads(r->payload, 0, NULL);
   if (!json_is_object(p->doc)) { *why = "the stored payload is not a JSON object"; return false; }
   m->about = json_string_value(json_object_get(p->doc, "about"));
+  m->topic = json_string_value(json_object_get(p->doc, "topic"));
   m->text = json_string_value(json_object_get(p->doc, "text"));
   if (!m->text) m->text = "";
   m->kind = RT_MSG_TEXT;
@@ -699,7 +704,7 @@ rt_deliver *rt_deliver_new(const rt_deliver_opts *o) {
 void rt_deliver_add_channel(rt_deliver *d, rt_channel *ch) {
   target *t = rt_xcalloc(1, sizeof *t);
   t->ch = ch;
-  bucket_init(&t->b, ch->limits.per_sec, now_ms(d));
+  bucket_init(&t->b, ch->limits.per_sec, 0, now_ms(d));
   t->max_in_flight = ch->limits.in_flight > 0 ? ch->limits.in_flight : DEFAULT_IN_FLIGHT;
   rt_map_init(&t->chats);
   d->ts = rt_xrealloc(d->ts, (d->nts + 1) * sizeof *d->ts);

@@ -179,9 +179,21 @@ end
 -- Пишет менеджерам магазина (managers в shop.json). o.photos — фото
 -- клиента (номера из ev.photos[i].id или сами ev.photos[i]): уходят
 -- менеджерам сразу за запиской, каждое ответом на неё.
+local note   -- below: a note's text in the persona's words
+
+-- managers.topics (a forum supergroup in Telegram): each note names the
+-- customer's topic, in the persona's words (notes.topic), so the channel
+-- can open one on the first hand-off. nil when off or without a name.
+local function topic_of(c)
+  local m = shop_cfg.managers
+  if type(m) ~= "table" or m.topics ~= true then return nil end
+  return note("topic", { name = c.name, phone = c.phone })
+end
+
 function Ctx:notify(text, o)
   local f = fx(self)
-  add(f, "out", { to = "managers", text = str(text, "notify: text") })
+  local topic = topic_of(self)
+  add(f, "out", { to = "managers", text = str(text, "notify: text"), topic = topic })
   if o == nil or o.photos == nil then return end
   if type(o.photos) ~= "table" then error("notify: photos must be a list", 2) end
   for i, p in ipairs(o.photos) do
@@ -189,7 +201,8 @@ function Ctx:notify(text, o)
     if type(ref) ~= "string" or ref == "" then
       error("notify: photos[" .. i .. "] must be a photo id (ev.photos[i].id)", 2)
     end
-    add(f, "out", { to = "managers", text = "", media = { ref = ref, kind = "photo" } })
+    add(f, "out", { to = "managers", text = "", media = { ref = ref, kind = "photo" },
+                    topic = topic })
   end
 end
 
@@ -417,7 +430,7 @@ end
 -- managers which chat to answer. facts: chat, flow, step, where, msg.
 -- Other kinds (taken, owned, relayed, stats: see scripts/lib/notes.lua) have no
 -- plain line here: the host falls back to their bare facts.
-local function note(kind, facts)
+function note(kind, facts)
   local ok, text = pcall(function()
     local m = base.require("notes")
     local f = type(m) == "table" and m[kind]

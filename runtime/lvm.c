@@ -870,6 +870,14 @@ static bool fx_msg(fxb *f, int m, size_t i, const char *about, rt_fx_msg *o) {
     rt_lconv_add_string(&p, o->text, n);
     o->size += (int64_t)n;
   }
+  /* A note to the managers in a forum: the name of the customer's topic
+   * (host.lua, in the persona's words), for the channel that makes one. */
+  const char *topic = o->to == RT_FX_MANAGERS ? fx_str(f, m, "topic") : NULL;
+  if (ok && topic) {
+    if (p.len > 1) rt_buf_addc(&p, ',');
+    rt_buf_adds(&p, "\"topic\":");
+    rt_lconv_add_string(&p, topic, strlen(topic));
+  }
   rt_buf_addc(&p, '}');
   if (ok) o->payload_json = ar_str(f->t, p.s, p.len);
   rt_buf_free(&p);

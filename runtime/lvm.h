@@ -139,7 +139,8 @@ typedef struct {
   const char *media_ref, *media_kind;
   const char *template_name;
   /* The outbox payload: {about (the conversation's chat, when not RT_FX_SELF),
-   * buttons, media, template, text}. */
+   * buttons, media, template, text, topic (RT_FX_MANAGERS: the customer's
+   * forum topic, managers.topics)}. */
   const char *payload_json;
   int64_t size;                  /* bytes it stands for: text plus buttons
                                   * written out (limits.message_max_kb) */

@@ -459,12 +459,20 @@ int rt_store_import_address(rt_store_import *w, const char *phone, const char *c
   "WHERE v.phone = " phone "), (SELECT COALESCE(MAX(" SEV_CASE "), 0) FROM "   \
   "customer_addresses a JOIN conversations v ON v.channel = a.channel AND "    \
   "v.chat_id = a.address WHERE a.phone = " phone "))"
+/* Whether the channel has seen the chat of address a: the customer wrote
+ * from it (a conversation with a message in), or the channel said
+ * something of it (blocked, unblocked: status_at). A Telegram bot can
+ * write first only to such a chat. */
+#define SEEN_EXPR                                                              \
+  "(a.status_at IS NOT NULL OR EXISTS (SELECT 1 FROM conversations w WHERE "   \
+  "w.channel = a.channel AND w.chat_id = a.address AND w.last_in_at IS NOT NULL))"
 /* A customer's addresses packed in one text: fields split by 0x1F, rows by
  * 0x1E (rt_store_addrs_split); NULL when there are none. */
 #define ADDRS(phone)                                                           \
   "(SELECT group_concat(a.channel || char(31) || a.address || char(31) || "    \
   "a.status || char(31) || COALESCE(a.reason, '') || char(31) || "             \
-  "a.updated_at, char(30)) FROM customer_addresses a WHERE a.phone = " phone ")"
+  "a.updated_at || char(31) || " SEEN_EXPR ", char(30)) FROM customer_addresses a " \
+  "WHERE a.phone = " phone ")"
 
 enum { K_CONV, K_CONTACT, K_ORDER, K_SEED, K_MARK, K_SEV, K_RETENTION, K_RET_ADDRS, K_GIFTS,
        K_COUNT };
@@ -497,7 +505,7 @@ static const char *campaign_sql[K_COUNT] = {
   [K_RET_ADDRS] =
     "SELECT a.phone, a.channel, a.address, a.status, a.reason, a.updated_at, "
     "COALESCE((SELECT " SEV_CASE " FROM conversations v WHERE v.channel = a.channel "
-    "AND v.chat_id = a.address), 0) FROM customer_addresses a "
+    "AND v.chat_id = a.address), 0), " SEEN_EXPR " FROM customer_addresses a "
     "WHERE a.phone > ?1 AND a.phone <= ?2 ORDER BY a.phone",
   [K_GIFTS] =
     "SELECT o.order_id, o.phone, o.product, o.category, o.recipient_name, o.recipient_phone, "
@@ -645,14 +653,14 @@ int rt_store_addrs_split(char *packed, rt_store_addr *out, int max) {
   for (char *row = packed; row && *row && n < max;) {
     char *next = strchr(row, '\x1e');
     if (next) *next++ = '\0';
-    char *f[5] = {row, NULL, NULL, NULL, NULL};
-    for (int i = 1; i < 5 && f[i - 1]; i++) {
+    char *f[6] = {row, NULL, NULL, NULL, NULL, NULL};
+    for (int i = 1; i < 6 && f[i - 1]; i++) {
       char *sep = strchr(f[i - 1], '\x1f');
       if (sep) { *sep = '\0'; f[i] = sep + 1; }
     }
     if (f[0][0] && f[1] && f[1][0])
       out[n++] = (rt_store_addr){f[0], f[1], f[2] ? f[2] : "reachable", f[3] && *f[3] ? f[3] : NULL,
-                                 f[4] ? strtoll(f[4], NULL, 10) : 0};
+                                 f[4] ? strtoll(f[4], NULL, 10) : 0, f[5] && f[5][0] == '1'};
     row = next;
   }
   return n;

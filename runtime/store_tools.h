@@ -126,9 +126,10 @@ int rt_store_campaign_retention(rt_store_campaign *c, int64_t idle_before,
                                 const char *after_phone, int limit, rt_store_row_fn fn,
                                 void *ud);
 /* The columns of an address row of rt_store_campaign_addresses: SEV is the
- * severity of the address's conversation (2 blocked, 1 open, 0 none). */
+ * severity of the address's conversation (2 blocked, 1 open, 0 none), SEEN
+ * 1 when the channel has seen the chat (rt_store_addr.seen). */
 enum { RT_RA_PHONE, RT_RA_CHANNEL, RT_RA_ADDRESS, RT_RA_STATUS, RT_RA_REASON, RT_RA_UPDATED,
-       RT_RA_SEV };
+       RT_RA_SEV, RT_RA_SEEN };
 /* The addresses of the customers with after_phone < phone <= last_phone
  * (a chunk of retention candidates), in phone order. */
 int rt_store_campaign_addresses(rt_store_campaign *c, const char *after_phone,
@@ -166,6 +167,8 @@ int rt_store_campaign_order_done(rt_store_campaign *c, const char *order_id, int
 typedef struct {
   const char *channel, *address, *status, *reason;
   int64_t updated_at;      /* the newest of a channel is the one to use */
+  bool seen;               /* the customer wrote from it, or the channel said
+                            * something of it (blocked, unblocked) */
 } rt_store_addr;
 /* Splits packed (modified in place) into up to max addresses; returns how
  * many. packed may be NULL. */

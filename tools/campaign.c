@@ -249,12 +249,18 @@ static void note_unreachable(rt_campaign_report *rep, const char *phone, const c
   }
 }
 
+/* Channels that can write first only to a chat that wrote to them: a
+ * Telegram bot cannot start a conversation, so an imported telegram_id the
+ * bot has never seen is not tried (Telegram would answer 400/403). */
+static bool needs_seen(const char *channel) { return strcmp(channel, "telegram") == 0; }
+
 /* Picks the channel and chat of a contact: a reachable address (the
  * newest) on the first of the campaign's channels that has one, then the phone itself on
  * phone_channel (WhatsApp chat ids are the digits without '+'; the console
  * keys by E.164) unless that address is blocked. Returns the channel and
  * fills chat (64 bytes), or NULL with the reason in *why: the reason of a
- * blocked address, or "no_address". */
+ * blocked address, "not_seen" (a Telegram chat the bot has never seen), or
+ * "no_address". */
 static const char *pick_chat(const run_ctx *c, const char *phone, const rt_store_addr *a, int n,
                              char *chat, const char **why) {
   *why = NULL;
@@ -265,6 +271,10 @@ static const char *pick_chat(const run_ctx *c, const char *phone, const rt_store
       if (strcmp(a[i].channel, chs[k]) != 0) continue;
       if (strcmp(a[i].status, "reachable") != 0) {
         if (!*why) *why = a[i].reason ? a[i].reason : a[i].status;
+        continue;
+      }
+      if (!a[i].seen && needs_seen(a[i].channel)) {
+        if (!*why) *why = "not_seen";
         continue;
       }
       if (best < 0 || a[i].updated_at > a[best].updated_at) best = i;
@@ -359,7 +369,8 @@ static bool ret_addr(void *ud, const rt_store_row *r) {
   const char *st = rt_store_row_text(r, RT_RA_STATUS);
   k->a[k->na++] = (rt_store_addr){rt_xstrdup(ch), rt_xstrdup(ad), rt_xstrdup(st ? st : "reachable"),
                                   dup_or_null(rt_store_row_text(r, RT_RA_REASON)),
-                                  rt_store_row_int(r, RT_RA_UPDATED)};
+                                  rt_store_row_int(r, RT_RA_UPDATED),
+                                  rt_store_row_int(r, RT_RA_SEEN) != 0};
   x->na++;
   return true;
 }

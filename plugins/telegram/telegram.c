@@ -83,6 +83,10 @@ struct tg_send {
   bool media_done;
   bool about;                /* a note to the managers about a customer's chat */
   int64_t reply_to;          /* that customer's card in the managers' chat, or 0 */
+  /* managers.topics: the customer's forum topic in the managers' chat */
+  char *topic_name;          /* its name (the persona's), to create or recreate it */
+  int64_t thread;            /* its message_thread_id, 0 = none (yet) */
+  bool want_topic;           /* createForumTopic comes before the note */
   int migrations;
 };
 
@@ -122,6 +126,8 @@ struct tg {
   int64_t photo_max;
   bool inline_buttons;
   char *managers;            /* the managers' chat (kv managers_chat), or NULL */
+  bool topics_off;           /* createForumTopic was refused (no forum, no rights):
+                              * notes go as cards until the next start */
   int64_t bot_id;
   char *bot_username;
   /* polling */
@@ -1261,7 +1267,21 @@ static void managers_message(tg_job *j, json_t *msg) {
     cust = t->env->kv_get(t->env->host, t->env->name, key);
     customer = cust;
   }
-  if (!customer && text && is_command(text, "/stats")) {
+  /* In a forum every message of a topic carries its message_thread_id
+   * (a reply or not): a customer's topic (managers.topics) is as good as
+   * a reply to their card. */
+  int64_t tid = 0;
+  bool in_topic = false;
+  if (!customer && jint(msg, "message_thread_id", &tid) && tid > 0 && t->env->kv_get) {
+    char key[80];
+    snprintf(key, sizeof key, "thread:%s:%lld", chat_target(t, j->chat), (long long)tid);
+    cust = t->env->kv_get(t->env->host, t->env->name, key);
+    customer = cust;
+    in_topic = customer != NULL;
+  }
+  if ((!customer || in_topic) && text && is_command(text, "/stats")) {
+    free(cust);
+    cust = NULL;
     /* Today's figures, for the group itself (no customer's chat). */
     int64_t uid = 0, mid = 0;
     jint(from, "id", &uid);
@@ -1276,7 +1296,8 @@ static void managers_message(tg_job *j, json_t *msg) {
     return;
   }
   if (!customer || !text) {
-    /* Nothing to relay: only replies to the bot's cards reach customers. */
+    /* Nothing to relay: only replies to the bot's cards (or messages in a
+     * customer's topic) reach customers. */
     free(cust);
     job_skip(j, "managers: not a reply to a customer's card");
     return;
@@ -1810,6 +1831,7 @@ static void send_free(tg_send *s) {
   free(s->media_ref);
   free(s->media_kind);
   free(s->caption);
+  free(s->topic_name);
   free(s);
 }
 
@@ -1857,6 +1879,7 @@ static void send_answer(tg_send *s, const rt_send_result *r) {
 }
 
 static void send_step(tg_send *s);
+static void topic_save(tg_send *s);
 
 /* A card or a customer's message relayed to the managers: a reply to it
  * reaches that customer. */
@@ -1867,7 +1890,7 @@ static void remember_card(tg_send *s, const json_t *result) {
   char key[80], val[32];
   snprintf(key, sizeof key, "card:%s:%lld", s->chat, (long long)mid);
   t->env->kv_set(t->env->host, t->env->name, key, s->about_chat);
-  if (!s->reply_to) {
+  if (!s->reply_to && !s->thread) {
     /* The first note about a customer is their card: later ones (relayed
      * messages, reminders) answer it, so the dialog reads as one thread. */
     snprintf(key, sizeof key, "cardof:%s:%s", s->chat, s->about_chat);
@@ -1923,6 +1946,22 @@ static void sent(rt_http_resp *r, void *ud) {
     remember_card(s, a.result);
     resp_free(&a);
     sent_one(s);
+    return;
+  }
+  if (s->thread && a.code == 400 && a.desc && strstr(a.desc, "thread not found")) {
+    /* The customer's topic was deleted: it is forgotten (its name kept)
+     * and the note tried again when the group's rate allows, which makes
+     * a new topic first. */
+    rt_log(RT_LOG_WARN, "telegram-topic-gone", "chat=%s thread=%lld about=%s", s->chat,
+           (long long)s->thread, s->about_chat);
+    s->thread = 0;
+    topic_save(s);
+    rt_send_done done = s->done;
+    void *dud = s->ud;
+    send_free(s);
+    done(dud, &(rt_send_result){.verdict = RT_SEND_RETRY_LATER, .after_ms = 1,
+                                .text = "the customer's topic was deleted"});
+    resp_free(&a);
     return;
   }
   if (a.migrate_to && s->migrations < 2) {
@@ -1982,9 +2021,15 @@ static void sent(rt_http_resp *r, void *ud) {
   resp_free(&a);
 }
 
-/* Where a note about a customer goes in the managers' chat: a reply to
- * their card (photos too, so they sit under it). */
+/* Where a note about a customer goes in the managers' chat: into their
+ * forum topic (managers.topics), else a reply to their card (photos too,
+ * so they sit under it). */
 static void add_place(tg_send *s, json_t *p) {
+  if (s->thread) {
+    /* In the customer's topic: the topic is the thread. */
+    json_object_set_new(p, "message_thread_id", json_integer((json_int_t)s->thread));
+    return;
+  }
   if (s->reply_to)
     json_object_set_new(p, "reply_parameters", json_pack("{s:I, s:b}", "message_id",
                                                          (json_int_t)s->reply_to,
@@ -1993,6 +2038,10 @@ static void add_place(tg_send *s, json_t *p) {
 
 /* The same, for a request body written as text. */
 static void place_text(tg_send *s, rt_buf *b) {
+  if (s->thread) {
+    rt_buf_printf(b, ",\"message_thread_id\":%lld", (long long)s->thread);
+    return;
+  }
   if (s->reply_to)
     rt_buf_printf(b, ",\"reply_parameters\":{\"message_id\":%lld,"
                      "\"allow_sending_without_reply\":true}", (long long)s->reply_to);
@@ -2062,9 +2111,123 @@ static int upload(tg_send *s, const char *method, const char *field) {
   return rc;
 }
 
+/* ---- forum topics (managers.topics) ----
+ * kv "topic:<group>:<customer chat>" = "<message_thread_id>:<name>" (the
+ * name to recreate a deleted topic under), "thread:<group>:<id>" = the
+ * customer's chat (a manager's message in the topic reaches them). */
+
+static void topic_save(tg_send *s) {
+  tg *t = s->t;
+  if (!t->env->kv_set) return;
+  char key[96], val[48];
+  char *v = rt_xasprintf("%lld:%s", (long long)s->thread, s->topic_name ? s->topic_name : "");
+  snprintf(key, sizeof key, "topic:%s:%s", s->chat, s->about_chat);
+  int rc = t->env->kv_set(t->env->host, t->env->name, key, v);
+  free(v);
+  snprintf(key, sizeof key, "thread:%s:%lld", s->chat, (long long)s->thread);
+  snprintf(val, sizeof val, "%s", s->about_chat);
+  if (rc == RT_OK && s->thread) rc = t->env->kv_set(t->env->host, t->env->name, key, val);
+  if (rc != RT_OK)
+    rt_log(RT_LOG_WARN, "telegram-topic-unsaved", "chat=%s thread=%lld", s->chat,
+           (long long)s->thread);
+}
+
+/* The customer's topic as kept, if any. */
+static void topic_load(tg_send *s) {
+  tg *t = s->t;
+  char key[96];
+  snprintf(key, sizeof key, "topic:%s:%s", s->chat, s->about_chat);
+  char *v = t->env->kv_get ? t->env->kv_get(t->env->host, t->env->name, key) : NULL;
+  char *end = NULL;
+  long long id = v ? strtoll(v, &end, 10) : 0;
+  if (v && id >= 0 && end && *end == ':') {
+    s->thread = id;   /* 0: deleted, to be made again under its name */
+    if (end[1] && !s->topic_name) s->topic_name = rt_xstrdup(end + 1);
+  }
+  free(v);
+}
+
+/* Telegram takes 1-128 characters: a longer name is cut at a character. */
+static char *topic_cut(const char *name) {
+  size_t len = strlen(name), i = 0, n = 0;
+  while (i < len && n < 128) {
+    size_t cl;
+    rt_utf8_decode(name + i, len - i, &cl);
+    i += cl ? cl : 1;
+    n++;
+  }
+  char *out = rt_xmalloc(i + 1);
+  memcpy(out, name, i);
+  out[i] = '\0';
+  return out;
+}
+
+static void send_step(tg_send *s);
+
+static void topic_created(rt_http_resp *r, void *ud) {
+  tg_send *s = ud;
+  tg *t = s->t;
+  s->req = NULL;
+  tg_resp a;
+  resp_read(t, r, &a);
+  int64_t id = 0;
+  if (a.ok && jint(a.result, "message_thread_id", &id) && id > 0) {
+    s->thread = id;
+    s->want_topic = false;
+    topic_save(s);
+    rt_log(RT_LOG_INFO, "telegram-topic-created", "chat=%s thread=%lld about=%s", s->chat,
+           (long long)id, s->about_chat);
+    resp_free(&a);
+    send_step(s);
+    return;
+  }
+  if (a.err != RT_OK || a.code == 429 || a.code >= 500) {
+    /* Telegram is busy or away: the note waits, and the topic is asked
+     * for again with it. */
+    int64_t ms = a.code == 429 && a.retry_after >= 0 ? a.retry_after * 1000 : 0;
+    char *d = q(t, a.desc);
+    tlog(t, RT_LOG_INFO, "telegram-topic-later", "chat=%s code=%d err=%s", s->chat, a.code, d);
+    free(d);
+    rt_send_done done = s->done;
+    void *dud = s->ud;
+    send_free(s);
+    done(dud, &(rt_send_result){.verdict = RT_SEND_RETRY_LATER, .after_ms = ms,
+                                .text = "createForumTopic failed, retried"});
+    resp_free(&a);
+    return;
+  }
+  /* Refused for good (not a forum, no right to manage topics): the notes
+   * go to the group as cards, as without managers.topics, until the next
+   * start. The note itself goes on now. */
+  t->topics_off = true;
+  char *d = q(t, a.desc);
+  tlog(t, RT_LOG_WARN, "telegram-topics-unavailable",
+       "chat=%s code=%d err=%s what=\"managers.topics is on but Telegram refused to create a "
+       "topic: notes go to the group as cards; make the group a forum (topics on) and the bot "
+       "an admin allowed to manage topics, then restart\"", s->chat, a.code, d);
+  free(d);
+  resp_free(&a);
+  s->want_topic = false;
+  s->thread = 0;
+  send_step(s);
+}
+
+static void topic_create(tg_send *s) {
+  tg *t = s->t;
+  char *name = topic_cut(s->topic_name);
+  json_t *p = json_pack("{s:s, s:s}", "chat_id", s->chat, "name", name);
+  free(name);
+  if (call(t, "createForumTopic", p, 30000, topic_created, s, &s->req) != RT_OK)
+    send_answer(s, &(rt_send_result){.verdict = RT_SEND_RETRY_LATER, .text = "request refused"});
+}
+
 static void send_step(tg_send *s) {
   tg *t = s->t;
   int rc;
+  if (s->want_topic && !s->thread && !t->topics_off) {
+    topic_create(s);
+    return;
+  }
   rt_log(RT_LOG_DEBUG, "telegram-send", "row=%lld chat=%s part=%zu", (long long)s->row, s->chat,
          s->part);
   if (s->media_ref && !s->media_done) {
@@ -2174,6 +2337,13 @@ static void tg_send_msg(rt_channel *ch, const rt_out_msg *m, rt_send_done done, 
     char *v = t->env->kv_get ? t->env->kv_get(t->env->host, t->env->name, key) : NULL;
     if (v) s->reply_to = strtoll(v, NULL, 10);
     free(v);
+    /* managers.topics: the host names the customer's topic on each note
+     * (m->topic); the topic is made on the first and kept. A note without
+     * a name (the host's own: taken, relayed messages) goes into the topic
+     * when there is one. */
+    if (m->topic && *m->topic) s->topic_name = rt_xstrdup(m->topic);
+    topic_load(s);
+    if (!s->thread && s->topic_name && !t->topics_off) s->want_topic = true;
   }
   s->markup = markup_for(t, m);
   const char *text = m->text ? m->text : "";
@@ -2398,19 +2568,23 @@ int rt_telegram_new(const json_t *conf, rt_channel **out, char **err) {
   t->inline_buttons = bt && strcmp(bt, "inline") == 0;
   rt_map_init(&t->migrated);
   rt_map_init(&t->typing);
-  /* Telegram's limits (Bot FAQ): ~30 messages/s per bot, 1/s per chat,
-   * 20/min per group; rates.* in the section may lower or raise them (a
-   * test server has none). */
+  /* Telegram's limits (Bot FAQ): ~30 messages/s per bot, 1/s per chat
+   * with short bursts let through (a two- or three-part answer goes at
+   * once, then 1/s), 20/min per group; rates.* in the section may lower or
+   * raise them (a test server has none). */
   json_t *rates = json_object_get(conf, "rates");
   double ps = 30, pc = 1, pg = 20.0 / 60.0;
+  int pb = 3;
   json_t *x;
   if (json_is_number(x = json_object_get(rates, "per_sec"))) ps = json_number_value(x);
   if (json_is_number(x = json_object_get(rates, "per_chat"))) pc = json_number_value(x);
+  if (json_is_integer(x = json_object_get(rates, "chat_burst"))) pb = (int)json_integer_value(x);
   if (json_is_number(x = json_object_get(rates, "per_group_min")))
     pg = json_number_value(x) / 60.0;
   t->ch = (rt_channel){
       .name = "telegram", .impl = t, .caps = RT_CH_BUTTONS | RT_CH_MEDIA,
-      .limits = {.per_sec = ps, .per_chat = pc, .per_group = pg, .in_flight = 128},
+      .limits = {.per_sec = ps, .per_chat = pc, .per_group = pg, .chat_burst = pb,
+                 .in_flight = 128},
       .start = tg_start, .send = tg_send_msg, .is_group = tg_is_group, .close = tg_close};
   *out = &t->ch;
   return RT_OK;

@@ -20,24 +20,36 @@ token, 404 for an unknown method.
   1..64 bytes), sendPhoto / sendDocument (file_id, URL or multipart upload),
   sendMediaGroup, copyMessage, forwardMessage, sendChatAction, getFile and
   /file/bot<token>/<path> downloads (20 MB cap), answerCallbackQuery,
-  createForumTopic, getMe.
+  createForumTopic (only in a supergroup with is_forum, where the bot may
+  manage topics: the group's "can_manage_topics": false refuses it), getMe.
+- Forum topics: a send with message_thread_id into a forum goes to that
+  topic (recorded, and echoed in the Message with is_topic_message); one
+  into a topic deleted by /_/delete_topic {chat_id, message_thread_id}, or
+  never created, is "400 Bad Request: message thread not found". A
+  manager's message in a topic is pushed with the shorthand's "thread_id":
+  it carries message_thread_id and is_topic_message, and replies (as in
+  Telegram) to the topic's creation message unless "reply_to" names another.
 - Chats: a private chat exists once its user wrote (a pushed update) or was
   declared (/_/users); others give "400 Bad Request: chat not found". Blocked
   chats answer 403, migrated groups 400 with parameters.migrate_to_chat_id.
 - Errors injected by the test: /_/inject {method, status, description,
-  retry_after, count, chat_id, delay_ms}, /_/storm {seconds} (every send is
+  retry_after, count, chat_id, delay_ms, after (let that many matching
+  sends pass first)}, /_/storm {seconds} (every send is
   429 with the time left as retry_after, as Telegram's flood control).
-- Rates: every send is recorded; /_/state lists violations: more than
-  rate_global/s over the bot (burst of one second), more than rate_chat/s in
-  one private chat, rate_group_min per minute in one group (as token buckets
-  holding a second of tokens, with 250 ms of clock slack), and any send that
-  arrives while a 429's retry_after still runs (after a 0.5 s grace for
-  requests already in flight).
+- Rates: every send is recorded; /_/state lists violations, each a token
+  bucket over the arrival times (n sends in a span of s seconds are too many
+  when n > burst + rate * (s + 0.25), the 0.25 s being clock slack): more
+  than rate_global/s over the bot (burst: one second's worth), more than
+  rate_chat/s in one private chat with a burst of burst_chat (3: Telegram
+  lets a short burst into a private chat pass, then about 1/s sustained;
+  the FAQ's "short bursts tolerated"), rate_group_min per minute in one
+  group (burst 1), and any send that arrives while a 429's retry_after
+  still runs (after a 0.5 s grace for requests already in flight).
 
 Control (tests): POST /_/push (an update, update_id assigned; or a shorthand
 {"chat_id", "text" | "photo" | "contact" | "callback_data" ...}), GET /_/sent,
 GET /_/state, POST /_/users, /_/block, /_/unblock, /_/migrate, /_/conflict,
-/_/reset_calls.
+/_/delete_topic, /_/reset_calls.
 
 Run: fake_telegram.py [--port N] [--token T] [--port-file F] [--log F]
 Prints "port N" on stdout once listening.
@@ -80,7 +92,7 @@ def bad(desc, params=None):
 
 class Fake:
     def __init__(self, token, username="shop_test_bot", log=None,
-                 rate_global=30.0, rate_chat=1.0, rate_group_min=20.0):
+                 rate_global=30.0, rate_chat=1.0, rate_group_min=20.0, burst_chat=3):
         self.token = token
         self.username = username
         self.cv = threading.Condition()
@@ -112,6 +124,7 @@ class Fake:
         self.calls = {}
         self.rate_global, self.rate_chat = rate_global, rate_chat
         self.rate_group = rate_group_min / 60.0
+        self.burst_chat = burst_chat
         self.log = open(log, "a") if log else None
         self.closed = False
         self.wh_thread = None
@@ -225,6 +238,17 @@ class Fake:
         if "reply_to" in p:
             msg["reply_to_message"] = {"message_id": int(p["reply_to"]), "date": int(time.time()),
                                        "chat": self.chat_obj(chat), "from": self.bot_user(), "text": "…"}
+        if "thread_id" in p:
+            tid = int(p["thread_id"])
+            msg["message_thread_id"] = tid
+            msg["is_topic_message"] = True
+            top = next((x for x in self.topics if x["chat_id"] == chat and x["message_thread_id"] == tid), {})
+            rt = msg.setdefault("reply_to_message", {
+                "message_id": tid, "date": int(time.time()), "chat": self.chat_obj(chat),
+                "from": self.bot_user(),
+                "forum_topic_created": {"name": top.get("name", "?"), "icon_color": 7322096}})
+            rt["message_thread_id"] = tid
+            rt["is_topic_message"] = True
         key = "edited_message" if p.get("edited") else "message"
         if p.get("edited"):
             msg["edit_date"] = int(time.time())
@@ -241,6 +265,9 @@ class Fake:
             if "chat_id" in inj and int(inj["chat_id"]) != chat:
                 continue
             if inj.get("count", 1) <= 0:
+                continue
+            if inj.get("after", 0) > 0:
+                inj["after"] -= 1
                 continue
             inj["count"] = inj.get("count", 1) - 1
             return inj
@@ -277,7 +304,7 @@ class Fake:
                 if self.rate_group > 0:
                     check(ts, self.rate_group, 1, "group %s" % c)
             elif self.rate_chat > 0:
-                check(ts, self.rate_chat, int(max(1, self.rate_chat)), "chat %s" % c)
+                check(ts, self.rate_chat, max(self.burst_chat, int(max(1, self.rate_chat))), "chat %s" % c)
         for t429, ra, chat in self.four29:
             for t, c, m in sends:
                 if t429 + 0.5 < t < t429 + ra - 0.05 and (chat is None or chat == c):
@@ -338,6 +365,19 @@ class Fake:
             raise ApiError(429, "Too Many Requests: retry after %d" % ra, {"retry_after": ra})
         self.check_chat(chat, method)
         return chat
+
+    def check_thread(self, chat, p):
+        """message_thread_id of a send: a live topic of that forum."""
+        v = p.get("message_thread_id")
+        if v in (None, ""):
+            return None
+        tid = int(v)
+        if not self.groups.get(chat, {}).get("is_forum"):
+            return tid   # outside forums Telegram ignores it (reply threads)
+        t = next((x for x in self.topics if x["chat_id"] == chat and x["message_thread_id"] == tid), None)
+        if t is None or t.get("deleted"):
+            raise bad("message thread not found")
+        return tid
 
     def check_markup(self, p):
         mk = p.get("reply_markup")
@@ -475,7 +515,10 @@ class Fake:
         if u16len(text) > 4096:
             raise bad("message is too long")
         mk = self.check_markup(p)
+        tid = self.check_thread(chat, p)
         m = self.message(chat, {"text": text})
+        if tid:
+            m.update({"message_thread_id": tid, "is_topic_message": True})
         rec = {"method": "sendMessage", "chat_id": chat, "text": text, "message_id": m["message_id"]}
         if mk:
             rec["reply_markup"] = mk
@@ -509,7 +552,10 @@ class Fake:
         else:
             raise bad("wrong file identifier/HTTP URL specified")
         mk = self.check_markup(p)
+        tid = self.check_thread(chat, p)
         extra = {"caption": cap} if cap else {}
+        if tid:
+            extra.update({"message_thread_id": tid, "is_topic_message": True})
         if field == "photo":
             extra["photo"] = [{"file_id": fid, "file_unique_id": self.files[fid]["unique"],
                                "file_size": size, "width": 800, "height": 600}]
@@ -523,6 +569,8 @@ class Fake:
                 v = p[k]
                 if isinstance(v, str) and k == "reply_parameters":
                     v = json.loads(v)
+                if isinstance(v, str) and k == "message_thread_id":
+                    v = int(v)
                 rec[k] = v
         if how == "upload":
             rec["filename"] = (upload or h.uploads.get(ref[9:] if isinstance(ref, str) else "", {})).get("filename")
@@ -596,11 +644,18 @@ class Fake:
     def m_createforumtopic(self, p, h):
         chat = self.chat_arg(p)
         self.check_chat(chat, "createforumtopic")
-        if not self.groups.get(chat, {}).get("is_forum"):
+        g = self.groups.get(chat, {})
+        if not g.get("is_forum"):
             raise bad("the chat is not a forum")
-        tid = 1000 + len(self.topics)
-        self.topics.append({"chat_id": chat, "name": p.get("name"), "message_thread_id": tid})
-        return {"message_thread_id": tid, "name": p.get("name"), "icon_color": 7322096}
+        if g.get("can_manage_topics") is False:
+            raise bad("not enough rights to create a topic")
+        name = p.get("name") or ""
+        if not 1 <= len(name) <= 128:
+            raise bad("TOPIC_TITLE_EMPTY" if not name else "TOPIC_TITLE_TOO_LONG")
+        # The topic's id is the message_id of its creation service message.
+        tid = self.next_msg_id(chat)
+        self.topics.append({"chat_id": chat, "name": name, "message_thread_id": tid})
+        return {"message_thread_id": tid, "name": name, "icon_color": 7322096}
 
     # ---- webhook delivery ----
     def deliver_loop(self):
@@ -770,6 +825,11 @@ class Handler(BaseHTTPRequestHandler):
                 old, new = int(p["chat_id"]), int(p["to"])
                 f.migrated[old] = new
                 f.groups[new] = dict(f.groups.get(old, {}), type="supergroup")
+                return True
+            if path == "/_/delete_topic":
+                for t in f.topics:
+                    if t["chat_id"] == int(p["chat_id"]) and t["message_thread_id"] == int(p["message_thread_id"]):
+                        t["deleted"] = True
                 return True
             if path == "/_/inject":
                 f.injections.append(p)

@@ -294,13 +294,14 @@ def case_split_crash():
         e.start()
         e.push(chat_id=1201, text="/start")
         wait(replied(e, 1201, 1))
-        e.push(chat_id=1201, text="длинно 3")
-        check("a long text: its first part is sent", wait(replied(e, 1201, 2), 15))
-        # The second part (a second later: 1 message/s in a chat) is held
-        # at the fake and then refused, and the bot is killed meanwhile.
+        # The second part (right after the first: a short burst passes in
+        # a chat) is held at the fake and then refused, and the bot is
+        # killed meanwhile.
         with e.fake.cv:
             e.fake.injections.append({"method": "sendMessage", "status": 502, "delay_ms": 4000,
-                                      "count": 1, "chat_id": 1201})
+                                      "count": 1, "chat_id": 1201, "after": 1})
+        e.push(chat_id=1201, text="длинно 3")
+        check("a long text: its first part is sent", wait(replied(e, 1201, 2), 15))
 
         def tries():
             with e.fake.cv:
@@ -308,7 +309,9 @@ def case_split_crash():
         held = wait(lambda: tries() >= 3, 10)
         e.kill9()
         check("... kill -9 while its second part is on its way", held and len(e.texts(1201)) == 2)
-        time.sleep(1.0)   # a restart takes its time: the chat's 1/s holds across it
+        # The buckets are the process's: a restart begins with a full one,
+        # so the chat's burst (3 at 1/s) is given its time to refill.
+        time.sleep(3.0)
         e.start()
         wait(replied(e, 1201, 4), 20)
         time.sleep(1.5)
@@ -321,6 +324,47 @@ def case_split_crash():
         with e.fake.cv:
             v = e.fake.violations()
         check("... within the chat's rate (%s)" % v[:2], not v)
+    finally:
+        e.stop()
+
+
+def case_burst():
+    """A private chat takes a short burst, then 1 message/s: a two-part
+    answer goes at once instead of a second apart, and the next answers
+    keep to the sustained rate; the fake's check fails a fourth message at
+    once (so a bot over the limit fails this test)."""
+    f = ft.Fake(TOKEN)
+    f.sends = [(10.0 + i * 0.01, 77, "sendmessage") for i in range(3)]
+    check("fake: three messages at once to a chat pass its check", not f.violations())
+    f.sends.append((10.04, 77, "sendmessage"))
+    check("fake: a fourth at once is a violation", any("chat 77" in v for v in f.violations()),
+          f.violations())
+    f.sends = [(10.0 + i * 0.01, 77, "sendmessage") for i in range(3)] + [(10.5, 77, "sendmessage")]
+    check("fake: ... and so is a fourth within the second", bool(f.violations()))
+    e = Env("burst")
+    try:
+        e.start()
+        e.push(chat_id=1501, text="/start")
+        wait(replied(e, 1501, 1))
+        time.sleep(2.5)   # the chat's bucket fills up again
+        e.push(chat_id=1501, text="длинно")
+        wait(replied(e, 1501, 3), 15)
+
+        def times():
+            with e.fake.cv:
+                return [t for t, c, m in e.fake.sends if c == 1501]
+        t = times()
+        check("a two-part answer: the second part right after the first (%.2f s)" %
+              ((t[2] - t[1]) if len(t) >= 3 else -1), len(t) >= 3 and t[2] - t[1] < 0.7)
+        e.push(chat_id=1501, text="много 4")
+        wait(replied(e, 1501, 7), 15)
+        time.sleep(0.5)
+        t = times()
+        check("... then the sustained rate: four answers over %.1f s" % ((t[-1] - t[3]) if len(t) >= 7 else -1),
+              len(t) == 7 and t[-1] - t[3] >= 2.0)
+        with e.fake.cv:
+            v = e.fake.violations()
+        check("... never over the chat's burst and rate (%s)" % v[:2], not v)
     finally:
         e.stop()
 
@@ -776,6 +820,144 @@ def case_stats():
         e.stop()
 
 
+def case_topics():
+    """managers.topics in a forum supergroup: one topic per handed-off
+    customer, named in the persona's words, made on the first hand-off and
+    reused; a manager's message in the topic (a reply or not) reaches the
+    customer and takes the chat, the customer's next message comes back
+    into the topic, /bot there gives the chat back; a deleted topic is made
+    again and the note sent there; a group that is no forum gets cards as
+    without topics, with a log line saying why."""
+    man = {"channel": "telegram", "chat_id": -4001, "topics": True}
+    e = Env("topics", managers=man)
+
+    def topics():
+        with e.fake.cv:
+            return [dict(x) for x in e.fake.topics]
+
+    def in_topic(tid):
+        return [x for x in group_sent(e) if x.get("message_thread_id") == tid]
+    try:
+        with e.fake.cv:
+            e.fake.groups[-4001] = {"type": "supergroup", "title": "Менеджеры", "is_forum": True}
+        e.start()
+        e.push(chat_id=7401, text="/start", first_name="Пётр")
+        e.push(chat_id=7402, text="/start", first_name="Анна")
+        wait(lambda: e.texts(7401) and e.texts(7402))
+        e.push(chat_id=7401, contact="+7 912 000-44-01", first_name="Пётр")
+        wait(replied(e, 7401, 2))
+        e.push(chat_id=7401, text="менеджер", first_name="Пётр")
+        check("first hand-off: a topic is made for the customer",
+              wait(lambda: len(topics()) == 1 and in_topic(topics()[0]["message_thread_id"]), 15),
+              topics())
+        t1 = topics()[0]
+        check("... named in the persona's words: %s" % t1.get("name"),
+              t1.get("name") == "Пётр, +79120004401")
+        card1 = in_topic(t1["message_thread_id"])[0]
+        check("... the card is in it", "Заявка от Пётр" in (card1.get("text") or ""), card1)
+        e.push(chat_id=7402, text="менеджер", first_name="Анна")
+        check("a second customer: a second topic",
+              wait(lambda: len(topics()) == 2 and in_topic(topics()[1]["message_thread_id"]), 15),
+              topics())
+        t2 = topics()[1] if len(topics()) > 1 else {}
+        check("... named after her", t2.get("name") == "Анна" and
+              t2.get("message_thread_id") != t1["message_thread_id"], t2)
+        tid1 = t1["message_thread_id"]
+        n = len(in_topic(tid1))
+        # a manager writes in the topic, not as a reply to the card
+        e.push(chat_id=-4001, user_id=90001, first_name="Ольга", text="Пётр, это Ольга",
+               thread_id=tid1)
+        check("a manager's message in the topic reaches the customer",
+              wait(lambda: "Пётр, это Ольга" in e.texts(7401), 10), e.texts(7401))
+        check("... the topic hears who took the chat",
+              wait(lambda: any("Ольга" in (x.get("text") or "") for x in in_topic(tid1)[n:]), 10),
+              [x.get("text") for x in group_sent(e)])
+
+        def conv(chat):
+            with e.db() as db:
+                return db.execute("SELECT mode, owner FROM conversations WHERE channel='telegram' "
+                                  "AND chat_id=?", (str(chat),)).fetchone()
+        check("... and the chat is the manager's", conv(7401) == ("manager", "90001"), conv(7401))
+        e.push(chat_id=7401, text="А сколько стоит?", first_name="Пётр")
+        check("the customer's next message comes into the topic",
+              wait(lambda: any("сколько стоит" in (x.get("text") or "") for x in in_topic(tid1)), 10),
+              [(x.get("text"), x.get("message_thread_id")) for x in group_sent(e)])
+        check("... not into the other customer's",
+              not any("сколько стоит" in (x.get("text") or "")
+                      for x in in_topic(t2.get("message_thread_id"))))
+        e.push(chat_id=-4001, user_id=90001, first_name="Ольга", text="/bot", thread_id=tid1)
+        check("/bot in the topic gives the chat back", wait(lambda: conv(7401) == ("bot", None), 10),
+              conv(7401))
+        n = len(e.texts(7401))
+        e.push(chat_id=7401, text="привет", first_name="Пётр")
+        wait(replied(e, 7401, n + 1))
+        e.push(chat_id=7401, text="менеджер", first_name="Пётр")
+        check("a second hand-off of the same customer reuses the topic",
+              wait(lambda: sum(1 for x in in_topic(tid1) if "Заявка от Пётр" in (x.get("text") or "")) == 2,
+                   15) and len(topics()) == 2, (topics(), [x.get("text") for x in in_topic(tid1)]))
+        tid2 = t2.get("message_thread_id")
+        e.push(chat_id=-4001, user_id=90001, first_name="Ольга", text="Анна, это Ольга", thread_id=tid2)
+        check("the other topic's manager message reaches the other customer",
+              wait(lambda: "Анна, это Ольга" in e.texts(7402), 10) and
+              wait(lambda: any("Ольга" in (x.get("text") or "") for x in in_topic(tid2)), 10))
+        with e.fake.cv:
+            e.fake.topics[1]["deleted"] = True
+        e.push(chat_id=7402, text="вопрос про фары", first_name="Анна")
+        check("a deleted topic is made again",
+              wait(lambda: len(topics()) == 3, 15), topics())
+        t3 = topics()[-1]
+        check("... under the same name, and the message is sent there",
+              t3.get("name") == "Анна" and
+              wait(lambda: any("вопрос про фары" in (x.get("text") or "")
+                               for x in in_topic(t3["message_thread_id"])), 10),
+              [(x.get("text"), x.get("message_thread_id")) for x in group_sent(e)])
+        with e.fake.cv:
+            v = e.fake.violations()
+        check("... within the group's rate (%s)" % v[:2], not v)
+        check("... and the log says so", "telegram-topic-gone" in e.log_text())
+        e.push(chat_id=-4001, user_id=90001, first_name="Ольга", text="Фары есть",
+               thread_id=t3["message_thread_id"])
+        check("... a manager's message in the new topic reaches her",
+              wait(lambda: "Фары есть" in e.texts(7402), 10))
+        e.proc.send_signal(signal.SIGTERM)
+        e.proc.wait(10)
+        e.start()
+        n = len(in_topic(t3["message_thread_id"]))
+        e.push(chat_id=7402, text="ещё вопрос", first_name="Анна")
+        check("after a restart the kept topic is used",
+              wait(lambda: len(in_topic(t3["message_thread_id"])) > n, 15) and len(topics()) == 3,
+              topics())
+    finally:
+        e.stop()
+    e = Env("topics_off", managers=man)
+    try:
+        with e.fake.cv:
+            e.fake.groups[-4001] = {"type": "supergroup", "title": "Менеджеры"}
+        e.start()
+        e.push(chat_id=7411, text="/start", first_name="Пётр")
+        wait(replied(e, 7411, 1))
+        e.push(chat_id=7411, text="менеджер", first_name="Пётр")
+        check("not a forum: the card goes to the group as without topics",
+              wait(lambda: any("Заявка от Пётр" in (x.get("text") or "") and "message_thread_id" not in x
+                               for x in group_sent(e)), 10), group_sent(e))
+        check("... with a log line saying why",
+              "telegram-topics-unavailable" in e.log_text() and "not a forum" in e.log_text())
+        card = group_sent(e)[0]["message_id"]
+
+        def remembered():
+            # Telegram's answer to the card has been read: a reply to it is
+            # known (a manager cannot answer within the same millisecond).
+            with e.db() as db:
+                return db.execute("SELECT count(*) FROM plugin_values WHERE plugin='telegram' "
+                                  "AND key=?", ("card:-4001:%d" % card,)).fetchone()[0] == 1
+        wait(remembered, 10)
+        e.push(chat_id=-4001, user_id=90001, first_name="Ольга", text="Беру", reply_to=card)
+        check("... and a reply to the card still reaches the customer",
+              wait(lambda: "Беру" in e.texts(7411), 10))
+    finally:
+        e.stop()
+
+
 def run_tool(e, *args):
     r = subprocess.run([SHOPBOT] + list(args), capture_output=True, text=True, timeout=60)
     return r.returncode, r.stdout, r.stderr
@@ -800,19 +982,28 @@ def case_campaign():
     phone = lambda i: "+7900%07d" % i    # noqa: E731
     kicked, refused = n + 1, n + 2        # block the bot before / during the campaign
     no_tg = list(range(n + 3, n + 8))     # known by phone only
+    unseen = [n + 8, n + 9]               # an imported telegram_id that never wrote to the bot
     try:
         csv = os.path.join(e.dir, "customers.csv")
         with open(csv, "w", encoding="utf-8") as f:
             f.write("Телефон;ФИО;Дата последней покупки;Telegram\n")
-            for i in range(1, n + 8):
+            for i in range(1, n + 10):
                 f.write("%s;Клиент %d;01.01.2025;%s\n" % (phone(i), i, chat(i) if i not in no_tg else ""))
         rc, out, err = run_tool(e, "import", e.dir, csv)
-        check("import of %d customers" % (n + 7), rc == 0, err[-300:])
+        check("import of %d customers" % (n + 9), rc == 0, err[-300:])
         with e.fake.cv:
             e.fake.users.update(chat(i) for i in range(1, n + 3))
+            e.fake.users.update(chat(i) for i in unseen)
             e.fake.blocked.add(chat(refused))
         e.start()
+        # The bot has seen these chats: each customer started the bot
+        # (my_chat_member "member"; no step runs, nothing is sent).
+        with e.fake.cv:
+            for i in range(1, n + 3):
+                if i != kicked:
+                    e.fake.push(e.fake.shorthand({"chat_id": chat(i), "member_status": "member"}))
         e.push(chat_id=chat(kicked), member_status="kicked")
+        check("the bot took every my_chat_member", wait(lambda: not e.fake.updates, 30))
 
         def status(i):
             with e.db() as db:
@@ -826,15 +1017,16 @@ def case_campaign():
 
         rc, out, err = run_tool(e, "campaign", e.dir, "retention", "--json")
         rep = json.loads(out) if rc == 0 else {}
-        check("campaign: %s scheduled, only those with a Telegram chat" % rep.get("scheduled"),
-              rep.get("scheduled") == n + 1, err[-300:])
+        check("campaign: %s scheduled, only those with a Telegram chat the bot has seen" %
+              rep.get("scheduled"), rep.get("scheduled") == n + 1, err[-300:])
         un = rep.get("unreachable", {})
         check("... unreachable: %s" % un.get("reasons"),
-              rep.get("skipped", {}).get("unreachable") == 6 and
-              un.get("reasons") == {"no_address": 5, "blocked": 1})
-        check("... each named with its reason",
+              rep.get("skipped", {}).get("unreachable") == 8 and
+              un.get("reasons") == {"no_address": 5, "blocked": 1, "not_seen": 2})
+        check("... each named with its reason (an imported telegram_id never seen: not_seen)",
               sorted((c["phone"], c["reason"]) for c in un.get("customers", [])) ==
-              sorted([(phone(i), "no_address") for i in no_tg] + [(phone(kicked), "blocked")]))
+              sorted([(phone(i), "no_address") for i in no_tg] + [(phone(kicked), "blocked")] +
+                     [(phone(i), "not_seen") for i in unseen]))
         with e.db() as db:
             rows = db.execute("SELECT channel, address, phone FROM campaign_contacts "
                               "WHERE campaign='retention'").fetchall()
@@ -863,8 +1055,8 @@ def case_campaign():
             n429 = len(e.fake.four29)
         check("every check-in delivered (%d in %.1f s)" % (delivered(), took), done)
         check("... none twice", all(len(per.get(chat(i), [])) == 1 for i in range(1, n + 1)))
-        check("... nobody without a chat, nor the blocked one, attempted",
-              not any(chat(i) in per for i in no_tg + [kicked, refused]) and
+        check("... nobody without a chat, nor the blocked one, nor a chat never seen, attempted",
+              not any(chat(i) in per for i in no_tg + [kicked, refused] + unseen) and
               not any(x[1] == chat(kicked) for x in e.fake.sends))
         check("... the storm answered %d sends with 429" % n429, n429 >= 1)
         if not check("... nothing before retry_after, at most 30/s and 1/s a chat (%s)" % v[:3], not v):
@@ -884,19 +1076,22 @@ def case_campaign():
         check("the next campaign skips both who blocked the bot: %s" %
               rep.get("unreachable", {}).get("reasons"),
               rep.get("selected") == n and
-              rep.get("unreachable", {}).get("reasons") == {"no_address": 5, "blocked": 2}, err[-300:])
+              rep.get("unreachable", {}).get("reasons") == {"no_address": 5, "blocked": 2, "not_seen": 2},
+              err[-300:])
     finally:
         e.stop()
 
 
-CASES = [case_dialog, case_inline, case_split_crash, case_prune, case_album, case_storm_and_limits, case_kill9, case_blocked_and_errors,
+CASES = [case_dialog, case_inline, case_split_crash, case_burst, case_prune, case_album, case_storm_and_limits, case_kill9, case_blocked_and_errors,
          case_webhook, case_conflict_unauthorized, case_migration, case_managers,
          case_card_photos, case_owner, case_stats]
 
 
-# Run only when named (tests/integration/telegram_campaign.sh): a campaign of
-# 1,000 messages at Telegram's 30/s takes its ~35 s, in its own ctest.
-ALONE = [case_campaign]
+# Run only when named, each in its own ctest: a campaign of 1,000 messages
+# at Telegram's 30/s takes its ~35 s (telegram_campaign.sh); the forum
+# topics, at a group's 20 messages a minute, most of a minute
+# (telegram_topics.sh).
+ALONE = [case_campaign, case_topics]
 
 
 def main():

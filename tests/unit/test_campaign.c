@@ -55,6 +55,15 @@ static void cust(rt_store *s, int64_t now, const char *phone, int lp_days, const
   if (wa) CHECK_INT(rt_store_address_set(s, phone, "whatsapp", wa, 0), RT_OK);
 }
 
+/* The customer wrote to the bot from Telegram chat tg long ago: the bot
+ * has seen the chat, so a campaign may write there first. */
+static void seen(rt_store *s, int64_t now, const char *tg) {
+  exec(s, "INSERT INTO conversations (channel, chat_id, created_at, updated_at, last_in_at) "
+          "VALUES ('telegram', %Q, 0, %lld, %lld) ON CONFLICT (channel, chat_id) DO UPDATE "
+          "SET last_in_at = excluded.last_in_at", tg, (long long)(now - 400 * DAY),
+       (long long)(now - 400 * DAY));
+}
+
 static int64_t at(const char *tz, int y, int m, int d, int h, int mi) {
   return rt_tz_make(tz, y, m, d, h, mi) * 1000;
 }
@@ -85,6 +94,7 @@ static void selection_fixture(rt_store *s, int64_t now) {
   exec(s, "INSERT INTO conversations (channel, chat_id, step, created_at, updated_at) "
           "VALUES ('telegram', 'tg7', 'ask_vin', 0, %lld)", (long long)(now - DAY));
   cust(s, now, "+79000000008", 200, "tg8", NULL, NULL, 0, 0);      /* H: old contact, selected */
+  seen(s, now, "tg8");
   exec(s, "INSERT INTO campaign_contacts (campaign, phone, at) VALUES ('retention', "
           "'+79000000008', %lld)", (long long)(now - 40 * DAY));
   cust(s, now, "+79000000009", 100, NULL, "79000000009", NULL, 0, 0); /* I: blocked the bot */
@@ -310,6 +320,8 @@ T(gifts_recipient_or_buyer) {
   cust(s, now, "+79100000005", 5, NULL, NULL, NULL, 1, 0);        /* opted-out buyer */
   cust(s, now, "+79100000006", 5, NULL, NULL, NULL, 0, 0);
   cust(s, now, "+79100000007", 50, "tg7", NULL, "Asia/Vladivostok", 0, 0);
+  seen(s, now, "tg2");
+  seen(s, now, "tg7");
 #define ORDER(id, phone, days, gift, rname, rphone)                                        \
   exec(s, "INSERT INTO orders (order_id, phone, date, product, category, gift, "          \
           "recipient_name, recipient_phone) VALUES (%Q, %Q, %lld, 'Наушники', 'Аудио', %d, %Q, %Q)", \
@@ -493,10 +505,27 @@ T(addresses_and_unreachable) {
   /* The default channels: Telegram first. */
   rt_store *s2 = open_store();
   cust(s2, now, "+79100000001", 100, "tg1", "79100000001", NULL, 0, 0);
+  seen(s2, now, "tg1");
+  /* An imported telegram_id the bot has never seen: a bot cannot write
+   * first, so not there (the phone on the console instead). */
+  cust(s2, now, "+79100000006", 100, "tg6", NULL, NULL, 0, 0);
   rt_campaign_opts_default(&o, "retention", now);
   CHECK_INT(run(s2, &o, &r), RT_OK);
-  CHECK_STR(q_text(s2, "SELECT channel || '/' || address FROM campaign_contacts"), "telegram/tg1");
+  CHECK_STR(q_text(s2, "SELECT channel || '/' || address FROM campaign_contacts "
+                       "WHERE phone = '+79100000001'"), "telegram/tg1");
+  CHECK_STR(q_text(s2, "SELECT channel || '/' || address FROM campaign_contacts "
+                       "WHERE phone = '+79100000006'"), "console/+79100000006");
   rt_store_close(s2);
+  /* ... and with no channel by phone it is unreachable: not_seen. */
+  rt_store *s3 = open_store();
+  cust(s3, now, "+79100000006", 100, "tg6", NULL, NULL, 0, 0);
+  rt_campaign_opts_default(&o, "retention", now);
+  o.phone_channel = NULL;
+  CHECK_INT(run(s3, &o, &r), RT_OK);
+  CHECK_INT(r.scheduled, 0);
+  CHECK_INT(r.skipped.unreachable, 1);
+  CHECK_STR(r.nunreachable ? r.unreachable[0].reason : "", "not_seen");
+  rt_store_close(s3);
   rt_store_close(s);
 }
 

@@ -117,8 +117,7 @@ static void finish(rt_deliver *d) {
 /* In every window of sends, count <= burst + rate * span. The send times
  * are whole milliseconds, so a span can read up to 1 ms short of the real
  * one: the window gets that 1 ms of refill. */
-static bool rate_ok(const int64_t *at, int n, double rate) {
-  double burst = rate > 1 ? (double)(int64_t)rate : 1;
+static bool rate_burst_ok(const int64_t *at, int n, double rate, double burst) {
   for (int i = 0; i < n; i++)
     for (int j = i; j < n; j++)
       if ((double)(j - i + 1) > burst + rate * (double)(at[j] - at[i] + 1) / 1000.0 + 1e-6) {
@@ -127,6 +126,10 @@ static bool rate_ok(const int64_t *at, int n, double rate) {
         return false;
       }
   return true;
+}
+
+static bool rate_ok(const int64_t *at, int n, double rate) {
+  return rate_burst_ok(at, n, rate, rate > 1 ? (double)(int64_t)rate : 1);
 }
 
 #define CHATS 6
@@ -181,6 +184,41 @@ T(order_rates_pause) {
   }
   CHECK(rate_ok(all, nall, 30));
   CHECK(f->nlog > total);   /* the transient failures were retried */
+  finish(d);
+  free(f);
+}
+
+/* chat_burst: a private chat's first three rows go at once, then 1/s;
+ * never a fourth at once (the bucket's model: count <= 3 + 1/s * span). */
+T(chat_burst) {
+  CHECK_INT(rt_store_exec(s, "DELETE FROM outbox"), RT_OK);
+  fake *f = rt_xcalloc(1, sizeof *f);
+  f->rng = 5;
+  f->sync = true;
+  f->ch = (rt_channel){.name = "burst", .impl = f, .send = fake_send,
+                       .limits = {.per_sec = 30, .per_chat = 1, .chat_burst = 3}};
+  for (int k = 0; k < 5; k++) {
+    char idem[32];
+    snprintf(idem, sizeof idem, "b:%d", k);
+    CHECK_INT(rt_store_outbox_add(s, 0, "burst", "c1", idem, "text", "{\"text\":\"hi\"}", 0, NULL),
+              RT_OK);
+  }
+  rt_deliver_opts o = {.loop = &loop, .store = s, .clock = &clk, .seed = 9};
+  rt_deliver *d = rt_deliver_new(&o);
+  rt_deliver_add_channel(d, &f->ch);
+  rt_deliver_start(d);
+  run_until_done(d);
+  CHECK_INT(f->nlog, 5);
+  int64_t at[8];
+  for (int i = 0; i < f->nlog && i < 8; i++) at[i] = f->log[i].at;
+  /* the first three without waiting for the chat's rate */
+  CHECK(f->nlog == 5 && at[2] - at[0] < 500);
+  /* then the sustained rate: the fourth a second after the first */
+  CHECK(f->nlog == 5 && at[3] - at[0] >= 900);
+  CHECK(rate_burst_ok(at, f->nlog, 1, 3));
+  /* and the check itself fails a fourth at once */
+  int64_t four[4] = {0, 1, 2, 3};
+  CHECK(!rate_burst_ok(four, 4, 1, 3));
   finish(d);
   free(f);
 }
@@ -400,6 +438,7 @@ int main(void) {
   free(sql);
   uv_loop_init(&loop);
   T_RUN(order_rates_pause);
+  T_RUN(chat_burst);
   T_RUN(priority_first);
   T_RUN(typed_and_unsupported);
   T_RUN(text_escapes);
