@@ -598,7 +598,12 @@ static void scan_mem(rt_deliver *d, target *t, int64_t now, int64_t *next) {
   }
   t->nwant = k;
   if (!k || !channel_can(&s)) return;
-  if (k > 1) qsort(t->want, k, sizeof *t->want, head_cmp);
+  /* Mostly in order already (chats are listed as their rows commit), and
+   * glibc's qsort mallocs a buffer of the whole list each time: sort only
+   * when the list is not sorted. */
+  bool sorted = true;
+  for (size_t i = 1; i < k && sorted; i++) sorted = head_cmp(&t->want[i - 1], &t->want[i]) <= 0;
+  if (!sorted) qsort(t->want, k, sizeof *t->want, head_cmp);
   for (size_t i = 0; i < t->nwant; i++) {
     chat *c = t->want[i];
     if (c->busy || !c->qhead) continue;

@@ -214,6 +214,11 @@ static bool direct_can_run(void *ud, const char *channel, const char *chat_id) {
   return e->nfresh < TURNS_PER_PUMP && rt_convq_idle(&e->queues, channel, chat_id);
 }
 
+static bool direct_full(void *ud) {
+  rt_engine *e = ud;
+  return e->nfresh >= TURNS_PER_PUMP;
+}
+
 static void direct_run(void *ud, const char *channel, const char *chat_id, int64_t id,
                        char *payload, json_t *doc, bool wake) {
   rt_engine *e = ud;
@@ -309,7 +314,8 @@ static void pump_txn(rt_engine *e) {
     set_store_error(e, "cannot store received messages");
     return;
   }
-  rt_inbox_direct direct = {.can_run = direct_can_run, .run = direct_run, .ud = e};
+  rt_inbox_direct direct = {.can_run = direct_can_run, .full = direct_full, .run = direct_run,
+                            .ud = e};
   rc = rt_inbox_stage(e->inbox, &direct);
   /* The transaction's time is read after the messages it takes are stamped
    * (received_at), so what their steps queue is never stamped before them:

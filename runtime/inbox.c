@@ -157,6 +157,7 @@ int rt_inbox_stage(rt_inbox *in, const rt_inbox_direct *direct) {
   int64_t now = rt_clock_now(in->o.clock);
   for (size_t i = 0; i < n; i++) {
     recv_item *r = &in->recv[i];
+    if (direct && direct->full && direct->full(direct->ud)) break;
     bool now_run = direct && direct->can_run(direct->ud, r->channel, r->chat_id);
     int rc = rt_store_inbox_add_as(s, r->channel, r->ext_id, r->chat_id, r->kind, r->payload,
                                    now_run ? "done" : "new", now, &in->ids[i]);

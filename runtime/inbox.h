@@ -54,6 +54,11 @@ int rt_inbox_flush(rt_inbox *in);
  * which (their chat is idle), and starts those. */
 typedef struct {
   bool (*can_run)(void *ud, const char *channel, const char *chat_id);
+  /* No room for another step in this transaction (may be NULL): the events
+   * from here on wait, unstaged and unacked, for the next one, where they
+   * can run with their receive instead of being stored first and updated
+   * when their step finishes. */
+  bool (*full)(void *ud);
   /* Stored (its row written as done, provisionally: the host fixes it if
    * the step ends otherwise) and to run now; payload and doc (the payload
    * as an object, read-only: shared with the batch) move to the host. */

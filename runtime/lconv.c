@@ -61,23 +61,37 @@ static int charge(wctx *w, size_t n) {
 }
 
 void rt_lconv_add_string(rt_buf *b, const char *s, size_t n) {
-  /* Worst case: every byte a \u00XX escape (6) or a U+FFFD (3). */
-  char *o = rt_buf_reserve(b, n * 6 + 2), *start = o;
+  /* Room for the text as it is plus the quotes; an escape (up to 6 bytes
+   * for 1) or a U+FFFD (3 for 1) makes more as it comes. Reserving the
+   * worst case (6 per byte) up front made a few hundred bytes of text a
+   * multi-kilobyte request, which malloc serves from its large bins. */
+  size_t need = n + 8;
+  char *o = rt_buf_reserve(b, need), *start = o, *end = o + need;
   *o++ = '"';
   for (size_t i = 0; i < n;) {
     unsigned char c = (unsigned char)s[i];
     if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') { *o++ = (char)c; i++; continue; }
+    size_t len;
+    /* Valid UTF-8 is copied as it is: no more room than it takes. */
+    if (c >= 0x80 && rt_utf8_decode(s + i, n - i, &len) != RT_UTF8_BAD) {
+      memcpy(o, s + i, len);
+      o += len;
+      i += len;
+      continue;
+    }
+    /* An escape or a U+FFFD: keep room for it, the rest as it is and the
+     * closing quote. */
+    if ((size_t)(end - o) < (n - i) + 8) {
+      /* What is written so far is kept (growing writes a '\0' at len). */
+      size_t more = (size_t)(end - start) + (n - i) + 8;
+      rt_buf_commit(b, (size_t)(o - start));
+      start = o = rt_buf_reserve(b, more);
+      end = o + more;
+    }
     if (c >= 0x80) {
-      size_t len;
-      if (rt_utf8_decode(s + i, n - i, &len) != RT_UTF8_BAD) {
-        memcpy(o, s + i, len);
-        o += len;
-        i += len;
-      } else {
-        memcpy(o, "\xEF\xBF\xBD", 3);
-        o += 3;
-        i++;
-      }
+      memcpy(o, "\xEF\xBF\xBD", 3);
+      o += 3;
+      i++;
       continue;
     }
     i++;

@@ -117,7 +117,8 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
   /* Refuse growth past the cap, always allow shrinking, as ltests.c does. */
   if (a->enforce && nsize > old && a->used + (nsize - old) > a->limit) return NULL;
-  void *p = realloc(ptr, nsize);
+  /* Most calls are new objects: malloc's fast path, not realloc's. */
+  void *p = ptr ? realloc(ptr, nsize) : malloc(nsize);
   if (!p) return NULL;
   a->used = a->used - old + nsize;
   return p;

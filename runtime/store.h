@@ -50,6 +50,8 @@ bool rt_store_in_txn(rt_store *s);
 /* Gives the page cache's unused pages back to the allocator (the bot calls
  * it once a burst is over; the pages are read again when needed). */
 void rt_store_release_memory(rt_store *s);
+/* Bytes the connection holds: page cache, schema, prepared statements. */
+int64_t rt_store_mem_used(rt_store *s);
 
 /* ---- inbox ---- */
 /* Inserts a received event. Returns RT_OK and its id, or 1 when the

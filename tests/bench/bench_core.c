@@ -14,7 +14,6 @@
 #include "log.h"
 #include "watch.h"
 #include <malloc.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,7 +177,8 @@ int main(int argc, char **argv) {
   free(m);
   malloc_trim(0);
   printf("core.rss_with_stored: %ld KB (%ld KB after malloc_trim; SQLite %lld KB; Lua %lld KB)\n",
-         rss_stored, rss_kb(), (long long)sqlite3_memory_used() / 1024, lua_bytes / 1024);
+         rss_stored, rss_kb(), (long long)rt_store_mem_used(rt_engine_store(e)) / 1024,
+         lua_bytes / 1024);
   printf("core.db_size: %ld KB (+ wal %ld KB)\n", file_kb(db), file_kb(wal));
   free(db);
   free(wal);

@@ -13,7 +13,6 @@
 #include "import.h"
 #include "store.h"
 #include "tz.h"
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,7 +154,7 @@ int main(int argc, char **argv) {
   int64_t next = rt_store_timer_next(s);
   printf("timer_next_time: %.3f ms (next due in %lld s)\n", (now_s() - t0) * 1000,
          (long long)((next - now) / 1000));
-  printf("sqlite_memory: %.1f MB (page cache and statements)\n", sqlite3_memory_used() / 1e6);
+  printf("sqlite_memory: %.1f MB (page cache and statements)\n", rt_store_mem_used(s) / 1e6);
   printf("current_rss: %ld KB\n", cur_rss_kb());
   printf("peak_rss: %ld KB\n", peak_rss_kb());
   rt_store_exec(s, "PRAGMA wal_checkpoint(TRUNCATE)");

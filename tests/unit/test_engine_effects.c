@@ -269,6 +269,48 @@ T(absurd_config_values) {
   close_env(&v);
 }
 
+/* A burst larger than one transaction's steps (2,048): the first
+ * transaction runs and stores 2,048 of them, each with its step; the rest
+ * wait in memory, unacknowledged, and run with their receive in the next
+ * one. No event is stored as new first (which would cost it a status
+ * update when its step ran), and nothing is acked before its commit. */
+static int acks, ack_errors;
+static void count_ack(void *ud, int status) {
+  (void)ud;
+  acks++;
+  if (status != RT_OK) ack_errors++;
+}
+
+T(burst_past_the_batch_limit) {
+  env v = {0};
+  CHECK(open_env(&v, SHOP(""), NULL));
+  if (!v.e) return;
+  acks = ack_errors = 0;
+  enum { N = 3000 };
+  char chat[32], ext[32];
+  for (int i = 0; i < N; i++) {
+    snprintf(chat, sizeof chat, "burst%d", i);
+    snprintf(ext, sizeof ext, "b%d", i);
+    rt_event_in ev = {.channel = "console", .ext_id = ext, .chat_id = chat, .user_id = "u",
+                      .kind = "text", .text = "hello"};
+    CHECK(rt_engine_receive(v.e, &ev, count_ack, NULL) == RT_OK);
+  }
+  CHECK_INT(acks, 0);
+  /* One loop turn: one pump, one transaction. */
+  uv_run(&v.loop, UV_RUN_NOWAIT);
+  CHECK_INT(acks, 2048);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox"), 2048);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE status <> 'done'"), 0);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM outbox"), 2048);
+  CHECK(settle(&v.loop, v.e, 30));
+  CHECK_INT(acks, N);
+  CHECK_INT(ack_errors, 0);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE status = 'done'"), N);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM outbox WHERE payload LIKE '%got hello%'"), N);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM conversations WHERE chat_id LIKE 'burst%'"), N);
+  close_env(&v);
+}
+
 T(long_chat_ids) {
   env v = {0};
   CHECK(open_env(&v, SHOP(""), NULL));
@@ -347,6 +389,7 @@ int main(void) {
   T_RUN(absurd_config_values);
   T_RUN(long_chat_ids);
   T_RUN(wakeups_in_batches);
+  T_RUN(burst_past_the_batch_limit);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0) { /* best effort */ }
