@@ -496,6 +496,26 @@ static void batch_unref(tg_batch *b) {
   free(b);
 }
 
+/* A getUpdates answer was read: Telegram is reachable again, and the
+ * answer's updates make one batch (the offset moves past them once all of
+ * them are committed, batch_unref). */
+static tg_batch *batch_new(tg *t) {
+  if (t->backoff_ms) health(t, NULL);
+  t->backoff_ms = 0;
+  tg_batch *b = rt_xcalloc(1, sizeof *b);
+  b->t = t;
+  b->refs = 1;
+  b->next_offset = t->offset;
+  return b;
+}
+
+/* Update id of the batch's answer: the offset moves past it either way;
+ * true when it is new (not confirmed by an earlier offset). */
+static bool batch_takes(tg_batch *b, int64_t id) {
+  if (id + 1 > b->next_offset) b->next_offset = id + 1;
+  return !(b->t->offset && id < b->t->offset);
+}
+
 /* The job is over: its batch may move on, its webhook request is answered. */
 static void job_finish(tg_job *j, int status) {
   if (j->batch) {
@@ -1369,18 +1389,10 @@ static bool polled_fast(tg *t, const rt_http_resp *r) {
       return false;
     }
   }
-  if (t->backoff_ms) health(t, NULL);
-  t->backoff_ms = 0;
-  tg_batch *b = rt_xcalloc(1, sizeof *b);
-  b->t = t;
-  b->refs = 1;
-  b->next_offset = t->offset;
+  tg_batch *b = batch_new(t);
   for (size_t i = 0; i < ub.n; i++) {
     const rt_tgupd *u = &ub.u[i];
-    if (!u->has_id) continue;
-    int64_t id = u->update_id;
-    if (id + 1 > b->next_offset) b->next_offset = id + 1;
-    if (t->offset && id < t->offset) continue;   /* confirmed already */
+    if (!u->has_id || !batch_takes(b, u->update_id)) continue;
     if (u->fast) job_add_text(t, u, b);
     else job_add(t, slow[i], b, NULL);
     json_decref(slow[i]);
@@ -1399,19 +1411,12 @@ static void polled(rt_http_resp *r, void *ud) {
   tg_resp a;
   resp_read(t, r, &a);
   if (a.ok && json_is_array(a.result)) {
-    if (t->backoff_ms) health(t, NULL);
-    t->backoff_ms = 0;
-    tg_batch *b = rt_xcalloc(1, sizeof *b);
-    b->t = t;
-    b->refs = 1;
-    b->next_offset = t->offset;
+    tg_batch *b = batch_new(t);
     size_t i;
     json_t *u;
     json_array_foreach(a.result, i, u) {
       int64_t id;
-      if (!jint(u, "update_id", &id)) continue;
-      if (id + 1 > b->next_offset) b->next_offset = id + 1;
-      if (t->offset && id < t->offset) continue;   /* confirmed already */
+      if (!jint(u, "update_id", &id) || !batch_takes(b, id)) continue;
       job_add(t, u, b, NULL);
     }
     resp_free(&a);
