@@ -237,10 +237,9 @@ static int take_str(sc *s, const char **v) {
 
 /* Bits of the keys already seen in one object: a second one leaves the
  * update to jansson (which keeps the last). */
-static bool once(unsigned *seen, unsigned bit) {
-  if (*seen & bit) return false;
+static void once(unsigned *seen, unsigned bit, bool *fast) {
+  if (*seen & bit) *fast = false;
   *seen |= bit;
-  return true;
 }
 
 /* message.from or message.chat. */
@@ -253,26 +252,26 @@ static int read_party(sc *s, rt_tgupd *u, bool chat, bool *fast) {
   if (obj_open(s, &it)) return -1;
   while ((rc = obj_next(s, &it, &k)) == 1) {
     if (strcmp(k, "id") == 0) {
-      if (!once(&seen, 1)) *fast = false;
+      once(&seen, 1, fast);
       if (take_int(s, chat ? &u->chat_id : &u->from_id, &ok)) return -1;
       has_id = ok;
     } else if (chat && strcmp(k, "type") == 0) {
       const char *ty;
-      if (!once(&seen, 2)) *fast = false;
+      once(&seen, 2, fast);
       if (take_str(s, &ty)) return -1;
       is_private = ty && strcmp(ty, "private") == 0;
     } else if (!chat && strcmp(k, "is_bot") == 0) {
-      if (!once(&seen, 2)) *fast = false;
+      once(&seen, 2, fast);
       if (s->p < s->end && *s->p == 't') *fast = false;   /* a bot's: skipped by the channel */
       if (skip(s)) return -1;
     } else if (!chat && strcmp(k, "first_name") == 0) {
-      if (!once(&seen, 4)) *fast = false;
+      once(&seen, 4, fast);
       if (take_str(s, &u->first_name)) return -1;
     } else if (!chat && strcmp(k, "last_name") == 0) {
-      if (!once(&seen, 8)) *fast = false;
+      once(&seen, 8, fast);
       if (take_str(s, &u->last_name)) return -1;
     } else if (!chat && strcmp(k, "username") == 0) {
-      if (!once(&seen, 16)) *fast = false;
+      once(&seen, 16, fast);
       if (take_str(s, &u->username)) return -1;
     } else if (skip(s)) {
       return -1;
@@ -295,7 +294,7 @@ static int read_message(sc *s, rt_tgupd *u, bool *fast) {
   while ((rc = obj_next(s, &it, &k)) == 1) {
     if (strcmp(k, "chat") == 0 || strcmp(k, "from") == 0) {
       bool is_chat = k[0] == 'c';
-      if (!once(&seen, is_chat ? 1 : 2)) *fast = false;
+      once(&seen, is_chat ? 1 : 2, fast);
       if (s->p < s->end && *s->p == '{') {
         if (read_party(s, u, is_chat, fast)) return -1;
         if (is_chat) chat = true;
@@ -305,14 +304,14 @@ static int read_message(sc *s, rt_tgupd *u, bool *fast) {
         if (skip(s)) return -1;
       }
     } else if (strcmp(k, "message_id") == 0) {
-      if (!once(&seen, 4)) *fast = false;
+      once(&seen, 4, fast);
       if (take_int(s, &u->message_id, &ok)) return -1;
       u->has_message_id = ok;
     } else if (strcmp(k, "text") == 0) {
-      if (!once(&seen, 8)) *fast = false;
+      once(&seen, 8, fast);
       if (take_str(s, &u->text)) return -1;
     } else if (strcmp(k, "media_group_id") == 0) {
-      if (!once(&seen, 16)) *fast = false;
+      once(&seen, 16, fast);
       if (take_str(s, &u->media_group_id)) return -1;
     } else if (skip(s)) {
       return -1;
@@ -333,11 +332,11 @@ static int read_update(sc *s, rt_tgupd *u) {
   if (obj_open(s, &it)) return -1;
   while ((rc = obj_next(s, &it, &k)) == 1) {
     if (strcmp(k, "update_id") == 0) {
-      if (!once(&seen, 1)) fast = false;
+      once(&seen, 1, &fast);
       if (take_int(s, &u->update_id, &ok)) return -1;
       u->has_id = ok;
     } else if (strcmp(k, "message") == 0) {
-      if (!once(&seen, 2)) fast = false;
+      once(&seen, 2, &fast);
       if (s->p < s->end && *s->p == '{') {
         if (read_message(s, u, &fast)) return -1;
         msg = true;
