@@ -105,6 +105,16 @@ static void run_until_done(rt_deliver *d) {
   }
 }
 
+/* A delivery queue over the test's store and clock with the one channel,
+ * started. */
+static rt_deliver *deliver_start(rt_channel *ch, uint64_t seed) {
+  rt_deliver_opts o = {.loop = &loop, .store = s, .clock = &clk, .seed = seed};
+  rt_deliver *d = rt_deliver_new(&o);
+  rt_deliver_add_channel(d, ch);
+  rt_deliver_start(d);
+  return d;
+}
+
 static void closed(void *ud) { *(bool *)ud = true; }
 
 static void finish(rt_deliver *d) {
@@ -148,10 +158,7 @@ T(order_rates_pause) {
       CHECK_INT(rt_store_outbox_add(s, 0, "fake", chat, idem, "text", "{\"text\":\"hi\"}", 0, NULL),
                 RT_OK);
     }
-  rt_deliver_opts o = {.loop = &loop, .store = s, .clock = &clk, .seed = 7};
-  rt_deliver *d = rt_deliver_new(&o);
-  rt_deliver_add_channel(d, &f->ch);
-  rt_deliver_start(d);
+  rt_deliver *d = deliver_start(&f->ch, 7);
   run_until_done(d);
   CHECK_INT(q("SELECT count(*) FROM outbox WHERE status = 'pending'"), 0);
   int64_t total = CHATS * PER_CHAT;
@@ -203,10 +210,7 @@ T(chat_burst) {
     CHECK_INT(rt_store_outbox_add(s, 0, "burst", "c1", idem, "text", "{\"text\":\"hi\"}", 0, NULL),
               RT_OK);
   }
-  rt_deliver_opts o = {.loop = &loop, .store = s, .clock = &clk, .seed = 9};
-  rt_deliver *d = rt_deliver_new(&o);
-  rt_deliver_add_channel(d, &f->ch);
-  rt_deliver_start(d);
+  rt_deliver *d = deliver_start(&f->ch, 9);
   run_until_done(d);
   CHECK_INT(f->nlog, 5);
   int64_t at[8];
@@ -243,10 +247,7 @@ T(priority_first) {
   }
   /* a chat's own order beats priority: its low row goes before its high one */
   rt_store_outbox_add_prio(s, 0, "prio", "c0", "high:c0", "text", "{\"text\":\"r\"}", 0, 0, NULL);
-  rt_deliver_opts o = {.loop = &loop, .store = s, .clock = &clk, .seed = 3};
-  rt_deliver *d = rt_deliver_new(&o);
-  rt_deliver_add_channel(d, &f->ch);
-  rt_deliver_start(d);
+  rt_deliver *d = deliver_start(&f->ch, 3);
   run_until_done(d);
   CHECK_INT(f->nlog, 9);
   for (int i = 0; i < 4 && i < f->nlog; i++) CHECK(atoi(f->log[i].chat + 1) >= 4);
@@ -271,10 +272,7 @@ T(typed_and_unsupported) {
   rt_store_outbox_add(s, 0, "plain", "a", "u1", "text", "{\"text\":\"x\",\"buttons\":[\"Да\"]}", 0, NULL);
   rt_store_outbox_add(s, 0, "plain", "b", "u2", "text", "not json", 0, NULL);
   rt_store_outbox_add(s, 0, "plain", "c", "u3", "text", "{\"text\":\"ok\"}", 0, NULL);
-  rt_deliver_opts o = {.loop = &loop, .store = s, .clock = &clk};
-  rt_deliver *d = rt_deliver_new(&o);
-  rt_deliver_add_channel(d, &ch);
-  rt_deliver_start(d);
+  rt_deliver *d = deliver_start(&ch, 0);
   run_until_done(d);
   CHECK_INT(q("SELECT count(*) FROM outbox WHERE idem_key = 'u1' AND fail_reason = 'unsupported'"), 1);
   CHECK_INT(q("SELECT count(*) FROM outbox WHERE idem_key = 'u2' AND fail_reason = 'other'"), 1);
@@ -310,10 +308,7 @@ T(text_escapes) {
     CHECK_INT(rt_store_outbox_add(s, 0, "esc", chat, idem, "text", pay[i], 0, NULL), RT_OK);
   }
   ngot = 0;
-  rt_deliver_opts o = {.loop = &loop, .store = s, .clock = &clk};
-  rt_deliver *d = rt_deliver_new(&o);
-  rt_deliver_add_channel(d, &ch);
-  rt_deliver_start(d);
+  rt_deliver *d = deliver_start(&ch, 0);
   run_until_done(d);
   /* jansson refuses the lone surrogate: that row fails as before */
   CHECK_INT(q("SELECT count(*) FROM outbox WHERE idem_key = 'esc2' AND status = 'failed'"), 1);
@@ -337,10 +332,7 @@ T(handed_over) {
   f->rng = 4242;
   f->ch = (rt_channel){.name = "mem", .impl = f, .send = fake_send,
                        .limits = {.per_sec = 200, .per_chat = 50, .in_flight = 4}};
-  rt_deliver_opts o = {.loop = &loop, .store = s, .clock = &clk, .seed = 5};
-  rt_deliver *d = rt_deliver_new(&o);
-  rt_deliver_add_channel(d, &f->ch);
-  rt_deliver_start(d);
+  rt_deliver *d = deliver_start(&f->ch, 5);
   CHECK_INT(rt_store_begin(s), RT_OK);
   rt_store_outbox_add(s, 0, "mem", "c15", "rolled-back", "text", "{\"text\":\"no\"}", 0, NULL);
   rt_store_rollback(s);
@@ -396,10 +388,7 @@ static void many_send(rt_channel *ch, const rt_out_msg *m, rt_send_done done, vo
 T(too_many_for_memory) {
   CHECK_INT(rt_store_exec(s, "DELETE FROM outbox"), RT_OK);
   rt_channel ch = {.name = "many", .send = many_send, .limits = {.in_flight = 64}};
-  rt_deliver_opts o = {.loop = &loop, .store = s, .clock = &clk};
-  rt_deliver *d = rt_deliver_new(&o);
-  rt_deliver_add_channel(d, &ch);
-  rt_deliver_start(d);
+  rt_deliver *d = deliver_start(&ch, 0);
   int n = 9000;
   CHECK_INT(rt_store_begin(s), RT_OK);
   for (int i = 0; i < n; i++) {
