@@ -435,11 +435,10 @@ static int cross_managers(rt_effects *fx, rt_turn *t, const char *mode_before, i
     /* The line's words are the persona's (notes.relayed); the bare facts
      * are the fallback. */
     const char *who = name ? name : t->conv.chat_id;
-    const char *what = text && *text ? "text" : photo ? "photo" : "empty";
-    char *bare = rt_xasprintf("%s: %s", who, text && *text ? text : what);
-    char *line = note_text(t, "relayed",
-                           &(rt_note_facts){.who = who, .msg = text && *text ? text : NULL,
-                                            .what = what},
+    const char *said = text && *text ? text : NULL;
+    const char *what = said ? "text" : photo ? "photo" : "empty";
+    char *bare = rt_xasprintf("%s: %s", who, said ? said : what);
+    char *line = note_text(t, "relayed", &(rt_note_facts){.who = who, .msg = said, .what = what},
                            bare);
     free(bare);
     /* A photo's id is the channel's own: re-sent only within that channel.
