@@ -1,7 +1,7 @@
 /* bench_retention.c -- retention check-ins with a shop's worth of customers
  * (prints, never asserts).
  *
- *   bench_retention [--rows N] [--turns K] [--limit S]
+ *   bench_retention [--rows N] [--turns K] [--limit S] [--reuse FILE]
  *
  * Imports N generated customers (default 1,000,000, the CSV of
  * bench_import), runs the retention campaign for real, makes K of its
@@ -13,7 +13,10 @@
  * Also times the lookup behind c:customer() alone, by phone and for a chat
  * no customer has, each statement in its own read transaction, and by
  * phone again inside one transaction, as a step makes it. Every timed part stops after --limit seconds (default
- * 20), so a slow lookup still gives a figure. Goal: >= 20,000 check-ins/s. */
+ * 20), so a slow lookup still gives a figure. --reuse FILE keeps the store as
+ * it is just before the check-ins run in FILE, and takes it from there when
+ * FILE exists (the import, the campaign and the lookups are skipped): for
+ * comparing builds on the same store. Goal: >= 20,000 check-ins/s. */
 #include "campaign.h"
 #include "config.h"
 #include "engine.h"
@@ -30,6 +33,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 static long sent;
 static void null_send(rt_channel *ch, const rt_out_msg *m, rt_send_done done, void *ud) {
@@ -82,24 +86,33 @@ static double time_lookups(rt_store *s, const who *w, long nw, bool miss, double
 int main(int argc, char **argv) {
   long rows = 1000000, turns = 20000;
   double limit = 20;
+  const char *reuse = NULL;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--rows") == 0 && i + 1 < argc) rows = atol(argv[++i]);
     else if (strcmp(argv[i], "--turns") == 0 && i + 1 < argc) turns = atol(argv[++i]);
     else if (strcmp(argv[i], "--limit") == 0 && i + 1 < argc) limit = atof(argv[++i]);
+    else if (strcmp(argv[i], "--reuse") == 0 && i + 1 < argc) reuse = argv[++i];
     else {
-      fprintf(stderr, "usage: bench_retention [--rows N] [--turns K] [--limit S]\n");
+      fprintf(stderr, "usage: bench_retention [--rows N] [--turns K] [--limit S] [--reuse FILE]\n");
       return 2;
     }
   }
   char dir[] = "/var/tmp/bench_retention.XXXXXX";
   if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
-  char csv[600], db[600], sql[600], shop[600], cmd[700];
+  char csv[600], db[600], sql[600], shop[600], cmd[1400];
   snprintf(csv, sizeof csv, "%s/customers.csv", dir);
   snprintf(db, sizeof db, "%s/shop.db", dir);
   snprintf(sql, sizeof sql, "%s/schema/sql", rt_paths_home());
   snprintf(shop, sizeof shop, "%s/examples/autoparts", rt_paths_home());
   rt_log_set_level(RT_LOG_WARN);
   int64_t now = wall_ms();
+  bool reused = reuse && access(reuse, R_OK) == 0;
+  if (reused) {
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", reuse, db);
+    if (system(cmd) != 0) { fprintf(stderr, "cannot copy %s\n", reuse); return 1; }
+    printf("retention.reused: %s\n", reuse);
+    goto run;
+  }
 
   /* A shop with rows customers, and the campaign's check-ins scheduled. */
   if (gen_csv(csv, rows, now) != 0) { perror(csv); return 1; }
@@ -171,6 +184,12 @@ int main(int argc, char **argv) {
   free(w);
   rt_store_exec(s, "PRAGMA wal_checkpoint(TRUNCATE)");
   rt_store_close(s);
+  if (reuse) {
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", db, reuse);
+    if (system(cmd) != 0) fprintf(stderr, "cannot keep the store in %s\n", reuse);
+  }
+
+run:;
 
   /* The bot runs them. */
   rt_config *cfg;
