@@ -28,6 +28,15 @@
 #define TURNS_PER_PUMP 2048
 #define IDLE_RELEASE_MS 1000
 
+/* The WAL's pages are copied into the database file by the loop, not by
+ * SQLite inside a COMMIT (where the copy and its fsync held back that
+ * batch's acks and sends): once the loop has nothing to do and the WAL
+ * holds CKPT_IDLE_PAGES (SQLite's own threshold), after a second without
+ * work whatever it holds, and during a burst that never lets the loop
+ * rest once it holds CKPT_BUSY_PAGES (32 MB), which bounds the WAL. */
+#define CKPT_IDLE_PAGES 1000
+#define CKPT_BUSY_PAGES 8192
+
 /* A tool (`shopbot campaign`, `import`) holding the write lock: the store
  * fails at once (no_busy_wait) and the loop retries soon, from a timer. For
  * up to STORE_BUSY_OK_MS this is normal operation, not an error. */
@@ -40,6 +49,7 @@ struct rt_engine {
   rt_store *store;
   rt_clock clock;
   bool test_mode;
+  int64_t wal_max_pages;        /* CKPT_BUSY_PAGES unless a test says */
   rt_bundle *bundle;
   rt_bundle_opts bopts;
   json_t *shop_view;
@@ -73,7 +83,17 @@ struct rt_engine {
 };
 
 static void pump_start(rt_engine *e);
+static void arm_wake(rt_engine *e);
 static void kick(void *ud) { pump_start(ud); }
+
+/* A checkpoint that fails (another process's checkpoint holds its lock, a
+ * full disk) is tried again at the next occasion; the WAL keeps the pages
+ * meanwhile, and the commits stay durable. */
+static void checkpoint(rt_engine *e, int64_t min_pages) {
+  if (e->store_error || rt_store_wal_pages(e->store) < min_pages || min_pages <= 0) return;
+  if (rt_store_checkpoint(e->store) != RT_OK)
+    rt_log(RT_LOG_DEBUG, "checkpoint-later", "err=%s", rt_store_errmsg(e->store));
+}
 
 static int64_t now_ms(rt_engine *e) { return rt_clock_now(&e->clock); }
 
@@ -244,8 +264,11 @@ static int conv_get(void *ud, const char *channel, const char *chat_id, int64_t 
 }
 
 /* After the commit: what the steps did is durable. */
-static void committed(rt_engine *e, rt_turn *list, int64_t now) {
+static void committed(rt_engine *e, rt_turn *list, int64_t now, bool staged_timers) {
   clear_store_error(e);
+  /* Before the steps' rows go into the conversation cache: theirs are newer. */
+  rt_timers_staged(e->timers, true);
+  if (staged_timers && !rt_timers_due(e->timers)) arm_wake(e);
   /* Fresh steps still waiting on I/O are stored events now. */
   for (size_t i = 0; i < e->nfresh; i++)
     if (e->fresh[i]->status == RT_LTURN_YIELD) e->fresh[i]->ev.fresh = false;
@@ -277,6 +300,7 @@ static void committed(rt_engine *e, rt_turn *list, int64_t now) {
 
 static void rolled_back(rt_engine *e, rt_turn *list) {
   set_store_error(e, "cannot save conversation state");
+  rt_timers_staged(e->timers, false);
   rt_inbox_staged(e->inbox, false);
   rt_effects_take_outbox(e->effects);
   /* Steps of events that were never stored go; the events come again with
@@ -303,7 +327,8 @@ static void rolled_back(rt_engine *e, rt_turn *list) {
 }
 
 static bool has_work(rt_engine *e) {
-  return rt_inbox_waiting(e->inbox) || rt_turns_any_resumable(e->turns) ||
+  return rt_inbox_waiting(e->inbox) || rt_timers_due(e->timers) ||
+         rt_turns_any_resumable(e->turns) ||
          rt_turns_any_done(e->turns) || rt_deliver_has_results(e->dl) ||
          (!rt_inbox_isolating(e->inbox) && rt_convq_any_ready(&e->queues));
 }
@@ -317,6 +342,18 @@ static void pump_txn(rt_engine *e) {
   rt_inbox_direct direct = {.can_run = direct_can_run, .full = direct_full, .run = direct_run,
                             .ud = e};
   rc = rt_inbox_stage(e->inbox, &direct);
+  /* Due wake-ups next, in this same transaction: one whose chat is idle
+   * runs now and is stored together with its step, like a received event
+   * (one commit instead of the fire's and the step's, and its inbox row
+   * written once); after an unclean stop they are stored first, as every
+   * event then is. */
+  bool staged_timers = false;
+  if (rc == RT_OK && rt_timers_due(e->timers)) {
+    int ran = 0;
+    rc = rt_timers_stage(e->timers, rt_inbox_may_run_direct(e->inbox) ? &direct : NULL,
+                         TURNS_PER_PUMP - (int)e->nfresh, &ran);
+    staged_timers = true;
+  }
   /* The transaction's time is read after the messages it takes are stamped
    * (received_at), so what their steps queue is never stamped before them:
    * a chat's history (rt_store_chat_history) orders the two by these times. */
@@ -347,7 +384,7 @@ static void pump_txn(rt_engine *e) {
   if (rc == RT_OK) rc = rt_store_commit(e->store);
   else rt_store_rollback(e->store);
   rt_deliver_saved(e->dl, rc == RT_OK);
-  if (rc == RT_OK) committed(e, list, now);
+  if (rc == RT_OK) committed(e, list, now, staged_timers);
   else rolled_back(e, list);
 }
 
@@ -380,11 +417,12 @@ static void arm_wake(rt_engine *e) {
   rt_timers_arm(e->timers, e->store_error ? e->store_retry_at : 0);
 }
 
+/* The pump's next transaction fires them (rt_timers_stage) and re-arms
+ * once none is left due. */
 static void timers_due(void *ud) {
   rt_engine *e = ud;
-  if (e->store_error && now_ms(e) >= e->store_retry_at) pump_start(e);
-  if (!e->store_error || now_ms(e) >= e->store_retry_at) rt_engine_fire_timers(e);
-  arm_wake(e);
+  if (!e->store_error || now_ms(e) >= e->store_retry_at) pump_start(e);
+  else arm_wake(e);
 }
 
 /* ---- the pump: one round of work per loop iteration ---- */
@@ -420,6 +458,8 @@ static void pump_cb(uv_idle_t *h) {
     e->outbox_dirty = false;
     rt_deliver_committed(e->dl);
   }
+  /* After the acks and the sends of this round. */
+  checkpoint(e, e->wal_max_pages);
   const rt_deliver_stats *ds = rt_deliver_get_stats(e->dl);
   e->st.sent = ds->sent;
   e->st.send_failed = ds->failed;
@@ -432,6 +472,7 @@ static void pump_cb(uv_idle_t *h) {
       !rt_turns_any_resumable(e->turns) && !rt_deliver_has_results(e->dl) && !e->outbox_dirty) {
     uv_idle_stop(&e->pump);
     e->pumping = false;
+    checkpoint(e, e->wal_max_pages < CKPT_IDLE_PAGES ? e->wal_max_pages : CKPT_IDLE_PAGES);
   }
 }
 
@@ -467,6 +508,7 @@ static void watchdog_cb(uv_timer_t *h) {
    * its transaction (a few microseconds); a busy bot is never trimmed. */
   if (!e->pumping && !e->released && uv_now(e->loop) - e->last_pump_ms >= IDLE_RELEASE_MS) {
     e->released = true;
+    checkpoint(e, 1);
     rt_convs_clear(e->convs);
     rt_deliver_trim(e->dl);
     rt_bundle_collect(e->bundle);
@@ -483,6 +525,7 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
   e->loop = o->loop;
   e->cfg = o->cfg;
   e->test_mode = o->test_mode;
+  e->wal_max_pages = o->wal_max_pages > 0 ? o->wal_max_pages : CKPT_BUSY_PAGES;
   if (o->test_mode) rt_clock_set(&e->clock, o->clock_ms);
   rt_convq_init(&e->queues);
   rt_config *c = o->cfg;
@@ -502,6 +545,7 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
      * the OS's cache; tests/bench/rss.sh and bench_core). */
     .cache_mb = (int)cfg_int(c, "store.cache_mb", 2, 1, 1 << 20),
     .no_busy_wait = true,
+    .own_checkpoints = true,
   };
   int rc = rt_store_open(store_path, &so, &e->store, err);
   free(sql_dir);
@@ -596,10 +640,8 @@ void rt_engine_add_channel(rt_engine *e, rt_channel *ch) { rt_deliver_add_channe
 void rt_engine_start(rt_engine *e) {
   uv_timer_start(&e->watchdog, watchdog_cb, 250, 250);
   rt_deliver_start(e->dl);    /* whatever a previous run left unsent */
-  if (!e->test_mode) {
-    rt_engine_fire_timers(e);
-    arm_wake(e);
-  }
+  /* Whatever fell due while the bot was stopped fires in the first pump. */
+  if (!e->test_mode) rt_timers_poke(e->timers);
   pump_start(e);
 }
 

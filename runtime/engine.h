@@ -30,6 +30,8 @@ typedef struct {
   bool test_mode;             /* virtual clock, no fsync, no real timers */
   int64_t clock_ms;           /* start of the virtual clock in test mode */
   long store_max_pages;       /* tests: simulate a full disk */
+  int64_t wal_max_pages;      /* tests: a busy loop copies the WAL into the file
+                               * at this many pages (0: 8,192, 32 MB) */
   const char *flows_dir;      /* NULL: flows.dir from the config */
   /* The process's HTTP client, lent to the flows' http module; NULL: the
    * engine makes its own. The transcript runner lends one whose transport

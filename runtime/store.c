@@ -166,9 +166,26 @@ struct rt_store {
   size_t track_max;            /* outbox rows kept for the deliveries; 0: none */
   row_list out_txn, out_done;  /* inserted in the open transaction / committed */
   bool out_overflow;
+  int64_t wal_frames;          /* own_checkpoints: frames in the WAL after the last commit */
+  int64_t wal_copied;          /* of those, copied into the file by rt_store_checkpoint */
+  int64_t wal_written;         /* frames written since open (figures) */
 };
 
 #define BUSY_WAIT_MS 10000
+
+/* Replaces SQLite's automatic checkpoint (which is this same hook, set by
+ * wal_autocheckpoint): only counts. The WAL starts again from its first
+ * frame once everything was copied; fewer frames than were copied means
+ * that happened. */
+static int wal_count(void *ud, sqlite3 *db, const char *name, int frames) {
+  (void)db;
+  (void)name;
+  rt_store *s = ud;
+  if (frames < s->wal_copied) s->wal_copied = 0;
+  s->wal_written += frames >= s->wal_frames ? frames - s->wal_frames : frames;
+  s->wal_frames = frames;
+  return SQLITE_OK;
+}
 
 static int64_t mono_ns(void) {
   struct timespec ts;
@@ -453,6 +470,12 @@ int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char
     rt_store_close(s);
     return code ? code : RT_EIO;
   }
+  /* After a burst the WAL file is cut back to 4 MB when it starts again,
+   * so its size on disk does not stay at the burst's. */
+  if (o->own_checkpoints && !o->read_only) {
+    sqlite3_wal_hook(s->db, wal_count, s);
+    sqlite3_exec(s->db, "PRAGMA journal_size_limit=4194304", NULL, NULL, NULL);
+  }
   if (o->max_pages > 0) {
     char q[64];
     snprintf(q, sizeof q, "PRAGMA max_page_count=%ld", o->max_pages);
@@ -558,6 +581,21 @@ void rt_store_rollback(rt_store *s) {
 int rt_store_exec(rt_store *s, const char *sql) {
   int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
   if (rc != SQLITE_OK) return fail(s, rc);
+  return RT_OK;
+}
+
+int64_t rt_store_wal_pages(rt_store *s) { return s->wal_frames - s->wal_copied; }
+
+int64_t rt_store_wal_written(rt_store *s) { return s->wal_written; }
+
+int rt_store_checkpoint(rt_store *s) {
+  int log = 0, copied = 0;
+  int rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied);
+  if (rc != SQLITE_OK) return fail(s, rc);
+  if (log >= 0 && copied >= 0) {
+    s->wal_frames = log;
+    s->wal_copied = copied;
+  }
   return RT_OK;
 }
 

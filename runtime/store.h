@@ -29,6 +29,10 @@ typedef struct {
   bool read_only;           /* never written: opened read-only, no migrations
                                (an older store is refused with the reason);
                                the studio reads a real shop's figures so */
+  bool own_checkpoints;     /* the serving loop: SQLite's automatic checkpoint,
+                               which runs inside the COMMIT that crosses 1,000
+                               pages, is off; the caller runs
+                               rt_store_checkpoint when it has time */
 } rt_store_opts;
 
 /* Opens (creating if needed) the store at path and applies migrations. On
@@ -50,6 +54,19 @@ bool rt_store_in_txn(rt_store *s);
 /* Gives the page cache's unused pages back to the allocator (the bot calls
  * it once a burst is over; the pages are read again when needed). */
 void rt_store_release_memory(rt_store *s);
+/* With own_checkpoints: pages the WAL holds that are not yet copied into
+ * the database file, as of the last commit. */
+int64_t rt_store_wal_pages(rt_store *s);
+/* With own_checkpoints: pages written to the WAL since the store opened
+ * (what a workload costs in writes, for the benchmarks). */
+int64_t rt_store_wal_written(rt_store *s);
+/* Copies the WAL's committed pages into the database file and syncs it (a
+ * passive checkpoint: it takes no lock a writer needs, and stops short of
+ * pages a reader in another process still uses). Durability does not
+ * depend on it: a commit is durable once its WAL frames are synced. Not
+ * inside a transaction. RT_OK, or the store's code (a checkpoint of
+ * another process holds the lock: try later). */
+int rt_store_checkpoint(rt_store *s);
 /* Bytes the connection holds: page cache, schema, prepared statements. */
 int64_t rt_store_mem_used(rt_store *s);
 

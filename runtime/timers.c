@@ -2,23 +2,33 @@
 #include "timers.h"
 #include "buf.h"
 #include "log.h"
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define FIRE_BATCH 1000
 
+/* A fired timer: its event, and its conversation as read with it. */
+typedef struct { rt_conv_row conv; char *payload; int64_t id; } fired;
+
 struct rt_timers {
   rt_timers_opts o;
   uv_timer_t wake;
   bool closing;
   bool held;                 /* rt_timers_fire stopped at backlog_max */
+  bool due;                  /* the uv_timer went off, or a staged batch was full:
+                              * the host's next transaction stages more */
+  fired *staged;             /* rt_timers_stage: queued once the host commits */
+  int nstaged, capstaged;
+  rt_buf b;                  /* the payload being written */
   void (*closed)(void *);
   void *closed_ud;
 };
 
 static void wake_cb(uv_timer_t *h) {
   rt_timers *tm = h->data;
+  tm->due = true;
   if (tm->o.due) tm->o.due(tm->o.due_ud);
 }
 
@@ -30,10 +40,21 @@ rt_timers *rt_timers_new(const rt_timers_opts *o) {
   return tm;
 }
 
+static void staged_free(rt_timers *tm) {
+  for (int i = 0; i < tm->nstaged; i++) {
+    rt_conv_row_clear(&tm->staged[i].conv);
+    free(tm->staged[i].payload);
+  }
+  tm->nstaged = 0;
+}
+
 static void wake_closed(uv_handle_t *h) {
   rt_timers *tm = h->data;
   void (*done)(void *) = tm->closed;
   void *ud = tm->closed_ud;
+  staged_free(tm);
+  free(tm->staged);
+  free(tm->b.s);
   free(tm);
   if (done) done(ud);
 }
@@ -45,14 +66,14 @@ void rt_timers_close(rt_timers *tm, void (*done)(void *), void *ud) {
   uv_close((uv_handle_t *)&tm->wake, wake_closed);
 }
 
-/* A fired timer: its event, and its conversation as read with it. */
-typedef struct { rt_conv_row conv; char *payload; int64_t id; } fired;
 typedef struct {
   rt_timers *tm;
   int64_t now;
   int rc, n, cap, read;      /* read: rows the query gave, fired or not */
   fired *list;
   rt_buf b;                  /* the payload being written */
+  const rt_inbox_direct *direct;   /* rt_timers_stage: may run them at once */
+  int ran;                   /* handed to direct->run */
 } fire_ctx;
 
 /* Appends s as a JSON string. Timer names and steps are the flows' own
@@ -89,6 +110,28 @@ static void wake_payload(rt_buf *b, const rt_timer_row *r) {
   rt_buf_addc(b, '}');
 }
 
+/* The wake event as the object a step's C side reads (the same keys and
+ * values as the payload text), built from the row: the text need not be
+ * parsed again. data is the only part that is JSON text already. */
+static json_t *wake_doc(const rt_timer_row *r) {
+  json_t *data = r->data && *r->data ? json_loads(r->data, JSON_DECODE_ANY, NULL) : json_object();
+  if (!data) return NULL;   /* not what wake_payload wrote: the step parses its text */
+  json_t *name = json_string(r->name ? r->name : ""), *step = json_string(r->step ? r->step : "");
+  if (!name || !step) {   /* not UTF-8: the text does not parse either */
+    json_decref(data);
+    json_decref(name);
+    json_decref(step);
+    return NULL;
+  }
+  json_t *d = json_object();
+  json_object_set_new(d, "at", json_integer((json_int_t)(r->due_at / 1000)));
+  json_object_set_new(d, "data", data);
+  json_object_set_new(d, "kind", json_string("wake"));
+  json_object_set_new(d, "name", name);
+  json_object_set_new(d, "step", step);
+  return d;
+}
+
 static void fire_one(void *ud, const rt_timer_row *r) {
   fire_ctx *f = ud;
   if (f->rc != RT_OK) return;
@@ -98,6 +141,38 @@ static void fire_one(void *ud, const rt_timer_row *r) {
   rt_store *s = f->tm->o.store;
   const char *channel = r->conv->channel, *chat_id = r->conv->chat_id;
   wake_payload(&f->b, r);
+  const rt_inbox_direct *d = f->direct;
+  if (d && !(d->full && d->full(d->ud)) && d->can_run(d->ud, channel, chat_id)) {
+    /* Its chat is idle: the step runs now, in this transaction, and the
+     * inbox row is written as done with it (provisionally, as a received
+     * event's: the host fixes it if the step ends otherwise). A rollback
+     * takes back the row, the step and the timer's delete together, so
+     * the timer fires again. */
+    char ext[32];
+    snprintf(ext, sizeof ext, "wake:%lld", (long long)r->id);
+    int64_t id = 0;
+    int rc = rt_store_inbox_add_as(s, channel, ext, chat_id, "wake", rt_buf_str(&f->b), "done",
+                                   f->now, &id);
+    if (rc == 1) {
+      rt_log(RT_LOG_WARN, "wake-duplicate", "timer=%lld conv=%lld: already in the inbox",
+             (long long)r->id, (long long)r->conv_id);
+      return;
+    }
+    if (rc != RT_OK) {
+      f->rc = rc;
+      return;
+    }
+    /* The row as committed, read in this transaction: what another process
+     * changed (a campaign linking the chat to a phone) is in it, and the
+     * step takes it from here instead of reading it again. */
+    char *chan = rt_xstrdup(channel), *chat = rt_xstrdup(chat_id);
+    if (f->tm->o.convs) rt_convs_put(f->tm->o.convs, r->conv);
+    d->run(d->ud, chan, chat, id, rt_xstrndup(f->b.s, f->b.len), wake_doc(r), true);
+    free(chan);
+    free(chat);
+    f->ran++;
+    return;
+  }
   /* The wake-up's identity is its timer's id, which is never reused
    * (AUTOINCREMENT, 004_wakeups.sql), and moving a timer keeps it unfired.
    * So the inbox already holding this key means this very row was fired,
@@ -140,6 +215,7 @@ int rt_timers_fire(rt_timers *tm, int *n) {
   rt_store *s = tm->o.store;
   *n = 0;
   tm->held = false;
+  tm->due = false;
   rt_buf b = RT_BUF_INIT;
   for (;;) {
     if (backlog_full(tm)) {
@@ -150,7 +226,7 @@ int rt_timers_fire(rt_timers *tm, int *n) {
      * deleted (one statement for the batch), committed together, so a
      * kill -9 leaves either the timers or their wake events, never both
      * and never neither. */
-    fire_ctx f = {tm, rt_clock_now(tm->o.clock), RT_OK, 0, 0, 0, NULL, b};
+    fire_ctx f = {tm, rt_clock_now(tm->o.clock), RT_OK, 0, 0, 0, NULL, b, NULL, 0};
     int rc = rt_store_begin(s);
     if (rc == RT_OK) rc = rt_store_timers_due(s, f.now, FIRE_BATCH, fire_one, &f);
     if (rc == RT_OK) rc = f.rc;
@@ -182,6 +258,49 @@ int rt_timers_fire(rt_timers *tm, int *n) {
   }
   free(b.s);
   return RT_OK;
+}
+
+bool rt_timers_due(const rt_timers *tm) { return tm->due && !backlog_full(tm); }
+
+void rt_timers_poke(rt_timers *tm) { tm->due = true; }
+
+int rt_timers_stage(rt_timers *tm, const rt_inbox_direct *direct, int max, int *ran) {
+  rt_store *s = tm->o.store;
+  *ran = 0;
+  staged_free(tm);
+  free(tm->staged);
+  tm->staged = NULL;
+  /* Still due, for when the queues have room again. */
+  if (backlog_full(tm) || max <= 0) return RT_OK;   /* no room in this transaction: the next one */
+  fire_ctx f = {tm, rt_clock_now(tm->o.clock), RT_OK, 0, 0, 0, NULL, tm->b, direct, 0};
+  int rc = rt_store_timers_due(s, f.now, max, fire_one, &f);
+  if (rc == RT_OK) rc = f.rc;
+  if (rc == RT_OK) rc = rt_store_timers_delete_due(s, f.now, f.read);
+  tm->b = f.b;
+  /* Those that did not run now go into their chats' queues after the
+   * commit (rt_timers_staged). */
+  tm->staged = f.list;
+  tm->nstaged = f.n;
+  tm->capstaged = f.cap;
+  *ran = f.ran;
+  /* A full batch: more may be due, for the next transaction. */
+  tm->due = rc != RT_OK || f.read == max;
+  return rc;
+}
+
+void rt_timers_staged(rt_timers *tm, bool committed) {
+  for (int i = 0; committed && i < tm->nstaged; i++) {
+    fired *x = &tm->staged[i];
+    rt_convq_push(tm->o.queues, x->conv.channel, x->conv.chat_id, x->id, x->payload, true,
+                  false);
+    x->payload = NULL;
+    if (tm->o.convs) rt_convs_put(tm->o.convs, &x->conv);
+  }
+  if (!committed) tm->due = true;   /* the timers are back: they fire again */
+  staged_free(tm);
+  free(tm->staged);
+  tm->staged = NULL;
+  tm->capstaged = 0;
 }
 
 void rt_timers_arm_in(rt_timers *tm, int64_t ms) {

@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "convq.h"
 #include "convs.h"
+#include "inbox.h"
 #include "store.h"
 #include <uv.h>
 
@@ -42,6 +43,25 @@ int rt_timers_fire(rt_timers *tm, int *n);
 /* True when the last rt_timers_fire stopped at backlog_max with timers
  * still due and the queues have room again: the host fires once more. */
 bool rt_timers_can_resume(const rt_timers *tm);
+/* Timers are due for rt_timers_stage: the uv_timer went off, or the last
+ * staged batch was full or rolled back (and the queues are not at
+ * backlog_max). */
+bool rt_timers_due(const rt_timers *tm);
+/* Timers may be due (at start): the next rt_timers_stage looks. */
+void rt_timers_poke(rt_timers *tm);
+/* Inside the host's open transaction: up to max due timers (at most a
+ * batch) become inbox events and are deleted, so a rollback puts them
+ * back. A wake-up whose chat direct (may be NULL) lets run is written as
+ * done and handed to direct->run, to run in this same transaction (*ran
+ * counts them), as a received event is; the others are queued into their
+ * chats by rt_timers_staged after the commit. A store failure returns its
+ * code: the host rolls back. */
+int rt_timers_stage(rt_timers *tm, const rt_inbox_direct *direct, int max, int *ran);
+/* After the host's transaction: committed, the staged wake-ups go into
+ * their chats' queues (and their conversation rows into convs: call it
+ * before the committed steps put theirs, which are newer); rolled back,
+ * they are dropped and fire again. */
+void rt_timers_staged(rt_timers *tm, bool committed);
 /* Arms the uv_timer for the earliest due timer, at most 5 s ahead, and not
  * before not_before (ms; 0: no such bound), e.g. a store retry time. */
 void rt_timers_arm(rt_timers *tm, int64_t not_before);

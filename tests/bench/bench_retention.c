@@ -207,6 +207,7 @@ run:;
                         {.name = "whatsapp", .caps = RT_CH_BUTTONS, .send = null_send}};
   for (size_t i = 0; i < sizeof chans / sizeof *chans; i++) rt_engine_add_channel(e, &chans[i]);
   const rt_engine_stats *es = rt_engine_get_stats(e);
+  int64_t w0 = rt_store_wal_written(rt_engine_store(e));
   t0 = now_s();
   double c0 = cpu_s();
   rt_engine_start(e);
@@ -217,6 +218,10 @@ run:;
   printf("retention.checkins_per_s: %.0f check-ins/s (goal >= 20000; %ld of %ld in %.2f s, "
          "%ld customers, synchronous=full)\n", done / dt, done, turns, dt, rows);
   printf("retention.cpu_us_per_checkin: %.1f us\n", done ? dc * 1e6 / done : 0.0);
+  /* What the check-ins cost in writes: every page goes to the WAL at its
+   * commit and once more into the file at a checkpoint. */
+  printf("retention.wal_pages_per_checkin: %.2f\n",
+         done ? (double)(rt_store_wal_written(rt_engine_store(e)) - w0) / done : 0.0);
   printf("retention.replies: %ld (steps failed: %llu)\n", sent, (unsigned long long)es->steps_failed);
   rt_engine_close(e, NULL, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);

@@ -14,7 +14,11 @@
  *   memory) are loaded through a schema that does not bound them, and the
  *   engine's arithmetic stays defined (UBSan) and prunes nothing;
  * - chat ids of 520+ bytes that share a prefix keep separate queues and
- *   conversations. */
+ *   conversations;
+ * - due wake-ups fire inside the pump's transaction and run there, their
+ *   inbox rows written once, as done, at most 2,048 per transaction;
+ * - the loop's own checkpoints keep the WAL under its bound during a burst
+ *   and copy all of it once the loop is idle. */
 #include "config.h"
 #include "engine.h"
 #include "rt.h"
@@ -127,8 +131,11 @@ static void closed(void *ud) { *(bool *)ud = true; }
 
 typedef struct { uv_loop_t loop; rt_config *cfg; rt_engine *e; } env;
 
-/* schema: NULL = the shop schema; else a path to a looser one. */
-static bool open_env(env *v, const char *shop_json, const char *schema) {
+/* schema: NULL = the shop schema; else a path to a looser one. wal_max:
+ * rt_engine_opts.wal_max_pages; start: rt_engine_start (else the caller
+ * starts it, after setting rows up). */
+static bool open_env_with(env *v, const char *shop_json, const char *schema, int64_t wal_max,
+                          bool start) {
   char path[128];
   snprintf(path, sizeof path, "%s/shop.json", dir);
   write_file(path, shop_json);
@@ -139,12 +146,16 @@ static bool open_env(env *v, const char *shop_json, const char *schema) {
   free(sp);
   if (rc != RT_OK) { fprintf(stderr, "config: %s\n", err); free(err); v->e = NULL; return false; }
   uv_loop_init(&v->loop);
-  rt_engine_opts o = {.loop = &v->loop, .cfg = v->cfg};
+  rt_engine_opts o = {.loop = &v->loop, .cfg = v->cfg, .wal_max_pages = wal_max};
   rc = rt_engine_new(&o, &v->e, &err);
   if (rc != RT_OK) { fprintf(stderr, "engine: %s\n", err); free(err); return false; }
   rt_engine_add_channel(v->e, &chan);
-  rt_engine_start(v->e);
+  if (start) rt_engine_start(v->e);
   return true;
+}
+
+static bool open_env(env *v, const char *shop_json, const char *schema) {
+  return open_env_with(v, shop_json, schema, 0, true);
 }
 
 static void close_env(env *v) {
@@ -374,6 +385,93 @@ T(wakeups_in_batches) {
   close_env(&v);
 }
 
+/* Due wake-ups fire inside the pump's transaction: one whose chat is idle
+ * runs there and then, its inbox row written once, as done, in the same
+ * commit as the timer's delete and the step's reply; a transaction takes
+ * at most 2,048, the rest wait for the next. No explicit fire: the running
+ * engine finds them itself (at start here). */
+T(wakeups_run_in_their_fire) {
+  env v = {0};
+  CHECK(open_env_with(&v, SHOP(""), NULL, 0, false));
+  if (!v.e) return;
+  enum { N = 3000 };
+  sqlite3 *db = rt_store_db(rt_engine_store(v.e));
+  char q[1024];
+  snprintf(q, sizeof q,
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d) "
+    "INSERT INTO conversations (channel, chat_id, flow, step, state, created_at, updated_at) "
+    "SELECT 'console', 'w-' || i, 'main', 'start', '{}', 0, 0 FROM n;"
+    "INSERT INTO timers (conv_id, name, due_at, step, data, created_at) "
+    "SELECT id, 'w', 1000, 'woke', '{\"k\":\"' || chat_id || '\"}', 0 FROM conversations;", N);
+  CHECK(sqlite3_exec(db, q, NULL, NULL, NULL) == SQLITE_OK);
+  rt_engine_start(v.e);
+  /* One loop turn: one pump, one transaction. */
+  uv_run(&v.loop, UV_RUN_NOWAIT);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM timers"), N - 2048);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake'"), 2048);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE status <> 'done'"), 0);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM outbox WHERE json_extract(payload, '$.text') = "
+                       "'woke ' || chat_id"), 2048);
+  CHECK(settle(&v.loop, v.e, 60));
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM timers"), 0);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND status = 'done'"), N);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(DISTINCT chat_id) FROM outbox WHERE "
+                       "json_extract(payload, '$.text') = 'woke ' || chat_id"), N);
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM outbox"), N);
+  /* The wake event's fields reached the step as the payload says. */
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND "
+                       "json_extract(payload, '$.step') = 'woke' AND "
+                       "json_extract(payload, '$.name') = 'w' AND "
+                       "json_extract(payload, '$.at') = 1"), N);
+  close_env(&v);
+}
+
+static long long file_size(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 ? (long long)st.st_size : 0;
+}
+
+/* The loop copies the WAL into the file itself (SQLite's own checkpoint,
+ * inside a COMMIT, is off): a burst that never lets the loop rest still
+ * keeps the WAL under its bound (a test bound of 64 pages here), and once
+ * the loop is idle everything is copied. */
+T(wal_stays_bounded) {
+  env v = {0};
+  CHECK(open_env_with(&v, SHOP(""), NULL, 64, true));
+  if (!v.e) return;
+  rt_store *s = rt_engine_store(v.e);
+  int64_t w0 = rt_store_wal_written(s);
+  char chat[32], ext[32], wal[160];
+  snprintf(wal, sizeof wal, "%s/data/shop.db-wal", dir);
+  long long peak = 0;
+  for (int round = 0; round < 10; round++) {
+    for (int i = 0; i < 500; i++) {
+      snprintf(chat, sizeof chat, "wal%d", (i * 7919 + round) % 2500);
+      snprintf(ext, sizeof ext, "wal%d.%d", round, i);
+      receive(v.e, chat, ext, "hello");
+    }
+    for (int k = 0; k < 50 && !rt_engine_idle(v.e); k++) {
+      uv_run(&v.loop, UV_RUN_NOWAIT);
+      if (file_size(wal) > peak) peak = file_size(wal);
+    }
+  }
+  CHECK(settle(&v.loop, v.e, 30));
+  int64_t written = rt_store_wal_written(s) - w0;
+  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE status = 'done'"), 5000);
+  /* The burst wrote many times the bound; the file held a bound's worth
+   * and one transaction's pages, not everything written. */
+  if (written < 8 * 64 || peak >= written * 4096 / 2)
+    fprintf(stderr, "  written %lld pages, WAL file peak %lld bytes\n", (long long)written, peak);
+  CHECK(written >= 8 * 64);
+  CHECK(peak > 0 && peak < written * 4096 / 2);
+  CHECK(rt_store_wal_pages(s) < 64);
+  /* A second without work: whatever is left is copied. */
+  uint64_t t0 = uv_hrtime();
+  while (rt_store_wal_pages(s) > 0 && (uv_hrtime() - t0) / 1e9 < 5) uv_run(&v.loop, UV_RUN_ONCE);
+  CHECK_INT(rt_store_wal_pages(s), 0);
+  close_env(&v);
+}
+
 int main(void) {
   snprintf(dir, sizeof dir, "/tmp/test_engine_effects.XXXXXX");
   if (!mkdtemp(dir)) return 1;
@@ -390,6 +488,8 @@ int main(void) {
   T_RUN(long_chat_ids);
   T_RUN(wakeups_in_batches);
   T_RUN(burst_past_the_batch_limit);
+  T_RUN(wakeups_run_in_their_fire);
+  T_RUN(wal_stays_bounded);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0) { /* best effort */ }
