@@ -1157,6 +1157,8 @@ static void cache_drop_all(rt_bundle *b) {
 
 size_t rt_bundle_cached_states(const rt_bundle *b) { return b->cache_n; }
 
+bool rt_bundle_keeps_states(const rt_bundle *b) { return b && b->cache_max > 0; }
+
 void rt_bundle_collect(rt_bundle *b) {
   while (b->npool) luaL_unref(b->L, LUA_REGISTRYINDEX, b->pool[--b->npool]);
   cache_drop_all(b);
