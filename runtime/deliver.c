@@ -118,7 +118,7 @@ typedef struct result {
   int64_t id;
   target *t;
   chat *c;
-  rt_outbox_row *r;          /* owned, as in job */
+  rt_outbox_row *r;          /* owned, as in job; NULL once delivered or failed */
   rt_send_verdict verdict;
   const char *reason;        /* static */
   char *err;
@@ -422,6 +422,13 @@ static void send_done(void *ud, const rt_send_result *r) {
     rt_log(RT_LOG_ERROR, "send-failed", "channel=%s outbox=%lld reason=%s err=%s", t->ch->name,
            (long long)j->r->id, x.reason, q);
     break;
+  }
+  /* Delivered or failed for good: what is written is the id and the
+   * verdict, so the row (its text) need not wait for that commit; in a
+   * burst a whole batch of them would. */
+  if (x.verdict == RT_SEND_DELIVERED || x.verdict == RT_SEND_FAILED) {
+    free(x.r);
+    x.r = NULL;
   }
   if (d->nres == d->capres) {
     d->capres = d->capres ? d->capres * 2 : 64;

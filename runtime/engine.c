@@ -542,7 +542,7 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
     /* 2 MB: a burst of 2,048 steps filled 12 MB of the 16 it had and
      * kept most of it until idle, for no measurable gain (the file is in
      * the OS's cache; tests/bench/rss.sh and bench_core). */
-    .cache_mb = (int)cfg_int(c, "store.cache_mb", 2, 1, 1 << 20),
+    .cache_mb = (int)cfg_int(c, "store.cache_mb", 1, 1, 1 << 20),
     .no_busy_wait = true,
   };
   int rc = rt_store_open(store_path, &so, &e->store, err);
