@@ -47,8 +47,9 @@ void rt_store_rollback(rt_store *s);
 int rt_store_exec(rt_store *s, const char *sql);
 /* True inside a transaction (rt_store_begin's, or a tool's read). */
 bool rt_store_in_txn(rt_store *s);
-/* Gives the page cache's unused pages back to the allocator (the bot calls
- * it once a burst is over; the pages are read again when needed). */
+/* Gives the page cache's unused pages and the prepared statements back to
+ * the allocator (the bot calls it once a burst is over; the pages are read
+ * and the statements prepared again when needed). Outside a transaction. */
 void rt_store_release_memory(rt_store *s);
 /* Bytes the connection holds: page cache, schema, prepared statements. */
 int64_t rt_store_mem_used(rt_store *s);
