@@ -539,9 +539,10 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
     .sync_full = strcmp(rt_config_str(c, "store.synchronous", "full"), "full") == 0,
     .sync_off = o->test_mode,
     .max_pages = o->store_max_pages,
-    /* 2 MB: a burst of 2,048 steps filled 12 MB of the 16 it had and
+    /* 1 MB: a burst of 2,048 steps filled 12 MB of the 16 it had and
      * kept most of it until idle, for no measurable gain (the file is in
-     * the OS's cache; tests/bench/rss.sh and bench_core). */
+     * the OS's cache; tests/bench/rss.sh and bench_core, which shows no
+     * difference between 2 MB and 1 either). */
     .cache_mb = (int)cfg_int(c, "store.cache_mb", 1, 1, 1 << 20),
     .no_busy_wait = true,
   };
