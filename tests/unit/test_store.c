@@ -30,7 +30,11 @@ T(migrations) {
   CHECK_STR((const char *)"wal", "wal");
   /* 008 drops the outbox indexes no query uses (003's among them). */
   CHECK(q("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_channel_pending'") == 0);
-  CHECK(q("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_chat_pending'") == 1);
+  /* 020 leaves the outbox two b-trees besides the table: pending rows by
+   * priority, and every row by chat (history, and a chat's head). */
+  CHECK(q("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_chat_pending'") == 0);
+  CHECK(q("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outbox'") == 2);
+  CHECK(q("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_prio_pending'") == 1);
 }
 
 T(inbox_dedup) {
@@ -72,7 +76,6 @@ T(outbox_per_channel) {
     CHECK_INT(rt_store_outbox_add(s, 1, "telegram", "c", k, "text", "{}", 1, NULL), RT_OK);
   }
   CHECK_INT(rt_store_outbox_add(s, 1, "console", "c", "con1", "text", "{}", 1, NULL), RT_OK);
-  CHECK_INT(rt_store_outbox_add(s, 1, "console", "c", "con1", "text", "{}", 1, NULL), 1);
   counted = 0;
   /* 600 rows for a channel that is not running do not hide this one */
   rt_store_outbox_due(s, "console", 10, 512, count_out, NULL);
@@ -83,6 +86,46 @@ T(outbox_per_channel) {
   counted = 0;
   rt_store_outbox_due(s, "telegram", 0, 512, count_out, NULL);
   CHECK_INT(counted, 0);
+}
+
+/* The head of each chat is its oldest pending row: the row before it in
+ * the chat is sent, failed or gone (pruned), never pending. */
+static char heads[256];
+static bool add_head(void *ud, const rt_outbox_row *r) {
+  (void)ud;
+  size_t n = strlen(heads);
+  snprintf(heads + n, sizeof heads - n, "%s:%s|", r->chat_id, strstr(r->payload, "n") + 3);
+  return true;
+}
+
+T(outbox_heads) {
+  int64_t id[8];
+  const char *chat[8] = {"a", "a", "a", "a", "b", "c", "c", "d"};
+  int prio[8] = {0, 0, 1, 0, 1, 1, 0, 1};
+  for (int i = 0; i < 8; i++) {
+    char k[16], p[32];
+    snprintf(k, sizeof k, "h%d", i);
+    snprintf(p, sizeof p, "{\"n\":%d}", i);
+    CHECK_INT(rt_store_outbox_add_prio(s, 1, "heads", chat[i], k, "text", p, prio[i], 5, &id[i]),
+              RT_OK);
+  }
+  CHECK_INT(rt_store_outbox_sent(s, id[0], 6), RT_OK);
+  CHECK_INT(rt_store_outbox_failed(s, id[1], "refused", 6), RT_OK);
+  CHECK_INT(rt_store_outbox_sent(s, id[5], 6), RT_OK);
+  char sql[96];
+  snprintf(sql, sizeof sql, "DELETE FROM outbox WHERE id = %lld", (long long)id[5]);
+  CHECK_INT(rt_store_exec(s, sql), RT_OK);   /* c's sent row pruned */
+  CHECK_INT(rt_store_outbox_retry(s, id[7], 1000, "429"), RT_OK);   /* d waits */
+  heads[0] = '\0';
+  CHECK_INT(rt_store_outbox_heads(s, "heads", 10, 10, add_head, NULL), RT_OK);
+  /* a's head is row 2 (priority 1) even though row 3 is a reply: a chat's
+   * own order first; then most urgent first, oldest first; d is not due */
+  CHECK_STR(heads, "c:6}|a:2}|b:4}|");
+  CHECK_INT(rt_store_outbox_sent(s, id[2], 7), RT_OK);
+  heads[0] = '\0';
+  CHECK_INT(rt_store_outbox_heads(s, "heads", 2000, 10, add_head, NULL), RT_OK);
+  CHECK_STR(heads, "a:3}|c:6}|b:4}|d:7}|");
+  CHECK_INT(rt_store_exec(s, "DELETE FROM outbox WHERE channel = 'heads'"), RT_OK);
 }
 
 T(timers) {
@@ -273,6 +316,7 @@ int main(void) {
   T_RUN(inbox_dedup);
   T_RUN(conversations);
   T_RUN(outbox_per_channel);
+  T_RUN(outbox_heads);
   T_RUN(timers);
   T_RUN(timers_cancel_all);
   T_RUN(chat_history);
