@@ -76,8 +76,9 @@ static const char *stmt_sql[S_COUNT] = {
   [S_OUT_DUE] = "SELECT id, conv_id, attempts, channel, chat_id, kind, payload, idem_key "
                 "FROM outbox WHERE status = 'pending' AND channel = ?3 AND next_try_at <= ?1 "
                 "ORDER BY id LIMIT ?2",
-  [S_OUT_SENT] = "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1 "
-                 "WHERE id = ?1",
+  /* Rows ?1 to ?2, each of them sent (rt_store_outbox_sent_range). */
+  [S_OUT_SENT] = "UPDATE outbox SET status = 'sent', sent_at = ?3, attempts = attempts + 1 "
+                 "WHERE id BETWEEN ?1 AND ?2",
   [S_OUT_RETRY] = "UPDATE outbox SET attempts = attempts + 1, next_try_at = ?2, error = ?3 "
                   "WHERE id = ?1",
   [S_OUT_FAILED] = "UPDATE outbox SET status = 'failed', attempts = attempts + 1, "
@@ -973,9 +974,14 @@ int rt_store_outbox_heads(rt_store *s, const char *channel, int64_t now, int lim
 }
 
 int rt_store_outbox_sent(rt_store *s, int64_t id, int64_t now) {
+  return rt_store_outbox_sent_range(s, id, id, now);
+}
+
+int rt_store_outbox_sent_range(rt_store *s, int64_t first, int64_t last, int64_t now) {
   sqlite3_stmt *st = s->st[S_OUT_SENT];
-  sqlite3_bind_int64(st, 1, id);
-  sqlite3_bind_int64(st, 2, now);
+  sqlite3_bind_int64(st, 1, first);
+  sqlite3_bind_int64(st, 2, last);
+  sqlite3_bind_int64(st, 3, now);
   return run(s, st);
 }
 

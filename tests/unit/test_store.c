@@ -128,6 +128,28 @@ T(outbox_heads) {
   CHECK_INT(rt_store_exec(s, "DELETE FROM outbox WHERE channel = 'heads'"), RT_OK);
 }
 
+/* A run of sent rows is marked in one statement: exactly first..last. */
+T(outbox_sent_range) {
+  int64_t id[5];
+  for (int i = 0; i < 5; i++) {
+    char k[16];
+    snprintf(k, sizeof k, "r%d", i);
+    CHECK_INT(rt_store_outbox_add(s, 1, "range", "c", k, "text", "{}", 5, &id[i]), RT_OK);
+  }
+  CHECK_INT(rt_store_outbox_sent_range(s, id[1], id[3], 9), RT_OK);
+  char sql[160];
+  snprintf(sql, sizeof sql, "SELECT group_concat(status || ':' || attempts || ':' || "
+           "coalesce(sent_at, '-'), ' ') FROM (SELECT * FROM outbox WHERE channel = 'range' "
+           "ORDER BY id)");
+  sqlite3_stmt *st;
+  CHECK(sqlite3_prepare_v2(rt_store_db(s), sql, -1, &st, NULL) == SQLITE_OK);
+  CHECK(sqlite3_step(st) == SQLITE_ROW);
+  CHECK_STR((const char *)sqlite3_column_text(st, 0),
+            "pending:0:- sent:1:9 sent:1:9 sent:1:9 pending:0:-");
+  sqlite3_finalize(st);
+  CHECK_INT(rt_store_exec(s, "DELETE FROM outbox WHERE channel = 'range'"), RT_OK);
+}
+
 /* A store written before 020: its outbox rows, pending and sent, keep
  * their ids, states and order through the table's rebuild. */
 T(outbox_lean_upgrade) {
@@ -373,6 +395,7 @@ int main(void) {
   T_RUN(outbox_per_channel);
   T_RUN(outbox_heads);
   T_RUN(outbox_lean_upgrade);
+  T_RUN(outbox_sent_range);
   T_RUN(timers);
   T_RUN(timers_cancel_all);
   T_RUN(chat_history);
