@@ -1272,7 +1272,7 @@ int rt_lturn_begin(rt_bundle *b, void *host_turn, const rt_lturn_in *in, rt_ltur
   *(budget **)lua_getextraspace(co) = &t->bg;
   lua_sethook(co, hook, LUA_MASKCOUNT, HOOK_EVERY);
   lua_rawgeti(co, LUA_REGISTRYINDEX, b->run_ref);
-  lua_createtable(co, 0, 10);
+  lua_createtable(co, 0, 12);   /* the fields below, mode, slots and turn (host.lua run) */
   lua_pushinteger(co, (lua_Integer)in->id);
   lua_setfield(co, -2, "id");
   set_field(co, "channel", in->channel);

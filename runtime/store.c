@@ -60,21 +60,25 @@ static const char *stmt_sql[S_COUNT] = {
                   "rev = rev + 1, updated_at = ?10, owner = ?11, owner_name = ?12 WHERE id = ?1",
   [S_CONV_PHONE] = "UPDATE conversations SET phone = ?2 WHERE id = ?1 AND phone IS NOT ?2",
   [S_OUT_ADD] = "INSERT INTO outbox (conv_id, channel, chat_id, idem_key, kind, payload, "
-                "next_try_at, created_at, priority) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8) "
-                "ON CONFLICT (idem_key) DO NOTHING",
+                "next_try_at, created_at, priority) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
   /* The first pending row of each chat (per-chat order), if it is due,
-   * most urgent first (005_outbox_order.sql has the indexes). */
+   * most urgent first. A chat's pending rows are its newest (its next row
+   * leaves only after the one before is sent or failed for good), so a
+   * pending row is the head when the row before it in the chat is not
+   * pending: one probe of outbox_chat (020_outbox_lean.sql). */
   [S_OUT_HEADS] = "SELECT id, conv_id, attempts, channel, chat_id, kind, payload, idem_key, "
                   "priority FROM outbox AS o WHERE status = 'pending' AND channel = ?1 "
-                  "AND next_try_at <= ?2 AND id = (SELECT MIN(id) FROM outbox WHERE "
-                  "status = 'pending' AND channel = o.channel AND chat_id = o.chat_id) "
+                  "AND next_try_at <= ?2 AND COALESCE((SELECT p.status FROM outbox AS p "
+                  "WHERE p.channel = o.channel AND p.chat_id = o.chat_id AND p.id < o.id "
+                  "ORDER BY p.id DESC LIMIT 1), '') != 'pending' "
                   "ORDER BY priority, id LIMIT ?3",
   [S_OUT_PENDING] = "SELECT count(*) FROM outbox WHERE status = 'pending' AND channel = ?1",
   [S_OUT_DUE] = "SELECT id, conv_id, attempts, channel, chat_id, kind, payload, idem_key "
                 "FROM outbox WHERE status = 'pending' AND channel = ?3 AND next_try_at <= ?1 "
                 "ORDER BY id LIMIT ?2",
-  [S_OUT_SENT] = "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1 "
-                 "WHERE id = ?1",
+  /* Rows ?1 to ?2, each of them sent (rt_store_outbox_sent_range). */
+  [S_OUT_SENT] = "UPDATE outbox SET status = 'sent', sent_at = ?3, attempts = attempts + 1 "
+                 "WHERE id BETWEEN ?1 AND ?2",
   [S_OUT_RETRY] = "UPDATE outbox SET attempts = attempts + 1, next_try_at = ?2, error = ?3 "
                   "WHERE id = ?1",
   [S_OUT_FAILED] = "UPDATE outbox SET status = 'failed', attempts = attempts + 1, "
@@ -888,7 +892,6 @@ int rt_store_outbox_add_prio(rt_store *s, int64_t conv_id, const char *channel,
   sqlite3_bind_int64(st, 7, now);
   int rc = run(s, st);
   if (rc != RT_OK) return rc;
-  if (sqlite3_changes(s->db) == 0) return 1;
   int64_t rowid = sqlite3_last_insert_rowid(s->db);
   if (id) *id = rowid;
   if (s->track_max) {
@@ -1004,9 +1007,14 @@ int rt_store_outbox_heads(rt_store *s, const char *channel, int64_t now, int lim
 }
 
 int rt_store_outbox_sent(rt_store *s, int64_t id, int64_t now) {
+  return rt_store_outbox_sent_range(s, id, id, now);
+}
+
+int rt_store_outbox_sent_range(rt_store *s, int64_t first, int64_t last, int64_t now) {
   sqlite3_stmt *st = stmt(s, S_OUT_SENT);
-  sqlite3_bind_int64(st, 1, id);
-  sqlite3_bind_int64(st, 2, now);
+  sqlite3_bind_int64(st, 1, first);
+  sqlite3_bind_int64(st, 2, last);
+  sqlite3_bind_int64(st, 3, now);
   return run(s, st);
 }
 

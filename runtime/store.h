@@ -164,6 +164,10 @@ int rt_store_outbox_due(rt_store *s, const char *channel, int64_t now, int limit
 int rt_store_outbox_heads(rt_store *s, const char *channel, int64_t now, int limit,
                           bool (*fn)(void *ud, const rt_outbox_row *r), void *ud);
 int rt_store_outbox_sent(rt_store *s, int64_t id, int64_t now);
+/* Rows first..last, every one of them sent (the caller knows each id in
+ * between is one of its sent rows): one statement that walks neighbouring
+ * rows instead of a look-up per row. */
+int rt_store_outbox_sent_range(rt_store *s, int64_t first, int64_t last, int64_t now);
 int rt_store_outbox_retry(rt_store *s, int64_t id, int64_t next_try, const char *err);
 int rt_store_outbox_failed(rt_store *s, int64_t id, const char *err, int64_t now);
 /* Failed for good, with the reason code (blocked, chat_not_found, ...). */
