@@ -43,7 +43,9 @@ void *rt_map_get(const rt_map *m, const char *key) {
 static void grow(rt_map *m) {
   size_t ocap = m->cap;
   rt_map_slot *old = m->slots;
-  m->cap = ocap ? ocap * 2 : 16;
+  /* Sized for the live keys only: a table full of deleted slots (chats
+   * that came and went) is rebuilt at its size, or smaller, not doubled. */
+  m->cap = 16;
   while (m->len * 2 >= m->cap) m->cap *= 2;
   m->slots = rt_xcalloc(m->cap, sizeof *m->slots);
   m->used = m->len;
