@@ -453,13 +453,9 @@ static int cmp_id(const void *a, const void *b) {
  * latest of their answers' times as sent_at: they were answered since the
  * last commit, a few milliseconds apart. */
 static int save_sent(rt_deliver *d) {
+  if (!d->nres) return RT_OK;
   size_t n = 0;
-  int64_t at = 0;
-  for (size_t i = 0; i < d->nres; i++)
-    if (d->res[i].verdict == RT_SEND_DELIVERED) n++;
-  if (!n) return RT_OK;
-  int64_t *ids = rt_xmalloc(n * sizeof *ids);
-  n = 0;
+  int64_t at = 0, *ids = rt_xmalloc(d->nres * sizeof *ids);
   for (size_t i = 0; i < d->nres; i++)
     if (d->res[i].verdict == RT_SEND_DELIVERED) {
       ids[n++] = d->res[i].id;

@@ -4,6 +4,7 @@
 #include "rt.h"
 #include "store_impl.h"
 #include "t.h"
+#include "tstore.h"
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,23 +154,13 @@ T(outbox_sent_range) {
 /* A store written before 020: its outbox rows, pending and sent, keep
  * their ids, states and order through the table's rebuild. */
 T(outbox_lean_upgrade) {
-  char dir[] = "/tmp/test_store_up.XXXXXX", cmd[1200], path[64];
+  char dir[] = "/tmp/test_store_up.XXXXXX", cmd[96], path[64];
   CHECK(mkdtemp(dir) != NULL);
   snprintf(path, sizeof path, "%s/old.db", dir);
-  char *sqldir = rt_paths_schema("sql");
-  snprintf(cmd, sizeof cmd, "for f in %s/0[01][0-9]_*.sql; do cat $f; echo ';'; done > %s/old.sql",
-           sqldir, dir);
-  CHECK_INT(system(cmd), 0);
-  snprintf(cmd, sizeof cmd, "%s/old.sql", dir);
-  FILE *f = fopen(cmd, "r");
-  static char old[1 << 17];
-  size_t n = f ? fread(old, 1, sizeof old - 1, f) : 0;
-  if (f) fclose(f);
-  old[n] = '\0';
-  sqlite3 *db;
-  CHECK(sqlite3_open(path, &db) == SQLITE_OK);
-  CHECK(sqlite3_exec(db, old, NULL, NULL, NULL) == SQLITE_OK);
-  CHECK(sqlite3_exec(db, "PRAGMA user_version = 17; "
+  sqlite3 *db = tstore_old(path, 17);
+  CHECK(db != NULL);
+  if (!db) return;
+  CHECK(sqlite3_exec(db,
     "INSERT INTO outbox (id, conv_id, channel, chat_id, idem_key, payload, status, next_try_at, "
     "created_at, sent_at, priority) VALUES "
     "(7, 1, 'telegram', '42', 'c1:r1:0', '{\"n\":10}', 'sent', 1, 1, 2, 0), "
@@ -179,28 +170,20 @@ T(outbox_lean_upgrade) {
     "next_try_at, created_at) VALUES (1, 'telegram', '42', 'c1:r2:0', '{}', 1, 1)",
     NULL, NULL, NULL) != SQLITE_OK);   /* the old table refused a second key */
   sqlite3_close(db);
-  rt_store *m;
-  char *err = NULL;
-  rt_store_opts o = {.sql_dir = sqldir, .sync_off = true};
-  CHECK_INT(rt_store_open(path, &o, &m, &err), RT_OK);
-  if (m) {
-    rt_store *keep = s;
-    s = m;
-    CHECK(q("PRAGMA user_version") >= 20);
-    CHECK_INT(q("SELECT count(*) FROM outbox"), 2);
-    CHECK_INT(q("SELECT id FROM outbox WHERE status = 'pending' AND priority = 1"), 9);
-    CHECK_INT(q("SELECT sent_at FROM outbox WHERE id = 7"), 2);
-    heads[0] = '\0';
-    CHECK_INT(rt_store_outbox_heads(m, "telegram", 10, 10, add_head, NULL), RT_OK);
-    CHECK_STR(heads, "42:11}|");
-    int64_t id = 0;
-    CHECK_INT(rt_store_outbox_add(m, 1, "telegram", "42", "c1:r3:0", "text", "{}", 4, &id), RT_OK);
-    CHECK(id > 9);
-    s = keep;
-    rt_store_close(m);
-  }
-  free(err);
-  free(sqldir);
+  rt_store *m = tstore_open(path), *keep = s;
+  s = m;
+  CHECK(q("PRAGMA user_version") >= 20);
+  CHECK_INT(q("SELECT count(*) FROM outbox"), 2);
+  CHECK_INT(q("SELECT id FROM outbox WHERE status = 'pending' AND priority = 1"), 9);
+  CHECK_INT(q("SELECT sent_at FROM outbox WHERE id = 7"), 2);
+  heads[0] = '\0';
+  CHECK_INT(rt_store_outbox_heads(m, "telegram", 10, 10, add_head, NULL), RT_OK);
+  CHECK_STR(heads, "42:11}|");
+  int64_t id = 0;
+  CHECK_INT(rt_store_outbox_add(m, 1, "telegram", "42", "c1:r3:0", "text", "{}", 4, &id), RT_OK);
+  CHECK(id > 9);
+  s = keep;
+  rt_store_close(m);
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   CHECK_INT(system(cmd), 0);
 }
