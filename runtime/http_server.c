@@ -21,13 +21,13 @@
  * conn_rec of the connection; frames to send queue there and leave one per
  * SERVER_WRITEABLE.
  *
- * Teardown with a foreign libuv loop in lws 4.1: lw.context_destroy() only
+ * Teardown with a foreign libuv loop in lws 4.1: lws_context_destroy() only
  * starts closing the handles lws put on our loop; when the last one is
  * closed nobody calls back (the internal-loop path does, the foreign one does
- * not), and a second lw.context_destroy() then frees the context. So
- * rt_httpd_close runs a small uv timer: first turn, lw.context_destroy();
+ * not), and a second lws_context_destroy() then frees the context. So
+ * rt_httpd_close runs a small uv timer: first turn, lws_context_destroy();
  * then each turn, look whether lws still has handles on the loop; when none
- * is left, lw.context_destroy() again, close the timer, free. lws creates
+ * is left, lws_context_destroy() again, close the timer, free. lws creates
  * two per-thread static handles (an idle and a timer, with handle->data ==
  * the context) in lws_create_context and closes them only after every
  * connection handle is closed; we note their addresses at creation (the
@@ -97,16 +97,19 @@ static struct {
 
 static void lws_log_emit(int level, const char *line);
 
-/* Loads libwebsockets once; aborts with the package to install if it is
- * missing, as a missing shared library at start would (http_client.c
- * does the same for libcurl). */
-static void lw_load(void) {
-  if (lw.loaded) return;
-  void *lib = dlopen("libwebsockets.so.17", RTLD_NOW | RTLD_LOCAL);
+#define LW_SONAME "libwebsockets.so.17"
+
+/* Loads libwebsockets once, for the first accepted connection; false (and
+ * logged) when it cannot, and the caller closes its connections. Not
+ * checked at start: a probe would have to load it, and libcrypto, which it
+ * brings, cannot be unloaded (about 2 MB kept for nothing). The package is
+ * a dependency that `./dev.sh` installs with the rest. */
+static bool lw_load(void) {
+  if (lw.loaded) return true;
+  void *lib = dlopen(LW_SONAME, RTLD_NOW | RTLD_LOCAL);
   if (!lib) {
-    fprintf(stderr, "level=fatal msg=\"cannot load libwebsockets (apt-get install "
-            "libwebsockets17)\" err=\"%s\"\n", dlerror());
-    abort();
+    rt_log(RT_LOG_ERROR, "httpd.lws", "detail=\"cannot load libwebsockets: %s\"", dlerror());
+    return false;
   }
   static const struct { const char *name; size_t off; } syms[] = {
 #define SYM(f) {"lws_" #f, offsetof(__typeof__(lw), f)}
@@ -125,13 +128,15 @@ static void lw_load(void) {
   for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
     void *f = dlsym(lib, syms[i].name);
     if (!f) {
-      fprintf(stderr, "level=fatal msg=\"libwebsockets lacks %s\"\n", syms[i].name);
-      abort();
+      rt_log(RT_LOG_ERROR, "httpd.lws", "detail=\"libwebsockets lacks %s\"", syms[i].name);
+      dlclose(lib);
+      return false;
     }
     memcpy((char *)&lw + syms[i].off, &f, sizeof f);
   }
   lw.loaded = true;
   lw.set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+  return true;
 }
 
 #define DISCARD_MAX ((long long)64 << 20) /* bigger bodies: 413 and close */
@@ -1545,7 +1550,10 @@ int rt_httpd_start(uv_loop_t *loop, const rt_httpd_opts *o, rt_httpd **out,
 static bool lws_up(rt_httpd *s) {
   if (s->vh) return true;
   if (s->lws_failed) return false;
-  lw_load();
+  if (!lw_load()) {
+    s->lws_failed = true;
+    return false;
+  }
   void *loops[1] = {s->loop};
   struct lws_context_creation_info info;
   memset(&info, 0, sizeof info);
