@@ -11,10 +11,7 @@ void rt_convq_init(rt_convq *q) {
 static void chat_free(rt_convq_chat *c) {
   for (size_t i = c->head; i < c->len; i++) free(c->evs[i].payload);
   free(c->evs);
-  free(c->key);
-  free(c->channel);
-  free(c->chat_id);
-  free(c);
+  free(c);   /* key, channel and chat_id are in the same allocation */
 }
 
 void rt_convq_free(rt_convq *q) {
@@ -32,14 +29,16 @@ static rt_convq_chat *chat_for(rt_convq *q, const char *channel, const char *cha
   char *key = rt_xjoin(channel, '\x1f', chat_id);
   rt_convq_chat *c = rt_map_get(&q->chats, key);
   if (!c) {
-    c = rt_xcalloc(1, sizeof *c);
-    c->key = key;
-    c->channel = rt_xstrdup(channel);
-    c->chat_id = rt_xstrdup(chat_id);
+    /* One allocation for the chat and its three strings: a campaign's
+     * wake-ups queue thousands of chats at once. */
+    size_t nk = strlen(key) + 1, nch = strlen(channel) + 1, nid = strlen(chat_id) + 1;
+    c = rt_xcalloc(1, sizeof *c + nk + nch + nid);
+    c->key = memcpy((char *)(c + 1), key, nk);
+    c->channel = memcpy(c->key + nk, channel, nch);
+    c->chat_id = memcpy(c->channel + nch, chat_id, nid);
     rt_map_set(&q->chats, key, c);
-  } else {
-    free(key);
   }
+  free(key);
   return c;
 }
 
@@ -69,7 +68,8 @@ rt_convq_chat *rt_convq_push(rt_convq *q, const char *channel, const char *chat_
       c->head = 0;
     }
     if (c->len == c->cap) {
-      c->cap = c->cap ? c->cap * 2 : 4;
+      /* Most chats hold one event at a time. */
+      c->cap = c->cap ? c->cap * 2 : 1;
       c->evs = rt_xrealloc(c->evs, c->cap * sizeof *c->evs);
     }
   }

@@ -88,7 +88,7 @@ static int add_out(rt_effects *fx, rt_turn *t, const char *channel, const char *
   int rc = rt_store_outbox_add_prio(fx->o.store, t->conv.id, channel, chat, idem, "text", payload,
                                     prio, now, NULL);
   fx->outbox_dirty = true;
-  return rc == 1 ? RT_OK : rc;
+  return rc;
 }
 
 /* The chat goes to a manager and the managers hear why: the common end of
@@ -348,7 +348,7 @@ static int add_payload(rt_effects *fx, rt_turn *t, const char *channel, const ch
                                     now, NULL);
   free(p);
   fx->outbox_dirty = true;
-  return rc == 1 ? RT_OK : rc;
+  return rc;
 }
 
 /* A note's text in the persona's words (rt_bundle_note), else the bare

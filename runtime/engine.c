@@ -60,6 +60,12 @@ struct rt_engine {
   rt_convs *convs;              /* conversation rows as last committed */
   rt_turn **fresh;              /* steps started with their receive, this pump */
   size_t nfresh, capfresh;
+  /* The open transaction: its steps already written (each as soon as it
+   * finished, then settled: rt_turn_settle), oldest first, waiting for the
+   * commit; its time, read at its first write; its first failure. */
+  rt_turn *applied, *applied_tail;
+  int64_t txn_now;
+  int txn_rc;
   rt_inbox *inbox;
   rt_turns *turns;
   rt_handoff *handoff;
@@ -231,12 +237,39 @@ int rt_engine_receive(rt_engine *e, const rt_event_in *ev, void (*ack)(void *, i
 
 static bool direct_can_run(void *ud, const char *channel, const char *chat_id) {
   rt_engine *e = ud;
-  return e->nfresh < TURNS_PER_PUMP && rt_convq_idle(&e->queues, channel, chat_id);
+  return e->nfresh < TURNS_PER_PUMP && e->txn_rc == RT_OK &&
+         rt_convq_idle(&e->queues, channel, chat_id);
 }
 
 static bool direct_full(void *ud) {
   rt_engine *e = ud;
-  return e->nfresh >= TURNS_PER_PUMP;
+  return e->nfresh >= TURNS_PER_PUMP || e->txn_rc != RT_OK;
+}
+
+/* Writes the steps finished so far into the open transaction, in the order
+ * they finished, and settles each (rt_turn_settle): a transaction of 2,048
+ * steps then holds, until its commit, each step's conversation row and a
+ * few facts, not its Lua turn, event tree and effects (about 4 KB a step,
+ * which made the peak of a burst). The transaction's time is read at its
+ * first write: after the messages it takes are stamped (received_at), so
+ * what their steps queue is never stamped before them (a chat's history,
+ * rt_store_chat_history, orders the two by these times). After a failure
+ * nothing more is written; the steps wait in the list for the rollback. */
+static void apply_done(rt_engine *e) {
+  bool keep_lt = rt_bundle_keeps_states(e->bundle);
+  for (rt_turn *t = rt_turns_take_done(e->turns); t;) {
+    rt_turn *next = t->next;
+    if (e->txn_rc == RT_OK) {
+      if (!e->txn_now) e->txn_now = now_ms(e);
+      e->txn_rc = rt_effects_apply(e->effects, t, e->txn_now);
+    }
+    rt_turn_settle(t, keep_lt);
+    t->next = NULL;
+    if (e->applied_tail) e->applied_tail->next = t;
+    else e->applied = t;
+    e->applied_tail = t;
+    t = next;
+  }
 }
 
 static void direct_run(void *ud, const char *channel, const char *chat_id, int64_t id,
@@ -255,6 +288,7 @@ static void direct_run(void *ud, const char *channel, const char *chat_id, int64
     e->fresh = rt_xrealloc(e->fresh, e->capfresh * sizeof *e->fresh);
   }
   e->fresh[e->nfresh++] = t;
+  apply_done(e);
 }
 
 static int conv_get(void *ud, const char *channel, const char *chat_id, int64_t now,
@@ -280,10 +314,9 @@ static void committed(rt_engine *e, rt_turn *list, int64_t now, bool staged_time
   for (rt_turn *t = list; t;) {
     rt_turn *next = t->next;
     e->st.events++;
-    const char *kind = json_string_value(json_object_get(t->event, "kind"));
     rt_log(RT_LOG_INFO, "event", "conv=%lld channel=%s chat=%s kind=%s flow=%s step=%s mode=%s "
            "result=%s ms=%lld",
-           (long long)t->conv.id, t->conv.channel, t->conv.chat_id, kind ? kind : "-",
+           (long long)t->conv.id, t->conv.channel, t->conv.chat_id, t->kind,
            t->conv.flow ? t->conv.flow : "-", t->conv.step ? t->conv.step : "-",
            t->conv.mode ? t->conv.mode : "bot",
            t->status == RT_LTURN_DONE ? "ok" : t->status == RT_LTURN_ERROR ? "failed"
@@ -318,6 +351,7 @@ static void rolled_back(rt_engine *e, rt_turn *list) {
     if (t->ev.fresh) {
       rt_convq_abort(&e->queues, t->chat);
     } else {
+      /* Settled: the payload is read from the store again. */
       rt_convq_retry(&e->queues, t->chat, t->ev.payload);
       t->ev.payload = NULL;
     }
@@ -339,6 +373,13 @@ static void pump_txn(rt_engine *e) {
     set_store_error(e, "cannot store received messages");
     return;
   }
+  e->applied = e->applied_tail = NULL;
+  e->txn_now = 0;
+  e->txn_rc = RT_OK;
+  rt_effects_take_timers(e->effects);
+  /* Steps that finished outside a pump (a deadline, a recovered event run
+   * alone) first, then each step as it finishes (apply_done). */
+  apply_done(e);
   rt_inbox_direct direct = {.can_run = direct_can_run, .full = direct_full, .run = direct_run,
                             .ud = e};
   rc = rt_inbox_stage(e->inbox, &direct);
@@ -354,18 +395,17 @@ static void pump_txn(rt_engine *e) {
                          TURNS_PER_PUMP - (int)e->nfresh, &ran);
     staged_timers = true;
   }
-  /* The transaction's time is read after the messages it takes are stamped
-   * (received_at), so what their steps queue is never stamped before them:
-   * a chat's history (rt_store_chat_history) orders the two by these times. */
-  int64_t now = now_ms(e);
   rt_turns_resume(e->turns);
-  for (int n = 0; rc == RT_OK && !rt_inbox_isolating(e->inbox) && n < TURNS_PER_PUMP; n++) {
+  apply_done(e);
+  for (int n = 0; rc == RT_OK && e->txn_rc == RT_OK && !rt_inbox_isolating(e->inbox) &&
+                  n < TURNS_PER_PUMP; n++) {
     rt_convq_chat *c = rt_convq_pop_ready(&e->queues);
     if (!c) break;
     /* The isolated recovery may have run it meanwhile: still running
      * (back in the list when done), or with nothing left. */
     if (c->running || !rt_convq_head(c)) { rt_convq_skip(&e->queues, c); continue; }
     rt_turns_start(e->turns, e->bundle, c, NULL, false);
+    apply_done(e);
   }
   /* A step that was to finish with its receive waits on I/O: its event is
    * stored as new, to be found again after a crash. */
@@ -376,9 +416,11 @@ static void pump_txn(rt_engine *e) {
       t->ev.stored_done = false;
     }
   }
-  rt_turn *list = rt_turns_take_done(e->turns);
-  rt_effects_take_timers(e->effects);
-  for (rt_turn *t = list; t && rc == RT_OK; t = t->next) rc = rt_effects_apply(e->effects, t, now);
+  apply_done(e);
+  if (rc == RT_OK) rc = e->txn_rc;
+  rt_turn *list = e->applied;
+  e->applied = e->applied_tail = NULL;
+  int64_t now = e->txn_now ? e->txn_now : now_ms(e);
   /* Send results ride in the same transaction: no fsync of their own. */
   if (rc == RT_OK) rc = rt_deliver_save(e->dl);
   if (rc == RT_OK) rc = rt_store_commit(e->store);
@@ -540,10 +582,11 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
     .sync_full = strcmp(rt_config_str(c, "store.synchronous", "full"), "full") == 0,
     .sync_off = o->test_mode,
     .max_pages = o->store_max_pages,
-    /* 2 MB: a burst of 2,048 steps filled 12 MB of the 16 it had and
+    /* 1 MB: a burst of 2,048 steps filled 12 MB of the 16 it had and
      * kept most of it until idle, for no measurable gain (the file is in
-     * the OS's cache; tests/bench/rss.sh and bench_core). */
-    .cache_mb = (int)cfg_int(c, "store.cache_mb", 2, 1, 1 << 20),
+     * the OS's cache; tests/bench/rss.sh and bench_core, which shows no
+     * difference between 2 MB and 1 either). */
+    .cache_mb = (int)cfg_int(c, "store.cache_mb", 1, 1, 1 << 20),
     .no_busy_wait = true,
     .own_checkpoints = true,
   };

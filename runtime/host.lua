@@ -337,14 +337,16 @@ local function resolve(cur_flow, target)
 end
 
 -- ---- one turn --------------------------------------------------------------
+-- conv is the table lvm.c makes for this turn alone (id, channel, chat,
+-- user, phone, name, flow, step, mode, slots): it becomes the turn's
+-- conversation object itself rather than being copied into a new one.
 local function run(conv, ev, trace)
   local f = {}
-  local c = setmetatable({
-    id = conv.id, channel = conv.channel, chat = conv.chat, user = conv.user,
-    phone = conv.phone, name = conv.name, mode = conv.mode or "bot",
-    flow = conv.flow, step = conv.step, slots = conv.slots or {},
-    turn = {},   -- this event only, never saved: what before leaves for the steps
-  }, ctx_mt)
+  local c = conv
+  c.mode = c.mode or "bot"
+  c.slots = c.slots or {}
+  c.turn = {}   -- this event only, never saved: what before leaves for the steps
+  setmetatable(c, ctx_mt)
   FX[c] = f
 
   local flow = flows[conv.flow or ""]
@@ -380,12 +382,13 @@ local function run(conv, ev, trace)
   -- a step's return (a step name or c:go), and then that step does not run;
   -- nothing lets the step run.
   local hops = 0
-  local before_ran = {}
+  local before_ran   -- made when a flow has a before: most have none
   while true do
     trace.flow, trace.step = flow.name, step
     c.flow, c.step = flow.name, step
     local r
-    if flow.before and not before_ran[flow] then
+    if flow.before and not (before_ran and before_ran[flow]) then
+      before_ran = before_ran or {}
       before_ran[flow] = true
       trace.step = "before"
       r = flow.before(c, ev)

@@ -190,8 +190,12 @@ struct rt_http {
   struct rt_http_conn *conns;  /* direct connections, busy and idle */
   size_t nidle;
   bool no_direct;           /* every request through curl (tests) */
-  char rbuf[65536];         /* direct reads land here, parsed at once */
+  /* Direct reads land here, parsed at once; made at the first direct
+   * connection (64 KB a process that never makes one need not hold). */
+  char *rbuf;
 };
+
+#define RBUF_SIZE 65536
 
 static void check_multi_info(rt_http *h);
 
@@ -775,8 +779,9 @@ static void conn_lost(rt_http_conn *c, int status) {
 static void conn_alloc(uv_handle_t *hd, size_t want, uv_buf_t *buf) {
   rt_http_conn *c = hd->data;
   (void)want;
+  if (!c->h->rbuf) c->h->rbuf = rt_xmalloc(RBUF_SIZE);
   buf->base = c->h->rbuf;
-  buf->len = sizeof c->h->rbuf;
+  buf->len = RBUF_SIZE;
 }
 
 static void conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
@@ -1359,6 +1364,7 @@ static void finish_close(rt_http *h) {
   while (h->npool) cu.easy_cleanup(h->pool[--h->npool]);
   free(h->byfd);
   free(h->conn);
+  free(h->rbuf);
   free(h);
   if (curl_was_up) cu.global_cleanup();
   if (done) done(ud);

@@ -50,6 +50,94 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <dlfcn.h>
+#include <stddef.h>
+
+/* libwebsockets, opened when the first connection is accepted (lw_load),
+ * not linked: it brings libssl and libcrypto with it, whose relocations
+ * alone are some 1.7 MB of every bot's memory, and a bot that nobody calls
+ * over HTTP never needs any of the three. The listening socket is ours
+ * (open_listener, on_listen), so the port is open from the start. */
+static struct {
+  bool loaded;
+  __typeof__(lws_add_http_common_headers) *add_http_common_headers;
+  __typeof__(lws_add_http_header_by_name) *add_http_header_by_name;
+  __typeof__(lws_add_http_header_by_token) *add_http_header_by_token;
+  __typeof__(lws_adopt_socket_vhost) *adopt_socket_vhost;
+  __typeof__(lws_callback_http_dummy) *callback_http_dummy;
+  __typeof__(lws_callback_on_writable) *callback_on_writable;
+  __typeof__(lws_close_reason) *close_reason;
+  __typeof__(lws_context_destroy) *context_destroy;
+  __typeof__(lws_context_user) *context_user;
+  __typeof__(lws_create_context) *create_context;
+  __typeof__(lws_create_vhost) *create_vhost;
+  __typeof__(lws_finalize_write_http_header) *finalize_write_http_header;
+  __typeof__(lws_frame_is_binary) *frame_is_binary;
+  __typeof__(lws_get_context) *get_context;
+  __typeof__(lws_get_network_wsi) *get_network_wsi;
+  __typeof__(lws_get_opaque_user_data) *get_opaque_user_data;
+  __typeof__(lws_get_peer_simple) *get_peer_simple;
+  __typeof__(lws_get_socket_fd) *get_socket_fd;
+  __typeof__(lws_hdr_copy) *hdr_copy;
+  __typeof__(lws_hdr_copy_fragment) *hdr_copy_fragment;
+  __typeof__(lws_hdr_custom_copy) *hdr_custom_copy;
+  __typeof__(lws_hdr_custom_length) *hdr_custom_length;
+  __typeof__(lws_hdr_total_length) *hdr_total_length;
+  __typeof__(lws_http_transaction_completed) *http_transaction_completed;
+  __typeof__(lws_is_final_fragment) *is_final_fragment;
+  __typeof__(lws_is_first_fragment) *is_first_fragment;
+  __typeof__(lws_remaining_packet_payload) *remaining_packet_payload;
+  __typeof__(lws_return_http_status) *return_http_status;
+  __typeof__(lws_set_log_level) *set_log_level;
+  __typeof__(lws_set_opaque_user_data) *set_opaque_user_data;
+  __typeof__(lws_set_timeout) *set_timeout;
+  __typeof__(lws_token_to_string) *token_to_string;
+  __typeof__(lws_write) *write;
+} lw;
+
+static void lws_log_emit(int level, const char *line);
+
+#define LW_SONAME "libwebsockets.so.17"
+
+/* Loads libwebsockets once, for the first accepted connection; false (and
+ * logged) when it cannot, and the caller closes its connections. Not
+ * checked at start: a probe would have to load it, and libcrypto, which it
+ * brings, cannot be unloaded (about 2 MB kept for nothing). The package is
+ * a dependency that `./dev.sh` installs with the rest. */
+static bool lw_load(void) {
+  if (lw.loaded) return true;
+  void *lib = dlopen(LW_SONAME, RTLD_NOW | RTLD_LOCAL);
+  if (!lib) {
+    rt_log(RT_LOG_ERROR, "httpd.lws", "detail=\"cannot load libwebsockets: %s\"", dlerror());
+    return false;
+  }
+  static const struct { const char *name; size_t off; } syms[] = {
+#define SYM(f) {"lws_" #f, offsetof(__typeof__(lw), f)}
+    SYM(add_http_common_headers), SYM(add_http_header_by_name), SYM(add_http_header_by_token),
+    SYM(adopt_socket_vhost), SYM(callback_http_dummy), SYM(callback_on_writable),
+    SYM(close_reason), SYM(context_destroy), SYM(context_user), SYM(create_context),
+    SYM(create_vhost), SYM(finalize_write_http_header), SYM(frame_is_binary), SYM(get_context),
+    SYM(get_network_wsi), SYM(get_opaque_user_data), SYM(get_peer_simple), SYM(get_socket_fd),
+    SYM(hdr_copy), SYM(hdr_copy_fragment), SYM(hdr_custom_copy), SYM(hdr_custom_length),
+    SYM(hdr_total_length), SYM(http_transaction_completed), SYM(is_final_fragment),
+    SYM(is_first_fragment), SYM(remaining_packet_payload), SYM(return_http_status),
+    SYM(set_log_level), SYM(set_opaque_user_data), SYM(set_timeout), SYM(token_to_string),
+    SYM(write),
+#undef SYM
+  };
+  for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
+    void *f = dlsym(lib, syms[i].name);
+    if (!f) {
+      rt_log(RT_LOG_ERROR, "httpd.lws", "detail=\"libwebsockets lacks %s\"", syms[i].name);
+      dlclose(lib);
+      return false;
+    }
+    memcpy((char *)&lw + syms[i].off, &f, sizeof f);
+  }
+  lw.loaded = true;
+  lw.set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+  return true;
+}
 
 #define DISCARD_MAX ((long long)64 << 20) /* bigger bodies: 413 and close */
 #define WCHUNK 16384
@@ -178,6 +266,9 @@ struct rt_httpd {
   rt_httpd_req *pending;             /* deferred answers, attached */
   size_t max_body, ws_max_message, ws_max_queued;
   unsigned reply_timeout_ms;
+  unsigned short max_header;         /* for the lws context, made at the first accept */
+  int keepalive_s, header_timeout_s;
+  bool lws_failed;                   /* lws could not make them: connections are closed */
   uv_timer_t reap;                   /* teardown driver */
   uv_handle_t *lws_handles[8];       /* lws's static handles (borrowed) */
   size_t nlws;
@@ -219,6 +310,7 @@ typedef struct {
 } listen_addr;
 
 static void on_listen(uv_poll_t *h, int status, int events);
+static bool lws_up(rt_httpd *s);
 static void conn_gone(rt_httpd *s, struct lws *wsi);
 static void conn_busy(rt_httpd *s, struct lws *wsi, bool busy);
 static conn_rec *rec_of(rt_httpd *s, struct lws *wsi);
@@ -279,7 +371,7 @@ static const char *method_of(struct lws *wsi, bool *has_body) {
     {WSI_TOKEN_HEAD_URI, "HEAD", false},
   };
   for (size_t i = 0; i < RT_ARRAY_LEN(m); i++)
-    if (lws_hdr_total_length(wsi, m[i].tok) > 0) {
+    if (lw.hdr_total_length(wsi, m[i].tok) > 0) {
       *has_body = m[i].body;
       return m[i].name;
     }
@@ -291,13 +383,13 @@ static const char *method_of(struct lws *wsi, bool *has_body) {
  * together, re-encoding everything but unreserved characters and the first
  * '=' of each piece. */
 static char *query_of(struct lws *wsi) {
-  int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+  int total = lw.hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
   if (total <= 0) return rt_xstrdup("");
   char *frag = rt_xmalloc((size_t)total + 1);
   size_t cap = (size_t)total * 3 + 64, o = 0;
   char *q = rt_xmalloc(cap);
   for (int i = 0;; i++) {
-    int n = lws_hdr_copy_fragment(wsi, frag, total + 1, WSI_TOKEN_HTTP_URI_ARGS, i);
+    int n = lw.hdr_copy_fragment(wsi, frag, total + 1, WSI_TOKEN_HTTP_URI_ARGS, i);
     if (n < 0) break;
     if (o + (size_t)n * 3 + 2 > cap) {
       cap = (o + (size_t)n * 3 + 2) * 2;
@@ -419,14 +511,14 @@ static route *route_slot(rt_httpd *s, const char *method, const char *path, bool
  * method and pseudo-header tokens are not headers). */
 static void snapshot_headers(hdr_list *l, struct lws *wsi) {
   for (int t = 0; t < (int)WSI_TOKEN_COUNT; t++) {
-    const char *nm = (const char *)lws_token_to_string((enum lws_token_indexes)t);
+    const char *nm = (const char *)lw.token_to_string((enum lws_token_indexes)t);
     size_t nl = nm ? strlen(nm) : 0;
     if (nl < 2 || nm[nl - 1] != ':' || nm[0] == ':') continue;
-    int tl = lws_hdr_total_length(wsi, (enum lws_token_indexes)t);
+    int tl = lw.hdr_total_length(wsi, (enum lws_token_indexes)t);
     if (tl <= 0) continue;
     int cap = tl * 2 + 2; /* room for the separators lws puts between repeats */
     char *v = rt_xmalloc((size_t)cap);
-    if (lws_hdr_copy(wsi, v, cap, (enum lws_token_indexes)t) < 0) {
+    if (lw.hdr_copy(wsi, v, cap, (enum lws_token_indexes)t) < 0) {
       free(v);
       continue;
     }
@@ -436,7 +528,7 @@ static void snapshot_headers(hdr_list *l, struct lws *wsi) {
 
 static bool known_header(const char *lname_colon) {
   for (int t = 0; t < (int)WSI_TOKEN_COUNT; t++) {
-    const char *nm = (const char *)lws_token_to_string((enum lws_token_indexes)t);
+    const char *nm = (const char *)lw.token_to_string((enum lws_token_indexes)t);
     if (nm && strcmp(nm, lname_colon) == 0) return true;
   }
   return false;
@@ -445,7 +537,7 @@ static bool known_header(const char *lname_colon) {
 static void req_fill(rt_httpd_req *q, rt_httpd *s, struct lws *wsi) {
   q->s = s;
   q->wsi = wsi;
-  lws_get_peer_simple(wsi, q->remote, sizeof q->remote);
+  lw.get_peer_simple(wsi, q->remote, sizeof q->remote);
   snapshot_headers(&q->h, wsi);
 }
 
@@ -482,10 +574,10 @@ const char *rt_httpd_req_header(rt_httpd_req *q, const char *name) {
   lname[nl] = ':';
   lname[nl + 1] = '\0';
   if (known_header(lname)) return NULL;
-  int n = lws_hdr_custom_length(q->wsi, lname, (int)nl + 1);
+  int n = lw.hdr_custom_length(q->wsi, lname, (int)nl + 1);
   if (n < 0) return NULL;
   char *v = rt_xmalloc((size_t)n + 1);
-  if (lws_hdr_custom_copy(q->wsi, v, n + 1, lname, (int)nl + 1) < 0) {
+  if (lw.hdr_custom_copy(q->wsi, v, n + 1, lname, (int)nl + 1) < 0) {
     free(v);
     return NULL;
   }
@@ -521,7 +613,7 @@ int rt_httpd_reply_header(rt_httpd_req *q, const char *name, const char *value) 
 /* The reply is in c: ask lws for a WRITEABLE callback to send it. */
 static void conn_ready(struct lws *wsi, rt_httpd_conn *c) {
   c->ready = true;
-  lws_callback_on_writable(wsi);
+  lw.callback_on_writable(wsi);
 }
 
 static void conn_error(struct lws *wsi, rt_httpd_conn *c, int status,
@@ -559,7 +651,7 @@ static void req_detach(rt_httpd_req *q) {
  * lws reads nothing more from a connection inside a request, so it would
  * only notice when the answer is written; peeking tells at once. */
 static bool client_left(struct lws *wsi) {
-  int fd = (int)lws_get_socket_fd(wsi);
+  int fd = (int)lw.get_socket_fd(wsi);
   if (fd < 0) return true;
   char b;
   ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -576,7 +668,7 @@ static void on_deadlines(uv_timer_t *t) {
       /* the late answer becomes a no-op; lws closes the socket */
       struct lws *wsi = q->wsi;
       req_detach(q);
-      lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+      lw.set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
       continue;
     }
     if (q->deadline > now) continue;
@@ -586,7 +678,7 @@ static void on_deadlines(uv_timer_t *t) {
     struct lws *wsi = q->wsi;
     rt_httpd_conn *c = q->c;
     req_detach(q);
-    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+    lw.set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
     conn_error(wsi, c, 504, "timeout", false);
   }
   if (!s->pending) {
@@ -606,7 +698,7 @@ static void pending_add(rt_httpd *s, rt_httpd_req *q, unsigned timeout_ms) {
   s->pending = q;
   /* lws must not close the connection first on a timer of its own; this
    * one is only a backstop behind ours. */
-  lws_set_timeout(q->wsi, PENDING_TIMEOUT_USER_OK, (int)(timeout_ms / 1000) + 5);
+  lw.set_timeout(q->wsi, PENDING_TIMEOUT_USER_OK, (int)(timeout_ms / 1000) + 5);
   if (!s->deadlines_on && s->handles_init && !s->closing) {
     uv_timer_start(&s->deadlines, on_deadlines, DEADLINE_TICK_MS, DEADLINE_TICK_MS);
     s->deadlines_on = true;
@@ -628,7 +720,7 @@ void rt_httpd_respond(rt_httpd_req *q, int status, const char *content_type,
     c->rh = q->rh;
     memset(&q->rh, 0, sizeof q->rh);
     req_detach(q);
-    if (deferred) lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+    if (deferred) lw.set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
     conn_ready(wsi, c);
   }
   q->answered = true;
@@ -702,8 +794,8 @@ static int on_request(rt_httpd *s, struct lws *wsi, rt_httpd_conn *c,
     return 0;
   }
   char cl[32];
-  if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0 ||
-      lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0) {
+  if (lw.hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0 ||
+      lw.hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0) {
     conn_error(wsi, c, 411, "length required", true);
     return 0;
   }
@@ -755,22 +847,22 @@ static int on_writeable(rt_httpd *s, struct lws *wsi, rt_httpd_conn *c) {
   if (!c->hdr_sent) {
     unsigned char buf[LWS_PRE + 1024 + REPLY_HDR_MAX];
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
-    if (lws_add_http_common_headers(wsi, (unsigned)c->status, c->ctype,
+    if (lw.add_http_common_headers(wsi, (unsigned)c->status, c->ctype,
                                     head ? 0 : c->out_len, &p, end))
       return -1;
     for (size_t i = 0; i < c->rh.n; i++)
-      if (lws_add_http_header_by_name(wsi, (const unsigned char *)c->rh.v[i].name,
+      if (lw.add_http_header_by_name(wsi, (const unsigned char *)c->rh.v[i].name,
                                       (const unsigned char *)c->rh.v[i].value,
                                       (int)strlen(c->rh.v[i].value), &p, end))
         return -1;
     if (c->close_after &&
-        lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
+        lw.add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
                                      (const unsigned char *)"close", 5, &p, end))
       return -1;
-    if (lws_finalize_write_http_header(wsi, start, &p, end)) return -1;
+    if (lw.finalize_write_http_header(wsi, start, &p, end)) return -1;
     c->hdr_sent = true;
     if (c->out_len && !head) {
-      lws_callback_on_writable(wsi);
+      lw.callback_on_writable(wsi);
       return 0;
     }
   } else if (c->sent < c->out_len) {
@@ -778,12 +870,12 @@ static int on_writeable(rt_httpd *s, struct lws *wsi, rt_httpd_conn *c) {
     if (n > WCHUNK) n = WCHUNK;
     bool last = c->sent + n == c->out_len;
     memcpy(s->wbuf + LWS_PRE, c->out + c->sent, n);
-    if (lws_write(wsi, s->wbuf + LWS_PRE, n,
+    if (lw.write(wsi, s->wbuf + LWS_PRE, n,
                   last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n)
       return -1;
     c->sent += n;
     if (!last) {
-      lws_callback_on_writable(wsi);
+      lw.callback_on_writable(wsi);
       return 0;
     }
   }
@@ -791,12 +883,12 @@ static int on_writeable(rt_httpd *s, struct lws *wsi, rt_httpd_conn *c) {
   if (c->close_after) {
     /* lws flushes any partial write before the next WRITEABLE */
     c->close_now = true;
-    lws_callback_on_writable(wsi);
+    lw.callback_on_writable(wsi);
     return 0;
   }
   conn_reset(c);
   conn_busy(s, wsi, false);
-  return lws_http_transaction_completed(wsi) ? -1 : 0;
+  return lw.http_transaction_completed(wsi) ? -1 : 0;
 }
 
 /* ---- websockets ------------------------------------------------------------- */
@@ -827,7 +919,7 @@ static void ws_finish(conn_rec *r) {
 static void ws_kill(rt_httpd_ws *ws) {
   if (ws->killed || !ws->wsi) return;
   ws->killed = ws->closing = true;
-  lws_set_timeout(ws->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+  lw.set_timeout(ws->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
 int rt_httpd_ws_send(rt_httpd_ws *ws, const void *data, size_t len, bool binary) {
@@ -847,7 +939,7 @@ int rt_httpd_ws_send(rt_httpd_ws *ws, const void *data, size_t len, bool binary)
   else ws->head = f;
   ws->tail = f;
   ws->queued += len;
-  if (ws->established) lws_callback_on_writable(ws->wsi);
+  if (ws->established) lw.callback_on_writable(ws->wsi);
   return RT_OK;
 }
 
@@ -856,7 +948,7 @@ void rt_httpd_ws_close(rt_httpd_ws *ws, int code, const char *reason) {
   ws->closing = true;
   ws->close_code = code >= 1000 && code <= 4999 ? code : 1000;
   snprintf(ws->close_reason, sizeof ws->close_reason, "%s", reason ? reason : "");
-  if (ws->established) lws_callback_on_writable(ws->wsi);
+  if (ws->established) lw.callback_on_writable(ws->wsi);
   else ws_kill(ws);
 }
 
@@ -867,7 +959,7 @@ size_t rt_httpd_ws_queued(const rt_httpd_ws *ws) { return ws ? ws->queued : 0; }
 /* Refuses an upgrade with an HTTP status; >0 tells lws we answered. */
 static int upgrade_refuse(struct lws *wsi, int status) {
   if (status < 400 || status > 599) status = 403;
-  return lws_return_http_status(wsi, (unsigned)status, NULL) ? -1 : 1;
+  return lw.return_http_status(wsi, (unsigned)status, NULL) ? -1 : 1;
 }
 
 /* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: only "websocket", only on a websocket
@@ -876,7 +968,7 @@ static int on_upgrade(rt_httpd *s, struct lws *wsi, const char *proto) {
   if (!s || s->closing || !proto || strcasecmp(proto, "websocket") != 0)
     return upgrade_refuse(wsi, 403);
   char path[1024];
-  if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0)
+  if (lw.hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0)
     return upgrade_refuse(wsi, 403);
   const route *r = NULL;
   for (size_t i = 0; i < s->nroutes && !r; i++)
@@ -917,14 +1009,14 @@ static int on_upgrade(rt_httpd *s, struct lws *wsi, const char *proto) {
 
 static int ws_receive(rt_httpd_ws *ws, struct lws *wsi, const void *in, size_t len) {
   if (ws->closing) return 0; /* dropping input until the close goes out */
-  if (lws_is_first_fragment(wsi) && ws->msg_len == 0)
-    ws->msg_binary = lws_frame_is_binary(wsi);
+  if (lw.is_first_fragment(wsi) && ws->msg_len == 0)
+    ws->msg_binary = lw.frame_is_binary(wsi);
   /* The frame's announced length counts at once, so a huge frame is
    * refused at its first bytes. */
-  size_t rest = lws_remaining_packet_payload(wsi);
+  size_t rest = lw.remaining_packet_payload(wsi);
   if (ws->msg_len + len > ws->max_message || rest > ws->max_message - ws->msg_len - len) {
     static const char why[] = "message too large";
-    lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why,
+    lw.close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why,
                      sizeof why - 1);
     return -1;
   }
@@ -937,7 +1029,7 @@ static int ws_receive(rt_httpd_ws *ws, struct lws *wsi, const void *in, size_t l
   if (len) memcpy(ws->msg + ws->msg_len, in, len);
   ws->msg_len += len;
   ws->msg[ws->msg_len] = '\0';
-  if (!lws_is_final_fragment(wsi)) return 0;
+  if (!lw.is_final_fragment(wsi)) return 0;
   size_t n = ws->msg_len;
   ws->msg_len = 0;
   if (ws->cb.on_message) ws->cb.on_message(ws->ud, ws, ws->msg, n, ws->msg_binary);
@@ -950,16 +1042,16 @@ static int ws_writeable(rt_httpd_ws *ws, struct lws *wsi) {
     ws->head = f->next;
     if (!ws->head) ws->tail = NULL;
     ws->queued -= f->len;
-    int n = lws_write(wsi, f->buf + LWS_PRE, f->len,
+    int n = lw.write(wsi, f->buf + LWS_PRE, f->len,
                       f->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
     bool ok = n >= 0 && (size_t)n >= f->len;
     free(f);
     if (!ok) return -1;
-    if (ws->head || ws->closing) lws_callback_on_writable(wsi);
+    if (ws->head || ws->closing) lw.callback_on_writable(wsi);
     return 0;
   }
   if (ws->closing) {
-    lws_close_reason(wsi, (enum lws_close_status)ws->close_code,
+    lw.close_reason(wsi, (enum lws_close_status)ws->close_code,
                      (unsigned char *)ws->close_reason, strlen(ws->close_reason));
     return -1;
   }
@@ -970,8 +1062,8 @@ static int ws_writeable(rt_httpd_ws *ws, struct lws *wsi) {
 
 static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason,
                   void *user, void *in, size_t len) {
-  struct lws_context *cx = lws_get_context(wsi);
-  rt_httpd *s = cx ? lws_context_user(cx) : NULL;
+  struct lws_context *cx = lw.get_context(wsi);
+  rt_httpd *s = cx ? lw.context_user(cx) : NULL;
   rt_httpd_conn *c = user;
   conn_rec *r;
   switch (reason) {
@@ -1009,7 +1101,7 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason,
     if (!r || !r->ws) return -1;
     r->ws->established = true;
     conn_busy(s, wsi, true); /* a websocket is never closed for room */
-    if (r->ws->head || r->ws->closing) lws_callback_on_writable(wsi);
+    if (r->ws->head || r->ws->closing) lw.callback_on_writable(wsi);
     return 0;
   case LWS_CALLBACK_RECEIVE:
     r = s ? rec_of(s, wsi) : NULL;
@@ -1027,7 +1119,7 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason,
     if (s) conn_gone(s, wsi);
     return 0;
   default:
-    return lws_callback_http_dummy(wsi, reason, user, in, len);
+    return lw.callback_http_dummy(wsi, reason, user, in, len);
   }
 }
 
@@ -1225,8 +1317,8 @@ static void idle_remove(rt_httpd *s, conn_rec *r) {
 /* The record of the connection wsi belongs to (h2 streams belong to their
  * network connection), or NULL. */
 static conn_rec *rec_of(rt_httpd *s, struct lws *wsi) {
-  struct lws *nw = lws_get_network_wsi(wsi);
-  conn_rec *r = nw ? lws_get_opaque_user_data(nw) : NULL;
+  struct lws *nw = lw.get_network_wsi(wsi);
+  conn_rec *r = nw ? lw.get_opaque_user_data(nw) : NULL;
   if (!r || r < s->recs || r >= s->recs + s->nrecs || r->wsi != nw) return NULL;
   return r;
 }
@@ -1287,8 +1379,12 @@ static void on_listen(uv_poll_t *h, int status, int events) {
      * kernel for the peer's delayed ACK, 40 ms on Linux. */
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (!lws_up(s)) {
+      close(fd);
+      continue;
+    }
     /* On failure lws closes fd itself. */
-    struct lws *wsi = lws_adopt_socket_vhost(s->vh, fd);
+    struct lws *wsi = lw.adopt_socket_vhost(s->vh, fd);
     if (!wsi) continue;
     conn_rec *r = s->free_recs;
     s->free_recs = r->next;
@@ -1296,7 +1392,7 @@ static void on_listen(uv_poll_t *h, int status, int events) {
     r->wsi = wsi;
     /* The mark tells conn_gone which wsis are our accepted connections
      * (h2 streams and the like are wsis without a socket of their own). */
-    lws_set_opaque_user_data(wsi, r);
+    lw.set_opaque_user_data(wsi, r);
     s->nconn++;
     idle_push(s, r);
     if (s->nconn > s->max_conn) {
@@ -1306,17 +1402,17 @@ static void on_listen(uv_poll_t *h, int status, int events) {
       conn_rec *v = s->idle_head;
       idle_remove(s, v);
       v->evicting = true;
-      lws_set_timeout(v->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+      lw.set_timeout(v->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
     }
   }
 }
 
 /* LWS_CALLBACK_WSI_DESTROY: lws has closed the socket. */
 static void conn_gone(rt_httpd *s, struct lws *wsi) {
-  conn_rec *r = lws_get_opaque_user_data(wsi);
+  conn_rec *r = lw.get_opaque_user_data(wsi);
   if (!r || r < s->recs || r >= s->recs + s->nrecs || r->wsi != wsi) return;
   ws_finish(r); /* lws said CLOSED first, unless the upgrade never finished */
-  lws_set_opaque_user_data(wsi, NULL);
+  lw.set_opaque_user_data(wsi, NULL);
   idle_remove(s, r);
   r->wsi = NULL;
   r->evicting = false;
@@ -1411,8 +1507,6 @@ int rt_httpd_start(uv_loop_t *loop, const rt_httpd_opts *o, rt_httpd **out,
            "detail=\"lowered to fit the open-files limit (ulimit -n)\"", want, cap,
            (unsigned long long)limit);
 
-  lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
-
   rt_httpd *s = rt_xcalloc(1, sizeof *s);
   s->loop = loop;
   s->lfd = lfd;
@@ -1432,8 +1526,35 @@ int rt_httpd_start(uv_loop_t *loop, const rt_httpd_opts *o, rt_httpd **out,
   s->protocols[0].callback = lws_cb;
   s->protocols[0].per_session_data_size = sizeof(rt_httpd_conn);
   s->protocols[0].rx_buffer_size = 0;
+  s->max_header = (unsigned short)(o->max_header > 0 && o->max_header < 65535
+                                       ? o->max_header : RT_HTTPD_MAX_HEADER);
+  s->keepalive_s = o->idle_timeout_s > 0 ? o->idle_timeout_s : RT_HTTPD_KEEPALIVE_S;
+  s->header_timeout_s = o->header_timeout_s > 0 ? o->header_timeout_s : RT_HTTPD_HEADER_TIMEOUT_S;
+  uv_timer_init(loop, &s->reap);
+  s->reap.data = s;
+  uv_poll_init_socket(loop, &s->lpoll, lfd);
+  s->lpoll.data = s;
+  uv_timer_init(loop, &s->retry);
+  s->retry.data = s;
+  uv_timer_init(loop, &s->deadlines);
+  s->deadlines.data = s;
+  s->handles_init = true;
+  listen_start(s);
+  *out = s;
+  return RT_OK;
+}
 
-  void *loops[1] = {loop};
+/* The lws context and vhost, made (and libwebsockets loaded) for the first
+ * accepted connection; false when lws cannot make them (logged once, and
+ * the connections are closed as they come). */
+static bool lws_up(rt_httpd *s) {
+  if (s->vh) return true;
+  if (s->lws_failed) return false;
+  if (!lw_load()) {
+    s->lws_failed = true;
+    return false;
+  }
+  void *loops[1] = {s->loop};
   struct lws_context_creation_info info;
   memset(&info, 0, sizeof info);
   /* UTF-8 checking of websocket text is read from the context's options */
@@ -1445,29 +1566,25 @@ int rt_httpd_start(uv_loop_t *loop, const rt_httpd_opts *o, rt_httpd **out,
   info.user = s;
   info.server_string = "shopbot";
   /* every request header together, and the most lws holds per connection */
-  info.max_http_header_data = (unsigned short)(o->max_header > 0 && o->max_header < 65535
-                                                   ? o->max_header : RT_HTTPD_MAX_HEADER);
+  info.max_http_header_data = s->max_header;
   /* Sizes lws's fd table by our cap, not by the process limit. */
   info.fd_limit_per_thread = (unsigned)s->nrecs + LWS_FD_EXTRA;
   /* lws's general network timeout; for a server that is a stalled body */
   info.timeout_secs = RT_HTTPD_BODY_TIMEOUT_S;
   handle_set before = {0};
-  uv_walk(loop, collect_cb, &before);
-  s->ctx = lws_create_context(&info);
+  uv_walk(s->loop, collect_cb, &before);
+  s->ctx = lw.create_context(&info);
   if (!s->ctx) {
     /* lws cleaned up after itself */
     free(before.v);
-    if (err) *err = rt_xasprintf("cannot listen on %s: %s", listen, "lws_create_context failed");
-    close(lfd);
-    free(s->recs);
-    free(s);
-    return RT_ENET;
+    s->lws_failed = true;
+    rt_log(RT_LOG_ERROR, "httpd.lws", "detail=\"lws_create_context failed; connections are "
+           "closed\"");
+    return false;
   }
   s->ctx_watch = s->ctx;
   note_lws_handles(s, &before);
   free(before.v);
-  uv_timer_init(loop, &s->reap);
-  s->reap.data = s;
 
   memset(&info, 0, sizeof info);
   info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
@@ -1479,29 +1596,19 @@ int rt_httpd_start(uv_loop_t *loop, const rt_httpd_opts *o, rt_httpd **out,
   info.retry_and_idle_policy = &s->idle_policy;
   info.port = CONTEXT_PORT_NO_LISTEN; /* we listen and hand lws the sockets */
   info.protocols = s->protocols;
-  info.keepalive_timeout = o->idle_timeout_s > 0 ? o->idle_timeout_s : RT_HTTPD_KEEPALIVE_S;
+  info.keepalive_timeout = s->keepalive_s;
   /* an accepted socket holds a header table from the start, so this is
    * also the limit for a connection that sends nothing */
-  info.timeout_secs_ah_idle =
-      o->header_timeout_s > 0 ? o->header_timeout_s : RT_HTTPD_HEADER_TIMEOUT_S;
-  s->vh = lws_create_vhost(s->ctx, &info);
+  info.timeout_secs_ah_idle = s->header_timeout_s;
+  s->vh = lw.create_vhost(s->ctx, &info);
   if (!s->vh) {
-    /* lws already put handles on the loop: let the teardown timer remove
-     * them and free s. */
-    if (err) *err = rt_xasprintf("cannot listen on %s: %s", listen, "lws_create_vhost failed");
-    start_teardown(s);
-    return RT_ENET;
+    /* The context stays until the server closes (its teardown). */
+    s->lws_failed = true;
+    rt_log(RT_LOG_ERROR, "httpd.lws", "detail=\"lws_create_vhost failed; connections are "
+           "closed\"");
+    return false;
   }
-  uv_poll_init_socket(loop, &s->lpoll, lfd);
-  s->lpoll.data = s;
-  uv_timer_init(loop, &s->retry);
-  s->retry.data = s;
-  uv_timer_init(loop, &s->deadlines);
-  s->deadlines.data = s;
-  s->handles_init = true;
-  listen_start(s);
-  *out = s;
-  return RT_OK;
+  return true;
 }
 
 int rt_httpd_route_ex(rt_httpd *s, const char *method, const char *path,
@@ -1556,11 +1663,16 @@ static void handle_closed(uv_handle_t *h) {
 
 static void on_reap(uv_timer_t *t) {
   rt_httpd *s = t->data;
+  if (!s->ctx) {   /* lws never made (no connection came): nothing of it to close */
+    uv_timer_stop(t);
+    uv_close((uv_handle_t *)t, handle_closed);
+    return;
+  }
   if (s->closing == 1) {
     /* Outside any lws callback: start closing everything lws owns. */
     s->closing = 2;
     s->close_ms = uv_now(s->loop);
-    lws_context_destroy(s->ctx);
+    lw.context_destroy(s->ctx);
     return;
   }
   if (lws_on_loop(s)) {
@@ -1572,7 +1684,7 @@ static void on_reap(uv_timer_t *t) {
     return;
   }
   /* Every lws handle is closed: the second destroy frees the context. */
-  lws_context_destroy(s->ctx);
+  lw.context_destroy(s->ctx);
   if (s->ctx_watch)
     rt_log(RT_LOG_WARN, "httpd.teardown", "detail=\"lws context not freed\"");
   s->ctx = NULL;

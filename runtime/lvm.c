@@ -1157,6 +1157,8 @@ static void cache_drop_all(rt_bundle *b) {
 
 size_t rt_bundle_cached_states(const rt_bundle *b) { return b->cache_n; }
 
+bool rt_bundle_keeps_states(const rt_bundle *b) { return b && b->cache_max > 0; }
+
 void rt_bundle_collect(rt_bundle *b) {
   while (b->npool) luaL_unref(b->L, LUA_REGISTRYINDEX, b->pool[--b->npool]);
   cache_drop_all(b);
@@ -1270,7 +1272,7 @@ int rt_lturn_begin(rt_bundle *b, void *host_turn, const rt_lturn_in *in, rt_ltur
   *(budget **)lua_getextraspace(co) = &t->bg;
   lua_sethook(co, hook, LUA_MASKCOUNT, HOOK_EVERY);
   lua_rawgeti(co, LUA_REGISTRYINDEX, b->run_ref);
-  lua_createtable(co, 0, 10);
+  lua_createtable(co, 0, 12);   /* the fields below, mode, slots and turn (host.lua run) */
   lua_pushinteger(co, (lua_Integer)in->id);
   lua_setfield(co, -2, "id");
   set_field(co, "channel", in->channel);

@@ -105,6 +105,8 @@ typedef struct {
 char *rt_bundle_note(rt_bundle *b, const char *kind, const rt_note_facts *f);
 /* States held in the cache (rt_lturn_keep_state). */
 size_t rt_bundle_cached_states(const rt_bundle *b);
+/* Whether the bundle keeps states at all (rt_bundle_opts.state_cache). */
+bool rt_bundle_keeps_states(const rt_bundle *b);
 /* Gives back what the bundle keeps between turns (kept states, pooled
  * coroutines, buffers) and runs a full collection: for an idle bot, and
  * for tests that count allocations. */

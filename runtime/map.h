@@ -8,8 +8,13 @@
 #include "rt.h"
 
 typedef struct {
-  char **keys;
-  void **vals;
+  uint64_t hash;           /* of key: compared before the key's text */
+  char *key;               /* NULL: never used; a tombstone: deleted */
+  void *val;
+} rt_map_slot;
+
+typedef struct {
+  rt_map_slot *slots;
   size_t cap, len, used;   /* used counts tombstones too */
 } rt_map;
 

@@ -60,21 +60,25 @@ static const char *stmt_sql[S_COUNT] = {
                   "rev = rev + 1, updated_at = ?10, owner = ?11, owner_name = ?12 WHERE id = ?1",
   [S_CONV_PHONE] = "UPDATE conversations SET phone = ?2 WHERE id = ?1 AND phone IS NOT ?2",
   [S_OUT_ADD] = "INSERT INTO outbox (conv_id, channel, chat_id, idem_key, kind, payload, "
-                "next_try_at, created_at, priority) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8) "
-                "ON CONFLICT (idem_key) DO NOTHING",
+                "next_try_at, created_at, priority) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
   /* The first pending row of each chat (per-chat order), if it is due,
-   * most urgent first (005_outbox_order.sql has the indexes). */
+   * most urgent first. A chat's pending rows are its newest (its next row
+   * leaves only after the one before is sent or failed for good), so a
+   * pending row is the head when the row before it in the chat is not
+   * pending: one probe of outbox_chat (020_outbox_lean.sql). */
   [S_OUT_HEADS] = "SELECT id, conv_id, attempts, channel, chat_id, kind, payload, idem_key, "
                   "priority FROM outbox AS o WHERE status = 'pending' AND channel = ?1 "
-                  "AND next_try_at <= ?2 AND id = (SELECT MIN(id) FROM outbox WHERE "
-                  "status = 'pending' AND channel = o.channel AND chat_id = o.chat_id) "
+                  "AND next_try_at <= ?2 AND COALESCE((SELECT p.status FROM outbox AS p "
+                  "WHERE p.channel = o.channel AND p.chat_id = o.chat_id AND p.id < o.id "
+                  "ORDER BY p.id DESC LIMIT 1), '') != 'pending' "
                   "ORDER BY priority, id LIMIT ?3",
   [S_OUT_PENDING] = "SELECT count(*) FROM outbox WHERE status = 'pending' AND channel = ?1",
   [S_OUT_DUE] = "SELECT id, conv_id, attempts, channel, chat_id, kind, payload, idem_key "
                 "FROM outbox WHERE status = 'pending' AND channel = ?3 AND next_try_at <= ?1 "
                 "ORDER BY id LIMIT ?2",
-  [S_OUT_SENT] = "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1 "
-                 "WHERE id = ?1",
+  /* Rows ?1 to ?2, each of them sent (rt_store_outbox_sent_range). */
+  [S_OUT_SENT] = "UPDATE outbox SET status = 'sent', sent_at = ?3, attempts = attempts + 1 "
+                 "WHERE id BETWEEN ?1 AND ?2",
   [S_OUT_RETRY] = "UPDATE outbox SET attempts = attempts + 1, next_try_at = ?2, error = ?3 "
                   "WHERE id = ?1",
   [S_OUT_FAILED] = "UPDATE outbox SET status = 'failed', attempts = attempts + 1, "
@@ -159,7 +163,7 @@ typedef struct {
 
 struct rt_store {
   sqlite3 *db;
-  sqlite3_stmt *st[S_COUNT];
+  sqlite3_stmt *prepared[S_COUNT];   /* NULL until first used (stmt()) */
   int last_rc;
   int64_t busy_since_ns;       /* the wait for the lock now being retried began */
   int64_t busy_wait_ns;        /* how long a wait may last (rt_store_opts) */
@@ -245,6 +249,21 @@ static char *col_dup(sqlite3_stmt *st, int i) {
 }
 
 /* Runs a write statement to completion and resets it. */
+/* Statement i, prepared at its first use (rt_store_open checked that it
+ * prepares) and kept until the store is closed or rt_store_release_memory.
+ * NULL when it cannot be prepared now (no memory): SQLite answers
+ * SQLITE_MISUSE to a NULL statement, which the caller reports as a store
+ * error, with the prepare's message. */
+static sqlite3_stmt *stmt(rt_store *s, int i) {
+  if (!s->prepared[i] && sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                            &s->prepared[i], NULL) != SQLITE_OK) {
+    s->last_rc = sqlite3_errcode(s->db);
+    sqlite3_finalize(s->prepared[i]);
+    s->prepared[i] = NULL;
+  }
+  return s->prepared[i];
+}
+
 static int run(rt_store *s, sqlite3_stmt *st) {
   int rc = sqlite3_step(st);
   sqlite3_reset(st);
@@ -434,6 +453,10 @@ int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char
    * asks the connection), so the count is switched off; this works only
    * before SQLite's first use in the process, and is harmless after. */
   sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  /* Nor does each connection's page cache start with a block of 20 pages
+   * (87 KB) that no release gives back: its pages are allocated one by
+   * one, as they are after those 20. */
+  sqlite3_config(SQLITE_CONFIG_PAGECACHE, (void *)NULL, 0, 0);
   int rc = sqlite3_open_v2(path, &s->db,
                            o->read_only ? SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX
                                         : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
@@ -500,14 +523,20 @@ int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char
     rt_store_close(s);
     return rc;
   }
+  /* Every statement is checked against the schema here, and kept only
+   * from its first use (stmt()): the 43 of them took some 190 KB, held by
+   * every process that opens the store, most of it for statements a bot
+   * at rest or a tool never runs. */
   for (int i = 0; i < S_COUNT; i++) {
-    if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL) != SQLITE_OK) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, stmt_sql[i], -1, &st, NULL) != SQLITE_OK) {
       *err = rt_xasprintf("%s: internal statement %d: %s", path, i, sqlite3_errmsg(s->db));
       s->last_rc = sqlite3_errcode(s->db);
       name_damage(s, path, err);
       rt_store_close(s);
       return RT_EIO;
     }
+    sqlite3_finalize(st);
   }
   /* Indexes an import dropped for its load and did not live to rebuild
    * (store_tools.c; reads one meta row when there are none). A store that
@@ -548,7 +577,7 @@ void rt_store_close(rt_store *s) {
   rows_free(&s->out_done);
   free(s->out_txn.v);
   free(s->out_done.v);
-  for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(s->st[i]);
+  for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(s->prepared[i]);
   if (s->db) sqlite3_close(s->db);
   free(s);
 }
@@ -557,10 +586,10 @@ sqlite3 *rt_store_db(rt_store *s) { return s->db; }
 
 int rt_store_sqlfail(rt_store *s, int rc) { return fail(s, rc); }
 
-int rt_store_begin(rt_store *s) { return run(s, s->st[S_BEGIN]); }
+int rt_store_begin(rt_store *s) { return run(s, stmt(s, S_BEGIN)); }
 
 int rt_store_commit(rt_store *s) {
-  int rc = run(s, s->st[S_COMMIT]);
+  int rc = run(s, stmt(s, S_COMMIT));
   if (rc == RT_OK) rows_committed(s);
   /* A failed COMMIT (disk full) may leave the transaction open; roll it back
    * so the next batch starts clean and nothing half-written stays. */
@@ -574,7 +603,7 @@ int rt_store_commit(rt_store *s) {
 }
 
 void rt_store_rollback(rt_store *s) {
-  if (!sqlite3_get_autocommit(s->db)) run(s, s->st[S_ROLLBACK]);
+  if (!sqlite3_get_autocommit(s->db)) run(s, stmt(s, S_ROLLBACK));
   rows_free(&s->out_txn);
 }
 
@@ -611,7 +640,15 @@ int64_t rt_store_mem_used(rt_store *s) {
 }
 
 void rt_store_release_memory(rt_store *s) {
-  if (s->db && sqlite3_get_autocommit(s->db)) sqlite3_db_release_memory(s->db);
+  if (!s->db || !sqlite3_get_autocommit(s->db)) return;
+  /* The statements too: prepared again at their next use (some 30 us
+   * each), they hold up to 190 KB. */
+  for (int i = 0; i < S_COUNT; i++)
+    if (s->prepared[i] && !sqlite3_stmt_busy(s->prepared[i])) {
+      sqlite3_finalize(s->prepared[i]);
+      s->prepared[i] = NULL;
+    }
+  sqlite3_db_release_memory(s->db);
 }
 
 /* ---- inbox ---- */
@@ -623,7 +660,7 @@ int rt_store_inbox_add(rt_store *s, const char *channel, const char *ext_id,
 }
 
 int rt_store_inbox_reopen(rt_store *s, int64_t id) {
-  sqlite3_stmt *st = s->st[S_INBOX_REOPEN];
+  sqlite3_stmt *st = stmt(s, S_INBOX_REOPEN);
   sqlite3_bind_int64(st, 1, id);
   return run(s, st);
 }
@@ -631,7 +668,7 @@ int rt_store_inbox_reopen(rt_store *s, int64_t id) {
 int rt_store_inbox_add_as(rt_store *s, const char *channel, const char *ext_id,
                           const char *chat_id, const char *kind, const char *payload,
                           const char *status, int64_t now, int64_t *id) {
-  sqlite3_stmt *st = s->st[strcmp(status, "done") == 0 ? S_INBOX_ADD_DONE : S_INBOX_ADD];
+  sqlite3_stmt *st = stmt(s, strcmp(status, "done") == 0 ? S_INBOX_ADD_DONE : S_INBOX_ADD);
   bind_text(st, 1, channel);
   bind_text(st, 2, ext_id);
   bind_text(st, 3, chat_id);
@@ -646,7 +683,7 @@ int rt_store_inbox_add_as(rt_store *s, const char *channel, const char *ext_id,
 }
 
 int rt_store_inbox_pending(rt_store *s, void (*fn)(void *, const rt_inbox_row *), void *ud) {
-  sqlite3_stmt *st = s->st[S_INBOX_PENDING];
+  sqlite3_stmt *st = stmt(s, S_INBOX_PENDING);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     rt_inbox_row r = {
@@ -665,7 +702,7 @@ int rt_store_inbox_pending(rt_store *s, void (*fn)(void *, const rt_inbox_row *)
 int rt_store_chat_history(rt_store *s, const char *channel, const char *chat_id, int limit,
                           void (*fn)(void *ud, const rt_history_row *r), void *ud) {
   if (limit <= 0) return RT_OK;
-  sqlite3_stmt *st = s->st[S_CHAT_HISTORY];
+  sqlite3_stmt *st = stmt(s, S_CHAT_HISTORY);
   bind_text(st, 1, channel);
   bind_text(st, 2, chat_id);
   sqlite3_bind_int(st, 3, limit);
@@ -685,7 +722,7 @@ int rt_store_chat_history(rt_store *s, const char *channel, const char *chat_id,
 }
 
 int rt_store_inbox_get(rt_store *s, int64_t id, char **payload) {
-  sqlite3_stmt *st = s->st[S_INBOX_GET];
+  sqlite3_stmt *st = stmt(s, S_INBOX_GET);
   sqlite3_bind_int64(st, 1, id);
   int rc = sqlite3_step(st);
   int ret = RT_ENOENT;
@@ -700,7 +737,7 @@ int rt_store_inbox_get(rt_store *s, int64_t id, char **payload) {
 }
 
 int rt_store_inbox_finish(rt_store *s, int64_t id, const char *status, int64_t now) {
-  sqlite3_stmt *st = s->st[S_INBOX_FINISH];
+  sqlite3_stmt *st = stmt(s, S_INBOX_FINISH);
   sqlite3_bind_int64(st, 1, id);
   bind_text(st, 2, status);
   sqlite3_bind_int64(st, 3, now);
@@ -708,7 +745,7 @@ int rt_store_inbox_finish(rt_store *s, int64_t id, const char *status, int64_t n
 }
 
 int rt_store_inbox_attempt(rt_store *s, int64_t id, int64_t *before) {
-  sqlite3_stmt *st = s->st[S_INBOX_ATTEMPT];
+  sqlite3_stmt *st = stmt(s, S_INBOX_ATTEMPT);
   sqlite3_bind_int64(st, 1, id);
   int rc = sqlite3_step(st);
   int ret;
@@ -725,7 +762,7 @@ int rt_store_inbox_attempt(rt_store *s, int64_t id, int64_t *before) {
 }
 
 int rt_store_inbox_quarantine(rt_store *s, int64_t id, const char *reason, int64_t now) {
-  sqlite3_stmt *st = s->st[S_INBOX_QUARANTINE];
+  sqlite3_stmt *st = stmt(s, S_INBOX_QUARANTINE);
   sqlite3_bind_int64(st, 1, id);
   sqlite3_bind_int64(st, 2, now);
   bind_text(st, 3, reason);
@@ -735,7 +772,7 @@ int rt_store_inbox_quarantine(rt_store *s, int64_t id, const char *reason, int64
 /* ---- meta ---- */
 
 int rt_store_meta_get(rt_store *s, const char *key, char **value) {
-  sqlite3_stmt *st = s->st[S_META_GET];
+  sqlite3_stmt *st = stmt(s, S_META_GET);
   bind_text(st, 1, key);
   *value = NULL;
   int rc = sqlite3_step(st);
@@ -748,7 +785,7 @@ int rt_store_meta_get(rt_store *s, const char *key, char **value) {
 }
 
 int rt_store_meta_set(rt_store *s, const char *key, const char *value) {
-  sqlite3_stmt *st = s->st[S_META_SET];
+  sqlite3_stmt *st = stmt(s, S_META_SET);
   bind_text(st, 1, key);
   bind_text(st, 2, value);
   return run(s, st);
@@ -800,12 +837,12 @@ static int conv_query(rt_store *s, sqlite3_stmt *st, rt_conv_row *out) {
 int rt_store_conv_get(rt_store *s, const char *channel, const char *chat_id,
                       bool create, int64_t now, rt_conv_row *out) {
   memset(out, 0, sizeof *out);
-  sqlite3_stmt *st = s->st[S_CONV_GET];
+  sqlite3_stmt *st = stmt(s, S_CONV_GET);
   bind_text(st, 1, channel);
   bind_text(st, 2, chat_id);
   int rc = conv_query(s, st, out);
   if (rc != RT_ENOENT || !create) return rc;
-  st = s->st[S_CONV_CREATE];
+  st = stmt(s, S_CONV_CREATE);
   bind_text(st, 1, channel);
   bind_text(st, 2, chat_id);
   sqlite3_bind_int64(st, 3, now);
@@ -814,7 +851,7 @@ int rt_store_conv_get(rt_store *s, const char *channel, const char *chat_id,
 }
 
 int rt_store_conv_ensure(rt_store *s, const char *channel, const char *chat_id, int64_t now) {
-  sqlite3_stmt *st = s->st[S_CONV_CREATE];
+  sqlite3_stmt *st = stmt(s, S_CONV_CREATE);
   bind_text(st, 1, channel);
   bind_text(st, 2, chat_id);
   sqlite3_bind_int64(st, 3, now);
@@ -823,7 +860,7 @@ int rt_store_conv_ensure(rt_store *s, const char *channel, const char *chat_id, 
 
 int rt_store_conv_by_id(rt_store *s, int64_t id, rt_conv_row *out) {
   memset(out, 0, sizeof *out);
-  sqlite3_stmt *st = s->st[S_CONV_BY_ID];
+  sqlite3_stmt *st = stmt(s, S_CONV_BY_ID);
   sqlite3_bind_int64(st, 1, id);
   return conv_query(s, st, out);
 }
@@ -842,7 +879,7 @@ int64_t rt_store_convs_in_mode(rt_store *s, const char *mode) {
 }
 
 int rt_store_conv_save(rt_store *s, rt_conv_row *r, int64_t now) {
-  sqlite3_stmt *st = s->st[S_CONV_SAVE];
+  sqlite3_stmt *st = stmt(s, S_CONV_SAVE);
   sqlite3_bind_int64(st, 1, r->id);
   bind_text(st, 2, r->flow);
   bind_text(st, 3, r->step);
@@ -857,7 +894,7 @@ int rt_store_conv_save(rt_store *s, rt_conv_row *r, int64_t now) {
   bind_text(st, 12, r->owner_name);
   int rc = run(s, st);
   if (rc == RT_OK && r->phone) {   /* a NULL keeps the stored one */
-    st = s->st[S_CONV_PHONE];
+    st = stmt(s, S_CONV_PHONE);
     sqlite3_bind_int64(st, 1, r->id);
     bind_text(st, 2, r->phone);
     rc = run(s, st);
@@ -881,7 +918,7 @@ int rt_store_outbox_add(rt_store *s, int64_t conv_id, const char *channel,
 int rt_store_outbox_add_prio(rt_store *s, int64_t conv_id, const char *channel,
                              const char *chat_id, const char *idem_key, const char *kind,
                              const char *payload, int priority, int64_t now, int64_t *id) {
-  sqlite3_stmt *st = s->st[S_OUT_ADD];
+  sqlite3_stmt *st = stmt(s, S_OUT_ADD);
   sqlite3_bind_int(st, 8, priority);
   if (conv_id) sqlite3_bind_int64(st, 1, conv_id);
   else sqlite3_bind_null(st, 1);
@@ -893,7 +930,6 @@ int rt_store_outbox_add_prio(rt_store *s, int64_t conv_id, const char *channel,
   sqlite3_bind_int64(st, 7, now);
   int rc = run(s, st);
   if (rc != RT_OK) return rc;
-  if (sqlite3_changes(s->db) == 0) return 1;
   int64_t rowid = sqlite3_last_insert_rowid(s->db);
   if (id) *id = rowid;
   if (s->track_max) {
@@ -950,7 +986,7 @@ rt_outbox_row **rt_store_outbox_take(rt_store *s, size_t *n, bool *overflow) {
 }
 
 int64_t rt_store_outbox_pending(rt_store *s, const char *channel) {
-  sqlite3_stmt *st = s->st[S_OUT_PENDING];
+  sqlite3_stmt *st = stmt(s, S_OUT_PENDING);
   bind_text(st, 1, channel);
   int64_t n = -1;
   int rc = sqlite3_step(st);
@@ -976,7 +1012,7 @@ static void outbox_row(sqlite3_stmt *st, rt_outbox_row *r) {
 
 int rt_store_outbox_due(rt_store *s, const char *channel, int64_t now, int limit,
                         void (*fn)(void *, const rt_outbox_row *), void *ud) {
-  sqlite3_stmt *st = s->st[S_OUT_DUE];
+  sqlite3_stmt *st = stmt(s, S_OUT_DUE);
   sqlite3_bind_int64(st, 1, now);
   sqlite3_bind_int(st, 2, limit);
   bind_text(st, 3, channel);
@@ -992,7 +1028,7 @@ int rt_store_outbox_due(rt_store *s, const char *channel, int64_t now, int limit
 
 int rt_store_outbox_heads(rt_store *s, const char *channel, int64_t now, int limit,
                           bool (*fn)(void *, const rt_outbox_row *), void *ud) {
-  sqlite3_stmt *st = s->st[S_OUT_HEADS];
+  sqlite3_stmt *st = stmt(s, S_OUT_HEADS);
   bind_text(st, 1, channel);
   sqlite3_bind_int64(st, 2, now);
   sqlite3_bind_int(st, 3, limit);
@@ -1009,14 +1045,19 @@ int rt_store_outbox_heads(rt_store *s, const char *channel, int64_t now, int lim
 }
 
 int rt_store_outbox_sent(rt_store *s, int64_t id, int64_t now) {
-  sqlite3_stmt *st = s->st[S_OUT_SENT];
-  sqlite3_bind_int64(st, 1, id);
-  sqlite3_bind_int64(st, 2, now);
+  return rt_store_outbox_sent_range(s, id, id, now);
+}
+
+int rt_store_outbox_sent_range(rt_store *s, int64_t first, int64_t last, int64_t now) {
+  sqlite3_stmt *st = stmt(s, S_OUT_SENT);
+  sqlite3_bind_int64(st, 1, first);
+  sqlite3_bind_int64(st, 2, last);
+  sqlite3_bind_int64(st, 3, now);
   return run(s, st);
 }
 
 int rt_store_outbox_retry(rt_store *s, int64_t id, int64_t next_try, const char *err) {
-  sqlite3_stmt *st = s->st[S_OUT_RETRY];
+  sqlite3_stmt *st = stmt(s, S_OUT_RETRY);
   sqlite3_bind_int64(st, 1, id);
   sqlite3_bind_int64(st, 2, next_try);
   bind_text(st, 3, err);
@@ -1029,7 +1070,7 @@ int rt_store_outbox_failed(rt_store *s, int64_t id, const char *err, int64_t now
 
 int rt_store_outbox_failed_why(rt_store *s, int64_t id, const char *reason, const char *err,
                                int64_t now) {
-  sqlite3_stmt *st = s->st[S_OUT_FAILED];
+  sqlite3_stmt *st = stmt(s, S_OUT_FAILED);
   sqlite3_bind_int64(st, 1, id);
   bind_text(st, 2, err);
   sqlite3_bind_int64(st, 3, now);
@@ -1041,7 +1082,7 @@ int rt_store_outbox_failed_why(rt_store *s, int64_t id, const char *reason, cons
 
 int rt_store_timer_set(rt_store *s, int64_t conv_id, const char *name, int64_t due_at,
                        const char *step, const char *data, int64_t now) {
-  sqlite3_stmt *st = s->st[S_TIMER_SET];
+  sqlite3_stmt *st = stmt(s, S_TIMER_SET);
   sqlite3_bind_int64(st, 1, conv_id);
   bind_text(st, 2, name);
   sqlite3_bind_int64(st, 3, due_at);
@@ -1052,20 +1093,20 @@ int rt_store_timer_set(rt_store *s, int64_t conv_id, const char *name, int64_t d
 }
 
 int rt_store_timer_cancel(rt_store *s, int64_t conv_id, const char *name) {
-  sqlite3_stmt *st = s->st[S_TIMER_CANCEL];
+  sqlite3_stmt *st = stmt(s, S_TIMER_CANCEL);
   sqlite3_bind_int64(st, 1, conv_id);
   bind_text(st, 2, name);
   return run(s, st);
 }
 
 int rt_store_timers_cancel_all(rt_store *s, int64_t conv_id) {
-  sqlite3_stmt *st = s->st[S_TIMER_CANCEL_ALL];
+  sqlite3_stmt *st = stmt(s, S_TIMER_CANCEL_ALL);
   sqlite3_bind_int64(st, 1, conv_id);
   return run(s, st);
 }
 
 int64_t rt_store_timer_next(rt_store *s) {
-  sqlite3_stmt *st = s->st[S_TIMER_NEXT];
+  sqlite3_stmt *st = stmt(s, S_TIMER_NEXT);
   int64_t due = -1;
   if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
     due = sqlite3_column_int64(st, 0);
@@ -1075,7 +1116,7 @@ int64_t rt_store_timer_next(rt_store *s) {
 
 int rt_store_timers_due(rt_store *s, int64_t now, int limit,
                         void (*fn)(void *, const rt_timer_row *), void *ud) {
-  sqlite3_stmt *st = s->st[S_TIMER_DUE];
+  sqlite3_stmt *st = stmt(s, S_TIMER_DUE);
   sqlite3_bind_int64(st, 1, now);
   sqlite3_bind_int(st, 2, limit);
   int rc;
@@ -1100,21 +1141,21 @@ int rt_store_timers_due(rt_store *s, int64_t now, int limit,
 }
 
 int rt_store_timer_delete(rt_store *s, int64_t id) {
-  sqlite3_stmt *st = s->st[S_TIMER_DEL];
+  sqlite3_stmt *st = stmt(s, S_TIMER_DEL);
   sqlite3_bind_int64(st, 1, id);
   return run(s, st);
 }
 
 int rt_store_timers_delete_due(rt_store *s, int64_t now, int n) {
   if (n <= 0) return RT_OK;
-  sqlite3_stmt *st = s->st[S_TIMER_DEL_DUE];
+  sqlite3_stmt *st = stmt(s, S_TIMER_DEL_DUE);
   sqlite3_bind_int64(st, 1, now);
   sqlite3_bind_int(st, 2, n);
   return run(s, st);
 }
 
 int64_t rt_store_timer_count(rt_store *s, int64_t conv_id) {
-  sqlite3_stmt *st = s->st[S_TIMER_COUNT];
+  sqlite3_stmt *st = stmt(s, S_TIMER_COUNT);
   sqlite3_bind_int64(st, 1, conv_id);
   int rc = sqlite3_step(st);
   int64_t n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
@@ -1125,7 +1166,7 @@ int64_t rt_store_timer_count(rt_store *s, int64_t conv_id) {
 }
 
 int rt_store_timer_exists(rt_store *s, int64_t conv_id, const char *name) {
-  sqlite3_stmt *st = s->st[S_TIMER_EXISTS];
+  sqlite3_stmt *st = stmt(s, S_TIMER_EXISTS);
   sqlite3_bind_int64(st, 1, conv_id);
   bind_text(st, 2, name);
   int rc = sqlite3_step(st);
@@ -1140,7 +1181,7 @@ int rt_store_timer_exists(rt_store *s, int64_t conv_id, const char *name) {
 
 int rt_store_event_add(rt_store *s, int64_t at, int64_t conv_id, const char *flow,
                        const char *campaign, const char *kind, const char *data) {
-  sqlite3_stmt *st = s->st[S_EVENT_ADD];
+  sqlite3_stmt *st = stmt(s, S_EVENT_ADD);
   sqlite3_bind_int64(st, 1, at);
   if (conv_id) sqlite3_bind_int64(st, 2, conv_id);
   else sqlite3_bind_null(st, 2);
@@ -1152,7 +1193,7 @@ int rt_store_event_add(rt_store *s, int64_t at, int64_t conv_id, const char *flo
 }
 
 int rt_store_lead_add(rt_store *s, const rt_lead_in *l, int64_t *id) {
-  sqlite3_stmt *st = s->st[S_LEAD_ADD];
+  sqlite3_stmt *st = stmt(s, S_LEAD_ADD);
   sqlite3_bind_int64(st, 1, l->conv_id);
   sqlite3_bind_int64(st, 2, l->at);
   bind_text(st, 3, l->flow);
@@ -1223,7 +1264,7 @@ static sqlite3_stmt *prep(rt_store *s, const char *sql) {
 /* Reads the customer of that phone into k (if not NULL); 1 found, 0 not,
  * or a store error. */
 static int customer_emit(rt_store *s, const char *phone, const rt_record_sink *k) {
-  sqlite3_stmt *st = s->st[S_CUSTOMER_GET];
+  sqlite3_stmt *st = stmt(s, S_CUSTOMER_GET);
   bind_text(st, 1, phone);
   int rc = sqlite3_step(st);
   if (rc != SQLITE_ROW) {
@@ -1264,7 +1305,7 @@ static int customer_emit(rt_store *s, const char *phone, const rt_record_sink *k
   /* addresses: {channel: address}, the newest per channel, reachable ones
    * only (a flow must not offer to write where the channel refused). The
    * rows come by channel, newest first. */
-  st = s->st[S_CUSTOMER_ADDRS];
+  st = stmt(s, S_CUSTOMER_ADDRS);
   bind_text(st, 1, phone);
   k->map_begin(k->ud, "addresses");
   char *last = NULL;
@@ -1297,7 +1338,7 @@ int rt_store_customer_read(rt_store *s, const char *phone, const char *channel,
   char *by_addr = NULL;
   if (phone) cand[n++] = phone;
   if (channel && chat_id) {
-    sqlite3_stmt *st = s->st[S_ADDR_PHONE];
+    sqlite3_stmt *st = stmt(s, S_ADDR_PHONE);
     bind_text(st, 1, channel);
     bind_text(st, 2, chat_id);
     int rc = sqlite3_step(st);
@@ -1353,7 +1394,7 @@ int rt_store_customer_by_address(rt_store *s, const char *channel, const char *a
                                  char **phone) {
   *phone = NULL;
   if (!channel || !address) return RT_ENOENT;
-  sqlite3_stmt *st = s->st[S_ADDR_PHONE];
+  sqlite3_stmt *st = stmt(s, S_ADDR_PHONE);
   bind_text(st, 1, channel);
   bind_text(st, 2, address);
   int rc = sqlite3_step(st);
@@ -1377,7 +1418,7 @@ json_t *rt_store_customer_by_phone(rt_store *s, const char *phone) {
 int rt_store_address_set(rt_store *s, const char *phone, const char *channel,
                          const char *address, int64_t now) {
   if (!phone || !channel || !*channel || !address || !*address) return RT_EINVAL;
-  sqlite3_stmt *st = s->st[S_ADDR_SET];
+  sqlite3_stmt *st = stmt(s, S_ADDR_SET);
   bind_text(st, 1, channel);
   bind_text(st, 2, address);
   bind_text(st, 3, phone);
@@ -1388,7 +1429,7 @@ int rt_store_address_set(rt_store *s, const char *phone, const char *channel,
 int rt_store_address_mark(rt_store *s, const char *channel, const char *address,
                           const char *status, const char *reason, int64_t now) {
   if (!channel || !address) return RT_EINVAL;
-  sqlite3_stmt *st = s->st[S_ADDR_BLOCK];
+  sqlite3_stmt *st = stmt(s, S_ADDR_BLOCK);
   bind_text(st, 1, channel);
   bind_text(st, 2, address);
   bind_text(st, 3, reason);
@@ -1402,7 +1443,7 @@ int rt_store_address_failed(rt_store *s, int64_t outbox_id, const char *reason, 
    * too long or outside WhatsApp's window says nothing about the address. */
   if (!reason || (strcmp(reason, "blocked") != 0 && strcmp(reason, "chat_not_found") != 0))
     return RT_OK;
-  sqlite3_stmt *st = s->st[S_OUT_CHAT];
+  sqlite3_stmt *st = stmt(s, S_OUT_CHAT);
   sqlite3_bind_int64(st, 1, outbox_id);
   int rc = sqlite3_step(st);
   char *ch = rc == SQLITE_ROW ? col_dup(st, 0) : NULL, *chat = rc == SQLITE_ROW ? col_dup(st, 1) : NULL;

@@ -51,8 +51,9 @@ void rt_store_rollback(rt_store *s);
 int rt_store_exec(rt_store *s, const char *sql);
 /* True inside a transaction (rt_store_begin's, or a tool's read). */
 bool rt_store_in_txn(rt_store *s);
-/* Gives the page cache's unused pages back to the allocator (the bot calls
- * it once a burst is over; the pages are read again when needed). */
+/* Gives the page cache's unused pages and the prepared statements back to
+ * the allocator (the bot calls it once a burst is over; the pages are read
+ * and the statements prepared again when needed). Outside a transaction. */
 void rt_store_release_memory(rt_store *s);
 /* With own_checkpoints: pages the WAL holds that are not yet copied into
  * the database file, as of the last commit. */
@@ -180,6 +181,10 @@ int rt_store_outbox_due(rt_store *s, const char *channel, int64_t now, int limit
 int rt_store_outbox_heads(rt_store *s, const char *channel, int64_t now, int limit,
                           bool (*fn)(void *ud, const rt_outbox_row *r), void *ud);
 int rt_store_outbox_sent(rt_store *s, int64_t id, int64_t now);
+/* Rows first..last, every one of them sent (the caller knows each id in
+ * between is one of its sent rows): one statement that walks neighbouring
+ * rows instead of a look-up per row. */
+int rt_store_outbox_sent_range(rt_store *s, int64_t first, int64_t last, int64_t now);
 int rt_store_outbox_retry(rt_store *s, int64_t id, int64_t next_try, const char *err);
 int rt_store_outbox_failed(rt_store *s, int64_t id, const char *err, int64_t now);
 /* Failed for good, with the reason code (blocked, chat_not_found, ...). */

@@ -57,6 +57,22 @@ void rt_turn_free(rt_turn *t) {
   free(t);
 }
 
+void rt_turn_settle(rt_turn *t, bool keep_lt) {
+  const char *k = json_string_value(json_object_get(t->event, "kind"));
+  snprintf(t->kind, sizeof t->kind, "%s", k ? k : "-");
+  if (!keep_lt) {
+    rt_lturn_free(t->lt);
+    t->lt = NULL;
+    t->bundle = NULL;
+  }
+  json_decref(t->limit_err);
+  t->limit_err = NULL;
+  json_decref(t->event);
+  t->event = NULL;
+  free(t->ev.payload);
+  t->ev.payload = NULL;
+}
+
 /* ---- host calls ---- */
 
 static int64_t host_now(void *ud) {

@@ -39,6 +39,8 @@ typedef struct rt_turn {
   int status;                /* RT_LTURN_* or RT_TURN_* */
   json_t *limit_err;         /* set by effects: over a limit of its effects */
   int64_t started_ms;
+  char kind[32];             /* the event's kind, kept by rt_turn_settle for the
+                              * log line after the commit ("-" when none) */
   struct rt_turn *next;      /* the done list */
   /* private */
   rt_turns *owner;
@@ -93,4 +95,11 @@ size_t rt_turns_running(const rt_turns *ts);
 /* Frees a turn taken off the done list. The event's payload goes with it
  * unless taken first. */
 void rt_turn_free(rt_turn *t);
+/* After its effects are written (in the open transaction): frees what only
+ * the step and its apply needed, the Lua turn (unless keep_lt: its state is
+ * kept after the commit, rt_lturn_keep_state), the event's tree and text,
+ * the limit error. What the commit needs stays: chat, ev.id and ev.fresh,
+ * conv, status, started_ms, kind. A stored event's payload, gone, is read
+ * again from the store if the transaction rolls back and it runs again. */
+void rt_turn_settle(rt_turn *t, bool keep_lt);
 #endif

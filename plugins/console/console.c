@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#define CHUNK_SIZE 65536
+
 struct rt_console {
   rt_channel ch;
   uv_loop_t *loop;
@@ -26,7 +28,8 @@ struct rt_console {
   bool tick_open;
   int closing;                /* handles still closing */
   rt_buf in_line;             /* input after the last newline */
-  char chunk[65536];          /* read buffer: the data is copied out at once */
+  char *chunk;                /* read buffer, made at the first read: the data is
+                               * copied out at once */
   uint64_t seq;
   void (*on_eof)(void *);
   void *eof_ud;
@@ -271,7 +274,8 @@ static void finish_input(rt_console *c) {
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b) {
   (void)hint;
   rt_console *c = h->data;
-  *b = uv_buf_init(c->chunk, sizeof c->chunk);
+  if (!c->chunk) c->chunk = rt_xmalloc(CHUNK_SIZE);
+  *b = uv_buf_init(c->chunk, CHUNK_SIZE);
 }
 
 static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
@@ -353,6 +357,7 @@ static void console_free(rt_console *c) {
   void (*done)(void *) = c->close_done;
   void *ud = c->close_ud;
   rt_buf_free(&c->in_line);
+  free(c->chunk);
   free(c->user);
   free(c);
   if (done) done(ud);

@@ -163,22 +163,12 @@ T(delivery_failed_blocks) {
 T(migration_007) {
   /* A store as schema 006 left it, made with SQLite alone (this build's
    * store prepares statements that need 007). */
-  char path[600], cmd[1400];
+  char path[600];
   snprintf(path, sizeof path, "%s/old.db", tmpdir);
-  const char *src = getenv("RT_SOURCE_DIR");
-  snprintf(cmd, sizeof cmd, "for f in %s/schema/sql/00[1-6]_*.sql; do cat $f; echo ';'; done "
-           "> %s/old.sql", src && *src ? src : RT_SOURCE_DIR, tmpdir);
-  CHECK_INT(system(cmd), 0);
-  snprintf(cmd, sizeof cmd, "%s/old.sql", tmpdir);
-  FILE *f = fopen(cmd, "r");
-  static char sql[1 << 16];
-  size_t n = f ? fread(sql, 1, sizeof sql - 1, f) : 0;
-  if (f) fclose(f);
-  sql[n] = '\0';
-  sqlite3 *db;
-  CHECK(sqlite3_open(path, &db) == SQLITE_OK);
-  CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
-  CHECK(sqlite3_exec(db, "PRAGMA user_version = 6; "
+  sqlite3 *db = tstore_old(path, 6);
+  CHECK(db != NULL);
+  if (!db) return;
+  CHECK(sqlite3_exec(db,
     "INSERT INTO customers (phone, telegram_id, whatsapp, updated_at) VALUES "
     "('+79000000002', 'same', NULL, 1), ('+79000000001', 'same', '79000000001', 2), "
     "('+79000000003', '', '79000000003', 3), ('+79000000004', NULL, NULL, 4)",

@@ -1,11 +1,13 @@
 /* tstore.h -- small queries on a test store, shared by the unit tests of
- * the store-level tools (import, campaign). */
+ * the store-level tools (import, campaign) and of the migrations. */
 #ifndef RT_TSTORE_H
 #define RT_TSTORE_H
 #include "store_impl.h"
 #include <sqlite3.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Opens (creating and migrating) a test store at path, durability off;
  * exits the test on failure. The migrations come from $RT_SOURCE_DIR. */
@@ -22,6 +24,53 @@ static inline rt_store *tstore_open(const char *path) {
     exit(1);
   }
   return s;
+}
+
+static inline int tstore_cmp_name(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A store as an older shopbot left it: the migrations of $RT_SOURCE_DIR
+ * numbered up to upto, applied by SQLite alone (this build's store would
+ * apply them all), and user_version = upto. Returns the open database,
+ * for the test to add the rows that build wrote, or NULL. */
+static inline sqlite3 *tstore_old(const char *path, int upto) {
+  char dir[512];
+  const char *src = getenv("RT_SOURCE_DIR");
+  snprintf(dir, sizeof dir, "%s/schema/sql", src && *src ? src : RT_SOURCE_DIR);
+  DIR *d = opendir(dir);
+  if (!d) return NULL;
+  char *names[256];
+  size_t n = 0;
+  for (struct dirent *de; (de = readdir(d)) && n < 256;) {
+    size_t len = strlen(de->d_name);
+    if (len > 4 && strcmp(de->d_name + len - 4, ".sql") == 0 && atoi(de->d_name) >= 1 &&
+        atoi(de->d_name) <= upto)
+      names[n++] = strdup(de->d_name);
+  }
+  closedir(d);
+  qsort(names, n, sizeof *names, tstore_cmp_name);
+  sqlite3 *db = NULL;
+  bool ok = sqlite3_open(path, &db) == SQLITE_OK;
+  for (size_t i = 0; i < n; i++) {
+    char file[800];
+    snprintf(file, sizeof file, "%s/%s", dir, names[i]);
+    FILE *f = ok ? fopen(file, "r") : NULL;
+    static char sql[1 << 16];
+    size_t len = f ? fread(sql, 1, sizeof sql - 1, f) : 0;
+    if (f) fclose(f);
+    sql[len] = '\0';
+    if (ok && (!f || sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)) {
+      fprintf(stderr, "  %s: %s\n", file, f ? sqlite3_errmsg(db) : "cannot read");
+      ok = false;
+    }
+    free(names[i]);
+  }
+  char v[48];
+  snprintf(v, sizeof v, "PRAGMA user_version = %d", upto);
+  if (ok && sqlite3_exec(db, v, NULL, NULL, NULL) == SQLITE_OK) return db;
+  sqlite3_close(db);
+  return NULL;
 }
 
 /* The first column of the first row as an integer; -1 on a bad query. */
