@@ -11,13 +11,23 @@ DRIVER="$(dirname "$SHOPBOT")/wake_crash"
 command -v sqlite3 >/dev/null || { echo "sqlite3 CLI missing"; exit 77; }
 T=$TMP
 N=6000 KILLS=6
+: >"$T/log"
 "$DRIVER" init "$T/shop" $N || { bad "init"; done_tests; exit 1; }
 db="$T/shop/data/shop.db"
 i=0
 while [ $i -lt $KILLS ]; do
   "$DRIVER" run "$T/shop" "$T/log" 64 2>>"$T/err" &
   pid=$!
-  sleep "0.$(( (i * 37 % 5) + 1 ))5"
+  # Killed once the log holds its share of the burst (a fixed sleep let a
+  # fast run finish before the last kills): the i-th kill after about
+  # (i + 1) / (KILLS + 1) of the chats, polled every 10 ms, 30 s at most.
+  want=$(( (i + 1) * N / (KILLS + 1) ))
+  w=0
+  while [ "$(wc -l < "$T/log" 2>/dev/null || echo 0)" -lt $want ] && [ $w -lt 3000 ] &&
+        kill -0 $pid 2>/dev/null; do
+    sleep 0.01
+    w=$((w + 1))
+  done
   kill -9 $pid 2>/dev/null
   wait $pid 2>/dev/null
   echo "kill $i: $(wc -l < "$T/log") replies logged"
