@@ -486,6 +486,40 @@ static int read_number(lua_State *L, rctx *d) {
   return rc;
 }
 
+/* How many members or elements the object or array whose opening bracket
+ * is just before p has, from a scan to its closing bracket (strings and
+ * nested values skipped), so that its table is made at its size: grown
+ * one key at a time, a table is rebuilt at 1, 2, 4, 8... entries, and that
+ * rehash cost more than this scan for a conversation's state. Capped: a
+ * bigger one grows as it is read. Malformed text gives some count and
+ * fails in the reader. */
+#define PRESIZE_MAX 1024
+static int count_items(const char *p, const char *end) {
+  int depth = 0, items = 0;
+  bool any = false;
+  while (p < end) {
+    char c = *p++;
+    if (c == '"') {
+      any = true;
+      while (p < end && *p != '"') {
+        if (*p == '\\' && end - p > 1) p++;
+        p++;
+      }
+      if (p < end) p++;
+    } else if (c == '{' || c == '[') {
+      any = true;
+      depth++;
+    } else if (c == '}' || c == ']') {
+      if (depth-- == 0) break;
+    } else if (c == ',') {
+      if (depth == 0 && ++items >= PRESIZE_MAX) return PRESIZE_MAX;
+    } else if (c != ' ' && c != '\n' && c != '\r' && c != '\t') {
+      any = true;
+    }
+  }
+  return any ? items + 1 : 0;
+}
+
 static int read_value(lua_State *L, rctx *d) {
   skip_ws(d);
   if (d->p >= d->end || ++d->depth > MAX_DEPTH_IN) return -1;
@@ -494,7 +528,7 @@ static int read_value(lua_State *L, rctx *d) {
   char c = *d->p;
   if (c == '{') {
     d->p++;
-    lua_newtable(L);
+    lua_createtable(L, 0, count_items(d->p, d->end));
     skip_ws(d);
     if (d->p < d->end && *d->p == '}') d->p++;
     else for (;;) {
@@ -511,7 +545,7 @@ static int read_value(lua_State *L, rctx *d) {
     }
   } else if (c == '[') {
     d->p++;
-    lua_newtable(L);
+    lua_createtable(L, count_items(d->p, d->end), 0);
     skip_ws(d);
     lua_Integer i = 0;
     if (d->p < d->end && *d->p == ']') d->p++;

@@ -8,6 +8,7 @@
  * - refusals name the path: functions, NaN, mixed tables, bad keys,
  *   nesting, the byte cap;
  * - the reader refuses what is not JSON and reads what jansson reads. */
+#include "buf.h"
 #include "lconv.h"
 #include "rt.h"
 #include "t.h"
@@ -254,6 +255,32 @@ T(reader) {
   lua_pop(L, 1);
 }
 
+/* Tables are made at the size of their text (count_items in lconv.c):
+ * brackets, commas and escaped quotes inside strings are not members, and a
+ * list longer than the size cap still reads whole. */
+T(reader_sizes) {
+  char err[256];
+  const char *tricky = "{\"a\":\"x\\\"],}{\",\"b\":[1,[2,3],{\"c\":\",\"}],\"d\":{},\"e\":[]}";
+  CHECK(rt_lconv_decode(L, tricky, strlen(tricky), NULL) == 0);
+  char *s = enc(-1, 1 << 20, err, sizeof err);
+  CHECK_STR(s, "{\"a\":\"x\\\"],}{\",\"b\":[1,[2,3],{\"c\":\",\"}],\"d\":{},\"e\":{}}");
+  free(s);
+  lua_pop(L, 1);
+  rt_buf b = RT_BUF_INIT;
+  rt_buf_addc(&b, '[');
+  for (int i = 0; i < 3000; i++) rt_buf_printf(&b, "%s%d", i ? "," : "", i);
+  rt_buf_addc(&b, ']');
+  CHECK(rt_lconv_decode(L, b.s, b.len, NULL) == 0);
+  CHECK(lua_rawlen(L, -1) == 3000);
+  lua_rawgeti(L, -1, 3000);
+  CHECK(lua_tointeger(L, -1) == 2999);
+  lua_pop(L, 2);
+  /* cut short: refused, whatever the scan counted */
+  CHECK(rt_lconv_decode(L, b.s, b.len - 1, NULL) == -1);
+  CHECK(rt_lconv_decode(L, "{\"a\":\"\\", 7, NULL) == -1);
+  rt_buf_free(&b);
+}
+
 T(tree) {
   luaL_dostring(L, "return {n = 1, s = 'ё', l = {true, 2.5}}");
   char err[256];
@@ -277,6 +304,7 @@ int main(void) {
   T_RUN(broken_utf8_and_nul);
   T_RUN(refusals_name_the_path);
   T_RUN(reader);
+  T_RUN(reader_sizes);
   T_RUN(tree);
   lua_close(L);
   return T_DONE();
