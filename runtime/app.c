@@ -180,10 +180,15 @@ static void tell_reload(void *ud, int rc, const char *err) {
   app *a = ud;
   if (a->studio && !a->stopping) rt_studio_reloaded(a->studio, rc, err);
   if (!a->tell_reload || !a->e || a->stopping) return;
-  if (rc == RT_OK)
-    fprintf(stderr, "-- сценарии обновлены (версия %s)\n", rt_engine_flows_version(a->e));
-  else
-    fprintf(stderr, "-- сценарии НЕ обновлены, работают прежние: %s\n", err ? err : "?");
+  /* the shop's words: channels.console.texts (defaults in its schema) */
+  static const char *const names[] = {"version", "error"};
+  const char *values[] = {rc == RT_OK ? rt_engine_flows_version(a->e) : NULL, err ? err : "?"};
+  const char *tmpl = rt_config_str(a->cfg, rc == RT_OK ? "channels.console.texts.reloaded"
+                                                       : "channels.console.texts.reload_failed", "");
+  rt_buf b = RT_BUF_INIT;
+  rt_buf_fill(&b, tmpl, names, values, 2);
+  if (b.len) fprintf(stderr, "-- %s\n", rt_buf_str(&b));
+  rt_buf_free(&b);
 }
 
 static int reload_as(app *a, bool tell, char **err) {

@@ -3,6 +3,7 @@
 #include "rt.h"
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 char *rt_buf_grow(rt_buf *b, size_t more) {
   size_t need = b->len + more + 1;
@@ -70,4 +71,28 @@ void rt_buf_free(rt_buf *b) {
   free(b->s);
   b->s = NULL;
   b->len = b->cap = 0;
+}
+
+void rt_buf_fill(rt_buf *b, const char *tmpl, const char *const *names,
+                 const char *const *values, size_t n) {
+  const char *p = tmpl;
+  for (;;) {
+    const char *open = strchr(p, '{');
+    if (!open) break;
+    const char *close = strchr(open + 1, '}');
+    if (!close) break;
+    size_t len = (size_t)(close - open - 1);
+    size_t i = 0;
+    while (i < n && !(strlen(names[i]) == len && memcmp(names[i], open + 1, len) == 0)) i++;
+    if (i == n) {
+      /* not a placeholder: the brace is text, look again after it */
+      rt_buf_add(b, p, (size_t)(open + 1 - p));
+      p = open + 1;
+      continue;
+    }
+    rt_buf_add(b, p, (size_t)(open - p));
+    if (values[i]) rt_buf_adds(b, values[i]);
+    p = close + 1;
+  }
+  rt_buf_adds(b, p);
 }

@@ -50,6 +50,13 @@ static inline void rt_buf_commit(rt_buf *b, size_t n) {
 void rt_buf_printf(rt_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void rt_buf_vprintf(rt_buf *b, const char *fmt, va_list ap);
 
+/* Appends tmpl with each {name} in it replaced by the value of that name
+ * (names[i] -> values[i], n of them; a NULL value counts as ""). A {word}
+ * that is not one of the names, and a lone brace, stay as they are: the
+ * template is a shop's text, never a format string. */
+void rt_buf_fill(rt_buf *b, const char *tmpl, const char *const *names,
+                 const char *const *values, size_t n);
+
 /* The bytes as a C string: "" while nothing was added. */
 static inline const char *rt_buf_str(const rt_buf *b) { return b->s ? b->s : ""; }
 

@@ -158,16 +158,30 @@ static char *mode_now(rt_console *c) {
 
 static bool is_bot(const char *mode) { return !mode || strcmp(mode, "bot") == 0; }
 
-static const char *who_has_it(const char *mode) {
-  return strcmp(mode, "manager") == 0 ? "разговор ведёт менеджер (режим manager)"
-                                      : "разговор передан менеджеру (режим handoff)";
+/* The terminal's lines are the shop's (channels.console.texts, defaults
+ * in schema.json): {who}, {why} filled here. */
+static const char *text_of(rt_console *c, const char *key) {
+  const json_t *t = c->env ? json_object_get(c->env->conf, "texts") : NULL;
+  const char *s = json_string_value(json_object_get(t, key));
+  return s ? s : "";
 }
 
-static void tell(const char *fmt, const char *arg) {
-  fputs("-- ", stderr);
-  fprintf(stderr, fmt, arg);
-  fputc('\n', stderr);
-  fflush(stderr);
+static const char *who_has_it(rt_console *c, const char *mode) {
+  return text_of(c, strcmp(mode, "manager") == 0 ? "manager" : "handoff");
+}
+
+static void tell(rt_console *c, const char *key, const char *who, const char *why) {
+  static const char *const names[] = {"who", "why"};
+  const char *values[] = {who, why};
+  rt_buf b = RT_BUF_INIT;
+  rt_buf_fill(&b, text_of(c, key), names, values, 2);
+  if (b.len) {
+    fputs("-- ", stderr);
+    put_safe(stderr, rt_buf_str(&b), true);
+    fputc('\n', stderr);
+    fflush(stderr);
+  }
+  rt_buf_free(&b);
 }
 
 /* ---- input ---- */
@@ -191,7 +205,7 @@ static int post(rt_console *c, const char *kind, const char *text) {
 static void start_over(rt_console *c, const char *why) {
   if (post(c, "reset", "") != RT_OK) return;
   c->expect = "bot";
-  tell("новый разговор%s: прежний закрыт, бот начнёт сначала", why);
+  tell(c, "new_chat", NULL, why);
 }
 
 /* A customer's line while the chat is with a manager: say so. */
@@ -201,8 +215,7 @@ static void tell_if_manager(rt_console *c) {
   if (c->expect && strcmp(mode, c->expect) != 0) mode = c->expect;
   else c->expect = NULL;
   if (!is_bot(mode))
-    tell("%s: бот не ответит. /manager release — вернуть разговор боту, /new — начать новый",
-         who_has_it(mode));
+    tell(c, "silent_line", who_has_it(c, mode), NULL);
   free(stored);
 }
 
@@ -212,12 +225,11 @@ static void first_look(uv_timer_t *t) {
   rt_console *c = t->data;
   char *mode = mode_now(c);
   if (mode && c->fresh) {
-    start_over(c, " (--fresh)");
+    start_over(c, text_of(c, "fresh"));
   } else if (!is_bot(mode)) {
-    tell("%s: бот молчит, пока разговор у менеджера. /manager release — вернуть разговор "
-         "боту, /new — начать новый (или shopbot chat --fresh)", who_has_it(mode));
+    tell(c, "silent_start", who_has_it(c, mode), NULL);
   } else if (mode) {
-    tell("%s", "продолжается прежний разговор; /new — начать новый");
+    tell(c, "resumed", NULL, NULL);
   }
   free(mode);
 }

@@ -1096,7 +1096,8 @@ int rt_webchat_new(const json_t *conf, rt_webchat **out, char **err) {
   w->path = rt_xstrdup(path);
   w->ws_path = rt_xasprintf("%sws", path);
   const char *title = conf ? json_string_value(json_object_get(conf, "title")) : NULL;
-  w->title = rt_xstrdup(title ? title : "Чат с магазином");
+  /* the wording is the shop's: channels.webchat.title, default in schema.json */
+  w->title = rt_xstrdup(title ? title : "");
   w->origins = orig ? json_deep_copy(orig) : json_array();
   w->max_msg = (size_t)conf_int(conf, "max_message_bytes", 4096);
   w->max_photo = (size_t)conf_int(conf, "max_photo_bytes", 5 << 20);

@@ -77,4 +77,30 @@ check "unfinished chat: answered" contains "$TMP/o7" "^эхо 2: четыре$"
 printf 'привет\n' | chat "$TMP/o8" "$TMP/e8" --user brand-new --fresh
 check "--fresh on a new chat: nothing to close" sh -c "! grep -q '^--' '$TMP/e8'"
 check "new chat: greeted" contains "$TMP/o8" "^Привет, Тест!$"
+# 8. the lines are the shop's (channels.console.texts): overridden, each
+#    comes in the shop's words with its {who}/{why} filled; a {word} that
+#    is no placeholder stays as written; "" prints nothing
+python3 - "$d/shop.json" <<'PY'
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p))
+c.setdefault("channels", {}).setdefault("console", {})["texts"] = {
+    "handoff": "with a manager", "manager": "a manager has it",
+    "silent_start": "{who}: the bot keeps quiet {braces}",
+    "silent_line": "{who}: no answer",
+    "resumed": "", "new_chat": "new chat{why}", "fresh": " (fresh)"}
+json.dump(c, open(p, "w"), ensure_ascii=False)
+PY
+printf 'привет\nраз\nhandoff\n' | chat "$TMP/o9" "$TMP/e9" --user u9
+printf 'алло\n' | chat "$TMP/o9b" "$TMP/e9b" --user u9
+check "texts: start line in the shop's words" contains "$TMP/e9b" "^-- with a manager: the bot keeps quiet {braces}$"
+check "texts: each line in the shop's words" contains "$TMP/e9b" "^-- with a manager: no answer$"
+check "texts: no built-in wording left" sh -c "! grep -q 'менеджер' '$TMP/e9b'"
+printf 'раз\n' | chat "$TMP/o9c" "$TMP/e9c" --user u9 --fresh
+check "texts: --fresh in the shop's words" contains "$TMP/e9c" "^-- new chat \(fresh\)$"
+printf 'два\n' | chat "$TMP/o9d" "$TMP/e9d" --user u9
+check "texts: an empty text prints nothing" sh -c "! grep -q '^--' '$TMP/e9d'"
+check "texts: a bad key is refused by check" sh -c \
+  "python3 -c \"import json,sys; c=json.load(open('$d/shop.json')); c['channels']['console']['texts']['nope']='x'; json.dump(c,open('$d/shop.json','w'))\" &&
+   ! $S check '$d' >'$TMP/chk' 2>&1 && grep -q 'channels.console.texts' '$TMP/chk'"
 done_tests

@@ -18,7 +18,7 @@ $S check "$d" 2>"$TMP/e"; check "unknown key in a plugin's section -> 1" [ $? -e
 check "the unknown key is named" contains "$TMP/e" '\$\.channels\.console\.enable: unknown key "enable"'
 printf '{ "name": "x", "persona": {}, "flows": {"start": "main"}, "channels": {"whatsapp": {"phone_id": 1, "anything": [true]}} }' > "$d/shop.json"
 $S check "$d" --print-config >"$TMP/o" 2>&1; check "a section of a plugin not built stays valid" [ $? -eq 0 ]
-check "the console's default is filled" sh -c "tr -d ' \n' < '$TMP/o' | grep -q '\"console\":{\"enabled\":true}'"
+check "the console's default is filled" sh -c "tr -d ' \n' < '$TMP/o' | grep -q '\"console\":{\"enabled\":true,\"texts\":{'"
 $S schema >"$TMP/schema.json"; check "shopbot schema exits 0" [ $? -eq 0 ]
 check "the merged schema has the console's keys" python3 -c "
 import json, sys
@@ -64,9 +64,9 @@ t=$(make_shop tty)
 sed -i 's/"log": {"level": "info"}/"log": {"level": "info"}, "tests": {"dir": "tests", "on_reload": true}/' "$t/shop.json"
 mkdir -p "$t/tests"
 printf 'user: привет\nbot: Привет, Тест!\nuser: раз\nbot: эхо 1: раз\n' > "$t/tests/echo.chat"
-timeout 60 python3 - "$S" "$t" >"$TMP/tty.out" 2>&1 <<'PY'
+cat >"$TMP/reload_pty.py" <<'PY'
 import os, pty, select, subprocess, sys, time
-shopbot, shop = sys.argv[1], sys.argv[2]
+shopbot, shop, refused, ok = sys.argv[1:5]
 m, s = pty.openpty()
 p = subprocess.Popen([shopbot, "chat", shop, "--user", "tty"], stdin=s, stdout=s, stderr=s)
 os.close(s)
@@ -86,17 +86,24 @@ print("greeting=%s" % wait("Привет, Тест!", 10))
 main = shop + "/flows/main.lua"
 src = open(main).read()
 open(main, "w").write(src.replace('"эхо "', '"повтор "'))
-print("refused=%s" % wait("сценарии НЕ обновлены", 30))
-print("no_early_ok=%s" % ("сценарии обновлены".encode() not in seen))
+print("refused=%s" % wait(refused, 30))
+print("no_early_ok=%s" % (ok.encode() not in seen))
 open(main, "w").write(src)
-print("swapped=%s" % wait("сценарии обновлены (версия", 30))
+print("swapped=%s" % wait(ok, 30))
 os.write(m, b"\x04")
 p.wait(timeout=10)
 print("exit=%d" % p.returncode)
 PY
+timeout 60 python3 "$TMP/reload_pty.py" "$S" "$t" "-- сценарии НЕ обновлены" "-- сценарии обновлены (версия" \
+  >"$TMP/tty.out" 2>&1
 check "tty chat: a refused reload is told" contains "$TMP/tty.out" "^refused=True"
 check "tty chat: nothing said to be updated before the transcripts ran" contains "$TMP/tty.out" "^no_early_ok=True"
 check "tty chat: a good reload is told after its check" contains "$TMP/tty.out" "^swapped=True"
+# the same lines in the shop's words (channels.console.texts)
+sed -i 's/"tests": {"dir"/"channels": {"console": {"texts": {"reloaded": "flows now {version}", "reload_failed": "kept the old flows ({error})"}}}, "tests": {"dir"/' "$t/shop.json"
+timeout 60 python3 "$TMP/reload_pty.py" "$S" "$t" "-- kept the old flows (" "-- flows now " >"$TMP/tty2.out" 2>&1
+check "tty chat: a refused reload in the shop's words" contains "$TMP/tty2.out" "^refused=True"
+check "tty chat: a good reload in the shop's words" contains "$TMP/tty2.out" "^swapped=True"
 
 # ---- HTTP limits from shop.json ----
 printf '{ "name": "x", "persona": {}, "flows": {"start": "main"}, "http": {"max_header_bytes": 100} }' > "$d/shop.json"
