@@ -330,6 +330,22 @@ static void check_string(vctx *c, json_t *s, json_t *v) {
            (long long)(RT_DURATION_MAX_SEC / 86400));
     else if (!strcmp(f, "duration") && rc != RT_OK)
       fail(c, NULL, "not a valid duration, expected like 30m, 24h, 3d, 1h30m");
+    else if (!strcmp(f, "regex")) {
+      /* Not JSON Schema's ECMA regex: a PCRE2 pattern, compiled as the
+       * plugins compile theirs (UTF, Unicode classes, any case). */
+      int ec;
+      PCRE2_SIZE eo;
+      pcre2_code *re = pcre2_compile((PCRE2_SPTR)str, PCRE2_ZERO_TERMINATED,
+                                     PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS, &ec, &eo, NULL);
+      if (re) {
+        pcre2_code_free(re);
+      } else {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(ec, msg, sizeof msg);
+        fail(c, NULL, "not a valid regular expression: %s at offset %zu", (const char *)msg,
+             (size_t)eo);
+      }
+    }
   }
   /* Not JSON Schema: the largest duration a key takes ("maxDuration": "30d").
    * It sits beside "$ref": "#/$defs/duration", which checks the syntax. */

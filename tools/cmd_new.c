@@ -284,7 +284,7 @@ static int persona_load(const char *name, persona *p, char **err) {
   const char *en = json_string_value(json_object_get(m, "example_name"));
   const char *dn = json_string_value(json_object_get(m, "default_name"));
   p->example_name = en ? rt_xstrdup(en) : NULL;
-  p->default_name = rt_xstrdup(dn ? dn : "Мой магазин");
+  p->default_name = dn ? rt_xstrdup(dn) : NULL;   /* none: the folder's name (below) */
   json_decref(m);
   if (!p->flows) {
     *err = rt_xasprintf("%s/persona.json: \"flows\" is missing", p->dir);
@@ -374,12 +374,15 @@ int rt_cmd_new(int argc, char **argv) {
     persona_free(&p);
     return 1;
   }
-  if (!name) name = p.default_name;
   /* Built next to the target, then renamed into place (rename replaces an
    * empty folder), so a failure halfway leaves nothing half-made. */
   char *copy = rt_xstrdup(dir);
   size_t n = strlen(copy);
   while (n > 1 && copy[n - 1] == '/') copy[--n] = '\0';
+  /* The shop's name: --name, the persona's default_name, or the folder's
+   * own name (no wording of ours). */
+  if (!name) name = p.default_name;
+  if (!name) name = strrchr(copy, '/') ? strrchr(copy, '/') + 1 : copy;
   char *tmpl = rt_xasprintf("%s.new-XXXXXX", copy);
   int rc = RT_OK;
   if (!mkdtemp(tmpl)) {

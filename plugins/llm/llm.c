@@ -96,8 +96,9 @@ struct llm {
   uint64_t open_until;
   bool open, probing;
   char last_error[256];
-  /* the guard */
+  /* the guard: NULL when the shop turned one off (llm.guard) */
   pcre2_code *re_price, *re_stock, *re_delivery, *re_number;
+  json_t *texts;            /* llm.texts: the words the bot itself writes to the model */
   pcre2_match_data *md;
   rt_call *head;
   rt_llm_stats st;
@@ -283,7 +284,34 @@ static pcre2_code *re(const char *pat) {
   return c;
 }
 
+/* A guard pattern of the shop (llm.guard.<key>); NULL for "" (that check
+ * is off), or false with the reason. shopbot check has compiled it the
+ * same way (format "regex" in schema.json). */
+static bool re_conf(const json_t *conf, const char *key, pcre2_code **out, char **err) {
+  const char *pat = json_string_value(json_object_get(json_object_get(conf, "guard"), key));
+  *out = NULL;
+  if (!pat || !*pat) return true;
+  int ec;
+  PCRE2_SIZE eo;
+  *out = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
+                       PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS, &ec, &eo, NULL);
+  if (*out) return true;
+  PCRE2_UCHAR msg[256];
+  pcre2_get_error_message(ec, msg, sizeof msg);
+  *err = rt_xasprintf("llm.guard.%s: not a valid regular expression: %s at offset %zu", key,
+                      (const char *)msg, (size_t)eo);
+  return false;
+}
+
+/* One of llm.texts with its {names} filled, appended to b. */
+static void add_text(llm *l, rt_buf *b, const char *key, const char *const *names,
+                     const char *const *values, size_t n) {
+  const char *t = json_string_value(json_object_get(l->texts, key));
+  rt_buf_fill(b, t ? t : "", names, values, n);
+}
+
 static bool match(llm *l, pcre2_code *c, const char *s, size_t off, size_t *b, size_t *e) {
+  if (!c) return false;
   int rc = pcre2_match(c, (PCRE2_SPTR)s, strlen(s), off, 0, l->md, NULL);
   if (rc < 0) return false;
   PCRE2_SIZE *ov = pcre2_get_ovector_pointer(l->md);
@@ -527,15 +555,13 @@ static bool repair(rt_call *c, const char *content, const char *problem) {
   c->repairs++;
   l->st.repairs++;
   json_array_append_new(c->messages, json_pack("{s:s,s:s}", "role", "assistant", "content", content));
-  char *msg;
-  if (c->op == OP_EXTRACT)
-    msg = rt_xasprintf("Ответ не подходит: %s. Пришли исправленный ответ: только JSON по схеме %s, "
-                       "без пояснений.", problem, c->schema_name);
-  else
-    msg = rt_xasprintf("Так отвечать нельзя: %s. Перепиши ответ без цен, наличия и сроков "
-                       "доставки: их назовёт менеджер.", problem);
-  json_array_append_new(c->messages, json_pack("{s:s,s:s}", "role", "user", "content", msg));
-  free(msg);
+  static const char *const names[] = {"problem", "schema"};
+  const char *values[] = {problem, c->schema_name};
+  rt_buf msg = RT_BUF_INIT;
+  add_text(l, &msg, c->op == OP_EXTRACT ? "repair_extract" : "repair_chat", names, values, 2);
+  json_array_append_new(c->messages, json_pack("{s:s,s:s}", "role", "user", "content",
+                                               rt_buf_str(&msg)));
+  rt_buf_free(&msg);
   send_attempt(c);
   return true;
 }
@@ -593,16 +619,21 @@ static void on_answer(rt_call *c, const json_t *resp) {
   bool cut = fr && strcmp(fr, "length") == 0;
   if (c->op == OP_CHAT) {
     const char *claim = rt_llm_claim(&l->p, content, c->facts);
-    char problem[128];
     if (cut) {
-      if (!repair(c, content, "ответ оборвался, напиши короче"))
+      const char *t = json_string_value(json_object_get(l->texts, "cut"));
+      if (!repair(c, content, t ? t : ""))
         finish(c, NULL, "invalid", "the answer was cut at max_tokens");
       return;
     }
     if (claim) {
-      snprintf(problem, sizeof problem, "ты назвал %s, которых флоу не давал",
-               strcmp(claim, "price") == 0 ? "цену" : strcmp(claim, "stock") == 0 ? "наличие" : "срок доставки");
-      if (!repair(c, content, problem)) {
+      /* claim is "price", "stock" or "delivery": a key of llm.texts too */
+      static const char *const names[] = {"what"};
+      const char *values[] = {json_string_value(json_object_get(l->texts, claim))};
+      rt_buf problem = RT_BUF_INIT;
+      add_text(l, &problem, "claimed", names, values, 1);
+      bool again = repair(c, content, rt_buf_str(&problem));
+      rt_buf_free(&problem);
+      if (!again) {
         char d[128];
         snprintf(d, sizeof d, "the model stated a %s the flow did not supply", claim);
         finish(c, NULL, "refused", d);
@@ -866,7 +897,9 @@ static int llm_call(rt_provider *p, const char *opname, const json_t *args, rt_c
     const json_t *facts = json_object_get(args, "facts");
     c->facts = json_is_object(facts) ? json_deep_copy(facts) : json_object();
     if (json_object_size(c->facts)) {
-      rt_buf_adds(&sys, "\n\nФакты, которые можно называть клиенту:\n");
+      rt_buf_adds(&sys, "\n\n");
+      add_text(l, &sys, "facts", NULL, NULL, 0);
+      rt_buf_addc(&sys, '\n');
       const char *k;
       json_object_foreach((json_t *)c->facts, k, v) {
         if (json_is_string(v)) rt_buf_printf(&sys, "- %s: %s\n", k, json_string_value(v));
@@ -876,9 +909,9 @@ static int llm_call(rt_provider *p, const char *opname, const json_t *args, rt_c
     c->schema = json_incref(schema);
     c->schema_name = rt_xstrdup(sname);
     const char *desc = json_string_value(json_object_get(schema, "description"));
-    rt_buf_printf(&sys, "Ты разбираешь сообщение клиента магазина автозапчастей. Ответь только "
-                        "JSON по схеме %s: %s Не выдумывай: чего нет в сообщении, то null.",
-                  sname, desc ? desc : "");
+    static const char *const names[] = {"schema", "description"};
+    const char *values[] = {sname, desc ? desc : ""};
+    add_text(l, &sys, "extract", names, values, 2);
   }
   const char *extra = json_string_value(json_object_get(args, "instructions"));
   if (extra) rt_buf_printf(&sys, "\n\n%s", extra);
@@ -1014,6 +1047,7 @@ static void llm_close(rt_provider *p, void (*done)(void *ud), void *ud) {
   pcre2_code_free(l->re_delivery);
   pcre2_code_free(l->re_number);
   pcre2_match_data_free(l->md);
+  json_decref(l->texts);
   free(l->url);
   free(l->auth);
   free(l->model);
@@ -1055,7 +1089,23 @@ static double num_or(const json_t *conf, const char *key, double def) {
   return json_is_number(v) ? json_number_value(v) : def;
 }
 
+static int llm_new(const json_t *conf, rt_provider **out, char **err);
+
+/* The section with the schema's defaults filled in, as the host's config
+ * loader fills them: the words (llm.texts) and the guard (llm.guard) are
+ * there also for a caller that builds its section by hand. */
 int rt_llm_new(const json_t *conf, rt_provider **out, char **err) {
+  json_t *schema = json_loads((const char *)rt_llm_schema_json, 0, NULL);
+  json_t *full = json_deep_copy(conf);
+  if (!full) full = json_object();
+  if (schema) rt_jschema_apply_defaults(schema, full);
+  json_decref(schema);
+  int rc = llm_new(full, out, err);
+  json_decref(full);
+  return rc;
+}
+
+static int llm_new(const json_t *conf, rt_provider **out, char **err) {
   const char *base = json_string_value(json_object_get(conf, "base_url"));
   if (!base || (strncmp(base, "http://", 7) != 0 && strncmp(base, "https://", 8) != 0)) {
     *err = rt_xstrdup("llm.base_url: an http:// or https:// URL of the API root with its version "
@@ -1086,11 +1136,24 @@ int rt_llm_new(const json_t *conf, rt_provider **out, char **err) {
   l->max_in_flight = (size_t)num_or(conf, "max_in_flight", 1000);
   l->breaker_failures = (long)num_or(conf, "breaker_failures", 5);
   l->breaker_open_ms = (long)num_or(conf, "breaker_open_ms", 30000);
-  /* The guard reads the normal form (lower case, ё as е). */
-  l->re_price = re("\\d[\\d ]*(?:[.,]\\d+)?\\s*(?:₽|руб|р\\b|р\\.|rub|тыс|т\\.р)|(?:цена|стоит|стоимость|стоят)\\D{0,20}\\d");
-  l->re_stock = re("в наличии|на складе|нет в наличии|есть в наличии|закончил|под заказ");
-  l->re_delivery = re("(?:достав|привез|привоз|отправ)\\w*\\W+(?:\\w+\\W+){0,4}?"
-                      "(?:\\d|завтра|сегодня|послезавтра|понедельник|вторник|сред|четверг|пятниц|суббот|воскресен|недел|дн[еяй])");
+  /* The guard reads the normal form (lower case, ё as е); its words are
+   * the shop's (llm.guard, defaults in schema.json). */
+  if (!re_conf(conf, "price", &l->re_price, err) || !re_conf(conf, "stock", &l->re_stock, err) ||
+      !re_conf(conf, "delivery", &l->re_delivery, err)) {
+    pcre2_code_free(l->re_price);
+    pcre2_code_free(l->re_stock);
+    free(l->url);
+    free(l->auth);
+    free(l->model);
+    free(l->token_param);
+    free(l->prompt_path);
+    free(l->image_detail);
+    free(l->convert);
+    free(l);
+    return RT_EINVAL;
+  }
+  const json_t *texts = json_object_get(conf, "texts");
+  l->texts = json_is_object(texts) ? json_deep_copy(texts) : json_object();
   l->re_number = re("\\d[\\d ]*(?:[.,]\\d+)?");
   l->md = pcre2_match_data_create(4, NULL);
   l->p.name = "llm";

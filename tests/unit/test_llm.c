@@ -437,6 +437,58 @@ T(price_claim_guard) {
   fake_stop();
 }
 
+/* The words the bot writes to the model itself and the guard's patterns
+ * are the shop's (llm.texts, llm.guard): overridden here in English, the
+ * requests carry them; a guard set to "" is off; a bad pattern is refused
+ * with its key. */
+T(texts_and_guard_are_the_shops) {
+  CHECK_INT(fake_start("[{\"when\":{\"schema\":\"parts_list\",\"retry\":true},\"json\":{\"parts\":[\"pads\"]}},"
+                       " {\"when\":{\"schema\":\"parts_list\"},\"json\":{\"parts\":7}},"
+                       " {\"content\":\"Pads cost 2500 dollars, we ship them on friday.\"}]", NULL), 0);
+  rig r;
+  rig_open(&r, "{\"texts\":{\"facts\":\"Facts you may tell:\",\"extract\":\"Read the message; answer {schema} JSON. {nope}\","
+                "\"repair_extract\":\"Wrong: {problem}. Again as {schema}.\",\"repair_chat\":\"Not allowed: {problem}.\","
+                "\"claimed\":\"you named {what}\",\"price\":\"a price\"},"
+                "\"guard\":{\"price\":\"\\\\d+ dollars\",\"stock\":\"\",\"delivery\":\"\"}}");
+  answer a;
+  call(&r, "extract", "{\"schema\":\"parts_list\",\"text\":\"pads please\"}", &a);
+  CHECK_INT(a.status, RT_OK);
+  json_decref(a.value);
+  json_t *reqs = fake_requests();
+  CHECK_INT(json_array_size(reqs), 2);
+  json_t *m = json_object_get(json_object_get(json_array_get(reqs, 0), "body"), "messages");
+  const char *sys = sget(json_array_get(m, 0), "content");
+  CHECK(sys && strncmp(sys, "Read the message; answer parts_list JSON. {nope}", 48) == 0);
+  m = json_object_get(json_object_get(json_array_get(reqs, 1), "body"), "messages");
+  const char *fix = sget(json_array_get(m, json_array_size(m) - 1), "content");
+  CHECK(fix && strncmp(fix, "Wrong: ", 7) == 0 && strstr(fix, ". Again as parts_list."));
+  json_decref(reqs);
+  /* the shop's price pattern catches its own currency; stock and delivery are off */
+  CHECK(rt_llm_claim(r.p, "pads cost 2500 dollars", NULL) != NULL);
+  CHECK(rt_llm_claim(r.p, "Колодки стоят 2500 руб.", NULL) == NULL);
+  CHECK(rt_llm_claim(r.p, "Да, это есть в наличии", NULL) == NULL);
+  CHECK(rt_llm_claim(r.p, "Доставим завтра к обеду", NULL) == NULL);
+  call(&r, "chat", "{\"text\":\"how much?\",\"facts\":{\"stock\":\"yes\"}}", &a);
+  CHECK_STR(a.error, "refused");
+  reqs = fake_requests();
+  m = json_object_get(json_object_get(json_array_get(reqs, 2), "body"), "messages");
+  sys = sget(json_array_get(m, 0), "content");
+  CHECK(sys && strstr(sys, "\n\nFacts you may tell:\n- stock: yes\n"));
+  m = json_object_get(json_object_get(json_array_get(reqs, 3), "body"), "messages");
+  CHECK_STR(sget(json_array_get(m, json_array_size(m) - 1), "content"), "Not allowed: you named a price.");
+  json_decref(reqs);
+  rig_close(&r);
+  fake_stop();
+  /* a pattern that does not compile: refused at start, with its key */
+  json_t *bad = json_pack("{s:s,s:{s:s}}", "base_url", "http://127.0.0.1:9/v1", "guard", "price", "(unclosed");
+  rt_provider *p = NULL;
+  char *err = NULL;
+  CHECK(rt_llm_new(bad, &p, &err) == RT_EINVAL);
+  CHECK(err && strncmp(err, "llm.guard.price: not a valid regular expression: ", 49) == 0);
+  free(err);
+  json_decref(bad);
+}
+
 T(rate_limits_and_errors) {
   CHECK_INT(fake_start(
       "[{\"when\":{\"user\":\"^limit\"},\"times\":1,\"status\":429,\"headers\":{\"Retry-After\":\"1\"},"
@@ -642,6 +694,7 @@ int main(void) {
   T_RUN(json_object_fallback);
   T_RUN(image_parts);
   T_RUN(price_claim_guard);
+  T_RUN(texts_and_guard_are_the_shops);
   T_RUN(rate_limits_and_errors);
   T_RUN(key_never_shown);
   T_RUN(breaker);
