@@ -1,7 +1,9 @@
 /* lfreeze.c -- module-level data of the flows is read-only after load (see
  * lfreeze.h). */
 #include "lfreeze.h"
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Registry and metatable keys: the addresses matter, not the values. */
@@ -250,6 +252,8 @@ void rt_lfreeze_mark_host(lua_State *L) {
 
 typedef struct {
   int host, seen, snap, fields, ids;
+  int written;          /* set of upvalue ids some flow code may assign */
+  bool all;             /* a function could not be read: check every upvalue */
   work w;
   int ntables, nvalues;
 } sealer;
@@ -380,6 +384,186 @@ static bool flow_function(lua_State *L, int f) {
   return true;
 }
 
+/* ---- which upvalues flow code can assign ----
+ *
+ * After load, a module-level local changes only through a SETUPVAL that
+ * some flow function executes: flows have no debug library, no load and no
+ * string.dump (host.lua), and a function made during a step is a nested
+ * prototype of a function reachable now. So the functions reachable at
+ * seal are read once, as lua_dump writes them (Lua 5.4's binary chunk,
+ * ldump.c), and only the upvalues that their code or the code nested in
+ * them may assign are checked after each step; the others cannot change.
+ * Each reader is checked against chunks of known shape first
+ * (writer_selftest); if Lua writes another format, or any function cannot
+ * be read to its end, every upvalue is checked as before. */
+
+#define OP_SETUPVAL 10        /* lopcodes.h of Lua 5.4: UpValue[B] := R[A] */
+#define MAX_PROTO_DEPTH 200   /* the parser's own limit on nesting */
+
+typedef struct {
+  const unsigned char *p, *end;
+  bool bad;
+} chunk;
+
+typedef struct {
+  unsigned char *s;
+  size_t n, cap;
+} dumpbuf;
+
+static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
+  (void)L;
+  dumpbuf *d = ud;
+  if (d->n + sz > d->cap) {
+    size_t cap = d->cap ? d->cap : 1024;
+    while (cap < d->n + sz) cap *= 2;
+    unsigned char *ns = realloc(d->s, cap);
+    if (!ns) return 1;
+    d->s = ns;
+    d->cap = cap;
+  }
+  memcpy(d->s + d->n, p, sz);
+  d->n += sz;
+  return 0;
+}
+
+static unsigned byte_of(chunk *c) {
+  if (c->p >= c->end) { c->bad = true; return 0; }
+  return *c->p++;
+}
+
+/* lundump.c's loadUnsigned: 7 bits a byte, most significant first, the
+ * last byte with its high bit set. */
+static size_t size_of(chunk *c) {
+  size_t x = 0;
+  for (int i = 0; i < 10; i++) {
+    unsigned b = byte_of(c);
+    if (c->bad) return 0;
+    x = (x << 7) | (b & 0x7f);
+    if (b & 0x80) return x;
+  }
+  c->bad = true;
+  return 0;
+}
+
+static void skip(chunk *c, size_t n) {
+  if ((size_t)(c->end - c->p) < n) { c->bad = true; c->p = c->end; return; }
+  c->p += n;
+}
+
+static void skip_string(chunk *c) {
+  size_t n = size_of(c);
+  if (n) skip(c, n - 1);
+}
+
+/* One function of the chunk: sets w[u] for each of its upvalues u (from
+ * 0) that it or a function nested in it may assign, and gives its upvalue
+ * descriptors (instack, idx), which tell its parent what they are. */
+typedef struct { unsigned char instack, idx; } updesc;
+
+static void read_proto(chunk *c, unsigned char *w, updesc *ups, size_t *nups, int depth) {
+  *nups = 0;
+  if (depth > MAX_PROTO_DEPTH) { c->bad = true; return; }
+  skip_string(c);            /* source */
+  size_of(c);                /* linedefined */
+  size_of(c);                /* lastlinedefined */
+  skip(c, 3);                /* numparams, is_vararg, maxstacksize */
+  size_t ncode = size_of(c);
+  if (c->bad || ncode > (size_t)(c->end - c->p) / 4) { c->bad = true; return; }
+  for (size_t i = 0; i < ncode; i++) {
+    uint32_t ins;
+    memcpy(&ins, c->p + 4 * i, 4);
+    if ((ins & 0x7f) == OP_SETUPVAL) w[(ins >> 16) & 0xff] = 1;
+  }
+  skip(c, 4 * ncode);
+  size_t nk = size_of(c);
+  for (size_t i = 0; i < nk && !c->bad; i++) {
+    switch (byte_of(c)) {
+    case 0: case 1: case 17: break;          /* nil, false, true */
+    case 3: case 19: skip(c, 8); break;      /* integer, float */
+    case 4: case 20: skip_string(c); break;  /* short and long strings */
+    default: c->bad = true;
+    }
+  }
+  size_t nup = size_of(c);
+  if (nup > 256) { c->bad = true; return; }
+  for (size_t u = 0; u < nup && !c->bad; u++) {
+    ups[u].instack = (unsigned char)byte_of(c);
+    ups[u].idx = (unsigned char)byte_of(c);
+    byte_of(c);              /* kind */
+  }
+  *nups = nup;
+  size_t np = size_of(c);
+  for (size_t i = 0; i < np && !c->bad; i++) {
+    /* What a nested function assigns of its upvalues is ours when the
+     * upvalue is ours (instack 0: our upvalue idx); instack 1 is a local
+     * of ours, made per call: not module state. */
+    unsigned char sub[256] = {0};
+    updesc subups[256];
+    size_t nsub = 0;
+    read_proto(c, sub, subups, &nsub, depth + 1);
+    for (size_t u = 0; u < nsub && !c->bad; u++)
+      if (sub[u] && !subups[u].instack) w[subups[u].idx] = 1;
+  }
+  size_t n = size_of(c);     /* lineinfo */
+  skip(c, n);
+  n = size_of(c);            /* abslineinfo: pc, line */
+  for (size_t i = 0; i < n && !c->bad; i++) { size_of(c); size_of(c); }
+  n = size_of(c);            /* locvars: name, startpc, endpc */
+  for (size_t i = 0; i < n && !c->bad; i++) { skip_string(c); size_of(c); size_of(c); }
+  n = size_of(c);            /* upvalue names */
+  for (size_t i = 0; i < n && !c->bad; i++) skip_string(c);
+}
+
+/* The upvalues of the Lua function at idx that its code (or code nested in
+ * it) may assign, as bits w[0..255] for upvalues 1..256. False when its
+ * chunk cannot be read to its end. */
+static bool function_writes(lua_State *L, int idx, unsigned char *w) {
+  static const unsigned char head[] = {0x1b, 'L', 'u', 'a', 0x54, 0,
+                                       0x19, 0x93, '\r', '\n', 0x1a, '\n', 4,
+                                       sizeof(lua_Integer), sizeof(lua_Number)};
+  memset(w, 0, 256);
+  dumpbuf d = {0};
+  lua_pushvalue(L, idx);
+  int rc = lua_dump(L, dump_writer, &d, 1);
+  lua_pop(L, 1);
+  bool ok = rc == 0 && d.n > sizeof head + 16 + 1 && memcmp(d.s, head, sizeof head) == 0;
+  if (ok) {
+    /* after the header: LUAC_INT and LUAC_NUM, then the upvalue count */
+    chunk c = {d.s + sizeof head + sizeof(lua_Integer) + sizeof(lua_Number), d.s + d.n, false};
+    byte_of(&c);
+    updesc ups[256];
+    size_t nups = 0;
+    read_proto(&c, w, ups, &nups, 0);
+    ok = !c.bad && c.p == c.end;
+  }
+  free(d.s);
+  return ok;
+}
+
+/* The reader against chunks whose answer is known; false if this Lua
+ * writes something else, and then no upvalue is left unchecked. The
+ * chunks are compiled, never run: each is a main function whose one
+ * upvalue is _ENV, assigned or not by its own code or by code nested in
+ * it, through upvalues two deep or through locals (not its upvalue). */
+static bool writer_selftest(lua_State *L) {
+  static const struct { const char *src; bool assigned; } cases[] = {
+    {"_ENV = nil", true},
+    {"return _ENV", false},
+    {"return function() return function() _ENV = nil end end", true},
+    {"local a = 1 return function() a = 2 end", false},
+    {"local t = {} return function() local y return function() y = t end end", false},
+  };
+  int top = lua_gettop(L);
+  bool ok = true;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0] && ok; i++) {
+    unsigned char w[256];
+    ok = luaL_loadstring(L, cases[i].src) == LUA_OK && function_writes(L, -1, w) &&
+         (w[0] != 0) == cases[i].assigned;
+    lua_settop(L, top);
+  }
+  return ok;
+}
+
 static void seal_one(lua_State *L, sealer *s, int v, int file) {
   if (seen(L, s->seen, v)) return;
   if (lua_type(L, v) == LUA_TTABLE) {
@@ -404,6 +588,15 @@ static void seal_one(lua_State *L, sealer *s, int v, int file) {
     seal_table(L, s, v, file);
   } else if (lua_type(L, v) == LUA_TFUNCTION && flow_function(L, v)) {
     int src = lua_gettop(L);
+    unsigned char w[256];
+    if (!s->all && !function_writes(L, v, w)) s->all = true;
+    for (int i = 1; !s->all && i <= 256 && lua_getupvalue(L, v, i); i++) {
+      lua_pop(L, 1);
+      if (!w[i - 1]) continue;
+      lua_pushlightuserdata(L, lua_upvalueid(L, v, i));
+      lua_pushboolean(L, 1);
+      lua_rawset(L, s->written);
+    }
     for (int i = 1; lua_getupvalue(L, v, i); i++) {
       lua_pushlightuserdata(L, lua_upvalueid(L, v, i));
       if (lua_rawget(L, s->ids) == LUA_TNIL) {   /* shared upvalues once */
@@ -423,10 +616,13 @@ static void seal_one(lua_State *L, sealer *s, int v, int file) {
   }
 }
 
-void rt_lfreeze_seal(lua_State *L, int *ntables, int *nvalues) {
+bool rt_lfreeze_seal(lua_State *L, int *ntables, int *nvalues, int *nchecked) {
   luaL_checkstack(L, 24, "lfreeze");
   int top = lua_gettop(L);
   sealer s = {0};
+  s.all = !writer_selftest(L);
+  lua_newtable(L);
+  s.written = lua_gettop(L);
   reg_list(L, &k_host);
   s.host = lua_gettop(L);
   lua_newtable(L);
@@ -453,6 +649,33 @@ void rt_lfreeze_seal(lua_State *L, int *ntables, int *nvalues) {
     seal_one(L, &s, base + 1, base + 2);
     lua_settop(L, base);
   }
+  /* Of the snapshotted upvalues, only those some flow code may assign are
+   * checked after each step. */
+  lua_Integer len = (lua_Integer)lua_rawlen(L, s.snap);
+  int checked = (int)(len / 3);
+  if (!s.all) {
+    lua_newtable(L);
+    int keep = lua_gettop(L);
+    lua_Integer k = 0;
+    for (lua_Integer i = 1; i + 2 <= len; i += 3) {
+      lua_rawgeti(L, s.snap, i);
+      int uv = (int)(lua_rawgeti(L, s.snap, i + 1), lua_tointeger(L, -1));
+      lua_pushlightuserdata(L, lua_upvalueid(L, -2, uv));
+      bool w = lua_rawget(L, s.written) != LUA_TNIL;
+      lua_pop(L, 1);
+      if (w) {
+        lua_rawgeti(L, s.snap, i + 2);
+        lua_rawseti(L, keep, k + 3);
+        lua_rawseti(L, keep, k + 2);
+        lua_rawseti(L, keep, k + 1);
+        k += 3;
+      } else {
+        lua_pop(L, 2);
+      }
+    }
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &k_snap);
+    checked = (int)(k / 3);
+  }
   lua_settop(L, top);
   /* Only the snapshots are needed from now on. */
   static const char *const done[] = {&k_host, &k_roots, &k_mods};
@@ -462,6 +685,8 @@ void rt_lfreeze_seal(lua_State *L, int *ntables, int *nvalues) {
   }
   if (ntables) *ntables = s.ntables;
   if (nvalues) *nvalues = s.nvalues;
+  if (nchecked) *nchecked = checked;
+  return !s.all;
 }
 
 /* ---- after each turn ---- */

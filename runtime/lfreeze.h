@@ -17,7 +17,9 @@
  *    metatable the flow had set stays in effect behind the proxy.
  *  - the values of module-level upvalues (and of those metamethod fields)
  *    are snapshotted; rt_lfreeze_check, run after each turn, puts back any
- *    that changed and names the first.
+ *    that changed and names the first. Only the upvalues that some flow
+ *    function's code may assign (a SETUPVAL in it or in a function nested
+ *    in it) are compared: no other code can change them.
  * Host tables (library proxies, environments, host.lua's own) are never
  * touched: everything reachable from the registry before flow code ran is
  * the host's. All state lives in the Lua registry. */
@@ -40,8 +42,12 @@ void rt_lfreeze_root(lua_State *L, int idx, const char *file);
  * remembered module and adds its value as a root. Run it protected, under
  * the load budget. */
 int rt_lfreeze_preload(lua_State *L);
-/* Seals everything reachable from the roots. Counts for the log. */
-void rt_lfreeze_seal(lua_State *L, int *ntables, int *nvalues);
+/* Seals everything reachable from the roots. Counts for the log: tables
+ * sealed, module-level upvalues snapshotted, and of those the ones checked
+ * after each step (those some flow code may assign: read from the
+ * functions' bytecode). Returns false when that bytecode could not be read
+ * and every snapshotted upvalue is checked instead. */
+bool rt_lfreeze_seal(lua_State *L, int *ntables, int *nvalues, int *nchecked);
 /* After a turn ran (or yielded): restores every module-level value a step
  * changed. Returns the number changed, with a message naming the first in
  * msg. Cheap: one comparison per watched value. */
