@@ -76,10 +76,34 @@ T(reserve_commit) {
   rt_buf_free(&b);
 }
 
+/* rt_buf_fill: a shop's text with {name} placeholders. Only the names
+ * given are replaced; other braces, a lone brace and a format directive
+ * are text. */
+static char *fill(const char *tmpl) {
+  static const char *const names[] = {"who", "why", "none"};
+  const char *values[] = {"менеджер", "", NULL};
+  rt_buf b = RT_BUF_INIT;
+  rt_buf_fill(&b, tmpl, names, values, 3);
+  return rt_buf_take(&b, NULL);
+}
+
+T(fill_placeholders) {
+  char *s;
+  CHECK_STR(s = fill("{who}: бот молчит"), "менеджер: бот молчит"); free(s);
+  CHECK_STR(s = fill("новый{why}!"), "новый!"); free(s);
+  CHECK_STR(s = fill("{who}{who}"), "менеджерменеджер"); free(s);
+  CHECK_STR(s = fill("[{none}]"), "[]"); free(s);
+  CHECK_STR(s = fill("{other} {who"), "{other} {who"); free(s);
+  CHECK_STR(s = fill("{{who}}"), "{менеджер}"); free(s);
+  CHECK_STR(s = fill("100%s {} } {"), "100%s {} } {"); free(s);
+  CHECK_STR(s = fill(""), ""); free(s);
+}
+
 int main(void) {
   T_RUN(empty_allocates_nothing);
   T_RUN(add_printf_take);
   T_RUN(grow_many);
   T_RUN(reserve_commit);
+  T_RUN(fill_placeholders);
   return T_DONE();
 }
