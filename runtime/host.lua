@@ -22,12 +22,13 @@ local function readonly(t, name, deep)
       if type(v) == "table" then view[k] = readonly(v, name .. "." .. tostring(k), true) end
     end
   end
+  -- Reads go through tables, not a function: each read of shop.x or
+  -- text.is is one more table lookup for Lua, not a Lua call. A deep view
+  -- answers its nested tables' views first, then t.
+  local index = t
+  if deep then index = setmetatable(view, { __index = t }) end
   return setmetatable({}, {
-    __index = function(_, k)
-      local v = view[k]
-      if v ~= nil then return v end
-      return t[k]
-    end,
+    __index = index,
     __newindex = function(_, k)
       error(("%s.%s cannot be changed"):format(name, tostring(k)), 2)
     end,
@@ -36,7 +37,7 @@ local function readonly(t, name, deep)
       return function()
         local v
         k, v = next(t, k)
-        if type(v) == "table" and view[k] then v = view[k] end
+        if type(v) == "table" and rawget(view, k) then v = rawget(view, k) end
         return k, v
       end
     end,
@@ -108,12 +109,16 @@ base.require = function(name)
   return v
 end
 
+-- A flow's globals are base's names, looked up as a table (no Lua call
+-- per global read); a name base lacks is an error, not nil: a typo fails
+-- at its line.
+setmetatable(base, {
+  __index = function(_, k) error("unknown name '" .. tostring(k) .. "'", 2) end,
+  __metatable = false,
+})
+
 local env_mt = {
-  __index = function(_, k)
-    local v = base[k]
-    if v == nil then error("unknown name '" .. tostring(k) .. "'", 2) end
-    return v
-  end,
+  __index = base,
   __newindex = function(_, k)
     error("global '" .. tostring(k) .. "' is not allowed; use local or c.slots", 2)
   end,
