@@ -1112,7 +1112,23 @@ static int llm_new(const json_t *conf, rt_provider **out, char **err) {
                       "(http://127.0.0.1:8000/v1) is needed");
     return RT_EINVAL;
   }
+  /* The shop's guard patterns first: a bad one is refused before anything
+   * is allocated. */
+  pcre2_code *price, *stock, *delivery = NULL;
+  if (!re_conf(conf, "price", &price, err)) return RT_EINVAL;
+  if (!re_conf(conf, "stock", &stock, err)) {
+    pcre2_code_free(price);
+    return RT_EINVAL;
+  }
+  if (!re_conf(conf, "delivery", &delivery, err)) {
+    pcre2_code_free(price);
+    pcre2_code_free(stock);
+    return RT_EINVAL;
+  }
   llm *l = rt_xcalloc(1, sizeof *l);
+  l->re_price = price;
+  l->re_stock = stock;
+  l->re_delivery = delivery;
   size_t bl = strlen(base);
   while (bl > 0 && base[bl - 1] == '/') bl--;
   l->url = rt_xasprintf("%.*s/chat/completions", (int)bl, base);
@@ -1136,22 +1152,8 @@ static int llm_new(const json_t *conf, rt_provider **out, char **err) {
   l->max_in_flight = (size_t)num_or(conf, "max_in_flight", 1000);
   l->breaker_failures = (long)num_or(conf, "breaker_failures", 5);
   l->breaker_open_ms = (long)num_or(conf, "breaker_open_ms", 30000);
-  /* The guard reads the normal form (lower case, ё as е); its words are
-   * the shop's (llm.guard, defaults in schema.json). */
-  if (!re_conf(conf, "price", &l->re_price, err) || !re_conf(conf, "stock", &l->re_stock, err) ||
-      !re_conf(conf, "delivery", &l->re_delivery, err)) {
-    pcre2_code_free(l->re_price);
-    pcre2_code_free(l->re_stock);
-    free(l->url);
-    free(l->auth);
-    free(l->model);
-    free(l->token_param);
-    free(l->prompt_path);
-    free(l->image_detail);
-    free(l->convert);
-    free(l);
-    return RT_EINVAL;
-  }
+  /* The guard (compiled above) reads the normal form (lower case, ё as е);
+   * its words are the shop's (llm.guard, defaults in schema.json). */
   const json_t *texts = json_object_get(conf, "texts");
   l->texts = json_is_object(texts) ? json_deep_copy(texts) : json_object();
   l->re_number = re("\\d[\\d ]*(?:[.,]\\d+)?");
