@@ -897,7 +897,7 @@ static bool json_set_path(json_t *root, const char *path, json_t *v, char **wher
  * changed config must pass the shop schema, as shop.json itself must. A
  * line that did not would silently test a config no shop can have. */
 static void config_set(tr *t, char *spec) {
-  static const char usage[] = "config: expects path = JSON, e.g. persona.name = \"Олег\"";
+  static const char usage[] = "config: expects path = JSON, e.g. persona.name = \"Oleg\"";
   char *eq = strchr(spec, '=');
   if (!eq) { fail(t, "%s", usage); return; }
   *eq = '\0';
@@ -970,7 +970,8 @@ static void all_llm_call(tr *t, const char *text, const char *photo) {
   }
   json_t *args = json_pack("{s:s, s:s}", "schema",
                            photo ? "photo_triage" : retention ? "retention_reply" : "parts_list",
-                           "text", text && *text ? text : "Что на фото?");
+                           "text", text && *text ? text
+                                   : rt_config_str(t->cfg, "llm.texts.photo", ""));
   if (photo) json_object_set_new(args, "images", json_pack("[s]", photo));
   bool done = false;
   rt_call *c = NULL;
