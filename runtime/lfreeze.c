@@ -590,14 +590,14 @@ static void seal_one(lua_State *L, sealer *s, int v, int file) {
     int src = lua_gettop(L);
     unsigned char w[256];
     if (!s->all && !function_writes(L, v, w)) s->all = true;
-    for (int i = 1; !s->all && i <= 256 && lua_getupvalue(L, v, i); i++) {
-      lua_pop(L, 1);
-      if (!w[i - 1]) continue;
-      lua_pushlightuserdata(L, lua_upvalueid(L, v, i));
-      lua_pushboolean(L, 1);
-      lua_rawset(L, s->written);
-    }
     for (int i = 1; lua_getupvalue(L, v, i); i++) {
+      /* A cell this function's code may assign (a Lua function has at most
+       * 255 upvalues, so w covers them all). */
+      if (!s->all && i <= 256 && w[i - 1]) {
+        lua_pushlightuserdata(L, lua_upvalueid(L, v, i));
+        lua_pushboolean(L, 1);
+        lua_rawset(L, s->written);
+      }
       lua_pushlightuserdata(L, lua_upvalueid(L, v, i));
       if (lua_rawget(L, s->ids) == LUA_TNIL) {   /* shared upvalues once */
         lua_pushlightuserdata(L, lua_upvalueid(L, v, i));
