@@ -176,7 +176,7 @@ typedef struct {
 
 static void work_push(lua_State *L, work *w, int v, int file) {
   int t = lua_type(L, v);
-  if (t != LUA_TTABLE && t != LUA_TFUNCTION && t != LUA_TUSERDATA) return;
+  if (t != LUA_TTABLE && t != LUA_TFUNCTION && t != LUA_TUSERDATA && t != LUA_TTHREAD) return;
   lua_pushvalue(L, v);
   lua_rawseti(L, w->list, ++w->n);
   lua_pushvalue(L, file);
@@ -586,6 +586,13 @@ static void seal_one(lua_State *L, sealer *s, int v, int file) {
       lua_pop(L, 1);
     }
     seal_table(L, s, v, file);
+  } else if (lua_type(L, v) == LUA_TTHREAD) {
+    /* A coroutine suspended at seal may hold a file-top variable as an
+     * open upvalue and change it by a plain register write, with no
+     * SETUPVAL to read: then every variable is checked. Flows have no
+     * coroutine library today, so this is for a host that one day lends
+     * one. */
+    s->all = true;
   } else if (lua_type(L, v) == LUA_TFUNCTION && flow_function(L, v)) {
     int src = lua_gettop(L);
     unsigned char w[256];
