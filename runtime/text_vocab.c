@@ -29,8 +29,7 @@
 #include "text.h"
 #include "buf.h"
 #include "rt.h"
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
+#include "re.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,16 +107,7 @@ static bool valid_name(const char *name) {
 }
 
 static pcre2_code *compile(const char *src, size_t n, char **err) {
-  int code;
-  PCRE2_SIZE off;
-  pcre2_code *re = pcre2_compile((PCRE2_SPTR)src, n, PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS,
-                                 &code, &off, NULL);
-  if (!re && err) {
-    PCRE2_UCHAR msg[160];
-    pcre2_get_error_message(code, msg, sizeof msg);
-    *err = rt_xasprintf("%s (at character %zu)", (const char *)msg, (size_t)off + 1);
-  }
-  return re;
+  return rt_re_compile(src, n, PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS, err);
 }
 
 int rt_text_vocab_add(rt_text_vocab *v, const char *name, const char *pattern, char **err) {
