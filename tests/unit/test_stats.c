@@ -3,6 +3,7 @@
 #include "stats.h"
 #include "jschema.h"
 #include "store.h"
+#include "tstore.h"
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -13,19 +14,10 @@
 static char tmpdir[256];
 
 static rt_store *open_store(void) {
-  char path[512], dir[512];
-  const char *src = getenv("RT_SOURCE_DIR");
-  snprintf(dir, sizeof dir, "%s/schema/sql", src && *src ? src : RT_SOURCE_DIR);
+  char path[512];
   snprintf(path, sizeof path, "%s/stats.db", tmpdir);
-  unlink(path);
-  rt_store_opts o = {.sql_dir = dir, .sync_off = true};
-  rt_store *s = NULL;
-  char *err = NULL;
-  if (rt_store_open(path, &o, &s, &err) != RT_OK) {
-    fprintf(stderr, "store: %s\n", err);
-    exit(1);
-  }
-  return s;
+  tstore_unlink(path);
+  return tstore_open(path);
 }
 
 /* stats.texts as a shop without its own gets them: the defaults of
