@@ -356,10 +356,7 @@ T(busy_wait_takes_the_first_gap) {
   close(ready[0]);
   close(ready[1]);
   free(sql);
-  char p2[64];
-  unlink(path);
-  snprintf(p2, sizeof p2, "%s-wal", path); unlink(p2);
-  snprintf(p2, sizeof p2, "%s-shm", path); unlink(p2);
+  tstore_unlink(path);
 }
 
 int main(void) {
@@ -385,9 +382,6 @@ int main(void) {
   T_RUN(prune);
   T_RUN(busy_wait_takes_the_first_gap);
   rt_store_close(s);
-  char p2[64];
-  unlink(path);
-  snprintf(p2, sizeof p2, "%s-wal", path); unlink(p2);
-  snprintf(p2, sizeof p2, "%s-shm", path); unlink(p2);
+  tstore_unlink(path);
   return T_DONE();
 }
