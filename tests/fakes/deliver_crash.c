@@ -8,9 +8,8 @@
  * The fake channel is the service: it appends "chat id idem" to LOG and
  * fsyncs before it answers (after 0-3 ms, from a uv timer), so the log is
  * what the outside world received, whatever moment the driver is killed. */
+#include "crash_driver.h"
 #include "deliver.h"
-#include "paths.h"
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,12 +31,7 @@ static void answer(uv_timer_t *t) {
 
 static void fake_send(rt_channel *ch, const rt_out_msg *m, rt_send_done done, void *ud) {
   (void)ch;
-  char line[256];
-  int n = snprintf(line, sizeof line, "%s %lld %s\n", m->chat_id, (long long)m->id, m->idem_key);
-  if (write(log_fd, line, (size_t)n) != n || fsync(log_fd) != 0) {
-    perror("log");
-    exit(2);
-  }
+  crash_log_send(log_fd, m, m->idem_key);
   rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
   pend *p = rt_xcalloc(1, sizeof *p);
   p->done = done;
@@ -47,30 +41,16 @@ static void fake_send(rt_channel *ch, const rt_out_msg *m, rt_send_done done, vo
   uv_timer_start(&p->t, answer, rng % 4, 0);
 }
 
-static int64_t pending(rt_store *s) {
-  rt_store_counts c = {0};
-  rt_store_counts_get(s, &c);
-  return c.outbox_pending;
-}
+static void deliver_start(void *d) { rt_deliver_start(d); }
+static void deliver_stop(void *d) { rt_deliver_close(d, NULL, NULL); }
 
-static void tick(uv_timer_t *t) {
-  rt_store *s = t->data;
-  if (pending(s) == 0) uv_stop(&loop);
-}
+/* Done when the store has no row left to send. */
+static bool deliver_finished(void *s) { return crash_pending(s) == 0; }
 
 int main(int argc, char **argv) {
-  if (argc < 3) {
-    fprintf(stderr, "usage: deliver_crash init DB CHATS ROWS | run DB LOG | pending DB\n");
-    return 2;
-  }
-  char *sql = rt_paths_schema("sql"), *err = NULL;
-  rt_store_opts o = {.sql_dir = sql, .sync_full = true};
-  rt_store *s;
-  if (rt_store_open(argv[2], &o, &s, &err) != RT_OK) {
-    fprintf(stderr, "deliver_crash: %s\n", err);
-    return 1;
-  }
-  free(sql);
+  if (crash_usage(argc, "deliver_crash init DB CHATS ROWS | run DB LOG | pending DB")) return 2;
+  rt_store *s = crash_store_open("deliver_crash", argv[2]);
+  if (!s) return 1;
   int rc = 0;
   if (strcmp(argv[1], "init") == 0 && argc == 5) {
     int chats = atoi(argv[3]), rows = atoi(argv[4]);
@@ -85,8 +65,8 @@ int main(int argc, char **argv) {
       }
     if (rt_store_commit(s) != RT_OK) rc = 1;
   } else if (strcmp(argv[1], "run") == 0 && argc == 4) {
-    log_fd = open(argv[3], O_WRONLY | O_APPEND | O_CREAT, 0644);
-    if (log_fd < 0) { perror(argv[3]); return 1; }
+    log_fd = crash_log_open(argv[3]);
+    if (log_fd < 0) return 1;
     uv_loop_init(&loop);
     rt_clock clk = {0};
     rt_channel ch = {.name = "fake", .send = fake_send,
@@ -94,19 +74,10 @@ int main(int argc, char **argv) {
     rt_deliver_opts d_o = {.loop = &loop, .store = s, .clock = &clk};
     rt_deliver *d = rt_deliver_new(&d_o);
     rt_deliver_add_channel(d, &ch);
-    uv_timer_t t;
-    uv_timer_init(&loop, &t);
-    t.data = s;
-    uv_timer_start(&t, tick, 20, 20);
-    rt_deliver_start(d);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_close((uv_handle_t *)&t, NULL);
-    rt_deliver_close(d, NULL, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
+    crash_run(&loop, d, deliver_start, deliver_stop, deliver_finished, s);
     close(log_fd);
   } else if (strcmp(argv[1], "pending") == 0) {
-    printf("%lld\n", (long long)pending(s));
+    printf("%lld\n", (long long)crash_pending(s));
   } else {
     rc = 2;
   }

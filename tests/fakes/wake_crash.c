@@ -13,10 +13,9 @@
  * and fsyncs before it answers, so the log is what the outside world
  * received, whatever moment the process is killed. */
 #include "config.h"
+#include "crash_driver.h"
 #include "engine.h"
 #include "paths.h"
-#include "rt.h"
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,13 +26,7 @@ static int log_fd = -1;
 
 static void log_send(rt_channel *ch, const rt_out_msg *m, rt_send_done done, void *ud) {
   (void)ch;
-  char line[256];
-  int n = snprintf(line, sizeof line, "%s %lld %s\n", m->chat_id, (long long)m->id,
-                   m->text ? m->text : "-");
-  if (n < 0 || n >= (int)sizeof line || write(log_fd, line, (size_t)n) != n || fsync(log_fd)) {
-    perror("log");
-    exit(2);
-  }
+  crash_log_send(log_fd, m, m->text ? m->text : "-");
   done(ud, &(rt_send_result){.verdict = RT_SEND_DELIVERED});
 }
 
@@ -55,31 +48,25 @@ static const char *flow =
   "}\n";
 
 static rt_store *open_store(const char *dir) {
-  char *sql = rt_paths_schema("sql"), *err = NULL, *db = rt_xasprintf("%s/data/shop.db", dir);
-  rt_store_opts o = {.sql_dir = sql, .sync_full = true};
-  rt_store *s = NULL;
-  if (rt_store_open(db, &o, &s, &err) != RT_OK) {
-    fprintf(stderr, "wake_crash: %s\n", err);
-    free(err);
-  }
-  free(sql);
+  char *db = rt_xasprintf("%s/data/shop.db", dir);
+  rt_store *s = crash_store_open("wake_crash", db);
   free(db);
   return s;
 }
 
-static rt_engine *eng;
-static uv_loop_t loop;
+static void engine_start(void *e) { rt_engine_start(e); }
+static void engine_stop(void *e) { rt_engine_close(e, NULL, NULL); }
 
-static void tick(uv_timer_t *t) {
-  (void)t;
-  rt_store_counts c = {0};
-  rt_store_counts_get(rt_engine_store(eng), &c);
-  if (rt_engine_idle(eng) && c.outbox_pending == 0) uv_stop(&loop);
+/* Done when the engine has nothing queued, running or being sent and
+ * the store no row left to send. */
+static bool engine_finished(void *e) {
+  int64_t pending = crash_pending(rt_engine_store(e));
+  return rt_engine_idle(e) && pending == 0;
 }
 
 static int run(const char *dir, const char *log, long pages) {
-  log_fd = open(log, O_WRONLY | O_APPEND | O_CREAT, 0644);
-  if (log_fd < 0) { perror(log); return 1; }
+  log_fd = crash_log_open(log);
+  if (log_fd < 0) return 1;
   char *schema = rt_paths_schema("shop.schema.json"), *err = NULL;
   rt_config *cfg;
   if (rt_config_load(dir, schema, &cfg, &err) != RT_OK) {
@@ -87,33 +74,24 @@ static int run(const char *dir, const char *log, long pages) {
     return 1;
   }
   free(schema);
+  uv_loop_t loop;
   uv_loop_init(&loop);
   rt_engine_opts o = {.loop = &loop, .cfg = cfg, .wal_max_pages = pages};
+  rt_engine *eng;
   if (rt_engine_new(&o, &eng, &err) != RT_OK) {
     fprintf(stderr, "wake_crash: %s\n", err);
     return 1;
   }
   rt_channel ch = {.name = "console", .send = log_send};
   rt_engine_add_channel(eng, &ch);
-  uv_timer_t t;
-  uv_timer_init(&loop, &t);
-  uv_timer_start(&t, tick, 20, 20);
-  rt_engine_start(eng);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_close((uv_handle_t *)&t, NULL);
-  rt_engine_close(eng, NULL, NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
+  crash_run(&loop, eng, engine_start, engine_stop, engine_finished, eng);
   rt_config_free(cfg);
   close(log_fd);
   return 0;
 }
 
 int main(int argc, char **argv) {
-  if (argc < 3) {
-    fprintf(stderr, "usage: wake_crash init DIR N | run DIR LOG PAGES\n");
-    return 2;
-  }
+  if (crash_usage(argc, "wake_crash init DIR N | run DIR LOG PAGES")) return 2;
   const char *dir = argv[2];
   if (strcmp(argv[1], "init") == 0 && argc == 4) {
     char path[512];
