@@ -11,8 +11,6 @@
 #include "paths.h"
 #include "t.h"
 #include "tstore.h"
-#include "store_impl.h"   /* rt_store_db: the test looks at rows */
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -89,14 +87,7 @@ static void fake_send(rt_channel *ch, const rt_out_msg *m, rt_send_done done, vo
   uv_timer_start(&p->t, answer, f->sync ? 0 : 1 + frnd(f) % 12, 0);
 }
 
-static int64_t q(const char *sql) {
-  sqlite3_stmt *st;
-  int64_t v = -1;
-  sqlite3_prepare_v2(rt_store_db(s), sql, -1, &st, NULL);
-  if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  return v;
-}
+static int64_t q(const char *sql) { return q_int(s, sql); }
 
 static void run_until_done(rt_deliver *d) {
   int64_t t0 = rt_clock_now(&clk);

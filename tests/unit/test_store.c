@@ -17,14 +17,7 @@ static int counted;
 static void count_out(void *ud, const rt_outbox_row *r) { (void)ud; (void)r; counted++; }
 static void count_timer(void *ud, const rt_timer_row *r) { (void)ud; (void)r; counted++; }
 
-static int64_t q(const char *sql) {
-  sqlite3_stmt *st;
-  int64_t v = -1;
-  sqlite3_prepare_v2(rt_store_db(s), sql, -1, &st, NULL);
-  if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  return v;
-}
+static int64_t q(const char *sql) { return q_int(s, sql); }
 
 T(migrations) {
   CHECK(q("PRAGMA user_version") >= 3);
