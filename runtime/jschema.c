@@ -6,14 +6,13 @@
  * silent mode that only counts errors. Regexes are compiled per use: the
  * schemas are small and validation is not on a hot path; a cache would be the
  * first thing to add if lead imports ever show up in a profile. */
-#define PCRE2_CODE_UNIT_WIDTH 8
 #include "jschema.h"
+#include "regex.h"
 #include "tz.h"
 #include "rt.h"
 #include "utf8.h"
 #include <ctype.h>
 #include <math.h>
-#include <pcre2.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,14 +156,11 @@ static void render(json_t *v, char *out, size_t n) {
 /* Returns 1 match, 0 no match, -1 bad pattern (message in emsg). */
 static int regex_match(const char *pat, const char *s, size_t n, char *emsg,
                        size_t elen) {
-  int ec;
-  PCRE2_SIZE eoff;
-  pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
-                                 PCRE2_UTF | PCRE2_UCP, &ec, &eoff, NULL);
+  char *e;
+  pcre2_code *re = rt_regex_compile(pat, PCRE2_ZERO_TERMINATED, 0, &e);
   if (!re) {
-    PCRE2_UCHAR buf[128];
-    pcre2_get_error_message(ec, buf, sizeof buf);
-    snprintf(emsg, elen, "%s at offset %zu", (char *)buf, (size_t)eoff);
+    snprintf(emsg, elen, "%s", e);
+    free(e);
     return -1;
   }
   pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
@@ -333,17 +329,13 @@ static void check_string(vctx *c, json_t *s, json_t *v) {
     else if (!strcmp(f, "regex")) {
       /* Not JSON Schema's ECMA regex: a PCRE2 pattern, compiled as the
        * plugins compile theirs (UTF, Unicode classes, any case). */
-      int ec;
-      PCRE2_SIZE eo;
-      pcre2_code *re = pcre2_compile((PCRE2_SPTR)str, PCRE2_ZERO_TERMINATED,
-                                     PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS, &ec, &eo, NULL);
+      char *e;
+      pcre2_code *re = rt_regex_compile(str, PCRE2_ZERO_TERMINATED, PCRE2_CASELESS, &e);
       if (re) {
         pcre2_code_free(re);
       } else {
-        PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(ec, msg, sizeof msg);
-        fail(c, NULL, "not a valid regular expression: %s at offset %zu", (const char *)msg,
-             (size_t)eo);
+        fail(c, NULL, "not a valid regular expression: %s", e);
+        free(e);
       }
     }
   }

@@ -28,9 +28,8 @@
  * The other intents are their class as is. */
 #include "text.h"
 #include "buf.h"
+#include "regex.h"
 #include "rt.h"
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,19 +106,6 @@ static bool valid_name(const char *name) {
   return true;
 }
 
-static pcre2_code *compile(const char *src, size_t n, char **err) {
-  int code;
-  PCRE2_SIZE off;
-  pcre2_code *re = pcre2_compile((PCRE2_SPTR)src, n, PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS,
-                                 &code, &off, NULL);
-  if (!re && err) {
-    PCRE2_UCHAR msg[160];
-    pcre2_get_error_message(code, msg, sizeof msg);
-    *err = rt_xasprintf("%s (at character %zu)", (const char *)msg, (size_t)off + 1);
-  }
-  return re;
-}
-
 int rt_text_vocab_add(rt_text_vocab *v, const char *name, const char *pattern, char **err) {
   *err = NULL;
   if (v->built) {
@@ -134,7 +120,7 @@ int rt_text_vocab_add(rt_text_vocab *v, const char *name, const char *pattern, c
     *err = rt_xstrdup("empty pattern");
     return RT_EINVAL;
   }
-  pcre2_code *re = compile(pattern, PCRE2_ZERO_TERMINATED, err);
+  pcre2_code *re = rt_regex_compile(pattern, PCRE2_ZERO_TERMINATED, PCRE2_CASELESS, err);
   if (!re) return RT_EINVAL;
   pcre2_code_free(re);
   int i = find_class(v, name);
@@ -184,7 +170,7 @@ int rt_text_vocab_build(rt_text_vocab *v, char **err) {
   for (int i = 0; i < v->ncls; i++) {
     vclass *c = &v->cls[i];
     char *e = NULL;
-    c->re = compile(rt_buf_str(&c->src), c->src.len, &e);
+    c->re = rt_regex_compile(rt_buf_str(&c->src), c->src.len, PCRE2_CASELESS, &e);
     if (!c->re) {
       *err = rt_xasprintf("class %s: %s", c->name, e);
       free(e);
