@@ -15,12 +15,11 @@
 #include "plugin.h"
 #include "paths.h"
 #include "text.h"
+#include "regex.h"
 #include "utf8.h"
-#define PCRE2_CODE_UNIT_WIDTH 8
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pcre2.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -588,14 +587,11 @@ static bool text_matches(const char *pattern, const char *text) {
 #define RE_DEPTH_LIMIT 100000
 
 static bool re_matches(tr *t, const char *re, const char *text) {
-  int ec;
-  PCRE2_SIZE eo;
-  pcre2_code *c = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED,
-                                PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS | PCRE2_DOTALL, &ec, &eo, NULL);
+  char *e;
+  pcre2_code *c = rt_regex_compile(re, PCRE2_ZERO_TERMINATED, PCRE2_CASELESS | PCRE2_DOTALL, &e);
   if (!c) {
-    PCRE2_UCHAR msg[256];
-    pcre2_get_error_message(ec, msg, sizeof msg);
-    fail(t, "bad regular expression at offset %zu: %s", (size_t)eo, (char *)msg);
+    fail(t, "bad regular expression: %s", e);
+    free(e);
     return false;
   }
   pcre2_match_context *mc = pcre2_match_context_create(NULL);

@@ -11,7 +11,6 @@
  * once ("unavailable"), then one probe call decides. Health follows it.
  * What every attempt cost is summed into the call's usage, a failed call's
  * too: a dialog's cost is what was paid, not what worked. */
-#define PCRE2_CODE_UNIT_WIDTH 8
 #include "llm.h"
 #include "plugins/llm_schema.h" /* generated from schema.json (CMakeLists.txt) */
 #include "buf.h"
@@ -19,11 +18,11 @@
 #include "jschema.h"
 #include "log.h"
 #include "paths.h"
+#include "regex.h"
 #include "rt.h"
 #include "subproc.h"
 #include "text.h"
 #include <math.h>
-#include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -276,10 +275,7 @@ static char *persona(llm *l, const json_t *vars) {
 /* ---- the guard ------------------------------------------------------------ */
 
 static pcre2_code *re(const char *pat) {
-  int ec;
-  PCRE2_SIZE eo;
-  pcre2_code *c = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
-                                PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS, &ec, &eo, NULL);
+  pcre2_code *c = rt_regex_compile(pat, PCRE2_ZERO_TERMINATED, PCRE2_CASELESS, NULL);
   if (!c) abort(); /* the patterns are ours */
   return c;
 }
@@ -291,15 +287,11 @@ static bool re_conf(const json_t *conf, const char *key, pcre2_code **out, char 
   const char *pat = json_string_value(json_object_get(json_object_get(conf, "guard"), key));
   *out = NULL;
   if (!pat || !*pat) return true;
-  int ec;
-  PCRE2_SIZE eo;
-  *out = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
-                       PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS, &ec, &eo, NULL);
+  char *e;
+  *out = rt_regex_compile(pat, PCRE2_ZERO_TERMINATED, PCRE2_CASELESS, &e);
   if (*out) return true;
-  PCRE2_UCHAR msg[256];
-  pcre2_get_error_message(ec, msg, sizeof msg);
-  *err = rt_xasprintf("llm.guard.%s: not a valid regular expression: %s at offset %zu", key,
-                      (const char *)msg, (size_t)eo);
+  *err = rt_xasprintf("llm.guard.%s: not a valid regular expression: %s", key, e);
+  free(e);
   return false;
 }
 
