@@ -434,8 +434,8 @@ end
 -- The note to the managers when the bot stops in a chat (a failed step, a
 -- quarantined message). The words are the persona's: the flows' module
 -- `notes` (their lib/, else scripts/lib), function stopped(facts). If that
--- cannot build a text (no module, an error), a plain line still tells the
--- managers which chat to answer. facts: chat, flow, step, where, msg.
+-- cannot build a text (no module, an error), the shop's plain line
+-- (handoff.stopped_note) still tells the managers which chat to answer. facts: chat, flow, step, where, msg.
 -- Other kinds (taken, owned, relayed, stats: see scripts/lib/notes.lua) have no
 -- plain line here: the host falls back to their bare facts.
 function note(kind, facts)
@@ -447,7 +447,13 @@ function note(kind, facts)
   end)
   if ok and type(text) == "string" and text ~= "" then return text end
   if kind ~= "stopped" then return nil end
-  return "Бот остановился в чате " .. tostring(facts.chat) .. ": " .. tostring(facts.msg)
+  -- The shop's words (handoff.stopped_note, default in shop.schema.json);
+  -- a {word} that is not chat or msg stays as it is.
+  local vars = { chat = tostring(facts.chat), msg = tostring(facts.msg) }
+  local h = type(shop_cfg) == "table" and shop_cfg.handoff
+  local tmpl = type(h) == "table" and h.stopped_note
+  if type(tmpl) ~= "string" or tmpl == "" then return vars.chat .. ": " .. vars.msg end
+  return (tmpl:gsub("{(%w+)}", function(k) return vars[k] end))
 end
 
 return {

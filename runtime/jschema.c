@@ -7,12 +7,12 @@
  * schemas are small and validation is not on a hot path; a cache would be the
  * first thing to add if lead imports ever show up in a profile. */
 #include "jschema.h"
-#include "regex.h"
 #include "tz.h"
 #include "rt.h"
 #include "utf8.h"
 #include <ctype.h>
 #include <math.h>
+#include "re.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,11 +156,11 @@ static void render(json_t *v, char *out, size_t n) {
 /* Returns 1 match, 0 no match, -1 bad pattern (message in emsg). */
 static int regex_match(const char *pat, const char *s, size_t n, char *emsg,
                        size_t elen) {
-  char *e;
-  pcre2_code *re = rt_regex_compile(pat, PCRE2_ZERO_TERMINATED, 0, &e);
+  char *err = NULL;
+  pcre2_code *re = rt_re_compile(pat, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err);
   if (!re) {
-    snprintf(emsg, elen, "%s", e);
-    free(e);
+    snprintf(emsg, elen, "%s", err);
+    free(err);
     return -1;
   }
   pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
@@ -329,13 +329,14 @@ static void check_string(vctx *c, json_t *s, json_t *v) {
     else if (!strcmp(f, "regex")) {
       /* Not JSON Schema's ECMA regex: a PCRE2 pattern, compiled as the
        * plugins compile theirs (UTF, Unicode classes, any case). */
-      char *e;
-      pcre2_code *re = rt_regex_compile(str, PCRE2_ZERO_TERMINATED, PCRE2_CASELESS, &e);
+      char *err = NULL;
+      pcre2_code *re = rt_re_compile(str, PCRE2_ZERO_TERMINATED,
+                                     PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS, &err);
       if (re) {
         pcre2_code_free(re);
       } else {
-        fail(c, NULL, "not a valid regular expression: %s", e);
-        free(e);
+        fail(c, NULL, "not a valid regular expression: %s", err);
+        free(err);
       }
     }
   }

@@ -19,7 +19,10 @@
  *    are snapshotted; rt_lfreeze_check, run after each turn, puts back any
  *    that changed and names the first. Only the upvalues that some flow
  *    function's code may assign (a SETUPVAL in it or in a function nested
- *    in it) are compared: no other code can change them.
+ *    in it) are compared: no other code can change them. A coroutine
+    reachable at seal could (a register write to a variable it holds
+    open), so then every one is compared, as when the bytecode cannot be
+    read.
  * Host tables (library proxies, environments, host.lua's own) are never
  * touched: everything reachable from the registry before flow code ran is
  * the host's. All state lives in the Lua registry. */

@@ -28,8 +28,8 @@
  * The other intents are their class as is. */
 #include "text.h"
 #include "buf.h"
-#include "regex.h"
 #include "rt.h"
+#include "re.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +106,10 @@ static bool valid_name(const char *name) {
   return true;
 }
 
+static pcre2_code *compile(const char *src, size_t n, char **err) {
+  return rt_re_compile(src, n, PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS, err);
+}
+
 int rt_text_vocab_add(rt_text_vocab *v, const char *name, const char *pattern, char **err) {
   *err = NULL;
   if (v->built) {
@@ -120,7 +124,7 @@ int rt_text_vocab_add(rt_text_vocab *v, const char *name, const char *pattern, c
     *err = rt_xstrdup("empty pattern");
     return RT_EINVAL;
   }
-  pcre2_code *re = rt_regex_compile(pattern, PCRE2_ZERO_TERMINATED, PCRE2_CASELESS, err);
+  pcre2_code *re = compile(pattern, PCRE2_ZERO_TERMINATED, err);
   if (!re) return RT_EINVAL;
   pcre2_code_free(re);
   int i = find_class(v, name);
@@ -170,7 +174,7 @@ int rt_text_vocab_build(rt_text_vocab *v, char **err) {
   for (int i = 0; i < v->ncls; i++) {
     vclass *c = &v->cls[i];
     char *e = NULL;
-    c->re = rt_regex_compile(rt_buf_str(&c->src), c->src.len, PCRE2_CASELESS, &e);
+    c->re = compile(rt_buf_str(&c->src), c->src.len, &e);
     if (!c->re) {
       *err = rt_xasprintf("class %s: %s", c->name, e);
       free(e);

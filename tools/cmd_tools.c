@@ -256,7 +256,8 @@ int rt_cmd_stats(int argc, char **argv) {
     if (rc != RT_OK) json_decref(st);
   }
   if (rc == RT_OK) {
-    char *out = json ? json_dumps(st, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : rt_stats_table(st);
+    char *out = json ? json_dumps(st, JSON_INDENT(2) | JSON_PRESERVE_ORDER)
+                     : rt_stats_table(st, rt_config_get(sh.cfg, "stats.texts"));
     fputs(out, stdout);
     if (json) fputc('\n', stdout);
     free(out);

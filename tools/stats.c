@@ -323,48 +323,101 @@ static void sb_cell(rt_buf *b, const char *s, int w, bool right) {
 
 static json_int_t geti(json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
 
-static void fmt_duration(double sec, char *out, size_t n) {
-  long s = lround(sec);
-  if (s < 60) snprintf(out, n, "%ld с", s);
-  else if (s < 3600) snprintf(out, n, "%ld мин %ld с", s / 60, s % 60);
-  else if (s < 86400) snprintf(out, n, "%ld ч %ld мин", s / 3600, s / 60 % 60);
-  else snprintf(out, n, "%ld д %ld ч", s / 86400, s / 3600 % 24);
+/* The table's words are the shop's (stats.texts, defaults in
+ * shop.schema.json); a key the texts lack prints as nothing. */
+static const char *tx(const json_t *texts, const char *key) {
+  const char *v = json_string_value(json_object_get(texts, key));
+  return v ? v : "";
 }
 
-char *rt_stats_table(json_t *stats) {
+/* Appends the text of key with its {names} filled: the arguments after
+ * the key are pairs of a name and its value, already formatted. */
+#define FILL(b, texts, key, ...)                                                   \
+  do {                                                                             \
+    const char *kv_[] = {__VA_ARGS__};                                             \
+    const char *nm_[RT_ARRAY_LEN(kv_) / 2], *vl_[RT_ARRAY_LEN(kv_) / 2];           \
+    for (size_t i_ = 0; i_ < RT_ARRAY_LEN(kv_) / 2; i_++) {                        \
+      nm_[i_] = kv_[2 * i_];                                                       \
+      vl_[i_] = kv_[2 * i_ + 1];                                                   \
+    }                                                                              \
+    rt_buf_fill((b), tx((texts), (key)), nm_, vl_, RT_ARRAY_LEN(kv_) / 2);         \
+  } while (0)
+
+static const char *num_s(char *out, size_t n, const char *fmt, double v) {
+  snprintf(out, n, fmt, v);
+  return out;
+}
+
+static const char *int_s(char *out, size_t n, json_int_t v) {
+  snprintf(out, n, "%lld", (long long)v);
+  return out;
+}
+
+static void fmt_duration(const json_t *texts, double sec, char *out, size_t n) {
+  long s = lround(sec);
+  char x[24], y[24];
+  rt_buf b = RT_BUF_INIT;
+  if (s < 60) {
+    snprintf(x, sizeof x, "%ld", s);
+    FILL(&b, texts, "seconds", "s", x);
+  } else if (s < 3600) {
+    snprintf(x, sizeof x, "%ld", s / 60);
+    snprintf(y, sizeof y, "%ld", s % 60);
+    FILL(&b, texts, "minutes", "m", x, "s", y);
+  } else if (s < 86400) {
+    snprintf(x, sizeof x, "%ld", s / 3600);
+    snprintf(y, sizeof y, "%ld", s / 60 % 60);
+    FILL(&b, texts, "hours", "h", x, "m", y);
+  } else {
+    snprintf(x, sizeof x, "%ld", s / 86400);
+    snprintf(y, sizeof y, "%ld", s / 3600 % 24);
+    FILL(&b, texts, "days", "d", x, "h", y);
+  }
+  snprintf(out, n, "%s", rt_buf_str(&b));
+  rt_buf_free(&b);
+}
+
+char *rt_stats_table(json_t *stats, const json_t *texts) {
   rt_buf b = RT_BUF_INIT;
   json_int_t since = json_integer_value(json_object_get(stats, "since"));
   if (since > 0) {
     time_t t = (time_t)(since / 1000);
     struct tm tm;
     gmtime_r(&t, &tm);
-    rt_buf_printf(&b, "Статистика с %04d-%02d-%02d %02d:%02d UTC\n\n", tm.tm_year + 1900,
-           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min);
+    char date[64];
+    snprintf(date, sizeof date, "%04d-%02d-%02d %02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min);
+    FILL(&b, texts, "since", "date", date);
   } else {
-    rt_buf_printf(&b, "Статистика за всё время\n\n");
+    rt_buf_adds(&b, tx(texts, "all_time"));
   }
+  rt_buf_adds(&b, "\n\n");
 
+  /* The campaign table's rows and the text key of each label; an outcome
+   * row ("o:") is indented under "contacted" and shows its share. */
   static const struct { const char *key, *label; } rows[] = {
-    {"contacted", "написали"},
-    {"o:silent", "  молчат"}, {"o:need", "  нужна деталь"}, {"o:later", "  попросили позже"},
-    {"o:declined", "  не нужно"}, {"o:optout", "  отписались"}, {"o:ok", "  всё хорошо"},
-    {"o:problem", "  проблема"}, {"o:question", "  спросили, кто пишет"},
-    {"later_kept", "вернулись после «позже»"}, {"offers", "предложена скидка"},
-    {"offers_accepted", "скидка принята"}, {"offers_expired", "скидка истекла"},
-    {"leads", "заявок"},
+    {"contacted", "contacted"},
+    {"o:silent", "outcome_silent"}, {"o:need", "outcome_need"}, {"o:later", "outcome_later"},
+    {"o:declined", "outcome_declined"}, {"o:optout", "outcome_optout"}, {"o:ok", "outcome_ok"},
+    {"o:problem", "outcome_problem"}, {"o:question", "outcome_question"},
+    {"later_kept", "later_kept"}, {"offers", "offers"},
+    {"offers_accepted", "offers_accepted"}, {"offers_expired", "offers_expired"},
+    {"leads", "leads"},
   };
   json_t *camps = json_object_get(stats, "campaigns");
   const int lw = 26, cw = 16;
-  sb_cell(&b, "Кампания", lw, false);
+  sb_cell(&b, tx(texts, "campaign"), lw, false);
   const char *name;
   json_t *c;
   json_object_foreach(camps, name, c) sb_cell(&b, name, cw, true);
-  rt_buf_printf(&b, "\n");
+  rt_buf_adds(&b, "\n");
   for (size_t r = 0; r < RT_ARRAY_LEN(rows); r++) {
-    sb_cell(&b, rows[r].label, lw, false);
+    bool outcome = strncmp(rows[r].key, "o:", 2) == 0;
+    if (outcome) rt_buf_adds(&b, "  ");
+    sb_cell(&b, tx(texts, rows[r].label), outcome ? lw - 2 : lw, false);
     json_object_foreach(camps, name, c) {
       char cell[64];
-      if (strncmp(rows[r].key, "o:", 2) == 0) {
+      if (outcome) {
         json_t *o = json_object_get(json_object_get(c, "outcomes"), rows[r].key + 2);
         snprintf(cell, sizeof cell, "%lld (%.0f%%)", (long long)geti(o, "count"),
                  json_real_value(json_object_get(o, "share")) * 100);
@@ -373,62 +426,78 @@ char *rt_stats_table(json_t *stats) {
       }
       sb_cell(&b, cell, cw, true);
     }
-    rt_buf_printf(&b, "\n");
+    rt_buf_adds(&b, "\n");
   }
 
   json_t *flows = json_object_get(stats, "flows");
-  rt_buf_printf(&b, "\n");
-  sb_cell(&b, "Сценарий", lw, false);
-  sb_cell(&b, "заявок", 10, true);
-  sb_cell(&b, "диалогов", 10, true);
-  sb_cell(&b, "медиана до заявки", 20, true);
-  rt_buf_printf(&b, "\n");
-  if (!json_object_size(flows)) rt_buf_printf(&b, "  (нет данных)\n");
+  rt_buf_adds(&b, "\n");
+  sb_cell(&b, tx(texts, "flow"), lw, false);
+  sb_cell(&b, tx(texts, "leads"), 10, true);
+  sb_cell(&b, tx(texts, "conversations"), 10, true);
+  sb_cell(&b, tx(texts, "median"), 20, true);
+  rt_buf_adds(&b, "\n");
+  if (!json_object_size(flows)) rt_buf_printf(&b, "  %s\n", tx(texts, "no_data"));
   json_t *f;
   json_object_foreach(flows, name, f) {
-    char n1[32], n2[32], med[48];
-    snprintf(n1, sizeof n1, "%lld", (long long)geti(f, "leads"));
-    snprintf(n2, sizeof n2, "%lld", (long long)geti(f, "conversations"));
+    char n1[32], n2[32], med[128];
     json_t *m = json_object_get(f, "median_time_to_lead_s");
-    if (json_is_number(m)) fmt_duration(json_number_value(m), med, sizeof med);
+    if (json_is_number(m)) fmt_duration(texts, json_number_value(m), med, sizeof med);
     else snprintf(med, sizeof med, "—");
     sb_cell(&b, name, lw, false);
-    sb_cell(&b, n1, 10, true);
-    sb_cell(&b, n2, 10, true);
+    sb_cell(&b, int_s(n1, sizeof n1, geti(f, "leads")), 10, true);
+    sb_cell(&b, int_s(n2, sizeof n2, geti(f, "conversations")), 10, true);
     sb_cell(&b, med, 20, true);
-    rt_buf_printf(&b, "\n");
+    rt_buf_adds(&b, "\n");
   }
 
+  char v1[32], v2[32], v3[32], v4[32], v5[32];
   json_t *ev = json_object_get(stats, "events");
-  rt_buf_printf(&b, "\nПередано менеджеру: %lld, ошибок в шагах: %lld\n", (long long)geti(ev, "handoff"),
-         (long long)geti(ev, "step_error"));
+  rt_buf_adds(&b, "\n");
+  FILL(&b, texts, "handoffs", "handoffs", int_s(v1, sizeof v1, geti(ev, "handoff")),
+       "errors", int_s(v2, sizeof v2, geti(ev, "step_error")));
   json_t *llm = json_object_get(stats, "llm");
   json_t *pd = json_object_get(llm, "per_dialog"), *pl = json_object_get(llm, "per_lead");
-  rt_buf_printf(&b, "\nLLM: вызовов %lld, диалогов %lld, токенов %lld, стоимость %.2f\n",
-         (long long)geti(llm, "calls"), (long long)geti(llm, "dialogs"),
-         (long long)geti(llm, "tokens"), json_number_value(json_object_get(llm, "cost")));
-  rt_buf_printf(&b, "  на диалог: %.0f токенов, %.4f\n", json_number_value(json_object_get(pd, "tokens")),
-         json_number_value(json_object_get(pd, "cost")));
-  rt_buf_printf(&b, "  на заявку: %.0f токенов, %.4f\n", json_number_value(json_object_get(pl, "tokens")),
-         json_number_value(json_object_get(pl, "cost")));
-  rt_buf_printf(&b, "  диалогов с моделью: %lld из %lld (%.0f%%)\n", (long long)geti(llm, "dialogs"),
-         (long long)geti(llm, "all_dialogs"), 100 * json_number_value(json_object_get(llm, "share")));
+  rt_buf_adds(&b, "\n\n");
+  FILL(&b, texts, "llm", "calls", int_s(v1, sizeof v1, geti(llm, "calls")),
+       "dialogs", int_s(v2, sizeof v2, geti(llm, "dialogs")),
+       "tokens", int_s(v3, sizeof v3, geti(llm, "tokens")),
+       "cost", num_s(v4, sizeof v4, "%.2f", json_number_value(json_object_get(llm, "cost"))));
+  rt_buf_adds(&b, "\n  ");
+  FILL(&b, texts, "llm_per_dialog",
+       "tokens", num_s(v1, sizeof v1, "%.0f", json_number_value(json_object_get(pd, "tokens"))),
+       "cost", num_s(v2, sizeof v2, "%.4f", json_number_value(json_object_get(pd, "cost"))));
+  rt_buf_adds(&b, "\n  ");
+  FILL(&b, texts, "llm_per_lead",
+       "tokens", num_s(v1, sizeof v1, "%.0f", json_number_value(json_object_get(pl, "tokens"))),
+       "cost", num_s(v2, sizeof v2, "%.4f", json_number_value(json_object_get(pl, "cost"))));
+  rt_buf_adds(&b, "\n  ");
+  FILL(&b, texts, "llm_share", "dialogs", int_s(v1, sizeof v1, geti(llm, "dialogs")),
+       "all", int_s(v2, sizeof v2, geti(llm, "all_dialogs")),
+       "percent", num_s(v3, sizeof v3, "%.0f", 100 * json_number_value(json_object_get(llm, "share"))));
   json_t *sv = json_object_get(llm, "saved");
   json_t *so = json_object_get(sv, "ocr"), *sr = json_object_get(sv, "rules");
-  rt_buf_printf(&b, "  сэкономлено распознаванием фото: %lld токенов (%lld вызовов)\n",
-                (long long)geti(so, "tokens"), (long long)geti(so, "calls"));
-  rt_buf_printf(&b, "  сэкономлено правилами: %lld токенов (%lld вызовов)\n",
-                (long long)geti(sr, "tokens"), (long long)geti(sr, "calls"));
+  rt_buf_adds(&b, "\n  ");
+  FILL(&b, texts, "saved_ocr", "tokens", int_s(v1, sizeof v1, geti(so, "tokens")),
+       "calls", int_s(v2, sizeof v2, geti(so, "calls")));
+  rt_buf_adds(&b, "\n  ");
+  FILL(&b, texts, "saved_rules", "tokens", int_s(v1, sizeof v1, geti(sr, "tokens")),
+       "calls", int_s(v2, sizeof v2, geti(sr, "calls")));
+  rt_buf_adds(&b, "\n");
   const char *cn;
   json_t *cv;
   json_object_foreach(json_object_get(llm, "per_outcome"), cn, cv) {
     const char *on;
     json_t *ov;
-    json_object_foreach(cv, on, ov)
-      rt_buf_printf(&b, "  %s, итог %s: %.4f на диалог, %.0f токенов (%lld диалогов)\n", cn, on,
-                    json_number_value(json_object_get(ov, "cost_per_dialog")),
-                    json_number_value(json_object_get(ov, "tokens_per_dialog")),
-                    (long long)geti(ov, "dialogs"));
+    json_object_foreach(cv, on, ov) {
+      rt_buf_adds(&b, "  ");
+      FILL(&b, texts, "per_outcome", "campaign", cn, "outcome", on,
+           "cost", num_s(v3, sizeof v3, "%.4f",
+                         json_number_value(json_object_get(ov, "cost_per_dialog"))),
+           "tokens", num_s(v4, sizeof v4, "%.0f",
+                           json_number_value(json_object_get(ov, "tokens_per_dialog"))),
+           "dialogs", int_s(v5, sizeof v5, geti(ov, "dialogs")));
+      rt_buf_adds(&b, "\n");
+    }
   }
   return rt_buf_take(&b, NULL);
 }

@@ -43,7 +43,8 @@ int rt_stats_collect(rt_store *s, int64_t since_ms, json_t **out, char **err);
  * RT_EIO with an owned *err. */
 int rt_stats_leads_per_day(rt_store *s, int64_t since_ms, const char *tz, json_t *stats,
                            char **err);
-/* The same figures as an aligned text table in Russian (owned string). */
-char *rt_stats_table(json_t *stats);
+/* The same figures as an aligned text table (owned string), in the words
+ * of texts: shop.json's stats.texts with its defaults filled in. */
+char *rt_stats_table(json_t *stats, const json_t *texts);
 
 #endif

@@ -224,7 +224,12 @@ static chat *chat_new(rt_studio *st, const char *channel, const char *id) {
   c->rec_mode = rt_xstrdup("bot");
   char when[64];
   rt_clock_format(now_ms(st), st->tz, when, sizeof when);
-  line_add(c, "# Записано в студии (shopbot studio): разговор %s", c->key);
+  /* The note is the shop's (tests.recorded_note, default in the schema). */
+  rt_buf note = RT_BUF_INIT;
+  const char *names[] = {"chat"}, *values[] = {c->key};
+  rt_buf_fill(&note, rt_config_str(st->o.cfg, "tests.recorded_note", ""), names, values, 1);
+  if (note.len) line_add(c, "# %s", rt_buf_str(&note));
+  rt_buf_free(&note);
   line_add(c, "clock: %s", when);
   /* The private store holds the sample customers from the start, so the
    * replay imports them too (a check-in needs its customer; a chat may

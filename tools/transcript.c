@@ -15,11 +15,11 @@
 #include "plugin.h"
 #include "paths.h"
 #include "text.h"
-#include "regex.h"
 #include "utf8.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include "re.h"
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -587,11 +587,12 @@ static bool text_matches(const char *pattern, const char *text) {
 #define RE_DEPTH_LIMIT 100000
 
 static bool re_matches(tr *t, const char *re, const char *text) {
-  char *e;
-  pcre2_code *c = rt_regex_compile(re, PCRE2_ZERO_TERMINATED, PCRE2_CASELESS | PCRE2_DOTALL, &e);
+  char *err = NULL;
+  pcre2_code *c = rt_re_compile(re, PCRE2_ZERO_TERMINATED,
+                                PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS | PCRE2_DOTALL, &err);
   if (!c) {
-    fail(t, "bad regular expression: %s", e);
-    free(e);
+    fail(t, "bad regular expression: %s", err);
+    free(err);
     return false;
   }
   pcre2_match_context *mc = pcre2_match_context_create(NULL);
@@ -893,7 +894,7 @@ static bool json_set_path(json_t *root, const char *path, json_t *v, char **wher
  * changed config must pass the shop schema, as shop.json itself must. A
  * line that did not would silently test a config no shop can have. */
 static void config_set(tr *t, char *spec) {
-  static const char usage[] = "config: expects path = JSON, e.g. persona.name = \"Олег\"";
+  static const char usage[] = "config: expects path = JSON, e.g. persona.name = \"Oleg\"";
   char *eq = strchr(spec, '=');
   if (!eq) { fail(t, "%s", usage); return; }
   *eq = '\0';
@@ -966,7 +967,8 @@ static void all_llm_call(tr *t, const char *text, const char *photo) {
   }
   json_t *args = json_pack("{s:s, s:s}", "schema",
                            photo ? "photo_triage" : retention ? "retention_reply" : "parts_list",
-                           "text", text && *text ? text : "Что на фото?");
+                           "text", text && *text ? text
+                                   : rt_config_str(t->cfg, "llm.texts.photo", ""));
   if (photo) json_object_set_new(args, "images", json_pack("[s]", photo));
   bool done = false;
   rt_call *c = NULL;

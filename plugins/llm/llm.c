@@ -18,11 +18,11 @@
 #include "jschema.h"
 #include "log.h"
 #include "paths.h"
-#include "regex.h"
 #include "rt.h"
 #include "subproc.h"
 #include "text.h"
 #include <math.h>
+#include "re.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,7 +275,8 @@ static char *persona(llm *l, const json_t *vars) {
 /* ---- the guard ------------------------------------------------------------ */
 
 static pcre2_code *re(const char *pat) {
-  pcre2_code *c = rt_regex_compile(pat, PCRE2_ZERO_TERMINATED, PCRE2_CASELESS, NULL);
+  pcre2_code *c = rt_re_compile(pat, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS,
+                                NULL);
   if (!c) abort(); /* the patterns are ours */
   return c;
 }
@@ -287,11 +288,11 @@ static bool re_conf(const json_t *conf, const char *key, pcre2_code **out, char 
   const char *pat = json_string_value(json_object_get(json_object_get(conf, "guard"), key));
   *out = NULL;
   if (!pat || !*pat) return true;
-  char *e;
-  *out = rt_regex_compile(pat, PCRE2_ZERO_TERMINATED, PCRE2_CASELESS, &e);
+  char *why = NULL;
+  *out = rt_re_compile(pat, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS, &why);
   if (*out) return true;
-  *err = rt_xasprintf("llm.guard.%s: not a valid regular expression: %s", key, e);
-  free(e);
+  *err = rt_xasprintf("llm.guard.%s: not a valid regular expression: %s", key, why);
+  free(why);
   return false;
 }
 

@@ -37,4 +37,16 @@ echo "   (took $((t1 - t0)) ms; stock Lua took 20.9 s)"
 d=$(mk short 'local a, b = ev.text:match("^(.-)%s+(.-)!$") c:say(a .. "|" .. b)')
 echo 'one two!' | $S chat "$d" --user u >"$TMP/o3" 2>/dev/null
 check "the same kind of pattern on a short message works" contains "$TMP/o3" "^one\|two$"
+
+# The last-resort note: the flows' notes module fails, so the managers get
+# the shop's handoff.stopped_note, a {word} that is no placeholder kept.
+d=$(mk note 'error("boom")')
+mkdir -p "$d/flows/lib"
+echo 'return { stopped = function() error("notes broken") end }' >"$d/flows/lib/notes.lua"
+python3 -c "import json; p='$d/shop.json'; c=json.load(open(p)); c['handoff']={'stopped_note':'STOP {chat} / {msg} {x}'}; json.dump(c,open(p,'w'))"
+echo hi | $S chat "$d" --user u >"$TMP/o4" 2>"$TMP/e4"
+check "notes failing: the shop's plain note" contains "$TMP/o4" '^\[to managers\] STOP console:u / .*boom {x}$'
+python3 -c "import json; p='$d/shop.json'; c=json.load(open(p)); del c['handoff']; json.dump(c,open(p,'w'))"
+echo hi | $S chat "$d" --user u2 >"$TMP/o5" 2>"$TMP/e5"
+check "notes failing: the default note" contains "$TMP/o5" '^\[to managers\] Бот остановился в чате .*boom'
 done_tests

@@ -53,14 +53,17 @@ check "every plugin folder is listed in plugins.c" sh -c \
   "for p in plugins/*/; do n=\$(basename \$p); grep -q \"rt_plugin_\$n\\b\" plugins/plugins.c || { echo \$n; exit 1; }; done"
 check "plugin start and close are called from plugin.c only" sh -c \
   "[ -z \"\$(grep -lE -- '->(start|close)\\(' runtime/*.c plugins/*.c plugins/*/*.c tools/*.c | grep -v '^runtime/plugin.c\$')\" ]"
-# No customer- or manager-facing wording in the serving path's C: the
-# words are the shop's (shop.json texts, the persona's Lua, prompt.md).
-# Cyrillic outside comments is allowed only in what reads customers' text
-# (runtime/text*.c) and in the OCR's letter tables.
+# No customer-, manager- or owner-facing wording in C or in the host's Lua:
+# the words are the shop's (shop.json texts, the persona's Lua, prompt.md).
+# Cyrillic outside comments is allowed only in what reads the shop's and
+# customers' text (runtime/text*.c, the import's column names and yes/no
+# words) and in the OCR's letter tables.
 wording_in_c() {
-  grep -nP '[\x{0400}-\x{04FF}]' runtime/*.c runtime/*.h plugins/*.c plugins/*/*.c plugins/*/*.h 2>/dev/null |
+  grep -nP '[\x{0400}-\x{04FF}]' runtime/*.c runtime/*.h plugins/*.c plugins/*/*.c plugins/*/*.h \
+      tools/*.c tools/*.h 2>/dev/null |
     grep -vP '^\S+:\d+:\s*(/\*|\*|//)' |
-    grep -v '^runtime/text[a-z_]*\.c:\|^plugins/ocr/ocr\.c:'
+    grep -v '^runtime/text[a-z_]*\.c:\|^plugins/ocr/ocr\.c:\|^tools/import\.c:'
+  grep -nP '[\x{0400}-\x{04FF}]' runtime/host.lua | grep -vP '^\d+:\s*--' | sed 's|^|runtime/host.lua:|'
 }
-check "no wording in the serving path's C outside the text readers" none wording_in_c
+check "no wording in C or the host's Lua outside the text readers" none wording_in_c
 done_tests

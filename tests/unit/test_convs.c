@@ -8,16 +8,7 @@
 #include <unistd.h>
 
 static char path[256];
-static rt_store *fresh(void) {
-  snprintf(path, sizeof path, "/tmp/test_convs_%d.db", (int)getpid());
-  unlink(path);
-  char w[300];
-  snprintf(w, sizeof w, "%s-wal", path);
-  unlink(w);
-  snprintf(w, sizeof w, "%s-shm", path);
-  unlink(w);
-  return tstore_open(path);
-}
+static rt_store *fresh(void) { return tstore_fresh(path, sizeof path, "test_convs"); }
 
 static char *dup_or_null(const char *s) { return s ? rt_xstrdup(s) : NULL; }
 
@@ -170,6 +161,6 @@ int main(void) {
   T_RUN(a_row_comes_back_whole);
   T_RUN(the_least_recent_go_first);
   T_RUN(forget_clear_and_keys_with_one_prefix);
-  unlink(path);
+  tstore_unlink(path);
   return T_DONE();
 }

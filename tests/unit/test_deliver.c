@@ -10,6 +10,7 @@
 #include "deliver.h"
 #include "paths.h"
 #include "t.h"
+#include "tstore.h"
 #include "store_impl.h"   /* rt_store_db: the test looks at rows */
 #include <sqlite3.h>
 #include <stdlib.h>
@@ -416,15 +417,8 @@ T(too_many_for_memory) {
 }
 
 int main(void) {
-  char path[] = "/tmp/test_deliver.XXXXXX";
-  int fd = mkstemp(path);
-  if (fd < 0) return 1;
-  close(fd);
-  unlink(path);
-  char *sql = rt_paths_schema("sql"), *err = NULL;
-  rt_store_opts o = {.sql_dir = sql, .sync_off = true};
-  if (rt_store_open(path, &o, &s, &err) != RT_OK) { fprintf(stderr, "%s\n", err); return 1; }
-  free(sql);
+  char path[256];
+  s = tstore_fresh(path, sizeof path, "test_deliver");
   uv_loop_init(&loop);
   T_RUN(order_rates_pause);
   T_RUN(chat_burst);
@@ -435,11 +429,6 @@ int main(void) {
   T_RUN(too_many_for_memory);
   rt_store_close(s);
   uv_loop_close(&loop);
-  unlink(path);
-  char side[64];
-  snprintf(side, sizeof side, "%s-wal", path);
-  unlink(side);
-  snprintf(side, sizeof side, "%s-shm", path);
-  unlink(side);
+  tstore_unlink(path);
   return T_DONE();
 }

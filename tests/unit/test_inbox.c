@@ -23,16 +23,7 @@ static rt_event_in text_ev(const char *chat, const char *ext, const char *text) 
 }
 
 static char path[256];
-static rt_store *fresh(void) {
-  snprintf(path, sizeof path, "/tmp/test_inbox_%d.db", (int)getpid());
-  unlink(path);
-  char w[300];
-  snprintf(w, sizeof w, "%s-wal", path);
-  unlink(w);
-  snprintf(w, sizeof w, "%s-shm", path);
-  unlink(w);
-  return tstore_open(path);
-}
+static rt_store *fresh(void) { return tstore_fresh(path, sizeof path, "test_inbox"); }
 
 static rt_inbox *open_inbox(rt_store *s, rt_clock *ck, rt_convq *q, bool test_mode) {
   rt_inbox_opts o = {.store = s, .clock = ck, .queues = q, .test_mode = test_mode,
@@ -225,7 +216,7 @@ T(unclean_stop_isolates_and_counts_attempts) {
   rt_convq_free(&q);
   CHECK_STR(q_text(s, "SELECT value FROM meta WHERE key = 'engine.running'"), "0");
   rt_store_close(s);
-  unlink(path);
+  tstore_unlink(path);
 }
 
 /* The payload is written without jansson's tree (inbox.c): byte for byte

@@ -1,7 +1,9 @@
 /* test_stats.c -- campaign funnels, shares, median time to lead, LLM cost. */
 #include "t.h"
 #include "stats.h"
+#include "jschema.h"
 #include "store.h"
+#include "tstore.h"
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -12,18 +14,34 @@
 static char tmpdir[256];
 
 static rt_store *open_store(void) {
-  char path[512], dir[512];
-  const char *src = getenv("RT_SOURCE_DIR");
-  snprintf(dir, sizeof dir, "%s/schema/sql", src && *src ? src : RT_SOURCE_DIR);
+  char path[512];
   snprintf(path, sizeof path, "%s/stats.db", tmpdir);
-  unlink(path);
-  rt_store_opts o = {.sql_dir = dir, .sync_off = true};
-  rt_store *s = NULL;
-  char *err = NULL;
-  if (rt_store_open(path, &o, &s, &err) != RT_OK) {
-    fprintf(stderr, "store: %s\n", err);
+  tstore_unlink(path);
+  return tstore_open(path);
+}
+
+/* stats.texts as a shop without its own gets them: the defaults of
+ * shop.schema.json. Owned. */
+static json_t *default_texts(void) {
+  char path[512];
+  const char *src = getenv("RT_SOURCE_DIR");
+  snprintf(path, sizeof path, "%s/schema/shop.schema.json", src && *src ? src : RT_SOURCE_DIR);
+  json_t *schema = json_load_file(path, 0, NULL), *shop = json_object();
+  if (!schema) {
+    fprintf(stderr, "cannot read %s\n", path);
     exit(1);
   }
+  rt_jschema_apply_defaults(schema, shop);
+  json_t *t = json_incref(json_object_get(json_object_get(shop, "stats"), "texts"));
+  json_decref(shop);
+  json_decref(schema);
+  return t;
+}
+
+static char *table_of(json_t *st) {
+  json_t *t = default_texts();
+  char *s = rt_stats_table(st, t);
+  json_decref(t);
   return s;
 }
 
@@ -150,7 +168,7 @@ T(funnels_and_median) {
   CHECK(all >= 3);
   CHECK(fabs(num(GET(l, "share")) - (all ? 3.0 / (double)all : 0)) < 1e-3);
 
-  char *table = rt_stats_table(st);
+  char *table = table_of(st);
   CHECK(table && strstr(table, "retention") && strstr(table, "2 (50%)") && strstr(table, "50 с"));
   if (getenv("T_VERBOSE")) fputs(table, stderr);
   free(table);
@@ -197,7 +215,7 @@ T(llm_saved_and_outcomes) {
   CHECK(GET(st, "llm", "per_outcome", "retention", "question") == NULL);
   CHECK_INT(json_integer_value(GET(st, "llm", "per_outcome", "retention", "declined", "dialogs")), 1);
   CHECK(fabs(num(GET(st, "llm", "per_outcome", "retention", "declined", "cost"))) < 1e-9);
-  char *table = rt_stats_table(st);
+  char *table = table_of(st);
   CHECK(table && strstr(table, "сэкономлено распознаванием фото: 470 токенов (1 вызовов)"));
   CHECK(table && strstr(table, "retention, итог later: 0.0030 на диалог, 210 токенов (2 диалогов)"));
   if (getenv("T_VERBOSE") && table) fputs(table, stderr);
@@ -215,9 +233,39 @@ T(empty_store) {
   CHECK(fabs(num(GET(st, "campaigns", "gifts", "outcomes", "silent", "share"))) < 1e-9);
   CHECK_INT(json_object_size(GET(st, "flows")), 0);
   CHECK(fabs(num(GET(st, "llm", "per_lead", "cost"))) < 1e-9);
-  char *table = rt_stats_table(st);
+  char *table = table_of(st);
   CHECK(table != NULL);
   free(table);
+  json_decref(st);
+  rt_store_close(s);
+}
+
+/* The table speaks the shop's words: stats.texts replaces a default, a
+ * key the shop emptied prints nothing, and a value is never read as a
+ * format ({word} that is no placeholder, a lone %). */
+T(table_in_the_shops_words) {
+  rt_store *s = open_store();
+  json_t *st = NULL;
+  char *err = NULL;
+  CHECK_INT(rt_stats_collect(s, 0, &st, &err), RT_OK);
+  free(err);
+  if (!st) { rt_store_close(s); return; }
+  json_t *t = default_texts();
+  CHECK(t && json_object_size(t) > 30);
+  char *ru = rt_stats_table(st, t);
+  CHECK(ru && strstr(ru, "Статистика за всё время") && strstr(ru, "  молчат") &&
+        strstr(ru, "(нет данных)") && strstr(ru, "Передано менеджеру: 0, ошибок в шагах: 0"));
+  json_object_set_new(t, "all_time", json_string("All time %s %n {since}"));
+  json_object_set_new(t, "outcome_silent", json_string("silent"));
+  json_object_set_new(t, "handoffs", json_string("handed over {handoffs}, {errors} errors"));
+  json_object_set_new(t, "no_data", json_string(""));
+  char *en = rt_stats_table(st, t);
+  CHECK(en && strstr(en, "All time %s %n {since}\n") && strstr(en, "  silent ") &&
+        strstr(en, "handed over 0, 0 errors") && !strstr(en, "молчат") && !strstr(en, "нет данных"));
+  if (getenv("T_VERBOSE") && en) fputs(en, stderr);
+  free(ru);
+  free(en);
+  json_decref(t);
   json_decref(st);
   rt_store_close(s);
 }
@@ -228,6 +276,7 @@ int main(void) {
   T_RUN(funnels_and_median);
   T_RUN(llm_saved_and_outcomes);
   T_RUN(empty_store);
+  T_RUN(table_in_the_shops_words);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
   if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmpdir);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Opens (creating and migrating) a test store at path, durability off;
  * exits the test on failure. The migrations come from $RT_SOURCE_DIR. */
@@ -24,6 +25,24 @@ static inline rt_store *tstore_open(const char *path) {
     exit(1);
   }
   return s;
+}
+
+/* Removes a test store's files: the database, its -wal and its -shm. */
+static inline void tstore_unlink(const char *path) {
+  char side[600];
+  unlink(path);
+  snprintf(side, sizeof side, "%s-wal", path);
+  unlink(side);
+  snprintf(side, sizeof side, "%s-shm", path);
+  unlink(side);
+}
+
+/* A new, empty test store at /tmp/<name>_<pid>.db (what an earlier run
+ * left there removed); its path goes to path[n]. */
+static inline rt_store *tstore_fresh(char *path, size_t n, const char *name) {
+  snprintf(path, n, "/tmp/%s_%d.db", name, (int)getpid());
+  tstore_unlink(path);
+  return tstore_open(path);
 }
 
 static inline int tstore_cmp_name(const void *a, const void *b) {
