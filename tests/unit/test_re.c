@@ -5,6 +5,7 @@
 #include "re.h"
 #include "t.h"
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,10 +61,53 @@ T(not_utf8_is_refused) {
   free(err);
 }
 
+/* A length-given pattern is read no further than its length, so a bad
+ * sequence or group cut by the length is refused where it was cut. Each
+ * pattern is a heap copy of exactly len bytes: under ASan a read past it
+ * fails the test. */
+static pcre2_code *compile_exact(const char *pat, size_t len, char **err) {
+  char *p = malloc(len);
+  memcpy(p, pat, len);
+  pcre2_code *re = rt_re_compile(p, len, PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS, err);
+  free(p);
+  return re;
+}
+
+static bool ends_with(const char *s, const char *tail) {
+  size_t n = s ? strlen(s) : 0, m = strlen(tail);
+  return n >= m && !strcmp(s + n - m, tail);
+}
+
+T(length_given_refusals) {
+  static const struct { const char *pat; size_t len; const char *reason; size_t off; } cases[] = {
+    {"да\xd0", 5, "UTF-8", 4},          /* a letter cut in half at the end */
+    {"\xd0\xb4\xd0(x)", 6, "UTF-8", 2}, /* cut in half in the middle */
+    {"x\xc0\x80", 3, "UTF-8", 1},        /* overlong NUL */
+    {"\xed\xa0\x80", 3, "UTF-8", 0},     /* a surrogate */
+    {"(да)", 3, "missing closing parenthesis", 3}, /* the length ends in the group */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char *err = NULL, want[32];
+    CHECK(compile_exact(cases[i].pat, cases[i].len, &err) == NULL);
+    snprintf(want, sizeof want, " at offset %zu", cases[i].off);
+    if (!err || !strstr(err, cases[i].reason) || !ends_with(err, want))
+      fprintf(stderr, "  case %zu: %s\n", i, err ? err : "(null)");
+    CHECK(err && strstr(err, cases[i].reason) && ends_with(err, want));
+    free(err);
+  }
+  /* what lies past the length is not read: the bad tail does not count */
+  char *err = NULL;
+  pcre2_code *re = compile_exact("ab|c)", 4, &err);
+  CHECK(re != NULL && err == NULL);
+  if (re) CHECK(matches(re, "xCx") && matches(re, "AB"));
+  pcre2_code_free(re);
+}
+
 int main(void) {
   T_RUN(good_pattern_with_flags);
   T_RUN(length_limited);
   T_RUN(bad_pattern_names_reason_and_offset);
   T_RUN(not_utf8_is_refused);
+  T_RUN(length_given_refusals);
   return T_DONE();
 }
