@@ -435,7 +435,8 @@ end
 -- quarantined message). The words are the persona's: the flows' module
 -- `notes` (their lib/, else scripts/lib), function stopped(facts). If that
 -- cannot build a text (no module, an error), the shop's plain line
--- (handoff.stopped_note) still tells the managers which chat to answer. facts: chat, flow, step, where, msg.
+-- (handoff.stopped_note) still tells the managers which chat to answer.
+-- facts: chat, flow, step, where, msg.
 -- Other kinds (taken, owned, relayed, stats: see scripts/lib/notes.lua) have no
 -- plain line here: the host falls back to their bare facts.
 function note(kind, facts)

@@ -7,12 +7,12 @@
  * schemas are small and validation is not on a hot path; a cache would be the
  * first thing to add if lead imports ever show up in a profile. */
 #include "jschema.h"
+#include "re.h"
 #include "tz.h"
 #include "rt.h"
 #include "utf8.h"
 #include <ctype.h>
 #include <math.h>
-#include "re.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -14,12 +14,12 @@
 #include "ocr/ocr.h"
 #include "plugin.h"
 #include "paths.h"
+#include "re.h"
 #include "text.h"
 #include "utf8.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include "re.h"
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>

@@ -18,11 +18,11 @@
 #include "jschema.h"
 #include "log.h"
 #include "paths.h"
+#include "re.h"
 #include "rt.h"
 #include "subproc.h"
 #include "text.h"
 #include <math.h>
-#include "re.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
