@@ -1,6 +1,7 @@
 /* re.c -- compiling a PCRE2 pattern (see re.h). */
 #include "re.h"
 #include "rt.h"
+#include "utf8.h"
 #include <stdio.h>
 
 pcre2_code *rt_re_compile(const char *pat, size_t len, uint32_t flags, char **err) {
@@ -11,7 +12,9 @@ pcre2_code *rt_re_compile(const char *pat, size_t len, uint32_t flags, char **er
     PCRE2_UCHAR msg[256];
     if (pcre2_get_error_message(code, msg, sizeof msg) < 0)
       snprintf((char *)msg, sizeof msg, "error %d", code);
-    *err = rt_xasprintf("%s at offset %zu", (const char *)msg, (size_t)off);
+    /* Where, as the marketer's editor counts: characters from 1, not the
+     * bytes PCRE2 counts (a Cyrillic letter is two). */
+    *err = rt_xasprintf("%s at character %zu", (const char *)msg, rt_utf8_count(pat, off) + 1);
   }
   return re;
 }

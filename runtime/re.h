@@ -3,7 +3,7 @@
  * The shop's patterns (vocabulary words in shop.json, llm.guard, a
  * "format": "regex" key, a transcript's ~ line) and the runtime's own are
  * all compiled here, so a bad pattern is reported the same way wherever it
- * was written: PCRE2's reason and the offset of the byte it stopped at. */
+ * was written: PCRE2's reason and the character it stopped at. */
 #ifndef RT_RE_H
 #define RT_RE_H
 #ifndef PCRE2_CODE_UNIT_WIDTH
@@ -15,6 +15,7 @@
 
 /* The pattern's first len bytes (PCRE2_ZERO_TERMINATED: up to its NUL),
  * compiled with flags (PCRE2_UTF, PCRE2_CASELESS, ...). NULL on failure,
- * with *err (when err is not NULL) an owned "<reason> at offset <n>". */
+ * with *err (when err is not NULL) an owned "<reason> at character <n>",
+ * n counted in characters from 1. */
 pcre2_code *rt_re_compile(const char *pat, size_t len, uint32_t flags, char **err);
 #endif

@@ -152,8 +152,8 @@ typedef struct rt_text_vocab rt_text_vocab;
 rt_text_vocab *rt_text_vocab_new(void);
 void rt_text_vocab_free(rt_text_vocab *v);
 /* Adds one alternative to class name (a-z, 0-9, _). RT_EINVAL and an owned
- * message when pcre2 refuses the pattern ("missing closing parenthesis (at
- * character 12)") or the vocabulary is already built. */
+ * message when pcre2 refuses the pattern ("missing closing parenthesis at
+ * character 12") or the vocabulary is already built. */
 int rt_text_vocab_add(rt_text_vocab *v, const char *name, const char *pattern, char **err);
 /* A Japanese frame model code ("GX110", "NZE141"): frame numbers typed
  * without a separator are split after it. RT_EINVAL if not 2-8 letters and
