@@ -49,7 +49,8 @@ int rt_lfreeze_preload(lua_State *L);
  * sealed, module-level upvalues snapshotted, and of those the ones checked
  * after each step (those some flow code may assign: read from the
  * functions' bytecode). Returns false when that bytecode could not be read
- * and every snapshotted upvalue is checked instead. */
+ * or a coroutine was reachable, and every snapshotted upvalue is checked
+ * instead. */
 bool rt_lfreeze_seal(lua_State *L, int *ntables, int *nvalues, int *nchecked);
 /* After a turn ran (or yielded): restores every module-level value a step
  * changed. Returns the number changed, with a message naming the first in

@@ -559,8 +559,9 @@ int rt_bundle_load(const rt_bundle_opts *o, rt_bundle **out, char **err) {
   /* One state serves every chat: module-level data is read-only from now. */
   int ntables, nvalues, nchecked;
   if (!rt_lfreeze_seal(L, &ntables, &nvalues, &nchecked))
-    rt_log(RT_LOG_WARN, "flows-sealed", "detail=\"this Lua's bytecode could not be read: every "
-           "module-level value is checked after each step (slower, as safe)\"");
+    rt_log(RT_LOG_WARN, "flows-sealed", "detail=\"the flows' bytecode could not be read, or a "
+           "coroutine is reachable from them: every module-level value is checked after each "
+           "step (slower, as safe)\"");
   rt_log(RT_LOG_DEBUG, "flows-sealed", "tables=%d values=%d checked=%d", ntables, nvalues,
          nchecked);
   lua_gc(L, LUA_GCCOLLECT);
