@@ -296,11 +296,16 @@ static bool re_conf(const json_t *conf, const char *key, pcre2_code **out, char 
   return false;
 }
 
+/* One of llm.texts ("" when the section lacks it). */
+static const char *text_of(llm *l, const char *key) {
+  const char *t = json_string_value(json_object_get(l->texts, key));
+  return t ? t : "";
+}
+
 /* One of llm.texts with its {names} filled, appended to b. */
 static void add_text(llm *l, rt_buf *b, const char *key, const char *const *names,
                      const char *const *values, size_t n) {
-  const char *t = json_string_value(json_object_get(l->texts, key));
-  rt_buf_fill(b, t ? t : "", names, values, n);
+  rt_buf_fill(b, text_of(l, key), names, values, n);
 }
 
 static bool match(llm *l, pcre2_code *c, const char *s, size_t off, size_t *b, size_t *e) {
@@ -613,15 +618,14 @@ static void on_answer(rt_call *c, const json_t *resp) {
   if (c->op == OP_CHAT) {
     const char *claim = rt_llm_claim(&l->p, content, c->facts);
     if (cut) {
-      const char *t = json_string_value(json_object_get(l->texts, "cut"));
-      if (!repair(c, content, t ? t : ""))
+      if (!repair(c, content, text_of(l, "cut")))
         finish(c, NULL, "invalid", "the answer was cut at max_tokens");
       return;
     }
     if (claim) {
       /* claim is "price", "stock" or "delivery": a key of llm.texts too */
       static const char *const names[] = {"what"};
-      const char *values[] = {json_string_value(json_object_get(l->texts, claim))};
+      const char *values[] = {text_of(l, claim)};
       rt_buf problem = RT_BUF_INIT;
       add_text(l, &problem, "claimed", names, values, 1);
       bool again = repair(c, content, rt_buf_str(&problem));
@@ -1107,21 +1111,17 @@ static int llm_new(const json_t *conf, rt_provider **out, char **err) {
   }
   /* The shop's guard patterns first: a bad one is refused before anything
    * is allocated. */
-  pcre2_code *price, *stock, *delivery = NULL;
-  if (!re_conf(conf, "price", &price, err)) return RT_EINVAL;
-  if (!re_conf(conf, "stock", &stock, err)) {
-    pcre2_code_free(price);
-    return RT_EINVAL;
-  }
-  if (!re_conf(conf, "delivery", &delivery, err)) {
-    pcre2_code_free(price);
-    pcre2_code_free(stock);
+  static const char *const keys[] = {"price", "stock", "delivery"};
+  pcre2_code *guard[RT_ARRAY_LEN(keys)];
+  for (size_t i = 0; i < RT_ARRAY_LEN(keys); i++) {
+    if (re_conf(conf, keys[i], &guard[i], err)) continue;
+    while (i > 0) pcre2_code_free(guard[--i]);
     return RT_EINVAL;
   }
   llm *l = rt_xcalloc(1, sizeof *l);
-  l->re_price = price;
-  l->re_stock = stock;
-  l->re_delivery = delivery;
+  l->re_price = guard[0];
+  l->re_stock = guard[1];
+  l->re_delivery = guard[2];
   size_t bl = strlen(base);
   while (bl > 0 && base[bl - 1] == '/') bl--;
   l->url = rt_xasprintf("%.*s/chat/completions", (int)bl, base);
