@@ -10,6 +10,7 @@
 #include "http_client.h"
 #include "rt.h"
 #include "t.h"
+#include "tlfreeze.h"
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -283,10 +284,7 @@ T(unused_module_fails_at_load) {
  * assignment two functions deep, or in a coroutine, is still caught and
  * put back; the same as before for everything else. */
 T(only_assigned_upvalues_are_checked) {
-  lua_State *L = luaL_newstate();
-  luaL_openlibs(L);
-  rt_lfreeze_open(L);
-  rt_lfreeze_mark_host(L);
+  lua_State *L = tlf_state();
   const char *src =
       "local a1, a2, a3, a4, a5, a6, a7, a8 = 1, 2, 3, 4, 5, 6, 7, 8\n"
       "local deep, viaco, kept = 0, 0, 0\n"
@@ -296,10 +294,8 @@ T(only_assigned_upvalues_are_checked) {
       "function M.co() return coroutine.wrap(function() viaco = 1 end) end\n"
       "function M.get() return deep, viaco end\n"
       "return M\n";
-  CHECK(luaL_loadbuffer(L, src, strlen(src), "@flows/x.lua") == LUA_OK);
-  lua_call(L, 0, 1);
-  int m = lua_gettop(L);
-  rt_lfreeze_root(L, m, "flows/x.lua");
+  int m = tlf_root(L, src, "flows/x.lua");
+  CHECK(m != 0);
   int nt = 0, nv = 0, nc = 0;
   CHECK(rt_lfreeze_seal(L, &nt, &nv, &nc));
   CHECK(nv == 12);   /* a1..a8, kept, deep, viaco and _ENV */
@@ -332,10 +328,7 @@ T(only_assigned_upvalues_are_checked) {
  * without SETUPVAL, by a register write while it holds it open: seal then
  * checks every variable, and such a change is found and put back. */
 T(suspended_coroutine_means_check_all) {
-  lua_State *L = luaL_newstate();
-  luaL_openlibs(L);
-  rt_lfreeze_open(L);
-  rt_lfreeze_mark_host(L);
+  lua_State *L = tlf_state();
   const char *src =
       "local M = {}\n"
       "local co = coroutine.create(function()\n"
@@ -347,10 +340,8 @@ T(suspended_coroutine_means_check_all) {
       "coroutine.resume(co)\n"
       "M.co = co\n"
       "return M\n";
-  CHECK(luaL_loadbuffer(L, src, strlen(src), "@flows/co.lua") == LUA_OK);
-  lua_call(L, 0, 1);
-  int m = lua_gettop(L);
-  rt_lfreeze_root(L, m, "flows/co.lua");
+  int m = tlf_root(L, src, "flows/co.lua");
+  CHECK(m != 0);
   int nt = 0, nv = 0, nc = 0;
   CHECK(!rt_lfreeze_seal(L, &nt, &nv, &nc));
   CHECK(nc == nv && nv >= 1);

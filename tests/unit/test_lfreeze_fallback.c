@@ -23,12 +23,10 @@ static int other_lua_dump(lua_State *L, lua_Writer w, void *ud, int strip) {
 #undef lua_dump
 
 #include "t.h"
+#include "tlfreeze.h"
 
 T(every_variable_is_checked) {
-  lua_State *L = luaL_newstate();
-  luaL_openlibs(L);
-  rt_lfreeze_open(L);
-  rt_lfreeze_mark_host(L);
+  lua_State *L = tlf_state();
   const char *src =
       "local kept, deep = 1, 0\n"
       "local M = {}\n"
@@ -36,10 +34,8 @@ T(every_variable_is_checked) {
       "function M.bump() deep = deep + 1 end\n"
       "function M.get() return deep end\n"
       "return M\n";
-  CHECK(luaL_loadbuffer(L, src, strlen(src), "@flows/x.lua") == LUA_OK);
-  lua_call(L, 0, 1);
-  int m = lua_gettop(L);
-  rt_lfreeze_root(L, m, "flows/x.lua");
+  int m = tlf_root(L, src, "flows/x.lua");
+  CHECK(m != 0);
   int nt = 0, nv = 0, nc = 0;
   CHECK(!rt_lfreeze_seal(L, &nt, &nv, &nc));   /* the bytecode could not be read */
   CHECK(nv == 2);                              /* kept, deep */
