@@ -253,7 +253,8 @@ void rt_lfreeze_mark_host(lua_State *L) {
 typedef struct {
   int host, seen, snap, fields, ids;
   int written;          /* set of upvalue ids some flow code may assign */
-  bool all;             /* a function could not be read: check every upvalue */
+  bool all;             /* a function could not be read, or a coroutine is
+                         * reachable: check every upvalue */
   work w;
   int ntables, nvalues;
 } sealer;
@@ -394,8 +395,9 @@ static bool flow_function(lua_State *L, int f) {
  * ldump.c), and only the upvalues that their code or the code nested in
  * them may assign are checked after each step; the others cannot change.
  * Each reader is checked against chunks of known shape first
- * (writer_selftest); if Lua writes another format, or any function cannot
- * be read to its end, every upvalue is checked as before. */
+ * (writer_selftest); if Lua writes another format, any function cannot be
+ * read to its end, or a coroutine is reachable (seal_one), every upvalue is
+ * checked as before. */
 
 #define OP_SETUPVAL 10        /* lopcodes.h of Lua 5.4: UpValue[B] := R[A] */
 #define MAX_PROTO_DEPTH 200   /* the parser's own limit on nesting */
