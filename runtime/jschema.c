@@ -157,7 +157,7 @@ static void render(json_t *v, char *out, size_t n) {
 static int regex_match(const char *pat, const char *s, size_t n, char *emsg,
                        size_t elen) {
   char *err = NULL;
-  pcre2_code *re = rt_re_compile(pat, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err);
+  pcre2_code *re = rt_re_compile(pat, PCRE2_ZERO_TERMINATED, 0, &err);
   if (!re) {
     snprintf(emsg, elen, "%s", err);
     free(err);
@@ -330,8 +330,7 @@ static void check_string(vctx *c, json_t *s, json_t *v) {
       /* Not JSON Schema's ECMA regex: a PCRE2 pattern, compiled as the
        * plugins compile theirs (UTF, Unicode classes, any case). */
       char *err = NULL;
-      pcre2_code *re = rt_re_compile(str, PCRE2_ZERO_TERMINATED,
-                                     PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS, &err);
+      pcre2_code *re = rt_re_compile(str, PCRE2_ZERO_TERMINATED, PCRE2_CASELESS, &err);
       if (re) {
         pcre2_code_free(re);
       } else {

@@ -7,7 +7,8 @@
 pcre2_code *rt_re_compile(const char *pat, size_t len, uint32_t flags, char **err) {
   int code;
   PCRE2_SIZE off;
-  pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, flags, &code, &off, NULL);
+  pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, flags | PCRE2_UTF | PCRE2_UCP, &code,
+                                 &off, NULL);
   if (!re && err) {
     PCRE2_UCHAR msg[256];
     if (pcre2_get_error_message(code, msg, sizeof msg) < 0)

@@ -14,8 +14,10 @@
 #include <stdint.h>
 
 /* The pattern's first len bytes (PCRE2_ZERO_TERMINATED: up to its NUL),
- * compiled with flags (PCRE2_UTF, PCRE2_CASELESS, ...). NULL on failure,
- * with *err (when err is not NULL) an owned "<reason> at character <n>",
- * n counted in characters from 1. */
+ * compiled as UTF-8 with Unicode classes (PCRE2_UTF | PCRE2_UCP, always:
+ * every text the bot matches is Russian, and a caller cannot forget them)
+ * plus flags (PCRE2_CASELESS, PCRE2_DOTALL, ...). NULL on failure, with
+ * *err (when err is not NULL) an owned "<reason> at character <n>", n
+ * counted in characters from 1; a pattern that is not UTF-8 is refused. */
 pcre2_code *rt_re_compile(const char *pat, size_t len, uint32_t flags, char **err);
 #endif

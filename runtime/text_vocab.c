@@ -107,7 +107,7 @@ static bool valid_name(const char *name) {
 }
 
 static pcre2_code *compile(const char *src, size_t n, char **err) {
-  return rt_re_compile(src, n, PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS, err);
+  return rt_re_compile(src, n, PCRE2_CASELESS, err);
 }
 
 int rt_text_vocab_add(rt_text_vocab *v, const char *name, const char *pattern, char **err) {

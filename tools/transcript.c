@@ -588,8 +588,7 @@ static bool text_matches(const char *pattern, const char *text) {
 
 static bool re_matches(tr *t, const char *re, const char *text) {
   char *err = NULL;
-  pcre2_code *c = rt_re_compile(re, PCRE2_ZERO_TERMINATED,
-                                PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS | PCRE2_DOTALL, &err);
+  pcre2_code *c = rt_re_compile(re, PCRE2_ZERO_TERMINATED, PCRE2_CASELESS | PCRE2_DOTALL, &err);
   if (!c) {
     fail(t, "bad regular expression: %s", err);
     free(err);

@@ -275,8 +275,7 @@ static char *persona(llm *l, const json_t *vars) {
 /* ---- the guard ------------------------------------------------------------ */
 
 static pcre2_code *re(const char *pat) {
-  pcre2_code *c = rt_re_compile(pat, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS,
-                                NULL);
+  pcre2_code *c = rt_re_compile(pat, PCRE2_ZERO_TERMINATED, PCRE2_CASELESS, NULL);
   if (!c) abort(); /* the patterns are ours */
   return c;
 }
@@ -289,7 +288,7 @@ static bool re_conf(const json_t *conf, const char *key, pcre2_code **out, char 
   *out = NULL;
   if (!pat || !*pat) return true;
   char *why = NULL;
-  *out = rt_re_compile(pat, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP | PCRE2_CASELESS, &why);
+  *out = rt_re_compile(pat, PCRE2_ZERO_TERMINATED, PCRE2_CASELESS, &why);
   if (*out) return true;
   *err = rt_xasprintf("llm.guard.%s: not a valid regular expression: %s", key, why);
   free(why);

@@ -1,4 +1,5 @@
-/* test_re.c -- rt_re_compile: a good pattern compiles with the flags asked
+/* test_re.c -- rt_re_compile: a good pattern compiles as UTF-8 with
+ * Unicode classes whatever the caller asks, with the flags asked on top
  * (any case across Cyrillic, a length-limited pattern), a bad one gives
  * NULL and one reason with the character it stopped at, and bytes that are not UTF-8 are
  * refused with a reason instead of reaching the matcher. */
@@ -29,6 +30,24 @@ T(good_pattern_with_flags) {
   re = rt_re_compile("колодк[аи]", PCRE2_ZERO_TERMINATED, PCRE2_UTF, &err);
   CHECK(re != NULL && !matches(re, "КОЛОДКИ") && matches(re, "колодки"));
   pcre2_code_free(re);
+}
+
+/* No caller can leave out UTF or Unicode classes. With no flags at all a
+ * dot is one Cyrillic letter, not one byte of it, \w and \b know Cyrillic,
+ * and bytes that are not UTF-8 are still refused. */
+T(utf_and_unicode_classes_always) {
+  char *err = NULL;
+  pcre2_code *re = rt_re_compile("^\\w{3}.$", PCRE2_ZERO_TERMINATED, 0, &err);
+  CHECK(re != NULL && err == NULL);
+  if (re) CHECK(matches(re, "абвг") && !matches(re, "абвгд") && !matches(re, "аб"));
+  pcre2_code_free(re);
+  re = rt_re_compile("\\bмасло\\b", PCRE2_ZERO_TERMINATED, 0, &err);
+  CHECK(re != NULL);
+  if (re) CHECK(matches(re, "нужно масло 5w30") && !matches(re, "маслосъёмные колпачки"));
+  pcre2_code_free(re);
+  CHECK(rt_re_compile("ab\xff", PCRE2_ZERO_TERMINATED, 0, &err) == NULL);
+  CHECK(err && strstr(err, "UTF-8"));
+  free(err);
 }
 
 T(length_limited) {
@@ -105,6 +124,7 @@ T(length_given_refusals) {
 
 int main(void) {
   T_RUN(good_pattern_with_flags);
+  T_RUN(utf_and_unicode_classes_always);
   T_RUN(length_limited);
   T_RUN(bad_pattern_names_reason_and_character);
   T_RUN(not_utf8_is_refused);
