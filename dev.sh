@@ -19,7 +19,7 @@ set -eu
 cd "$(dirname "$0")"
 
 PKGS="build-essential cmake pkg-config sqlite3 liblua5.4-dev libwebsockets-dev libcurl4-openssl-dev \
-libjansson-dev libpcre2-dev libuv1-dev libsqlite3-dev curl procps valgrind python3 \
+libjansson-dev libpcre2-dev libuv1-dev libsqlite3-dev libmimalloc-dev curl procps valgrind python3 \
 clang libclang-rt-dev lua-check libssl-dev \
 tesseract-ocr tesseract-ocr-eng tesseract-ocr-rus imagemagick fonts-dejavu-core"
 

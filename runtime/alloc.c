@@ -4,6 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef RT_MIMALLOC
+#include <mimalloc.h>
+#else
+#include <malloc.h>
+#endif
 
 static void oom(size_t n) {
   fprintf(stderr, "level=fatal msg=\"out of memory\" bytes=%zu\n", n);
@@ -56,3 +61,31 @@ char *rt_xasprintf(const char *fmt, ...) {
   va_end(ap);
   return s;
 }
+
+#ifdef RT_MIMALLOC
+/* mimalloc is the whole process's malloc (CMakeLists.txt), so its settings
+ * are the process's, set once before main. Its defaults keep freed pages
+ * for a while and commit a new segment whole, which suits a short burst but
+ * not a bot that idles most of the day: a bot after 10,000 conversations
+ * stayed at 18.8 MB and gave nothing back on the idle trim. Freed pages go
+ * back at once and segments are committed as they fill (14.4 MB after the
+ * same burst, 10.4 MB once idle; docs/architecture.md, "Memory"). A
+ * MIMALLOC_* variable in the environment still wins, for measuring. */
+static void set_default(mi_option_t o, const char *env, long v) {
+  if (!getenv(env)) mi_option_set(o, v);
+}
+
+__attribute__((constructor)) static void alloc_setup(void) {
+  set_default(mi_option_decommit_delay, "MIMALLOC_DECOMMIT_DELAY", 0);
+  set_default(mi_option_segment_decommit_delay, "MIMALLOC_SEGMENT_DECOMMIT_DELAY", 0);
+  set_default(mi_option_eager_commit, "MIMALLOC_EAGER_COMMIT", 0);
+}
+
+void rt_alloc_trim(void) {
+  mi_collect(true);
+}
+#else
+void rt_alloc_trim(void) {
+  malloc_trim(0);
+}
+#endif

@@ -20,7 +20,6 @@
 #include "paths.h"
 #include "timers.h"
 #include "turn.h"
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -555,7 +554,7 @@ static void watchdog_cb(uv_timer_t *h) {
     rt_deliver_trim(e->dl);
     rt_bundle_collect(e->bundle);
     rt_store_release_memory(e->store);
-    malloc_trim(0);
+    rt_alloc_trim();
   }
 }
 
@@ -673,7 +672,7 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
   rt_inbox_recover(e->inbox);
   /* Opening the store, loading the bundle and recovering the inbox freed
    * what they used on the way; hand it back now rather than idle on it. */
-  malloc_trim(0);
+  rt_alloc_trim();
   *out = e;
   return RT_OK;
 }

@@ -34,6 +34,11 @@ char *rt_xjoin(const char *a, char sep, const char *b);
 /* printf into a new string the caller frees. */
 char *rt_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Hand the allocator's free pages back to the system (the idle trim, and
+ * after start-up): mimalloc's collect in release builds, glibc's
+ * malloc_trim under the sanitizers. */
+void rt_alloc_trim(void);
+
 #define RT_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif

@@ -6,7 +6,9 @@ set -eu
 B=$1
 cd "$(dirname "$0")/.."
 export RT_SOURCE_DIR=$PWD
-vg="valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite -q"
+# mimalloc is the binaries' malloc: --soname-synonyms has valgrind replace
+# its malloc and free, as it does glibc's, to track every block.
+vg="valgrind --soname-synonyms=somalloc=libmimalloc.so* --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite -q"
 fails=0
 run() {
   name=$1; shift

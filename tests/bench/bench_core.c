@@ -13,7 +13,6 @@
 #include "rt.h"
 #include "log.h"
 #include "watch.h"
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,8 +174,8 @@ int main(int argc, char **argv) {
   char *m = rt_engine_metrics(e), *lm = strstr(m, "\nshopbot_lua_memory_bytes ");
   long long lua_bytes = lm ? atoll(lm + 26) : -1;
   free(m);
-  malloc_trim(0);
-  printf("core.rss_with_stored: %ld KB (%ld KB after malloc_trim; SQLite %lld KB; Lua %lld KB)\n",
+  rt_alloc_trim();
+  printf("core.rss_with_stored: %ld KB (%ld KB after the trim; SQLite %lld KB; Lua %lld KB)\n",
          rss_stored, rss_kb(), (long long)rt_store_mem_used(rt_engine_store(e)) / 1024,
          lua_bytes / 1024);
   printf("core.db_size: %ld KB (+ wal %ld KB)\n", file_kb(db), file_kb(wal));
