@@ -19,6 +19,7 @@
 #include <mimalloc.h>
 #endif
 
+#ifdef RT_MIMALLOC
 static long rss_kb(void) {
   FILE *f = fopen("/proc/self/statm", "r");
   long size = 0, res = 0;
@@ -29,7 +30,6 @@ static long rss_kb(void) {
   return res * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
-#ifdef RT_MIMALLOC
 T(every_library_allocates_from_mimalloc) {
   void *a = malloc(100), *b = rt_xmalloc(100), *c = sqlite3_malloc(100);
   CHECK(mi_is_in_heap_region(a));
