@@ -60,6 +60,34 @@ static int charge(wctx *w, size_t n) {
   return -1;
 }
 
+/* The length of the run at s[0..n) that a JSON string holds as it is:
+ * printable ASCII but the quote and the backslash, and valid UTF-8. Both
+ * the writer and the reader copy such a run whole; most strings are one. */
+static size_t plain_run(const char *str, size_t n) {
+  /* 0: printable ASCII; 1: a control byte, the quote or the backslash;
+   * 2: the lead of a two-byte sequence; 3: any other byte >= 0x80. */
+  static const unsigned char cls[256] = {
+    [0 ... 0x1F] = 1, ['"'] = 1, ['\\'] = 1, [0x80 ... 0xC1] = 3, [0xC2 ... 0xDF] = 2,
+    [0xE0 ... 0xFF] = 3};
+  const unsigned char *s = (const unsigned char *)str;
+  size_t i = 0;
+  while (i < n) {
+    unsigned k = cls[s[i]];
+    if (k == 0) {
+      i++;
+    } else if (k == 2 && i + 1 < n && (s[i + 1] & 0xC0) == 0x80) {
+      i += 2;
+    } else if (k == 3) {
+      size_t len;
+      if (rt_utf8_decode(str + i, n - i, &len) == RT_UTF8_BAD) break;
+      i += len;
+    } else {
+      break;
+    }
+  }
+  return i;
+}
+
 void rt_lconv_add_string(rt_buf *b, const char *s, size_t n) {
   /* Room for the text as it is plus the quotes; an escape (up to 6 bytes
    * for 1) or a U+FFFD (3 for 1) makes more as it comes. Reserving the
@@ -69,16 +97,16 @@ void rt_lconv_add_string(rt_buf *b, const char *s, size_t n) {
   char *o = rt_buf_reserve(b, need), *start = o, *end = o + need;
   *o++ = '"';
   for (size_t i = 0; i < n;) {
-    unsigned char c = (unsigned char)s[i];
-    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') { *o++ = (char)c; i++; continue; }
-    size_t len;
-    /* Valid UTF-8 is copied as it is: no more room than it takes. */
-    if (c >= 0x80 && rt_utf8_decode(s + i, n - i, &len) != RT_UTF8_BAD) {
-      memcpy(o, s + i, len);
-      o += len;
-      i += len;
-      continue;
+    /* Plain text and valid UTF-8 are copied as they are, a run at a time:
+     * no more room than they take. */
+    size_t run = plain_run(s + i, n - i);
+    if (run) {
+      memcpy(o, s + i, run);
+      o += run;
+      i += run;
+      if (i == n) break;
     }
+    unsigned char c = (unsigned char)s[i];
     /* An escape or a U+FFFD: keep room for it, the rest as it is and the
      * closing quote. */
     if ((size_t)(end - o) < (n - i) + 8) {
@@ -376,19 +404,8 @@ int rt_lconv_escape(const char **p, const char *end, uint32_t *cp) {
 static int read_string(lua_State *L, rctx *d) {
   d->p++;  /* opening quote */
   const char *s = d->p;
-  bool plain = true;
-  while (d->p < d->end && *d->p != '"') {
-    unsigned char c = (unsigned char)*d->p;
-    if (c == '\\' || c < 0x20) { plain = false; break; }
-    if (c >= 0x80) {
-      size_t len;
-      if (rt_utf8_decode(d->p, (size_t)(d->end - d->p), &len) == RT_UTF8_BAD) { plain = false; break; }
-      d->p += len;
-    } else {
-      d->p++;
-    }
-  }
-  if (plain) {
+  d->p += plain_run(d->p, (size_t)(d->end - d->p));
+  if (d->p >= d->end || *d->p == '"') {
     if (d->p >= d->end) return -1;
     lua_pushlstring(L, s, (size_t)(d->p - s));
     d->p++;
@@ -501,11 +518,16 @@ static int count_items(const char *p, const char *end) {
     char c = *p++;
     if (c == '"') {
       any = true;
-      while (p < end && *p != '"') {
-        if (*p == '\\' && end - p > 1) p++;
-        p++;
+      /* To the closing quote: the next quote not escaped, that is with an
+       * even number of backslashes before it. */
+      for (;;) {
+        const char *q = memchr(p, '"', (size_t)(end - p));
+        if (!q) { p = end; break; }
+        size_t bs = 0;
+        while (q - bs > p && q[-1 - (ptrdiff_t)bs] == '\\') bs++;
+        p = q + 1;
+        if (bs % 2 == 0) break;
       }
-      if (p < end) p++;
     } else if (c == '{' || c == '[') {
       any = true;
       depth++;

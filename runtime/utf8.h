@@ -22,12 +22,16 @@ static inline uint32_t rt_utf8_decode(const char *str, size_t n, size_t *len) {
   unsigned c = s[0];
   *len = 1;
   if (c < 0x80) return c;
+  /* Two bytes first and on their own: every Cyrillic letter is one. */
+  if (c >= 0xC2 && c <= 0xDF) {
+    if (n < 2 || (s[1] & 0xC0) != 0x80) return RT_UTF8_BAD;
+    *len = 2;
+    return ((uint32_t)(c & 0x1F) << 6) | (s[1] & 0x3F);
+  }
   size_t need;
   uint32_t cp;
   unsigned lo = 0x80, hi = 0xBF;   /* range of the first continuation byte */
-  if (c >= 0xC2 && c <= 0xDF) {
-    need = 1; cp = c & 0x1F;
-  } else if (c >= 0xE0 && c <= 0xEF) {
+  if (c >= 0xE0 && c <= 0xEF) {
     need = 2; cp = c & 0x0F;
     if (c == 0xE0) lo = 0xA0;      /* overlong below U+0800 */
     if (c == 0xED) hi = 0x9F;      /* surrogates */

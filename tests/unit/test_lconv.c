@@ -266,6 +266,17 @@ T(reader_sizes) {
   CHECK_STR(s, "{\"a\":\"x\\\"],}{\",\"b\":[1,[2,3],{\"c\":\",\"}],\"d\":{},\"e\":{}}");
   free(s);
   lua_pop(L, 1);
+  /* a string ending in an escaped backslash ends at its quote; an escaped
+   * quote after backslashes does not end it (the counting scan skips
+   * strings from quote to quote) */
+  const char *bs = "{\"a\":\"x\\\\\",\"b\":[1,2],\"c\":\"\\\\\\\"],\",\"d\":\"ё\"}";
+  CHECK(rt_lconv_decode(L, bs, strlen(bs), NULL) == 0);
+  s = enc(-1, 1 << 20, err, sizeof err);
+  CHECK_STR(s, bs);
+  free(s);
+  lua_getfield(L, -1, "c");
+  CHECK_STR(lua_tostring(L, -1), "\\\"],");
+  lua_pop(L, 2);
   rt_buf b = RT_BUF_INIT;
   rt_buf_addc(&b, '[');
   for (int i = 0; i < 3000; i++) rt_buf_printf(&b, "%s%d", i ? "," : "", i);
