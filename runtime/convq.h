@@ -20,6 +20,9 @@ typedef struct {
   bool fresh;                  /* received in the transaction still open: runs now,
                                 * and is dropped if that transaction rolls back */
   bool stored_done;            /* its inbox row was written as done already */
+  int64_t timer_id;            /* a wake-up run in its timer's transaction with no
+                                * inbox row (id 0): rt_inbox_add_wake writes one
+                                * only if its step does not end done there */
 } rt_convq_ev;
 
 typedef struct rt_convq_chat {

@@ -518,11 +518,22 @@ int rt_effects_apply(rt_effects *fx, rt_turn *t, int64_t now) {
   if (rc == RT_OK && t->status != RT_TURN_QUARANTINED) rc = event_facts(fx, t, now);
   if (rc == RT_OK) rc = rt_store_conv_save(s, &t->conv, now);
   /* An event stored in this transaction as done needs no second write
-   * when its step did end so. */
+   * when its step did end so, and a wake-up run with no inbox row needs
+   * none at all (rt_inbox_add_wake); one that failed or was skipped gets
+   * its row now, as the record of it. */
   const char *status = t->status == RT_LTURN_ERROR ? "failed"
                        : t->status == RT_TURN_SKIPPED ? "skipped" : "done";
-  if (rc == RT_OK && t->status != RT_TURN_QUARANTINED &&
-      !(t->ev.stored_done && strcmp(status, "done") == 0))
-    rc = rt_store_inbox_finish(s, t->ev.id, status, now);
+  bool done = strcmp(status, "done") == 0;
+  if (rc != RT_OK || t->status == RT_TURN_QUARANTINED) return rc;
+  if (!t->ev.id && t->ev.timer_id) {
+    if (done) return RT_OK;
+    int64_t id = 0;
+    rc = rt_inbox_add_wake(s, t->chat->channel, t->chat->chat_id, t->ev.timer_id,
+                           t->ev.payload ? t->ev.payload : "{}", "new", now, &id);
+    if (rc == 1) return RT_OK;   /* a store edited by hand: the row is there */
+    if (rc == RT_OK) rc = rt_store_inbox_finish(s, id, status, now);
+    return rc;
+  }
+  if (!(t->ev.stored_done && done)) rc = rt_store_inbox_finish(s, t->ev.id, status, now);
   return rc;
 }

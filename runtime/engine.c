@@ -272,7 +272,7 @@ static void apply_done(rt_engine *e) {
 }
 
 static void direct_run(void *ud, const char *channel, const char *chat_id, int64_t id,
-                       char *payload, json_t *doc, bool wake) {
+                       int64_t timer_id, char *payload, json_t *doc, bool wake) {
   rt_engine *e = ud;
   rt_convq_chat *c = rt_convq_push_running(&e->queues, channel, chat_id, id, payload, wake);
   if (!c) {   /* cannot be: direct_can_run said idle; keep the event anyway */
@@ -281,7 +281,8 @@ static void direct_run(void *ud, const char *channel, const char *chat_id, int64
     return;
   }
   rt_turn *t = rt_turns_start(e->turns, e->bundle, c, doc, false);
-  t->ev.stored_done = true;
+  t->ev.stored_done = id != 0;
+  t->ev.timer_id = id ? 0 : timer_id;
   if (e->nfresh == e->capfresh) {
     e->capfresh = e->capfresh ? e->capfresh * 2 : 64;
     e->fresh = rt_xrealloc(e->fresh, e->capfresh * sizeof *e->fresh);
@@ -407,12 +408,23 @@ static void pump_txn(rt_engine *e) {
     apply_done(e);
   }
   /* A step that was to finish with its receive waits on I/O: its event is
-   * stored as new, to be found again after a crash. */
+   * stored as new, to be found again after a crash (a wake-up run with no
+   * inbox row gets one now). */
   for (size_t i = 0; rc == RT_OK && i < e->nfresh; i++) {
     rt_turn *t = e->fresh[i];
-    if (t->status == RT_LTURN_YIELD && t->ev.stored_done) {
+    if (t->status != RT_LTURN_YIELD) continue;
+    if (t->ev.stored_done) {
       rc = rt_store_inbox_reopen(e->store, t->ev.id);
       t->ev.stored_done = false;
+    } else if (!t->ev.id && t->ev.timer_id) {
+      rc = rt_inbox_add_wake(e->store, t->chat->channel, t->chat->chat_id, t->ev.timer_id,
+                             t->ev.payload ? t->ev.payload : "{}", "new", now_ms(e), &t->ev.id);
+      if (rc == 1) {   /* a store edited by hand */
+        rt_log(RT_LOG_WARN, "wake-duplicate", "timer=%lld conv=%lld: already in the inbox",
+               (long long)t->ev.timer_id, (long long)t->conv.id);
+        rc = RT_OK;
+      }
+      t->ev.timer_id = 0;
     }
   }
   apply_done(e);

@@ -166,7 +166,7 @@ int rt_inbox_stage(rt_inbox *in, const rt_inbox_direct *direct) {
     in->nstaged = i + 1;
     if (in->res[i] == 2) {
       /* A copy: if the transaction rolls back, the batch is written again. */
-      direct->run(direct->ud, r->channel, r->chat_id, in->ids[i], rt_xstrdup(r->payload),
+      direct->run(direct->ud, r->channel, r->chat_id, in->ids[i], 0, rt_xstrdup(r->payload),
                   json_incref(r->doc), strcmp(r->kind, "wake") == 0);
     }
   }
@@ -193,6 +193,13 @@ void rt_inbox_staged(rt_inbox *in, bool committed) {
   }
   memmove(in->recv, in->recv + n, (in->nrecv - n) * sizeof *in->recv);
   in->nrecv -= n;
+}
+
+int rt_inbox_add_wake(rt_store *s, const char *channel, const char *chat_id, int64_t timer_id,
+                      const char *payload, const char *status, int64_t now, int64_t *id) {
+  char ext[32];
+  snprintf(ext, sizeof ext, "wake:%lld", (long long)timer_id);
+  return rt_store_inbox_add_as(s, channel, ext, chat_id, "wake", payload, status, now, id);
 }
 
 bool rt_inbox_may_run_direct(const rt_inbox *in) { return !in->unclean && !in->isolating; }

@@ -61,11 +61,25 @@ typedef struct {
   bool (*full)(void *ud);
   /* Stored (its row written as done, provisionally: the host fixes it if
    * the step ends otherwise) and to run now; payload and doc (the payload
-   * as an object, read-only: shared with the batch) move to the host. */
-  void (*run)(void *ud, const char *channel, const char *chat_id, int64_t id, char *payload,
-              json_t *doc, bool wake);
+   * as an object, read-only: shared with the batch) move to the host.
+   * A due wake-up comes with id 0 and its timer's id instead: it has no
+   * inbox row (rt_inbox_add_wake). */
+  void (*run)(void *ud, const char *channel, const char *chat_id, int64_t id, int64_t timer_id,
+              char *payload, json_t *doc, bool wake);
   void *ud;
 } rt_inbox_direct;
+
+/* The inbox row of the wake-up of timer timer_id, with status "new" or
+ * "done", in the open transaction; its ext_id is "wake:<timer id>", which
+ * no other wake-up has (timer ids are never reused). A due wake-up that
+ * runs in the transaction that deletes its timer needs no row when its
+ * step ends done there: the delete and the step's writes commit or roll
+ * back together, and a rollback leaves the timer to fire again. It gets
+ * one when the step waits on I/O past that transaction (new: found again
+ * after a crash) or fails or is skipped (the record of it). 0, 1 when the
+ * inbox holds that key already (a store edited by hand), or an error. */
+int rt_inbox_add_wake(rt_store *s, const char *channel, const char *chat_id, int64_t timer_id,
+                      const char *payload, const char *status, int64_t now, int64_t *id);
 
 /* Inside the host's open transaction: writes what waits (up to a batch).
  * New events that direct (may be NULL) lets run are handed to it; the

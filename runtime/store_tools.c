@@ -692,11 +692,16 @@ int rt_store_stats_flow_convs(rt_store *s, int64_t since_ms, rt_store_row_fn fn,
     " GROUP BY flow", since_ms, fn, ud);
 }
 
+/* A lead's time runs from the customer's first message after the chat's
+ * previous lead (else from the conversation's start): a wake-up is the
+ * bot's, not the customer's, and most have no inbox row at all (inbox.h,
+ * rt_inbox_add_wake). */
 int rt_store_stats_lead_times(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud) {
   return once_since(s,
     "SELECT COALESCE(l.flow, ''), l.at - COALESCE("
     " (SELECT MIN(i.received_at) FROM inbox i WHERE i.channel = c.channel"
-    "  AND i.chat_id = c.chat_id AND i.received_at <= l.at AND i.received_at > COALESCE("
+    "  AND i.chat_id = c.chat_id AND i.kind <> 'wake'"
+    "  AND i.received_at <= l.at AND i.received_at > COALESCE("
     "   (SELECT MAX(p.at) FROM leads p WHERE p.conv_id = l.conv_id AND p.at < l.at), -1)),"
     " MAX(c.created_at, COALESCE((SELECT MAX(p.at) FROM leads p WHERE p.conv_id = l.conv_id"
     "  AND p.at < l.at), 0)))"

@@ -143,31 +143,16 @@ static void fire_one(void *ud, const rt_timer_row *r) {
   wake_payload(&f->b, r);
   const rt_inbox_direct *d = f->direct;
   if (d && !(d->full && d->full(d->ud)) && d->can_run(d->ud, channel, chat_id)) {
-    /* Its chat is idle: the step runs now, in this transaction, and the
-     * inbox row is written as done with it (provisionally, as a received
-     * event's: the host fixes it if the step ends otherwise). A rollback
-     * takes back the row, the step and the timer's delete together, so
-     * the timer fires again. */
-    char ext[32];
-    snprintf(ext, sizeof ext, "wake:%lld", (long long)r->id);
-    int64_t id = 0;
-    int rc = rt_store_inbox_add_as(s, channel, ext, chat_id, "wake", rt_buf_str(&f->b), "done",
-                                   f->now, &id);
-    if (rc == 1) {
-      rt_log(RT_LOG_WARN, "wake-duplicate", "timer=%lld conv=%lld: already in the inbox",
-             (long long)r->id, (long long)r->conv_id);
-      return;
-    }
-    if (rc != RT_OK) {
-      f->rc = rc;
-      return;
-    }
+    /* Its chat is idle: the step runs now, in this transaction, with no
+     * inbox row (rt_inbox_add_wake: the host writes one only if the step
+     * waits on I/O, fails or is skipped). A rollback takes back the step
+     * and the timer's delete together, so the timer fires again. */
     /* The row as committed, read in this transaction: what another process
      * changed (a campaign linking the chat to a phone) is in it, and the
      * step takes it from here instead of reading it again. */
     char *chan = rt_xstrdup(channel), *chat = rt_xstrdup(chat_id);
     if (f->tm->o.convs) rt_convs_put(f->tm->o.convs, r->conv);
-    d->run(d->ud, chan, chat, id, rt_xstrndup(f->b.s, f->b.len), wake_doc(r), true);
+    d->run(d->ud, chan, chat, 0, r->id, rt_xstrndup(f->b.s, f->b.len), wake_doc(r), true);
     free(chan);
     free(chat);
     f->ran++;
@@ -177,10 +162,8 @@ static void fire_one(void *ud, const rt_timer_row *r) {
    * (AUTOINCREMENT, 004_wakeups.sql), and moving a timer keeps it unfired.
    * So the inbox already holding this key means this very row was fired,
    * in the same transaction that deleted it: a store edited by hand. */
-  char ext[32];
-  snprintf(ext, sizeof ext, "wake:%lld", (long long)r->id);
   int64_t id = 0;
-  int rc = rt_store_inbox_add(s, channel, ext, chat_id, "wake", rt_buf_str(&f->b), f->now, &id);
+  int rc = rt_inbox_add_wake(s, channel, chat_id, r->id, rt_buf_str(&f->b), "new", f->now, &id);
   if (rc == 1) {
     rt_log(RT_LOG_WARN, "wake-duplicate", "timer=%lld conv=%lld: already in the inbox",
            (long long)r->id, (long long)r->conv_id);

@@ -37,8 +37,11 @@ before=$(awk '{print $1}' "$T/log" | sort -u | wc -l)
 check "the kills landed mid-burst ($before of $N chats answered)" [ "$before" -lt $N ]
 check "the last run finishes" "$DRIVER" run "$T/shop" "$T/log" 64 2>>"$T/err"
 check "no wake-up left" [ "$(sqlite3 "$db" 'SELECT COUNT(*) FROM timers')" = 0 ]
-check "every wake-up stored once, done" \
-  [ "$(sqlite3 "$db" "SELECT COUNT(*) || ' ' || SUM(status = 'done') FROM inbox WHERE kind = 'wake'")" = "$N $N" ]
+# A wake-up that ran in the transaction that fired it has no inbox row
+# (its timer's delete is the record); one stored first (after a kill, while
+# the recovery runs events one by one) has one row, done.
+check "no wake-up stored twice or left undone" \
+  [ "$(sqlite3 "$db" "SELECT (COUNT(*) - COUNT(DISTINCT ext_id)) || ' ' || COALESCE(SUM(status <> 'done'), 0) FROM inbox WHERE kind = 'wake'")" = "0 0" ]
 check "one reply per chat in the store, all sent" \
   [ "$(sqlite3 "$db" "SELECT COUNT(*) || ' ' || COUNT(DISTINCT chat_id) || ' ' || SUM(status = 'sent') FROM outbox")" = "$N $N $N" ]
 check "every chat got its reply; repeats only of the same row" awk -v n=$N -v kills=$KILLS '

@@ -7,13 +7,19 @@
  * - a reload while that step waits: it finishes on the old code, the next
  *   message runs the new code;
  * - a redelivered event (same channel id) is processed once;
- * - state survives closing and reopening the engine. */
+ * - state survives closing and reopening the engine;
+ * - a due wake-up that runs and ends done in the transaction that fires it
+ *   leaves no inbox row; one whose step fails gets a failed row, one whose
+ *   step waits on the slow server a new row while it waits (what a restart
+ *   finds again), done once it finishes. */
 #include "config.h"
 #include "engine.h"
 #include "paths.h"
 #include "rt.h"
 #include "t.h"
+#include "store_impl.h"   /* rt_store_db: the test looks at rows */
 #include <libgen.h>
+#include <sqlite3.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -58,8 +64,17 @@ static const char *flow_v1 =
   "      c:say('v1 slow ' .. (r and r.json.ok and 'ok' or tostring(err)))\n"
   "      return\n"
   "    end\n"
+  "    if ev.text == 'wakeok' then c:wake(time.now() + 1, 'fine') return end\n"
+  "    if ev.text == 'wakefail' then c:wake(time.now() + 1, 'boom') return end\n"
+  "    if ev.text == 'wakeslow' then c:wake(time.now() + 1, 'slowwake') return end\n"
   "    c.slots.n = (c.slots.n or 0) + 1\n"
   "    c:say('v1 ' .. ev.text .. ' ' .. c.slots.n)\n"
+  "  end,\n"
+  "  fine = function(c, ev) c:say('woke fine') end,\n"
+  "  boom = function(c, ev) error('boom') end,\n"
+  "  slowwake = function(c, ev)\n"
+  "    local r, err = http.get('http://127.0.0.1:%d/slow')\n"
+  "    c:say('woke slow ' .. (r and r.json.ok and 'ok' or tostring(err)))\n"
   "  end,\n"
   "}\n";
 
@@ -149,7 +164,7 @@ T(interleave_reload_dedup) {
   /* Edit the flow while c3 waits: the new code says v2. */
   char path[128], *src = NULL;
   snprintf(path, sizeof path, "%s/flows/main.lua", dir);
-  src = rt_xasprintf(flow_v1, fake_port);
+  src = rt_xasprintf(flow_v1, fake_port, fake_port);
   for (char *p = strstr(src, "v1"); p; p = strstr(p, "v1")) p[1] = '2';
   write_file(path, src);
   free(src);
@@ -185,6 +200,51 @@ T(interleave_reload_dedup) {
   CHECK(uv_loop_close(&loop) == 0);
 }
 
+static long long q_int(rt_engine *e, const char *sql) {
+  sqlite3_stmt *st;
+  long long v = -1;
+  if (sqlite3_prepare_v2(rt_store_db(rt_engine_store(e)), sql, -1, &st, NULL) != SQLITE_OK)
+    return -2;
+  if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+T(wake_rows_only_when_needed) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  rt_config *cfg;
+  rt_engine *e = open_engine(&loop, &cfg);
+  CHECK(e != NULL);
+  if (!e) return;
+  nmsgs = 0;
+  receive(e, "w1", "w-e1", "wakeok");
+  receive(e, "w2", "w-e2", "wakefail");
+  receive(e, "w3", "w-e3", "wakeslow");
+  /* Until the quick wake-up has answered and the slow one's row is
+   * committed while its step waits (1.5 s). */
+  const char *slow_new = "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND chat_id = 'w3' "
+                         "AND status = 'new'";
+  uint64_t t0 = uv_hrtime();
+  while ((find("w1", "woke fine") < 0 || q_int(e, slow_new) != 1) &&
+         (uv_hrtime() - t0) / 1e9 < 5)
+    uv_run(&loop, UV_RUN_ONCE);
+  CHECK(find("w1", "woke fine") >= 0);
+  CHECK(find("w3", "woke slow ok") < 0);
+  CHECK_INT(q_int(e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND chat_id = 'w1'"), 0);
+  CHECK_INT(q_int(e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND chat_id = 'w2' "
+                     "AND status = 'failed' AND json_extract(payload, '$.step') = 'boom'"), 1);
+  CHECK_INT(q_int(e, slow_new), 1);
+  run_until(&loop, e, nmsgs + 1, 10);
+  CHECK(find("w3", "woke slow ok") >= 0);
+  CHECK_INT(q_int(e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND chat_id = 'w3' "
+                     "AND status = 'done'"), 1);
+  CHECK_INT(q_int(e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake'"), 2);
+  CHECK_INT(q_int(e, "SELECT COUNT(*) FROM timers WHERE name NOT LIKE '\\_%' ESCAPE '\\'"), 0);
+  close_engine(&loop, e, cfg);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
 int main(void) {
   snprintf(dir, sizeof dir, "/tmp/test_engine.XXXXXX");
   if (!mkdtemp(dir)) return 1;
@@ -197,10 +257,11 @@ int main(void) {
                    "\"http\":{\"enabled\":false},\"log\":{\"level\":\"error\"},"
                    "\"store\":{\"synchronous\":\"normal\"}}");
   snprintf(path, sizeof path, "%s/flows/main.lua", dir);
-  char *src = rt_xasprintf(flow_v1, fake_port);
+  char *src = rt_xasprintf(flow_v1, fake_port, fake_port);
   write_file(path, src);
   free(src);
   T_RUN(interleave_reload_dedup);
+  T_RUN(wake_rows_only_when_needed);
   kill(fake_pid, SIGTERM);
   waitpid(fake_pid, NULL, 0);
   char cmd[128];

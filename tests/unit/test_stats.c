@@ -108,7 +108,10 @@ T(funnels_and_median) {
 
   /* Times to lead: c1 60 s (first message at +10, lead at +70); c2 200 s
    * (no messages: from creation); c3 30 s and then 40 s (second episode
-   * starts at the first message after the first lead). */
+   * starts at the first message after the first lead). A wake-up is not
+   * the customer's message: c1's check-in at +1 does not start its time
+   * (and a wake-up that ran in its fire has no inbox row to count). */
+  rt_store_inbox_add(s, "console", "wake:1", "c1", "wake", "{}", T0 + 1 * S, NULL);
   msg(s, "c1", T0 + 10 * S);
   msg(s, "c1", T0 + 20 * S);
   lead(s, T0 + 70 * S, c1, "lead", "retention");
