@@ -10,6 +10,7 @@
 #define RT_BUF_H
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 typedef struct rt_buf {
@@ -44,6 +45,28 @@ static inline void rt_buf_commit(rt_buf *b, size_t n) {
   if (!b->s) return;
   b->len += n;
   b->s[b->len] = '\0';
+}
+
+/* Writes v in decimal at out (room for 21 bytes, no '\0') and returns the
+ * length: snprintf's "%lld" without the format parsing, which cost more
+ * than the rest of building an idempotency key or a payload's head. */
+static inline size_t rt_i64_to(char *out, int64_t v) {
+  char tmp[20];
+  size_t n = 0, k = 0;
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  do {
+    tmp[n++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0) out[k++] = '-';
+  while (n) out[k++] = tmp[--n];
+  return k;
+}
+
+/* Appends v in decimal. */
+static inline void rt_buf_add_i64(rt_buf *b, int64_t v) {
+  char num[21];
+  rt_buf_add(b, num, rt_i64_to(num, v));
 }
 
 /* Appends printf output. */

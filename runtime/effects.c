@@ -1,5 +1,6 @@
 /* effects.c -- applying a finished step (see effects.h). */
 #include "effects.h"
+#include "buf.h"
 #include "inbox.h"
 #include "lconv.h"
 #include "log.h"
@@ -75,14 +76,29 @@ static void free_set(char **p, const char *v) {
   *p = n;
 }
 
+/* The idempotency key of a step's seq-th message, "c<conv>:r<rev>:<tag><seq>"
+ * (tag "" for the step's own messages, "x" for the host's), the same for
+ * a step run again after a crash: the revision it writes is part of it. */
+static void idem_key(char *out, const rt_turn *t, const char *tag, int seq) {
+  char *o = out;
+  *o++ = 'c';
+  o += rt_i64_to(o, t->conv.id);
+  *o++ = ':';
+  *o++ = 'r';
+  o += rt_i64_to(o, t->conv.rev + 1);
+  *o++ = ':';
+  while (*tag) *o++ = *tag++;
+  o += rt_i64_to(o, seq);
+  *o = '\0';
+}
+
 /* Queues one message; payload is its stored JSON text. Replies and notes
  * to the managers go before what nobody waits for: a wake-up's (or a
  * campaign's) messages queue behind them across chats. */
 static int add_out(rt_effects *fx, rt_turn *t, const char *channel, const char *chat,
                    const char *payload, bool other_chat, int seq, int64_t now) {
   char idem[96];
-  snprintf(idem, sizeof idem, "c%lld:r%lld:%d", (long long)t->conv.id,
-           (long long)t->conv.rev + 1, seq);
+  idem_key(idem, t, "", seq);
   const char *ek = jstr(t->event, "kind");
   int prio = !other_chat && ek && strcmp(ek, "wake") == 0 ? 1 : 0;
   int rc = rt_store_outbox_add_prio(fx->o.store, t->conv.id, channel, chat, idem, "text", payload,
@@ -341,8 +357,7 @@ static int apply_result(rt_effects *fx, rt_turn *t, int64_t now) {
 static int add_payload(rt_effects *fx, rt_turn *t, const char *channel, const char *chat,
                        json_t *msg, int seq, int64_t now) {
   char idem[96];
-  snprintf(idem, sizeof idem, "c%lld:r%lld:x%d", (long long)t->conv.id,
-           (long long)t->conv.rev + 1, seq);
+  idem_key(idem, t, "x", seq);
   char *p = json_dumps(msg, JSON_COMPACT | JSON_SORT_KEYS);
   int rc = rt_store_outbox_add_prio(fx->o.store, t->conv.id, channel, chat, idem, "text", p, 0,
                                     now, NULL);

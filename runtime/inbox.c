@@ -106,9 +106,9 @@ int rt_inbox_receive(rt_inbox *in, const rt_event_in *ev, void (*ack)(void *, in
      * escapes: lconv.c), without walking the tree: a third of the cost of
      * receiving a message. */
     rt_buf b = RT_BUF_INIT;
-    char num[32];
-    snprintf(num, sizeof num, "{\"at\":%lld,\"kind\":", (long long)(at / 1000));
-    rt_buf_adds(&b, num);
+    rt_buf_adds(&b, "{\"at\":");
+    rt_buf_add_i64(&b, at / 1000);
+    rt_buf_adds(&b, ",\"kind\":");
     rt_lconv_add_string(&b, kind, strlen(kind));
     if (name) {
       rt_buf_adds(&b, ",\"name\":");

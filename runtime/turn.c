@@ -59,7 +59,9 @@ void rt_turn_free(rt_turn *t) {
 
 void rt_turn_settle(rt_turn *t, bool keep_lt) {
   const char *k = json_string_value(json_object_get(t->event, "kind"));
-  snprintf(t->kind, sizeof t->kind, "%s", k ? k : "-");
+  size_t n = k ? strnlen(k, sizeof t->kind - 1) : 1;
+  memcpy(t->kind, k ? k : "-", n);
+  t->kind[n] = '\0';
   if (!keep_lt) {
     rt_lturn_free(t->lt);
     t->lt = NULL;

@@ -99,11 +99,28 @@ T(fill_placeholders) {
   CHECK_STR(s = fill(""), ""); free(s);
 }
 
+/* rt_i64_to writes what "%lld" writes, both ends of the range included. */
+T(i64_decimal) {
+  const int64_t vs[] = {0, 7, -1, 10, -10, 1234567890123LL, INT64_MAX, INT64_MIN, INT64_MIN + 1};
+  for (size_t i = 0; i < sizeof vs / sizeof *vs; i++) {
+    char got[22], want[32];
+    got[rt_i64_to(got, vs[i])] = '\0';
+    snprintf(want, sizeof want, "%lld", (long long)vs[i]);
+    CHECK_STR(got, want);
+  }
+  rt_buf b = RT_BUF_INIT;
+  rt_buf_adds(&b, "{\"at\":");
+  rt_buf_add_i64(&b, -42);
+  CHECK_STR(rt_buf_str(&b), "{\"at\":-42");
+  rt_buf_free(&b);
+}
+
 int main(void) {
   T_RUN(empty_allocates_nothing);
   T_RUN(add_printf_take);
   T_RUN(grow_many);
   T_RUN(reserve_commit);
   T_RUN(fill_placeholders);
+  T_RUN(i64_decimal);
   return T_DONE();
 }
