@@ -269,16 +269,22 @@ static char *text_only(const char *js) {
   char *out = rt_xmalloc(n + 1), *o = out;   /* escapes only shrink */
   const char *end = p + n - 2;
   while (p < end) {
-    unsigned char c = (unsigned char)*p;
-    if (c == '"' || c < 0x20) break;           /* the string ends early: not text-only */
-    if (c != '\\') { *o++ = (char)c; p++; continue; }
+    /* Plain text and valid UTF-8, a run at a time (rt_lconv_plain_run). */
+    size_t run = rt_lconv_plain_run(p, (size_t)(end - p));
+    memcpy(o, p, run);
+    o += run;
+    p += run;
+    if (p == end) break;
+    /* A quote or a control byte: the string ends early, not text-only;
+     * a byte that is no UTF-8: the tree cleans it. */
+    if (*p != '\\') goto bad;
     p++;
     uint32_t cp;
     /* a lone surrogate or NUL: the tree says what it is */
     if (rt_lconv_escape(&p, end, &cp) != 0 || cp == 0) goto bad;
+    /* cp is a scalar value here (no surrogate, at most U+10FFFF): valid */
     o += rt_utf8_encode(cp, o);
   }
-  if (p != end || !rt_utf8_valid(out, (size_t)(o - out))) goto bad;
   *o = '\0';
   return out;
 bad:

@@ -60,10 +60,7 @@ static int charge(wctx *w, size_t n) {
   return -1;
 }
 
-/* The length of the run at s[0..n) that a JSON string holds as it is:
- * printable ASCII but the quote and the backslash, and valid UTF-8. Both
- * the writer and the reader copy such a run whole; most strings are one. */
-static size_t plain_run(const char *str, size_t n) {
+size_t rt_lconv_plain_run(const char *str, size_t n) {
   /* 0: printable ASCII; 1: a control byte, the quote or the backslash;
    * 2: the lead of a two-byte sequence; 3: any other byte >= 0x80. */
   static const unsigned char cls[256] = {
@@ -99,7 +96,7 @@ void rt_lconv_add_string(rt_buf *b, const char *s, size_t n) {
   for (size_t i = 0; i < n;) {
     /* Plain text and valid UTF-8 are copied as they are, a run at a time:
      * no more room than they take. */
-    size_t run = plain_run(s + i, n - i);
+    size_t run = rt_lconv_plain_run(s + i, n - i);
     if (run) {
       memcpy(o, s + i, run);
       o += run;
@@ -404,7 +401,7 @@ int rt_lconv_escape(const char **p, const char *end, uint32_t *cp) {
 static int read_string(lua_State *L, rctx *d) {
   d->p++;  /* opening quote */
   const char *s = d->p;
-  d->p += plain_run(d->p, (size_t)(d->end - d->p));
+  d->p += rt_lconv_plain_run(d->p, (size_t)(d->end - d->p));
   if (d->p >= d->end || *d->p == '"') {
     if (d->p >= d->end) return -1;
     lua_pushlstring(L, s, (size_t)(d->p - s));

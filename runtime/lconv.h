@@ -68,4 +68,8 @@ void rt_lconv_add_string(rt_buf *out, const char *s, size_t n);
  * the reader cleans it), or -1 for a malformed escape (also a high
  * surrogate followed by another \u that is no low one). */
 int rt_lconv_escape(const char **p, const char *end, uint32_t *cp);
+/* The length of the run at s[0..n) that a JSON string holds as it is:
+ * printable ASCII but the quote and the backslash, and valid UTF-8 (no
+ * NUL). A reader copies such a run whole; most strings are one. */
+size_t rt_lconv_plain_run(const char *s, size_t n);
 #endif

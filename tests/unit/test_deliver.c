@@ -291,9 +291,10 @@ T(text_escapes) {
     "{\"text\":\"\"}",
     "{\"text\":\"x\\ud83d\"}",          /* a lone surrogate: the tree decides */
     "{\"text\":\"one\",\"about\":\"9\"}",
+    "{\"text\":\"\xd0\x96\xff\"}",    /* a byte that is no UTF-8: the tree refuses it */
   };
   rt_channel ch = {.name = "esc", .send = text_send};
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 5; i++) {
     char chat[8], idem[16];
     snprintf(chat, sizeof chat, "e%d", i);
     snprintf(idem, sizeof idem, "esc%d", i);
@@ -304,6 +305,7 @@ T(text_escapes) {
   run_until_done(d);
   /* jansson refuses the lone surrogate: that row fails as before */
   CHECK_INT(q("SELECT count(*) FROM outbox WHERE idem_key = 'esc2' AND status = 'failed'"), 1);
+  CHECK_INT(q("SELECT count(*) FROM outbox WHERE idem_key = 'esc4' AND status = 'failed'"), 1);
   CHECK_INT(ngot, 3);
   int seen = 0;
   for (int i = 0; i < ngot; i++) {
