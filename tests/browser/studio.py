@@ -51,8 +51,13 @@ try:
     def q(css):
         return drv.find_element(By.CSS_SELECTOR, css)
 
+    # Read in one script call: the page redraws its lists as messages come,
+    # and elements found first and read one by one can be gone by then
+    # (a stale element reference).
     def texts(css):
-        return [e.text for e in drv.find_elements(By.CSS_SELECTOR, css)]
+        return drv.execute_script(
+            "return Array.from(document.querySelectorAll(arguments[0]),"
+            " function (e) { return e.innerText.trim(); })", css)
 
     def bots():
         return texts("#messages .msg.out")
