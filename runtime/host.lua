@@ -427,12 +427,11 @@ local function run(conv, ev, trace)
   FX[c] = nil
   if type(c.slots) ~= "table" then error("c.slots must stay a table", 0) end
   local campaign = c.slots.campaign
-  return {
-    flow = flow.name, step = step, slots = c.slots, mode = f.mode,
-    campaign = type(campaign) == "string" and campaign or nil,
-    phone = c.phone, name = c.name, out = f.out, timers = f.timers,
-    leads = f.leads, events = f.events, ops = f.ops, migrated = migrated,
-  }
+  if type(campaign) ~= "string" then campaign = nil end
+  -- Thirteen values, in the order lvm.c reads them by position (R_* in
+  -- turn_finish): no result table to make and look up again.
+  return flow.name, step, c.slots, f.mode, campaign, c.phone, c.name,
+    f.out, f.timers, f.leads, f.events, f.ops, migrated
 end
 
 -- The note to the managers when the bot stops in a chat (a failed step, a

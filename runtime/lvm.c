@@ -744,7 +744,7 @@ static void check_module_state(rt_lturn *t) {
   add_trace(t, t->module_err);
 }
 
-/* ---- the result table -> rt_fx ---- */
+/* ---- the runner's values -> rt_fx ---- */
 
 typedef struct {
   rt_lturn *t;
@@ -786,12 +786,25 @@ static bool fx_json_field(fxb *f, int tbl, const char *k, const char *root, cons
 }
 
 /* Opens list k of the result for iteration: its length, 0 when absent. */
-static size_t fx_list(fxb *f, int res, const char *k) {
-  if (lua_getfield(f->L, res, k) != LUA_TTABLE) {
-    lua_pop(f->L, 1);
+/* The values host.lua's run returns, by position from the first. */
+enum { R_FLOW, R_STEP, R_SLOTS, R_MODE, R_CAMPAIGN, R_PHONE, R_NAME, R_OUT, R_TIMERS, R_LEADS,
+       R_EVENTS, R_OPS, R_MIGRATED, R_COUNT };
+
+/* The string at idx copied into the arena, or NULL. */
+static const char *fx_str_at(fxb *f, int idx) {
+  if (lua_type(f->L, idx) != LUA_TSTRING) return NULL;
+  size_t n;
+  const char *s = lua_tolstring(f->L, idx, &n);
+  return ar_str(f->t, s, n);
+}
+
+/* Pushes the list at idx (nil when it is not a table) and returns its length. */
+static size_t fx_list(fxb *f, int idx) {
+  if (lua_type(f->L, idx) != LUA_TTABLE) {
     lua_pushnil(f->L);
     return 0;
   }
+  lua_pushvalue(f->L, idx);
   return (size_t)lua_rawlen(f->L, -1);
 }
 
@@ -888,19 +901,20 @@ static bool fx_msg(fxb *f, int m, size_t i, const char *about, rt_fx_msg *o) {
   return ok;
 }
 
-/* Builds t->fx from the runner's result table at res (on t->co). false
+/* Builds t->fx from the runner's values from res on (R_*, on t->co). false
  * with f->err when a value cannot be written. */
 static bool build_effects(rt_lturn *t, int res, const char *about, fxb *f) {
   lua_State *L = t->co;
   rt_fx *fx = &t->fx;
   char root[64];
-  fx->flow = fx_str(f, res, "flow");
-  fx->step = fx_str(f, res, "step");
-  fx->mode = fx_str(f, res, "mode");
-  fx->phone = fx_str(f, res, "phone");
-  fx->name = fx_str(f, res, "name");
-  fx->campaign = fx_str(f, res, "campaign");
-  if (lua_getfield(L, res, "migrated") == LUA_TTABLE) {
+  fx->flow = fx_str_at(f, res + R_FLOW);
+  fx->step = fx_str_at(f, res + R_STEP);
+  fx->mode = fx_str_at(f, res + R_MODE);
+  fx->phone = fx_str_at(f, res + R_PHONE);
+  fx->name = fx_str_at(f, res + R_NAME);
+  fx->campaign = fx_str_at(f, res + R_CAMPAIGN);
+  lua_pushvalue(L, res + R_MIGRATED);
+  if (lua_istable(L, -1)) {
     int m = lua_gettop(L);
     fx->migrated = true;
     fx->migrated_from = fx_str(f, m, "from");
@@ -909,7 +923,7 @@ static bool build_effects(rt_lturn *t, int res, const char *about, fxb *f) {
   }
   lua_pop(L, 1);
 
-  size_t n = fx_list(f, res, "out");
+  size_t n = fx_list(f, res + R_OUT);
   if (n) fx->out = ar_alloc(t, n * sizeof *fx->out);
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, -1, (lua_Integer)i + 1);
@@ -921,7 +935,7 @@ static bool build_effects(rt_lturn *t, int res, const char *about, fxb *f) {
   }
   lua_pop(L, 1);
 
-  n = fx_list(f, res, "timers");
+  n = fx_list(f, res + R_TIMERS);
   if (n) fx->timers = ar_alloc(t, n * sizeof *fx->timers);
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, -1, (lua_Integer)i + 1);
@@ -945,7 +959,7 @@ static bool build_effects(rt_lturn *t, int res, const char *about, fxb *f) {
   }
   lua_pop(L, 1);
 
-  n = fx_list(f, res, "leads");
+  n = fx_list(f, res + R_LEADS);
   if (n) fx->leads = ar_alloc(t, n * sizeof *fx->leads);
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, -1, (lua_Integer)i + 1);
@@ -973,7 +987,7 @@ static bool build_effects(rt_lturn *t, int res, const char *about, fxb *f) {
   }
   lua_pop(L, 1);
 
-  n = fx_list(f, res, "events");
+  n = fx_list(f, res + R_EVENTS);
   if (n) fx->events = ar_alloc(t, n * sizeof *fx->events);
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, -1, (lua_Integer)i + 1);
@@ -994,7 +1008,7 @@ static bool build_effects(rt_lturn *t, int res, const char *about, fxb *f) {
   }
   lua_pop(L, 1);
 
-  n = fx_list(f, res, "ops");
+  n = fx_list(f, res + R_OPS);
   if (n) fx->ops = ar_alloc(t, n * sizeof *fx->ops);
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, -1, (lua_Integer)i + 1);
@@ -1029,16 +1043,17 @@ static bool build_effects(rt_lturn *t, int res, const char *about, fxb *f) {
 }
 
 /* A finished step: its state and effects out of Lua, or the reason they
- * cannot be stored. The result table is on top of t->co. */
+ * cannot be stored. run's R_COUNT values are on top of t->co. */
 static void turn_finish(rt_lturn *t, const char *about) {
   rt_bundle *b = t->b;
   lua_State *co = t->co;
   luaL_checkstack(co, 24, "effects");
-  int res = lua_gettop(co);
+  int top = lua_gettop(co), res = top - R_COUNT + 1;
   fxb f = {.t = t, .L = co, .jb = b->jb, .left = b->alloc.limit};
   f.err[0] = '\0';
   bool ok = false;
-  lua_getfield(co, res, "slots");
+  if (res < 1) lua_pushnil(co);   /* cannot be: host.lua's run returns them all */
+  else lua_pushvalue(co, res + R_SLOTS);
   if (!lua_istable(co, -1)) {
     snprintf(f.err, sizeof f.err, "c.slots must stay a table");
   } else {
@@ -1052,7 +1067,7 @@ static void turn_finish(rt_lturn *t, const char *about) {
       ok = build_effects(t, res, about, &f);
     }
   }
-  lua_settop(co, res);
+  lua_settop(co, top);
   /* The buffer stays with the bundle for the next turn, unless a big
    * state made it big. */
   if (f.jb.cap > 65536) rt_buf_free(&f.jb);

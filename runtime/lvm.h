@@ -129,7 +129,7 @@ typedef struct {
 } rt_lturn_in;
 
 /* ---- the effects of a finished step, typed ----
- * Built from the runner's result table when the step ends. Strings are
+ * Built from the values the runner returns when the step ends. Strings are
  * owned by the turn and live until rt_lturn_free; NULL = absent. The
  * *_json members are JSON text written by lconv.h (keys sorted), ready to
  * be stored as they are. */
