@@ -17,9 +17,8 @@
 #include "paths.h"
 #include "rt.h"
 #include "t.h"
-#include "store_impl.h"   /* rt_store_db: the test looks at rows */
+#include "tstore.h"       /* q_int: the test looks at rows */
 #include <libgen.h>
-#include <sqlite3.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -200,16 +199,6 @@ T(interleave_reload_dedup) {
   CHECK(uv_loop_close(&loop) == 0);
 }
 
-static long long q_int(rt_engine *e, const char *sql) {
-  sqlite3_stmt *st;
-  long long v = -1;
-  if (sqlite3_prepare_v2(rt_store_db(rt_engine_store(e)), sql, -1, &st, NULL) != SQLITE_OK)
-    return -2;
-  if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  return v;
-}
-
 T(wake_rows_only_when_needed) {
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -226,21 +215,21 @@ T(wake_rows_only_when_needed) {
   const char *slow_new = "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND chat_id = 'w3' "
                          "AND status = 'new'";
   uint64_t t0 = uv_hrtime();
-  while ((find("w1", "woke fine") < 0 || q_int(e, slow_new) != 1) &&
+  while ((find("w1", "woke fine") < 0 || q_int(rt_engine_store(e), slow_new) != 1) &&
          (uv_hrtime() - t0) / 1e9 < 5)
     uv_run(&loop, UV_RUN_ONCE);
   CHECK(find("w1", "woke fine") >= 0);
   CHECK(find("w3", "woke slow ok") < 0);
-  CHECK_INT(q_int(e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND chat_id = 'w1'"), 0);
-  CHECK_INT(q_int(e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND chat_id = 'w2' "
+  CHECK_INT(q_int(rt_engine_store(e), "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND chat_id = 'w1'"), 0);
+  CHECK_INT(q_int(rt_engine_store(e), "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND chat_id = 'w2' "
                      "AND status = 'failed' AND json_extract(payload, '$.step') = 'boom'"), 1);
-  CHECK_INT(q_int(e, slow_new), 1);
+  CHECK_INT(q_int(rt_engine_store(e), slow_new), 1);
   run_until(&loop, e, nmsgs + 1, 10);
   CHECK(find("w3", "woke slow ok") >= 0);
-  CHECK_INT(q_int(e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND chat_id = 'w3' "
+  CHECK_INT(q_int(rt_engine_store(e), "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND chat_id = 'w3' "
                      "AND status = 'done'"), 1);
-  CHECK_INT(q_int(e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake'"), 2);
-  CHECK_INT(q_int(e, "SELECT COUNT(*) FROM timers WHERE name NOT LIKE '\\_%' ESCAPE '\\'"), 0);
+  CHECK_INT(q_int(rt_engine_store(e), "SELECT COUNT(*) FROM inbox WHERE kind = 'wake'"), 2);
+  CHECK_INT(q_int(rt_engine_store(e), "SELECT COUNT(*) FROM timers WHERE name NOT LIKE '\\_%' ESCAPE '\\'"), 0);
   close_engine(&loop, e, cfg);
   CHECK(uv_loop_close(&loop) == 0);
 }
