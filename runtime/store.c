@@ -65,7 +65,7 @@ static const char *stmt_sql[S_COUNT] = {
    * most urgent first. A chat's pending rows are its newest (its next row
    * leaves only after the one before is sent or failed for good), so a
    * pending row is the head when the row before it in the chat is not
-   * pending: one probe of outbox_chat (020_outbox_lean.sql). */
+   * pending: one probe of outbox_chat (020_outbox_lean.sql, 021_chat_keys.sql). */
   [S_OUT_HEADS] = "SELECT id, conv_id, attempts, channel, chat_id, kind, payload, idem_key, "
                   "priority FROM outbox AS o WHERE status = 'pending' AND channel = ?1 "
                   "AND next_try_at <= ?2 AND COALESCE((SELECT p.status FROM outbox AS p "
@@ -136,8 +136,9 @@ static const char *stmt_sql[S_COUNT] = {
                    "status_at = excluded.status_at",
   [S_OUT_CHAT] = "SELECT channel, chat_id FROM outbox WHERE id = ?1",
   /* The newest ?3 messages of a chat both ways, oldest first. Each side is
-   * cut to ?3 on its own index (inbox_chat; outbox_chat, 014) before the
-   * two are merged, so a long conversation costs no more than a short one.
+   * cut to ?3 before the two are merged: the outbox's on outbox_chat, in
+   * order; the inbox's after a sort of the chat's rows, which its unique
+   * key finds (021_chat_keys.sql: 7 ms for a chat of 10,000 messages).
    * A reply is stored after the message it answers: at the same ms the
    * customer's comes first. */
   [S_CHAT_HISTORY] =

@@ -277,6 +277,49 @@ T(chat_history) {
   CHECK_INT(rt_store_exec(s, "DELETE FROM outbox WHERE chat_id IN ('h1', 'h3')"), RT_OK);
 }
 
+/* A store written before 021: its inbox rows keep their ids, states and
+ * payloads through the table's rebuild; the new unique key still refuses
+ * a redelivery, and finds the chat's rows for its history. */
+T(chat_keys_upgrade) {
+  char dir[] = "/tmp/test_store_keys.XXXXXX", cmd[96], path[64];
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(path, sizeof path, "%s/old.db", dir);
+  sqlite3 *db = tstore_old(path, 20);
+  CHECK(db != NULL);
+  if (!db) return;
+  CHECK(sqlite3_exec(db,
+    "INSERT INTO inbox (id, channel, ext_id, chat_id, kind, payload, received_at, status, "
+    "done_at, attempts, reason) VALUES "
+    "(5, 'telegram', 'u1', '42', 'text', '{\"text\":\"а\"}', 10, 'done', 11, 0, NULL), "
+    "(8, 'telegram', 'u2', '42', 'text', '{\"text\":\"б\"}', 20, 'quarantined', 21, 2, 'crash'), "
+    "(9, 'telegram', 'u3', '43', 'text', '{}', 30, 'new', NULL, 1, NULL)",
+    NULL, NULL, NULL) == SQLITE_OK);
+  sqlite3_close(db);
+  rt_store *m = tstore_open(path), *keep = s;
+  s = m;
+  CHECK(q("PRAGMA user_version") >= 21);
+  CHECK_INT(q("SELECT count(*) FROM inbox"), 3);
+  CHECK_INT(q("SELECT attempts FROM inbox WHERE id = 8 AND status = 'quarantined' "
+              "AND reason = 'crash' AND done_at = 21 AND chat_id = '42'"), 2);
+  CHECK_INT(q("SELECT id FROM inbox WHERE status = 'new'"), 9);
+  /* two b-trees besides the table: the unique key, and the pending rows */
+  CHECK_INT(q("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'inbox'"), 2);
+  CHECK_INT(q("SELECT count(*) FROM sqlite_master WHERE name = 'inbox_chat'"), 0);
+  int64_t id = 0;
+  CHECK_INT(rt_store_inbox_add(m, "telegram", "u2", "42", "text", "{}", 40, &id), 1);
+  CHECK_INT(rt_store_inbox_add(m, "telegram", "u3", "43", "text", "{}", 40, &id), 1);
+  CHECK_INT(rt_store_inbox_add(m, "telegram", "u4", "42", "text", "{\"n\":1}", 40, &id), RT_OK);
+  CHECK(id > 9);
+  hist[0] = '\0';
+  nhist = 0;
+  CHECK_INT(rt_store_chat_history(m, "telegram", "42", 2, add_hist, NULL), RT_OK);
+  CHECK_STR(hist, "c20:{\"text\":\"б\"}|c40:{\"n\":1}|");
+  s = keep;
+  rt_store_close(m);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  CHECK_INT(system(cmd), 0);
+}
+
 T(prune) {
   CHECK_INT(rt_store_exec(s, "UPDATE inbox SET status = 'done'"), RT_OK);
   CHECK_INT(rt_store_exec(s, "UPDATE outbox SET status = 'sent' WHERE channel = 'console'"), RT_OK);
@@ -372,6 +415,7 @@ int main(void) {
   T_RUN(timers);
   T_RUN(timers_cancel_all);
   T_RUN(chat_history);
+  T_RUN(chat_keys_upgrade);
   T_RUN(prune);
   T_RUN(busy_wait_takes_the_first_gap);
   rt_store_close(s);
