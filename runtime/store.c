@@ -629,6 +629,13 @@ int rt_store_checkpoint(rt_store *s) {
   return RT_OK;
 }
 
+int64_t rt_store_page_reads(rt_store *s) {
+  int cur = 0, hi = 0;
+  if (!s->db || sqlite3_db_status(s->db, SQLITE_DBSTATUS_CACHE_MISS, &cur, &hi, 0) != SQLITE_OK)
+    return 0;
+  return cur;
+}
+
 int64_t rt_store_mem_used(rt_store *s) {
   int64_t sum = 0;
   static const int what[] = {SQLITE_DBSTATUS_CACHE_USED, SQLITE_DBSTATUS_SCHEMA_USED,

@@ -68,6 +68,9 @@ int64_t rt_store_wal_written(rt_store *s);
  * inside a transaction. RT_OK, or the store's code (a checkpoint of
  * another process holds the lock: try later). */
 int rt_store_checkpoint(rt_store *s);
+/* Pages read from the file (or the OS's cache) since the store opened: the
+ * misses of SQLite's page cache. */
+int64_t rt_store_page_reads(rt_store *s);
 /* Bytes the connection holds: page cache, schema, prepared statements. */
 int64_t rt_store_mem_used(rt_store *s);
 

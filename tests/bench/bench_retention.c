@@ -215,6 +215,7 @@ run:;
   for (size_t i = 0; i < sizeof chans / sizeof *chans; i++) rt_engine_add_channel(e, &chans[i]);
   const rt_engine_stats *es = rt_engine_get_stats(e);
   int64_t w0 = rt_store_wal_written(rt_engine_store(e));
+  int64_t r0 = rt_store_page_reads(rt_engine_store(e));
   t0 = now_s();
   double c0 = cpu_s(), k0 = sys_s();
   rt_engine_start(e);
@@ -230,6 +231,9 @@ run:;
    * commit and once more into the file at a checkpoint. */
   printf("retention.wal_pages_per_checkin: %.2f\n",
          done ? (double)(rt_store_wal_written(rt_engine_store(e)) - w0) / done : 0.0);
+  /* Reads are most of the kernel's part: each page SQLite's cache misses. */
+  printf("retention.page_reads_per_checkin: %.2f\n",
+         done ? (double)(rt_store_page_reads(rt_engine_store(e)) - r0) / done : 0.0);
   printf("retention.replies: %ld (steps failed: %llu)\n", sent, (unsigned long long)es->steps_failed);
   rt_engine_close(e, NULL, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
