@@ -65,13 +65,14 @@ static const char *stmt_sql[S_COUNT] = {
    * most urgent first. A chat's pending rows are its newest (its next row
    * leaves only after the one before is sent or failed for good), so a
    * pending row is the head when the row before it in the chat is not
-   * pending: one probe of outbox_chat (020_outbox_lean.sql, 021_chat_keys.sql). */
+   * pending: one probe of outbox_chat (020_outbox_lean.sql). The order is
+   * outbox_prio_pending's key, priority then id (021_index_keys.sql). */
   [S_OUT_HEADS] = "SELECT id, conv_id, attempts, channel, chat_id, kind, payload, idem_key, "
                   "priority FROM outbox AS o WHERE status = 'pending' AND channel = ?1 "
                   "AND next_try_at <= ?2 AND COALESCE((SELECT p.status FROM outbox AS p "
                   "WHERE p.channel = o.channel AND p.chat_id = o.chat_id AND p.id < o.id "
                   "ORDER BY p.id DESC LIMIT 1), '') != 'pending' "
-                  "ORDER BY priority, id LIMIT ?3",
+                  "ORDER BY priority * 1000000000000000 + id LIMIT ?3",
   [S_OUT_PENDING] = "SELECT count(*) FROM outbox WHERE status = 'pending' AND channel = ?1",
   [S_OUT_DUE] = "SELECT id, conv_id, attempts, channel, chat_id, kind, payload, idem_key "
                 "FROM outbox WHERE status = 'pending' AND channel = ?3 AND next_try_at <= ?1 "
@@ -138,7 +139,7 @@ static const char *stmt_sql[S_COUNT] = {
   /* The newest ?3 messages of a chat both ways, oldest first. Each side is
    * cut to ?3 before the two are merged: the outbox's on outbox_chat, in
    * order; the inbox's after a sort of the chat's rows, which its unique
-   * key finds (021_chat_keys.sql: 7 ms for a chat of 10,000 messages).
+   * key finds (021_index_keys.sql: 7 ms for a chat of 10,000 messages).
    * A reply is stored after the message it answers: at the same ms the
    * customer's comes first. */
   [S_CHAT_HISTORY] =

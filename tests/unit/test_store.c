@@ -29,6 +29,19 @@ T(migrations) {
   CHECK(q("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_chat_pending'") == 0);
   CHECK(q("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outbox'") == 2);
   CHECK(q("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_prio_pending'") == 1);
+  /* 021: the deliveries' scan reads pending rows in its order (priority,
+   * then id) off outbox_prio_pending, with no sort of all of them. */
+  sqlite3_stmt *st;
+  CHECK(sqlite3_prepare_v2(rt_store_db(s), "EXPLAIN QUERY PLAN SELECT id FROM outbox "
+        "WHERE status = 'pending' AND channel = 'x' ORDER BY priority * 1000000000000000 + id "
+        "LIMIT 5", -1, &st, NULL) == SQLITE_OK);
+  char plan[512] = "";
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    strncat(plan, (const char *)sqlite3_column_text(st, 3), sizeof plan - strlen(plan) - 3);
+    strcat(plan, "; ");
+  }
+  sqlite3_finalize(st);
+  CHECK_STR(plan, "SCAN outbox USING INDEX outbox_prio_pending; ");
 }
 
 T(inbox_dedup) {
@@ -280,7 +293,7 @@ T(chat_history) {
 /* A store written before 021: its inbox rows keep their ids, states and
  * payloads through the table's rebuild; the new unique key still refuses
  * a redelivery, and finds the chat's rows for its history. */
-T(chat_keys_upgrade) {
+T(index_keys_upgrade) {
   char dir[] = "/tmp/test_store_keys.XXXXXX", cmd[96], path[64];
   CHECK(mkdtemp(dir) != NULL);
   snprintf(path, sizeof path, "%s/old.db", dir);
@@ -415,7 +428,7 @@ int main(void) {
   T_RUN(timers);
   T_RUN(timers_cancel_all);
   T_RUN(chat_history);
-  T_RUN(chat_keys_upgrade);
+  T_RUN(index_keys_upgrade);
   T_RUN(prune);
   T_RUN(busy_wait_takes_the_first_gap);
   rt_store_close(s);
