@@ -769,7 +769,8 @@ bool rt_engine_idle(const rt_engine *e) {
 char *rt_engine_metrics(rt_engine *e) {
   rt_metrics_in m = {.events = e->st.events, .steps_failed = e->st.steps_failed,
                      .reloads_ok = e->st.reloads_ok, .reloads_failed = e->st.reloads_failed,
-                     .sent = e->st.sent, .lua_mem = rt_bundle_mem(e->bundle)};
+                     .sent = e->st.sent, .lua_mem = rt_bundle_mem(e->bundle),
+                     .long_steps = rt_lvm_long_steps()};
   rt_store_counts_get(e->store, &m.counts);
   return rt_metrics_text(&m);
 }

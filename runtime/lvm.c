@@ -18,10 +18,13 @@
 #include <errno.h>
 #include <math.h>
 #include <lualib.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define HOOK_EVERY 1000
 #define REG_BUNDLE "shopbot.bundle"
@@ -95,6 +98,7 @@ struct rt_lturn {
   const char *about;  /* the conversation's chat (arena) */
   int http_count;
   int status;
+  bool ticked;       /* its hook comes from the tick (tick_here) */
   rt_fx fx;
   arena_blk *arena;
   json_t *error;
@@ -162,6 +166,71 @@ static void hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   budget *bg = *(budget **)lua_getextraspace(L);
   if (bg) budget_add(L, bg, HOOK_EVERY);
+}
+
+/* ---- the tick: the budget's hook, set only on steps that run long ----
+ *
+ * Lua 5.4 calls into its hook dispatch before every instruction of every
+ * function once a thread has any hook, count hooks included: a hook set on
+ * each step from its start cost 6.5 % of all the instructions of an event
+ * (callgrind over bench_core), for steps that nearly all end within
+ * microseconds. So a step starts without it, and a timer on the loop
+ * thread's CPU clock fires every TICK_MS of that thread's CPU time; its
+ * handler sets the count hook on the step running then, if any. A step that
+ * runs longer than TICK_MS is counted from then on, and stopped by its
+ * instruction budget or its deadline as before; C work a step starts
+ * (patterns, text.*) is counted by rt_lvm_charge from its first unit, tick
+ * or not. An idle bot uses no CPU, so the timer does not fire.
+ *
+ * A signal handler can reach only process-wide data: the running step's
+ * thread below, set around each lua_resume of a step on the loop thread.
+ * lua_sethook may be called from a signal handler (ldebug.c says how). A
+ * process whose timer cannot be made (or a step on another thread, as a
+ * test may run) hooks every step from its start, as before. */
+#define TICK_MS 5
+
+static lua_State *volatile tick_running;
+static bool tick_tried, tick_ok;
+static pthread_t tick_thread;
+static uint64_t tick_long_steps;   /* steps the tick caught, in this process */
+
+static void tick_handler(int sig) {
+  (void)sig;
+  lua_State *co = tick_running;
+  if (co) lua_sethook(co, hook, LUA_MASKCOUNT, HOOK_EVERY);
+}
+
+/* Once per process, on the first step: the loop thread runs every step. */
+static void tick_start(void) {
+  tick_tried = true;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sigemptyset(&sa.sa_mask);
+  sa.sa_handler = tick_handler;
+  sa.sa_flags = SA_RESTART;
+  if (sigaction(SIGVTALRM, &sa, NULL) != 0) return;
+  struct sigevent sev;
+  memset(&sev, 0, sizeof sev);
+  sev.sigev_notify = SIGEV_THREAD_ID;
+  sev.sigev_signo = SIGVTALRM;
+  sev._sigev_un._tid = gettid();
+  timer_t id;
+  if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &id) != 0) return;
+  struct itimerspec its = {{0, TICK_MS * 1000000L}, {0, TICK_MS * 1000000L}};
+  if (timer_settime(id, 0, &its, NULL) != 0) {
+    timer_delete(id);
+    return;
+  }
+  tick_thread = pthread_self();
+  tick_ok = true;
+}
+
+uint64_t rt_lvm_long_steps(void) { return tick_long_steps; }
+
+/* Whether steps on this thread get their hook from the tick. */
+static bool tick_here(void) {
+  if (!tick_tried) tick_start();
+  return tick_ok && pthread_equal(tick_thread, pthread_self());
 }
 
 void rt_lvm_charge(lua_State *L, int64_t units) {
@@ -1098,13 +1167,17 @@ static int turn_resume(rt_lturn *t, int nargs) {
   rt_bundle *b = t->b;
   int nres = 0;
   b->alloc.enforce = true;
+  if (t->ticked) tick_running = t->co;
   int st = lua_resume(t->co, NULL, nargs, &nres);
+  tick_running = NULL;
   b->alloc.enforce = false;
   check_module_state(t);
   if (st == LUA_YIELD) {
     lua_pop(t->co, nres);
     return t->status = RT_LTURN_YIELD;
   }
+  /* A step the tick caught: it ran TICK_MS of CPU or more (lvm.h). */
+  if (t->ticked && lua_gethook(t->co)) tick_long_steps++;
   /* The last I/O's memory goes once the coroutine is done with it. */
   turn_cancel_io(t);
   if (st == LUA_OK) {
@@ -1289,7 +1362,8 @@ int rt_lturn_begin(rt_bundle *b, void *host_turn, const rt_lturn_in *in, rt_ltur
   }
   lua_State *co = t->co;
   *(budget **)lua_getextraspace(co) = &t->bg;
-  lua_sethook(co, hook, LUA_MASKCOUNT, HOOK_EVERY);
+  t->ticked = tick_here();
+  if (!t->ticked) lua_sethook(co, hook, LUA_MASKCOUNT, HOOK_EVERY);
   lua_rawgeti(co, LUA_REGISTRYINDEX, b->run_ref);
   lua_createtable(co, 0, 12);   /* the fields below, mode, slots and turn (host.lua run) */
   lua_pushinteger(co, (lua_Integer)in->id);

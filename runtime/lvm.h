@@ -81,6 +81,10 @@ int rt_bundle_flow_count(const rt_bundle *b);
 /* Owned JSON array of flow names with their step names, for `check`. */
 json_t *rt_bundle_describe(rt_bundle *b);
 size_t rt_bundle_mem(const rt_bundle *b);
+/* Steps of this process, of any bundle, that ran 5 ms of CPU or more: the
+ * ones the instruction budget counted (limits.step_instructions is counted
+ * from there on: docs/architecture.md, "Limits a flow runs under"). */
+uint64_t rt_lvm_long_steps(void);
 /* The facts of a note to the managers (any may be NULL). */
 typedef struct {
   const char *chat;          /* "channel:chat" */

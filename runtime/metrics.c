@@ -30,12 +30,16 @@ char *rt_metrics_text(const rt_metrics_in *m) {
       "shopbot_inbox_pending %lld\n"
       "# HELP shopbot_lua_memory_bytes Memory used by the current flows' Lua state.\n"
       "# TYPE shopbot_lua_memory_bytes gauge\n"
-      "shopbot_lua_memory_bytes %zu\n",
+      "shopbot_lua_memory_bytes %zu\n"
+      "# HELP shopbot_lua_long_steps_total Steps that ran 5 ms of CPU or more.\n"
+      "# TYPE shopbot_lua_long_steps_total counter\n"
+      "shopbot_lua_long_steps_total %llu\n",
       (unsigned long long)m->events, (unsigned long long)m->steps_failed,
       (unsigned long long)m->reloads_ok, (unsigned long long)m->reloads_failed,
       (unsigned long long)m->sent, (long long)m->counts.conversations,
       (long long)m->counts.outbox_pending,
-      (long long)m->counts.timers_pending, (long long)m->counts.inbox_pending, m->lua_mem);
+      (long long)m->counts.timers_pending, (long long)m->counts.inbox_pending, m->lua_mem,
+      (unsigned long long)m->long_steps);
 }
 
 json_t *rt_metrics_health(const rt_health_in *h) {

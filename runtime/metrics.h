@@ -9,6 +9,7 @@ typedef struct {
   uint64_t events, steps_failed, reloads_ok, reloads_failed, sent;
   rt_store_counts counts;
   size_t lua_mem;
+  uint64_t long_steps;        /* rt_lvm_long_steps */
 } rt_metrics_in;
 
 typedef struct {

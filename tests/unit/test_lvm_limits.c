@@ -133,6 +133,40 @@ T(timeout_while_running) {
   rt_bundle_unref(b);
 }
 
+/* Steps start without the budget's count hook; the CPU tick sets it on a
+ * step that runs 5 ms or more (lvm.c, "the tick"). A long bounded step is
+ * caught and counted as long; a busy loop past the budget is still stopped
+ * on the budget, and a pcall around it does not save it; the next step of
+ * the same state runs. */
+T(tick_counts_long_steps) {
+  write_file("return flow 'main' { start = function(c, ev) end,\n"
+             "  long = function(c, ev) local n = 0\n"
+             "    for i = 1, 20000000 do n = n + i % 7 end c:say('done ' .. n) end,\n"
+             "  spin = function(c, ev) while true do pcall(function() while true do end end) end end,\n"
+             "  ok = function(c, ev) c:say('fine') end }\n");
+  char *err, *msg, *code;
+  rt_bundle *b = load_opts(200000000, 0, &err);
+  CHECK(b != NULL);
+  if (!b) { free(err); return; }
+  uint64_t n0 = rt_lvm_long_steps();
+  CHECK(run(b, "long", "x", &msg, NULL) == RT_LTURN_DONE);
+  CHECK(rt_lvm_long_steps() == n0 + 1);
+  rt_bundle_unref(b);
+  b = load_opts(1000000, 0, &err);
+  CHECK(b != NULL);
+  if (!b) { free(err); return; }
+  double t0 = now_s();
+  CHECK(run(b, "spin", "x", &msg, &code) == RT_LTURN_ERROR);
+  CHECK(now_s() - t0 < 5);
+  CHECK(code && strcmp(code, "budget") == 0);
+  CHECK(msg && strstr(msg, "instructions used up"));
+  free(msg);
+  free(code);
+  CHECK(rt_lvm_long_steps() == n0 + 2);
+  CHECK(run(b, "ok", "x", NULL, NULL) == RT_LTURN_DONE);
+  rt_bundle_unref(b);
+}
+
 /* One string referenced many times: the host refuses before the copy
  * passes the bound, fast, instead of growing its own memory past the Lua
  * cap. */
@@ -212,6 +246,7 @@ int main(void) {
   T_RUN(gc_in_step);
   T_RUN(log_long_text);
   T_RUN(timeout_while_running);
+  T_RUN(tick_counts_long_steps);
   T_RUN(conversion_bounded);
   T_RUN(json_decode_bounded);
   T_RUN(jump_private);
