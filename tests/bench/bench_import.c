@@ -7,10 +7,13 @@
  * imports it, runs the retention campaign over the result (dry run, then for
  * real), then schedules --timers pending wake-ups (default 500,000). Prints
  * "name: value unit" lines. Goals: import >= 200,000 rows/s, selection <= 2 s,
- * pending wake-ups cost no memory beyond SQLite's page cache. */
+ * pending wake-ups cost no memory beyond SQLite's page cache. Then writes
+ * the events of N/10 campaign dialogs (contacted, an outcome) and times
+ * `shopbot stats` over them (rt_stats_collect). */
 #include "campaign.h"
 #include "gen_customers.h"
 #include "import.h"
+#include "stats.h"
 #include "store.h"
 #include "tz.h"
 #include <stdio.h>
@@ -154,6 +157,22 @@ int main(int argc, char **argv) {
   int64_t next = rt_store_timer_next(s);
   printf("timer_next_time: %.3f ms (next due in %lld s)\n", (now_s() - t0) * 1000,
          (long long)((next - now) / 1000));
+  /* The dialogs of the campaign in `shopbot stats`: each conversation's
+   * last outcome is looked up among its own events (022_events_conv.sql). */
+  long dialogs = rows / 10;
+  rt_store_begin(s);
+  for (long i = 0; i < dialogs; i++) {
+    rt_store_event_add(s, now + i, 200000000 + i, "retention", "retention", "contacted", "{}");
+    rt_store_event_add(s, now + i + 1, 200000000 + i, "retention", "retention", "outcome",
+                       i % 3 ? "{\"outcome\":\"declined\"}" : "{\"outcome\":\"need\"}");
+  }
+  rt_store_commit(s);
+  t0 = now_s();
+  json_t *stats = NULL;
+  if (rt_stats_collect(s, 0, &stats, &err) != RT_OK) { fprintf(stderr, "stats: %s\n", err); return 1; }
+  printf("stats_time: %.2f s (shopbot stats over %ld campaign dialogs, two events each)\n",
+         now_s() - t0, dialogs);
+  json_decref(stats);
   printf("sqlite_memory: %.1f MB (page cache and statements)\n", rt_store_mem_used(s) / 1e6);
   printf("current_rss: %ld KB\n", cur_rss_kb());
   printf("peak_rss: %ld KB\n", peak_rss_kb());
