@@ -188,6 +188,9 @@ static void hook(lua_State *L, lua_Debug *ar) {
  * process whose timer cannot be made (or a step on another thread, as a
  * test may run) hooks every step from its start, as before. */
 #define TICK_MS 5
+#ifndef sigev_notify_thread_id   /* glibc before 2.35 names it only this way */
+#define sigev_notify_thread_id _sigev_un._tid
+#endif
 
 static lua_State *volatile tick_running;
 static bool tick_tried, tick_ok;
@@ -213,7 +216,7 @@ static void tick_start(void) {
   memset(&sev, 0, sizeof sev);
   sev.sigev_notify = SIGEV_THREAD_ID;
   sev.sigev_signo = SIGVTALRM;
-  sev._sigev_un._tid = gettid();
+  sev.sigev_notify_thread_id = gettid();
   timer_t id;
   if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &id) != 0) return;
   struct itimerspec its = {{0, TICK_MS * 1000000L}, {0, TICK_MS * 1000000L}};
