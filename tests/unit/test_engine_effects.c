@@ -24,6 +24,7 @@
 #include "rt.h"
 #include "t.h"
 #include "store_impl.h"   /* rt_store_db: the test looks at rows */
+#include "tstore.h"       /* q_int */
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -105,16 +106,6 @@ static int count_to(const char *chat, const char *text) {
   return n;
 }
 
-static long long q_int(rt_engine *e, const char *sql) {
-  sqlite3_stmt *st;
-  long long v = -1;
-  if (sqlite3_prepare_v2(rt_store_db(rt_engine_store(e)), sql, -1, &st, NULL) != SQLITE_OK)
-    return -2;
-  if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  return v;
-}
-
 /* The conversation's last_error message contains want. */
 static bool error_says(rt_engine *e, const char *chat, const char *want) {
   sqlite3_stmt *st;
@@ -182,6 +173,7 @@ T(wakeups_same_due_second) {
   env v = {0};
   CHECK(open_env(&v, SHOP(""), NULL));
   if (!v.e) return;
+  rt_store *st = rt_engine_store(v.e);
   const char *ids[] = {"fixed1", "fixed2", "fixed3"};
   for (int i = 0; i < 3; i++) {
     receive(v.e, "r3", ids[i], ids[i]);
@@ -194,10 +186,10 @@ T(wakeups_same_due_second) {
   CHECK_INT(count_to("r3", "woke fixed1"), 1);
   CHECK_INT(count_to("r3", "woke fixed2"), 1);
   CHECK_INT(count_to("r3", "woke fixed3"), 1);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM timers"), 0);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM timers"), 0);
   /* Each ran once (above); a wake-up that ran in its fire has no inbox
    * row, one that was stored first is done. */
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND status <> 'done'"), 0);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND status <> 'done'"), 0);
   close_env(&v);
 }
 
@@ -205,6 +197,7 @@ T(limits_fail_the_step) {
   env v = {0};
   CHECK(open_env(&v, SHOP(""), NULL));
   if (!v.e) return;
+  rt_store *st = rt_engine_store(v.e);
   receive(v.e, "maxint", "a1", "maxint");
   receive(v.e, "float", "a2", "float");
   receive(v.e, "negative", "a3", "negative");
@@ -225,14 +218,14 @@ T(limits_fail_the_step) {
   CHECK(error_says(v.e, "much", "limits.step_output_kb"));
   /* A failed step keeps nothing: no reply, no timer; the managers hear. */
   CHECK_INT(count_to("maxint", NULL) + count_to("big", NULL) + count_to("much", NULL), 0);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM timers t JOIN conversations c ON c.id = t.conv_id "
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM timers t JOIN conversations c ON c.id = t.conv_id "
                        "WHERE c.chat_id = 'eleven' AND t.name NOT LIKE '\\_%' ESCAPE '\\'"), 0);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM timers t JOIN conversations c ON c.id = t.conv_id "
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM timers t JOIN conversations c ON c.id = t.conv_id "
                        "WHERE c.chat_id = 'ten'"), 10);
   CHECK(count_to("managers", NULL) >= 7);
   /* The release of a handoff is within the due-time range. */
-  CHECK(q_int(v.e, "SELECT MAX(due_at) FROM timers WHERE name = '_handoff_release'") > 0);
-  CHECK(q_int(v.e, "SELECT MAX(due_at) FROM timers") <= 253402300799000LL);
+  CHECK(q_int(st, "SELECT MAX(due_at) FROM timers WHERE name = '_handoff_release'") > 0);
+  CHECK(q_int(st, "SELECT MAX(due_at) FROM timers") <= 253402300799000LL);
   close_env(&v);
 }
 
@@ -240,14 +233,15 @@ T(fanout_is_bounded) {
   env v = {0};
   CHECK(open_env(&v, SHOP(",\"limits\":{\"wakeups_pending\":50}"), NULL));
   if (!v.e) return;
+  rt_store *st = rt_engine_store(v.e);
   receive(v.e, "r11", "b1", "boom");
   CHECK(settle(&v.loop, v.e, 20));
-  long long timers = q_int(v.e, "SELECT COUNT(*) FROM timers WHERE name NOT LIKE '\\_%' ESCAPE '\\'");
-  long long wakes = q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake'");
+  long long timers = q_int(st, "SELECT COUNT(*) FROM timers WHERE name NOT LIKE '\\_%' ESCAPE '\\'");
+  long long wakes = q_int(st, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake'");
   fprintf(stderr, "  fan-out: timers=%lld wake-ups=%lld\n", timers, wakes);
   CHECK_INT(timers, 0);    /* all fired, and skipped after the failure */
   CHECK(wakes <= 10 + 50 + 10);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM events WHERE kind = 'step_error'"), 1);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM events WHERE kind = 'step_error'"), 1);
   CHECK(error_says(v.e, "r11", "limits.wakeups_pending"));
   close_env(&v);
 }
@@ -263,25 +257,26 @@ T(absurd_config_values) {
                           "\"handoff\":{\"release_after\":9223372036854775807}"),
                  schema));
   if (!v.e) return;
+  rt_store *st = rt_engine_store(v.e);
   receive(v.e, "cfg", "c1", "handoff");
   receive(v.e, "cfg2", "c2", "ten");
   CHECK(settle(&v.loop, v.e, 10));
   CHECK_INT(count_to("cfg", "got handoff"), 1);
   CHECK_INT(count_to("cfg2", "got ten"), 1);
-  CHECK(q_int(v.e, "SELECT MAX(due_at) FROM timers") <= 253402300799000LL);
+  CHECK(q_int(st, "SELECT MAX(due_at) FROM timers") <= 253402300799000LL);
   close_env(&v);
 
   CHECK(open_env(&v, SHOP(",\"store\":{\"keep_days\":200000000000}"), schema));
   if (!v.e) return;
+  st = rt_engine_store(v.e);
   receive(v.e, "old", "d1", "hello");
   CHECK(settle(&v.loop, v.e, 10));
-  rt_store_exec(rt_engine_store(v.e), "UPDATE inbox SET received_at = 0; "
-                                      "UPDATE outbox SET created_at = 0");
+  rt_store_exec(st, "UPDATE inbox SET received_at = 0; UPDATE outbox SET created_at = 0");
   /* The watchdog prunes on its first tick (250 ms). */
   uint64_t t0 = uv_hrtime();
   while ((uv_hrtime() - t0) / 1e9 < 0.6) uv_run(&v.loop, UV_RUN_ONCE);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox"), 1);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM outbox"), 1);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM inbox"), 1);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM outbox"), 1);
   close_env(&v);
 }
 
@@ -301,6 +296,7 @@ T(burst_past_the_batch_limit) {
   env v = {0};
   CHECK(open_env(&v, SHOP(""), NULL));
   if (!v.e) return;
+  rt_store *st = rt_engine_store(v.e);
   acks = ack_errors = 0;
   enum { N = 3000 };
   char chat[32], ext[32];
@@ -315,15 +311,15 @@ T(burst_past_the_batch_limit) {
   /* One loop turn: one pump, one transaction. */
   uv_run(&v.loop, UV_RUN_NOWAIT);
   CHECK_INT(acks, 2048);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox"), 2048);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE status <> 'done'"), 0);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM outbox"), 2048);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM inbox"), 2048);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM inbox WHERE status <> 'done'"), 0);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM outbox"), 2048);
   CHECK(settle(&v.loop, v.e, 30));
   CHECK_INT(acks, N);
   CHECK_INT(ack_errors, 0);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE status = 'done'"), N);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM outbox WHERE payload LIKE '%got hello%'"), N);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM conversations WHERE chat_id LIKE 'burst%'"), N);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM inbox WHERE status = 'done'"), N);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM outbox WHERE payload LIKE '%got hello%'"), N);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM conversations WHERE chat_id LIKE 'burst%'"), N);
   close_env(&v);
 }
 
@@ -331,6 +327,7 @@ T(long_chat_ids) {
   env v = {0};
   CHECK(open_env(&v, SHOP(""), NULL));
   if (!v.e) return;
+  rt_store *st = rt_engine_store(v.e);
   char a[600], b[600];
   memset(a, 'x', 520);
   memset(b, 'x', 520);
@@ -342,7 +339,7 @@ T(long_chat_ids) {
   CHECK_INT(count_to(a, "got secret of A"), 1);
   CHECK_INT(count_to(b, "got message of B"), 1);
   CHECK_INT(count_to(a, NULL), 1);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM conversations WHERE length(chat_id) > 500 "
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM conversations WHERE length(chat_id) > 500 "
                        "AND json_array_length(state, '$.t') = 1"), 2);
   close_env(&v);
 }
@@ -355,6 +352,7 @@ T(wakeups_in_batches) {
   env v = {0};
   CHECK(open_env(&v, SHOP(",\"limits\":{\"wakeups_pending\":5000}"), NULL));
   if (!v.e) return;
+  rt_store *st = rt_engine_store(v.e);
   receive(v.e, "b0", "c0", "hold");
   CHECK(settle(&v.loop, v.e, 10));
   sqlite3 *db = rt_store_db(rt_engine_store(v.e));
@@ -372,18 +370,18 @@ T(wakeups_in_batches) {
     "WHERE chat_id = 'b0';"
     "INSERT INTO timers (conv_id, name, due_at, step, data, created_at) "
     "VALUES (987654321, 'gone', 998, 'woke', '{}', 0);", NULL, NULL, NULL) == SQLITE_OK);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM timers WHERE due_at < 2000"), 2502);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM timers WHERE due_at < 2000"), 2502);
   CHECK(rt_engine_fire_timers(v.e) == RT_OK);
   CHECK(settle(&v.loop, v.e, 60));
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM timers WHERE due_at < 2000"), 0);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND status = 'done'"),
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM timers WHERE due_at < 2000"), 0);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND status = 'done'"),
             2501);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(DISTINCT chat_id) FROM outbox WHERE chat_id LIKE 'b-%'"),
+  CHECK_INT(q_int(st, "SELECT COUNT(DISTINCT chat_id) FROM outbox WHERE chat_id LIKE 'b-%'"),
             2500);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM outbox WHERE chat_id LIKE 'b-%'"), 2500);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND "
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM outbox WHERE chat_id LIKE 'b-%'"), 2500);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND "
                        "json_extract(payload, '$.name') = 'q\"\\' || char(10)"), 1);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND chat_id = 'b-7' AND "
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND chat_id = 'b-7' AND "
                        "json_extract(payload, '$.data.k') = 'n' || (SELECT id FROM "
                        "conversations WHERE chat_id = 'b-7')"), 1);
   CHECK_INT(count_to("b0", "woke a\"b\\c\nd"), 1);
@@ -399,6 +397,7 @@ T(wakeups_run_in_their_fire) {
   env v = {0};
   CHECK(open_env_with(&v, SHOP(""), NULL, 0, false));
   if (!v.e) return;
+  rt_store *st = rt_engine_store(v.e);
   enum { N = 3000 };
   sqlite3 *db = rt_store_db(rt_engine_store(v.e));
   char q[1024];
@@ -412,21 +411,21 @@ T(wakeups_run_in_their_fire) {
   rt_engine_start(v.e);
   /* One loop turn: one pump, one transaction. */
   uv_run(&v.loop, UV_RUN_NOWAIT);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM timers"), N - 2048);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM events WHERE kind = 'woke'"), 2048);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake'"), 0);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE status <> 'done'"), 0);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM outbox WHERE json_extract(payload, '$.text') = "
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM timers"), N - 2048);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM events WHERE kind = 'woke'"), 2048);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake'"), 0);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM inbox WHERE status <> 'done'"), 0);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM outbox WHERE json_extract(payload, '$.text') = "
                        "'woke ' || chat_id"), 2048);
   CHECK(settle(&v.loop, v.e, 60));
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM timers"), 0);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake'"), 0);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(DISTINCT chat_id) FROM outbox WHERE "
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM timers"), 0);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM inbox WHERE kind = 'wake'"), 0);
+  CHECK_INT(q_int(st, "SELECT COUNT(DISTINCT chat_id) FROM outbox WHERE "
                        "json_extract(payload, '$.text') = 'woke ' || chat_id"), N);
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM outbox"), N);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM outbox"), N);
   /* The wake event's fields reached the step as the timer had them (the
    * step recorded them). */
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM events WHERE kind = 'woke' AND "
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM events WHERE kind = 'woke' AND "
                        "json_extract(data, '$.step') = 'woke' AND "
                        "json_extract(data, '$.name') = 'w' AND "
                        "json_extract(data, '$.at') = 1"), N);
@@ -446,6 +445,7 @@ T(wal_stays_bounded) {
   env v = {0};
   CHECK(open_env_with(&v, SHOP(""), NULL, 64, true));
   if (!v.e) return;
+  rt_store *st = rt_engine_store(v.e);
   rt_store *s = rt_engine_store(v.e);
   int64_t w0 = rt_store_wal_written(s);
   char chat[32], ext[32], wal[160];
@@ -464,7 +464,7 @@ T(wal_stays_bounded) {
   }
   CHECK(settle(&v.loop, v.e, 30));
   int64_t written = rt_store_wal_written(s) - w0;
-  CHECK_INT(q_int(v.e, "SELECT COUNT(*) FROM inbox WHERE status = 'done'"), 5000);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM inbox WHERE status = 'done'"), 5000);
   /* The burst wrote many times the bound; the file held a bound's worth
    * and one transaction's pages, not everything written. */
   if (written < 8 * 64 || peak >= written * 4096 / 2)
