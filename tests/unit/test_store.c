@@ -292,7 +292,8 @@ T(chat_history) {
 
 /* A store written before 021: its inbox rows keep their ids, states and
  * payloads through the table's rebuild; the new unique key still refuses
- * a redelivery, and finds the chat's rows for its history. */
+ * a redelivery, takes the same channel id in another chat as that chat's
+ * own, and finds the chat's rows for its history. */
 T(index_keys_upgrade) {
   char dir[] = "/tmp/test_store_keys.XXXXXX", cmd[96], path[64];
   CHECK(mkdtemp(dir) != NULL);
@@ -321,6 +322,8 @@ T(index_keys_upgrade) {
   int64_t id = 0;
   CHECK_INT(rt_store_inbox_add(m, "telegram", "u2", "42", "text", "{}", 40, &id), 1);
   CHECK_INT(rt_store_inbox_add(m, "telegram", "u3", "43", "text", "{}", 40, &id), 1);
+  /* the same channel id in another chat is that chat's own event */
+  CHECK_INT(rt_store_inbox_add(m, "telegram", "u2", "44", "text", "{}", 40, &id), RT_OK);
   CHECK_INT(rt_store_inbox_add(m, "telegram", "u4", "42", "text", "{\"n\":1}", 40, &id), RT_OK);
   CHECK(id > 9);
   hist[0] = '\0';
