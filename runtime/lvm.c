@@ -827,16 +827,6 @@ typedef struct {
 } fxb;
 
 /* The text at t[k] copied into the arena, or NULL when it is not text. */
-static const char *fx_str(fxb *f, int tbl, const char *k) {
-  const char *v = NULL;
-  if (lua_getfield(f->L, tbl, k) == LUA_TSTRING) {
-    size_t n;
-    const char *s = lua_tolstring(f->L, -1, &n);
-    v = ar_str(f->t, s, n);
-  }
-  lua_pop(f->L, 1);
-  return v;
-}
 
 /* The value at idx written as JSON into the arena; NULL with f->err. */
 static const char *fx_json(fxb *f, int idx, const char *root, size_t *len) {
@@ -857,7 +847,6 @@ static bool fx_json_field(fxb *f, int tbl, const char *k, const char *root, cons
   return ok;
 }
 
-/* Opens list k of the result for iteration: its length, 0 when absent. */
 /* The values host.lua's run returns, by position from the first. */
 enum { R_FLOW, R_STEP, R_SLOTS, R_MODE, R_CAMPAIGN, R_PHONE, R_NAME, R_OUT, R_TIMERS, R_LEADS,
        R_EVENTS, R_OPS, R_MIGRATED, R_COUNT };
@@ -868,6 +857,14 @@ static const char *fx_str_at(fxb *f, int idx) {
   size_t n;
   const char *s = lua_tolstring(f->L, idx, &n);
   return ar_str(f->t, s, n);
+}
+
+/* The string field k of the table at tbl, the same way. */
+static const char *fx_str(fxb *f, int tbl, const char *k) {
+  lua_getfield(f->L, tbl, k);
+  const char *v = fx_str_at(f, -1);
+  lua_pop(f->L, 1);
+  return v;
 }
 
 /* Pushes the list at idx (nil when it is not a table) and returns its length. */
