@@ -276,9 +276,7 @@ static int write_value(lua_State *L, int idx, rt_buf *b, wctx *w) {
     return 0;
   case LUA_TNUMBER:
     if (lua_isinteger(L, idx)) {
-      char num[24];
-      int k = snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, idx));
-      rt_buf_add(b, num, (size_t)k);
+      rt_buf_add_i64(b, (int64_t)lua_tointeger(L, idx));
     } else {
       double v = lua_tonumber(L, idx);
       if (!isfinite(v)) return fail(w, "%s: NaN or infinity cannot be stored%s", "");
