@@ -157,13 +157,30 @@ T(outbox_sent_range) {
   CHECK_INT(rt_store_exec(s, "DELETE FROM outbox WHERE channel = 'range'"), RT_OK);
 }
 
+/* An upgrade test's store: a fresh temp dir (dir, "....XXXXXX") holding
+ * old.db as the migrations up to upto left it (tstore_old), its path in
+ * path[64]. NULL if it cannot be made. */
+static sqlite3 *old_store(char *dir, char path[64], int upto) {
+  if (!mkdtemp(dir)) return NULL;
+  snprintf(path, 64, "%s/old.db", dir);
+  return tstore_old(path, upto);
+}
+
+/* Closes the upgraded store, gives the tests their shared store back and
+ * removes the temp dir. */
+static void old_store_done(rt_store *m, rt_store *keep, const char *dir) {
+  char cmd[96];
+  s = keep;
+  rt_store_close(m);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  CHECK_INT(system(cmd), 0);
+}
+
 /* A store written before 020: its outbox rows, pending and sent, keep
  * their ids, states and order through the table's rebuild. */
 T(outbox_lean_upgrade) {
-  char dir[] = "/tmp/test_store_up.XXXXXX", cmd[96], path[64];
-  CHECK(mkdtemp(dir) != NULL);
-  snprintf(path, sizeof path, "%s/old.db", dir);
-  sqlite3 *db = tstore_old(path, 17);
+  char dir[] = "/tmp/test_store_up.XXXXXX", path[64];
+  sqlite3 *db = old_store(dir, path, 17);
   CHECK(db != NULL);
   if (!db) return;
   CHECK(sqlite3_exec(db,
@@ -188,10 +205,7 @@ T(outbox_lean_upgrade) {
   int64_t id = 0;
   CHECK_INT(rt_store_outbox_add(m, 1, "telegram", "42", "c1:r3:0", "text", "{}", 4, &id), RT_OK);
   CHECK(id > 9);
-  s = keep;
-  rt_store_close(m);
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  CHECK_INT(system(cmd), 0);
+  old_store_done(m, keep, dir);
 }
 
 T(timers) {
@@ -295,10 +309,8 @@ T(chat_history) {
  * a redelivery, takes the same channel id in another chat as that chat's
  * own, and finds the chat's rows for its history. */
 T(index_keys_upgrade) {
-  char dir[] = "/tmp/test_store_keys.XXXXXX", cmd[96], path[64];
-  CHECK(mkdtemp(dir) != NULL);
-  snprintf(path, sizeof path, "%s/old.db", dir);
-  sqlite3 *db = tstore_old(path, 20);
+  char dir[] = "/tmp/test_store_keys.XXXXXX", path[64];
+  sqlite3 *db = old_store(dir, path, 20);
   CHECK(db != NULL);
   if (!db) return;
   CHECK(sqlite3_exec(db,
@@ -330,10 +342,7 @@ T(index_keys_upgrade) {
   nhist = 0;
   CHECK_INT(rt_store_chat_history(m, "telegram", "42", 2, add_hist, NULL), RT_OK);
   CHECK_STR(hist, "c20:{\"text\":\"б\"}|c40:{\"n\":1}|");
-  s = keep;
-  rt_store_close(m);
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  CHECK_INT(system(cmd), 0);
+  old_store_done(m, keep, dir);
 }
 
 T(prune) {
