@@ -7,6 +7,7 @@
 #include <lauxlib.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,47 @@ static int charge(wctx *w, size_t n) {
   return -1;
 }
 
+/* Eight bytes at a time, then one character at a time from the first word
+ * that is not all plain. The word tests say only whether some byte of the
+ * word matches (a borrow can carry only past a byte that does), which is
+ * all the scan needs. Texts are mostly Russian: two-byte letters with ASCII
+ * spaces and signs between them. */
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+
+/* Some byte of x is below c (c <= 0x80). */
+static inline uint64_t word_has_below(uint64_t x, unsigned c) { return (x - ONES * c) & ~x & HIGHS; }
+
+/* Some byte of x is c. */
+static inline uint64_t word_has(uint64_t x, unsigned c) { return word_has_below(x ^ (ONES * c), 1); }
+
+/* How many of the eight bytes of x (read little-endian: byte k is bits
+ * 8k..8k+7) are plain and whole: 8, 7 when the last byte leads a two-byte
+ * letter the next word ends, 0 when the word needs the slow path (a
+ * control byte, the quote, the backslash, a longer sequence, a broken
+ * one). The word starts at a character's first byte. */
+static inline unsigned word_plain(uint64_t x) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  if (word_has_below(x, 0x20) | word_has(x, '"') | word_has(x, '\\')) return 0;
+  uint64_t high = x & HIGHS;   /* bit 7 of each byte >= 0x80 */
+  if (!high) return 8;
+  /* Bits 6 and 5 of each byte, moved to its bit 7. */
+  uint64_t b6 = (x << 1) & HIGHS, b5 = (x << 2) & HIGHS;
+  if (high & b6 & b5) return 0;                 /* 111xxxxx: three or four bytes */
+  uint64_t lead = high & b6, cont = high & ~b6;   /* 110xxxxx, 10xxxxxx */
+  /* C0 and C1 (overlong forms) have none of bits 1-4: adding 0x7F to
+   * those bits sets bit 7 only when one of them is set. */
+  if (lead & ~((x & (ONES * 0x1E)) + ONES * 0x7F)) return 0;
+  /* Each continuation right after a lead, each lead but the last byte
+   * right before one. */
+  if ((lead << 8) != cont) return 0;
+  return lead >> 63 ? 7 : 8;
+#else
+  (void)x;
+  return 0;
+#endif
+}
+
 size_t rt_lconv_plain_run(const char *str, size_t n) {
   /* 0: printable ASCII; 1: a control byte, the quote or the backslash;
    * 2: the lead of a two-byte sequence; 3: any other byte >= 0x80. */
@@ -69,17 +111,29 @@ size_t rt_lconv_plain_run(const char *str, size_t n) {
   const unsigned char *s = (const unsigned char *)str;
   size_t i = 0;
   while (i < n) {
-    unsigned k = cls[s[i]];
-    if (k == 0) {
-      i++;
-    } else if (k == 2 && i + 1 < n && (s[i + 1] & 0xC0) == 0x80) {
-      i += 2;
-    } else if (k == 3) {
-      size_t len;
-      if (rt_utf8_decode(str + i, n - i, &len) == RT_UTF8_BAD) break;
-      i += len;
-    } else {
-      break;
+    while (n - i >= 8) {
+      uint64_t x;
+      memcpy(&x, s + i, 8);
+      unsigned k = word_plain(x);
+      if (!k) break;
+      i += k;
+    }
+    /* A character at a time to the end of the word that was not plain
+     * (or of the text), then words again. */
+    size_t stop = n - i > 8 ? i + 8 : n;
+    while (i < stop) {
+      unsigned k = cls[s[i]];
+      if (k == 0) {
+        i++;
+      } else if (k == 2 && i + 1 < n && (s[i + 1] & 0xC0) == 0x80) {
+        i += 2;
+      } else if (k == 3) {
+        size_t len;
+        if (rt_utf8_decode(str + i, n - i, &len) == RT_UTF8_BAD) return i;
+        i += len;
+      } else {
+        return i;
+      }
     }
   }
   return i;

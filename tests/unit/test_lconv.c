@@ -12,6 +12,7 @@
 #include "lconv.h"
 #include "rt.h"
 #include "t.h"
+#include "utf8.h"
 #include <lauxlib.h>
 #include <lualib.h>
 #include <math.h>
@@ -307,6 +308,60 @@ T(tree) {
   json_decref(j);
 }
 
+/* The run of text the writer and the reader copy as it is, found a word
+ * at a time, against the plain definition a character at a time: printable
+ * ASCII but the quote and the backslash, or a whole valid UTF-8 sequence.
+ * Generated from the pieces that sit on the edges of the word tests:
+ * Russian letters, overlong leads (C0, C1), cut sequences, quotes, control
+ * bytes and DEL, at every length of every text. */
+static size_t plain_bytewise(const char *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    unsigned char c = (unsigned char)s[i];
+    if (c < 0x80) {
+      if (c < 0x20 || c == '"' || c == '\\') break;
+      i++;
+      continue;
+    }
+    size_t len;
+    if (rt_utf8_decode(s + i, n - i, &len) == RT_UTF8_BAD) break;
+    i += len;
+  }
+  return i;
+}
+
+T(plain_run_words) {
+  static const char *const pieces[] = {
+    "к", "о", "л", "д", "ё", "Я", "a", "Z", " ", ".", "~", "\x7f", "\"", "\\", "\n", "\x1f",
+    "\x01", "é", "€", "😀", "\xc0\x80", "\xc1\xbf", "\xc2\x80", "\xdf\xbf", "\xd0",
+    "\xd0\xd0", "\xd0\x7f", "\xe2\x80", "\x80", "\xbf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+    "колодки передние", "XW8ZZZ614BG012345"};
+  char buf[256];
+  size_t bad = 0;
+  for (int round = 0; round < 20000; round++) {
+    size_t len = 0, k = 1 + next() % 12;
+    for (size_t i = 0; i < k; i++) {
+      const char *p = pieces[next() % RT_ARRAY_LEN(pieces)];
+      size_t pl = strlen(p);
+      if (len + pl > sizeof buf) break;
+      memcpy(buf + len, p, pl);
+      len += pl;
+    }
+    for (size_t n = 0; n <= len; n++)
+      if (rt_lconv_plain_run(buf, n) != plain_bytewise(buf, n)) bad++;
+  }
+  CHECK(bad == 0);
+  /* Word boundaries: a quote or a broken byte at each place of 24 letters. */
+  for (size_t at = 0; at < 48; at++) {
+    char t[48];
+    for (size_t i = 0; i < 48; i += 2) memcpy(t + i, "д", 2);
+    t[at] = '"';   /* after a letter, or in place of its second byte */
+    CHECK(rt_lconv_plain_run(t, sizeof t) == (at & ~(size_t)1));
+    t[at] = (char)0xC1;
+    CHECK(rt_lconv_plain_run(t, sizeof t) == plain_bytewise(t, sizeof t));
+  }
+}
+
 int main(void) {
   L = luaL_newstate();
   luaL_openlibs(L);
@@ -317,6 +372,7 @@ int main(void) {
   T_RUN(reader);
   T_RUN(reader_sizes);
   T_RUN(tree);
+  T_RUN(plain_run_words);
   lua_close(L);
   return T_DONE();
 }
