@@ -228,6 +228,13 @@ static json_t *check_limits(rt_effects *fx, rt_turn *t) {
   int64_t pending = rt_store_timer_count(fx->o.store, t->conv.id);
   if (pending < 0) return NULL;   /* the write below reports the store error */
   pending += (int64_t)t->chat->nwake - (t->ev.wake ? 1 : 0);
+  /* Each named set adds at most one: when even that many fit, which of
+   * them exist already does not matter (a check-in sets one wake-up in a
+   * chat that has none or one: no lookup per name). */
+  int64_t most = 0;
+  for (size_t i = 0; i < r->ntimers; i++)
+    if (!r->timers[i].cancel && r->timers[i].name && r->timers[i].name[0] != '_') most++;
+  if (pending + most <= fx->o.wakeups_pending) return NULL;
   int64_t added = 0;
   const char *names[64];
   bool exists[64];

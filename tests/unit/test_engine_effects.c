@@ -246,6 +246,27 @@ T(fanout_is_bounded) {
   close_env(&v);
 }
 
+T(wakeups_pending_counts_new_names) {
+  /* At the limit, setting the same names again adds nothing and passes;
+   * one new name is over it and fails the step. */
+  env v = {0};
+  CHECK(open_env(&v, SHOP(",\"limits\":{\"wakeups_pending\":10}"), NULL));
+  if (!v.e) return;
+  rt_store *st = rt_engine_store(v.e);
+  receive(v.e, "wp", "w1", "ten");
+  CHECK(settle(&v.loop, v.e, 20));
+  receive(v.e, "wp", "w2", "ten");
+  CHECK(settle(&v.loop, v.e, 20));
+  CHECK_INT(count_to("wp", "got ten"), 2);
+  receive(v.e, "wp", "w3", "fixed1");
+  CHECK(settle(&v.loop, v.e, 20));
+  CHECK_INT(count_to("wp", "got fixed1"), 0);
+  CHECK(error_says(v.e, "wp", "limits.wakeups_pending"));
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM timers WHERE name LIKE 'e%'"), 10);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM timers WHERE name = 'wfixed1'"), 0);
+  close_env(&v);
+}
+
 T(absurd_config_values) {
   char schema[128];
   snprintf(schema, sizeof schema, "%s/loose.schema.json", dir);
@@ -491,6 +512,7 @@ int main(void) {
   T_RUN(wakeups_same_due_second);
   T_RUN(limits_fail_the_step);
   T_RUN(fanout_is_bounded);
+  T_RUN(wakeups_pending_counts_new_names);
   T_RUN(absurd_config_values);
   T_RUN(long_chat_ids);
   T_RUN(wakeups_in_batches);
