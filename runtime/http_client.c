@@ -149,6 +149,7 @@ struct rt_http_req {
   char *req_body;           /* owned copy of the request body */
   rt_buf body;              /* owned response body while receiving */
   size_t max_body;
+  bool keep_head;           /* rt_http_opts.keep_head */
   bool too_big;
   long retry_after;
   uint64_t start_ns;
@@ -330,7 +331,7 @@ static void req_finish(rt_http_req *r, CURLcode code, bool cancelled) {
     snprintf(resp->errmsg, sizeof resp->errmsg, "%s",
              r->errbuf[0] ? r->errbuf : cu.easy_strerror(code));
   }
-  if (resp->err == RT_OK && r->body.s) {
+  if ((resp->err == RT_OK || (resp->err == RT_ELIMIT && r->keep_head)) && r->body.s) {
     resp->body = rt_buf_take(&r->body, &resp->body_len);
   } else {
     resp->body = rt_xstrdup("");
@@ -357,6 +358,7 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud) {
   rt_http_req *r = ud;
   size_t k = size * n;
   if (k > r->max_body - r->body.len) {
+    if (r->keep_head) rt_buf_add(&r->body, p, r->max_body - r->body.len);
     r->too_big = true;
     return 0; /* curl fails the transfer with CURLE_WRITE_ERROR */
   }
@@ -432,9 +434,14 @@ static int transport_request(rt_http *h, rt_http_req *r, const rt_http_opts *o,
     resp->body = rt_xstrdup("");
     resp->body_len = 0;
   } else if (resp->body_len > r->max_body) {
-    free(resp->body);
-    resp->body = rt_xstrdup("");
-    resp->body_len = 0;
+    if (r->keep_head) {
+      resp->body[r->max_body] = '\0';
+      resp->body_len = r->max_body;
+    } else {
+      free(resp->body);
+      resp->body = rt_xstrdup("");
+      resp->body_len = 0;
+    }
     resp->status = 0;
     resp->err = RT_ELIMIT;
     snprintf(resp->errmsg, sizeof resp->errmsg, "response body over %zu bytes", r->max_body);
@@ -569,9 +576,9 @@ static void direct_finish(rt_http_req *r, int err, const char *msg) {
     resp->content_type = NULL;
     resp->retry_after = -1;
     snprintf(resp->errmsg, sizeof resp->errmsg, "%s", msg);
-    rt_buf_free(&r->body);
+    if (!(err == RT_ELIMIT && r->keep_head)) rt_buf_free(&r->body);
   }
-  if (err == RT_OK && r->body.s) {
+  if (r->body.s) {
     resp->body = rt_buf_take(&r->body, &resp->body_len);
   } else {
     resp->body = rt_xstrdup("");
@@ -666,7 +673,10 @@ static int parse_head(rt_http_conn *c, rt_http_req *r, const char *p, size_t n) 
 }
 
 static int body_add(rt_http_req *r, const char *p, size_t n) {
-  if (n > r->max_body - r->body.len) return -1;
+  if (n > r->max_body - r->body.len) {
+    if (r->keep_head) rt_buf_add(&r->body, p, r->max_body - r->body.len);
+    return -1;
+  }
   if (n) rt_buf_add(&r->body, p, n);
   return 0;
 }
@@ -721,7 +731,8 @@ static int parse(rt_http_conn *c, rt_http_req *r) {
                                                                : (tolower((unsigned char)p[i]) - 'a' + 10));
         }
         if (rc || i == 0) { rc = -1; break; }
-        if (sz > r->max_body - r->body.len) { rc = -2; break; }
+        /* (keep_head: the chunk's part under the cap is kept first) */
+        if (sz > r->max_body - r->body.len && !r->keep_head) { rc = -2; break; }
         if (sz == 0) c->ps = PS_TRAILER;
         else { c->ps = PS_CHUNK_DATA; c->left = sz; }
       } else {   /* PS_TRAILER: ends at an empty line */
@@ -1043,6 +1054,7 @@ int rt_http_request(rt_http *h, const rt_http_opts *o, rt_http_cb cb, void *ud,
   r->ud = ud;
   r->retry_after = -1;
   r->max_body = o->max_body ? o->max_body : DEFAULT_MAX_BODY;
+  r->keep_head = o->keep_head;
   r->start_ns = uv_hrtime();
   timer_up(h);
   if (h->transport) return transport_request(h, r, o, out);
@@ -1063,7 +1075,9 @@ int rt_http_request(rt_http *h, const rt_http_opts *o, rt_http_cb cb, void *ud,
   cu.easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
   cu.easy_setopt(e, CURLOPT_TIMEOUT_MS, o->timeout_ms > 0 ? o->timeout_ms
                                                             : DEFAULT_TIMEOUT_MS);
-  cu.easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_body);
+  /* keep_head: no early refusal by Content-Length, so on_write gets (and
+   * keeps) the head before it stops the transfer */
+  cu.easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)(r->keep_head ? 0 : r->max_body));
   cu.easy_setopt(e, CURLOPT_WRITEDATA, r);
   cu.easy_setopt(e, CURLOPT_HEADERDATA, r);
 

@@ -55,6 +55,10 @@ typedef struct {
   const char *const *headers; /* NULL-terminated "Name: value", copied */
   long timeout_ms;      /* whole request; 0 -> 30000 */
   size_t max_body;      /* response cap; 0 -> 8 MiB; over it -> RT_ELIMIT */
+  bool keep_head;       /* over max_body, body is the answer's first max_body
+                         * bytes instead of "" (err still RT_ELIMIT, status
+                         * 0): for a caller that can read a part (telegram.c
+                         * takes the first update's id of an answer too big) */
 } rt_http_opts;
 
 /* Returns a new client on loop (borrowed; must outlive the client).
