@@ -1,5 +1,6 @@
 /* tgupd.c -- see tgupd.h. */
 #include "tgupd.h"
+#include "buf.h"
 #include "lconv.h"
 #include "rt.h"
 #include "utf8.h"
@@ -431,4 +432,326 @@ void rt_tgupd_free(rt_tgupd_batch *b) {
   free(b->u);
   free(b->arena);
   memset(b, 0, sizeof *b);
+}
+
+bool rt_tgupd_whole(const char *text, size_t n) {
+  sc s = {.p = text, .end = text + n};
+  ws(&s);
+  if (skip(&s)) return false;
+  ws(&s);
+  return s.p == s.end;
+}
+
+/* ---- the loose reader (tgupd.h, an answer jansson refuses) ----
+ *
+ * It vouches for nothing inside a string or a scalar: it only finds where
+ * each ends, so a text jansson refuses is still cut where jansson would
+ * have cut it. */
+
+static const char *lws(const char *p, const char *end) {
+  while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+  return p;
+}
+
+/* Past the string at *p (its opening quote); false when it does not end. */
+static bool loose_str(const char **p, const char *end) {
+  const char *q = *p + 1;
+  while (q < end) {
+    if (*q == '\\') {
+      q += 2;
+      continue;
+    }
+    if (*q == '"') {
+      *p = q + 1;
+      return true;
+    }
+    q++;
+  }
+  return false;
+}
+
+static bool delim(char c) {
+  return c == ',' || c == ']' || c == '}' || c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+/* Past the value at *p: a string, an object or array (to the close that
+ * brings the nesting back, strings passed over whole), or a scalar (to the
+ * next delimiter). false when it does not end before end. */
+static bool loose_value(const char **p, const char *end) {
+  const char *q = *p;
+  if (q >= end) return false;
+  if (*q == '"') return loose_str(p, end);
+  if (*q == '{' || *q == '[') {
+    size_t depth = 0;
+    while (q < end) {
+      char c = *q;
+      if (c == '"') {
+        if (!loose_str(&q, end)) return false;
+        continue;
+      }
+      if (c == '{' || c == '[') {
+        depth++;
+      } else if ((c == '}' || c == ']') && --depth == 0) {
+        *p = q + 1;
+        return true;
+      }
+      q++;
+    }
+    return false;
+  }
+  while (q < end && !delim(*q)) q++;
+  if (q == *p || q >= end) return false;   /* a scalar is followed by something */
+  *p = q;
+  return true;
+}
+
+/* The next key of an object whose '{' (first) or previous value was passed:
+ * 1 with the key's raw text and *p at its value, 0 past the closing '}',
+ * -1 broken or cut short. */
+static int loose_next(const char **p, const char *end, bool first, const char **k, size_t *kn) {
+  const char *q = lws(*p, end);
+  if (q >= end) return -1;
+  if (*q == '}') {
+    *p = q + 1;
+    return 0;
+  }
+  if (!first) {
+    if (*q != ',') return -1;
+    q = lws(q + 1, end);
+  }
+  if (q >= end || *q != '"') return -1;
+  const char *ks = q + 1;
+  if (!loose_str(&q, end)) return -1;
+  *k = ks;
+  *kn = (size_t)(q - 1 - ks);
+  q = lws(q, end);
+  if (q >= end || *q != ':') return -1;
+  *p = lws(q + 1, end);
+  return 1;
+}
+
+static bool key_is(const char *k, size_t kn, const char *want) {
+  return kn == strlen(want) && memcmp(k, want, kn) == 0;
+}
+
+/* An integer within int64 at p, followed by a delimiter (a number cut by
+ * the end of the text is not read: it may be longer). */
+static bool loose_int(const char *p, const char *end, int64_t *v) {
+  bool neg = p < end && *p == '-';
+  const char *d = neg ? p + 1 : p;
+  uint64_t u = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+  const char *b = d;
+  for (; d < end && *d >= '0' && *d <= '9'; d++) {
+    unsigned k = (unsigned)(*d - '0');
+    if (u > (lim - k) / 10) return false;
+    u = u * 10 + k;
+  }
+  if (d == b || d >= end || !delim(*d)) return false;
+  *v = neg ? (u == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)u) : (int64_t)u;
+  return true;
+}
+
+bool rt_tgupd_id(const char *s, size_t n, int64_t *id) {
+  const char *p = lws(s, s + n), *end = s + n, *k;
+  size_t kn;
+  if (p >= end || *p != '{') return false;
+  p++;
+  for (bool first = true;; first = false) {
+    if (loose_next(&p, end, first, &k, &kn) != 1) return false;
+    if (key_is(k, kn, "update_id")) return loose_int(p, end, id);
+    if (!loose_value(&p, end)) return false;
+  }
+}
+
+/* "ok" of the answer at p: false when it is there and not true. */
+static bool loose_ok(const char *p, const char *end, bool *ok) {
+  if ((size_t)(end - p) < 4 || memcmp(p, "true", 4) != 0) return false;
+  *ok = true;
+  return true;
+}
+
+/* At the first element of the answer's result array (past its '['), *p,
+ * *ok when "ok":true came before it; false when the answer is not an
+ * object with such an array, or breaks first. */
+static bool loose_result(const char **p, const char *end, bool *ok) {
+  const char *q = lws(*p, end), *k;
+  size_t kn;
+  *ok = false;
+  if (q >= end || *q != '{') return false;
+  q++;
+  for (bool first = true;; first = false) {
+    if (loose_next(&q, end, first, &k, &kn) != 1) return false;
+    if (key_is(k, kn, "ok") && !loose_ok(q, end, ok)) return false;
+    if (key_is(k, kn, "result")) {
+      if (q >= end || *q != '[') return false;
+      *p = lws(q + 1, end);
+      return true;
+    }
+    if (!loose_value(&q, end)) return false;
+  }
+}
+
+bool rt_tgupd_first_id(const char *s, size_t n, int64_t *id) {
+  const char *p = s, *end = s + n;
+  bool ok;
+  return loose_result(&p, end, &ok) && rt_tgupd_id(p, (size_t)(end - p), id);
+}
+
+int rt_tgupd_split(const char *s, size_t n, rt_tgupd_span **out, size_t *count) {
+  const char *p = s, *end = s + n, *k;
+  size_t kn, cap = 0, cnt = 0;
+  rt_tgupd_span *v = NULL;
+  bool ok;
+  *out = NULL;
+  *count = 0;
+  if (!loose_result(&p, end, &ok)) return -1;
+  if (p < end && *p == ']') {
+    p++;
+  } else {
+    for (;;) {
+      const char *b = p;
+      if (!loose_value(&p, end)) goto bad;
+      if (cnt == cap) v = rt_xrealloc(v, (cap = cap ? cap * 2 : 16) * sizeof *v);
+      v[cnt++] = (rt_tgupd_span){b, (size_t)(p - b)};
+      p = lws(p, end);
+      if (p >= end) goto bad;
+      if (*p == ']') {
+        p++;
+        break;
+      }
+      if (*p != ',') goto bad;
+      p = lws(p + 1, end);
+    }
+  }
+  /* The answer's other keys after the array, and its close: an answer cut
+   * short is not taken, however many updates it held whole. */
+  for (;;) {
+    int rc = loose_next(&p, end, false, &k, &kn);
+    if (rc < 0) goto bad;
+    if (rc == 0) break;
+    if (key_is(k, kn, "ok") && !loose_ok(p, end, &ok)) goto bad;
+    if (!loose_value(&p, end)) goto bad;
+  }
+  if (!ok || lws(p, end) != end) goto bad;
+  *out = v;
+  *count = cnt;
+  return 0;
+bad:
+  free(v);
+  return -1;
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* The code unit of a \uXXXX at p (its backslash), or -1. */
+static long u_escape(const char *p, const char *end) {
+  if (end - p < 6 || p[0] != '\\' || p[1] != 'u') return -1;
+  long u = 0;
+  for (int i = 2; i < 6; i++) {
+    int h = hexval(p[i]);
+    if (h < 0) return -1;
+    u = u * 16 + h;
+  }
+  return u;
+}
+
+/* The string at *p (its opening quote), copied to out with what jansson
+ * refuses replaced (tgupd.h); the replacements counted in *fixed. */
+static void repair_str(const char **pp, const char *end, rt_buf *out, size_t *fixed) {
+  const char *p = *pp;
+  rt_buf_addc(out, *p++);
+  while (p < end) {
+    unsigned char c = (unsigned char)*p;
+    if (c == '"') {
+      rt_buf_addc(out, '"');
+      p++;
+      break;
+    }
+    if (c == '\\') {
+      long u = u_escape(p, end);
+      if (u < 0) {   /* another escape (or a broken one, left to jansson) */
+        size_t k = end - p >= 2 ? 2 : 1;
+        rt_buf_add(out, p, k);
+        p += k;
+        continue;
+      }
+      if (u >= 0xD800 && u < 0xDC00) {
+        long lo = u_escape(p + 6, end);
+        if (lo >= 0xDC00 && lo < 0xE000) {   /* a whole pair */
+          rt_buf_add(out, p, 12);
+          p += 12;
+          continue;
+        }
+      }
+      if (u == 0 || (u >= 0xD800 && u < 0xE000)) {
+        rt_buf_adds(out, "\\ufffd");
+        (*fixed)++;
+      } else {
+        rt_buf_add(out, p, 6);
+      }
+      p += 6;
+      continue;
+    }
+    if (c < 0x20) {   /* a raw control byte: escaped as JSON wants it */
+      if (c == 0) rt_buf_adds(out, "\\ufffd");
+      else rt_buf_printf(out, "\\u%04x", c);
+      (*fixed)++;
+      p++;
+      continue;
+    }
+    if (c >= 0x80) {
+      size_t len;
+      if (rt_utf8_decode(p, (size_t)(end - p), &len) == RT_UTF8_BAD) {
+        rt_buf_adds(out, "\xEF\xBF\xBD");
+        (*fixed)++;
+      } else {
+        rt_buf_add(out, p, len);
+      }
+      p += len;
+      continue;
+    }
+    rt_buf_addc(out, (char)c);
+    p++;
+  }
+  *pp = p;
+}
+
+size_t rt_tgupd_repair(const char *s, size_t n, rt_buf *out) {
+  const char *p = s, *end = s + n;
+  size_t fixed = 0;
+  while (p < end) {
+    char c = *p;
+    if (c == '"') {
+      repair_str(&p, end, out, &fixed);
+      continue;
+    }
+    if (c == '-' || (c >= '0' && c <= '9')) {
+      /* A number (outside strings nothing else starts so): an integer
+       * jansson would refuse becomes a real. */
+      const char *b = p;
+      bool is_int = true;
+      while (p < end && (*p == '-' || *p == '+' || *p == '.' || *p == 'e' || *p == 'E' ||
+                         (*p >= '0' && *p <= '9'))) {
+        if (*p == '.' || *p == 'e' || *p == 'E') is_int = false;
+        p++;
+      }
+      rt_buf_add(out, b, (size_t)(p - b));
+      sc t = {.p = b, .end = p};
+      bool ii;
+      int64_t iv;
+      if (is_int && p[-1] >= '0' && p[-1] <= '9' && num(&t, &ii, &iv) != 0 && t.p == p) {
+        rt_buf_adds(out, ".0");
+        fixed++;
+      }
+      continue;
+    }
+    rt_buf_addc(out, c);
+    p++;
+  }
+  return fixed;
 }

@@ -47,4 +47,50 @@ typedef struct {
  * parses it with jansson. b is reset either way; rt_tgupd_free after. */
 int rt_tgupd_read(const char *s, size_t n, rt_tgupd_batch *b);
 void rt_tgupd_free(rt_tgupd_batch *b);
+
+/* True when s[0..n) is one JSON value as jansson would read it (the
+ * reader's checks above, no tree, no allocation), with only whitespace
+ * after it: a send's answer is taken as delivered only then, never on its
+ * first bytes alone (a body cut short may not have been sent whole). */
+bool rt_tgupd_whole(const char *s, size_t n);
+
+/* ---- an answer jansson refuses ----
+ *
+ * One update jansson cannot read (a lone surrogate or \u0000 in a text, an
+ * integer beyond int64 anywhere) must not make the whole answer unreadable:
+ * the offset would never move past it. These read the raw text loosely,
+ * tracking only strings, escapes and the nesting, so the answer can be cut
+ * into its updates and each read (or skipped) alone. */
+
+typedef struct {
+  const char *start;      /* one element of the answer's result array */
+  size_t len;
+} rt_tgupd_span;
+
+/* The elements of the result array of {"ok":true,"result":[...]} in
+ * s[0..n): 0 and *out (owned, free()) with *count of them; -1 when the
+ * text is not such an answer, or not whole (cut short: nothing of it is
+ * taken, the poll is retried). */
+int rt_tgupd_split(const char *s, size_t n, rt_tgupd_span **out, size_t *count);
+
+/* The update_id of one update's raw text (a key of its outer object),
+ * read even when the rest of it is broken or cut short; false when there
+ * is none before the text ends or breaks. */
+bool rt_tgupd_id(const char *s, size_t n, int64_t *id);
+
+/* The update_id of the first update of an answer's first n bytes
+ * ({"ok":true,"result":[{"update_id":N ...), the rest of it possibly cut
+ * off: the head of an answer over the size cap. */
+bool rt_tgupd_first_id(const char *s, size_t n, int64_t *id);
+
+/* Writes to out (appended) a copy of one update's raw text that jansson
+ * reads, and returns how many things were replaced: a \u0000 or a lone
+ * surrogate escape becomes \ufffd (U+FFFD, so the customer's message is
+ * kept, the character that cannot be shown marked), broken UTF-8 and raw
+ * control bytes in a string U+FFFD and \u00XX, an integer beyond int64 a
+ * real (jansson refuses the integer; the channel reads ids with jint, which
+ * takes no real, so an id can never be read rounded). The copy has the
+ * same structure; what is still not JSON stays (jansson refuses it then). */
+struct rt_buf;
+size_t rt_tgupd_repair(const char *s, size_t n, struct rt_buf *out);
 #endif

@@ -373,6 +373,95 @@ T(updates_reader) {
   rt_tgupd_free(&b);
 }
 
+/* An answer jansson refuses whole is cut into its updates, each read
+ * alone: the loose reader finds them (and their ids) through strings,
+ * escapes and nesting, refuses an answer cut short, and the repair makes
+ * what jansson refuses readable. */
+T(updates_split_repair) {
+  const char *doc =
+      "{\"ok\":true,\"result\":["
+      "{\"update_id\":1,\"message\":{\"text\":\"a \\\"}]\\\\\"}},"
+      " {\"message\":{\"text\":\"\\ud800\"},\"update_id\":2} ,"
+      "{\"update_id\":3,\"message\":{\"text\":\"\\u0000\",\"big\":123456789012345678901234}},"
+      "{\"update_id\":4,\"x\":[1,{\"y\":\"\\x\"}]}"
+      "]}\n";
+  rt_tgupd_span *sp;
+  size_t n;
+  CHECK_INT(rt_tgupd_split(doc, strlen(doc), &sp, &n), 0);
+  CHECK_INT(n, 4);
+  int64_t id;
+  for (size_t i = 0; i < n && n == 4; i++) {
+    CHECK(rt_tgupd_id(sp[i].start, sp[i].len, &id));
+    CHECK_INT(id, (int64_t)i + 1);
+    CHECK(sp[i].start[0] == '{' && sp[i].start[sp[i].len - 1] == '}');
+  }
+  if (n == 4) {
+    json_t *j = json_loadb(sp[0].start, sp[0].len, 0, NULL);
+    CHECK_STR(json_string_value(json_object_get(json_object_get(j, "message"), "text")), "a \"}]\\");
+    json_decref(j);
+    /* a lone surrogate and \u0000: U+FFFD; a huge integer: a real */
+    rt_buf b = RT_BUF_INIT;
+    CHECK(json_loadb(sp[1].start, sp[1].len, 0, NULL) == NULL);
+    CHECK_INT(rt_tgupd_repair(sp[1].start, sp[1].len, &b), 1);
+    j = json_loadb(rt_buf_str(&b), b.len, 0, NULL);
+    CHECK_STR(json_string_value(json_object_get(json_object_get(j, "message"), "text")), "\xEF\xBF\xBD");
+    json_decref(j);
+    rt_buf_free(&b);
+    CHECK_INT(rt_tgupd_repair(sp[2].start, sp[2].len, &b), 2);
+    j = json_loadb(rt_buf_str(&b), b.len, 0, NULL);
+    json_t *m = json_object_get(j, "message");
+    CHECK_STR(json_string_value(json_object_get(m, "text")), "\xEF\xBF\xBD");
+    CHECK(json_is_real(json_object_get(m, "big")));
+    CHECK_INT(json_integer_value(json_object_get(j, "update_id")), 3);
+    json_decref(j);
+    rt_buf_free(&b);
+    /* a broken escape stays broken: the update is skipped by its id */
+    CHECK_INT(rt_tgupd_repair(sp[3].start, sp[3].len, &b), 0);
+    CHECK(json_loadb(rt_buf_str(&b), b.len, 0, NULL) == NULL);
+    rt_buf_free(&b);
+  }
+  free(sp);
+  /* pairs, escapes and integers within int64 are kept as they are */
+  const char *fine = "{\"a\":\"\\ud83d\\ude97 \\\\u0000 \\n\",\"b\":-9223372036854775808,\"c\":1.5e3}";
+  rt_buf b = RT_BUF_INIT;
+  CHECK_INT(rt_tgupd_repair(fine, strlen(fine), &b), 0);
+  CHECK_STR(rt_buf_str(&b), fine);
+  rt_buf_free(&b);
+  /* raw bytes jansson refuses in a string */
+  const char *raw = "{\"a\":\"x\xff\x01y\"}";
+  CHECK_INT(rt_tgupd_repair(raw, strlen(raw), &b), 2);
+  CHECK_STR(rt_buf_str(&b), "{\"a\":\"x\xEF\xBF\xBD\\u0001y\"}");
+  rt_buf_free(&b);
+  /* an answer cut short, or not an answer, is not split */
+  static const char *const refused[] = {
+      "{\"ok\":true,\"result\":[{\"update_id\":1},{\"update_id\":2,\"t\":\"}]}",
+      "{\"ok\":true,\"result\":[{\"update_id\":1}]",
+      "{\"ok\":true,\"result\":[{\"update_id\":1}",
+      "{\"ok\":false,\"result\":[]}",
+      "<html>502</html>",
+      "",
+  };
+  for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+    int rc = rt_tgupd_split(refused[i], strlen(refused[i]), &sp, &n);
+    if (rc != -1) fprintf(stderr, "  split: %s\n", refused[i]);
+    CHECK_INT(rc, -1);
+  }
+  CHECK_INT(rt_tgupd_split("{\"ok\":true,\"result\":[]}", 23, &sp, &n), 0);
+  CHECK_INT(n, 0);
+  free(sp);
+  /* the first id of an answer's head, the rest cut off */
+  const char *head = "{\"ok\":true,\"result\":[{\"update_id\":77,\"message\":{\"text\":\"xxxx";
+  CHECK(rt_tgupd_first_id(head, strlen(head), &id));
+  CHECK_INT(id, 77);
+  CHECK(!rt_tgupd_first_id(head, 36, &id));   /* "update_id":7 may go on */
+  CHECK(!rt_tgupd_first_id("{\"ok\":true,\"result\":[{\"x\":1", 27, &id));
+  /* a send's answer is whole JSON, or not taken */
+  const char *ok = "{\"ok\":true,\"result\":{\"message_id\":5,\"chat\":{\"id\":1}}}";
+  CHECK(rt_tgupd_whole(ok, strlen(ok)));
+  CHECK(!rt_tgupd_whole(ok, strlen(ok) - 1));
+  CHECK(!rt_tgupd_whole(ok, 30));
+}
+
 /* ---- tests ---- */
 
 T(split) {
@@ -897,6 +986,7 @@ int main(void) {
   rt_log_set_level(getenv("TG_DEBUG") ? RT_LOG_DEBUG : RT_LOG_WARN);
   T_RUN(split);
   T_RUN(updates_reader);
+  T_RUN(updates_split_repair);
   T_RUN(phone_and_mask);
   T_RUN(config_errors);
   if (!start_fake()) {
