@@ -30,6 +30,8 @@
 #define TYPING_EVERY_MS 4500                  /* Telegram shows it for about 5 s */
 #define TYPING_FOR_MS 60000
 #define PRUNE_EVERY_MS (3600 * 1000)          /* the photos folder is looked at hourly */
+#define TG_BODY_MAX ((size_t)4 << 20)         /* a Bot API answer's size cap */
+#define POLL_LIMIT_MAX 100                    /* getUpdates' limit, the server's cap */
 
 typedef struct tg tg;
 typedef struct tg_job tg_job;
@@ -138,6 +140,11 @@ struct tg {
   bool timer_open, started, stopped, closing, webhook_mode;
   int64_t offset;            /* 0: none sent yet */
   int64_t backoff_ms;
+  int poll_limit;            /* getUpdates' limit: halved after an answer over
+                              * TG_BODY_MAX, doubled back after each answer read */
+  /* updates of getUpdates answers jansson refused whole (polled_split) or
+   * too big alone (polled_too_big), for /metrics */
+  uint64_t upd_repaired, upd_unreadable, upd_too_big;
   /* inbound */
   tg_job *jobs, *jobs_tail;  /* waiting to be normalised and received */
   tg_job *busy;              /* the one downloading its photos */
@@ -370,28 +377,39 @@ static void resp_read(tg *t, rt_http_resp *r, tg_resp *o) {
 
 static void resp_free(tg_resp *o) { json_decref(o->doc); }
 
-/* A call with its JSON body already written. */
-static int call_text(tg *t, const char *method, const char *body, size_t len, long timeout_ms,
-                     rt_http_cb cb, void *ud, rt_http_req **out) {
+/* A call with its JSON body already written. keep_head: an answer over
+ * TG_BODY_MAX still gives its first bytes (getUpdates: polled_too_big). */
+static int call_head(tg *t, const char *method, const char *body, size_t len, long timeout_ms,
+                     bool keep_head, rt_http_cb cb, void *ud, rt_http_req **out) {
   char url[1024];
   int n = snprintf(url, sizeof url, "%s%s", t->base, method);
   char *big = n >= (int)sizeof url ? rt_xasprintf("%s%s", t->base, method) : NULL;
   static const char *const hdr[] = {"Content-Type: application/json", NULL};
   rt_http_opts o = {.method = "POST", .url = big ? big : url, .body = body, .body_len = len,
                     .headers = hdr, .timeout_ms = timeout_ms ? timeout_ms : 30000,
-                    .max_body = 4 << 20};
+                    .max_body = TG_BODY_MAX, .keep_head = keep_head};
   int rc = rt_http_request(t->env->http, &o, cb, ud, out);
   free(big);
   return rc;
 }
 
-static int call(tg *t, const char *method, json_t *params, long timeout_ms, rt_http_cb cb,
-                void *ud, rt_http_req **out) {
+static int call_text(tg *t, const char *method, const char *body, size_t len, long timeout_ms,
+                     rt_http_cb cb, void *ud, rt_http_req **out) {
+  return call_head(t, method, body, len, timeout_ms, false, cb, ud, out);
+}
+
+static int call_keep(tg *t, const char *method, json_t *params, long timeout_ms, bool keep_head,
+                     rt_http_cb cb, void *ud, rt_http_req **out) {
   char *body = json_dumps(params, JSON_COMPACT);
-  int rc = call_text(t, method, body, strlen(body), timeout_ms, cb, ud, out);
+  int rc = call_head(t, method, body, strlen(body), timeout_ms, keep_head, cb, ud, out);
   free(body);
   json_decref(params);
   return rc;
+}
+
+static int call(tg *t, const char *method, json_t *params, long timeout_ms, rt_http_cb cb,
+                void *ud, rt_http_req **out) {
+  return call_keep(t, method, params, timeout_ms, false, cb, ud, out);
 }
 
 /* Telegram's answer to a send that went through starts so: then only a
@@ -502,6 +520,8 @@ static void batch_unref(tg_batch *b) {
 static tg_batch *batch_new(tg *t) {
   if (t->backoff_ms) health(t, NULL);
   t->backoff_ms = 0;
+  /* An answer was read whole: after one too big, the limit goes back up. */
+  t->poll_limit = t->poll_limit * 2 < POLL_LIMIT_MAX ? t->poll_limit * 2 : POLL_LIMIT_MAX;
   tg_batch *b = rt_xcalloc(1, sizeof *b);
   b->t = t;
   b->refs = 1;
@@ -1404,12 +1424,108 @@ static bool polled_fast(tg *t, const rt_http_resp *r) {
   return true;
 }
 
+/* One update jansson refused (inside a whole answer it refused, or a
+ * webhook's): read again with what jansson refuses replaced
+ * (rt_tgupd_repair: U+FFFD for \u0000 and lone surrogates, a real for an
+ * integer beyond int64), so the customer's message is kept; NULL when even
+ * that is not JSON (logged: the caller skips the update). id is the
+ * update's id read from its raw text, -1 if none, for the log. */
+static json_t *update_read(tg *t, const char *s, size_t n, int64_t id) {
+  json_error_t e;
+  json_t *u = json_loadb(s, n, 0, &e);
+  if (u) return u;
+  rt_buf b = RT_BUF_INIT;
+  size_t fixed = rt_tgupd_repair(s, n, &b);
+  if (fixed && (u = json_loadb(rt_buf_str(&b), b.len, 0, NULL))) {
+    t->upd_repaired++;
+    rt_log(RT_LOG_WARN, "telegram-update-repaired", "update_id=%lld replaced=%zu err=\"%.80s\"",
+           (long long)id, fixed, e.text);
+  } else {
+    t->upd_unreadable++;
+    rt_log(RT_LOG_WARN, "telegram-update-unreadable", "update_id=%lld bytes=%zu err=\"%.80s\"",
+           (long long)id, n, e.text);
+  }
+  rt_buf_free(&b);
+  return u;
+}
+
+/* A getUpdates answer jansson refused whole: cut into its updates
+ * (rt_tgupd_split), each read alone. One that cannot be read at all is
+ * skipped -- logged with its id, counted, the offset moved past it -- so it
+ * costs only itself: refusing the answer would ask for it again at the
+ * same offset, forever, and nothing after it would ever be received.
+ * false when the answer is not even that (cut short, not a Bot API
+ * answer): the poll fails and is retried. */
+static bool polled_split(tg *t, const rt_http_resp *r) {
+  rt_tgupd_span *sp;
+  size_t n;
+  if (rt_tgupd_split(r->body, r->body_len, &sp, &n) != 0) return false;
+  tg_batch *b = batch_new(t);
+  for (size_t i = 0; i < n; i++) {
+    int64_t raw_id, id;
+    bool has_raw = rt_tgupd_id(sp[i].start, sp[i].len, &raw_id);
+    if (has_raw && t->offset && raw_id < t->offset) {
+      batch_takes(b, raw_id);   /* confirmed already: not read again */
+      continue;
+    }
+    json_t *u = update_read(t, sp[i].start, sp[i].len, has_raw ? raw_id : -1);
+    /* jansson's update_id when it read the update (as polled's), else the
+     * raw text's: the offset moves past a skipped update too */
+    if (u ? !jint(u, "update_id", &id) : !has_raw) {
+      json_decref(u);
+      continue;
+    }
+    if (!u) id = raw_id;
+    if (batch_takes(b, id) && u) job_add(t, u, b, NULL);
+    json_decref(u);
+  }
+  free(sp);
+  jobs_run(t);
+  batch_unref(b);
+  return true;
+}
+
+/* A getUpdates answer over TG_BODY_MAX: fewer updates are asked for, half
+ * as many each time, down to one; one update too big alone is skipped
+ * (logged, counted), its id read from the answer's head (kept by the
+ * client, keep_head), else, when the offset is known, the offset itself:
+ * the answer's first update is the oldest unconfirmed, whose id is at
+ * least the offset, so moving the offset by one never skips another.
+ * false when neither is known: the poll fails as any other. */
+static bool polled_too_big(tg *t, const rt_http_resp *r) {
+  if (t->poll_limit > 1) {
+    t->poll_limit /= 2;
+    rt_log(RT_LOG_WARN, "telegram-poll-too-big", "max_bytes=%zu limit=%d", TG_BODY_MAX,
+           t->poll_limit);
+    poll_schedule(t, 0);
+    return true;
+  }
+  int64_t id;
+  bool from_head = rt_tgupd_first_id(r->body, r->body_len, &id);
+  if (!from_head) {
+    if (!t->offset) return false;
+    id = t->offset;
+  }
+  if (t->offset && id < t->offset) return false;   /* not Telegram's order: not guessed */
+  t->upd_too_big++;
+  rt_log(RT_LOG_WARN, "telegram-update-too-big", "update_id=%lld max_bytes=%zu id_from=%s",
+         (long long)id, TG_BODY_MAX, from_head ? "answer" : "offset");
+  t->offset = id + 1;
+  poll_schedule(t, 0);
+  return true;
+}
+
 static void polled(rt_http_resp *r, void *ud) {
   tg *t = ud;
   t->poll_req = NULL;
   if (r->err == RT_OK && r->status == 200 && polled_fast(t, r)) return;
+  if (r->err == RT_ELIMIT && polled_too_big(t, r)) return;
   tg_resp a;
   resp_read(t, r, &a);
+  if (!a.doc && r->err == RT_OK && r->status == 200 && polled_split(t, r)) {
+    resp_free(&a);
+    return;
+  }
   if (a.ok && json_is_array(a.result)) {
     tg_batch *b = batch_new(t);
     size_t i;
@@ -1459,11 +1575,11 @@ static void polled(rt_http_resp *r, void *ud) {
 
 static void poll_start(tg *t) {
   if (t->poll_req || t->closing || t->stopped || t->webhook_mode) return;
-  json_t *p = json_pack("{s:i, s:i, s:o}", "timeout", t->poll_timeout_s, "limit", 100,
+  json_t *p = json_pack("{s:i, s:i, s:o}", "timeout", t->poll_timeout_s, "limit", t->poll_limit,
                         "allowed_updates", json_loads(ALLOWED_UPDATES, 0, NULL));
   if (t->offset) json_object_set_new(p, "offset", json_integer(t->offset));
-  if (call(t, "getUpdates", p, (long)(t->poll_timeout_s + 15) * 1000, polled, t,
-           &t->poll_req) != RT_OK)
+  if (call_keep(t, "getUpdates", p, (long)(t->poll_timeout_s + 15) * 1000, true, polled, t,
+                &t->poll_req) != RT_OK)
     poll_schedule(t, backoff(t));
 }
 
@@ -1488,8 +1604,15 @@ static void webhook_req(void *ud, rt_httpd_req *req) {
   }
   size_t n;
   const unsigned char *body = rt_httpd_req_body(req, &n);
-  json_t *u = json_loadb((const char *)body, n, 0, NULL);
-  int64_t id;
+  int64_t raw_id = -1, id;
+  bool has_raw = rt_tgupd_id((const char *)body, n, &raw_id);
+  json_t *u = update_read(t, (const char *)body, n, raw_id);
+  if (!u && has_raw) {
+    /* Unreadable even repaired (logged): answered 200, or Telegram would
+     * deliver it again and again, and nothing after it. */
+    rt_httpd_respond(req, 200, "application/json", "{\"ok\":true}", 11);
+    return;
+  }
   if (!json_is_object(u) || !jint(u, "update_id", &id)) {
     json_decref(u);
     rt_httpd_respond(req, 400, "application/json", "{\"ok\":false}", 12);
@@ -1685,6 +1808,21 @@ static void prune_cb(uv_timer_t *h) {
                 t->env->keep_days);
 }
 
+/* The /metrics block (plugin.h set_metrics): the updates read only by
+ * repairing them, and those skipped (docs: polled_split, polled_too_big). */
+static void tg_metrics(void *ud, rt_buf *b) {
+  tg *t = ud;
+  rt_buf_printf(b, "# HELP shopbot_telegram_updates_repaired_total Updates read after replacing what jansson refuses (U+FFFD, a real for a huge integer).\n"
+                   "# TYPE shopbot_telegram_updates_repaired_total counter\n"
+                   "shopbot_telegram_updates_repaired_total %llu\n"
+                   "# HELP shopbot_telegram_updates_skipped_total Updates skipped (the offset moved past them) by why.\n"
+                   "# TYPE shopbot_telegram_updates_skipped_total counter\n"
+                   "shopbot_telegram_updates_skipped_total{why=\"unreadable\"} %llu\n"
+                   "shopbot_telegram_updates_skipped_total{why=\"too_big\"} %llu\n",
+                (unsigned long long)t->upd_repaired, (unsigned long long)t->upd_unreadable,
+                (unsigned long long)t->upd_too_big);
+}
+
 static void tg_start(rt_channel *ch, const rt_plugin_env *env,
                      void (*done)(void *, int, const char *), void *ud) {
   tg *t = ch->impl;
@@ -1718,6 +1856,7 @@ static void tg_start(rt_channel *ch, const rt_plugin_env *env,
   t->typing_timer_open = true;
   t->handles_open++;
   groups_load(t);
+  if (env->set_metrics) env->set_metrics(env->host, env->name, tg_metrics, t);
   if (env->keep_days > 0) {
     uv_timer_init(env->loop, &t->prune);
     t->prune.data = t;
@@ -2569,6 +2708,7 @@ int rt_telegram_new(const json_t *conf, rt_channel **out, char **err) {
   t->photo_max = jint(conf, "photo_max_bytes", &v) && v > 0 ? v : (int64_t)10 << 20;
   if (t->photo_max > TG_DOWNLOAD_MAX) t->photo_max = TG_DOWNLOAD_MAX;
   t->group_wait_ms = jint(conf, "media_group_wait_ms", &v) && v >= 0 ? v : 1000;
+  t->poll_limit = POLL_LIMIT_MAX;
   const char *bt = cstr(conf, "buttons");
   t->inline_buttons = bt && strcmp(bt, "inline") == 0;
   rt_map_init(&t->migrated);

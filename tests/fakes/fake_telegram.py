@@ -36,6 +36,11 @@ token, 404 for an unknown method.
   retry_after, count, chat_id, delay_ms, after (let that many matching
   sends pass first)}, /_/storm {seconds} (every send is
   429 with the time left as retry_after, as Telegram's flood control).
+- Updates Telegram could send but jansson refuses: push_raw(update, subst)
+  serialises the update and then replaces each key of subst (a placeholder
+  written in the update, quotes included) with its raw JSON text, e.g. a
+  text with a lone surrogate "\\ud800", "\\u0000", or an integer beyond
+  int64 (getUpdates and the webhook deliver that text).
 - Rates: every send is recorded; /_/state lists violations, each a token
   bucket over the arrival times (n sends in a span of s seconds are too many
   when n > burst + rate * (s + 0.25), the 0.25 s being clock slack): more
@@ -170,6 +175,19 @@ class Fake:
             self.updates.append(upd)
             self.cv.notify_all()
             return upd["update_id"]
+
+    def push_raw(self, upd, subst):
+        """An update whose JSON text has placeholders replaced with raw text."""
+        upd = dict(upd)
+        upd["_subst"] = dict(subst)
+        return self.push(upd)
+
+    @staticmethod
+    def update_text(u):
+        t = json.dumps({k: v for k, v in u.items() if k != "_subst"}, ensure_ascii=False)
+        for k, v in u.get("_subst", {}).items():
+            t = t.replace(k, v)
+        return t
 
     def shorthand(self, p):
         """Builds a realistic update from {"chat_id", "text" | ...}."""
@@ -666,7 +684,7 @@ class Fake:
                 if self.closed:
                     return
                 upd, wh = self.updates[0], dict(self.webhook)
-            body = json.dumps(upd, ensure_ascii=False).encode()
+            body = self.update_text(upd).encode("utf-8", "surrogatepass")
             req = urllib.request.Request(wh["url"], data=body, method="POST",
                                          headers={"Content-Type": "application/json"})
             if wh.get("secret"):
@@ -901,6 +919,10 @@ class Handler(BaseHTTPRequestHandler):
                 out["description"] = "Webhook was set" if p.get("url") else "Webhook was deleted"
             elif method == "deletewebhook":
                 out["description"] = "Webhook was deleted"
+            if method == "getupdates":
+                # each update's own text (push_raw's may not be JSON Python writes)
+                body = '{"ok":true,"result":[' + ",".join(f.update_text(u) for u in result) + "]}"
+                return self.reply(200, body.encode("utf-8", "surrogatepass"))
             self.reply(200, out)
         except ApiError as e:
             body = {"ok": False, "error_code": e.code, "description": e.desc}

@@ -1090,6 +1090,81 @@ def case_campaign():
     finally:
         e.stop()
 
+def metric(e, name):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % e.port, timeout=5) as r:
+            body = r.read().decode()
+    except (urllib.error.URLError, OSError):
+        return None
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
+
+
+def case_bad_updates():
+    """getUpdates answers jansson refuses whole (a lone surrogate, \\u0000, an
+    integer beyond int64, an update that is no JSON) and answers over the
+    4 MiB cap: the good updates are received, a bad one repaired or skipped,
+    the offset moves past all."""
+    e = Env("bad_updates", http=True)
+    try:
+        e.start()
+
+        def upd(chat, text, **extra):
+            u = e.fake.shorthand({"chat_id": chat, "text": text})
+            u["message"].update(extra)
+            return u
+
+        def text_of(uid):
+            with e.db() as db:
+                row = db.execute("SELECT payload FROM inbox WHERE ext_id=?", ("tg:%d" % uid,)).fetchone()
+            return json.loads(row[0]).get("text") if row else None
+
+        # One answer: the bot's poll is parked, and wakes once all are in.
+        with e.fake.cv:
+            ids = [e.fake.push(upd(6001, "первое")),
+                   e.fake.push_raw(upd(6002, "@@S@@"), {'"@@S@@"': '"суррогат \\ud800!"'}),
+                   e.fake.push_raw(upd(6003, "@@S@@"), {'"@@S@@"': '"нул\\u0000ь"'}),
+                   e.fake.push_raw(upd(6004, "число", views="@@N@@"),
+                                   {'"@@N@@"': "123456789012345678901234567890"}),
+                   e.fake.push_raw(upd(6005, "@@S@@"), {'"@@S@@"': '"не JSON \\x"'}),
+                   e.fake.push(upd(6006, "последнее"))]
+        got = wait(lambda: all(e.texts(c) for c in (6001, 6002, 6003, 6004, 6006)), 15)
+        check("a batch with bad updates: the good ones and the repaired ones are answered", got)
+        check("... a lone surrogate and \\u0000 are U+FFFD in the text",
+              text_of(ids[1]) == "суррогат \ufffd!" and text_of(ids[2]) == "нул\ufffdь")
+        check("... an integer beyond int64 in a field the bot does not read keeps the update",
+              text_of(ids[3]) == "число")
+        check("... the update that is no JSON is skipped, logged with its id",
+              not e.texts(6005) and text_of(ids[4]) is None and
+              wait(lambda: "telegram-update-unreadable update_id=%d" % ids[4] in e.log_text(), 5))
+        check("... the offset moves past the whole batch",
+              wait(lambda: (e.fake.last_offset or 0) > ids[-1], 10))
+        check("... counted on /metrics", metric(e, 'shopbot_telegram_updates_skipped_total{why="unreadable"}') == 1
+              and metric(e, "shopbot_telegram_updates_repaired_total") == 3)
+
+        # Over 4 MiB: three updates of 1.5 MiB (a field the bot does not
+        # read), one of 5 MiB, good ones around them.
+        pad = "x" * (3 << 19)
+        with e.fake.cv:
+            big = [e.fake.push(upd(6010, "до большого")),
+                   e.fake.push(upd(6011, "большой 1", padding=pad)),
+                   e.fake.push(upd(6012, "большой 2", padding=pad)),
+                   e.fake.push(upd(6013, "большой 3", padding=pad)),
+                   e.fake.push(upd(6014, "огромный", padding="y" * (5 << 20))),
+                   e.fake.push(upd(6015, "после большого"))]
+        got = wait(lambda: all(e.texts(c) for c in (6010, 6011, 6012, 6013, 6015)), 30)
+        check("a batch over 4 MiB: fewer updates asked for, all received but one too big alone", got)
+        check("... that one is skipped, logged with its id, the offset past it",
+              not e.texts(6014) and "telegram-update-too-big update_id=%d" % big[4] in e.log_text() and
+              wait(lambda: (e.fake.last_offset or 0) > big[-1], 10))
+        st, _ = e.health()
+        check("... /healthz is fine (%d)" % st, st == 200)
+
+    finally:
+        e.stop()
+
 
 CASES = [case_dialog, case_inline, case_split_crash, case_burst, case_prune, case_album, case_storm_and_limits, case_kill9, case_blocked_and_errors,
          case_webhook, case_conflict_unauthorized, case_migration, case_managers,
@@ -1099,8 +1174,9 @@ CASES = [case_dialog, case_inline, case_split_crash, case_burst, case_prune, cas
 # Run only when named, each in its own ctest: a campaign of 1,000 messages
 # at Telegram's 30/s takes its ~35 s (telegram_campaign.sh); the forum
 # topics, at a group's 20 messages a minute, most of a minute
-# (telegram_topics.sh).
-ALONE = [case_campaign, case_topics]
+# (telegram_topics.sh); the answers jansson refuses and those over 4 MiB,
+# some 10 MB each (telegram_bad_updates.sh).
+ALONE = [case_campaign, case_topics, case_bad_updates]
 
 
 def main():
