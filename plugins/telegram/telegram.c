@@ -414,11 +414,17 @@ static int call(tg *t, const char *method, json_t *params, long timeout_ms, rt_h
 
 /* Telegram's answer to a send that went through starts so: then only a
  * note to the managers needs to read it (the card's message_id); the
- * others need not parse the Message of some 600 bytes Telegram echoes. */
+ * others need not parse the Message of some 600 bytes Telegram echoes --
+ * but it must be whole JSON (checked without a tree, rt_tgupd_whole): an
+ * answer cut short (a proxy, a connection closed early) goes to resp_read,
+ * which refuses it, and the row is retried like one answered by an HTML
+ * page. The message may have been delivered all the same: the retry then
+ * sends it twice, the duplicate window of docs/architecture.md
+ * (Deliveries) for a send whose answer was lost. */
 static bool answer_ok(const rt_http_resp *r) {
   static const char ok[] = "{\"ok\":true,";
   return r->err == RT_OK && r->status == 200 && r->body_len > sizeof ok - 1 &&
-         memcmp(r->body, ok, sizeof ok - 1) == 0;
+         memcmp(r->body, ok, sizeof ok - 1) == 0 && rt_tgupd_whole(r->body, r->body_len);
 }
 
 /* Calls nobody waits for (answerCallbackQuery, sendChatAction): logged if

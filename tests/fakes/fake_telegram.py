@@ -34,8 +34,11 @@ token, 404 for an unknown method.
   chats answer 403, migrated groups 400 with parameters.migrate_to_chat_id.
 - Errors injected by the test: /_/inject {method, status, description,
   retry_after, count, chat_id, delay_ms, after (let that many matching
-  sends pass first)}, /_/storm {seconds} (every send is
-  429 with the time left as retry_after, as Telegram's flood control).
+  sends pass first), truncate (a send answered 200 with only the first N
+  bytes of its answer; with "processed": true the send is taken first, as
+  when a proxy or a reset connection cuts a real answer, else it is not)},
+  /_/storm {seconds} (every send is 429 with the time left as retry_after,
+  as Telegram's flood control).
 - Updates Telegram could send but jansson refuses: push_raw(update, subst)
   serialises the update and then replaces each key of subst (a placeholder
   written in the update, quotes included) with its raw JSON text, e.g. a
@@ -89,6 +92,12 @@ class ApiError(Exception):
     def __init__(self, code, desc, params=None):
         super().__init__(desc)
         self.code, self.desc, self.params = code, desc, params
+
+
+class Truncated(Exception):
+    """A send answered 200 with the first n bytes of body (JSON) only."""
+    def __init__(self, n, body):
+        self.n, self.body = n, body
 
 
 def bad(desc, params=None):
@@ -377,6 +386,11 @@ class Fake:
                 raise ApiError(429, "Too Many Requests: retry after %d" % ra, {"retry_after": ra})
             if st:
                 raise ApiError(st, inj.get("description", "Internal Server Error"))
+            if inj.get("truncate") is not None and h is not None:
+                if not inj.get("processed"):
+                    raise Truncated(int(inj["truncate"]), {"ok": True, "result": {
+                        "message_id": 0, "chat": self.chat_obj(chat), "date": int(time.time())}})
+                h.truncate = int(inj["truncate"])
         if now < self.storm_until:
             ra = max(1, int(math.ceil(self.storm_until - now)))
             self.four29.append((now, ra, None))
@@ -901,6 +915,7 @@ class Handler(BaseHTTPRequestHandler):
         if tok != f.token:
             return self.reply(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
         method = method.lower()
+        self.truncate = None
         try:
             with f.cv:
                 inj = None
@@ -923,7 +938,11 @@ class Handler(BaseHTTPRequestHandler):
                 # each update's own text (push_raw's may not be JSON Python writes)
                 body = '{"ok":true,"result":[' + ",".join(f.update_text(u) for u in result) + "]}"
                 return self.reply(200, body.encode("utf-8", "surrogatepass"))
+            if self.truncate is not None:
+                return self.reply(200, json.dumps(out, ensure_ascii=False).encode()[:self.truncate])
             self.reply(200, out)
+        except Truncated as e:
+            self.reply(200, json.dumps(e.body, ensure_ascii=False).encode()[:e.n])
         except ApiError as e:
             body = {"ok": False, "error_code": e.code, "description": e.desc}
             if e.params:

@@ -1106,7 +1106,7 @@ def case_bad_updates():
     """getUpdates answers jansson refuses whole (a lone surrogate, \\u0000, an
     integer beyond int64, an update that is no JSON) and answers over the
     4 MiB cap: the good updates are received, a bad one repaired or skipped,
-    the offset moves past all."""
+    the offset moves past all; a send answered with a cut 200 is retried."""
     e = Env("bad_updates", http=True)
     try:
         e.start()
@@ -1162,6 +1162,23 @@ def case_bad_updates():
         st, _ = e.health()
         check("... /healthz is fine (%d)" % st, st == 200)
 
+        # A send answered 200 with its answer cut short: not delivered.
+        e.push(chat_id=6020, text="/start")
+        wait(replied(e, 6020, 1))
+        with e.fake.cv:
+            e.fake.injections.append({"method": "sendMessage", "chat_id": 6020, "truncate": 25})
+            e.fake.injections.append({"method": "sendMessage", "chat_id": 6021, "truncate": 40,
+                                      "processed": True})
+            e.fake.users.add(6021)
+        e.push(chat_id=6020, text="обрезано")
+        check("a send answered with a cut 200 is retried and delivered",
+              wait(lambda: e.texts(6020).count("эхо: обрезано") == 1, 15))
+        with e.fake.cv:
+            tries = [s for s in e.fake.sends if s[1] == 6020]
+        check("... tried twice (%d sends to the chat)" % len(tries), len(tries) == 3)
+        e.push(chat_id=6021, text="/start")
+        check("a cut 200 after Telegram took it: retried, a duplicate (the documented window)",
+              wait(lambda: e.texts(6021).count("Здравствуйте!") == 2, 15))
     finally:
         e.stop()
 
