@@ -10,9 +10,15 @@
  *   - priorities across chats (replies before wake-ups and campaigns);
  *   - backoff with jitter for transient failures.
  * Rows stay in the outbox until their result is committed; a restart
- * resumes from the store in the same order. The one duplicate: a row sent
- * but whose result was not yet committed when the process died is sent
- * again, with the same idempotency key (docs/architecture.md, Deliveries).
+ * resumes from the store in the same order. The one duplicate: a row the
+ * channel may have taken but whose answer was lost is sent again -- one in
+ * flight or not yet committed when the process died (with the same
+ * idempotency key), or, without a crash, one whose send timed out, was
+ * reset after it went out or was answered cut short (a transient failure,
+ * retried). At most one row per chat at a time, the chat's last while its
+ * next row waits for the retry's commit; only a first attempt the service
+ * delivers late may land after the retry or the chat's next row
+ * (docs/architecture.md, Deliveries).
  *
  * Results are written in the host's transaction (rt_deliver_save inside it,
  * rt_deliver_saved after), so a result costs no fsync of its own; without

@@ -97,8 +97,9 @@ struct tg_send {
  * of several Telegram messages, in the plugin's values too (kv
  * "parts:<chat>" = "<row>:<parts done>:<media done>", written after each
  * part Telegram took): after a crash the row goes on after the parts
- * already delivered, so only the part in flight at the crash may come
- * twice (docs/architecture.md, the one window). One key per chat is
+ * already delivered, so only the part in flight at the crash (or whose
+ * answer was lost, a timeout) may come twice (docs/architecture.md, the
+ * one window). One key per chat is
  * enough: the delivery queue has at most one row of a chat in flight or
  * unconfirmed, so a key naming another row is that earlier row's, whose
  * result is committed, and is simply overwritten. */
