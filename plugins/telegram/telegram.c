@@ -1443,15 +1443,17 @@ static json_t *update_read(tg *t, const char *s, size_t n, int64_t id) {
   if (u) return u;
   rt_buf b = RT_BUF_INIT;
   size_t fixed = rt_tgupd_repair(s, n, &b);
+  char *why = q(t, e.text);
   if (fixed && (u = json_loadb(rt_buf_str(&b), b.len, 0, NULL))) {
     t->upd_repaired++;
-    rt_log(RT_LOG_WARN, "telegram-update-repaired", "update_id=%lld replaced=%zu err=\"%.80s\"",
-           (long long)id, fixed, e.text);
+    rt_log(RT_LOG_WARN, "telegram-update-repaired", "update_id=%lld replaced=%zu err=%s",
+           (long long)id, fixed, why);
   } else {
     t->upd_unreadable++;
-    rt_log(RT_LOG_WARN, "telegram-update-unreadable", "update_id=%lld bytes=%zu err=\"%.80s\"",
-           (long long)id, n, e.text);
+    rt_log(RT_LOG_WARN, "telegram-update-unreadable", "update_id=%lld bytes=%zu err=%s",
+           (long long)id, n, why);
   }
+  free(why);
   rt_buf_free(&b);
   return u;
 }

@@ -172,8 +172,9 @@ class Fake:
 
     def push(self, upd):
         with self.cv:
-            upd = dict(upd)
-            upd["update_id"] = self.next_update_id
+            # update_id first, as Telegram writes it
+            upd = dict({"update_id": self.next_update_id},
+                       **{k: v for k, v in upd.items() if k != "update_id"})
             self.next_update_id += 1
             for key in ("message", "edited_message", "callback_query", "my_chat_member"):
                 m = upd.get(key)

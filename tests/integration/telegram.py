@@ -1157,7 +1157,8 @@ def case_bad_updates():
         got = wait(lambda: all(e.texts(c) for c in (6010, 6011, 6012, 6013, 6015)), 30)
         check("a batch over 4 MiB: fewer updates asked for, all received but one too big alone", got)
         check("... that one is skipped, logged with its id, the offset past it",
-              not e.texts(6014) and "telegram-update-too-big update_id=%d" % big[4] in e.log_text() and
+              not e.texts(6014) and "telegram-update-too-big update_id=%d max_bytes=4194304 id_from=answer" % big[4]
+              in e.log_text() and
               wait(lambda: (e.fake.last_offset or 0) > big[-1], 10))
         st, _ = e.health()
         check("... /healthz is fine (%d)" % st, st == 200)
