@@ -20,6 +20,7 @@
 #include "paths.h"
 #include "timers.h"
 #include "turn.h"
+#include "walsync.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,7 @@ struct rt_engine {
   rt_effects *effects;
   rt_timers *timers;
   rt_deliver *dl;               /* committed outbox rows to the channels */
+  rt_walsync *ws;               /* the commits' fsync off the loop; NULL: in the COMMIT */
 
   uv_idle_t pump;
   uv_timer_t watchdog;         /* step deadlines, store retries, pruning */
@@ -511,6 +513,9 @@ static void pump_cb(uv_idle_t *h) {
     e->outbox_dirty = false;
     rt_deliver_committed(e->dl);
   }
+  /* The round's commits (and any made since the last round: a manager's
+   * command, a tool's) go to disk while the next round runs. */
+  if (e->ws) rt_walsync_kick(e->ws);
   /* After the acks and the sends of this round. */
   checkpoint(e, e->wal_max_pages);
   const rt_deliver_stats *ds = rt_deliver_get_stats(e->dl);
@@ -527,6 +532,14 @@ static void pump_cb(uv_idle_t *h) {
     e->pumping = false;
     checkpoint(e, e->wal_max_pages < CKPT_IDLE_PAGES ? e->wal_max_pages : CKPT_IDLE_PAGES);
   }
+}
+
+/* More commits are on disk: the acks they held go to the channels, and
+ * their outbox rows may be sent. */
+static void synced(void *ud) {
+  rt_engine *e = ud;
+  rt_inbox_synced(e->inbox);
+  if (!e->closing) rt_deliver_committed(e->dl);
 }
 
 static void pump_start(rt_engine *e) {
@@ -600,6 +613,7 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
     .cache_mb = (int)cfg_int(c, "store.cache_mb", 1, 1, 1 << 20),
     .no_busy_wait = true,
     .own_checkpoints = true,
+    .sync_later = true,
   };
   int rc = rt_store_open(store_path, &so, &e->store, err);
   free(sql_dir);
@@ -649,6 +663,13 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
 
   uv_idle_init(e->loop, &e->pump);
   e->pump.data = e;
+  if (rt_store_sync_later(e->store)) {
+    e->ws = rt_walsync_new(&(rt_walsync_opts){.loop = e->loop, .store = e->store,
+                                              .synced = synced, .ud = e,
+                                              .fsync = o->wal_fsync});
+    /* Any commit, the pump's or another's, gets the pump round that syncs it. */
+    rt_store_on_commit(e->store, kick, e);
+  }
   uv_timer_init(e->loop, &e->watchdog);
   e->watchdog.data = e;
   e->handles_open = 3;   /* pump, watchdog, turns */
@@ -709,6 +730,8 @@ static void engine_free(rt_engine *e) {
   rt_effects_free(e->effects);
   rt_handoff_free(e->handoff);
   rt_bundle_unref(e->bundle);
+  /* What the last rounds and the clean mark committed, on disk now. */
+  rt_walsync_free(e->ws);
   rt_store_close(e->store);
   json_decref(e->shop_view);
   free(e->flows_dir); free(e->lib_dir); free(e->start_flow);
@@ -738,6 +761,11 @@ void rt_engine_close(rt_engine *e, void (*done)(void *), void *ud) {
    * again at the next start. */
   rt_turns_close(e->turns, closed_one, e);
   e->turns = NULL;
+  /* A sync under way finishes first (the engine frees after it). */
+  if (e->ws) {
+    e->handles_open++;
+    rt_walsync_close(e->ws, closed_one, e);
+  }
 }
 
 /* ---- accessors ---- */
@@ -758,7 +786,8 @@ bool rt_engine_idle(const rt_engine *e) {
   if (!(!rt_inbox_waiting(e->inbox) && !rt_convq_any_ready(&e->queues) &&
         !rt_turns_running(e->turns) && !rt_turns_any_done(e->turns) &&
         !rt_turns_any_resumable(e->turns) && rt_deliver_idle(e->dl) &&
-        (!e->outbox_dirty || !rt_deliver_nchannels(e->dl))))
+        (!e->outbox_dirty || !rt_deliver_nchannels(e->dl)) &&
+        !(e->ws && rt_walsync_busy(e->ws))))
     return false;
   /* A wake-up already due is work too (test mode fires timers itself). */
   if (e->test_mode || e->store_error) return true;

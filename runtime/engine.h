@@ -45,6 +45,8 @@ typedef struct {
    * NULL: /stats answers without them. */
   json_t *(*figures)(void *ud, rt_store *s, int64_t now);
   void *figures_ud;
+  /* Tests: the WAL's fsync (walsync.h), slow or failing; NULL: fdatasync. */
+  int (*wal_fsync)(const char *wal_path);
 } rt_engine_opts;
 
 typedef struct rt_engine rt_engine;
@@ -62,8 +64,8 @@ void rt_engine_add_channel(rt_engine *e, rt_channel *ch);
 /* Arms timers and sends what the outbox holds. */
 void rt_engine_start(rt_engine *e);
 
-/* Queues an inbound event. ack (may be NULL) is called after the receive
- * commit with RT_OK, 1 for a duplicate, or an error. */
+/* Queues an inbound event. ack (may be NULL) is called once the receive
+ * commit is on disk with RT_OK, 1 for a duplicate, or an error. */
 int rt_engine_receive(rt_engine *e, const rt_event_in *ev,
                       void (*ack)(void *ud, int status), void *ud);
 

@@ -30,6 +30,10 @@ struct rt_inbox {
   bool isolating;              /* running the events of an unclean stop one by one */
   char **iso_keys;             /* their queues, in order */
   size_t niso, iso_pos;
+  /* Acks of committed events whose commit is not yet on disk (a store with
+   * sync_later): sent by rt_inbox_synced, oldest first. */
+  struct held_ack { void (*ack)(void *, int); void *ud; int status; int64_t commit; } *held;
+  size_t nheld, capheld;
 };
 
 rt_inbox *rt_inbox_new(const rt_inbox_opts *o) {
@@ -71,6 +75,7 @@ void rt_inbox_free(rt_inbox *in, bool clean) {
   iso_end(in);
   for (size_t i = 0; i < in->nrecv; i++) recv_free(&in->recv[i]);
   free(in->recv);
+  free(in->held);   /* never acked: the channel delivers them again */
   free(in->ids);
   free(in->res);
   free(in);
@@ -179,6 +184,8 @@ void rt_inbox_staged(rt_inbox *in, bool committed) {
   /* Rolled back: the batch comes again, unacked (the host drops the steps
    * it started for it). */
   if (!committed || !n) return;
+  int64_t commit = rt_store_commit_count(in->o.store);
+  bool on_disk = rt_store_synced_commits(in->o.store) >= commit;
   for (size_t i = 0; i < n; i++) {
     recv_item *r = &in->recv[i];
     if (in->res[i] == 0) {
@@ -188,11 +195,33 @@ void rt_inbox_staged(rt_inbox *in, bool committed) {
     } else if (in->res[i] == 1) {
       rt_log(RT_LOG_DEBUG, "duplicate", "channel=%s ext_id=%s", r->channel, r->ext_id);
     }
-    if (r->ack) r->ack(r->ud, in->res[i] == 1 ? 1 : RT_OK);
+    int status = in->res[i] == 1 ? 1 : RT_OK;
+    if (r->ack && on_disk) {
+      r->ack(r->ud, status);
+    } else if (r->ack) {
+      if (in->nheld == in->capheld) {
+        in->capheld = in->capheld ? in->capheld * 2 : 64;
+        in->held = rt_xrealloc(in->held, in->capheld * sizeof *in->held);
+      }
+      in->held[in->nheld++] = (struct held_ack){r->ack, r->ud, status, commit};
+    }
     recv_free(r);
   }
   memmove(in->recv, in->recv + n, (in->nrecv - n) * sizeof *in->recv);
   in->nrecv -= n;
+}
+
+void rt_inbox_synced(rt_inbox *in) {
+  int64_t upto = rt_store_synced_commits(in->o.store);
+  size_t k = 0;
+  /* An ack may receive again (a channel's next batch): those are staged
+   * later and held behind these. */
+  while (k < in->nheld && in->held[k].commit <= upto) {
+    struct held_ack h = in->held[k++];
+    h.ack(h.ud, h.status);
+  }
+  memmove(in->held, in->held + k, (in->nheld - k) * sizeof *in->held);
+  in->nheld -= k;
 }
 
 int rt_inbox_add_wake(rt_store *s, const char *channel, const char *chat_id, int64_t timer_id,

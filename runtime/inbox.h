@@ -38,8 +38,8 @@ rt_inbox *rt_inbox_new(const rt_inbox_opts *o);
  * events are dropped: the channel never heard they were stored. */
 void rt_inbox_free(rt_inbox *in, bool clean);
 
-/* Queues an inbound event (copied). ack (may be NULL) is called after the
- * receive commit with RT_OK, 1 for a duplicate, or an error. */
+/* Queues an inbound event (copied). ack (may be NULL) is called once the
+ * receive commit is on disk with RT_OK, 1 for a duplicate, or an error. */
 int rt_inbox_receive(rt_inbox *in, const rt_event_in *ev, void (*ack)(void *ud, int status),
                      void *ud);
 /* Events waiting for the receive commit. */
@@ -87,8 +87,12 @@ int rt_inbox_add_wake(rt_store *s, const char *channel, const char *chat_id, int
  * returns its code (the host rolls back). */
 int rt_inbox_stage(rt_inbox *in, const rt_inbox_direct *direct);
 /* After the host's commit (committed): queues the staged events and acks
- * them. After a rollback: the batch waits for the next try, unacked. */
+ * them -- or, when the store syncs its commits apart (sync_later) and this
+ * one is not on disk yet, holds the acks for rt_inbox_synced. After a
+ * rollback: the batch waits for the next try, unacked. */
 void rt_inbox_staged(rt_inbox *in, bool committed);
+/* The store synced more commits: the acks they held go, in order. */
+void rt_inbox_synced(rt_inbox *in);
 /* False after an unclean stop: then every event is stored before its step
  * runs, for the whole run, so an event that takes the process down is on
  * disk the next time and can be isolated and quarantined. */

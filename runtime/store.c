@@ -8,12 +8,14 @@
 #include "store_tools.h"
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 enum {
   S_INBOX_ADD, S_INBOX_ADD_DONE, S_INBOX_REOPEN, S_INBOX_PENDING, S_INBOX_GET, S_INBOX_FINISH, S_INBOX_ATTEMPT, S_INBOX_QUARANTINE,
@@ -72,11 +74,12 @@ static const char *stmt_sql[S_COUNT] = {
                   "AND next_try_at <= ?2 AND COALESCE((SELECT p.status FROM outbox AS p "
                   "WHERE p.channel = o.channel AND p.chat_id = o.chat_id AND p.id < o.id "
                   "ORDER BY p.id DESC LIMIT 1), '') != 'pending' "
-                  "ORDER BY priority * 1000000000000000 + id LIMIT ?3",
-  [S_OUT_PENDING] = "SELECT count(*) FROM outbox WHERE status = 'pending' AND channel = ?1",
+                  "AND id <= ?4 ORDER BY priority * 1000000000000000 + id LIMIT ?3",
+  [S_OUT_PENDING] = "SELECT count(*) FROM outbox WHERE status = 'pending' AND channel = ?1 "
+                    "AND id <= ?2",
   [S_OUT_DUE] = "SELECT id, conv_id, attempts, channel, chat_id, kind, payload, idem_key "
                 "FROM outbox WHERE status = 'pending' AND channel = ?3 AND next_try_at <= ?1 "
-                "ORDER BY id LIMIT ?2",
+                "AND id <= ?4 ORDER BY id LIMIT ?2",
   /* Rows ?1 to ?2, each of them sent (rt_store_outbox_sent_range). */
   [S_OUT_SENT] = "UPDATE outbox SET status = 'sent', sent_at = ?3, attempts = attempts + 1 "
                  "WHERE id BETWEEN ?1 AND ?2",
@@ -175,6 +178,20 @@ struct rt_store {
   int64_t wal_frames;          /* own_checkpoints: frames in the WAL after the last commit */
   int64_t wal_copied;          /* of those, copied into the file by rt_store_checkpoint */
   int64_t wal_written;         /* frames written since open (figures) */
+  /* sync_later: commits are counted by the WAL hook; the rows a commit
+   * queued wait in out_wait (with their commit's number) until the caller
+   * says that commit is on disk, and the outbox scans see rows up to
+   * out_synced only. */
+  bool sync_later;
+  int64_t commits, synced, sync_upto;   /* commits seen; on disk; the sync under way covers */
+  int64_t out_committed, out_synced;    /* highest outbox id committed; of a synced commit */
+  int64_t out_txn_max, sync_out;        /* highest id of the open transaction; of sync_upto */
+  char *wal_path;
+  row_list out_wait;
+  int64_t *wait_seq;                    /* the commit of each row of out_wait */
+  size_t wait_cap;
+  void (*on_commit)(void *ud);
+  void *on_commit_ud;
 };
 
 #define BUSY_WAIT_MS 10000
@@ -187,6 +204,8 @@ static int wal_count(void *ud, sqlite3 *db, const char *name, int frames) {
   (void)db;
   (void)name;
   rt_store *s = ud;
+  s->commits++;
+  if (s->on_commit) s->on_commit(s->on_commit_ud);
   if (frames < s->wal_copied) s->wal_copied = 0;
   s->wal_written += frames >= s->wal_frames ? frames - s->wal_frames : frames;
   s->wal_frames = frames;
@@ -475,6 +494,11 @@ int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char
    * tool holds the lock: it gets SQLITE_BUSY at once and retries later. */
   s->busy_wait_ns = (int64_t)(o->busy_wait_ms > 0 ? o->busy_wait_ms : BUSY_WAIT_MS) * 1000000;
   if (!o->no_busy_wait) sqlite3_busy_handler(s->db, busy_wait, s);
+  /* NORMAL is SQLite's own WAL setting that syncs at checkpoints and when
+   * the WAL starts again, never at a commit; the caller's fsync of the WAL
+   * after the commit (rt_store_wal_fsync) then gives what FULL gives. */
+  bool want_later = o->sync_later && o->sync_full && !o->sync_off && !o->read_only &&
+                    o->own_checkpoints && strcmp(path, ":memory:") != 0;
   char pragmas[256];
   if (o->read_only)
     snprintf(pragmas, sizeof pragmas, "PRAGMA query_only=ON; PRAGMA temp_store=MEMORY; "
@@ -483,7 +507,7 @@ int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char
     snprintf(pragmas, sizeof pragmas,
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=OFF;"
              "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%d;",
-             o->sync_off ? "OFF" : o->sync_full ? "FULL" : "NORMAL",
+             o->sync_off ? "OFF" : o->sync_full && !want_later ? "FULL" : "NORMAL",
              (o->cache_mb > 0 ? o->cache_mb : 16) * 1024);
   char *msg = NULL;
   if (sqlite3_exec(s->db, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
@@ -500,6 +524,20 @@ int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char
   if (o->own_checkpoints && !o->read_only) {
     sqlite3_wal_hook(s->db, wal_count, s);
     sqlite3_exec(s->db, "PRAGMA journal_size_limit=4194304", NULL, NULL, NULL);
+  }
+  if (want_later) {
+    /* Only a WAL can be synced apart from its commits (a file system
+     * without shared memory for it leaves SQLite in another mode). */
+    sqlite3_stmt *jm = NULL;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode", -1, &jm, NULL) == SQLITE_OK &&
+        sqlite3_step(jm) == SQLITE_ROW &&
+        sqlite3_stricmp((const char *)sqlite3_column_text(jm, 0), "wal") == 0) {
+      s->sync_later = true;
+      s->wal_path = rt_xasprintf("%s-wal", path);
+    } else {
+      sqlite3_exec(s->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+    }
+    sqlite3_finalize(jm);
   }
   if (o->max_pages > 0) {
     char q[64];
@@ -544,6 +582,24 @@ int rt_store_open(const char *path, const rt_store_opts *o, rt_store **out, char
    * (store_tools.c; reads one meta row when there are none). A store that
    * cannot be written now is left as it is. */
   if (!o->read_only) rt_store_import_restore_indexes(s);
+  /* Before the store serves, on disk: what the migrations wrote, and what
+   * a process killed before its sync left in the WAL (still in the OS's
+   * cache). Every row already there may then be sent. */
+  if (s->sync_later) {
+    int64_t upto = rt_store_sync_begin(s);
+    int en = rt_store_wal_fsync(s->wal_path);
+    if (en && en != ENOENT) {
+      *err = rt_xasprintf("%s: cannot sync the store's WAL: %s", path, strerror(en));
+      rt_store_close(s);
+      return RT_EIO;
+    }
+    rt_store_synced(s, upto);
+    sqlite3_stmt *mx = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT max(rowid) FROM outbox", -1, &mx, NULL) == SQLITE_OK &&
+        sqlite3_step(mx) == SQLITE_ROW)
+      s->out_committed = s->out_synced = sqlite3_column_int64(mx, 0);
+    sqlite3_finalize(mx);
+  }
   *out = s;
   return RT_OK;
 }
@@ -561,24 +617,86 @@ static void rows_push(row_list *l, rt_outbox_row *r) {
   l->v[l->n++] = r;
 }
 
-/* The transaction's rows are durable now (or were inserted in autocommit). */
+static void row_done(rt_store *s, rt_outbox_row *r) {
+  if (s->out_done.n < s->track_max) rows_push(&s->out_done, r);
+  else {
+    free(r);
+    s->out_overflow = true;
+  }
+}
+
+/* The transaction committed (or a row was inserted in autocommit): its
+ * rows are handed over now, or with sync_later once the commit is synced. */
 static void rows_committed(rt_store *s) {
+  if (s->out_txn_max > s->out_committed) s->out_committed = s->out_txn_max;
+  s->out_txn_max = 0;
+  if (!s->sync_later) s->out_synced = s->out_committed;
   for (size_t i = 0; i < s->out_txn.n; i++) {
-    if (s->out_done.n < s->track_max) rows_push(&s->out_done, s->out_txn.v[i]);
-    else {
-      free(s->out_txn.v[i]);
-      s->out_overflow = true;
+    if (!s->sync_later || s->synced >= s->commits) {
+      row_done(s, s->out_txn.v[i]);
+      continue;
     }
+    if (s->out_wait.n == s->wait_cap) {
+      s->wait_cap = s->wait_cap ? s->wait_cap * 2 : 64;
+      s->wait_seq = rt_xrealloc(s->wait_seq, s->wait_cap * sizeof *s->wait_seq);
+    }
+    s->wait_seq[s->out_wait.n] = s->commits;
+    rows_push(&s->out_wait, s->out_txn.v[i]);
   }
   s->out_txn.n = 0;
+}
+
+bool rt_store_sync_later(const rt_store *s) { return s->sync_later; }
+
+const char *rt_store_wal_path(const rt_store *s) { return s->wal_path; }
+
+bool rt_store_sync_pending(const rt_store *s) { return s->sync_later && s->synced < s->commits; }
+
+int64_t rt_store_sync_begin(rt_store *s) {
+  s->sync_upto = s->commits;
+  s->sync_out = s->out_committed;
+  return s->sync_upto;
+}
+
+void rt_store_synced(rt_store *s, int64_t upto) {
+  if (upto <= s->synced) return;
+  s->synced = upto;
+  if (upto == s->sync_upto && s->sync_out > s->out_synced) s->out_synced = s->sync_out;
+  size_t k = 0;
+  while (k < s->out_wait.n && s->wait_seq[k] <= upto) row_done(s, s->out_wait.v[k++]);
+  memmove(s->out_wait.v, s->out_wait.v + k, (s->out_wait.n - k) * sizeof *s->out_wait.v);
+  memmove(s->wait_seq, s->wait_seq + k, (s->out_wait.n - k) * sizeof *s->wait_seq);
+  s->out_wait.n -= k;
+}
+
+int64_t rt_store_synced_commits(const rt_store *s) { return s->sync_later ? s->synced : s->commits; }
+
+int64_t rt_store_commit_count(const rt_store *s) { return s->commits; }
+
+void rt_store_on_commit(rt_store *s, void (*fn)(void *ud), void *ud) {
+  s->on_commit = fn;
+  s->on_commit_ud = ud;
+}
+
+/* Runs on any thread: it touches nothing of a store, only the file. */
+int rt_store_wal_fsync(const char *wal_path) {
+  int fd = open(wal_path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int en = fdatasync(fd) == 0 ? 0 : errno;
+  close(fd);
+  return en;
 }
 
 void rt_store_close(rt_store *s) {
   if (!s) return;
   rows_free(&s->out_txn);
   rows_free(&s->out_done);
+  rows_free(&s->out_wait);
   free(s->out_txn.v);
   free(s->out_done.v);
+  free(s->out_wait.v);
+  free(s->wait_seq);
+  free(s->wal_path);
   for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(s->prepared[i]);
   if (s->db) sqlite3_close(s->db);
   free(s);
@@ -600,13 +718,17 @@ int rt_store_commit(rt_store *s) {
     rt_store_rollback(s);
     s->last_rc = keep;
   }
-  if (rc != RT_OK) rows_free(&s->out_txn);   /* not stored: never handed over */
+  if (rc != RT_OK) {   /* not stored: never handed over */
+    rows_free(&s->out_txn);
+    s->out_txn_max = 0;
+  }
   return rc;
 }
 
 void rt_store_rollback(rt_store *s) {
   if (!sqlite3_get_autocommit(s->db)) run(s, stmt(s, S_ROLLBACK));
   rows_free(&s->out_txn);
+  s->out_txn_max = 0;
 }
 
 int rt_store_exec(rt_store *s, const char *sql) {
@@ -941,13 +1063,14 @@ int rt_store_outbox_add_prio(rt_store *s, int64_t conv_id, const char *channel,
   if (rc != RT_OK) return rc;
   int64_t rowid = sqlite3_last_insert_rowid(s->db);
   if (id) *id = rowid;
+  if (rowid > s->out_txn_max) s->out_txn_max = rowid;
   if (s->track_max) {
     rt_outbox_row r = {.id = rowid, .conv_id = conv_id, .channel = channel, .chat_id = chat_id,
                        .kind = kind, .payload = payload, .idem_key = idem_key,
                        .priority = priority, .next_try_at = now};
     rows_push(&s->out_txn, rt_outbox_row_dup(&r));
-    if (sqlite3_get_autocommit(s->db)) rows_committed(s);
   }
+  if (sqlite3_get_autocommit(s->db)) rows_committed(s);
   return RT_OK;
 }
 
@@ -981,6 +1104,7 @@ void rt_store_outbox_track(rt_store *s, size_t max) {
   if (!max) {
     rows_free(&s->out_txn);
     rows_free(&s->out_done);
+    rows_free(&s->out_wait);
   }
 }
 
@@ -994,9 +1118,15 @@ rt_outbox_row **rt_store_outbox_take(rt_store *s, size_t *n, bool *overflow) {
   return v;
 }
 
+/* The highest outbox id the scans may see: with sync_later, that of the
+ * last synced commit, so a row is never sent before its step is on disk.
+ * Ids only grow (rt_store_prune keeps the newest row). */
+static int64_t out_visible(const rt_store *s) { return s->sync_later ? s->out_synced : INT64_MAX; }
+
 int64_t rt_store_outbox_pending(rt_store *s, const char *channel) {
   sqlite3_stmt *st = stmt(s, S_OUT_PENDING);
   bind_text(st, 1, channel);
+  sqlite3_bind_int64(st, 2, out_visible(s));
   int64_t n = -1;
   int rc = sqlite3_step(st);
   if (rc == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
@@ -1025,6 +1155,7 @@ int rt_store_outbox_due(rt_store *s, const char *channel, int64_t now, int limit
   sqlite3_bind_int64(st, 1, now);
   sqlite3_bind_int(st, 2, limit);
   bind_text(st, 3, channel);
+  sqlite3_bind_int64(st, 4, out_visible(s));
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     rt_outbox_row r;
@@ -1041,6 +1172,7 @@ int rt_store_outbox_heads(rt_store *s, const char *channel, int64_t now, int lim
   bind_text(st, 1, channel);
   sqlite3_bind_int64(st, 2, now);
   sqlite3_bind_int(st, 3, limit);
+  sqlite3_bind_int64(st, 4, out_visible(s));
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     rt_outbox_row r;
@@ -1223,8 +1355,10 @@ int64_t rt_store_prune(rt_store *s, int64_t before, int limit) {
   static const char *sql[] = {
     "DELETE FROM inbox WHERE rowid IN (SELECT rowid FROM inbox WHERE status != 'new' "
     "AND received_at < ?1 LIMIT ?2)",
+    /* The newest row stays, whatever its age: a new row's id is then never
+     * one a deleted row had (out_visible counts on ids that only grow). */
     "DELETE FROM outbox WHERE rowid IN (SELECT rowid FROM outbox WHERE status != 'pending' "
-    "AND created_at < ?1 LIMIT ?2)",
+    "AND created_at < ?1 AND rowid < (SELECT max(rowid) FROM outbox) LIMIT ?2)",
   };
   int64_t n = 0;
   for (size_t i = 0; i < 2; i++) {

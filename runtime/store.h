@@ -33,6 +33,14 @@ typedef struct {
                                which runs inside the COMMIT that crosses 1,000
                                pages, is off; the caller runs
                                rt_store_checkpoint when it has time */
+  bool sync_later;          /* with sync_full and own_checkpoints, on a file: the
+                               COMMIT writes the WAL and returns; the caller syncs
+                               it off the loop (rt_store_wal_fsync) and says so
+                               (rt_store_synced). Until then the commit's outbox
+                               rows are neither handed over nor seen by the
+                               scans. A commit is as durable as with FULL once
+                               synced; SQLite still syncs its checkpoints and a
+                               WAL that starts again (synchronous=NORMAL). */
 } rt_store_opts;
 
 /* Opens (creating if needed) the store at path and applies migrations. On
@@ -68,6 +76,30 @@ int64_t rt_store_wal_written(rt_store *s);
  * inside a transaction. RT_OK, or the store's code (a checkpoint of
  * another process holds the lock: try later). */
 int rt_store_checkpoint(rt_store *s);
+/* ---- commits synced apart (sync_later) ----
+ * Every write transaction, autocommit statements included, is counted at
+ * its commit. The caller syncs the WAL and reports which commits that
+ * covered; one sync at a time. Without sync_later every commit counts as
+ * synced at once. */
+bool rt_store_sync_later(const rt_store *s);
+/* The WAL file to sync (sync_later), borrowed. */
+const char *rt_store_wal_path(const rt_store *s);
+/* Commits wait for a sync. */
+bool rt_store_sync_pending(const rt_store *s);
+/* A sync starts now: returns the number of the last commit it covers. */
+int64_t rt_store_sync_begin(rt_store *s);
+/* The sync that rt_store_sync_begin numbered upto is done: the outbox rows
+ * of those commits are handed over and seen by the scans. */
+void rt_store_synced(rt_store *s, int64_t upto);
+/* Commits counted since open; of them on disk. */
+int64_t rt_store_commit_count(const rt_store *s);
+int64_t rt_store_synced_commits(const rt_store *s);
+/* fn(ud) after each commit (from inside the statement that committed: it
+ * may only schedule work, not use the store). */
+void rt_store_on_commit(rt_store *s, void (*fn)(void *ud), void *ud);
+/* fdatasync of the file at wal_path: 0 or an errno. Touches no store, so
+ * it may run on a worker thread while the loop goes on. */
+int rt_store_wal_fsync(const char *wal_path);
 /* Pages read from the file (or the OS's cache) since the store opened: the
  * misses of SQLite's page cache. */
 int64_t rt_store_page_reads(rt_store *s);

@@ -1,0 +1,44 @@
+/* walsync.h -- the store's commits made durable off the loop.
+ *
+ * With a store opened sync_later, a COMMIT writes the WAL and returns; its
+ * fsync runs here, on libuv's thread pool, while the loop goes on with the
+ * next batch. When it is done the store hands over the commits' outbox rows
+ * and the host sends their acks (the synced callback): nothing is acked or
+ * sent before it is on disk, as with synchronous=FULL, but the disk's wait
+ * no longer stops the loop. One sync at a time; one started while commits
+ * came in covers them all (fdatasync of the whole file), so a burst costs
+ * one fsync per batch or fewer. A failed fsync stops the process: the
+ * kernel may have dropped the pages, and a retry would report success over
+ * lost data; what was acked or sent before is on disk, the rest comes again
+ * from the channels and the store at the next start. The worker touches
+ * only the file's path; the rest runs on the loop. Borrowed: loop, store. */
+#ifndef RT_WALSYNC_H
+#define RT_WALSYNC_H
+#include "store.h"
+#include <uv.h>
+
+typedef struct rt_walsync rt_walsync;
+
+typedef struct {
+  uv_loop_t *loop;
+  rt_store *store;                 /* opened with sync_later */
+  void (*synced)(void *ud);        /* more commits are on disk (rt_store_synced done) */
+  void *ud;
+  /* The sync itself, on a worker thread: 0 or an errno. NULL: the store's
+   * fdatasync (rt_store_wal_fsync); tests pass a slow or failing one. */
+  int (*fsync)(const char *wal_path);
+} rt_walsync_opts;
+
+rt_walsync *rt_walsync_new(const rt_walsync_opts *o);
+/* Starts a sync when commits wait for one and none is under way. Call
+ * after commits, outside SQLite calls (not from rt_store_on_commit). */
+void rt_walsync_kick(rt_walsync *w);
+/* A sync is under way, or commits wait for one. */
+bool rt_walsync_busy(const rt_walsync *w);
+/* Stops kicking; done(ud) once no sync is under way (at once, from the
+ * loop's next turn, when none is). The synced callback is not called any
+ * more. Then rt_walsync_free. */
+void rt_walsync_close(rt_walsync *w, void (*done)(void *ud), void *ud);
+/* Syncs what is left on the calling thread (a clean stop), and frees. */
+void rt_walsync_free(rt_walsync *w);
+#endif
