@@ -68,18 +68,20 @@ static const char *stmt_sql[S_COUNT] = {
    * leaves only after the one before is sent or failed for good), so a
    * pending row is the head when the row before it in the chat is not
    * pending: one probe of outbox_chat (020_outbox_lean.sql). The order is
-   * outbox_prio_pending's key, priority then id (021_index_keys.sql). */
+   * outbox_prio_pending's key, priority then id (021_index_keys.sql).
+   * "+id <= ?" is out_visible's bound: the + keeps SQLite on the pending
+   * rows' index instead of a walk of every row up to that id. */
   [S_OUT_HEADS] = "SELECT id, conv_id, attempts, channel, chat_id, kind, payload, idem_key, "
                   "priority FROM outbox AS o WHERE status = 'pending' AND channel = ?1 "
                   "AND next_try_at <= ?2 AND COALESCE((SELECT p.status FROM outbox AS p "
                   "WHERE p.channel = o.channel AND p.chat_id = o.chat_id AND p.id < o.id "
                   "ORDER BY p.id DESC LIMIT 1), '') != 'pending' "
-                  "AND id <= ?4 ORDER BY priority * 1000000000000000 + id LIMIT ?3",
+                  "AND +id <= ?4 ORDER BY priority * 1000000000000000 + id LIMIT ?3",
   [S_OUT_PENDING] = "SELECT count(*) FROM outbox WHERE status = 'pending' AND channel = ?1 "
-                    "AND id <= ?2",
+                    "AND +id <= ?2",
   [S_OUT_DUE] = "SELECT id, conv_id, attempts, channel, chat_id, kind, payload, idem_key "
                 "FROM outbox WHERE status = 'pending' AND channel = ?3 AND next_try_at <= ?1 "
-                "AND id <= ?4 ORDER BY id LIMIT ?2",
+                "AND +id <= ?4 ORDER BY id LIMIT ?2",
   /* Rows ?1 to ?2, each of them sent (rt_store_outbox_sent_range). */
   [S_OUT_SENT] = "UPDATE outbox SET status = 'sent', sent_at = ?3, attempts = attempts + 1 "
                  "WHERE id BETWEEN ?1 AND ?2",

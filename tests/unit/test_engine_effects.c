@@ -18,7 +18,10 @@
  * - due wake-ups fire inside the pump's transaction and run there, their
  *   inbox rows written once, as done, at most 2,048 per transaction;
  * - the loop's own checkpoints keep the WAL under its bound during a burst
- *   and copy all of it once the loop is idle. */
+ *   and copy all of it once the loop is idle;
+ * - a commit's fsync runs off the loop (walsync.h): with a slow disk the
+ *   step is committed, but its ack and its reply wait for the fsync; a
+ *   failed fsync stops the process before anything is acked or sent. */
 #include "config.h"
 #include "engine.h"
 #include "rt.h"
@@ -27,7 +30,11 @@
 #include "tstore.h"       /* q_int */
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static char dir[64];
@@ -125,6 +132,9 @@ static void closed(void *ud) { *(bool *)ud = true; }
 
 typedef struct { uv_loop_t loop; rt_config *cfg; rt_engine *e; } env;
 
+/* The WAL's fsync the engines of this file get (NULL: fdatasync). */
+static int (*wal_fsync_hook)(const char *wal_path);
+
 /* schema: NULL = the shop schema; else a path to a looser one. wal_max:
  * rt_engine_opts.wal_max_pages; start: rt_engine_start (else the caller
  * starts it, after setting rows up). */
@@ -140,7 +150,8 @@ static bool open_env_with(env *v, const char *shop_json, const char *schema, int
   free(sp);
   if (rc != RT_OK) { fprintf(stderr, "config: %s\n", err); free(err); v->e = NULL; return false; }
   uv_loop_init(&v->loop);
-  rt_engine_opts o = {.loop = &v->loop, .cfg = v->cfg, .wal_max_pages = wal_max};
+  rt_engine_opts o = {.loop = &v->loop, .cfg = v->cfg, .wal_max_pages = wal_max,
+                      .wal_fsync = wal_fsync_hook};
   rc = rt_engine_new(&o, &v->e, &err);
   if (rc != RT_OK) { fprintf(stderr, "engine: %s\n", err); free(err); return false; }
   rt_engine_add_channel(v->e, &chan);
@@ -502,6 +513,104 @@ T(wal_stays_bounded) {
   close_env(&v);
 }
 
+/* A disk that takes 300 ms per fsync; runs on the worker thread. */
+static atomic_int syncs_done;
+static int slow_fsync(const char *wal_path) {
+  struct timespec d = {0, 300 * 1000000L};
+  nanosleep(&d, NULL);
+  int rc = rt_store_wal_fsync(wal_path);
+  atomic_fetch_add(&syncs_done, 1);
+  return rc;
+}
+
+static int ack_syncs = -1;   /* syncs done when the ack came */
+static void sync_ack(void *ud, int status) {
+  (void)ud;
+  (void)status;
+  acks++;
+  ack_syncs = atomic_load(&syncs_done);
+}
+
+T(slow_sync_holds_acks_and_sends) {
+  wal_fsync_hook = slow_fsync;
+  env v = {0};
+  CHECK(open_env(&v, SHOP(""), NULL));
+  wal_fsync_hook = NULL;
+  if (!v.e) return;
+  rt_store *st = rt_engine_store(v.e);
+  /* Whatever the start committed is on disk first. */
+  uint64_t t0 = uv_hrtime();
+  while (!rt_engine_idle(v.e) && (uv_hrtime() - t0) / 1e9 < 5) uv_run(&v.loop, UV_RUN_ONCE);
+  int base = atomic_load(&syncs_done), sent0 = nmsgs;
+  acks = 0;
+  rt_event_in ev = {.channel = "console", .ext_id = "s1", .chat_id = "slowdisk", .user_id = "u",
+                    .kind = "text", .text = "hello"};
+  CHECK(rt_engine_receive(v.e, &ev, sync_ack, NULL) == RT_OK);
+  /* 100 ms of loop: the step ran and committed, the fsync is under way. */
+  t0 = uv_hrtime();
+  while ((uv_hrtime() - t0) / 1e6 < 100) {
+    uv_run(&v.loop, UV_RUN_NOWAIT);
+    struct timespec d = {0, 5 * 1000000L};
+    nanosleep(&d, NULL);
+  }
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM inbox WHERE chat_id = 'slowdisk' AND status = 'done'"),
+            1);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM outbox WHERE chat_id = 'slowdisk'"), 1);
+  CHECK_INT(acks, 0);
+  CHECK_INT(nmsgs, sent0);
+  CHECK_INT(atomic_load(&syncs_done), base);
+  /* Once it is on disk: the ack, then the reply. */
+  t0 = uv_hrtime();
+  while ((!acks || nmsgs == sent0) && (uv_hrtime() - t0) / 1e9 < 5) uv_run(&v.loop, UV_RUN_ONCE);
+  CHECK_INT(acks, 1);
+  CHECK(ack_syncs > base);
+  CHECK_INT(nmsgs, sent0 + 1);
+  close_env(&v);
+}
+
+static atomic_int disk_broken;
+static int failing_fsync(const char *wal_path) {
+  return atomic_load(&disk_broken) ? 5 /* EIO */ : rt_store_wal_fsync(wal_path);
+}
+
+static void ack_too_early(void *ud, int status) {
+  (void)ud;
+  (void)status;
+  _exit(3);
+}
+
+static void send_too_early(rt_channel *ch, const rt_out_msg *m, rt_send_done done, void *ud) {
+  (void)ch;
+  (void)m;
+  (void)done;
+  (void)ud;
+  _exit(4);
+}
+
+T(failed_sync_stops_the_process) {
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    chan.send = send_too_early;
+    wal_fsync_hook = failing_fsync;
+    env v = {0};
+    if (!open_env(&v, SHOP(""), NULL)) _exit(2);
+    uint64_t t1 = uv_hrtime();
+    while (!rt_engine_idle(v.e) && (uv_hrtime() - t1) / 1e9 < 5) uv_run(&v.loop, UV_RUN_ONCE);
+    atomic_store(&disk_broken, 1);
+    rt_event_in ev = {.channel = "console", .ext_id = "f1", .chat_id = "baddisk", .user_id = "u",
+                      .kind = "text", .text = "hello"};
+    rt_engine_receive(v.e, &ev, ack_too_early, NULL);
+    uint64_t t0 = uv_hrtime();
+    while ((uv_hrtime() - t0) / 1e9 < 5) uv_run(&v.loop, UV_RUN_ONCE);
+    _exit(0);   /* never stopped */
+  }
+  int status = 0;
+  CHECK(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+  if (WIFEXITED(status)) fprintf(stderr, "  child exit %d\n", WEXITSTATUS(status));
+}
+
 int main(void) {
   snprintf(dir, sizeof dir, "/tmp/test_engine_effects.XXXXXX");
   if (!mkdtemp(dir)) return 1;
@@ -521,6 +630,8 @@ int main(void) {
   T_RUN(burst_past_the_batch_limit);
   T_RUN(wakeups_run_in_their_fire);
   T_RUN(wal_stays_bounded);
+  T_RUN(slow_sync_holds_acks_and_sends);
+  T_RUN(failed_sync_stops_the_process);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0) { /* best effort */ }
