@@ -97,7 +97,22 @@ static void kick(void *ud) { pump_start(ud); }
  * full disk) is tried again at the next occasion; the WAL keeps the pages
  * meanwhile, and the commits stay durable. */
 static void checkpoint(rt_engine *e, int64_t min_pages) {
-  if (e->store_error || rt_store_wal_pages(e->store) < min_pages || min_pages <= 0) return;
+  if (e->store_error || min_pages <= 0) return;
+  /* With the commits synced off the loop (walsync.h), the bulk of the copy
+   * is too; the pages committed meanwhile are then copied here, between
+   * two transactions: SQLite starts the WAL again from its beginning only
+   * when a write begins with everything copied, which a copy beside a
+   * burst never sees, and the file would grow for the whole burst. */
+  bool tail = false;
+  if (e->ws) {
+    if (rt_walsync_checkpointing(e->ws)) return;
+    tail = rt_walsync_checkpointed(e->ws);
+  }
+  if (tail ? rt_store_wal_pages(e->store) <= 0 : rt_store_wal_pages(e->store) < min_pages) return;
+  if (e->ws && !tail) {
+    rt_walsync_checkpoint(e->ws);
+    return;
+  }
   if (rt_store_checkpoint(e->store) != RT_OK)
     rt_log(RT_LOG_DEBUG, "checkpoint-later", "err=%s", rt_store_errmsg(e->store));
 }

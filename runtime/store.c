@@ -754,6 +754,50 @@ int rt_store_checkpoint(rt_store *s) {
   return RT_OK;
 }
 
+struct rt_store_ckpt {
+  char *path;
+  sqlite3 *db;   /* opened by the first checkpoint, on the worker */
+};
+
+rt_store_ckpt *rt_store_ckpt_new(const rt_store *s) {
+  if (!s->wal_path) return NULL;
+  rt_store_ckpt *c = rt_xcalloc(1, sizeof *c);
+  c->path = rt_xstrdup(s->wal_path);
+  c->path[strlen(c->path) - 4] = '\0';   /* "<db>-wal" */
+  return c;
+}
+
+const char *rt_store_ckpt_run(rt_store_ckpt *c, int *log, int *copied) {
+  *log = *copied = -1;
+  if (!c->db) {
+    int rc = sqlite3_open_v2(c->path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+      sqlite3_close(c->db);
+      c->db = NULL;
+      return sqlite3_errstr(rc);
+    }
+    /* A new connection knows the file is in WAL mode only once it has read
+     * it; until then a checkpoint reports "not WAL" and copies nothing. */
+    sqlite3_exec(c->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+  }
+  int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, log, copied);
+  return rc == SQLITE_OK ? NULL : sqlite3_errstr(rc);
+}
+
+void rt_store_ckpt_free(rt_store_ckpt *c) {
+  if (!c) return;
+  sqlite3_close(c->db);
+  free(c->path);
+  free(c);
+}
+
+void rt_store_checkpointed(rt_store *s, int log, int copied) {
+  /* A WAL that started again since holds fewer frames than that copy saw:
+   * its figures are already right (wal_count). */
+  if (log < 0 || copied < 0 || log > s->wal_frames) return;
+  if (copied > s->wal_copied) s->wal_copied = copied;
+}
+
 int64_t rt_store_page_reads(rt_store *s) {
   int cur = 0, hi = 0;
   if (!s->db || sqlite3_db_status(s->db, SQLITE_DBSTATUS_CACHE_MISS, &cur, &hi, 0) != SQLITE_OK)

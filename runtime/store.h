@@ -100,6 +100,17 @@ void rt_store_on_commit(rt_store *s, void (*fn)(void *ud), void *ud);
 /* fdatasync of the file at wal_path: 0 or an errno. Touches no store, so
  * it may run on a worker thread while the loop goes on. */
 int rt_store_wal_fsync(const char *wal_path);
+/* A connection of its own for passive checkpoints on a worker thread
+ * (sync_later stores; NULL otherwise), used by one thread at a time. run:
+ * NULL, or SQLite's reason (the next one retries); log and copied as
+ * rt_store_checkpointed takes them. */
+typedef struct rt_store_ckpt rt_store_ckpt;
+rt_store_ckpt *rt_store_ckpt_new(const rt_store *s);
+const char *rt_store_ckpt_run(rt_store_ckpt *c, int *log, int *copied);
+void rt_store_ckpt_free(rt_store_ckpt *c);
+/* A checkpoint made by another connection (walsync.c) copied copied of
+ * the log frames the WAL held: rt_store_wal_pages counts it. */
+void rt_store_checkpointed(rt_store *s, int log, int copied);
 /* Pages read from the file (or the OS's cache) since the store opened: the
  * misses of SQLite's page cache. */
 int64_t rt_store_page_reads(rt_store *s);

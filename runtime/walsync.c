@@ -14,7 +14,14 @@ struct rt_walsync {
   void (*close_done)(void *ud);
   void *close_ud;
   uv_idle_t idle;            /* calls close_done from the loop when nothing runs */
+  uv_work_t ckpt;
+  rt_store_ckpt *ck;         /* the checkpoints' connection: the workers' only */
+  const char *ckpt_err;      /* SQLite's static text, or NULL */
+  int ckpt_log, ckpt_copied;
+  bool ckpt_running, ckpt_done;
 };
+
+static void maybe_closed(rt_walsync *w);
 
 static void die(rt_walsync *w, int err) {
   rt_log(RT_LOG_ERROR, "store-sync-failed", "path=%s err=\"%s\": stopping: the disk may have "
@@ -28,8 +35,41 @@ rt_walsync *rt_walsync_new(const rt_walsync_opts *o) {
   w->o = *o;
   if (!w->o.fsync) w->o.fsync = rt_store_wal_fsync;
   w->path = rt_xstrdup(rt_store_wal_path(o->store));
-  w->req.data = w;
+  w->ck = rt_store_ckpt_new(o->store);
+  w->req.data = w->ckpt.data = w;
   return w;
+}
+
+/* On a worker thread; one checkpoint at a time. */
+static void ckpt_work(uv_work_t *req) {
+  rt_walsync *w = req->data;
+  w->ckpt_err = rt_store_ckpt_run(w->ck, &w->ckpt_log, &w->ckpt_copied);
+}
+
+static void ckpt_after(uv_work_t *req, int status) {
+  rt_walsync *w = req->data;
+  w->ckpt_running = false;
+  if (status == 0 && !w->ckpt_err) {
+    rt_store_checkpointed(w->o.store, w->ckpt_log, w->ckpt_copied);
+    w->ckpt_done = true;
+  }
+  else if (status == 0)   /* another process's checkpoint, a full disk: the next one retries */
+    rt_log(RT_LOG_DEBUG, "checkpoint-later", "err=\"%s\"", w->ckpt_err);
+  if (w->closing) maybe_closed(w);
+}
+
+void rt_walsync_checkpoint(rt_walsync *w) {
+  if (w->ckpt_running || w->closing || !w->ck) return;
+  w->ckpt_running = true;
+  if (uv_queue_work(w->o.loop, &w->ckpt, ckpt_work, ckpt_after) != 0) w->ckpt_running = false;
+}
+
+bool rt_walsync_checkpointing(const rt_walsync *w) { return w->ckpt_running; }
+
+bool rt_walsync_checkpointed(rt_walsync *w) {
+  bool d = w->ckpt_done;
+  w->ckpt_done = false;
+  return d;
 }
 
 static void work(uv_work_t *req) {
@@ -50,7 +90,7 @@ static void after(uv_work_t *req, int status) {
   if (status == 0 && w->err) die(w, w->err);
   if (status == 0) rt_store_synced(w->o.store, w->upto);
   if (w->closing) {
-    w->close_done(w->close_ud);
+    maybe_closed(w);
     return;
   }
   if (status == 0 && w->o.synced) w->o.synced(w->o.ud);
@@ -76,14 +116,20 @@ bool rt_walsync_busy(const rt_walsync *w) {
   return w->running || rt_store_sync_pending(w->o.store);
 }
 
+/* Closing: done once neither worker runs (from the loop's next turn, so
+ * that the caller's close has returned). */
+static void maybe_closed(rt_walsync *w) {
+  if (w->running || w->ckpt_running) return;
+  uv_idle_init(w->o.loop, &w->idle);
+  w->idle.data = w;
+  uv_idle_start(&w->idle, idle_cb);
+}
+
 void rt_walsync_close(rt_walsync *w, void (*done)(void *ud), void *ud) {
   w->closing = true;
   w->close_done = done;
   w->close_ud = ud;
-  if (w->running) return;   /* after() calls done */
-  uv_idle_init(w->o.loop, &w->idle);
-  w->idle.data = w;
-  uv_idle_start(&w->idle, idle_cb);
+  maybe_closed(w);
 }
 
 void rt_walsync_free(rt_walsync *w) {
@@ -94,6 +140,7 @@ void rt_walsync_free(rt_walsync *w) {
     if (err) die(w, err);
     rt_store_synced(w->o.store, upto);
   }
+  rt_store_ckpt_free(w->ck);
   free(w->path);
   free(w);
 }

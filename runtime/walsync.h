@@ -10,8 +10,14 @@
  * one fsync per batch or fewer. A failed fsync stops the process: the
  * kernel may have dropped the pages, and a retry would report success over
  * lost data; what was acked or sent before is on disk, the rest comes again
- * from the channels and the store at the next start. The worker touches
- * only the file's path; the rest runs on the loop. Borrowed: loop, store. */
+ * from the channels and the store at the next start.
+ *
+ * The checkpoint (the WAL's pages copied into the database file, and that
+ * file's fsync: tens of milliseconds for a burst's pages) runs on the pool
+ * too, on a connection of its own that only the worker uses, one at a
+ * time; SQLite lets a passive checkpoint run beside the loop's writes.
+ * The workers touch only the file's path and that connection; the rest
+ * runs on the loop. Borrowed: loop, store. */
 #ifndef RT_WALSYNC_H
 #define RT_WALSYNC_H
 #include "store.h"
@@ -33,10 +39,16 @@ rt_walsync *rt_walsync_new(const rt_walsync_opts *o);
 /* Starts a sync when commits wait for one and none is under way. Call
  * after commits, outside SQLite calls (not from rt_store_on_commit). */
 void rt_walsync_kick(rt_walsync *w);
+/* Starts a passive checkpoint unless one is under way; its result reaches
+ * the store's figures (rt_store_checkpointed) when it is done. */
+void rt_walsync_checkpoint(rt_walsync *w);
+bool rt_walsync_checkpointing(const rt_walsync *w);
+/* True once after each checkpoint that finished. */
+bool rt_walsync_checkpointed(rt_walsync *w);
 /* A sync is under way, or commits wait for one. */
 bool rt_walsync_busy(const rt_walsync *w);
-/* Stops kicking; done(ud) once no sync is under way (at once, from the
- * loop's next turn, when none is). The synced callback is not called any
+/* Stops kicking; done(ud) once no sync or checkpoint is under way (from
+ * the loop's next turn when none is). The synced callback is not called any
  * more. Then rt_walsync_free. */
 void rt_walsync_close(rt_walsync *w, void (*done)(void *ud), void *ud);
 /* Syncs what is left on the calling thread (a clean stop), and frees. */
