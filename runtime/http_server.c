@@ -507,6 +507,16 @@ static route *route_slot(rt_httpd *s, const char *method, const char *path, bool
 
 /* ---- request headers ----------------------------------------------------------- */
 
+/* A header value of n bytes as lws copied it into v: false when it held
+ * a NUL (lws's copy stops there, so what is left would match what the
+ * client did not send); else its trailing spaces and tabs go (RFC 9110
+ * 5.5: they are not part of the value; lws drops the leading ones). */
+static bool value_clean(char *v, int n) {
+  if (n < 0 || strlen(v) != (size_t)n) return false;
+  while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t')) v[--n] = '\0';
+  return true;
+}
+
 /* The headers lws parsed into its table ("content-type:" and the like; the
  * method and pseudo-header tokens are not headers). */
 static void snapshot_headers(hdr_list *l, struct lws *wsi) {
@@ -518,7 +528,7 @@ static void snapshot_headers(hdr_list *l, struct lws *wsi) {
     if (tl <= 0) continue;
     int cap = tl * 2 + 2; /* room for the separators lws puts between repeats */
     char *v = rt_xmalloc((size_t)cap);
-    if (lw.hdr_copy(wsi, v, cap, (enum lws_token_indexes)t) < 0) {
+    if (!value_clean(v, lw.hdr_copy(wsi, v, cap, (enum lws_token_indexes)t))) {
       free(v);
       continue;
     }
@@ -577,7 +587,7 @@ const char *rt_httpd_req_header(rt_httpd_req *q, const char *name) {
   int n = lw.hdr_custom_length(q->wsi, lname, (int)nl + 1);
   if (n < 0) return NULL;
   char *v = rt_xmalloc((size_t)n + 1);
-  if (lw.hdr_custom_copy(q->wsi, v, n + 1, lname, (int)nl + 1) < 0) {
+  if (!value_clean(v, lw.hdr_custom_copy(q->wsi, v, n + 1, lname, (int)nl + 1))) {
     free(v);
     return NULL;
   }
@@ -769,6 +779,20 @@ static void finish(rt_httpd *s, struct lws *wsi, rt_httpd_conn *c) {
   }
 }
 
+/* A Content-Length value of k bytes: its number, -1 when it is not
+ * 1*DIGIT (signs, spaces, hex, the commas of repeated headers), -2 when
+ * it has more digits than fit. */
+static long long content_length(const char *v, int k) {
+  if (k <= 0 || (size_t)k != strlen(v)) return -1;
+  long long n = 0;
+  for (int i = 0; i < k; i++) {
+    if (v[i] < '0' || v[i] > '9') return -1;
+    if (n > (DISCARD_MAX + 1) * 10) return -2;
+    n = n * 10 + (v[i] - '0');
+  }
+  return n;
+}
+
 static int on_request(rt_httpd *s, struct lws *wsi, rt_httpd_conn *c,
                       const char *in, size_t len) {
   bool has_body;
@@ -789,20 +813,37 @@ static int on_request(rt_httpd *s, struct lws *wsi, rt_httpd_conn *c,
     c->timeout_ms = r->timeout_ms ? r->timeout_ms : s->reply_timeout_ms;
     c->body_max = r->max_body ? r->max_body : s->max_body;
   }
+  /* How the request is framed (RFC 9112 6.1, 6.3), for every method: lws
+   * frames it by the first number of Content-Length (atoll) and ignores
+   * Transfer-Encoding, so anything else would let a client hide a
+   * request inside another one's body. No transfer coding is decoded here:
+   * with one, the end of the body is unknown, and the connection closes. */
+  bool has_te = lw.hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+  int cl_len = lw.hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+  if (has_te) {
+    if (cl_len > 0) conn_error(wsi, c, 400, "transfer-encoding with content-length", true);
+    else conn_error(wsi, c, 501, "transfer-encoding not supported", true);
+    return 0;
+  }
+  long long n = 0;
+  if (cl_len > 0) {
+    char *cl = rt_xmalloc((size_t)cl_len * 2 + 2); /* room for lws's separators */
+    int k = lw.hdr_copy(wsi, cl, cl_len * 2 + 2, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+    n = content_length(cl, k);
+    free(cl);
+    if (n == -1) {
+      /* not 1*DIGIT, or repeated (lws joins repeats with ',') */
+      conn_error(wsi, c, 400, "bad content-length", true);
+      return 0;
+    }
+    if (n == -2) n = DISCARD_MAX + 1; /* more digits than fit: far too big */
+  }
   if (!has_body) {
     finish(s, wsi, c);
     return 0;
   }
-  char cl[32];
-  if (lw.hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0 ||
-      lw.hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0) {
+  if (cl_len <= 0) {
     conn_error(wsi, c, 411, "length required", true);
-    return 0;
-  }
-  char *end;
-  long long n = strtoll(cl, &end, 10);
-  if (end == cl || n < 0) {
-    conn_error(wsi, c, 400, "bad content-length", true);
     return 0;
   }
   if (n > DISCARD_MAX) {
@@ -847,8 +888,8 @@ static int on_writeable(rt_httpd *s, struct lws *wsi, rt_httpd_conn *c) {
   if (!c->hdr_sent) {
     unsigned char buf[LWS_PRE + 1024 + REPLY_HDR_MAX];
     unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
-    if (lw.add_http_common_headers(wsi, (unsigned)c->status, c->ctype,
-                                    head ? 0 : c->out_len, &p, end))
+    /* HEAD: the length a GET would get, and no body */
+    if (lw.add_http_common_headers(wsi, (unsigned)c->status, c->ctype, c->out_len, &p, end))
       return -1;
     for (size_t i = 0; i < c->rh.n; i++)
       if (lw.add_http_header_by_name(wsi, (const unsigned char *)c->rh.v[i].name,
