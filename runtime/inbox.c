@@ -220,6 +220,7 @@ void rt_inbox_synced(rt_inbox *in) {
     struct held_ack h = in->held[k++];
     h.ack(h.ud, h.status);
   }
+  if (!k) return;
   memmove(in->held, in->held + k, (in->nheld - k) * sizeof *in->held);
   in->nheld -= k;
 }

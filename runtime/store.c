@@ -666,6 +666,7 @@ void rt_store_synced(rt_store *s, int64_t upto) {
   if (upto == s->sync_upto && s->sync_out > s->out_synced) s->out_synced = s->sync_out;
   size_t k = 0;
   while (k < s->out_wait.n && s->wait_seq[k] <= upto) row_done(s, s->out_wait.v[k++]);
+  if (!k) return;
   memmove(s->out_wait.v, s->out_wait.v + k, (s->out_wait.n - k) * sizeof *s->out_wait.v);
   memmove(s->wait_seq, s->wait_seq + k, (s->out_wait.n - k) * sizeof *s->wait_seq);
   s->out_wait.n -= k;
