@@ -778,8 +778,9 @@ const char *rt_store_ckpt_run(rt_store_ckpt *c, int *log, int *copied) {
       return sqlite3_errstr(rc);
     }
     /* A new connection knows the file is in WAL mode only once it has read
-     * it; until then a checkpoint reports "not WAL" and copies nothing. */
-    sqlite3_exec(c->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+     * it; until then a checkpoint reports "not WAL" and copies nothing. The
+     * copy reads and writes the files directly: no page cache needed. */
+    sqlite3_exec(c->db, "PRAGMA cache_size=16; PRAGMA journal_mode=WAL", NULL, NULL, NULL);
   }
   int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, log, copied);
   return rc == SQLITE_OK ? NULL : sqlite3_errstr(rc);
