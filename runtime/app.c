@@ -433,6 +433,8 @@ static int start_httpd(app *a, char **err) {
     .ws_max_queued = (size_t)rt_config_int(c, "http.ws_max_queued_bytes", 0),
     .header_timeout_s = (int)rt_config_int(c, "http.header_timeout_s", 0),
     .idle_timeout_s = (int)rt_config_int(c, "http.idle_timeout_s", 0),
+    .body_timeout_s = (int)rt_config_int(c, "http.body_timeout_s", 0),
+    .ws_max_connections = (int)rt_config_int(c, "http.ws_max_connections", 0),
   };
   int rc = rt_httpd_start(&a->loop, &ho, &a->httpd, err);
   if (rc != RT_OK) return rc;

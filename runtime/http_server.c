@@ -167,6 +167,10 @@ typedef struct conn_rec {
   struct conn_rec *prev, *next;      /* idle list, or next free */
   bool idle, evicting;
   rt_httpd_ws *ws;                   /* the websocket on it, owned, or NULL */
+  /* Reading a request's body (body list, oldest first): since when. */
+  struct conn_rec *bprev, *bnext;
+  bool in_body;
+  uint64_t body_since;               /* uv_now ms at the headers */
 } conn_rec;
 
 typedef struct {
@@ -258,6 +262,10 @@ struct rt_httpd {
   conn_rec *recs;                    /* max_conn + EVICT_SLACK, owned */
   size_t nrecs;
   conn_rec *free_recs, *idle_head, *idle_tail;
+  conn_rec *body_head, *body_tail;   /* reading a body, oldest first */
+  unsigned body_timeout_ms;          /* headers to the body's last byte */
+  uint64_t body_timeouts, body_evictions;
+  int nws, ws_max;                   /* accepted websockets, their cap */
   uint64_t full_warned_ms;
   bool full_warned;
   int pending_closes;                /* our handles not closed yet */
@@ -315,6 +323,8 @@ static void conn_gone(rt_httpd *s, struct lws *wsi);
 static void conn_busy(rt_httpd *s, struct lws *wsi, bool busy);
 static conn_rec *rec_of(rt_httpd *s, struct lws *wsi);
 static void req_detach(rt_httpd_req *q);
+static void idle_remove(rt_httpd *s, conn_rec *r);
+static void listen_start(rt_httpd *s);
 
 static void hdrs_free(hdr_list *l) {
   for (size_t i = 0; i < l->n; i++) {
@@ -668,9 +678,54 @@ static bool client_left(struct lws *wsi) {
   return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+static void body_end(rt_httpd *s, conn_rec *r) {
+  if (!r->in_body) return;
+  if (r->bprev) r->bprev->bnext = r->bnext;
+  else s->body_head = r->bnext;
+  if (r->bnext) r->bnext->bprev = r->bprev;
+  else s->body_tail = r->bprev;
+  r->bprev = r->bnext = NULL;
+  r->in_body = false;
+}
+
+/* Closes a connection that is reading a request body, from our own uv
+ * callback (never inside lws): the answer goes straight to the socket
+ * when it fits (nothing of a reply has been written yet while a body is
+ * read), then lws closes the connection at once; its record goes back in
+ * conn_gone. */
+static void body_abort(rt_httpd *s, conn_rec *r, const char *answer) {
+  body_end(s, r);
+  idle_remove(s, r);
+  r->evicting = true;
+  int fd = (int)lw.get_socket_fd(r->wsi);
+  if (fd >= 0) {
+    (void)send(fd, answer, strlen(answer), MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)shutdown(fd, SHUT_WR);
+  }
+  lw.set_timeout(r->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+}
+
+static const char ANSWER_408[] =
+  "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+  "content-length: 27\r\nconnection: close\r\n\r\n{\"error\":\"request timeout\"}";
+static const char ANSWER_503[] =
+  "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+  "content-length: 30\r\nconnection: close\r\n\r\n{\"error\":\"server at capacity\"}";
+
 static void on_deadlines(uv_timer_t *t) {
   rt_httpd *s = t->data;
   uint64_t now = uv_now(s->loop);
+  /* Bodies not complete body_timeout_ms after their headers: the list is
+   * oldest first and they share the bound, so the scan stops at the first
+   * one still in time. lws's own timer only catches a body that stalls;
+   * one byte every few seconds would hold the connection for days. */
+  while (s->body_head && now - s->body_head->body_since >= s->body_timeout_ms) {
+    conn_rec *r = s->body_head;
+    s->body_timeouts++;
+    rt_log(RT_LOG_WARN, "httpd.body_timeout", "timeout_ms=%u detail=\"request body not "
+           "complete in time: 408 and close\"", s->body_timeout_ms);
+    body_abort(s, r, ANSWER_408);
+  }
   rt_httpd_req *next;
   for (rt_httpd_req *q = s->pending; q; q = next) {
     next = q->next;
@@ -691,13 +746,37 @@ static void on_deadlines(uv_timer_t *t) {
     lw.set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
     conn_error(wsi, c, 504, "timeout", false);
   }
-  if (!s->pending) {
+  if (!s->pending && !s->body_head) {
     uv_timer_stop(t);
     s->deadlines_on = false;
   }
 }
 
 #define DEADLINE_TICK_MS 50
+
+static void deadlines_arm(rt_httpd *s) {
+  if (!s->deadlines_on && s->handles_init && !s->closing) {
+    uv_timer_start(&s->deadlines, on_deadlines, DEADLINE_TICK_MS, DEADLINE_TICK_MS);
+    s->deadlines_on = true;
+  }
+}
+
+/* The connection starts reading a request body: on the body list (the
+ * deadline, and the first to go when the cap is reached with nothing
+ * idle), and the listener may take a new connection again. */
+static void body_begin(rt_httpd *s, struct lws *wsi) {
+  conn_rec *r = rec_of(s, wsi);
+  if (!r || r->evicting || r->in_body) return;
+  r->in_body = true;
+  r->body_since = uv_now(s->loop);
+  r->bnext = NULL;
+  r->bprev = s->body_tail;
+  if (s->body_tail) s->body_tail->bnext = r;
+  else s->body_head = r;
+  s->body_tail = r;
+  deadlines_arm(s);
+  listen_start(s);
+}
 
 static void pending_add(rt_httpd *s, rt_httpd_req *q, unsigned timeout_ms) {
   q->deadline = uv_now(s->loop) + timeout_ms;
@@ -709,10 +788,7 @@ static void pending_add(rt_httpd *s, rt_httpd_req *q, unsigned timeout_ms) {
   /* lws must not close the connection first on a timer of its own; this
    * one is only a backstop behind ours. */
   lw.set_timeout(q->wsi, PENDING_TIMEOUT_USER_OK, (int)(timeout_ms / 1000) + 5);
-  if (!s->deadlines_on && s->handles_init && !s->closing) {
-    uv_timer_start(&s->deadlines, on_deadlines, DEADLINE_TICK_MS, DEADLINE_TICK_MS);
-    s->deadlines_on = true;
-  }
+  deadlines_arm(s);
 }
 
 void rt_httpd_respond(rt_httpd_req *q, int status, const char *content_type,
@@ -951,7 +1027,10 @@ static void ws_finish(conn_rec *r) {
   r->ws = NULL;
   ws->wsi = NULL;
   ws->closing = true;
-  if (ws->accepted && ws->cb.on_close) ws->cb.on_close(ws->ud, ws);
+  if (ws->accepted) {
+    ws->s->nws--;
+    if (ws->cb.on_close) ws->cb.on_close(ws->ud, ws);
+  }
   ws_free(ws);
 }
 
@@ -1017,6 +1096,13 @@ static int on_upgrade(rt_httpd *s, struct lws *wsi, const char *proto) {
   if (!r) return upgrade_refuse(wsi, 403);
   conn_rec *cr = rec_of(s, wsi);
   if (!cr || cr->ws) return -1;
+  if (s->nws >= s->ws_max) {
+    /* websockets stay open for good: past their share, plain HTTP (the
+     * webhook, /healthz) would find no room */
+    rt_log(RT_LOG_WARN, "httpd.ws_full", "ws_max_connections=%d detail=\"websocket "
+           "upgrade refused: 503\"", s->ws_max);
+    return upgrade_refuse(wsi, 503);
+  }
   rt_httpd_ws *ws = rt_xcalloc(1, sizeof *ws);
   ws->s = s;
   ws->wsi = wsi;
@@ -1045,6 +1131,7 @@ static int on_upgrade(rt_httpd *s, struct lws *wsi, const char *proto) {
     }
   }
   ws->accepted = true;
+  s->nws++;
   return 0;
 }
 
@@ -1108,15 +1195,20 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason,
   rt_httpd_conn *c = user;
   conn_rec *r;
   switch (reason) {
-  case LWS_CALLBACK_HTTP:
+  case LWS_CALLBACK_HTTP: {
     if (!s || !c) return -1;
     conn_busy(s, wsi, true);
-    return on_request(s, wsi, c, in, len);
+    int rc = on_request(s, wsi, c, in, len);
+    if (c->want_body) body_begin(s, wsi); /* bounded by body_timeout_ms */
+    return rc;
+  }
   case LWS_CALLBACK_HTTP_BODY:
+    if (s && (r = rec_of(s, wsi)) && r->evicting) return -1; /* cut off (body_abort) */
     if (c) on_body(c, in, len);
     return 0;
   case LWS_CALLBACK_HTTP_BODY_COMPLETION:
     if (!s || !c) return -1;
+    if ((r = rec_of(s, wsi)) && r->evicting) return -1;
     if (!c->want_body) {
       /* lws 4.1 repeats the completion while a reply is pending when more
        * requests were pipelined behind one with a body: usually once or
@@ -1126,6 +1218,7 @@ static int lws_cb(struct lws *wsi, enum lws_callback_reasons reason,
       return ++c->spurious > 16 ? -1 : 0;
     }
     c->want_body = false;
+    if ((r = rec_of(s, wsi))) body_end(s, r);
     finish(s, wsi, c);
     return 0;
   case LWS_CALLBACK_HTTP_WRITEABLE:
@@ -1304,7 +1397,7 @@ static int fit_fd_limit(int want, rlim_t *limit) {
 
 static void listen_start(rt_httpd *s) {
   if (s->closing || s->listening || s->retry_pending) return;
-  if (s->nconn >= s->max_conn && !(s->idle_head && s->free_recs)) return;
+  if (s->nconn >= s->max_conn && !((s->idle_head || s->body_head) && s->free_recs)) return;
   uv_poll_start(&s->lpoll, UV_READABLE, on_listen);
   s->listening = true;
 }
@@ -1382,7 +1475,8 @@ static void note_full(rt_httpd *s) {
   s->full_warned = true;
   s->full_warned_ms = now;
   rt_log(RT_LOG_WARN, "httpd.full", "max_connections=%d detail=\"at the cap: the oldest idle "
-         "connection is closed for each new one, or new ones wait\"", s->max_conn);
+         "connection (else the oldest body being read) is closed for each new one, or new "
+         "ones wait\"", s->max_conn);
 }
 
 static void on_listen(uv_poll_t *h, int status, int events) {
@@ -1397,10 +1491,11 @@ static void on_listen(uv_poll_t *h, int status, int events) {
     if (s->closing) return;
     if (s->nconn >= s->max_conn) {
       note_full(s);
-      if (!s->idle_head || !s->free_recs) {
-        /* Every connection is inside a request (or closing): stop
-         * accepting; new connects wait in the kernel's backlog until one
-         * finishes (conn_busy) or closes (conn_gone). */
+      if ((!s->idle_head && !s->body_head) || !s->free_recs) {
+        /* Every connection is a websocket, waits for its answer or is
+         * closing: stop accepting; new connects wait in the kernel's
+         * backlog until one finishes (conn_busy), starts reading a body
+         * (body_begin) or closes (conn_gone). */
         listen_stop(s);
         return;
       }
@@ -1437,13 +1532,23 @@ static void on_listen(uv_poll_t *h, int status, int events) {
     s->nconn++;
     idle_push(s, r);
     if (s->nconn > s->max_conn) {
-      /* Make room: close the connection idle for the longest. We are in
-       * our own uv callback, not inside lws, so a synchronous close is
-       * allowed; its record goes back in conn_gone. */
+      /* Make room: close the connection idle for the longest, else the
+       * one reading a body for the longest (a client trickling a body
+       * must not keep the new one out: /healthz and the webhook come
+       * first). We are in our own uv callback, not inside lws, so a
+       * synchronous close is allowed; its record goes back in conn_gone. */
       conn_rec *v = s->idle_head;
-      idle_remove(s, v);
-      v->evicting = true;
-      lw.set_timeout(v->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+      if (v != r) {
+        idle_remove(s, v);
+        v->evicting = true;
+        lw.set_timeout(v->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+      } else if (s->body_head) {
+        s->body_evictions++;
+        rt_log(RT_LOG_WARN, "httpd.body_evict", "max_connections=%d evictions=%llu "
+               "detail=\"at the cap with none idle: the oldest body being read is cut "
+               "off (503 and close)\"", s->max_conn, (unsigned long long)s->body_evictions);
+        body_abort(s, s->body_head, ANSWER_503);
+      }
     }
   }
 }
@@ -1455,6 +1560,7 @@ static void conn_gone(rt_httpd *s, struct lws *wsi) {
   ws_finish(r); /* lws said CLOSED first, unless the upgrade never finished */
   lw.set_opaque_user_data(wsi, NULL);
   idle_remove(s, r);
+  body_end(s, r);
   r->wsi = NULL;
   r->evicting = false;
   r->next = s->free_recs;
@@ -1571,6 +1677,12 @@ int rt_httpd_start(uv_loop_t *loop, const rt_httpd_opts *o, rt_httpd **out,
                                        ? o->max_header : RT_HTTPD_MAX_HEADER);
   s->keepalive_s = o->idle_timeout_s > 0 ? o->idle_timeout_s : RT_HTTPD_KEEPALIVE_S;
   s->header_timeout_s = o->header_timeout_s > 0 ? o->header_timeout_s : RT_HTTPD_HEADER_TIMEOUT_S;
+  s->body_timeout_ms = (unsigned)(o->body_timeout_s > 0 ? o->body_timeout_s
+                                                         : RT_HTTPD_BODY_DEADLINE_S) * 1000u;
+  /* half the cap by default; never all of it, so plain HTTP has room */
+  s->ws_max = o->ws_max_connections > 0 ? o->ws_max_connections : cap / 2;
+  if (s->ws_max >= cap) s->ws_max = cap - 1;
+  if (s->ws_max < 1) s->ws_max = 1;
   uv_timer_init(loop, &s->reap);
   s->reap.data = s;
   uv_poll_init_socket(loop, &s->lpoll, lfd);
@@ -1682,6 +1794,15 @@ int rt_httpd_port(const rt_httpd *s) { return s ? s->port : 0; }
 int rt_httpd_connections(const rt_httpd *s) { return s ? s->nconn : 0; }
 
 int rt_httpd_max_connections(const rt_httpd *s) { return s ? s->max_conn : 0; }
+
+int rt_httpd_ws_connections(const rt_httpd *s) { return s ? s->nws : 0; }
+
+int rt_httpd_ws_max_connections(const rt_httpd *s) { return s ? s->ws_max : 0; }
+
+void rt_httpd_body_stats(const rt_httpd *s, uint64_t *timeouts, uint64_t *evictions) {
+  if (timeouts) *timeouts = s ? s->body_timeouts : 0;
+  if (evictions) *evictions = s ? s->body_evictions : 0;
+}
 
 /* Frees s once the reap timer and our own handles are all closed. */
 static void handle_closed(uv_handle_t *h) {

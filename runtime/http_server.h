@@ -9,8 +9,12 @@
  * on another thread; handlers are called on the loop.
  *
  * Limits. At most max_connections connections are open at once; at the cap
- * the server stops accepting and new connects wait in the kernel's backlog
- * until one closes. The cap is lowered, with a warning, to fit under the
+ * a new connection closes the one idle longest, else the one reading a
+ * request body longest (503 and close); when none is either (websockets,
+ * requests waiting for their answer) the server stops accepting and new
+ * connects wait in the kernel's backlog until one closes. Websockets take
+ * at most ws_max_connections of the cap (default half; further upgrades
+ * get 503), so plain HTTP always has room. The cap is lowered, with a warning, to fit under the
  * open-files limit (RLIMIT_NOFILE, whose soft limit is raised toward the hard
  * one if that is needed) minus a reserve for the rest of the process, so the
  * server never runs the process out of descriptors. If accept still fails
@@ -19,7 +23,8 @@
  * Idle and slow connections are closed: request headers not complete
  * header_timeout_s (RT_HTTPD_HEADER_TIMEOUT_S) after connecting (silent or
  * slowloris connections), a request body that stalls for
- * RT_HTTPD_BODY_TIMEOUT_S, and idle_timeout_s (RT_HTTPD_KEEPALIVE_S) of
+ * RT_HTTPD_BODY_TIMEOUT_S or is not complete body_timeout_s
+ * (RT_HTTPD_BODY_DEADLINE_S) after its headers (408), and idle_timeout_s (RT_HTTPD_KEEPALIVE_S) of
  * quiet between keep-alive requests. The shop sets these and the other
  * limits in shop.json's http section (app.c, docs/http.md).
  *
@@ -50,6 +55,7 @@
 #define RT_HTTP_SERVER_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #define RT_HTTPD_MAX_BODY ((size_t)1 << 20)
@@ -59,6 +65,7 @@
 #define RT_HTTPD_WS_MAX_QUEUED ((size_t)1 << 20)
 #define RT_HTTPD_DEFAULT_MAX_CONN 256
 #define RT_HTTPD_BODY_TIMEOUT_S 5
+#define RT_HTTPD_BODY_DEADLINE_S 30
 #define RT_HTTPD_HEADER_TIMEOUT_S 10
 #define RT_HTTPD_KEEPALIVE_S 30
 #define RT_HTTPD_WS_PING_S 30
@@ -148,6 +155,8 @@ typedef struct {
   size_t ws_max_queued;    /* 0: RT_HTTPD_WS_MAX_QUEUED */
   int header_timeout_s;    /* 0: RT_HTTPD_HEADER_TIMEOUT_S, headers complete after connect */
   int idle_timeout_s;      /* 0: RT_HTTPD_KEEPALIVE_S, quiet between keep-alive requests */
+  int body_timeout_s;      /* 0: RT_HTTPD_BODY_DEADLINE_S, headers to a body's last byte */
+  int ws_max_connections;  /* 0: half the cap; at most the cap minus one */
 } rt_httpd_opts;
 /* Checks a listen address the way rt_httpd_start reads it: "IPv4:PORT",
  * "[IPv6]:PORT", "localhost:PORT" (127.0.0.1), ":PORT", "*:PORT" or "PORT"
@@ -212,6 +221,12 @@ int rt_httpd_port(const rt_httpd *s);
  * under the open-files limit). */
 int rt_httpd_connections(const rt_httpd *s);
 int rt_httpd_max_connections(const rt_httpd *s);
+/* Websockets open now, and their cap (upgrades past it get 503). */
+int rt_httpd_ws_connections(const rt_httpd *s);
+int rt_httpd_ws_max_connections(const rt_httpd *s);
+/* Connections closed while reading a request body: past body_timeout_s
+ * (408), and cut off at the cap to make room with none idle (503). */
+void rt_httpd_body_stats(const rt_httpd *s, uint64_t *timeouts, uint64_t *evictions);
 
 /* Stops listening, drops open connections, destroys the lws context and,
  * once lws has closed every uv handle it added to the loop, frees s and

@@ -1,7 +1,9 @@
 /* test_httpd_limits.c -- the HTTP server's listen-address parser (the one
  * `check` and `run` share), IPv6 listening, the connection cap with idle
- * connections closed for room, and the accept back-off when the process is
- * out of descriptors. Raw client sockets, 127.0.0.1 and ::1 only. */
+ * connections closed for room, bodies trickled to hold the cap (cut off at
+ * the cap, closed at their deadline), the websockets' share of the cap,
+ * and the accept back-off when the process is out of descriptors. Raw
+ * client sockets, 127.0.0.1 and ::1 only. */
 #include "http_server.h"
 #include "log.h"
 #include "rt.h"
@@ -279,6 +281,244 @@ T(cap_fits_the_fd_limit) {
   setrlimit(RLIMIT_NOFILE, &old);
 }
 
+/* ---- bodies trickled, websockets held ----------------------------------------------- */
+
+/* Reads what fd has now into buf (NUL-terminated, at most cap - 1 bytes in
+ * all); true once the peer has closed or reset the connection. */
+static bool drained_closed(int fd, char *buf, size_t cap, size_t *len) {
+  for (;;) {
+    ssize_t n = recv(fd, buf + *len, cap - 1 - *len, MSG_DONTWAIT);
+    if (n > 0) {
+      *len += (size_t)n;
+      buf[*len] = '\0';
+      if (*len + 1 < cap) continue;
+      return false;
+    }
+    return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+  }
+}
+
+#define NTRICKLE 8
+
+typedef struct {
+  int fd[NTRICKLE];
+  bool closed[NTRICKLE];
+  char got[NTRICKLE][256];
+  size_t got_len[NTRICKLE];
+  uint64_t next_byte;
+} tricklers;
+
+/* One more body byte to every open trickler every 300 ms (well inside
+ * lws's 5 s stall timer), and notes which ones the server closed. */
+static void trickle_step(tricklers *t) {
+  bool send_now = now_ms() >= t->next_byte;
+  if (send_now) t->next_byte = now_ms() + 300;
+  for (int i = 0; i < NTRICKLE; i++) {
+    if (t->closed[i]) continue;
+    if (drained_closed(t->fd[i], t->got[i], sizeof t->got[i], &t->got_len[i])) {
+      t->closed[i] = true;
+      continue;
+    }
+    if (send_now) (void)send(t->fd[i], "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
+}
+
+static int trickle_closed(const tricklers *t) {
+  int n = 0;
+  for (int i = 0; i < NTRICKLE; i++) n += t->closed[i];
+  return n;
+}
+
+static bool trickle_all_closed(void *ud) {
+  tricklers *t = ud;
+  trickle_step(t);
+  return trickle_closed(t) == NTRICKLE;
+}
+
+static bool trickle_full(void *ud) {
+  void **a = ud;
+  trickle_step(a[1]);
+  return rt_httpd_connections(a[0]) >= NTRICKLE;
+}
+
+typedef struct {
+  reader r;
+  tricklers *t;
+} reader_trickle;
+
+static bool got_status_trickling(void *ud) {
+  reader_trickle *rt = ud;
+  trickle_step(rt->t);
+  return got_status(&rt->r);
+}
+
+/* The cap filled with POSTs whose 1000-byte bodies come one byte at a
+ * time (to a path with no route, so only the server's framing reads
+ * them): a new request still gets in at once (the body read longest is
+ * cut off, 503), and the rest are closed when body_timeout_s is up (408),
+ * though every byte came well inside lws's stall timer. */
+T(trickled_bodies_do_not_lock_out) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  rt_httpd *s = NULL;
+  char *err = NULL;
+  rt_httpd_opts o = {.listen = "127.0.0.1:0", .max_connections = NTRICKLE,
+                     .body_timeout_s = 2};
+  CHECK_INT(rt_httpd_start(&loop, &o, &s, &err), RT_OK);
+  free(err);
+  if (!s) return;
+  rt_httpd_route(s, "GET", "/x", on_ok, NULL);
+  int port = rt_httpd_port(s);
+  static tricklers t;
+  memset(&t, 0, sizeof t);
+  for (int i = 0; i < NTRICKLE; i++) {
+    t.fd[i] = client4(port);
+    CHECK(t.fd[i] >= 0);
+  }
+  spin(&loop, 100, NULL, NULL);
+  static const char post[] = "POST /nope HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\nx";
+  for (int i = 0; i < NTRICKLE; i++)
+    CHECK(send(t.fd[i], post, sizeof post - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof post - 1));
+  void *a[2] = {s, &t};
+  CHECK(spin(&loop, 1000, trickle_full, a));
+  spin(&loop, 200, NULL, NULL);
+  CHECK_INT(rt_httpd_connections(s), NTRICKLE);
+  CHECK_INT(trickle_closed(&t), 0);
+  uint64_t tmo = 0, ev = 0;
+
+  /* a GET gets in within a second */
+  uint64_t t0 = now_ms();
+  int fd = client4(port);
+  reader_trickle rt = {.r = {.fd = fd}, .t = &t};
+  uint64_t end = now_ms() + 1000;
+  while (send(fd, GET, sizeof GET - 1, MSG_NOSIGNAL) < 0 && now_ms() < end) {
+    CHECK(errno == EAGAIN || errno == ENOTCONN);
+    spin(&loop, 5, NULL, NULL);
+  }
+  CHECK(spin(&loop, 1000, got_status_trickling, &rt));
+  fprintf(stderr, "  GET answered in %llu ms at the cap\n", (unsigned long long)(now_ms() - t0));
+  CHECK(strncmp(rt.r.buf, "HTTP/1.1 200", 12) == 0);
+  close(fd);
+  rt_httpd_body_stats(s, &tmo, &ev);
+  CHECK(ev >= 1);
+  CHECK_INT((int)tmo, 0);
+  CHECK(trickle_closed(&t) >= 1);
+  bool saw503 = false;
+  for (int i = 0; i < NTRICKLE; i++)
+    if (t.closed[i] && strncmp(t.got[i], "HTTP/1.1 503", 12) == 0) saw503 = true;
+  CHECK(saw503);
+
+  /* the others: 408 and closed at the deadline (2 s after their headers) */
+  t0 = now_ms();
+  CHECK(spin(&loop, 3000, trickle_all_closed, &t));
+  fprintf(stderr, "  tricklers all closed %llu ms later\n", (unsigned long long)(now_ms() - t0));
+  rt_httpd_body_stats(s, &tmo, &ev);
+  CHECK(tmo >= 1);
+  CHECK_INT((int)(tmo + ev), NTRICKLE);
+  int n408 = 0;
+  for (int i = 0; i < NTRICKLE; i++) n408 += strncmp(t.got[i], "HTTP/1.1 408", 12) == 0;
+  CHECK(n408 >= 1);
+  for (int i = 0; i < NTRICKLE; i++) close(t.fd[i]);
+  int zero = 0;
+  void *b[2] = {s, &zero};
+  CHECK(spin(&loop, 2000, at_most, b));
+  close_server(&loop, s);
+  CHECK_INT(uv_loop_close(&loop), 0);
+}
+
+static const char WS_UPGRADE[] =
+  "GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+static bool got_head(void *ud) {
+  reader *r = ud;
+  ssize_t n = recv(r->fd, r->buf + r->len, sizeof r->buf - 1 - r->len, 0);
+  if (n > 0) r->len += (size_t)n;
+  r->buf[r->len] = '\0';
+  return strstr(r->buf, "\r\n\r\n") != NULL;
+}
+
+/* The status line of the answer to an upgrade sent on a new connection. */
+static void ws_try(uv_loop_t *loop, int port, int *fd, char *status, size_t cap) {
+  *fd = client4(port);
+  uint64_t end = now_ms() + 2000;
+  while (send(*fd, WS_UPGRADE, sizeof WS_UPGRADE - 1, MSG_NOSIGNAL) < 0 && now_ms() < end) {
+    if (errno != EAGAIN && errno != ENOTCONN) break;
+    spin(loop, 5, NULL, NULL);
+  }
+  reader r = {.fd = *fd};
+  spin(loop, 2000, got_head, &r);
+  snprintf(status, cap, "%.12s", r.buf);
+}
+
+/* Websockets stay open (the web chat's do, answering pings): they may
+ * take half the cap by default; the next upgrade gets 503 and plain
+ * requests still get in; one closing makes room for another. */
+T(websockets_leave_room_for_http) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  rt_httpd *s = NULL;
+  char *err = NULL;
+  rt_httpd_opts o = {.listen = "127.0.0.1:0", .max_connections = 8};
+  CHECK_INT(rt_httpd_start(&loop, &o, &s, &err), RT_OK);
+  free(err);
+  if (!s) return;
+  rt_httpd_route(s, "GET", "/x", on_ok, NULL);
+  rt_httpd_ws_callbacks cb = {0};
+  rt_httpd_ws_route(s, "/ws", &cb, NULL);
+  CHECK_INT(rt_httpd_ws_max_connections(s), 4);
+  int port = rt_httpd_port(s);
+  int ws[4];
+  char st[16];
+  for (int i = 0; i < 4; i++) {
+    ws_try(&loop, port, &ws[i], st, sizeof st);
+    CHECK_STR(st, "HTTP/1.1 101");
+  }
+  CHECK_INT(rt_httpd_ws_connections(s), 4);
+  int extra;
+  ws_try(&loop, port, &extra, st, sizeof st);
+  CHECK_STR(st + 9, "503"); /* lws answers a refused upgrade as HTTP/1.0 */
+  close(extra);
+  CHECK_INT(rt_httpd_ws_connections(s), 4);
+  /* plain HTTP: several at once, each answered */
+  int h[3];
+  for (int i = 0; i < 3; i++) h[i] = client4(port);
+  for (int i = 0; i < 3; i++) CHECK(request_ok(&loop, h[i]));
+  for (int i = 0; i < 3; i++) close(h[i]);
+  /* one websocket leaves: another may come */
+  close(ws[0]);
+  uint64_t end = now_ms() + 2000;
+  while (rt_httpd_ws_connections(s) > 3 && now_ms() < end) spin(&loop, 10, NULL, NULL);
+  CHECK_INT(rt_httpd_ws_connections(s), 3);
+  ws_try(&loop, port, &ws[0], st, sizeof st);
+  CHECK_STR(st, "HTTP/1.1 101");
+  for (int i = 0; i < 4; i++) close(ws[i]);
+  int zero = 0;
+  void *b[2] = {s, &zero};
+  CHECK(spin(&loop, 2000, at_most, b));
+  CHECK_INT(rt_httpd_ws_connections(s), 0);
+  close_server(&loop, s);
+  CHECK_INT(uv_loop_close(&loop), 0);
+}
+
+/* An explicit share is kept, but never the whole cap. */
+T(ws_share_bounds) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct { int max, ws, want; } c[] = {{8, 0, 4}, {8, 2, 2}, {8, 8, 7}, {8, 100, 7}, {1, 0, 1},
+                                       {3, 0, 1}};
+  for (size_t i = 0; i < RT_ARRAY_LEN(c); i++) {
+    rt_httpd *s = NULL;
+    rt_httpd_opts o = {.listen = "127.0.0.1:0", .max_connections = c[i].max,
+                       .ws_max_connections = c[i].ws};
+    CHECK_INT(rt_httpd_start(&loop, &o, &s, NULL), RT_OK);
+    if (!s) continue;
+    CHECK_INT(rt_httpd_ws_max_connections(s), c[i].want);
+    close_server(&loop, s);
+  }
+  CHECK_INT(uv_loop_close(&loop), 0);
+}
+
 /* ---- out of descriptors ------------------------------------------------------------ */
 
 static double cpu_s(void) {
@@ -350,6 +590,9 @@ int main(void) {
   T_RUN(listen_ipv6);
   T_RUN(cap_closes_idle_for_room);
   T_RUN(cap_fits_the_fd_limit);
+  T_RUN(trickled_bodies_do_not_lock_out);
+  T_RUN(websockets_leave_room_for_http);
+  T_RUN(ws_share_bounds);
   T_RUN(emfile_backs_off);
   return T_DONE();
 }
