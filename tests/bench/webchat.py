@@ -64,7 +64,8 @@ try:
     p = os.path.join(shop, "shop.json")
     conf = open(p, encoding="utf-8").read()
     conf = conf.replace('"listen": "127.0.0.1:8080"',
-                        '"listen": "127.0.0.1:%d", "max_connections": %d' % (port, N + 200))
+                        '"listen": "127.0.0.1:%d", "max_connections": %d, '
+                        '"ws_max_connections": %d' % (port, N + 200, N + 100))
     conf = conf.replace('"webchat": { "title"', '"webchat": { "rate_per_minute": 6000, "burst": 100, "title"')
     conf = conf.replace('"level": "info"', '"level": "warn"')
     open(p, "w", encoding="utf-8").write(conf)

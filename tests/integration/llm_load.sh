@@ -17,10 +17,11 @@ cat > "$TMP/rules.json" <<JSON
 JSON
 fake_llm "$TMP/rules.json"
 d="$TMP/shop"
-# every chat a socket, and room for the bot's own requests to the model;
-# one attempt each, well inside its time: the figures are of waiting calls
+# every chat a socket (websockets may take all but 100 of the connections),
+# and room for the bot's own requests to the model; one attempt each, well
+# inside its time: the figures are of waiting calls
 llm_shop "$d" 0 "$LLM_PORT" 'flows.start="retention"' \
-  "http.max_connections=$((SLOW + 2 * FAST + 200))" "llm.max_in_flight=$((SLOW + 100))" \
+  "http.max_connections=$((SLOW + 2 * FAST + 200))" "http.ws_max_connections=$((SLOW + 2 * FAST + 100))" "llm.max_in_flight=$((SLOW + 100))" \
   "llm.timeout_ms=$(((DELAY + 30) * 1000))" "llm.deadline_ms=$(((DELAY + 60) * 1000))" 'llm.retries=0'
 $SHOPBOT run "$d" >"$TMP/out" 2>"$TMP/err" &
 bot=$!
