@@ -164,6 +164,27 @@ static void on_metrics(void *ud, rt_httpd_req *req) {
   rt_buf b = RT_BUF_INIT;
   rt_buf_adds(&b, body ? body : "");
   free(body);
+  /* the HTTP server's defences (docs/http.md, limits): bodies cut off at
+   * their deadline or to make room, and the websockets against their share */
+  uint64_t timeouts = 0, evictions = 0;
+  rt_httpd_body_stats(a->httpd, &timeouts, &evictions);
+  rt_buf_printf(&b,
+              "# HELP shopbot_http_body_timeouts_total Request bodies not complete in "
+              "http.body_timeout_s (408).\n"
+              "# TYPE shopbot_http_body_timeouts_total counter\n"
+              "shopbot_http_body_timeouts_total %llu\n"
+              "# HELP shopbot_http_body_evictions_total Request bodies cut off to make room at "
+              "http.max_connections (503).\n"
+              "# TYPE shopbot_http_body_evictions_total counter\n"
+              "shopbot_http_body_evictions_total %llu\n"
+              "# HELP shopbot_http_websockets Open websockets (at most "
+              "shopbot_http_websockets_max).\n"
+              "# TYPE shopbot_http_websockets gauge\n"
+              "shopbot_http_websockets %d\n"
+              "# TYPE shopbot_http_websockets_max gauge\n"
+              "shopbot_http_websockets_max %d\n",
+              (unsigned long long)timeouts, (unsigned long long)evictions,
+              rt_httpd_ws_connections(a->httpd), rt_httpd_ws_max_connections(a->httpd));
   /* the plugins' own series (plugin.h: set_metrics), after the engine's */
   if (a->plugins) rt_plugin_host_metrics(a->plugins, &b);
   rt_httpd_respond(req, 200, "text/plain; version=0.0.4", rt_buf_str(&b), b.len);

@@ -23,7 +23,8 @@ check "healthz shows the reload error" contains "$TMP/h" '"last_reload_error": ?
 curl -s "http://127.0.0.1:$port/metrics" >"$TMP/m"
 for m in shopbot_events_processed_total shopbot_steps_failed_total 'shopbot_reloads_total\{result="ok"\}' \
          'shopbot_reloads_total\{result="failed"\} 1' shopbot_conversations shopbot_outbox_depth shopbot_timers_pending \
-         shopbot_lua_long_steps_total; do
+         shopbot_lua_long_steps_total 'shopbot_http_body_timeouts_total 0' \
+         'shopbot_http_body_evictions_total 0' 'shopbot_http_websockets 0' shopbot_http_websockets_max; do
   check "metrics has $m" contains "$TMP/m" "^$m"
 done
 curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/nope" >"$TMP/c"
