@@ -72,6 +72,15 @@ bool rt_walsync_checkpointed(rt_walsync *w) {
   return d;
 }
 
+/* What commits wait, synced on the calling thread (the loop's fallback,
+ * a clean stop). */
+static void sync_here(rt_walsync *w) {
+  int64_t upto = rt_store_sync_begin(w->o.store);
+  int err = w->o.fsync(w->path);
+  if (err) die(w, err);
+  rt_store_synced(w->o.store, upto);
+}
+
 static void work(uv_work_t *req) {
   rt_walsync *w = req->data;
   w->err = w->o.fsync(w->path);
@@ -105,9 +114,7 @@ void rt_walsync_kick(rt_walsync *w) {
   int rc = uv_queue_work(w->o.loop, &w->req, work, after);
   if (rc != 0) {   /* cannot be on a live loop; sync here rather than never */
     w->running = false;
-    w->err = w->o.fsync(w->path);
-    if (w->err) die(w, w->err);
-    rt_store_synced(w->o.store, w->upto);
+    sync_here(w);
     if (w->o.synced) w->o.synced(w->o.ud);
   }
 }
@@ -134,12 +141,7 @@ void rt_walsync_close(rt_walsync *w, void (*done)(void *ud), void *ud) {
 
 void rt_walsync_free(rt_walsync *w) {
   if (!w) return;
-  if (rt_store_sync_pending(w->o.store)) {
-    int64_t upto = rt_store_sync_begin(w->o.store);
-    int err = w->o.fsync(w->path);
-    if (err) die(w, err);
-    rt_store_synced(w->o.store, upto);
-  }
+  if (rt_store_sync_pending(w->o.store)) sync_here(w);
   rt_store_ckpt_free(w->ck);
   free(w->path);
   free(w);
