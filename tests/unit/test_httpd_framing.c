@@ -10,6 +10,7 @@
 #include "log.h"
 #include "rt.h"
 #include "t.h"
+#include "tnet.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -130,17 +131,6 @@ typedef struct {
   uint64_t first_ms;           /* when the first byte came, after the send */
 } reply;
 
-static int connect4(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 /* Reads what fd has into r, serving between reads, until the server closes
  * or ms pass, or (until != NULL) until that text has come. */
 static void collect(env *e, int fd, reply *r, int ms, const char *until) {
@@ -166,7 +156,7 @@ static void collect(env *e, int fd, reply *r, int ms, const char *until) {
  * for up to ms (or until the server closes). Returns the fd, still open. */
 static int exchange(env *e, const char *req, size_t len, reply *r, int ms) {
   memset(r, 0, sizeof *r);
-  int fd = connect4(e->port);
+  int fd = client4(e->port);
   CHECK(fd >= 0);
   serve(e, 5);
   uint64_t end = now_ms() + 2000;

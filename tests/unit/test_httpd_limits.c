@@ -8,6 +8,7 @@
 #include "log.h"
 #include "rt.h"
 #include "t.h"
+#include "tnet.h"
 #include <errno.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -63,18 +64,6 @@ static void close_server(uv_loop_t *loop, rt_httpd *s) {
   rt_httpd_close(s, on_closed, &closed);
   uv_run(loop, UV_RUN_DEFAULT);
   CHECK_INT(closed, 1);
-}
-
-/* A non-blocking client connected (or connecting) to port on 127.0.0.1. */
-static int client4(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) {
-    close(fd);
-    return -1;
-  }
-  return fd;
 }
 
 typedef struct {
