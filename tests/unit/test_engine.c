@@ -63,9 +63,9 @@ static const char *flow_v1 =
   "      c:say('v1 slow ' .. (r and r.json.ok and 'ok' or tostring(err)))\n"
   "      return\n"
   "    end\n"
-  "    if ev.text == 'wakeok' then c:wake(time.now() + 1, 'fine') return end\n"
-  "    if ev.text == 'wakefail' then c:wake(time.now() + 1, 'boom') return end\n"
-  "    if ev.text == 'wakeslow' then c:wake(time.now() + 1, 'slowwake') return end\n"
+  "    if ev.text == 'wakeok' then c:wake(time.now() + 2, 'fine') return end\n"
+  "    if ev.text == 'wakefail' then c:wake(time.now() + 2, 'boom') return end\n"
+  "    if ev.text == 'wakeslow' then c:wake(time.now() + 2, 'slowwake') return end\n"
   "    c.slots.n = (c.slots.n or 0) + 1\n"
   "    c:say('v1 ' .. ev.text .. ' ' .. c.slots.n)\n"
   "  end,\n"
@@ -210,6 +210,9 @@ T(wake_rows_only_when_needed) {
   receive(e, "w1", "w-e1", "wakeok");
   receive(e, "w2", "w-e2", "wakefail");
   receive(e, "w3", "w-e3", "wakeslow");
+  /* The wake-ups are set at time.now() + 2: time.now() is whole seconds,
+   * so + 1 could fall due within the very transaction that stores it,
+   * while its chat still runs -- which rightly gives it an inbox row. */
   /* Until the quick wake-up has answered and the slow one's row is
    * committed while its step waits (1.5 s). */
   const char *slow_new = "SELECT COUNT(*) FROM inbox WHERE kind = 'wake' AND chat_id = 'w3' "
