@@ -24,7 +24,7 @@ enum {
   S_TIMER_SET, S_TIMER_CANCEL, S_TIMER_CANCEL_ALL, S_TIMER_NEXT, S_TIMER_DUE, S_TIMER_DEL, S_TIMER_DEL_DUE, S_TIMER_COUNT,
   S_TIMER_EXISTS, S_META_GET, S_META_SET,
   S_EVENT_ADD, S_LEAD_ADD, S_CUSTOMER_GET, S_CUSTOMER_ADDRS, S_ADDR_PHONE, S_ADDR_SET,
-  S_ADDR_BLOCK, S_OUT_CHAT, S_CHAT_HISTORY,
+  S_ADDR_BLOCK, S_OUT_CHAT, S_HIST_IN, S_HIST_OUT, S_HIST_IDS,
   S_BEGIN, S_COMMIT, S_ROLLBACK,
   S_COUNT
 };
@@ -66,16 +66,17 @@ static const char *stmt_sql[S_COUNT] = {
   /* The first pending row of each chat (per-chat order), if it is due,
    * most urgent first. A chat's pending rows are its newest (its next row
    * leaves only after the one before is sent or failed for good), so a
-   * pending row is the head when the row before it in the chat is not
-   * pending: one probe of outbox_chat (020_outbox_lean.sql). The order is
-   * outbox_prio_pending's key, priority then id (021_index_keys.sql).
-   * "+id <= ?" is out_visible's bound: the + keeps SQLite on the pending
-   * rows' index instead of a walk of every row up to that id. */
+   * pending row is the head when no earlier row of its chat is pending:
+   * one probe of outbox_chat_pending, which holds the pending rows only
+   * (023_chat_buckets.sql). The order is outbox_prio_pending's key,
+   * priority then id (021_index_keys.sql). "+id <= ?" is out_visible's
+   * bound: the + keeps SQLite on the pending rows' index instead of a walk
+   * of every row up to that id. */
   [S_OUT_HEADS] = "SELECT id, conv_id, attempts, channel, chat_id, kind, payload, idem_key, "
                   "priority FROM outbox AS o WHERE status = 'pending' AND channel = ?1 "
-                  "AND next_try_at <= ?2 AND COALESCE((SELECT p.status FROM outbox AS p "
-                  "WHERE p.channel = o.channel AND p.chat_id = o.chat_id AND p.id < o.id "
-                  "ORDER BY p.id DESC LIMIT 1), '') != 'pending' "
+                  "AND next_try_at <= ?2 AND NOT EXISTS (SELECT 1 FROM outbox AS p "
+                  "WHERE p.status = 'pending' AND p.chat_id = o.chat_id "
+                  "AND p.channel = o.channel AND p.id < o.id) "
                   "AND +id <= ?4 ORDER BY priority * 1000000000000000 + id LIMIT ?3",
   [S_OUT_PENDING] = "SELECT count(*) FROM outbox WHERE status = 'pending' AND channel = ?1 "
                     "AND +id <= ?2",
@@ -141,23 +142,17 @@ static const char *stmt_sql[S_COUNT] = {
                    "SET status = excluded.status, reason = excluded.reason, "
                    "status_at = excluded.status_at",
   [S_OUT_CHAT] = "SELECT channel, chat_id FROM outbox WHERE id = ?1",
-  /* The newest ?3 messages of a chat both ways, oldest first. Each side is
-   * cut to ?3 before the two are merged: the outbox's on outbox_chat, in
-   * order; the inbox's after a sort of the chat's rows, which its unique
-   * key finds (021_index_keys.sql: 7 ms for a chat of 10,000 messages).
-   * A reply is stored after the message it answers: at the same ms the
-   * customer's comes first. */
-  [S_CHAT_HISTORY] =
-    "SELECT side, at, id, ext_id, payload FROM ("
-    " SELECT * FROM (SELECT 0 AS side, received_at AS at, id, ext_id, payload FROM inbox"
-    "  WHERE channel = ?1 AND chat_id = ?2 AND kind IN ('text', 'photo')"
-    "  ORDER BY received_at DESC, id DESC LIMIT ?3)"
-    " UNION ALL"
-    " SELECT * FROM (SELECT 1 AS side, created_at AS at, id, NULL AS ext_id, payload FROM outbox"
-    "  WHERE channel = ?1 AND chat_id = ?2 AND status = 'sent'"
-    "  ORDER BY id DESC LIMIT ?3)"
-    " ORDER BY at DESC, side DESC, id DESC LIMIT ?3"
-    ") ORDER BY at, side, id",
+  /* A chat's rows in one bucket of 4,096 ids (?1 = id >> 12), newest
+   * first, at most ?4: one probe of inbox_chat or outbox_chat
+   * (023_chat_buckets.sql). The expression must be the index's. */
+  [S_HIST_IN] = "SELECT received_at, id, ext_id, payload FROM inbox WHERE (id >> 12) = ?1 "
+                "AND chat_id = ?2 AND channel = ?3 AND kind IN ('text', 'photo') "
+                "ORDER BY id DESC LIMIT ?4",
+  [S_HIST_OUT] = "SELECT created_at, id, NULL, payload FROM outbox WHERE (id >> 12) = ?1 "
+                 "AND chat_id = ?2 AND channel = ?3 AND status = 'sent' "
+                 "ORDER BY id DESC LIMIT ?4",
+  [S_HIST_IDS] = "SELECT (SELECT min(id) FROM inbox), (SELECT max(id) FROM inbox), "
+                 "(SELECT min(id) FROM outbox), (SELECT max(id) FROM outbox)",
   [S_BEGIN] = "BEGIN IMMEDIATE",
   [S_COMMIT] = "COMMIT",
   [S_ROLLBACK] = "ROLLBACK",
@@ -878,26 +873,87 @@ int rt_store_inbox_pending(rt_store *s, void (*fn)(void *, const rt_inbox_row *)
   return rc == SQLITE_DONE ? RT_OK : fail(s, rc);
 }
 
+typedef struct {
+  bool from_customer;
+  int64_t at, id;
+  char *ext_id, *payload;
+} hist_item;
+
+/* (at, side, id), the customer's first at the same ms: a reply is stored
+ * after the message it answers (engine.c, apply_done). */
+static int hist_cmp(const void *a, const void *b) {
+  const hist_item *x = a, *y = b;
+  if (x->at != y->at) return x->at < y->at ? -1 : 1;
+  if (x->from_customer != y->from_customer) return x->from_customer ? -1 : 1;
+  return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Up to `limit` of the chat's rows of one side, newest first, bucket by
+ * bucket from the one of `hi` down to the one of `lo`. */
+static int hist_side(rt_store *s, int which, const char *channel, const char *chat_id,
+                     int64_t lo, int64_t hi, int limit, hist_item **v, size_t *n,
+                     size_t *cap) {
+  sqlite3_stmt *st = stmt(s, which);
+  int got = 0, rc = SQLITE_DONE;
+  for (int64_t b = hi >> 12; b >= lo >> 12 && got < limit; b--) {
+    sqlite3_bind_int64(st, 1, b);
+    bind_text(st, 2, chat_id);
+    bind_text(st, 3, channel);
+    sqlite3_bind_int(st, 4, limit - got);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        *v = rt_xrealloc(*v, *cap * sizeof **v);
+      }
+      (*v)[(*n)++] = (hist_item){.from_customer = which == S_HIST_IN,
+                                 .at = sqlite3_column_int64(st, 0),
+                                 .id = sqlite3_column_int64(st, 1),
+                                 .ext_id = col_dup(st, 2), .payload = col_dup(st, 3)};
+      got++;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return fail(s, rc);
+  }
+  return RT_OK;
+}
+
 int rt_store_chat_history(rt_store *s, const char *channel, const char *chat_id, int limit,
                           void (*fn)(void *ud, const rt_history_row *r), void *ud) {
   if (limit <= 0) return RT_OK;
-  sqlite3_stmt *st = stmt(s, S_CHAT_HISTORY);
-  bind_text(st, 1, channel);
-  bind_text(st, 2, chat_id);
-  sqlite3_bind_int(st, 3, limit);
-  int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    rt_history_row r = {
-      .from_customer = sqlite3_column_int(st, 0) == 0,
-      .at = sqlite3_column_int64(st, 1),
-      .id = sqlite3_column_int64(st, 2),
-      .ext_id = (const char *)sqlite3_column_text(st, 3),
-      .payload = (const char *)sqlite3_column_text(st, 4),
-    };
-    fn(ud, &r);
+  /* The buckets that hold rows at all: ids only grow, the prune takes the
+   * oldest. */
+  sqlite3_stmt *st = stmt(s, S_HIST_IDS);
+  int rc = sqlite3_step(st);
+  int64_t ids[4];
+  bool any[2] = {false, false};
+  if (rc == SQLITE_ROW) {
+    for (int i = 0; i < 4; i++) ids[i] = sqlite3_column_int64(st, i);
+    any[0] = sqlite3_column_type(st, 0) != SQLITE_NULL;
+    any[1] = sqlite3_column_type(st, 2) != SQLITE_NULL;
   }
   sqlite3_reset(st);
-  return rc == SQLITE_DONE ? RT_OK : fail(s, rc);
+  if (rc != SQLITE_ROW) return fail(s, rc);
+  hist_item *v = NULL;
+  size_t n = 0, cap = 0;
+  int ret = RT_OK;
+  if (any[0]) ret = hist_side(s, S_HIST_IN, channel, chat_id, ids[0], ids[1], limit, &v, &n, &cap);
+  if (ret == RT_OK && any[1])
+    ret = hist_side(s, S_HIST_OUT, channel, chat_id, ids[2], ids[3], limit, &v, &n, &cap);
+  if (ret == RT_OK) {
+    /* The newest `limit` of both sides together, oldest first. */
+    qsort(v, n, sizeof *v, hist_cmp);
+    for (size_t i = n > (size_t)limit ? n - (size_t)limit : 0; i < n; i++) {
+      rt_history_row r = {.from_customer = v[i].from_customer, .at = v[i].at, .id = v[i].id,
+                          .ext_id = v[i].ext_id, .payload = v[i].payload};
+      fn(ud, &r);
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    free(v[i].ext_id);
+    free(v[i].payload);
+  }
+  free(v);
+  return ret;
 }
 
 int rt_store_inbox_get(rt_store *s, int64_t id, char **payload) {

@@ -120,7 +120,7 @@ int64_t rt_store_mem_used(rt_store *s);
 /* ---- inbox ---- */
 /* Inserts a received event. Returns RT_OK and its id, or 1 when the chat
  * already has an event of that channel with that ext_id (a redelivery:
- * nothing to do; 021_index_keys.sql). */
+ * nothing to do; 023_chat_buckets.sql). */
 int rt_store_inbox_add(rt_store *s, const char *channel, const char *ext_id,
                        const char *chat_id, const char *kind, const char *payload,
                        int64_t now, int64_t *id);

@@ -698,9 +698,14 @@ int rt_store_stats_flow_convs(rt_store *s, int64_t since_ms, rt_store_row_fn fn,
  * rt_inbox_add_wake). */
 int rt_store_stats_lead_times(rt_store *s, int64_t since_ms, rt_store_row_fn fn, void *ud) {
   return once_since(s,
-    "SELECT COALESCE(l.flow, ''), l.at - COALESCE("
-    " (SELECT MIN(i.received_at) FROM inbox i WHERE i.channel = c.channel"
-    "  AND i.chat_id = c.chat_id AND i.kind <> 'wake'"
+    /* No b-tree of the inbox is ordered by chat (023_chat_buckets.sql):
+     * the customers' messages are read once, and SQLite indexes them by
+     * chat for the lookups (an automatic index). */
+    "WITH m AS MATERIALIZED (SELECT channel, chat_id, received_at FROM inbox"
+    " WHERE kind <> 'wake')"
+    " SELECT COALESCE(l.flow, ''), l.at - COALESCE("
+    " (SELECT MIN(i.received_at) FROM m i WHERE i.channel = c.channel"
+    "  AND i.chat_id = c.chat_id"
     "  AND i.received_at <= l.at AND i.received_at > COALESCE("
     "   (SELECT MAX(p.at) FROM leads p WHERE p.conv_id = l.conv_id AND p.at < l.at), -1)),"
     " MAX(c.created_at, COALESCE((SELECT MAX(p.at) FROM leads p WHERE p.conv_id = l.conv_id"

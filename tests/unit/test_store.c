@@ -24,10 +24,11 @@ T(migrations) {
   CHECK_STR((const char *)"wal", "wal");
   /* 008 drops the outbox indexes no query uses (003's among them). */
   CHECK(q("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_channel_pending'") == 0);
-  /* 020 leaves the outbox two b-trees besides the table: pending rows by
-   * priority, and every row by chat (history, and a chat's head). */
-  CHECK(q("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_chat_pending'") == 0);
-  CHECK(q("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outbox'") == 2);
+  /* 023 leaves the outbox three b-trees besides the table: pending rows by
+   * priority, pending rows by chat (a chat's head) and every row by bucket
+   * of ids and chat (history). */
+  CHECK(q("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_chat_pending'") == 1);
+  CHECK(q("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outbox'") == 3);
   CHECK(q("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_prio_pending'") == 1);
   /* 021: the deliveries' scan reads pending rows in its order (priority,
    * then id) off outbox_prio_pending, with no sort of all of them. */
@@ -53,6 +54,37 @@ T(migrations) {
   }
   sqlite3_finalize(st);
   CHECK_STR(plan, "SCAN outbox USING INDEX outbox_prio_pending; ");
+  /* 023: a chat's head is one probe of the pending rows by chat; a chat's
+   * history one probe of a bucket; the inbox's unique key starts with the
+   * channel's id. */
+  const char *plans[][2] = {
+    {"SELECT id FROM outbox AS o WHERE status = 'pending' AND channel = 'x' AND NOT EXISTS "
+     "(SELECT 1 FROM outbox AS p WHERE p.status = 'pending' AND p.chat_id = o.chat_id "
+     "AND p.channel = o.channel AND p.id < o.id) ORDER BY priority * 1000000000000000 + id",
+     "SCAN o USING INDEX outbox_prio_pending; CORRELATED SCALAR SUBQUERY 1; "
+     "SEARCH p USING INDEX outbox_chat_pending (chat_id=? AND channel=? AND rowid<?); "},
+    {"SELECT payload FROM inbox WHERE (id >> 12) = 3 AND chat_id = 'c' AND channel = 'x' "
+     "ORDER BY id DESC LIMIT 5",
+     "SEARCH inbox USING INDEX inbox_chat (<expr>=? AND chat_id=? AND channel=?); "},
+    {"SELECT payload FROM outbox WHERE (id >> 12) = 3 AND chat_id = 'c' AND channel = 'x' "
+     "AND status = 'sent' ORDER BY id DESC LIMIT 5",
+     "SEARCH outbox USING INDEX outbox_chat (<expr>=? AND chat_id=? AND channel=?); "},
+    {"SELECT id FROM inbox WHERE ext_id = 'e' AND channel = 'x' AND chat_id = 'c'",
+     "SEARCH inbox USING COVERING INDEX sqlite_autoindex_inbox_1 (ext_id=? AND channel=? "
+     "AND chat_id=?); "},
+  };
+  for (size_t i = 0; i < sizeof plans / sizeof plans[0]; i++) {
+    char *sql = rt_xasprintf("EXPLAIN QUERY PLAN %s", plans[i][0]);
+    CHECK(sqlite3_prepare_v2(rt_store_db(s), sql, -1, &st, NULL) == SQLITE_OK);
+    free(sql);
+    plan[0] = '\0';
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      strncat(plan, (const char *)sqlite3_column_text(st, 3), sizeof plan - strlen(plan) - 3);
+      strcat(plan, "; ");
+    }
+    sqlite3_finalize(st);
+    CHECK_STR(plan, plans[i][1]);
+  }
 }
 
 /* sync_later (walsync.h): a commit's outbox rows are neither handed over
@@ -389,13 +421,41 @@ T(chat_history) {
   CHECK(strstr(hist, "b1695:{\"n\":69}|") && hist[strlen(hist) - 1] == '|' &&
         strcmp(strstr(hist, "b1695"), "b1695:{\"n\":69}|") == 0);
   CHECK_INT(q("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_chat'"), 1);
+  /* A chat whose rows lie thousands of ids apart, in buckets of 4,096 ids
+   * (023_chat_buckets.sql) with other chats' rows between: the newest
+   * three still come, across the buckets, in order; the chat's oldest row
+   * sits in the very first bucket. */
+  CHECK_INT(rt_store_inbox_add(s, "webchat", "b:0", "h4", "text", "{\"n\":0}", 5000, &id), RT_OK);
+  CHECK(id < 4096);
+  CHECK_INT(rt_store_exec(s, "INSERT INTO inbox (id, channel, ext_id, chat_id, kind, payload, "
+                             "received_at, status) VALUES (40000, 'webchat', 'b:x', 'h5', 'text', "
+                             "'{}', 5001, 'done')"), RT_OK);
+  CHECK_INT(rt_store_inbox_add(s, "webchat", "b:1", "h4", "text", "{\"n\":1}", 5010, &id), RT_OK);
+  CHECK(id == 40001);
+  CHECK_INT(rt_store_exec(s, "INSERT INTO outbox (id, channel, chat_id, idem_key, payload, status, "
+                             "next_try_at, created_at) VALUES (90000, 'webchat', 'h4', 'b1', "
+                             "'{\"r\":1}', 'sent', 5020, 5020), (99000, 'webchat', 'h5', 'b2', "
+                             "'{}', 'sent', 5030, 5030)"), RT_OK);
+  CHECK_INT(rt_store_inbox_add(s, "webchat", "b:2", "h4", "text", "{\"n\":2}", 5040, &id), RT_OK);
+  CHECK_INT(rt_store_outbox_add(s, 1, "webchat", "h4", "b3", "text", "{\"r\":2}", 5050, &id), RT_OK);
+  CHECK(id == 99001);
+  CHECK_INT(rt_store_outbox_sent(s, id, 5051), RT_OK);
+  hist[0] = '\0';
+  CHECK_INT(rt_store_chat_history(s, "webchat", "h4", 3, add_hist, NULL), RT_OK);
+  CHECK_STR(hist, "b5020:{\"r\":1}|c5040:{\"n\":2}|b5050:{\"r\":2}|");
+  hist[0] = '\0';
+  CHECK_INT(rt_store_chat_history(s, "webchat", "h4", 50, add_hist, NULL), RT_OK);
+  CHECK_STR(hist, "c5000:{\"n\":0}|c5010:{\"n\":1}|b5020:{\"r\":1}|c5040:{\"n\":2}|"
+                  "b5050:{\"r\":2}|");
+  CHECK_INT(rt_store_exec(s, "DELETE FROM inbox WHERE chat_id IN ('h4', 'h5')"), RT_OK);
+  CHECK_INT(rt_store_exec(s, "DELETE FROM outbox WHERE chat_id IN ('h4', 'h5')"), RT_OK);
   /* prune counts what the other tests left */
   CHECK_INT(rt_store_exec(s, "DELETE FROM inbox WHERE chat_id IN ('h1', 'h2', 'h3')"), RT_OK);
   CHECK_INT(rt_store_exec(s, "DELETE FROM outbox WHERE chat_id IN ('h1', 'h3')"), RT_OK);
 }
 
 /* A store written before 021: its inbox rows keep their ids, states and
- * payloads through the table's rebuild; the new unique key still refuses
+ * payloads through the table's rebuilds (021, 023); the new unique key still refuses
  * a redelivery, takes the same channel id in another chat as that chat's
  * own, and finds the chat's rows for its history. */
 T(index_keys_upgrade) {
@@ -418,9 +478,10 @@ T(index_keys_upgrade) {
   CHECK_INT(q("SELECT attempts FROM inbox WHERE id = 8 AND status = 'quarantined' "
               "AND reason = 'crash' AND done_at = 21 AND chat_id = '42'"), 2);
   CHECK_INT(q("SELECT id FROM inbox WHERE status = 'new'"), 9);
-  /* two b-trees besides the table: the unique key, and the pending rows */
-  CHECK_INT(q("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'inbox'"), 2);
-  CHECK_INT(q("SELECT count(*) FROM sqlite_master WHERE name = 'inbox_chat'"), 0);
+  /* three b-trees besides the table: the unique key, the pending rows, and
+   * the rows by bucket of ids and chat (023) */
+  CHECK_INT(q("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'inbox'"), 3);
+  CHECK_INT(q("SELECT count(*) FROM sqlite_master WHERE name = 'inbox_chat'"), 1);
   int64_t id = 0;
   CHECK_INT(rt_store_inbox_add(m, "telegram", "u2", "42", "text", "{}", 40, &id), 1);
   CHECK_INT(rt_store_inbox_add(m, "telegram", "u3", "43", "text", "{}", 40, &id), 1);
