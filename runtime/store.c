@@ -941,7 +941,7 @@ int rt_store_chat_history(rt_store *s, const char *channel, const char *chat_id,
     ret = hist_side(s, S_HIST_OUT, channel, chat_id, ids[2], ids[3], limit, &v, &n, &cap);
   if (ret == RT_OK) {
     /* The newest `limit` of both sides together, oldest first. */
-    qsort(v, n, sizeof *v, hist_cmp);
+    if (n > 1) qsort(v, n, sizeof *v, hist_cmp);
     for (size_t i = n > (size_t)limit ? n - (size_t)limit : 0; i < n; i++) {
       rt_history_row r = {.from_customer = v[i].from_customer, .at = v[i].at, .id = v[i].id,
                           .ext_id = v[i].ext_id, .payload = v[i].payload};
