@@ -84,6 +84,9 @@ typedef void (*rt_send_done)(void *ud, const rt_send_result *r);
 #define RT_CH_MEDIA     0x2u
 #define RT_CH_TEMPLATES 0x4u
 #define RT_CH_EDITS     0x8u
+/* The channel shows a chat's past messages (rt_plugin_env.history): the
+ * store keeps its chats' history (rt_store_keep_history). */
+#define RT_CH_HISTORY   0x10u
 
 /* Limits the service imposes; 0 = none. Rates are messages per second,
  * enforced by token buckets holding at most one second of tokens (at least

@@ -725,7 +725,10 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
   return RT_OK;
 }
 
-void rt_engine_add_channel(rt_engine *e, rt_channel *ch) { rt_deliver_add_channel(e->dl, ch); }
+void rt_engine_add_channel(rt_engine *e, rt_channel *ch) {
+  if (ch->caps & RT_CH_HISTORY) rt_store_keep_history(e->store, ch->name);
+  rt_deliver_add_channel(e->dl, ch);
+}
 
 void rt_engine_start(rt_engine *e) {
   uv_timer_start(&e->watchdog, watchdog_cb, 250, 250);

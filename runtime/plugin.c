@@ -413,6 +413,9 @@ void rt_plugin_host_start(rt_plugin_host *h, rt_store *store, struct rt_httpd *h
       free(err);
       continue;
     }
+    /* Before its start: the channel may take messages from then on. */
+    if (in->ch && (in->ch->caps & RT_CH_HISTORY) && h->store)
+      rt_store_keep_history(h->store, in->ch->name);
     if (in->ch && in->ch->start) in->ch->start(in->ch, &in->env, started, in);
     else if (in->pv && in->pv->start) in->pv->start(in->pv, &in->env, started, in);
     else started(in, RT_OK, NULL);

@@ -95,7 +95,8 @@ typedef struct rt_plugin_env {
    * JSON array of {"from": "customer" or "bot", "at": ms, "id": the row,
    * "ext_id": the channel's id of a customer's message, "event" (the
    * customer's, as received) or "message" (sent: {text, buttons, media})}.
-   * NULL when the store is gone or failed (logged). */
+   * NULL when the store is gone or failed (logged). Kept only for a
+   * channel that declares RT_CH_HISTORY (channel.h); empty for others. */
   json_t *(*history)(void *host, const char *chat_id, int limit);
   void *host;
 } rt_plugin_env;

@@ -36,10 +36,10 @@ enum {
                     "v.last_in_at, v.owner, v.owner_name"
 
 static const char *stmt_sql[S_COUNT] = {
-  [S_INBOX_ADD] = "INSERT INTO inbox (channel, ext_id, chat_id, kind, payload, received_at) "
-                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+  [S_INBOX_ADD] = "INSERT INTO inbox (channel, ext_id, chat_id, kind, payload, received_at, "
+                  "history) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
   [S_INBOX_ADD_DONE] = "INSERT INTO inbox (channel, ext_id, chat_id, kind, payload, received_at, "
-                       "status, done_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'done', ?6) "
+                       "status, done_at, history) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'done', ?6, ?7) "
                        "ON CONFLICT DO NOTHING",
   [S_INBOX_REOPEN] = "UPDATE inbox SET status = 'new', done_at = NULL WHERE id = ?1",
   [S_INBOX_PENDING] = "SELECT id, channel, chat_id, kind, payload FROM inbox "
@@ -62,7 +62,8 @@ static const char *stmt_sql[S_COUNT] = {
                   "rev = rev + 1, updated_at = ?10, owner = ?11, owner_name = ?12 WHERE id = ?1",
   [S_CONV_PHONE] = "UPDATE conversations SET phone = ?2 WHERE id = ?1 AND phone IS NOT ?2",
   [S_OUT_ADD] = "INSERT INTO outbox (conv_id, channel, chat_id, idem_key, kind, payload, "
-                "next_try_at, created_at, priority) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
+                "next_try_at, created_at, priority, history) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
   /* The first pending row of each chat (per-chat order), if it is due,
    * most urgent first. A chat's pending rows are its newest (its next row
    * leaves only after the one before is sent or failed for good), so a
@@ -144,12 +145,14 @@ static const char *stmt_sql[S_COUNT] = {
   [S_OUT_CHAT] = "SELECT channel, chat_id FROM outbox WHERE id = ?1",
   /* A chat's rows in one bucket of 4,096 ids (?1 = id >> 12), newest
    * first, at most ?4: one probe of inbox_chat or outbox_chat
-   * (023_chat_buckets.sql). The expression must be the index's. */
+   * (023_chat_buckets.sql), which hold the rows of the channels that keep
+   * history (024_history_kept.sql). The expression and the condition must
+   * be the indexes'. */
   [S_HIST_IN] = "SELECT received_at, id, ext_id, payload FROM inbox WHERE (id >> 12) = ?1 "
-                "AND chat_id = ?2 AND channel = ?3 AND kind IN ('text', 'photo') "
+                "AND chat_id = ?2 AND channel = ?3 AND history = 1 AND kind IN ('text', 'photo') "
                 "ORDER BY id DESC LIMIT ?4",
   [S_HIST_OUT] = "SELECT created_at, id, NULL, payload FROM outbox WHERE (id >> 12) = ?1 "
-                 "AND chat_id = ?2 AND channel = ?3 AND status = 'sent' "
+                 "AND chat_id = ?2 AND channel = ?3 AND history = 1 AND status = 'sent' "
                  "ORDER BY id DESC LIMIT ?4",
   [S_HIST_IDS] = "SELECT (SELECT min(id) FROM inbox), (SELECT max(id) FROM inbox), "
                  "(SELECT min(id) FROM outbox), (SELECT max(id) FROM outbox)",
@@ -170,6 +173,8 @@ struct rt_store {
   int64_t busy_since_ns;       /* the wait for the lock now being retried began */
   int64_t busy_wait_ns;        /* how long a wait may last (rt_store_opts) */
   size_t track_max;            /* outbox rows kept for the deliveries; 0: none */
+  char **hist_ch;              /* channels whose rows go into the history b-trees */
+  size_t nhist_ch;
   row_list out_txn, out_done;  /* inserted in the open transaction / committed */
   bool out_overflow;
   int64_t wal_frames;          /* own_checkpoints: frames in the WAL after the last commit */
@@ -695,6 +700,8 @@ void rt_store_close(rt_store *s) {
   free(s->out_wait.v);
   free(s->wait_seq);
   free(s->wal_path);
+  for (size_t i = 0; i < s->nhist_ch; i++) free(s->hist_ch[i]);
+  free(s->hist_ch);
   for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(s->prepared[i]);
   if (s->db) sqlite3_close(s->db);
   free(s);
@@ -833,6 +840,20 @@ int rt_store_inbox_add(rt_store *s, const char *channel, const char *ext_id,
   return rt_store_inbox_add_as(s, channel, ext_id, chat_id, kind, payload, "new", now, id);
 }
 
+void rt_store_keep_history(rt_store *s, const char *channel) {
+  for (size_t i = 0; i < s->nhist_ch; i++)
+    if (strcmp(s->hist_ch[i], channel) == 0) return;
+  s->hist_ch = rt_xrealloc(s->hist_ch, (s->nhist_ch + 1) * sizeof *s->hist_ch);
+  s->hist_ch[s->nhist_ch++] = rt_xstrdup(channel);
+}
+
+/* A shop has one to three channels: a row's `history` is a strcmp or two. */
+static int keeps_history(const rt_store *s, const char *channel) {
+  for (size_t i = 0; i < s->nhist_ch; i++)
+    if (strcmp(s->hist_ch[i], channel) == 0) return 1;
+  return 0;
+}
+
 int rt_store_inbox_reopen(rt_store *s, int64_t id) {
   sqlite3_stmt *st = stmt(s, S_INBOX_REOPEN);
   sqlite3_bind_int64(st, 1, id);
@@ -849,6 +870,7 @@ int rt_store_inbox_add_as(rt_store *s, const char *channel, const char *ext_id,
   bind_text(st, 4, kind);
   bind_text(st, 5, payload);
   sqlite3_bind_int64(st, 6, now);
+  sqlite3_bind_int(st, 7, keeps_history(s, channel));
   int rc = run(s, st);
   if (rc != RT_OK) return rc;
   if (sqlite3_changes(s->db) == 0) return 1;
@@ -1163,6 +1185,7 @@ int rt_store_outbox_add_prio(rt_store *s, int64_t conv_id, const char *channel,
   bind_text(st, 5, kind);
   bind_text(st, 6, payload);
   sqlite3_bind_int64(st, 7, now);
+  sqlite3_bind_int(st, 9, keeps_history(s, channel));
   int rc = run(s, st);
   if (rc != RT_OK) return rc;
   int64_t rowid = sqlite3_last_insert_rowid(s->db);

@@ -157,9 +157,15 @@ typedef struct {
 } rt_history_row;
 /* The newest `limit` messages of one chat both ways, oldest first: what the
  * customer sent (inbox rows of kind text or photo) and what was sent to the
- * chat (outbox rows delivered). Rows are borrowed during fn. */
+ * chat (outbox rows delivered), of a channel that keeps history (below).
+ * Rows are borrowed during fn. */
 int rt_store_chat_history(rt_store *s, const char *channel, const char *chat_id, int limit,
                           void (*fn)(void *ud, const rt_history_row *r), void *ud);
+/* The rows of `channel` stored from now on are kept for the history
+ * (024_history_kept.sql): the host calls it for each channel that declares
+ * RT_CH_HISTORY, before the channel's first message. Other channels' rows
+ * are not, and cost no write in the history's b-trees. */
+void rt_store_keep_history(rt_store *s, const char *channel);
 
 /* ---- meta (small runtime facts, e.g. whether the last run stopped cleanly) ---- */
 /* *value is owned, NULL when the key is not set. */

@@ -1112,7 +1112,8 @@ int rt_webchat_new(const json_t *conf, rt_webchat **out, char **err) {
   rt_map_init(&w->visitors);
   /* A send waits in the plugin while its visitor has no page open, so
    * many may be in flight at once; each costs a few hundred bytes. */
-  w->ch = (rt_channel){.name = "webchat", .impl = w, .caps = RT_CH_BUTTONS | RT_CH_MEDIA,
+  w->ch = (rt_channel){.name = "webchat", .impl = w,
+                       .caps = RT_CH_BUTTONS | RT_CH_MEDIA | RT_CH_HISTORY,
                        .limits = {.in_flight = 100000},
                        .start = wc_start, .send = wc_send, .close = wc_close};
   *out = w;

@@ -64,10 +64,10 @@ T(migrations) {
      "SCAN o USING INDEX outbox_prio_pending; CORRELATED SCALAR SUBQUERY 1; "
      "SEARCH p USING INDEX outbox_chat_pending (chat_id=? AND channel=? AND rowid<?); "},
     {"SELECT payload FROM inbox WHERE (id >> 12) = 3 AND chat_id = 'c' AND channel = 'x' "
-     "ORDER BY id DESC LIMIT 5",
+     "AND history = 1 ORDER BY id DESC LIMIT 5",
      "SEARCH inbox USING INDEX inbox_chat (<expr>=? AND chat_id=? AND channel=?); "},
     {"SELECT payload FROM outbox WHERE (id >> 12) = 3 AND chat_id = 'c' AND channel = 'x' "
-     "AND status = 'sent' ORDER BY id DESC LIMIT 5",
+     "AND history = 1 AND status = 'sent' ORDER BY id DESC LIMIT 5",
      "SEARCH outbox USING INDEX outbox_chat (<expr>=? AND chat_id=? AND channel=?); "},
     {"SELECT id FROM inbox WHERE ext_id = 'e' AND channel = 'x' AND chat_id = 'c'",
      "SEARCH inbox USING COVERING INDEX sqlite_autoindex_inbox_1 (ext_id=? AND channel=? "
@@ -367,7 +367,10 @@ static void add_hist(void *ud, const rt_history_row *r) {
 T(chat_history) {
   /* chat h1: customer and bot alternate; a reply at the same ms as the
    * message it answers; a wake-up event, a bot message still pending and a
-   * failed one are no part of it */
+   * failed one are no part of it. The web chat shows history (RT_CH_HISTORY:
+   * the host calls rt_store_keep_history); telegram, here, does not. */
+  rt_store_keep_history(s, "webchat");
+  rt_store_keep_history(s, "webchat");   /* twice is once */
   int64_t id;
   CHECK_INT(rt_store_inbox_add(s, "webchat", "wc:1", "h1", "text", "{\"text\":\"m1\"}", 100, &id),
             RT_OK);
@@ -402,6 +405,17 @@ T(chat_history) {
   CHECK_STR(hist, "c200:{\"text\":\"m2\"}|b220:{\"text\":\"r2\"}|");
   hist[0] = '\0';
   CHECK_INT(rt_store_chat_history(s, "webchat", "nobody", 50, add_hist, NULL), RT_OK);
+  CHECK_STR(hist, "");
+  /* A channel that keeps no history: its rows are stored as ever, with no
+   * key in the history's b-trees, and its history is empty. */
+  CHECK_INT(rt_store_outbox_add(s, 1, "telegram", "h1", "hist-tg", "text", "{}", 150, &id), RT_OK);
+  CHECK_INT(rt_store_outbox_sent(s, id, 151), RT_OK);
+  CHECK_INT(q("SELECT count(*) FROM inbox WHERE channel = 'telegram' AND chat_id = 'h1' "
+              "AND history = 0"), 1);
+  CHECK_INT(q("SELECT count(*) FROM outbox WHERE idem_key = 'hist-tg' AND history = 0"), 1);
+  CHECK_INT(q("SELECT count(*) FROM inbox WHERE channel = 'webchat' AND chat_id IN ('h1', 'h2') "
+              "AND history = 1"), 4);
+  CHECK_INT(rt_store_chat_history(s, "telegram", "h1", 50, add_hist, NULL), RT_OK);
   CHECK_STR(hist, "");
   /* a long conversation: 70 each way, the newest 50 in order */
   for (int i = 0; i < 70; i++) {
@@ -473,7 +487,10 @@ T(index_keys_upgrade) {
   sqlite3_close(db);
   rt_store *m = tstore_open(path), *keep = s;
   s = m;
-  CHECK(q("PRAGMA user_version") >= 21);
+  rt_store_keep_history(m, "telegram");
+  CHECK(q("PRAGMA user_version") >= 24);
+  /* the rows stored before 024 are in the history (u1, u2 below) */
+  CHECK_INT(q("SELECT count(*) FROM inbox WHERE history = 1"), 3);
   CHECK_INT(q("SELECT count(*) FROM inbox"), 3);
   CHECK_INT(q("SELECT attempts FROM inbox WHERE id = 8 AND status = 'quarantined' "
               "AND reason = 'crash' AND done_at = 21 AND chat_id = '42'"), 2);
