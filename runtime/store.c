@@ -840,18 +840,17 @@ int rt_store_inbox_add(rt_store *s, const char *channel, const char *ext_id,
   return rt_store_inbox_add_as(s, channel, ext_id, chat_id, kind, payload, "new", now, id);
 }
 
-void rt_store_keep_history(rt_store *s, const char *channel) {
-  for (size_t i = 0; i < s->nhist_ch; i++)
-    if (strcmp(s->hist_ch[i], channel) == 0) return;
-  s->hist_ch = rt_xrealloc(s->hist_ch, (s->nhist_ch + 1) * sizeof *s->hist_ch);
-  s->hist_ch[s->nhist_ch++] = rt_xstrdup(channel);
-}
-
 /* A shop has one to three channels: a row's `history` is a strcmp or two. */
 static int keeps_history(const rt_store *s, const char *channel) {
   for (size_t i = 0; i < s->nhist_ch; i++)
     if (strcmp(s->hist_ch[i], channel) == 0) return 1;
   return 0;
+}
+
+void rt_store_keep_history(rt_store *s, const char *channel) {
+  if (keeps_history(s, channel)) return;
+  s->hist_ch = rt_xrealloc(s->hist_ch, (s->nhist_ch + 1) * sizeof *s->hist_ch);
+  s->hist_ch[s->nhist_ch++] = rt_xstrdup(channel);
 }
 
 int rt_store_inbox_reopen(rt_store *s, int64_t id) {
