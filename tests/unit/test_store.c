@@ -19,6 +19,20 @@ static void count_timer(void *ud, const rt_timer_row *r) { (void)ud; (void)r; co
 
 static int64_t q(const char *sql) { return q_int(s, sql); }
 
+/* SQLite's plan of sql, its steps' details joined by "; ". */
+static void query_plan(const char *sql, char *plan, size_t cap) {
+  char *x = rt_xasprintf("EXPLAIN QUERY PLAN %s", sql);
+  sqlite3_stmt *st = NULL;
+  plan[0] = '\0';
+  CHECK(sqlite3_prepare_v2(rt_store_db(s), x, -1, &st, NULL) == SQLITE_OK);
+  free(x);
+  while (st && sqlite3_step(st) == SQLITE_ROW) {
+    strncat(plan, (const char *)sqlite3_column_text(st, 3), cap - strlen(plan) - 3);
+    strcat(plan, "; ");
+  }
+  sqlite3_finalize(st);
+}
+
 T(migrations) {
   CHECK(q("PRAGMA user_version") >= 3);
   CHECK_STR((const char *)"wal", "wal");
@@ -32,27 +46,14 @@ T(migrations) {
   CHECK(q("SELECT count(*) FROM sqlite_master WHERE name = 'outbox_prio_pending'") == 1);
   /* 021: the deliveries' scan reads pending rows in its order (priority,
    * then id) off outbox_prio_pending, with no sort of all of them. */
-  sqlite3_stmt *st;
-  CHECK(sqlite3_prepare_v2(rt_store_db(s), "EXPLAIN QUERY PLAN SELECT id FROM outbox "
-        "WHERE status = 'pending' AND channel = 'x' ORDER BY priority * 1000000000000000 + id "
-        "LIMIT 5", -1, &st, NULL) == SQLITE_OK);
-  char plan[512] = "";
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    strncat(plan, (const char *)sqlite3_column_text(st, 3), sizeof plan - strlen(plan) - 3);
-    strcat(plan, "; ");
-  }
-  sqlite3_finalize(st);
+  char plan[512];
+  query_plan("SELECT id FROM outbox WHERE status = 'pending' AND channel = 'x' "
+             "ORDER BY priority * 1000000000000000 + id LIMIT 5", plan, sizeof plan);
   CHECK_STR(plan, "SCAN outbox USING INDEX outbox_prio_pending; ");
   /* The count of pending rows (S_OUT_PENDING) stays on that index under
    * the visible-id bound, instead of walking the rowids up to it. */
-  CHECK(sqlite3_prepare_v2(rt_store_db(s), "EXPLAIN QUERY PLAN SELECT count(*) FROM outbox "
-        "WHERE status = 'pending' AND channel = 'x' AND +id <= 5", -1, &st, NULL) == SQLITE_OK);
-  plan[0] = '\0';
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    strncat(plan, (const char *)sqlite3_column_text(st, 3), sizeof plan - strlen(plan) - 3);
-    strcat(plan, "; ");
-  }
-  sqlite3_finalize(st);
+  query_plan("SELECT count(*) FROM outbox WHERE status = 'pending' AND channel = 'x' "
+             "AND +id <= 5", plan, sizeof plan);
   CHECK_STR(plan, "SCAN outbox USING INDEX outbox_prio_pending; ");
   /* 023: a chat's head is one probe of the pending rows by chat; a chat's
    * history one probe of a bucket; the inbox's unique key starts with the
@@ -74,15 +75,7 @@ T(migrations) {
      "AND chat_id=?); "},
   };
   for (size_t i = 0; i < sizeof plans / sizeof plans[0]; i++) {
-    char *sql = rt_xasprintf("EXPLAIN QUERY PLAN %s", plans[i][0]);
-    CHECK(sqlite3_prepare_v2(rt_store_db(s), sql, -1, &st, NULL) == SQLITE_OK);
-    free(sql);
-    plan[0] = '\0';
-    while (sqlite3_step(st) == SQLITE_ROW) {
-      strncat(plan, (const char *)sqlite3_column_text(st, 3), sizeof plan - strlen(plan) - 3);
-      strcat(plan, "; ");
-    }
-    sqlite3_finalize(st);
+    query_plan(plans[i][0], plan, sizeof plan);
     CHECK_STR(plan, plans[i][1]);
   }
 }
