@@ -105,6 +105,18 @@ typedef struct target {
   size_t nmem, nbusy;        /* rows queued in memory; chats busy */
   chat **want;               /* chats with rows queued (synced) */
   size_t nwant, capwant;
+  /* The channel's mark (025_outbox_mark.sql), while synced: its rows are
+   * written open, and a sent one needs no write of its own once the mark
+   * is past it. open[] holds the ids of the open rows handed over, oldest
+   * first, from open0 on; settled[] which of them a commit has answered
+   * for (sent, failed, or set pending by a retry). */
+  bool marked, stop_due;     /* stop_due: the last mark_stop failed */
+  int64_t mark, mark_from;   /* the mark as committed; where it started */
+  int64_t mark_saving;       /* the mark the open transaction moves it to */
+  int64_t last_open;         /* the newest open row handed over */
+  int64_t *open;
+  unsigned char *settled;
+  size_t nopen, open0, capopen;
 } target;
 
 typedef struct job {
@@ -120,6 +132,7 @@ typedef struct result {
   chat *c;
   rt_outbox_row *r;          /* owned, as in job; NULL once delivered or failed */
   rt_send_verdict verdict;
+  bool open;                 /* the row was written open (rt_outbox_row.open) */
   const char *reason;        /* static */
   char *err;
   int64_t retry_at, at;
@@ -135,6 +148,7 @@ struct rt_deliver {
   uv_timer_t flush;          /* own commit when the host gives no wake */
   bool started, closing, scanning, rescan, held, flush_armed;
   bool scan_due;               /* results committed: a scan comes on the next loop turn */
+  bool recover_due;            /* rt_store_outbox_recover failed at start: again first */
   int handles, jobs;
   int64_t next_trim;
   uint64_t rng;
@@ -237,8 +251,76 @@ static void queue_free(target *t, chat *c) {
   while (c->qhead) free(queue_pop(t, c));
 }
 
+/* ---- the channel's mark ---- */
+
+static void open_add(target *t, int64_t id) {
+  if (t->nopen == t->capopen) {
+    t->capopen = t->capopen ? t->capopen * 2 : 256;
+    t->open = rt_xrealloc(t->open, t->capopen * sizeof *t->open);
+    t->settled = rt_xrealloc(t->settled, t->capopen);
+  }
+  t->open[t->nopen] = id;
+  t->settled[t->nopen++] = 0;
+  t->last_open = id;
+}
+
+/* The index of id in open[] (ids grow), or -1. */
+static ssize_t open_find(const target *t, int64_t id) {
+  size_t lo = t->open0, hi = t->nopen;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (t->open[mid] < id) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < t->nopen && t->open[lo] == id ? (ssize_t)lo : -1;
+}
+
+static void open_trim(target *t) {
+  while (t->open0 < t->nopen && t->settled[t->open0]) t->open0++;
+  if (t->open0 == t->nopen) t->open0 = t->nopen = 0;
+  else if (t->open0 > t->nopen / 2) {
+    memmove(t->open, t->open + t->open0, (t->nopen - t->open0) * sizeof *t->open);
+    memmove(t->settled, t->settled + t->open0, t->nopen - t->open0);
+    t->nopen -= t->open0;
+    t->open0 = 0;
+  }
+}
+
+static void mark_start(rt_deliver *d, target *t) {
+  int64_t next;
+  int rc = rt_store_outbox_mark_start(d->o.store, t->ch->name, &next);
+  if (rc == RT_EINVAL) return;   /* a channel that keeps a history */
+  if (rc != RT_OK) {
+    char q[256];
+    rt_log_quote(rt_store_errmsg(d->o.store), q, sizeof q);
+    rt_log(RT_LOG_ERROR, "store-error", "what=outbox-mark channel=%s err=%s", t->ch->name, q);
+    return;
+  }
+  t->marked = true;
+  t->mark = t->mark_from = t->mark_saving = next;
+  t->last_open = next - 1;
+  t->open0 = t->nopen = 0;
+}
+
+/* The open rows set pending (the scans find them there); false if the
+ * store failed, and then no scan of the outbox may run until it did. */
+static bool mark_stop(rt_deliver *d, target *t) {
+  if (!t->marked) return true;
+  t->open0 = t->nopen = 0;
+  if (rt_store_outbox_mark_stop(d->o.store, t->ch->name) != RT_OK) {
+    char q[256];
+    rt_log_quote(rt_store_errmsg(d->o.store), q, sizeof q);
+    rt_log(RT_LOG_ERROR, "store-error", "what=outbox-mark-stop channel=%s err=%s", t->ch->name, q);
+    t->stop_due = true;
+    return false;
+  }
+  t->marked = t->stop_due = false;
+  return true;
+}
+
 /* Back to reading the outbox: memory no longer knows every pending row. */
-static void unsync(target *t) {
+static void unsync(rt_deliver *d, target *t) {
+  mark_stop(d, t);
   for (size_t i = 0; i < t->nwant; i++) {
     queue_free(t, t->want[i]);
     t->want[i]->listed = false;
@@ -397,7 +479,7 @@ static void send_done(void *ud, const rt_send_result *r) {
   }
   int64_t now = now_ms(d);
   result x = {.id = j->r->id, .t = t, .c = j->c, .r = j->r, .verdict = r->verdict, .at = now,
-              .err = r->text ? rt_xstrdup(r->text) : NULL};
+              .open = j->r->open, .err = r->text ? rt_xstrdup(r->text) : NULL};
   char q[256];
   rt_log_quote(r->text ? r->text : "", q, sizeof q);
   switch (r->verdict) {
@@ -452,25 +534,60 @@ static int cmp_id(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+static bool has_id(const int64_t *ids, size_t n, int64_t id) {
+  return bsearch(&id, ids, n, sizeof *ids, cmp_id) != NULL;
+}
+
+/* Where each marked channel's mark can go once this transaction commits:
+ * to its oldest open row that is neither settled yet nor answered now
+ * (ans, sorted), or past the newest one handed over. */
+static int save_marks(rt_deliver *d, const int64_t *ans, size_t nans) {
+  int rc = RT_OK;
+  for (size_t k = 0; k < d->nts && rc == RT_OK; k++) {
+    target *t = d->ts[k];
+    if (!t->marked) continue;
+    size_t i = t->open0;
+    while (i < t->nopen && (t->settled[i] || has_id(ans, nans, t->open[i]))) i++;
+    t->mark_saving = i < t->nopen ? t->open[i] : t->last_open + 1;
+    if (t->mark_saving > t->mark) rc = rt_store_outbox_mark_set(d->o.store, t->ch->name, t->mark_saving);
+  }
+  return rc;
+}
+
+/* A delivered row the mark covers once this transaction commits: open,
+ * of the channel's present mark, and below where the mark goes. */
+static bool covered(const result *x) {
+  const target *t = x->t;
+  return x->open && t->marked && x->id >= t->mark_from && x->id < t->mark_saving;
+}
+
 /* The delivered rows, marked sent a run of neighbouring ids at a time: a
  * busy pump's answers are mostly rows queued together (consecutive ids),
  * and one UPDATE over a run walks its rows in order where one per row
  * looked each up again (tests/bench/bench_core). The rows take the
  * latest of their answers' times as sent_at: they were answered since the
- * last commit, a few milliseconds apart. */
+ * last commit, a few milliseconds apart. Rows the channel's mark covers
+ * need no write at all. */
 static int save_sent(rt_deliver *d) {
   if (!d->nres) return RT_OK;
-  size_t n = 0;
+  size_t n = 0, nans = 0;
   int64_t at = 0, *ids = rt_xmalloc(d->nres * sizeof *ids);
+  int64_t *ans = rt_xmalloc(d->nres * sizeof *ans);
   for (size_t i = 0; i < d->nres; i++)
-    if (d->res[i].verdict == RT_SEND_DELIVERED) {
+    if (d->res[i].open) ans[nans++] = d->res[i].id;
+  bool sorted = true;
+  for (size_t i = 1; i < nans && sorted; i++) sorted = ans[i - 1] < ans[i];
+  if (!sorted) qsort(ans, nans, sizeof *ans, cmp_id);
+  int rc = save_marks(d, ans, nans);
+  free(ans);
+  for (size_t i = 0; i < d->nres; i++)
+    if (d->res[i].verdict == RT_SEND_DELIVERED && !covered(&d->res[i])) {
       ids[n++] = d->res[i].id;
       if (d->res[i].at > at) at = d->res[i].at;
     }
-  bool sorted = true;
+  sorted = true;
   for (size_t i = 1; i < n && sorted; i++) sorted = ids[i - 1] < ids[i];
   if (!sorted) qsort(ids, n, sizeof *ids, cmp_id);
-  int rc = RT_OK;
   for (size_t i = 0; i < n && rc == RT_OK;) {
     size_t j = i + 1;
     while (j < n && ids[j] == ids[j - 1] + 1) j++;
@@ -504,10 +621,18 @@ void rt_deliver_saved(rt_deliver *d, bool committed) {
   size_t n = committed ? d->nsaved : 0;
   d->nsaved = 0;
   if (!n) return;   /* kept: written again with the host's next commit */
+  for (size_t i = 0; i < d->nts; i++)
+    if (d->ts[i]->marked) d->ts[i]->mark = d->ts[i]->mark_saving;
   for (size_t i = 0; i < n; i++) {
     result *x = &d->res[i];
     x->c->busy = false;
     x->t->nbusy--;
+    if (x->open && x->t->marked) {
+      ssize_t k = open_find(x->t, x->id);
+      if (k >= 0) x->t->settled[k] = 1;
+    }
+    /* a retry set the row pending: it waits in the indexes from now on */
+    if (x->r) x->r->open = false;
     /* A retry leaves the row pending: on a synced channel it waits in
      * memory, at its chat's head, as the store now has it. */
     if (x->verdict != RT_SEND_DELIVERED && x->verdict != RT_SEND_FAILED && x->t->synced) {
@@ -519,6 +644,8 @@ void rt_deliver_saved(rt_deliver *d, bool committed) {
     }
     free(x->err);
   }
+  for (size_t i = 0; i < d->nts; i++)
+    if (d->ts[i]->marked) open_trim(d->ts[i]);
   memmove(d->res, d->res + n, (d->nres - n) * sizeof *d->res);
   d->nres -= n;
   /* The chats are free to send their next row: scan on the next loop
@@ -674,20 +801,26 @@ static void absorb(rt_deliver *d, int64_t now) {
   bool overflow;
   rt_outbox_row **v = rt_store_outbox_take(d->o.store, &n, &overflow);
   if (overflow)
-    for (size_t i = 0; i < d->nts; i++) unsync(d->ts[i]);
+    for (size_t i = 0; i < d->nts; i++) unsync(d, d->ts[i]);
   for (size_t i = 0; i < n; i++) {
     target *t = NULL;
     for (size_t k = 0; k < d->nts && !t; k++)
       if (strcmp(d->ts[k]->ch->name, v[i]->channel) == 0) t = d->ts[k];
     if (!t || !t->synced) { free(v[i]); continue; }
+    /* Written open under an earlier mark, since stopped: the stop set it
+     * pending, as any other. */
+    if (v[i]->open && !(t->marked && v[i]->id >= t->mark_from)) v[i]->open = false;
+    if (v[i]->open) open_add(t, v[i]->id);
     queue_push(t, chat_get(t, v[i]->chat_id, now), v[i], false);
-    if (t->nmem > MEM_ROWS_MAX) unsync(t);
+    if (t->nmem > MEM_ROWS_MAX) unsync(d, t);
   }
   free(v);
 }
 
 static void scan_target(rt_deliver *d, target *t, int64_t now, int64_t *next) {
   scan_ctx s = {d, t, now, next, 0, false};
+  /* Open rows not set pending yet are in no index: try again first. */
+  if (t->stop_due && !mark_stop(d, t)) { at_least(next, now + POLL_MS); return; }
   if (!channel_can(&s)) return;
   int limit = d->o.scan_limit > 0 ? d->o.scan_limit : DEFAULT_SCAN_LIMIT;
   if (rt_store_outbox_heads(d->o.store, t->ch->name, now, limit, head_cb, &s) != RT_OK) {
@@ -700,8 +833,10 @@ static void scan_target(rt_deliver *d, target *t, int64_t now, int64_t *next) {
   if (s.seen >= limit && !s.stopped) at_least(next, now + 100);
   /* Every pending row is a busy chat's own: from now on the rows the store
    * hands over are all there is. */
-  else if (s.seen < limit && rt_store_outbox_pending(d->o.store, t->ch->name) == (int64_t)t->nbusy)
+  else if (s.seen < limit && rt_store_outbox_pending(d->o.store, t->ch->name) == (int64_t)t->nbusy) {
     t->synced = true;
+    mark_start(d, t);
+  }
 }
 
 static void timer_cb(uv_timer_t *h);
@@ -712,6 +847,12 @@ static void scan(rt_deliver *d) {
   d->scanning = true;
   d->scan_due = false;
   int64_t now, next;
+  if (d->recover_due && rt_store_outbox_recover(d->o.store) == RT_OK) d->recover_due = false;
+  if (d->recover_due) {   /* no scan may send before the open rows are pending */
+    d->scanning = false;
+    uv_timer_start(&d->timer, timer_cb, POLL_MS, 0);
+    return;
+  }
   absorb(d, now_ms(d));
   do {
     d->rescan = false;
@@ -762,6 +903,13 @@ size_t rt_deliver_nchannels(const rt_deliver *d) { return d->nts; }
 
 void rt_deliver_start(rt_deliver *d) {
   d->started = true;
+  /* Rows a killed process left open are pending again before any scan. */
+  if (rt_store_outbox_recover(d->o.store) != RT_OK) {
+    char q[256];
+    rt_log_quote(rt_store_errmsg(d->o.store), q, sizeof q);
+    rt_log(RT_LOG_ERROR, "store-error", "what=outbox-recover err=%s", q);
+    d->recover_due = true;
+  }
   scan(d);
 }
 
@@ -790,6 +938,8 @@ static void maybe_free(rt_deliver *d) {
     }
     rt_map_free(&d->ts[i]->chats);
     free(d->ts[i]->want);
+    free(d->ts[i]->open);
+    free(d->ts[i]->settled);
     free(d->ts[i]);
   }
   free(d->ts);
@@ -811,6 +961,8 @@ static void closed(uv_handle_t *h) {
 }
 
 void rt_deliver_close(rt_deliver *d, void (*done)(void *), void *ud) {
+  /* A clean stop leaves no row open: the store says what it holds. */
+  for (size_t i = 0; i < d->nts; i++) mark_stop(d, d->ts[i]);
   d->closing = true;
   rt_store_outbox_track(d->o.store, 0);
   d->close_done = done;

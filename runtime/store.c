@@ -24,7 +24,7 @@ enum {
   S_TIMER_SET, S_TIMER_CANCEL, S_TIMER_CANCEL_ALL, S_TIMER_NEXT, S_TIMER_DUE, S_TIMER_DEL, S_TIMER_DEL_DUE, S_TIMER_COUNT,
   S_TIMER_EXISTS, S_META_GET, S_META_SET,
   S_EVENT_ADD, S_LEAD_ADD, S_CUSTOMER_GET, S_CUSTOMER_ADDRS, S_ADDR_PHONE, S_ADDR_SET,
-  S_ADDR_BLOCK, S_OUT_CHAT, S_HIST_IN, S_HIST_OUT, S_HIST_IDS,
+  S_ADDR_BLOCK, S_OUT_CHAT, S_HIST_IN, S_HIST_OUT, S_HIST_IDS, S_MARK_SET, S_MARK_PARK,
   S_BEGIN, S_COMMIT, S_ROLLBACK,
   S_COUNT
 };
@@ -62,8 +62,8 @@ static const char *stmt_sql[S_COUNT] = {
                   "rev = rev + 1, updated_at = ?10, owner = ?11, owner_name = ?12 WHERE id = ?1",
   [S_CONV_PHONE] = "UPDATE conversations SET phone = ?2 WHERE id = ?1 AND phone IS NOT ?2",
   [S_OUT_ADD] = "INSERT INTO outbox (conv_id, channel, chat_id, idem_key, kind, payload, "
-                "next_try_at, created_at, priority, history) "
-                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)",
+                "next_try_at, created_at, priority, history, status) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
   /* The first pending row of each chat (per-chat order), if it is due,
    * most urgent first. A chat's pending rows are its newest (its next row
    * leaves only after the one before is sent or failed for good), so a
@@ -87,8 +87,10 @@ static const char *stmt_sql[S_COUNT] = {
   /* Rows ?1 to ?2, each of them sent (rt_store_outbox_sent_range). */
   [S_OUT_SENT] = "UPDATE outbox SET status = 'sent', sent_at = ?3, attempts = attempts + 1 "
                  "WHERE id BETWEEN ?1 AND ?2",
-  [S_OUT_RETRY] = "UPDATE outbox SET attempts = attempts + 1, next_try_at = ?2, error = ?3 "
-                  "WHERE id = ?1",
+  /* 'pending' again for a row that was open (025_outbox_mark.sql): from
+   * now on it waits in the pending indexes. */
+  [S_OUT_RETRY] = "UPDATE outbox SET attempts = attempts + 1, next_try_at = ?2, error = ?3, "
+                  "status = 'pending' WHERE id = ?1",
   [S_OUT_FAILED] = "UPDATE outbox SET status = 'failed', attempts = attempts + 1, "
                    "error = ?2, sent_at = ?3, fail_reason = ?4 WHERE id = ?1",
   [S_TIMER_SET] = "INSERT INTO timers (conv_id, name, due_at, step, data, created_at) "
@@ -156,6 +158,12 @@ static const char *stmt_sql[S_COUNT] = {
                  "ORDER BY id DESC LIMIT ?4",
   [S_HIST_IDS] = "SELECT (SELECT min(id) FROM inbox), (SELECT max(id) FROM inbox), "
                  "(SELECT min(id) FROM outbox), (SELECT max(id) FROM outbox)",
+  /* The channel's mark moves past the rows its deliveries settled. */
+  [S_MARK_SET] = "UPDATE outbox_mark SET next = ?2 WHERE channel = ?1 AND next < ?2",
+  /* The open rows of a channel (025_outbox_mark.sql) back in the pending
+   * indexes: a walk of the ids from the mark on. */
+  [S_MARK_PARK] = "UPDATE outbox SET status = 'pending' WHERE id >= ?2 AND channel = ?1 "
+                  "AND status = 'sent' AND sent_at IS NULL",
   [S_BEGIN] = "BEGIN IMMEDIATE",
   [S_COMMIT] = "COMMIT",
   [S_ROLLBACK] = "ROLLBACK",
@@ -175,6 +183,8 @@ struct rt_store {
   size_t track_max;            /* outbox rows kept for the deliveries; 0: none */
   char **hist_ch;              /* channels whose rows go into the history b-trees */
   size_t nhist_ch;
+  char **mark_ch;              /* channels with a mark: their rows are written open */
+  size_t nmark_ch;
   row_list out_txn, out_done;  /* inserted in the open transaction / committed */
   bool out_overflow;
   int64_t wal_frames;          /* own_checkpoints: frames in the WAL after the last commit */
@@ -702,6 +712,8 @@ void rt_store_close(rt_store *s) {
   free(s->wal_path);
   for (size_t i = 0; i < s->nhist_ch; i++) free(s->hist_ch[i]);
   free(s->hist_ch);
+  for (size_t i = 0; i < s->nmark_ch; i++) free(s->mark_ch[i]);
+  free(s->mark_ch);
   for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(s->prepared[i]);
   if (s->db) sqlite3_close(s->db);
   free(s);
@@ -845,6 +857,13 @@ static int keeps_history(const rt_store *s, const char *channel) {
   for (size_t i = 0; i < s->nhist_ch; i++)
     if (strcmp(s->hist_ch[i], channel) == 0) return 1;
   return 0;
+}
+
+/* A shop has one to three channels: a strcmp or two. */
+static ssize_t marked(const rt_store *s, const char *channel) {
+  for (size_t i = 0; i < s->nmark_ch; i++)
+    if (strcmp(s->mark_ch[i], channel) == 0) return (ssize_t)i;
+  return -1;
 }
 
 void rt_store_keep_history(rt_store *s, const char *channel) {
@@ -1184,7 +1203,10 @@ int rt_store_outbox_add_prio(rt_store *s, int64_t conv_id, const char *channel,
   bind_text(st, 5, kind);
   bind_text(st, 6, payload);
   sqlite3_bind_int64(st, 7, now);
-  sqlite3_bind_int(st, 9, keeps_history(s, channel));
+  int history = keeps_history(s, channel);
+  bool open = !history && marked(s, channel) >= 0;
+  sqlite3_bind_int(st, 9, history);
+  sqlite3_bind_text(st, 10, open ? "sent" : "pending", -1, SQLITE_STATIC);
   int rc = run(s, st);
   if (rc != RT_OK) return rc;
   int64_t rowid = sqlite3_last_insert_rowid(s->db);
@@ -1193,7 +1215,7 @@ int rt_store_outbox_add_prio(rt_store *s, int64_t conv_id, const char *channel,
   if (s->track_max) {
     rt_outbox_row r = {.id = rowid, .conv_id = conv_id, .channel = channel, .chat_id = chat_id,
                        .kind = kind, .payload = payload, .idem_key = idem_key,
-                       .priority = priority, .next_try_at = now};
+                       .priority = priority, .next_try_at = now, .open = open};
     rows_push(&s->out_txn, rt_outbox_row_dup(&r));
   }
   if (sqlite3_get_autocommit(s->db)) rows_committed(s);
@@ -1242,6 +1264,127 @@ rt_outbox_row **rt_store_outbox_take(rt_store *s, size_t *n, bool *overflow) {
   rt_outbox_row **v = s->out_done.v;
   s->out_done = (row_list){0};
   return v;
+}
+
+/* ---- the channels' marks (025_outbox_mark.sql) ---- */
+
+/* Runs fn in a transaction of its own, or in the caller's if one is open. */
+static int in_txn(rt_store *s, int (*fn)(rt_store *s, const void *arg), const void *arg) {
+  bool own = !rt_store_in_txn(s);
+  int rc = own ? rt_store_begin(s) : RT_OK;
+  if (rc == RT_OK) rc = fn(s, arg);
+  if (own) {
+    if (rc == RT_OK) rc = rt_store_commit(s);
+    else rt_store_rollback(s);
+  }
+  return rc;
+}
+
+/* The open rows of channel, from its mark on, set 'pending'; its mark's
+ * row removed. */
+static int park(rt_store *s, const char *channel, int64_t next) {
+  sqlite3_stmt *st = stmt(s, S_MARK_PARK);
+  bind_text(st, 1, channel);
+  sqlite3_bind_int64(st, 2, next);
+  int rc = run(s, st);
+  if (rc != RT_OK) return rc;
+  if (!(st = prep(s, "DELETE FROM outbox_mark WHERE channel = ?1"))) return RT_EIO;
+  bind_text(st, 1, channel);
+  rc = sqlite3_step(st) == SQLITE_DONE ? RT_OK : fail(s, sqlite3_errcode(s->db));
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static int park_all(rt_store *s, const void *only) {
+  sqlite3_stmt *st = prep(s, "SELECT channel, next FROM outbox_mark");
+  if (!st) return RT_EIO;
+  size_t n = 0, cap = 0;
+  char **names = NULL;
+  int64_t *nexts = NULL;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *ch = (const char *)sqlite3_column_text(st, 0);
+    if (only && strcmp(ch, only) != 0) continue;
+    if (n == cap) {
+      cap = cap ? cap * 2 : 4;
+      names = rt_xrealloc(names, cap * sizeof *names);
+      nexts = rt_xrealloc(nexts, cap * sizeof *nexts);
+    }
+    names[n] = rt_xstrdup(ch);
+    nexts[n++] = sqlite3_column_int64(st, 1);
+  }
+  rc = rc == SQLITE_DONE ? RT_OK : fail(s, rc);
+  sqlite3_finalize(st);
+  for (size_t i = 0; i < n; i++) {
+    if (rc == RT_OK) rc = park(s, names[i], nexts[i]);
+    free(names[i]);
+  }
+  free(names);
+  free(nexts);
+  return rc;
+}
+
+static int mark_new(rt_store *s, const void *channel) {
+  int rc = park_all(s, channel);
+  sqlite3_stmt *st = rc == RT_OK ? prep(s, "INSERT INTO outbox_mark (channel, next) "
+                                           "SELECT ?1, coalesce(max(id), 0) + 1 FROM outbox")
+                                 : NULL;
+  if (!st) return rc == RT_OK ? RT_EIO : rc;
+  bind_text(st, 1, channel);
+  rc = sqlite3_step(st) == SQLITE_DONE ? RT_OK : fail(s, sqlite3_errcode(s->db));
+  sqlite3_finalize(st);
+  return rc;
+}
+
+int rt_store_outbox_mark_start(rt_store *s, const char *channel, int64_t *next) {
+  *next = 0;
+  if (keeps_history(s, channel)) return RT_EINVAL;   /* the history reads 'sent' as sent */
+  int rc = in_txn(s, mark_new, channel);
+  if (rc != RT_OK) return rc;
+  /* The ids only grow (rt_store_prune keeps the newest row): every row
+   * inserted from now on is at or above the mark. */
+  sqlite3_stmt *st = prep(s, "SELECT next FROM outbox_mark WHERE channel = ?1");
+  if (st) {
+    bind_text(st, 1, channel);
+    if (sqlite3_step(st) == SQLITE_ROW) *next = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+  }
+  if (marked(s, channel) < 0) {
+    s->mark_ch = rt_xrealloc(s->mark_ch, (s->nmark_ch + 1) * sizeof *s->mark_ch);
+    s->mark_ch[s->nmark_ch++] = rt_xstrdup(channel);
+  }
+  return RT_OK;
+}
+
+int rt_store_outbox_mark_set(rt_store *s, const char *channel, int64_t next) {
+  sqlite3_stmt *st = stmt(s, S_MARK_SET);
+  bind_text(st, 1, channel);
+  sqlite3_bind_int64(st, 2, next);
+  return run(s, st);
+}
+
+static int mark_drop(rt_store *s, const void *channel) { return park_all(s, channel); }
+
+int rt_store_outbox_mark_stop(rt_store *s, const char *channel) {
+  /* No row is written open from here on, whatever the outcome: one that
+   * was is in the window the next stop or start sets pending. */
+  ssize_t i = marked(s, channel);
+  if (i >= 0) {
+    free(s->mark_ch[i]);
+    s->mark_ch[i] = s->mark_ch[--s->nmark_ch];
+  }
+  return in_txn(s, mark_drop, channel);
+}
+
+int rt_store_outbox_recover(rt_store *s) {
+  for (size_t i = 0; i < s->nmark_ch; i++) free(s->mark_ch[i]);
+  s->nmark_ch = 0;
+  sqlite3_stmt *st = prep(s, "SELECT count(*) FROM outbox_mark");
+  int64_t n = 0;
+  if (st && sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+  if (st) sqlite3_finalize(st);
+  if (!st) return RT_EIO;
+  return n ? in_txn(s, park_all, NULL) : RT_OK;
 }
 
 /* The highest outbox id the scans may see: with sync_later, that of the
@@ -1477,14 +1620,19 @@ int rt_store_lead_add(rt_store *s, const rt_lead_in *l, int64_t *id) {
   return rc;
 }
 
+/* Row o is not open (025_outbox_mark.sql): an open row is still to send. */
+#define OPEN_NOT(o) \
+  "AND NOT EXISTS (SELECT 1 FROM outbox_mark AS m WHERE m.channel = " o ".channel " \
+  "AND " o ".id >= m.next AND " o ".status = 'sent' AND " o ".sent_at IS NULL)"
+
 int64_t rt_store_prune(rt_store *s, int64_t before, int limit) {
   static const char *sql[] = {
     "DELETE FROM inbox WHERE rowid IN (SELECT rowid FROM inbox WHERE status != 'new' "
     "AND received_at < ?1 LIMIT ?2)",
     /* The newest row stays, whatever its age: a new row's id is then never
      * one a deleted row had (out_visible counts on ids that only grow). */
-    "DELETE FROM outbox WHERE rowid IN (SELECT rowid FROM outbox WHERE status != 'pending' "
-    "AND created_at < ?1 AND rowid < (SELECT max(rowid) FROM outbox) LIMIT ?2)",
+    "DELETE FROM outbox WHERE rowid IN (SELECT rowid FROM outbox AS o WHERE status != 'pending' "
+    "AND created_at < ?1 AND rowid < (SELECT max(rowid) FROM outbox) " OPEN_NOT("o") " LIMIT ?2)",
   };
   int64_t n = 0;
   for (size_t i = 0; i < 2; i++) {
@@ -1512,7 +1660,12 @@ static int64_t count(rt_store *s, const char *sql) {
 
 int rt_store_counts_get(rt_store *s, rt_store_counts *c) {
   c->conversations = count(s, "SELECT COUNT(*) FROM conversations");
-  c->outbox_pending = count(s, "SELECT COUNT(*) FROM outbox WHERE status = 'pending'");
+  /* With the open rows (025_outbox_mark.sql): a walk of the ids from each
+   * mark on. The + keep SQLite from an automatic index over all rows. */
+  c->outbox_pending = count(s, "SELECT (SELECT COUNT(*) FROM outbox WHERE status = 'pending') + "
+                               "(SELECT COUNT(*) FROM outbox_mark AS m CROSS JOIN outbox AS o "
+                               "ON o.id >= m.next AND +o.channel = m.channel "
+                               "WHERE +o.status = 'sent' AND +o.sent_at IS NULL)");
   c->timers_pending = count(s, "SELECT COUNT(*) FROM timers");
   c->inbox_pending = count(s, "SELECT COUNT(*) FROM inbox WHERE status = 'new'");
   c->leads = count(s, "SELECT COUNT(*) FROM leads");

@@ -211,6 +211,7 @@ typedef struct {
   const char *channel, *chat_id, *kind, *payload, *idem_key;
   int priority;
   int64_t next_try_at;       /* rows handed over in memory; 0 (due) from the scans */
+  bool open;                 /* written 'sent' above its channel's mark (below) */
 } rt_outbox_row;
 /* The rows this process inserts, handed to the deliveries after their
  * commit so that they need not be read back (deliver.c). max > 0 keeps up
@@ -233,6 +234,26 @@ int rt_store_outbox_due(rt_store *s, const char *channel, int64_t now, int limit
  * priority then id, up to limit; fn returns false to stop. */
 int rt_store_outbox_heads(rt_store *s, const char *channel, int64_t now, int limit,
                           bool (*fn)(void *ud, const rt_outbox_row *r), void *ud);
+/* A channel's mark (025_outbox_mark.sql). While a channel has one, its
+ * rows are written "open": 'sent' at once, with no sent_at and no key in
+ * the pending indexes, and those at or above the mark are still to send
+ * (rt_outbox_row.open). The deliveries start a mark when every pending row
+ * of the channel is in their memory, move it past the rows they settled,
+ * in the commit that saves the answers, and stop it when they go back to
+ * reading the outbox.
+ * mark_start: in a transaction of its own (or the caller's); *next is the
+ * mark, above every row there is. RT_EINVAL for a channel that keeps a
+ * history (rt_store_keep_history), whose reader takes 'sent' for sent. */
+int rt_store_outbox_mark_start(rt_store *s, const char *channel, int64_t *next);
+/* Moves the mark to next (never back), in the caller's transaction. */
+int rt_store_outbox_mark_set(rt_store *s, const char *channel, int64_t next);
+/* The channel's open rows set 'pending', its mark removed; no row of it
+ * is written open from now on. In a transaction of its own, or the
+ * caller's. */
+int rt_store_outbox_mark_stop(rt_store *s, const char *channel);
+/* Every mark stopped: what the deliveries do at start, since a process
+ * killed with open rows in flight left them so. */
+int rt_store_outbox_recover(rt_store *s);
 int rt_store_outbox_sent(rt_store *s, int64_t id, int64_t now);
 /* Rows first..last, every one of them sent (the caller knows each id in
  * between is one of its sent rows): one statement that walks neighbouring

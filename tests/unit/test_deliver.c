@@ -349,6 +349,20 @@ T(handed_over) {
   CHECK_INT(f->overlap, 0);
   CHECK(rt_deliver_get_stats(d)->from_memory >= CHATS * PER_CHAT);
   CHECK(f->nlog > CHATS * PER_CHAT);   /* some were retried, from memory too */
+  /* Written open under the channel's mark: most were settled by the mark
+   * alone (no sent_at); a retried one was set pending and then marked
+   * sent on its own; the mark is past every row, and none is counted as
+   * still to send. */
+  CHECK_INT(q("SELECT count(*) FROM outbox_mark WHERE channel = 'mem'"), 1);
+  CHECK(q("SELECT count(*) FROM outbox WHERE status = 'sent' AND sent_at IS NULL") > CHATS);
+  CHECK_INT(q("SELECT count(*) FROM outbox WHERE attempts > 0 AND status = 'sent' "
+              "AND sent_at IS NULL"), 0);
+  CHECK(q("SELECT count(*) FROM outbox WHERE attempts > 0 AND status = 'sent'") > 0);
+  CHECK_INT(q("SELECT next FROM outbox_mark WHERE channel = 'mem'"),
+            q("SELECT max(id) FROM outbox") + 1);
+  rt_store_counts cn;
+  CHECK_INT(rt_store_counts_get(s, &cn), RT_OK);
+  CHECK_INT(cn.outbox_pending, 0);
   int64_t first = q("SELECT min(id) FROM outbox"), last = q("SELECT max(id) FROM outbox");
   for (int64_t id = first; id <= last && id < 1024; id++)
     CHECK(f->delivered[id] == (id % 13 == 0 ? 0 : 1));
@@ -406,6 +420,146 @@ T(too_many_for_memory) {
   CHECK_INT(many_sent, n + 1);
   CHECK_INT(many_disorder, 0);
   CHECK_INT(rt_deliver_get_stats(d)->from_memory, mem + 1);
+  /* The 9,000 were written open, then set pending when memory gave up on
+   * them: each was marked sent on its own. The one after went under the
+   * new mark. */
+  CHECK_INT(q("SELECT count(*) FROM outbox WHERE idem_key != 'many:after' AND sent_at IS NULL"), 0);
+  CHECK_INT(q("SELECT count(*) FROM outbox WHERE idem_key = 'many:after' AND status = 'sent' "
+              "AND sent_at IS NULL"), 1);
+  finish(d);
+  /* a clean stop leaves no mark */
+  CHECK_INT(q("SELECT count(*) FROM outbox_mark"), 0);
+}
+
+/* A channel that answers when the test says. */
+static rt_send_done held_done[8];
+static void *held_ud[8];
+static int64_t held_id[8];
+static int nheld;
+
+static void hold_send(rt_channel *ch, const rt_out_msg *m, rt_send_done done, void *ud) {
+  (void)ch;
+  if (nheld < 8) {
+    held_id[nheld] = m->id;
+    held_done[nheld] = done;
+    held_ud[nheld++] = ud;
+  }
+}
+
+static void held_answer(int i) {
+  held_done[i](held_ud[i], &(rt_send_result){.verdict = RT_SEND_DELIVERED});
+  for (int k = 0; k < 5; k++) uv_run(&loop, UV_RUN_NOWAIT);   /* the results' commit */
+}
+
+static int64_t rec_id[16];
+static int nrec;
+
+static void rec_send(rt_channel *ch, const rt_out_msg *m, rt_send_done done, void *ud) {
+  (void)ch;
+  if (nrec < 16) rec_id[nrec++] = m->id;
+  done(ud, &(rt_send_result){.verdict = RT_SEND_DELIVERED});
+}
+
+/* Open rows (written 'sent' under the channel's mark) in flight when the
+ * process is killed: the mark stops at the oldest row not answered; a row
+ * answered before an older one gets its own sent_at; the figures and the
+ * prune take the open rows for what they are; the next start sends again
+ * exactly the rows that were not answered, and a clean stop sets them
+ * pending. */
+T(open_rows_killed) {
+  CHECK_INT(rt_store_exec(s, "DELETE FROM outbox"), RT_OK);
+  rt_channel ch = {.name = "held", .send = hold_send};
+  nheld = 0;
+  rt_deliver *d = deliver_start(&ch, 0);
+  CHECK_INT(q("SELECT count(*) FROM outbox_mark WHERE channel = 'held'"), 1);
+  CHECK_INT(rt_store_begin(s), RT_OK);
+  for (int i = 0; i < 5; i++) {
+    char chat[8], idem[16];
+    snprintf(chat, sizeof chat, "h%d", i);
+    snprintf(idem, sizeof idem, "held%d", i);
+    CHECK_INT(rt_store_outbox_add(s, 0, "held", chat, idem, "text", "{\"text\":\"x\"}", 0, NULL),
+              RT_OK);
+  }
+  CHECK_INT(rt_store_commit(s), RT_OK);
+  rt_deliver_committed(d);
+  for (int k = 0; k < 3; k++) uv_run(&loop, UV_RUN_NOWAIT);
+  CHECK_INT(nheld, 5);
+  if (nheld != 5) return;
+  CHECK_INT(q("SELECT count(*) FROM outbox WHERE status = 'sent' AND sent_at IS NULL"), 5);
+  rt_store_counts cn;
+  CHECK_INT(rt_store_counts_get(s, &cn), RT_OK);
+  CHECK_INT(cn.outbox_pending, 5);
+  rt_store_prune(s, INT64_MAX, 100);
+  CHECK_INT(q("SELECT count(*) FROM outbox"), 5);
+  /* the third answered first: the mark cannot pass the first two */
+  held_answer(2);
+  CHECK_INT(q("SELECT next FROM outbox_mark WHERE channel = 'held'"), held_id[0]);
+  char sql[400];
+  snprintf(sql, sizeof sql, "SELECT count(*) FROM outbox WHERE id = %lld AND sent_at IS NOT NULL",
+           (long long)held_id[2]);
+  CHECK_INT(q(sql), 1);
+  /* the first answered: the mark moves to the second */
+  held_answer(0);
+  CHECK_INT(q("SELECT next FROM outbox_mark WHERE channel = 'held'"), held_id[1]);
+  snprintf(sql, sizeof sql, "SELECT count(*) FROM outbox WHERE id = %lld AND sent_at IS NULL",
+           (long long)held_id[0]);
+  CHECK_INT(q(sql), 1);
+  CHECK_INT(rt_store_counts_get(s, &cn), RT_OK);
+  CHECK_INT(cn.outbox_pending, 3);
+  /* kill -9 here: the store as committed, copied */
+  char copy[300];
+  snprintf(copy, sizeof copy, "/tmp/test_deliver_killed_%d.db", (int)getpid());
+  tstore_unlink(copy);
+  snprintf(sql, sizeof sql, "VACUUM INTO '%s'", copy);
+  CHECK_INT(rt_store_exec(s, sql), RT_OK);
+  rt_store *live = s;
+  s = tstore_open(copy);
+  rt_channel again = {.name = "held", .send = rec_send};
+  nrec = 0;
+  rt_deliver *d2 = deliver_start(&again, 0);
+  run_until_done(d2);
+  CHECK_INT(nrec, 3);
+  if (nrec == 3) {
+    CHECK_INT(rec_id[0], held_id[1]);
+    CHECK_INT(rec_id[1], held_id[3]);
+    CHECK_INT(rec_id[2], held_id[4]);
+  }
+  CHECK_INT(q("SELECT count(*) FROM outbox WHERE status != 'sent'"), 0);
+  CHECK_INT(rt_store_counts_get(s, &cn), RT_OK);
+  CHECK_INT(cn.outbox_pending, 0);
+  finish(d2);
+  rt_store_close(s);
+  tstore_unlink(copy);
+  s = live;
+  /* A clean stop with three in flight: they are pending, for the next
+   * start to send. */
+  finish(d);
+  CHECK_INT(q("SELECT count(*) FROM outbox_mark"), 0);
+  CHECK_INT(q("SELECT count(*) FROM outbox WHERE status = 'pending'"), 3);
+  for (int i = 0; i < 5; i++)
+    if (i != 0 && i != 2) held_done[i](held_ud[i], &(rt_send_result){.verdict = RT_SEND_DELIVERED});
+  uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+/* A channel that keeps a history gets no mark: its reader takes 'sent'
+ * for sent, so a row is 'pending' until it is. */
+T(history_no_mark) {
+  CHECK_INT(rt_store_exec(s, "DELETE FROM outbox"), RT_OK);
+  rt_store_keep_history(s, "hist");
+  rt_channel ch = {.name = "hist", .send = hold_send, .caps = RT_CH_HISTORY};
+  nheld = 0;
+  rt_deliver *d = deliver_start(&ch, 0);
+  CHECK_INT(q("SELECT count(*) FROM outbox_mark"), 0);
+  CHECK_INT(rt_store_begin(s), RT_OK);
+  CHECK_INT(rt_store_outbox_add(s, 0, "hist", "w1", "hist1", "text", "{\"text\":\"x\"}", 0, NULL),
+            RT_OK);
+  CHECK_INT(rt_store_commit(s), RT_OK);
+  rt_deliver_committed(d);
+  for (int k = 0; k < 3; k++) uv_run(&loop, UV_RUN_NOWAIT);
+  CHECK_INT(nheld, 1);
+  CHECK_INT(q("SELECT count(*) FROM outbox WHERE status = 'pending'"), 1);
+  if (nheld == 1) held_answer(0);
+  CHECK_INT(q("SELECT count(*) FROM outbox WHERE status = 'sent' AND sent_at IS NOT NULL"), 1);
   finish(d);
 }
 
@@ -420,6 +574,8 @@ int main(void) {
   T_RUN(text_escapes);
   T_RUN(handed_over);
   T_RUN(too_many_for_memory);
+  T_RUN(open_rows_killed);
+  T_RUN(history_no_mark);
   rt_store_close(s);
   uv_loop_close(&loop);
   tstore_unlink(path);

@@ -73,6 +73,15 @@ T(migrations) {
     {"SELECT id FROM inbox WHERE ext_id = 'e' AND channel = 'x' AND chat_id = 'c'",
      "SEARCH inbox USING COVERING INDEX sqlite_autoindex_inbox_1 (ext_id=? AND channel=? "
      "AND chat_id=?); "},
+    /* 025: a channel's open rows are found by a walk of the ids from its
+     * mark on (S_MARK_PARK, and the count in rt_store_counts_get: CROSS
+     * JOIN keeps the marks outside), never a scan of the whole outbox. */
+    {"UPDATE outbox SET status = 'pending' WHERE id >= 7 AND channel = 'x' "
+     "AND status = 'sent' AND sent_at IS NULL",
+     "SEARCH outbox USING INTEGER PRIMARY KEY (rowid>?); "},
+    {"SELECT COUNT(*) FROM outbox_mark AS m CROSS JOIN outbox AS o ON o.id >= m.next "
+     "AND +o.channel = m.channel WHERE +o.status = 'sent' AND +o.sent_at IS NULL",
+     "SCAN m; SEARCH o USING INTEGER PRIMARY KEY (rowid>?); "},
   };
   for (size_t i = 0; i < sizeof plans / sizeof plans[0]; i++) {
     query_plan(plans[i][0], plan, sizeof plan);
