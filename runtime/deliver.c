@@ -288,6 +288,9 @@ static void open_trim(target *t) {
 
 static void mark_start(rt_deliver *d, target *t) {
   int64_t next;
+  /* Outside a transaction only: one rolled back would take the mark's row
+   * with it, and the rows written open after it would have no mark. */
+  if (rt_store_in_txn(d->o.store)) return;
   int rc = rt_store_outbox_mark_start(d->o.store, t->ch->name, &next);
   if (rc == RT_EINVAL) return;   /* a channel that keeps a history */
   if (rc != RT_OK) {
@@ -303,9 +306,12 @@ static void mark_start(rt_deliver *d, target *t) {
 }
 
 /* The open rows set pending (the scans find them there); false if the
- * store failed, and then no scan of the outbox may run until it did. */
+ * store failed, and then no scan of the outbox may run until it did. The
+ * mark is off either way: it never moves again, so the rows memory drops
+ * now stay above it, open, for the stop's next try or the next start. */
 static bool mark_stop(rt_deliver *d, target *t) {
-  if (!t->marked) return true;
+  if (!t->marked && !t->stop_due) return true;
+  t->marked = false;
   t->open0 = t->nopen = 0;
   if (rt_store_outbox_mark_stop(d->o.store, t->ch->name) != RT_OK) {
     char q[256];
@@ -314,7 +320,7 @@ static bool mark_stop(rt_deliver *d, target *t) {
     t->stop_due = true;
     return false;
   }
-  t->marked = t->stop_due = false;
+  t->stop_due = false;
   return true;
 }
 

@@ -1339,6 +1339,7 @@ static int mark_new(rt_store *s, const void *channel) {
 int rt_store_outbox_mark_start(rt_store *s, const char *channel, int64_t *next) {
   *next = 0;
   if (keeps_history(s, channel)) return RT_EINVAL;   /* the history reads 'sent' as sent */
+  if (rt_store_in_txn(s)) return RT_EBUSY;   /* a rollback would take the mark's row */
   int rc = in_txn(s, mark_new, channel);
   if (rc != RT_OK) return rc;
   /* The ids only grow (rt_store_prune keeps the newest row): every row

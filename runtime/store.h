@@ -241,9 +241,10 @@ int rt_store_outbox_heads(rt_store *s, const char *channel, int64_t now, int lim
  * of the channel is in their memory, move it past the rows they settled,
  * in the commit that saves the answers, and stop it when they go back to
  * reading the outbox.
- * mark_start: in a transaction of its own (or the caller's); *next is the
- * mark, above every row there is. RT_EINVAL for a channel that keeps a
- * history (rt_store_keep_history), whose reader takes 'sent' for sent. */
+ * mark_start: outside a transaction (RT_EBUSY inside one), in one of its
+ * own; *next is the mark, above every row there is. RT_EINVAL for a
+ * channel that keeps a history (rt_store_keep_history), whose reader
+ * takes 'sent' for sent. */
 int rt_store_outbox_mark_start(rt_store *s, const char *channel, int64_t *next);
 /* Moves the mark to next (never back), in the caller's transaction. */
 int rt_store_outbox_mark_set(rt_store *s, const char *channel, int64_t next);
