@@ -113,6 +113,15 @@ if ic != "ok":
 printed = open(os.path.join(tmp, "stdout"), "rb").read().decode("utf-8", "replace").split("\n")
 got = [l for l in printed if l.startswith("got ")]
 twice = len(got) - len(set(got))
+# What the store calls sent reached stdout: a row the channel's mark
+# covers (025_outbox_mark.sql) has no write of its own, so this is the
+# check that the mark never passed a row not sent.
+never = set(replies) - set(l.rstrip("\r") for l in got)
+if never:
+    problems.append("%d replies marked sent never printed (%s...)" % (len(never), sorted(never)[0]))
+marks = q("select count(*) from outbox_mark")[0][0]
+if marks:
+    problems.append("%d channel marks left after a clean stop" % marks)
 print("crashloop mode=%s rounds=%d messages_written=%d events=%d lost_or_doubled=%d "
       "wakeups_lost=%d printed_twice=%d seconds=%.1f" %
       (mode, rounds, n, len(texts), len(problems), woke_lost, twice, time.time() - t0))
