@@ -131,32 +131,27 @@ int main(int argc, char **argv) {
           rc = 1;
       }
     if (rt_store_commit(s) != RT_OK) rc = 1;
-  } else if (strcmp(argv[1], "run") == 0 && argc == 4) {
+  } else if ((strcmp(argv[1], "run") == 0 && argc == 4) ||
+             (strcmp(argv[1], "feed") == 0 && argc == 6)) {
+    bool feed = argv[1][0] == 'f';
     log_fd = crash_log_open(argv[3]);
     if (log_fd < 0) return 1;
     uv_loop_init(&loop);
     rt_clock clk = {0};
     rt_channel ch = {.name = "fake", .send = fake_send,
                      .limits = {.per_sec = 5000, .in_flight = 16}};
-    rt_deliver_opts d_o = {.loop = &loop, .store = s, .clock = &clk};
+    rt_deliver_opts d_o = {.loop = &loop, .store = s, .clock = &clk, .wake = feed ? no_wake : NULL};
     rt_deliver *d = rt_deliver_new(&d_o);
     rt_deliver_add_channel(d, &ch);
-    crash_run(&loop, d, deliver_start, deliver_stop, deliver_finished, s);
-    close(log_fd);
-  } else if (strcmp(argv[1], "feed") == 0 && argc == 6) {
-    log_fd = crash_log_open(argv[3]);
-    if (log_fd < 0) return 1;
-    uv_loop_init(&loop);
-    rt_clock clk = {0};
-    rt_channel ch = {.name = "fake", .send = fake_send,
-                     .limits = {.per_sec = 5000, .in_flight = 16}};
-    rt_deliver_opts d_o = {.loop = &loop, .store = s, .clock = &clk, .wake = no_wake};
-    feeder f = {.s = s, .d = rt_deliver_new(&d_o), .chats = atoi(argv[4]), .rows = atoi(argv[5])};
-    f.round = rounds_stored(s);
-    rt_deliver_add_channel(f.d, &ch);
-    uv_timer_init(&loop, &f.t);
-    f.t.data = &f;
-    crash_run(&loop, &f, feed_start, feed_stop, feed_finished, &f);
+    if (feed) {
+      feeder f = {.s = s, .d = d, .chats = atoi(argv[4]), .rows = atoi(argv[5]),
+                  .round = rounds_stored(s)};
+      uv_timer_init(&loop, &f.t);
+      f.t.data = &f;
+      crash_run(&loop, &f, feed_start, feed_stop, feed_finished, &f);
+    } else {
+      crash_run(&loop, d, deliver_start, deliver_stop, deliver_finished, s);
+    }
     close(log_fd);
   } else if (strcmp(argv[1], "pending") == 0) {
     printf("%lld\n", (long long)crash_pending(s));
