@@ -431,6 +431,41 @@ T(too_many_for_memory) {
   CHECK_INT(q("SELECT count(*) FROM outbox_mark"), 0);
 }
 
+/* The store refuses the stop of a channel's mark (query_only: every
+ * write fails) just when memory gives up on 9,000 open rows: no row is
+ * sent while they are still open and in no index; once the store takes
+ * writes again, the stop goes through and every row is sent, in order,
+ * once. */
+T(mark_stop_fails) {
+  CHECK_INT(rt_store_exec(s, "DELETE FROM outbox"), RT_OK);
+  memset(many_last, 0, sizeof many_last);
+  many_sent = many_disorder = 0;
+  rt_channel ch = {.name = "stuck", .send = many_send, .limits = {.in_flight = 64}};
+  rt_deliver *d = deliver_start(&ch, 0);
+  CHECK_INT(q("SELECT count(*) FROM outbox_mark WHERE channel = 'stuck'"), 1);
+  int n = 9000;
+  CHECK_INT(rt_store_begin(s), RT_OK);
+  for (int i = 0; i < n; i++) {
+    char chat[16], idem[32];
+    snprintf(chat, sizeof chat, "c%d", i % 3000);
+    snprintf(idem, sizeof idem, "stuck:%d", i);
+    rt_store_outbox_add(s, 0, "stuck", chat, idem, "text", "{\"text\":\"x\"}", 0, NULL);
+  }
+  CHECK_INT(rt_store_commit(s), RT_OK);
+  CHECK_INT(rt_store_exec(s, "PRAGMA query_only = 1"), RT_OK);
+  rt_deliver_committed(d);
+  for (int i = 0; i < 20; i++) uv_run(&loop, UV_RUN_NOWAIT);
+  CHECK_INT(many_sent, 0);
+  CHECK_INT(rt_store_exec(s, "PRAGMA query_only = 0"), RT_OK);
+  CHECK_INT(q("SELECT count(*) FROM outbox WHERE status = 'sent' AND sent_at IS NULL"), n);
+  run_until_done(d);
+  CHECK_INT(many_sent, n);
+  CHECK_INT(many_disorder, 0);
+  CHECK_INT(q("SELECT count(*) FROM outbox WHERE sent_at IS NULL"), 0);
+  CHECK_INT(q("SELECT count(*) FROM outbox_mark WHERE channel = 'stuck'"), 1);   /* synced again */
+  finish(d);
+}
+
 /* A channel that answers when the test says. */
 static rt_send_done held_done[8];
 static void *held_ud[8];
@@ -574,6 +609,7 @@ int main(void) {
   T_RUN(text_escapes);
   T_RUN(handed_over);
   T_RUN(too_many_for_memory);
+  T_RUN(mark_stop_fails);
   T_RUN(open_rows_killed);
   T_RUN(history_no_mark);
   rt_store_close(s);
