@@ -391,6 +391,18 @@ static void many_send(rt_channel *ch, const rt_out_msg *m, rt_send_done done, vo
   done(ud, &(rt_send_result){.verdict = RT_SEND_DELIVERED});
 }
 
+/* n rows to 3,000 chats of channel (ids "channel:i"), in one commit. */
+static void queue_many(const char *channel, int n) {
+  CHECK_INT(rt_store_begin(s), RT_OK);
+  for (int i = 0; i < n; i++) {
+    char chat[16], idem[32];
+    snprintf(chat, sizeof chat, "c%d", i % 3000);
+    snprintf(idem, sizeof idem, "%s:%d", channel, i);
+    rt_store_outbox_add(s, 0, channel, chat, idem, "text", "{\"text\":\"x\"}", 0, NULL);
+  }
+  CHECK_INT(rt_store_commit(s), RT_OK);
+}
+
 /* More rows at once than memory keeps: read back from the outbox instead,
  * all of them in order; once the outbox is drained, handed over again. */
 T(too_many_for_memory) {
@@ -398,14 +410,7 @@ T(too_many_for_memory) {
   rt_channel ch = {.name = "many", .send = many_send, .limits = {.in_flight = 64}};
   rt_deliver *d = deliver_start(&ch, 0);
   int n = 9000;
-  CHECK_INT(rt_store_begin(s), RT_OK);
-  for (int i = 0; i < n; i++) {
-    char chat[16], idem[32];
-    snprintf(chat, sizeof chat, "c%d", i % 3000);
-    snprintf(idem, sizeof idem, "many:%d", i);
-    rt_store_outbox_add(s, 0, "many", chat, idem, "text", "{\"text\":\"x\"}", 0, NULL);
-  }
-  CHECK_INT(rt_store_commit(s), RT_OK);
+  queue_many("many", n);
   rt_deliver_committed(d);
   run_until_done(d);
   CHECK_INT(many_sent, n);
@@ -444,14 +449,7 @@ T(mark_stop_fails) {
   rt_deliver *d = deliver_start(&ch, 0);
   CHECK_INT(q("SELECT count(*) FROM outbox_mark WHERE channel = 'stuck'"), 1);
   int n = 9000;
-  CHECK_INT(rt_store_begin(s), RT_OK);
-  for (int i = 0; i < n; i++) {
-    char chat[16], idem[32];
-    snprintf(chat, sizeof chat, "c%d", i % 3000);
-    snprintf(idem, sizeof idem, "stuck:%d", i);
-    rt_store_outbox_add(s, 0, "stuck", chat, idem, "text", "{\"text\":\"x\"}", 0, NULL);
-  }
-  CHECK_INT(rt_store_commit(s), RT_OK);
+  queue_many("stuck", n);
   CHECK_INT(rt_store_exec(s, "PRAGMA query_only = 1"), RT_OK);
   rt_deliver_committed(d);
   for (int i = 0; i < 20; i++) uv_run(&loop, UV_RUN_NOWAIT);
