@@ -122,18 +122,19 @@ int main(int argc, char **argv) {
      * campaign scheduled for the hours after it fall due too, and they are
      * its first ones, customers in phone order, whose pages lie together,
      * so a run found 36,000 due instead of 20,000, each cheaper than a
-     * spread one. Those move on by the time that passed (only they: the
-     * other rows and their index stay as the campaign wrote them), so the
-     * same 20,000 are due, and only they. */
+     * spread one. Those move on by the time that passed, and past the run
+     * (--limit), or the next seconds' would fall due during it; only they
+     * move, the other rows and their index stay as the campaign wrote
+     * them. So the same 20,000 are due, and only they. */
     rt_store_opts so = {.sql_dir = sql, .sync_full = true};
     rt_store *s;
     char *err = NULL, *kept = NULL;
     if (rt_store_open(db, &so, &s, &err) != RT_OK) { fprintf(stderr, "%s\n", err); return 1; }
     if (rt_store_meta_get(s, "bench_retention_kept_at", &kept) == RT_OK && kept) {
       char q[160];
-      long long then = atoll(kept);
+      long long then = atoll(kept), until = (long long)now + (long long)(limit * 1000);
       snprintf(q, sizeof q, "UPDATE timers SET due_at = due_at + %lld WHERE due_at > %lld "
-               "AND due_at <= %lld", (long long)now - then, then, (long long)now);
+               "AND due_at <= %lld", until - then, then, until);
       if (rt_store_exec(s, q) != RT_OK) { fprintf(stderr, "%s\n", rt_store_errmsg(s)); return 1; }
       rt_store_exec(s, "PRAGMA wal_checkpoint(TRUNCATE)");
     }
