@@ -161,9 +161,9 @@ static const char *stmt_sql[S_COUNT] = {
   /* The channel's mark moves past the rows its deliveries settled. */
   [S_MARK_SET] = "UPDATE outbox_mark SET next = ?2 WHERE channel = ?1 AND next < ?2",
   /* The open rows of a channel (025_outbox_mark.sql) back in the pending
-   * indexes: a walk of the ids from the mark on. */
-  [S_MARK_PARK] = "UPDATE outbox SET status = 'pending' WHERE id >= ?2 AND channel = ?1 "
-                  "AND status = 'sent' AND sent_at IS NULL",
+   * indexes: a walk of the ids from the mark on (none without a mark). */
+  [S_MARK_PARK] = "UPDATE outbox SET status = 'pending' WHERE id >= (SELECT next FROM outbox_mark "
+                  "WHERE channel = ?1) AND channel = ?1 AND status = 'sent' AND sent_at IS NULL",
   [S_BEGIN] = "BEGIN IMMEDIATE",
   [S_COMMIT] = "COMMIT",
   [S_ROLLBACK] = "ROLLBACK",
@@ -251,6 +251,7 @@ static int busy_wait(void *ud, int tries) {
 /* ---- helpers ---- */
 
 static sqlite3_stmt *prep(rt_store *s, const char *sql);
+static int64_t count(rt_store *s, const char *sql);
 
 static int fail(rt_store *s, int rc) {
   s->last_rc = rc;
@@ -1282,10 +1283,9 @@ static int in_txn(rt_store *s, int (*fn)(rt_store *s, const void *arg), const vo
 
 /* The open rows of channel, from its mark on, set 'pending'; its mark's
  * row removed. */
-static int park(rt_store *s, const char *channel, int64_t next) {
+static int park(rt_store *s, const void *channel) {
   sqlite3_stmt *st = stmt(s, S_MARK_PARK);
   bind_text(st, 1, channel);
-  sqlite3_bind_int64(st, 2, next);
   int rc = run(s, st);
   if (rc != RT_OK) return rc;
   if (!(st = prep(s, "DELETE FROM outbox_mark WHERE channel = ?1"))) return RT_EIO;
@@ -1295,43 +1295,41 @@ static int park(rt_store *s, const char *channel, int64_t next) {
   return rc;
 }
 
-static int park_all(rt_store *s, const void *only) {
-  sqlite3_stmt *st = prep(s, "SELECT channel, next FROM outbox_mark");
+/* Every channel's mark, one at a time: each park removes the row read. */
+static int park_all(rt_store *s, const void *unused) {
+  (void)unused;
+  sqlite3_stmt *st = prep(s, "SELECT channel FROM outbox_mark LIMIT 1");
   if (!st) return RT_EIO;
-  size_t n = 0, cap = 0;
-  char **names = NULL;
-  int64_t *nexts = NULL;
-  int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    const char *ch = (const char *)sqlite3_column_text(st, 0);
-    if (only && strcmp(ch, only) != 0) continue;
-    if (n == cap) {
-      cap = cap ? cap * 2 : 4;
-      names = rt_xrealloc(names, cap * sizeof *names);
-      nexts = rt_xrealloc(nexts, cap * sizeof *nexts);
-    }
-    names[n] = rt_xstrdup(ch);
-    nexts[n++] = sqlite3_column_int64(st, 1);
+  int rc = RT_OK, step;
+  while (rc == RT_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
+    char *ch = rt_xstrdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_reset(st);
+    rc = park(s, ch);
+    free(ch);
   }
-  rc = rc == SQLITE_DONE ? RT_OK : fail(s, rc);
+  if (rc == RT_OK && step != SQLITE_DONE) rc = fail(s, step);
   sqlite3_finalize(st);
-  for (size_t i = 0; i < n; i++) {
-    if (rc == RT_OK) rc = park(s, names[i], nexts[i]);
-    free(names[i]);
-  }
-  free(names);
-  free(nexts);
   return rc;
 }
 
-static int mark_new(rt_store *s, const void *channel) {
-  int rc = park_all(s, channel);
+typedef struct {
+  const char *channel;
+  int64_t next;
+} mark_arg;
+
+static int mark_new(rt_store *s, const void *arg) {
+  mark_arg *m = (mark_arg *)arg;
+  int rc = park(s, m->channel);
   sqlite3_stmt *st = rc == RT_OK ? prep(s, "INSERT INTO outbox_mark (channel, next) "
-                                           "SELECT ?1, coalesce(max(id), 0) + 1 FROM outbox")
+                                           "SELECT ?1, coalesce(max(id), 0) + 1 FROM outbox "
+                                           "RETURNING next")
                                  : NULL;
   if (!st) return rc == RT_OK ? RT_EIO : rc;
-  bind_text(st, 1, channel);
-  rc = sqlite3_step(st) == SQLITE_DONE ? RT_OK : fail(s, sqlite3_errcode(s->db));
+  bind_text(st, 1, m->channel);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) m->next = sqlite3_column_int64(st, 0);
+  if (rc == SQLITE_ROW) rc = sqlite3_step(st);   /* RETURNING: written at SQLITE_DONE */
+  rc = rc == SQLITE_DONE ? RT_OK : fail(s, sqlite3_errcode(s->db));
   sqlite3_finalize(st);
   return rc;
 }
@@ -1340,16 +1338,12 @@ int rt_store_outbox_mark_start(rt_store *s, const char *channel, int64_t *next) 
   *next = 0;
   if (keeps_history(s, channel)) return RT_EINVAL;   /* the history reads 'sent' as sent */
   if (rt_store_in_txn(s)) return RT_EBUSY;   /* a rollback would take the mark's row */
-  int rc = in_txn(s, mark_new, channel);
-  if (rc != RT_OK) return rc;
   /* The ids only grow (rt_store_prune keeps the newest row): every row
    * inserted from now on is at or above the mark. */
-  sqlite3_stmt *st = prep(s, "SELECT next FROM outbox_mark WHERE channel = ?1");
-  if (st) {
-    bind_text(st, 1, channel);
-    if (sqlite3_step(st) == SQLITE_ROW) *next = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-  }
+  mark_arg m = {channel, 0};
+  int rc = in_txn(s, mark_new, &m);
+  if (rc != RT_OK) return rc;
+  *next = m.next;
   if (marked(s, channel) < 0) {
     s->mark_ch = rt_xrealloc(s->mark_ch, (s->nmark_ch + 1) * sizeof *s->mark_ch);
     s->mark_ch[s->nmark_ch++] = rt_xstrdup(channel);
@@ -1364,8 +1358,6 @@ int rt_store_outbox_mark_set(rt_store *s, const char *channel, int64_t next) {
   return run(s, st);
 }
 
-static int mark_drop(rt_store *s, const void *channel) { return park_all(s, channel); }
-
 int rt_store_outbox_mark_stop(rt_store *s, const char *channel) {
   /* No row is written open from here on, whatever the outcome: one that
    * was is in the window the next stop or start sets pending. */
@@ -1374,17 +1366,14 @@ int rt_store_outbox_mark_stop(rt_store *s, const char *channel) {
     free(s->mark_ch[i]);
     s->mark_ch[i] = s->mark_ch[--s->nmark_ch];
   }
-  return in_txn(s, mark_drop, channel);
+  return in_txn(s, park, channel);
 }
 
 int rt_store_outbox_recover(rt_store *s) {
   for (size_t i = 0; i < s->nmark_ch; i++) free(s->mark_ch[i]);
   s->nmark_ch = 0;
-  sqlite3_stmt *st = prep(s, "SELECT count(*) FROM outbox_mark");
-  int64_t n = 0;
-  if (st && sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
-  if (st) sqlite3_finalize(st);
-  if (!st) return RT_EIO;
+  int64_t n = count(s, "SELECT count(*) FROM outbox_mark");   /* no write at all without */
+  if (n < 0) return RT_EIO;
   return n ? in_txn(s, park_all, NULL) : RT_OK;
 }
 

@@ -76,9 +76,10 @@ T(migrations) {
     /* 025: a channel's open rows are found by a walk of the ids from its
      * mark on (S_MARK_PARK, and the count in rt_store_counts_get: CROSS
      * JOIN keeps the marks outside), never a scan of the whole outbox. */
-    {"UPDATE outbox SET status = 'pending' WHERE id >= 7 AND channel = 'x' "
-     "AND status = 'sent' AND sent_at IS NULL",
-     "SEARCH outbox USING INTEGER PRIMARY KEY (rowid>?); "},
+    {"UPDATE outbox SET status = 'pending' WHERE id >= (SELECT next FROM outbox_mark "
+     "WHERE channel = 'x') AND channel = 'x' AND status = 'sent' AND sent_at IS NULL",
+     "SEARCH outbox USING INTEGER PRIMARY KEY (rowid>?); SCALAR SUBQUERY 1; "
+     "SEARCH outbox_mark USING INDEX sqlite_autoindex_outbox_mark_1 (channel=?); "},
     {"SELECT COUNT(*) FROM outbox_mark AS m CROSS JOIN outbox AS o ON o.id >= m.next "
      "AND +o.channel = m.channel WHERE +o.status = 'sent' AND +o.sent_at IS NULL",
      "SCAN m; SEARCH o USING INTEGER PRIMARY KEY (rowid>?); "},
