@@ -148,7 +148,7 @@ struct rt_deliver {
   uv_timer_t flush;          /* own commit when the host gives no wake */
   bool started, closing, scanning, rescan, held, flush_armed;
   bool scan_due;               /* results committed: a scan comes on the next loop turn */
-  bool recover_due;            /* rt_store_outbox_recover failed at start: again first */
+  bool recover_due;            /* rt_store_outbox_recover to run (at start) before a scan */
   int handles, jobs;
   int64_t next_trim;
   uint64_t rng;
@@ -251,6 +251,14 @@ static void queue_free(target *t, chat *c) {
   while (c->qhead) free(queue_pop(t, c));
 }
 
+/* A store failure, logged with what failed and, if given, its channel. */
+static void store_error(rt_deliver *d, const char *what, const target *t) {
+  char q[256];
+  rt_log_quote(rt_store_errmsg(d->o.store), q, sizeof q);
+  if (t) rt_log(RT_LOG_ERROR, "store-error", "what=%s channel=%s err=%s", what, t->ch->name, q);
+  else rt_log(RT_LOG_ERROR, "store-error", "what=%s err=%s", what, q);
+}
+
 /* ---- the channel's mark ---- */
 
 static void open_add(target *t, int64_t id) {
@@ -294,9 +302,7 @@ static void mark_start(rt_deliver *d, target *t) {
   int rc = rt_store_outbox_mark_start(d->o.store, t->ch->name, &next);
   if (rc == RT_EINVAL) return;   /* a channel that keeps a history */
   if (rc != RT_OK) {
-    char q[256];
-    rt_log_quote(rt_store_errmsg(d->o.store), q, sizeof q);
-    rt_log(RT_LOG_ERROR, "store-error", "what=outbox-mark channel=%s err=%s", t->ch->name, q);
+    store_error(d, "outbox-mark", t);
     return;
   }
   t->marked = true;
@@ -314,9 +320,7 @@ static bool mark_stop(rt_deliver *d, target *t) {
   t->marked = false;
   t->open0 = t->nopen = 0;
   if (rt_store_outbox_mark_stop(d->o.store, t->ch->name) != RT_OK) {
-    char q[256];
-    rt_log_quote(rt_store_errmsg(d->o.store), q, sizeof q);
-    rt_log(RT_LOG_ERROR, "store-error", "what=outbox-mark-stop channel=%s err=%s", t->ch->name, q);
+    store_error(d, "outbox-mark-stop", t);
     t->stop_due = true;
     return false;
   }
@@ -540,6 +544,16 @@ static int cmp_id(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+/* Sorts ids, mostly in order already (answers come back about as rows
+ * were sent): glibc's qsort mallocs a copy of the whole array each time. */
+static void sort_ids(int64_t *ids, size_t n) {
+  for (size_t i = 1; i < n; i++)
+    if (ids[i - 1] > ids[i]) {
+      qsort(ids, n, sizeof *ids, cmp_id);
+      return;
+    }
+}
+
 static bool has_id(const int64_t *ids, size_t n, int64_t id) {
   return bsearch(&id, ids, n, sizeof *ids, cmp_id) != NULL;
 }
@@ -581,9 +595,7 @@ static int save_sent(rt_deliver *d) {
   int64_t *ans = rt_xmalloc(d->nres * sizeof *ans);
   for (size_t i = 0; i < d->nres; i++)
     if (d->res[i].open) ans[nans++] = d->res[i].id;
-  bool sorted = true;
-  for (size_t i = 1; i < nans && sorted; i++) sorted = ans[i - 1] < ans[i];
-  if (!sorted) qsort(ans, nans, sizeof *ans, cmp_id);
+  sort_ids(ans, nans);
   int rc = save_marks(d, ans, nans);
   free(ans);
   for (size_t i = 0; i < d->nres; i++)
@@ -591,9 +603,7 @@ static int save_sent(rt_deliver *d) {
       ids[n++] = d->res[i].id;
       if (d->res[i].at > at) at = d->res[i].at;
     }
-  sorted = true;
-  for (size_t i = 1; i < n && sorted; i++) sorted = ids[i - 1] < ids[i];
-  if (!sorted) qsort(ids, n, sizeof *ids, cmp_id);
+  sort_ids(ids, n);
   for (size_t i = 0; i < n && rc == RT_OK;) {
     size_t j = i + 1;
     while (j < n && ids[j] == ids[j - 1] + 1) j++;
@@ -830,9 +840,7 @@ static void scan_target(rt_deliver *d, target *t, int64_t now, int64_t *next) {
   if (!channel_can(&s)) return;
   int limit = d->o.scan_limit > 0 ? d->o.scan_limit : DEFAULT_SCAN_LIMIT;
   if (rt_store_outbox_heads(d->o.store, t->ch->name, now, limit, head_cb, &s) != RT_OK) {
-    char q[256];
-    rt_log_quote(rt_store_errmsg(d->o.store), q, sizeof q);
-    rt_log(RT_LOG_ERROR, "store-error", "what=outbox-scan channel=%s err=%s", t->ch->name, q);
+    store_error(d, "outbox-scan", t);
     return;
   }
   /* A full page of chats that could not go: more may be behind it. */
@@ -855,6 +863,7 @@ static void scan(rt_deliver *d) {
   int64_t now, next;
   if (d->recover_due && rt_store_outbox_recover(d->o.store) == RT_OK) d->recover_due = false;
   if (d->recover_due) {   /* no scan may send before the open rows are pending */
+    store_error(d, "outbox-recover", NULL);
     d->scanning = false;
     uv_timer_start(&d->timer, timer_cb, POLL_MS, 0);
     return;
@@ -910,12 +919,7 @@ size_t rt_deliver_nchannels(const rt_deliver *d) { return d->nts; }
 void rt_deliver_start(rt_deliver *d) {
   d->started = true;
   /* Rows a killed process left open are pending again before any scan. */
-  if (rt_store_outbox_recover(d->o.store) != RT_OK) {
-    char q[256];
-    rt_log_quote(rt_store_errmsg(d->o.store), q, sizeof q);
-    rt_log(RT_LOG_ERROR, "store-error", "what=outbox-recover err=%s", q);
-    d->recover_due = true;
-  }
+  d->recover_due = true;
   scan(d);
 }
 
