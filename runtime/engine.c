@@ -557,6 +557,15 @@ static void synced(void *ud) {
   if (!e->closing) rt_deliver_committed(e->dl);
 }
 
+/* A copy on the worker finished. During a burst the next pump round
+ * copies the tail; if the loop went idle while it ran, the tail is
+ * copied now, as an idle loop's WAL would have been. */
+static void checkpointed(void *ud) {
+  rt_engine *e = ud;
+  if (!e->pumping && !e->closing)
+    checkpoint(e, e->wal_max_pages < CKPT_IDLE_PAGES ? e->wal_max_pages : CKPT_IDLE_PAGES);
+}
+
 static void pump_start(rt_engine *e) {
   if (e->pumping || e->closing) return;
   e->pumping = true;
@@ -680,8 +689,8 @@ int rt_engine_new(const rt_engine_opts *o, rt_engine **out, char **err) {
   e->pump.data = e;
   if (rt_store_sync_later(e->store)) {
     e->ws = rt_walsync_new(&(rt_walsync_opts){.loop = e->loop, .store = e->store,
-                                              .synced = synced, .ud = e,
-                                              .fsync = o->wal_fsync});
+                                              .synced = synced, .checkpointed = checkpointed,
+                                              .ud = e, .fsync = o->wal_fsync});
     /* Any commit, the pump's or another's, gets the pump round that syncs it. */
     rt_store_on_commit(e->store, kick, e);
   }

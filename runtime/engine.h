@@ -98,7 +98,8 @@ const char *rt_engine_flows_version(const rt_engine *e);
 const char *rt_engine_flows_dir(const rt_engine *e);
 json_t *rt_engine_describe(rt_engine *e);
 
-/* True when nothing is queued, running, uncommitted or being sent. */
+/* True when nothing is queued, running, uncommitted, being sent, synced
+ * or copied into the database file. */
 bool rt_engine_idle(const rt_engine *e);
 rt_clock *rt_engine_clock(rt_engine *e);
 rt_store *rt_engine_store(rt_engine *e);

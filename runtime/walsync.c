@@ -52,6 +52,7 @@ static void ckpt_after(uv_work_t *req, int status) {
   if (status == 0 && !w->ckpt_err) {
     rt_store_checkpointed(w->o.store, w->ckpt_log, w->ckpt_copied);
     w->ckpt_done = true;
+    if (!w->closing && w->o.checkpointed) w->o.checkpointed(w->o.ud);
   }
   else if (status == 0)   /* another process's checkpoint, a full disk: the next one retries */
     rt_log(RT_LOG_DEBUG, "checkpoint-later", "err=\"%s\"", w->ckpt_err);
@@ -120,7 +121,7 @@ void rt_walsync_kick(rt_walsync *w) {
 }
 
 bool rt_walsync_busy(const rt_walsync *w) {
-  return w->running || rt_store_sync_pending(w->o.store);
+  return w->running || w->ckpt_running || rt_store_sync_pending(w->o.store);
 }
 
 /* Closing: done once neither worker runs (from the loop's next turn, so

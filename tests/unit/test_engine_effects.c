@@ -473,8 +473,9 @@ static long long file_size(const char *path) {
 
 /* The loop copies the WAL into the file itself (SQLite's own checkpoint,
  * inside a COMMIT, is off): a burst that never lets the loop rest still
- * keeps the WAL under its bound (a test bound of 64 pages here), and once
- * the loop is idle everything is copied. */
+ * keeps the WAL under its bound (a test bound of 64 pages here); an idle
+ * engine has no copy under way, and the pages committed while the last
+ * one ran were copied when it finished; a second later everything is. */
 T(wal_stays_bounded) {
   env v = {0};
   CHECK(open_env_with(&v, SHOP(""), NULL, 64, true));
@@ -485,7 +486,7 @@ T(wal_stays_bounded) {
   char chat[32], ext[32], wal[160];
   snprintf(wal, sizeof wal, "%s/data/shop.db-wal", dir);
   long long peak = 0;
-  for (int round = 0; round < 10; round++) {
+  for (int round = 0; round < 30; round++) {
     for (int i = 0; i < 500; i++) {
       snprintf(chat, sizeof chat, "wal%d", (i * 7919 + round) % 2500);
       snprintf(ext, sizeof ext, "wal%d.%d", round, i);
@@ -498,13 +499,13 @@ T(wal_stays_bounded) {
   }
   CHECK(settle(&v.loop, v.e, 30));
   int64_t written = rt_store_wal_written(s) - w0;
-  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM inbox WHERE status = 'done'"), 5000);
+  CHECK_INT(q_int(st, "SELECT COUNT(*) FROM inbox WHERE status = 'done'"), 15000);
   /* The burst wrote many times the bound; the file held a bound's worth
    * and one transaction's pages, not everything written. */
-  if (written < 8 * 64 || peak >= written * 4096 / 2)
+  if (written < 16 * 64 || peak >= written * 4096 / 4)
     fprintf(stderr, "  written %lld pages, WAL file peak %lld bytes\n", (long long)written, peak);
-  CHECK(written >= 8 * 64);
-  CHECK(peak > 0 && peak < written * 4096 / 2);
+  CHECK(written >= 16 * 64);
+  CHECK(peak > 0 && peak < written * 4096 / 4);
   CHECK(rt_store_wal_pages(s) < 64);
   /* A second without work: whatever is left is copied. */
   uint64_t t0 = uv_hrtime();
