@@ -33,9 +33,13 @@
  * batch's acks and sends): once the loop has nothing to do and the WAL
  * holds CKPT_IDLE_PAGES (SQLite's own threshold), after a second without
  * work whatever it holds, and during a burst that never lets the loop
- * rest once it holds CKPT_BUSY_PAGES (32 MB), which bounds the WAL. */
+ * rest once it holds CKPT_BUSY_PAGES (32 MB); the file stays under twice
+ * that (checkpoint()). */
 #define CKPT_IDLE_PAGES 1000
 #define CKPT_BUSY_PAGES 8192
+/* The loop copies a WAL's last pages itself when they are at most this
+ * part of the bound (256 pages, 1 MB: a millisecond or two). */
+#define CKPT_TAIL_PART 32
 
 /* A tool (`shopbot campaign`, `import`) holding the write lock: the store
  * fails at once (no_busy_wait) and the loop retries soon, from a timer. For
@@ -98,19 +102,24 @@ static void kick(void *ud) { pump_start(ud); }
  * meanwhile, and the commits stay durable. */
 static void checkpoint(rt_engine *e, int64_t min_pages) {
   if (e->store_error || min_pages <= 0) return;
-  /* With the commits synced off the loop (walsync.h), the bulk of the copy
-   * is too; the pages committed meanwhile are then copied here, between
-   * two transactions: SQLite starts the WAL again from its beginning only
-   * when a write begins with everything copied, which a copy beside a
-   * burst never sees, and the file would grow for the whole burst. */
+  /* With the commits synced off the loop (walsync.h), the copy is too.
+   * SQLite starts the WAL again from its beginning only when a write
+   * begins with everything copied, which a copy beside a burst never
+   * sees: the pages committed while one copy ran are copied by the next,
+   * each shorter than the one before as long as the worker copies faster
+   * than the loop commits, and the loop copies the last few itself,
+   * between two transactions. If the worker falls behind and the WAL
+   * reaches twice its bound, the loop copies what is left at once. */
   bool tail = false;
   if (e->ws) {
     if (rt_walsync_checkpointing(e->ws)) return;
     tail = rt_walsync_checkpointed(e->ws);
   }
-  if (tail ? rt_store_wal_pages(e->store) <= 0 : rt_store_wal_pages(e->store) < min_pages) return;
-  if (e->ws && !tail) {
-    rt_walsync_checkpoint(e->ws);
+  int64_t left = rt_store_wal_pages(e->store);
+  if (tail ? left <= 0 : left < min_pages) return;
+  if (e->ws && !(tail && (left <= e->wal_max_pages / CKPT_TAIL_PART ||
+                          rt_store_wal_frames(e->store) >= 4 * e->wal_max_pages))) {
+      rt_walsync_checkpoint(e->ws);
     return;
   }
   if (rt_store_checkpoint(e->store) != RT_OK)

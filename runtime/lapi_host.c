@@ -104,6 +104,38 @@ static void cust_push(lua_State *L, const cust_copy *c) {
   if (map) lua_remove(L, map);
 }
 
+static void cust_free(cust_copy *c) {
+  free(c->b.s);
+  if (c->it != c->first) free(c->it);
+}
+
+/* customer.addresses, read from the store the first time a flow looks
+ * (the metatable's __index; upvalue 1: the customer's phone): most steps
+ * only greet the customer by name, and the addresses are a b-tree probe
+ * of their own (bench_retention). Kept on the table once read; a store
+ * error gives an empty map this time, and the next look tries again. */
+static int l_cust_index(lua_State *L) {
+  if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "addresses") != 0) return 0;
+  const rt_host *h = rt_lvm_host(L);
+  cust_copy c = {.n = 0, .cap = (int)RT_ARRAY_LEN(c.first), .b = RT_BUF_INIT};
+  c.it = c.first;
+  rt_record_sink k = {cust_field, cust_map, cust_entry, &c};
+  int rc = h && h->customer_addresses
+               ? h->customer_addresses(h->ud, lua_tostring(L, lua_upvalueindex(1)), &k)
+               : RT_OK;
+  cust_push(L, &c);   /* {addresses = {...}} */
+  cust_free(&c);
+  if (lua_getfield(L, -1, "addresses") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+  }
+  if (rc == RT_OK) {
+    lua_pushvalue(L, -1);
+    lua_setfield(L, 1, "addresses");   /* a plain table: no __newindex */
+  }
+  return 1;
+}
+
 /* C.customer(phone, channel, chat) -> table or nil. */
 static int l_host_customer(lua_State *L) {
   const rt_host *h = rt_lvm_host(L);
@@ -112,14 +144,29 @@ static int l_host_customer(lua_State *L) {
              *chat = luaL_optstring(L, 3, NULL);
   cust_copy c = {.n = 0, .cap = (int)RT_ARRAY_LEN(c.first), .b = RT_BUF_INIT};
   c.it = c.first;
-  rt_record_sink k = {cust_field, cust_map, cust_entry, &c};
+  /* No map_begin: the addresses wait for l_cust_index. */
+  rt_record_sink k = {cust_field, NULL, NULL, &c};
   int found = h->customer(h->ud, phone, channel, chat, &k) == 1;
   /* A Lua memory error inside cust_push leaks the copy (a few hundred
    * bytes, once per step that ran out of memory), as the jansson tree did
    * before. */
-  if (found) cust_push(L, &c);
-  free(c.b.s);
-  if (c.it != c.first) free(c.it);
+  if (found) {
+    cust_push(L, &c);
+    for (int i = 0; i < c.n; i++) {
+      if (c.it[i].kind != CI_FIELD || c.it[i].v.type != RT_RV_TEXT ||
+          strcmp(c.b.s + c.it[i].key, "phone") != 0)
+        continue;
+      lua_createtable(L, 0, 2);
+      lua_pushlstring(L, c.b.s + c.it[i].val, c.it[i].v.len);
+      lua_pushcclosure(L, l_cust_index, 1);
+      lua_setfield(L, -2, "__index");
+      lua_pushboolean(L, 0);   /* getmetatable sees false, not the reader */
+      lua_setfield(L, -2, "__metatable");
+      lua_setmetatable(L, -2);
+      break;
+    }
+  }
+  cust_free(&c);
   return found;
 }
 

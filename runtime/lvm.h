@@ -41,6 +41,10 @@ typedef struct {
    * (record.h); 1 found, 0 none, or an error code (the flow sees none). */
   int (*customer)(void *ud, const char *phone, const char *channel, const char *chat,
                   const rt_record_sink *k);
+  /* The found customer's addresses (the map "addresses" of the record),
+   * read when a flow first looks at them; RT_OK or an error code. NULL:
+   * none. */
+  int (*customer_addresses)(void *ud, const char *phone, const rt_record_sink *k);
   int64_t (*now_ms)(void *ud);
 } rt_host;
 

@@ -21,7 +21,7 @@ enum {
   S_INBOX_ADD, S_INBOX_ADD_DONE, S_INBOX_REOPEN, S_INBOX_PENDING, S_INBOX_GET, S_INBOX_FINISH, S_INBOX_ATTEMPT, S_INBOX_QUARANTINE,
   S_CONV_GET, S_CONV_BY_ID, S_CONV_CREATE, S_CONV_SAVE, S_CONV_PHONE,
   S_OUT_ADD, S_OUT_DUE, S_OUT_SENT, S_OUT_RETRY, S_OUT_FAILED, S_OUT_HEADS, S_OUT_PENDING,
-  S_TIMER_SET, S_TIMER_CANCEL, S_TIMER_CANCEL_ALL, S_TIMER_NEXT, S_TIMER_DUE, S_TIMER_DEL, S_TIMER_DEL_DUE, S_TIMER_COUNT,
+  S_TIMER_SET, S_TIMER_CANCEL, S_TIMER_CANCEL_ALL, S_TIMER_NEXT, S_TIMER_DUE, S_TIMER_DEL, S_TIMER_COUNT,
   S_TIMER_EXISTS, S_META_GET, S_META_SET,
   S_EVENT_ADD, S_LEAD_ADD, S_CUSTOMER_GET, S_CUSTOMER_ADDRS, S_ADDR_PHONE, S_ADDR_SET,
   S_ADDR_BLOCK, S_OUT_CHAT, S_HIST_IN, S_HIST_OUT, S_HIST_IDS, S_MARK_SET, S_MARK_PARK,
@@ -104,8 +104,6 @@ static const char *stmt_sql[S_COUNT] = {
   [S_TIMER_DUE] = "SELECT t.id, t.conv_id, t.due_at, t.name, t.step, t.data, " CONV_COLS_V " "
                   "FROM timers t LEFT JOIN conversations v ON v.id = t.conv_id "
                   "WHERE t.due_at <= ?1 ORDER BY t.due_at, t.id LIMIT ?2",
-  [S_TIMER_DEL_DUE] = "DELETE FROM timers WHERE id IN (SELECT id FROM timers "
-                      "WHERE due_at <= ?1 ORDER BY due_at, id LIMIT ?2)",
   [S_TIMER_DEL] = "DELETE FROM timers WHERE id = ?1",
   /* The flow's own wake-ups: names starting with _ are the runtime's. */
   [S_TIMER_COUNT] = "SELECT COUNT(*) FROM timers WHERE conv_id = ?1 AND substr(name, 1, 1) != '_'",
@@ -758,6 +756,8 @@ int rt_store_exec(rt_store *s, const char *sql) {
 int64_t rt_store_wal_pages(rt_store *s) { return s->wal_frames - s->wal_copied; }
 
 int64_t rt_store_wal_written(rt_store *s) { return s->wal_written; }
+
+int64_t rt_store_wal_frames(rt_store *s) { return s->wal_frames; }
 
 int rt_store_checkpoint(rt_store *s) {
   int log = 0, copied = 0;
@@ -1546,14 +1546,6 @@ int rt_store_timer_delete(rt_store *s, int64_t id) {
   return run(s, st);
 }
 
-int rt_store_timers_delete_due(rt_store *s, int64_t now, int n) {
-  if (n <= 0) return RT_OK;
-  sqlite3_stmt *st = stmt(s, S_TIMER_DEL_DUE);
-  sqlite3_bind_int64(st, 1, now);
-  sqlite3_bind_int(st, 2, n);
-  return run(s, st);
-}
-
 int64_t rt_store_timer_count(rt_store *s, int64_t conv_id) {
   sqlite3_stmt *st = stmt(s, S_TIMER_COUNT);
   sqlite3_bind_int64(st, 1, conv_id);
@@ -1675,6 +1667,30 @@ static sqlite3_stmt *prep(rt_store *s, const char *sql) {
 
 /* Reads the customer of that phone into k (if not NULL); 1 found, 0 not,
  * or a store error. */
+/* addresses: {channel: address}, the newest per channel, reachable ones
+ * only (a flow must not offer to write where the channel refused). The
+ * rows come by channel, newest first. */
+int rt_store_customer_addresses(rt_store *s, const char *phone, const rt_record_sink *k) {
+  sqlite3_stmt *st = stmt(s, S_CUSTOMER_ADDRS);
+  bind_text(st, 1, phone);
+  k->map_begin(k->ud, "addresses");
+  char *last = NULL;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *ch = (const char *)sqlite3_column_text(st, 0);
+    const char *ad = (const char *)sqlite3_column_text(st, 1);
+    const char *status = (const char *)sqlite3_column_text(st, 2);
+    if (!ch || !ad || (status && strcmp(status, "reachable") != 0)) continue;
+    if (last && strcmp(last, ch) == 0) continue;
+    k->map_entry(k->ud, ch, ad);
+    free(last);
+    last = rt_xstrdup(ch);
+  }
+  free(last);
+  sqlite3_reset(st);
+  return rc == SQLITE_DONE ? RT_OK : fail(s, rc);
+}
+
 static int customer_emit(rt_store *s, const char *phone, const rt_record_sink *k) {
   sqlite3_stmt *st = stmt(s, S_CUSTOMER_GET);
   bind_text(st, 1, phone);
@@ -1714,26 +1730,9 @@ static int customer_emit(rt_store *s, const char *phone, const rt_record_sink *k
     k->field(k->ud, names[i], &v);
   }
   sqlite3_reset(st);
-  /* addresses: {channel: address}, the newest per channel, reachable ones
-   * only (a flow must not offer to write where the channel refused). The
-   * rows come by channel, newest first. */
-  st = stmt(s, S_CUSTOMER_ADDRS);
-  bind_text(st, 1, phone);
-  k->map_begin(k->ud, "addresses");
-  char *last = NULL;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    const char *ch = (const char *)sqlite3_column_text(st, 0);
-    const char *ad = (const char *)sqlite3_column_text(st, 1);
-    const char *status = (const char *)sqlite3_column_text(st, 2);
-    if (!ch || !ad || (status && strcmp(status, "reachable") != 0)) continue;
-    if (last && strcmp(last, ch) == 0) continue;
-    k->map_entry(k->ud, ch, ad);
-    free(last);
-    last = rt_xstrdup(ch);
-  }
-  free(last);
-  sqlite3_reset(st);
-  return rc == SQLITE_DONE ? 1 : fail(s, rc);
+  if (!k->map_begin) return 1;
+  rc = rt_store_customer_addresses(s, phone, k);
+  return rc == RT_OK ? 1 : rc;
 }
 
 static int phone_cmp(const void *a, const void *b) {

@@ -69,6 +69,9 @@ int64_t rt_store_wal_pages(rt_store *s);
 /* With own_checkpoints: pages written to the WAL since the store opened
  * (what a workload costs in writes, for the benchmarks). */
 int64_t rt_store_wal_written(rt_store *s);
+/* The frames the WAL holds now, copied or not: its file is at least as
+ * long (own_checkpoints). */
+int64_t rt_store_wal_frames(rt_store *s);
 /* Copies the WAL's committed pages into the database file and syncs it (a
  * passive checkpoint: it takes no lock a writer needs, and stops short of
  * pages a reader in another process still uses). Durability does not
@@ -282,14 +285,12 @@ typedef struct {
                               * gone; fn may take it (leaving it cleared) */
 } rt_timer_row;
 /* Calls fn for the first limit timers due at now, in (due_at, id) order,
- * with their conversation read in the same query. */
+ * with their conversation read in the same query. fn may change the
+ * timers table (rt_store_timer_delete of the row it got, a step's
+ * wake-ups): the query goes on from where it was. */
 int rt_store_timers_due(rt_store *s, int64_t now, int limit,
                         void (*fn)(void *ud, const rt_timer_row *r), void *ud);
 int rt_store_timer_delete(rt_store *s, int64_t id);
-/* Deletes the first n timers due at now, in the order of timers_due: in
- * the transaction that read them there, the very rows it read, in one
- * statement instead of one per row. */
-int rt_store_timers_delete_due(rt_store *s, int64_t now, int n);
 /* Wake-ups of a conversation set by flows (names not starting with _), or
  * -1 on a store error. */
 int64_t rt_store_timer_count(rt_store *s, int64_t conv_id);
@@ -332,10 +333,15 @@ int rt_store_counts_get(rt_store *s, rt_store_counts *c);
 json_t *rt_store_customer_json(rt_store *s, const char *phone, const char *channel,
                                const char *chat_id);
 /* The same record handed to k field by field (record.h: the fields above,
- * then the map "addresses"), without a tree between; k may be NULL to ask
- * only whether there is one. 1 found, 0 not, or a store error code. */
+ * then the map "addresses" unless k->map_begin is NULL: a reader that
+ * wants them later asks rt_store_customer_addresses), without a tree
+ * between; k may be NULL to ask only whether there is one. 1 found, 0 not,
+ * or a store error code. */
 int rt_store_customer_read(rt_store *s, const char *phone, const char *channel,
                            const char *chat_id, const rt_record_sink *k);
+/* The customer's map "addresses" alone, handed to k (map_begin, then an
+ * entry per channel). RT_OK or a store error code. */
+int rt_store_customer_addresses(rt_store *s, const char *phone, const rt_record_sink *k);
 /* The same, by phone only. */
 json_t *rt_store_customer_by_phone(rt_store *s, const char *phone);
 /* The phone of the customer who has (channel, address), owned in *phone;

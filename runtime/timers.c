@@ -136,13 +136,32 @@ static void fire_one(void *ud, const rt_timer_row *r) {
   fire_ctx *f = ud;
   if (f->rc != RT_OK) return;
   f->read++;
-  /* Its conversation is gone: the row is only deleted, with the batch. */
-  if (!r->conv || !r->conv->channel || !r->conv->chat_id) return;
   rt_store *s = f->tm->o.store;
-  const char *channel = r->conv->channel, *chat_id = r->conv->chat_id;
-  wake_payload(&f->b, r);
+  /* A row whose conversation is gone is only deleted. */
+  bool live = r->conv && r->conv->channel && r->conv->chat_id;
   const rt_inbox_direct *d = f->direct;
-  if (d && !(d->full && d->full(d->ud)) && d->can_run(d->ud, channel, chat_id)) {
+  bool now = false;
+  json_t *doc = NULL;
+  if (live) {
+    wake_payload(&f->b, r);
+    now = d && !(d->full && d->full(d->ud)) && d->can_run(d->ud, r->conv->channel,
+                                                         r->conv->chat_id);
+    if (now) doc = wake_doc(r);
+  }
+  /* Deleted by its id before its step runs, while its pages are in the
+   * cache: a step that sets a wake-up of the same name again makes a new
+   * row, and nothing but the rows read here is deleted. (A delete of "the
+   * first N due" after the steps ran took a re-set row out of that count
+   * and a due one that had not fired in its place.) The row's text is not
+   * read after this. */
+  int rc = rt_store_timer_delete(s, r->id);
+  if (rc != RT_OK || !live) {
+    json_decref(doc);
+    f->rc = rc;
+    return;
+  }
+  const char *channel = r->conv->channel, *chat_id = r->conv->chat_id;
+  if (now) {
     /* Its chat is idle: the step runs now, in this transaction, with no
      * inbox row (rt_inbox_add_wake: the host writes one only if the step
      * waits on I/O, fails or is skipped). A rollback takes back the step
@@ -152,7 +171,7 @@ static void fire_one(void *ud, const rt_timer_row *r) {
      * step takes it from here instead of reading it again. */
     char *chan = rt_xstrdup(channel), *chat = rt_xstrdup(chat_id);
     if (f->tm->o.convs) rt_convs_put(f->tm->o.convs, r->conv);
-    d->run(d->ud, chan, chat, 0, r->id, rt_xstrndup(f->b.s, f->b.len), wake_doc(r), true);
+    d->run(d->ud, chan, chat, 0, r->id, rt_xstrndup(f->b.s, f->b.len), doc, true);
     free(chan);
     free(chat);
     f->ran++;
@@ -163,7 +182,7 @@ static void fire_one(void *ud, const rt_timer_row *r) {
    * So the inbox already holding this key means this very row was fired,
    * in the same transaction that deleted it: a store edited by hand. */
   int64_t id = 0;
-  int rc = rt_inbox_add_wake(s, channel, chat_id, r->id, rt_buf_str(&f->b), "new", f->now, &id);
+  rc = rt_inbox_add_wake(s, channel, chat_id, r->id, rt_buf_str(&f->b), "new", f->now, &id);
   if (rc == 1) {
     rt_log(RT_LOG_WARN, "wake-duplicate", "timer=%lld conv=%lld: already in the inbox",
            (long long)r->id, (long long)r->conv_id);
@@ -206,14 +225,13 @@ int rt_timers_fire(rt_timers *tm, int *n) {
       break;
     }
     /* One transaction per batch: the due rows become inbox rows and are
-     * deleted (one statement for the batch), committed together, so a
+     * deleted (each as it is read), committed together, so a
      * kill -9 leaves either the timers or their wake events, never both
      * and never neither. */
     fire_ctx f = {tm, rt_clock_now(tm->o.clock), RT_OK, 0, 0, 0, NULL, b, NULL, 0};
     int rc = rt_store_begin(s);
     if (rc == RT_OK) rc = rt_store_timers_due(s, f.now, FIRE_BATCH, fire_one, &f);
     if (rc == RT_OK) rc = f.rc;
-    if (rc == RT_OK) rc = rt_store_timers_delete_due(s, f.now, f.read);
     if (rc == RT_OK) rc = rt_store_commit(s);
     else rt_store_rollback(s);
     b = f.b;
@@ -258,7 +276,6 @@ int rt_timers_stage(rt_timers *tm, const rt_inbox_direct *direct, int max, int *
   fire_ctx f = {tm, rt_clock_now(tm->o.clock), RT_OK, 0, 0, 0, NULL, tm->b, direct, 0};
   int rc = rt_store_timers_due(s, f.now, max, fire_one, &f);
   if (rc == RT_OK) rc = f.rc;
-  if (rc == RT_OK) rc = rt_store_timers_delete_due(s, f.now, f.read);
   tm->b = f.b;
   /* Those that did not run now go into their chats' queues after the
    * commit (rt_timers_staged). */

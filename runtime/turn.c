@@ -88,6 +88,11 @@ static int host_customer(void *ud, const char *phone, const char *channel, const
   return rt_store_customer_read(ts->o.store, phone, channel, chat, k);
 }
 
+static int host_customer_addresses(void *ud, const char *phone, const rt_record_sink *k) {
+  rt_turns *ts = ud;
+  return rt_store_customer_addresses(ts->o.store, phone, k);
+}
+
 static void host_ready(void *ud, rt_lturn *lt) {
   rt_turns *ts = ud;
   if (ts->nresume == ts->capresume) {
@@ -104,7 +109,7 @@ rt_turns *rt_turns_new(const rt_turns_opts *o) {
   rt_turns *ts = rt_xcalloc(1, sizeof *ts);
   ts->o = *o;
   ts->host = (rt_host){.ud = ts, .ready = host_ready, .customer = host_customer,
-                       .now_ms = host_now};
+                       .customer_addresses = host_customer_addresses, .now_ms = host_now};
   /* Cheap: curl is set up by the first request that goes out. */
   ts->own_http = !o->http;
   ts->http = o->http ? o->http : rt_http_new(o->loop);
