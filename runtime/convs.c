@@ -22,6 +22,10 @@ static const size_t FIELDS[] = {
 };
 #define NFIELDS (sizeof FIELDS / sizeof FIELDS[0])
 #define FIELD(r, i) (*(char **)((char *)(r) + FIELDS[i]))
+/* In entry.set beside the fields' bits: the phone is the one the store has
+ * (rt_conv_row.phone_saved), kept as a bit rather than a second copy. */
+#define PHONE_SAVED (1u << 31)
+_Static_assert(NFIELDS < 31, "entry.set has a bit per field and PHONE_SAVED");
 
 typedef struct entry {
   struct entry *prev, *next;   /* LRU: head is the most recent */
@@ -153,6 +157,7 @@ int rt_convs_get(rt_convs *cs, const char *channel, const char *chat_id, int64_t
       FIELD(out, i) = c;
       s += len + 1;
     }
+    if ((en->set & PHONE_SAVED) && out->phone) out->phone_saved = rt_xstrdup(out->phone);
     free(en);
     return RT_OK;
   }
@@ -173,6 +178,7 @@ void rt_convs_put(rt_convs *cs, rt_conv_row *r) {
     if (v) set |= 1u << i;
     total += len[i];
   }
+  if (r->phone && r->phone_saved && strcmp(r->phone, r->phone_saved) == 0) set |= PHONE_SAVED;
   entry *en = rt_xmalloc(sizeof *en + total);
   en->prev = en->next = en->chain = NULL;
   en->hash = key_hash(r->channel, r->chat_id);

@@ -238,11 +238,11 @@ static bool tick_here(void) {
 
 void rt_lvm_charge(lua_State *L, int64_t units) {
   /* Only states made here keep a budget in their extra space; a plain
-   * state (a unit test's) has whatever was there. */
-  lua_getfield(L, LUA_REGISTRYINDEX, REG_BUNDLE);
-  bool ours = lua_touserdata(L, -1) != NULL;
-  lua_pop(L, 1);
-  if (!ours) return;
+   * state (a unit test's) has whatever was there. Ours allocate through
+   * l_alloc: one field to read, where the registry's bundle was a string
+   * lookup on every charge (the pattern functions charge often). */
+  void *aud;
+  if (lua_getallocf(L, &aud) != l_alloc) return;
   budget *bg = *(budget **)lua_getextraspace(L);
   if (bg && units > 0) budget_add(L, bg, units);
 }

@@ -1072,7 +1072,7 @@ int rt_store_meta_set(rt_store *s, const char *key, const char *value) {
 void rt_conv_row_clear(rt_conv_row *r) {
   free(r->channel); free(r->chat_id); free(r->user_id); free(r->phone);
   free(r->flow); free(r->step); free(r->state); free(r->mode); free(r->last_error);
-  free(r->owner); free(r->owner_name);
+  free(r->owner); free(r->owner_name); free(r->phone_saved);
   memset(r, 0, sizeof *r);
 }
 
@@ -1094,6 +1094,7 @@ static void conv_from(sqlite3_stmt *st, int b, rt_conv_row *r) {
   r->last_in_at = sqlite3_column_int64(st, b + 13);
   r->owner = col_dup(st, b + 14);
   r->owner_name = col_dup(st, b + 15);
+  r->phone_saved = r->phone ? rt_xstrdup(r->phone) : NULL;
 }
 
 static int conv_query(rt_store *s, sqlite3_stmt *st, rt_conv_row *out) {
@@ -1169,11 +1170,18 @@ int rt_store_conv_save(rt_store *s, rt_conv_row *r, int64_t now) {
   bind_text(st, 11, r->owner);
   bind_text(st, 12, r->owner_name);
   int rc = run(s, st);
-  if (rc == RT_OK && r->phone) {   /* a NULL keeps the stored one */
+  /* A NULL keeps the stored one; the phone the row has is not written
+   * again (a check-in's step returns the conversation's phone as it
+   * found it). */
+  if (rc == RT_OK && r->phone && !(r->phone_saved && strcmp(r->phone, r->phone_saved) == 0)) {
     st = stmt(s, S_CONV_PHONE);
     sqlite3_bind_int64(st, 1, r->id);
     bind_text(st, 2, r->phone);
     rc = run(s, st);
+    if (rc == RT_OK) {
+      free(r->phone_saved);
+      r->phone_saved = rt_xstrdup(r->phone);
+    }
   }
   if (rc == RT_OK) {
     r->rev++;

@@ -185,6 +185,10 @@ typedef struct {
   char *channel, *chat_id, *user_id, *phone, *flow, *step, *state, *mode, *last_error;
   int64_t rev, created_at, updated_at, last_in_at;
   char *owner, *owner_name;  /* the manager who has the chat (mode manager), or NULL */
+  /* The phone as the store has it (read with the row, or written by
+   * rt_store_conv_save), or NULL when not known: a save writes the phone
+   * only when it differs. */
+  char *phone_saved;
 } rt_conv_row;
 void rt_conv_row_clear(rt_conv_row *r);
 /* Loads the conversation of a chat, creating it when create is set.
@@ -195,8 +199,9 @@ int rt_store_conv_get(rt_store *s, const char *channel, const char *chat_id,
 int rt_store_conv_ensure(rt_store *s, const char *channel, const char *chat_id, int64_t now);
 int rt_store_conv_by_id(rt_store *s, int64_t id, rt_conv_row *out);
 /* Writes flow, step, state, mode, phone (a NULL keeps the stored one: a
- * tool may have linked the chat to a customer), user_id, last_in_at,
- * last_error and bumps rev. */
+ * tool may have linked the chat to a customer; the same as phone_saved is
+ * not written again, one statement less), user_id, last_in_at, last_error
+ * and bumps rev. */
 int rt_store_conv_save(rt_store *s, rt_conv_row *r, int64_t now);
 
 /* ---- outbox ---- */

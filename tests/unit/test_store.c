@@ -1,5 +1,7 @@
 /* test_store.c -- the store's own contract: migrations, inbox dedup,
- * conversation rows and revisions, per-channel outbox, timers, pruning. */
+ * conversation rows and revisions (the phone written only when changed),
+ * per-channel outbox, timers, pruning. */
+#include "convs.h"
 #include "paths.h"
 #include "rt.h"
 #include "store_impl.h"
@@ -199,6 +201,80 @@ T(conversations) {
   CHECK_STR(r.step, "parts");
   CHECK_INT(r.rev, 1);
   rt_conv_row_clear(&r);
+}
+
+/* Statements run that set a conversation's phone (sqlite3_trace_v2). */
+static int phone_writes;
+static int trace_phone(unsigned type, void *ud, void *p, void *x) {
+  (void)type;
+  (void)ud;
+  (void)x;
+  const char *sql = sqlite3_sql(p);
+  if (sql && strstr(sql, "UPDATE conversations SET phone")) phone_writes++;
+  return 0;
+}
+
+static char *str_q(const char *sql) {
+  sqlite3_stmt *st;
+  char *v = NULL;
+  if (sqlite3_prepare_v2(rt_store_db(s), sql, -1, &st, NULL) != SQLITE_OK) return NULL;
+  if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+    v = rt_xstrdup((const char *)sqlite3_column_text(st, 0));
+  sqlite3_finalize(st);
+  return v;
+}
+
+/* A save writes the phone only when it is not the one the row was read
+ * or last saved with: a check-in's step hands back the phone it found,
+ * and that costs no statement, also not through the conversation cache;
+ * and a phone a tool linked meanwhile is not written over with the old
+ * one. A new phone is written. */
+T(conv_phone_written_when_changed) {
+  rt_conv_row r;
+  CHECK_INT(rt_store_conv_get(s, "console", "ph", true, 1, &r), RT_OK);
+  CHECK(r.phone == NULL && r.phone_saved == NULL);
+  sqlite3_trace_v2(rt_store_db(s), SQLITE_TRACE_STMT, trace_phone, NULL);
+  phone_writes = 0;
+  r.phone = rt_xstrdup("+79000000001");
+  CHECK_INT(rt_store_conv_save(s, &r, 2), RT_OK);
+  CHECK_INT(phone_writes, 1);
+  CHECK_INT(rt_store_conv_save(s, &r, 3), RT_OK);
+  CHECK_INT(phone_writes, 1);
+  rt_conv_row_clear(&r);
+  /* Read again, through the cache. */
+  rt_convs *cs = rt_convs_new(s, 10);
+  CHECK_INT(rt_store_conv_get(s, "console", "ph", false, 4, &r), RT_OK);
+  CHECK_STR(r.phone_saved, "+79000000001");
+  rt_convs_put(cs, &r);
+  CHECK_INT(rt_convs_get(cs, "console", "ph", 5, &r), RT_OK);
+  CHECK_STR(r.phone_saved, "+79000000001");
+  /* A tool links the chat to another phone; the bot's row still has the
+   * first, unchanged: the tool's stays. */
+  CHECK(sqlite3_exec(rt_store_db(s), "UPDATE conversations SET phone = '+79000000002' "
+                     "WHERE chat_id = 'ph'", NULL, NULL, NULL) == SQLITE_OK);
+  CHECK_INT(phone_writes, 2);   /* the tool's own statement */
+  CHECK_INT(rt_store_conv_save(s, &r, 6), RT_OK);
+  CHECK_INT(phone_writes, 2);
+  char *ph = str_q("SELECT phone FROM conversations WHERE chat_id = 'ph'");
+  CHECK_STR(ph, "+79000000002");
+  free(ph);
+  /* A step that sets a new phone writes it. */
+  free(r.phone);
+  r.phone = rt_xstrdup("+79000000003");
+  CHECK_INT(rt_store_conv_save(s, &r, 7), RT_OK);
+  CHECK_INT(phone_writes, 3);
+  ph = str_q("SELECT phone FROM conversations WHERE chat_id = 'ph'");
+  CHECK_STR(ph, "+79000000003");
+  free(ph);
+  /* A row made by hand knows nothing of the store: its phone is written. */
+  rt_conv_row h = {.id = r.id, .flow = rt_xstrdup("lead"), .step = rt_xstrdup("start"),
+                   .phone = rt_xstrdup("+79000000003")};
+  CHECK_INT(rt_store_conv_save(s, &h, 8), RT_OK);
+  CHECK_INT(phone_writes, 4);
+  rt_conv_row_clear(&h);
+  sqlite3_trace_v2(rt_store_db(s), 0, NULL, NULL);
+  rt_conv_row_clear(&r);
+  rt_convs_free(cs);
 }
 
 T(outbox_per_channel) {
@@ -612,6 +688,7 @@ int main(void) {
   T_RUN(sync_later_hides_rows);
   T_RUN(inbox_dedup);
   T_RUN(conversations);
+  T_RUN(conv_phone_written_when_changed);
   T_RUN(outbox_per_channel);
   T_RUN(outbox_heads);
   T_RUN(outbox_lean_upgrade);
