@@ -108,18 +108,6 @@ static const char *flow =
   "  end,\n"
   "}\n";
 
-/* Statements run whose text has needle (sqlite3_trace_v2). */
-static const char *trace_needle;
-static int trace_hits;
-static int trace_cb(unsigned type, void *ud, void *p, void *x) {
-  (void)type;
-  (void)ud;
-  (void)x;
-  const char *sql = sqlite3_sql(p);
-  if (sql && trace_needle && strstr(sql, trace_needle)) trace_hits++;
-  return 0;
-}
-
 static void receive(rt_engine *e, const char *chat, const char *ext, const char *text) {
   rt_event_in ev = {.channel = "console", .ext_id = ext, .chat_id = chat, .user_id = "u",
                     .kind = "text", .text = text};
@@ -453,6 +441,22 @@ T(wakeups_in_batches) {
   close_env(&v);
 }
 
+/* n conversations of chats prefix1 .. prefixn, each with one wake-up long
+ * due: its name, its step and data (an SQL expression over the row's
+ * chat_id). */
+static void due_wakeups(rt_store *st, int n, const char *prefix, const char *name,
+                        const char *step, const char *data) {
+  char *q = rt_xasprintf(
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d) "
+    "INSERT INTO conversations (channel, chat_id, flow, step, state, created_at, updated_at) "
+    "SELECT 'console', '%s' || i, 'main', 'start', '{}', 0, 0 FROM n;"
+    "INSERT INTO timers (conv_id, name, due_at, step, data, created_at) "
+    "SELECT id, '%s', 1000, '%s', %s, 0 FROM conversations WHERE chat_id LIKE '%s%%';",
+    n, prefix, name, step, data, prefix);
+  CHECK(sqlite3_exec(rt_store_db(st), q, NULL, NULL, NULL) == SQLITE_OK);
+  free(q);
+}
+
 /* Due wake-ups fire inside the pump's transaction: one whose chat is idle
  * runs there and then, with no inbox row at all (the timer's delete, in
  * the same commit as the step's reply, is its record); a transaction
@@ -464,15 +468,7 @@ T(wakeups_run_in_their_fire) {
   if (!v.e) return;
   rt_store *st = rt_engine_store(v.e);
   enum { N = 3000 };
-  sqlite3 *db = rt_store_db(rt_engine_store(v.e));
-  char q[1024];
-  snprintf(q, sizeof q,
-    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d) "
-    "INSERT INTO conversations (channel, chat_id, flow, step, state, created_at, updated_at) "
-    "SELECT 'console', 'w-' || i, 'main', 'start', '{}', 0, 0 FROM n;"
-    "INSERT INTO timers (conv_id, name, due_at, step, data, created_at) "
-    "SELECT id, 'w', 1000, 'woke', '{\"k\":\"' || chat_id || '\"}', 0 FROM conversations;", N);
-  CHECK(sqlite3_exec(db, q, NULL, NULL, NULL) == SQLITE_OK);
+  due_wakeups(st, N, "w-", "w", "woke", "'{\"k\":\"' || chat_id || '\"}'");
   rt_engine_start(v.e);
   /* One loop turn: one pump, one transaction. */
   uv_run(&v.loop, UV_RUN_NOWAIT);
@@ -514,19 +510,17 @@ T(customer_addresses_when_read) {
     "('whatsapp', '79990001122', '+79990001122', 3);"
     "UPDATE customer_addresses SET status = 'blocked' WHERE channel = 'whatsapp';",
     NULL, NULL, NULL) == SQLITE_OK);
-  trace_needle = "FROM customer_addresses WHERE phone";
-  trace_hits = 0;
-  sqlite3_trace_v2(db, SQLITE_TRACE_STMT, trace_cb, NULL);
+  tstore_trace tr = {.needle = "FROM customer_addresses WHERE phone"};
+  tstore_trace_start(st, &tr);
   receive(v.e, "+79990001122", "cu1", "name");
   CHECK(settle(&v.loop, v.e, 10));
   CHECK_INT(count_to("+79990001122", "name Иван"), 1);
-  CHECK_INT(trace_hits, 0);
+  CHECK_INT(tr.hits, 0);
   receive(v.e, "+79990001122", "cu2", "addr");
   CHECK(settle(&v.loop, v.e, 10));
   CHECK_INT(count_to("+79990001122", "addr tg-new nil true false nil"), 1);
-  CHECK_INT(trace_hits, 1);
-  sqlite3_trace_v2(db, 0, NULL, NULL);
-  trace_needle = NULL;
+  CHECK_INT(tr.hits, 1);
+  tstore_trace_stop(st);
   close_env(&v);
 }
 
@@ -542,14 +536,7 @@ T(rearmed_wakeups_all_fire) {
   if (!v.e) return;
   rt_store *st = rt_engine_store(v.e);
   enum { N = 2048 + 300 };
-  char q[1024];
-  snprintf(q, sizeof q,
-    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d) "
-    "INSERT INTO conversations (channel, chat_id, flow, step, state, created_at, updated_at) "
-    "SELECT 'console', 'ra-' || i, 'main', 'start', '{}', 0, 0 FROM n;"
-    "INSERT INTO timers (conv_id, name, due_at, step, data, created_at) "
-    "SELECT id, 'again', 1000, 'rearm', '{}', 0 FROM conversations;", N);
-  CHECK(sqlite3_exec(rt_store_db(st), q, NULL, NULL, NULL) == SQLITE_OK);
+  due_wakeups(st, N, "ra-", "again", "rearm", "'{}'");
   rt_engine_start(v.e);
   CHECK(settle(&v.loop, v.e, 60));
   CHECK_INT(q_int(st, "SELECT COUNT(*) FROM events WHERE kind = 'rearmed'"), N);

@@ -203,17 +203,6 @@ T(conversations) {
   rt_conv_row_clear(&r);
 }
 
-/* Statements run that set a conversation's phone (sqlite3_trace_v2). */
-static int phone_writes;
-static int trace_phone(unsigned type, void *ud, void *p, void *x) {
-  (void)type;
-  (void)ud;
-  (void)x;
-  const char *sql = sqlite3_sql(p);
-  if (sql && strstr(sql, "UPDATE conversations SET phone")) phone_writes++;
-  return 0;
-}
-
 static char *str_q(const char *sql) {
   sqlite3_stmt *st;
   char *v = NULL;
@@ -233,13 +222,13 @@ T(conv_phone_written_when_changed) {
   rt_conv_row r;
   CHECK_INT(rt_store_conv_get(s, "console", "ph", true, 1, &r), RT_OK);
   CHECK(r.phone == NULL && r.phone_saved == NULL);
-  sqlite3_trace_v2(rt_store_db(s), SQLITE_TRACE_STMT, trace_phone, NULL);
-  phone_writes = 0;
+  tstore_trace tr = {.needle = "UPDATE conversations SET phone"};
+  tstore_trace_start(s, &tr);
   r.phone = rt_xstrdup("+79000000001");
   CHECK_INT(rt_store_conv_save(s, &r, 2), RT_OK);
-  CHECK_INT(phone_writes, 1);
+  CHECK_INT(tr.hits, 1);
   CHECK_INT(rt_store_conv_save(s, &r, 3), RT_OK);
-  CHECK_INT(phone_writes, 1);
+  CHECK_INT(tr.hits, 1);
   rt_conv_row_clear(&r);
   /* Read again, through the cache. */
   rt_convs *cs = rt_convs_new(s, 10);
@@ -252,9 +241,9 @@ T(conv_phone_written_when_changed) {
    * first, unchanged: the tool's stays. */
   CHECK(sqlite3_exec(rt_store_db(s), "UPDATE conversations SET phone = '+79000000002' "
                      "WHERE chat_id = 'ph'", NULL, NULL, NULL) == SQLITE_OK);
-  CHECK_INT(phone_writes, 2);   /* the tool's own statement */
+  CHECK_INT(tr.hits, 2);   /* the tool's own statement */
   CHECK_INT(rt_store_conv_save(s, &r, 6), RT_OK);
-  CHECK_INT(phone_writes, 2);
+  CHECK_INT(tr.hits, 2);
   char *ph = str_q("SELECT phone FROM conversations WHERE chat_id = 'ph'");
   CHECK_STR(ph, "+79000000002");
   free(ph);
@@ -262,7 +251,7 @@ T(conv_phone_written_when_changed) {
   free(r.phone);
   r.phone = rt_xstrdup("+79000000003");
   CHECK_INT(rt_store_conv_save(s, &r, 7), RT_OK);
-  CHECK_INT(phone_writes, 3);
+  CHECK_INT(tr.hits, 3);
   ph = str_q("SELECT phone FROM conversations WHERE chat_id = 'ph'");
   CHECK_STR(ph, "+79000000003");
   free(ph);
@@ -270,9 +259,9 @@ T(conv_phone_written_when_changed) {
   rt_conv_row h = {.id = r.id, .flow = rt_xstrdup("lead"), .step = rt_xstrdup("start"),
                    .phone = rt_xstrdup("+79000000003")};
   CHECK_INT(rt_store_conv_save(s, &h, 8), RT_OK);
-  CHECK_INT(phone_writes, 4);
+  CHECK_INT(tr.hits, 4);
   rt_conv_row_clear(&h);
-  sqlite3_trace_v2(rt_store_db(s), 0, NULL, NULL);
+  tstore_trace_stop(s);
   rt_conv_row_clear(&r);
   rt_convs_free(cs);
 }

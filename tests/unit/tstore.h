@@ -27,6 +27,31 @@ static inline rt_store *tstore_open(const char *path) {
   return s;
 }
 
+/* Counts the statements a store runs whose SQL text has needle, from
+ * tstore_trace_start until tstore_trace_stop (sqlite3_trace_v2): what a
+ * test asks of "this read is not made" or "made once". */
+typedef struct {
+  const char *needle;
+  int hits;
+} tstore_trace;
+
+static inline int tstore_trace_cb(unsigned type, void *ud, void *p, void *x) {
+  (void)type;
+  (void)x;
+  tstore_trace *t = ud;
+  const char *sql = sqlite3_sql(p);
+  if (sql && strstr(sql, t->needle)) t->hits++;
+  return 0;
+}
+
+static inline void tstore_trace_start(rt_store *s, tstore_trace *t) {
+  sqlite3_trace_v2(rt_store_db(s), SQLITE_TRACE_STMT, tstore_trace_cb, t);
+}
+
+static inline void tstore_trace_stop(rt_store *s) {
+  sqlite3_trace_v2(rt_store_db(s), 0, NULL, NULL);
+}
+
 /* Removes a test store's files: the database, its -wal and its -shm. */
 static inline void tstore_unlink(const char *path) {
   char side[600];
