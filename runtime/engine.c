@@ -33,8 +33,8 @@
  * batch's acks and sends): once the loop has nothing to do and the WAL
  * holds CKPT_IDLE_PAGES (SQLite's own threshold), after a second without
  * work whatever it holds, and during a burst that never lets the loop
- * rest once it holds CKPT_BUSY_PAGES (32 MB); the file stays under twice
- * that (checkpoint()). */
+ * rest once it holds CKPT_BUSY_PAGES (32 MB); the file stays within four
+ * times that (checkpoint()). */
 #define CKPT_IDLE_PAGES 1000
 #define CKPT_BUSY_PAGES 8192
 /* The loop copies a WAL's last pages itself when they are at most this
@@ -108,8 +108,9 @@ static void checkpoint(rt_engine *e, int64_t min_pages) {
    * sees: the pages committed while one copy ran are copied by the next,
    * each shorter than the one before as long as the worker copies faster
    * than the loop commits, and the loop copies the last few itself,
-   * between two transactions. If the worker falls behind and the WAL
-   * reaches twice its bound, the loop copies what is left at once. */
+   * between two transactions. If the worker falls behind (its copies
+   * write random pages of the file and sync them) and the WAL reaches four
+   * times its bound, the loop copies what is left at once. */
   bool tail = false;
   if (e->ws) {
     if (rt_walsync_checkpointing(e->ws)) return;
@@ -119,7 +120,7 @@ static void checkpoint(rt_engine *e, int64_t min_pages) {
   if (tail ? left <= 0 : left < min_pages) return;
   if (e->ws && !(tail && (left <= e->wal_max_pages / CKPT_TAIL_PART ||
                           rt_store_wal_frames(e->store) >= 4 * e->wal_max_pages))) {
-      rt_walsync_checkpoint(e->ws);
+    rt_walsync_checkpoint(e->ws);
     return;
   }
   if (rt_store_checkpoint(e->store) != RT_OK)

@@ -1673,8 +1673,6 @@ static sqlite3_stmt *prep(rt_store *s, const char *sql) {
   return st;
 }
 
-/* Reads the customer of that phone into k (if not NULL); 1 found, 0 not,
- * or a store error. */
 /* addresses: {channel: address}, the newest per channel, reachable ones
  * only (a flow must not offer to write where the channel refused). The
  * rows come by channel, newest first. */
@@ -1699,6 +1697,8 @@ int rt_store_customer_addresses(rt_store *s, const char *phone, const rt_record_
   return rc == SQLITE_DONE ? RT_OK : fail(s, rc);
 }
 
+/* Reads the customer of that phone into k (if not NULL), the addresses
+ * too when k has map_begin; 1 found, 0 not, or a store error. */
 static int customer_emit(rt_store *s, const char *phone, const rt_record_sink *k) {
   sqlite3_stmt *st = stmt(s, S_CUSTOMER_GET);
   bind_text(st, 1, phone);
