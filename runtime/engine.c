@@ -54,6 +54,7 @@ struct rt_engine {
   rt_clock clock;
   bool test_mode;
   int64_t wal_max_pages;        /* CKPT_BUSY_PAGES unless a test says */
+  int64_t ckpt_frames0, ckpt_copied0;   /* the WAL when the last worker copy began */
   rt_bundle *bundle;
   rt_bundle_opts bopts;
   json_t *shop_view;
@@ -116,13 +117,22 @@ static void checkpoint(rt_engine *e, int64_t min_pages) {
     if (rt_walsync_checkpointing(e->ws)) return;
     tail = rt_walsync_checkpointed(e->ws);
   }
-  int64_t left = rt_store_wal_pages(e->store);
+  int64_t left = rt_store_wal_pages(e->store), frames = rt_store_wal_frames(e->store);
   if (tail ? left <= 0 : left < min_pages) return;
+  /* A copy that moved nothing on (a reader in another process still uses
+   * the pages it stopped at) is not followed by another at once, which
+   * would stop short the same way, again and again: the next occasion (a
+   * pump round, a second without work) tries. */
+  if (tail && frames >= e->ckpt_frames0 && frames - left <= e->ckpt_copied0) return;
   if (e->ws && !(tail && (left <= e->wal_max_pages / CKPT_TAIL_PART ||
-                          rt_store_wal_frames(e->store) >= 4 * e->wal_max_pages))) {
+                          frames >= 4 * e->wal_max_pages))) {
+    e->ckpt_frames0 = frames;
+    e->ckpt_copied0 = frames - left;
+    e->st.wal_copies++;
     rt_walsync_checkpoint(e->ws);
     return;
   }
+  e->st.wal_copies++;
   if (rt_store_checkpoint(e->store) != RT_OK)
     rt_log(RT_LOG_DEBUG, "checkpoint-later", "err=%s", rt_store_errmsg(e->store));
 }

@@ -124,6 +124,7 @@ json_t *rt_engine_health(rt_engine *e);
 
 typedef struct {
   uint64_t events, steps_failed, reloads_ok, reloads_failed, sent, send_failed;
+  uint64_t wal_copies;   /* checkpoints begun, on the worker or the loop */
 } rt_engine_stats;
 const rt_engine_stats *rt_engine_get_stats(const rt_engine *e);
 #endif
