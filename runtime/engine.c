@@ -33,8 +33,9 @@
  * batch's acks and sends): once the loop has nothing to do and the WAL
  * holds CKPT_IDLE_PAGES (SQLite's own threshold), after a second without
  * work whatever it holds, and during a burst that never lets the loop
- * rest once it holds CKPT_BUSY_PAGES (32 MB); the file stays within four
- * times that (checkpoint()). */
+ * rest once it holds CKPT_BUSY_PAGES (32 MB); the loop copies it itself
+ * once it has grown to four times that, when a copy on the worker ends
+ * (checkpoint()). */
 #define CKPT_IDLE_PAGES 1000
 #define CKPT_BUSY_PAGES 8192
 /* The loop copies a WAL's last pages itself when they are at most this

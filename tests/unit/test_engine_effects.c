@@ -553,7 +553,7 @@ static long long file_size(const char *path) {
 
 /* The loop copies the WAL into the file itself (SQLite's own checkpoint,
  * inside a COMMIT, is off): a burst that never lets the loop rest still
- * keeps the WAL within four times its bound (a test bound of 64 pages); an idle
+ * keeps the WAL near four times its bound (a test bound of 64 pages); an idle
  * engine has no copy under way, and the pages committed while the last
  * one ran were copied when it finished; a second later everything is. */
 T(wal_stays_bounded) {
@@ -580,9 +580,9 @@ T(wal_stays_bounded) {
   CHECK(settle(&v.loop, v.e, 30));
   int64_t written = rt_store_wal_written(s) - w0;
   CHECK_INT(q_int(st, "SELECT COUNT(*) FROM inbox WHERE status = 'done'"), 30000);
-  /* The burst wrote many times the bound; the file held at most four
-   * bounds' worth (engine.c, checkpoint()) and one transaction's pages,
-   * not everything written. */
+  /* The burst wrote many times the bound; the file held about four
+   * bounds' worth (engine.c, checkpoint()), what one copy and one
+   * transaction add, not everything written. */
   if (written < 32 * 64 || peak >= written * 4096 / 4)
     fprintf(stderr, "  written %lld pages, WAL file peak %lld bytes\n", (long long)written, peak);
   CHECK(written >= 32 * 64);
