@@ -296,11 +296,11 @@ static void open_trim(target *t) {
 
 static void mark_start(rt_deliver *d, target *t) {
   int64_t next;
-  /* Outside a transaction only: one rolled back would take the mark's row
-   * with it, and the rows written open after it would have no mark. */
-  if (rt_store_in_txn(d->o.store)) return;
   int rc = rt_store_outbox_mark_start(d->o.store, t->ch->name, &next);
-  if (rc == RT_EINVAL) return;   /* a channel that keeps a history */
+  /* A channel that keeps a history gets none; inside a transaction none
+   * starts (one rolled back would take the mark's row with it, and the
+   * rows written open after it would have no mark): a later scan tries. */
+  if (rc == RT_EINVAL || rc == RT_EBUSY) return;
   if (rc != RT_OK) {
     store_error(d, "outbox-mark", t);
     return;
@@ -591,13 +591,13 @@ static bool covered(const result *x) {
 static int save_sent(rt_deliver *d) {
   if (!d->nres) return RT_OK;
   size_t n = 0, nans = 0;
+  /* One array: first the open rows answered (for the marks), then the
+   * delivered rows to mark sent. */
   int64_t at = 0, *ids = rt_xmalloc(d->nres * sizeof *ids);
-  int64_t *ans = rt_xmalloc(d->nres * sizeof *ans);
   for (size_t i = 0; i < d->nres; i++)
-    if (d->res[i].open) ans[nans++] = d->res[i].id;
-  sort_ids(ans, nans);
-  int rc = save_marks(d, ans, nans);
-  free(ans);
+    if (d->res[i].open) ids[nans++] = d->res[i].id;
+  sort_ids(ids, nans);
+  int rc = save_marks(d, ids, nans);
   for (size_t i = 0; i < d->nres; i++)
     if (d->res[i].verdict == RT_SEND_DELIVERED && !covered(&d->res[i])) {
       ids[n++] = d->res[i].id;

@@ -56,6 +56,7 @@ struct rt_engine {
   bool test_mode;
   int64_t wal_max_pages;        /* CKPT_BUSY_PAGES unless a test says */
   int64_t ckpt_frames0, ckpt_copied0;   /* the WAL when the last worker copy began */
+  bool ckpt_tail;               /* a worker copy finished: what it left is the tail */
   rt_bundle *bundle;
   rt_bundle_opts bopts;
   json_t *shop_view;
@@ -113,11 +114,9 @@ static void checkpoint(rt_engine *e, int64_t min_pages) {
    * between two transactions. If the worker falls behind (its copies
    * write random pages of the file and sync them) and the WAL reaches four
    * times its bound, the loop copies what is left at once. */
-  bool tail = false;
-  if (e->ws) {
-    if (rt_walsync_checkpointing(e->ws)) return;
-    tail = rt_walsync_checkpointed(e->ws);
-  }
+  if (e->ws && rt_walsync_checkpointing(e->ws)) return;
+  bool tail = e->ckpt_tail;
+  e->ckpt_tail = false;
   int64_t left = rt_store_wal_pages(e->store), frames = rt_store_wal_frames(e->store);
   if (tail ? left <= 0 : left < min_pages) return;
   /* A copy that moved nothing on (a reader in another process still uses
@@ -136,6 +135,12 @@ static void checkpoint(rt_engine *e, int64_t min_pages) {
   e->st.wal_copies++;
   if (rt_store_checkpoint(e->store) != RT_OK)
     rt_log(RT_LOG_DEBUG, "checkpoint-later", "err=%s", rt_store_errmsg(e->store));
+}
+
+/* What an idle loop copies from: CKPT_IDLE_PAGES, or a test's smaller
+ * bound. */
+static int64_t idle_pages(const rt_engine *e) {
+  return e->wal_max_pages < CKPT_IDLE_PAGES ? e->wal_max_pages : CKPT_IDLE_PAGES;
 }
 
 static int64_t now_ms(rt_engine *e) { return rt_clock_now(&e->clock); }
@@ -566,7 +571,7 @@ static void pump_cb(uv_idle_t *h) {
       !rt_turns_any_resumable(e->turns) && !rt_deliver_has_results(e->dl) && !e->outbox_dirty) {
     uv_idle_stop(&e->pump);
     e->pumping = false;
-    checkpoint(e, e->wal_max_pages < CKPT_IDLE_PAGES ? e->wal_max_pages : CKPT_IDLE_PAGES);
+    checkpoint(e, idle_pages(e));
   }
 }
 
@@ -583,8 +588,8 @@ static void synced(void *ud) {
  * copied now, as an idle loop's WAL would have been. */
 static void checkpointed(void *ud) {
   rt_engine *e = ud;
-  if (!e->pumping && !e->closing)
-    checkpoint(e, e->wal_max_pages < CKPT_IDLE_PAGES ? e->wal_max_pages : CKPT_IDLE_PAGES);
+  e->ckpt_tail = true;
+  if (!e->pumping && !e->closing) checkpoint(e, idle_pages(e));
 }
 
 static void pump_start(rt_engine *e) {

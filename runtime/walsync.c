@@ -18,7 +18,7 @@ struct rt_walsync {
   rt_store_ckpt *ck;         /* the checkpoints' connection: the workers' only */
   const char *ckpt_err;      /* SQLite's static text, or NULL */
   int ckpt_log, ckpt_copied;
-  bool ckpt_running, ckpt_done;
+  bool ckpt_running;
 };
 
 static void maybe_closed(rt_walsync *w);
@@ -51,7 +51,6 @@ static void ckpt_after(uv_work_t *req, int status) {
   w->ckpt_running = false;
   if (status == 0 && !w->ckpt_err) {
     rt_store_checkpointed(w->o.store, w->ckpt_log, w->ckpt_copied);
-    w->ckpt_done = true;
     if (!w->closing && w->o.checkpointed) w->o.checkpointed(w->o.ud);
   }
   else if (status == 0)   /* another process's checkpoint, a full disk: the next one retries */
@@ -66,12 +65,6 @@ void rt_walsync_checkpoint(rt_walsync *w) {
 }
 
 bool rt_walsync_checkpointing(const rt_walsync *w) { return w->ckpt_running; }
-
-bool rt_walsync_checkpointed(rt_walsync *w) {
-  bool d = w->ckpt_done;
-  w->ckpt_done = false;
-  return d;
-}
 
 /* What commits wait, synced on the calling thread (the loop's fallback,
  * a clean stop). */

@@ -29,9 +29,10 @@ typedef struct {
   uv_loop_t *loop;
   rt_store *store;                 /* opened with sync_later */
   void (*synced)(void *ud);        /* more commits are on disk (rt_store_synced done) */
-  /* A checkpoint finished (its figures are in the store). The pages
-   * committed while it ran are still to copy: a loop that went idle
-   * meanwhile would otherwise leave them until its next occasion. */
+  /* A checkpoint finished (its figures are in the store); not called
+   * once closing. The pages committed while it ran are still to copy: a
+   * loop that went idle meanwhile would otherwise leave them until its
+   * next occasion. */
   void (*checkpointed)(void *ud);
   void *ud;
   /* The sync itself, on a worker thread: 0 or an errno. NULL: the store's
@@ -47,8 +48,6 @@ void rt_walsync_kick(rt_walsync *w);
  * the store's figures (rt_store_checkpointed) when it is done. */
 void rt_walsync_checkpoint(rt_walsync *w);
 bool rt_walsync_checkpointing(const rt_walsync *w);
-/* True once after each checkpoint that finished. */
-bool rt_walsync_checkpointed(rt_walsync *w);
 /* A sync or a checkpoint is under way, or commits wait for a sync. */
 bool rt_walsync_busy(const rt_walsync *w);
 /* Stops kicking; done(ud) once no sync or checkpoint is under way (from
