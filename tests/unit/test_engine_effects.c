@@ -546,6 +546,16 @@ T(rearmed_wakeups_all_fire) {
   close_env(&v);
 }
 
+/* Runs the loop until the WAL is all copied into the file or max_s
+ * passed; the pages left. */
+static int64_t wal_left_after(env *v, double max_s) {
+  rt_store *s = rt_engine_store(v->e);
+  uint64_t t0 = uv_hrtime();
+  while (rt_store_wal_pages(s) > 0 && (uv_hrtime() - t0) / 1e9 < max_s)
+    uv_run(&v->loop, UV_RUN_ONCE);
+  return rt_store_wal_pages(s);
+}
+
 static long long file_size(const char *path) {
   struct stat st;
   return stat(path, &st) == 0 ? (long long)st.st_size : 0;
@@ -589,9 +599,7 @@ T(wal_stays_bounded) {
   CHECK(peak > 0 && peak < written * 4096 / 4);
   CHECK(rt_store_wal_pages(s) < 64);
   /* A second without work: whatever is left is copied. */
-  uint64_t t0 = uv_hrtime();
-  while (rt_store_wal_pages(s) > 0 && (uv_hrtime() - t0) / 1e9 < 5) uv_run(&v.loop, UV_RUN_ONCE);
-  CHECK_INT(rt_store_wal_pages(s), 0);
+  CHECK_INT(wal_left_after(&v, 5), 0);
   close_env(&v);
 }
 
@@ -634,9 +642,7 @@ T(copies_wait_for_a_reader) {
   sqlite3_close(rd);
   receive(v.e, "rd0", "rd-after", "hello");
   CHECK(settle(&v.loop, v.e, 10));
-  t0 = uv_hrtime();
-  while (rt_store_wal_pages(s) > 0 && (uv_hrtime() - t0) / 1e9 < 5) uv_run(&v.loop, UV_RUN_ONCE);
-  CHECK_INT(rt_store_wal_pages(s), 0);
+  CHECK_INT(wal_left_after(&v, 5), 0);
   close_env(&v);
 }
 
